@@ -1,0 +1,57 @@
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { schema, type Config } from './schema.ts'
+import { ConfigError } from './types.ts'
+
+export { ConfigError }
+export type { Config }
+
+/** Environment variable naming the config file when no `--config` flag is given. */
+export const CONFIG_ENV = 'SG_CONFIG'
+
+/**
+ * Validates raw config data against the schema, fills defaults, resolves paths
+ * and freezes the result: at run time nothing may change the config in place
+ * (changes go through the admin API, which records and validates them; S7).
+ */
+export function parseConfig(raw: unknown, cwd = process.cwd()): Config {
+  const parsed = schema.parse(raw ?? {}, '')
+  const config = { ...parsed, dataDir: resolve(cwd, parsed.dataDir) }
+  return deepFreeze(config)
+}
+
+/** Reads and validates a JSON config file. Errors name the file and the key. */
+export function loadConfigFile(path: string | undefined): Config {
+  if (!path) return parseConfig({})
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError('(file)', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError('(file)', `${path} is not valid JSON: ${(err as Error).message}`)
+  }
+  return parseConfig(raw)
+}
+
+/** The config path from `--config PATH` / `--config=PATH`, else $SG_CONFIG. */
+export function configPathFrom(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--config') return argv[i + 1]
+    if (a.startsWith('--config=')) return a.slice('--config='.length)
+  }
+  return env[CONFIG_ENV] || undefined
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}

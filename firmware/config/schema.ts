@@ -1,0 +1,105 @@
+import { cidrProblem } from '../../hal/net/cidr.ts'
+import { passwordHashProblem } from '../submission/password.ts'
+import { bool, int, list, obj, oneOf, records, str, type Infer } from './types.ts'
+
+/**
+ * The box's whole configuration: one schema, a default and a description per
+ * key. Defaults are the embedded development defaults (data in ./var, loopback
+ * addresses, unprivileged ports); provisioning writes the appliance's values.
+ *
+ * The reference in README.md is generated from this file
+ * (`npm run config-reference`), and a test keeps the two in step.
+ */
+
+const cidr = (description: string, def: string[]) =>
+  list(str({ default: '', description: '', check: cidrProblem, typeName: 'CIDR' }), { default: def, description })
+
+const port = (description: string, def: number) => int({ default: def, min: 0, max: 65535, description })
+
+export const schema = obj({
+  dataDir: str({
+    default: './var',
+    nonEmpty: true,
+    description: 'Data directory: TLS material, spool, audit trail, SoftHSM token. `/var/lib/statement-gateway` on the appliance.',
+  }),
+  log: obj({
+    level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, {
+      default: 'info',
+      description: 'Minimum level written to the JSON log on stdout.',
+    }),
+  }),
+  submission: obj({
+    hostname: str({
+      default: 'localhost',
+      nonEmpty: true,
+      description: 'Name the submission service announces in its greeting and puts in its self-made TLS certificate.',
+    }),
+    host: str({ default: '127.0.0.1', nonEmpty: true, description: 'Address both submission listeners bind to (`::` for all).' }),
+    starttlsPort: port('Port for submission with STARTTLS (RFC 6409). 587 on the appliance; 0 picks a free port.', 2587),
+    implicitTlsPort: port('Port for submission over implicit TLS (RFC 8314). 465 on the appliance; 0 picks a free port.', 2465),
+    tls: obj({
+      certFile: str({
+        default: '',
+        description: 'PEM certificate chain for submission TLS. Empty: the box makes its own key and certificate in `<dataDir>/tls/` on first start.',
+      }),
+      keyFile: str({ default: '', description: 'PEM private key matching `certFile` (readable by the box only).' }),
+      minVersion: oneOf(['TLSv1.2', 'TLSv1.3'] as const, {
+        default: 'TLSv1.2',
+        description: 'Lowest TLS version accepted (S1: TLS 1.2 or higher).',
+      }),
+    }),
+    requireTls: bool({
+      default: true,
+      description: 'Refuse MAIL FROM on a connection that has not started TLS, even from trusted networks.',
+    }),
+    maxMessageBytes: int({
+      default: 30 * 1024 * 1024,
+      min: 1024,
+      max: 200 * 1024 * 1024,
+      description: 'Largest message accepted, announced in EHLO SIZE (RFC 1870) and enforced with 552 5.3.4.',
+    }),
+    maxClients: int({ default: 200, min: 1, max: 100000, description: 'Concurrent client connections per listener.' }),
+    socketTimeoutMs: int({ default: 60000, min: 1000, max: 600000, description: 'Idle time after which a client connection is closed.' }),
+    bareLineFeed: oneOf(['reject', 'normalize'] as const, {
+      default: 'reject',
+      description:
+        'A bare CR or LF in DATA: `reject` answers 550 5.5.2; `normalize` turns it into CRLF. Either way the message is never split (SMTP smuggling).',
+    }),
+    allowFrom: cidr(
+      'Global client allowlist (S8). A client outside it gets 554 5.7.1 at connect. Empty refuses everyone.',
+      ['127.0.0.0/8', '::1/128'],
+    ),
+    trustedNetworks: cidr(
+      'Clients here may submit without AUTH (like Postfix `mynetworks`), for legacy statement systems. Off (empty) by default; still subject to `allowFrom`.',
+      [],
+    ),
+    accounts: records(
+      {
+        name: str({ default: '', nonEmpty: true, pattern: /^[A-Za-z0-9._@-]{1,64}$/, description: 'Login name.' }),
+        passwordHash: str({ default: '', check: passwordHashProblem, description: 'scrypt hash, never the password.' }),
+        allowFrom: cidr('Addresses this account may log in from; empty means any address allowed globally.', []),
+      },
+      {
+        default: [],
+        required: ['name', 'passwordHash'],
+        description:
+          'Submission accounts: `{ "name", "passwordHash", "allowFrom": [CIDR…] }`. Make a hash with `npm run account -- hash` (reads the password from stdin).',
+      },
+    ),
+    authFailures: obj({
+      max: int({ default: 5, min: 1, max: 1000, description: 'Failed AUTH attempts from one address (or for one account) within `windowSeconds` before AUTH is refused for a while.' }),
+      windowSeconds: int({ default: 900, min: 1, max: 86400, description: 'Window in which failures are counted.' }),
+      blockSeconds: int({ default: 900, min: 1, max: 86400, description: 'How long AUTH is refused (454 4.7.0) once the limit is hit.' }),
+    }),
+  }),
+  shutdown: obj({
+    graceMs: int({
+      default: 30000,
+      min: 0,
+      max: 600000,
+      description: 'On SIGTERM/SIGINT, how long in-flight transactions may take to finish before connections are closed.',
+    }),
+  }),
+})
+
+export type Config = Infer<typeof schema>

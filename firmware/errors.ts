@@ -1,0 +1,77 @@
+/**
+ * One table of stable error codes (STYLE: "errors have names").
+ *
+ * Each code carries the SMTP reply code and the RFC 3463 enhanced status the
+ * submission server answers with. Codes are part of the box's interface with
+ * the firm's systems: they are pinned by test/firmware/errors.test.ts and are
+ * never renumbered, only added.
+ */
+
+export interface ErrorSpec {
+  /** SMTP reply code (RFC 5321 §4.2). */
+  readonly smtp: number
+  /** Enhanced mail system status code (RFC 3463). */
+  readonly enhanced: string
+  /** Default reason, in plain words, for the reply and the log. */
+  readonly text: string
+}
+
+export const ERRORS = {
+  // --- connection and transport (S1, S8) ---
+  ECLIENT_NOT_ALLOWED: { smtp: 554, enhanced: '5.7.1', text: 'client address is not allowed to submit' },
+  ETLS_REQUIRED: { smtp: 530, enhanced: '5.7.0', text: 'must issue a STARTTLS command first' },
+  ESHUTTING_DOWN: { smtp: 421, enhanced: '4.3.2', text: 'service shutting down, try again later' },
+  ETOO_MANY_CONNECTIONS: { smtp: 421, enhanced: '4.7.0', text: 'too many connections, try again later' },
+
+  // --- authentication (M1, S3) ---
+  EAUTH_REQUIRED: { smtp: 530, enhanced: '5.7.0', text: 'authentication required' },
+  EAUTH_FAILED: { smtp: 535, enhanced: '5.7.8', text: 'authentication credentials invalid' },
+  EAUTH_RATE_LIMITED: { smtp: 454, enhanced: '4.7.0', text: 'too many failed authentication attempts, try again later' },
+
+  // --- message content ---
+  ESIZE_LIMIT: { smtp: 552, enhanced: '5.3.4', text: 'message exceeds the maximum size' },
+  EDATA_BARE_NEWLINE: { smtp: 550, enhanced: '5.5.2', text: 'message contains a bare CR or LF; lines must end with CRLF' },
+  EDATA_NUL: { smtp: 550, enhanced: '5.6.0', text: 'message contains a NUL byte' },
+
+  // --- anything unmapped: tempfail, never a silent loss (STYLE: Haraka, smtp-server) ---
+  ETEMPORARY: { smtp: 451, enhanced: '4.3.0', text: 'temporary local problem, try again later' },
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof ERRORS
+
+/**
+ * An error with a stable code. `responseCode` is the property smtp-server reads
+ * to pick the reply code; the enhanced status and code lead the reply text so a
+ * firm's system can match on them: `550 5.5.2 EDATA_BARE_NEWLINE message ...`.
+ */
+export class GatewayError extends Error {
+  readonly code: ErrorCode
+  readonly responseCode: number
+  readonly enhanced: string
+  readonly reason: string
+
+  constructor(code: ErrorCode, reason?: string, options?: { cause?: unknown }) {
+    const spec: ErrorSpec = ERRORS[code]
+    const text = reason ?? spec.text
+    super(`${spec.enhanced} ${code} ${text}`, options)
+    this.name = 'GatewayError'
+    this.code = code
+    this.responseCode = spec.smtp
+    this.enhanced = spec.enhanced
+    this.reason = text
+  }
+
+  /** True for 4xx: the client should retry later. */
+  get temporary(): boolean {
+    return this.responseCode < 500
+  }
+}
+
+/**
+ * Turns anything thrown during a transaction into a GatewayError. Unknown
+ * failures become ETEMPORARY (4xx): the firm's system retries, nothing is lost.
+ */
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err
+  return new GatewayError('ETEMPORARY', undefined, { cause: err })
+}

@@ -1,0 +1,89 @@
+import { mkdirSync } from 'node:fs'
+import { systemClock } from '../hal/clock.ts'
+import { ConfigError, configPathFrom, loadConfigFile, type Config } from './config/load.ts'
+import { Daemon } from './daemon.ts'
+import { createLogger, type Logger } from './log.ts'
+import { MemoryHandoff } from './pipeline/handoff.ts'
+import { SubmissionServer } from './submission/server.ts'
+
+/** sysexits.h EX_CONFIG: systemd and IT scripts can tell a bad config from a crash. */
+const EX_CONFIG = 78
+const REQUIRED_NODE_MAJOR = 24
+
+/**
+ * The daemon: load and validate the config, start the components, and on
+ * SIGTERM/SIGINT stop accepting, finish in-flight transactions and exit 0.
+ * A second signal forces exit.
+ */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const major = Number(process.versions.node.split('.')[0])
+  if (major !== REQUIRED_NODE_MAJOR) {
+    process.stderr.write(`statement-gateway: needs Node ${REQUIRED_NODE_MAJOR} LTS (the project's pinned runtime), running ${process.version}; start it with npm start\n`)
+    process.exit(1)
+  }
+
+  let config: Config
+  try {
+    config = loadConfigFile(configPathFrom(argv, env))
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`statement-gateway: configuration error: ${err.message}\n`)
+      process.exit(EX_CONFIG)
+    }
+    throw err
+  }
+
+  const log = createLogger(config.log.level)
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+
+  const handoff = new MemoryHandoff()
+  log.warn('no durable spool yet: accepted mails are held in memory and not delivered')
+  const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
+  const daemon = new Daemon([submission], log)
+
+  installSignalHandlers(daemon, log)
+  try {
+    await daemon.start()
+  } catch {
+    log.flush()
+    process.exitCode = 1
+    return
+  }
+  const { starttls, implicitTls } = submission.endpoints
+  log.info({ dataDir: config.dataDir, pid: process.pid }, 'statement gateway started')
+  process.stderr.write(
+    `Statement Gateway is running (pid ${process.pid}, data in ${config.dataDir})\n` +
+      `  submission STARTTLS     ${starttls.host}:${starttls.port}\n` +
+      `  submission implicit TLS ${implicitTls.host}:${implicitTls.port}\n` +
+      `Stop it with Ctrl-C.\n`,
+  )
+}
+
+function installSignalHandlers(daemon: Daemon, log: Logger): void {
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: forcing exit')
+      log.flush()
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal }, 'stopping: no new connections, finishing transactions in flight')
+    daemon.stop().then(
+      () => {
+        log.info('stopped')
+        log.flush(() => process.exit(0))
+      },
+      (err: unknown) => {
+        log.error({ err }, 'stop failed')
+        log.flush(() => process.exit(1))
+      },
+    )
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+if (import.meta.main) {
+  await main(process.argv.slice(2), process.env)
+}

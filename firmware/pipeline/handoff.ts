@@ -1,0 +1,52 @@
+import { EventEmitter } from 'node:events'
+
+/** What the submission server knows about a mail when it hands it on. */
+export interface Envelope {
+  /** Queue id the box gave the mail; shown to the client in the 250 reply. */
+  readonly id: string
+  readonly mailFrom: string
+  readonly rcptTo: readonly string[]
+  /** Submission account, or undefined for a trusted-network client. */
+  readonly account: string | undefined
+  readonly clientAddress: string
+  readonly tls: { readonly protocol: string; readonly cipher: string } | undefined
+  readonly receivedAt: number
+}
+
+export interface Submitted {
+  readonly envelope: Envelope
+  /** The message exactly as it will continue down the pipeline (CRLF only). */
+  readonly message: Buffer
+}
+
+/**
+ * Where an accepted mail goes before the submission server answers 250. An
+ * implementation resolves only once it has taken responsibility for the mail
+ * (the durable spool fsyncs first); a rejection makes the server answer with a
+ * temporary failure, so the firm's system keeps the mail and retries.
+ */
+export interface Handoff {
+  accept(mail: Submitted): Promise<void>
+}
+
+/**
+ * The handoff until the encrypted spool lands: it keeps accepted mails in
+ * memory and announces each one ('mail' event), so tests and the start-up demo
+ * can see exactly what the box accepted. Nothing is delivered anywhere, and the
+ * daemon's log says so at start.
+ */
+export class MemoryHandoff extends EventEmitter<{ mail: [Submitted] }> implements Handoff {
+  readonly mails: Submitted[] = []
+  readonly #limit: number
+
+  constructor(limit = 10_000) {
+    super()
+    this.#limit = limit
+  }
+
+  async accept(mail: Submitted): Promise<void> {
+    if (this.mails.length >= this.#limit) throw new Error('in-memory handoff is full')
+    this.mails.push(mail)
+    this.emit('mail', mail)
+  }
+}

@@ -1,0 +1,104 @@
+import type { Readable } from 'node:stream'
+import { GatewayError } from '../errors.ts'
+
+const CR = 0x0d
+const LF = 0x0a
+
+export interface ReadOptions {
+  maxBytes: number
+  bareLineFeed: 'reject' | 'normalize'
+}
+
+/**
+ * Reads the DATA stream smtp-server hands us (already dot-unstuffed, ending
+ * only at CRLF.CRLF, so `\n.\n` or `\r.\n` can never end a message early) and
+ * checks the line endings of what is left:
+ *
+ * - NUL bytes are always refused (RFC 5321 §2.3.8; they break downstream parsers).
+ * - A bare CR or LF is refused, or with `normalize` rewritten to CRLF. Either
+ *   way the bytes that leave the box have only CRLF line endings, so no relay
+ *   further down can read a smuggled end-of-data into them.
+ * - Size is counted on what the client sent; over the limit is 552 5.3.4.
+ *
+ * The stream is always read to its end, even after a fault, so the SMTP
+ * dialogue stays in step and the reply goes out after the client's final dot.
+ */
+export async function readMessage(stream: Readable & { sizeExceeded?: boolean }, opts: ReadOptions): Promise<Buffer> {
+  const parts: Buffer[] = []
+  let size = 0
+  let fault: GatewayError | undefined
+  let pendingCR = false // last byte of the previous chunk was a CR
+
+  for await (const raw of stream) {
+    const chunk = raw as Buffer
+    size += chunk.length
+    if (fault) continue
+    if (size > opts.maxBytes || stream.sizeExceeded) {
+      fault = new GatewayError('ESIZE_LIMIT', `message exceeds the maximum size of ${opts.maxBytes} bytes`)
+      parts.length = 0
+      continue
+    }
+    if (chunk.indexOf(0) !== -1) {
+      fault = new GatewayError('EDATA_NUL')
+      parts.length = 0
+      continue
+    }
+    const bare = findBareNewline(chunk, pendingCR)
+    if (bare === -1) {
+      parts.push(chunk)
+    } else if (opts.bareLineFeed === 'reject') {
+      fault = new GatewayError('EDATA_BARE_NEWLINE', `message contains a bare CR or LF at byte ${size - chunk.length + Math.max(bare, 0)}; lines must end with CRLF`)
+      parts.length = 0
+      continue
+    } else {
+      parts.push(normalize(chunk, pendingCR))
+    }
+    pendingCR = chunk[chunk.length - 1] === CR
+  }
+  if (stream.sizeExceeded && !fault) fault = new GatewayError('ESIZE_LIMIT', `message exceeds the maximum size of ${opts.maxBytes} bytes`)
+  if (fault) throw fault
+  // A CR as the very last byte has no LF: smtp-server's terminator is CRLF.CRLF,
+  // so the content always ends with CRLF and this cannot happen; stay safe anyway.
+  if (pendingCR) {
+    if (opts.bareLineFeed === 'reject') throw new GatewayError('EDATA_BARE_NEWLINE')
+    parts.push(Buffer.from([LF]))
+  }
+  return Buffer.concat(parts)
+}
+
+/**
+ * Index of the first bare CR or LF in `chunk` (-1: none; a chunk starting with
+ * LF after a CR in the previous chunk is fine). A CR as the last byte is left
+ * for the next chunk to decide.
+ */
+export function findBareNewline(chunk: Buffer, prevEndedWithCR: boolean): number {
+  for (let i = chunk.indexOf(LF); i !== -1; i = chunk.indexOf(LF, i + 1)) {
+    const before = i === 0 ? (prevEndedWithCR ? CR : -1) : chunk[i - 1]
+    if (before !== CR) return i
+  }
+  if (prevEndedWithCR && chunk.length > 0 && chunk[0] !== LF) return 0
+  for (let i = chunk.indexOf(CR); i !== -1 && i < chunk.length - 1; i = chunk.indexOf(CR, i + 1)) {
+    if (chunk[i + 1] !== LF) return i
+  }
+  return -1
+}
+
+/** Rewrites bare CR and bare LF to CRLF. A trailing CR is kept for the next chunk. */
+function normalize(chunk: Buffer, prevEndedWithCR: boolean): Buffer {
+  const out: number[] = []
+  if (prevEndedWithCR && chunk[0] !== LF) out.push(LF) // previous chunk's CR was bare
+  for (let i = 0; i < chunk.length; i++) {
+    const b = chunk[i]!
+    if (b === LF) {
+      const before = i === 0 ? (prevEndedWithCR ? CR : -1) : chunk[i - 1]
+      if (before !== CR) out.push(CR)
+      out.push(LF)
+    } else if (b === CR) {
+      out.push(CR)
+      if (i < chunk.length - 1 && chunk[i + 1] !== LF) out.push(LF)
+    } else {
+      out.push(b)
+    }
+  }
+  return Buffer.from(out)
+}

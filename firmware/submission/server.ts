@@ -1,0 +1,251 @@
+import { randomBytes } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
+import type { Clock } from '../../hal/clock.ts'
+import { AddressSet, unmapIPv4 } from '../../hal/net/cidr.ts'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import { GatewayError, toGatewayError } from '../errors.ts'
+import { maskAddress, type Logger } from '../log.ts'
+import type { Handoff } from '../pipeline/handoff.ts'
+import { Authenticator } from './auth.ts'
+import { readMessage } from './data.ts'
+import { loadTlsMaterial, serverTlsOptions } from './tls.ts'
+
+export interface Endpoint {
+  host: string
+  port: number
+}
+
+interface SessionState {
+  log: Logger
+  /** MAIL FROM refused for lack of AUTH; a client that keeps trying is cut off. */
+  unauthenticatedTries: number
+  inData: boolean
+}
+
+/** An unauthenticated client gets this many 530 replies before the connection is closed. */
+const MAX_UNAUTHENTICATED_TRIES = 3
+
+/**
+ * The submission service (M1): STARTTLS and implicit-TLS listeners, AUTH only
+ * over TLS, a client allowlist, optional trusted networks, a size limit, and a
+ * DATA check that refuses bare line endings and NUL bytes. A mail is answered
+ * 250 only after the handoff has taken it.
+ */
+export class SubmissionServer implements Component {
+  readonly name = 'submission'
+  readonly #config: Config
+  readonly #log: Logger
+  readonly #handoff: Handoff
+  readonly #clock: Clock
+  readonly #servers: SMTPServer[] = []
+  readonly #sessions = new Map<string, SessionState>()
+  #draining = false
+  #endpoints: { starttls: Endpoint; implicitTls: Endpoint } | undefined
+
+  constructor(deps: { config: Config; log: Logger; handoff: Handoff; clock: Clock }) {
+    this.#config = deps.config
+    this.#log = deps.log.child({ component: 'submission' })
+    this.#handoff = deps.handoff
+    this.#clock = deps.clock
+  }
+
+  /** Where the listeners are, once started (ports resolved when configured as 0). */
+  get endpoints(): { starttls: Endpoint; implicitTls: Endpoint } {
+    if (!this.#endpoints) throw new Error('submission server is not started')
+    return this.#endpoints
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.#config.submission
+    const tls = serverTlsOptions(loadTlsMaterial(this.#config, this.#log), cfg.tls.minVersion)
+    const allowFrom = new AddressSet(cfg.allowFrom)
+    const trusted = new AddressSet(cfg.trustedNetworks)
+    const auth = new Authenticator(this.#config, this.#clock)
+    if (!trusted.empty) this.#log.warn({ trustedNetworks: trusted.ranges }, 'trusted networks may submit without AUTH')
+    if (cfg.accounts.length === 0 && trusted.empty) this.#log.warn('no submission accounts and no trusted networks: every submission will be refused')
+
+    const make = (secure: boolean) =>
+      new SMTPServer({
+        ...tls,
+        secure,
+        name: cfg.hostname,
+        banner: 'Statement Gateway submission',
+        size: cfg.maxMessageBytes,
+        authMethods: ['PLAIN', 'LOGIN'],
+        // AUTH is enforced in onMailFrom so that trusted networks can skip it;
+        // smtp-server still refuses AUTH before TLS (538).
+        authOptional: true,
+        allowInsecureAuth: false,
+        disableReverseLookup: true,
+        maxClients: cfg.maxClients,
+        socketTimeout: cfg.socketTimeoutMs,
+        closeTimeout: this.#config.shutdown.graceMs || 1,
+        hideENHANCEDSTATUSCODES: true, // our replies carry their own enhanced codes
+        hideDSN: true,
+        logger: false,
+        onConnect: (session, cb) => this.#onConnect(session, allowFrom, cb),
+        onSecure: (_socket, session, cb) => {
+          this.#state(session).log.debug({ tls: session.tlsOptions }, 'tls established')
+          cb()
+        },
+        onAuth: (a, session, cb) => {
+          const state = this.#state(session)
+          const ip = unmapIPv4(session.remoteAddress)
+          auth.check(a.username ?? '', a.password ?? '', ip).then(
+            (outcome) => {
+              if (outcome.ok) {
+                state.log.info({ user: outcome.account.name, method: a.method }, 'auth succeeded')
+                cb(null, { user: outcome.account.name })
+              } else {
+                state.log.warn({ user: a.username, method: a.method, reason: outcome.reason, blockedNow: outcome.blockedNow }, 'auth failed')
+                cb(outcome.error)
+              }
+            },
+            (err: unknown) => cb(this.#fail(state, err)),
+          )
+        },
+        onMailFrom: (address, session, cb) => {
+          const state = this.#state(session)
+          const ip = unmapIPv4(session.remoteAddress)
+          if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
+          if (cfg.requireTls && !session.secure) return cb(new GatewayError('ETLS_REQUIRED'))
+          if (!session.user && !trusted.has(ip)) {
+            state.unauthenticatedTries++
+            if (state.unauthenticatedTries > MAX_UNAUTHENTICATED_TRIES) {
+              const err = new GatewayError('EAUTH_REQUIRED', 'authentication required; closing connection')
+              return cb(Object.assign(err, { responseCode: 421 }))
+            }
+            return cb(new GatewayError('EAUTH_REQUIRED'))
+          }
+          state.log.debug({ from: maskAddress(address.address) }, 'mail from')
+          cb()
+        },
+        onData: (stream, session, cb) => {
+          const state = this.#state(session)
+          state.inData = true
+          this.#receive(stream, session, state).then(
+            (id) => {
+              state.inData = false
+              cb(null, `2.0.0 Ok: queued as ${id}`)
+            },
+            (err: unknown) => {
+              state.inData = false
+              cb(this.#fail(state, err))
+            },
+          )
+        },
+        onClose: (session) => {
+          this.#sessions.get(session.id)?.log.debug('connection closed')
+          this.#sessions.delete(session.id)
+        },
+      })
+
+    const starttls = await this.#listen(make(false), cfg.starttlsPort)
+    const implicitTls = await this.#listen(make(true), cfg.implicitTlsPort)
+    this.#endpoints = { starttls, implicitTls }
+    this.#log.info({ starttls, implicitTls, tlsMinVersion: cfg.tls.minVersion }, 'submission listening')
+  }
+
+  /**
+   * Stops accepting connections, lets transactions in progress finish (up to
+   * shutdown.graceMs), tells idle clients 421 and closes them.
+   */
+  async stop(): Promise<void> {
+    this.#draining = true
+    const closed = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
+    const deadline = this.#clock.now() + this.#config.shutdown.graceMs
+    for (;;) {
+      let open = 0
+      for (const server of this.#servers) {
+        for (const conn of server.connections) {
+          const state = this.#sessions.get(conn.session.id)
+          const inTransaction = Boolean(conn.session.envelope?.mailFrom) || state?.inData
+          if (!inTransaction || this.#clock.now() >= deadline) {
+            conn.send(421, new GatewayError('ESHUTTING_DOWN').message)
+            conn.close()
+          } else {
+            open++
+          }
+        }
+      }
+      if (open === 0) break
+      await sleep(50)
+    }
+    await Promise.all(closed)
+    this.#servers.length = 0
+    this.#log.info('submission stopped')
+  }
+
+  async #receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: SessionState): Promise<string> {
+    const cfg = this.#config.submission
+    const message = await readMessage(stream, { maxBytes: cfg.maxMessageBytes, bareLineFeed: cfg.bareLineFeed })
+    const id = newQueueId()
+    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
+    const rcptTo = session.envelope.rcptTo.map((r) => r.address)
+    const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.standardName ?? session.tlsOptions.name, cipher: session.tlsOptions.name } : undefined
+    await this.#handoff.accept({
+      envelope: {
+        id,
+        mailFrom,
+        rcptTo,
+        account: typeof session.user === 'string' ? session.user : undefined,
+        clientAddress: unmapIPv4(session.remoteAddress),
+        tls,
+        receivedAt: this.#clock.now(),
+      },
+      message,
+    })
+    state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes: message.length, user: session.user }, 'mail accepted')
+    return id
+  }
+
+  #onConnect(session: SMTPServerSession, allowFrom: AddressSet, cb: (err?: Error | null) => void): void {
+    const ip = unmapIPv4(session.remoteAddress)
+    const log = this.#log.child({ cid: session.id, ip })
+    this.#sessions.set(session.id, { log, unauthenticatedTries: 0, inData: false })
+    if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
+    if (!allowFrom.has(ip)) {
+      log.warn('client not in allowlist, refused')
+      return cb(new GatewayError('ECLIENT_NOT_ALLOWED', `client address ${ip} is not allowed to submit`))
+    }
+    log.debug('client connected')
+    cb()
+  }
+
+  #state(session: SMTPServerSession): SessionState {
+    let s = this.#sessions.get(session.id)
+    if (!s) {
+      s = { log: this.#log.child({ cid: session.id }), unauthenticatedTries: 0, inData: false }
+      this.#sessions.set(session.id, s)
+    }
+    return s
+  }
+
+  #fail(state: SessionState, err: unknown): GatewayError {
+    const g = toGatewayError(err)
+    const cause = g.code === 'ETEMPORARY' ? String((g.cause as Error | undefined)?.message ?? g.cause) : undefined
+    state.log[g.temporary ? 'warn' : 'info']({ code: g.code, cause }, 'transaction refused')
+    return g
+  }
+
+  #listen(server: SMTPServer, port: number): Promise<Endpoint> {
+    this.#servers.push(server)
+    server.on('error', (err) => this.#log.error({ err }, 'submission listener error'))
+    return new Promise((resolve, reject) => {
+      server.server.once('error', reject)
+      server.listen(port, this.#config.submission.host, () => {
+        server.server.off('error', reject)
+        const a = server.server.address() as AddressInfo
+        resolve({ host: a.address, port: a.port })
+      })
+    })
+  }
+}
+
+/** Queue ids: 12 URL-safe characters, unguessable, unique for the box's lifetime in practice. */
+export function newQueueId(): string {
+  return randomBytes(9).toString('base64url')
+}

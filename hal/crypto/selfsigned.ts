@@ -1,0 +1,67 @@
+import { generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto'
+import { isIP } from 'node:net'
+import * as der from './der.ts'
+
+export interface SelfSigned {
+  certPem: string
+  keyPem: string
+  certificate: X509Certificate
+}
+
+/**
+ * A self-signed ECDSA P-256 / SHA-256 server certificate (S1: ECC-256, SHA-256),
+ * for the submission listeners until the firm installs its own. SAN carries the
+ * host name and, when given, IP addresses.
+ */
+export function makeSelfSignedServerCert(opts: { hostname: string; addresses?: readonly string[]; days?: number; now?: Date }): SelfSigned {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const now = opts.now ?? new Date()
+  const notBefore = new Date(now.getTime() - 5 * 60_000)
+  const notAfter = new Date(now.getTime() + (opts.days ?? 825) * 86_400_000)
+  const subject = der.name([[der.OID.commonName, opts.hostname]])
+  const algorithm = der.sequence(der.oid(der.OID.ecdsaWithSha256))
+
+  const san = der.sequence(
+    der.implicit(2, Buffer.from(opts.hostname, 'ascii')),
+    ...(opts.addresses ?? []).filter((a) => isIP(a)).map((a) => der.implicit(7, ipBytes(a))),
+  )
+  const extensions = der.sequence(
+    extension(der.OID.basicConstraints, true, der.sequence()),
+    extension(der.OID.keyUsage, true, der.bitString(Buffer.from([0x80]), 7)), // digitalSignature
+    extension(der.OID.extKeyUsage, false, der.sequence(der.oid(der.OID.serverAuth))),
+    extension(der.OID.subjectAltName, false, san),
+  )
+  const serial = randomBytes(16)
+  serial[0]! &= 0x7f
+  const tbs = der.sequence(
+    der.explicit(0, der.integer(2)),
+    der.integer(serial),
+    algorithm,
+    subject,
+    der.sequence(der.time(notBefore), der.time(notAfter)),
+    subject,
+    publicKey.export({ type: 'spki', format: 'der' }),
+    der.explicit(3, extensions),
+  )
+  const signature = sign('sha256', tbs, privateKey)
+  const cert = der.sequence(tbs, algorithm, der.bitString(signature))
+  const certPem = der.toPem('CERTIFICATE', cert)
+  return { certPem, keyPem: pkcs8(privateKey), certificate: new X509Certificate(certPem) }
+}
+
+function extension(id: string, critical: boolean, value: der.Der): der.Der {
+  return der.sequence(der.oid(id), ...(critical ? [der.boolean(true)] : []), der.octetString(value))
+}
+
+function pkcs8(key: KeyObject): string {
+  return key.export({ type: 'pkcs8', format: 'pem' }).toString()
+}
+
+function ipBytes(address: string): Buffer {
+  if (isIP(address) === 4) return Buffer.from(address.split('.').map(Number))
+  const [head = '', tail = ''] = address.split('::')
+  const h = head ? head.split(':') : []
+  const t = tail ? tail.split(':') : []
+  const groups = address.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h
+  return Buffer.from(groups.flatMap((g) => { const n = parseInt(g, 16); return [n >> 8, n & 0xff] }))
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One-step set-up behind `npm start` and `npm test`: Debian packages, then the
+# project's npm packages (which include the pinned Node 24 runtime). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash provisioning/os-packages.sh
+if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
+   || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "bootstrap: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund >&2
+fi

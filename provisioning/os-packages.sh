@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the box and its tests need, if any are missing.
+# Idempotent: with everything present it only checks and returns.
+set -euo pipefail
+
+PACKAGES=(
+  ca-certificates
+  openssl
+  softhsm2      # embedded-default HSM (M6): PKCS#11 token in the data directory
+  opensc        # pkcs11-tool: inspect the token from outside the box's code
+  python3
+  python3-dkim  # dkimverify: independent DKIM verifier for tests (M4)
+  swaks         # independent SMTP client for tests and the README walk-through
+  qpdf          # encrypted PDF fixtures for the policy tests (M13)
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "os-packages: installing ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "os-packages: run as root, or install: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+else
+  SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
