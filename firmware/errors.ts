@@ -21,7 +21,6 @@ export const ERRORS = {
   ECLIENT_NOT_ALLOWED: { smtp: 554, enhanced: '5.7.1', text: 'client address is not allowed to submit' },
   ETLS_REQUIRED: { smtp: 530, enhanced: '5.7.0', text: 'must issue a STARTTLS command first' },
   ESHUTTING_DOWN: { smtp: 421, enhanced: '4.3.2', text: 'service shutting down, try again later' },
-  ETOO_MANY_CONNECTIONS: { smtp: 421, enhanced: '4.7.0', text: 'too many connections, try again later' },
 
   // --- authentication (M1, S3) ---
   EAUTH_REQUIRED: { smtp: 530, enhanced: '5.7.0', text: 'authentication required' },

@@ -185,7 +185,7 @@ export class SubmissionServer implements Component {
     const id = newQueueId()
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address)
-    const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.standardName ?? session.tlsOptions.name, cipher: session.tlsOptions.name } : undefined
+    const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name } : undefined
     await this.#handoff.accept({
       envelope: {
         id,

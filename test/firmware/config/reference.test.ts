@@ -1,0 +1,24 @@
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { referenceTable, withReference } from '../../../firmware/config/reference.ts'
+import { schema } from '../../../firmware/config/schema.ts'
+
+t.test('README carries the reference generated from the current schema', async (t) => {
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  t.equal(withReference(readme), readme, 'README is up to date (run: npm run config-reference -- --write)')
+})
+
+t.test('every key has a description and appears in the reference', async (t) => {
+  const table = referenceTable()
+  const walk = (prefix: string, shape: Record<string, { description: string; kind: string; shape?: Record<string, never> }>) => {
+    for (const [k, f] of Object.entries(shape)) {
+      const key = prefix ? `${prefix}.${k}` : k
+      if (f.kind === 'object' && f.shape) walk(key, f.shape)
+      else {
+        t.ok(f.description.length > 15, `${key} is described`)
+        t.match(table, `| \`${key}\` |`)
+      }
+    }
+  }
+  walk('', schema.shape as never)
+})

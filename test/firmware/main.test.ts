@@ -1,0 +1,98 @@
+import { readFileSync, statSync } from 'node:fs'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import t from 'tap'
+import { ACCOUNT, message } from '../helpers/box.ts'
+import { spawnDaemon, writeDaemonConfig } from '../helpers/daemon.ts'
+import { RawSmtp } from '../helpers/smtp.ts'
+
+type Endpoints = { starttls: { port: number }; implicitTls: { port: number } }
+
+async function startDaemon(t: Parameters<typeof spawnDaemon>[0], extra: Record<string, unknown> = {}) {
+  const cfg = await writeDaemonConfig(t, { shutdown: { graceMs: 10_000 }, ...extra })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as Endpoints
+  const tls = { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' }
+  return { child, cfg, ports: { starttls: listening.starttls.port, implicit: listening.implicitTls.port }, tls }
+}
+
+async function openTransaction(port: number, tls: object): Promise<RawSmtp> {
+  const c = await RawSmtp.open(port)
+  await c.handshake(tls)
+  if ((await c.authPlain(ACCOUNT.name, ACCOUNT.password)).code !== 235) throw new Error('auth')
+  await c.cmd('MAIL FROM:<statements@bank.example>')
+  await c.cmd('RCPT TO:<customer@example.net>')
+  const d = await c.cmd('DATA')
+  if (d.code !== 354) throw new Error(`DATA ${d.code}`)
+  return c
+}
+
+t.test('first start makes the TLS key and certificate, 0600, and prints where it listens', async (t) => {
+  const { child, cfg, ports } = await startDaemon(t)
+  for (const f of ['submission.key', 'submission.crt']) {
+    t.equal(statSync(join(cfg.dataDir, 'tls', f)).mode & 0o777, 0o600, `${f} is 0600`)
+  }
+  await child.waitFor((r) => r.msg === 'statement gateway started')
+  t.match(child.stderr(), new RegExp(`submission STARTTLS +127\\.0\\.0\\.1:${ports.starttls}`))
+  t.match(child.stderr(), new RegExp(`submission implicit TLS +127\\.0\\.0\\.1:${ports.implicit}`))
+  child.proc.kill('SIGTERM')
+  t.same(await child.exited, { code: 0, signal: null })
+})
+
+t.test('SIGTERM during a transaction: no new connections, the transaction finishes with 250, exit 0', async (t) => {
+  const { child, ports, tls } = await startDaemon(t)
+  const idle = await RawSmtp.open(ports.starttls)
+  await idle.reply()
+  const c = await openTransaction(ports.starttls, tls)
+  c.write(message('first half of the statement').slice(0, 60))
+  child.proc.kill('SIGTERM')
+  await child.waitFor((r) => r.msg === 'stopping: no new connections, finishing transactions in flight')
+  // A new client is refused at TCP level now that the listener is closed.
+  const refused = await new Promise<string>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port: ports.starttls })
+    s.on('connect', () => (s.destroy(), resolve('connected')))
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
+  })
+  t.equal(refused, 'ECONNREFUSED')
+  const idleReply = await idle.reply()
+  t.equal(idleReply.code, 421, 'an idle client is told the service is going away')
+  t.match(idleReply.text, /4\.3\.2 ESHUTTING_DOWN/)
+  c.write(`${message('first half of the statement').slice(60)}.\r\n`)
+  const end = await c.reply()
+  t.equal(end.code, 250, 'the transaction in flight completes')
+  const bye = await c.reply().catch(() => ({ code: 0 }))
+  t.ok([421, 0].includes(bye.code), 'then the connection is closed')
+  t.same(await child.exited, { code: 0, signal: null })
+  t.ok(child.records.some((r) => r.msg === 'mail accepted'))
+  t.ok(child.records.some((r) => r.msg === 'stopped'))
+})
+
+t.test('a second signal forces exit while a transaction is still open', async (t) => {
+  const { child, ports, tls } = await startDaemon(t)
+  const c = await openTransaction(ports.starttls, tls)
+  child.proc.kill('SIGTERM')
+  await child.waitFor((r) => r.msg === 'stopping: no new connections, finishing transactions in flight')
+  child.proc.kill('SIGINT')
+  const t0 = Date.now()
+  t.same(await child.exited, { code: 1, signal: null })
+  t.ok(Date.now() - t0 < 5000, 'forced exit does not wait for the grace period')
+  t.ok(child.records.some((r) => r.msg === 'second signal: forcing exit'))
+  c.close()
+})
+
+t.test('a bad config stops start-up with exit 78 and a message naming the key', async (t) => {
+  const cfg = await writeDaemonConfig(t, { submission: { starttlsPort: 'twenty' } })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  t.same(await child.exited, { code: 78, signal: null })
+  t.match(child.stderr(), /configuration error: config key "submission\.starttlsPort": expected an integer, got "twenty"/)
+})
+
+t.test('a port already in use fails start-up cleanly with exit 1', async (t) => {
+  const first = await startDaemon(t)
+  const cfg = await writeDaemonConfig(t, { submission: { starttlsPort: first.ports.starttls } })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  t.same(await child.exited, { code: 1, signal: null })
+  t.ok(child.records.some((r) => r.msg === 'component failed to start' && r.component === 'submission'))
+  first.child.proc.kill('SIGTERM')
+  await first.child.exited
+})

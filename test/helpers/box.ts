@@ -1,0 +1,94 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { ConnectionOptions } from 'node:tls'
+import type { Clock } from '../../hal/clock.ts'
+import { parseConfig, type Config } from '../../firmware/config/load.ts'
+import { MemoryHandoff } from '../../firmware/pipeline/handoff.ts'
+import { hashPassword } from '../../firmware/submission/password.ts'
+import { SubmissionServer } from '../../firmware/submission/server.ts'
+import { logSink } from './logs.ts'
+
+type T = { teardown(fn: () => unknown): void }
+
+export function tempDir(t: T, prefix = 'sg-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Cheapest scrypt cost the config accepts: tests hash many passwords. */
+export const TEST_HASH_PARAMS = { ln: 14, r: 8, p: 1 }
+export const ACCOUNT = { name: 'firm-statements', password: 'correct horse battery staple 9!' }
+
+let cachedHash: Promise<string> | undefined
+export function accountHash(): Promise<string> {
+  cachedHash ??= hashPassword(ACCOUNT.password, TEST_HASH_PARAMS)
+  return cachedHash
+}
+
+/** A config for tests: data in a temp dir, both listeners on free loopback ports, one account. */
+export async function testConfig(t: T, overrides: Record<string, unknown> = {}): Promise<Config> {
+  const dataDir = tempDir(t)
+  const sub = (overrides.submission ?? {}) as Record<string, unknown>
+  return parseConfig({
+    shutdown: { graceMs: 2000 },
+    ...overrides,
+    dataDir,
+    submission: {
+      starttlsPort: 0,
+      implicitTlsPort: 0,
+      accounts: [{ name: ACCOUNT.name, passwordHash: await accountHash() }],
+      ...sub,
+    },
+  })
+}
+
+export interface RunningSubmission {
+  server: SubmissionServer
+  handoff: MemoryHandoff
+  config: Config
+  records: Record<string, unknown>[]
+  logText: () => string
+  starttlsPort: number
+  implicitPort: number
+  /** TLS options that trust exactly the box's own certificate. */
+  tls: ConnectionOptions
+}
+
+export async function startSubmission(
+  t: T,
+  overrides: Record<string, unknown> = {},
+  opts: { clock?: Clock; handoff?: MemoryHandoff } = {},
+): Promise<RunningSubmission> {
+  const config = await testConfig(t, overrides)
+  const { log, records, text } = logSink()
+  const handoff = opts.handoff ?? new MemoryHandoff()
+  const server = new SubmissionServer({ config, log, handoff, clock: opts.clock ?? { now: () => Date.now() } })
+  await server.start()
+  t.teardown(() => server.stop())
+  const ca = readFileSync(join(config.dataDir, 'tls', 'submission.crt'), 'utf8')
+  return {
+    server,
+    handoff,
+    config,
+    records,
+    logText: text,
+    starttlsPort: server.endpoints.starttls.port,
+    implicitPort: server.endpoints.implicitTls.port,
+    tls: { ca, servername: 'localhost' },
+  }
+}
+
+/** A minimal well-formed message with CRLF line endings. */
+export function message(body = 'Your statement is attached.', headers: Record<string, string> = {}): string {
+  const h = {
+    From: 'statements@bank.example',
+    To: 'customer@example.net',
+    Subject: 'November statement',
+    'Message-ID': `<${Math.random().toString(36).slice(2)}@bank.example>`,
+    Date: new Date().toUTCString(),
+    ...headers,
+  }
+  return `${Object.entries(h).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}\r\n`
+}
