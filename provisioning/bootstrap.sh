@@ -8,4 +8,7 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "bootstrap: installing npm packages (npm ci)" >&2
   npm ci --no-audit --no-fund >&2
+  # tap ships built with its default plugins; build it with ours (package.json
+  # "tap.plugin": tests run on Node 24's own type stripping, like the box).
+  node_modules/.bin/tap build >&2
 fi

@@ -156,6 +156,7 @@ export class SubmissionServer implements Component {
   async stop(): Promise<void> {
     this.#draining = true
     const closed = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
+    this.#log.info({ connections: this.#servers.reduce((n, s) => n + s.connections.size, 0) }, 'listeners closed, draining connections')
     const deadline = this.#clock.now() + this.#config.shutdown.graceMs
     for (;;) {
       let open = 0

@@ -46,7 +46,7 @@ t.test('SIGTERM during a transaction: no new connections, the transaction finish
   const c = await openTransaction(ports.starttls, tls)
   c.write(message('first half of the statement').slice(0, 60))
   child.proc.kill('SIGTERM')
-  await child.waitFor((r) => r.msg === 'stopping: no new connections, finishing transactions in flight')
+  await child.waitFor((r) => r.msg === 'listeners closed, draining connections')
   // A new client is refused at TCP level now that the listener is closed.
   const refused = await new Promise<string>((resolve) => {
     const s = connect({ host: '127.0.0.1', port: ports.starttls })
