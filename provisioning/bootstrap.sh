@@ -8,7 +8,10 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "bootstrap: installing npm packages (npm ci)" >&2
   npm ci --no-audit --no-fund >&2
-  # tap ships built with its default plugins; build it with ours (package.json
-  # "tap.plugin": tests run on Node 24's own type stripping, like the box).
+fi
+# tap ships built with its default plugins; build it once with ours (package.json
+# "tap.plugin": tests run on Node 24's own type stripping, like the box).
+if [ ! -f node_modules/.tap-built ] || [ package.json -nt node_modules/.tap-built ]; then
   node_modules/.bin/tap build >&2
+  touch node_modules/.tap-built
 fi
