@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -67,7 +68,7 @@ export async function startSubmission(
   const server = new SubmissionServer({ config, log, handoff, clock: opts.clock ?? { now: () => Date.now() } })
   await server.start()
   t.teardown(() => server.stop())
-  const ca = readFileSync(join(config.dataDir, 'tls', 'submission.crt'), 'utf8')
+  const ca = readFileSync(config.submission.tls.certFile || join(config.dataDir, 'tls', 'submission.crt'), 'utf8')
   return {
     server,
     handoff,
@@ -76,7 +77,7 @@ export async function startSubmission(
     logText: text,
     starttlsPort: server.endpoints.starttls.port,
     implicitPort: server.endpoints.implicitTls.port,
-    tls: { ca, servername: 'localhost' },
+    tls: { ca, servername: config.submission.tls.certFile ? new X509Certificate(ca).subject.replace(/^CN=/, '') : 'localhost' },
   }
 }
 

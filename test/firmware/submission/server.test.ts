@@ -2,7 +2,10 @@ import { execFile } from 'node:child_process'
 import { connect as tlsConnect } from 'node:tls'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { ACCOUNT, message, startSubmission } from '../../helpers/box.ts'
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { makeSelfSignedServerCert } from '../../../hal/crypto/selfsigned.ts'
+import { ACCOUNT, accountHash, message, startSubmission, tempDir } from '../../helpers/box.ts'
 import { RawSmtp } from '../../helpers/smtp.ts'
 
 const run = promisify(execFile)
@@ -133,7 +136,6 @@ t.test('S8: global allowlist refuses a client at connect with 554 5.7.1', async 
 })
 
 t.test('S8: per-account allowlist refuses AUTH from elsewhere with 554 5.7.1', async (t) => {
-  const { accountHash } = await import('../../helpers/box.ts')
   const box = await startSubmission(t, {
     submission: { accounts: [{ name: ACCOUNT.name, passwordHash: await accountHash(), allowFrom: ['127.0.0.9/32'] }] },
   })
@@ -256,4 +258,20 @@ t.test('nodemailer (the library firms commonly use) submits over implicit TLS', 
   t.match(info.response, /^250 2\.0\.0 Ok: queued as/)
   transport.close()
   t.equal(box.handoff.mails.length, 1)
+})
+
+t.test('a configured certificate and key are used instead of a self-made one', async (t) => {
+  const dir = tempDir(t)
+  const made = makeSelfSignedServerCert({ hostname: 'smtp.bank.example' })
+  writeFileSync(join(dir, 'c.pem'), made.certPem)
+  writeFileSync(join(dir, 'k.pem'), made.keyPem, { mode: 0o600 })
+  const box = await startSubmission(t, { submission: { tls: { certFile: join(dir, 'c.pem'), keyFile: join(dir, 'k.pem') } } })
+  const s = tlsConnect({ port: box.implicitPort, host: '127.0.0.1', ...box.tls })
+  await new Promise((resolve, reject) => s.once('secureConnect', resolve).once('error', reject))
+  t.equal(s.getPeerCertificate().fingerprint256, made.certificate.fingerprint256, 'the configured certificate is served')
+  s.destroy()
+  t.notOk(existsSync(join(box.config.dataDir, 'tls')), 'no self-made key when one is configured')
+
+  const half = startSubmission(t, { submission: { tls: { certFile: join(dir, 'c.pem') } } })
+  await t.rejects(half, /certFile and submission.tls.keyFile must be set together/)
 })
