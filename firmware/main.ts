@@ -3,6 +3,7 @@ import { systemClock } from '../hal/clock.ts'
 import { ConfigError, configPathFrom, loadConfigFile, type Config } from './config/load.ts'
 import { Daemon } from './daemon.ts'
 import { createLogger, type Logger } from './log.ts'
+import { KeyService } from './keys/service.ts'
 import { MemoryHandoff } from './pipeline/handoff.ts'
 import { SubmissionServer } from './submission/server.ts'
 
@@ -39,7 +40,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const handoff = new MemoryHandoff()
   log.warn('no durable spool yet: accepted mails are held in memory and not delivered')
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
-  const daemon = new Daemon([submission], log)
+  const hsm = new KeyService({ config, log, clock: systemClock })
+  const daemon = new Daemon([hsm, submission], log)
 
   installSignalHandlers(daemon, log)
   try {

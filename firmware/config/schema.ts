@@ -92,6 +92,21 @@ export const schema = obj({
       blockSeconds: int({ default: 900, min: 1, max: 86400, description: 'How long AUTH is refused (454 4.7.0) once the limit is hit.' }),
     }),
   }),
+  hsm: obj({
+    module: str({
+      default: '',
+      description:
+        'PKCS#11 module of the HSM (the vendor\'s .so). Empty: the embedded SoftHSM2 token in `<dataDir>/hsm`, created on first start with a random PIN (M6).',
+    }),
+    tokenLabel: str({ default: 'statement-gateway', nonEmpty: true, pattern: /^.{1,32}$/, description: 'Label of the token holding the box\'s keys (at most 32 bytes).' }),
+    pinFile: str({
+      default: '',
+      description: 'File with the token user PIN, mode 0600 (never the PIN itself in config). Required with `module`; empty for the embedded token.',
+    }),
+    sessions: int({ default: 4, min: 1, max: 64, description: 'PKCS#11 sessions kept open; concurrent signing uses one each.' }),
+    reconnectIntervalMs: int({ default: 2000, min: 100, max: 600000, description: 'After the token goes away, wait at least this long between reconnection attempts.' }),
+    healthCheckMs: int({ default: 30000, min: 1000, max: 3600000, description: 'How often the box checks the token and logs state changes (S11).' }),
+  }),
   shutdown: obj({
     graceMs: int({
       default: 30000,

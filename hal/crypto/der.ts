@@ -82,13 +82,44 @@ export function time(d: Date): Der {
 
 /** An X.501 Name of single-valued RDNs, e.g. [['2.5.4.3', 'mail.example']]. */
 export function name(rdns: readonly (readonly [string, string])[]): Der {
-  return sequence(...rdns.map(([type, value]) => setOf(sequence(oid(type), utf8String(value)))))
+  return sequence(...rdns.map(([type, value]) => setOf(sequence(oid(type), directoryString(type, value)))))
+}
+
+/** RFC 5280 Appendix A: countryName and serialNumber are PrintableString, emailAddress IA5String. */
+function directoryString(type: string, value: string): Der {
+  if (type === OID.countryName || type === OID.serialNumber) return printableString(value)
+  if (type === OID.emailAddress) return ia5String(value)
+  return utf8String(value)
+}
+
+const SHORT_NAMES: Record<string, string> = {
+  CN: '2.5.4.3',
+  O: '2.5.4.10',
+  OU: '2.5.4.11',
+  C: '2.5.4.6',
+  L: '2.5.4.7',
+  ST: '2.5.4.8',
+  serialNumber: '2.5.4.5',
+  emailAddress: '1.2.840.113549.1.9.1',
+}
+
+/** Parses "CN=Bank,O=Bank Ltd,C=TW" (no escaped commas) into RDNs for name(). */
+export function parseName(text: string): [string, string][] {
+  return text.split(',').map((part) => {
+    const eq = part.indexOf('=')
+    const key = part.slice(0, eq).trim()
+    const value = part.slice(eq + 1).trim()
+    const type = SHORT_NAMES[key]
+    if (eq < 1 || !type || !value) throw new Error(`cannot read "${part.trim()}" in the name "${text}" (use CN, O, OU, C, L, ST, serialNumber, emailAddress)`)
+    return [type, value]
+  })
 }
 
 export const OID = {
   commonName: '2.5.4.3',
   organizationName: '2.5.4.10',
   countryName: '2.5.4.6',
+  serialNumber: '2.5.4.5',
   emailAddress: '1.2.840.113549.1.9.1',
   ecdsaWithSha256: '1.2.840.10045.4.3.2',
   sha256WithRSAEncryption: '1.2.840.113549.1.1.11',
@@ -98,6 +129,8 @@ export const OID = {
   extKeyUsage: '2.5.29.37',
   serverAuth: '1.3.6.1.5.5.7.3.1',
   emailProtection: '1.3.6.1.5.5.7.3.4',
+  rsaEncryption: '1.2.840.113549.1.1.1',
+  extensionRequest: '1.2.840.113549.1.9.14',
 } as const
 
 export function toPem(label: string, der: Buffer): string {

@@ -1,0 +1,12 @@
+import type { RequiredKey } from '../../hal/hsm/index.ts'
+
+/**
+ * Keys the box itself needs, created in the HSM at first start (M6, S9).
+ * Spool wrapping keys (one per epoch) belong to the spool, DKIM keys to the
+ * signing domains in config, S/MIME keys to the firm's certificates.
+ */
+export const BOX_KEYS: readonly RequiredKey[] = [
+  { label: 'audit/checkpoint-signing', type: 'ec-p256', purpose: 'signs audit trail checkpoints (S6)' },
+  { label: 'audit/recipient-hmac', type: 'hmac-sha256', purpose: 'keyed hashes of recipient addresses in the audit trail (S6)' },
+  { label: 'admin/password-pepper', type: 'hmac-sha256', purpose: 'pepper for admin password hashes (S3)' },
+]

@@ -1,0 +1,76 @@
+import { join } from 'node:path'
+import type { Clock } from '../../hal/clock.ts'
+import { Hsm, HsmError, type HsmStatus } from '../../hal/hsm/index.ts'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import type { Logger } from '../log.ts'
+import { BOX_KEYS } from './manifest.ts'
+
+export function hsmFromConfig(config: Config, clock: Clock): Hsm {
+  const h = config.hsm
+  return new Hsm({
+    module: h.module,
+    tokenLabel: h.tokenLabel,
+    pinFile: h.pinFile,
+    sessions: h.sessions,
+    reconnectIntervalMs: h.reconnectIntervalMs,
+    devDir: join(config.dataDir, 'hsm'),
+    clock,
+  })
+}
+
+/**
+ * The HSM as a daemon component: opens the token, creates the box's keys if
+ * missing, and checks the token every `hsm.healthCheckMs`, logging each change
+ * of state (S11). A token that is absent at start is not fatal (the box
+ * reconnects when it appears; until then anything needing a key tempfails); a
+ * wrong PIN or a PIN file others can read is.
+ */
+export class KeyService implements Component {
+  readonly name = 'hsm'
+  readonly hsm: Hsm
+  readonly #config: Config
+  readonly #log: Logger
+  #timer: NodeJS.Timeout | undefined
+  #lastState: string | undefined
+
+  constructor(deps: { config: Config; log: Logger; clock: Clock }) {
+    this.#config = deps.config
+    this.#log = deps.log.child({ component: 'hsm' })
+    this.hsm = hsmFromConfig(deps.config, deps.clock)
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.hsm.open()
+      if (this.hsm.createdToken) this.#log.info({ dir: join(this.#config.dataDir, 'hsm') }, 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)')
+      const created = await this.hsm.ensureKeys(BOX_KEYS)
+      if (created.length) this.#log.info({ created }, 'generated keys in the HSM')
+    } catch (err) {
+      if (err instanceof HsmError && err.transient) this.#log.error({ code: err.code, err: err.message }, 'HSM unavailable at start; will keep trying')
+      else throw err
+    }
+    await this.check()
+    this.#timer = setInterval(() => void this.check(), this.#config.hsm.healthCheckMs)
+    this.#timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer)
+    await this.hsm.close()
+  }
+
+  /** Checks the token (reconnecting if due) and logs when its state changes. */
+  async check(): Promise<HsmStatus> {
+    const status = await this.hsm.status(BOX_KEYS)
+    const missing = status.keys.filter((k) => !k.present).map((k) => k.label)
+    const state = status.error ? `unavailable` : missing.length ? 'keys-missing' : 'ok'
+    if (state !== this.#lastState) {
+      const fields = { state, token: status.token, error: status.error, missing }
+      if (state === 'ok') this.#log.info(fields, 'HSM ready')
+      else this.#log.error(fields, 'HSM not ready')
+      this.#lastState = state
+    }
+    return status
+  }
+}

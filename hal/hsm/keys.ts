@@ -1,0 +1,312 @@
+import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto'
+import * as der from '../crypto/der.ts'
+import { HsmError } from './errors.ts'
+import { pkcs11 as P, ulong, type Handle, type PKCS11 } from './pkcs11.ts'
+import type { Token } from './token.ts'
+
+export type KeyPairType = 'rsa-2048' | 'rsa-3072' | 'ec-p256'
+export type SecretKeyType = 'aes-256' | 'hmac-sha256'
+export type SignAlgorithm = 'rsa-pkcs1-sha256' | 'rsa-pss-sha256' | 'ecdsa-p256-sha256'
+
+export interface KeyInfo {
+  label: string
+  id: Buffer
+  kind: 'private' | 'public' | 'secret' | 'certificate'
+  keyType: string
+  sensitive: boolean | undefined
+  extractable: boolean | undefined
+}
+
+/** DER of the named curve OID prime256v1 (CKA_EC_PARAMS). */
+const P256_PARAMS = der.oid('1.2.840.10045.3.1.7')
+
+const CLASS = {
+  private: P.CKO_PRIVATE_KEY,
+  public: P.CKO_PUBLIC_KEY,
+  secret: P.CKO_SECRET_KEY,
+  certificate: P.CKO_CERTIFICATE,
+} as const
+
+/**
+ * Key operations on a token (M6, S9). Private and secret keys are created
+ * CKA_SENSITIVE, non-extractable and CKA_PRIVATE: their values never leave the
+ * token, and every use is a call into it. Objects are named by label; handles
+ * are cached per connection and forgotten when the token reconnects.
+ */
+export class KeyStore {
+  readonly #token: Token
+  readonly #handles = new Map<string, Handle>()
+
+  constructor(token: Token) {
+    this.#token = token
+    token.onReconnect = () => this.#handles.clear()
+  }
+
+  /** Generates a key pair; refuses if the label is taken. Returns the public key. */
+  async generateKeyPair(label: string, type: KeyPairType): Promise<KeyObject> {
+    if (await this.exists(label, 'private')) throw new HsmError('EHSM_KEY_EXISTS', label)
+    const id = randomBytes(16)
+    const common = [
+      { type: P.CKA_TOKEN, value: true },
+      { type: P.CKA_LABEL, value: label },
+      { type: P.CKA_ID, value: id },
+    ]
+    const pub = [...common, { type: P.CKA_PRIVATE, value: false }, { type: P.CKA_VERIFY, value: true }]
+    const priv = [
+      ...common,
+      { type: P.CKA_PRIVATE, value: true },
+      { type: P.CKA_SENSITIVE, value: true },
+      { type: P.CKA_EXTRACTABLE, value: false },
+      { type: P.CKA_SIGN, value: true },
+    ]
+    let mechanism: number
+    if (type === 'ec-p256') {
+      mechanism = P.CKM_EC_KEY_PAIR_GEN
+      pub.push({ type: P.CKA_EC_PARAMS, value: P256_PARAMS } as never)
+    } else {
+      mechanism = P.CKM_RSA_PKCS_KEY_PAIR_GEN
+      pub.push({ type: P.CKA_MODULUS_BITS, value: type === 'rsa-2048' ? 2048 : 3072 } as never)
+      pub.push({ type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) } as never)
+    }
+    await this.#token.run('C_GenerateKeyPair', (s, p) => p.C_GenerateKeyPairAsync(s, { mechanism }, pub, priv))
+    return this.publicKey(label)
+  }
+
+  /** Returns the existing pair's public key, generating the pair first if absent. */
+  async ensureKeyPair(label: string, type: KeyPairType): Promise<{ publicKey: KeyObject; created: boolean }> {
+    if (await this.exists(label, 'private')) return { publicKey: await this.publicKey(label), created: false }
+    return { publicKey: await this.generateKeyPair(label, type), created: true }
+  }
+
+  async generateSecretKey(label: string, type: SecretKeyType): Promise<void> {
+    if (await this.exists(label, 'secret')) throw new HsmError('EHSM_KEY_EXISTS', label)
+    const aes = type === 'aes-256'
+    const template = [
+      { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+      { type: P.CKA_KEY_TYPE, value: aes ? P.CKK_AES : P.CKK_GENERIC_SECRET },
+      { type: P.CKA_TOKEN, value: true },
+      { type: P.CKA_LABEL, value: label },
+      { type: P.CKA_ID, value: randomBytes(16) },
+      { type: P.CKA_PRIVATE, value: true },
+      { type: P.CKA_SENSITIVE, value: true },
+      { type: P.CKA_EXTRACTABLE, value: false },
+      { type: P.CKA_VALUE_LEN, value: 32 },
+      ...(aes
+        ? [
+            { type: P.CKA_ENCRYPT, value: true },
+            { type: P.CKA_DECRYPT, value: true },
+          ]
+        : [
+            { type: P.CKA_SIGN, value: true },
+            { type: P.CKA_VERIFY, value: true },
+          ]),
+    ]
+    const mechanism = aes ? P.CKM_AES_KEY_GEN : P.CKM_GENERIC_SECRET_KEY_GEN
+    await this.#token.run('C_GenerateKey', (s, p) => p.C_GenerateKey(s, { mechanism }, template))
+  }
+
+  async ensureSecretKey(label: string, type: SecretKeyType): Promise<boolean> {
+    if (await this.exists(label, 'secret')) return false
+    await this.generateSecretKey(label, type)
+    return true
+  }
+
+  async exists(label: string, kind: keyof typeof CLASS): Promise<boolean> {
+    return (await this.#find(label, kind, false)) !== undefined
+  }
+
+  /** The public key of a pair, rebuilt from the token's public attributes. */
+  async publicKey(label: string): Promise<KeyObject> {
+    return this.#withObject(label, 'public', 'C_GetAttributeValue', (s, p, h) => {
+      const [type] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_KEY_TYPE }])
+      if (ulong(type!.value) === P.CKK_RSA) {
+        const [n, e] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_MODULUS }, { type: P.CKA_PUBLIC_EXPONENT }])
+        return createPublicKey({ key: { kty: 'RSA', n: b64u(n!.value!), e: b64u(e!.value!) }, format: 'jwk' })
+      }
+      const [point] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_EC_POINT }])
+      const q = unwrapOctetString(point!.value!) // 04 || X || Y
+      return createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: b64u(q.subarray(1, 33)), y: b64u(q.subarray(33, 65)) }, format: 'jwk' })
+    })
+  }
+
+  /**
+   * Signs inside the token. RSA mechanisms hash inside the token; for ECDSA the
+   * SHA-256 digest is computed here and CKM_ECDSA signs it (the form every
+   * token supports), and the raw r||s is returned DER-encoded as X.509/CMS want.
+   */
+  async sign(label: string, algorithm: SignAlgorithm, data: Buffer): Promise<Buffer> {
+    let mechanism: { mechanism: number; parameter?: unknown }
+    let input = data
+    switch (algorithm) {
+      case 'rsa-pkcs1-sha256':
+        mechanism = { mechanism: P.CKM_SHA256_RSA_PKCS }
+        break
+      case 'rsa-pss-sha256':
+        mechanism = {
+          mechanism: P.CKM_SHA256_RSA_PKCS_PSS,
+          parameter: { type: P.CK_PARAMS_RSA_PSS, hashAlg: P.CKM_SHA256, mgf: P.CKG_MGF1_SHA256, saltLen: 32 },
+        }
+        break
+      case 'ecdsa-p256-sha256':
+        mechanism = { mechanism: P.CKM_ECDSA }
+        input = createHash('sha256').update(data).digest()
+        break
+    }
+    const sig = await this.#withObject(label, 'private', 'C_Sign', (s, p, h) => {
+      p.C_SignInit(s, mechanism as never, h)
+      return p.C_SignAsync(s, input, Buffer.alloc(512))
+    })
+    return algorithm === 'ecdsa-p256-sha256' ? ecdsaRawToDer(sig) : sig
+  }
+
+  /** AES-256-GCM encryption of a small secret (a spool data key) under a token key. */
+  async encrypt(label: string, plaintext: Buffer, aad: Buffer = Buffer.alloc(0)): Promise<{ iv: Buffer; ciphertext: Buffer }> {
+    const iv = randomBytes(12)
+    const ciphertext = await this.#withObject(label, 'secret', 'C_Encrypt', (s, p, h) => {
+      p.C_EncryptInit(s, gcm(iv, aad), h)
+      return p.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + 16))
+    })
+    return { iv, ciphertext }
+  }
+
+  async decrypt(label: string, iv: Buffer, ciphertext: Buffer, aad: Buffer = Buffer.alloc(0)): Promise<Buffer> {
+    return this.#withObject(label, 'secret', 'C_Decrypt', (s, p, h) => {
+      p.C_DecryptInit(s, gcm(iv, aad), h)
+      return p.C_DecryptAsync(s, ciphertext, Buffer.alloc(ciphertext.length))
+    })
+  }
+
+  /** HMAC-SHA256 with a token-resident secret (admin password pepper, S3; recipient hashes, S6). */
+  async hmac(label: string, data: Buffer): Promise<Buffer> {
+    return this.#withObject(label, 'secret', 'C_Sign', (s, p, h) => {
+      p.C_SignInit(s, { mechanism: P.CKM_SHA256_HMAC }, h)
+      return p.C_SignAsync(s, data, Buffer.alloc(32))
+    })
+  }
+
+  async random(bytes: number): Promise<Buffer> {
+    return this.#token.run('C_GenerateRandom', (s, p) => p.C_GenerateRandom(s, Buffer.alloc(bytes)))
+  }
+
+  /** Destroys every object with this label (key pair halves, secret key, certificate). Returns how many. */
+  async destroy(label: string): Promise<number> {
+    const n = await this.#token.run('C_DestroyObject', (s, p) => {
+      const handles = findAll(p, s, [{ type: P.CKA_LABEL, value: label }])
+      for (const h of handles) p.C_DestroyObject(s, h)
+      return handles.length
+    })
+    for (const k of [...this.#handles.keys()]) if (k.endsWith(`\0${label}`)) this.#handles.delete(k)
+    return n
+  }
+
+  /** Every key and certificate in the token, with the attributes that show it is protected. */
+  async list(): Promise<KeyInfo[]> {
+    return this.#token.run('C_FindObjects', (s, p) =>
+      findAll(p, s, []).map((h) => {
+        const [cls, label, id] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_CLASS }, { type: P.CKA_LABEL }, { type: P.CKA_ID }])
+        const c = ulong(cls!.value)
+        const kind = (Object.entries(CLASS).find(([, v]) => v === c)?.[0] ?? 'secret') as KeyInfo['kind']
+        const flag = (t: number) => {
+          try {
+            const [a] = p.C_GetAttributeValue(s, h, [{ type: t }])
+            return a!.value!.length ? a!.value![0] !== 0 : undefined
+          } catch {
+            return undefined
+          }
+        }
+        let keyType = 'x509'
+        if (kind !== 'certificate') {
+          const [kt] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_KEY_TYPE }])
+          const v = ulong(kt!.value)
+          keyType = v === P.CKK_RSA ? 'rsa' : v === P.CKK_EC ? 'ec' : v === P.CKK_AES ? 'aes' : 'generic-secret'
+        }
+        const secretish = kind === 'private' || kind === 'secret'
+        return {
+          label: label!.value!.toString('utf8'),
+          id: id!.value!,
+          kind,
+          keyType,
+          sensitive: secretish ? flag(P.CKA_SENSITIVE) : undefined,
+          extractable: secretish ? flag(P.CKA_EXTRACTABLE) : undefined,
+        }
+      }),
+    )
+  }
+
+  /** The object handle for `label`, from the cache or the token. For certs.ts and tests. */
+  async handle(label: string, kind: keyof typeof CLASS): Promise<Handle> {
+    const h = await this.#find(label, kind, true)
+    return h!
+  }
+
+  async #withObject<T>(label: string, kind: keyof typeof CLASS, op: string, fn: (s: Handle, p: PKCS11, h: Handle) => T | Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const h = await this.handle(label, kind)
+      try {
+        return await this.#token.run(op, (s, p) => fn(s, p, h))
+      } catch (err) {
+        // A handle from before a token swap: look the object up again, once.
+        if (attempt === 0 && err instanceof HsmError && err.code === 'EHSM_KEY_NOT_FOUND') {
+          this.#handles.delete(`${kind}\0${label}`)
+          continue
+        }
+        throw err
+      }
+    }
+  }
+
+  async #find(label: string, kind: keyof typeof CLASS, required: boolean): Promise<Handle | undefined> {
+    const key = `${kind}\0${label}`
+    const cached = this.#handles.get(key)
+    if (cached) return cached
+    const found = await this.#token.run('C_FindObjects', (s, p) =>
+      findAll(p, s, [
+        { type: P.CKA_CLASS, value: CLASS[kind] },
+        { type: P.CKA_LABEL, value: label },
+      ]),
+    )
+    if (found.length === 0) {
+      if (required) throw new HsmError('EHSM_KEY_NOT_FOUND', `${kind} "${label}"`)
+      return undefined
+    }
+    this.#handles.set(key, found[0]!)
+    return found[0]
+  }
+}
+
+export function findAll(p: PKCS11, s: Handle, template: { type: number; value?: unknown }[]): Handle[] {
+  p.C_FindObjectsInit(s, template as never)
+  try {
+    const out: Handle[] = []
+    for (;;) {
+      const batch = p.C_FindObjects(s, 64)
+      out.push(...batch)
+      if (batch.length < 64) return out
+    }
+  } finally {
+    p.C_FindObjectsFinal(s)
+  }
+}
+
+function gcm(iv: Buffer, aad: Buffer) {
+  return { mechanism: P.CKM_AES_GCM, parameter: { type: P.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad, tagBits: 128 } } as never
+}
+
+function b64u(b: Buffer): string {
+  return b.toString('base64url')
+}
+
+/** CKA_EC_POINT is a DER OCTET STRING holding the point. */
+function unwrapOctetString(b: Buffer): Buffer {
+  if (b[0] !== 0x04) return b
+  const len = b[1]!
+  if (len < 0x80) return b.subarray(2, 2 + len)
+  const n = len & 0x7f
+  return b.subarray(2 + n)
+}
+
+/** PKCS#11 ECDSA signatures are r||s; X.509 and CMS want SEQUENCE { INTEGER r, INTEGER s }. */
+export function ecdsaRawToDer(raw: Buffer): Buffer {
+  const half = raw.length / 2
+  return der.sequence(der.integer(raw.subarray(0, half)), der.integer(raw.subarray(half)))
+}

@@ -1,0 +1,229 @@
+import { statSync, readFileSync } from 'node:fs'
+import type { Clock } from '../clock.ts'
+import { HsmError, toHsmError } from './errors.ts'
+import { cleanLabel, pkcs11, type Handle, type PKCS11 } from './pkcs11.ts'
+
+export interface TokenOptions {
+  /** Path of the vendor's PKCS#11 module (.so). */
+  module: string
+  /** Label of the token to use, as set when it was initialised. */
+  label: string
+  /** File holding the user PIN; must be readable by the box only. */
+  pinFile: string
+  /** Sessions kept open; each can run one operation at a time. */
+  sessions: number
+  /** Minimum time between reconnection attempts after the token went away. */
+  reconnectIntervalMs: number
+  /** Extra environment the module reads at C_Initialize (SOFTHSM2_CONF for SoftHSM). */
+  env?: Readonly<Record<string, string>>
+  clock: Clock
+}
+
+export type TokenState = 'closed' | 'connected' | 'unavailable'
+
+interface Connection {
+  p: PKCS11
+  slot: Handle
+  sessions: Handle[]
+  free: Handle[]
+  waiting: ((s: Handle) => void)[]
+  generation: number
+}
+
+/** Failures after which the token connection is dropped and made again. */
+const RECONNECT_ON = new Set(['EHSM_UNAVAILABLE'])
+
+/** Reads a PIN file, refusing one that group or others could read (M6: the PIN protects the keys). */
+export function readPinFile(path: string): string {
+  let mode: number
+  try {
+    mode = statSync(path).mode
+  } catch (err) {
+    throw new HsmError('EHSM_PIN_FILE', `${path}: ${(err as NodeJS.ErrnoException).code}`)
+  }
+  if (mode & 0o077) throw new HsmError('EHSM_PIN_FILE', `${path} has mode ${(mode & 0o777).toString(8)}; make it 0600`)
+  const pin = readFileSync(path, 'utf8').replace(/\r?\n$/, '')
+  if (!pin) throw new HsmError('EHSM_PIN_FILE', `${path} is empty`)
+  return pin
+}
+
+/**
+ * One PKCS#11 token: the module loaded, the token found by label, a pool of
+ * logged-in sessions. Operations borrow a session for their duration, so N
+ * callers run on N sessions at once (pkcs11js's *Async calls run on the libuv
+ * thread pool and do not block the event loop). When the token goes away the
+ * connection is dropped; the next operation after `reconnectIntervalMs`
+ * connects again, so the box recovers on its own when the token returns.
+ */
+export class Token {
+  readonly #opts: TokenOptions
+  #conn: Connection | undefined
+  #connecting: Promise<Connection> | undefined
+  #lastAttempt = -Infinity
+  #lastError: HsmError | undefined
+  #generation = 0
+  #state: TokenState = 'closed'
+  /** Called whenever the connection is made again; key handle caches listen to clear themselves. */
+  onReconnect: (() => void) | undefined
+
+  constructor(opts: TokenOptions) {
+    this.#opts = opts
+  }
+
+  get state(): TokenState {
+    return this.#state
+  }
+
+  get lastError(): HsmError | undefined {
+    return this.#lastError
+  }
+
+  /** Changes each time a new connection is made (object handles of older generations are invalid). */
+  get generation(): number {
+    return this.#generation
+  }
+
+  async open(): Promise<void> {
+    await this.#connection(true)
+  }
+
+  async close(): Promise<void> {
+    const conn = this.#conn
+    this.#conn = undefined
+    this.#state = 'closed'
+    if (conn) this.#teardown(conn)
+  }
+
+  /** Token information for status pages (label, model, serial, flags). */
+  async info(): Promise<{ label: string; manufacturer: string; model: string; serial: string }> {
+    return this.run('C_GetTokenInfo', (_s, p, slot) => {
+      const i = p.C_GetTokenInfo(slot)
+      return {
+        label: cleanLabel(i.label),
+        manufacturer: cleanLabel(i.manufacturerID),
+        model: cleanLabel(i.model),
+        serial: cleanLabel(i.serialNumber),
+      }
+    })
+  }
+
+  /**
+   * Runs `fn` on a session of its own. Errors come out as HsmError; a lost
+   * token drops the connection so the next call reconnects.
+   */
+  async run<T>(operation: string, fn: (session: Handle, p: PKCS11, slot: Handle) => T | Promise<T>): Promise<T> {
+    const conn = await this.#connection(false)
+    const session = await this.#acquire(conn)
+    try {
+      return await fn(session, conn.p, conn.slot)
+    } catch (err) {
+      const e = toHsmError(err, operation)
+      if (RECONNECT_ON.has(e.code)) this.#drop(conn, e)
+      throw e
+    } finally {
+      this.#release(conn, session)
+    }
+  }
+
+  async #connection(force: boolean): Promise<Connection> {
+    if (this.#conn) return this.#conn
+    if (this.#connecting) return this.#connecting
+    const now = this.#opts.clock.now()
+    if (!force && now - this.#lastAttempt < this.#opts.reconnectIntervalMs) {
+      throw this.#lastError ?? new HsmError('EHSM_UNAVAILABLE')
+    }
+    this.#lastAttempt = now
+    this.#connecting = Promise.resolve().then(() => this.#connect())
+    try {
+      this.#conn = await this.#connecting
+      this.#state = 'connected'
+      this.#lastError = undefined
+      this.onReconnect?.()
+      return this.#conn
+    } catch (err) {
+      this.#state = 'unavailable'
+      this.#lastError = toHsmError(err, 'connect')
+      throw this.#lastError
+    } finally {
+      this.#connecting = undefined
+    }
+  }
+
+  #connect(): Connection {
+    const pin = readPinFile(this.#opts.pinFile)
+    for (const [k, v] of Object.entries(this.#opts.env ?? {})) process.env[k] = v
+    const p = new pkcs11.PKCS11()
+    try {
+      p.load(this.#opts.module)
+    } catch (err) {
+      throw new HsmError('EHSM_UNAVAILABLE', `cannot load PKCS#11 module ${this.#opts.module}`, { cause: err })
+    }
+    let sessions: Handle[] = []
+    try {
+      try {
+        p.C_Initialize()
+      } catch (err) {
+        if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test(String((err as Error).message))) throw err
+      }
+      const slot = p.C_GetSlotList(true).find((s) => cleanLabel(p.C_GetTokenInfo(s).label) === this.#opts.label)
+      if (!slot) throw new HsmError('EHSM_TOKEN_NOT_FOUND', `label "${this.#opts.label}"`)
+      const flags = pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION
+      sessions = Array.from({ length: this.#opts.sessions }, () => p.C_OpenSession(slot, flags))
+      try {
+        p.C_Login(sessions[0]!, pkcs11.CKU_USER, pin)
+      } catch (err) {
+        if (!/CKR_USER_ALREADY_LOGGED_IN/.test(String((err as Error).message))) throw err
+      }
+      this.#generation++
+      return { p, slot, sessions, free: [...sessions], waiting: [], generation: this.#generation }
+    } catch (err) {
+      this.#teardown({ p, slot: Buffer.alloc(0), sessions, free: [], waiting: [], generation: 0 })
+      throw toHsmError(err, 'connect')
+    }
+  }
+
+  #drop(conn: Connection, err: HsmError): void {
+    if (this.#conn !== conn) return
+    this.#conn = undefined
+    this.#state = 'unavailable'
+    this.#lastError = err
+    // Let callers already waiting for a session fail fast instead of hanging.
+    for (const w of conn.waiting.splice(0)) w(Buffer.alloc(0))
+    this.#teardown(conn)
+  }
+
+  #teardown(conn: Connection): void {
+    for (const s of conn.sessions) {
+      try {
+        conn.p.C_CloseSession(s)
+      } catch {
+        // the token may already be gone; nothing to close
+      }
+    }
+    try {
+      conn.p.C_Finalize()
+    } catch {
+      // as above
+    }
+    try {
+      conn.p.close()
+    } catch {
+      // as above
+    }
+  }
+
+  #acquire(conn: Connection): Promise<Handle> {
+    const s = conn.free.pop()
+    if (s) return Promise.resolve(s)
+    return new Promise<Handle>((resolve, reject) => {
+      conn.waiting.push((session) => (session.length ? resolve(session) : reject(this.#lastError ?? new HsmError('EHSM_UNAVAILABLE'))))
+    })
+  }
+
+  #release(conn: Connection, session: Handle): void {
+    if (this.#conn !== conn) return
+    const next = conn.waiting.shift()
+    if (next) next(session)
+    else conn.free.push(session)
+  }
+}
