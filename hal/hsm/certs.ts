@@ -198,8 +198,8 @@ function publicKeyTemplate(label: string, id: Buffer, key: KeyObject) {
 async function openssl(args: string[], input: Buffer, passphrase: string): Promise<string> {
   const once = (extra: string[]) =>
     new Promise<string>((resolve, reject) => {
-      // The .p12 goes in on fd 3 and the passphrase on stdin: neither touches the disk or a command line.
-      const child = spawn('openssl', [...args, ...extra, '-in', '/dev/fd/3', '-passin', 'stdin'], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] })
+      // The .p12 goes in on stdin and the passphrase on fd 3: neither touches the disk or a command line.
+      const child = spawn('openssl', [...args, ...extra, '-passin', 'fd:3'], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] })
       let stdout = ''
       let stderr = ''
       child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
@@ -210,10 +210,11 @@ async function openssl(args: string[], input: Buffer, passphrase: string): Promi
         const wrong = /mac verify failure|invalid password|mac verify error/i.test(stderr)
         reject(new HsmError('EHSM_BAD_INPUT', wrong ? 'wrong PKCS#12 passphrase' : stderr.trim().split('\n')[0]))
       })
-      child.stdin!.end(`${passphrase}\n`)
+      child.stdin!.on('error', () => {})
+      child.stdin!.end(input)
       const fd3 = child.stdio[3] as Writable
       fd3.on('error', () => {})
-      fd3.end(input)
+      fd3.end(`${passphrase}\n`)
     })
   return once([]).catch(async (err: HsmError) => {
     if (/passphrase/.test(err.message)) throw err

@@ -49,7 +49,9 @@ const BY_CKR: Record<string, HsmErrorCode> = {
   CKR_SLOT_ID_INVALID: 'EHSM_UNAVAILABLE',
   CKR_CRYPTOKI_NOT_INITIALIZED: 'EHSM_UNAVAILABLE',
   CKR_USER_NOT_LOGGED_IN: 'EHSM_UNAVAILABLE',
-  CKR_GENERAL_ERROR: 'EHSM_UNAVAILABLE',
+  // SoftHSM also answers a failed GCM tag check with CKR_GENERAL_ERROR, so it
+  // is not by itself a sign of a lost token (see Token: repeated failures are).
+  CKR_GENERAL_ERROR: 'EHSM_FAILED',
   CKR_PIN_INCORRECT: 'EHSM_PIN_INCORRECT',
   CKR_PIN_INVALID: 'EHSM_PIN_INCORRECT',
   CKR_PIN_LEN_RANGE: 'EHSM_PIN_INCORRECT',

@@ -36,6 +36,8 @@ const CLASS = {
 export class KeyStore {
   readonly #token: Token
   readonly #handles = new Map<string, Handle>()
+  /** Objects found in this token before: if one vanishes, the token was removed or swapped. */
+  readonly #seen = new Set<string>()
 
   constructor(token: Token) {
     this.#token = token
@@ -169,11 +171,24 @@ export class KeyStore {
     return { iv, ciphertext }
   }
 
+  /**
+   * Decrypts what encrypt() made. A failed tag check is EHSM_DATA_INVALID. Some
+   * tokens (SoftHSM) report it as CKR_GENERAL_ERROR; then the token is asked
+   * for its info: if it answers, the fault was the data, otherwise the token.
+   */
   async decrypt(label: string, iv: Buffer, ciphertext: Buffer, aad: Buffer = Buffer.alloc(0)): Promise<Buffer> {
-    return this.#withObject(label, 'secret', 'C_Decrypt', (s, p, h) => {
-      p.C_DecryptInit(s, gcm(iv, aad), h)
-      return p.C_DecryptAsync(s, ciphertext, Buffer.alloc(ciphertext.length))
-    })
+    try {
+      return await this.#withObject(label, 'secret', 'C_Decrypt', (s, p, h) => {
+        p.C_DecryptInit(s, gcm(iv, aad), h)
+        return p.C_DecryptAsync(s, ciphertext, Buffer.alloc(ciphertext.length))
+      })
+    } catch (err) {
+      if (err instanceof HsmError && err.ckr === 'CKR_GENERAL_ERROR') {
+        await this.#token.run('C_GetTokenInfo', (_s, p, slot) => p.C_GetTokenInfo(slot))
+        throw new HsmError('EHSM_DATA_INVALID', 'AES-GCM authentication failed', { ckr: err.ckr, cause: err })
+      }
+      throw err
+    }
   }
 
   /** HMAC-SHA256 with a token-resident secret (admin password pepper, S3; recipient hashes, S6). */
@@ -195,7 +210,10 @@ export class KeyStore {
       for (const h of handles) p.C_DestroyObject(s, h)
       return handles.length
     })
-    for (const k of [...this.#handles.keys()]) if (k.endsWith(`\0${label}`)) this.#handles.delete(k)
+    for (const kind of Object.keys(CLASS)) {
+      this.#handles.delete(`${kind}\0${label}`)
+      this.#seen.delete(`${kind}\0${label}`)
+    }
     return n
   }
 
@@ -241,7 +259,7 @@ export class KeyStore {
 
   async #withObject<T>(label: string, kind: keyof typeof CLASS, op: string, fn: (s: Handle, p: PKCS11, h: Handle) => T | Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      const h = await this.handle(label, kind)
+      const h = this.#handles.get(`${kind}\0${label}`) ?? (await this.handle(label, kind))
       try {
         return await this.#token.run(op, (s, p) => fn(s, p, h))
       } catch (err) {
@@ -255,7 +273,7 @@ export class KeyStore {
     }
   }
 
-  async #find(label: string, kind: keyof typeof CLASS, required: boolean): Promise<Handle | undefined> {
+  async #find(label: string, kind: keyof typeof CLASS, required: boolean, reconnected = false): Promise<Handle | undefined> {
     const key = `${kind}\0${label}`
     const cached = this.#handles.get(key)
     if (cached) return cached
@@ -266,9 +284,19 @@ export class KeyStore {
       ]),
     )
     if (found.length === 0) {
+      if (this.#seen.has(key) && !reconnected) {
+        // A key this token had is gone: the token was removed or replaced
+        // (SoftHSM shows a removed token as empty). Connect afresh and look again;
+        // while the token stays away that fails as EHSM_UNAVAILABLE/TOKEN_NOT_FOUND,
+        // which callers treat as temporary, not as a missing key.
+        this.#token.invalidate(new HsmError('EHSM_UNAVAILABLE', `${kind} "${label}" disappeared from the token`))
+        return this.#find(label, kind, required, true)
+      }
+      this.#seen.delete(key)
       if (required) throw new HsmError('EHSM_KEY_NOT_FOUND', `${kind} "${label}"`)
       return undefined
     }
+    this.#seen.add(key)
     this.#handles.set(key, found[0]!)
     return found[0]
   }

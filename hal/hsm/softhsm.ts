@@ -38,7 +38,7 @@ export function ensureDevToken(dir: string, label: string, module = SOFTHSM_MODU
   const p = new P.PKCS11()
   p.load(module)
   try {
-    p.C_Initialize()
+    p.C_Initialize({ flags: P.CKF_OS_LOCKING_OK })
     const present = p.C_GetSlotList(true).some((s) => cleanLabel(p.C_GetTokenInfo(s).label) === label)
     if (present) {
       if (!existsSync(pinFile)) throw new HsmError('EHSM_PIN_FILE', `token "${label}" exists in ${tokens} but ${pinFile} is missing`)

@@ -28,10 +28,16 @@ interface Connection {
   free: Handle[]
   waiting: ((s: Handle) => void)[]
   generation: number
+  /** Operations running on this connection's sessions. */
+  active: number
+  /** Dropped: finalised once the last active operation returns. */
+  dead: boolean
 }
 
 /** Failures after which the token connection is dropped and made again. */
 const RECONNECT_ON = new Set(['EHSM_UNAVAILABLE'])
+/** Unexplained failures (EHSM_FAILED) in a row after which the connection is dropped too. */
+const MAX_CONSECUTIVE_FAILURES = 3
 
 /** Reads a PIN file, refusing one that group or others could read (M6: the PIN protects the keys). */
 export function readPinFile(path: string): string {
@@ -63,6 +69,7 @@ export class Token {
   #lastError: HsmError | undefined
   #generation = 0
   #state: TokenState = 'closed'
+  #consecutiveFailures = 0
   /** Called whenever the connection is made again; key handle caches listen to clear themselves. */
   onReconnect: (() => void) | undefined
 
@@ -91,7 +98,10 @@ export class Token {
     const conn = this.#conn
     this.#conn = undefined
     this.#state = 'closed'
-    if (conn) this.#teardown(conn)
+    if (conn) {
+      conn.dead = true
+      if (conn.active === 0) this.#teardown(conn)
+    }
   }
 
   /** Token information for status pages (label, model, serial, flags). */
@@ -111,18 +121,41 @@ export class Token {
    * Runs `fn` on a session of its own. Errors come out as HsmError; a lost
    * token drops the connection so the next call reconnects.
    */
-  async run<T>(operation: string, fn: (session: Handle, p: PKCS11, slot: Handle) => T | Promise<T>): Promise<T> {
-    const conn = await this.#connection(false)
-    const session = await this.#acquire(conn)
+  run<T>(operation: string, fn: (session: Handle, p: PKCS11, slot: Handle) => T | Promise<T>): Promise<T> {
+    // Fast path: connected with a free session, no extra promise hops.
+    const conn = this.#conn
+    const session = conn?.free.pop()
+    if (conn && session) return this.#exec(conn, session, operation, fn)
+    return this.#connection(false).then(async (c) => this.#exec(c, await this.#acquire(c), operation, fn))
+  }
+
+  async #exec<T>(conn: Connection, session: Handle, operation: string, fn: (session: Handle, p: PKCS11, slot: Handle) => T | Promise<T>): Promise<T> {
+    conn.active++
     try {
-      return await fn(session, conn.p, conn.slot)
+      const result = await fn(session, conn.p, conn.slot)
+      this.#consecutiveFailures = 0
+      return result
     } catch (err) {
       const e = toHsmError(err, operation)
-      if (RECONNECT_ON.has(e.code)) this.#drop(conn, e)
+      if (e.code === 'EHSM_FAILED') this.#consecutiveFailures++
+      if (RECONNECT_ON.has(e.code) || this.#consecutiveFailures >= MAX_CONSECUTIVE_FAILURES) {
+        this.#consecutiveFailures = 0
+        this.#drop(conn, e)
+      }
       throw e
     } finally {
+      conn.active--
       this.#release(conn, session)
+      if (conn.dead && conn.active === 0) this.#teardown(conn)
     }
+  }
+
+  /**
+   * Drops the connection because something showed the token is not what it
+   * was (a key seen before is gone). The next operation connects again.
+   */
+  invalidate(reason: HsmError): void {
+    if (this.#conn) this.#drop(this.#conn, reason)
   }
 
   async #connection(force: boolean): Promise<Connection> {
@@ -161,7 +194,9 @@ export class Token {
     let sessions: Handle[] = []
     try {
       try {
-        p.C_Initialize()
+        // Operations run on several threads at once (pkcs11js *Async): the
+        // module must use its own locking.
+        p.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK })
       } catch (err) {
         if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test(String((err as Error).message))) throw err
       }
@@ -175,9 +210,9 @@ export class Token {
         if (!/CKR_USER_ALREADY_LOGGED_IN/.test(String((err as Error).message))) throw err
       }
       this.#generation++
-      return { p, slot, sessions, free: [...sessions], waiting: [], generation: this.#generation }
+      return { p, slot, sessions, free: [...sessions], waiting: [], generation: this.#generation, active: 0, dead: false }
     } catch (err) {
-      this.#teardown({ p, slot: Buffer.alloc(0), sessions, free: [], waiting: [], generation: 0 })
+      this.#teardown({ p, slot: Buffer.alloc(0), sessions, free: [], waiting: [], generation: 0, active: 0, dead: true })
       throw toHsmError(err, 'connect')
     }
   }
@@ -187,9 +222,11 @@ export class Token {
     this.#conn = undefined
     this.#state = 'unavailable'
     this.#lastError = err
+    conn.dead = true
     // Let callers already waiting for a session fail fast instead of hanging.
     for (const w of conn.waiting.splice(0)) w(Buffer.alloc(0))
-    this.#teardown(conn)
+    // Sessions still in use are finalised when their operation returns (run()).
+    if (conn.active === 0) this.#teardown(conn)
   }
 
   #teardown(conn: Connection): void {

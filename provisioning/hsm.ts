@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { stdin } from 'node:process'
+import { parseArgs } from 'node:util'
+import { systemClock } from '../hal/clock.ts'
+import { HsmError, type KeyPairType } from '../hal/hsm/index.ts'
+import { ConfigError, configPathFrom, loadConfigFile } from '../firmware/config/load.ts'
+import { BOX_KEYS } from '../firmware/keys/manifest.ts'
+import { hsmFromConfig } from '../firmware/keys/service.ts'
+
+const USAGE = `usage: npm run hsm -- <command> [--config FILE]
+
+  init                          create the embedded token (if configured) and the box's keys
+  status                        token, keys and certificates as JSON
+  list                          every object in the token, with its protection flags
+  generate LABEL TYPE           generate a key pair in the token (rsa-2048 | rsa-3072 | ec-p256)
+  public-key LABEL              print a key pair's public key (PEM)
+  csr LABEL --subject DN [--email ADDR]...
+                                print a PKCS#10 request signed by the token key
+  import-cert LABEL FILE        import a PEM certificate (leaf first, then its chain)
+  import-p12 LABEL FILE         import a PKCS#12; passphrase on stdin; the key becomes non-extractable
+  certificate LABEL             print the certificate and chain stored under LABEL (PEM)
+
+The PIN is read from the PIN file named in the config; it is never an argument.`
+
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  options: { config: { type: 'string' }, subject: { type: 'string' }, email: { type: 'string', multiple: true }, help: { type: 'boolean' } },
+  allowPositionals: true,
+})
+const [command, ...rest] = positionals
+
+async function readStdin(): Promise<string> {
+  let text = ''
+  for await (const chunk of stdin) text += chunk
+  return text.replace(/\r?\n$/, '')
+}
+
+function need(n: number): string[] {
+  if (rest.length < n) fail(`"${command}" needs ${n} argument(s)\n\n${USAGE}`)
+  return rest
+}
+
+function fail(message: string): never {
+  process.stderr.write(`hsm: ${message}\n`)
+  process.exit(2)
+}
+
+if (!command || values.help) {
+  process.stdout.write(`${USAGE}\n`)
+  process.exit(command ? 0 : 2)
+}
+
+let config
+try {
+  config = loadConfigFile(values.config ?? configPathFrom([], process.env))
+} catch (err) {
+  if (err instanceof ConfigError) fail(`configuration error: ${err.message}`)
+  throw err
+}
+const hsm = hsmFromConfig(config, systemClock)
+const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
+
+try {
+  await hsm.open()
+  switch (command) {
+    case 'init': {
+      const created = await hsm.ensureKeys(BOX_KEYS)
+      if (hsm.createdToken) process.stderr.write(`hsm: created the embedded token in ${config.dataDir}/hsm (PIN files are mode 0600)\n`)
+      process.stderr.write(created.length ? `hsm: generated ${created.join(', ')}\n` : 'hsm: all keys present, nothing to do\n')
+      out(JSON.stringify(await hsm.status(BOX_KEYS), null, 2))
+      break
+    }
+    case 'status':
+      out(JSON.stringify(await hsm.status(BOX_KEYS, rest), null, 2))
+      break
+    case 'list':
+      for (const k of await hsm.keys.list()) {
+        out(`${k.kind.padEnd(12)} ${k.keyType.padEnd(15)} ${k.label}${k.sensitive === undefined ? '' : `  sensitive=${k.sensitive} extractable=${k.extractable}`}`)
+      }
+      break
+    case 'generate': {
+      const [label, type] = need(2)
+      if (!['rsa-2048', 'rsa-3072', 'ec-p256'].includes(type!)) fail(`unknown key type "${type}"`)
+      const pub = await hsm.keys.generateKeyPair(label!, type as KeyPairType)
+      out(pub.export({ type: 'spki', format: 'pem' }).toString())
+      break
+    }
+    case 'public-key':
+      out((await hsm.keys.publicKey(need(1)[0]!)).export({ type: 'spki', format: 'pem' }).toString())
+      break
+    case 'csr':
+      if (!values.subject) fail('csr needs --subject "CN=…,O=…,C=TW"')
+      out(await hsm.certs.createCsr(need(1)[0]!, values.subject, values.email ?? []))
+      break
+    case 'import-cert': {
+      const [label, file] = need(2)
+      const pems = readFileSync(file!, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+      if (pems.length === 0) fail(`${file} holds no PEM certificate`)
+      const [leaf, ...chain] = pems.map((p) => new X509Certificate(p))
+      await hsm.certs.importCertificate(label!, leaf!, chain)
+      process.stderr.write(`hsm: imported ${leaf!.subject.replace(/\n/g, ', ')} with ${chain.length} chain certificate(s) as "${label}"\n`)
+      break
+    }
+    case 'import-p12': {
+      const [label, file] = need(2)
+      const { leaf, chain } = await hsm.certs.importPkcs12(label!, readFileSync(file!), await readStdin())
+      process.stderr.write(
+        `hsm: imported the key (non-extractable) and ${leaf.subject.replace(/\n/g, ', ')} with ${chain.length} chain certificate(s) as "${label}".\n` +
+          `     The box kept no copy of ${file}; store or destroy it according to your key policy.\n`,
+      )
+      break
+    }
+    case 'certificate':
+      for (const c of await hsm.certs.chain(need(1)[0]!)) out(c.toString())
+      break
+    default:
+      fail(`unknown command "${command}"\n\n${USAGE}`)
+  }
+} catch (err) {
+  if (err instanceof HsmError) {
+    process.stderr.write(`hsm: ${err.message}\n`)
+    process.exitCode = 1
+  } else throw err
+} finally {
+  await hsm.close()
+}

@@ -1,0 +1,68 @@
+import { execFile } from 'node:child_process'
+import { chmodSync, writeFileSync } from 'node:fs'
+import { ensureDevToken } from '../../../hal/hsm/index.ts'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
+import { KeyService } from '../../../firmware/keys/service.ts'
+import { testConfig } from '../../helpers/box.ts'
+import { logSink } from '../../helpers/logs.ts'
+
+const run = promisify(execFile)
+
+t.test('first start creates the embedded token and the box keys; a restart reuses them', async (t) => {
+  const config = await testConfig(t)
+  const first = logSink()
+  const svc = new KeyService({ config, log: first.log, clock: { now: () => Date.now() } })
+  await svc.start()
+  t.ok(first.records.some((r) => r.msg === 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)'))
+  t.match(first.records.find((r) => r.msg === 'generated keys in the HSM'), { created: BOX_KEYS.map((k) => k.label) })
+  t.match(first.records.find((r) => r.msg === 'HSM ready'), { state: 'ok', token: { label: 'statement-gateway' }, missing: [] })
+  t.notMatch(first.text(), /user\.pin"|[A-Za-z0-9_-]{32}/, 'no PIN in the log')
+  await svc.stop()
+
+  const second = logSink()
+  const again = new KeyService({ config, log: second.log, clock: { now: () => Date.now() } })
+  await again.start()
+  t.notOk(second.records.some((r) => r.msg === 'generated keys in the HSM' || String(r.msg).startsWith('created the embedded')))
+  t.ok(second.records.some((r) => r.msg === 'HSM ready'))
+  await again.stop()
+})
+
+t.test('a token that is absent at start is not fatal; a PIN problem is', async (t) => {
+  const dir = (await testConfig(t)).dataDir
+  // A vendor-module setup whose token is not plugged in: SoftHSM with a token of another label.
+  const other = ensureDevToken(join(dir, 'hsm'), 'some-other-token')
+  process.env.SOFTHSM2_CONF = other.env.SOFTHSM2_CONF
+  writeFileSync(join(dir, 'pin'), '1234\n', { mode: 0o600 })
+  const config = await testConfig(t, { hsm: { module: '/usr/lib/softhsm/libsofthsm2.so', pinFile: join(dir, 'pin'), tokenLabel: 'absent' } })
+  const { log, records } = logSink()
+  const svc = new KeyService({ config, log, clock: { now: () => Date.now() } })
+  await svc.start()
+  t.match(records.find((r) => r.msg === 'HSM unavailable at start; will keep trying'), { code: 'EHSM_TOKEN_NOT_FOUND' })
+  t.match(records.find((r) => r.msg === 'HSM not ready'), { state: 'unavailable' })
+  await svc.stop()
+
+  chmodSync(join(dir, 'pin'), 0o644)
+  const bad = new KeyService({ config, log, clock: { now: () => Date.now() } })
+  await t.rejects(bad.start(), { code: 'EHSM_PIN_FILE' })
+})
+
+t.test('provisioning CLI: init, list, generate, csr, status', async (t) => {
+  const config = await testConfig(t)
+  const file = join(config.dataDir, 'config.json')
+  writeFileSync(file, JSON.stringify({ dataDir: config.dataDir }))
+  const cli = (...args: string[]) => run(process.execPath, ['provisioning/hsm.ts', ...args, '--config', file])
+  const init = await cli('init')
+  t.match(init.stderr, /created the embedded token/)
+  t.match(JSON.parse(init.stdout), { state: 'connected', keys: BOX_KEYS.map((k) => ({ label: k.label, present: true })) })
+  t.match((await cli('init')).stderr, /all keys present, nothing to do/)
+  t.match((await cli('generate', 'smime/firm', 'rsa-2048')).stdout, /BEGIN PUBLIC KEY/)
+  const list = (await cli('list')).stdout
+  t.match(list, /private\s+rsa\s+smime\/firm  sensitive=true extractable=false/)
+  t.match((await cli('csr', 'smime/firm', '--subject', 'CN=Firm,C=TW')).stdout, /BEGIN CERTIFICATE REQUEST/)
+  const missing = await cli('public-key', 'nope').catch((e: { code: number; stderr: string }) => e)
+  t.equal((missing as { code: number }).code, 1)
+  t.match((missing as { stderr: string }).stderr, /EHSM_KEY_NOT_FOUND/)
+})

@@ -1,0 +1,84 @@
+import { verify, X509Certificate } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { certificateParts, keyUsage } from '../../../hal/crypto/der-read.ts'
+import type { HsmError } from '../../../hal/hsm/index.ts'
+import { pkcs11 as P } from '../../../hal/hsm/pkcs11.ts'
+import { devHsm, run, testCa } from '../../helpers/hsm.ts'
+import { tempDir } from '../../helpers/box.ts'
+
+t.test('CSR for a key generated in the token: openssl verifies it, a CA issues, the certificate imports beside the key', async (t) => {
+  const { hsm } = await devHsm(t)
+  const ca = await testCa(t)
+  await hsm.keys.generateKeyPair('smime/bank', 'rsa-2048')
+  const csr = await hsm.certs.createCsr('smime/bank', 'CN=Bank Statements,O=Bank Ltd,C=TW', ['statements@bank.example'])
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'req.pem'), csr)
+  const { stdout, stderr } = await run('openssl', ['req', '-in', join(dir, 'req.pem'), '-verify', '-noout', '-text'])
+  t.match(stderr + stdout, /verify OK/i, 'the token signature on the request verifies')
+  t.match(stdout, /Subject: CN = Bank Statements, O = Bank Ltd, C = TW/)
+  t.match(stdout, /email:statements@bank\.example/)
+  t.match(stdout, /E-mail Protection/)
+
+  const leaf = new X509Certificate(readFileSync(await ca.issue(csr)))
+  const root = new X509Certificate(readFileSync(ca.cert))
+  t.same([...keyUsage(certificateParts(leaf.raw))!], ['digitalSignature', 'nonRepudiation'], 'the CA kept the requested key usage')
+  await hsm.certs.importCertificate('smime/bank', leaf, [root])
+  const chain = await hsm.certs.chain('smime/bank')
+  t.same(chain.map((c) => c.fingerprint256), [leaf.fingerprint256, root.fingerprint256])
+
+  // The certificate sits under the same CKA_ID as the key, as PKCS#11 applications expect.
+  const ids = await hsm.token.run('C_GetAttributeValue', async (s, p) => {
+    const k = await hsm.keys.handle('smime/bank', 'private')
+    const c = await hsm.keys.handle('smime/bank', 'certificate')
+    return [k, c].map((h) => p.C_GetAttributeValue(s, h, [{ type: P.CKA_ID }])[0]!.value!.toString('hex'))
+  })
+  t.equal(ids[0], ids[1])
+
+  // A signature by the token key verifies against the issued certificate.
+  const sig = await hsm.keys.sign('smime/bank', 'rsa-pkcs1-sha256', Buffer.from('x'))
+  t.ok(verify('sha256', Buffer.from('x'), leaf.publicKey, sig))
+
+  // Re-import replaces; a certificate for another key is refused.
+  await hsm.certs.importCertificate('smime/bank', leaf, [root])
+  t.equal((await hsm.certs.chain('smime/bank')).length, 2)
+  await t.rejects(hsm.certs.importCertificate('smime/bank', root), { code: 'EHSM_BAD_INPUT', message: /not the key "smime\/bank"/ })
+  await t.rejects(hsm.certs.chain('nothing'), { code: 'EHSM_KEY_NOT_FOUND' })
+})
+
+t.test('EC P-256 key: CSR verifies', async (t) => {
+  const { hsm } = await devHsm(t)
+  await hsm.keys.generateKeyPair('smime/ec', 'ec-p256')
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'req.pem'), await hsm.certs.createCsr('smime/ec', 'CN=EC Signer,C=TW'))
+  const { stdout, stderr } = await run('openssl', ['req', '-in', join(dir, 'req.pem'), '-verify', '-noout', '-text'])
+  t.match(stderr + stdout, /verify OK/i)
+  t.match(stdout, /ecdsa-with-SHA256/)
+})
+
+t.test('PKCS#12 import (TWCA style): the key lands non-extractable, signs, and the passphrase matters', async (t) => {
+  const { hsm } = await devHsm(t)
+  const ca = await testCa(t)
+  const dir = tempDir(t)
+  // The firm's key was made outside an HSM by the CA's tooling: the usual PKCS#12 case.
+  await run('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'r.pem'), '-subj', '/CN=Bank/emailAddress=statements@bank.example/C=TW'])
+  const certPath = await ca.issue(readFileSync(join(dir, 'r.pem'), 'utf8'))
+  for (const [name, extra] of [['modern', []], ['3des', ['-certpbe', 'PBE-SHA1-3DES', '-keypbe', 'PBE-SHA1-3DES', '-macalg', 'sha1']]] as const) {
+    const p12 = join(dir, `${name}.p12`)
+    await run('openssl', ['pkcs12', '-export', '-inkey', join(dir, 'k.pem'), '-in', certPath, '-certfile', ca.cert, '-out', p12, '-passout', 'pass:s3cret-Pass', ...extra])
+    await t.rejects(hsm.certs.importPkcs12(`p12/${name}`, readFileSync(p12), 'wrong'), { code: 'EHSM_BAD_INPUT', message: /wrong PKCS#12 passphrase/ })
+    const { leaf, chain } = await hsm.certs.importPkcs12(`p12/${name}`, readFileSync(p12), 's3cret-Pass')
+    t.match(leaf.subject, /CN=Bank/)
+    t.equal(chain.length, 1, `${name}: chain imported`)
+    const info = (await hsm.keys.list()).find((k) => k.label === `p12/${name}` && k.kind === 'private')
+    t.match(info, { sensitive: true, extractable: false }, `${name}: imported key is protected`)
+    const h = await hsm.keys.handle(`p12/${name}`, 'private')
+    const err = (await hsm.token.run('C_GetAttributeValue', (s, p) => p.C_GetAttributeValue(s, h, [{ type: P.CKA_PRIVATE_EXPONENT }])).catch((e: unknown) => e)) as HsmError
+    t.equal(err.code, 'EHSM_KEY_UNEXTRACTABLE', `${name}: extraction attempt refused`)
+    const sig = await hsm.keys.sign(`p12/${name}`, 'rsa-pkcs1-sha256', Buffer.from('statement'))
+    t.ok(verify('sha256', Buffer.from('statement'), leaf.publicKey, sig), `${name}: signs with the imported key`)
+  }
+  await t.rejects(hsm.certs.importPkcs12('p12/modern', readFileSync(join(dir, 'modern.p12')), 's3cret-Pass'), { code: 'EHSM_KEY_EXISTS' })
+  await t.rejects(hsm.certs.importPkcs12('p12/junk', Buffer.from('not a p12'), 'x'), { code: 'EHSM_BAD_INPUT' })
+})
