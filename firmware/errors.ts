@@ -32,6 +32,16 @@ export const ERRORS = {
   EDATA_BARE_NEWLINE: { smtp: 550, enhanced: '5.5.2', text: 'message contains a bare CR or LF; lines must end with CRLF' },
   EDATA_NUL: { smtp: 550, enhanced: '5.6.0', text: 'message contains a NUL byte' },
 
+  EMESSAGE_NO_FROM: { smtp: 550, enhanced: '5.6.0', text: 'the message has no usable From address' },
+
+  // --- signing (M4, M5, M6) ---
+  ESIGN_NO_CERT: { smtp: 550, enhanced: '5.7.1', text: 'signing is required for this sender but no signing certificate is installed' },
+  ESIGN_CERT_EXPIRED: { smtp: 550, enhanced: '5.7.1', text: 'the signing certificate for this sender is expired or not yet valid' },
+  ESIGN_CERT_MISMATCH: { smtp: 550, enhanced: '5.7.1', text: 'the signing certificate does not name this sender address or domain' },
+  ESIGN_CERT_USAGE: { smtp: 550, enhanced: '5.7.1', text: 'the signing certificate is not for e-mail signatures (key usage / extended key usage)' },
+  EENCRYPT_RECIPIENT_CERT: { smtp: 550, enhanced: '5.7.1', text: 'encryption is configured for some recipients but not for all of this mail' },
+  EHSM_UNAVAILABLE: { smtp: 451, enhanced: '4.3.0', text: 'the HSM is unavailable; the mail was not signed and not accepted, try again later' },
+
   // --- anything unmapped: tempfail, never a silent loss (STYLE: Haraka, smtp-server) ---
   ETEMPORARY: { smtp: 451, enhanced: '4.3.0', text: 'temporary local problem, try again later' },
 } as const satisfies Record<string, ErrorSpec>

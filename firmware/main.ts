@@ -5,6 +5,8 @@ import { Daemon } from './daemon.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
 import { MemoryHandoff } from './pipeline/handoff.ts'
+import { StagedHandoff } from './pipeline/stage.ts'
+import { SigningStage } from './signing/stage.ts'
 import { SubmissionServer } from './submission/server.ts'
 
 /** sysexits.h EX_CONFIG: systemd and IT scripts can tell a bad config from a crash. */
@@ -37,11 +39,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const log = createLogger(config.log.level)
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
 
-  const handoff = new MemoryHandoff()
+  const spool = new MemoryHandoff()
   log.warn('no durable spool yet: accepted mails are held in memory and not delivered')
-  const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
   const hsm = new KeyService({ config, log, clock: systemClock })
-  const daemon = new Daemon([hsm, submission], log)
+  const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock })
+  const handoff = new StagedHandoff([signing], spool)
+  const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
+  const daemon = new Daemon([hsm, signing, submission], log)
 
   installSignalHandlers(daemon, log)
   try {

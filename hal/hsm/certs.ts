@@ -53,19 +53,19 @@ export class CertStore {
     })
   }
 
-  /** The leaf certificate under `label`, then its chain. */
+  /**
+   * The leaf certificate under `label`, then its chain. Lookups go through the
+   * key store, so a certificate that vanishes with its token reads as the token
+   * being away (temporary), not as a certificate that was never installed.
+   */
   async chain(label: string): Promise<X509Certificate[]> {
-    return this.#token.run('C_GetAttributeValue', (s, p) => {
-      const out: X509Certificate[] = []
-      for (let i = -1; ; i++) {
-        const l = i < 0 ? label : chainLabel(label, i)
-        const [h] = findAll(p, s, [{ type: P.CKA_CLASS, value: P.CKO_CERTIFICATE }, { type: P.CKA_LABEL, value: l }])
-        if (!h) break
-        out.push(new X509Certificate(p.C_GetAttributeValue(s, h, [{ type: P.CKA_VALUE }])[0]!.value!))
-      }
-      if (out.length === 0) throw new HsmError('EHSM_KEY_NOT_FOUND', `certificate "${label}"`)
-      return out
-    })
+    const out: X509Certificate[] = []
+    for (let i = -1; ; i++) {
+      const l = i < 0 ? label : chainLabel(label, i)
+      if (i >= 0 && !(await this.#keys.exists(l, 'certificate'))) break
+      out.push(new X509Certificate(await this.#keys.attribute(l, 'certificate', P.CKA_VALUE)))
+    }
+    return out
   }
 
   /**

@@ -46,6 +46,10 @@ export interface HsmStatus {
  * them. With no module configured it is a SoftHSM2 token in the data
  * directory, created on first use; otherwise the vendor's module. The code
  * path after that is the same PKCS#11 either way.
+ *
+ * One Hsm per process: a PKCS#11 module is initialised once per process
+ * (and SoftHSM reads its configuration then), so two open Hsm objects would
+ * share, and finalise, the same module.
  */
 export class Hsm {
   readonly token: Token

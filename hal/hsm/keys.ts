@@ -251,6 +251,11 @@ export class KeyStore {
     )
   }
 
+  /** A public attribute of an object (a certificate's CKA_VALUE), with the same stale-handle handling as key use. */
+  async attribute(label: string, kind: keyof typeof CLASS, type: number): Promise<Buffer> {
+    return this.#withObject(label, kind, 'C_GetAttributeValue', (s, p, h) => p.C_GetAttributeValue(s, h, [{ type }])[0]!.value!)
+  }
+
   /** The object handle for `label`, from the cache or the token. For certs.ts and tests. */
   async handle(label: string, kind: keyof typeof CLASS): Promise<Handle> {
     const h = await this.#find(label, kind, true)

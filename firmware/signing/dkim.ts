@@ -1,0 +1,110 @@
+import { createHash, type KeyObject } from 'node:crypto'
+import { parseEntity, toCrlf } from '../mime/entity.ts'
+
+/**
+ * DKIM signing (M4; RFC 6376) with the key in the HSM: no Node library lets a
+ * token do the signing, so canonicalisation and hashing are done here and the
+ * token signs the canonical header block (rsa-sha256, relaxed/relaxed, no l=).
+ */
+
+/** Header fields signed when present; From, To, Subject and Date are over-signed so none can be added later. */
+export const SIGNED_HEADERS = [
+  'from', 'to', 'cc', 'subject', 'date', 'message-id', 'reply-to', 'mime-version', 'content-type',
+  'content-transfer-encoding', 'in-reply-to', 'references', 'list-id', 'list-unsubscribe', 'list-unsubscribe-post',
+  'disposition-notification-to',
+]
+const OVERSIGNED = ['from', 'to', 'subject', 'date']
+
+export interface DkimKey {
+  domain: string
+  selector: string
+  /** Signs with RSASSA-PKCS1-v1_5 over SHA-256 (CKM_SHA256_RSA_PKCS in the token). */
+  sign(data: Buffer): Promise<Buffer>
+}
+
+/** RFC 6376 §3.4.2 relaxed header canonicalisation of one field. */
+export function relaxedHeader(raw: string): string {
+  const colon = raw.indexOf(':')
+  const name = raw.slice(0, colon).trim().toLowerCase()
+  const value = raw
+    .slice(colon + 1)
+    .replace(/\r\n(?=[ \t])/g, '')
+    .replace(/[ \t]+/g, ' ')
+    .replace(/[ \t\r\n]+$/, '')
+    .replace(/^ /, '')
+  return `${name}:${value}`
+}
+
+/** RFC 6376 §3.4.4 relaxed body canonicalisation. */
+export function relaxedBody(body: Buffer): Buffer {
+  let text = body.toString('latin1').replace(/[ \t]+\r\n/g, '\r\n').replace(/[ \t]+/g, ' ')
+  text = text.replace(/[ \t]+$/, '')
+  text = text.replace(/(\r\n)+$/, '')
+  return Buffer.from(text.length ? `${text}\r\n` : '', 'latin1')
+}
+
+export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promise<Buffer> {
+  const msg = toCrlf(message)
+  const entity = parseEntity(msg)
+  const bh = createHash('sha256').update(relaxedBody(entity.body)).digest('base64')
+
+  // Instances are taken from the bottom up (RFC 6376 §5.4.2); an over-signed
+  // name with no instance left signs the null string.
+  const remaining = new Map<string, string[]>()
+  for (const h of entity.headers) {
+    const list = remaining.get(h.key) ?? []
+    list.push(h.raw.toString('latin1'))
+    remaining.set(h.key, list)
+  }
+  const names = SIGNED_HEADERS.filter((n) => remaining.has(n))
+  for (const n of OVERSIGNED) if (remaining.has(n)) names.push(n)
+  const canon: string[] = []
+  for (const n of names) {
+    const inst = remaining.get(n)!
+    const raw = inst.pop()
+    if (raw !== undefined) canon.push(`${relaxedHeader(raw)}\r\n`)
+  }
+
+  const t = Math.floor(time.getTime() / 1000)
+  const prefix =
+    `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=${key.domain}; s=${key.selector};\r\n` +
+    ` t=${t}; h=${fold(names.join(':'), ':')};\r\n` +
+    ` bh=${bh};\r\n` +
+    ' b='
+  const signed = Buffer.from(canon.join('') + relaxedHeader(prefix), 'latin1')
+  const b = (await key.sign(signed)).toString('base64')
+  const header = `${prefix}${b.replace(/.{1,72}/g, '$&\r\n ').replace(/\r\n $/, '')}\r\n`
+  return Buffer.concat([Buffer.from(header, 'latin1'), msg])
+}
+
+/** Folds a long tag value after separators so header lines stay short. */
+function fold(value: string, sep: string): string {
+  const out: string[] = []
+  let line = ''
+  for (const part of value.split(sep)) {
+    if (line.length + part.length > 60) {
+      out.push(line)
+      line = ''
+    }
+    line += (line ? sep : '') + part
+  }
+  out.push(line)
+  return out.join(`${sep}\r\n  `).replace(new RegExp(`${escape(sep)}${escape(sep)}`, 'g'), sep)
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/** The TXT record to publish at `<selector>._domainkey.<domain>` (RFC 6376 §3.6.1), in zone-file form. */
+export function dkimDnsRecord(domain: string, selector: string, publicKey: KeyObject): string {
+  const p = publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
+  const value = `v=DKIM1; k=rsa; p=${p}`
+  const chunks = value.match(/.{1,250}/g) ?? []
+  return `${selector}._domainkey.${domain}. IN TXT ( ${chunks.map((c) => `"${c}"`).join(' ')} )`
+}
+
+/** The record's value as one string (what a DNS resolver returns joined). */
+export function dkimTxtValue(publicKey: KeyObject): string {
+  return `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`
+}

@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import addressparser from 'nodemailer/lib/addressparser'
+import type { Clock } from '../../hal/clock.ts'
+import { certificateParts, keyUsage } from '../../hal/crypto/der-read.ts'
+import { HsmError, type Hsm, type SignAlgorithm } from '../../hal/hsm/index.ts'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import { GatewayError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import { header, parseEntity, toCrlf } from '../mime/entity.ts'
+import type { Submitted } from '../pipeline/handoff.ts'
+import type { Stage } from '../pipeline/stage.ts'
+import { dkimSign } from './dkim.ts'
+import { smimeEncrypt } from './encrypt.ts'
+import { smimeSign } from './smime.ts'
+
+const EMAIL_PROTECTION = '1.3.6.1.5.5.7.3.4'
+const ANY_EKU = '2.5.29.37.0'
+/** Certificates are read from the token at most this often (and again after it reconnects). */
+const CERT_CACHE_MS = 60_000
+
+export const dkimKeyLabel = (domain: string, selector: string) => `dkim/${domain}/${selector}`
+
+type DomainConfig = Config['signing']['domains'][number]
+
+/** The first mailbox of the From header field. */
+export function fromAddress(message: Buffer): string | undefined {
+  const value = header(parseEntity(message), 'from')
+  if (!value) return undefined
+  const list = addressparser(value, { flatten: true })
+  const first = list.find((a) => a.address)
+  return first?.address?.toLowerCase()
+}
+
+/**
+ * Checks that a certificate may sign mail from `address` at `now` (M5):
+ * within validity, naming the address (or, for a domain certificate, the
+ * domain), with digitalSignature or nonRepudiation and emailProtection.
+ */
+export function certificateProblem(cert: X509Certificate, address: string, now: Date): GatewayError | undefined {
+  if (now < cert.validFromDate || now > cert.validToDate) {
+    return new GatewayError('ESIGN_CERT_EXPIRED', `the signing certificate for ${address} is valid ${cert.validFromDate.toISOString()} to ${cert.validToDate.toISOString()}`)
+  }
+  const domain = address.slice(address.lastIndexOf('@') + 1)
+  const san = cert.subjectAltName ?? ''
+  const named =
+    cert.checkEmail(address, { subject: 'default' }) !== undefined ||
+    san.split(', ').some((e) => e.toLowerCase() === `dns:${domain}` || e.toLowerCase() === `email:@${domain}` || e.toLowerCase() === `email:${domain}`)
+  if (!named) return new GatewayError('ESIGN_CERT_MISMATCH', `the signing certificate (${cert.subject.replace(/\n/g, ', ')}) does not name ${address}`)
+  const ku = keyUsage(certificateParts(cert.raw))
+  if (ku && !ku.has('digitalSignature') && !ku.has('nonRepudiation')) return new GatewayError('ESIGN_CERT_USAGE')
+  const eku = cert.keyUsage
+  if (eku && !eku.includes(EMAIL_PROTECTION) && !eku.includes(ANY_EKU)) return new GatewayError('ESIGN_CERT_USAGE')
+  return undefined
+}
+
+/**
+ * The signing stage (M4, M5, M6): S/MIME with the firm's certificate, then,
+ * when configured, encryption to the recipient, then DKIM over the final
+ * bytes. Both signatures are made in the HSM. A sender domain that requires
+ * signing never gets an unsigned mail out: no usable certificate is a 5xx with
+ * the reason, an unavailable HSM a 4xx.
+ */
+export class SigningStage implements Stage, Component {
+  readonly name = 'signing'
+  readonly #config: Config
+  readonly #log: Logger
+  readonly #hsm: Hsm
+  readonly #clock: Clock
+  readonly #certs = new Map<string, { chain: X509Certificate[]; at: number; generation: number }>()
+  readonly #encryptTo = new Map<string, X509Certificate>()
+
+  constructor(deps: { config: Config; log: Logger; hsm: Hsm; clock: Clock }) {
+    this.#config = deps.config
+    this.#log = deps.log.child({ component: 'signing' })
+    this.#hsm = deps.hsm
+    this.#clock = deps.clock
+  }
+
+  async start(): Promise<void> {
+    for (const r of this.#config.signing.encryptTo) this.#encryptTo.set(r.address.toLowerCase(), new X509Certificate(readFileSync(r.certFile)))
+    for (const d of this.#config.signing.domains) {
+      try {
+        if (d.dkimSelector) {
+          const { created } = await this.#hsm.keys.ensureKeyPair(dkimKeyLabel(d.domain, d.dkimSelector), 'rsa-2048')
+          if (created) this.#log.info({ domain: d.domain, selector: d.dkimSelector }, 'generated a DKIM key in the HSM; publish its record (npm run dkim -- dns)')
+        }
+        if (d.smimeKey) {
+          const [leaf] = await this.#chain(d.smimeKey)
+          this.#log.info({ domain: d.domain, subject: leaf!.subject.replace(/\n/g, ', '), notAfter: leaf!.validToDate.toISOString() }, 'S/MIME certificate ready')
+        }
+      } catch (err) {
+        if (!(err instanceof HsmError)) throw err
+        // Not fatal: submissions for this domain get the precise reason until it is fixed.
+        this.#log.error({ domain: d.domain, code: err.code, err: err.message }, 'signing for this domain is not ready')
+      }
+    }
+  }
+
+  async stop(): Promise<void> {}
+
+  async process(mail: Submitted): Promise<Submitted> {
+    const original = toCrlf(mail.message)
+    const from = fromAddress(original)
+    if (!from) throw new GatewayError('EMESSAGE_NO_FROM')
+    const domain = from.slice(from.lastIndexOf('@') + 1)
+    const dc = this.#config.signing.domains.find((d) => d.domain === domain)
+    const sender = this.#config.signing.senders.find((s) => s.address.toLowerCase() === from)
+    const now = new Date(this.#clock.now())
+    let message = original
+
+    const smimeKey = sender?.smimeKey ?? dc?.smimeKey
+    if (smimeKey) message = await this.#smime(message, smimeKey, from, dc, now)
+    message = this.#encrypt(message, mail.envelope.rcptTo)
+    if (dc?.dkimSelector) {
+      const label = dkimKeyLabel(dc.domain, dc.dkimSelector)
+      message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector: dc.dkimSelector, sign: (d) => this.#hsm.keys.sign(label, 'rsa-pkcs1-sha256', d) }, now))
+    }
+    return { envelope: mail.envelope, message }
+  }
+
+  async #smime(message: Buffer, label: string, from: string, dc: DomainConfig | undefined, now: Date): Promise<Buffer> {
+    const required = dc?.smimeRequired ?? true
+    let chain: X509Certificate[]
+    try {
+      chain = await this.#hsmCall(() => this.#chain(label))
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'ESIGN_NO_CERT' && !required) {
+        this.#log.warn({ label }, 'no S/MIME certificate; sending unsigned because signing is not required for this domain')
+        return message
+      }
+      throw err
+    }
+    const [leaf, ...rest] = chain
+    const problem = certificateProblem(leaf!, from, now)
+    if (problem) throw problem
+    const algorithm: SignAlgorithm = dc?.smimeAlgorithm ?? (leaf!.publicKey.asymmetricKeyType === 'ec' ? 'ecdsa-p256-sha256' : 'rsa-pkcs1-sha256')
+    return this.#hsmCall(() => smimeSign(message, { certificate: leaf!, chain: rest, algorithm, sign: (d) => this.#hsm.keys.sign(label, algorithm, d) }, now))
+  }
+
+  #encrypt(message: Buffer, rcptTo: readonly string[]): Buffer {
+    if (this.#encryptTo.size === 0) return message
+    const certs = rcptTo.map((r) => this.#encryptTo.get(r.toLowerCase()))
+    if (certs.every((c) => c === undefined)) return message
+    if (certs.some((c) => c === undefined)) throw new GatewayError('EENCRYPT_RECIPIENT_CERT')
+    return smimeEncrypt(message, certs as X509Certificate[], this.#config.signing.encryptionCipher)
+  }
+
+  async #chain(label: string): Promise<X509Certificate[]> {
+    const cached = this.#certs.get(label)
+    const now = this.#clock.now()
+    if (cached && now - cached.at < CERT_CACHE_MS && cached.generation === this.#hsm.token.generation) return cached.chain
+    const chain = await this.#hsm.certs.chain(label)
+    this.#certs.set(label, { chain, at: now, generation: this.#hsm.token.generation })
+    return chain
+  }
+
+  /** HSM errors as SMTP answers: a missing key or certificate is ESIGN_NO_CERT, anything transient EHSM_UNAVAILABLE. */
+  async #hsmCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      if (!(err instanceof HsmError)) throw err
+      if (err.code === 'EHSM_KEY_NOT_FOUND') throw new GatewayError('ESIGN_NO_CERT', undefined, { cause: err })
+      throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
+    }
+  }
+}

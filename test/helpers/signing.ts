@@ -1,0 +1,131 @@
+import { X509Certificate } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createRequire } from 'node:module'
+import type { Hsm } from '../../hal/hsm/index.ts'
+import { parseConfig } from '../../firmware/config/load.ts'
+import { dkimKeyLabel, SigningStage } from '../../firmware/signing/stage.ts'
+import { dkimTxtValue } from '../../firmware/signing/dkim.ts'
+import type { Submitted } from '../../firmware/pipeline/handoff.ts'
+import { contentType, header, parseEntity, splitMultipart } from '../../firmware/mime/entity.ts'
+import { tempDir } from './box.ts'
+import { devHsm, run, testCa } from './hsm.ts'
+import { logSink } from './logs.ts'
+
+type T = { teardown(fn: () => unknown): void }
+
+export interface SigningSetup {
+  hsm: Hsm
+  /** The SoftHSM token's directory (its tokens/ folder can be moved away to simulate removal). */
+  hsmDir: string
+  ca: Awaited<ReturnType<typeof testCa>>
+  leaf: X509Certificate
+  stage: SigningStage
+  records: Record<string, unknown>[]
+  dir: string
+  now: { value: number }
+  sign(message: string | Buffer, rcptTo?: string[]): Promise<Buffer>
+  dkimRecord(): Promise<string>
+}
+
+/**
+ * A SoftHSM token with an S/MIME key generated inside it, a certificate for it
+ * issued by a test CA through a CSR, and a signing stage over both.
+ */
+export async function signingSetup(
+  t: T,
+  opts: { keyType?: 'rsa-2048' | 'ec-p256'; email?: string; signing?: Record<string, unknown>; days?: number; sessions?: number } = {},
+): Promise<SigningSetup> {
+  const { hsm, dir: hsmDir } = await devHsm(t, { sessions: opts.sessions ?? 4 })
+  const ca = await testCa(t)
+  await hsm.keys.generateKeyPair('smime/bank', opts.keyType ?? 'rsa-2048')
+  const csr = await hsm.certs.createCsr('smime/bank', 'CN=Bank Statements,O=Bank Ltd,C=TW', [opts.email ?? 'statements@bank.example'])
+  const leaf = new X509Certificate(readFileSync(await ca.issue(csr, opts.days)))
+  await hsm.certs.importCertificate('smime/bank', leaf, [new X509Certificate(readFileSync(ca.cert))])
+  const dir = tempDir(t)
+  const config = parseConfig({
+    dataDir: dir,
+    signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }], ...(opts.signing ?? {}) },
+  })
+  const { log, records } = logSink()
+  const now = { value: Date.now() }
+  const stage = new SigningStage({ config, log, hsm, clock: { now: () => now.value } })
+  await stage.start()
+  return {
+    hsm,
+    hsmDir,
+    ca,
+    leaf,
+    stage,
+    records,
+    dir,
+    now,
+    async sign(message, rcptTo = ['customer@example.net']) {
+      const mail: Submitted = {
+        envelope: { id: 'test', mailFrom: 'statements@bank.example', rcptTo, account: 'a', clientAddress: '127.0.0.1', tls: undefined, receivedAt: now.value },
+        message: Buffer.isBuffer(message) ? message : Buffer.from(message, 'utf8'),
+      }
+      return (await stage.process(mail)).message
+    },
+    async dkimRecord() {
+      return dkimTxtValue(await hsm.keys.publicKey(dkimKeyLabel('bank.example', 'sg1')))
+    },
+  }
+}
+
+/** `openssl cms -verify` (and `openssl smime -verify`) of an S/MIME message against the test CA. */
+export async function opensslVerify(dir: string, caFile: string, message: Buffer, tool: 'cms' | 'smime' = 'cms'): Promise<{ ok: boolean; output: string }> {
+  const file = join(dir, `m-${Math.random().toString(36).slice(2)}.eml`)
+  writeFileSync(file, message)
+  try {
+    const r = await run('openssl', [tool, '-verify', '-CAfile', caFile, '-in', file, '-out', '/dev/null'])
+    return { ok: true, output: r.stdout + r.stderr }
+  } catch (err) {
+    const e = err as { stdout: string; stderr: string }
+    return { ok: false, output: e.stdout + e.stderr }
+  }
+}
+
+/** The two parts of a multipart/signed message: the signed entity bytes and the DER signature. */
+export function signedParts(message: Buffer): { content: Buffer; signature: Buffer } {
+  const m = parseEntity(message)
+  const ct = contentType(header(m, 'content-type'))
+  const split = splitMultipart(m.body, ct.params.boundary!)!
+  const sigPart = parseEntity(split.parts[1]!.bytes)
+  return { content: split.parts[0]!.bytes, signature: Buffer.from(sigPart.body.toString('latin1'), 'base64') }
+}
+
+const PY_VERIFY = `
+import sys, dkim
+msg = sys.stdin.buffer.read()
+record = sys.argv[1].encode()
+def dnsfunc(name, timeout=5):
+    return record if name == b'sg1._domainkey.bank.example.' or name == 'sg1._domainkey.bank.example.' else None
+print('PASS' if dkim.verify(msg, dnsfunc=dnsfunc) else 'FAIL')
+`
+
+/** python3-dkim (Debian's /usr/bin/python3) with a stubbed DNS record. */
+export async function pythonDkimVerify(message: Buffer, record: string): Promise<boolean> {
+  const { spawn } = await import('node:child_process')
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/python3', ['-c', PY_VERIFY, record])
+    let out = ''
+    let err = ''
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    p.on('close', () => (out.includes('PASS') ? resolve(true) : out.includes('FAIL') ? resolve(false) : reject(new Error(err))))
+    p.stdin.end(message)
+  })
+}
+
+/** mailauth's DKIM verifier with a resolver that knows only our record. */
+export async function mailauthDkimVerify(message: Buffer, record: string): Promise<string[]> {
+  const require = createRequire(import.meta.url)
+  const { dkimVerify } = require('mailauth/lib/dkim/verify') as { dkimVerify: (m: Buffer, o: object) => Promise<{ results: { status: { result: string } }[] }> }
+  const resolver = async (name: string, type: string) => {
+    if (type === 'TXT' && name === 'sg1._domainkey.bank.example') return [[record]]
+    throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' })
+  }
+  const res = await dkimVerify(message, { resolver })
+  return res.results.map((r) => r.status.result)
+}
