@@ -1,3 +1,5 @@
+import { isAscii } from 'node:buffer'
+
 /** Transfer encodings for re-encoding 8-bit content to 7-bit (RFC 2045 §6.7, §6.8). */
 
 /** Base64 in lines of 76 characters, CRLF-terminated. */
@@ -52,14 +54,12 @@ export function decodeQuotedPrintable(data: Buffer): Buffer {
 
 /** True when every byte is 7-bit, there is no NUL and no line exceeds 998 characters (RFC 5322 §2.1.1). */
 export function isSevenBitSafe(data: Buffer): boolean {
+  // Native scans (isAscii, indexOf) rather than a JS byte loop: this runs on every part of every statement.
+  if (!isAscii(data) || data.indexOf(0) !== -1) return false
   let lineStart = 0
-  for (let i = 0; i < data.length; i++) {
-    const b = data[i]!
-    if (b >= 0x80 || b === 0) return false
-    if (b === 0x0a) {
-      if (i - lineStart > 999) return false
-      lineStart = i + 1
-    }
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) {
+    if (i - lineStart > 999) return false
+    lineStart = i + 1
   }
   return data.length - lineStart <= 998
 }

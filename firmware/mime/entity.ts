@@ -167,8 +167,14 @@ export function splitMultipart(body: Buffer, boundary: string): { parts: Part[];
   return { parts, preamble: body.subarray(0, Math.max(0, first - 2)), epilogue: body.subarray(starts[starts.length - 1]!.lineEnd) }
 }
 
-/** Lines end with CRLF; bare LF and bare CR become CRLF. */
+/** Lines end with CRLF; bare LF and bare CR become CRLF. Returns `buf` itself when it already conforms. */
 export function toCrlf(buf: Buffer): Buffer {
-  if (!/\r(?!\n)|(?<!\r)\n/.test(buf.toString('latin1'))) return buf
+  if (isCrlfOnly(buf)) return buf
   return Buffer.from(buf.toString('latin1').replace(/\r\n|\r|\n/g, '\r\n'), 'latin1')
+}
+
+function isCrlfOnly(buf: Buffer): boolean {
+  for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) if (buf[i - 1] !== 0x0d) return false
+  for (let i = buf.indexOf(0x0d); i !== -1; i = buf.indexOf(0x0d, i + 1)) if (buf[i + 1] !== 0x0a) return false
+  return true
 }

@@ -45,10 +45,11 @@ function headerBytes(entity: Entity): Buffer {
 /**
  * Splits a message into the fields that stay outside the signature (From, To,
  * Subject, Date, Message-ID…, preserved byte for byte) and the body entity
- * that gets signed: the Content-* fields plus the body.
+ * that gets signed: the Content-* fields plus the body. `message` must have
+ * CRLF line endings (the signing stage makes sure).
  */
 export function splitForSigning(message: Buffer): { outer: Buffer[]; entity: Buffer } {
-  const m = parseEntity(toCrlf(message))
+  const m = parseEntity(message)
   const outer = m.headers.filter((h) => !CONTENT_HEADERS.has(h.key) && h.key !== 'mime-version').map((h) => h.raw)
   let content = m.headers.filter((h) => CONTENT_HEADERS.has(h.key)).map((h) => h.raw)
   if (!content.some((h) => /^content-type\s*:/i.test(h.toString('latin1')))) {

@@ -1,5 +1,5 @@
 import { createHash, type KeyObject } from 'node:crypto'
-import { parseEntity, toCrlf } from '../mime/entity.ts'
+import { parseEntity } from '../mime/entity.ts'
 
 /**
  * DKIM signing (M4; RFC 6376) with the key in the HSM: no Node library lets a
@@ -35,16 +35,48 @@ export function relaxedHeader(raw: string): string {
   return `${name}:${value}`
 }
 
-/** RFC 6376 §3.4.4 relaxed body canonicalisation. */
+/**
+ * RFC 6376 §3.4.4 relaxed body canonicalisation: whitespace runs become one
+ * SP, whitespace at line ends goes, trailing empty lines go. Works on the
+ * bytes, touching only the places where there is whitespace (base64
+ * attachments, most of a statement, have none).
+ */
 export function relaxedBody(body: Buffer): Buffer {
-  let text = body.toString('latin1').replace(/[ \t]+\r\n/g, '\r\n').replace(/[ \t]+/g, ' ')
-  text = text.replace(/[ \t]+$/, '')
-  text = text.replace(/(\r\n)+$/, '')
-  return Buffer.from(text.length ? `${text}\r\n` : '', 'latin1')
+  const out: Buffer[] = []
+  let copied = 0
+  let i = nextWsp(body, 0)
+  while (i !== -1) {
+    let j = i
+    while (body[j] === 0x20 || body[j] === 0x09) j++
+    const atLineEnd = j === body.length || (body[j] === 0x0d && body[j + 1] === 0x0a)
+    if (atLineEnd || j - i > 1 || body[i] === 0x09) {
+      out.push(body.subarray(copied, i))
+      if (!atLineEnd) out.push(SP)
+      copied = j
+    }
+    i = nextWsp(body, j)
+  }
+  out.push(body.subarray(copied))
+  let result = out.length === 1 ? out[0]! : Buffer.concat(out)
+  let end = result.length
+  while (end >= 2 && result[end - 2] === 0x0d && result[end - 1] === 0x0a) end -= 2
+  if (end === 0) return Buffer.alloc(0)
+  result = result.subarray(0, end)
+  return Buffer.concat([result, CRLF])
 }
 
+const SP = Buffer.from(' ')
+const CRLF = Buffer.from('\r\n')
+
+function nextWsp(b: Buffer, from: number): number {
+  const sp = b.indexOf(0x20, from)
+  const tab = b.indexOf(0x09, from)
+  return sp === -1 ? tab : tab === -1 ? sp : Math.min(sp, tab)
+}
+
+/** Signs `message`, which must have CRLF line endings (the signing stage makes sure). */
 export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promise<Buffer> {
-  const msg = toCrlf(message)
+  const msg = message
   const entity = parseEntity(msg)
   const bh = createHash('sha256').update(relaxedBody(entity.body)).digest('base64')
 

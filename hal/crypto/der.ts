@@ -54,7 +54,19 @@ export function integer(v: bigint | number | Buffer): Der {
   return tlv(0x02, bytes)
 }
 
+const oidCache = new Map<string, Der>()
+
+/** OBJECT IDENTIFIER; encodings are cached (the same few OIDs are written for every statement). */
 export function oid(dotted: string): Der {
+  let cached = oidCache.get(dotted)
+  if (!cached) {
+    cached = encodeOid(dotted)
+    oidCache.set(dotted, cached)
+  }
+  return cached
+}
+
+function encodeOid(dotted: string): Der {
   const parts = dotted.split('.').map((p) => BigInt(p))
   if (parts.length < 2) throw new RangeError(`bad OID ${dotted}`)
   const out: number[] = []

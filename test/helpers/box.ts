@@ -6,6 +6,7 @@ import type { ConnectionOptions } from 'node:tls'
 import type { Clock } from '../../hal/clock.ts'
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import { MemoryHandoff } from '../../firmware/pipeline/handoff.ts'
+import { StagedHandoff, type Stage } from '../../firmware/pipeline/stage.ts'
 import { hashPassword } from '../../firmware/submission/password.ts'
 import { SubmissionServer } from '../../firmware/submission/server.ts'
 import { logSink } from './logs.ts'
@@ -60,12 +61,13 @@ export interface RunningSubmission {
 export async function startSubmission(
   t: T,
   overrides: Record<string, unknown> = {},
-  opts: { clock?: Clock; handoff?: MemoryHandoff } = {},
+  opts: { clock?: Clock; handoff?: MemoryHandoff; stages?: Stage[] } = {},
 ): Promise<RunningSubmission> {
   const config = await testConfig(t, overrides)
   const { log, records, text } = logSink()
   const handoff = opts.handoff ?? new MemoryHandoff()
-  const server = new SubmissionServer({ config, log, handoff, clock: opts.clock ?? { now: () => Date.now() } })
+  const chain = opts.stages ? new StagedHandoff(opts.stages, handoff) : handoff
+  const server = new SubmissionServer({ config, log, handoff: chain, clock: opts.clock ?? { now: () => Date.now() } })
   await server.start()
   t.teardown(() => server.stop())
   const ca = readFileSync(config.submission.tls.certFile || join(config.dataDir, 'tls', 'submission.crt'), 'utf8')

@@ -1,0 +1,92 @@
+/**
+ * Statements per second through the signing stage (S/MIME + DKIM, both keys
+ * in a SoftHSM2 token), with the event loop's worst stall (issue: Signing).
+ *
+ *   npm run bench:signing [-- --count 2000 --concurrency 4 --rounds 3]
+ *
+ * Baseline in the same run: the token's own RSA-2048 signature rate at the
+ * same concurrency, halved (two signatures per statement) — the ceiling the
+ * stage can approach. Rounds alternate baseline and stage; medians reported.
+ */
+import { execFileSync } from 'node:child_process'
+import { X509Certificate, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import pino from 'pino'
+import { Hsm } from '../hal/hsm/index.ts'
+import { parseConfig } from '../firmware/config/load.ts'
+import { SigningStage } from '../firmware/signing/stage.ts'
+
+const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } } })
+const count = Number(values.count)
+const concurrency = Number(values.concurrency)
+const rounds = Number(values.rounds)
+
+const dir = mkdtempSync(join(tmpdir(), 'sg-bench-sign-'))
+const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions: concurrency, reconnectIntervalMs: 1000, devDir: join(dir, 'hsm'), clock: { now: () => Date.now() } })
+await hsm.open()
+
+// Test CA and the firm's certificate for a key generated in the token.
+const sh = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+sh(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.pem'), '-days', '30', '-subj', '/CN=Bench CA'])
+await hsm.keys.generateKeyPair('smime/bank', 'rsa-2048')
+writeFileSync(join(dir, 'req.pem'), await hsm.certs.createCsr('smime/bank', 'CN=Bank,C=TW', ['statements@bank.example']))
+sh(['x509', '-req', '-in', join(dir, 'req.pem'), '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-out', join(dir, 'leaf.pem'), '-days', '30', '-copy_extensions', 'copy'])
+await hsm.certs.importCertificate('smime/bank', new X509Certificate(readFileSync(join(dir, 'leaf.pem'))), [new X509Certificate(readFileSync(join(dir, 'ca.pem')))])
+
+const config = parseConfig({ dataDir: dir, signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] } })
+const stage = new SigningStage({ config, log: pino({ level: 'silent' }), hsm, clock: { now: () => Date.now() } })
+await stage.start()
+
+// A ~60 KB statement: text part and a base64 PDF attachment (40 KB of PDF).
+const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n'), randomBytes(40_000), Buffer.from('\n%%EOF\n')])
+const statement = Buffer.from(
+  'From: "Bank Statements" <statements@bank.example>\r\nTo: customer@example.net\r\nSubject: =?UTF-8?B?5pyJ5YO56K2J5Yi45pyI5bCN5biz5Zau?=\r\n' +
+    'Date: Sun, 22 Nov 2026 10:00:00 +0800\r\nMessage-ID: <bench@bank.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' +
+    `--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from('您好，附件為本月對帳單。\r\n'.repeat(100)).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n` +
+    `--b\r\nContent-Type: application/pdf; name="statement.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdf.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n--b--\r\n`,
+)
+const envelope = { id: 'b', mailFrom: 'statements@bank.example', rcptTo: ['customer@example.net'], account: 'a', clientAddress: '127.0.0.1', tls: undefined, receivedAt: 0 }
+
+async function pool(n: number, fn: () => Promise<unknown>): Promise<number> {
+  let next = 0
+  const start = process.hrtime.bigint()
+  await Promise.all(Array.from({ length: concurrency }, async () => { while (next++ < n) await fn() }))
+  return n / (Number(process.hrtime.bigint() - start) / 1e9)
+}
+
+const histogram = monitorEventLoopDelay({ resolution: 1 })
+const base: number[] = []
+const stmt: number[] = []
+const stalls: number[] = []
+for (let r = 0; r < rounds; r++) {
+  base.push((await pool(count, () => hsm.keys.sign('smime/bank', 'rsa-pkcs1-sha256', Buffer.alloc(200)))) / 2)
+  histogram.reset()
+  histogram.enable()
+  stmt.push(await pool(count, () => stage.process({ envelope, message: statement })))
+  histogram.disable()
+  stalls.push(histogram.max / 1e6)
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const summary = {
+  date: new Date().toISOString(),
+  machine: `${cpus().length} cores, ${cpus()[0]?.model}`,
+  node: process.version,
+  statementBytes: statement.length,
+  count,
+  concurrency,
+  rounds,
+  statementsPerSecond: Math.round(median(stmt)),
+  ceilingStatementsPerSecond: Math.round(median(base)),
+  ratioToCeiling: Number((median(stmt) / median(base)).toFixed(2)),
+  worstEventLoopStallMs: Number(Math.max(...stalls).toFixed(1)),
+  targets: { statementsPerSecond: 600, worstEventLoopStallMs: 20 },
+}
+process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
+mkdirSync(join(import.meta.dirname, 'results'), { recursive: true })
+writeFileSync(join(import.meta.dirname, 'results', 'signing.json'), `${JSON.stringify(summary, null, 2)}\n`)
+await hsm.close()
+rmSync(dir, { recursive: true, force: true })
