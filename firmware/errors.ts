@@ -42,6 +42,10 @@ export const ERRORS = {
   EENCRYPT_RECIPIENT_CERT: { smtp: 550, enhanced: '5.7.1', text: 'encryption is configured for some recipients but not for all of this mail' },
   EHSM_UNAVAILABLE: { smtp: 451, enhanced: '4.3.0', text: 'the HSM is unavailable; the mail was not signed and not accepted, try again later' },
 
+  // --- spool (S12) ---
+  EQUEUE_DISK_FULL: { smtp: 452, enhanced: '4.3.1', text: 'insufficient system storage: the spool keeps its disk reserve, try again later' },
+  EQUEUE_FULL: { smtp: 452, enhanced: '4.3.1', text: 'the queue is full, try again later' },
+
   // --- anything unmapped: tempfail, never a silent loss (STYLE: Haraka, smtp-server) ---
   ETEMPORARY: { smtp: 451, enhanced: '4.3.0', text: 'temporary local problem, try again later' },
 } as const satisfies Record<string, ErrorSpec>

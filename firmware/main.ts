@@ -4,9 +4,10 @@ import { ConfigError, configPathFrom, loadConfigFile, type Config } from './conf
 import { Daemon } from './daemon.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
-import { MemoryHandoff } from './pipeline/handoff.ts'
+import { LogEventSink } from './events.ts'
 import { StagedHandoff } from './pipeline/stage.ts'
 import { SigningStage } from './signing/stage.ts'
+import { Spool } from './spool/spool.ts'
 import { SubmissionServer } from './submission/server.ts'
 
 /** sysexits.h EX_CONFIG: systemd and IT scripts can tell a bad config from a crash. */
@@ -39,13 +40,14 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const log = createLogger(config.log.level)
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
 
-  const spool = new MemoryHandoff()
-  log.warn('no durable spool yet: accepted mails are held in memory and not delivered')
+  const events = new LogEventSink(log)
   const hsm = new KeyService({ config, log, clock: systemClock })
+  const spool = new Spool({ config, log, hsm: hsm.hsm, events, clock: systemClock })
   const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock })
   const handoff = new StagedHandoff([signing], spool)
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
-  const daemon = new Daemon([hsm, signing, submission], log)
+  const daemon = new Daemon([hsm, spool, signing, submission], log)
+  log.warn('no delivery engine yet: accepted mails stay queued (encrypted) in the spool')
 
   installSignalHandlers(daemon, log)
   try {

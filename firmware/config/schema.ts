@@ -142,6 +142,17 @@ export const schema = obj({
       description: 'Content cipher for S/MIME encryption: AES-256-CBC (EnvelopedData, widest client support) or AES-256-GCM (AuthEnvelopedData, RFC 5083).',
     }),
   }),
+  spool: obj({
+    epochSeconds: int({
+      default: 3600,
+      min: 1,
+      max: 7 * 86400,
+      description: 'Length of a key epoch (S13): each epoch has its own wrapping key in the HSM, destroyed when the epoch has ended and its last message is final.',
+    }),
+    reservePercent: int({ default: 10, min: 0, max: 90, description: 'Free disk space kept in reserve: below it, submission answers 452 4.3.1 instead of accepting.' }),
+    maxMessages: int({ default: 3_000_000, min: 1, max: 50_000_000, description: 'Most messages the spool holds; beyond it submission answers 452 4.3.1.' }),
+    verifyOnStart: bool({ default: true, description: 'After start, read and authenticate every record in the background; bad ones are quarantined.' }),
+  }),
   shutdown: obj({
     graceMs: int({
       default: 30000,

@@ -1,0 +1,104 @@
+import { open, readFile, rename, type FileHandle } from 'node:fs/promises'
+import { fsyncDir } from '../../hal/storage/files.ts'
+import { dirname } from 'node:path'
+
+/** A message's state as the journal records it; a message absent from the journal is queued. */
+export interface JournalState {
+  state: 'deferred' | 'held' | 'final'
+  attempts: number
+  nextAttemptAt: number
+}
+
+const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q' } as const
+
+/**
+ * The spool's state journal: one line per transition, appended and made
+ * durable before the transition is acted on. Appends from concurrent callers
+ * are group-committed: whoever arrives while a flush is running joins the next
+ * one, so many transitions share one fdatasync.
+ */
+export class Journal {
+  readonly #path: string
+  #fh: FileHandle | undefined
+  #pending: { line: string; resolve: () => void; reject: (e: Error) => void }[] = []
+  #flushing: Promise<void> | undefined
+
+  constructor(path: string) {
+    this.#path = path
+  }
+
+  /** Replays the journal into the latest state per id (a truncated last line from a crash is ignored). */
+  async load(): Promise<Map<string, JournalState | 'queued'>> {
+    const out = new Map<string, JournalState | 'queued'>()
+    let text = ''
+    try {
+      text = await readFile(this.#path, 'latin1')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    for (const line of text.split('\n')) {
+      const [id, code, attempts, next] = line.split(' ')
+      if (!id || !code || next === undefined) continue
+      if (code === 'Q') out.set(id, 'queued')
+      else {
+        const state = code === 'D' ? 'deferred' : code === 'H' ? 'held' : code === 'F' ? 'final' : undefined
+        if (state) out.set(id, { state, attempts: Number(attempts), nextAttemptAt: parseInt(next, 36) })
+      }
+    }
+    return out
+  }
+
+  /** Replaces the journal with just these entries (atomic), then opens it for appending. */
+  async compact(entries: Iterable<[string, JournalState]>): Promise<void> {
+    const tmp = `${this.#path}.tmp`
+    const fh = await open(tmp, 'w', 0o600)
+    const lines: string[] = []
+    for (const [id, s] of entries) lines.push(line(id, s.state, s.attempts, s.nextAttemptAt))
+    await fh.writeFile(lines.join(''))
+    await fh.datasync()
+    await fh.close()
+    await rename(tmp, this.#path)
+    fsyncDir(dirname(this.#path))
+    this.#fh = await open(this.#path, 'a', 0o600)
+  }
+
+  append(id: string, state: JournalState['state'] | 'queued', attempts: number, nextAttemptAt: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ line: line(id, state, attempts, nextAttemptAt), resolve, reject })
+      void this.#kick()
+    })
+  }
+
+  async close(): Promise<void> {
+    while (this.#flushing || this.#pending.length) await (this.#flushing ?? this.#kick())
+    await this.#fh?.close()
+    this.#fh = undefined
+  }
+
+  async #kick(): Promise<void> {
+    if (this.#flushing) return
+    this.#flushing = (async () => {
+      while (this.#pending.length) {
+        const batch = this.#pending
+        this.#pending = []
+        try {
+          if (!this.#fh) throw new Error('journal is not open')
+          await this.#fh.write(batch.map((b) => b.line).join(''))
+          await this.#fh.datasync()
+          for (const b of batch) b.resolve()
+        } catch (err) {
+          for (const b of batch) b.reject(err as Error)
+        }
+      }
+    })()
+    try {
+      await this.#flushing
+    } finally {
+      this.#flushing = undefined
+    }
+  }
+}
+
+function line(id: string, state: JournalState['state'] | 'queued', attempts: number, next: number): string {
+  return `${id} ${CODES[state]} ${attempts} ${Math.max(0, Math.floor(next)).toString(36)}\n`
+}

@@ -1,0 +1,100 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import type { Envelope } from '../pipeline/handoff.ts'
+
+/**
+ * The on-disk form of one spooled message (M10, S9):
+ *
+ *   "SGSP" | version (1) | header length (u32 BE) | header JSON | ciphertext | GCM tag (16)
+ *
+ * The header holds what scheduling needs and nothing that identifies a person:
+ * id, epoch, creation time, size, and the data key wrapped by the epoch's HSM
+ * key. The ciphertext (AES-256-GCM under a fresh per-message data key, with the
+ * whole header as additional data) holds the envelope — recipient addresses
+ * included — and the message bytes.
+ */
+const MAGIC = Buffer.from('SGSP')
+const VERSION = 1
+const TAG = 16
+
+export interface RecordHeader {
+  id: string
+  epoch: string
+  created: number
+  /** Plaintext message size in bytes. */
+  size: number
+  wrapIv: string
+  wrapCt: string
+  nonce: string
+}
+
+export interface SpooledMail {
+  envelope: Envelope
+  message: Buffer
+}
+
+export class RecordError extends Error {
+  override name = 'RecordError'
+}
+
+/** Encrypts a mail under `dataKey`; `wrapped` is that key as the HSM wrapped it. */
+export function encodeRecord(
+  mail: SpooledMail,
+  meta: { id: string; epoch: string; created: number },
+  dataKey: Buffer,
+  wrapped: { iv: Buffer; ciphertext: Buffer },
+): Buffer {
+  const nonce = randomBytes(12)
+  const header: RecordHeader = {
+    ...meta,
+    size: mail.message.length,
+    wrapIv: wrapped.iv.toString('base64'),
+    wrapCt: wrapped.ciphertext.toString('base64'),
+    nonce: nonce.toString('base64'),
+  }
+  const headerBytes = Buffer.from(JSON.stringify(header))
+  const prefix = Buffer.alloc(9)
+  MAGIC.copy(prefix, 0)
+  prefix[4] = VERSION
+  prefix.writeUInt32BE(headerBytes.length, 5)
+  const aad = Buffer.concat([prefix, headerBytes])
+  const env = Buffer.from(JSON.stringify(mail.envelope))
+  const envLen = Buffer.alloc(4)
+  envLen.writeUInt32BE(env.length)
+  const cipher = createCipheriv('aes-256-gcm', dataKey, nonce)
+  cipher.setAAD(aad)
+  const body = Buffer.concat([cipher.update(envLen), cipher.update(env), cipher.update(mail.message), cipher.final()])
+  return Buffer.concat([aad, body, cipher.getAuthTag()])
+}
+
+/** Reads the clear header without decrypting (structure check; throws RecordError on a torn record). */
+export function readHeader(record: Buffer): { header: RecordHeader; aad: Buffer } {
+  if (record.length < 9 + TAG || !record.subarray(0, 4).equals(MAGIC)) throw new RecordError('not a spool record (bad magic or too short)')
+  if (record[4] !== VERSION) throw new RecordError(`unknown record version ${record[4]}`)
+  const len = record.readUInt32BE(5)
+  if (9 + len + TAG > record.length) throw new RecordError('record is truncated')
+  let header: RecordHeader
+  try {
+    header = JSON.parse(record.subarray(9, 9 + len).toString('utf8')) as RecordHeader
+  } catch {
+    throw new RecordError('record header is not readable')
+  }
+  if (typeof header.id !== 'string' || typeof header.epoch !== 'string') throw new RecordError('record header lacks id or epoch')
+  return { header, aad: record.subarray(0, 9 + len) }
+}
+
+/** Decrypts and authenticates a record with its data key; any change to any byte fails. */
+export function decodeRecord(record: Buffer, dataKey: Buffer): SpooledMail {
+  const { header, aad } = readHeader(record)
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, Buffer.from(header.nonce, 'base64'))
+  decipher.setAAD(aad)
+  decipher.setAuthTag(record.subarray(record.length - TAG))
+  let plain: Buffer
+  try {
+    plain = Buffer.concat([decipher.update(record.subarray(aad.length, record.length - TAG)), decipher.final()])
+  } catch {
+    throw new RecordError('record failed authentication (GCM tag mismatch)')
+  }
+  const envLen = plain.readUInt32BE(0)
+  const envelope = JSON.parse(plain.subarray(4, 4 + envLen).toString('utf8')) as Envelope
+  return { envelope, message: plain.subarray(4 + envLen) }
+}

@@ -1,0 +1,406 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, statfsSync } from 'node:fs'
+import { open, readdir, readFile, rename, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Clock } from '../../hal/clock.ts'
+import { HsmError, type Hsm } from '../../hal/hsm/index.ts'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import { GatewayError } from '../errors.ts'
+import type { EventSink } from '../events.ts'
+import type { Logger } from '../log.ts'
+import type { Handoff, Submitted } from '../pipeline/handoff.ts'
+import { Journal, type JournalState } from './journal.ts'
+import { decodeRecord, encodeRecord, readHeader, RecordError, type SpooledMail } from './record.ts'
+
+export type SpoolState = 'queued' | 'inflight' | 'deferred' | 'held'
+export type FinalOutcome = 'delivered' | 'bounced' | 'expired'
+
+export interface SpoolEntry {
+  id: string
+  epoch: string
+  created: number
+  state: SpoolState
+  attempts: number
+  nextAttemptAt: number
+}
+
+export const epochKeyLabel = (epoch: string) => `spool/epoch/${epoch}`
+const EPOCH_PREFIX = 'spool/epoch/'
+
+/** Record file name: the id, epoch and creation time, so a restart can index without reading files. */
+const fileName = (e: { id: string; epoch: string; created: number }) => `${e.id}~${e.epoch}~${e.created.toString(36)}.rec`
+/** 16 shard directories: few enough that concurrent writers share directory fsyncs, enough to keep directories small. */
+const shardOf = (id: string) => (id.charCodeAt(0) & 15).toString(16)
+
+/**
+ * The encrypted durable spool (M10, S9, S12, S13).
+ *
+ * Write path: each mail is encrypted with a fresh AES-256-GCM data key, the
+ * data key is wrapped by the current epoch's key in the HSM, and the record is
+ * written to a temporary file, fdatasync'd, renamed into place and its
+ * directory fsync'd — all before the submission server answers 250.
+ * Concurrent writers share directory fsyncs and the journal's fdatasync
+ * (group commit), and their file syncs run in parallel.
+ *
+ * Final state: the journal records it, the record is unlinked, and when the
+ * last message of an epoch that has ended is final, the epoch key is destroyed
+ * in the HSM: no remnant of that epoch can be decrypted any more (crypto-shredding).
+ *
+ * Memory holds an index (id, epoch, state, attempts, next attempt), never
+ * bodies; bodies are read from disk when delivery asks for them.
+ */
+export class Spool implements Component, Handoff {
+  readonly name = 'spool'
+  readonly #config: Config
+  readonly #log: Logger
+  readonly #hsm: Hsm
+  readonly #events: EventSink
+  readonly #clock: Clock
+  readonly #dir: string
+  readonly #quarantine: string
+  readonly #journal: Journal
+  readonly #index = new Map<string, SpoolEntry>()
+  readonly #epochCounts = new Map<string, number>()
+  readonly #epochKeys = new Set<string>()
+  readonly #shards = new Set<string>()
+  readonly #dirSyncs = new Map<string, { running: Promise<void> | undefined; waiters: { resolve: () => void; reject: (e: Error) => void }[] }>()
+  #disk = { at: -Infinity, ok: true }
+  #timer: NodeJS.Timeout | undefined
+  #verifying: Promise<void> | undefined
+  #stopping = false
+
+  constructor(deps: { config: Config; log: Logger; hsm: Hsm; events: EventSink; clock: Clock }) {
+    this.#config = deps.config
+    this.#log = deps.log.child({ component: 'spool' })
+    this.#hsm = deps.hsm
+    this.#events = deps.events
+    this.#clock = deps.clock
+    this.#dir = join(deps.config.dataDir, 'spool')
+    this.#quarantine = join(this.#dir, 'quarantine')
+    this.#journal = new Journal(join(this.#dir, 'journal'))
+  }
+
+  get size(): number {
+    return this.#index.size
+  }
+
+  /** Rebuilds the index from record names and the journal; resumes where the box stopped. */
+  async start(): Promise<void> {
+    const started = this.#clock.now()
+    mkdirSync(this.#quarantine, { recursive: true, mode: 0o700 })
+    const journal = await this.#journal.load()
+    const finals: string[] = []
+    let torn = 0
+    for (const shard of await readdir(this.#dir, { withFileTypes: true })) {
+      if (!shard.isDirectory() || shard.name === 'quarantine') continue
+      const shardDir = join(this.#dir, shard.name)
+      for (const name of await readdir(shardDir)) {
+        if (name.endsWith('.tmp')) {
+          // Never acknowledged: the crash came before rename, so no 250 was sent for it.
+          await unlink(join(shardDir, name))
+          torn++
+          continue
+        }
+        const m = /^([A-Za-z0-9_-]+)~([0-9A-Za-z]+)~([0-9a-z]+)\.rec$/.exec(name)
+        if (!m) continue
+        const [, id, epoch, created36] = m as unknown as [string, string, string, string]
+        const j = journal.get(id)
+        if (j !== undefined && j !== 'queued' && j.state === 'final') {
+          finals.push(join(shardDir, name))
+          continue
+        }
+        const st = j === undefined || j === 'queued' ? undefined : j
+        const created = parseInt(created36, 36)
+        this.#index.set(id, {
+          id,
+          epoch,
+          created,
+          state: st?.state === 'held' ? 'held' : st ? 'deferred' : 'queued',
+          attempts: st?.attempts ?? 0,
+          nextAttemptAt: st?.nextAttemptAt ?? created,
+        })
+        this.#epochCounts.set(epoch, (this.#epochCounts.get(epoch) ?? 0) + 1)
+      }
+    }
+    // Final in the journal but still on disk: the crash came between journal and unlink.
+    for (const f of finals) await unlink(f)
+    await this.#journal.compact(
+      [...this.#index.values()].filter((e) => e.state !== 'queued').map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt }]),
+    )
+    await this.#shredEndedEpochs()
+    this.#log.info({ queued: this.#index.size, epochs: this.#epochCounts.size, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started }, 'spool ready')
+    this.#timer = setInterval(() => void this.#shredEndedEpochs().catch((err: unknown) => this.#log.error({ err }, 'epoch check failed')), 60_000)
+    this.#timer.unref()
+    if (this.#config.spool.verifyOnStart) this.#verifying = this.#verifyAll()
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true
+    clearInterval(this.#timer)
+    await this.#verifying
+    await this.#journal.close()
+  }
+
+  /** Handoff: the mail is durable (and encrypted) when this resolves, and only then. */
+  async accept(mail: Submitted): Promise<void> {
+    this.#checkLimits()
+    const id = mail.envelope.id
+    const created = this.#clock.now()
+    const epoch = this.#epochAt(created)
+    const label = epochKeyLabel(epoch)
+    const dataKey = randomBytes(32)
+    let record: Buffer
+    try {
+      await this.#ensureEpochKey(epoch)
+      const wrapped = await this.#hsm.keys.encrypt(label, dataKey, Buffer.from(id))
+      record = encodeRecord(mail, { id, epoch, created }, dataKey, wrapped)
+    } catch (err) {
+      if (err instanceof HsmError) throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
+      throw err
+    } finally {
+      dataKey.fill(0)
+    }
+    const shardDir = join(this.#dir, shardOf(id))
+    const final = join(shardDir, fileName({ id, epoch, created }))
+    const tmp = `${final}.tmp`
+    if (!this.#shards.has(shardDir)) {
+      mkdirSync(shardDir, { recursive: true, mode: 0o700 })
+      this.#shards.add(shardDir)
+    }
+    try {
+      const fh = await open(tmp, 'wx', 0o600)
+      try {
+        await fh.writeFile(record)
+        await fh.datasync()
+      } finally {
+        await fh.close()
+      }
+      await rename(tmp, final)
+      await this.#syncDir(shardDir)
+    } catch (err) {
+      await unlink(tmp).catch(() => {})
+      await unlink(final).catch(() => {})
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        this.#disk = { at: this.#clock.now(), ok: false }
+        throw new GatewayError('EQUEUE_DISK_FULL', undefined, { cause: err })
+      }
+      throw err
+    }
+    this.#index.set(id, { id, epoch, created, state: 'queued', attempts: 0, nextAttemptAt: created })
+    this.#epochCounts.set(epoch, (this.#epochCounts.get(epoch) ?? 0) + 1)
+    this.#events.emit({ type: 'spool.queued', id, epoch, bytes: mail.message.length })
+  }
+
+  entry(id: string): SpoolEntry | undefined {
+    return this.#index.get(id)
+  }
+
+  /** Up to `limit` messages due at `now`, marked in flight (in memory: after a crash in-flight is queued again). */
+  due(now: number, limit: number): SpoolEntry[] {
+    const out: SpoolEntry[] = []
+    for (const e of this.#index.values()) {
+      if (out.length >= limit) break
+      if ((e.state === 'queued' || e.state === 'deferred') && e.nextAttemptAt <= now) {
+        e.state = 'inflight'
+        out.push(e)
+      }
+    }
+    return out
+  }
+
+  /** Decrypts a spooled message (unwrapping its key in the HSM). A bad record is quarantined. */
+  async read(id: string): Promise<SpooledMail> {
+    const e = this.#mustGet(id)
+    const path = this.#path(e)
+    const record = await readFile(path)
+    try {
+      const { header } = readHeader(record)
+      if (header.id !== id) throw new RecordError('record id does not match its file name')
+      const key = await this.#hsm.keys.decrypt(epochKeyLabel(e.epoch), Buffer.from(header.wrapIv, 'base64'), Buffer.from(header.wrapCt, 'base64'), Buffer.from(id))
+      try {
+        return decodeRecord(record, key)
+      } finally {
+        key.fill(0)
+      }
+    } catch (err) {
+      const bad = err instanceof RecordError || (err instanceof HsmError && err.code === 'EHSM_DATA_INVALID')
+      if (bad) await this.#quarantineRecord(e, (err as Error).message)
+      throw err
+    }
+  }
+
+  async defer(id: string, nextAttemptAt: number, reason: string): Promise<void> {
+    const e = this.#mustGet(id)
+    await this.#journal.append(id, 'deferred', e.attempts + 1, nextAttemptAt)
+    e.attempts++
+    e.nextAttemptAt = nextAttemptAt
+    e.state = 'deferred'
+    this.#events.emit({ type: 'spool.deferred', id, attempts: e.attempts, nextAttemptAt, reason })
+  }
+
+  async hold(id: string): Promise<void> {
+    const e = this.#mustGet(id)
+    await this.#journal.append(id, 'held', e.attempts, e.nextAttemptAt)
+    e.state = 'held'
+    this.#events.emit({ type: 'spool.held', id })
+  }
+
+  async release(id: string): Promise<void> {
+    const e = this.#mustGet(id)
+    await this.#journal.append(id, 'deferred', e.attempts, this.#clock.now())
+    e.state = 'deferred'
+    e.nextAttemptAt = this.#clock.now()
+    this.#events.emit({ type: 'spool.released', id })
+  }
+
+  /**
+   * Final state (M10): journalled first, then the record is unlinked; if this
+   * was the last message of an ended epoch, the epoch key is destroyed.
+   */
+  async finish(id: string, outcome: FinalOutcome, reason: string): Promise<void> {
+    const e = this.#mustGet(id)
+    await this.#journal.append(id, 'final', e.attempts, 0)
+    this.#index.delete(id)
+    await unlink(this.#path(e)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err
+    })
+    this.#events.emit({ type: 'spool.final', id, outcome, reason })
+    this.#events.emit({ type: 'spool.record_shredded', id })
+    await this.#released(e.epoch)
+  }
+
+  /** Counts by state, for status pages and metrics. */
+  stats(): Record<SpoolState, number> & { total: number } {
+    const s = { queued: 0, inflight: 0, deferred: 0, held: 0, total: this.#index.size }
+    for (const e of this.#index.values()) s[e.state]++
+    return s
+  }
+
+  #checkLimits(): void {
+    if (this.#index.size >= this.#config.spool.maxMessages) throw new GatewayError('EQUEUE_FULL')
+    const now = this.#clock.now()
+    if (now - this.#disk.at > 1000) {
+      const st = statfsSync(this.#dir)
+      this.#disk = { at: now, ok: (st.bavail / st.blocks) * 100 >= this.#config.spool.reservePercent }
+    }
+    if (!this.#disk.ok) throw new GatewayError('EQUEUE_DISK_FULL')
+  }
+
+  #epochAt(t: number): string {
+    const ms = this.#config.spool.epochSeconds * 1000
+    return Math.floor(t / ms).toString(36)
+  }
+
+  async #ensureEpochKey(epoch: string): Promise<void> {
+    if (this.#epochKeys.has(epoch)) return
+    if (await this.#hsm.keys.ensureSecretKey(epochKeyLabel(epoch), 'aes-256')) this.#events.emit({ type: 'spool.epoch_key_created', epoch })
+    this.#epochKeys.add(epoch)
+  }
+
+  async #released(epoch: string): Promise<void> {
+    const n = (this.#epochCounts.get(epoch) ?? 1) - 1
+    if (n > 0) return void this.#epochCounts.set(epoch, n)
+    this.#epochCounts.delete(epoch)
+    if (epoch !== this.#epochAt(this.#clock.now())) await this.#destroyEpoch(epoch)
+  }
+
+  /** Destroys the keys of epochs that have ended and hold no live message (also ones left from before a restart). */
+  async #shredEndedEpochs(): Promise<void> {
+    const current = this.#epochAt(this.#clock.now())
+    let labels: string[]
+    try {
+      labels = (await this.#hsm.keys.list()).filter((k) => k.kind === 'secret' && k.label.startsWith(EPOCH_PREFIX)).map((k) => k.label)
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'cannot list epoch keys (HSM unavailable); will retry')
+      return
+    }
+    for (const label of labels) {
+      const epoch = label.slice(EPOCH_PREFIX.length)
+      if (epoch !== current && !this.#epochCounts.has(epoch)) await this.#destroyEpoch(epoch)
+    }
+  }
+
+  async #destroyEpoch(epoch: string): Promise<void> {
+    try {
+      const n = await this.#hsm.keys.destroy(epochKeyLabel(epoch))
+      this.#epochKeys.delete(epoch)
+      if (n > 0) {
+        this.#events.emit({ type: 'spool.epoch_key_destroyed', epoch })
+        this.#log.info({ epoch }, 'epoch key destroyed: its records can no longer be decrypted by anyone')
+      }
+    } catch (err) {
+      // Retried by the periodic check; the key stays until it can be destroyed.
+      this.#log.warn({ epoch, err: (err as Error).message }, 'epoch key not destroyed yet')
+    }
+  }
+
+  async #quarantineRecord(e: SpoolEntry, reason: string): Promise<void> {
+    const name = fileName(e)
+    await rename(this.#path(e), join(this.#quarantine, name)).catch(() => {})
+    this.#index.delete(e.id)
+    this.#events.emit({ type: 'spool.quarantined', file: name, reason })
+    this.#log.error({ id: e.id, reason }, 'spool record quarantined')
+    await this.#released(e.epoch)
+  }
+
+  /** Reads and authenticates every record once after start, without holding up accepting or delivering. */
+  async #verifyAll(): Promise<void> {
+    let checked = 0
+    let bad = 0
+    for (const id of [...this.#index.keys()]) {
+      if (this.#stopping) return
+      const e = this.#index.get(id)
+      if (!e || e.state === 'inflight') continue
+      try {
+        await this.read(id)
+        checked++
+      } catch (err) {
+        if (err instanceof RecordError || (err instanceof HsmError && err.code === 'EHSM_DATA_INVALID')) bad++
+        else if (err instanceof HsmError) return void this.#log.warn({ err: err.message }, 'spool verification paused: HSM unavailable')
+      }
+      if (checked % 256 === 0) await new Promise((r) => setImmediate(r))
+    }
+    this.#log.info({ checked, quarantined: bad }, 'spool verification finished')
+  }
+
+  #mustGet(id: string): SpoolEntry {
+    const e = this.#index.get(id)
+    if (!e) throw new Error(`no spooled message ${id}`)
+    return e
+  }
+
+  #path(e: SpoolEntry): string {
+    return join(this.#dir, shardOf(e.id), fileName(e))
+  }
+
+  /** fsync of a directory, shared by everyone who renamed into it while the previous one ran. */
+  #syncDir(dir: string): Promise<void> {
+    let s = this.#dirSyncs.get(dir)
+    if (!s) this.#dirSyncs.set(dir, (s = { running: undefined, waiters: [] }))
+    const state = s
+    return new Promise((resolve, reject) => {
+      state.waiters.push({ resolve, reject })
+      if (state.running) return
+      state.running = (async () => {
+        while (state.waiters.length) {
+          await new Promise<void>((r) => setImmediate(r)) // let concurrent renames join this fsync
+          const batch = state.waiters.splice(0)
+          try {
+            const fh = await open(dir, 'r')
+            try {
+              await fh.sync()
+            } finally {
+              await fh.close()
+            }
+            for (const w of batch) w.resolve()
+          } catch (err) {
+            for (const w of batch) w.reject(err as Error)
+          }
+        }
+        state.running = undefined
+      })()
+    })
+  }
+}

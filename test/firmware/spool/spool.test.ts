@@ -1,0 +1,174 @@
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { GatewayError } from '../../../firmware/errors.ts'
+import { readHeader } from '../../../firmware/spool/record.ts'
+import { epochKeyLabel } from '../../../firmware/spool/spool.ts'
+import { tempDir } from '../../helpers/box.ts'
+import { devHsm } from '../../helpers/hsm.ts'
+import { mail, spoolRig } from '../../helpers/spool.ts'
+
+function recordFiles(dir: string): string[] {
+  const spool = join(dir, 'spool')
+  return readdirSync(spool, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && d.name !== 'quarantine')
+    .flatMap((d) => readdirSync(join(spool, d.name)).map((f) => join(spool, d.name, f)))
+}
+
+function grepCount(needle: string, ...dirs: string[]): number {
+  let n = 0
+  for (const d of dirs) {
+    try {
+      n += execFileSync('grep', ['-rlaF', needle, d], { encoding: 'utf8' }).split('\n').filter(Boolean).length
+    } catch {
+      // grep exits 1 when nothing matches
+    }
+  }
+  return n
+}
+
+t.test('M10 canary: a unique string is nowhere on disk, in clear or base64, while queued or after; the record is ciphertext', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const rig = await spoolRig(t, hsm, dir)
+  const canary = `CANARY-${Math.random().toString(36).slice(2)}-有價證券`
+  const rcpt = `canary-${Math.random().toString(36).slice(2)}@example.net`
+  const m = mail(`balance for ${canary}`, rcpt)
+  await rig.spool.accept(m)
+  const forms = [canary, Buffer.from(canary).toString('base64').slice(0, 24), rcpt]
+  for (const f of forms) t.equal(grepCount(f, dir, tmpdir()), 0, `"${f.slice(0, 20)}…" not found while queued`)
+  const [file] = recordFiles(dir)
+  const raw = readFileSync(file!)
+  t.equal(raw.subarray(0, 4).toString(), 'SGSP')
+  const { header } = readHeader(raw)
+  t.same(Object.keys(header).sort(), ['created', 'epoch', 'id', 'nonce', 'size', 'wrapCt', 'wrapIv'], 'the clear header holds no address')
+  const got = await rig.spool.read(m.envelope.id)
+  t.same(got.message, m.message, 'decrypts to the exact bytes')
+  t.same(got.envelope.rcptTo, [rcpt])
+  await rig.spool.finish(m.envelope.id, 'delivered', '250 ok')
+  t.same(recordFiles(dir), [], 'the record is gone after the final state')
+  for (const f of forms) t.equal(grepCount(f, dir, tmpdir()), 0, 'still not found after delivery')
+})
+
+t.test('S13 epoch shredding: when an ended epoch has no live message, its HSM key is destroyed and old copies are undecryptable', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  const rig = await spoolRig(t, hsm, dir, { epochSeconds: 3600 }, clock)
+  const mails = [mail('one'), mail('two'), mail('three')]
+  for (const m of mails) await rig.spool.accept(m)
+  const epoch = rig.spool.entry(mails[0]!.envelope.id)!.epoch
+  t.ok(rig.events.some((e) => e.type === 'spool.epoch_key_created' && e.epoch === epoch))
+  const aside = join(tempDir(t), 'copy.rec')
+  copyFileSync(recordFiles(dir)[0]!, aside)
+
+  await rig.spool.finish(mails[0]!.envelope.id, 'delivered', '250')
+  await rig.spool.finish(mails[1]!.envelope.id, 'bounced', '550')
+  t.ok(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'), 'key stays while the epoch has live mail')
+  clock.now += 3600_000 // the epoch ends
+  await rig.spool.finish(mails[2]!.envelope.id, 'expired', 'too old')
+  t.notOk(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'), 'key destroyed (C_FindObjects finds nothing)')
+  t.ok(rig.events.some((e) => e.type === 'spool.epoch_key_destroyed' && e.epoch === epoch))
+  const { header } = readHeader(readFileSync(aside))
+  await t.rejects(
+    hsm.keys.decrypt(epochKeyLabel(epoch), Buffer.from(header.wrapIv, 'base64'), Buffer.from(header.wrapCt, 'base64'), Buffer.from(header.id)),
+    { code: 'EHSM_KEY_NOT_FOUND' },
+    'the copied record cannot be unwrapped by anyone',
+  )
+})
+
+t.test('an ended epoch whose messages all became final before a restart is shredded at start', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  let rig = await spoolRig(t, hsm, dir, { epochSeconds: 60 }, clock)
+  const m = mail('x')
+  await rig.spool.accept(m)
+  const epoch = rig.spool.entry(m.envelope.id)!.epoch
+  await rig.spool.finish(m.envelope.id, 'delivered', '250') // same epoch: key kept
+  t.ok(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'))
+  clock.now += 120_000
+  rig = await rig.restart()
+  t.notOk(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'))
+})
+
+t.test('states survive a restart; final mails are gone; in-flight comes back as queued (at-least-once)', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  let rig = await spoolRig(t, hsm, dir, {}, clock)
+  const [a, b, c, d] = [mail('a'), mail('b'), mail('c'), mail('d')]
+  for (const m of [a!, b!, c!, d!]) await rig.spool.accept(m)
+  t.equal(rig.spool.due(clock.now, 10).length, 4, 'all due, now in flight')
+  await rig.spool.defer(a!.envelope.id, clock.now + 600_000, '451 try later')
+  await rig.spool.hold(b!.envelope.id)
+  await rig.spool.finish(c!.envelope.id, 'delivered', '250')
+  rig = await rig.restart()
+  t.match(rig.spool.entry(a!.envelope.id), { state: 'deferred', attempts: 1, nextAttemptAt: clock.now + 600_000 })
+  t.match(rig.spool.entry(b!.envelope.id), { state: 'held' })
+  t.equal(rig.spool.entry(c!.envelope.id), undefined)
+  t.match(rig.spool.entry(d!.envelope.id), { state: 'queued' }, 'in flight at the restart → queued again')
+  t.same(rig.spool.due(clock.now, 10).map((e) => e.id), [d!.envelope.id], 'only d is due')
+  await rig.spool.release(b!.envelope.id)
+  t.equal(rig.spool.due(clock.now, 10)[0]!.id, b!.envelope.id)
+  t.same((await rig.spool.read(a!.envelope.id)).message, a!.message)
+})
+
+t.test('a corrupted record is quarantined with an event at start-up verification; the others are unaffected', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const rig = await spoolRig(t, hsm, dir)
+  const ms = [mail('1'), mail('2'), mail('3')]
+  for (const m of ms) await rig.spool.accept(m)
+  await rig.spool.stop()
+  const victim = recordFiles(dir).find((f) => f.includes(ms[1]!.envelope.id))!
+  const bytes = readFileSync(victim)
+  bytes[bytes.length - 30]! ^= 0xff
+  writeFileSync(victim, bytes)
+  // A torn file from a crash before rename, too.
+  writeFileSync(`${recordFiles(dir)[0]}.tmp`, 'SGSP partial')
+
+  const again = await spoolRig(t, hsm, dir, { verifyOnStart: true })
+  await new Promise((r) => setTimeout(r, 300))
+  t.ok(again.events.some((e) => e.type === 'spool.quarantined' && e.file.includes(ms[1]!.envelope.id)), 'quarantine event')
+  t.same(readdirSync(join(dir, 'spool', 'quarantine')).length, 1)
+  t.equal(again.spool.entry(ms[1]!.envelope.id), undefined)
+  for (const m of [ms[0]!, ms[2]!]) t.same((await again.spool.read(m.envelope.id)).message, m.message, 'others intact')
+  t.notOk(recordFiles(dir).some((f) => f.endsWith('.tmp')), 'torn temporary file removed')
+  t.ok(again.records.some((r) => r.msg === 'spool verification finished' && r.quarantined === 1))
+})
+
+t.test('limits: the disk reserve on a real tiny filesystem answers 452 4.3.1, leaves nothing partial; a full queue too', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const mnt = join(dir, 'small')
+  mkdirSync(mnt)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', mnt])
+  t.teardown(() => execFileSync('umount', [mnt]))
+  const rig = await spoolRig(t, hsm, mnt, { reservePercent: 10 })
+  const big = (n: number) => ({ ...mail('x'.repeat(20_000)), envelope: { ...mail('').envelope, id: `big${n}xxxxxxxx` } })
+  let accepted = 0
+  let refusal: GatewayError | undefined
+  for (let i = 0; i < 40 && !refusal; i++) {
+    try {
+      await rig.spool.accept(big(i))
+      accepted++
+    } catch (err) {
+      refusal = err as GatewayError
+    }
+  }
+  t.ok(accepted > 3, `accepted ${accepted} before the reserve`)
+  t.equal(refusal?.code, 'EQUEUE_DISK_FULL')
+  t.equal(refusal?.responseCode, 452)
+  t.match(refusal?.message, /^4\.3\.1 EQUEUE_DISK_FULL/)
+  t.notOk(recordFiles(mnt).some((f) => f.endsWith('.tmp')), 'no partial record left')
+  t.equal(rig.spool.size, accepted)
+  for (let i = 0; i < accepted; i++) t.ok(rig.spool.entry(`big${i}xxxxxxxx`), `record ${i} intact`)
+
+  const small = await spoolRig(t, hsm, tempDir(t), { maxMessages: 2 })
+  await small.spool.accept(mail('1'))
+  await small.spool.accept(mail('2'))
+  await t.rejects(small.spool.accept(mail('3')), { code: 'EQUEUE_FULL', responseCode: 452 })
+})
