@@ -34,6 +34,19 @@ export const ERRORS = {
 
   EMESSAGE_NO_FROM: { smtp: 550, enhanced: '5.6.0', text: 'the message has no usable From address' },
 
+  EMESSAGE_MALFORMED: { smtp: 550, enhanced: '5.6.0', text: 'the message structure is malformed' },
+
+  // --- statement policy (M1, M12, M13) ---
+  EPOLICY_SENDER: { smtp: 550, enhanced: '5.7.1', text: 'sender address is not allowed for this account' },
+  EPOLICY_SUBJECT: { smtp: 550, enhanced: '5.7.1', text: 'the subject lacks the label required for this statement class' },
+  EPOLICY_PDF_UNENCRYPTED: { smtp: 550, enhanced: '5.7.1', text: 'a PDF attachment is not encrypted' },
+  EPOLICY_PDF_MISSING: { smtp: 550, enhanced: '5.7.1', text: 'the statement has no PDF attachment' },
+  EPOLICY_ATTACHMENT_TYPE: { smtp: 550, enhanced: '5.7.1', text: 'an attachment type is not allowed' },
+  EPOLICY_ZIP_UNENCRYPTED: { smtp: 550, enhanced: '5.7.1', text: 'a ZIP attachment has unencrypted entries' },
+  EPOLICY_UNMASKED_ID: { smtp: 550, enhanced: '5.7.1', text: 'the message contains an unmasked personal identifier' },
+  EPOLICY_RECIPIENTS: { smtp: 550, enhanced: '5.5.3', text: 'too many recipients for a statement' },
+  EPOLICY_NO_CONSENT: { smtp: 550, enhanced: '5.7.1', text: 'the recipient has no e-statement consent on file' },
+
   // --- signing (M4, M5, M6) ---
   ESIGN_NO_CERT: { smtp: 550, enhanced: '5.7.1', text: 'signing is required for this sender but no signing certificate is installed' },
   ESIGN_CERT_EXPIRED: { smtp: 550, enhanced: '5.7.1', text: 'the signing certificate for this sender is expired or not yet valid' },

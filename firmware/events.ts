@@ -12,6 +12,8 @@ export type BoxEvent =
   | { type: 'spool.record_shredded'; id: string }
   | { type: 'spool.quarantined'; file: string; reason: string }
   | { type: 'spool.epoch_key_created' | 'spool.epoch_key_destroyed'; epoch: string }
+  | { type: 'policy.decision'; id: string; account: string | undefined; profile: string; rule: string; mode: 'monitor' | 'enforce'; outcome: 'refused' | 'monitor-hit' }
+  | { type: 'policy.accepted'; id: string; account: string | undefined; profile: string }
 
 export interface EventSink {
   emit(event: BoxEvent): void

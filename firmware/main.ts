@@ -6,6 +6,7 @@ import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
 import { LogEventSink } from './events.ts'
 import { StagedHandoff } from './pipeline/stage.ts'
+import { PolicyStage } from './policy/stage.ts'
 import { SigningStage } from './signing/stage.ts'
 import { Spool } from './spool/spool.ts'
 import { SubmissionServer } from './submission/server.ts'
@@ -44,9 +45,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const hsm = new KeyService({ config, log, clock: systemClock })
   const spool = new Spool({ config, log, hsm: hsm.hsm, events, clock: systemClock })
   const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock })
-  const handoff = new StagedHandoff([signing], spool)
+  const policy = new PolicyStage({ config, log, events })
+  const handoff = new StagedHandoff([policy, signing], spool)
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
-  const daemon = new Daemon([hsm, spool, signing, submission], log)
+  const daemon = new Daemon([hsm, spool, policy, signing, submission], log)
   log.warn('no delivery engine yet: accepted mails stay queued (encrypted) in the spool')
 
   installSignalHandlers(daemon, log)

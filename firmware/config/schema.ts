@@ -16,6 +16,18 @@ const cidr = (description: string, def: string[]) =>
 
 const port = (description: string, def: number) => int({ default: def, min: 0, max: 65535, description })
 
+const mode = (def: 'off' | 'monitor' | 'enforce') =>
+  oneOf(['off', 'monitor', 'enforce'] as const, { default: def, description: 'Rule mode: off, monitor (accept and record) or enforce (refuse).' })
+
+function regexProblem(v: string): string | undefined {
+  try {
+    new RegExp(v, 'u')
+    return undefined
+  } catch (err) {
+    return `is not a valid regular expression: ${(err as Error).message}`
+  }
+}
+
 export const schema = obj({
   dataDir: str({
     default: './var',
@@ -106,6 +118,35 @@ export const schema = obj({
     sessions: int({ default: 4, min: 1, max: 64, description: 'PKCS#11 sessions kept open; concurrent signing uses one each.' }),
     reconnectIntervalMs: int({ default: 2000, min: 100, max: 600000, description: 'After the token goes away, wait at least this long between reconnection attempts.' }),
     healthCheckMs: int({ default: 30000, min: 1000, max: 3600000, description: 'How often the box checks the token and logs state changes (S11).' }),
+  }),
+  policy: obj({
+    profiles: records(
+      {
+        name: str({ default: '', nonEmpty: true, description: 'Profile name (in replies and the audit trail).' }),
+        accounts: list(str({ default: '', description: '' }), { default: [], description: 'Submission accounts this profile applies to.' }),
+        domains: list(str({ default: '', description: '' }), { default: [], description: 'Sender domains this profile applies to.' }),
+        senderAlignment: mode('enforce'),
+        allowedSenders: list(str({ default: '', description: '' }), { default: [], description: 'Domains or addresses MAIL FROM and From may use; empty means `domains`.' }),
+        subjectLabel: mode('enforce'),
+        statementClass: str({ default: '', description: 'Class assumed when a mail has no X-Statement-Class header.' }),
+        labelClasses: list(str({ default: '', description: '' }), { default: ['monthly'], description: 'Classes whose subject must carry `label`.' }),
+        label: str({ default: '有價證券月對帳單', description: 'Required subject label (M12).' }),
+        pdfEncryption: mode('enforce'),
+        requirePdf: bool({ default: false, description: 'Refuse a statement without a PDF attachment.' }),
+        attachmentTypes: list(str({ default: '', description: '' }), { default: ['application/pdf', 'application/zip'], description: 'Allowed attachment types; empty allows any.' }),
+        zipEncryption: mode('enforce'),
+        deidentify: mode('enforce'),
+        patterns: list(str({ default: '', description: '', check: regexProblem }), { default: [], description: 'Extra regular expressions that must not appear (full account numbers…).' }),
+        maxRecipients: int({ default: 1, min: 1, max: 1000, description: 'Recipients per mail (statements are 1:1).' }),
+        consentFile: str({ default: '', description: 'File of addresses with e-statement consent (one per line, or CSV first column); empty for no check.' }),
+      },
+      {
+        default: [],
+        required: ['name'],
+        description:
+          'Statement policy profiles (M1, M12, M13), chosen by submission account, then by sender domain; a mail matching none is not checked. Rule modes: `enforce` refuses with a 5xx naming the rule, `monitor` accepts and records the hit, `off`. Keys: `name, accounts, domains, senderAlignment, allowedSenders, subjectLabel, statementClass, labelClasses, label, pdfEncryption, requirePdf, attachmentTypes, zipEncryption, deidentify, patterns, maxRecipients, consentFile`.',
+      },
+    ),
   }),
   signing: obj({
     domains: records(

@@ -1,0 +1,163 @@
+import { readFileSync } from 'node:fs'
+import addressparser from 'nodemailer/lib/addressparser'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import { GatewayError, type ErrorCode } from '../errors.ts'
+import type { EventSink } from '../events.ts'
+import type { Logger } from '../log.ts'
+import type { Submitted } from '../pipeline/handoff.ts'
+import type { Stage } from '../pipeline/stage.ts'
+import { inspect, MalformedMessage } from './inspect.ts'
+import { pdfEncryption } from './pdf.ts'
+import { findTaiwanIds, maskId } from './taiwan-id.ts'
+import { zipEntries } from './zip.ts'
+
+type Profile = Config['policy']['profiles'][number]
+type Mode = 'off' | 'monitor' | 'enforce'
+
+interface Hit {
+  rule: string
+  mode: Mode
+  error: GatewayError
+}
+
+const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase()
+
+/**
+ * The statement policy gate (M1, M12, M13), inside the submission transaction
+ * and before signing: a mail that breaks a rule in `enforce` mode is refused
+ * with the rule's code and the reason in plain words; in `monitor` mode it is
+ * accepted and the hit recorded. Every decision becomes an event (no content).
+ */
+export class PolicyStage implements Stage, Component {
+  readonly name = 'policy'
+  readonly #config: Config
+  readonly #log: Logger
+  readonly #events: EventSink
+  readonly #consent = new Map<string, Set<string>>()
+  readonly #patterns = new Map<string, RegExp[]>()
+  /** Per rule: how often it refused and how often it hit in monitor mode (metrics). */
+  readonly counters = new Map<string, { refused: number; monitored: number }>()
+
+  constructor(deps: { config: Config; log: Logger; events: EventSink }) {
+    this.#config = deps.config
+    this.#log = deps.log.child({ component: 'policy' })
+    this.#events = deps.events
+  }
+
+  async start(): Promise<void> {
+    for (const p of this.#config.policy.profiles) {
+      this.#patterns.set(p.name, p.patterns.map((r) => new RegExp(r, 'gu')))
+      if (p.consentFile) {
+        const list = new Set(
+          readFileSync(p.consentFile, 'utf8')
+            .split(/\r?\n/)
+            .map((l) => l.split(',')[0]!.trim().replace(/^"|"$/g, '').toLowerCase())
+            .filter((a) => a.includes('@')),
+        )
+        this.#consent.set(p.name, list)
+        this.#log.info({ profile: p.name, addresses: list.size }, 'consent list loaded')
+      }
+    }
+  }
+
+  async stop(): Promise<void> {}
+
+  profileFor(mail: Submitted, fromDomain: string | undefined): Profile | undefined {
+    const profiles = this.#config.policy.profiles
+    const account = mail.envelope.account
+    return (
+      (account ? profiles.find((p) => p.accounts.includes(account)) : undefined) ??
+      profiles.find((p) => p.domains.includes(domainOf(mail.envelope.mailFrom)) || (fromDomain !== undefined && p.domains.includes(fromDomain)))
+    )
+  }
+
+  async process(mail: Submitted): Promise<Submitted> {
+    if (this.#config.policy.profiles.length === 0) return mail
+    const profile = this.profileFor(mail, headerFromDomain(mail.message))
+    if (!profile) return mail
+    const hits: Hit[] = []
+    const rule = (name: string, mode: Mode, code: ErrorCode, reason: string) => {
+      if (mode !== 'off') hits.push({ rule: name, mode, error: new GatewayError(code, reason) })
+    }
+
+    const rcpts = mail.envelope.rcptTo
+    if (rcpts.length > profile.maxRecipients) rule('recipients', 'enforce', 'EPOLICY_RECIPIENTS', `${rcpts.length} recipients; a statement goes to at most ${profile.maxRecipients}`)
+    const consent = this.#consent.get(profile.name)
+    if (consent) for (const r of rcpts) if (!consent.has(r.toLowerCase())) rule('consent', 'enforce', 'EPOLICY_NO_CONSENT', 'a recipient has no e-statement consent on file')
+
+    const allowed = (profile.allowedSenders.length ? profile.allowedSenders : profile.domains).map((s) => s.toLowerCase())
+    const senderOk = (addr: string) => allowed.includes(addr.toLowerCase()) || allowed.includes(domainOf(addr))
+
+    // Attachments are checked as the walk decodes them, one at a time, and then dropped.
+    let pdfs = 0
+    const checkAttachment = (a: { filename: string; mime: string; content: Buffer }) => {
+      const name = a.filename || '(unnamed)'
+      const isPdf = a.mime === 'application/pdf' || /\.pdf$/i.test(a.filename)
+      const isZip = a.mime === 'application/zip' || a.mime === 'application/x-zip-compressed' || /\.zip$/i.test(a.filename)
+      if (profile.attachmentTypes.length && !profile.attachmentTypes.includes(a.mime) && !(isPdf && profile.attachmentTypes.includes('application/pdf'))) {
+        rule('attachment-type', 'enforce', 'EPOLICY_ATTACHMENT_TYPE', `attachment "${name}" of type ${a.mime} is not allowed`)
+      }
+      if (isPdf) {
+        pdfs++
+        if (pdfEncryption(a.content) !== 'encrypted') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNENCRYPTED', `attachment "${name}" is not encrypted`)
+      } else if (isZip) {
+        const entries = zipEntries(a.content)
+        if (!entries) rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `attachment "${name}" is not a readable ZIP archive`)
+        else if (entries.some((e) => !e.encrypted)) rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `attachment "${name}" has unencrypted entries`)
+      }
+    }
+    let info
+    try {
+      info = inspect(mail.message, checkAttachment)
+    } catch (err) {
+      if (err instanceof MalformedMessage) throw new GatewayError('EMESSAGE_MALFORMED', err.message)
+      throw err
+    }
+    const from = info.fromHeader ? addressparser(info.fromHeader, { flatten: true }).find((a) => a.address)?.address : undefined
+    if (!senderOk(mail.envelope.mailFrom)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `MAIL FROM <${mail.envelope.mailFrom}> is not an allowed sender`)
+    else if (!from || !senderOk(from)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `From ${from ? `<${from}>` : '(missing)'} is not an allowed sender`)
+
+    const cls = info.statementClass ?? (profile.statementClass || undefined)
+    if (cls && profile.labelClasses.includes(cls) && !info.subject.includes(profile.label)) {
+      // SMTP replies are US-ASCII (RFC 5321 §4.2), so the reply names the profile, not the (Chinese) label itself.
+      rule('subject', profile.subjectLabel, 'EPOLICY_SUBJECT', `a ${cls} statement's subject must contain the label set in policy profile "${profile.name}"`)
+    }
+
+    if (profile.requirePdf && pdfs === 0) rule('pdf-required', 'enforce', 'EPOLICY_PDF_MISSING', 'the statement has no PDF attachment')
+
+    const texts = [info.subject, ...info.texts]
+    const ids = texts.flatMap(findTaiwanIds)
+    if (ids.length) rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', `the message contains an unmasked national ID (${maskId(ids[0]!)})`)
+    for (const re of this.#patterns.get(profile.name) ?? []) {
+      if (texts.some((t) => (re.lastIndex = 0, re.test(t)))) rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', 'the message contains data matching a configured sensitive pattern')
+    }
+
+    const account = mail.envelope.account
+    for (const h of hits) {
+      const c = this.counters.get(h.rule) ?? { refused: 0, monitored: 0 }
+      if (h.mode === 'enforce') c.refused++
+      else c.monitored++
+      this.counters.set(h.rule, c)
+      this.#events.emit({ type: 'policy.decision', id: mail.envelope.id, account, profile: profile.name, rule: h.rule, mode: h.mode as 'monitor' | 'enforce', outcome: h.mode === 'enforce' ? 'refused' : 'monitor-hit' })
+    }
+    const refusal = hits.find((h) => h.mode === 'enforce')
+    if (refusal) {
+      this.#log.info({ id: mail.envelope.id, account, profile: profile.name, rule: refusal.rule, code: refusal.error.code }, 'policy refused')
+      throw refusal.error
+    }
+    if (hits.length) this.#log.warn({ id: mail.envelope.id, account, profile: profile.name, rules: hits.map((h) => h.rule) }, 'policy monitor hits (accepted)')
+    this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account, profile: profile.name })
+    return mail
+  }
+}
+
+/** The From domain for profile selection; a header too broken to read selects by account or MAIL FROM only. */
+function headerFromDomain(message: Buffer): string | undefined {
+  const end = message.indexOf('\r\n\r\n')
+  const head = message.subarray(0, end < 0 ? message.length : end).toString('latin1')
+  const m = /^from:(.*(?:\r\n[ \t].*)*)/im.exec(head)
+  if (!m) return undefined
+  const a = addressparser(m[1]!.replace(/\r\n/g, ''), { flatten: true }).find((x) => x.address)
+  return a?.address ? domainOf(a.address) : undefined
+}
