@@ -13,6 +13,16 @@ export type BoxEvent =
   | { type: 'spool.quarantined'; file: string; reason: string }
   | { type: 'spool.epoch_key_created' | 'spool.epoch_key_destroyed'; epoch: string }
   | { type: 'policy.decision'; id: string; account: string | undefined; profile: string; rule: string; mode: 'monitor' | 'enforce'; outcome: 'refused' | 'monitor-hit' }
+  | {
+      type: 'delivery.attempt'
+      id: string
+      kind: string
+      outcome: 'delivered' | 'deferred' | 'bounced'
+      mx: string | undefined
+      sourceIp: string | undefined
+      reply: string
+      tls: string | undefined
+    }
   | { type: 'policy.accepted'; id: string; account: string | undefined; profile: string }
 
 export interface EventSink {

@@ -4,6 +4,7 @@ import { ConfigError, configPathFrom, loadConfigFile, type Config } from './conf
 import { Daemon } from './daemon.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
+import { AuditCopyHandoff, DeliveryEngine } from './delivery/engine.ts'
 import { LogEventSink } from './events.ts'
 import { StagedHandoff } from './pipeline/stage.ts'
 import { PolicyStage } from './policy/stage.ts'
@@ -46,10 +47,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const spool = new Spool({ config, log, hsm: hsm.hsm, events, clock: systemClock })
   const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock })
   const policy = new PolicyStage({ config, log, events })
-  const handoff = new StagedHandoff([policy, signing], spool)
+  const handoff = new StagedHandoff([policy, signing], new AuditCopyHandoff(spool, config))
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
-  const daemon = new Daemon([hsm, spool, policy, signing, submission], log)
-  log.warn('no delivery engine yet: accepted mails stay queued (encrypted) in the spool')
+  const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
+  const daemon = new Daemon([hsm, spool, policy, signing, delivery, submission], log)
 
   installSignalHandlers(daemon, log)
   try {

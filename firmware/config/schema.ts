@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { cidrProblem } from '../../hal/net/cidr.ts'
 import { passwordHashProblem } from '../submission/password.ts'
 import { bool, int, list, obj, oneOf, records, str, type Infer } from './types.ts'
@@ -193,6 +194,57 @@ export const schema = obj({
     reservePercent: int({ default: 10, min: 0, max: 90, description: 'Free disk space kept in reserve: below it, submission answers 452 4.3.1 instead of accepting.' }),
     maxMessages: int({ default: 3_000_000, min: 1, max: 50_000_000, description: 'Most messages the spool holds; beyond it submission answers 452 4.3.1.' }),
     verifyOnStart: bool({ default: true, description: 'After start, read and authenticate every record in the background; bad ones are quarantined.' }),
+  }),
+  delivery: obj({
+    enabled: bool({ default: true, description: 'Deliver queued mail. Off: mail stays queued (maintenance).' }),
+    egress: records(
+      {
+        address: str({ default: '', nonEmpty: true, check: (v) => (isIP(v) ? undefined : 'is not an IP address'), description: 'Source address.' }),
+        ehloName: str({ default: '', nonEmpty: true, description: 'Name announced in EHLO from this address (its PTR).' }),
+        weight: int({ default: 1, min: 1, max: 100, description: 'Share of connections.' }),
+      },
+      {
+        default: [
+          { address: '127.0.0.11', ehloName: 'mta1.localhost', weight: 1 },
+          { address: '127.0.0.12', ehloName: 'mta2.localhost', weight: 1 },
+          { address: '127.0.0.13', ehloName: 'mta3.localhost', weight: 1 },
+          { address: '127.0.0.14', ehloName: 'mta4.localhost', weight: 1 },
+        ],
+        required: ['address', 'ehloName'],
+        description: 'Egress addresses (M2): `{ "address", "ehloName", "weight" }`. Loopback aliases on a dev machine; the four NIC addresses provisioning assigned on the box.',
+      },
+    ),
+    routes: records(
+      {
+        domain: str({ default: '', nonEmpty: true, description: 'Recipient domain, or "*" for all.' }),
+        host: str({ default: '', nonEmpty: true, description: 'Host or address to deliver to.' }),
+        port: int({ default: 25, min: 1, max: 65535, description: 'Port.' }),
+        tls: oneOf(['opportunistic', 'required', 'none'] as const, { default: 'opportunistic', description: 'TLS policy for this route.' }),
+      },
+      { default: [], required: ['domain', 'host'], description: 'Static routes, used before MX (like Postfix transport maps): `{ "domain", "host", "port", "tls" }`.' },
+    ),
+    requireTls: list(str({ default: '', description: '' }), { default: [], description: 'Recipient domains that must get TLS with a verified certificate: without it mail is deferred, never sent in clear.' }),
+    smtpPort: int({ default: 25, min: 1, max: 65535, description: 'Port for MX delivery.' }),
+    bandwidthBitsPerSecond: int({ default: 10_000_000, min: 8000, max: 10_000_000_000, description: 'Egress byte budget shared by all outbound sockets, TLS included (M3).' }),
+    burstBytes: int({ default: 65536, min: 1024, max: 16_777_216, description: 'Bytes that may go out at once above the steady rate.' }),
+    maxConnections: int({ default: 32, min: 1, max: 10000, description: 'Outbound connections in all.' }),
+    perDestinationConnections: int({ default: 4, min: 1, max: 1000, description: 'Outbound connections to one destination host.' }),
+    messagesPerConnection: int({ default: 100, min: 1, max: 100000, description: 'Messages sent over one connection before it is closed.' }),
+    retrySeconds: list(int({ default: 0, min: 1, max: 86400, description: '' }), { default: [60, 300, 900, 1800, 3600, 7200, 14400], description: 'Back-off between attempts; the last value repeats.' }),
+    maxAgeSeconds: int({ default: 3 * 86400, min: 60, max: 30 * 86400, description: 'A message still undelivered this long after submission expires (M8).' }),
+    blockPauseSeconds: int({ default: 600, min: 1, max: 86400, description: 'When a destination blocks one source address, that address is paused for it this long while the others carry on.' }),
+    timeouts: obj({
+      connectMs: int({ default: 30000, min: 100, max: 600000, description: 'TCP connect.' }),
+      greetingMs: int({ default: 300000, min: 100, max: 600000, description: 'Server greeting (RFC 5321 §4.5.3.2: 5 min).' }),
+      commandMs: int({ default: 300000, min: 100, max: 600000, description: 'Each command reply.' }),
+      dataMs: int({ default: 600000, min: 100, max: 3600000, description: 'Reply after the end of DATA (10 min).' }),
+    }),
+    auditCopy: obj({
+      address: str({ default: '', description: 'Firm mailbox that gets a byte-identical copy of every statement (M7); empty for none.' }),
+      host: str({ default: '', description: 'Internal host for the copies (never over the public egress addresses).' }),
+      port: int({ default: 25, min: 1, max: 65535, description: 'Its port.' }),
+    }),
+    notifyAddress: str({ default: '', description: 'Firm address that gets a delivery status notification for every bounce and expiry (M8).' }),
   }),
   shutdown: obj({
     graceMs: int({

@@ -11,6 +11,8 @@ export interface Envelope {
   readonly clientAddress: string
   readonly tls: { readonly protocol: string; readonly cipher: string } | undefined
   readonly receivedAt: number
+  /** What the mail is to the box: a statement (default), its archive copy (M7), or a status notification (M8). */
+  readonly kind?: 'statement' | 'audit-copy' | 'dsn'
 }
 
 export interface Submitted {

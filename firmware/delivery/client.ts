@@ -1,0 +1,245 @@
+import { isAscii } from 'node:buffer'
+import { connect as netConnect } from 'node:net'
+import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls'
+import type { Duplex } from 'node:stream'
+import { ThrottledSocket, type ByteRateLimiter } from '../../hal/net/throttle.ts'
+
+export interface Reply {
+  code: number
+  text: string
+}
+
+export class SmtpError extends Error {
+  override name = 'SmtpError'
+  readonly reply: Reply | undefined
+  readonly phase: string
+  /** A connection-level failure (refused, reset, timeout) rather than a reply. */
+  readonly network: boolean
+  constructor(phase: string, message: string, reply?: Reply, network = false) {
+    super(message)
+    this.phase = phase
+    this.reply = reply
+    this.network = network
+  }
+}
+
+export interface ClientOptions {
+  host: string
+  port: number
+  localAddress: string | undefined
+  ehloName: string
+  tls: 'opportunistic' | 'required' | 'none'
+  /** CA bundle for verification when TLS is required (default: the system store). */
+  ca?: string | Buffer | undefined
+  limiter: ByteRateLimiter | undefined
+  timeouts: { connect: number; greeting: number; command: number; data: number }
+}
+
+/**
+ * A small SMTP client (RFC 5321) for outbound delivery: STARTTLS (RFC 3207)
+ * with TLS 1.2+ (S1), PIPELINING for the envelope (RFC 2920), timeouts per
+ * phase, and connection reuse (RSET between messages). Every byte it writes
+ * goes through the shared bandwidth limiter (M3), TLS records included.
+ */
+export class SmtpClient {
+  readonly #opts: ClientOptions
+  #stream: Duplex | undefined
+  #buffer = ''
+  #waiter: (() => void) | undefined
+  #closed = false
+  extensions = new Set<string>()
+  tlsVersion: string | undefined
+  remoteAddress: string | undefined
+  /** Messages sent on this connection so far. */
+  sent = 0
+
+  constructor(opts: ClientOptions) {
+    this.#opts = opts
+  }
+
+  /** The source address this connection was made from. */
+  get localAddress(): string | undefined {
+    return this.#opts.localAddress
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  async connect(): Promise<void> {
+    const o = this.#opts
+    const raw = netConnect({ host: o.host, port: o.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}) })
+    await this.#until('connect', o.timeouts.connect, new Promise<void>((resolve, reject) => {
+      raw.once('connect', () => resolve())
+      raw.once('error', (err) => reject(new SmtpError('connect', err.message, undefined, true)))
+    }), () => raw.destroy())
+    this.remoteAddress = raw.remoteAddress
+    this.#attach(new ThrottledSocket(raw, o.limiter))
+    const greeting = await this.#read('greeting', o.timeouts.greeting)
+    if (greeting.code !== 220) throw new SmtpError('greeting', `greeting ${greeting.code} ${greeting.text}`, greeting)
+    await this.#ehlo()
+    if (this.extensions.has('STARTTLS') && o.tls !== 'none') await this.#starttls()
+    else if (o.tls === 'required') throw new SmtpError('starttls', 'TLS is required for this destination but the server does not offer STARTTLS')
+  }
+
+  /** Sends one message; returns the final reply. Throws SmtpError on a refusal or a broken connection. */
+  async send(mailFrom: string, rcptTo: readonly string[], message: Buffer): Promise<{ reply: Reply; accepted: string[]; rejected: { rcpt: string; reply: Reply }[] }> {
+    const o = this.#opts
+    if (this.sent > 0) {
+      const r = await this.#cmd('RSET', o.timeouts.command)
+      if (r.code !== 250) throw new SmtpError('rset', `RSET ${r.code} ${r.text}`, r)
+    }
+    const size = this.extensions.has('SIZE') ? ` SIZE=${message.length}` : ''
+    const body8 = this.extensions.has('8BITMIME') && !isAscii(message) ? ' BODY=8BITMIME' : ''
+    const commands = [`MAIL FROM:<${mailFrom}>${size}${body8}`, ...rcptTo.map((r) => `RCPT TO:<${r}>`)]
+    const replies: Reply[] = []
+    if (this.extensions.has('PIPELINING')) {
+      this.#write(`${commands.join('\r\n')}\r\n`)
+      for (let i = 0; i < commands.length; i++) replies.push(await this.#read('envelope', o.timeouts.command))
+    } else {
+      for (const c of commands) replies.push(await this.#cmd(c, o.timeouts.command))
+    }
+    const mail = replies[0]!
+    if (mail.code !== 250) throw new SmtpError('mail', `MAIL FROM ${mail.code} ${mail.text}`, mail)
+    const accepted: string[] = []
+    const rejected: { rcpt: string; reply: Reply }[] = []
+    rcptTo.forEach((r, i) => {
+      const reply = replies[i + 1]!
+      if (reply.code === 250 || reply.code === 251) accepted.push(r)
+      else rejected.push({ rcpt: r, reply })
+    })
+    if (accepted.length === 0) {
+      await this.#cmd('RSET', o.timeouts.command).catch(() => undefined)
+      this.sent++
+      throw new SmtpError('rcpt', `RCPT TO ${rejected[0]!.reply.code} ${rejected[0]!.reply.text}`, rejected[0]!.reply)
+    }
+    const data = await this.#cmd('DATA', o.timeouts.command)
+    if (data.code !== 354) throw new SmtpError('data', `DATA ${data.code} ${data.text}`, data)
+    this.#write(dotStuff(message))
+    const end = await this.#read('data', o.timeouts.data)
+    this.sent++
+    if (end.code !== 250) throw new SmtpError('data', `end of data ${end.code} ${end.text}`, end)
+    return { reply: end, accepted, rejected }
+  }
+
+  async quit(): Promise<void> {
+    if (this.#closed) return
+    await this.#cmd('QUIT', 2000).catch(() => undefined)
+    this.close()
+  }
+
+  close(): void {
+    this.#closed = true
+    this.#stream?.destroy()
+  }
+
+  async #ehlo(): Promise<void> {
+    const r = await this.#cmd(`EHLO ${this.#opts.ehloName}`, this.#opts.timeouts.command)
+    if (r.code !== 250) throw new SmtpError('ehlo', `EHLO ${r.code} ${r.text}`, r)
+    this.extensions = new Set(r.text.split('\n').slice(1).map((l) => l.split(' ')[0]!.toUpperCase()))
+  }
+
+  async #starttls(): Promise<void> {
+    const o = this.#opts
+    const r = await this.#cmd('STARTTLS', o.timeouts.command)
+    if (r.code !== 220) {
+      if (o.tls === 'required') throw new SmtpError('starttls', `STARTTLS ${r.code} ${r.text}`, r)
+      return
+    }
+    const plain = this.#stream!
+    plain.removeAllListeners('data')
+    const options: ConnectionOptions = {
+      socket: plain,
+      servername: o.host,
+      minVersion: 'TLSv1.2',
+      // Opportunistic TLS (RFC 7435) encrypts without authenticating; "required" verifies the certificate.
+      rejectUnauthorized: o.tls === 'required',
+      ...(o.ca ? { ca: o.ca } : {}),
+    }
+    const secure: TLSSocket = tlsConnect(options)
+    await this.#until('starttls', o.timeouts.command, new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', () => resolve())
+      secure.once('error', (err) => reject(new SmtpError('starttls', `TLS handshake failed: ${err.message}`, undefined, true)))
+    }), () => secure.destroy())
+    this.tlsVersion = secure.getProtocol() ?? undefined
+    this.#attach(secure)
+    await this.#ehlo()
+  }
+
+  #attach(stream: Duplex): void {
+    this.#stream = stream
+    this.#buffer = ''
+    // No setEncoding: TLS is layered on this stream after STARTTLS and needs raw bytes.
+    stream.on('data', (d: Buffer) => {
+      this.#buffer += d.toString('latin1')
+      this.#waiter?.()
+    })
+    stream.on('error', () => {
+      this.#closed = true
+      this.#waiter?.()
+    })
+    stream.on('close', () => {
+      this.#closed = true
+      this.#waiter?.()
+    })
+  }
+
+  #write(data: string | Buffer): void {
+    this.#stream!.write(data)
+  }
+
+  async #cmd(line: string, timeout: number): Promise<Reply> {
+    this.#write(`${line}\r\n`)
+    return this.#read(line.split(' ')[0]!.toLowerCase(), timeout)
+  }
+
+  async #read(phase: string, timeout: number): Promise<Reply> {
+    const deadline = Date.now() + timeout
+    for (;;) {
+      const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3})(?: ([^\r\n]*))?\r\n/.exec(this.#buffer)
+      if (m) {
+        this.#buffer = this.#buffer.slice(m[0].length)
+        const lines = m[0].trimEnd().split('\r\n').map((l) => l.slice(4))
+        return { code: Number(m[2]), text: lines.join('\n') }
+      }
+      if (this.#closed) throw new SmtpError(phase, `connection closed during ${phase}`, undefined, true)
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        this.close()
+        throw new SmtpError(phase, `timeout during ${phase} after ${timeout} ms`, undefined, true)
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left)
+        this.#waiter = () => {
+          clearTimeout(t)
+          this.#waiter = undefined
+          resolve()
+        }
+      })
+    }
+  }
+
+  async #until(phase: string, timeout: number, p: Promise<void>, onTimeout: () => void): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        p,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            onTimeout()
+            reject(new SmtpError(phase, `timeout during ${phase} after ${timeout} ms`, undefined, true))
+          }, timeout)
+        }),
+      ])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** RFC 5321 §4.5.2: a line starting with "." gets another; the message ends with CRLF.CRLF. */
+export function dotStuff(message: Buffer): Buffer {
+  let text = message.toString('latin1').replace(/(^|\r\n)\./g, '$1..')
+  if (!text.endsWith('\r\n')) text += '\r\n'
+  return Buffer.from(`${text}.\r\n`, 'latin1')
+}

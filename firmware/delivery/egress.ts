@@ -1,0 +1,66 @@
+import type { Clock } from '../../hal/clock.ts'
+import type { Config } from '../config/load.ts'
+
+export interface Egress {
+  address: string
+  ehloName: string
+  weight: number
+}
+
+/** Replies that mean "this sending address is blocked here", not "this recipient is refused". */
+const BLOCK_REPLY = /\b(block(ed|list)?|blacklist(ed)?|deny ?list(ed)?|listed (at|on|in)|spamhaus|spamcop|barracuda|\brbl\b|dnsbl|poor reputation|ip reputation)\b/i
+
+export function isBlockReply(text: string): boolean {
+  return BLOCK_REPLY.test(text)
+}
+
+/**
+ * The egress address pool (M2): addresses are used in proportion to their
+ * weights; an address a destination blocks is paused for that destination
+ * only, while the others carry on (per source-IP/destination state, as
+ * KumoMTA and ZoneMTA keep it).
+ */
+export class EgressPool {
+  readonly #list: Egress[]
+  readonly #clock: Clock
+  readonly #pauseMs: number
+  readonly #paused = new Map<string, number>()
+  #cursor = 0
+  readonly #order: Egress[]
+
+  constructor(config: Config, clock: Clock) {
+    this.#list = config.delivery.egress.map((e) => ({ ...e }))
+    this.#clock = clock
+    this.#pauseMs = config.delivery.blockPauseSeconds * 1000
+    // Weighted round-robin: each address appears `weight` times, interleaved.
+    const max = Math.max(...this.#list.map((e) => e.weight))
+    this.#order = []
+    for (let round = 0; round < max; round++) for (const e of this.#list) if (e.weight > round) this.#order.push(e)
+  }
+
+  get all(): readonly Egress[] {
+    return this.#list
+  }
+
+  /** The next address usable for `destination`, skipping `exclude`; undefined when all are paused or excluded. */
+  pick(destination: string, exclude: ReadonlySet<string> = new Set()): Egress | undefined {
+    const now = this.#clock.now()
+    for (let i = 0; i < this.#order.length; i++) {
+      const e = this.#order[this.#cursor++ % this.#order.length]!
+      if (exclude.has(e.address)) continue
+      const until = this.#paused.get(`${e.address}|${destination}`)
+      if (until !== undefined && until > now) continue
+      return e
+    }
+    return undefined
+  }
+
+  pause(address: string, destination: string): void {
+    this.#paused.set(`${address}|${destination}`, this.#clock.now() + this.#pauseMs)
+  }
+
+  pausedFor(destination: string): string[] {
+    const now = this.#clock.now()
+    return this.#list.filter((e) => (this.#paused.get(`${e.address}|${destination}`) ?? 0) > now).map((e) => e.address)
+  }
+}

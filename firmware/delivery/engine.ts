@@ -1,0 +1,328 @@
+import { randomBytes } from 'node:crypto'
+import type { Clock } from '../../hal/clock.ts'
+import { ByteRateLimiter } from '../../hal/net/throttle.ts'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import type { EventSink } from '../events.ts'
+import { maskAddress, type Logger } from '../log.ts'
+import type { Handoff, Submitted } from '../pipeline/handoff.ts'
+import type { Spool, SpoolEntry } from '../spool/spool.ts'
+import { newQueueId } from '../submission/server.ts'
+import { SmtpClient, SmtpError } from './client.ts'
+import { EgressPool, isBlockReply, type Egress } from './egress.ts'
+import { Router, systemResolver, type Hop, type Resolver } from './routes.ts'
+
+type Outcome = { status: 'sent' | 'bounced' | 'deferred'; reply: string; mx?: string; ip?: string; tls?: string }
+
+const domainOf = (a: string) => a.slice(a.lastIndexOf('@') + 1).toLowerCase()
+
+/**
+ * Counting semaphore for connection limits. A waiter gets either a free slot
+ * (undefined) or an open connection handed over with its slot.
+ */
+class Slots<T = never> {
+  #free: number
+  #waiting: ((handed: T | undefined) => void)[] = []
+  constructor(n: number) {
+    this.#free = n
+  }
+  get waiting(): number {
+    return this.#waiting.length
+  }
+  take(): Promise<T | undefined> {
+    if (this.#free > 0) {
+      this.#free--
+      return Promise.resolve(undefined)
+    }
+    return new Promise((r) => this.#waiting.push(r))
+  }
+  give(): void {
+    const next = this.#waiting.shift()
+    if (next) next(undefined)
+    else this.#free++
+  }
+  /** Passes an open connection, and the slot it holds, to the next waiter; false if nobody waits. */
+  handOver(item: T): boolean {
+    const next = this.#waiting.shift()
+    if (!next) return false
+    next(item)
+    return true
+  }
+}
+
+/**
+ * The delivery engine (M2, M3, M7, M8, S1): takes due mail from the spool,
+ * routes it (static routes, MX), spreads connections over the egress
+ * addresses, reuses connections, shapes every outbound byte to one shared
+ * budget, retries with back-off, and brings each mail to a final state —
+ * delivered, bounced or expired — which shreds it from the spool.
+ */
+export class DeliveryEngine implements Component {
+  readonly name = 'delivery'
+  readonly limiter: ByteRateLimiter
+  readonly egress: EgressPool
+  readonly #config: Config
+  readonly #log: Logger
+  readonly #spool: Spool
+  readonly #events: EventSink
+  readonly #clock: Clock
+  readonly #router: Router
+  readonly #global: Slots
+  readonly #perDestination = new Map<string, Slots<SmtpClient>>()
+  readonly #idle = new Map<string, SmtpClient[]>()
+  readonly #tasks = new Set<Promise<void>>()
+  #timer: NodeJS.Timeout | undefined
+  #stopping = false
+  readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0 }
+
+  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver }) {
+    this.#config = deps.config
+    this.#log = deps.log.child({ component: 'delivery' })
+    this.#spool = deps.spool
+    this.#events = deps.events
+    this.#clock = deps.clock
+    this.#router = new Router(deps.config, deps.resolver ?? systemResolver)
+    const d = deps.config.delivery
+    this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() } })
+    this.egress = new EgressPool(deps.config, deps.clock)
+    this.#global = new Slots(d.maxConnections)
+  }
+
+  async start(): Promise<void> {
+    if (!this.#config.delivery.enabled) return void this.#log.warn('delivery is disabled: mail stays queued')
+    const d = this.#config.delivery
+    this.#log.info({ egress: d.egress.map((e) => e.address), bitsPerSecond: d.bandwidthBitsPerSecond, routes: d.routes.length }, 'delivery started')
+    const loop = () => {
+      if (this.#stopping) return
+      this.tick()
+      this.#timer = setTimeout(loop, 100)
+    }
+    loop()
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true
+    clearTimeout(this.#timer)
+    await Promise.allSettled([...this.#tasks])
+    for (const list of this.#idle.values()) for (const c of list) await c.quit()
+    this.#idle.clear()
+  }
+
+  /** Claims due mail up to what the connection limits can carry and starts delivering it. */
+  tick(): void {
+    const room = this.#config.delivery.maxConnections * 2 - this.#tasks.size
+    if (room <= 0) return
+    for (const entry of this.#spool.due(this.#clock.now(), room)) {
+      const task = this.#deliver(entry).catch((err: unknown) => this.#log.error({ id: entry.id, err: (err as Error).message }, 'delivery task failed'))
+      this.#tasks.add(task)
+      void task.finally(() => this.#tasks.delete(task))
+    }
+  }
+
+  get inFlight(): number {
+    return this.#tasks.size
+  }
+
+  async #deliver(entry: SpoolEntry): Promise<void> {
+    const now = this.#clock.now()
+    if (now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) {
+      const mail = await this.#spool.read(entry.id).catch(() => undefined)
+      await this.#spool.finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
+      this.counts.expired++
+      if (mail) await this.#notify(mail, 'expired', `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`)
+      return
+    }
+    let mail: Submitted
+    try {
+      mail = await this.#spool.read(entry.id)
+    } catch (err) {
+      // Quarantined (bad record) or the HSM is away: in the latter case try again later.
+      if (this.#spool.entry(entry.id)) await this.#spool.defer(entry.id, now + 60_000, `cannot read record: ${(err as Error).message}`)
+      return
+    }
+    const env = mail.envelope
+    const byDomain = new Map<string, string[]>()
+    for (const r of env.rcptTo) byDomain.set(domainOf(r), [...(byDomain.get(domainOf(r)) ?? []), r])
+    const outcomes: Outcome[] = []
+    for (const [domain, rcpts] of byDomain) outcomes.push(await this.#toDomain(env.id, env.kind ?? 'statement', domain, env.mailFrom, rcpts, mail.message))
+
+    const deferred = outcomes.find((o) => o.status === 'deferred')
+    const bounced = outcomes.find((o) => o.status === 'bounced')
+    if (deferred) {
+      const schedule = this.#config.delivery.retrySeconds
+      const wait = schedule[Math.min(entry.attempts, schedule.length - 1)]! * 1000
+      await this.#spool.defer(env.id, this.#clock.now() + wait, deferred.reply)
+      this.counts.deferred++
+    } else if (bounced) {
+      await this.#spool.finish(env.id, 'bounced', bounced.reply)
+      this.counts.bounced++
+      await this.#notify(mail, 'bounced', bounced.reply)
+    } else {
+      await this.#spool.finish(env.id, 'delivered', outcomes[0]?.reply ?? '')
+      this.counts.delivered++
+    }
+  }
+
+  async #toDomain(id: string, kind: string, domain: string, mailFrom: string, rcpts: string[], message: Buffer): Promise<Outcome> {
+    let hops: Hop[]
+    const copy = kind === 'audit-copy'
+    if (copy) {
+      const a = this.#config.delivery.auditCopy
+      hops = [{ address: a.host, name: a.host, port: a.port, preference: 0, tls: 'opportunistic' }]
+    } else {
+      const route = await this.#router.route(domain).catch((err: Error) => ({ noRoute: `DNS lookup failed: ${err.message}` }))
+      if ('nullMx' in route) return this.#record(id, kind, { status: 'bounced', reply: `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)` })
+      if ('noRoute' in route) return this.#record(id, kind, { status: 'deferred', reply: `451 4.4.4 ${route.noRoute}` })
+      hops = route.hops
+    }
+    let last: Outcome = { status: 'deferred', reply: '451 4.4.1 no destination could be reached' }
+    for (const hop of hops) {
+      const dest = `${hop.address}:${hop.port}`
+      const tried = new Set<string>()
+      for (;;) {
+        // Audit copies take the internal route from the box's own address, never an egress address (M7).
+        const egress: Egress | undefined = copy ? (tried.size ? undefined : { address: '', ehloName: this.#config.submission.hostname, weight: 1 }) : this.egress.pick(dest, tried)
+        if (!egress) break
+        tried.add(egress.address)
+        let client: SmtpClient | undefined
+        try {
+          client = await this.#acquire(hop, egress, !copy)
+          const res = await client.send(mailFrom, rcpts, message)
+          const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
+          this.#release(hop, egress, client)
+          return this.#record(id, kind, outcome)
+        } catch (err) {
+          client?.close()
+          if (client) this.#forget(hop)
+          if (!(err instanceof SmtpError)) throw err
+          const reply = err.reply ? `${err.reply.code} ${err.reply.text.replace(/\n/g, ' ')}` : `451 4.4.2 ${err.message}`
+          const base = { mx: hop.name, ip: client?.localAddress ?? (egress.address || undefined), tls: client?.tlsVersion }
+          if (err.reply && isBlockReply(err.reply.text) && !copy) {
+            this.egress.pause(client?.localAddress ?? egress.address, dest)
+            this.#log.warn({ destination: hop.name, sourceIp: egress.address, reply }, 'destination blocks this source address; paused it there')
+            last = { status: 'deferred', reply, ...base }
+            continue
+          }
+          if (err.reply && err.reply.code >= 500) return this.#record(id, kind, { status: 'bounced', reply, ...base })
+          last = { status: 'deferred', reply, ...base }
+          break // temporary failure or unreachable: next MX host
+        }
+      }
+    }
+    return this.#record(id, kind, last)
+  }
+
+  #record(id: string, kind: string, o: Outcome): Outcome {
+    const outcome = o.status === 'sent' ? 'delivered' : o.status
+    this.#events.emit({ type: 'delivery.attempt', id, kind, outcome, mx: o.mx, sourceIp: o.ip, reply: o.reply, tls: o.tls })
+    return o
+  }
+
+  #key(hop: Hop, egress: Egress): string {
+    return `${hop.address}:${hop.port}|${egress.address}|${hop.tls}`
+  }
+
+  async #acquire(hop: Hop, egress: Egress, shaped: boolean): Promise<SmtpClient> {
+    const idle = this.#idle.get(this.#key(hop, egress))
+    const reuse = idle?.pop()
+    if (reuse && !reuse.closed) return reuse
+    const dest = `${hop.address}:${hop.port}`
+    let slots = this.#perDestination.get(dest)
+    if (!slots) this.#perDestination.set(dest, (slots = new Slots<SmtpClient>(this.#config.delivery.perDestinationConnections)))
+    const handed = await slots.take()
+    if (handed && !handed.closed) return handed
+    if (handed) {
+      // Handed over but closed meanwhile: its slots are ours to use for a new connection.
+      this.#global.give()
+    }
+    await this.#global.take()
+    const t = this.#config.delivery.timeouts
+    const client = new SmtpClient({
+      host: hop.address,
+      port: hop.port,
+      localAddress: egress.address || undefined,
+      ehloName: egress.ehloName,
+      tls: hop.tls,
+      limiter: shaped ? this.limiter : undefined,
+      timeouts: { connect: t.connectMs, greeting: t.greetingMs, command: t.commandMs, data: t.dataMs },
+    })
+    try {
+      await client.connect()
+    } catch (err) {
+      client.close()
+      slots.give()
+      this.#global.give()
+      throw err
+    }
+    return client
+  }
+
+  #release(hop: Hop, egress: Egress, client: SmtpClient): void {
+    if (client.sent >= this.#config.delivery.messagesPerConnection || this.#stopping) {
+      void client.quit()
+      this.#forget(hop)
+      return
+    }
+    // Someone is waiting for this destination: give them the open connection.
+    if (this.#perDestination.get(`${hop.address}:${hop.port}`)?.handOver(client)) return
+    const key = this.#key(hop, egress)
+    const list = this.#idle.get(key) ?? []
+    list.push(client)
+    this.#idle.set(key, list)
+    // An idle connection is closed after a few seconds with nothing to send.
+    setTimeout(() => {
+      const l = this.#idle.get(key)
+      const i = l?.indexOf(client) ?? -1
+      if (l && i >= 0) {
+        l.splice(i, 1)
+        void client.quit()
+        this.#forget(hop)
+      }
+    }, 5000).unref()
+  }
+
+  #forget(hop: Hop): void {
+    this.#perDestination.get(`${hop.address}:${hop.port}`)?.give()
+    this.#global.give()
+  }
+
+  /** M8: the firm hears of every bounce and expiry — a DSN (RFC 3464) to the configured address, without the content. */
+  async #notify(mail: Submitted, what: 'bounced' | 'expired', reason: string): Promise<void> {
+    const to = this.#config.delivery.notifyAddress
+    if (!to || mail.envelope.kind === 'dsn') return
+    const host = this.#config.submission.hostname
+    const boundary = `dsn-${randomBytes(8).toString('hex')}`
+    const rcpts = mail.envelope.rcptTo
+    const body =
+      `From: Mail Delivery System <MAILER-DAEMON@${host}>\r\nTo: <${to}>\r\nSubject: Undelivered statement ${mail.envelope.id} (${what})\r\n` +
+      `Date: ${new Date(this.#clock.now()).toUTCString()}\r\nMessage-ID: <${newQueueId()}@${host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n` +
+      `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"\r\n\r\n` +
+      `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nStatement ${mail.envelope.id} to ${rcpts.map(maskAddress).join(', ')} was not delivered (${what}).\r\nA paper statement may be owed (M8).\r\nReason: ${reason}\r\n` +
+      `--${boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; ${host}\r\nX-Statement-Gateway-Queue-ID: ${mail.envelope.id}\r\n\r\n` +
+      rcpts.map((r) => `Final-Recipient: rfc822; ${r}\r\nAction: failed\r\nStatus: ${/\b([45]\.\d+\.\d+)\b/.exec(reason)?.[1] ?? (what === 'expired' ? '4.4.7' : '5.0.0')}\r\nDiagnostic-Code: smtp; ${reason}\r\n`).join('\r\n') +
+      `\r\n--${boundary}--\r\n`
+    await this.#spool.accept({
+      envelope: { id: newQueueId(), mailFrom: '', rcptTo: [to], account: undefined, clientAddress: '127.0.0.1', tls: undefined, receivedAt: this.#clock.now(), kind: 'dsn' },
+      message: Buffer.from(body, 'utf8'),
+    })
+  }
+}
+
+/**
+ * Puts each accepted statement into the spool, and with an archive mailbox
+ * configured (M7) a byte-identical copy as its own delivery, before the 250.
+ */
+export class AuditCopyHandoff implements Handoff {
+  readonly #spool: Handoff
+  readonly #config: Config
+  constructor(spool: Handoff, config: Config) {
+    this.#spool = spool
+    this.#config = config
+  }
+  async accept(mail: Submitted): Promise<void> {
+    await this.#spool.accept(mail)
+    const a = this.#config.delivery.auditCopy
+    if (!a.address || (mail.envelope.kind ?? 'statement') !== 'statement') return
+    await this.#spool.accept({ envelope: { ...mail.envelope, id: `${mail.envelope.id}-a`, rcptTo: [a.address], kind: 'audit-copy' }, message: mail.message })
+  }
+}

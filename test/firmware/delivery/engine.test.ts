@@ -1,0 +1,154 @@
+import t from 'tap'
+import { devHsm } from '../../helpers/hsm.ts'
+import { deliveryRig, finals } from '../../helpers/delivery.ts'
+import { smtpError, startReceiver, until } from '../../helpers/receiver.ts'
+
+const route = (port: number, extra: Record<string, unknown> = {}) => ({ routes: [{ domain: 'example.net', host: '127.0.0.1', port, ...extra }] })
+
+t.test('M2: connections come from all four egress addresses; mail arrives byte for byte; the spool is emptied', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t)
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 2 })
+  const sent = []
+  for (let i = 0; i < 24; i++) sent.push(await rig.enqueue(`c${i}@example.net`))
+  await until(() => rx.received.length === 24)
+  t.same(new Set(rx.connections), new Set(['127.0.0.11', '127.0.0.12', '127.0.0.13', '127.0.0.14']), 'all four source addresses used')
+  for (const s of sent) {
+    const got = rx.received.find((r) => r.rcptTo[0] === s.message.toString().match(/To: (\S+)/)![1])
+    t.same(got?.data, s.message, 'byte-identical')
+  }
+  t.ok(rx.received.every((r) => r.tls), 'opportunistic STARTTLS used')
+  t.match(new Set(rx.received.map((r) => r.ehlo)), new Set(['mta1.localhost', 'mta2.localhost', 'mta3.localhost', 'mta4.localhost']))
+  await until(() => rig.spool.size === 0)
+  t.equal(Object.values(finals(rig.events)).filter((o) => o === 'delivered').length, 24)
+  const attempt = rig.events.find((e) => e.type === 'delivery.attempt')
+  t.match(attempt, { outcome: 'delivered', mx: '127.0.0.1', sourceIp: /^127\.0\.0\.1[1-4]$/, reply: /^250 /, tls: /^TLSv1\.[23]$/ })
+})
+
+t.test('M8: 4xx defers with back-off, then delivers; 5xx bounces and the firm gets a DSN', async (t) => {
+  const { hsm } = await devHsm(t)
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  let first = true
+  const rx = await startReceiver(t, {
+    onData: (m) => {
+      if (m.rcptTo[0] === 'later@example.net' && first) return (first = false), smtpError(451, '4.3.0 try again later')
+      if (m.rcptTo[0] === 'gone@example.net') return smtpError(550, '5.1.1 no such user')
+      return undefined
+    },
+  })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    notifyAddress: 'ops@bank.example',
+    retrySeconds: [120, 600],
+  })
+  const later = await rig.enqueue('later@example.net')
+  const gone = await rig.enqueue('gone@example.net')
+  await until(() => rig.spool.entry(later.id)?.state === 'deferred' && finals(rig.events)[gone.id] === 'bounced')
+  t.match(rig.spool.entry(later.id), { attempts: 1, nextAttemptAt: rig.clock.now + 120_000 })
+  await until(() => firm.received.length === 1)
+  const dsn = firm.received[0]!
+  t.equal(dsn.mailFrom, '', 'DSN sent with a null return path')
+  t.match(dsn.data.toString(), /report-type=delivery-status/)
+  t.match(dsn.data.toString(), new RegExp(`Statement ${gone.id} to g\\*\\*\\*\\*e@example\\.net was not delivered \\(bounced\\)`))
+  t.match(dsn.data.toString(), /Status: 5\.1\.1/)
+  t.notMatch(dsn.data.toString(), /Statement body/, 'no statement content in the DSN')
+  rig.clock.now += 121_000
+  await until(() => finals(rig.events)[later.id] === 'delivered')
+  t.equal(rx.received.filter((r) => r.rcptTo[0] === 'later@example.net').length, 1)
+})
+
+t.test('faults: connection dropped mid-DATA and a stalling receiver are deferred, not lost', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dropper = await startReceiver(t, { dropDuringData: (n) => n === 1 })
+  const staller = await startReceiver(t, { host: '127.0.0.3', onData: () => 'stall' })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [{ domain: 'drop.example', host: '127.0.0.1', port: dropper.port }, { domain: 'stall.example', host: '127.0.0.3', port: staller.port }],
+    timeouts: { connectMs: 1000, greetingMs: 1000, commandMs: 1000, dataMs: 800 },
+  })
+  const a = await rig.enqueue('x@drop.example')
+  const b = await rig.enqueue('y@stall.example')
+  await until(() => rig.spool.entry(a.id)?.state === 'deferred' && rig.spool.entry(b.id)?.state === 'deferred')
+  t.match(rig.events.find((e) => e.type === 'spool.deferred' && e.id === b.id), { reason: /timeout during data/ })
+  rig.clock.now += 61_000
+  await until(() => finals(rig.events)[a.id] === 'delivered', 10_000)
+  t.equal(dropper.received.length, 1, 'the retry got through')
+})
+
+t.test('S1: TLS required but the receiver offers none → deferred, never sent in clear', async (t) => {
+  const { hsm } = await devHsm(t)
+  const plain = await startReceiver(t, { tls: false })
+  const rig = await deliveryRig(t, hsm, { ...route(plain.port), requireTls: ['example.net'] })
+  const m = await rig.enqueue('secret@example.net')
+  await until(() => rig.spool.entry(m.id)?.state === 'deferred')
+  t.same(plain.commands, [], 'not even MAIL FROM was sent')
+  t.match(rig.events.find((e) => e.type === 'spool.deferred'), { reason: /TLS is required/ })
+})
+
+t.test('one source address blocked by the destination: paused there, the others carry the load', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t, {
+    onConnect: (s) => (s.remoteAddress.endsWith('127.0.0.12') ? smtpError(554, '5.7.1 Service unavailable; client host [127.0.0.12] blocked using zen.spamhaus.org') : undefined),
+  })
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 1 })
+  for (let i = 0; i < 12; i++) await rig.enqueue(`c${i}@example.net`)
+  await until(() => rx.received.length === 12)
+  t.notOk(rx.received.some((r) => r.remoteAddress === '127.0.0.12'), 'nothing delivered from the blocked address')
+  t.same(rig.engine.egress.pausedFor(`127.0.0.1:${rx.port}`), ['127.0.0.12'])
+  t.equal(Object.values(finals(rig.events)).filter((o) => o === 'bounced').length, 0, 'a block is not a bounce')
+})
+
+t.test('MX: preference order with fallback when the best MX is down; null MX bounces at once', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t, { host: '127.0.0.22' })
+  const resolver = {
+    async resolveMx(d: string) {
+      if (d === 'nullmx.example') return [{ exchange: '', priority: 0 }]
+      if (d === 'mx.example') return [{ exchange: 'mx2.mx.example', priority: 20 }, { exchange: 'mx1.mx.example', priority: 10 }]
+      throw Object.assign(new Error('no'), { code: 'ENOTFOUND' })
+    },
+    async resolve4(h: string) {
+      if (h === 'mx1.mx.example') return ['127.0.0.21'] // nothing listens there
+      if (h === 'mx2.mx.example') return ['127.0.0.22']
+      throw Object.assign(new Error('no'), { code: 'ENOTFOUND' })
+    },
+    async resolve6(): Promise<string[]> {
+      throw Object.assign(new Error('no'), { code: 'ENODATA' })
+    },
+  }
+  const rig = await deliveryRig(t, hsm, { smtpPort: rx.port, requireTls: [] }, { resolver })
+  const ok = await rig.enqueue('user@mx.example')
+  const nul = await rig.enqueue('user@nullmx.example')
+  await until(() => finals(rig.events)[ok.id] === 'delivered' && finals(rig.events)[nul.id] === 'bounced')
+  t.match(rig.events.find((e) => e.type === 'delivery.attempt' && e.id === ok.id && e.outcome === 'delivered'), { mx: 'mx2.mx.example' })
+  t.match(rig.events.find((e) => e.type === 'spool.final' && e.id === nul.id), { reason: /^556 5\.1\.10 .*null MX/ })
+})
+
+t.test('M7: the audit copy arrives byte-identical at the archive over the internal route, as its own delivery', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t)
+  const archive = await startReceiver(t, { host: '127.0.0.5' })
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port), auditCopy: { address: 'archive@bank.example', host: '127.0.0.5', port: archive.port } })
+  const m = await rig.enqueue('customer@example.net')
+  await until(() => rx.received.length === 1 && archive.received.length === 1)
+  t.same(archive.received[0]!.data, rx.received[0]!.data, 'byte-identical (same signatures)')
+  t.same(archive.received[0]!.rcptTo, ['archive@bank.example'])
+  t.notOk(['127.0.0.11', '127.0.0.12', '127.0.0.13', '127.0.0.14'].includes(archive.received[0]!.remoteAddress), 'not from a public egress address')
+  await until(() => finals(rig.events)[`${m.id}-a`] === 'delivered' && finals(rig.events)[m.id] === 'delivered')
+})
+
+t.test('M8: a message older than the maximum age expires and the firm is told', async (t) => {
+  const { hsm } = await devHsm(t)
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [{ domain: 'down.example', host: '127.0.0.9', port: 9 }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    notifyAddress: 'ops@bank.example',
+    maxAgeSeconds: 3600,
+    timeouts: { connectMs: 500, greetingMs: 500, commandMs: 500, dataMs: 500 },
+  })
+  const m = await rig.enqueue('x@down.example')
+  await until(() => rig.spool.entry(m.id)?.state === 'deferred')
+  rig.clock.now += 3_601_000
+  await until(() => finals(rig.events)[m.id] === 'expired' && firm.received.length === 1)
+  t.match(firm.received[0]!.data.toString(), /\(expired\)/)
+  t.match(firm.received[0]!.data.toString(), /Status: 4\.4\.7/)
+})

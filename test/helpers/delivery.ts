@@ -1,0 +1,45 @@
+import type { Resolver } from '../../firmware/delivery/routes.ts'
+import { DeliveryEngine, AuditCopyHandoff } from '../../firmware/delivery/engine.ts'
+import type { BoxEvent } from '../../firmware/events.ts'
+import { parseConfig, type Config } from '../../firmware/config/load.ts'
+import { Spool } from '../../firmware/spool/spool.ts'
+import type { Hsm } from '../../hal/hsm/index.ts'
+import { newQueueId } from '../../firmware/submission/server.ts'
+import { tempDir } from './box.ts'
+import { logSink } from './logs.ts'
+
+type T = { teardown(fn: () => unknown): void }
+
+/** A spool and a delivery engine over it, with a clock the test can move. */
+export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unknown>, opts: { resolver?: Resolver; now?: number } = {}) {
+  const clock = { now: opts.now ?? Date.now() }
+  const config: Config = parseConfig({
+    dataDir: tempDir(t),
+    spool: { verifyOnStart: false },
+    delivery: { timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 3000 }, retrySeconds: [60], ...delivery },
+  })
+  const events: BoxEvent[] = []
+  const { log, records } = logSink()
+  const sink = { emit: (e: BoxEvent) => void events.push(e) }
+  const spool = new Spool({ config, log, hsm, events: sink, clock: { now: () => clock.now } })
+  await spool.start()
+  const engine = new DeliveryEngine({ config, log, spool, events: sink, clock: { now: () => clock.now }, ...(opts.resolver ? { resolver: opts.resolver } : {}) })
+  await engine.start()
+  t.teardown(async () => {
+    await engine.stop()
+    await spool.stop()
+  })
+  const handoff = new AuditCopyHandoff(spool, config)
+  const enqueue = async (rcpt: string, body = 'Statement body\r\n', id = newQueueId()) => {
+    const message = Buffer.from(`From: statements@bank.example\r\nTo: ${rcpt}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n\r\n${body}`)
+    await handoff.accept({ envelope: { id, mailFrom: 'statements@bank.example', rcptTo: [rcpt], account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: clock.now }, message })
+    return { id, message }
+  }
+  return { spool, engine, events, records, clock, enqueue, config }
+}
+
+export function finals(events: BoxEvent[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const e of events) if (e.type === 'spool.final') out[e.id] = e.outcome
+  return out
+}
