@@ -9,7 +9,7 @@ import { hashPassword } from '../firmware/submission/password.ts'
  * First boot for a development box (`npm start` runs it): writes
  * `<dataDir>/config.json` with one submission account whose random password is
  * stored in `<dataDir>/secrets/` (0600) and nowhere else; the config holds only
- * its hash. There is no default password (S8). Idempotent: an existing config
+ * its hash. All delivery goes to the loopback demo receiver (127.0.0.1:2526). There is no default password (S8). Idempotent: an existing config
  * is left alone.
  *
  *   node provisioning/first-boot.ts [--data-dir ./var]
@@ -29,6 +29,10 @@ if (existsSync(configPath)) {
   const config = {
     dataDir: dataDirArg,
     submission: { accounts: [{ name: account, passwordHash: await hashPassword(password), allowFrom: [] }] },
+    // Development box: DKIM for the demo sender domain (key made in the HSM at start), and every
+    // recipient domain routed to the loopback demo receiver (npm run demo), so nothing leaves the machine.
+    signing: { domains: [{ domain: 'bank.example', smimeKey: '', dkimSelector: 'dev' }] },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: 2526, tls: 'opportunistic' }] },
   }
   parseConfig(config) // never write a config the box would refuse
   writeFileAtomic(secretPath, `${password}\n`, 0o600)

@@ -1,5 +1,5 @@
 import { isAscii } from 'node:buffer'
-import { connect as netConnect } from 'node:net'
+import { connect as netConnect, isIP } from 'node:net'
 import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { ThrottledSocket, type ByteRateLimiter } from '../../hal/net/throttle.ts'
@@ -25,6 +25,8 @@ export class SmtpError extends Error {
 
 export interface ClientOptions {
   host: string
+  /** Name to send as TLS SNI and check the certificate against (the MX name); not used when it is an address. */
+  servername: string
   port: number
   localAddress: string | undefined
   ehloName: string
@@ -150,7 +152,7 @@ export class SmtpClient {
     plain.removeAllListeners('data')
     const options: ConnectionOptions = {
       socket: plain,
-      servername: o.host,
+      ...(isIP(o.servername) ? {} : { servername: o.servername }),
       minVersion: 'TLSv1.2',
       // Opportunistic TLS (RFC 7435) encrypts without authenticating; "required" verifies the certificate.
       rejectUnauthorized: o.tls === 'required',

@@ -239,6 +239,7 @@ export class DeliveryEngine implements Component {
     const t = this.#config.delivery.timeouts
     const client = new SmtpClient({
       host: hop.address,
+      servername: hop.name,
       port: hop.port,
       localAddress: egress.address || undefined,
       ehloName: egress.ehloName,
