@@ -226,7 +226,7 @@ export const schema = obj({
     requireTls: list(str({ default: '', description: '' }), { default: [], description: 'Recipient domains that must get TLS with a verified certificate: without it mail is deferred, never sent in clear.' }),
     smtpPort: int({ default: 25, min: 1, max: 65535, description: 'Port for MX delivery.' }),
     bandwidthBitsPerSecond: int({ default: 10_000_000, min: 8000, max: 10_000_000_000, description: 'Egress byte budget shared by all outbound sockets, TLS included (M3).' }),
-    burstBytes: int({ default: 65536, min: 1024, max: 16_777_216, description: 'Bytes that may go out at once above the steady rate.' }),
+    burstBytes: int({ default: 0, min: 0, max: 16_777_216, description: 'Bytes that may go out at once above the steady rate; 0 means 1 % of a second\'s budget, so no 1-second window exceeds the budget by more than about 1 %.' }),
     maxConnections: int({ default: 32, min: 1, max: 10000, description: 'Outbound connections in all.' }),
     perDestinationConnections: int({ default: 4, min: 1, max: 1000, description: 'Outbound connections to one destination host.' }),
     messagesPerConnection: int({ default: 100, min: 1, max: 100000, description: 'Messages sent over one connection before it is closed.' }),
@@ -234,7 +234,7 @@ export const schema = obj({
     maxAgeSeconds: int({ default: 3 * 86400, min: 60, max: 30 * 86400, description: 'A message still undelivered this long after submission expires (M8).' }),
     blockPauseSeconds: int({ default: 600, min: 1, max: 86400, description: 'When a destination blocks one source address, that address is paused for it this long while the others carry on.' }),
     timeouts: obj({
-      connectMs: int({ default: 30000, min: 100, max: 600000, description: 'TCP connect.' }),
+      connectMs: int({ default: 30000, min: 100, max: 600000, description: 'Outbound TCP connect timeout.' }),
       greetingMs: int({ default: 300000, min: 100, max: 600000, description: 'Server greeting (RFC 5321 §4.5.3.2: 5 min).' }),
       commandMs: int({ default: 300000, min: 100, max: 600000, description: 'Each command reply.' }),
       dataMs: int({ default: 600000, min: 100, max: 3600000, description: 'Reply after the end of DATA (10 min).' }),
@@ -242,7 +242,7 @@ export const schema = obj({
     auditCopy: obj({
       address: str({ default: '', description: 'Firm mailbox that gets a byte-identical copy of every statement (M7); empty for none.' }),
       host: str({ default: '', description: 'Internal host for the copies (never over the public egress addresses).' }),
-      port: int({ default: 25, min: 1, max: 65535, description: 'Its port.' }),
+      port: int({ default: 25, min: 1, max: 65535, description: 'Port of the internal archive host.' }),
     }),
     notifyAddress: str({ default: '', description: 'Firm address that gets a delivery status notification for every bounce and expiry (M8).' }),
   }),

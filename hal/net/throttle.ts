@@ -3,34 +3,40 @@ import type { Socket } from 'node:net'
 import type { Clock } from '../clock.ts'
 
 /**
- * A byte budget shared by every outbound socket (M3): a token bucket filled at
- * `bytesPerSecond`, holding at most `burstBytes`. Writers wait in order, so
- * one large message cannot starve the others for long.
+ * A byte budget shared by every outbound socket (M3), as GCRA (virtual
+ * scheduling, the token bucket's exact equivalent): each grant of n bytes moves
+ * the theoretical arrival time on by n / rate, and a grant may run ahead of
+ * the clock by at most the burst. Late timers therefore cost no capacity
+ * while writers are waiting, and no 1-second window exceeds the budget by more
+ * than the burst. Writers are served in order.
  */
 export class ByteRateLimiter {
-  #rate: number
-  readonly #burst: number
+  readonly #rate: number
+  readonly #tau: number
   readonly #clock: Clock
-  #tokens: number
-  #last: number
+  #tat: number
   #queue: { n: number; resolve: () => void }[] = []
   #timer: NodeJS.Timeout | undefined
   /** Bytes let through since creation (for metrics and benchmarks). */
   passed = 0
 
+  /**
+   * `burstBytes` 0 chooses 1 % of a second's budget (at least 4 KiB): the
+   * budget may then be exceeded in any 1-second window by at most about 1 %.
+   */
   constructor(opts: { bytesPerSecond: number; burstBytes: number; clock: Clock }) {
-    this.#rate = opts.bytesPerSecond
-    this.#burst = opts.burstBytes
+    this.#rate = opts.bytesPerSecond / 1000 // bytes per ms
+    const burst = opts.burstBytes || Math.max(4096, Math.floor(opts.bytesPerSecond / 100))
+    this.#tau = burst / this.#rate
     this.#clock = opts.clock
-    this.#tokens = opts.burstBytes
-    this.#last = opts.clock.now()
+    this.#tat = opts.clock.now()
   }
 
   get bytesPerSecond(): number {
-    return this.#rate
+    return this.#rate * 1000
   }
 
-  /** Resolves when `n` bytes may be written. Chunks larger than the burst are let through in burst-sized debts. */
+  /** Resolves when `n` bytes may be written. */
   take(n: number): Promise<void> {
     return new Promise((resolve) => {
       this.#queue.push({ n, resolve })
@@ -38,36 +44,31 @@ export class ByteRateLimiter {
     })
   }
 
-  #refill(): void {
-    const now = this.#clock.now()
-    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.#rate)
-    this.#last = now
-  }
-
   #drain(): void {
-    this.#refill()
+    const now = this.#clock.now()
     while (this.#queue.length) {
       const head = this.#queue[0]!
-      const need = Math.min(head.n, this.#burst)
-      if (this.#tokens < need) break
-      this.#tokens -= head.n // may go negative for chunks above the burst: the debt delays the next writer
+      const tat = Math.max(this.#tat, now)
+      const allowedAt = tat + head.n / this.#rate - this.#tau
+      if (allowedAt > now) {
+        if (!this.#timer) {
+          this.#timer = setTimeout(() => {
+            this.#timer = undefined
+            this.#drain()
+          }, Math.max(1, Math.ceil(allowedAt - now)))
+        }
+        return
+      }
+      this.#tat = tat + head.n / this.#rate
       this.passed += head.n
       this.#queue.shift()
       head.resolve()
-    }
-    if (this.#queue.length && !this.#timer) {
-      const need = Math.min(this.#queue[0]!.n, this.#burst) - this.#tokens
-      const wait = Math.max(1, Math.ceil((need / this.#rate) * 1000))
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined
-        this.#drain()
-      }, wait)
     }
   }
 }
 
 /** Largest piece written at once: keeps the budget smooth (no 1-second window far above the cap). */
-const SLICE = 16 * 1024
+const SLICE = 8 * 1024
 
 /**
  * A socket whose every written byte first passes the shared limiter. TLS is
