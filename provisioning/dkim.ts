@@ -27,7 +27,7 @@ try {
   }
   throw err
 }
-const domains = config.signing.domains.filter((d) => d.dkimSelector)
+const domains = config.signing.domains.filter((d) => d.dkimSelector || d.dkimEd25519Selector)
 if (domains.length === 0) {
   process.stderr.write('dkim: no signing.domains with a dkimSelector in the config\n')
   process.exit(1)
@@ -36,9 +36,12 @@ const hsm = hsmFromConfig(config, systemClock)
 try {
   await hsm.open()
   for (const d of domains) {
-    const { publicKey, created } = await hsm.keys.ensureKeyPair(dkimKeyLabel(d.domain, d.dkimSelector), 'rsa-2048')
-    if (created) process.stderr.write(`dkim: generated the key for ${d.domain} selector ${d.dkimSelector} in the HSM\n`)
-    process.stdout.write(`${dkimDnsRecord(d.domain, d.dkimSelector, publicKey)}\n`)
+    for (const [selector, type] of [[d.dkimSelector, 'rsa-2048'], [d.dkimEd25519Selector, 'ed25519']] as const) {
+      if (!selector) continue
+      const { publicKey, created } = await hsm.keys.ensureKeyPair(dkimKeyLabel(d.domain, selector), type)
+      if (created) process.stderr.write(`dkim: generated the ${type} key for ${d.domain} selector ${selector} in the HSM\n`)
+      process.stdout.write(`${dkimDnsRecord(d.domain, selector, publicKey)}\n`)
+    }
   }
 } catch (err) {
   if (!(err instanceof HsmError)) throw err

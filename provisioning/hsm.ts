@@ -13,7 +13,7 @@ const USAGE = `usage: npm run hsm -- <command> [--config FILE]
   init                          create the embedded token (if configured) and the box's keys
   status                        token, keys and certificates as JSON
   list                          every object in the token, with its protection flags
-  generate LABEL TYPE           generate a key pair in the token (rsa-2048 | rsa-3072 | ec-p256)
+  generate LABEL TYPE           generate a key pair in the token (rsa-2048 | rsa-3072 | ec-p256 | ed25519)
   public-key LABEL              print a key pair's public key (PEM)
   csr LABEL --subject DN [--email ADDR]...
                                 print a PKCS#10 request signed by the token key
@@ -81,7 +81,7 @@ try {
       break
     case 'generate': {
       const [label, type] = need(2)
-      if (!['rsa-2048', 'rsa-3072', 'ec-p256'].includes(type!)) fail(`unknown key type "${type}"`)
+      if (!['rsa-2048', 'rsa-3072', 'ec-p256', 'ed25519'].includes(type!)) fail(`unknown key type "${type}"`)
       const pub = await hsm.keys.generateKeyPair(label!, type as KeyPairType)
       out(pub.export({ type: 'spki', format: 'pem' }).toString())
       break

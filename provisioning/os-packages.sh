@@ -10,6 +10,7 @@ PACKAGES=(
   opensc        # pkcs11-tool: inspect the token from outside the box's code
   python3
   python3-dkim  # dkimverify: independent DKIM verifier for tests (M4)
+  python3-nacl  # lets python3-dkim verify ed25519-sha256 signatures (RFC 8463)
   swaks         # independent SMTP client for tests and the README walk-through
   qpdf          # encrypted PDF fixtures for the policy tests (M13)
 )

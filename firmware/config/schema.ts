@@ -157,6 +157,7 @@ export const schema = obj({
         smimeRequired: bool({ default: true, description: 'Refuse mail that cannot be S/MIME-signed.' }),
         smimeAlgorithm: oneOf(['rsa-pkcs1-sha256', 'rsa-pss-sha256', 'ecdsa-p256-sha256'] as const, { default: 'rsa-pkcs1-sha256', description: 'Signature algorithm.' }),
         dkimSelector: str({ default: '', pattern: /^$|^[A-Za-z0-9._-]+$/, description: 'DKIM selector; empty for no DKIM.' }),
+        dkimEd25519Selector: str({ default: '', pattern: /^$|^[A-Za-z0-9._-]+$/, description: 'Selector of an additional ed25519-sha256 DKIM signature (RFC 8463); empty for none.' }),
       },
       {
         default: [],

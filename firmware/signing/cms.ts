@@ -46,6 +46,8 @@ function signatureAlgorithm(alg: SignAlgorithm): der.Der {
       return der.sequence(der.oid(CMS_OID.rsassaPss), pssParams())
     case 'ecdsa-p256-sha256':
       return der.sequence(der.oid(CMS_OID.ecdsaWithSha256))
+    case 'ed25519':
+      return der.sequence(der.oid('1.3.101.112')) // RFC 8419
   }
 }
 

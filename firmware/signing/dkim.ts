@@ -18,7 +18,13 @@ const OVERSIGNED = ['from', 'to', 'subject', 'date']
 export interface DkimKey {
   domain: string
   selector: string
-  /** Signs with RSASSA-PKCS1-v1_5 over SHA-256 (CKM_SHA256_RSA_PKCS in the token). */
+  /** rsa-sha256 (RFC 6376) or ed25519-sha256 (RFC 8463). Default rsa-sha256. */
+  algorithm?: 'rsa-sha256' | 'ed25519-sha256'
+  /**
+   * rsa-sha256: signs the canonical header block with RSASSA-PKCS1-v1_5/SHA-256
+   * (CKM_SHA256_RSA_PKCS). ed25519-sha256: signs its SHA-256 digest with pure
+   * Ed25519 (CKM_EDDSA), as RFC 8463 §3 defines.
+   */
   sign(data: Buffer): Promise<Buffer>
 }
 
@@ -98,13 +104,15 @@ export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promi
   }
 
   const t = Math.floor(time.getTime() / 1000)
+  const algorithm = key.algorithm ?? 'rsa-sha256'
   const prefix =
-    `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=${key.domain}; s=${key.selector};\r\n` +
+    `DKIM-Signature: v=1; a=${algorithm}; c=relaxed/relaxed; d=${key.domain}; s=${key.selector};\r\n` +
     ` t=${t}; h=${fold(names.join(':'), ':')};\r\n` +
     ` bh=${bh};\r\n` +
     ' b='
   const signed = Buffer.from(canon.join('') + relaxedHeader(prefix), 'latin1')
-  const b = (await key.sign(signed)).toString('base64')
+  const input = algorithm === 'ed25519-sha256' ? createHash('sha256').update(signed).digest() : signed
+  const b = (await key.sign(input)).toString('base64')
   const header = `${prefix}${b.replace(/.{1,72}/g, '$&\r\n ').replace(/\r\n $/, '')}\r\n`
   return Buffer.concat([Buffer.from(header, 'latin1'), msg])
 }
@@ -130,13 +138,18 @@ function escape(s: string): string {
 
 /** The TXT record to publish at `<selector>._domainkey.<domain>` (RFC 6376 §3.6.1), in zone-file form. */
 export function dkimDnsRecord(domain: string, selector: string, publicKey: KeyObject): string {
-  const p = publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
-  const value = `v=DKIM1; k=rsa; p=${p}`
+  const value = dkimTxtValue(publicKey)
   const chunks = value.match(/.{1,250}/g) ?? []
   return `${selector}._domainkey.${domain}. IN TXT ( ${chunks.map((c) => `"${c}"`).join(' ')} )`
 }
 
-/** The record's value as one string (what a DNS resolver returns joined). */
+/**
+ * The record's value as one string (what a DNS resolver returns joined): an
+ * RSA key as its SubjectPublicKeyInfo, an Ed25519 key as the bare 32 bytes (RFC 8463 §4.2).
+ */
 export function dkimTxtValue(publicKey: KeyObject): string {
+  if (publicKey.asymmetricKeyType === 'ed25519') {
+    return `v=DKIM1; k=ed25519; p=${Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('base64')}`
+  }
   return `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`
 }

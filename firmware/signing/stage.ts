@@ -82,9 +82,10 @@ export class SigningStage implements Stage, Component {
     for (const r of this.#config.signing.encryptTo) this.#encryptTo.set(r.address.toLowerCase(), new X509Certificate(readFileSync(r.certFile)))
     for (const d of this.#config.signing.domains) {
       try {
-        if (d.dkimSelector) {
-          const { created } = await this.#hsm.keys.ensureKeyPair(dkimKeyLabel(d.domain, d.dkimSelector), 'rsa-2048')
-          if (created) this.#log.info({ domain: d.domain, selector: d.dkimSelector }, 'generated a DKIM key in the HSM; publish its record (npm run dkim -- dns)')
+        for (const [selector, type] of [[d.dkimSelector, 'rsa-2048'], [d.dkimEd25519Selector, 'ed25519']] as const) {
+          if (!selector) continue
+          const { created } = await this.#hsm.keys.ensureKeyPair(dkimKeyLabel(d.domain, selector), type)
+          if (created) this.#log.info({ domain: d.domain, selector, type }, 'generated a DKIM key in the HSM; publish its record (npm run dkim -- dns)')
         }
         if (d.smimeKey) {
           const [leaf] = await this.#chain(d.smimeKey)
@@ -116,6 +117,12 @@ export class SigningStage implements Stage, Component {
     if (dc?.dkimSelector) {
       const label = dkimKeyLabel(dc.domain, dc.dkimSelector)
       message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector: dc.dkimSelector, sign: (d) => this.#hsm.keys.sign(label, 'rsa-pkcs1-sha256', d) }, now))
+    }
+    if (dc?.dkimEd25519Selector) {
+      // An additional Ed25519 signature (RFC 8463): verifiers that know it use it, the others the RSA one.
+      const label = dkimKeyLabel(dc.domain, dc.dkimEd25519Selector)
+      const selector = dc.dkimEd25519Selector
+      message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector, algorithm: 'ed25519-sha256', sign: (d) => this.#hsm.keys.sign(label, 'ed25519', d) }, now))
     }
     return { envelope: mail.envelope, message }
   }

@@ -10,6 +10,7 @@ import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
+import { SpoolIndex } from './index.ts'
 import { Journal, type JournalState } from './journal.ts'
 import { decodeRecord, encodeRecord, readHeader, RecordError, type SpooledMail } from './record.ts'
 
@@ -60,7 +61,7 @@ export class Spool implements Component, Handoff {
   readonly #dir: string
   readonly #quarantine: string
   readonly #journal: Journal
-  readonly #index = new Map<string, SpoolEntry>()
+  readonly #index = new SpoolIndex()
   readonly #epochCounts = new Map<string, number>()
   readonly #epochKeys = new Set<string>()
   readonly #shards = new Set<string>()
@@ -114,7 +115,7 @@ export class Spool implements Component, Handoff {
         }
         const st = j === undefined || j === 'queued' ? undefined : j
         const created = parseInt(created36, 36)
-        this.#index.set(id, {
+        this.#index.set({
           id,
           epoch,
           created,
@@ -190,7 +191,7 @@ export class Spool implements Component, Handoff {
       }
       throw err
     }
-    this.#index.set(id, { id, epoch, created, state: 'queued', attempts: 0, nextAttemptAt: created })
+    this.#index.set({ id, epoch, created, state: 'queued', attempts: 0, nextAttemptAt: created })
     this.#epochCounts.set(epoch, (this.#epochCounts.get(epoch) ?? 0) + 1)
     this.#events.emit({ type: 'spool.queued', id, epoch, bytes: mail.message.length })
   }
@@ -201,15 +202,8 @@ export class Spool implements Component, Handoff {
 
   /** Up to `limit` messages due at `now`, marked in flight (in memory: after a crash in-flight is queued again). */
   due(now: number, limit: number): SpoolEntry[] {
-    const out: SpoolEntry[] = []
-    for (const e of this.#index.values()) {
-      if (out.length >= limit) break
-      if ((e.state === 'queued' || e.state === 'deferred') && e.nextAttemptAt <= now) {
-        e.state = 'inflight'
-        out.push(e)
-      }
-    }
-    return out
+    const due = this.#index.select(limit, (state, next) => (state === 'queued' || state === 'deferred') && next <= now)
+    return due.map((e) => this.#index.update(e.id, { state: 'inflight' }))
   }
 
   /** Decrypts a spooled message (unwrapping its key in the HSM). A bad record is quarantined. */
@@ -236,24 +230,21 @@ export class Spool implements Component, Handoff {
   async defer(id: string, nextAttemptAt: number, reason: string): Promise<void> {
     const e = this.#mustGet(id)
     await this.#journal.append(id, 'deferred', e.attempts + 1, nextAttemptAt)
-    e.attempts++
-    e.nextAttemptAt = nextAttemptAt
-    e.state = 'deferred'
-    this.#events.emit({ type: 'spool.deferred', id, attempts: e.attempts, nextAttemptAt, reason })
+    this.#index.update(id, { attempts: e.attempts + 1, nextAttemptAt, state: 'deferred' })
+    this.#events.emit({ type: 'spool.deferred', id, attempts: e.attempts + 1, nextAttemptAt, reason })
   }
 
   async hold(id: string): Promise<void> {
     const e = this.#mustGet(id)
     await this.#journal.append(id, 'held', e.attempts, e.nextAttemptAt)
-    e.state = 'held'
+    this.#index.update(id, { state: 'held' })
     this.#events.emit({ type: 'spool.held', id })
   }
 
   async release(id: string): Promise<void> {
     const e = this.#mustGet(id)
     await this.#journal.append(id, 'deferred', e.attempts, this.#clock.now())
-    e.state = 'deferred'
-    e.nextAttemptAt = this.#clock.now()
+    this.#index.update(id, { state: 'deferred', nextAttemptAt: this.#clock.now() })
     this.#events.emit({ type: 'spool.released', id })
   }
 
@@ -359,7 +350,7 @@ export class Spool implements Component, Handoff {
   async #verifyAll(): Promise<void> {
     let checked = 0
     let bad = 0
-    for (const id of [...this.#index.keys()]) {
+    for (const id of this.#index.ids()) {
       if (this.#stopping) return
       const e = this.#index.get(id)
       if (!e || e.state === 'inflight') continue

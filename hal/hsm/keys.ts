@@ -1,12 +1,12 @@
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto'
 import * as der from '../crypto/der.ts'
 import { HsmError } from './errors.ts'
-import { pkcs11 as P, ulong, type Handle, type PKCS11 } from './pkcs11.ts'
+import { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, pkcs11 as P, ulong, type Handle, type PKCS11 } from './pkcs11.ts'
 import type { Token } from './token.ts'
 
-export type KeyPairType = 'rsa-2048' | 'rsa-3072' | 'ec-p256'
+export type KeyPairType = 'rsa-2048' | 'rsa-3072' | 'ec-p256' | 'ed25519'
 export type SecretKeyType = 'aes-256' | 'hmac-sha256'
-export type SignAlgorithm = 'rsa-pkcs1-sha256' | 'rsa-pss-sha256' | 'ecdsa-p256-sha256'
+export type SignAlgorithm = 'rsa-pkcs1-sha256' | 'rsa-pss-sha256' | 'ecdsa-p256-sha256' | 'ed25519'
 
 export interface KeyInfo {
   label: string
@@ -19,6 +19,8 @@ export interface KeyInfo {
 
 /** DER of the named curve OID prime256v1 (CKA_EC_PARAMS). */
 const P256_PARAMS = der.oid('1.2.840.10045.3.1.7')
+/** id-Ed25519 (RFC 8410) as CKA_EC_PARAMS for an Edwards-curve key (PKCS#11 v3.0). */
+const ED25519_PARAMS = der.oid('1.3.101.112')
 
 const CLASS = {
   private: P.CKO_PRIVATE_KEY,
@@ -65,6 +67,9 @@ export class KeyStore {
     if (type === 'ec-p256') {
       mechanism = P.CKM_EC_KEY_PAIR_GEN
       pub.push({ type: P.CKA_EC_PARAMS, value: P256_PARAMS } as never)
+    } else if (type === 'ed25519') {
+      mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN
+      pub.push({ type: P.CKA_EC_PARAMS, value: ED25519_PARAMS } as never)
     } else {
       mechanism = P.CKM_RSA_PKCS_KEY_PAIR_GEN
       pub.push({ type: P.CKA_MODULUS_BITS, value: type === 'rsa-2048' ? 2048 : 3072 } as never)
@@ -126,6 +131,9 @@ export class KeyStore {
         return createPublicKey({ key: { kty: 'RSA', n: b64u(n!.value!), e: b64u(e!.value!) }, format: 'jwk' })
       }
       const [point] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_EC_POINT }])
+      if (ulong(type!.value) === CKK_EC_EDWARDS) {
+        return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64u(unwrapOctetString(point!.value!)) }, format: 'jwk' })
+      }
       const q = unwrapOctetString(point!.value!) // 04 || X || Y
       return createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: b64u(q.subarray(1, 33)), y: b64u(q.subarray(33, 65)) }, format: 'jwk' })
     })
@@ -152,6 +160,9 @@ export class KeyStore {
       case 'ecdsa-p256-sha256':
         mechanism = { mechanism: P.CKM_ECDSA }
         input = createHash('sha256').update(data).digest()
+        break
+      case 'ed25519':
+        mechanism = { mechanism: CKM_EDDSA } // pure Ed25519 over the data as given
         break
     }
     const sig = await this.#withObject(label, 'private', 'C_Sign', (s, p, h) => {
@@ -236,7 +247,7 @@ export class KeyStore {
         if (kind !== 'certificate') {
           const [kt] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_KEY_TYPE }])
           const v = ulong(kt!.value)
-          keyType = v === P.CKK_RSA ? 'rsa' : v === P.CKK_EC ? 'ec' : v === P.CKK_AES ? 'aes' : 'generic-secret'
+          keyType = v === P.CKK_RSA ? 'rsa' : v === P.CKK_EC ? 'ec' : v === CKK_EC_EDWARDS ? 'ed25519' : v === P.CKK_AES ? 'aes' : 'generic-secret'
         }
         const secretish = kind === 'private' || kind === 'secret'
         return {

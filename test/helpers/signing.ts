@@ -96,19 +96,28 @@ export function signedParts(message: Buffer): { content: Buffer; signature: Buff
 }
 
 const PY_VERIFY = `
-import sys, dkim
+import sys, json, dkim
 msg = sys.stdin.buffer.read()
-record = sys.argv[1].encode()
+records = json.loads(sys.argv[1])
+index = int(sys.argv[2])
 def dnsfunc(name, timeout=5):
-    return record if name == b'sg1._domainkey.bank.example.' or name == 'sg1._domainkey.bank.example.' else None
-print('PASS' if dkim.verify(msg, dnsfunc=dnsfunc) else 'FAIL')
+    n = name.decode() if isinstance(name, bytes) else name
+    r = records.get(n.rstrip('.'))
+    return r.encode() if r else None
+d = dkim.DKIM(msg)
+print('PASS' if d.verify(idx=index, dnsfunc=dnsfunc) else 'FAIL')
 `
 
-/** python3-dkim (Debian's /usr/bin/python3) with a stubbed DNS record. */
-export async function pythonDkimVerify(message: Buffer, record: string): Promise<boolean> {
+/**
+ * python3-dkim (Debian's /usr/bin/python3) with stubbed DNS: `record` is the
+ * sg1 selector's value, or a map of selector → value; `index` picks which
+ * DKIM-Signature header to check (0 = topmost).
+ */
+export async function pythonDkimVerify(message: Buffer, record: string | Record<string, string>, index = 0): Promise<boolean> {
   const { spawn } = await import('node:child_process')
+  const records = Object.fromEntries(Object.entries(typeof record === 'string' ? { sg1: record } : record).map(([sel, v]) => [`${sel}._domainkey.bank.example`, v]))
   return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/python3', ['-c', PY_VERIFY, record])
+    const p = spawn('/usr/bin/python3', ['-c', PY_VERIFY, JSON.stringify(records), String(index)])
     let out = ''
     let err = ''
     p.stdout.on('data', (d: Buffer) => (out += d.toString()))
@@ -118,12 +127,14 @@ export async function pythonDkimVerify(message: Buffer, record: string): Promise
   })
 }
 
-/** mailauth's DKIM verifier with a resolver that knows only our record. */
-export async function mailauthDkimVerify(message: Buffer, record: string): Promise<string[]> {
+/** mailauth's DKIM verifier with a resolver that knows only our records (sg1, or a selector → value map). */
+export async function mailauthDkimVerify(message: Buffer, record: string | Record<string, string>): Promise<string[]> {
   const require = createRequire(import.meta.url)
   const { dkimVerify } = require('mailauth/lib/dkim/verify') as { dkimVerify: (m: Buffer, o: object) => Promise<{ results: { status: { result: string } }[] }> }
+  const records = typeof record === 'string' ? { sg1: record } : record
   const resolver = async (name: string, type: string) => {
-    if (type === 'TXT' && name === 'sg1._domainkey.bank.example') return [[record]]
+    const sel = name.replace(/\._domainkey\.bank\.example$/, '')
+    if (type === 'TXT' && records[sel]) return [[records[sel]]]
     throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' })
   }
   const res = await dkimVerify(message, { resolver })

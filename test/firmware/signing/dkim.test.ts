@@ -38,3 +38,22 @@ t.test('relaxed canonicalisation (RFC 6376 §3.4.2, §3.4.4 examples)', async (t
   t.equal(relaxedBody(Buffer.from('no newline')).toString(), 'no newline\r\n')
   t.ok(SIGNED_HEADERS.includes('from'))
 })
+
+t.test('RFC 8463: an additional ed25519-sha256 signature made in the token passes python3-dkim and mailauth', async (t) => {
+  const { dkimKeyLabel } = await import('../../../firmware/signing/stage.ts')
+  const { dkimTxtValue } = await import('../../../firmware/signing/dkim.ts')
+  const s = await signingSetup(t, { signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1', dkimEd25519Selector: 'ed1' }] } })
+  const keys = (await s.hsm.keys.list()).filter((k) => k.label === dkimKeyLabel('bank.example', 'ed1'))
+  t.match(keys.find((k) => k.kind === 'private'), { keyType: 'ed25519', sensitive: true, extractable: false })
+  const ed = dkimTxtValue(await s.hsm.keys.publicKey(dkimKeyLabel('bank.example', 'ed1')))
+  t.match(ed, /^v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=$/, 'the record carries the bare 32-byte key')
+  const records = { sg1: await s.dkimRecord(), ed1: ed }
+  const signed = await s.sign(FIXTURES['plain text']!)
+  t.match(signed.toString('latin1'), /^DKIM-Signature: v=1; a=ed25519-sha256; [^]*\r\nDKIM-Signature: v=1; a=rsa-sha256;/, 'Ed25519 on top of RSA')
+  t.equal(await pythonDkimVerify(signed, records, 0), true, 'python3-dkim: ed25519-sha256 passes')
+  t.equal(await pythonDkimVerify(signed, records, 1), true, 'python3-dkim: rsa-sha256 passes')
+  t.same(await mailauthDkimVerify(signed, records), ['pass', 'pass'], 'mailauth: both pass')
+  const tampered = Buffer.from(signed.toString('latin1').replace('Subject: ', 'Subject: X'), 'latin1')
+  t.equal(await pythonDkimVerify(tampered, records, 0), false)
+  t.same(await mailauthDkimVerify(tampered, records), ['fail', 'fail'])
+})
