@@ -230,6 +230,7 @@ export const schema = obj({
     burstBytes: int({ default: 0, min: 0, max: 16_777_216, description: 'Bytes that may go out at once above the steady rate; 0 means 1 % of a second\'s budget, so no 1-second window exceeds the budget by more than about 1 %.' }),
     maxConnections: int({ default: 32, min: 1, max: 10000, description: 'Outbound connections in all.' }),
     perDestinationConnections: int({ default: 4, min: 1, max: 1000, description: 'Outbound connections to one destination host.' }),
+    perDestinationMessagesPerSecond: int({ default: 0, min: 0, max: 100000, description: 'Messages per second to one destination host (GCRA, one second of burst); 0 for no limit.' }),
     messagesPerConnection: int({ default: 100, min: 1, max: 100000, description: 'Messages sent over one connection before it is closed.' }),
     retrySeconds: list(int({ default: 0, min: 1, max: 86400, description: '' }), { default: [60, 300, 900, 1800, 3600, 7200, 14400], description: 'Back-off between attempts; the last value repeats.' }),
     maxAgeSeconds: int({ default: 3 * 86400, min: 60, max: 30 * 86400, description: 'A message still undelivered this long after submission expires (M8).' }),

@@ -70,6 +70,7 @@ export class DeliveryEngine implements Component {
   readonly #global: Slots
   readonly #perDestination = new Map<string, Slots<SmtpClient>>()
   readonly #idle = new Map<string, SmtpClient[]>()
+  readonly #messageRates = new Map<string, ByteRateLimiter>()
   readonly #tasks = new Set<Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
@@ -186,6 +187,7 @@ export class DeliveryEngine implements Component {
         tried.add(egress.address)
         let client: SmtpClient | undefined
         try {
+          await this.#messageRate(dest)
           client = await this.#acquire(hop, egress, !copy)
           const res = await client.send(mailFrom, rcpts, message)
           const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
@@ -210,6 +212,15 @@ export class DeliveryEngine implements Component {
       }
     }
     return this.#record(id, kind, last)
+  }
+
+  /** Per-destination message rate (GCRA with one "byte" per message), when configured. */
+  async #messageRate(dest: string): Promise<void> {
+    const rate = this.#config.delivery.perDestinationMessagesPerSecond
+    if (!rate) return
+    let limiter = this.#messageRates.get(dest)
+    if (!limiter) this.#messageRates.set(dest, (limiter = new ByteRateLimiter({ bytesPerSecond: rate, burstBytes: rate, clock: { now: () => Date.now() } })))
+    await limiter.take(1)
   }
 
   #record(id: string, kind: string, o: Outcome): Outcome {

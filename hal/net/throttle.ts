@@ -48,8 +48,9 @@ export class ByteRateLimiter {
     const now = this.#clock.now()
     while (this.#queue.length) {
       const head = this.#queue[0]!
-      const tat = Math.max(this.#tat, now)
-      const allowedAt = tat + head.n / this.#rate - this.#tau
+      // A writer may go once the schedule is no more than the burst ahead of
+      // the clock; its bytes then push the schedule on by n / rate.
+      const allowedAt = this.#tat - this.#tau
       if (allowedAt > now) {
         if (!this.#timer) {
           this.#timer = setTimeout(() => {
@@ -59,7 +60,7 @@ export class ByteRateLimiter {
         }
         return
       }
-      this.#tat = tat + head.n / this.#rate
+      this.#tat = Math.max(this.#tat, now) + head.n / this.#rate
       this.passed += head.n
       this.#queue.shift()
       head.resolve()

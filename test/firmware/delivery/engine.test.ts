@@ -152,3 +152,26 @@ t.test('M8: a message older than the maximum age expires and the firm is told', 
   t.match(firm.received[0]!.data.toString(), /\(expired\)/)
   t.match(firm.received[0]!.data.toString(), /Status: 4\.4\.7/)
 })
+
+t.test('per-destination message rate: 20 messages at 5/s take about 3 s after the first second of burst', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t)
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port), perDestinationMessagesPerSecond: 5 })
+  for (let i = 0; i < 20; i++) await rig.enqueue(`c${i}@example.net`)
+  await until(() => rx.received.length === 20, 20_000)
+  const span = rx.received[19]!.at - rx.received[0]!.at
+  t.ok(span >= 2500, `the last arrived ${span} ms after the first (≥ 2.5 s: 15 messages beyond the burst at 5/s)`)
+})
+
+t.test('the byte budget: 2 MB at 4 Mbit/s through four connections takes about 4 s', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t)
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port), bandwidthBitsPerSecond: 4_000_000 })
+  const body = `${'x'.repeat(998)}\r\n`.repeat(100) // 100 KB per message
+  const started = Date.now()
+  for (let i = 0; i < 20; i++) await rig.enqueue(`c${i}@example.net`, body)
+  await until(() => rx.received.length === 20, 30_000)
+  const seconds = (Date.now() - started) / 1000
+  t.ok(seconds >= 3.8, `took ${seconds.toFixed(1)} s (≥ 3.8 s at 0.5 MB/s, 1 % burst)`)
+  t.ok(rig.engine.limiter.passed >= 2_000_000, 'every byte passed the limiter')
+})
