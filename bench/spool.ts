@@ -37,7 +37,8 @@ if (values['restart-only']) {
   await spool.start()
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   globalThis.gc?.()
-  process.stdout.write(JSON.stringify({ restartSeconds: seconds, indexed: spool.size, rss: process.memoryUsage().rss }))
+  const m = process.memoryUsage()
+  process.stdout.write(JSON.stringify({ restartSeconds: seconds, indexed: spool.size, rss: m.rss, heapUsed: m.heapUsed, external: m.external + m.arrayBuffers }))
   await spool.stop()
   await hsm.close()
   process.exit(0)
@@ -92,7 +93,7 @@ await spool.stop()
 await hsm.close()
 
 // 3. Restart with everything queued, in a fresh process.
-const restart = JSON.parse(execFileSync(process.execPath, ['--expose-gc', import.meta.filename, '--restart-only', root], { encoding: 'utf8' })) as { restartSeconds: number; indexed: number; rss: number }
+const restart = JSON.parse(execFileSync(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi')), '--expose-gc', import.meta.filename, '--restart-only', root], { encoding: 'utf8' })) as { restartSeconds: number; indexed: number; rss: number; heapUsed: number; external: number }
 const summary = {
   date: new Date().toISOString(),
   machine: `${cpus().length} cores, ${cpus()[0]?.model}`,
@@ -106,6 +107,8 @@ const summary = {
   restartSeconds: Number(restart.restartSeconds.toFixed(1)),
   indexedAfterRestart: restart.indexed,
   residentMemoryMB: Math.round(restart.rss / 1048576),
+  heapUsedMB: Math.round(restart.heapUsed / 1048576),
+  externalMB: Math.round(restart.external / 1048576),
   targets: { enqueuePerSecond: 2000, residentMemoryMBWith1M: 300, restartSecondsWith1M: 30 },
 }
 process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)

@@ -71,6 +71,13 @@ export class SpoolIndex {
     return out
   }
 
+  /** Counts per state without materialising entries. */
+  countByState(): Record<SpoolState, number> {
+    const out: Record<SpoolState, number> = { queued: 0, inflight: 0, deferred: 0, held: 0 }
+    for (let s = 0; s < this.#ids.length; s++) if (this.#ids[s] !== undefined) out[STATES[this.#state[s]!]!]++
+    return out
+  }
+
   *values(): IterableIterator<SpoolEntry> {
     for (let s = 0; s < this.#ids.length; s++) if (this.#ids[s] !== undefined) yield this.#entry(s)
   }

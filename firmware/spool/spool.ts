@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, statfsSync } from 'node:fs'
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises'
+import { open, opendir, readdir, readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
 import { HsmError, type Hsm } from '../../hal/hsm/index.ts'
@@ -97,7 +97,9 @@ export class Spool implements Component, Handoff {
     for (const shard of await readdir(this.#dir, { withFileTypes: true })) {
       if (!shard.isDirectory() || shard.name === 'quarantine') continue
       const shardDir = join(this.#dir, shard.name)
-      for (const name of await readdir(shardDir)) {
+      // Streamed in batches: no array of every name in a large directory.
+      for await (const dirent of await opendir(shardDir, { bufferSize: 256 })) {
+        const name = dirent.name
         if (name.endsWith('.tmp')) {
           // Never acknowledged: the crash came before rename, so no 250 was sent for it.
           await unlink(join(shardDir, name))
@@ -128,8 +130,9 @@ export class Spool implements Component, Handoff {
     }
     // Final in the journal but still on disk: the crash came between journal and unlink.
     for (const f of finals) await unlink(f)
+    // Only entries with a journal state are materialised (a million queued ones would be garbage).
     await this.#journal.compact(
-      [...this.#index.values()].filter((e) => e.state !== 'queued').map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt }]),
+      this.#index.select(Infinity, (state) => state !== 'queued').map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt }]),
     )
     await this.#shredEndedEpochs()
     this.#log.info({ queued: this.#index.size, epochs: this.#epochCounts.size, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started }, 'spool ready')
@@ -266,9 +269,7 @@ export class Spool implements Component, Handoff {
 
   /** Counts by state, for status pages and metrics. */
   stats(): Record<SpoolState, number> & { total: number } {
-    const s = { queued: 0, inflight: 0, deferred: 0, held: 0, total: this.#index.size }
-    for (const e of this.#index.values()) s[e.state]++
-    return s
+    return { ...this.#index.countByState(), total: this.#index.size }
   }
 
   #checkLimits(): void {
