@@ -58,6 +58,7 @@ if (values.receiver) {
       })
     },
   })
+  rx.on('error', () => {})
   rx.listen(0, '127.0.0.1', () => process.send!({ port: (rx.server.address() as AddressInfo).port }))
   process.on('message', () => {
     process.send!({ report: { buckets: Array.from(buckets, (b) => b ?? 0), first, last, total, messages } }, () => process.exit(0))

@@ -45,6 +45,7 @@ const receiver = new SMTPServer({
     })
   },
 })
+receiver.on('error', () => {}) // a client that drops its connection is not the demo's problem
 await new Promise<void>((r, reject) => {
   receiver.server.once('error', reject)
   receiver.listen(2526, '127.0.0.1', () => r())

@@ -82,6 +82,8 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
       })
     },
   })
+  // A client that vanishes mid-handshake (a killed box) is an event, not a crash, for an MX.
+  server.on('error', () => {})
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve()))
   t.teardown(() => new Promise<void>((r) => server.close(() => r())))
   const port = (server.server.address() as AddressInfo).port
