@@ -128,7 +128,15 @@ async function runCap(mbit: number) {
   transport.close()
   const submittedIn = (Date.now() - started) / 1000
   await delivery.start()
+  // The sender's own view: bytes granted by the limiter per 100 ms.
+  const granted: number[] = []
+  let lastPassed = delivery.limiter.passed
+  const sampler = setInterval(() => {
+    granted.push(delivery.limiter.passed - lastPassed)
+    lastPassed = delivery.limiter.passed
+  }, 100)
   while (messages < count) await new Promise((r) => setTimeout(r, 50))
+  clearInterval(sampler)
   for (const c of [submission, delivery, signing, spool]) await c.stop()
   const { buckets, first, last, total } = await new Promise<{ buckets: number[]; first: number; last: number; total: number }>((resolve) => {
     child.on('message', (m: { report?: { buckets: number[]; first: number; last: number; total: number } }) => m.report && resolve(m.report))
@@ -147,8 +155,10 @@ async function runCap(mbit: number) {
     goodputMbit: Number(((total * 8) / seconds / 1e6).toFixed(2)),
     meanGoodputShareOfCap: Number((total / seconds / capBytes).toFixed(3)),
     busiestSecondShareOfCap: Number((worst / capBytes).toFixed(3)),
+    senderBusiestSecondShareOfCap: Number((Math.max(...Array.from({ length: Math.max(0, granted.length - 9) }, (_, i) => granted.slice(i, i + 10).reduce((a, b) => a + b, 0))) / capBytes).toFixed(3)),
     wireBytesThroughLimiter: delivery.limiter.passed,
     contentBytesReceived: total,
+    senderPerSecondShares: Array.from({ length: Math.floor(granted.length / 10) }, (_, i) => Number((granted.slice(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0) / capBytes).toFixed(3))),
     perSecondShares: Array.from({ length: Math.floor(buckets.length / 10) }, (_, i) => Number((buckets.slice(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0) / capBytes).toFixed(3))),
   }
 }

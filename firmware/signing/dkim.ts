@@ -117,23 +117,18 @@ export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promi
   return Buffer.concat([Buffer.from(header, 'latin1'), msg])
 }
 
-/** Folds a long tag value after separators so header lines stay short. */
+/** Folds a long tag value after separators so header lines stay short (FWS is allowed there, RFC 6376 §3.5). */
 function fold(value: string, sep: string): string {
-  const out: string[] = []
+  const lines: string[] = []
   let line = ''
   for (const part of value.split(sep)) {
-    if (line.length + part.length > 60) {
-      out.push(line)
-      line = ''
-    }
-    line += (line ? sep : '') + part
+    if (line && line.length + part.length > 60) {
+      lines.push(line)
+      line = part
+    } else line = line ? `${line}${sep}${part}` : part
   }
-  out.push(line)
-  return out.join(`${sep}\r\n  `).replace(new RegExp(`${escape(sep)}${escape(sep)}`, 'g'), sep)
-}
-
-function escape(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  lines.push(line)
+  return lines.join(`${sep}\r\n  `)
 }
 
 /** The TXT record to publish at `<selector>._domainkey.<domain>` (RFC 6376 §3.6.1), in zone-file form. */
