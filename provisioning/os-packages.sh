@@ -13,6 +13,7 @@ PACKAGES=(
   python3-nacl  # lets python3-dkim verify ed25519-sha256 signatures (RFC 8463)
   swaks         # independent SMTP client for tests and the README walk-through
   qpdf          # encrypted PDF fixtures for the policy tests (M13)
+  iproute2      # tc (kernel egress shaping, M3) and ip netns for its test
 )
 
 missing=()

@@ -228,6 +228,10 @@ export const schema = obj({
     smtpPort: int({ default: 25, min: 1, max: 65535, description: 'Port for MX delivery.' }),
     bandwidthBitsPerSecond: int({ default: 10_000_000, min: 8000, max: 10_000_000_000, description: 'Egress byte budget shared by all outbound sockets, TLS included (M3).' }),
     burstBytes: int({ default: 0, min: 0, max: 16_777_216, description: 'Bytes that may go out at once above the steady rate; 0 means 1 % of a second\'s budget, so no 1-second window exceeds the budget by more than about 1 %.' }),
+    tcDevices: list(str({ default: '', description: '', pattern: /^[A-Za-z0-9_.:-]{1,15}$/ }), {
+      default: [],
+      description: 'Egress NICs on which the box also installs a kernel token bucket filter (tc-tbf) at `bandwidthBitsPerSecond` at start; needs CAP_NET_ADMIN. Empty (the development default): off.',
+    }),
     maxConnections: int({ default: 32, min: 1, max: 10000, description: 'Outbound connections in all.' }),
     perDestinationConnections: int({ default: 4, min: 1, max: 1000, description: 'Outbound connections to one destination host.' }),
     perDestinationMessagesPerSecond: int({ default: 0, min: 0, max: 100000, description: 'Messages per second to one destination host (GCRA, one second of burst); 0 for no limit.' }),

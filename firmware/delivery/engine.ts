@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Clock } from '../../hal/clock.ts'
+import { applyTbf } from '../../hal/net/tc.ts'
 import { ByteRateLimiter } from '../../hal/net/throttle.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
@@ -92,6 +93,15 @@ export class DeliveryEngine implements Component {
   async start(): Promise<void> {
     if (!this.#config.delivery.enabled) return void this.#log.warn('delivery is disabled: mail stays queued')
     const d = this.#config.delivery
+    for (const device of d.tcDevices) {
+      try {
+        await applyTbf(device, d.bandwidthBitsPerSecond)
+        this.#log.info({ device, bitsPerSecond: d.bandwidthBitsPerSecond }, 'kernel shaping (tc-tbf) installed on the egress NIC')
+      } catch (err) {
+        // The box's own limiter still holds the budget; the kernel layer is a second line.
+        this.#log.error({ device, err: (err as Error).message }, 'cannot install kernel shaping (tc); is CAP_NET_ADMIN granted?')
+      }
+    }
     this.#log.info({ egress: d.egress.map((e) => e.address), bitsPerSecond: d.bandwidthBitsPerSecond, routes: d.routes.length }, 'delivery started')
     const loop = () => {
       if (this.#stopping) return
