@@ -126,7 +126,12 @@ export class DeliveryEngine implements Component {
     for (const entry of this.#spool.due(this.#clock.now(), room)) {
       const task = this.#deliver(entry).catch((err: unknown) => this.#log.error({ id: entry.id, err: (err as Error).message }, 'delivery task failed'))
       this.#tasks.add(task)
-      void task.finally(() => this.#tasks.delete(task))
+      // A finished task makes room: claim the next due mail now rather than at the next
+      // timer tick, or a fast link idles between ticks.
+      void task.finally(() => {
+        this.#tasks.delete(task)
+        if (!this.#stopping) this.tick()
+      })
     }
   }
 
