@@ -101,7 +101,7 @@ async function runCap(mbit: number) {
     submission: { starttlsPort: 0, implicitTlsPort: 0, accounts: [{ name: 'bench', passwordHash }], maxClients: 100 },
     signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'bench' }] },
     spool: { verifyOnStart: false },
-    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rxPort }], bandwidthBitsPerSecond: mbit * 1_000_000, maxConnections: 16, perDestinationConnections: 8 },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rxPort }], bandwidthBitsPerSecond: mbit * 1_000_000, maxConnections: 32, perDestinationConnections: 16 },
   })
   const events = { emit() {} }
   const spool = new Spool({ config, log, hsm, events, clock })
