@@ -164,6 +164,10 @@ export class SmtpClient {
       secure.once('error', (err) => reject(new SmtpError('starttls', `TLS handshake failed: ${err.message}`, undefined, true)))
     }), () => secure.destroy())
     this.tlsVersion = secure.getProtocol() ?? undefined
+    // Small TLS records: the receiver can only use a record once all of it has
+    // arrived, so with many shaped connections 16 KB records would reach it in
+    // lumps; 2 KB records keep what it sees close to the budget (~1 % overhead).
+    if (o.limiter) secure.setMaxSendFragment(2048)
     this.#attach(secure)
     await this.#ehlo()
   }
