@@ -10,8 +10,8 @@
  * records the bytes it gets per 100 ms. Reported: mean goodput as a share of the cap, and
  * the busiest 1-second window as a share of the cap.
  */
-import { execFileSync, fork } from 'node:child_process'
-import { X509Certificate, randomBytes } from 'node:crypto'
+import { fork } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { cpus, tmpdir } from 'node:os'
@@ -21,7 +21,7 @@ import nodemailer from 'nodemailer'
 import pino from 'pino'
 import { SMTPServer } from 'smtp-server'
 import { makeSelfSignedServerCert } from '../hal/crypto/selfsigned.ts'
-import { Hsm } from '../hal/hsm/index.ts'
+import { firmToken } from './firm-token.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import { AuditCopyHandoff, DeliveryEngine } from '../firmware/delivery/engine.ts'
 import { StagedHandoff } from '../firmware/pipeline/stage.ts'
@@ -73,14 +73,7 @@ const clock = { now: () => Date.now() }
 const root = mkdtempSync(join(tmpdir(), 'sg-bench-bw-'))
 
 // One token for all runs: the firm's S/MIME key made inside it, certified by a throwaway CA.
-const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions: 4, reconnectIntervalMs: 1000, devDir: join(root, 'hsm'), clock })
-await hsm.open()
-const sh = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] })
-sh(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(root, 'ca.key'), '-out', join(root, 'ca.pem'), '-days', '30', '-subj', '/CN=Bench CA'])
-await hsm.keys.generateKeyPair('smime/bank', 'rsa-2048')
-writeFileSync(join(root, 'req.pem'), await hsm.certs.createCsr('smime/bank', 'CN=Bank,C=TW', ['statements@bank.example']))
-sh(['x509', '-req', '-in', join(root, 'req.pem'), '-CA', join(root, 'ca.pem'), '-CAkey', join(root, 'ca.key'), '-out', join(root, 'leaf.pem'), '-days', '30', '-copy_extensions', 'copy'])
-await hsm.certs.importCertificate('smime/bank', new X509Certificate(readFileSync(join(root, 'leaf.pem'))), [new X509Certificate(readFileSync(join(root, 'ca.pem')))])
+const hsm = await firmToken(root, 4)
 const passwordHash = await hashPassword('bench password 1234', { ln: 14, r: 8, p: 1 })
 const pdf = randomBytes(40_000).toString('base64').replace(/.{76}/g, '$&\r\n')
 

@@ -8,15 +8,14 @@
  * same concurrency, halved (two signatures per statement) — the ceiling the
  * stage can approach. Rounds alternate baseline and stage; medians reported.
  */
-import { execFileSync } from 'node:child_process'
-import { X509Certificate, randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { Hsm } from '../hal/hsm/index.ts'
+import { firmToken } from './firm-token.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import { SigningStage } from '../firmware/signing/stage.ts'
 
@@ -26,16 +25,8 @@ const concurrency = Number(values.concurrency)
 const rounds = Number(values.rounds)
 
 const dir = mkdtempSync(join(tmpdir(), 'sg-bench-sign-'))
-const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions: concurrency, reconnectIntervalMs: 1000, devDir: join(dir, 'hsm'), clock: { now: () => Date.now() } })
-await hsm.open()
-
-// Test CA and the firm's certificate for a key generated in the token.
-const sh = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] })
-sh(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.pem'), '-days', '30', '-subj', '/CN=Bench CA'])
-await hsm.keys.generateKeyPair('smime/bank', 'rsa-2048')
-writeFileSync(join(dir, 'req.pem'), await hsm.certs.createCsr('smime/bank', 'CN=Bank,C=TW', ['statements@bank.example']))
-sh(['x509', '-req', '-in', join(dir, 'req.pem'), '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-out', join(dir, 'leaf.pem'), '-days', '30', '-copy_extensions', 'copy'])
-await hsm.certs.importCertificate('smime/bank', new X509Certificate(readFileSync(join(dir, 'leaf.pem'))), [new X509Certificate(readFileSync(join(dir, 'ca.pem')))])
+// The firm's S/MIME key made in the token, certified by a throwaway CA.
+const hsm = await firmToken(dir, concurrency)
 
 const config = parseConfig({ dataDir: dir, signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] } })
 const stage = new SigningStage({ config, log: pino({ level: 'silent' }), hsm, clock: { now: () => Date.now() } })
