@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
-import addressparser from 'nodemailer/lib/addressparser'
 import type { Component } from '../component.ts'
+import { firstMailbox, fromAddress } from '../mime/address.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError, type ErrorCode } from '../errors.ts'
 import type { EventSink } from '../events.ts'
@@ -74,7 +74,8 @@ export class PolicyStage implements Stage, Component {
 
   async process(mail: Submitted): Promise<Submitted> {
     if (this.#config.policy.profiles.length === 0) return mail
-    const profile = this.profileFor(mail, headerFromDomain(mail.message))
+    const headerFrom = fromAddress(mail.message)
+    const profile = this.profileFor(mail, headerFrom ? domainOf(headerFrom) : undefined)
     if (!profile) return mail
     const hits: Hit[] = []
     const rule = (name: string, mode: Mode, code: ErrorCode, reason: string) => {
@@ -114,7 +115,7 @@ export class PolicyStage implements Stage, Component {
       if (err instanceof MalformedMessage) throw new GatewayError('EMESSAGE_MALFORMED', err.message)
       throw err
     }
-    const from = info.fromHeader ? addressparser(info.fromHeader, { flatten: true }).find((a) => a.address)?.address : undefined
+    const from = firstMailbox(info.fromHeader)
     if (!senderOk(mail.envelope.mailFrom)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `MAIL FROM <${mail.envelope.mailFrom}> is not an allowed sender`)
     else if (!from || !senderOk(from)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `From ${from ? `<${from}>` : '(missing)'} is not an allowed sender`)
 
@@ -150,14 +151,4 @@ export class PolicyStage implements Stage, Component {
     this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account, profile: profile.name })
     return mail
   }
-}
-
-/** The From domain for profile selection; a header too broken to read selects by account or MAIL FROM only. */
-function headerFromDomain(message: Buffer): string | undefined {
-  const end = message.indexOf('\r\n\r\n')
-  const head = message.subarray(0, end < 0 ? message.length : end).toString('latin1')
-  const m = /^from:(.*(?:\r\n[ \t].*)*)/im.exec(head)
-  if (!m) return undefined
-  const a = addressparser(m[1]!.replace(/\r\n/g, ''), { flatten: true }).find((x) => x.address)
-  return a?.address ? domainOf(a.address) : undefined
 }

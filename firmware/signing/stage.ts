@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs'
 import { X509Certificate } from 'node:crypto'
-import addressparser from 'nodemailer/lib/addressparser'
 import type { Clock } from '../../hal/clock.ts'
 import { certificateParts, keyUsage } from '../../hal/crypto/der-read.ts'
 import { HsmError, type Hsm, type SignAlgorithm } from '../../hal/hsm/index.ts'
@@ -8,7 +7,10 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
 import type { Logger } from '../log.ts'
-import { header, parseEntity, toCrlf } from '../mime/entity.ts'
+import { fromAddress } from '../mime/address.ts'
+import { toCrlf } from '../mime/entity.ts'
+
+export { fromAddress }
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { dkimSign } from './dkim.ts'
@@ -23,15 +25,6 @@ const CERT_CACHE_MS = 60_000
 export const dkimKeyLabel = (domain: string, selector: string) => `dkim/${domain}/${selector}`
 
 type DomainConfig = Config['signing']['domains'][number]
-
-/** The first mailbox of the From header field. */
-export function fromAddress(message: Buffer): string | undefined {
-  const value = header(parseEntity(message), 'from')
-  if (!value) return undefined
-  const list = addressparser(value, { flatten: true })
-  const first = list.find((a) => a.address)
-  return first?.address?.toLowerCase()
-}
 
 /**
  * Checks that a certificate may sign mail from `address` at `now` (M5):

@@ -65,7 +65,6 @@ export class Spool implements Component, Handoff {
   readonly #epochCounts = new Map<string, number>()
   readonly #epochKeys = new Set<string>()
   readonly #shards = new Set<string>()
-  readonly #epochNames = new Map<string, string>()
   readonly #dirSyncs = new Map<string, { running: Promise<void> | undefined; waiters: { resolve: () => void; reject: (e: Error) => void }[] }>()
   #disk = { at: -Infinity, ok: true }
   #timer: NodeJS.Timeout | undefined
@@ -108,8 +107,7 @@ export class Spool implements Component, Handoff {
         }
         const m = /^([A-Za-z0-9_-]+)~([0-9A-Za-z]+)~([0-9a-z]+)\.rec$/.exec(name)
         if (!m) continue
-        const [, id, epochText, created36] = m as unknown as [string, string, string, string]
-        const epoch = this.#intern(epochText)
+        const [, id, epoch, created36] = m as unknown as [string, string, string, string]
         const j = journal.get(id)
         if (j !== undefined && j !== 'queued' && j.state === 'final') {
           finals.push(join(shardDir, name))
@@ -153,7 +151,7 @@ export class Spool implements Component, Handoff {
     this.#checkLimits()
     const id = mail.envelope.id
     const created = this.#clock.now()
-    const epoch = this.#intern(this.#epochAt(created))
+    const epoch = this.#epochAt(created)
     const label = epochKeyLabel(epoch)
     const dataKey = randomBytes(32)
     let record: Buffer
@@ -280,14 +278,6 @@ export class Spool implements Component, Handoff {
       this.#disk = { at: now, ok: (st.bavail / st.blocks) * 100 >= this.#config.spool.reservePercent }
     }
     if (!this.#disk.ok) throw new GatewayError('EQUEUE_DISK_FULL')
-  }
-
-  /** One string per epoch for the whole index (a million entries share a handful of epochs). */
-  #intern(epoch: string): string {
-    const known = this.#epochNames.get(epoch)
-    if (known) return known
-    this.#epochNames.set(epoch, epoch)
-    return epoch
   }
 
   #epochAt(t: number): string {

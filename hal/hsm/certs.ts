@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { Writable } from 'node:stream'
-import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto'
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
 import * as der from '../crypto/der.ts'
 import { certificateParts } from '../crypto/der-read.ts'
 import { HsmError } from './errors.ts'
@@ -89,9 +89,10 @@ export class CertStore {
     if (!leaf) throw new HsmError('EHSM_BAD_INPUT', 'no certificate in the PKCS#12 matches its private key')
     const chain = orderChain(leaf, certs.filter((c) => c !== leaf))
     const id = Buffer.from(leaf.fingerprint256.replace(/:/g, '').slice(0, 32), 'hex')
+    const templates = keyPairTemplates(label, id, key)
     await this.#token.run('C_CreateObject', (s, p) => {
-      p.C_CreateObject(s, privateKeyTemplate(label, id, key) as never)
-      p.C_CreateObject(s, publicKeyTemplate(label, id, createPublicKey(key)) as never)
+      p.C_CreateObject(s, templates.priv as never)
+      p.C_CreateObject(s, templates.pub as never)
     })
     await this.importCertificate(label, leaf, chain)
     return { leaf, chain }
@@ -143,55 +144,53 @@ function createCertificate(p: PKCS11, s: Handle, label: string, cert: X509Certif
   ])
 }
 
-function privateKeyTemplate(label: string, id: Buffer, key: KeyObject) {
-  const common = [
-    { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
+/**
+ * Token object templates for an imported key pair: the private half sensitive
+ * and non-extractable (M6), the public half beside it under the same label and id.
+ */
+function keyPairTemplates(label: string, id: Buffer, key: KeyObject) {
+  const j = key.export({ format: 'jwk' })
+  const b = (v: string | undefined) => Buffer.from(v ?? '', 'base64url')
+  const named = [
     { type: P.CKA_TOKEN, value: true },
+    { type: P.CKA_LABEL, value: label },
+    { type: P.CKA_ID, value: id },
+  ]
+  const priv = [
+    ...named,
+    { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
     { type: P.CKA_PRIVATE, value: true },
     { type: P.CKA_SENSITIVE, value: true },
     { type: P.CKA_EXTRACTABLE, value: false },
     { type: P.CKA_SIGN, value: true },
-    { type: P.CKA_LABEL, value: label },
-    { type: P.CKA_ID, value: id },
   ]
-  const j = key.export({ format: 'jwk' })
-  const b = (v: string | undefined) => Buffer.from(v ?? '', 'base64url')
+  const pub = [...named, { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY }, { type: P.CKA_PRIVATE, value: false }, { type: P.CKA_VERIFY, value: true }]
   if (key.asymmetricKeyType === 'rsa') {
-    return [
-      ...common,
+    const publicParts = [
       { type: P.CKA_KEY_TYPE, value: P.CKK_RSA },
       { type: P.CKA_MODULUS, value: b(j.n) },
       { type: P.CKA_PUBLIC_EXPONENT, value: b(j.e) },
-      { type: P.CKA_PRIVATE_EXPONENT, value: b(j.d) },
-      { type: P.CKA_PRIME_1, value: b(j.p) },
-      { type: P.CKA_PRIME_2, value: b(j.q) },
-      { type: P.CKA_EXPONENT_1, value: b(j.dp) },
-      { type: P.CKA_EXPONENT_2, value: b(j.dq) },
-      { type: P.CKA_COEFFICIENT, value: b(j.qi) },
     ]
+    return {
+      priv: [
+        ...priv,
+        ...publicParts,
+        { type: P.CKA_PRIVATE_EXPONENT, value: b(j.d) },
+        { type: P.CKA_PRIME_1, value: b(j.p) },
+        { type: P.CKA_PRIME_2, value: b(j.q) },
+        { type: P.CKA_EXPONENT_1, value: b(j.dp) },
+        { type: P.CKA_EXPONENT_2, value: b(j.dq) },
+        { type: P.CKA_COEFFICIENT, value: b(j.qi) },
+      ],
+      pub: [...pub, ...publicParts],
+    }
   }
   if (key.asymmetricKeyType === 'ec' && j.crv === 'P-256') {
-    return [...common, { type: P.CKA_KEY_TYPE, value: P.CKK_EC }, { type: P.CKA_EC_PARAMS, value: der.oid('1.2.840.10045.3.1.7') }, { type: P.CKA_VALUE, value: b(j.d) }]
+    const curve = [{ type: P.CKA_KEY_TYPE, value: P.CKK_EC }, { type: P.CKA_EC_PARAMS, value: der.oid('1.2.840.10045.3.1.7') }]
+    const point = der.octetString(Buffer.concat([Buffer.from([4]), b(j.x), b(j.y)]))
+    return { priv: [...priv, ...curve, { type: P.CKA_VALUE, value: b(j.d) }], pub: [...pub, ...curve, { type: P.CKA_EC_POINT, value: point }] }
   }
   throw new HsmError('EHSM_BAD_INPUT', `unsupported key type ${key.asymmetricKeyType} (RSA or EC P-256 expected)`)
-}
-
-function publicKeyTemplate(label: string, id: Buffer, key: KeyObject) {
-  const common = [
-    { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
-    { type: P.CKA_TOKEN, value: true },
-    { type: P.CKA_PRIVATE, value: false },
-    { type: P.CKA_VERIFY, value: true },
-    { type: P.CKA_LABEL, value: label },
-    { type: P.CKA_ID, value: id },
-  ]
-  const j = key.export({ format: 'jwk' })
-  const b = (v: string | undefined) => Buffer.from(v ?? '', 'base64url')
-  if (key.asymmetricKeyType === 'rsa') {
-    return [...common, { type: P.CKA_KEY_TYPE, value: P.CKK_RSA }, { type: P.CKA_MODULUS, value: b(j.n) }, { type: P.CKA_PUBLIC_EXPONENT, value: b(j.e) }]
-  }
-  const point = der.octetString(Buffer.concat([Buffer.from([4]), b(j.x), b(j.y)]))
-  return [...common, { type: P.CKA_KEY_TYPE, value: P.CKK_EC }, { type: P.CKA_EC_PARAMS, value: der.oid('1.2.840.10045.3.1.7') }, { type: P.CKA_EC_POINT, value: point }]
 }
 
 /** Runs openssl with the passphrase on stdin; output stays in memory. Retries with -legacy for old RC2/3DES files. */
