@@ -256,11 +256,13 @@ export class Spool implements Component, Handoff {
   async finish(id: string, outcome: FinalOutcome, reason: string): Promise<void> {
     const e = this.#mustGet(id)
     await this.#journal.append(id, 'final', e.attempts, 0)
+    // Index and event together, with no await between: whoever sees the
+    // message gone from the queue also sees its final event.
     this.#index.delete(id)
+    this.#events.emit({ type: 'spool.final', id, outcome, reason })
     await unlink(this.#path(e)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err
     })
-    this.#events.emit({ type: 'spool.final', id, outcome, reason })
     this.#events.emit({ type: 'spool.record_shredded', id })
     await this.#released(e.epoch)
   }
