@@ -98,9 +98,9 @@ async function runCap(mbit: number) {
   })
   const events = { emit() {} }
   const spool = new Spool({ config, log, hsm, events, clock })
-  const signing = new SigningStage({ config, log, hsm, clock })
+  const signing = new SigningStage({ config, log, hsm, clock, events: { emit: () => {} } })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock })
-  const submission = new SubmissionServer({ config, log, handoff: new StagedHandoff([signing], new AuditCopyHandoff(spool, config)), clock })
+  const submission = new SubmissionServer({ config, log, handoff: new StagedHandoff([signing], new AuditCopyHandoff(spool, config)), clock, events: { emit: () => {} } })
   // Delivery starts once the statements are queued, so the figure measures the egress shaping,
   // not how fast two cores can also take in, sign and spool at the same time.
   for (const c of [spool, signing, submission]) await c.start()

@@ -29,7 +29,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sg-bench-sign-'))
 const hsm = await firmToken(dir, concurrency)
 
 const config = parseConfig({ dataDir: dir, signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] } })
-const stage = new SigningStage({ config, log: pino({ level: 'silent' }), hsm, clock: { now: () => Date.now() } })
+const stage = new SigningStage({ config, log: pino({ level: 'silent' }), hsm, clock: { now: () => Date.now() }, events: { emit: () => {} } })
 await stage.start()
 
 // A ~60 KB statement: text part and a base64 PDF attachment (40 KB of PDF).

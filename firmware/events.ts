@@ -1,10 +1,36 @@
-import type { Logger } from './log.ts'
+import { maskAddress, type Logger } from './log.ts'
 
 /**
- * Things that happen to mail and keys, for the audit trail and reports. Events
- * carry ids and outcomes, never content or clear recipient addresses (S6).
+ * The box's one event vocabulary (S6, S7, S13, M8, M11): what happens to mail,
+ * keys, accounts and configuration. Components emit through `EventSink`; the
+ * audit trail (firmware/audit/) records every event, the log shows them.
+ *
+ * Events carry ids, outcomes and classes, never content or subjects. The only
+ * personal data is in `recipients`, which no sink stores in clear: the audit
+ * trail keeps a keyed hash (HMAC in the HSM) and a masked form, the log the
+ * masked form.
  */
 export type BoxEvent =
+  | { type: 'submission.auth'; account: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
+  | {
+      type: 'submission.accepted'
+      id: string
+      account: string | undefined
+      clientAddress: string
+      tls: string | undefined
+      recipients: readonly string[]
+      bytes: number
+    }
+  | { type: 'submission.refused'; account: string | undefined; clientAddress: string; code: string; reply: string }
+  | { type: 'policy.decision'; id: string; account: string | undefined; profile: string; rule: string; mode: 'monitor' | 'enforce'; outcome: 'refused' | 'monitor-hit' }
+  | { type: 'policy.accepted'; id: string; account: string | undefined; profile: string; statementClass: string | undefined; statementId: string | undefined }
+  | {
+      type: 'signing.signed'
+      id: string
+      smime: { serial: string; issuer: string; algorithm: string } | undefined
+      dkim: readonly string[]
+      encrypted: boolean
+    }
   | { type: 'spool.queued'; id: string; epoch: string; bytes: number }
   | { type: 'spool.deferred'; id: string; attempts: number; nextAttemptAt: number; reason: string }
   | { type: 'spool.final'; id: string; outcome: 'delivered' | 'bounced' | 'expired'; reason: string }
@@ -12,24 +38,39 @@ export type BoxEvent =
   | { type: 'spool.record_shredded'; id: string }
   | { type: 'spool.quarantined'; file: string; reason: string }
   | { type: 'spool.epoch_key_created' | 'spool.epoch_key_destroyed'; epoch: string }
-  | { type: 'policy.decision'; id: string; account: string | undefined; profile: string; rule: string; mode: 'monitor' | 'enforce'; outcome: 'refused' | 'monitor-hit' }
   | {
       type: 'delivery.attempt'
       id: string
       kind: string
       outcome: 'delivered' | 'deferred' | 'bounced'
+      recipients: readonly string[]
       mx: string | undefined
       sourceIp: string | undefined
       reply: string
       tls: string | undefined
     }
-  | { type: 'policy.accepted'; id: string; account: string | undefined; profile: string }
+  | { type: 'hsm.status'; state: 'ok' | 'keys-missing' | 'unavailable'; token: string | undefined; error: string | undefined; missing: readonly string[] }
+  | { type: 'admin.login'; user: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
+  | { type: 'config.changed'; who: string; reason: string; before: unknown; after: unknown }
+  | { type: 'firmware.update'; step: string; version: string; outcome: 'ok' | 'failed'; detail?: string }
+  | { type: 'factory.reset'; who: string; outcome: 'ok' | 'failed' }
+  | { type: 'audit.started'; lastSeq: number; tornBytes: number }
+  | { type: 'audit.disk_budget'; bytes: number; budget: number }
+  | { type: 'audit.retention'; removed: readonly string[] }
+
+export type BoxEventType = BoxEvent['type']
 
 export interface EventSink {
   emit(event: BoxEvent): void
 }
 
-/** Until the audit trail lands, events go to the JSON log (and to anyone listening in tests). */
+/** The event with recipients replaced by their masked forms, for operational logs. */
+export function maskedEvent(event: BoxEvent): BoxEvent {
+  if (!('recipients' in event)) return event
+  return { ...event, recipients: event.recipients.map(maskAddress) }
+}
+
+/** Writes each event to the JSON log (recipients masked) and to anyone listening (tests). */
 export class LogEventSink implements EventSink {
   readonly #log: Logger
   readonly listeners: ((e: BoxEvent) => void)[] = []
@@ -37,7 +78,21 @@ export class LogEventSink implements EventSink {
     this.#log = log.child({ component: 'events' })
   }
   emit(event: BoxEvent): void {
-    this.#log.info({ event }, event.type)
+    this.#log.info({ event: maskedEvent(event) }, event.type)
     for (const l of this.listeners) l(event)
+  }
+}
+
+/** Every event to every sink, in the order given (the log first, then the audit trail). */
+export class EventHub implements EventSink {
+  readonly #sinks: EventSink[]
+  constructor(sinks: EventSink[]) {
+    this.#sinks = [...sinks]
+  }
+  add(sink: EventSink): void {
+    this.#sinks.push(sink)
+  }
+  emit(event: BoxEvent): void {
+    for (const s of this.#sinks) s.emit(event)
   }
 }

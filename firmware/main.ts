@@ -5,7 +5,9 @@ import { Daemon } from './daemon.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
 import { AuditCopyHandoff, DeliveryEngine } from './delivery/engine.ts'
-import { LogEventSink } from './events.ts'
+import { AuditTrail } from './audit/trail.ts'
+import { SyslogForwarder } from './audit/syslog.ts'
+import { EventHub, LogEventSink } from './events.ts'
 import { StagedHandoff } from './pipeline/stage.ts'
 import { PolicyStage } from './policy/stage.ts'
 import { SigningStage } from './signing/stage.ts'
@@ -42,15 +44,20 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const log = createLogger(config.log.level)
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
 
-  const events = new LogEventSink(log)
-  const hsm = new KeyService({ config, log, clock: systemClock })
+  // Every event goes to the log (recipients masked) and to the audit trail (S6).
+  const events = new EventHub([new LogEventSink(log)])
+  const hsm = new KeyService({ config, log, clock: systemClock, events })
+  const audit = new AuditTrail({ config, log, hsm: hsm.hsm, clock: systemClock })
+  events.add(audit)
+  const syslog = new SyslogForwarder({ config, log, trail: audit })
   const spool = new Spool({ config, log, hsm: hsm.hsm, events, clock: systemClock })
-  const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock })
+  const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock, events })
   const policy = new PolicyStage({ config, log, events })
   const handoff = new StagedHandoff([policy, signing], new AuditCopyHandoff(spool, config))
-  const submission = new SubmissionServer({ config, log, handoff, clock: systemClock })
+  const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
-  const daemon = new Daemon([hsm, spool, policy, signing, delivery, submission], log)
+  // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
+  const daemon = new Daemon([hsm, audit, syslog, spool, policy, signing, delivery, submission], log)
 
   installSignalHandlers(daemon, log)
   try {

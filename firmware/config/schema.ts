@@ -252,6 +252,22 @@ export const schema = obj({
     }),
     notifyAddress: str({ default: '', description: 'Firm address that gets a delivery status notification for every bounce and expiry (M8).' }),
   }),
+  audit: obj({
+    checkpointEvery: int({ default: 1000, min: 1, max: 1_000_000, description: 'A checkpoint (sequence, chain head, time) signed by the HSM key `audit/checkpoint-signing` after this many records (S6).' }),
+    checkpointSeconds: int({ default: 60, min: 1, max: 86400, description: 'A checkpoint at least this often while records are being written.' }),
+    flushMs: int({ default: 50, min: 0, max: 5000, description: 'Records are written and fsync\'d in groups at most this far apart.' }),
+    retentionDays: int({ default: 1827, min: 1, max: 36500, description: 'Days a daily segment is kept (five years by default, as the securities rules require); older segments are deleted at rotation.' }),
+    diskBudgetBytes: int({ default: 50 * 1024 ** 3, min: 1024 * 1024, max: 2 ** 50, description: 'Disk the trail may use; above it the box raises an alarm (log and audit event) but keeps recording.' }),
+    syslog: obj({
+      host: str({ default: '', description: 'SIEM host receiving the trail as RFC 5424 syslog over TLS (RFC 5425); empty: no forwarding.' }),
+      port: port('SIEM syslog-over-TLS port.', 6514),
+      caFile: str({ default: '', description: 'PEM CA certificates for the SIEM\'s certificate; empty: the system store.' }),
+      serverName: str({ default: '', description: 'Name expected in the SIEM\'s certificate; empty: `host`.' }),
+      hostname: str({ default: 'statement-gateway', nonEmpty: true, description: 'HOSTNAME field of each syslog message.' }),
+      replayOverlap: int({ default: 1000, min: 0, max: 1_000_000, description: 'After a broken connection, records resent from before the last one written (TCP cannot tell what arrived); each carries its sequence number so the SIEM can drop duplicates.' }),
+      retrySeconds: int({ default: 10, min: 1, max: 3600, description: 'Wait between connection attempts while the SIEM is unreachable; the trail itself is the buffer, so nothing is lost meanwhile.' }),
+    }),
+  }),
   shutdown: obj({
     graceMs: int({
       default: 30000,

@@ -187,8 +187,8 @@ export class DeliveryEngine implements Component {
       hops = [{ address: a.host, name: a.host, port: a.port, preference: 0, tls: 'opportunistic' }]
     } else {
       const route = await this.#router.route(domain).catch((err: Error) => ({ noRoute: `DNS lookup failed: ${err.message}` }))
-      if ('nullMx' in route) return this.#record(id, kind, { status: 'bounced', reply: `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)` })
-      if ('noRoute' in route) return this.#record(id, kind, { status: 'deferred', reply: `451 4.4.4 ${route.noRoute}` })
+      if ('nullMx' in route) return this.#record(id, kind, rcpts, { status: 'bounced', reply: `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)` })
+      if ('noRoute' in route) return this.#record(id, kind, rcpts, { status: 'deferred', reply: `451 4.4.4 ${route.noRoute}` })
       hops = route.hops
     }
     let last: Outcome = { status: 'deferred', reply: '451 4.4.1 no destination could be reached' }
@@ -207,7 +207,7 @@ export class DeliveryEngine implements Component {
           const res = await client.send(mailFrom, rcpts, message)
           const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
           this.#release(hop, egress, client)
-          return this.#record(id, kind, outcome)
+          return this.#record(id, kind, rcpts, outcome)
         } catch (err) {
           client?.close()
           if (client) this.#forget(hop)
@@ -220,13 +220,13 @@ export class DeliveryEngine implements Component {
             last = { status: 'deferred', reply, ...base }
             continue
           }
-          if (err.reply && err.reply.code >= 500) return this.#record(id, kind, { status: 'bounced', reply, ...base })
+          if (err.reply && err.reply.code >= 500) return this.#record(id, kind, rcpts, { status: 'bounced', reply, ...base })
           last = { status: 'deferred', reply, ...base }
           break // temporary failure or unreachable: next MX host
         }
       }
     }
-    return this.#record(id, kind, last)
+    return this.#record(id, kind, rcpts, last)
   }
 
   /** Per-destination message rate (GCRA with one "byte" per message), when configured. */
@@ -238,9 +238,9 @@ export class DeliveryEngine implements Component {
     await limiter.take(1)
   }
 
-  #record(id: string, kind: string, o: Outcome): Outcome {
+  #record(id: string, kind: string, recipients: readonly string[], o: Outcome): Outcome {
     const outcome = o.status === 'sent' ? 'delivered' : o.status
-    this.#events.emit({ type: 'delivery.attempt', id, kind, outcome, mx: o.mx, sourceIp: o.ip, reply: o.reply, tls: o.tls })
+    this.#events.emit({ type: 'delivery.attempt', id, kind, outcome, recipients, mx: o.mx, sourceIp: o.ip, reply: o.reply, tls: o.tls })
     return o
   }
 

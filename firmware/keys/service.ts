@@ -3,6 +3,7 @@ import type { Clock } from '../../hal/clock.ts'
 import { Hsm, HsmError, type HsmStatus } from '../../hal/hsm/index.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
+import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { BOX_KEYS } from './manifest.ts'
 
@@ -31,11 +32,13 @@ export class KeyService implements Component {
   readonly hsm: Hsm
   readonly #config: Config
   readonly #log: Logger
+  readonly #events: EventSink
   #timer: NodeJS.Timeout | undefined
   #lastState: string | undefined
 
-  constructor(deps: { config: Config; log: Logger; clock: Clock }) {
+  constructor(deps: { config: Config; log: Logger; clock: Clock; events: EventSink }) {
     this.#config = deps.config
+    this.#events = deps.events
     this.#log = deps.log.child({ component: 'hsm' })
     this.hsm = hsmFromConfig(deps.config, deps.clock)
   }
@@ -64,11 +67,12 @@ export class KeyService implements Component {
   async check(): Promise<HsmStatus> {
     const status = await this.hsm.status(BOX_KEYS)
     const missing = status.keys.filter((k) => !k.present).map((k) => k.label)
-    const state = status.error ? `unavailable` : missing.length ? 'keys-missing' : 'ok'
+    const state = status.error ? 'unavailable' : missing.length ? 'keys-missing' : 'ok'
     if (state !== this.#lastState) {
       const fields = { state, token: status.token, error: status.error, missing }
       if (state === 'ok') this.#log.info(fields, 'HSM ready')
       else this.#log.error(fields, 'HSM not ready')
+      this.#events.emit({ type: 'hsm.status', state, token: status.token?.label, error: status.error, missing })
       this.#lastState = state
     }
     return status

@@ -7,6 +7,8 @@ export interface Inspection {
   subject: string
   fromHeader: string | undefined
   statementClass: string | undefined
+  /** The firm's own id for the statement (X-Statement-ID), for the audit trail and reports. */
+  statementId: string | undefined
   /** Decoded text of text/plain and text/html parts, one entry per part. */
   texts: string[]
   attachments: { filename: string; mime: string; content: Buffer }[]
@@ -30,6 +32,7 @@ export function inspect(message: Buffer, onAttachment?: (a: Inspection['attachme
     subject: decodeWords(header(top, 'subject') ?? ''),
     fromHeader: header(top, 'from'),
     statementClass: header(top, 'x-statement-class')?.trim().toLowerCase(),
+    statementId: header(top, 'x-statement-id')?.trim().slice(0, 128) || undefined,
     texts: [],
     attachments: [],
   }

@@ -148,7 +148,7 @@ export class PolicyStage implements Stage, Component {
       throw refusal.error
     }
     if (hits.length) this.#log.warn({ id: mail.envelope.id, account, profile: profile.name, rules: hits.map((h) => h.rule) }, 'policy monitor hits (accepted)')
-    this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account, profile: profile.name })
+    this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account, profile: profile.name, statementClass: cls?.slice(0, 32), statementId: info.statementId })
     return mail
   }
 }

@@ -6,6 +6,7 @@ import { HsmError, type Hsm, type SignAlgorithm } from '../../hal/hsm/index.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
+import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { fromAddress } from '../mime/address.ts'
 import { toCrlf } from '../mime/entity.ts'
@@ -25,6 +26,7 @@ const CERT_CACHE_MS = 60_000
 export const dkimKeyLabel = (domain: string, selector: string) => `dkim/${domain}/${selector}`
 
 type DomainConfig = Config['signing']['domains'][number]
+type SignedWith = { serial: string; issuer: string; algorithm: string }
 
 /**
  * Checks that a certificate may sign mail from `address` at `now` (M5):
@@ -61,11 +63,13 @@ export class SigningStage implements Stage, Component {
   readonly #log: Logger
   readonly #hsm: Hsm
   readonly #clock: Clock
+  readonly #events: EventSink
   readonly #certs = new Map<string, { chain: X509Certificate[]; at: number; generation: number }>()
   readonly #encryptTo = new Map<string, X509Certificate>()
 
-  constructor(deps: { config: Config; log: Logger; hsm: Hsm; clock: Clock }) {
+  constructor(deps: { config: Config; log: Logger; hsm: Hsm; clock: Clock; events: EventSink }) {
     this.#config = deps.config
+    this.#events = deps.events
     this.#log = deps.log.child({ component: 'signing' })
     this.#hsm = deps.hsm
     this.#clock = deps.clock
@@ -105,9 +109,13 @@ export class SigningStage implements Stage, Component {
     let message = original
 
     const smimeKey = sender?.smimeKey ?? dc?.smimeKey
-    if (smimeKey) message = await this.#smime(message, smimeKey, from, dc, now)
+    let smime: SignedWith | undefined
+    if (smimeKey) ({ message, smime } = await this.#smime(message, smimeKey, from, dc, now))
+    const unencrypted = message
     message = this.#encrypt(message, mail.envelope.rcptTo)
+    const dkim: string[] = []
     if (dc?.dkimSelector) {
+      dkim.push(`${dc.domain}/${dc.dkimSelector} rsa-sha256`)
       const label = dkimKeyLabel(dc.domain, dc.dkimSelector)
       message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector: dc.dkimSelector, sign: (d) => this.#hsm.keys.sign(label, 'rsa-pkcs1-sha256', d) }, now))
     }
@@ -115,12 +123,15 @@ export class SigningStage implements Stage, Component {
       // An additional Ed25519 signature (RFC 8463): verifiers that know it use it, the others the RSA one.
       const label = dkimKeyLabel(dc.domain, dc.dkimEd25519Selector)
       const selector = dc.dkimEd25519Selector
+      dkim.push(`${dc.domain}/${selector} ed25519-sha256`)
       message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector, algorithm: 'ed25519-sha256', sign: (d) => this.#hsm.keys.sign(label, 'ed25519', d) }, now))
     }
+    // S2: which certificate and keys vouched for this statement, for the audit trail.
+    this.#events.emit({ type: 'signing.signed', id: mail.envelope.id, smime, dkim, encrypted: message !== unencrypted })
     return { envelope: mail.envelope, message }
   }
 
-  async #smime(message: Buffer, label: string, from: string, dc: DomainConfig | undefined, now: Date): Promise<Buffer> {
+  async #smime(message: Buffer, label: string, from: string, dc: DomainConfig | undefined, now: Date): Promise<{ message: Buffer; smime: SignedWith | undefined }> {
     const required = dc?.smimeRequired ?? true
     let chain: X509Certificate[]
     try {
@@ -128,7 +139,7 @@ export class SigningStage implements Stage, Component {
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'ESIGN_NO_CERT' && !required) {
         this.#log.warn({ label }, 'no S/MIME certificate; sending unsigned because signing is not required for this domain')
-        return message
+        return { message, smime: undefined }
       }
       throw err
     }
@@ -136,7 +147,8 @@ export class SigningStage implements Stage, Component {
     const problem = certificateProblem(leaf!, from, now)
     if (problem) throw problem
     const algorithm: SignAlgorithm = dc?.smimeAlgorithm ?? (leaf!.publicKey.asymmetricKeyType === 'ec' ? 'ecdsa-p256-sha256' : 'rsa-pkcs1-sha256')
-    return this.#hsmCall(() => smimeSign(message, { certificate: leaf!, chain: rest, algorithm, sign: (d) => this.#hsm.keys.sign(label, algorithm, d) }, now))
+    const signed = await this.#hsmCall(() => smimeSign(message, { certificate: leaf!, chain: rest, algorithm, sign: (d) => this.#hsm.keys.sign(label, algorithm, d) }, now))
+    return { message: signed, smime: { serial: leaf!.serialNumber, issuer: leaf!.issuer.replace(/\n/g, ', '), algorithm } }
   }
 
   #encrypt(message: Buffer, rcptTo: readonly string[]): Buffer {

@@ -8,6 +8,7 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError, toGatewayError } from '../errors.ts'
 import { maskAddress, type Logger } from '../log.ts'
+import type { EventSink } from '../events.ts'
 import type { Handoff } from '../pipeline/handoff.ts'
 import { Authenticator } from './auth.ts'
 import { readMessage } from './data.ts'
@@ -39,13 +40,15 @@ export class SubmissionServer implements Component {
   readonly #config: Config
   readonly #log: Logger
   readonly #handoff: Handoff
+  readonly #events: EventSink
   readonly #clock: Clock
   readonly #servers: SMTPServer[] = []
   readonly #sessions = new Map<string, SessionState>()
   #draining = false
   #endpoints: { starttls: Endpoint; implicitTls: Endpoint } | undefined
 
-  constructor(deps: { config: Config; log: Logger; handoff: Handoff; clock: Clock }) {
+  constructor(deps: { config: Config; log: Logger; handoff: Handoff; clock: Clock; events: EventSink }) {
+    this.#events = deps.events
     this.#config = deps.config
     this.#log = deps.log.child({ component: 'submission' })
     this.#handoff = deps.handoff
@@ -96,6 +99,8 @@ export class SubmissionServer implements Component {
           const ip = unmapIPv4(session.remoteAddress)
           auth.check(a.username ?? '', a.password ?? '', ip).then(
             (outcome) => {
+              // S6: every login to the box, success or failure, is in the audit trail.
+              this.#events.emit({ type: 'submission.auth', account: outcome.ok ? outcome.account.name : String(a.username ?? '').slice(0, 64), clientAddress: ip, outcome: outcome.ok ? 'success' : 'failure', ...(outcome.ok ? {} : { reason: outcome.reason }) })
               if (outcome.ok) {
                 state.log.info({ user: outcome.account.name, method: a.method }, 'auth succeeded')
                 cb(null, { user: outcome.account.name })
@@ -133,7 +138,15 @@ export class SubmissionServer implements Component {
             },
             (err: unknown) => {
               state.inData = false
-              cb(this.#fail(state, err))
+              const g = this.#fail(state, err)
+              this.#events.emit({
+                type: 'submission.refused',
+                account: typeof session.user === 'string' ? session.user : undefined,
+                clientAddress: unmapIPv4(session.remoteAddress),
+                code: g.code,
+                reply: `${g.responseCode} ${g.message}`.replace(/[^\s<>]+@[^\s<>]+/g, maskAddress).slice(0, 300),
+              })
+              cb(g)
             },
           )
         },
@@ -200,6 +213,15 @@ export class SubmissionServer implements Component {
       message,
     })
     state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes: message.length, user: session.user }, 'mail accepted')
+    this.#events.emit({
+      type: 'submission.accepted',
+      id,
+      account: typeof session.user === 'string' ? session.user : undefined,
+      clientAddress: unmapIPv4(session.remoteAddress),
+      tls: tls?.protocol,
+      recipients: rcptTo,
+      bytes: message.length,
+    })
     return id
   }
 

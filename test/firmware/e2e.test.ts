@@ -33,7 +33,7 @@ t.test('end to end: nodemailer → submission → policy → signing (HSM) → e
   const spool = new Spool({ config, log, hsm: s.hsm, events: sink, clock })
   const policy = new PolicyStage({ config, log, events: sink })
   const delivery = new DeliveryEngine({ config, log, spool, events: sink, clock })
-  const submission = new SubmissionServer({ config, log, handoff: new StagedHandoff([policy, s.stage], new AuditCopyHandoff(spool, config)), clock })
+  const submission = new SubmissionServer({ config, log, handoff: new StagedHandoff([policy, s.stage], new AuditCopyHandoff(spool, config)), clock, events: sink })
   for (const c of [spool, policy, delivery, submission]) await c.start()
   t.teardown(async () => {
     for (const c of [submission, delivery, spool]) await c.stop()

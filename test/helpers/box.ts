@@ -1,3 +1,4 @@
+import type { BoxEvent } from '../../firmware/events.ts'
 import { X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -54,6 +55,8 @@ export interface RunningSubmission {
   logText: () => string
   starttlsPort: number
   implicitPort: number
+  /** What the server emitted (submission.auth/accepted/refused). */
+  events: BoxEvent[]
   /** TLS options that trust exactly the box's own certificate. */
   tls: ConnectionOptions
 }
@@ -67,12 +70,14 @@ export async function startSubmission(
   const { log, records, text } = logSink()
   const handoff = opts.handoff ?? new MemoryHandoff()
   const chain = opts.stages ? new StagedHandoff(opts.stages, handoff) : handoff
-  const server = new SubmissionServer({ config, log, handoff: chain, clock: opts.clock ?? { now: () => Date.now() } })
+  const events: BoxEvent[] = []
+  const server = new SubmissionServer({ config, log, handoff: chain, clock: opts.clock ?? { now: () => Date.now() }, events: { emit: (e) => void events.push(e) } })
   await server.start()
   t.teardown(() => server.stop())
   const ca = readFileSync(config.submission.tls.certFile || join(config.dataDir, 'tls', 'submission.crt'), 'utf8')
   return {
     server,
+    events,
     handoff,
     config,
     records,

@@ -1,3 +1,4 @@
+import type { BoxEvent } from '../../firmware/events.ts'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -21,6 +22,8 @@ export interface SigningSetup {
   ca: Awaited<ReturnType<typeof testCa>>
   leaf: X509Certificate
   stage: SigningStage
+  /** What the stage emitted (signing.signed). */
+  events: BoxEvent[]
   records: Record<string, unknown>[]
   dir: string
   now: { value: number }
@@ -49,7 +52,8 @@ export async function signingSetup(
   })
   const { log, records } = logSink()
   const now = { value: Date.now() }
-  const stage = new SigningStage({ config, log, hsm, clock: { now: () => now.value } })
+  const events: BoxEvent[] = []
+  const stage = new SigningStage({ config, log, hsm, clock: { now: () => now.value }, events: { emit: (e) => void events.push(e) } })
   await stage.start()
   return {
     hsm,
@@ -57,6 +61,7 @@ export async function signingSetup(
     ca,
     leaf,
     stage,
+    events,
     records,
     dir,
     now,

@@ -1,0 +1,61 @@
+import { createReadStream } from 'node:fs'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { StringDecoder } from 'node:string_decoder'
+import { createGunzip } from 'node:zlib'
+import { SEGMENT } from './record.ts'
+
+export interface Segment {
+  day: string
+  file: string
+  gz: boolean
+}
+
+/** The trail's daily segments, oldest first (the plain file wins while one is being compressed). */
+export async function listSegments(dir: string): Promise<Segment[]> {
+  const byDay = new Map<string, Segment>()
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = SEGMENT.exec(name)
+    if (!m) continue
+    const gz = Boolean(m[2])
+    const day = m[1]!
+    const known = byDay.get(day)
+    if (!known || (known.gz && !gz)) byDay.set(day, { day, file: join(dir, name), gz })
+  }
+  return [...byDay.values()].sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0))
+}
+
+export interface Line {
+  text: string
+  /** 1-based line number in the segment. */
+  number: number
+  /** False for a last line without its newline (a write cut short, or one in progress). */
+  complete: boolean
+}
+
+/**
+ * Lines of a segment, decompressing `.gz`, in large chunks (verification of
+ * millions of records is bounded by this loop, not by readline's overhead).
+ */
+export async function* readLines(segment: Pick<Segment, 'file' | 'gz'>, start = 0): AsyncGenerator<Line> {
+  const raw = createReadStream(segment.file, { highWaterMark: 1 << 20, start: segment.gz ? 0 : start })
+  const stream = segment.gz ? raw.pipe(createGunzip({ chunkSize: 1 << 20 })) : raw
+  const decoder = new StringDecoder('utf8')
+  let rest = ''
+  let number = 0
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      const text = rest + decoder.write(chunk)
+      let from = 0
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
+        yield { text: text.slice(from, nl), number: ++number, complete: true }
+        from = nl + 1
+      }
+      rest = text.slice(from)
+    }
+    rest += decoder.end()
+    if (rest.length) yield { text: rest, number: ++number, complete: false }
+  } finally {
+    raw.destroy()
+  }
+}
