@@ -1,4 +1,4 @@
-import type { BoxEvent } from '../../firmware/events.ts'
+import type { BoxEvent, EventSink } from '../../firmware/events.ts'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -37,7 +37,7 @@ export interface SigningSetup {
  */
 export async function signingSetup(
   t: T,
-  opts: { keyType?: 'rsa-2048' | 'ec-p256'; email?: string; signing?: Record<string, unknown>; days?: number; sessions?: number } = {},
+  opts: { keyType?: 'rsa-2048' | 'ec-p256'; email?: string; signing?: Record<string, unknown>; days?: number; sessions?: number; events?: EventSink } = {},
 ): Promise<SigningSetup> {
   const { hsm, dir: hsmDir } = await devHsm(t, { sessions: opts.sessions ?? 4 })
   const ca = await testCa(t)
@@ -53,7 +53,7 @@ export async function signingSetup(
   const { log, records } = logSink()
   const now = { value: Date.now() }
   const events: BoxEvent[] = []
-  const stage = new SigningStage({ config, log, hsm, clock: { now: () => now.value }, events: { emit: (e) => void events.push(e) } })
+  const stage = new SigningStage({ config, log, hsm, clock: { now: () => now.value }, events: { emit: (e) => (events.push(e), opts.events?.emit(e)) } })
   await stage.start()
   return {
     hsm,

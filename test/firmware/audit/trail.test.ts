@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { Test } from 'tap'
 import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { searchTrail } from '../../../firmware/audit/search.ts'
@@ -10,7 +11,7 @@ import { auditRig, trailText } from '../../helpers/audit.ts'
 const queued = (i: number): BoxEvent => ({ type: 'spool.queued', id: `Q${i}`, epoch: 'e1', bytes: 1000 + i })
 const segment = (dir: string) => join(dir, readdirSync(dir).find((n) => /^trail-.*\.jsonl$/.test(n))!)
 
-async function filled(t: Parameters<Parameters<typeof t.test>[1]>[0], n: number, audit: Record<string, unknown> = {}) {
+async function filled(t: Test, n: number, audit: Record<string, unknown> = {}) {
   const rig = await auditRig(t, { checkpointEvery: 10, ...audit })
   for (let i = 1; i <= n; i++) {
     rig.trail.emit(queued(i))
@@ -66,7 +67,7 @@ t.test('S7: configuration snapshots in the trail lose their secrets', async (t) 
 })
 
 /** Rewrites the live segment's lines with `edit` and returns the verification result. */
-async function tampered(t: Parameters<Parameters<typeof t.test>[1]>[0], edit: (lines: string[]) => string[]) {
+async function tampered(t: Test, edit: (lines: string[]) => string[]) {
   const rig = await filled(t, 45)
   await rig.trail.stop()
   const file = segment(rig.trail.dir)
@@ -194,4 +195,13 @@ t.test('S6: over the disk budget the box raises an alarm and keeps recording', a
   rig.trail.emit(queued(4))
   await rig.trail.stop()
   t.ok(rig.records().some((r) => r.type === 'audit.disk_budget'))
+})
+
+t.test('S6: the operational log gets recipients masked', async (t) => {
+  const { LogEventSink } = await import('../../../firmware/events.ts')
+  const { logSink } = await import('../../helpers/logs.ts')
+  const { log, text } = logSink()
+  new LogEventSink(log).emit({ type: 'delivery.attempt', id: 'Q1', kind: 'statement', outcome: 'delivered', recipients: ['customer@example.net'], mx: 'mx', sourceIp: '127.0.0.11', reply: '250 ok', tls: undefined })
+  t.match(text(), /c\*\*\*\*r@example\.net/)
+  t.notMatch(text(), /customer@example\.net/)
 })

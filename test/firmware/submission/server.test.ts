@@ -90,6 +90,14 @@ t.test('M1: AUTH before STARTTLS is refused; wrong password is 535 5.7.8 and log
   c.close()
   const failed = box.records.find((r) => r.msg === 'auth failed')
   t.match(failed, { user: ACCOUNT.name, reason: 'bad-password', ip: '127.0.0.1' })
+  t.same(
+    box.events.filter((e) => e.type === 'submission.auth'),
+    [
+      { type: 'submission.auth', account: ACCOUNT.name, clientAddress: '127.0.0.1', outcome: 'failure', reason: 'bad-password' },
+      { type: 'submission.auth', account: ACCOUNT.name, clientAddress: '127.0.0.1', outcome: 'success' },
+    ],
+    'S6: every login, failed or not, is an audit event',
+  )
   t.notMatch(box.logText(), /wrong password|correct horse/, 'no password in the log')
 })
 
@@ -216,6 +224,7 @@ t.test('a NUL byte is refused with 550 5.6.0', async (t) => {
   t.match(r.end.text, /^5\.6\.0 EDATA_NUL/)
   c.close()
   t.equal(box.handoff.mails.length, 0)
+  t.match(box.events.at(-1), { type: 'submission.refused', account: ACCOUNT.name, clientAddress: '127.0.0.1', code: 'EDATA_NUL', reply: /^550 / })
 })
 
 t.test('an accepted mail reaches the handoff byte for byte, with envelope and TLS details', async (t) => {
@@ -233,6 +242,7 @@ t.test('an accepted mail reaches the handoff byte for byte, with envelope and TL
   const accepted = box.records.find((r) => r.msg === 'mail accepted')
   t.match(accepted, { from: 's****s@bank.example', rcpt: ['c****r@example.net'] }, 'addresses masked in the log')
   t.notMatch(box.logText(), /customer@example\.net|中文/, 'no clear recipient and no body in the log')
+  t.match(box.events.at(-1), { type: 'submission.accepted', id: mail.envelope.id, account: ACCOUNT.name, recipients: ['customer@example.net'], bytes: mail.message.length })
 })
 
 t.test('swaks (independent client) gets 250 over STARTTLS and over implicit TLS', async (t) => {
