@@ -74,6 +74,7 @@ export class AuditTrail implements Component, EventSink {
   #checkpointing: Promise<void> = Promise.resolve()
   #background: Promise<void>[] = []
   #checkpointed = 0
+  #checkpointAsked = 0
   #publicKeyWritten = false
   readonly #hmacCache = new Map<string, string>()
   readonly #appendListeners: ((lines: readonly string[], lastSeq: number) => void)[] = []
@@ -108,6 +109,7 @@ export class AuditTrail implements Component, EventSink {
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     const torn = await this.#recover()
+    this.#checkpointAsked = this.#seq
     await this.#writePublicKey().catch((err: Error) => this.#log.error({ err: err.message }, 'could not export the checkpoint public key yet (HSM unavailable?); will retry'))
     this.#started = true
     this.emit({ type: 'audit.started', lastSeq: this.#seq, tornBytes: torn })
@@ -149,11 +151,14 @@ export class AuditTrail implements Component, EventSink {
     }
   }
 
-  /** Signs (seq, head, time) of the last record on disk in the HSM and appends it to the day's checkpoint file. */
-  checkpoint(): Promise<void> {
+  /**
+   * Signs (seq, head, time) in the HSM and appends it to the day's checkpoint
+   * file: for the record given, or the last one on disk when the turn comes.
+   */
+  checkpoint(at?: { seq: number; head: string }): Promise<void> {
     const run = this.#checkpointing.then(async () => {
-      const seq = this.#seq
-      const head = this.#head
+      const seq = at?.seq ?? this.#seq
+      const head = at?.head ?? this.#head
       if (seq === 0 || seq <= this.#checkpointed) return
       const time = new Date(this.#clock.now()).toISOString()
       try {
@@ -219,6 +224,12 @@ export class AuditTrail implements Component, EventSink {
         head = recordHash(line)
         lines.push(line)
         bytes += `${line}\n`
+        if (seq - this.#checkpointAsked >= this.#config.checkpointEvery) {
+          // Exactly every `checkpointEvery` records, even inside a large group: write up to here, sign this point.
+          await write(i + 1)
+          this.#checkpointAsked = seq
+          void this.checkpoint({ seq, head })
+        }
       }
       await write(batch.length)
     } catch (err) {
@@ -228,7 +239,6 @@ export class AuditTrail implements Component, EventSink {
       if (!this.#stopping) this.#flushTimer ??= setTimeout(() => void this.flush(), 1000)
     }
     if (lines.length) for (const l of this.#appendListeners) l(lines, this.#seq)
-    if (this.#seq - this.#checkpointed >= this.#config.checkpointEvery) void this.checkpoint()
     return committed === batch.length
   }
 

