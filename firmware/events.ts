@@ -70,16 +70,17 @@ export function maskedEvent(event: BoxEvent): BoxEvent {
   return { ...event, recipients: event.recipients.map(maskAddress) }
 }
 
-/** Writes each event to the JSON log (recipients masked) and to anyone listening (tests). */
+/**
+ * Writes each event to the JSON log at debug level (recipients masked): the
+ * audit trail is the durable record, the log a troubleshooting view.
+ */
 export class LogEventSink implements EventSink {
   readonly #log: Logger
-  readonly listeners: ((e: BoxEvent) => void)[] = []
   constructor(log: Logger) {
     this.#log = log.child({ component: 'events' })
   }
   emit(event: BoxEvent): void {
-    this.#log.info({ event: maskedEvent(event) }, event.type)
-    for (const l of this.listeners) l(event)
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ event: maskedEvent(event) }, event.type)
   }
 }
 
