@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the box and its tests need, if any are missing.
 # Idempotent: with everything present it only checks and returns.
+#   --bench  also what the benchmarks need: postfix (the peer in bench:postfix,
+#            and its smtp-source/smtp-sink load tools), installed unconfigured
+#            so that it starts nothing on port 25.
 set -euo pipefail
 
 PACKAGES=(
@@ -15,6 +18,10 @@ PACKAGES=(
   qpdf          # encrypted PDF fixtures for the policy tests (M13)
   iproute2      # tc (kernel egress shaping, M3) and ip netns for its test
 )
+
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(postfix)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -34,5 +41,7 @@ else
   SUDO=
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Postfix asks for a mail setup on install; "No configuration" leaves it stopped.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,395 @@
+/**
+ * The box against Postfix, side by side in one run (issue: Benchmark against
+ * Postfix; M3, M14).
+ *
+ *   npm run bench:postfix [-- --mails 2000 --sessions 32 --rounds 3 --latency-seconds 20]
+ *
+ * Both get the same load from Postfix's own `smtp-source` (60 KB mails, one
+ * recipient, `sessions` parallel sessions), in two variants — one mail per
+ * connection, and many per connection (`-d`) — with runs alternating box,
+ * Postfix, box, Postfix…; medians are reported. Each delivers to its own
+ * `smtp-sink` (from the postfix package) on loopback.
+ *
+ * - Postfix: a plain relay instance with its own config and queue directory
+ *   (inet_interfaces = loopback-only, relayhost = the sink, mynetworks =
+ *   127.0.0.0/8, no chroot), started with `postfix -c DIR start`.
+ * - The box: the daemon as a child process on the pinned runtime, S/MIME and
+ *   DKIM in a SoftHSM2 token, the policy gate, the encrypted spool with fsync,
+ *   the audit trail; shaping lifted (10 Gbit/s) and 20 connections to the sink
+ *   (Postfix's default destination concurrency). smtp-source speaks neither
+ *   STARTTLS nor AUTH, so both take the load as a trusted network in clear.
+ *
+ * Reported per system: mails/s accepted (until smtp-source finished), mails/s
+ * delivered end to end (until the sink had them all), the box's CPU seconds
+ * and peak resident memory, and submission latency p50/p99 at a fixed offered
+ * rate of 50 mails/s (one mail per connection; measured after the greeting,
+ * so smtp-server's fixed 100 ms early-talker pause is left out and shown
+ * apart). Writes bench/results/postfix.json and postfix.svg (throughput over time).
+ * Needs root (Postfix's master) and `bash provisioning/os-packages.sh --bench`.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { cpus, tmpdir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { firmToken } from './firm-token.ts'
+
+const { values } = parseArgs({
+  options: {
+    mails: { type: 'string', default: '2000' },
+    sessions: { type: 'string', default: '32' },
+    rounds: { type: 'string', default: '3' },
+    'latency-seconds': { type: 'string', default: '20' },
+    /** Writes a V8 CPU profile of the box to this directory (node --cpu-prof). */
+    profile: { type: 'string' },
+    /** Node options for the box (default: those of `npm start`). */
+    'node-args': { type: 'string', default: '--max-semi-space-size=4' },
+    /** For analysis: the box without S/MIME and DKIM, to see what the two HSM signatures cost. */
+    'without-signing': { type: 'boolean', default: false },
+  },
+})
+const MAILS = Number(values.mails)
+const SESSIONS = Number(values.sessions)
+const ROUNDS = Number(values.rounds)
+const LATENCY_SECONDS = Number(values['latency-seconds'])
+const SIZE = 60 * 1024
+const MAIN = new URL('../firmware/main.ts', import.meta.url).pathname
+const say = (s: string) => process.stderr.write(`${s}\n`)
+
+for (const tool of ['postfix', 'smtp-source', 'smtp-sink']) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
+  } catch {
+    say(`bench:postfix needs ${tool}: run  bash provisioning/os-packages.sh --bench`)
+    process.exit(1)
+  }
+}
+if (userInfo().uid !== 0) {
+  say('bench:postfix needs root (Postfix runs its own master process)')
+  process.exit(1)
+}
+
+const work = mkdtempSync(join(tmpdir(), 'sg-bench-postfix-'))
+chmodSync(work, 0o755)
+const children: ChildProcess[] = []
+let postfixConf: string | undefined
+function cleanup(): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+  if (postfixConf) {
+    try {
+      execFileSync('postfix', ['-c', postfixConf, 'stop'], { stdio: 'ignore' })
+    } catch {}
+  }
+  rmSync(work, { recursive: true, force: true })
+}
+process.on('SIGINT', () => (cleanup(), process.exit(130)))
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  const { port } = s.address() as AddressInfo
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+async function waitPort(port: number, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)))
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > until) throw new Error(`nothing listens on ${port}`)
+    await sleep(100)
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** A running counter from smtp-sink/smtp-source `-c` output ("… mesg=N\r" or "N\r"). */
+function counter(proc: ChildProcess, pattern: RegExp): { value: number } {
+  const c = { value: 0 }
+  proc.stdout!.setEncoding('latin1').on('data', (d: string) => {
+    const all = [...d.matchAll(pattern)]
+    const last = all.at(-1)
+    if (last) c.value = Number(last[1])
+  })
+  return c
+}
+
+function startSink(port: number): { value: number } {
+  const p = spawn('smtp-sink', ['-u', 'nobody', '-c', `127.0.0.1:${port}`, '1024'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  children.push(p)
+  return counter(p, /mesg=(\d+)/g)
+}
+
+// --- Postfix, a plain relay on loopback ---------------------------------------
+async function startPostfix(port: number, sinkPort: number): Promise<void> {
+  const dir = join(work, 'postfix')
+  const conf = join(dir, 'conf')
+  for (const d of [conf, join(dir, 'queue'), join(dir, 'data')]) mkdirSync(d, { recursive: true })
+  chownSync(join(dir, 'data'), Number(execFileSync('id', ['-u', 'postfix']).toString().trim()), 0)
+  copyFileSync('/etc/postfix/master.cf', join(conf, 'master.cf'))
+  const master = readFileSync(join(conf, 'master.cf'), 'utf8').replace(/^smtp\s+inet\s.*$/m, `127.0.0.1:${port} inet n - n - - smtpd`)
+  writeFileSync(join(conf, 'master.cf'), master)
+  writeFileSync(
+    join(conf, 'main.cf'),
+    [
+      'compatibility_level = 3.6',
+      'myhostname = postfix-bench.localhost',
+      `queue_directory = ${join(dir, 'queue')}`,
+      `data_directory = ${join(dir, 'data')}`,
+      'inet_interfaces = loopback-only',
+      'inet_protocols = ipv4',
+      'mydestination =',
+      'mynetworks = 127.0.0.0/8',
+      `relayhost = [127.0.0.1]:${sinkPort}`,
+      'smtpd_relay_restrictions = permit_mynetworks, reject',
+      'smtpd_peername_lookup = no',
+      // Postfix only writes its own log file under /var (maillog_file_prefixes).
+      `maillog_file = /var/tmp/${work.split('/').pop()}-postfix.log`,
+      '',
+    ].join('\n'),
+  )
+  execFileSync('postconf', ['-c', conf, '-F', '*/*/chroot = n'])
+  execFileSync('postfix', ['-c', conf, 'check'], { stdio: 'inherit' })
+  execFileSync('postfix', ['-c', conf, 'start'], { stdio: 'inherit' })
+  postfixConf = conf
+  await waitPort(port)
+}
+
+// --- The box, as a daemon child process ---------------------------------------
+async function startBox(port: number, sinkPort: number): Promise<ChildProcess> {
+  const dataDir = join(work, 'box')
+  mkdirSync(dataDir, { recursive: true })
+  const hsm = await firmToken(dataDir, 4)
+  await hsm.close()
+  const config = {
+    dataDir,
+    log: { level: 'warn' },
+    hsm: { tokenLabel: 'bench' },
+    submission: { starttlsPort: port, implicitTlsPort: 0, requireTls: false, trustedNetworks: ['127.0.0.0/8'], maxClients: 1000 },
+    policy: { profiles: [{ name: 'securities', domains: ['bank.example'], attachmentTypes: [] }] },
+    signing: { domains: values['without-signing'] ? [] : [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] },
+    spool: { verifyOnStart: false },
+    delivery: { bandwidthBitsPerSecond: 10_000_000_000, routes: [{ domain: '*', host: '127.0.0.1', port: sinkPort }], perDestinationConnections: 20, maxConnections: 32 },
+  }
+  writeFileSync(join(dataDir, 'config.json'), JSON.stringify(config))
+  const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []
+  const box = spawn(process.execPath, [...values['node-args']!.split(' ').filter(Boolean), ...profile, MAIN, '--config', join(dataDir, 'config.json')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(box)
+  let err = ''
+  box.stdout!.resume()
+  await new Promise<void>((resolve, reject) => {
+    box.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d
+      if (err.includes('Statement Gateway is running')) resolve()
+    })
+    box.on('exit', (code) => reject(new Error(`the box exited (${code}): ${err}`)))
+  })
+  return box
+}
+
+function procStat(pid: number): { cpuSeconds: number; rss: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12]) // utime + stime (fields 14, 15)
+  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
+  return { cpuSeconds: ticks / 100, rss }
+}
+
+interface Run {
+  system: 'box' | 'postfix'
+  variant: string
+  acceptedPerSecond: number
+  deliveredPerSecond: number
+  boxCpuSeconds?: number
+  boxPeakRss?: number
+  series: { t: number; accepted: number; delivered: number }[]
+}
+
+async function run(system: 'box' | 'postfix', port: number, sink: { value: number }, many: boolean, boxPid?: number): Promise<Run> {
+  const before = sink.value
+  const cpu0 = boxPid ? procStat(boxPid).cpuSeconds : 0
+  let peak = 0
+  const args = ['-c', '-s', String(SESSIONS), '-m', String(MAILS), '-l', String(SIZE), '-S', 'Monthly statement', '-f', 'statements@bank.example', '-t', 'customer@example.net']
+  if (many) args.unshift('-d')
+  const t0 = performance.now()
+  const source = spawn('smtp-source', [...args, `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(source)
+  let sourceErr = ''
+  source.stderr!.setEncoding('utf8').on('data', (d: string) => (sourceErr += d))
+  const accepted = counter(source, /(\d+)\r/g)
+  const series: Run['series'] = []
+  const sampler = setInterval(() => {
+    series.push({ t: (performance.now() - t0) / 1000, accepted: accepted.value, delivered: sink.value - before })
+    if (boxPid) peak = Math.max(peak, procStat(boxPid).rss)
+  }, 250)
+  const code = await new Promise<number | null>((r) => source.on('exit', r))
+  const acceptedSeconds = (performance.now() - t0) / 1000
+  if (code !== 0) throw new Error(`smtp-source against ${system} failed (${code}): ${sourceErr.slice(-500)}`)
+  const deadline = Date.now() + 900_000
+  while (sink.value - before < MAILS) {
+    if (Date.now() > deadline) throw new Error(`${system}: only ${sink.value - before} of ${MAILS} delivered`)
+    await sleep(20)
+  }
+  const deliveredSeconds = (performance.now() - t0) / 1000
+  clearInterval(sampler)
+  series.push({ t: deliveredSeconds, accepted: MAILS, delivered: MAILS })
+  const r: Run = { system, variant: many ? 'many per connection' : 'one per connection', acceptedPerSecond: MAILS / acceptedSeconds, deliveredPerSecond: MAILS / deliveredSeconds, series }
+  if (boxPid) {
+    r.boxCpuSeconds = procStat(boxPid).cpuSeconds - cpu0
+    r.boxPeakRss = Math.max(peak, procStat(boxPid).rss)
+  }
+  say(`  ${system.padEnd(7)} ${r.variant}: accepted ${r.acceptedPerSecond.toFixed(0)}/s, delivered ${r.deliveredPerSecond.toFixed(0)}/s${r.boxCpuSeconds ? `, box CPU ${r.boxCpuSeconds.toFixed(1)} s` : ''}`)
+  return r
+}
+
+/** One mail per connection at a fixed offered rate; times after the greeting (and the greeting apart). */
+async function latency(port: number, rate: number, seconds: number): Promise<{ p50: number; p99: number; greetingP50: number; count: number }> {
+  const body = Buffer.from(
+    `From: <statements@bank.example>\r\nTo: <customer@example.net>\r\nSubject: Monthly statement\r\nMessage-ID: <lat-${Date.now()}@bank.example>\r\n\r\n` +
+      `${'X'.repeat(76)}\r\n`.repeat(Math.floor(SIZE / 78)) +
+      '.\r\n',
+  )
+  const after: number[] = []
+  const greeting: number[] = []
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      const start = performance.now()
+      let greeted = 0
+      const s: Socket = connect(port, '127.0.0.1')
+      const steps = ['EHLO latency.localhost\r\n', 'MAIL FROM:<statements@bank.example>\r\n', 'RCPT TO:<customer@example.net>\r\n', 'DATA\r\n', body, 'QUIT\r\n']
+      let buf = ''
+      s.setEncoding('latin1')
+      s.on('data', (d: string) => {
+        buf += d
+        // A complete reply: its last line has a space after the code.
+        const lines = buf.split('\r\n')
+        if (!lines.slice(0, -1).some((l) => /^\d{3} /.test(l))) return
+        const code = Number(buf.slice(0, 3))
+        buf = ''
+        if (code >= 400) return s.destroy(), reject(new Error(`latency probe got ${code}`))
+        if (!greeted) greeted = performance.now()
+        const next = steps.shift()
+        if (next === 'QUIT\r\n') {
+          after.push(performance.now() - greeted)
+          greeting.push(greeted - start)
+        }
+        if (next === undefined) return s.end(), resolve()
+        s.write(next)
+      })
+      s.on('error', reject)
+    })
+  const pending: Promise<void>[] = []
+  const t0 = performance.now()
+  for (let i = 0; i < rate * seconds; i++) {
+    const due = t0 + (i * 1000) / rate
+    const wait = due - performance.now()
+    if (wait > 0) await sleep(wait)
+    pending.push(one())
+  }
+  await Promise.all(pending)
+  const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!
+  return { p50: q(after, 0.5), p99: q(after, 0.99), greetingP50: q(greeting, 0.5), count: after.length }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+function svg(runs: Run[]): string {
+  const W = 900
+  const H = 300
+  const pad = 50
+  const variants = [...new Set(runs.map((r) => r.variant))]
+  const panels = variants.map((variant, vi) => {
+    const mine = runs.filter((r) => r.variant === variant)
+    // The run with the median delivery rate of each system.
+    const pick = (system: string) => {
+      const rs = mine.filter((r) => r.system === system).sort((a, b) => a.deliveredPerSecond - b.deliveredPerSecond)
+      return rs[Math.floor(rs.length / 2)]!
+    }
+    const box = pick('box')
+    const pf = pick('postfix')
+    const tMax = Math.max(box.series.at(-1)!.t, pf.series.at(-1)!.t)
+    const x = (t: number) => pad + (t / tMax) * (W - 2 * pad)
+    const y = (n: number) => vi * H + H - pad + -(n / MAILS) * (H - 2 * pad)
+    const line = (r: Run, key: 'accepted' | 'delivered', color: string, dash: string) =>
+      `<polyline fill="none" stroke="${color}" stroke-width="2" ${dash ? `stroke-dasharray="${dash}"` : ''} points="${[{ t: 0, accepted: 0, delivered: 0 }, ...r.series].map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ')}"/>`
+    const ticks = Array.from({ length: 6 }, (_, i) => (tMax * i) / 5)
+    return [
+      `<text x="${pad}" y="${vi * H + 20}" font-size="14">${variant}: mails over time (${MAILS} mails of 60 KB, ${SESSIONS} sessions)</text>`,
+      `<line x1="${pad}" y1="${y(0)}" x2="${W - pad}" y2="${y(0)}" stroke="#000"/><line x1="${pad}" y1="${y(0)}" x2="${pad}" y2="${y(MAILS)}" stroke="#000"/>`,
+      ...ticks.map((t) => `<text x="${x(t)}" y="${y(0) + 16}" font-size="11" text-anchor="middle">${t.toFixed(1)} s</text>`),
+      `<text x="${pad - 6}" y="${y(MAILS) + 4}" font-size="11" text-anchor="end">${MAILS}</text><text x="${pad - 6}" y="${y(0)}" font-size="11" text-anchor="end">0</text>`,
+      line(box, 'accepted', '#c0392b', '6 4'),
+      line(box, 'delivered', '#c0392b', ''),
+      line(pf, 'accepted', '#2471a3', '6 4'),
+      line(pf, 'delivered', '#2471a3', ''),
+      `<text x="${W - pad - 260}" y="${y(MAILS) + 30}" font-size="12"><tspan fill="#c0392b">box</tspan> / <tspan fill="#2471a3">Postfix</tspan>: dashed accepted, solid delivered</text>`,
+    ].join('\n')
+  })
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H * variants.length}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${panels.join('\n')}\n</svg>\n`
+}
+
+try {
+  const [sinkBoxPort, sinkPfPort, pfPort, boxPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
+  const sinkBox = startSink(sinkBoxPort)
+  const sinkPf = startSink(sinkPfPort)
+  await Promise.all([waitPort(sinkBoxPort), waitPort(sinkPfPort)])
+  say('starting Postfix and the box')
+  await startPostfix(pfPort, sinkPfPort)
+  const box = await startBox(boxPort, sinkBoxPort)
+  await waitPort(boxPort)
+
+  const runs: Run[] = []
+  for (const many of [false, true]) {
+    say(`${many ? 'many mails' : 'one mail'} per connection: ${ROUNDS} rounds of ${MAILS} mails, ${SESSIONS} sessions, box and Postfix alternating`)
+    for (let i = 0; i < ROUNDS; i++) {
+      runs.push(await run('box', boxPort, sinkBox, many, box.pid))
+      runs.push(await run('postfix', pfPort, sinkPf, many))
+    }
+  }
+  say(`latency at 50 mails/s for ${LATENCY_SECONDS} s`)
+  const latBox = await latency(boxPort, 50, LATENCY_SECONDS)
+  const latPf = await latency(pfPort, 50, LATENCY_SECONDS)
+
+  const variants = [...new Set(runs.map((r) => r.variant))].map((variant) => {
+    const of = (system: string) => runs.filter((r) => r.variant === variant && r.system === system)
+    const b = of('box')
+    const p = of('postfix')
+    const accepted = { box: median(b.map((r) => r.acceptedPerSecond)), postfix: median(p.map((r) => r.acceptedPerSecond)) }
+    const delivered = { box: median(b.map((r) => r.deliveredPerSecond)), postfix: median(p.map((r) => r.deliveredPerSecond)) }
+    return {
+      variant,
+      acceptedPerSecond: { box: Math.round(accepted.box), postfix: Math.round(accepted.postfix), ratio: Number((accepted.box / accepted.postfix).toFixed(3)) },
+      deliveredPerSecond: { box: Math.round(delivered.box), postfix: Math.round(delivered.postfix), ratio: Number((delivered.box / delivered.postfix).toFixed(3)) },
+      boxCpuSecondsPer1000Mails: Number(((median(b.map((r) => r.boxCpuSeconds!)) / MAILS) * 1000).toFixed(2)),
+      boxPeakRssMB: Math.round(Math.max(...b.map((r) => r.boxPeakRss!)) / 2 ** 20),
+    }
+  })
+  const round = (x: number) => Number(x.toFixed(1))
+  const summary = {
+    date: new Date().toISOString().slice(0, 10),
+    machine: `${cpus().length} cores, ${cpus()[0]?.model}`,
+    node: process.version,
+    postfix: execFileSync('postconf', ['-d', '-h', 'mail_version']).toString().trim(),
+    load: { mails: MAILS, bytes: SIZE, sessions: SESSIONS, rounds: ROUNDS },
+    variants,
+    latencyAt50PerSecond: {
+      box: { p50Ms: round(latBox.p50), p99Ms: round(latBox.p99), greetingP50Ms: round(latBox.greetingP50), mails: latBox.count },
+      postfix: { p50Ms: round(latPf.p50), p99Ms: round(latPf.p99), greetingP50Ms: round(latPf.greetingP50), mails: latPf.count },
+    },
+  }
+  const results = join(import.meta.dirname, 'results')
+  mkdirSync(results, { recursive: true })
+  writeFileSync(join(results, 'postfix.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  writeFileSync(join(results, 'postfix.svg'), svg(runs))
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
+  // A clean stop, so a --profile is written.
+  box.kill('SIGTERM')
+  await Promise.race([new Promise((r) => box.on('exit', r)), sleep(30_000)])
+} finally {
+  cleanup()
+}

@@ -1,0 +1,95 @@
+import t from 'tap'
+import { createServer, type AddressInfo } from 'node:net'
+import { SmtpClient, SmtpError } from '../../../firmware/delivery/client.ts'
+
+/** A scripted SMTP server on loopback that records every chunk it reads. */
+async function scripted(t: { teardown(fn: () => unknown): void }, opts: { pipelining: boolean }) {
+  const chunks: string[] = []
+  const bodies: string[] = []
+  const server = createServer((s) => {
+    let buf = ''
+    let inData = false
+    let valid = 0
+    s.write('220 scripted ESMTP\r\n')
+    s.on('data', (d: Buffer) => {
+      chunks.push(d.toString('latin1'))
+      buf += d.toString('latin1')
+      for (;;) {
+        if (inData) {
+          const end = buf.indexOf('\r\n.\r\n')
+          if (end < 0) return
+          bodies.push(buf.slice(0, end))
+          buf = buf.slice(end + 5)
+          inData = false
+          s.write('250 2.0.0 queued\r\n')
+          continue
+        }
+        const nl = buf.indexOf('\r\n')
+        if (nl < 0) return
+        const line = buf.slice(0, nl)
+        buf = buf.slice(nl + 2)
+        const verb = line.split(/[ :]/)[0]!.toUpperCase()
+        if (verb === 'EHLO') s.write(`250-scripted\r\n${opts.pipelining ? '250-PIPELINING\r\n' : ''}250 SIZE 10000000\r\n`)
+        else if (verb === 'MAIL') (valid = 0), s.write('250 2.1.0 ok\r\n')
+        else if (verb === 'RCPT') line.includes('<bad') ? s.write('550 5.1.1 no such user\r\n') : (valid++, s.write('250 2.1.5 ok\r\n'))
+        else if (verb === 'DATA') valid ? ((inData = true), s.write('354 go ahead\r\n')) : s.write('554 5.5.1 no valid recipients\r\n')
+        else if (verb === 'RSET') (valid = 0), s.write('250 2.0.0 ok\r\n')
+        else if (verb === 'QUIT') s.end('221 2.0.0 bye\r\n')
+        else s.write('500 5.5.2 what\r\n')
+      }
+    })
+    s.on('error', () => {})
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise((r) => server.close(r)))
+  const client = new SmtpClient({
+    host: '127.0.0.1',
+    servername: 'localhost',
+    port: (server.address() as AddressInfo).port,
+    ehloName: 'box.localhost',
+    localAddress: undefined,
+    limiter: undefined,
+    tls: 'none',
+    timeouts: { connect: 2000, greeting: 2000, command: 2000, data: 2000 },
+  })
+  await client.connect()
+  t.teardown(() => client.close())
+  return { client, chunks, bodies }
+}
+
+const msg = (n: number) => Buffer.from(`Subject: ${n}\r\n\r\nbody ${n}\r\n`)
+
+t.test('PIPELINING: on a reused connection RSET, MAIL, RCPT and DATA go as one group (two round trips a message)', async (t) => {
+  const { client, chunks, bodies } = await scripted(t, { pipelining: true })
+  await client.send('statements@bank.example', ['a@example.net'], msg(1))
+  const before = chunks.length
+  const r = await client.send('statements@bank.example', ['b@example.net', 'c@example.net'], msg(2))
+  t.equal(r.reply.code, 250)
+  t.same(r.accepted, ['b@example.net', 'c@example.net'])
+  const group = chunks.slice(before).find((c) => c.startsWith('RSET'))
+  t.equal(group, 'RSET\r\nMAIL FROM:<statements@bank.example> SIZE=22\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n', 'one write, DATA last (RFC 2920)')
+  t.same(bodies, ['Subject: 1\r\n\r\nbody 1', 'Subject: 2\r\n\r\nbody 2'])
+})
+
+t.test('PIPELINING: with every recipient refused the body is never sent, and the connection stays usable', async (t) => {
+  const { client, bodies } = await scripted(t, { pipelining: true })
+  const err = await client.send('statements@bank.example', ['bad1@example.net', 'bad2@example.net'], msg(1)).catch((e: unknown) => e)
+  t.ok(err instanceof SmtpError)
+  t.match((err as SmtpError).reply, { code: 550 })
+  t.same(bodies, [])
+  const ok = await client.send('statements@bank.example', ['bad@example.net', 'good@example.net'], msg(2))
+  t.same(ok.accepted, ['good@example.net'])
+  t.match(ok.rejected, [{ rcpt: 'bad@example.net', reply: { code: 550 } }])
+  t.same(bodies, ['Subject: 2\r\n\r\nbody 2'])
+})
+
+t.test('without PIPELINING commands go one at a time and DATA only after a recipient was accepted', async (t) => {
+  const { client, chunks, bodies } = await scripted(t, { pipelining: false })
+  await client.send('statements@bank.example', ['a@example.net'], msg(1))
+  const err = await client.send('statements@bank.example', ['bad@example.net'], msg(2)).catch((e: unknown) => e)
+  t.ok(err instanceof SmtpError)
+  await client.send('statements@bank.example', ['b@example.net'], msg(3))
+  t.ok(chunks.every((c) => c.split('\r\n').filter(Boolean).length === 1 || c.includes('body')), 'no grouped commands')
+  t.notOk(chunks.some((c) => c.startsWith('DATA') && chunks[chunks.indexOf(c) - 1]?.includes('bad@')), 'no DATA after a refused only recipient')
+  t.same(bodies, ['Subject: 1\r\n\r\nbody 1', 'Subject: 3\r\n\r\nbody 3'])
+})
