@@ -19,6 +19,10 @@
  *   (Postfix's default destination concurrency). smtp-source speaks neither
  *   STARTTLS nor AUTH, so both take the load as a trusted network in clear.
  *
+ * - For analysis, a second box with no signing domain (policy, encrypted
+ *   spool, audit trail and delivery, but no S/MIME or DKIM): the difference
+ *   is what the two RSA signatures in SoftHSM cost on these cores.
+ *
  * Reported per system: mails/s accepted (until smtp-source finished), mails/s
  * delivered end to end (until the sink had them all), the box's CPU seconds
  * and peak resident memory, and submission latency p50/p99 at a fixed offered
@@ -28,7 +32,7 @@
  * Needs root (Postfix's master) and `bash provisioning/os-packages.sh --bench`.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { cpus, tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
@@ -45,8 +49,6 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     /** Node options for the box (default: those of `npm start`). */
     'node-args': { type: 'string', default: '--max-semi-space-size=4' },
-    /** For analysis: the box without S/MIME and DKIM, to see what the two HSM signatures cost. */
-    'without-signing': { type: 'boolean', default: false },
   },
 })
 const MAILS = Number(values.mails)
@@ -161,8 +163,8 @@ async function startPostfix(port: number, sinkPort: number): Promise<void> {
 }
 
 // --- The box, as a daemon child process ---------------------------------------
-async function startBox(port: number, sinkPort: number): Promise<ChildProcess> {
-  const dataDir = join(work, 'box')
+async function startBox(port: number, sinkPort: number, signing: boolean): Promise<ChildProcess> {
+  const dataDir = join(work, signing ? 'box' : 'box-unsigned')
   mkdirSync(dataDir, { recursive: true })
   const hsm = await firmToken(dataDir, 4)
   await hsm.close()
@@ -172,7 +174,7 @@ async function startBox(port: number, sinkPort: number): Promise<ChildProcess> {
     hsm: { tokenLabel: 'bench' },
     submission: { starttlsPort: port, implicitTlsPort: 0, requireTls: false, trustedNetworks: ['127.0.0.0/8'], maxClients: 1000 },
     policy: { profiles: [{ name: 'securities', domains: ['bank.example'], attachmentTypes: [] }] },
-    signing: { domains: values['without-signing'] ? [] : [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] },
+    signing: { domains: !signing ? [] : [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] },
     spool: { verifyOnStart: false },
     delivery: { bandwidthBitsPerSecond: 10_000_000_000, routes: [{ domain: '*', host: '127.0.0.1', port: sinkPort }], perDestinationConnections: 20, maxConnections: 32 },
   }
@@ -181,7 +183,9 @@ async function startBox(port: number, sinkPort: number): Promise<ChildProcess> {
   const box = spawn(process.execPath, [...values['node-args']!.split(' ').filter(Boolean), ...profile, MAIN, '--config', join(dataDir, 'config.json')], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(box)
   let err = ''
-  box.stdout!.resume()
+  // The box's log (level warn) is kept, and its tail printed if a run fails.
+  const logFile = createWriteStream(join(tmpdir(), `${work.split('/').pop()}-${signing ? 'box' : 'box-unsigned'}.log`))
+  box.stdout!.pipe(logFile)
   await new Promise<void>((resolve, reject) => {
     box.stderr!.setEncoding('utf8').on('data', (d: string) => {
       err += d
@@ -201,7 +205,7 @@ function procStat(pid: number): { cpuSeconds: number; rss: number } {
 }
 
 interface Run {
-  system: 'box' | 'postfix'
+  system: System
   variant: string
   acceptedPerSecond: number
   deliveredPerSecond: number
@@ -210,7 +214,9 @@ interface Run {
   series: { t: number; accepted: number; delivered: number }[]
 }
 
-async function run(system: 'box' | 'postfix', port: number, sink: { value: number }, many: boolean, boxPid?: number): Promise<Run> {
+type System = 'box' | 'box, no signatures' | 'postfix'
+
+async function run(system: System, port: number, sink: { value: number }, many: boolean, boxPid?: number): Promise<Run> {
   const before = sink.value
   const cpu0 = boxPid ? procStat(boxPid).cpuSeconds : 0
   let peak = 0
@@ -334,21 +340,24 @@ function svg(runs: Run[]): string {
 }
 
 try {
-  const [sinkBoxPort, sinkPfPort, pfPort, boxPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
+  const [sinkBoxPort, sinkBarePort, sinkPfPort, pfPort, boxPort, barePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
   const sinkBox = startSink(sinkBoxPort)
+  const sinkBare = startSink(sinkBarePort)
   const sinkPf = startSink(sinkPfPort)
-  await Promise.all([waitPort(sinkBoxPort), waitPort(sinkPfPort)])
-  say('starting Postfix and the box')
+  await Promise.all([waitPort(sinkBoxPort), waitPort(sinkBarePort), waitPort(sinkPfPort)])
+  say('starting Postfix and the box (twice: as shipped, and for comparison without the two HSM signatures)')
   await startPostfix(pfPort, sinkPfPort)
-  const box = await startBox(boxPort, sinkBoxPort)
-  await waitPort(boxPort)
+  const box = await startBox(boxPort, sinkBoxPort, true)
+  const bare = await startBox(barePort, sinkBarePort, false)
+  await Promise.all([waitPort(boxPort), waitPort(barePort)])
 
   const runs: Run[] = []
   for (const many of [false, true]) {
-    say(`${many ? 'many mails' : 'one mail'} per connection: ${ROUNDS} rounds of ${MAILS} mails, ${SESSIONS} sessions, box and Postfix alternating`)
+    say(`${many ? 'many mails' : 'one mail'} per connection: ${ROUNDS} rounds of ${MAILS} mails, ${SESSIONS} sessions, box / Postfix / box without signatures in turn`)
     for (let i = 0; i < ROUNDS; i++) {
       runs.push(await run('box', boxPort, sinkBox, many, box.pid))
       runs.push(await run('postfix', pfPort, sinkPf, many))
+      runs.push(await run('box, no signatures', barePort, sinkBare, many, bare.pid))
     }
   }
   say(`latency at 50 mails/s for ${LATENCY_SECONDS} s`)
@@ -359,6 +368,7 @@ try {
     const of = (system: string) => runs.filter((r) => r.variant === variant && r.system === system)
     const b = of('box')
     const p = of('postfix')
+    const u = of('box, no signatures')
     const accepted = { box: median(b.map((r) => r.acceptedPerSecond)), postfix: median(p.map((r) => r.acceptedPerSecond)) }
     const delivered = { box: median(b.map((r) => r.deliveredPerSecond)), postfix: median(p.map((r) => r.deliveredPerSecond)) }
     return {
@@ -367,6 +377,13 @@ try {
       deliveredPerSecond: { box: Math.round(delivered.box), postfix: Math.round(delivered.postfix), ratio: Number((delivered.box / delivered.postfix).toFixed(3)) },
       boxCpuSecondsPer1000Mails: Number(((median(b.map((r) => r.boxCpuSeconds!)) / MAILS) * 1000).toFixed(2)),
       boxPeakRssMB: Math.round(Math.max(...b.map((r) => r.boxPeakRss!)) / 2 ** 20),
+      withoutSignatures: {
+        acceptedPerSecond: Math.round(median(u.map((r) => r.acceptedPerSecond))),
+        deliveredPerSecond: Math.round(median(u.map((r) => r.deliveredPerSecond))),
+        acceptedRatio: Number((median(u.map((r) => r.acceptedPerSecond)) / accepted.postfix).toFixed(3)),
+        deliveredRatio: Number((median(u.map((r) => r.deliveredPerSecond)) / delivered.postfix).toFixed(3)),
+        cpuSecondsPer1000Mails: Number(((median(u.map((r) => r.boxCpuSeconds!)) / MAILS) * 1000).toFixed(2)),
+      },
     }
   })
   const round = (x: number) => Number(x.toFixed(1))
@@ -388,8 +405,10 @@ try {
   writeFileSync(join(results, 'postfix.svg'), svg(runs))
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
   // A clean stop, so a --profile is written.
-  box.kill('SIGTERM')
-  await Promise.race([new Promise((r) => box.on('exit', r)), sleep(30_000)])
+  for (const b of [box, bare]) {
+    b.kill('SIGTERM')
+    await Promise.race([new Promise((r) => b.on('exit', r)), sleep(30_000)])
+  }
 } finally {
   cleanup()
 }

@@ -64,6 +64,7 @@ export class Spool implements Component, Handoff {
   readonly #index = new SpoolIndex()
   readonly #epochCounts = new Map<string, number>()
   readonly #epochKeys = new Set<string>()
+  readonly #epochKeyPending = new Map<string, Promise<void>>()
   readonly #shards = new Set<string>()
   readonly #dirSyncs = new Map<string, { running: Promise<void> | undefined; waiters: { resolve: () => void; reject: (e: Error) => void }[] }>()
   #disk = { at: -Infinity, ok: true }
@@ -287,10 +288,18 @@ export class Spool implements Component, Handoff {
     return Math.floor(t / ms).toString(36)
   }
 
-  async #ensureEpochKey(epoch: string): Promise<void> {
-    if (this.#epochKeys.has(epoch)) return
-    if (await this.#hsm.keys.ensureSecretKey(epochKeyLabel(epoch), 'aes-256')) this.#events.emit({ type: 'spool.epoch_key_created', epoch })
-    this.#epochKeys.add(epoch)
+  /** One creation per epoch: the first submissions of a new epoch arrive together and must not race to create its key. */
+  #ensureEpochKey(epoch: string): Promise<void> {
+    if (this.#epochKeys.has(epoch)) return Promise.resolve()
+    let pending = this.#epochKeyPending.get(epoch)
+    if (!pending) {
+      pending = (async () => {
+        if (await this.#hsm.keys.ensureSecretKey(epochKeyLabel(epoch), 'aes-256')) this.#events.emit({ type: 'spool.epoch_key_created', epoch })
+        this.#epochKeys.add(epoch)
+      })().finally(() => this.#epochKeyPending.delete(epoch))
+      this.#epochKeyPending.set(epoch, pending)
+    }
+    return pending
   }
 
   async #released(epoch: string): Promise<void> {

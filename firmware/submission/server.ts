@@ -249,7 +249,7 @@ export class SubmissionServer implements Component {
 
   #fail(state: SessionState, err: unknown): GatewayError {
     const g = toGatewayError(err)
-    const cause = g.code === 'ETEMPORARY' ? String((g.cause as Error | undefined)?.message ?? g.cause) : undefined
+    const cause = g.code === 'ETEMPORARY' || g.code === 'EHSM_UNAVAILABLE' ? String((g.cause as Error | undefined)?.message ?? g.cause) : undefined
     state.log[g.temporary ? 'warn' : 'info']({ code: g.code, cause }, 'transaction refused')
     return g
   }

@@ -52,6 +52,16 @@ t.test('M10 canary: a unique string is nowhere on disk, in clear or base64, whil
   for (const f of forms) t.equal(grepCount(f, dir, tmpdir()), 0, 'still not found after delivery')
 })
 
+t.test('the first submissions of a new epoch arrive together: one key is created, every one is accepted', async (t) => {
+  const { hsm } = await devHsm(t)
+  const clock = { now: 1_800_000_000_000 }
+  const rig = await spoolRig(t, hsm, tempDir(t), { epochSeconds: 3600 }, clock)
+  const results = await Promise.allSettled(Array.from({ length: 32 }, (_, i) => rig.spool.accept(mail(`burst ${i}`))))
+  t.same(results.filter((r) => r.status === 'rejected'), [], 'no submission refused (the key was once created twice and the loser tempfailed)')
+  t.equal(rig.events.filter((e) => e.type === 'spool.epoch_key_created').length, 1)
+  t.equal(rig.spool.size, 32)
+})
+
 t.test('S13 epoch shredding: when an ended epoch has no live message, its HSM key is destroyed and old copies are undecryptable', async (t) => {
   const { hsm } = await devHsm(t)
   const dir = tempDir(t)
