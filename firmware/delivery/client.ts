@@ -70,7 +70,9 @@ export class SmtpClient {
 
   async connect(): Promise<void> {
     const o = this.#opts
-    const raw = netConnect({ host: o.host, port: o.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}) })
+    // No Nagle: the last small segment of a message (the final dot) must not wait for the
+    // peer's delayed ACK (up to 40 ms on Linux) — a stall per message on a reused connection.
+    const raw = netConnect({ host: o.host, port: o.port, noDelay: true, ...(o.localAddress ? { localAddress: o.localAddress } : {}) })
     await this.#until('connect', o.timeouts.connect, new Promise<void>((resolve, reject) => {
       raw.once('connect', () => resolve())
       raw.once('error', (err) => reject(new SmtpError('connect', err.message, undefined, true)))

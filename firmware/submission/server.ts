@@ -257,6 +257,8 @@ export class SubmissionServer implements Component {
   #listen(server: SMTPServer, port: number): Promise<Endpoint> {
     this.#servers.push(server)
     server.on('error', (err) => this.#log.error({ err }, 'submission listener error'))
+    // Replies are small writes: without Nagle none waits for the client's delayed ACK.
+    server.server.on('connection', (socket: { setNoDelay(on: boolean): void }) => socket.setNoDelay(true))
     return new Promise((resolve, reject) => {
       server.server.once('error', reject)
       server.listen(port, this.#config.submission.host, () => {
