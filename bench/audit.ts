@@ -10,9 +10,10 @@
  *    HSM) and one recipient HMAC in the HSM per statement. Baseline, same run:
  *    the same number of lines written with the same group fsync and nothing
  *    else (no hashing, no HSM).
- * 2. Verify: a trail of `records` records over ten days (nine compressed),
- *    written by AuditTrail, checked by verifyTrail. Baseline, same run: reading
- *    the same segments line by line without checking anything.
+ * 2. Verify and search: a trail of `records` records over ten days (nine compressed),
+ *    written by AuditTrail, checked by verifyTrail, and searched for one
+ *    message id. Baseline, same run: reading the same segments line by line
+ *    without checking anything.
  */
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
 import { open } from 'node:fs/promises'
@@ -24,6 +25,7 @@ import { Hsm } from '../hal/hsm/index.ts'
 import { AuditTrail } from '../firmware/audit/trail.ts'
 import { CHECKPOINT_KEY_LABEL } from '../firmware/audit/record.ts'
 import { listSegments, readLines } from '../firmware/audit/segments.ts'
+import { searchTrail } from '../firmware/audit/search.ts'
 import { verifyTrail } from '../firmware/audit/verify.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import type { BoxEvent } from '../firmware/events.ts'
@@ -120,6 +122,14 @@ t0 = process.hrtime.bigint()
 const result = await verifyTrail(join(bigDir, 'audit'), await hsm.keys.publicKey(CHECKPOINT_KEY_LABEL), { onProgress: (n) => n % 2_000_000 === 0 && say(`  ${n.toLocaleString('en')} checked`) })
 const verifySeconds = Number(process.hrtime.bigint() - t0) / 1e9
 if (!result.ok) throw new Error(`verification failed: ${JSON.stringify(result.problem)}`)
+// Search: one message id across all ten days (no index: a scan that parses only matching lines).
+const needle = `Q${Math.floor(records * 0.77).toString(36).padStart(10, '0')}`
+t0 = process.hrtime.bigint()
+let hits = 0
+for await (const r of searchTrail(join(bigDir, 'audit'), { id: needle })) if (r.id === needle) hits++
+const searchSeconds = Number(process.hrtime.bigint() - t0) / 1e9
+if (hits !== 1) throw new Error(`search found ${hits} records for ${needle}`)
+
 const verify = {
   records: result.records,
   segments: segments.length,
@@ -130,6 +140,8 @@ const verify = {
   verifyRecordsPerSecond: Math.round(result.records / verifySeconds),
   baselineReadRecordsPerSecond: Math.round(lines / readSeconds),
   ratioToBaseline: Number((readSeconds / verifySeconds).toFixed(3)),
+  searchOneIdSeconds: Number(searchSeconds.toFixed(1)),
+  searchRecordsPerSecond: Math.round(result.records / searchSeconds),
 }
 say(JSON.stringify(verify))
 
