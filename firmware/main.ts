@@ -5,6 +5,7 @@ import { Daemon } from './daemon.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
 import { AuditCopyHandoff, DeliveryEngine } from './delivery/engine.ts'
+import { ConfigChangeAudit } from './audit/config-change.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { SyslogForwarder } from './audit/syslog.ts'
 import { EventHub, LogEventSink } from './events.ts'
@@ -57,7 +58,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
-  const daemon = new Daemon([hsm, audit, syslog, spool, policy, signing, delivery, submission], log)
+  const daemon = new Daemon([hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, spool, policy, signing, delivery, submission], log)
 
   installSignalHandlers(daemon, log)
   try {

@@ -39,6 +39,9 @@ t.test('S6: the running box records logins in its trail; the audit CLI verifies,
     (await audit(cfg.path, 'search', '--type', 'hsm.status')).stdout.includes('"state":"ok"'),
     'the HSM becoming ready is recorded too',
   )
+  const config = (await audit(cfg.path, 'search', '--type', 'config.changed')).stdout.trim().split('\n')
+  t.equal(config.length, 1, 'S7: the configuration the box started on is recorded once')
+  t.notMatch(config[0]!, /\$scrypt\$/, 'without password hashes')
 
   const out = join(tempDir(t), 'export')
   const exported = await audit(cfg.path, 'export', '--out', out)
