@@ -196,6 +196,13 @@ async function startBox(port: number, sinkPort: number, signing: boolean): Promi
   return box
 }
 
+/** CPU seconds the whole machine spent busy (all processes, kernel included), from /proc/stat. */
+function machineBusySeconds(): number {
+  const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/)
+  const [user, nice, system, , , irq, softirq, steal] = f.map(Number)
+  return (user! + nice! + system! + irq! + softirq! + steal!) / 100
+}
+
 function procStat(pid: number): { cpuSeconds: number; rss: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -211,6 +218,8 @@ interface Run {
   deliveredPerSecond: number
   boxCpuSeconds?: number
   boxPeakRss?: number
+  /** Busy CPU seconds of the whole machine during the run: the system under test plus smtp-source and the sink. */
+  machineCpuSeconds: number
   series: { t: number; accepted: number; delivered: number }[]
 }
 
@@ -219,6 +228,7 @@ type System = 'box' | 'box, no signatures' | 'postfix'
 async function run(system: System, port: number, sink: { value: number }, many: boolean, boxPid?: number): Promise<Run> {
   const before = sink.value
   const cpu0 = boxPid ? procStat(boxPid).cpuSeconds : 0
+  const machine0 = machineBusySeconds()
   let peak = 0
   const args = ['-c', '-s', String(SESSIONS), '-m', String(MAILS), '-l', String(SIZE), '-S', 'Monthly statement', '-f', 'statements@bank.example', '-t', 'customer@example.net']
   if (many) args.unshift('-d')
@@ -244,12 +254,19 @@ async function run(system: System, port: number, sink: { value: number }, many: 
   const deliveredSeconds = (performance.now() - t0) / 1000
   clearInterval(sampler)
   series.push({ t: deliveredSeconds, accepted: MAILS, delivered: MAILS })
-  const r: Run = { system, variant: many ? 'many per connection' : 'one per connection', acceptedPerSecond: MAILS / acceptedSeconds, deliveredPerSecond: MAILS / deliveredSeconds, series }
+  const r: Run = {
+    system,
+    variant: many ? 'many per connection' : 'one per connection',
+    acceptedPerSecond: MAILS / acceptedSeconds,
+    deliveredPerSecond: MAILS / deliveredSeconds,
+    machineCpuSeconds: machineBusySeconds() - machine0,
+    series,
+  }
   if (boxPid) {
     r.boxCpuSeconds = procStat(boxPid).cpuSeconds - cpu0
     r.boxPeakRss = Math.max(peak, procStat(boxPid).rss)
   }
-  say(`  ${system.padEnd(7)} ${r.variant}: accepted ${r.acceptedPerSecond.toFixed(0)}/s, delivered ${r.deliveredPerSecond.toFixed(0)}/s${r.boxCpuSeconds ? `, box CPU ${r.boxCpuSeconds.toFixed(1)} s` : ''}`)
+  say(`  ${system.padEnd(7)} ${r.variant}: accepted ${r.acceptedPerSecond.toFixed(0)}/s, delivered ${r.deliveredPerSecond.toFixed(0)}/s, machine CPU ${r.machineCpuSeconds.toFixed(1)} s${r.boxCpuSeconds ? `, of it the box ${r.boxCpuSeconds.toFixed(1)} s` : ''}`)
   return r
 }
 
@@ -377,6 +394,11 @@ try {
       deliveredPerSecond: { box: Math.round(delivered.box), postfix: Math.round(delivered.postfix), ratio: Number((delivered.box / delivered.postfix).toFixed(3)) },
       boxCpuSecondsPer1000Mails: Number(((median(b.map((r) => r.boxCpuSeconds!)) / MAILS) * 1000).toFixed(2)),
       boxPeakRssMB: Math.round(Math.max(...b.map((r) => r.boxPeakRss!)) / 2 ** 20),
+      machineCpuSecondsPer1000Mails: {
+        box: Number(((median(b.map((r) => r.machineCpuSeconds)) / MAILS) * 1000).toFixed(2)),
+        postfix: Number(((median(p.map((r) => r.machineCpuSeconds)) / MAILS) * 1000).toFixed(2)),
+        boxWithoutSignatures: Number(((median(u.map((r) => r.machineCpuSeconds)) / MAILS) * 1000).toFixed(2)),
+      },
       withoutSignatures: {
         acceptedPerSecond: Math.round(median(u.map((r) => r.acceptedPerSecond))),
         deliveredPerSecond: Math.round(median(u.map((r) => r.deliveredPerSecond))),
