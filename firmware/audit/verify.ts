@@ -1,5 +1,5 @@
 import { verify as verifySignature, type KeyObject } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { GENESIS, checkpointName, checkpointPayload, endName, recordHash, recordLink, type Checkpoint } from './record.ts'
 import { listSegments, readLines } from './segments.ts'
@@ -44,10 +44,13 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
   const result: VerifyResult = { ok: true, records: 0, firstSeq: undefined, lastSeq: undefined, checkpoints: 0, coveredTo: 0, problem: undefined, notes: [] }
   const fail = (problem: VerifyProblem): VerifyResult => ({ ...result, ok: false, problem })
 
-  // Checkpoints of the days in range and after (a checkpoint just past midnight covers the day before).
+  // Checkpoints of the days in range and after (a checkpoint just past midnight covers the day
+  // before, and its day may have no records of its own).
   const checkpoints = new Map<number, Checkpoint & { file: string; line: number }>()
-  const cpDays = new Set(all.filter((s) => !opts.from || s.day >= opts.from).map((s) => s.day))
-  for (const day of [...cpDays].sort()) {
+  const cpDays = (await readdir(dir).catch(() => [] as string[]))
+    .map((n) => /^checkpoints-(\d{4}-\d{2}-\d{2})\.jsonl$/.exec(n)?.[1])
+    .filter((d): d is string => d !== undefined && (!opts.from || d >= opts.from))
+  for (const day of cpDays.sort()) {
     const file = join(dir, checkpointName(day))
     const text = await readFile(file, 'utf8').catch(() => '')
     let n = 0

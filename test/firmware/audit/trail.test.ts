@@ -149,6 +149,22 @@ t.test('S6: a checkpoint not signed by the box key fails verification', async (t
   t.match(r.problem?.reason, /invalid signature/)
 })
 
+t.test('S6: a checkpoint made after midnight, on a day with no records of its own, still guards the tail', async (t) => {
+  const rig = await filled(t, 5)
+  rig.trail.emit(queued(6))
+  await rig.trail.flush()
+  rig.clock.value = Date.parse('2026-11-23T00:00:05Z') // the box stops just after midnight
+  await rig.trail.checkpoint()
+  await rig.trail.stop()
+  t.ok(readdirSync(rig.trail.dir).includes('checkpoints-2026-11-23.jsonl'))
+  t.notOk(readdirSync(rig.trail.dir).some((n) => n.startsWith('trail-2026-11-23')), 'no records that day')
+  const file = segment(rig.trail.dir)
+  writeFileSync(file, readFileSync(file, 'utf8').split('\n').slice(0, -2).join('\n') + '\n') // the last record removed
+  const r = await verifyTrail(rig.trail.dir, rig.publicKey)
+  t.notOk(r.ok)
+  t.match(r.problem?.reason, /ends at seq 6 but a checkpoint signed at 2026-11-23T00:00:05.000Z covers seq 7/)
+})
+
 t.test('a restart continues the chain; a torn last line from a crash is cut off and reported', async (t) => {
   const rig = await filled(t, 5)
   await rig.trail.stop()
