@@ -80,10 +80,11 @@ export class SyslogForwarder implements Component {
     this.#stopped = true
     clearTimeout(this.#retry)
     clearInterval(this.#saver)
-    await this.#catchingUp
+    // A SIEM that stops reading must not hold up shutdown: a clean close if it comes within 2 s.
     const s = this.#socket
-    if (s && !s.destroyed) await new Promise<void>((resolve) => s.end(resolve))
-    this.#socket?.destroy()
+    if (s && !s.destroyed) await Promise.race([new Promise<void>((resolve) => s.end(resolve)), new Promise((r) => setTimeout(r, 2000).unref())])
+    s?.destroy()
+    await this.#catchingUp
     this.#saveCursor()
   }
 
@@ -133,7 +134,7 @@ export class SyslogForwarder implements Component {
           if (!l.complete || this.#socket !== socket) break
           const seq = recordLink(l.text)?.seq ?? 0
           if (seq <= this.#cursor) continue
-          if (!socket.write(syslogFrame(l.text, this.#config.hostname))) await new Promise((r) => socket.once('drain', r))
+          if (!socket.write(syslogFrame(l.text, this.#config.hostname))) await new Promise((r) => (socket.once('drain', r), socket.once('close', r)))
           this.#cursor = seq
         }
       }
