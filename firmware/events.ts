@@ -64,10 +64,26 @@ export interface EventSink {
   emit(event: BoxEvent): void
 }
 
+const ADDRESS = /[^\s<>"'(),;:]+@[^\s<>"'(),;:]+/g
+
+/**
+ * Free text from other servers (an MX's reply, a deferral reason) often names
+ * the recipient ("550 5.1.1 <c@example.com>: unknown user"): addresses in it
+ * are masked before any sink keeps it (S6).
+ */
+export function withMaskedText<E extends BoxEvent>(event: E): E {
+  const e = event as E & { reply?: unknown; reason?: unknown }
+  if (typeof e.reply !== 'string' && typeof e.reason !== 'string') return event
+  const out: Record<string, unknown> = { ...event }
+  for (const k of ['reply', 'reason'] as const) if (typeof e[k] === 'string') out[k] = (e[k] as string).replace(ADDRESS, maskAddress)
+  return out as E
+}
+
 /** The event with recipients replaced by their masked forms, for operational logs. */
 export function maskedEvent(event: BoxEvent): BoxEvent {
-  if (!('recipients' in event)) return event
-  return { ...event, recipients: event.recipients.map(maskAddress) }
+  const e = withMaskedText(event)
+  if (!('recipients' in e)) return e
+  return { ...e, recipients: e.recipients.map(maskAddress) }
 }
 
 /**

@@ -8,7 +8,7 @@ import type { Hsm } from '../../hal/hsm/index.ts'
 import { fsyncDir, writeFileAtomic } from '../../hal/storage/files.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
-import type { BoxEvent, EventSink } from '../events.ts'
+import { withMaskedText, type BoxEvent, type EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
 import {
   CHECKPOINT_KEY_LABEL,
@@ -243,7 +243,8 @@ export class AuditTrail implements Component, EventSink {
   }
 
   /** The event as a record: recipients replaced by HMAC + mask, secrets in config snapshots removed. */
-  async #prepare(event: BoxEvent): Promise<Record<string, unknown>> {
+  async #prepare(original: BoxEvent): Promise<Record<string, unknown>> {
+    const event = withMaskedText(original)
     if ('recipients' in event) {
       const { recipients, ...rest } = event
       return { ...rest, recipients: await Promise.all(recipients.map((r) => this.#recipient(r))) }

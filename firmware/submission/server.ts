@@ -144,7 +144,7 @@ export class SubmissionServer implements Component {
                 account: typeof session.user === 'string' ? session.user : undefined,
                 clientAddress: unmapIPv4(session.remoteAddress),
                 code: g.code,
-                reply: `${g.responseCode} ${g.message}`.replace(/[^\s<>]+@[^\s<>]+/g, maskAddress).slice(0, 300),
+                reply: `${g.responseCode} ${g.message}`.slice(0, 300),
               })
               cb(g)
             },

@@ -58,6 +58,16 @@ t.test('S6: recipients are stored as HMAC (HSM key) and masked form, never in cl
   t.same(byId, [4])
 })
 
+t.test('S6: a recipient named in an MX reply or a deferral reason is masked too', async (t) => {
+  const rig = await auditRig(t)
+  rig.trail.emit({ type: 'delivery.attempt', id: 'Q1', kind: 'statement', outcome: 'bounced', recipients: ['wang.customer@example.com'], mx: 'mx', sourceIp: '127.0.0.11', reply: '550 5.1.1 <wang.customer@example.com>: Recipient address rejected', tls: undefined })
+  rig.trail.emit({ type: 'spool.final', id: 'Q1', outcome: 'bounced', reason: '550 5.1.1 wang.customer@example.com: unknown user' })
+  await rig.trail.flush()
+  t.notOk(trailText(rig.trail.dir).includes('wang.customer'))
+  t.match(rig.records()[1], { reply: '550 5.1.1 <w****r@example.com>: Recipient address rejected' })
+  t.match(rig.records()[2], { reason: '550 5.1.1 w****r@example.com: unknown user' })
+})
+
 t.test('S7: configuration snapshots in the trail lose their secrets', async (t) => {
   const rig = await auditRig(t)
   rig.trail.emit({ type: 'config.changed', who: 'admin', reason: 'new account', before: { accounts: [] }, after: { accounts: [{ name: 'a', passwordHash: 'scrypt$secret' }] } })
