@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import type { Component } from '../component.ts'
 import { firstMailbox, fromAddress } from '../mime/address.ts'
+import { header, parseEntity } from '../mime/entity.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError, type ErrorCode } from '../errors.ts'
 import type { EventSink } from '../events.ts'
@@ -73,10 +74,26 @@ export class PolicyStage implements Stage, Component {
   }
 
   async process(mail: Submitted): Promise<Submitted> {
-    if (this.#config.policy.profiles.length === 0) return mail
-    const headerFrom = fromAddress(mail.message)
+    const headerFrom = this.#config.policy.profiles.length ? fromAddress(mail.message) : undefined
     const profile = this.profileFor(mail, headerFrom ? domainOf(headerFrom) : undefined)
-    if (!profile) return mail
+    if (!profile) {
+      // No rules apply, but the audit trail still learns which statement this is (S6).
+      let top
+      try {
+        top = parseEntity(mail.message)
+      } catch {
+        top = undefined // not this stage's business without a profile; signing judges the message
+      }
+      this.#events.emit({
+        type: 'policy.accepted',
+        id: mail.envelope.id,
+        account: mail.envelope.account,
+        profile: '',
+        statementClass: (top && header(top, 'x-statement-class')?.trim().toLowerCase().slice(0, 32)) || undefined,
+        statementId: (top && header(top, 'x-statement-id')?.trim().slice(0, 128)) || undefined,
+      })
+      return mail
+    }
     const hits: Hit[] = []
     const rule = (name: string, mode: Mode, code: ErrorCode, reason: string) => {
       if (mode !== 'off') hits.push({ rule: name, mode, error: new GatewayError(code, reason) })

@@ -128,3 +128,14 @@ t.test('a mail no profile selects is not checked', async (t) => {
   const { send } = await rig(t, { accounts: ['someone-else'], domains: ['elsewhere.example'] })
   t.equal((await send(statement({ body: 'A123456789' }))).code, 250)
 })
+
+t.test('S6: statement id and class reach the audit events with or without a matching profile', async (t) => {
+  const withProfile = await rig(t, { attachmentTypes: [] })
+  const tagged = statement({}).replace('MIME-Version', 'X-Statement-ID: S-2026-11-000123\r\nX-Statement-Class: Monthly\r\nMIME-Version')
+  t.equal((await withProfile.send(tagged)).code, 250)
+  t.match(withProfile.events.find((e) => e.type === 'policy.accepted'), { profile: 'securities', statementId: 'S-2026-11-000123', statementClass: 'monthly' })
+
+  const noProfile = await rig(t, { accounts: [], domains: ['other.example'], attachmentTypes: [] })
+  t.equal((await noProfile.send(tagged)).code, 250)
+  t.match(noProfile.events.find((e) => e.type === 'policy.accepted'), { profile: '', statementId: 'S-2026-11-000123', statementClass: 'monthly' })
+})
