@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { PUBLIC_KEY_FILE } from './trail.ts'
-import { endName, recordLink, type Checkpoint } from './record.ts'
-import { listSegments, readLines } from './segments.ts'
+import { checkpointName, recordLink, type Checkpoint } from './record.ts'
+import { checkpointDays, listSegments, readEnd, readLines } from './segments.ts'
 
 export interface ExportResult {
   dir: string
@@ -49,14 +49,13 @@ export async function exportTrail(auditDir: string, out: string, range: { from?:
   }
 
   const before = all[all.indexOf(segments[0]!) - 1]
-  const end = before ? await readFile(join(auditDir, endName(before.day)), 'utf8').then((t) => JSON.parse(t) as { seq: number; hash: string }, () => undefined) : undefined
+  const end = before ? await readEnd(auditDir, before.day) : undefined
   const anchor = end ?? { seq: firstSeq - 1, hash: firstPrev }
   await writeFile(join(out, 'anchor.json'), `${JSON.stringify({ seq: anchor.seq, hash: anchor.hash })}\n`)
 
   const checkpoints: Checkpoint[] = []
-  for (const name of (await readdir(auditDir)).filter((n) => /^checkpoints-\d{4}-\d{2}-\d{2}\.jsonl$/.test(n)).sort()) {
-    if (range.from && name.slice(12, 22) < range.from) continue
-    for (const line of (await readFile(join(auditDir, name), 'utf8')).split('\n')) {
+  for (const day of await checkpointDays(auditDir, range.from)) {
+    for (const line of (await readFile(join(auditDir, checkpointName(day)), 'utf8')).split('\n')) {
       if (!line) continue
       const c = JSON.parse(line) as Checkpoint
       if (c.seq >= firstSeq && c.seq <= lastSeq) checkpoints.push(c)

@@ -64,3 +64,4 @@ export const segmentName = (day: string) => `trail-${day}.jsonl`
 export const checkpointName = (day: string) => `checkpoints-${day}.jsonl`
 export const endName = (day: string) => `trail-${day}.end`
 export const SEGMENT = /^trail-(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$/
+export const CHECKPOINTS = /^checkpoints-(\d{4}-\d{2}-\d{2})\.jsonl$/

@@ -1,9 +1,9 @@
 import { createReadStream } from 'node:fs'
-import { readdir } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import { createGunzip } from 'node:zlib'
-import { SEGMENT } from './record.ts'
+import { CHECKPOINTS, SEGMENT, endName } from './record.ts'
 
 export interface Segment {
   day: string
@@ -23,6 +23,22 @@ export async function listSegments(dir: string): Promise<Segment[]> {
     if (!known || (known.gz && !gz)) byDay.set(day, { day, file: join(dir, name), gz })
   }
   return [...byDay.values()].sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0))
+}
+
+/** A finished day's last sequence number and hash (its `.end` file), or undefined if there is none. */
+export async function readEnd(dir: string, day: string): Promise<{ seq: number; hash: string } | undefined> {
+  return readFile(join(dir, endName(day)), 'utf8').then(
+    (t) => JSON.parse(t) as { seq: number; hash: string },
+    () => undefined,
+  )
+}
+
+/** Days that have a checkpoint file, oldest first, from `from` on. */
+export async function checkpointDays(dir: string, from?: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[]))
+    .map((n) => CHECKPOINTS.exec(n)?.[1])
+    .filter((d): d is string => d !== undefined && (!from || d >= from))
+    .sort()
 }
 
 export interface Line {

@@ -6,8 +6,8 @@ import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { Logger } from '../log.ts'
-import { endName, recordLink } from './record.ts'
-import { listSegments, readLines } from './segments.ts'
+import { recordLink } from './record.ts'
+import { listSegments, readEnd, readLines } from './segments.ts'
 import type { AuditTrail } from './trail.ts'
 
 /** Facility 13 (log audit) × 8 + severity 6 (informational), RFC 5424 §6.2.1. */
@@ -128,7 +128,7 @@ export class SyslogForwarder implements Component {
         return
       }
       for (const seg of await listSegments(this.#trail.dir)) {
-        const end = await readFile(join(this.#trail.dir, endName(seg.day)), 'utf8').then((t) => JSON.parse(t) as { seq: number }, () => undefined)
+        const end = await readEnd(this.#trail.dir, seg.day)
         if (end && end.seq <= this.#cursor) continue
         for await (const l of readLines(seg)) {
           if (!l.complete || this.#socket !== socket) break

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, mkdirSync } from 'node:fs'
-import { open, readdir, readFile, rename, stat, truncate, unlink, type FileHandle } from 'node:fs/promises'
+import { open, readdir, rename, stat, truncate, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { createGzip } from 'node:zlib'
@@ -20,10 +20,11 @@ import {
   endName,
   recordHash,
   recordLine,
+  recordLink,
   segmentName,
   type Checkpoint,
 } from './record.ts'
-import { listSegments, readLines } from './segments.ts'
+import { listSegments, readEnd, readLines } from './segments.ts'
 
 export const PUBLIC_KEY_FILE = 'checkpoint-key.pem'
 const HMAC_CACHE_LIMIT = 100_000
@@ -291,8 +292,9 @@ export class AuditTrail implements Component, EventSink {
       this.#log.warn({ file: last.file, tornBytes: torn }, 'audit segment ended in a partial record (crash while writing); cut it off')
     }
     if (tail.line !== undefined) {
-      this.#seq = Number(/^\{"seq":(\d+)/.exec(tail.line)?.[1] ?? NaN)
-      if (!Number.isSafeInteger(this.#seq)) throw new Error(`audit segment ${last.file} ends in a line that is not a record`)
+      const link = recordLink(tail.line)
+      if (!link) throw new Error(`audit segment ${last.file} ends in a line that is not a record`)
+      this.#seq = link.seq
       this.#head = recordHash(tail.line)
     } else {
       const previous = segments.at(-2)
@@ -304,16 +306,15 @@ export class AuditTrail implements Component, EventSink {
   }
 
   async #readEnd(day: string): Promise<{ seq: number; hash: string }> {
-    try {
-      return JSON.parse(await readFile(join(this.dir, endName(day)), 'utf8')) as { seq: number; hash: string }
-    } catch {
-      // No end file (it is written before compression, so only if removed): read the day to its end.
-      const seg = (await listSegments(this.dir)).find((s) => s.day === day)!
-      let line: string | undefined
-      for await (const l of readLines(seg)) if (l.complete) line = l.text
-      if (line === undefined) throw new Error(`audit segment for ${day} is empty and has no end file`)
-      return { seq: Number(/^\{"seq":(\d+)/.exec(line)?.[1]), hash: recordHash(line) }
-    }
+    const end = await readEnd(this.dir, day)
+    if (end) return end
+    // No end file (it is written before compression, so only if removed): read the day to its end.
+    const seg = (await listSegments(this.dir)).find((s) => s.day === day)!
+    let line: string | undefined
+    for await (const l of readLines(seg)) if (l.complete) line = l.text
+    const link = line === undefined ? undefined : recordLink(line)
+    if (!link) throw new Error(`audit segment for ${day} has no record to end on and no end file`)
+    return { seq: link.seq, hash: recordHash(line!) }
   }
 
   async #rotate(day: string): Promise<void> {
@@ -335,10 +336,7 @@ export class AuditTrail implements Component, EventSink {
     const plain = join(this.dir, segmentName(day))
     const gz = `${plain}.gz`
     try {
-      if (!(await exists(join(this.dir, endName(day))))) {
-        const end = await this.#readEnd(day)
-        writeFileAtomic(join(this.dir, endName(day)), JSON.stringify(end))
-      }
+      if (!(await readEnd(this.dir, day))) writeFileAtomic(join(this.dir, endName(day)), JSON.stringify(await this.#readEnd(day)))
       const tmp = `${gz}.tmp`
       await pipeline(createReadStream(plain), createGzip({ level: 6 }), createWriteStream(tmp, { mode: 0o600 }))
       const fh = await open(tmp, 'r+')
@@ -381,13 +379,6 @@ export class AuditTrail implements Component, EventSink {
     writeFileAtomic(join(this.dir, PUBLIC_KEY_FILE), key.export({ type: 'spki', format: 'pem' }) as string, 0o644)
     this.#publicKeyWritten = true
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  )
 }
 
 /** The last complete line of a file and the length of any partial line after it. */

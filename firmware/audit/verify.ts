@@ -1,8 +1,8 @@
 import { verify as verifySignature, type KeyObject } from 'node:crypto'
-import { readFile, readdir } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { GENESIS, checkpointName, checkpointPayload, endName, recordHash, recordLink, type Checkpoint } from './record.ts'
-import { listSegments, readLines } from './segments.ts'
+import { GENESIS, checkpointName, checkpointPayload, recordHash, recordLink, type Checkpoint } from './record.ts'
+import { checkpointDays, listSegments, readEnd, readLines } from './segments.ts'
 
 export interface VerifyProblem {
   /** The first record that is not as written (or the checkpoint that fails). */
@@ -47,10 +47,7 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
   // Checkpoints of the days in range and after (a checkpoint just past midnight covers the day
   // before, and its day may have no records of its own).
   const checkpoints = new Map<number, Checkpoint & { file: string; line: number }>()
-  const cpDays = (await readdir(dir).catch(() => [] as string[]))
-    .map((n) => /^checkpoints-(\d{4}-\d{2}-\d{2})\.jsonl$/.exec(n)?.[1])
-    .filter((d): d is string => d !== undefined && (!opts.from || d >= opts.from))
-  for (const day of cpDays.sort()) {
+  for (const day of await checkpointDays(dir, opts.from)) {
     const file = join(dir, checkpointName(day))
     const text = await readFile(file, 'utf8').catch(() => '')
     let n = 0
@@ -91,7 +88,7 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
   if (first) {
     const before = all[all.indexOf(first) - 1]
     if (before) {
-      const end = await readFile(join(dir, endName(before.day)), 'utf8').then((t) => JSON.parse(t) as { seq: number; hash: string }, () => undefined)
+      const end = await readEnd(dir, before.day)
       if (end) ({ seq: expected, hash: prevHash } = { seq: end.seq + 1, hash: end.hash })
       else result.notes.push(`no end file for ${before.day}: the first record checked is taken as given`)
     }

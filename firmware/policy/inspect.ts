@@ -1,5 +1,5 @@
 import { decodeQuotedPrintable } from '../mime/encode.ts'
-import { contentType, header, parseEntity, parseParams, splitMultipart } from '../mime/entity.ts'
+import { contentType, header, parseEntity, parseParams, splitMultipart, type Entity } from '../mime/entity.ts'
 import { decodeCharset, decodeWords } from '../mime/words.ts'
 
 /** What the policy rules look at, taken from a message without keeping copies of its parts. */
@@ -21,6 +21,14 @@ export class MalformedMessage extends Error {
 const MAX_DEPTH = 16
 const MAX_PARTS = 500
 
+/** The firm's statement class and id from the top-level headers (X-Statement-Class, X-Statement-ID). */
+export function statementTags(top: Entity): { statementClass: string | undefined; statementId: string | undefined } {
+  return {
+    statementClass: header(top, 'x-statement-class')?.trim().toLowerCase(),
+    statementId: header(top, 'x-statement-id')?.trim().slice(0, 128) || undefined,
+  }
+}
+
 /**
  * Walks the MIME tree (bounded depth and part count), decoding only what the
  * rules need: the subject, text parts, and attachments one at a time.
@@ -31,8 +39,7 @@ export function inspect(message: Buffer, onAttachment?: (a: Inspection['attachme
   const result: Inspection = {
     subject: decodeWords(header(top, 'subject') ?? ''),
     fromHeader: header(top, 'from'),
-    statementClass: header(top, 'x-statement-class')?.trim().toLowerCase(),
-    statementId: header(top, 'x-statement-id')?.trim().slice(0, 128) || undefined,
+    ...statementTags(top),
     texts: [],
     attachments: [],
   }

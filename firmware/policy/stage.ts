@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs'
 import type { Component } from '../component.ts'
 import { firstMailbox, fromAddress } from '../mime/address.ts'
-import { header, parseEntity } from '../mime/entity.ts'
+import { parseEntity } from '../mime/entity.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError, type ErrorCode } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
-import { inspect, MalformedMessage } from './inspect.ts'
+import { inspect, MalformedMessage, statementTags } from './inspect.ts'
 import { pdfEncryption } from './pdf.ts'
 import { findTaiwanIds, maskId } from './taiwan-id.ts'
 import { zipEntries } from './zip.ts'
@@ -78,20 +78,13 @@ export class PolicyStage implements Stage, Component {
     const profile = this.profileFor(mail, headerFrom ? domainOf(headerFrom) : undefined)
     if (!profile) {
       // No rules apply, but the audit trail still learns which statement this is (S6).
-      let top
+      let tags: ReturnType<typeof statementTags> = { statementClass: undefined, statementId: undefined }
       try {
-        top = parseEntity(mail.message)
+        tags = statementTags(parseEntity(mail.message))
       } catch {
-        top = undefined // not this stage's business without a profile; signing judges the message
+        // Not this stage's business without a profile; signing judges the message.
       }
-      this.#events.emit({
-        type: 'policy.accepted',
-        id: mail.envelope.id,
-        account: mail.envelope.account,
-        profile: '',
-        statementClass: (top && header(top, 'x-statement-class')?.trim().toLowerCase().slice(0, 32)) || undefined,
-        statementId: (top && header(top, 'x-statement-id')?.trim().slice(0, 128)) || undefined,
-      })
+      this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account: mail.envelope.account, profile: '', statementClass: tags.statementClass?.slice(0, 32) || undefined, statementId: tags.statementId })
       return mail
     }
     const hits: Hit[] = []
