@@ -1,6 +1,138 @@
 import type { SpoolEntry, SpoolState } from './spool.ts'
 
 const STATES: SpoolState[] = ['queued', 'inflight', 'deferred', 'held']
+const QUEUED = 0
+const DEFERRED = 2
+
+/**
+ * Slots waiting for delivery, ordered by next attempt time and then by the
+ * order they were scheduled (FIFO among equals): a binary min-heap over typed
+ * arrays. Entries are never removed from the middle; a slot that changed
+ * since it was pushed carries a newer generation and its old heap entry is
+ * dropped when it reaches the top.
+ */
+class DueHeap {
+  #at = new Float64Array(1024)
+  #order = new Float64Array(1024)
+  #slot = new Uint32Array(1024)
+  #gen = new Uint32Array(1024)
+  #size = 0
+  #counter = 0
+
+  get size(): number {
+    return this.#size
+  }
+
+  push(at: number, slot: number, gen: number): void {
+    if (this.#size === this.#at.length) this.#grow()
+    let i = this.#size++
+    const order = this.#counter++
+    // Sift up.
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if (!this.#less(at, order, this.#at[p]!, this.#order[p]!)) break
+      this.#move(p, i)
+      i = p
+    }
+    this.#put(i, at, order, slot, gen)
+  }
+
+  /** The earliest entry's time, or Infinity when empty. */
+  peekAt(): number {
+    return this.#size ? this.#at[0]! : Infinity
+  }
+
+  peekSlot(): number {
+    return this.#slot[0]!
+  }
+
+  peekGen(): number {
+    return this.#gen[0]!
+  }
+
+  pop(): void {
+    const last = --this.#size
+    if (last === 0) return
+    const at = this.#at[last]!
+    const order = this.#order[last]!
+    const slot = this.#slot[last]!
+    const gen = this.#gen[last]!
+    let i = 0
+    // Sift down.
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= last) break
+      const r = l + 1
+      const c = r < last && this.#less(this.#at[r]!, this.#order[r]!, this.#at[l]!, this.#order[l]!) ? r : l
+      if (!this.#less(this.#at[c]!, this.#order[c]!, at, order)) break
+      this.#move(c, i)
+      i = c
+    }
+    this.#put(i, at, order, slot, gen)
+  }
+
+  /** Keeps only the entries `live` accepts, then restores heap order (O(n)). */
+  compact(live: (slot: number, gen: number) => boolean): void {
+    let n = 0
+    for (let i = 0; i < this.#size; i++) {
+      if (live(this.#slot[i]!, this.#gen[i]!)) {
+        if (n !== i) this.#move(i, n)
+        n++
+      }
+    }
+    this.#size = n
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.#siftDownFrom(i)
+  }
+
+  #siftDownFrom(start: number): void {
+    const at = this.#at[start]!
+    const order = this.#order[start]!
+    const slot = this.#slot[start]!
+    const gen = this.#gen[start]!
+    let i = start
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= this.#size) break
+      const r = l + 1
+      const c = r < this.#size && this.#less(this.#at[r]!, this.#order[r]!, this.#at[l]!, this.#order[l]!) ? r : l
+      if (!this.#less(this.#at[c]!, this.#order[c]!, at, order)) break
+      this.#move(c, i)
+      i = c
+    }
+    this.#put(i, at, order, slot, gen)
+  }
+
+  #less(a: number, ao: number, b: number, bo: number): boolean {
+    return a < b || (a === b && ao < bo)
+  }
+
+  #move(from: number, to: number): void {
+    this.#put(to, this.#at[from]!, this.#order[from]!, this.#slot[from]!, this.#gen[from]!)
+  }
+
+  #put(i: number, at: number, order: number, slot: number, gen: number): void {
+    this.#at[i] = at
+    this.#order[i] = order
+    this.#slot[i] = slot
+    this.#gen[i] = gen
+  }
+
+  #grow(): void {
+    const n = this.#at.length * 2
+    const at = new Float64Array(n)
+    at.set(this.#at)
+    const order = new Float64Array(n)
+    order.set(this.#order)
+    const slot = new Uint32Array(n)
+    slot.set(this.#slot)
+    const gen = new Uint32Array(n)
+    gen.set(this.#gen)
+    this.#at = at
+    this.#order = order
+    this.#slot = slot
+    this.#gen = gen
+  }
+}
 
 /**
  * The spool's in-memory index, kept small enough for millions of queued
@@ -8,6 +140,12 @@ const STATES: SpoolState[] = ['queued', 'inflight', 'deferred', 'held']
  * per message, the rest in typed arrays (epoch as a number into a small table,
  * times as doubles, state and attempts as small integers). Entries are handed
  * out as plain objects; changes go back through `update`.
+ *
+ * Queued and deferred entries are also in a due heap, so claiming the next
+ * due mail costs O(log n) whatever the queue holds: a million deferred for a
+ * destination that is down do not slow down the mail that is due, and the
+ * oldest due mail goes first (also after a restart, whose directory order is
+ * arbitrary).
  */
 export class SpoolIndex {
   readonly #slots = new Map<string, number>()
@@ -17,12 +155,20 @@ export class SpoolIndex {
   #next = new Float64Array(1024)
   #attempts = new Uint16Array(1024)
   #state = new Uint8Array(1024)
+  /** Bumped on every change of a slot, so heap entries pushed before it are known stale. */
+  #gen = new Uint32Array(1024)
+  readonly #due = new DueHeap()
   readonly #free: number[] = []
   readonly #epochs: string[] = []
   readonly #epochNumbers = new Map<string, number>()
 
   get size(): number {
     return this.#slots.size
+  }
+
+  /** Entries in the due queue, stale ones included (kept within twice the index). */
+  get dueQueueLength(): number {
+    return this.#due.size
   }
 
   has(id: string): boolean {
@@ -43,6 +189,7 @@ export class SpoolIndex {
       this.#ids[s] = e.id
     }
     this.#write(s, e)
+    this.#schedule(s)
   }
 
   update(id: string, change: Partial<Pick<SpoolEntry, 'state' | 'attempts' | 'nextAttemptAt'>>): SpoolEntry {
@@ -51,6 +198,7 @@ export class SpoolIndex {
     if (change.state !== undefined) this.#state[s] = STATES.indexOf(change.state)
     if (change.attempts !== undefined) this.#attempts[s] = Math.min(change.attempts, 65535)
     if (change.nextAttemptAt !== undefined) this.#next[s] = change.nextAttemptAt
+    this.#schedule(s)
     return this.#entry(s)
   }
 
@@ -59,7 +207,32 @@ export class SpoolIndex {
     if (s === undefined) return
     this.#slots.delete(id)
     this.#ids[s] = undefined
+    this.#gen[s]!++
     this.#free.push(s)
+  }
+
+  /**
+   * Up to `limit` entries that are queued or deferred with their next attempt
+   * at or before `now`, earliest first, marked in flight.
+   */
+  claimDue(now: number, limit: number): SpoolEntry[] {
+    const out: SpoolEntry[] = []
+    while (out.length < limit && this.#due.peekAt() <= now) {
+      const s = this.#due.peekSlot()
+      const gen = this.#due.peekGen()
+      this.#due.pop()
+      if (gen !== this.#gen[s] || this.#ids[s] === undefined) continue // changed or gone since it was pushed
+      this.#state[s] = STATES.indexOf('inflight')
+      this.#gen[s]!++
+      out.push(this.#entry(s))
+    }
+    return out
+  }
+
+  /** The earliest next attempt among waiting entries (Infinity when none): when to look again. */
+  nextDueAt(): number {
+    while (this.#due.size && (this.#due.peekGen() !== this.#gen[this.#due.peekSlot()] || this.#ids[this.#due.peekSlot()] === undefined)) this.#due.pop()
+    return this.#due.peekAt()
   }
 
   /** Entries that `pick` accepts, at most `limit`, in slot order. */
@@ -84,6 +257,18 @@ export class SpoolIndex {
 
   ids(): string[] {
     return [...this.#slots.keys()]
+  }
+
+  /** A changed slot: older heap entries become stale; a waiting one gets a new entry. */
+  #schedule(s: number): void {
+    this.#gen[s]!++
+    const state = this.#state[s]
+    if (state === QUEUED || state === DEFERRED) {
+      this.#due.push(this.#next[s]!, s, this.#gen[s]!)
+      // Stale entries pile up when waiting mail is changed again and again (holds,
+      // releases): keep the heap within twice the index.
+      if (this.#due.size > 2 * this.#slots.size + 1024) this.#due.compact((slot, gen) => gen === this.#gen[slot] && this.#ids[slot] !== undefined)
+    }
   }
 
   #entry(s: number): SpoolEntry {
@@ -113,7 +298,7 @@ export class SpoolIndex {
 
   #grow(): void {
     const size = this.#epoch.length * 2
-    const grow = <T extends Uint8Array | Uint16Array | Float64Array>(a: T, make: (n: number) => T): T => {
+    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
       const b = make(size)
       b.set(a)
       return b
@@ -123,5 +308,6 @@ export class SpoolIndex {
     this.#next = grow(this.#next, (n) => new Float64Array(n))
     this.#attempts = grow(this.#attempts, (n) => new Uint16Array(n))
     this.#state = grow(this.#state, (n) => new Uint8Array(n))
+    this.#gen = grow(this.#gen, (n) => new Uint32Array(n))
   }
 }

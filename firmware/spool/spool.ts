@@ -202,10 +202,12 @@ export class Spool implements Component, Handoff {
     return this.#index.get(id)
   }
 
-  /** Up to `limit` messages due at `now`, marked in flight (in memory: after a crash in-flight is queued again). */
+  /**
+   * Up to `limit` messages due at `now`, earliest first, marked in flight (in
+   * memory: after a crash in-flight is queued again). O(log n) a message.
+   */
   due(now: number, limit: number): SpoolEntry[] {
-    const due = this.#index.select(limit, (state, next) => (state === 'queued' || state === 'deferred') && next <= now)
-    return due.map((e) => this.#index.update(e.id, { state: 'inflight' }))
+    return this.#index.claimDue(now, limit)
   }
 
   /** Decrypts a spooled message (unwrapping its key in the HSM). A bad record is quarantined. */
