@@ -78,6 +78,11 @@ export const schema = obj({
       description:
         'A bare CR or LF in DATA: `reject` answers 550 5.5.2; `normalize` turns it into CRLF. Either way the message is never split (SMTP smuggling).',
     }),
+    traceClient: oneOf(['hidden', 'name', 'name-and-address'] as const, {
+      default: 'hidden',
+      description:
+        'What the Received header the box adds to each mail (RFC 5321 §4.4) says about the submitting system: nothing (`hidden`, the default: its host name and address are inside the firm and would travel to every customer), its EHLO name, or name and IP address. The header always names the box and the queue id.',
+    }),
     allowFrom: cidr(
       'Global client allowlist (S8). A client outside it gets 554 5.7.1 at connect. Empty refuses everyone.',
       ['127.0.0.0/8', '::1/128'],

@@ -11,6 +11,7 @@ import { maskAddress, type Logger } from '../log.ts'
 import type { EventSink } from '../events.ts'
 import type { Handoff } from '../pipeline/handoff.ts'
 import { Authenticator } from './auth.ts'
+import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
 import { loadTlsMaterial, serverTlsOptions } from './tls.ts'
 
@@ -195,8 +196,19 @@ export class SubmissionServer implements Component {
 
   async #receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: SessionState): Promise<string> {
     const cfg = this.#config.submission
-    const message = await readMessage(stream, { maxBytes: cfg.maxMessageBytes, bareLineFeed: cfg.bareLineFeed })
+    const received = await readMessage(stream, { maxBytes: cfg.maxMessageBytes, bareLineFeed: cfg.bareLineFeed })
     const id = newQueueId()
+    const trace = receivedHeader({
+      helo: session.hostNameAppearsAs,
+      clientAddress: unmapIPv4(session.remoteAddress),
+      show: cfg.traceClient,
+      hostname: cfg.hostname,
+      tls: session.secure,
+      authenticated: typeof session.user === 'string',
+      id,
+      at: this.#clock.now(),
+    })
+    const message = Buffer.concat([Buffer.from(trace, 'latin1'), received])
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address)
     const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name } : undefined

@@ -99,12 +99,12 @@ export class RawSmtp {
   }
 
   /** Greeting, EHLO, STARTTLS, EHLO again; returns the post-TLS EHLO reply. */
-  async handshake(tls: ConnectionOptions): Promise<Reply> {
+  async handshake(tls: ConnectionOptions, ehlo = 'client.test'): Promise<Reply> {
     const greet = await this.reply()
     if (greet.code !== 220) throw new Error(`greeting ${greet.code} ${greet.text}`)
-    await this.cmd('EHLO client.test')
+    await this.cmd(`EHLO ${ehlo}`)
     await this.starttls(tls)
-    return this.cmd('EHLO client.test')
+    return this.cmd(`EHLO ${ehlo}`)
   }
 
   async authPlain(user: string, password: string): Promise<Reply> {

@@ -11,12 +11,18 @@ import { RawSmtp } from '../../helpers/smtp.ts'
 const run = promisify(execFile)
 
 /** Opens a STARTTLS session, logs in, and returns the client ready for MAIL FROM. */
-async function loggedIn(port: number, tls: object): Promise<RawSmtp> {
+async function loggedIn(port: number, tls: object, ehlo?: string): Promise<RawSmtp> {
   const c = await RawSmtp.open(port)
-  await c.handshake(tls)
+  await c.handshake(tls, ehlo)
   const r = await c.authPlain(ACCOUNT.name, ACCOUNT.password)
   if (r.code !== 235) throw new Error(`AUTH failed: ${r.code} ${r.text}`)
   return c
+}
+
+/** The box's Received field (it starts the message) and the message as the client sent it. */
+function splitTrace(message: string): [string, string] {
+  const end = message.search(/\r\n(?![ \t])/) + 2
+  return [message.slice(0, end), message.slice(end)]
 }
 
 async function send(c: RawSmtp, data: string | Buffer, rcpt = 'customer@example.net') {
@@ -236,13 +242,30 @@ t.test('an accepted mail reaches the handoff byte for byte, with envelope and TL
   t.match(r.end.text, /^2\.0\.0 Ok: queued as [A-Za-z0-9_-]{12}$/)
   c.close()
   const mail = box.handoff.mails[0]!
-  t.equal(mail.message.toString('utf8'), msg, 'dot-unstuffed, otherwise identical')
+  const [trace, rest] = splitTrace(mail.message.toString('utf8'))
+  t.equal(rest, msg, 'dot-unstuffed, otherwise identical after the trace field')
+  t.match(trace, new RegExp(`^Received: by localhost \\(Statement Gateway\\) with ESMTPSA id ${mail.envelope.id};\r\n\t[A-Z][a-z]{2}, \\d{1,2} [A-Z][a-z]{2} \\d{4} \\d\\d:\\d\\d:\\d\\d \\+0000\r\n$`), 'RFC 5321 §4.4 trace field: box, protocol, queue id, date; nothing of the client by default')
+  t.ok(r.end.text.endsWith(mail.envelope.id), 'the id in the trace field is the one the client was given')
   t.match(mail.envelope, { mailFrom: 'statements@bank.example', rcptTo: ['customer@example.net'], account: ACCOUNT.name, clientAddress: '127.0.0.1' })
   t.match(mail.envelope.tls?.protocol, /^TLSv1\.[23]$/)
   const accepted = box.records.find((r) => r.msg === 'mail accepted')
   t.match(accepted, { from: 's****s@bank.example', rcpt: ['c****r@example.net'] }, 'addresses masked in the log')
   t.notMatch(box.logText(), /customer@example\.net|中文/, 'no clear recipient and no body in the log')
   t.match(box.events.at(-1), { type: 'submission.accepted', id: mail.envelope.id, account: ACCOUNT.name, recipients: ['customer@example.net'], bytes: mail.message.length })
+})
+
+t.test('trace field names the submitting system only when configured to (its name and address are the firm\'s internals)', async (t) => {
+  for (const [show, from] of [
+    ['name', 'Received: from client.bank.internal\r\n\tby localhost (Statement Gateway) with ESMTPSA id '],
+    ['name-and-address', 'Received: from client.bank.internal ([127.0.0.1])\r\n\tby localhost (Statement Gateway) with ESMTPSA id '],
+  ] as const) {
+    const box = await startSubmission(t, { submission: { traceClient: show } })
+    const c = await loggedIn(box.starttlsPort, box.tls, 'client.bank.internal')
+    t.equal((await send(c, `${message()}.\r\n`)).end.code, 250)
+    c.close()
+    const [trace] = splitTrace(box.handoff.mails[0]!.message.toString('utf8'))
+    t.ok(trace.startsWith(from), `${show}: ${JSON.stringify(trace.slice(0, 70))}`)
+  }
 })
 
 t.test('swaks (independent client) gets 250 over STARTTLS and over implicit TLS', async (t) => {
