@@ -6,6 +6,7 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
+import { rfc5322Date } from '../mime/date.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
 import type { Spool, SpoolEntry } from '../spool/spool.ts'
 import { newQueueId } from '../submission/server.ts'
@@ -13,7 +14,15 @@ import { SmtpClient, SmtpError } from './client.ts'
 import { EgressPool, isBlockReply, type Egress } from './egress.ts'
 import { Router, systemResolver, type Hop, type Resolver } from './routes.ts'
 
-type Outcome = { status: 'sent' | 'bounced' | 'deferred'; reply: string; mx?: string; ip?: string; tls?: string }
+type Outcome = {
+  status: 'sent' | 'bounced' | 'deferred'
+  reply: string
+  mx?: string
+  ip?: string
+  tls?: string
+  /** Sent, but the MX refused some recipients at RCPT: their own outcome (5xx bounced, 4xx deferred). */
+  perRecipient?: Map<string, { status: 'bounced' | 'deferred'; reply: string }>
+}
 
 const domainOf = (a: string) => a.slice(a.lastIndexOf('@') + 1).toLowerCase()
 
@@ -141,11 +150,14 @@ export class DeliveryEngine implements Component {
 
   async #deliver(entry: SpoolEntry): Promise<void> {
     const now = this.#clock.now()
+    const done = this.#spool.recipientsDone(entry.id) ?? { delivered: [], bounced: [] }
+    const finished = new Set([...done.delivered, ...done.bounced])
     if (now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) {
       const mail = await this.#spool.read(entry.id).catch(() => undefined)
       await this.#spool.finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
       this.counts.expired++
-      if (mail) await this.#notify(mail, 'expired', `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`)
+      const reason = `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`
+      if (mail) await this.#notify(mail, 'expired', mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })))
       return
     }
     let mail: Submitted
@@ -157,26 +169,49 @@ export class DeliveryEngine implements Component {
       return
     }
     const env = mail.envelope
+    // Only recipients not yet final: a retry never sends a customer the same statement twice.
     const byDomain = new Map<string, string[]>()
-    for (const r of env.rcptTo) byDomain.set(domainOf(r), [...(byDomain.get(domainOf(r)) ?? []), r])
-    const outcomes: Outcome[] = []
-    for (const [domain, rcpts] of byDomain) outcomes.push(await this.#toDomain(env.id, env.kind ?? 'statement', domain, env.mailFrom, rcpts, mail.message))
+    env.rcptTo.forEach((r, i) => {
+      if (!finished.has(i)) byDomain.set(domainOf(r), [...(byDomain.get(domainOf(r)) ?? []), r])
+    })
+    const results = new Map<string, { status: Outcome['status']; reply: string }>()
+    for (const [domain, rcpts] of byDomain) {
+      const o = await this.#toDomain(env.id, env.kind ?? 'statement', domain, env.mailFrom, rcpts, mail.message)
+      for (const r of rcpts) results.set(r, o.perRecipient?.get(r) ?? o)
+    }
 
-    const deferred = outcomes.find((o) => o.status === 'deferred')
-    const bounced = outcomes.find((o) => o.status === 'bounced')
-    if (deferred) {
+    const delivered = [...done.delivered]
+    const bounced = [...done.bounced]
+    const bouncedNow: { rcpt: string; reason: string }[] = []
+    let deferredReply: string | undefined
+    let lastReply = ''
+    env.rcptTo.forEach((r, i) => {
+      const res = results.get(r)
+      if (!res) return
+      lastReply = res.reply
+      if (res.status === 'sent') {
+        delivered.push(i)
+      } else if (res.status === 'bounced') {
+        bounced.push(i)
+        bouncedNow.push({ rcpt: r, reason: res.reply })
+      } else {
+        deferredReply ??= res.reply
+      }
+    })
+    if (deferredReply !== undefined) {
       const schedule = this.#config.delivery.retrySeconds
       const wait = schedule[Math.min(entry.attempts, schedule.length - 1)]! * 1000
-      await this.#spool.defer(env.id, this.#clock.now() + wait, deferred.reply)
+      await this.#spool.defer(env.id, this.#clock.now() + wait, deferredReply, { delivered, bounced })
       this.counts.deferred++
-    } else if (bounced) {
-      await this.#spool.finish(env.id, 'bounced', bounced.reply)
+    } else if (delivered.length === 0) {
+      await this.#spool.finish(env.id, 'bounced', bouncedNow[0]?.reason ?? lastReply)
       this.counts.bounced++
-      await this.#notify(mail, 'bounced', bounced.reply)
     } else {
-      await this.#spool.finish(env.id, 'delivered', outcomes[0]?.reply ?? '')
+      // Delivered to at least one recipient; any that bounced have had their own DSN.
+      await this.#spool.finish(env.id, 'delivered', lastReply)
       this.counts.delivered++
     }
+    if (bouncedNow.length) await this.#notify(mail, 'bounced', bouncedNow)
   }
 
   async #toDomain(id: string, kind: string, domain: string, mailFrom: string, rcpts: string[], message: Buffer): Promise<Outcome> {
@@ -205,9 +240,18 @@ export class DeliveryEngine implements Component {
           await this.#messageRate(dest)
           client = await this.#acquire(hop, egress, !copy)
           const res = await client.send(mailFrom, rcpts, message)
-          const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
+          const where = { mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
           this.#release(hop, egress, client)
-          return this.#record(id, kind, rcpts, outcome)
+          const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, ...where }
+          if (res.rejected.length) {
+            outcome.perRecipient = new Map()
+            for (const { rcpt, reply } of res.rejected) {
+              const r = { status: reply.code >= 500 ? ('bounced' as const) : ('deferred' as const), reply: `${reply.code} ${reply.text.replace(/\n/g, ' ')}` }
+              outcome.perRecipient.set(rcpt, r)
+              this.#record(id, kind, [rcpt], { ...r, ...where })
+            }
+          }
+          return this.#record(id, kind, res.accepted, outcome)
         } catch (err) {
           client?.close()
           if (client) this.#forget(hop)
@@ -314,19 +358,20 @@ export class DeliveryEngine implements Component {
   }
 
   /** M8: the firm hears of every bounce and expiry — a DSN (RFC 3464) to the configured address, without the content. */
-  async #notify(mail: Submitted, what: 'bounced' | 'expired', reason: string): Promise<void> {
+  async #notify(mail: Submitted, what: 'bounced' | 'expired', failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
     const to = this.#config.delivery.notifyAddress
-    if (!to || mail.envelope.kind === 'dsn') return
+    if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
     const host = this.#config.submission.hostname
     const boundary = `dsn-${randomBytes(8).toString('hex')}`
-    const rcpts = mail.envelope.rcptTo
+    const rcpts = failed.map((f) => f.rcpt)
+    const reasons = [...new Set(failed.map((f) => f.reason))].join('; ')
     const body =
       `From: Mail Delivery System <MAILER-DAEMON@${host}>\r\nTo: <${to}>\r\nSubject: Undelivered statement ${mail.envelope.id} (${what})\r\n` +
-      `Date: ${new Date(this.#clock.now()).toUTCString()}\r\nMessage-ID: <${newQueueId()}@${host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n` +
+      `Date: ${rfc5322Date(this.#clock.now())}\r\nMessage-ID: <${newQueueId()}@${host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n` +
       `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"\r\n\r\n` +
-      `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nStatement ${mail.envelope.id} to ${rcpts.map(maskAddress).join(', ')} was not delivered (${what}).\r\nA paper statement may be owed (M8).\r\nReason: ${reason}\r\n` +
+      `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nStatement ${mail.envelope.id} to ${rcpts.map(maskAddress).join(', ')} was not delivered (${what}).\r\nA paper statement may be owed (M8).\r\nReason: ${reasons}\r\n` +
       `--${boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; ${host}\r\nX-Statement-Gateway-Queue-ID: ${mail.envelope.id}\r\n\r\n` +
-      rcpts.map((r) => `Final-Recipient: rfc822; ${r}\r\nAction: failed\r\nStatus: ${/\b([45]\.\d+\.\d+)\b/.exec(reason)?.[1] ?? (what === 'expired' ? '4.4.7' : '5.0.0')}\r\nDiagnostic-Code: smtp; ${reason}\r\n`).join('\r\n') +
+      failed.map(({ rcpt, reason }) => `Final-Recipient: rfc822; ${rcpt}\r\nAction: failed\r\nStatus: ${/\b([45]\.\d+\.\d+)\b/.exec(reason)?.[1] ?? (what === 'expired' ? '4.4.7' : '5.0.0')}\r\nDiagnostic-Code: smtp; ${reason}\r\n`).join('\r\n') +
       `\r\n--${boundary}--\r\n`
     await this.#spool.accept({
       envelope: { id: newQueueId(), mailFrom: '', rcptTo: [to], account: undefined, clientAddress: '127.0.0.1', tls: undefined, receivedAt: this.#clock.now(), kind: 'dsn' },

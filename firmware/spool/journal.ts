@@ -7,6 +7,8 @@ export interface JournalState {
   state: 'deferred' | 'held' | 'final'
   attempts: number
   nextAttemptAt: number
+  /** Recipients of a partly delivered mail that need no more attempts (`encodeDone`); never addresses. */
+  done?: string
 }
 
 const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q' } as const
@@ -37,12 +39,12 @@ export class Journal {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
     for (const line of text.split('\n')) {
-      const [id, code, attempts, next] = line.split(' ')
+      const [id, code, attempts, next, done] = line.split(' ')
       if (!id || !code || next === undefined) continue
       if (code === 'Q') out.set(id, 'queued')
       else {
         const state = code === 'D' ? 'deferred' : code === 'H' ? 'held' : code === 'F' ? 'final' : undefined
-        if (state) out.set(id, { state, attempts: Number(attempts), nextAttemptAt: parseInt(next, 36) })
+        if (state) out.set(id, { state, attempts: Number(attempts), nextAttemptAt: parseInt(next, 36), ...(done ? { done } : {}) })
       }
     }
     return out
@@ -53,7 +55,7 @@ export class Journal {
     const tmp = `${this.#path}.tmp`
     const fh = await open(tmp, 'w', 0o600)
     const lines: string[] = []
-    for (const [id, s] of entries) lines.push(line(id, s.state, s.attempts, s.nextAttemptAt))
+    for (const [id, s] of entries) lines.push(line(id, s.state, s.attempts, s.nextAttemptAt, s.done))
     await fh.writeFile(lines.join(''))
     await fh.datasync()
     await fh.close()
@@ -62,9 +64,9 @@ export class Journal {
     this.#fh = await open(this.#path, 'a', 0o600)
   }
 
-  append(id: string, state: JournalState['state'] | 'queued', attempts: number, nextAttemptAt: number): Promise<void> {
+  append(id: string, state: JournalState['state'] | 'queued', attempts: number, nextAttemptAt: number, done?: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#pending.push({ line: line(id, state, attempts, nextAttemptAt), resolve, reject })
+      this.#pending.push({ line: line(id, state, attempts, nextAttemptAt, done), resolve, reject })
       void this.#kick()
     })
   }
@@ -99,6 +101,6 @@ export class Journal {
   }
 }
 
-function line(id: string, state: JournalState['state'] | 'queued', attempts: number, next: number): string {
-  return `${id} ${CODES[state]} ${attempts} ${Math.max(0, Math.floor(next)).toString(36)}\n`
+function line(id: string, state: JournalState['state'] | 'queued', attempts: number, next: number, done?: string): string {
+  return `${id} ${CODES[state]} ${attempts} ${Math.max(0, Math.floor(next)).toString(36)}${done ? ` ${done}` : ''}\n`
 }

@@ -26,6 +26,27 @@ export interface SpoolEntry {
   nextAttemptAt: number
 }
 
+/**
+ * Recipients of a mail that need no more attempts, as indexes into its
+ * envelope's recipient list (the journal is clear text: never addresses).
+ * Only a mail with several recipients, some final and some not, has any.
+ */
+export interface RecipientsDone {
+  readonly delivered: readonly number[]
+  readonly bounced: readonly number[]
+}
+
+/** `0,2;1`: delivered indexes, then bounced ones. */
+export function encodeDone(d: RecipientsDone): string {
+  return `${d.delivered.join(',')};${d.bounced.join(',')}`
+}
+
+export function decodeDone(text: string): RecipientsDone {
+  const [delivered = '', bounced = ''] = text.split(';')
+  const list = (x: string) => (x ? x.split(',').map(Number).filter((n) => Number.isInteger(n) && n >= 0) : [])
+  return { delivered: list(delivered), bounced: list(bounced) }
+}
+
 export const epochKeyLabel = (epoch: string) => `spool/epoch/${epoch}`
 const EPOCH_PREFIX = 'spool/epoch/'
 
@@ -62,6 +83,8 @@ export class Spool implements Component, Handoff {
   readonly #quarantine: string
   readonly #journal: Journal
   readonly #index = new SpoolIndex()
+  /** Partly delivered mails only (rare): which recipients are done, as journalled. */
+  readonly #done = new Map<string, string>()
   readonly #epochCounts = new Map<string, number>()
   readonly #epochKeys = new Set<string>()
   readonly #epochKeyPending = new Map<string, Promise<void>>()
@@ -115,6 +138,7 @@ export class Spool implements Component, Handoff {
           continue
         }
         const st = j === undefined || j === 'queued' ? undefined : j
+        if (st?.done) this.#done.set(id, st.done)
         const created = parseInt(created36, 36)
         this.#index.set({
           id,
@@ -131,7 +155,9 @@ export class Spool implements Component, Handoff {
     for (const f of finals) await unlink(f)
     // Only entries with a journal state are materialised (a million queued ones would be garbage).
     await this.#journal.compact(
-      this.#index.select(Infinity, (state) => state !== 'queued').map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt }]),
+      this.#index
+        .select(Infinity, (state) => state !== 'queued')
+        .map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt, done: this.#done.get(e.id) }]),
     )
     await this.#shredEndedEpochs()
     this.#log.info({ queued: this.#index.size, epochs: this.#epochCounts.size, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started }, 'spool ready')
@@ -231,23 +257,36 @@ export class Spool implements Component, Handoff {
     }
   }
 
-  async defer(id: string, nextAttemptAt: number, reason: string): Promise<void> {
+  /** Which recipients of a partly delivered mail need no more attempts (undefined: none yet). */
+  recipientsDone(id: string): RecipientsDone | undefined {
+    const d = this.#done.get(id)
+    return d === undefined ? undefined : decodeDone(d)
+  }
+
+  /**
+   * Next attempt at `nextAttemptAt`. `done` (with several recipients) names
+   * those that are final now, so the retry goes to the others only; it is
+   * journalled with the deferral, so a restart does not send them again.
+   */
+  async defer(id: string, nextAttemptAt: number, reason: string, done?: RecipientsDone): Promise<void> {
     const e = this.#mustGet(id)
-    await this.#journal.append(id, 'deferred', e.attempts + 1, nextAttemptAt)
+    const d = done && (done.delivered.length || done.bounced.length) ? encodeDone(done) : this.#done.get(id)
+    await this.#journal.append(id, 'deferred', e.attempts + 1, nextAttemptAt, d)
+    if (d !== undefined) this.#done.set(id, d)
     this.#index.update(id, { attempts: e.attempts + 1, nextAttemptAt, state: 'deferred' })
     this.#events.emit({ type: 'spool.deferred', id, attempts: e.attempts + 1, nextAttemptAt, reason })
   }
 
   async hold(id: string): Promise<void> {
     const e = this.#mustGet(id)
-    await this.#journal.append(id, 'held', e.attempts, e.nextAttemptAt)
+    await this.#journal.append(id, 'held', e.attempts, e.nextAttemptAt, this.#done.get(id))
     this.#index.update(id, { state: 'held' })
     this.#events.emit({ type: 'spool.held', id })
   }
 
   async release(id: string): Promise<void> {
     const e = this.#mustGet(id)
-    await this.#journal.append(id, 'deferred', e.attempts, this.#clock.now())
+    await this.#journal.append(id, 'deferred', e.attempts, this.#clock.now(), this.#done.get(id))
     this.#index.update(id, { state: 'deferred', nextAttemptAt: this.#clock.now() })
     this.#events.emit({ type: 'spool.released', id })
   }
@@ -262,6 +301,7 @@ export class Spool implements Component, Handoff {
     // Index and event together, with no await between: whoever sees the
     // message gone from the queue also sees its final event.
     this.#index.delete(id)
+    this.#done.delete(id)
     this.#events.emit({ type: 'spool.final', id, outcome, reason })
     await unlink(this.#path(e)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err
@@ -345,6 +385,7 @@ export class Spool implements Component, Handoff {
     const name = fileName(e)
     await rename(this.#path(e), join(this.#quarantine, name)).catch(() => {})
     this.#index.delete(e.id)
+    this.#done.delete(e.id)
     this.#events.emit({ type: 'spool.quarantined', file: name, reason })
     this.#log.error({ id: e.id, reason }, 'spool record quarantined')
     await this.#released(e.epoch)

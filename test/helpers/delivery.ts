@@ -30,9 +30,10 @@ export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unkno
     await spool.stop()
   })
   const handoff = new AuditCopyHandoff(spool, config)
-  const enqueue = async (rcpt: string, body = 'Statement body\r\n', id = newQueueId()) => {
-    const message = Buffer.from(`From: statements@bank.example\r\nTo: ${rcpt}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n\r\n${body}`)
-    await handoff.accept({ envelope: { id, mailFrom: 'statements@bank.example', rcptTo: [rcpt], account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: clock.now }, message })
+  const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId()) => {
+    const rcptTo = typeof rcpt === 'string' ? [rcpt] : rcpt
+    const message = Buffer.from(`From: statements@bank.example\r\nTo: ${rcptTo.join(', ')}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n\r\n${body}`)
+    await handoff.accept({ envelope: { id, mailFrom: 'statements@bank.example', rcptTo, account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: clock.now }, message })
     return { id, message }
   }
   return { spool, engine, events, records, clock, enqueue, config }

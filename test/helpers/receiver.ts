@@ -18,6 +18,8 @@ export interface ReceiverOptions {
   /** Offer STARTTLS (with a self-signed certificate). Default true. */
   tls?: boolean
   onConnect?: (session: SMTPServerSession) => Error | undefined
+  /** Refuse a recipient at RCPT TO (`count`: how often this address was offered so far, from 1). */
+  onRcptTo?: (address: string, count: number) => Error | undefined
   onData?: (mail: Received, count: number) => Error | 'stall' | undefined
   /** Cut the connection once the first DATA bytes of mail number `count` arrive. */
   dropDuringData?: (count: number) => boolean
@@ -48,6 +50,11 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
     onMailFrom(address, _session, cb) {
       commands.push(`MAIL FROM:${address.address}`)
       cb()
+    },
+    onRcptTo(address, _session, cb) {
+      commands.push(`RCPT TO:${address.address}`)
+      const offered = commands.filter((c) => c === `RCPT TO:${address.address}`).length
+      cb(opts.onRcptTo?.(address.address, offered) ?? null)
     },
     onData(stream, session, cb) {
       const chunks: Buffer[] = []

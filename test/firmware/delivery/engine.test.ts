@@ -57,6 +57,52 @@ t.test('M8: 4xx defers with back-off, then delivers; 5xx bounces and the firm ge
   t.equal(rx.received.filter((r) => r.rcptTo[0] === 'later@example.net').length, 1)
 })
 
+t.test('M8: each recipient has its own outcome: a refused one bounces alone, a busy one is retried alone, none gets a second copy', async (t) => {
+  const { hsm } = await devHsm(t)
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  const rx = await startReceiver(t, {
+    onRcptTo: (address, offered) => {
+      if (address === 'gone@example.net') return smtpError(550, '5.1.1 no such user')
+      if (address === 'busy@example.net' && offered === 1) return smtpError(450, '4.2.1 mailbox busy')
+      return undefined
+    },
+  })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    notifyAddress: 'ops@bank.example',
+    retrySeconds: [120],
+  })
+  const m = await rig.enqueue(['ok@example.net', 'gone@example.net', 'busy@example.net'])
+  await until(() => rig.spool.entry(m.id)?.state === 'deferred')
+  t.same(rx.received.map((r) => r.rcptTo), [['ok@example.net']], 'first attempt: delivered to the accepted recipient only')
+  t.same(rig.spool.recipientsDone(m.id), { delivered: [0], bounced: [1] })
+  await until(() => firm.received.length === 1)
+  const dsn = firm.received[0]!.data.toString()
+  t.match(dsn, /Final-Recipient: rfc822; gone@example\.net\r\nAction: failed\r\nStatus: 5\.1\.1/)
+  t.notMatch(dsn, /Final-Recipient: rfc822; (ok|busy)@/, 'the DSN names only the refused recipient')
+  t.ok(rig.events.some((e) => e.type === 'delivery.attempt' && e.outcome === 'bounced' && e.recipients.join() === 'gone@example.net'), 'the refusal is its own attempt event')
+
+  rig.clock.now += 121_000
+  await until(() => finals(rig.events)[m.id] === 'delivered')
+  t.same(rx.received.map((r) => r.rcptTo), [['ok@example.net'], ['busy@example.net']], 'the retry goes to the busy recipient alone')
+  t.equal(rx.commands.filter((c) => c === 'RCPT TO:ok@example.net').length, 1, 'the delivered recipient is never offered again')
+  t.equal(firm.received.length, 1, 'no further DSN')
+})
+
+t.test('M8: when every recipient is refused the mail bounces, with one DSN naming them all', async (t) => {
+  const { hsm } = await devHsm(t)
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  const rx = await startReceiver(t, { onRcptTo: () => smtpError(550, '5.1.1 no such user') })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    notifyAddress: 'ops@bank.example',
+  })
+  const m = await rig.enqueue(['a@example.net', 'b@example.net'])
+  await until(() => finals(rig.events)[m.id] === 'bounced' && firm.received.length === 1)
+  t.equal(rx.received.length, 0)
+  t.equal((firm.received[0]!.data.toString().match(/Final-Recipient:/g) ?? []).length, 2)
+})
+
 t.test('faults: connection dropped mid-DATA and a stalling receiver are deferred, not lost', async (t) => {
   const { hsm } = await devHsm(t)
   const dropper = await startReceiver(t, { dropDuringData: (n) => n === 1 })

@@ -126,6 +126,28 @@ t.test('states survive a restart; final mails are gone; in-flight comes back as 
   t.same((await rig.spool.read(a!.envelope.id)).message, a!.message)
 })
 
+t.test('recipients already final survive a restart, a hold and a release; the journal names them by index only', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  let rig = await spoolRig(t, hsm, dir, {}, clock)
+  const m = mail('multi')!
+  await rig.spool.accept(m)
+  rig.spool.due(clock.now, 1)
+  await rig.spool.defer(m.envelope.id, clock.now + 60_000, '450 mailbox busy', { delivered: [0, 2], bounced: [1] })
+  await rig.spool.hold(m.envelope.id)
+  rig = await rig.restart()
+  t.same(rig.spool.recipientsDone(m.envelope.id), { delivered: [0, 2], bounced: [1] }, 'after a hold and a restart')
+  await rig.spool.release(m.envelope.id)
+  rig = await rig.restart() // the journal was compacted at the previous start
+  t.same(rig.spool.recipientsDone(m.envelope.id), { delivered: [0, 2], bounced: [1] }, 'after a release, compaction and a restart')
+  const journal = readFileSync(join(dir, 'spool', 'journal'), 'latin1')
+  t.match(journal, new RegExp(`${m.envelope.id} D 1 \\w+ 0,2;1\n`))
+  t.notMatch(journal, /@/, 'no address in the clear-text journal')
+  await rig.spool.finish(m.envelope.id, 'delivered', '250')
+  t.equal(rig.spool.recipientsDone(m.envelope.id), undefined)
+})
+
 t.test('a corrupted record is quarantined with an event at start-up verification; the others are unaffected', async (t) => {
   const { hsm } = await devHsm(t)
   const dir = tempDir(t)
