@@ -208,16 +208,22 @@ export const schema = obj({
         address: str({ default: '', nonEmpty: true, check: (v) => (isIP(v) ? undefined : 'is not an IP address'), description: 'Source address.' }),
         ehloName: str({ default: '', nonEmpty: true, description: 'Name announced in EHLO from this address (its PTR).' }),
         weight: int({ default: 1, min: 1, max: 100, description: 'Share of connections.' }),
+        bitsPerSecond: int({
+          default: 0,
+          min: 0,
+          max: 10_000_000_000,
+          description: 'Optional sub-limit for this address within the shared budget (M3), e.g. when its uplink is slower; 0: only the shared budget.',
+        }),
       },
       {
         default: [
-          { address: '127.0.0.11', ehloName: 'mta1.localhost', weight: 1 },
-          { address: '127.0.0.12', ehloName: 'mta2.localhost', weight: 1 },
-          { address: '127.0.0.13', ehloName: 'mta3.localhost', weight: 1 },
-          { address: '127.0.0.14', ehloName: 'mta4.localhost', weight: 1 },
+          { address: '127.0.0.11', ehloName: 'mta1.localhost', weight: 1, bitsPerSecond: 0 },
+          { address: '127.0.0.12', ehloName: 'mta2.localhost', weight: 1, bitsPerSecond: 0 },
+          { address: '127.0.0.13', ehloName: 'mta3.localhost', weight: 1, bitsPerSecond: 0 },
+          { address: '127.0.0.14', ehloName: 'mta4.localhost', weight: 1, bitsPerSecond: 0 },
         ],
         required: ['address', 'ehloName'],
-        description: 'Egress addresses (M2): `{ "address", "ehloName", "weight" }`. Loopback aliases on a dev machine; the four NIC addresses provisioning assigned on the box.',
+        description: 'Egress addresses (M2): `{ "address", "ehloName", "weight", "bitsPerSecond" }`. Loopback aliases on a dev machine; the four NIC addresses provisioning assigned on the box.',
       },
     ),
     routes: records(

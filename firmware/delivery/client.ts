@@ -33,7 +33,8 @@ export interface ClientOptions {
   tls: 'opportunistic' | 'required' | 'none'
   /** CA bundle for verification when TLS is required (default: the system store). */
   ca?: string | Buffer | undefined
-  limiter: ByteRateLimiter | undefined
+  /** Budgets every written byte passes (M3), narrowest first; empty: unshaped (the internal route). */
+  limiters: readonly ByteRateLimiter[]
   timeouts: { connect: number; greeting: number; command: number; data: number }
 }
 
@@ -78,7 +79,7 @@ export class SmtpClient {
       raw.once('error', (err) => reject(new SmtpError('connect', err.message, undefined, true)))
     }), () => raw.destroy())
     this.remoteAddress = raw.remoteAddress
-    this.#attach(new ThrottledSocket(raw, o.limiter))
+    this.#attach(new ThrottledSocket(raw, o.limiters))
     const greeting = await this.#read('greeting', o.timeouts.greeting)
     if (greeting.code !== 220) throw new SmtpError('greeting', `greeting ${greeting.code} ${greeting.text}`, greeting)
     await this.#ehlo()
@@ -185,7 +186,7 @@ export class SmtpClient {
     // Small TLS records: the receiver can only use a record once all of it has
     // arrived, so with many shaped connections 16 KB records would reach it in
     // lumps; 2 KB records keep what it sees close to the budget (~1 % overhead).
-    if (o.limiter) secure.setMaxSendFragment(2048)
+    if (o.limiters.length) secure.setMaxSendFragment(2048)
     this.#attach(secure)
     await this.#ehlo()
   }

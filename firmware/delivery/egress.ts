@@ -5,6 +5,8 @@ export interface Egress {
   address: string
   ehloName: string
   weight: number
+  /** Sub-limit for this address within the shared budget; 0 or absent: none. */
+  bitsPerSecond?: number
 }
 
 /** Replies that mean "this sending address is blocked here", not "this recipient is refused". */

@@ -81,6 +81,8 @@ export class DeliveryEngine implements Component {
   readonly #perDestination = new Map<string, Slots<SmtpClient>>()
   readonly #idle = new Map<string, SmtpClient[]>()
   readonly #messageRates = new Map<string, ByteRateLimiter>()
+  /** Per-address sub-limits within the shared budget, for egress addresses that have one. */
+  readonly #egressLimiters = new Map<string, ByteRateLimiter>()
   readonly #tasks = new Set<Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
@@ -96,6 +98,9 @@ export class DeliveryEngine implements Component {
     const d = deps.config.delivery
     this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() } })
     this.egress = new EgressPool(deps.config, deps.clock)
+    for (const e of d.egress) {
+      if (e.bitsPerSecond > 0) this.#egressLimiters.set(e.address, new ByteRateLimiter({ bytesPerSecond: e.bitsPerSecond / 8, burstBytes: 0, clock: { now: () => Date.now() } }))
+    }
     this.#global = new Slots(d.maxConnections)
   }
 
@@ -314,7 +319,7 @@ export class DeliveryEngine implements Component {
       localAddress: egress.address || undefined,
       ehloName: egress.ehloName,
       tls: hop.tls,
-      limiter: shaped ? this.limiter : undefined,
+      limiters: shaped ? [this.#egressLimiters.get(egress.address), this.limiter].filter((l) => l !== undefined) : [],
       timeouts: { connect: t.connectMs, greeting: t.greetingMs, command: t.commandMs, data: t.dataMs },
     })
     try {

@@ -72,18 +72,19 @@ export class ByteRateLimiter {
 const SLICE = 8 * 1024
 
 /**
- * A socket whose every written byte first passes the shared limiter. TLS is
+ * A socket whose every written byte first passes its limiters. TLS is
  * layered on top of this stream (tls.connect({ socket })), so the limiter sees
  * the encrypted bytes, record overhead included.
  */
 export class ThrottledSocket extends Duplex {
   readonly socket: Socket
-  readonly #limiter: ByteRateLimiter | undefined
+  readonly #limiters: readonly ByteRateLimiter[]
 
-  constructor(socket: Socket, limiter: ByteRateLimiter | undefined) {
+  /** `limiters`: every budget a byte must pass, narrowest first (a per-address sub-limit, then the shared one). */
+  constructor(socket: Socket, limiters: readonly ByteRateLimiter[]) {
     super()
     this.socket = socket
-    this.#limiter = limiter
+    this.#limiters = limiters
     socket.on('data', (d: Buffer) => {
       if (!this.push(d)) socket.pause()
     })
@@ -109,7 +110,7 @@ export class ThrottledSocket extends Duplex {
   async #send(chunk: Buffer): Promise<void> {
     for (let i = 0; i < chunk.length; i += SLICE) {
       const piece = chunk.subarray(i, i + SLICE)
-      if (this.#limiter) await this.#limiter.take(piece.length)
+      for (const limiter of this.#limiters) await limiter.take(piece.length)
       if (this.socket.destroyed) throw new Error('socket closed')
       if (!this.socket.write(piece)) await this.#drained()
     }

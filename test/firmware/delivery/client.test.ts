@@ -48,7 +48,7 @@ async function scripted(t: { teardown(fn: () => unknown): void }, opts: { pipeli
     port: (server.address() as AddressInfo).port,
     ehloName: 'box.localhost',
     localAddress: undefined,
-    limiter: undefined,
+    limiters: [],
     tls: 'none',
     timeouts: { connect: 2000, greeting: 2000, command: 2000, data: 2000 },
   })
