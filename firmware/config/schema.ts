@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { cidrProblem } from '../../hal/net/cidr.ts'
 import { passwordHashProblem } from '../submission/password.ts'
@@ -19,6 +20,15 @@ const port = (description: string, def: number) => int({ default: def, min: 0, m
 
 const mode = (def: 'off' | 'monitor' | 'enforce') =>
   oneOf(['off', 'monitor', 'enforce'] as const, { default: def, description: 'Rule mode: off, monitor (accept and record) or enforce (refuse).' })
+
+/** True when `path` can be read and holds at least one PEM certificate. */
+function pemCertificates(path: string): boolean {
+  try {
+    return readFileSync(path, 'utf8').includes('-----BEGIN CERTIFICATE-----')
+  } catch {
+    return false
+  }
+}
 
 function regexProblem(v: string): string | undefined {
   try {
@@ -236,6 +246,11 @@ export const schema = obj({
       { default: [], required: ['domain', 'host'], description: 'Static routes, used before MX (like Postfix transport maps): `{ "domain", "host", "port", "tls" }`.' },
     ),
     requireTls: list(str({ default: '', description: '' }), { default: [], description: 'Recipient domains that must get TLS with a verified certificate: without it mail is deferred, never sent in clear.' }),
+    tlsCaFile: str({
+      default: '',
+      check: (v) => (v === '' || pemCertificates(v) ? undefined : 'is not a readable PEM file of CA certificates'),
+      description: 'PEM file of extra CA certificates that verify receiving servers where TLS is required (`requireTls`, routes with `"tls": "required"`), e.g. the firm\'s internal CA for the archive route. Always trusted besides: the operating system\'s CA store.',
+    }),
     smtpPort: int({ default: 25, min: 1, max: 65535, description: 'Port for MX delivery.' }),
     bandwidthBitsPerSecond: int({ default: 10_000_000, min: 8000, max: 10_000_000_000, description: 'Egress byte budget shared by all outbound sockets, TLS included (M3).' }),
     burstBytes: int({ default: 0, min: 0, max: 16_777_216, description: 'Bytes that may go out at once above the steady rate; 0 means 1 % of a second\'s budget, so no 1-second window exceeds the budget by more than about 1 %.' }),

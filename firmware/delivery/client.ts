@@ -32,7 +32,8 @@ export interface ClientOptions {
   ehloName: string
   tls: 'opportunistic' | 'required' | 'none'
   /** CA bundle for verification when TLS is required (default: the system store). */
-  ca?: string | Buffer | undefined
+  /** Trust anchors for verified TLS; absent: Node's bundled roots. */
+  ca?: readonly (string | Buffer)[] | undefined
   /** Budgets every written byte passes (M3), narrowest first; empty: unshaped (the internal route). */
   limiters: readonly ByteRateLimiter[]
   timeouts: { connect: number; greeting: number; command: number; data: number }
@@ -171,11 +172,14 @@ export class SmtpClient {
     plain.removeAllListeners('data')
     const options: ConnectionOptions = {
       socket: plain,
+      // SNI takes names only; the identity check uses `host`, so a route to an address
+      // literal is verified against the certificate's IP addresses.
+      host: o.servername,
       ...(isIP(o.servername) ? {} : { servername: o.servername }),
       minVersion: 'TLSv1.2',
       // Opportunistic TLS (RFC 7435) encrypts without authenticating; "required" verifies the certificate.
       rejectUnauthorized: o.tls === 'required',
-      ...(o.ca ? { ca: o.ca } : {}),
+      ...(o.ca ? { ca: [...o.ca] } : {}),
     }
     const secure: TLSSocket = tlsConnect(options)
     await this.#until('starttls', o.timeouts.command, new Promise<void>((resolve, reject) => {

@@ -33,7 +33,7 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
   const connections: string[] = []
   const commands: string[] = []
   let count = 0
-  const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'mx.test' })
+  const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'mx.test', addresses: [opts.host ?? '127.0.0.1'] })
   const server = new SMTPServer({
     key: keyPem,
     cert: certPem,
@@ -94,7 +94,8 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve()))
   t.teardown(() => new Promise<void>((r) => server.close(() => r())))
   const port = (server.server.address() as AddressInfo).port
-  return { server, port, received, connections, commands }
+  /** Its self-signed certificate: a test that trusts it gets verified TLS to this receiver. */
+  return { server, port, received, connections, commands, certPem }
 }
 
 export function smtpError(code: number, text: string): Error {
