@@ -1,6 +1,6 @@
 import { isAscii } from 'node:buffer'
 import { connect as netConnect, isIP } from 'node:net'
-import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls'
+import { connect as tlsConnect, type SecureContext, type TLSSocket, type ConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { ThrottledSocket, type ByteRateLimiter } from '../../hal/net/throttle.ts'
 
@@ -32,8 +32,8 @@ export interface ClientOptions {
   ehloName: string
   tls: 'opportunistic' | 'required' | 'none'
   /** CA bundle for verification when TLS is required (default: the system store). */
-  /** Trust anchors for verified TLS; absent: Node's bundled roots. */
-  ca?: readonly (string | Buffer)[] | undefined
+  /** Trust anchors for verified TLS, built once by the caller (parsing hundreds of CA certificates per connection is costly); absent: Node's bundled roots. */
+  trust?: SecureContext | undefined
   /** Budgets every written byte passes (M3), narrowest first; empty: unshaped (the internal route). */
   limiters: readonly ByteRateLimiter[]
   timeouts: { connect: number; greeting: number; command: number; data: number }
@@ -179,7 +179,7 @@ export class SmtpClient {
       minVersion: 'TLSv1.2',
       // Opportunistic TLS (RFC 7435) encrypts without authenticating; "required" verifies the certificate.
       rejectUnauthorized: o.tls === 'required',
-      ...(o.ca ? { ca: [...o.ca] } : {}),
+      ...(o.trust ? { secureContext: o.trust } : {}),
     }
     const secure: TLSSocket = tlsConnect(options)
     await this.#until('starttls', o.timeouts.command, new Promise<void>((resolve, reject) => {

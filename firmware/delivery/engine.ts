@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { getCACertificates } from 'node:tls'
+import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls'
 import type { Clock } from '../../hal/clock.ts'
 import { applyTbf } from '../../hal/net/tc.ts'
 import { ByteRateLimiter } from '../../hal/net/throttle.ts'
@@ -85,7 +85,7 @@ export class DeliveryEngine implements Component {
   readonly #messageRates = new Map<string, ByteRateLimiter>()
   /** Per-address sub-limits within the shared budget, for egress addresses that have one. */
   readonly #egressLimiters = new Map<string, ByteRateLimiter>()
-  readonly #ca: readonly string[]
+  readonly #trust: SecureContext
   readonly #tasks = new Set<Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
@@ -108,7 +108,8 @@ export class DeliveryEngine implements Component {
     // Verified TLS (S1) trusts the operating system's store, where IT adds the firm's
     // own CAs, plus an optional file; Node's bundled roots if the system has none.
     const system = getCACertificates('system')
-    this.#ca = [...(system.length ? system : getCACertificates('bundled')), ...(d.tlsCaFile ? [readFileSync(d.tlsCaFile, 'utf8')] : [])]
+    const ca = [...(system.length ? system : getCACertificates('bundled')), ...(d.tlsCaFile ? [readFileSync(d.tlsCaFile, 'utf8')] : [])]
+    this.#trust = createSecureContext({ ca, minVersion: 'TLSv1.2' })
   }
 
   async start(): Promise<void> {
@@ -326,7 +327,7 @@ export class DeliveryEngine implements Component {
       localAddress: egress.address || undefined,
       ehloName: egress.ehloName,
       tls: hop.tls,
-      ca: this.#ca,
+      trust: this.#trust,
       limiters: shaped ? [this.#egressLimiters.get(egress.address), this.limiter].filter((l) => l !== undefined) : [],
       timeouts: { connect: t.connectMs, greeting: t.greetingMs, command: t.commandMs, data: t.dataMs },
     })
