@@ -34,7 +34,7 @@ export type BoxEvent =
   | { type: 'spool.queued'; id: string; epoch: string; bytes: number }
   | { type: 'spool.deferred'; id: string; attempts: number; nextAttemptAt: number; reason: string }
   | { type: 'spool.final'; id: string; outcome: 'delivered' | 'bounced' | 'expired'; reason: string }
-  | { type: 'spool.held' | 'spool.released'; id: string }
+  | { type: 'spool.held' | 'spool.released' | 'spool.retried'; id: string }
   | { type: 'spool.record_shredded'; id: string }
   | { type: 'spool.quarantined'; file: string; reason: string }
   | { type: 'spool.epoch_key_created' | 'spool.epoch_key_destroyed'; epoch: string }
@@ -50,6 +50,16 @@ export type BoxEvent =
       tls: string | undefined
     }
   | { type: 'hsm.status'; state: 'ok' | 'keys-missing' | 'unavailable'; token: string | undefined; error: string | undefined; missing: readonly string[] }
+  | {
+      type: 'admin.action'
+      /** The operator's login as the client reports it; the channel's permissions are what authenticate. */
+      who: string
+      via: 'control-socket'
+      action: string
+      target: string | undefined
+      outcome: 'ok' | 'refused'
+      reason?: string
+    }
   | { type: 'admin.login'; user: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
   | { type: 'config.changed'; who: string; reason: string; before: unknown; after: unknown }
   | { type: 'firmware.update'; step: string; version: string; outcome: 'ok' | 'failed'; detail?: string }

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { systemClock } from '../hal/clock.ts'
+import { boxRunning, ControlServer } from './control/server.ts'
 import { ConfigError, configPathFrom, loadConfigFile, type Config } from './config/load.ts'
 import { Daemon } from './daemon.ts'
 import { createLogger, type Logger } from './log.ts'
@@ -17,6 +18,8 @@ import { SubmissionServer } from './submission/server.ts'
 
 /** sysexits.h EX_CONFIG: systemd and IT scripts can tell a bad config from a crash. */
 const EX_CONFIG = 78
+/** sysexits.h EX_TEMPFAIL: try again later (another box holds the data directory). */
+const EX_TEMPFAIL = 75
 const REQUIRED_NODE_MAJOR = 24
 
 /**
@@ -44,6 +47,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
 
   const log = createLogger(config.log.level)
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  // Two boxes on one data directory would write the same spool and audit trail.
+  if (await boxRunning(config)) {
+    process.stderr.write(`statement-gateway: a box is already running on ${config.dataDir}\n`)
+    process.exit(EX_TEMPFAIL)
+  }
 
   // Every event goes to the log (recipients masked) and to the audit trail (S6).
   const events = new EventHub([new LogEventSink(log)])
@@ -58,7 +66,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
-  const daemon = new Daemon([hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, spool, policy, signing, delivery, submission], log)
+  const control = new ControlServer({ config, log, spool, events })
+  const daemon = new Daemon([hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, spool, policy, signing, delivery, control, submission], log)
 
   installSignalHandlers(daemon, log)
   try {

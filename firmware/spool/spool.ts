@@ -310,6 +310,20 @@ export class Spool implements Component, Handoff {
     await this.#released(e.epoch)
   }
 
+  /** Up to `limit` entries in index order, optionally only those in `state` (for the operator). */
+  list(limit: number, state?: SpoolState): SpoolEntry[] {
+    return this.#index.select(limit, (s) => state === undefined || s === state)
+  }
+
+  /** A deferred mail becomes due now (an operator who knows the destination is back). */
+  async retryNow(id: string): Promise<void> {
+    const e = this.#mustGet(id)
+    const now = this.#clock.now()
+    await this.#journal.append(id, 'deferred', e.attempts, now, this.#done.get(id))
+    this.#index.update(id, { state: 'deferred', nextAttemptAt: now })
+    this.#events.emit({ type: 'spool.retried', id })
+  }
+
   /** Counts by state, for status pages and metrics. */
   stats(): Record<SpoolState, number> & { total: number } {
     return { ...this.#index.countByState(), total: this.#index.size }

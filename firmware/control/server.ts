@@ -1,0 +1,253 @@
+import { chmodSync, unlinkSync } from 'node:fs'
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import type { EventSink } from '../events.ts'
+import { maskAddress, type Logger } from '../log.ts'
+import { parseEntity } from '../mime/entity.ts'
+import { statementTags } from '../policy/inspect.ts'
+import type { Spool, SpoolEntry, SpoolState } from '../spool/spool.ts'
+
+export const controlSocketPath = (config: Config) => join(config.dataDir, 'control.sock')
+
+/** One request on the control socket: a JSON line. `who` is the operator's login, as the CLI saw it. */
+export interface ControlRequest {
+  readonly cmd: string
+  readonly args?: Record<string, unknown>
+  readonly who?: string
+}
+
+export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string }
+
+class Refused extends Error {}
+
+const STATES: readonly SpoolState[] = ['queued', 'inflight', 'deferred', 'held']
+const LIST_LIMIT = 10_000
+const MAX_LINE = 64 * 1024
+
+/**
+ * The operator's way into the running box: a Unix socket in the data
+ * directory, mode 0600, so only the box's own user (and root) can connect —
+ * the same trust boundary as the spool and the HSM PIN files. JSON lines,
+ * one reply per request. Every request, read-only ones included, is an
+ * `admin.action` event in the audit trail, with the login the client claims
+ * (the socket's permissions are what authenticates).
+ *
+ * Commands: queue.summary, queue.list {state?, limit?}, queue.show {id},
+ * queue.hold {id}, queue.release {id}, queue.retry {id}.
+ */
+export class ControlServer implements Component {
+  readonly name = 'control'
+  readonly #config: Config
+  readonly #log: Logger
+  readonly #spool: Spool
+  readonly #events: EventSink
+  #server: Server | undefined
+  readonly #sockets = new Set<Socket>()
+
+  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink }) {
+    this.#config = deps.config
+    this.#log = deps.log.child({ component: 'control' })
+    this.#spool = deps.spool
+    this.#events = deps.events
+  }
+
+  get path(): string {
+    return controlSocketPath(this.#config)
+  }
+
+  async start(): Promise<void> {
+    const path = this.path
+    // A socket file left by a crash is removed; one a running box answers on is not ours to take.
+    if (await answers(path)) throw new Error(`another box is running on ${this.#config.dataDir} (its control socket answers)`)
+    try {
+      unlinkSync(path)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    const server = createServer((socket) => this.#serve(socket))
+    const old = process.umask(0o177) // the socket file is created 0600, with no window where it is wider
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(path, () => resolve())
+      })
+    } finally {
+      process.umask(old)
+    }
+    chmodSync(path, 0o600)
+    this.#server = server
+    this.#log.info({ path }, 'control socket listening')
+  }
+
+  async stop(): Promise<void> {
+    const server = this.#server
+    if (!server) return
+    this.#server = undefined
+    for (const s of this.#sockets) s.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  #serve(socket: Socket): void {
+    this.#sockets.add(socket)
+    socket.on('close', () => this.#sockets.delete(socket))
+    socket.on('error', () => socket.destroy())
+    socket.setEncoding('utf8')
+    let pending = ''
+    let chain = Promise.resolve()
+    socket.on('data', (data: string) => {
+      pending += data
+      if (pending.length > MAX_LINE) return void socket.end(`${JSON.stringify({ ok: false, error: 'request too long' })}\n`)
+      const lines = pending.split('\n')
+      pending = lines.pop()!
+      for (const line of lines) {
+        if (!line.trim()) continue
+        // One at a time per connection, so replies come back in order.
+        chain = chain.then(async () => {
+          const reply = await this.handle(line)
+          if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`)
+        })
+      }
+    })
+  }
+
+  /** Parses and carries out one request line; every outcome is audited. */
+  async handle(line: string): Promise<ControlReply> {
+    let req: ControlRequest
+    try {
+      req = JSON.parse(line) as ControlRequest
+      if (typeof req.cmd !== 'string') throw new Error('no cmd')
+    } catch {
+      return { ok: false, error: 'not a JSON request with a "cmd"' }
+    }
+    const who = typeof req.who === 'string' && /^[\w.@-]{1,64}$/.test(req.who) ? req.who : 'unknown'
+    const args = req.args ?? {}
+    const target = typeof args.id === 'string' ? args.id : undefined
+    try {
+      const result = await this.#run(req.cmd, args)
+      this.#events.emit({ type: 'admin.action', who, via: 'control-socket', action: req.cmd, target, outcome: 'ok' })
+      return { ok: true, result }
+    } catch (err) {
+      const error = err instanceof Refused ? err.message : `failed: ${(err as Error).message}`
+      this.#events.emit({ type: 'admin.action', who, via: 'control-socket', action: req.cmd, target, outcome: 'refused', reason: error })
+      if (!(err instanceof Refused)) this.#log.error({ cmd: req.cmd, err: (err as Error).message }, 'control request failed')
+      return { ok: false, error }
+    }
+  }
+
+  async #run(cmd: string, args: Record<string, unknown>): Promise<unknown> {
+    switch (cmd) {
+      case 'queue.summary':
+        return this.#spool.stats()
+      case 'queue.list': {
+        const state = args.state
+        if (state !== undefined && !STATES.includes(state as SpoolState)) throw new Refused(`unknown state "${String(state)}" (one of ${STATES.join(', ')})`)
+        const limit = args.limit === undefined ? 100 : Number(args.limit)
+        if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT) throw new Refused(`limit must be 1–${LIST_LIMIT}`)
+        return this.#spool.list(limit, state as SpoolState | undefined).map(view)
+      }
+      case 'queue.show': {
+        const e = this.#entry(args)
+        const mail = await this.#spool.read(e.id)
+        const done = this.#spool.recipientsDone(e.id)
+        const tags = statementTags(parseEntity(mail.message))
+        return {
+          ...view(e),
+          kind: mail.envelope.kind ?? 'statement',
+          account: mail.envelope.account,
+          // Masked as in the log: the operator needs to recognise a mail, not read addresses off a screen.
+          from: maskAddress(mail.envelope.mailFrom),
+          recipients: mail.envelope.rcptTo.map((r, i) => ({
+            address: maskAddress(r),
+            state: done?.delivered.includes(i) ? 'delivered' : done?.bounced.includes(i) ? 'bounced' : 'pending',
+          })),
+          bytes: mail.message.length,
+          receivedAt: new Date(mail.envelope.receivedAt).toISOString(),
+          statementId: tags.statementId,
+          statementClass: tags.statementClass,
+        }
+      }
+      case 'queue.hold': {
+        const e = this.#entry(args)
+        if (e.state === 'held') throw new Refused(`${e.id} is already held`)
+        if (e.state === 'inflight') throw new Refused(`${e.id} is being delivered right now; try again when the attempt ends`)
+        await this.#spool.hold(e.id)
+        return view(this.#spool.entry(e.id)!)
+      }
+      case 'queue.release': {
+        const e = this.#entry(args)
+        if (e.state !== 'held') throw new Refused(`${e.id} is not held (it is ${e.state})`)
+        await this.#spool.release(e.id)
+        return view(this.#spool.entry(e.id)!)
+      }
+      case 'queue.retry': {
+        const e = this.#entry(args)
+        if (e.state !== 'deferred') throw new Refused(`${e.id} is ${e.state}; only a deferred mail can be retried now`)
+        await this.#spool.retryNow(e.id)
+        return view(this.#spool.entry(e.id)!)
+      }
+      default:
+        throw new Refused(`unknown command "${cmd}"`)
+    }
+  }
+
+  #entry(args: Record<string, unknown>): SpoolEntry {
+    const id = args.id
+    if (typeof id !== 'string' || !id) throw new Refused('an "id" is needed')
+    const e = this.#spool.entry(id)
+    if (!e) throw new Refused(`no queued mail ${id} (delivered, bounced and expired mail is gone)`)
+    return e
+  }
+}
+
+function view(e: SpoolEntry) {
+  return {
+    id: e.id,
+    state: e.state,
+    attempts: e.attempts,
+    created: new Date(e.created).toISOString(),
+    nextAttemptAt: e.state === 'deferred' || e.state === 'queued' ? new Date(e.nextAttemptAt).toISOString() : undefined,
+  }
+}
+
+/** True when a box is running on this configuration's data directory (its control socket answers). */
+export function boxRunning(config: Config): Promise<boolean> {
+  return answers(controlSocketPath(config))
+}
+
+/** True when something accepts connections on the socket at `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = createConnection(path)
+    c.once('connect', () => (c.destroy(), resolve(true)))
+    c.once('error', () => resolve(false))
+  })
+}
+
+/** Sends requests to a running box and returns the replies in order (the CLI's side). */
+export async function controlRequests(path: string, requests: readonly ControlRequest[], timeoutMs = 30_000): Promise<ControlReply[]> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(path)
+    const replies: ControlReply[] = []
+    let pending = ''
+    const timer = setTimeout(() => (c.destroy(), reject(new Error(`no answer from the box within ${timeoutMs / 1000} s`))), timeoutMs)
+    c.setEncoding('utf8')
+    c.once('connect', () => c.write(requests.map((r) => `${JSON.stringify(r)}\n`).join('')))
+    c.on('data', (d: string) => {
+      pending += d
+      const lines = pending.split('\n')
+      pending = lines.pop()!
+      for (const l of lines) if (l.trim()) replies.push(JSON.parse(l) as ControlReply)
+      if (replies.length >= requests.length) {
+        clearTimeout(timer)
+        c.end()
+        resolve(replies)
+      }
+    })
+    c.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new Error(`the box is not running (no control socket at ${path})`) : err.code === 'EACCES' ? new Error(`not allowed to use ${path}: run as the box's user or root`) : err)
+    })
+  })
+}

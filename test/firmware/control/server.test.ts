@@ -1,0 +1,114 @@
+import { spawnSync } from 'node:child_process'
+import { statSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import t from 'tap'
+import { parseConfig } from '../../../firmware/config/load.ts'
+import { ControlServer, controlRequests, type ControlReply } from '../../../firmware/control/server.ts'
+import type { BoxEvent } from '../../../firmware/events.ts'
+import { tempDir } from '../../helpers/box.ts'
+import { devHsm } from '../../helpers/hsm.ts'
+import { logSink } from '../../helpers/logs.ts'
+import { mail, spoolRig } from '../../helpers/spool.ts'
+
+async function rig(t: { teardown(fn: () => unknown): void }) {
+  const { hsm } = await devHsm(t)
+  const dataDir = tempDir(t)
+  const s = await spoolRig(t, hsm, dataDir)
+  const config = parseConfig({ dataDir })
+  const events: BoxEvent[] = []
+  const control = new ControlServer({ config, log: logSink().log, spool: s.spool, events: { emit: (e) => void events.push(e) } })
+  await control.start()
+  t.teardown(() => control.stop())
+  const ask = async (cmd: string, args?: Record<string, unknown>): Promise<ControlReply> => (await controlRequests(control.path, [{ cmd, args, who: 'alice' }]))[0]!
+  return { ...s, control, events, ask, dataDir, config }
+}
+
+t.test('the control socket is 0600 in the data directory', async (t) => {
+  const r = await rig(t)
+  const st = statSync(r.control.path)
+  t.ok(st.isSocket())
+  t.equal(st.mode & 0o777, 0o600, 'only the box user (and root) can connect')
+})
+
+t.test('queue: summary, list by state, show (masked, no content), hold, release, retry — each an audited admin action', async (t) => {
+  const r = await rig(t)
+  const a = mail('Secret statement body', 'alice.wang@example.net')
+  const withTags = mail('x')
+  const b = { ...withTags, message: Buffer.from(`X-Statement-ID: S-2026-11-000123\r\nX-Statement-Class: monthly\r\n${withTags.message.toString()}`) }
+  await r.spool.accept(a)
+  await r.spool.accept(b)
+  r.spool.due(r.clock.now, 1) // a in flight
+  await r.spool.defer(a.envelope.id, r.clock.now + 3_600_000, '451 later')
+
+  t.match(await r.ask('queue.summary'), { ok: true, result: { total: 2, queued: 1, deferred: 1, held: 0, inflight: 0 } })
+  const deferred = await r.ask('queue.list', { state: 'deferred' })
+  t.match(deferred, { ok: true, result: [{ id: a.envelope.id, state: 'deferred', attempts: 1 }] })
+  t.equal((deferred as { result: unknown[] }).result.length, 1)
+
+  const shown = await r.ask('queue.show', { id: b.envelope.id })
+  t.match(shown, { ok: true, result: { id: b.envelope.id, state: 'queued', from: 's****s@bank.example', recipients: [{ address: 'c****r@example.net', state: 'pending' }], statementId: 'S-2026-11-000123', statementClass: 'monthly' } })
+  const shownA = JSON.stringify(await r.ask('queue.show', { id: a.envelope.id }))
+  t.notMatch(shownA, /alice\.wang|Secret statement body/, 'no clear address and no content on the operator\'s screen')
+
+  t.match(await r.ask('queue.hold', { id: b.envelope.id }), { ok: true, result: { state: 'held' } })
+  t.same(r.spool.due(r.clock.now, 10), [], 'a held mail is not delivered')
+  t.match(await r.ask('queue.hold', { id: b.envelope.id }), { ok: false, error: /already held/ })
+  t.match(await r.ask('queue.release', { id: b.envelope.id }), { ok: true, result: { state: 'deferred' } })
+  t.match(await r.ask('queue.retry', { id: a.envelope.id }), { ok: true, result: { state: 'deferred' } })
+  t.same(r.spool.due(r.clock.now, 10).map((e) => e.id).sort(), [a.envelope.id, b.envelope.id].sort(), 'released and retried mail is due now')
+
+  t.match(await r.ask('queue.hold', { id: a.envelope.id }), { ok: false, error: /being delivered right now/ }, 'in flight: refused, not raced')
+  t.match(await r.ask('queue.release', { id: 'nope' }), { ok: false, error: /no queued mail nope/ })
+  t.match(await r.ask('queue.list', { state: 'lost' }), { ok: false, error: /unknown state "lost"/ })
+  t.match(await r.ask('queue.delete', { id: a.envelope.id }), { ok: false, error: /unknown command "queue.delete"/ })
+
+  const actions = r.events.filter((e) => e.type === 'admin.action')
+  t.equal(actions.length, 12, 'every request, read-only and refused ones included, is audited')
+  t.match(actions.find((e) => e.action === 'queue.hold'), { who: 'alice', via: 'control-socket', target: b.envelope.id, outcome: 'ok' })
+  t.match(actions.find((e) => e.outcome === 'refused' && e.action === 'queue.hold' && e.target === a.envelope.id), { reason: /being delivered/ })
+})
+
+t.test('held and retried states survive a restart of the spool', async (t) => {
+  const r = await rig(t)
+  const m = mail('x')
+  await r.spool.accept(m)
+  await r.ask('queue.hold', { id: m.envelope.id })
+  const again = await r.restart()
+  t.match(again.spool.entry(m.envelope.id), { state: 'held' })
+})
+
+t.test('bad requests get an error line, not a dropped connection', async (t) => {
+  const r = await rig(t)
+  const replies = await new Promise<string[]>((resolve) => {
+    const c = createConnection(r.control.path)
+    let text = ''
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write('not json\n{"cmd":"queue.summary"}\n'))
+    c.on('data', (d: string) => {
+      text += d
+      if (text.split('\n').length > 2) (c.end(), resolve(text.trim().split('\n')))
+    })
+  })
+  t.match(JSON.parse(replies[0]!), { ok: false, error: /not a JSON request/ })
+  t.match(JSON.parse(replies[1]!), { ok: true, result: { total: 0 } }, 'the connection stays usable, replies in order')
+  t.match(r.events.at(-1), { type: 'admin.action', who: 'unknown', action: 'queue.summary' }, 'no login claimed: recorded as unknown')
+})
+
+t.test('a second box on the same data directory is refused; a socket file left by a crash is not in the way', async (t) => {
+  const r = await rig(t)
+  const second = new ControlServer({ config: r.config, log: logSink().log, spool: r.spool, events: { emit() {} } })
+  await t.rejects(second.start(), /another box is running/)
+  await r.control.stop()
+  // A box killed with SIGKILL leaves its socket file behind, with nobody listening on it.
+  spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(r.control.path)}, () => process.kill(process.pid, 'SIGKILL'))`])
+  t.ok(statSync(r.control.path).isSocket(), 'a dead socket file is there')
+  const third = new ControlServer({ config: r.config, log: logSink().log, spool: r.spool, events: { emit() {} } })
+  await third.start()
+  t.teardown(() => third.stop())
+  t.match((await controlRequests(third.path, [{ cmd: 'queue.summary' }]))[0], { ok: true })
+})
+
+t.test('the client says plainly when the box is not running', async (t) => {
+  const dir = tempDir(t)
+  await t.rejects(controlRequests(`${dir}/control.sock`, [{ cmd: 'queue.summary' }]), /the box is not running/)
+})

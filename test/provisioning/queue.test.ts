@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { ACCOUNT } from '../helpers/box.ts'
+import { spawnDaemon, writeDaemonConfig } from '../helpers/daemon.ts'
+import { run } from '../helpers/hsm.ts'
+import { RawSmtp } from '../helpers/smtp.ts'
+
+const QUEUE = fileURLToPath(new URL('../../provisioning/queue.ts', import.meta.url))
+const AUDIT = fileURLToPath(new URL('../../provisioning/audit.ts', import.meta.url))
+const cli = (tool: string, config: string, ...args: string[]) =>
+  run(process.execPath, [tool, ...args, '--config', config]).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  )
+
+/** A loopback port with nothing listening: deliveries to it are deferred. */
+async function closedPort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))
+  const { port } = s.address() as AddressInfo
+  await new Promise<void>((r) => s.close(() => r()))
+  return port
+}
+
+t.test('npm run queue: the operator lists, inspects, holds, releases and retries mail in the running box; the trail records it', async (t) => {
+  const cfg = await writeDaemonConfig(t, { delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: await closedPort() }], retrySeconds: [3600] } })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
+
+  const c = await RawSmtp.open(listening.starttls.port)
+  await c.handshake({ ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' })
+  t.equal((await c.authPlain(ACCOUNT.name, ACCOUNT.password)).code, 235)
+  await c.cmd('MAIL FROM:<statements@bank.example>')
+  await c.cmd('RCPT TO:<customer@example.net>')
+  await c.cmd('DATA')
+  c.write('From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: statement\r\nX-Statement-ID: S-1\r\n\r\nbody\r\n.\r\n')
+  const queued = await c.reply()
+  c.close()
+  const id = /queued as (\S+)/.exec(queued.text)![1]!
+
+  // The destination refuses connections: the mail is deferred for an hour.
+  let summary = ''
+  for (let i = 0; i < 100 && !/1 deferred/.test(summary); i++) {
+    summary = (await cli(QUEUE, cfg.path, 'summary')).stdout
+    if (!/1 deferred/.test(summary)) await new Promise((r) => setTimeout(r, 100))
+  }
+  t.equal(summary, '1 queued: 0 waiting, 0 in flight, 1 deferred, 0 held\n')
+  const list = await cli(QUEUE, cfg.path, 'list', '--state', 'deferred')
+  t.match(list.stdout, new RegExp(`^ID +STATE +TRY +CREATED +NEXT ATTEMPT\\n${id} +deferred +1 `))
+  const shown = await cli(QUEUE, cfg.path, 'show', id)
+  t.match(shown.stdout, /recipients +c\*\*\*\*r@example\.net pending/)
+  t.match(shown.stdout, /statementId +S-1/)
+
+  t.equal((await cli(QUEUE, cfg.path, 'hold', id)).code, 0)
+  t.match((await cli(QUEUE, cfg.path, 'list', '--json')).stdout, /"state": "held"/)
+  const again = await cli(QUEUE, cfg.path, 'retry', id)
+  t.equal(again.code, 1)
+  t.match(again.stderr, /is held; only a deferred mail can be retried now/)
+  t.equal((await cli(QUEUE, cfg.path, 'release', id)).code, 0)
+  t.equal((await cli(QUEUE, cfg.path, 'frobnicate')).code, 2)
+
+  const second = spawnDaemon(t, ['--config', cfg.path])
+  t.same(await second.exited, { code: 75, signal: null }, 'a second box on the same data directory stops at once (EX_TEMPFAIL)')
+  t.match(second.stderr(), /a box is already running on/)
+
+  child.proc.kill('SIGTERM')
+  t.same(await child.exited, { code: 0, signal: null })
+  const stopped = await cli(QUEUE, cfg.path, 'summary')
+  t.equal(stopped.code, 1)
+  t.match(stopped.stderr, /the box is not running/)
+
+  const actions = (await cli(AUDIT, cfg.path, 'search', '--type', 'admin.action')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.same(
+    actions.slice(-6).map((a) => [a.action, a.outcome]),
+    [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok']],
+  )
+  t.match(actions.at(-2), { target: id, reason: /is held/ })
+  t.ok(actions.every((a) => a.via === 'control-socket' && typeof a.who === 'string' && a.who !== 'unknown'), 'with the operator login')
+})
