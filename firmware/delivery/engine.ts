@@ -9,7 +9,9 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
 import { rfc5322Date } from '../mime/date.ts'
+import { parseEntity } from '../mime/entity.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
+import { statementTags } from '../policy/inspect.ts'
 import type { Spool, SpoolEntry } from '../spool/spool.ts'
 import { newQueueId } from '../submission/server.ts'
 import { SmtpClient, SmtpError } from './client.ts'
@@ -371,7 +373,12 @@ export class DeliveryEngine implements Component {
     this.#global.give()
   }
 
-  /** M8: the firm hears of every bounce and expiry — a DSN (RFC 3464) to the configured address, without the content. */
+  /**
+   * M8: the firm hears of every bounce and expiry — a DSN (RFC 3464) to the
+   * configured address, without the content. It carries the firm's own
+   * statement id (X-Statement-ID) beside the queue id, so the firm's system
+   * can tell which customer is owed a paper statement.
+   */
   async #notify(mail: Submitted, what: 'bounced' | 'expired', failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
     const to = this.#config.delivery.notifyAddress
     if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
@@ -379,12 +386,19 @@ export class DeliveryEngine implements Component {
     const boundary = `dsn-${randomBytes(8).toString('hex')}`
     const rcpts = failed.map((f) => f.rcpt)
     const reasons = [...new Set(failed.map((f) => f.reason))].join('; ')
+    // The firm's id goes into header fields: printable ASCII only.
+    const statementId = statementTags(parseEntity(mail.message)).statementId?.replace(/[^\x21-\x7e]/g, '?')
+    const copy = mail.envelope.kind === 'audit-copy'
+    const what1 = copy ? `The archive copy of statement ${mail.envelope.id}` : `Statement ${mail.envelope.id}`
+    const consequence = copy ? 'The customer\'s own delivery is tracked separately; the archive (M7) lacks this copy.' : 'A paper statement may be owed (M8).'
+    const idLine = statementId ? `Statement ID: ${statementId}\r\n` : ''
     const body =
-      `From: Mail Delivery System <MAILER-DAEMON@${host}>\r\nTo: <${to}>\r\nSubject: Undelivered statement ${mail.envelope.id} (${what})\r\n` +
-      `Date: ${rfc5322Date(this.#clock.now())}\r\nMessage-ID: <${newQueueId()}@${host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n` +
-      `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"\r\n\r\n` +
-      `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nStatement ${mail.envelope.id} to ${rcpts.map(maskAddress).join(', ')} was not delivered (${what}).\r\nA paper statement may be owed (M8).\r\nReason: ${reasons}\r\n` +
-      `--${boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; ${host}\r\nX-Statement-Gateway-Queue-ID: ${mail.envelope.id}\r\n\r\n` +
+      `From: Mail Delivery System <MAILER-DAEMON@${host}>\r\nTo: <${to}>\r\nSubject: Undelivered ${copy ? 'archive copy' : 'statement'} ${statementId ?? mail.envelope.id} (${what})\r\n` +
+      `Date: ${rfc5322Date(this.#clock.now())}\r\nMessage-ID: <${newQueueId()}@${host}>\r\nAuto-Submitted: auto-replied\r\n` +
+      (statementId ? `X-Statement-ID: ${statementId}\r\n` : '') +
+      `MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"\r\n\r\n` +
+      `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${what1} to ${rcpts.map(maskAddress).join(', ')} was not delivered (${what}).\r\n${idLine}${consequence}\r\nReason: ${reasons}\r\n` +
+      `--${boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; ${host}\r\nX-Statement-Gateway-Queue-ID: ${mail.envelope.id}\r\n${statementId ? `X-Statement-ID: ${statementId}\r\n` : ''}Arrival-Date: ${rfc5322Date(mail.envelope.receivedAt)}\r\n\r\n` +
       failed.map(({ rcpt, reason }) => `Final-Recipient: rfc822; ${rcpt}\r\nAction: failed\r\nStatus: ${/\b([45]\.\d+\.\d+)\b/.exec(reason)?.[1] ?? (what === 'expired' ? '4.4.7' : '5.0.0')}\r\nDiagnostic-Code: smtp; ${reason}\r\n`).join('\r\n') +
       `\r\n--${boundary}--\r\n`
     await this.#spool.accept({

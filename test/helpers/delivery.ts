@@ -30,9 +30,9 @@ export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unkno
     await spool.stop()
   })
   const handoff = new AuditCopyHandoff(spool, config)
-  const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId()) => {
+  const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId(), headers = '') => {
     const rcptTo = typeof rcpt === 'string' ? [rcpt] : rcpt
-    const message = Buffer.from(`From: statements@bank.example\r\nTo: ${rcptTo.join(', ')}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n\r\n${body}`)
+    const message = Buffer.from(`From: statements@bank.example\r\nTo: ${rcptTo.join(', ')}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n${headers}\r\n${body}`)
     await handoff.accept({ envelope: { id, mailFrom: 'statements@bank.example', rcptTo, account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: clock.now }, message })
     return { id, message }
   }

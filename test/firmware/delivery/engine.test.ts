@@ -46,7 +46,7 @@ t.test('M8: 4xx defers with back-off, then delivers; 5xx bounces and the firm ge
     retrySeconds: [120, 600],
   })
   const later = await rig.enqueue('later@example.net')
-  const gone = await rig.enqueue('gone@example.net')
+  const gone = await rig.enqueue('gone@example.net', undefined, undefined, 'X-Statement-ID: S-2026-11-000042\r\n')
   await until(() => rig.spool.entry(later.id)?.state === 'deferred' && finals(rig.events)[gone.id] === 'bounced')
   t.match(rig.spool.entry(later.id), { attempts: 1, nextAttemptAt: rig.clock.now + 120_000 })
   await until(() => firm.received.length === 1)
@@ -55,6 +55,9 @@ t.test('M8: 4xx defers with back-off, then delivers; 5xx bounces and the firm ge
   t.match(dsn.data.toString(), /report-type=delivery-status/)
   t.match(dsn.data.toString(), new RegExp(`Statement ${gone.id} to g\\*\\*\\*\\*e@example\\.net was not delivered \\(bounced\\)`))
   t.match(dsn.data.toString(), /Status: 5\.1\.1/)
+  t.match(dsn.data.toString(), /^Subject: Undelivered statement S-2026-11-000042 \(bounced\)\r$/m, 'the firm\'s own statement id, to find the customer owed paper')
+  t.match(dsn.data.toString(), /Statement ID: S-2026-11-000042\r\n/)
+  t.match(dsn.data.toString(), new RegExp(`X-Statement-Gateway-Queue-ID: ${gone.id}\r\nX-Statement-ID: S-2026-11-000042\r\nArrival-Date: `))
   t.notMatch(dsn.data.toString(), /Statement body/, 'no statement content in the DSN')
   rig.clock.now += 121_000
   await until(() => finals(rig.events)[later.id] === 'delivered')
