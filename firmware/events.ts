@@ -23,6 +23,15 @@ export type BoxEvent =
     }
   | { type: 'submission.refused'; account: string | undefined; clientAddress: string; code: string; reply: string }
   | { type: 'policy.decision'; id: string; account: string | undefined; profile: string; rule: string; mode: 'monitor' | 'enforce'; outcome: 'refused' | 'monitor-hit' }
+  | {
+      type: 'policy.consent_list'
+      profile: string
+      /** How many addresses the list now holds, and which file version (no addresses in the trail). */
+      addresses: number
+      sha256: string
+      outcome: 'loaded' | 'kept-previous'
+      reason?: string
+    }
   | { type: 'policy.accepted'; id: string; account: string | undefined; profile: string; statementClass: string | undefined; statementId: string | undefined }
   | {
       type: 'signing.signed'

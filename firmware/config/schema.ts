@@ -136,6 +136,7 @@ export const schema = obj({
     healthCheckMs: int({ default: 30000, min: 1000, max: 3600000, description: 'How often the box checks the token and logs state changes (S11).' }),
   }),
   policy: obj({
+    consentCheckSeconds: int({ default: 30, min: 1, max: 3600, description: 'How often the consent files are checked for a new version (M1: the firm exports them).' }),
     profiles: records(
       {
         name: str({ default: '', nonEmpty: true, description: 'Profile name (in replies and the audit trail).' }),
@@ -154,7 +155,11 @@ export const schema = obj({
         deidentify: mode('enforce'),
         patterns: list(str({ default: '', description: '', check: regexProblem }), { default: [], description: 'Extra regular expressions that must not appear (full account numbers…).' }),
         maxRecipients: int({ default: 1, min: 1, max: 1000, description: 'Recipients per mail (statements are 1:1).' }),
-        consentFile: str({ default: '', description: 'File of addresses with e-statement consent (one per line, or CSV first column); empty for no check.' }),
+        consentFile: str({
+          default: '',
+          description:
+            'File of addresses with e-statement consent (one per line, or CSV first column); empty for no check. The box rereads it when it changes (after it has stopped changing for `policy.consentCheckSeconds`); an empty or unreadable new file keeps the previous list.',
+        }),
       },
       {
         default: [],

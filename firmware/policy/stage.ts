@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { readFileSync, statSync } from 'node:fs'
 import type { Component } from '../component.ts'
 import { firstMailbox, fromAddress } from '../mime/address.ts'
 import { parseEntity } from '../mime/entity.ts'
@@ -36,6 +37,9 @@ export class PolicyStage implements Stage, Component {
   readonly #log: Logger
   readonly #events: EventSink
   readonly #consent = new Map<string, Set<string>>()
+  /** Per profile: the consent file, the version in force and the version seen at the last check. */
+  readonly #consentFiles = new Map<string, { path: string; loaded: string; seen: string }>()
+  #timer: NodeJS.Timeout | undefined
   readonly #patterns = new Map<string, RegExp[]>()
   /** Per rule: how often it refused and how often it hit in monitor mode (metrics). */
   readonly counters = new Map<string, { refused: number; monitored: number }>()
@@ -50,19 +54,65 @@ export class PolicyStage implements Stage, Component {
     for (const p of this.#config.policy.profiles) {
       this.#patterns.set(p.name, p.patterns.map((r) => new RegExp(r, 'gu')))
       if (p.consentFile) {
-        const list = new Set(
-          readFileSync(p.consentFile, 'utf8')
-            .split(/\r?\n/)
-            .map((l) => l.split(',')[0]!.trim().replace(/^"|"$/g, '').toLowerCase())
-            .filter((a) => a.includes('@')),
-        )
+        // At start an unreadable file stops the box (the firm must notice); an empty one is only a warning.
+        const version = fileVersion(p.consentFile)
+        const { list, sha256 } = readConsent(p.consentFile)
         this.#consent.set(p.name, list)
-        this.#log.info({ profile: p.name, addresses: list.size }, 'consent list loaded')
+        this.#consentFiles.set(p.name, { path: p.consentFile, loaded: version, seen: version })
+        this.#consentEvent(p.name, list.size, sha256, 'loaded')
+        if (list.size === 0) this.#log.warn({ profile: p.name, file: p.consentFile }, 'consent list is empty: every recipient will be refused')
       }
+    }
+    if (this.#consentFiles.size) {
+      this.#timer = setInterval(() => this.checkConsentFiles(), this.#config.policy.consentCheckSeconds * 1000)
+      this.#timer.unref()
     }
   }
 
-  async stop(): Promise<void> {}
+  async stop(): Promise<void> {
+    clearInterval(this.#timer)
+  }
+
+  /**
+   * Picks up a new version of each consent file (M1: the firm exports it). A
+   * file is reread only once it has looked the same at two checks in a row, so
+   * an export still being written is not read half-way; an empty or unreadable
+   * new version keeps the list in force. Called by a timer.
+   */
+  checkConsentFiles(): void {
+    for (const [profile, f] of this.#consentFiles) {
+      const now = fileVersion(f.path)
+      if (now === f.loaded) {
+        f.seen = now
+        continue
+      }
+      if (now !== f.seen) {
+        f.seen = now // changed since the last look: wait until it stops changing
+        continue
+      }
+      let next: { list: Set<string>; sha256: string }
+      try {
+        next = readConsent(f.path)
+      } catch (err) {
+        this.#consentEvent(profile, this.#consent.get(profile)?.size ?? 0, '', 'kept-previous', `cannot read ${f.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+        f.loaded = now
+        continue
+      }
+      f.loaded = now
+      if (next.list.size === 0) {
+        this.#consentEvent(profile, this.#consent.get(profile)?.size ?? 0, next.sha256, 'kept-previous', 'the new file lists no address')
+        continue
+      }
+      this.#consent.set(profile, next.list)
+      this.#consentEvent(profile, next.list.size, next.sha256, 'loaded')
+    }
+  }
+
+  #consentEvent(profile: string, addresses: number, sha256: string, outcome: 'loaded' | 'kept-previous', reason?: string): void {
+    this.#events.emit({ type: 'policy.consent_list', profile, addresses, sha256, outcome, ...(reason ? { reason } : {}) })
+    if (outcome === 'loaded') this.#log.info({ profile, addresses }, 'consent list loaded')
+    else this.#log.error({ profile, reason }, 'new consent list not used; the previous one stays in force')
+  }
 
   profileFor(mail: Submitted, fromDomain: string | undefined): Profile | undefined {
     const profiles = this.#config.policy.profiles
@@ -161,4 +211,27 @@ export class PolicyStage implements Stage, Component {
     this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account, profile: profile.name, statementClass: cls?.slice(0, 32), statementId: info.statementId })
     return mail
   }
+}
+
+/** Size, modification time and inode: enough to notice a rewritten or replaced file. Absent: "missing". */
+function fileVersion(path: string): string {
+  try {
+    const st = statSync(path)
+    return `${st.size}:${st.mtimeMs}:${st.ino}`
+  } catch {
+    return 'missing'
+  }
+}
+
+/** One address per line, or the first CSV column; lines without "@" (headers, blanks) are skipped. */
+function readConsent(path: string): { list: Set<string>; sha256: string } {
+  const bytes = readFileSync(path)
+  const list = new Set(
+    bytes
+      .toString('utf8')
+      .split(/\r?\n/)
+      .map((l) => l.split(',')[0]!.trim().replace(/^"|"$/g, '').toLowerCase())
+      .filter((a) => a.includes('@')),
+  )
+  return { list, sha256: createHash('sha256').update(bytes).digest('hex') }
 }

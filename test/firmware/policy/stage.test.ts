@@ -8,7 +8,7 @@ import { logSink } from '../../helpers/logs.ts'
 import { pdfFixtures, zipFixture } from '../../helpers/pdf.ts'
 import { RawSmtp } from '../../helpers/smtp.ts'
 import { parseConfig } from '../../../firmware/config/load.ts'
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 const LABEL = '有價證券月對帳單'
@@ -32,6 +32,7 @@ async function rig(t: Parameters<typeof startSubmission>[0], profile: Record<str
   const events: BoxEvent[] = []
   const policy = new PolicyStage({ config, log: logSink().log, events: { emit: (e) => void events.push(e) } })
   await policy.start()
+  t.teardown(() => policy.stop())
   const box = await startSubmission(t, {}, { stages: [policy] })
   const send = async (data: string, rcpts = ['customer@example.net'], mailFrom = 'statements@bank.example') => {
     const c = await RawSmtp.open(box.starttlsPort)
@@ -109,6 +110,36 @@ t.test('sender alignment, recipients, consent, attachment types, ZIPs', async (t
   t.equal(exe.text, '5.7.1 EPOLICY_ATTACHMENT_TYPE attachment "run.exe" of type application/octet-stream is not allowed')
   t.equal((await send(statement({ attachments: [{ name: 'a.zip', type: 'application/zip', content: z.plain }] }))).text, '5.7.1 EPOLICY_ZIP_UNENCRYPTED attachment "a.zip" has unencrypted entries')
   t.equal((await send(statement({ attachments: [{ name: 'a.zip', type: 'application/zip', content: z.enc }] }))).code, 250)
+})
+
+t.test('M1: a new consent export is picked up without a restart, once it has stopped changing; an empty or missing one keeps the list in force', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'consent.csv')
+  writeFileSync(file, 'customer@example.net\n')
+  const { send, policy, events } = await rig(t, { consentFile: file })
+  const consentEvents = () => events.filter((e) => e.type === 'policy.consent_list')
+  t.match(consentEvents(), [{ profile: 'securities', addresses: 1, outcome: 'loaded', sha256: /^[0-9a-f]{64}$/ }], 'the list in force at start is audited (count and file hash, no addresses)')
+  t.equal((await send(statement(), ['newcomer@example.net'])).code, 550)
+
+  writeFileSync(file, 'customer@example.net\nnewcomer@example.net\n')
+  policy.checkConsentFiles()
+  t.equal((await send(statement(), ['newcomer@example.net'])).code, 550, 'a file that just changed may still be being written: not read yet')
+  policy.checkConsentFiles()
+  t.equal((await send(statement(), ['newcomer@example.net'])).code, 250, 'unchanged at the next check: in force')
+  t.match(consentEvents().at(-1), { addresses: 2, outcome: 'loaded' })
+
+  writeFileSync(file, 'address,name\n') // a failed export: header only
+  policy.checkConsentFiles()
+  policy.checkConsentFiles()
+  t.match(consentEvents().at(-1), { addresses: 2, outcome: 'kept-previous', reason: /lists no address/ })
+  t.equal((await send(statement(), ['newcomer@example.net'])).code, 250, 'the previous list stays in force')
+
+  rmSync(file)
+  policy.checkConsentFiles()
+  policy.checkConsentFiles()
+  t.match(consentEvents().at(-1), { outcome: 'kept-previous', reason: /cannot read .*ENOENT/ })
+  t.equal((await send(statement(), ['customer@example.net'])).code, 250)
+  t.notMatch(JSON.stringify(consentEvents()), /@/, 'no address in the events')
 })
 
 t.test('monitor mode accepts, records the hit and counts it; malformed MIME is refused cleanly', async (t) => {
