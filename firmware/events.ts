@@ -63,11 +63,14 @@ export type BoxEvent =
       type: 'admin.action'
       /** The operator's login as the client reports it; the channel's permissions are what authenticate. */
       who: string
-      via: 'control-socket'
+      /** control-socket: a request to the running box; cli: a tool that acted itself (e.g. on the HSM) and reports it. */
+      via: 'control-socket' | 'cli'
       action: string
       target: string | undefined
       outcome: 'ok' | 'refused'
       reason?: string
+      /** What the action did, in a few words (e.g. the imported certificate's subject and serial). */
+      detail?: string
     }
   | { type: 'admin.login'; user: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
   | { type: 'config.changed'; who: string; reason: string; before: unknown; after: unknown }

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { HsmError, type KeyPairType } from '../hal/hsm/index.ts'
 import { ConfigError, configPathFrom, loadConfigFile } from '../firmware/config/load.ts'
+import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
 
@@ -61,11 +62,17 @@ try {
 const hsm = hsmFromConfig(config, systemClock)
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
 
+/** What a key-management command did, for the audit trail (every admin action audited). */
+let action: AdminAction | undefined
+const certDetail = (leaf: X509Certificate, chain: readonly X509Certificate[]) =>
+  `${leaf.subject.replace(/\n/g, ', ')}; serial ${leaf.serialNumber}; valid to ${leaf.validToDate.toISOString()}; ${chain.length} chain certificate(s)`
+
 try {
   await hsm.open()
   switch (command) {
     case 'init': {
       const created = await hsm.ensureKeys(BOX_KEYS)
+      if (created.length || hsm.createdToken) action = { action: 'hsm.init', outcome: 'ok', detail: `${hsm.createdToken ? 'created the embedded token; ' : ''}generated ${created.join(', ') || 'no key'}` }
       if (hsm.createdToken) process.stderr.write(`hsm: created the embedded token in ${config.dataDir}/hsm (PIN files are mode 0600)\n`)
       process.stderr.write(created.length ? `hsm: generated ${created.join(', ')}\n` : 'hsm: all keys present, nothing to do\n')
       out(JSON.stringify(await hsm.status(BOX_KEYS), null, 2))
@@ -82,7 +89,9 @@ try {
     case 'generate': {
       const [label, type] = need(2)
       if (!['rsa-2048', 'rsa-3072', 'ec-p256', 'ed25519'].includes(type!)) fail(`unknown key type "${type}"`)
+      action = { action: 'hsm.generate', target: label, outcome: 'refused' }
       const pub = await hsm.keys.generateKeyPair(label!, type as KeyPairType)
+      action = { action: 'hsm.generate', target: label, outcome: 'ok', detail: `${type} key pair, private key non-extractable` }
       out(pub.export({ type: 'spki', format: 'pem' }).toString())
       break
     }
@@ -91,20 +100,27 @@ try {
       break
     case 'csr':
       if (!values.subject) fail('csr needs --subject "CN=…,O=…,C=TW"')
-      out(await hsm.certs.createCsr(need(1)[0]!, values.subject, values.email ?? []))
+      const [label] = need(1)
+      action = { action: 'hsm.csr', target: label, outcome: 'refused' }
+      out(await hsm.certs.createCsr(label!, values.subject, values.email ?? []))
+      action = { action: 'hsm.csr', target: label, outcome: 'ok', detail: `signed a certificate request for ${values.subject}` }
       break
     case 'import-cert': {
       const [label, file] = need(2)
       const pems = readFileSync(file!, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
       if (pems.length === 0) fail(`${file} holds no PEM certificate`)
       const [leaf, ...chain] = pems.map((p) => new X509Certificate(p))
+      action = { action: 'hsm.import-cert', target: label, outcome: 'refused', detail: certDetail(leaf!, chain) }
       await hsm.certs.importCertificate(label!, leaf!, chain)
+      action = { ...action, outcome: 'ok' }
       process.stderr.write(`hsm: imported ${leaf!.subject.replace(/\n/g, ', ')} with ${chain.length} chain certificate(s) as "${label}"\n`)
       break
     }
     case 'import-p12': {
       const [label, file] = need(2)
+      action = { action: 'hsm.import-p12', target: label, outcome: 'refused' }
       const { leaf, chain } = await hsm.certs.importPkcs12(label!, readFileSync(file!), await readStdin())
+      action = { action: 'hsm.import-p12', target: label, outcome: 'ok', detail: `key made non-extractable; ${certDetail(leaf, chain)}` }
       process.stderr.write(
         `hsm: imported the key (non-extractable) and ${leaf.subject.replace(/\n/g, ', ')} with ${chain.length} chain certificate(s) as "${label}".\n` +
           `     The box kept no copy of ${file}; store or destroy it according to your key policy.\n`,
@@ -118,10 +134,20 @@ try {
       fail(`unknown command "${command}"\n\n${USAGE}`)
   }
 } catch (err) {
+  if (action) action = { ...action, outcome: 'refused', reason: (err as Error).message.slice(0, 300) }
   if (err instanceof HsmError) {
     process.stderr.write(`hsm: ${err.message}\n`)
     process.exitCode = 1
   } else throw err
 } finally {
+  if (action) {
+    try {
+      const where = await recordAdminAction(config, hsm, systemClock, action)
+      process.stderr.write(`hsm: recorded in the audit trail${where === 'box' ? ' (through the running box)' : ''}\n`)
+    } catch (err) {
+      process.stderr.write(`hsm: the action was NOT recorded in the audit trail: ${(err as Error).message}\n`)
+      process.exitCode = 1
+    }
+  }
   await hsm.close()
 }

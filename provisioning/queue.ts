@@ -1,6 +1,6 @@
-import { userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
 import { ConfigError, configPathFrom, loadConfigFile, type Config } from '../firmware/config/load.ts'
+import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath, type ControlRequest } from '../firmware/control/server.ts'
 
 const USAGE = `usage: npm run queue -- <command> [--config FILE] [--json]
@@ -43,7 +43,7 @@ try {
 }
 
 const [command, id] = positionals
-const who = process.env.SUDO_USER || userInfo().username
+const who = operatorLogin()
 let request: ControlRequest
 switch (command) {
   case 'summary':

@@ -123,6 +123,7 @@ export class ControlServer implements Component {
     }
     const who = typeof req.who === 'string' && /^[\w.@-]{1,64}$/.test(req.who) ? req.who : 'unknown'
     const args = req.args ?? {}
+    if (req.cmd === 'admin.record') return this.#record(who, args)
     const target = typeof args.id === 'string' ? args.id : undefined
     try {
       const result = await this.#run(req.cmd, args)
@@ -134,6 +135,19 @@ export class ControlServer implements Component {
       if (!(err instanceof Refused)) this.#log.error({ cmd: req.cmd, err: (err as Error).message }, 'control request failed')
       return { ok: false, error }
     }
+  }
+
+  /** A tool that acted by itself (the HSM CLI) reports what it did; the box records it as the trail's only writer. */
+  #record(who: string, args: Record<string, unknown>): ControlReply {
+    const text = (v: unknown, max: number) => (typeof v === 'string' && v.length <= max && !/[\r\n]/.test(v) ? v : undefined)
+    const action = text(args.action, 64)
+    const outcome = args.outcome === 'ok' || args.outcome === 'refused' ? args.outcome : undefined
+    if (!action || !/^[a-z0-9.-]+$/.test(action) || !outcome) return { ok: false, error: 'admin.record needs an "action" (a-z, 0-9, ".", "-") and an "outcome" (ok or refused)' }
+    const target = text(args.target, 200)
+    const reason = text(args.reason, 500)
+    const detail = text(args.detail, 500)
+    this.#events.emit({ type: 'admin.action', who, via: 'cli', action, target, outcome, ...(reason ? { reason } : {}), ...(detail ? { detail } : {}) })
+    return { ok: true, result: 'recorded' }
   }
 
   async #run(cmd: string, args: Record<string, unknown>): Promise<unknown> {

@@ -10,6 +10,7 @@ import { RawSmtp } from '../helpers/smtp.ts'
 
 const QUEUE = fileURLToPath(new URL('../../provisioning/queue.ts', import.meta.url))
 const AUDIT = fileURLToPath(new URL('../../provisioning/audit.ts', import.meta.url))
+const HSM = fileURLToPath(new URL('../../provisioning/hsm.ts', import.meta.url))
 const cli = (tool: string, config: string, ...args: string[]) =>
   run(process.execPath, [tool, ...args, '--config', config]).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
@@ -62,6 +63,11 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   t.equal((await cli(QUEUE, cfg.path, 'release', id)).code, 0)
   t.equal((await cli(QUEUE, cfg.path, 'frobnicate')).code, 2)
 
+  // A key-management tool reports through the running box, the trail's only writer.
+  const generated = await cli(HSM, cfg.path, 'generate', 'smime/extra', 'ec-p256')
+  t.equal(generated.code, 0, generated.stderr)
+  t.match(generated.stderr, /recorded in the audit trail \(through the running box\)/)
+
   const second = spawnDaemon(t, ['--config', cfg.path])
   t.same(await second.exited, { code: 75, signal: null }, 'a second box on the same data directory stops at once (EX_TEMPFAIL)')
   t.match(second.stderr(), /a box is already running on/)
@@ -74,9 +80,10 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
 
   const actions = (await cli(AUDIT, cfg.path, 'search', '--type', 'admin.action')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
   t.same(
-    actions.slice(-6).map((a) => [a.action, a.outcome]),
-    [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok']],
+    actions.slice(-7).map((a) => [a.action, a.outcome]),
+    [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok'], ['hsm.generate', 'ok']],
   )
-  t.match(actions.at(-2), { target: id, reason: /is held/ })
-  t.ok(actions.every((a) => a.via === 'control-socket' && typeof a.who === 'string' && a.who !== 'unknown'), 'with the operator login')
+  t.match(actions.at(-3), { target: id, reason: /is held/ })
+  t.match(actions.at(-1), { via: 'cli', target: 'smime/extra', detail: /ec-p256/ })
+  t.ok(actions.every((a) => typeof a.who === 'string' && a.who !== 'unknown'), 'with the operator login')
 })

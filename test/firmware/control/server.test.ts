@@ -112,3 +112,15 @@ t.test('the client says plainly when the box is not running', async (t) => {
   const dir = tempDir(t)
   await t.rejects(controlRequests(`${dir}/control.sock`, [{ cmd: 'queue.summary' }]), /the box is not running/)
 })
+
+t.test('admin.record: a tool reports what it did; recorded once, as given, and only when well-formed', async (t) => {
+  const r = await rig(t)
+  t.match(await r.ask('admin.record', { action: 'hsm.import-cert', target: 'smime/bank', outcome: 'ok', detail: 'CN=Bank; serial 01' }), { ok: true })
+  t.match(await r.ask('admin.record', { action: 'Rm -rf', outcome: 'ok' }), { ok: false, error: /needs an "action"/ })
+  t.match(await r.ask('admin.record', { action: 'hsm.csr', outcome: 'maybe' }), { ok: false })
+  t.match(await r.ask('admin.record', { action: 'hsm.csr', outcome: 'ok', detail: 'line\r\nInjected: yes' }), { ok: true })
+  const actions = r.events.filter((e) => e.type === 'admin.action')
+  t.equal(actions.length, 2, 'no extra record for the request itself, none for malformed ones')
+  t.match(actions[0], { who: 'alice', via: 'cli', action: 'hsm.import-cert', target: 'smime/bank', outcome: 'ok', detail: 'CN=Bank; serial 01' })
+  t.equal((actions[1] as { detail?: string }).detail, undefined, 'a field with a line break is dropped, not stored')
+})

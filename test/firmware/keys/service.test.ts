@@ -65,4 +65,19 @@ t.test('provisioning CLI: init, list, generate, csr, status', async (t) => {
   const missing = await cli('public-key', 'nope').catch((e: { code: number; stderr: string }) => e)
   t.equal((missing as { code: number }).code, 1)
   t.match((missing as { stderr: string }).stderr, /EHSM_KEY_NOT_FOUND/)
+  const twice = await cli('generate', 'smime/firm', 'rsa-2048').catch((e: { code: number; stderr: string }) => e)
+  t.equal((twice as { code: number }).code, 1, 'a label that exists is not made twice')
+
+  // Every key-management action is in the audit trail (no box running: the tool wrote it itself).
+  const found = await run(process.execPath, ['provisioning/audit.ts', 'search', '--type', 'admin.action', '--config', file])
+  const actions = found.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(actions, [
+    { action: 'hsm.init', outcome: 'ok', via: 'cli', detail: /created the embedded token; generated audit\/checkpoint-signing/ },
+    { action: 'hsm.generate', target: 'smime/firm', outcome: 'ok', detail: 'rsa-2048 key pair, private key non-extractable' },
+    { action: 'hsm.csr', target: 'smime/firm', outcome: 'ok', detail: /CN=Firm,C=TW/ },
+    { action: 'hsm.generate', target: 'smime/firm', outcome: 'refused', reason: /EHSM|exists/ },
+  ])
+  t.equal(actions.length, 4, 'read-only commands (list, status, public-key) are not actions')
+  const verified = await run(process.execPath, ['provisioning/audit.ts', 'verify', '--config', file])
+  t.match(verified.stdout, /^OK/, 'the trail the tool wrote verifies')
 })

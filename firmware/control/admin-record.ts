@@ -1,0 +1,58 @@
+import { unlinkSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { userInfo } from 'node:os'
+import pino from 'pino'
+import type { Clock } from '../../hal/clock.ts'
+import type { Hsm } from '../../hal/hsm/index.ts'
+import { AuditTrail } from '../audit/trail.ts'
+import type { Config } from '../config/load.ts'
+import { boxRunning, controlRequests, controlSocketPath } from './server.ts'
+
+export interface AdminAction {
+  readonly action: string
+  readonly target?: string | undefined
+  readonly outcome: 'ok' | 'refused'
+  readonly reason?: string | undefined
+  readonly detail?: string | undefined
+}
+
+/** The operator behind a tool: the login that ran sudo, else the process's own. */
+export function operatorLogin(): string {
+  return process.env.SUDO_USER || userInfo().username
+}
+
+/**
+ * Records what an admin tool did (every admin action audited): through the
+ * running box, which is the trail's only writer; or, when no box is running,
+ * by opening the trail itself — holding the control socket meanwhile, so a
+ * box that starts in that moment stops at once instead of writing beside it.
+ * Returns where it went.
+ */
+export async function recordAdminAction(config: Config, hsm: Hsm, clock: Clock, a: AdminAction): Promise<'box' | 'trail'> {
+  const args = { action: a.action, target: a.target, outcome: a.outcome, reason: a.reason, detail: a.detail }
+  const path = controlSocketPath(config)
+  if (await boxRunning(config)) {
+    const [reply] = await controlRequests(path, [{ cmd: 'admin.record', who: operatorLogin(), args }])
+    if (!reply?.ok) throw new Error(`the box did not record the action: ${reply && !reply.ok ? reply.error : 'no reply'}`)
+    return 'box'
+  }
+  try {
+    unlinkSync(path) // left by a box that was killed; boxRunning() saw nobody answer on it
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const lock = createServer((c) => c.end(`${JSON.stringify({ ok: false, error: 'an admin tool is writing the audit trail; try again in a moment' })}\n`))
+  await new Promise<void>((resolve, reject) => {
+    lock.once('error', reject)
+    lock.listen(path, () => resolve())
+  })
+  try {
+    const trail = new AuditTrail({ config, log: pino({ level: 'silent' }), hsm, clock })
+    await trail.start()
+    trail.emit({ type: 'admin.action', who: operatorLogin(), via: 'cli', action: a.action, target: a.target, outcome: a.outcome, ...(a.reason ? { reason: a.reason } : {}), ...(a.detail ? { detail: a.detail } : {}) })
+    await trail.stop()
+  } finally {
+    await new Promise<void>((resolve) => lock.close(() => resolve()))
+  }
+  return 'trail'
+}
