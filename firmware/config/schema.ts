@@ -270,6 +270,12 @@ export const schema = obj({
     retrySeconds: list(int({ default: 0, min: 1, max: 86400, description: '' }), { default: [60, 300, 900, 1800, 3600, 7200, 14400], description: 'Back-off between attempts; the last value repeats.' }),
     maxAgeSeconds: int({ default: 3 * 86400, min: 60, max: 30 * 86400, description: 'A message still undelivered this long after submission expires (M8).' }),
     blockPauseSeconds: int({ default: 600, min: 1, max: 86400, description: 'When a destination blocks one source address, that address is paused for it this long while the others carry on.' }),
+    throttlePauseSeconds: int({
+      default: 120,
+      min: 1,
+      max: 86400,
+      description: 'When a destination asks one source address to slow down (421, or a 4xx naming a rate or connection limit), that address rests there this long while the others carry on; the mail is retried on another address at once.',
+    }),
     timeouts: obj({
       connectMs: int({ default: 30000, min: 100, max: 600000, description: 'Outbound TCP connect timeout.' }),
       greetingMs: int({ default: 300000, min: 100, max: 600000, description: 'Server greeting (RFC 5321 §4.5.3.2: 5 min).' }),

@@ -17,6 +17,19 @@ export function isBlockReply(text: string): boolean {
 }
 
 /**
+ * Replies by which a destination asks this sending address to slow down: 421
+ * (service busy, RFC 5321 §3.8) or a 4xx naming a rate or connection limit
+ * (e.g. Gmail's 4.7.28). Greylisting is not throttling: it concerns one mail
+ * and is answered by retrying that mail.
+ */
+const THROTTLE_REPLY = /\b(too many (connections|messages|recipients|concurrent)|rate[- ]limit(ed|ing)?|throttl(ed|ing)|slow down|exceeded|unusual rate)\b|\b4\.7\.28\b/i
+
+export function isThrottleReply(reply: { code: number; text: string }): boolean {
+  if (reply.code < 400 || reply.code >= 500 || /gr[ae]ylist/i.test(reply.text)) return false
+  return reply.code === 421 || THROTTLE_REPLY.test(reply.text)
+}
+
+/**
  * The egress address pool (M2): addresses are used in proportion to their
  * weights; an address a destination blocks is paused for that destination
  * only, while the others carry on (per source-IP/destination state, as
@@ -57,8 +70,12 @@ export class EgressPool {
     return undefined
   }
 
-  pause(address: string, destination: string): void {
-    this.#paused.set(`${address}|${destination}`, this.#clock.now() + this.#pauseMs)
+  /** Keeps `address` away from `destination` for `ms` (default: the block pause). */
+  pause(address: string, destination: string, ms = this.#pauseMs): void {
+    const until = this.#clock.now() + ms
+    const key = `${address}|${destination}`
+    // A shorter pause never cuts a longer one short (a block outlasts a later throttle).
+    if ((this.#paused.get(key) ?? 0) < until) this.#paused.set(key, until)
   }
 
   pausedFor(destination: string): string[] {

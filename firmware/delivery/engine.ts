@@ -15,7 +15,7 @@ import { statementTags } from '../policy/inspect.ts'
 import type { Spool, SpoolEntry } from '../spool/spool.ts'
 import { newQueueId } from '../submission/server.ts'
 import { SmtpClient, SmtpError } from './client.ts'
-import { EgressPool, isBlockReply, type Egress } from './egress.ts'
+import { EgressPool, isBlockReply, isThrottleReply, type Egress } from './egress.ts'
 import { Router, systemResolver, type Hop, type Resolver } from './routes.ts'
 
 type Outcome = {
@@ -276,6 +276,14 @@ export class DeliveryEngine implements Component {
           if (err.reply && isBlockReply(err.reply.text) && !copy) {
             this.egress.pause(client?.localAddress ?? egress.address, dest)
             this.#log.warn({ destination: hop.name, sourceIp: egress.address, reply }, 'destination blocks this source address; paused it there')
+            last = { status: 'deferred', reply, ...base }
+            continue
+          }
+          if (err.reply && isThrottleReply(err.reply) && !copy) {
+            // Asked to slow down: this address rests at this destination instead of
+            // coming back with the next mail; the others carry on (M2).
+            this.egress.pause(client?.localAddress ?? egress.address, dest, this.#config.delivery.throttlePauseSeconds * 1000)
+            this.#log.warn({ destination: hop.name, sourceIp: egress.address, reply }, 'destination asks this source address to slow down; resting it there')
             last = { status: 'deferred', reply, ...base }
             continue
           }

@@ -175,6 +175,21 @@ t.test('one source address blocked by the destination: paused there, the others 
   t.equal(Object.values(finals(rig.events)).filter((o) => o === 'bounced').length, 0, 'a block is not a bounce')
 })
 
+t.test('a destination that asks one source address to slow down: it rests there briefly, the mail goes out from another at once', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t, {
+    onConnect: (s) => (s.remoteAddress.endsWith('127.0.0.13') ? smtpError(421, '4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address') : undefined),
+  })
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 1, throttlePauseSeconds: 120 })
+  for (let i = 0; i < 8; i++) await rig.enqueue(`c${i}@example.net`)
+  await until(() => rx.received.length === 8)
+  t.notOk(rx.received.some((r) => r.remoteAddress === '127.0.0.13'))
+  t.equal(rig.events.filter((e) => e.type === 'spool.deferred').length, 0, 'no mail waited for a retry: the next address took it')
+  t.same(rig.engine.egress.pausedFor(`127.0.0.1:${rx.port}`), ['127.0.0.13'])
+  rig.clock.now += 121_000
+  t.same(rig.engine.egress.pausedFor(`127.0.0.1:${rx.port}`), [], 'back in use after the throttle pause')
+})
+
 t.test('MX: preference order with fallback when the best MX is down; null MX bounces at once', async (t) => {
   const { hsm } = await devHsm(t)
   const rx = await startReceiver(t, { host: '127.0.0.22' })
