@@ -63,5 +63,7 @@ export function dayOf(ms: number): string {
 export const segmentName = (day: string) => `trail-${day}.jsonl`
 export const checkpointName = (day: string) => `checkpoints-${day}.jsonl`
 export const endName = (day: string) => `trail-${day}.end`
+/** A finished day's search filter (bloom.ts): beside the trail, not part of it. */
+export const filterName = (day: string) => `trail-${day}.bloom`
 export const SEGMENT = /^trail-(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$/
 export const CHECKPOINTS = /^checkpoints-(\d{4}-\d{2}-\d{2})\.jsonl$/

@@ -18,12 +18,14 @@ import {
   checkpointPayload,
   dayOf,
   endName,
+  filterName,
   recordHash,
   recordLine,
   recordLink,
   segmentName,
   type Checkpoint,
 } from './record.ts'
+import { buildDayFilter } from './search.ts'
 import { listSegments, readEnd, readLines } from './segments.ts'
 
 export const PUBLIC_KEY_FILE = 'checkpoint-key.pem'
@@ -115,6 +117,7 @@ export class AuditTrail implements Component, EventSink {
     this.#started = true
     this.emit({ type: 'audit.started', lastSeq: this.#seq, tornBytes: torn })
     await this.#housekeeping()
+    this.#inBackground(this.#filterMissingDays())
     this.#checkpointTimer = setInterval(() => {
       if (this.#seq > this.#checkpointed) void this.checkpoint()
     }, this.#config.checkpointSeconds * 1000)
@@ -325,9 +328,23 @@ export class AuditTrail implements Component, EventSink {
     this.#day = day
     if (previous) {
       writeFileAtomic(join(this.dir, endName(previous)), JSON.stringify({ seq: this.#seq, hash: this.#head }))
-      const done = this.#finishDay(previous).then(() => this.#housekeeping())
-      this.#background.push(done)
-      void done.finally(() => (this.#background = this.#background.filter((b) => b !== done)))
+      this.#inBackground(this.#finishDay(previous).then(() => this.#housekeeping()))
+    }
+  }
+
+  /** Work that runs beside appending; stop() waits for it. */
+  #inBackground(work: Promise<void>): void {
+    this.#background.push(work)
+    void work.finally(() => (this.#background = this.#background.filter((b) => b !== work)))
+  }
+
+  /** Search filters for finished days that have none (a trail from before filters, or a crash mid-build). */
+  async #filterMissingDays(): Promise<void> {
+    const names = new Set(await readdir(this.dir))
+    for (const seg of await listSegments(this.dir)) {
+      if (this.#stopping) return
+      if (seg.day === this.#day || names.has(filterName(seg.day))) continue
+      await buildDayFilter(this.dir, seg, () => this.#stopping).catch((err: Error) => this.#log.warn({ day: seg.day, err: err.message }, 'could not build the search filter of an audit day'))
     }
   }
 
@@ -337,6 +354,7 @@ export class AuditTrail implements Component, EventSink {
     const gz = `${plain}.gz`
     try {
       if (!(await readEnd(this.dir, day))) writeFileAtomic(join(this.dir, endName(day)), JSON.stringify(await this.#readEnd(day)))
+      await buildDayFilter(this.dir, { day, file: plain, gz: false })
       const tmp = `${gz}.tmp`
       await pipeline(createReadStream(plain), createGzip({ level: 6 }), createWriteStream(tmp, { mode: 0o600 }))
       const fh = await open(tmp, 'r+')
