@@ -97,8 +97,14 @@ export class ControlServer implements Component {
     let pending = ''
     let chain = Promise.resolve()
     socket.on('data', (data: string) => {
+      if (socket.writableEnded) return
       pending += data
-      if (pending.length > MAX_LINE) return void socket.end(`${JSON.stringify({ ok: false, error: 'request too long' })}\n`)
+      if (pending.length > MAX_LINE) {
+        pending = ''
+        socket.end(`${JSON.stringify({ ok: false, error: 'request too long' })}\n`)
+        socket.destroySoon()
+        return
+      }
       const lines = pending.split('\n')
       pending = lines.pop()!
       for (const line of lines) {

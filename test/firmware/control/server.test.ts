@@ -124,3 +124,17 @@ t.test('admin.record: a tool reports what it did; recorded once, as given, and o
   t.match(actions[0], { who: 'alice', via: 'cli', action: 'hsm.import-cert', target: 'smime/bank', outcome: 'ok', detail: 'CN=Bank; serial 01' })
   t.equal((actions[1] as { detail?: string }).detail, undefined, 'a field with a line break is dropped, not stored')
 })
+
+t.test('a request longer than 64 KB is answered with an error and the connection closed', async (t) => {
+  const r = await rig(t)
+  const reply = await new Promise<string>((resolve) => {
+    const c = createConnection(r.control.path)
+    let text = ''
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write('x'.repeat(70 * 1024)))
+    c.on('data', (d: string) => (text += d))
+    c.on('close', () => resolve(text))
+    c.on('error', () => resolve(text))
+  })
+  t.match(JSON.parse(reply.trim()), { ok: false, error: 'request too long' })
+})
