@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import type { Component } from '../component.ts'
 import { firstMailbox, fromAddress } from '../mime/address.ts'
 import { parseEntity } from '../mime/entity.ts'
@@ -40,6 +41,7 @@ export class PolicyStage implements Stage, Component {
   /** Per profile: the consent file, the version in force and the version seen at the last check. */
   readonly #consentFiles = new Map<string, { path: string; loaded: string; seen: string }>()
   #timer: NodeJS.Timeout | undefined
+  #checking = false
   readonly #patterns = new Map<string, RegExp[]>()
   /** Per rule: how often it refused and how often it hit in monitor mode (metrics). */
   readonly counters = new Map<string, { refused: number; monitored: number }>()
@@ -56,7 +58,7 @@ export class PolicyStage implements Stage, Component {
       if (p.consentFile) {
         // At start an unreadable file stops the box (the firm must notice); an empty one is only a warning.
         const version = fileVersion(p.consentFile)
-        const { list, sha256 } = readConsent(p.consentFile)
+        const { list, sha256 } = parseConsent(readFileSync(p.consentFile))
         this.#consent.set(p.name, list)
         this.#consentFiles.set(p.name, { path: p.consentFile, loaded: version, seen: version })
         this.#consentEvent(p.name, list.size, sha256, 'loaded')
@@ -64,7 +66,7 @@ export class PolicyStage implements Stage, Component {
       }
     }
     if (this.#consentFiles.size) {
-      this.#timer = setInterval(() => this.checkConsentFiles(), this.#config.policy.consentCheckSeconds * 1000)
+      this.#timer = setInterval(() => void this.checkConsentFiles(), this.#config.policy.consentCheckSeconds * 1000)
       this.#timer.unref()
     }
   }
@@ -79,7 +81,17 @@ export class PolicyStage implements Stage, Component {
    * an export still being written is not read half-way; an empty or unreadable
    * new version keeps the list in force. Called by a timer.
    */
-  checkConsentFiles(): void {
+  async checkConsentFiles(): Promise<void> {
+    if (this.#checking) return
+    this.#checking = true
+    try {
+      await this.#checkConsentFiles()
+    } finally {
+      this.#checking = false
+    }
+  }
+
+  async #checkConsentFiles(): Promise<void> {
     for (const [profile, f] of this.#consentFiles) {
       const now = fileVersion(f.path)
       if (now === f.loaded) {
@@ -92,7 +104,7 @@ export class PolicyStage implements Stage, Component {
       }
       let next: { list: Set<string>; sha256: string }
       try {
-        next = readConsent(f.path)
+        next = parseConsent(await readFile(f.path))
       } catch (err) {
         this.#consentEvent(profile, this.#consent.get(profile)?.size ?? 0, '', 'kept-previous', `cannot read ${f.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
         f.loaded = now
@@ -224,8 +236,7 @@ function fileVersion(path: string): string {
 }
 
 /** One address per line, or the first CSV column; lines without "@" (headers, blanks) are skipped. */
-function readConsent(path: string): { list: Set<string>; sha256: string } {
-  const bytes = readFileSync(path)
+function parseConsent(bytes: Buffer): { list: Set<string>; sha256: string } {
   const list = new Set(
     bytes
       .toString('utf8')

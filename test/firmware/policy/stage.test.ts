@@ -122,21 +122,21 @@ t.test('M1: a new consent export is picked up without a restart, once it has sto
   t.equal((await send(statement(), ['newcomer@example.net'])).code, 550)
 
   writeFileSync(file, 'customer@example.net\nnewcomer@example.net\n')
-  policy.checkConsentFiles()
+  await policy.checkConsentFiles()
   t.equal((await send(statement(), ['newcomer@example.net'])).code, 550, 'a file that just changed may still be being written: not read yet')
-  policy.checkConsentFiles()
+  await policy.checkConsentFiles()
   t.equal((await send(statement(), ['newcomer@example.net'])).code, 250, 'unchanged at the next check: in force')
   t.match(consentEvents().at(-1), { addresses: 2, outcome: 'loaded' })
 
   writeFileSync(file, 'address,name\n') // a failed export: header only
-  policy.checkConsentFiles()
-  policy.checkConsentFiles()
+  await policy.checkConsentFiles()
+  await policy.checkConsentFiles()
   t.match(consentEvents().at(-1), { addresses: 2, outcome: 'kept-previous', reason: /lists no address/ })
   t.equal((await send(statement(), ['newcomer@example.net'])).code, 250, 'the previous list stays in force')
 
   rmSync(file)
-  policy.checkConsentFiles()
-  policy.checkConsentFiles()
+  await policy.checkConsentFiles()
+  await policy.checkConsentFiles()
   t.match(consentEvents().at(-1), { outcome: 'kept-previous', reason: /cannot read .*ENOENT/ })
   t.equal((await send(statement(), ['customer@example.net'])).code, 250)
   t.notMatch(JSON.stringify(consentEvents()), /@/, 'no address in the events')
