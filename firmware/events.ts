@@ -72,6 +72,7 @@ export type BoxEvent =
       /** What the action did, in a few words (e.g. the imported certificate's subject and serial). */
       detail?: string
     }
+  | { type: 'hsm.certificate_expiring'; label: string; serial: string; notAfter: string; daysLeft: number }
   | { type: 'admin.login'; user: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
   | { type: 'config.changed'; who: string; reason: string; before: unknown; after: unknown }
   | { type: 'firmware.update'; step: string; version: string; outcome: 'ok' | 'failed'; detail?: string }

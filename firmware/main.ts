@@ -66,7 +66,23 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
-  const control = new ControlServer({ config, log, spool, events })
+  const startedAt = new Date().toISOString()
+  const control = new ControlServer({
+    config,
+    log,
+    spool,
+    events,
+    // What an operator checks first (npm run status): queue, delivery, policy hits, HSM and certificates.
+    status: async () => ({
+      pid: process.pid,
+      node: process.version,
+      startedAt,
+      spool: spool.stats(),
+      delivery: { ...delivery.counts, inFlight: delivery.inFlight, paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })) },
+      policy: Object.fromEntries(policy.counters),
+      hsm: await hsm.check(),
+    }),
+  })
   const daemon = new Daemon([hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, spool, policy, signing, delivery, control, submission], log)
 
   installSignalHandlers(daemon, log)

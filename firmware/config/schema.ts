@@ -134,6 +134,12 @@ export const schema = obj({
     sessions: int({ default: 4, min: 1, max: 64, description: 'PKCS#11 sessions kept open; concurrent signing uses one each.' }),
     reconnectIntervalMs: int({ default: 2000, min: 100, max: 600000, description: 'After the token goes away, wait at least this long between reconnection attempts.' }),
     healthCheckMs: int({ default: 30000, min: 1000, max: 3600000, description: 'How often the box checks the token and logs state changes (S11).' }),
+    certificateWarnDays: int({
+      default: 30,
+      min: 1,
+      max: 365,
+      description: 'Days before a signing certificate expires from which the box warns once a day in the log and the audit trail (an expired one refuses every statement it should sign).',
+    }),
   }),
   policy: obj({
     consentCheckSeconds: int({ default: 30, min: 1, max: 3600, description: 'How often the consent files are checked for a new version (M1: the firm exports them).' }),

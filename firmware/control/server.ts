@@ -34,8 +34,9 @@ const MAX_LINE = 64 * 1024
  * `admin.action` event in the audit trail, with the login the client claims
  * (the socket's permissions are what authenticates).
  *
- * Commands: queue.summary, queue.list {state?, limit?}, queue.show {id},
- * queue.hold {id}, queue.release {id}, queue.retry {id}.
+ * Commands: box.status, queue.summary, queue.list {state?, limit?},
+ * queue.show {id}, queue.hold {id}, queue.release {id}, queue.retry {id};
+ * admin.record {action, target?, outcome, reason?, detail?} from tools.
  */
 export class ControlServer implements Component {
   readonly name = 'control'
@@ -43,14 +44,17 @@ export class ControlServer implements Component {
   readonly #log: Logger
   readonly #spool: Spool
   readonly #events: EventSink
+  readonly #status: (() => Promise<unknown>) | undefined
   #server: Server | undefined
   readonly #sockets = new Set<Socket>()
 
-  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink }) {
+  /** `status`: what `box.status` reports (the daemon assembles it from its components). */
+  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; status?: () => Promise<unknown> }) {
     this.#config = deps.config
     this.#log = deps.log.child({ component: 'control' })
     this.#spool = deps.spool
     this.#events = deps.events
+    this.#status = deps.status
   }
 
   get path(): string {
@@ -158,6 +162,9 @@ export class ControlServer implements Component {
 
   async #run(cmd: string, args: Record<string, unknown>): Promise<unknown> {
     switch (cmd) {
+      case 'box.status':
+        if (!this.#status) throw new Refused('no status here')
+        return this.#status()
       case 'queue.summary':
         return this.#spool.stats()
       case 'queue.list': {

@@ -78,6 +78,17 @@ export class EgressPool {
     if ((this.#paused.get(key) ?? 0) < until) this.#paused.set(key, until)
   }
 
+  /** Every pause in force: which address rests at which destination, until when. */
+  paused(): { address: string; destination: string; until: number }[] {
+    const now = this.#clock.now()
+    return [...this.#paused]
+      .filter(([, until]) => until > now)
+      .map(([key, until]) => {
+        const [address = '', destination = ''] = key.split('|')
+        return { address, destination, until }
+      })
+  }
+
   pausedFor(destination: string): string[] {
     const now = this.#clock.now()
     return this.#list.filter((e) => (this.#paused.get(`${e.address}|${destination}`) ?? 0) > now).map((e) => e.address)

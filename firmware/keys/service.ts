@@ -35,12 +35,22 @@ export class KeyService implements Component {
   readonly #events: EventSink
   #timer: NodeJS.Timeout | undefined
   #lastState: string | undefined
+  readonly #clock: Clock
+  /** Per certificate label: the UTC day it was last warned about (one warning a day). */
+  readonly #warned = new Map<string, string>()
 
   constructor(deps: { config: Config; log: Logger; clock: Clock; events: EventSink }) {
     this.#config = deps.config
     this.#events = deps.events
     this.#log = deps.log.child({ component: 'hsm' })
     this.hsm = hsmFromConfig(deps.config, deps.clock)
+    this.#clock = deps.clock
+  }
+
+  /** The S/MIME keys the configuration signs with: their certificates are watched for expiry. */
+  get certificateLabels(): string[] {
+    const s = this.#config.signing
+    return [...new Set([...s.domains.map((d) => d.smimeKey), ...s.senders.map((x) => x.smimeKey)].filter((l): l is string => Boolean(l)))]
   }
 
   async start(): Promise<void> {
@@ -65,7 +75,8 @@ export class KeyService implements Component {
 
   /** Checks the token (reconnecting if due) and logs when its state changes. */
   async check(): Promise<HsmStatus> {
-    const status = await this.hsm.status(BOX_KEYS)
+    const status = await this.hsm.status(BOX_KEYS, this.certificateLabels)
+    this.#warnExpiring(status)
     const missing = status.keys.filter((k) => !k.present).map((k) => k.label)
     const state = status.error ? 'unavailable' : missing.length ? 'keys-missing' : 'ok'
     if (state !== this.#lastState) {
@@ -76,5 +87,22 @@ export class KeyService implements Component {
       this.#lastState = state
     }
     return status
+  }
+
+  /**
+   * A signing certificate close to its end is announced every day in the log
+   * and the audit trail: once it expires every statement from that domain is
+   * refused (ESIGN_CERT_EXPIRED), so the firm must renew it in time.
+   */
+  #warnExpiring(status: HsmStatus): void {
+    const today = new Date(this.#clock.now()).toISOString().slice(0, 10)
+    for (const c of status.certificates) {
+      if (c.daysLeft > this.#config.hsm.certificateWarnDays || this.#warned.get(c.label) === today) continue
+      this.#warned.set(c.label, today)
+      const fields = { label: c.label, subject: c.subject.replace(/\n/g, ', '), serial: c.serial, notAfter: c.notAfter, daysLeft: c.daysLeft }
+      if (c.daysLeft < 0) this.#log.error(fields, 'signing certificate has expired: statements signed with it are refused until a new one is imported')
+      else this.#log.warn(fields, 'signing certificate expires soon: request and import a new one')
+      this.#events.emit({ type: 'hsm.certificate_expiring', label: c.label, serial: c.serial, notAfter: c.notAfter, daysLeft: c.daysLeft })
+    }
   }
 }

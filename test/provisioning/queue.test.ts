@@ -11,6 +11,7 @@ import { RawSmtp } from '../helpers/smtp.ts'
 const QUEUE = fileURLToPath(new URL('../../provisioning/queue.ts', import.meta.url))
 const AUDIT = fileURLToPath(new URL('../../provisioning/audit.ts', import.meta.url))
 const HSM = fileURLToPath(new URL('../../provisioning/hsm.ts', import.meta.url))
+const STATUS = fileURLToPath(new URL('../../provisioning/status.ts', import.meta.url))
 const cli = (tool: string, config: string, ...args: string[]) =>
   run(process.execPath, [tool, ...args, '--config', config]).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
@@ -63,6 +64,15 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   t.equal((await cli(QUEUE, cfg.path, 'release', id)).code, 0)
   t.equal((await cli(QUEUE, cfg.path, 'frobnicate')).code, 2)
 
+  const status = await cli(STATUS, cfg.path)
+  t.equal(status.code, 0, status.stderr)
+  t.match(status.stdout, /^running since .* \(pid \d+, Node v24\./)
+  t.match(status.stdout, /\nqueue     1 queued: 0 waiting, 0 in flight, 1 deferred, 0 held\n/)
+  t.match(status.stdout, /\ndelivery  since start: 0 delivered, \d+ deferred, 0 bounced, 0 expired/)
+  t.match(status.stdout, /\nhsm       statement-gateway \(SoftHSM project SoftHSM v2\)/)
+  const json = JSON.parse((await cli(STATUS, cfg.path, '--json')).stdout) as { hsm: { keys: { present: boolean }[] } }
+  t.ok(json.hsm.keys.every((k) => k.present), 'every box key present')
+
   // A key-management tool reports through the running box, the trail's only writer.
   const generated = await cli(HSM, cfg.path, 'generate', 'smime/extra', 'ec-p256')
   t.equal(generated.code, 0, generated.stderr)
@@ -80,10 +90,10 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
 
   const actions = (await cli(AUDIT, cfg.path, 'search', '--type', 'admin.action')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
   t.same(
-    actions.slice(-7).map((a) => [a.action, a.outcome]),
-    [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok'], ['hsm.generate', 'ok']],
+    actions.slice(-9).map((a) => [a.action, a.outcome]),
+    [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok'], ['box.status', 'ok'], ['box.status', 'ok'], ['hsm.generate', 'ok']],
   )
-  t.match(actions.at(-3), { target: id, reason: /is held/ })
+  t.match(actions.at(-5), { target: id, reason: /is held/ })
   t.match(actions.at(-1), { via: 'cli', target: 'smime/extra', detail: /ec-p256/ })
   t.ok(actions.every((a) => typeof a.who === 'string' && a.who !== 'unknown'), 'with the operator login')
 })

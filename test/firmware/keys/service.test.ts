@@ -1,12 +1,15 @@
 import { execFile } from 'node:child_process'
-import { chmodSync, writeFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { ensureDevToken } from '../../../hal/hsm/index.ts'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
 import { KeyService } from '../../../firmware/keys/service.ts'
+import type { BoxEvent } from '../../../firmware/events.ts'
 import { testConfig } from '../../helpers/box.ts'
+import { testCa } from '../../helpers/hsm.ts'
 import { logSink } from '../../helpers/logs.ts'
 
 const run = promisify(execFile)
@@ -80,4 +83,34 @@ t.test('provisioning CLI: init, list, generate, csr, status', async (t) => {
   t.equal(actions.length, 4, 'read-only commands (list, status, public-key) are not actions')
   const verified = await run(process.execPath, ['provisioning/audit.ts', 'verify', '--config', file])
   t.match(verified.stdout, /^OK/, 'the trail the tool wrote verifies')
+})
+
+t.test('a signing certificate near its end is announced once a day in the log and the audit trail', async (t) => {
+  const config = await testConfig(t, { signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank' }] }, hsm: { certificateWarnDays: 30 } })
+  const clock = { value: Date.now() }
+  const events: BoxEvent[] = []
+  const { log, records } = logSink()
+  const svc = new KeyService({ config, log, clock: { now: () => clock.value }, events: { emit: (e) => void events.push(e) } })
+  await svc.start()
+  t.teardown(() => svc.stop())
+  t.same(svc.certificateLabels, ['smime/bank'])
+  const ca = await testCa(t)
+  await svc.hsm.keys.generateKeyPair('smime/bank', 'ec-p256')
+  const csr = await svc.hsm.certs.createCsr('smime/bank', 'CN=Bank Statements,O=Bank Ltd,C=TW', ['statements@bank.example'])
+  const leaf = new X509Certificate(readFileSync(await ca.issue(csr, 10)))
+  await svc.hsm.certs.importCertificate('smime/bank', leaf, [])
+
+  const status = await svc.check()
+  t.match(status.certificates, [{ label: 'smime/bank', serial: leaf.serialNumber, daysLeft: 9 }])
+  const expiring = () => events.filter((e) => e.type === 'hsm.certificate_expiring')
+  t.match(expiring(), [{ label: 'smime/bank', serial: leaf.serialNumber, daysLeft: 9 }])
+  t.ok(records.some((r) => r.msg === 'signing certificate expires soon: request and import a new one' && r.daysLeft === 9))
+  await svc.check()
+  t.equal(expiring().length, 1, 'once a day, not at every health check')
+  clock.value += 86_400_000
+  await svc.check()
+  t.match(expiring().at(-1), { daysLeft: 8 })
+  clock.value += 12 * 86_400_000
+  await svc.check()
+  t.ok(records.some((r) => r.msg === 'signing certificate has expired: statements signed with it are refused until a new one is imported'))
 })

@@ -1,0 +1,64 @@
+import { parseArgs } from 'node:util'
+import { ConfigError, configPathFrom, loadConfigFile, type Config } from '../firmware/config/load.ts'
+import { operatorLogin } from '../firmware/control/admin-record.ts'
+import { controlRequests, controlSocketPath } from '../firmware/control/server.ts'
+import type { HsmStatus } from '../hal/hsm/index.ts'
+
+/**
+ * What an operator checks first: is the box up, how full is the queue, what
+ * has delivery done, which policy rules hit, is the HSM there and when do the
+ * signing certificates expire. Asks the running box over its control socket.
+ *
+ *   npm run status [-- --json] [--config FILE]
+ */
+const { values } = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string' }, json: { type: 'boolean', default: false } } })
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`status: ${message}\n`)
+  process.exit(code)
+}
+
+let config: Config
+try {
+  config = loadConfigFile(values.config ?? configPathFrom([], process.env))
+} catch (err) {
+  if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, 2)
+  throw err
+}
+
+interface Status {
+  pid: number
+  node: string
+  startedAt: string
+  spool: Record<string, number>
+  delivery: Record<string, number> & { paused: { address: string; destination: string; until: string }[] }
+  policy: Record<string, { refused: number; monitored: number }>
+  hsm: HsmStatus
+}
+
+let status: Status
+try {
+  const [reply] = await controlRequests(controlSocketPath(config), [{ cmd: 'box.status', who: operatorLogin() }])
+  if (!reply?.ok) fail(reply ? (reply as { error: string }).error : 'no reply')
+  status = reply.result as Status
+} catch (err) {
+  fail((err as Error).message)
+}
+
+if (values.json) {
+  process.stdout.write(`${JSON.stringify(status, null, 2)}\n`)
+  process.exit(0)
+}
+const s = status.spool
+const d = status.delivery
+const lines = [
+  `running since ${status.startedAt} (pid ${status.pid}, Node ${status.node})`,
+  `queue     ${s.total} queued: ${s.queued} waiting, ${s.inflight} in flight, ${s.deferred} deferred, ${s.held} held`,
+  `delivery  since start: ${d.delivered} delivered, ${d.deferred} deferred, ${d.bounced} bounced, ${d.expired} expired; ${d.inFlight} in progress`,
+  ...d.paused.map((p) => `          ${p.address} rests at ${p.destination} until ${p.until}`),
+  `policy    ${Object.keys(status.policy).length ? Object.entries(status.policy).map(([rule, c]) => `${rule}: ${c.refused} refused, ${c.monitored} monitored`).join('; ') : 'no rule has hit since start'}`,
+  `hsm       ${status.hsm.error ? `NOT READY: ${status.hsm.error}` : `${status.hsm.token?.label} (${status.hsm.token?.manufacturer} ${status.hsm.token?.model})`}`,
+  ...status.hsm.keys.filter((k) => !k.present).map((k) => `          missing key ${k.label} (${k.purpose})`),
+  ...status.hsm.certificates.map((c) => `          ${c.label}: ${c.subject.replace(/\n/g, ', ')}, expires ${c.notAfter} (${c.daysLeft < 0 ? 'EXPIRED' : `${c.daysLeft} days left`})`),
+]
+process.stdout.write(`${lines.join('\n')}\n`)
