@@ -148,7 +148,7 @@ export class DeliveryEngine implements Component {
     const room = this.#config.delivery.maxConnections * 2 - this.#tasks.size
     if (room <= 0) return
     for (const entry of this.#spool.due(this.#clock.now(), room)) {
-      const task = this.#deliver(entry).catch((err: unknown) => this.#log.error({ id: entry.id, err: (err as Error).message }, 'delivery task failed'))
+      const task = this.#deliver(entry).catch((err: unknown) => this.#failed(entry, err))
       this.#tasks.add(task)
       // A finished task makes room: claim the next due mail now rather than at the next
       // timer tick, or a fast link idles between ticks.
@@ -157,6 +157,22 @@ export class DeliveryEngine implements Component {
         if (!this.#stopping) this.tick()
       })
     }
+  }
+
+  /**
+   * An attempt that broke off inside the box (a journal write failed, the disk is
+   * full): the mail must not stay "in flight" in memory, where nothing would pick
+   * it up again before a restart. It is deferred a minute; if even that cannot be
+   * written, it is put back in memory only (the journal still has its last state).
+   */
+  async #failed(entry: SpoolEntry, err: unknown): Promise<void> {
+    const reason = `internal error: ${(err as Error).message}`
+    this.#log.error({ id: entry.id, err: (err as Error).message }, 'delivery attempt failed inside the box; retrying in a minute')
+    if (!this.#spool.entry(entry.id)) return
+    await this.#spool.defer(entry.id, this.#clock.now() + 60_000, reason).catch((e: Error) => {
+      this.#log.error({ id: entry.id, err: e.message }, 'cannot journal the retry either; it stays queued in memory')
+      this.#spool.requeueInMemory(entry.id, this.#clock.now() + 60_000)
+    })
   }
 
   get inFlight(): number {
@@ -169,10 +185,12 @@ export class DeliveryEngine implements Component {
     const finished = new Set([...done.delivered, ...done.bounced])
     if (now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) {
       const mail = await this.#spool.read(entry.id).catch(() => undefined)
+      const reason = `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`
+      // The firm's notice is queued (durably) before the mail's end is: a crash between the two
+      // repeats the notice rather than losing it.
+      if (mail) await this.#notify(mail, 'expired', mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })))
       await this.#spool.finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
       this.counts.expired++
-      const reason = `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`
-      if (mail) await this.#notify(mail, 'expired', mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })))
       return
     }
     let mail: Submitted
@@ -213,6 +231,8 @@ export class DeliveryEngine implements Component {
         deferredReply ??= res.reply
       }
     })
+    // DSNs first, as above: never a final state whose notice could still be lost.
+    if (bouncedNow.length) await this.#notify(mail, 'bounced', bouncedNow)
     if (deferredReply !== undefined) {
       const schedule = this.#config.delivery.retrySeconds
       const wait = schedule[Math.min(entry.attempts, schedule.length - 1)]! * 1000
@@ -226,7 +246,6 @@ export class DeliveryEngine implements Component {
       await this.#spool.finish(env.id, 'delivered', lastReply)
       this.counts.delivered++
     }
-    if (bouncedNow.length) await this.#notify(mail, 'bounced', bouncedNow)
   }
 
   async #toDomain(id: string, kind: string, domain: string, mailFrom: string, rcpts: string[], message: Buffer): Promise<Outcome> {

@@ -257,6 +257,11 @@ export class Spool implements Component, Handoff {
     }
   }
 
+  /** Last resort when the journal cannot be written: due again at `at`, in memory only (a restart restores the journalled state). */
+  requeueInMemory(id: string, at: number): void {
+    if (this.#index.has(id)) this.#index.update(id, { state: 'deferred', nextAttemptAt: at })
+  }
+
   /** Which recipients of a partly delivered mail need no more attempts (undefined: none yet). */
   recipientsDone(id: string): RecipientsDone | undefined {
     const d = this.#done.get(id)

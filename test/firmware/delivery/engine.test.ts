@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseConfig } from '../../../firmware/config/load.ts'
@@ -297,4 +298,37 @@ t.test('M3: an egress address with its own sub-limit stays within it while the o
   t.ok(slowSeconds >= (slowBytes / 200_000) * 0.97, `${(slowBytes / 1000).toFixed(0)} KB from the limited address took ${slowSeconds.toFixed(2)} s (≥ ${((slowBytes / 200_000) * 0.97).toFixed(2)} s)`)
   const fastSeconds = (Math.max(...fast.map((r) => r.at)) - started) / 1000
   t.ok(fastSeconds < slowSeconds, `the unlimited address finished first (${fastSeconds.toFixed(2)} s)`)
+})
+
+t.test('an attempt that breaks off inside the box (journal on a full disk) is retried, not left "in flight" forever', async (t) => {
+  const { hsm } = await devHsm(t)
+  const mnt = join(tempDir(t), 'small')
+  mkdirSync(mnt)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mnt])
+  t.teardown(() => execFileSync('umount', [mnt]))
+  const filler = join(mnt, 'filler')
+  let fill = true
+  const rx = await startReceiver(t, {
+    onData: () => {
+      // The mail has arrived; before the box can journal that, its disk fills up.
+      if (fill) {
+        fill = false
+        try {
+          for (;;) appendFileSync(filler, Buffer.alloc(64 * 1024))
+        } catch {
+          // ENOSPC: the disk is full now
+        }
+      }
+      return undefined
+    },
+  })
+  const rig = await deliveryRig(t, hsm, route(rx.port), { dataDir: mnt })
+  const m = await rig.enqueue('customer@example.net')
+  await until(() => rig.records.some((r) => r.msg === 'delivery attempt failed inside the box; retrying in a minute'))
+  await until(() => rig.spool.entry(m.id)?.state === 'deferred')
+  t.ok(rig.records.some((r) => r.msg === 'cannot journal the retry either; it stays queued in memory'), 'even the deferral could not be written')
+  rmSync(filler)
+  rig.clock.now += 61_000
+  await until(() => finals(rig.events)[m.id] === 'delivered')
+  t.equal(rx.received.length, 2, 'delivered again (at least once: the first end was never recorded)')
 })
