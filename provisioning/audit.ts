@@ -9,7 +9,7 @@ import { CHECKPOINT_KEY_LABEL } from '../firmware/audit/record.ts'
 import { searchTrail } from '../firmware/audit/search.ts'
 import { PUBLIC_KEY_FILE, recipientHash } from '../firmware/audit/trail.ts'
 import { verifyTrail } from '../firmware/audit/verify.ts'
-import { ConfigError, configPathFrom, loadConfigFile, type Config } from '../firmware/config/load.ts'
+import { failer, toolConfig } from './cli.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
 
 const USAGE = `usage: npm run audit -- <command> [--config FILE] [options]
@@ -52,18 +52,9 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 })
 
-function fail(message: string, code = 1): never {
-  process.stderr.write(`audit: ${message}\n`)
-  process.exit(code)
-}
+const fail: (message: string, code?: number) => never = failer('audit')
 
-let config: Config
-try {
-  config = loadConfigFile(values.config ?? configPathFrom([], process.env))
-} catch (err) {
-  if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, 2)
-  throw err
-}
+const config = toolConfig('audit', values.config)
 const dir = join(config.dataDir, 'audit')
 const DAY = /^\d{4}-\d{2}-\d{2}$/
 for (const d of [values.from, values.to]) if (d !== undefined && positionals[0] !== 'search' && !DAY.test(d)) fail(`"${d}" is not a day (YYYY-MM-DD)`, 2)

@@ -4,7 +4,7 @@ import { stdin } from 'node:process'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { HsmError, type KeyPairType } from '../hal/hsm/index.ts'
-import { ConfigError, configPathFrom, loadConfigFile } from '../firmware/config/load.ts'
+import { toolConfig } from './cli.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
@@ -52,13 +52,7 @@ if (!command || values.help) {
   process.exit(command ? 0 : 2)
 }
 
-let config
-try {
-  config = loadConfigFile(values.config ?? configPathFrom([], process.env))
-} catch (err) {
-  if (err instanceof ConfigError) fail(`configuration error: ${err.message}`)
-  throw err
-}
+const config = toolConfig('hsm', values.config)
 const hsm = hsmFromConfig(config, systemClock)
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
 

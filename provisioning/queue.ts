@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { ConfigError, configPathFrom, loadConfigFile, type Config } from '../firmware/config/load.ts'
+import { failer, toolConfig } from './cli.ts'
 import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath, type ControlRequest } from '../firmware/control/server.ts'
 
@@ -29,18 +29,9 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 })
 
-function fail(message: string, code = 1): never {
-  process.stderr.write(`queue: ${message}\n`)
-  process.exit(code)
-}
+const fail: (message: string, code?: number) => never = failer('queue')
 
-let config: Config
-try {
-  config = loadConfigFile(values.config ?? configPathFrom([], process.env))
-} catch (err) {
-  if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, 2)
-  throw err
-}
+const config = toolConfig('queue', values.config)
 
 const [command, id] = positionals
 const who = operatorLogin()

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { ConfigError, configPathFrom, loadConfigFile, type Config } from '../firmware/config/load.ts'
+import { failer, toolConfig } from './cli.ts'
 import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath } from '../firmware/control/server.ts'
 import type { HsmStatus } from '../hal/hsm/index.ts'
@@ -13,18 +13,9 @@ import type { HsmStatus } from '../hal/hsm/index.ts'
  */
 const { values } = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string' }, json: { type: 'boolean', default: false } } })
 
-function fail(message: string, code = 1): never {
-  process.stderr.write(`status: ${message}\n`)
-  process.exit(code)
-}
+const fail: (message: string, code?: number) => never = failer('status')
 
-let config: Config
-try {
-  config = loadConfigFile(values.config ?? configPathFrom([], process.env))
-} catch (err) {
-  if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, 2)
-  throw err
-}
+const config = toolConfig('status', values.config)
 
 interface Status {
   pid: number

@@ -99,6 +99,7 @@ t.test('a signing certificate near its end is announced once a day in the log an
   const csr = await svc.hsm.certs.createCsr('smime/bank', 'CN=Bank Statements,O=Bank Ltd,C=TW', ['statements@bank.example'])
   const leaf = new X509Certificate(readFileSync(await ca.issue(csr, 10)))
   await svc.hsm.certs.importCertificate('smime/bank', leaf, [])
+  clock.value = leaf.validToDate.getTime() - 9.5 * 86_400_000 // nine and a half days before its end
 
   const status = await svc.check()
   t.match(status.certificates, [{ label: 'smime/bank', serial: leaf.serialNumber, daysLeft: 9 }])
