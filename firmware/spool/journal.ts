@@ -77,26 +77,42 @@ export class Journal {
     this.#fh = undefined
   }
 
-  async #kick(): Promise<void> {
-    if (this.#flushing) return
-    this.#flushing = (async () => {
-      while (this.#pending.length) {
-        const batch = this.#pending
-        this.#pending = []
-        try {
-          if (!this.#fh) throw new Error('journal is not open')
-          await this.#fh.write(batch.map((b) => b.line).join(''))
-          await this.#fh.datasync()
-          for (const b of batch) b.resolve()
-        } catch (err) {
-          for (const b of batch) b.reject(err as Error)
-        }
-      }
-    })()
-    try {
-      await this.#flushing
-    } finally {
+  /**
+   * Starts a flush unless one is running. A line added while the running flush
+   * is finishing (after its last look at the queue) is picked up by the check
+   * in `finally`, which starts the next flush: no append waits for another.
+   */
+  #kick(): Promise<void> {
+    if (this.#flushing) return this.#flushing
+    this.#flushing = this.#flushAll().finally(() => {
       this.#flushing = undefined
+      if (this.#pending.length) void this.#kick()
+    })
+    return this.#flushing
+  }
+
+  async #flushAll(): Promise<void> {
+    while (this.#pending.length) {
+      const batch = this.#pending
+      this.#pending = []
+      try {
+        const fh = this.#fh
+        if (!fh) throw new Error('journal is not open')
+        const bytes = Buffer.from(batch.map((b) => b.line).join(''), 'latin1')
+        const size = (await fh.stat()).size
+        try {
+          // A full disk can take part of a write: cut it back, or the next line would be glued to a torn one.
+          const { bytesWritten } = await fh.write(bytes)
+          if (bytesWritten !== bytes.length) throw Object.assign(new Error(`journal write cut short (${bytesWritten} of ${bytes.length} bytes)`), { code: 'ENOSPC' })
+          await fh.datasync()
+        } catch (err) {
+          await fh.truncate(size).catch(() => {})
+          throw err
+        }
+        for (const b of batch) b.resolve()
+      } catch (err) {
+        for (const b of batch) b.reject(err as Error)
+      }
     }
   }
 }
