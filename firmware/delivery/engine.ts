@@ -89,6 +89,8 @@ export class DeliveryEngine implements Component {
   readonly #egressLimiters = new Map<string, ByteRateLimiter>()
   readonly #trust: SecureContext
   readonly #tasks = new Set<Promise<void>>()
+  /** Every connection the engine made (closed ones are dropped as new ones are made), for closing at shutdown. */
+  readonly #clients = new Set<SmtpClient>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
   readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0 }
@@ -135,10 +137,25 @@ export class DeliveryEngine implements Component {
     loop()
   }
 
+  /**
+   * Stops claiming mail, lets attempts in progress finish for up to
+   * shutdown.graceMs, then closes the connections still busy (a receiver may
+   * take 10 minutes to answer DATA): those attempts end deferred and are
+   * retried after the restart — at least once, never lost.
+   */
   async stop(): Promise<void> {
     this.#stopping = true
     clearTimeout(this.#timer)
-    await Promise.allSettled([...this.#tasks])
+    const tasks = Promise.allSettled([...this.#tasks])
+    let grace: NodeJS.Timeout | undefined
+    const overdue = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => (grace = setTimeout(() => r(true), this.#config.shutdown.graceMs)))])
+    clearTimeout(grace)
+    if (overdue) {
+      const busy = [...this.#clients].filter((c) => !c.closed)
+      this.#log.warn({ connections: busy.length, attempts: this.#tasks.size }, 'shutdown grace over: closing connections still delivering; their mail is retried after the restart')
+      for (const c of busy) c.close()
+      await tasks
+    }
     for (const list of this.#idle.values()) for (const c of list) await c.quit()
     this.#idle.clear()
   }
@@ -349,6 +366,7 @@ export class DeliveryEngine implements Component {
     }
     await this.#global.take()
     const t = this.#config.delivery.timeouts
+    for (const c of this.#clients) if (c.closed) this.#clients.delete(c)
     const client = new SmtpClient({
       host: hop.address,
       servername: hop.name,
@@ -360,6 +378,7 @@ export class DeliveryEngine implements Component {
       limiters: shaped ? [this.#egressLimiters.get(egress.address), this.limiter].filter((l) => l !== undefined) : [],
       timeouts: { connect: t.connectMs, greeting: t.greetingMs, command: t.commandMs, data: t.dataMs },
     })
+    this.#clients.add(client)
     try {
       await client.connect()
     } catch (err) {

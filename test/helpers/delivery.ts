@@ -11,12 +11,13 @@ import { logSink } from './logs.ts'
 type T = { teardown(fn: () => unknown): void }
 
 /** A spool and a delivery engine over it, with a clock the test can move. */
-export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unknown>, opts: { resolver?: Resolver; now?: number; dataDir?: string } = {}) {
+export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unknown>, opts: { resolver?: Resolver; now?: number; dataDir?: string; shutdown?: Record<string, unknown> } = {}) {
   const clock = { now: opts.now ?? Date.now() }
   const config: Config = parseConfig({
     dataDir: opts.dataDir ?? tempDir(t),
     spool: { verifyOnStart: false },
     delivery: { timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 3000 }, retrySeconds: [60], ...delivery },
+    ...(opts.shutdown ? { shutdown: opts.shutdown } : {}),
   })
   const events: BoxEvent[] = []
   const { log, records } = logSink()

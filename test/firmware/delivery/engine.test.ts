@@ -332,3 +332,19 @@ t.test('an attempt that breaks off inside the box (journal on a full disk) is re
   await until(() => finals(rig.events)[m.id] === 'delivered')
   t.equal(rx.received.length, 2, 'delivered again (at least once: the first end was never recorded)')
 })
+
+t.test('shutdown does not wait for a receiver that takes minutes: after the grace period the attempt is cut off and the mail stays queued', async (t) => {
+  const { hsm } = await devHsm(t)
+  const staller = await startReceiver(t, { onData: () => 'stall' })
+  const rig = await deliveryRig(t, hsm, { ...route(staller.port), timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 600_000 } }, { shutdown: { graceMs: 300 } })
+  const m = await rig.enqueue('customer@example.net')
+  await until(() => staller.commands.length > 0 && rig.engine.inFlight === 1)
+  await new Promise((r) => setTimeout(r, 200)) // the DATA is out; the receiver never answers
+  const started = Date.now()
+  await rig.engine.stop()
+  const took = Date.now() - started
+  t.ok(took < 5000, `stopped in ${took} ms (grace 300 ms; DATA timeout 10 min)`)
+  t.ok(rig.records.some((r) => r.msg === 'shutdown grace over: closing connections still delivering; their mail is retried after the restart'))
+  t.match(rig.spool.entry(m.id), { state: 'deferred' }, 'not final, not lost: retried after the restart')
+  t.equal(finals(rig.events)[m.id], undefined)
+})
