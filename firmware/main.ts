@@ -49,7 +49,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   // Two boxes on one data directory would write the same spool and audit trail.
   if (await boxRunning(config)) {
-    process.stderr.write(`statement-gateway: a box is already running on ${config.dataDir}\n`)
+    process.stderr.write(`statement-gateway: ${config.dataDir} is in use by a running box (or, for a moment, an admin tool writing its audit trail)\n`)
     process.exit(EX_TEMPFAIL)
   }
 

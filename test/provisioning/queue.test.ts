@@ -80,7 +80,7 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
 
   const second = spawnDaemon(t, ['--config', cfg.path])
   t.same(await second.exited, { code: 75, signal: null }, 'a second box on the same data directory stops at once (EX_TEMPFAIL)')
-  t.match(second.stderr(), /a box is already running on/)
+  t.match(second.stderr(), /is in use by a running box/)
 
   child.proc.kill('SIGTERM')
   t.same(await child.exited, { code: 0, signal: null })
