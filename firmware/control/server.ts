@@ -1,6 +1,6 @@
 import { chmodSync, unlinkSync } from 'node:fs'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
@@ -63,6 +63,8 @@ export class ControlServer implements Component {
 
   async start(): Promise<void> {
     const path = this.path
+    // sockaddr_un holds 108 bytes: a deeper data directory cannot have its socket there.
+    if (Buffer.byteLength(resolve(path)) > 107) throw new Error(`the control socket path ${resolve(path)} is longer than a Unix socket allows (107 bytes); choose a shorter dataDir`)
     // A socket file left by a crash is removed; one a running box answers on is not ours to take.
     if (await answers(path)) throw new Error(`another box is running on ${this.#config.dataDir} (its control socket answers)`)
     try {

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
 import { statSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import t from 'tap'
@@ -137,4 +138,12 @@ t.test('a request longer than 64 KB is answered with an error and the connection
     c.on('error', () => resolve(text))
   })
   t.match(JSON.parse(reply.trim()), { ok: false, error: 'request too long' })
+})
+
+t.test('a data directory too deep for a Unix socket path is reported plainly', async (t) => {
+  const { hsm } = await devHsm(t)
+  const deep = join(tempDir(t), 'd'.repeat(60), 'e'.repeat(60))
+  const s = await spoolRig(t, hsm, tempDir(t))
+  const control = new ControlServer({ config: parseConfig({ dataDir: deep }), log: logSink().log, spool: s.spool, events: { emit() {} } })
+  await t.rejects(control.start(), /longer than a Unix socket allows \(107 bytes\); choose a shorter dataDir/)
 })
