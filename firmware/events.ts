@@ -46,6 +46,7 @@ export type BoxEvent =
   | { type: 'spool.held' | 'spool.released' | 'spool.retried'; id: string }
   | { type: 'spool.record_shredded'; id: string }
   | { type: 'spool.quarantined'; file: string; reason: string }
+  | { type: 'spool.alarm'; kind: 'queue' | 'disk'; value: number; limit: number }
   | { type: 'spool.epoch_key_created' | 'spool.epoch_key_destroyed'; epoch: string }
   | {
       type: 'delivery.attempt'

@@ -220,6 +220,12 @@ export const schema = obj({
     }),
     reservePercent: int({ default: 10, min: 0, max: 90, description: 'Free disk space kept in reserve: below it, submission answers 452 4.3.1 instead of accepting.' }),
     maxMessages: int({ default: 3_000_000, min: 1, max: 50_000_000, description: 'Most messages the spool holds; beyond it submission answers 452 4.3.1.' }),
+    alarmPercent: int({
+      default: 80,
+      min: 1,
+      max: 100,
+      description: 'S11: when the queue reaches this share of `maxMessages`, or free disk falls within twice `reservePercent`, the box raises an alarm (log and audit trail, at most hourly) before submissions start to be refused.',
+    }),
     verifyOnStart: bool({ default: true, description: 'After start, read and authenticate every record in the background; bad ones are quarantined.' }),
   }),
   delivery: obj({

@@ -91,6 +91,8 @@ export class Spool implements Component, Handoff {
   readonly #shards = new Set<string>()
   readonly #dirSyncs = new Map<string, { running: Promise<void> | undefined; waiters: { resolve: () => void; reject: (e: Error) => void }[] }>()
   #disk = { at: -Infinity, ok: true }
+  /** When each kind of alarm was last raised. */
+  readonly #alarmed = new Map<'queue' | 'disk', number>()
   #timer: NodeJS.Timeout | undefined
   #verifying: Promise<void> | undefined
   #stopping = false
@@ -161,7 +163,10 @@ export class Spool implements Component, Handoff {
     )
     await this.#shredEndedEpochs()
     this.#log.info({ queued: this.#index.size, epochs: this.#epochCounts.size, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started }, 'spool ready')
-    this.#timer = setInterval(() => void this.#shredEndedEpochs().catch((err: unknown) => this.#log.error({ err }, 'epoch check failed')), 60_000)
+    this.#timer = setInterval(() => {
+      void this.#shredEndedEpochs().catch((err: unknown) => this.#log.error({ err }, 'epoch check failed'))
+      this.checkAlarms()
+    }, 60_000)
     this.#timer.unref()
     if (this.#config.spool.verifyOnStart) this.#verifying = this.#verifyAll()
   }
@@ -327,6 +332,27 @@ export class Spool implements Component, Handoff {
     await this.#journal.append(id, 'deferred', e.attempts, now, this.#done.get(id))
     this.#index.update(id, { state: 'deferred', nextAttemptAt: now })
     this.#events.emit({ type: 'spool.retried', id })
+  }
+
+  /**
+   * S11: warns before the limits bite — the queue near `maxMessages`, free disk
+   * near the reserve — so operators act before submissions get 452. Each kind
+   * at most once an hour while it lasts. Called every minute.
+   */
+  checkAlarms(): void {
+    const c = this.#config.spool
+    const now = this.#clock.now()
+    const raise = (kind: 'queue' | 'disk', value: number, limit: number, message: string) => {
+      if (now - (this.#alarmed.get(kind) ?? -Infinity) < 3_600_000) return
+      this.#alarmed.set(kind, now)
+      this.#log.error({ kind, value, limit }, message)
+      this.#events.emit({ type: 'spool.alarm', kind, value, limit })
+    }
+    const queueLimit = Math.floor((c.maxMessages * c.alarmPercent) / 100)
+    if (this.#index.size >= queueLimit) raise('queue', this.#index.size, c.maxMessages, 'spool is filling up: submissions will be refused at spool.maxMessages')
+    const st = statfsSync(this.#dir)
+    const freePercent = (st.bavail / st.blocks) * 100
+    if (freePercent < 2 * c.reservePercent) raise('disk', Math.floor(freePercent * 10) / 10, c.reservePercent, 'spool disk is running low: submissions will be refused below spool.reservePercent free')
   }
 
   /** Counts by state, for status pages and metrics. */

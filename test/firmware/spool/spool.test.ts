@@ -204,3 +204,32 @@ t.test('limits: the disk reserve on a real tiny filesystem answers 452 4.3.1, le
   await small.spool.accept(mail('2'))
   await t.rejects(small.spool.accept(mail('3')), { code: 'EQUEUE_FULL', responseCode: 452 })
 })
+
+t.test('S11: alarms before the limits bite — the queue near maxMessages, free disk near the reserve — at most hourly', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const mnt = join(dir, 'small')
+  mkdirSync(mnt)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mnt])
+  t.teardown(() => execFileSync('umount', [mnt]))
+  const clock = { now: 1_800_000_000_000 }
+  const rig = await spoolRig(t, hsm, mnt, { maxMessages: 10, alarmPercent: 50, reservePercent: 20 }, clock)
+  const alarms = () => rig.events.filter((e) => e.type === 'spool.alarm')
+  rig.spool.checkAlarms()
+  t.same(alarms(), [], 'quiet while far from the limits')
+  for (let i = 0; i < 5; i++) await rig.spool.accept(mail(`m${i}`))
+  rig.spool.checkAlarms()
+  t.match(alarms(), [{ kind: 'queue', value: 5, limit: 10 }])
+  t.ok(rig.records.some((r) => r.msg === 'spool is filling up: submissions will be refused at spool.maxMessages'))
+  rig.spool.checkAlarms()
+  t.equal(alarms().length, 1, 'not again within the hour')
+  clock.now += 3_600_001
+  rig.spool.checkAlarms()
+  t.equal(alarms().filter((a) => a.kind === 'queue').length, 2, 'again an hour later while it lasts')
+
+  // Fill the disk to within twice the reserve (20 %): 70 % used.
+  writeFileSync(join(mnt, 'filler'), Buffer.alloc(700 * 1024))
+  rig.spool.checkAlarms()
+  t.match(alarms().find((a) => a.kind === 'disk'), { kind: 'disk', limit: 20 })
+  t.ok((alarms().find((a) => a.kind === 'disk') as { value: number }).value < 40)
+})
