@@ -42,7 +42,7 @@ export type BoxEvent =
     }
   | { type: 'spool.queued'; id: string; epoch: string; bytes: number }
   | { type: 'spool.deferred'; id: string; attempts: number; nextAttemptAt: number; reason: string }
-  | { type: 'spool.final'; id: string; outcome: 'delivered' | 'bounced' | 'expired'; reason: string }
+  | { type: 'spool.final'; id: string; outcome: 'delivered' | 'bounced' | 'expired' | 'removed'; reason: string }
   | { type: 'spool.held' | 'spool.released' | 'spool.retried'; id: string }
   | { type: 'spool.record_shredded'; id: string }
   | { type: 'spool.quarantined'; file: string; reason: string }

@@ -82,6 +82,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       policy: Object.fromEntries(policy.counters),
       hsm: await hsm.check(),
     }),
+    remove: (id, who, reason) => delivery.remove(id, who, reason),
   })
   const daemon = new Daemon([hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, spool, policy, signing, delivery, control, submission], log)
 

@@ -13,6 +13,8 @@ const USAGE = `usage: npm run queue -- <command> [--config FILE] [--json]
   hold ID                 keep a mail from being delivered until released
   release ID              deliver a held mail again (due at once)
   retry ID                make a deferred mail due now (its destination is back)
+  remove ID --reason TEXT take a held mail out of the queue for good; the firm gets a
+                          notice naming you and the reason (hold it first)
 
 Talks to the running box over its control socket (<dataDir>/control.sock, mode 0600:
 run as the box's user or root). Every command is recorded in the audit trail with
@@ -25,7 +27,7 @@ your login name.
  */
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
-  options: { config: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean', default: false } },
+  options: { config: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, reason: { type: 'string' }, json: { type: 'boolean', default: false } },
   allowPositionals: true,
 })
 
@@ -42,6 +44,10 @@ switch (command) {
     break
   case 'list':
     request = { cmd: 'queue.list', who, args: { ...(values.state ? { state: values.state } : {}), ...(values.limit ? { limit: Number(values.limit) } : {}) } }
+    break
+  case 'remove':
+    if (!id || !values.reason) fail(`remove needs a queue id and --reason "…"\n\n${USAGE}`, 2)
+    request = { cmd: 'queue.remove', who, args: { id, reason: values.reason } }
     break
   case 'show':
   case 'hold':

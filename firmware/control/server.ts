@@ -35,7 +35,8 @@ const MAX_LINE = 64 * 1024
  * (the socket's permissions are what authenticates).
  *
  * Commands: box.status, queue.summary, queue.list {state?, limit?},
- * queue.show {id}, queue.hold {id}, queue.release {id}, queue.retry {id};
+ * queue.show {id}, queue.hold {id}, queue.release {id}, queue.retry {id},
+ * queue.remove {id, reason} (held mail only);
  * admin.record {action, target?, outcome, reason?, detail?} from tools.
  */
 export class ControlServer implements Component {
@@ -45,16 +46,28 @@ export class ControlServer implements Component {
   readonly #spool: Spool
   readonly #events: EventSink
   readonly #status: (() => Promise<unknown>) | undefined
+  readonly #remove: ((id: string, who: string, reason: string) => Promise<void>) | undefined
   #server: Server | undefined
   readonly #sockets = new Set<Socket>()
 
-  /** `status`: what `box.status` reports (the daemon assembles it from its components). */
-  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; status?: () => Promise<unknown> }) {
+  /**
+   * `status`: what `box.status` reports (the daemon assembles it from its components);
+   * `remove`: takes a held mail out of the queue with a notice to the firm (delivery's).
+   */
+  constructor(deps: {
+    config: Config
+    log: Logger
+    spool: Spool
+    events: EventSink
+    status?: () => Promise<unknown>
+    remove?: (id: string, who: string, reason: string) => Promise<void>
+  }) {
     this.#config = deps.config
     this.#log = deps.log.child({ component: 'control' })
     this.#spool = deps.spool
     this.#events = deps.events
     this.#status = deps.status
+    this.#remove = deps.remove
   }
 
   get path(): string {
@@ -138,7 +151,7 @@ export class ControlServer implements Component {
     if (req.cmd === 'admin.record') return this.#record(who, args)
     const target = typeof args.id === 'string' ? args.id : undefined
     try {
-      const result = await this.#run(req.cmd, args)
+      const result = await this.#run(req.cmd, args, who)
       this.#events.emit({ type: 'admin.action', who, via: 'control-socket', action: req.cmd, target, outcome: 'ok' })
       return { ok: true, result }
     } catch (err) {
@@ -162,7 +175,7 @@ export class ControlServer implements Component {
     return { ok: true, result: 'recorded' }
   }
 
-  async #run(cmd: string, args: Record<string, unknown>): Promise<unknown> {
+  async #run(cmd: string, args: Record<string, unknown>, who: string): Promise<unknown> {
     switch (cmd) {
       case 'box.status':
         if (!this.#status) throw new Refused('no status here')
@@ -215,6 +228,15 @@ export class ControlServer implements Component {
         if (e.state !== 'deferred') throw new Refused(`${e.id} is ${e.state}; only a deferred mail can be retried now`)
         await this.#spool.retryNow(e.id)
         return view(this.#spool.entry(e.id)!)
+      }
+      case 'queue.remove': {
+        const e = this.#entry(args)
+        if (e.state !== 'held') throw new Refused(`${e.id} is ${e.state}; hold it first, then remove it`)
+        const reason = typeof args.reason === 'string' ? args.reason.trim() : ''
+        if (!reason || reason.length > 200 || /[\x00-\x1f\x7f]/.test(reason)) throw new Refused('a "reason" is needed (one line, up to 200 characters): the firm is told it')
+        if (!this.#remove) throw new Refused('removing is not available here')
+        await this.#remove(e.id, who, reason)
+        return { id: e.id, state: 'removed' }
       }
       default:
         throw new Refused(`unknown command "${cmd}"`)

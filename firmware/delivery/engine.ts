@@ -93,7 +93,7 @@ export class DeliveryEngine implements Component {
   readonly #clients = new Set<SmtpClient>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
-  readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0 }
+  readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0, removed: 0 }
 
   constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver }) {
     this.#config = deps.config
@@ -190,6 +190,24 @@ export class DeliveryEngine implements Component {
       this.#log.error({ id: entry.id, err: e.message }, 'cannot journal the retry either; it stays queued in memory')
       this.#spool.requeueInMemory(entry.id, this.#clock.now() + 60_000)
     })
+  }
+
+  /**
+   * An operator takes a held mail out of the queue (a statement that must not
+   * go out after all): the firm gets the same notice as for a bounce, naming
+   * who removed it and why, then the record is shredded like any final mail.
+   * Only a held mail, so no attempt can be running on it.
+   */
+  async remove(id: string, who: string, reason: string): Promise<void> {
+    const entry = this.#spool.entry(id)
+    if (entry?.state !== 'held') throw new Error(`${id} is not held`)
+    const mail = await this.#spool.read(id)
+    const done = this.#spool.recipientsDone(id)
+    const why = `removed by operator ${who}: ${reason}`
+    const pending = mail.envelope.rcptTo.filter((_, i) => !done?.delivered.includes(i) && !done?.bounced.includes(i))
+    await this.#notify(mail, 'removed', pending.map((rcpt) => ({ rcpt, reason: why })))
+    await this.#spool.finish(id, 'removed', why)
+    this.counts.removed++
   }
 
   get inFlight(): number {
@@ -425,7 +443,7 @@ export class DeliveryEngine implements Component {
    * statement id (X-Statement-ID) beside the queue id, so the firm's system
    * can tell which customer is owed a paper statement.
    */
-  async #notify(mail: Submitted, what: 'bounced' | 'expired', failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
+  async #notify(mail: Submitted, what: 'bounced' | 'expired' | 'removed', failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
     const to = this.#config.delivery.notifyAddress
     if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
     const host = this.#config.submission.hostname
@@ -445,7 +463,7 @@ export class DeliveryEngine implements Component {
       `MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"\r\n\r\n` +
       `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${what1} to ${rcpts.map(maskAddress).join(', ')} was not delivered (${what}).\r\n${idLine}${consequence}\r\nReason: ${reasons}\r\n` +
       `--${boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; ${host}\r\nX-Statement-Gateway-Queue-ID: ${mail.envelope.id}\r\n${statementId ? `X-Statement-ID: ${statementId}\r\n` : ''}Arrival-Date: ${rfc5322Date(mail.envelope.receivedAt)}\r\n\r\n` +
-      failed.map(({ rcpt, reason }) => `Final-Recipient: rfc822; ${rcpt}\r\nAction: failed\r\nStatus: ${/\b([45]\.\d+\.\d+)\b/.exec(reason)?.[1] ?? (what === 'expired' ? '4.4.7' : '5.0.0')}\r\nDiagnostic-Code: smtp; ${reason}\r\n`).join('\r\n') +
+      failed.map(({ rcpt, reason }) => `Final-Recipient: rfc822; ${rcpt}\r\nAction: failed\r\nStatus: ${what === 'removed' ? '5.0.0' : (/\b([45]\.\d+\.\d+)\b/.exec(reason)?.[1] ?? (what === 'expired' ? '4.4.7' : '5.0.0'))}\r\nDiagnostic-Code: ${what === 'removed' ? 'x-statement-gateway' : 'smtp'}; ${reason}\r\n`).join('\r\n') +
       `\r\n--${boundary}--\r\n`
     await this.#spool.accept({
       envelope: { id: newQueueId(), mailFrom: '', rcptTo: [to], account: undefined, clientAddress: '127.0.0.1', tls: undefined, receivedAt: this.#clock.now(), kind: 'dsn' },

@@ -15,7 +15,8 @@ import { Journal, type JournalState } from './journal.ts'
 import { decodeRecord, encodeRecord, readHeader, RecordError, type SpooledMail } from './record.ts'
 
 export type SpoolState = 'queued' | 'inflight' | 'deferred' | 'held'
-export type FinalOutcome = 'delivered' | 'bounced' | 'expired'
+/** `removed`: taken out of the queue by an operator (held first), with a notice to the firm. */
+export type FinalOutcome = 'delivered' | 'bounced' | 'expired' | 'removed'
 
 export interface SpoolEntry {
   id: string

@@ -78,6 +78,18 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   t.equal(generated.code, 0, generated.stderr)
   t.match(generated.stderr, /recorded in the audit trail \(through the running box\)/)
 
+  // Taken out for good: held first (not while an attempt runs), then removed with a reason.
+  let held = await cli(QUEUE, cfg.path, 'hold', id)
+  for (let i = 0; i < 50 && held.code !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    held = await cli(QUEUE, cfg.path, 'hold', id)
+  }
+  t.equal(held.code, 0, held.stderr)
+  t.equal((await cli(QUEUE, cfg.path, 'remove', id)).code, 2, 'no reason, no removal')
+  const removed = await cli(QUEUE, cfg.path, 'remove', id, '--reason', 'addressed to the wrong customer')
+  t.equal(removed.code, 0, removed.stderr)
+  t.match((await cli(QUEUE, cfg.path, 'summary')).stdout, /^0 queued/)
+
   const second = spawnDaemon(t, ['--config', cfg.path])
   t.same(await second.exited, { code: 75, signal: null }, 'a second box on the same data directory stops at once (EX_TEMPFAIL)')
   t.match(second.stderr(), /is in use by a running box/)
@@ -89,11 +101,14 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   t.match(stopped.stderr, /the box is not running/)
 
   const actions = (await cli(AUDIT, cfg.path, 'search', '--type', 'admin.action')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-  t.same(
-    actions.slice(-9).map((a) => [a.action, a.outcome]),
-    [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok'], ['box.status', 'ok'], ['box.status', 'ok'], ['hsm.generate', 'ok']],
-  )
-  t.match(actions.at(-5), { target: id, reason: /is held/ })
-  t.match(actions.at(-1), { via: 'cli', target: 'smime/extra', detail: /ec-p256/ })
+  // In this order (a hold may first be refused while an attempt runs):
+  const expected = [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok'], ['box.status', 'ok'], ['box.status', 'ok'], ['hsm.generate', 'ok'], ['queue.hold', 'ok'], ['queue.remove', 'ok'], ['queue.summary', 'ok']]
+  let at = 0
+  for (const a of actions) if (at < expected.length && a.action === expected[at]![0] && a.outcome === expected[at]![1]) at++
+  t.equal(at, expected.length, `recorded in order: ${expected.slice(at).map((e) => e.join(' ')).join(', ') || 'all'}`)
+  t.match(actions.find((a) => a.action === 'queue.retry'), { target: id, reason: /is held/ })
+  t.match(actions.find((a) => a.action === 'hsm.generate'), { via: 'cli', target: 'smime/extra', detail: /ec-p256/ })
+  const final = (await cli(AUDIT, cfg.path, 'search', '--id', id, '--type', 'spool.final')).stdout
+  t.match(final, /"outcome":"removed","reason":"removed by operator [^:]+: addressed to the wrong customer"/)
   t.ok(actions.every((a) => typeof a.who === 'string' && a.who !== 'unknown'), 'with the operator login')
 })

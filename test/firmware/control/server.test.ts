@@ -147,3 +147,32 @@ t.test('a data directory too deep for a Unix socket path is reported plainly', a
   const control = new ControlServer({ config: parseConfig({ dataDir: deep }), log: logSink().log, spool: s.spool, events: { emit() {} } })
   await t.rejects(control.start(), /longer than a Unix socket allows \(107 bytes\); choose a shorter dataDir/)
 })
+
+t.test('queue.remove: only a held mail, only with a one-line reason, carried out by the delivery side', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dataDir = tempDir(t)
+  const s = await spoolRig(t, hsm, dataDir)
+  const removed: string[] = []
+  const control = new ControlServer({
+    config: parseConfig({ dataDir }),
+    log: logSink().log,
+    spool: s.spool,
+    events: { emit() {} },
+    remove: async (id, who, reason) => {
+      removed.push(`${id} ${who} ${reason}`)
+      await s.spool.finish(id, 'removed', reason)
+    },
+  })
+  await control.start()
+  t.teardown(() => control.stop())
+  const ask = async (cmd: string, args: Record<string, unknown>) => (await controlRequests(control.path, [{ cmd, args, who: 'bob' }]))[0]!
+  const m = mail('x')
+  await s.spool.accept(m)
+  t.match(await ask('queue.remove', { id: m.envelope.id, reason: 'wrong customer' }), { ok: false, error: /is queued; hold it first/ })
+  await ask('queue.hold', { id: m.envelope.id })
+  t.match(await ask('queue.remove', { id: m.envelope.id }), { ok: false, error: /a "reason" is needed/ })
+  t.match(await ask('queue.remove', { id: m.envelope.id, reason: 'two\nlines' }), { ok: false, error: /a "reason" is needed/ })
+  t.match(await ask('queue.remove', { id: m.envelope.id, reason: ' wrong customer ' }), { ok: true, result: { state: 'removed' } })
+  t.same(removed, [`${m.envelope.id} bob wrong customer`])
+  t.equal(s.spool.entry(m.envelope.id), undefined)
+})

@@ -348,3 +348,28 @@ t.test('shutdown does not wait for a receiver that takes minutes: after the grac
   t.match(rig.spool.entry(m.id), { state: 'deferred' }, 'not final, not lost: retried after the restart')
   t.equal(finals(rig.events)[m.id], undefined)
 })
+
+t.test('an operator removes a held statement: the firm is told who and why, the record is shredded, nothing is sent', async (t) => {
+  const { hsm } = await devHsm(t)
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  const rx = await startReceiver(t)
+  const rig = await deliveryRig(t, hsm, {
+    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    notifyAddress: 'ops@bank.example',
+  })
+  // Held before the engine could take it: enqueue straight into the spool and hold it at once.
+  await rig.engine.stop()
+  const m = await rig.enqueue('wrong.customer@example.net', undefined, undefined, 'X-Statement-ID: S-9\r\n')
+  await rig.spool.hold(m.id)
+  await t.rejects(rig.engine.remove('nope', 'alice', 'x'), /not held/)
+  await rig.engine.remove(m.id, 'alice', 'addressed to the wrong customer')
+  t.equal(rig.spool.entry(m.id), undefined)
+  t.match(rig.events.find((e) => e.type === 'spool.final' && e.id === m.id), { outcome: 'removed', reason: 'removed by operator alice: addressed to the wrong customer' })
+  t.ok(rig.events.some((e) => e.type === 'spool.record_shredded' && e.id === m.id))
+  const dsnEntry = rig.events.find((e) => e.type === 'spool.queued' && e.id !== m.id)
+  t.ok(dsnEntry, 'a notice to the firm was queued')
+  const dsn = await rig.spool.read((dsnEntry as { id: string }).id)
+  t.match(dsn.message.toString(), /Subject: Undelivered statement S-9 \(removed\)/)
+  t.match(dsn.message.toString(), /Final-Recipient: rfc822; wrong\.customer@example\.net\r\nAction: failed\r\nStatus: 5\.0\.0\r\nDiagnostic-Code: x-statement-gateway; removed by operator alice: addressed to the wrong customer/)
+  t.equal(rx.received.length, 0, 'nothing went to the customer')
+})
