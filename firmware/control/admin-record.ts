@@ -6,15 +6,9 @@ import type { Clock } from '../../hal/clock.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { AuditTrail } from '../audit/trail.ts'
 import type { Config } from '../config/load.ts'
-import { boxRunning, controlRequests, controlSocketPath } from './server.ts'
+import { boxRunning, controlRequests, controlSocketPath, toolActionEvent, type AdminAction } from './server.ts'
 
-export interface AdminAction {
-  readonly action: string
-  readonly target?: string | undefined
-  readonly outcome: 'ok' | 'refused'
-  readonly reason?: string | undefined
-  readonly detail?: string | undefined
-}
+export type { AdminAction }
 
 /** The operator behind a tool: the login that ran sudo, else the process's own. */
 export function operatorLogin(): string {
@@ -49,7 +43,7 @@ export async function recordAdminAction(config: Config, hsm: Hsm, clock: Clock, 
   try {
     const trail = new AuditTrail({ config, log: pino({ level: 'silent' }), hsm, clock })
     await trail.start()
-    trail.emit({ type: 'admin.action', who: operatorLogin(), via: 'cli', action: a.action, target: a.target, outcome: a.outcome, ...(a.reason ? { reason: a.reason } : {}), ...(a.detail ? { detail: a.detail } : {}) })
+    trail.emit(toolActionEvent(operatorLogin(), a))
     await trail.stop()
   } finally {
     await new Promise<void>((resolve) => lock.close(() => resolve()))

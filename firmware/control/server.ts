@@ -3,7 +3,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { join, resolve } from 'node:path'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
-import type { EventSink } from '../events.ts'
+import type { BoxEvent, EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
 import { parseEntity } from '../mime/entity.ts'
 import { statementTags } from '../policy/inspect.ts'
@@ -19,6 +19,20 @@ export interface ControlRequest {
 }
 
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string }
+
+/** What an admin tool did by itself (e.g. on the HSM), to be recorded. */
+export interface AdminAction {
+  readonly action: string
+  readonly target?: string | undefined
+  readonly outcome: 'ok' | 'refused'
+  readonly reason?: string | undefined
+  readonly detail?: string | undefined
+}
+
+/** The audit record of a tool's action, whichever way it reaches the trail. */
+export function toolActionEvent(who: string, a: AdminAction): BoxEvent {
+  return { type: 'admin.action', who, via: 'cli', action: a.action, target: a.target, outcome: a.outcome, ...(a.reason ? { reason: a.reason } : {}), ...(a.detail ? { detail: a.detail } : {}) }
+}
 
 class Refused extends Error {}
 
@@ -171,7 +185,7 @@ export class ControlServer implements Component {
     const target = text(args.target, 200)
     const reason = text(args.reason, 500)
     const detail = text(args.detail, 500)
-    this.#events.emit({ type: 'admin.action', who, via: 'cli', action, target, outcome, ...(reason ? { reason } : {}), ...(detail ? { detail } : {}) })
+    this.#events.emit(toolActionEvent(who, { action, target, outcome, reason, detail }))
     return { ok: true, result: 'recorded' }
   }
 

@@ -327,17 +327,16 @@ export class DeliveryEngine implements Component {
           if (!(err instanceof SmtpError)) throw err
           const reply = err.reply ? `${err.reply.code} ${err.reply.text.replace(/\n/g, ' ')}` : `451 4.4.2 ${err.message}`
           const base = { mx: hop.name, ip: client?.localAddress ?? (egress.address || undefined), tls: client?.tlsVersion }
-          if (err.reply && isBlockReply(err.reply.text) && !copy) {
-            this.egress.pause(client?.localAddress ?? egress.address, dest)
-            this.#log.warn({ destination: hop.name, sourceIp: egress.address, reply }, 'destination blocks this source address; paused it there')
-            last = { status: 'deferred', reply, ...base }
-            continue
-          }
-          if (err.reply && isThrottleReply(err.reply) && !copy) {
-            // Asked to slow down: this address rests at this destination instead of
-            // coming back with the next mail; the others carry on (M2).
-            this.egress.pause(client?.localAddress ?? egress.address, dest, this.#config.delivery.throttlePauseSeconds * 1000)
-            this.#log.warn({ destination: hop.name, sourceIp: egress.address, reply }, 'destination asks this source address to slow down; resting it there')
+          // A reply about this source address, not the mail: it rests at this destination
+          // (blocked: long; asked to slow down: briefly) and the next address tries at once (M2).
+          const about = !err.reply || copy ? undefined : isBlockReply(err.reply.text) ? 'block' : isThrottleReply(err.reply) ? 'throttle' : undefined
+          if (about) {
+            const d = this.#config.delivery
+            this.egress.pause(client?.localAddress ?? egress.address, dest, (about === 'block' ? d.blockPauseSeconds : d.throttlePauseSeconds) * 1000)
+            this.#log.warn(
+              { destination: hop.name, sourceIp: egress.address, reply },
+              about === 'block' ? 'destination blocks this source address; paused it there' : 'destination asks this source address to slow down; resting it there',
+            )
             last = { status: 'deferred', reply, ...base }
             continue
           }

@@ -53,22 +53,8 @@ class DueHeap {
   pop(): void {
     const last = --this.#size
     if (last === 0) return
-    const at = this.#at[last]!
-    const order = this.#order[last]!
-    const slot = this.#slot[last]!
-    const gen = this.#gen[last]!
-    let i = 0
-    // Sift down.
-    for (;;) {
-      const l = 2 * i + 1
-      if (l >= last) break
-      const r = l + 1
-      const c = r < last && this.#less(this.#at[r]!, this.#order[r]!, this.#at[l]!, this.#order[l]!) ? r : l
-      if (!this.#less(this.#at[c]!, this.#order[c]!, at, order)) break
-      this.#move(c, i)
-      i = c
-    }
-    this.#put(i, at, order, slot, gen)
+    this.#move(last, 0)
+    this.#siftDownFrom(0)
   }
 
   /** Keeps only the entries `live` accepts, then restores heap order (O(n)). */

@@ -296,10 +296,7 @@ export class Spool implements Component, Handoff {
   }
 
   async release(id: string): Promise<void> {
-    const e = this.#mustGet(id)
-    await this.#journal.append(id, 'deferred', e.attempts, this.#clock.now(), this.#done.get(id))
-    this.#index.update(id, { state: 'deferred', nextAttemptAt: this.#clock.now() })
-    this.#events.emit({ type: 'spool.released', id })
+    await this.#dueNow(id, 'spool.released')
   }
 
   /**
@@ -328,11 +325,16 @@ export class Spool implements Component, Handoff {
 
   /** A deferred mail becomes due now (an operator who knows the destination is back). */
   async retryNow(id: string): Promise<void> {
+    await this.#dueNow(id, 'spool.retried')
+  }
+
+  /** Due at once (journalled first), keeping attempts and the recipients already done. */
+  async #dueNow(id: string, event: 'spool.released' | 'spool.retried'): Promise<void> {
     const e = this.#mustGet(id)
     const now = this.#clock.now()
     await this.#journal.append(id, 'deferred', e.attempts, now, this.#done.get(id))
     this.#index.update(id, { state: 'deferred', nextAttemptAt: now })
-    this.#events.emit({ type: 'spool.retried', id })
+    this.#events.emit({ type: event, id })
   }
 
   /**
@@ -351,8 +353,7 @@ export class Spool implements Component, Handoff {
     }
     const queueLimit = Math.floor((c.maxMessages * c.alarmPercent) / 100)
     if (this.#index.size >= queueLimit) raise('queue', this.#index.size, c.maxMessages, 'spool is filling up: submissions will be refused at spool.maxMessages')
-    const st = statfsSync(this.#dir)
-    const freePercent = (st.bavail / st.blocks) * 100
+    const freePercent = this.#freePercent()
     if (freePercent < 2 * c.reservePercent) raise('disk', Math.floor(freePercent * 10) / 10, c.reservePercent, 'spool disk is running low: submissions will be refused below spool.reservePercent free')
   }
 
@@ -365,10 +366,15 @@ export class Spool implements Component, Handoff {
     if (this.#index.size >= this.#config.spool.maxMessages) throw new GatewayError('EQUEUE_FULL')
     const now = this.#clock.now()
     if (now - this.#disk.at > 1000) {
-      const st = statfsSync(this.#dir)
-      this.#disk = { at: now, ok: (st.bavail / st.blocks) * 100 >= this.#config.spool.reservePercent }
+      this.#disk = { at: now, ok: this.#freePercent() >= this.#config.spool.reservePercent }
     }
     if (!this.#disk.ok) throw new GatewayError('EQUEUE_DISK_FULL')
+  }
+
+  /** Free space on the spool's filesystem, as the unprivileged box sees it (bavail). */
+  #freePercent(): number {
+    const st = statfsSync(this.#dir)
+    return (st.bavail / st.blocks) * 100
   }
 
   #epochAt(t: number): string {

@@ -198,42 +198,26 @@ export class SubmissionServer implements Component {
     const cfg = this.#config.submission
     const received = await readMessage(stream, { maxBytes: cfg.maxMessageBytes, bareLineFeed: cfg.bareLineFeed })
     const id = newQueueId()
+    const at = this.#clock.now()
+    const account = typeof session.user === 'string' ? session.user : undefined
+    const clientAddress = unmapIPv4(session.remoteAddress)
     const trace = receivedHeader({
       helo: session.hostNameAppearsAs,
-      clientAddress: unmapIPv4(session.remoteAddress),
+      clientAddress,
       show: cfg.traceClient,
       hostname: cfg.hostname,
       tls: session.secure,
-      authenticated: typeof session.user === 'string',
+      authenticated: account !== undefined,
       id,
-      at: this.#clock.now(),
+      at,
     })
     const message = Buffer.concat([Buffer.from(trace, 'latin1'), received])
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address)
     const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name } : undefined
-    await this.#handoff.accept({
-      envelope: {
-        id,
-        mailFrom,
-        rcptTo,
-        account: typeof session.user === 'string' ? session.user : undefined,
-        clientAddress: unmapIPv4(session.remoteAddress),
-        tls,
-        receivedAt: this.#clock.now(),
-      },
-      message,
-    })
+    await this.#handoff.accept({ envelope: { id, mailFrom, rcptTo, account, clientAddress, tls, receivedAt: at }, message })
     state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes: message.length, user: session.user }, 'mail accepted')
-    this.#events.emit({
-      type: 'submission.accepted',
-      id,
-      account: typeof session.user === 'string' ? session.user : undefined,
-      clientAddress: unmapIPv4(session.remoteAddress),
-      tls: tls?.protocol,
-      recipients: rcptTo,
-      bytes: message.length,
-    })
+    this.#events.emit({ type: 'submission.accepted', id, account, clientAddress, tls: tls?.protocol, recipients: rcptTo, bytes: message.length })
     return id
   }
 

@@ -1,6 +1,7 @@
 import type { BoxEvent } from '../../firmware/events.ts'
 import { X509Certificate } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ConnectionOptions } from 'node:tls'
@@ -18,6 +19,15 @@ export function tempDir(t: T, prefix = 'sg-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
+}
+
+/** A real filesystem of `size` (tmpfs, e.g. '256k'), unmounted at teardown: full-disk behaviour without mocks. */
+export function tinyDisk(t: T, size: string): string {
+  const mnt = join(tempDir(t), 'small')
+  mkdirSync(mnt)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', mnt])
+  t.teardown(() => execFileSync('umount', [mnt]))
+  return mnt
 }
 
 /** Cheapest scrypt cost the config accepts: tests hash many passwords. */

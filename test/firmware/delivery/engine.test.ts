@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process'
-import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseConfig } from '../../../firmware/config/load.ts'
-import { tempDir } from '../../helpers/box.ts'
+import { tempDir, tinyDisk } from '../../helpers/box.ts'
 import { devHsm } from '../../helpers/hsm.ts'
 import { deliveryRig, finals } from '../../helpers/delivery.ts'
 import { smtpError, startReceiver, until } from '../../helpers/receiver.ts'
@@ -302,10 +301,7 @@ t.test('M3: an egress address with its own sub-limit stays within it while the o
 
 t.test('an attempt that breaks off inside the box (journal on a full disk) is retried, not left "in flight" forever', async (t) => {
   const { hsm } = await devHsm(t)
-  const mnt = join(tempDir(t), 'small')
-  mkdirSync(mnt)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mnt])
-  t.teardown(() => execFileSync('umount', [mnt]))
+  const mnt = tinyDisk(t, '2m')
   const filler = join(mnt, 'filler')
   let fill = true
   const rx = await startReceiver(t, {

@@ -1,15 +1,11 @@
-import { execFileSync } from 'node:child_process'
-import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { appendFileSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { Journal } from '../../../firmware/spool/journal.ts'
-import { tempDir } from '../../helpers/box.ts'
+import { tempDir, tinyDisk } from '../../helpers/box.ts'
 
 t.test('a write the full disk takes only part of is cut back: no torn line for the next one to glue onto', async (t) => {
-  const mnt = join(tempDir(t), 'small')
-  mkdirSync(mnt)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', mnt])
-  t.teardown(() => execFileSync('umount', [mnt]))
+  const mnt = tinyDisk(t, '64k')
   const path = join(mnt, 'journal')
   const journal = new Journal(path)
   await journal.compact([])

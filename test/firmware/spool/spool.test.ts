@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { GatewayError } from '../../../firmware/errors.ts'
 import { readHeader } from '../../../firmware/spool/record.ts'
 import { epochKeyLabel } from '../../../firmware/spool/spool.ts'
-import { tempDir } from '../../helpers/box.ts'
+import { tempDir, tinyDisk } from '../../helpers/box.ts'
 import { devHsm } from '../../helpers/hsm.ts'
 import { mail, spoolRig } from '../../helpers/spool.ts'
 
@@ -174,11 +174,7 @@ t.test('a corrupted record is quarantined with an event at start-up verification
 
 t.test('limits: the disk reserve on a real tiny filesystem answers 452 4.3.1, leaves nothing partial; a full queue too', async (t) => {
   const { hsm } = await devHsm(t)
-  const dir = tempDir(t)
-  const mnt = join(dir, 'small')
-  mkdirSync(mnt)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', mnt])
-  t.teardown(() => execFileSync('umount', [mnt]))
+  const mnt = tinyDisk(t, '256k')
   const rig = await spoolRig(t, hsm, mnt, { reservePercent: 10 })
   const big = (n: number) => ({ ...mail('x'.repeat(20_000)), envelope: { ...mail('').envelope, id: `big${n}xxxxxxxx` } })
   let accepted = 0
@@ -207,11 +203,7 @@ t.test('limits: the disk reserve on a real tiny filesystem answers 452 4.3.1, le
 
 t.test('S11: alarms before the limits bite — the queue near maxMessages, free disk near the reserve — at most hourly', async (t) => {
   const { hsm } = await devHsm(t)
-  const dir = tempDir(t)
-  const mnt = join(dir, 'small')
-  mkdirSync(mnt)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mnt])
-  t.teardown(() => execFileSync('umount', [mnt]))
+  const mnt = tinyDisk(t, '1m')
   const clock = { now: 1_800_000_000_000 }
   const rig = await spoolRig(t, hsm, mnt, { maxMessages: 10, alarmPercent: 50, reservePercent: 20 }, clock)
   const alarms = () => rig.events.filter((e) => e.type === 'spool.alarm')
