@@ -9,7 +9,7 @@ import { CHECKPOINT_KEY_LABEL } from '../firmware/audit/record.ts'
 import { searchTrail } from '../firmware/audit/search.ts'
 import { PUBLIC_KEY_FILE, recipientHash } from '../firmware/audit/trail.ts'
 import { verifyTrail } from '../firmware/audit/verify.ts'
-import { failer, toolConfig } from './cli.ts'
+import { failer, printHelp, toolConfig } from './cli.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
 
 const USAGE = `usage: npm run audit -- <command> [--config FILE] [options]
@@ -48,9 +48,11 @@ const { values, positionals } = parseArgs({
     statement: { type: 'string' },
     recipient: { type: 'string' },
     limit: { type: 'string' },
+    help: { type: 'boolean' },
   },
   allowPositionals: true,
 })
+if (values.help) printHelp(USAGE, values.config)
 
 const fail: (message: string, code?: number) => never = failer('audit')
 

@@ -4,15 +4,15 @@ import { stdin } from 'node:process'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { HsmError, type KeyPairType } from '../hal/hsm/index.ts'
-import { toolConfig } from './cli.ts'
+import { printHelp, toolConfig } from './cli.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
-import { hsmFromConfig } from '../firmware/keys/service.ts'
+import { hsmFromConfig, signingCertificateLabels } from '../firmware/keys/service.ts'
 
 const USAGE = `usage: npm run hsm -- <command> [--config FILE]
 
   init                          create the embedded token (if configured) and the box's keys
-  status                        token, keys and certificates as JSON
+  status [LABEL]...              token, keys, and the signing certificates (those the config names, and LABELs) as JSON
   list                          every object in the token, with its protection flags
   generate LABEL TYPE           generate a key pair in the token (rsa-2048 | rsa-3072 | ec-p256 | ed25519)
   public-key LABEL              print a key pair's public key (PEM)
@@ -47,9 +47,10 @@ function fail(message: string): never {
   process.exit(2)
 }
 
-if (!command || values.help) {
-  process.stdout.write(`${USAGE}\n`)
-  process.exit(command ? 0 : 2)
+if (values.help) printHelp(USAGE, values.config)
+if (!command) {
+  process.stderr.write(`${USAGE}\n`)
+  process.exit(2)
 }
 
 const config = toolConfig('hsm', values.config)
@@ -73,7 +74,8 @@ try {
       break
     }
     case 'status':
-      out(JSON.stringify(await hsm.status(BOX_KEYS, rest), null, 2))
+      // The certificates the configuration signs with, and any other labels asked for.
+      out(JSON.stringify(await hsm.status(BOX_KEYS, [...new Set([...signingCertificateLabels(config), ...rest])]), null, 2))
       break
     case 'list':
       for (const k of await hsm.keys.list()) {

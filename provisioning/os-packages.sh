@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the box and its tests need, if any are missing.
 # Idempotent: with everything present it only checks and returns.
-#   --bench  also what the benchmarks need: postfix (the peer in bench:postfix,
-#            and its smtp-source/smtp-sink load tools), installed unconfigured
-#            so that it starts nothing on port 25.
+#
+# The list is the whole truth: packages are installed without their
+# recommendations (an appliance installs what it needs and nothing else), so
+# what a tool only *recommends* but we use is named here too. `npm run
+# check:fresh` proves it on a minimal Debian root that has nothing else.
+#   --bench        also what the benchmarks need: postfix (the peer in bench:postfix,
+#                  and its smtp-source/smtp-sink load tools), installed unconfigured
+#                  so that it starts nothing on port 25.
+#   --check-fresh  only what `npm run check:fresh` needs on the host: debootstrap, git.
 set -euo pipefail
 
 PACKAGES=(
   ca-certificates
   openssl
+  python3       # node-gyp (pkcs11js is compiled during npm ci); test helpers
+  make          # node-gyp builds pkcs11js with make and g++
+  g++
   softhsm2      # embedded-default HSM (M6): PKCS#11 token in the data directory
   opensc        # pkcs11-tool: inspect the token from outside the box's code
-  python3
   python3-dkim  # dkimverify: independent DKIM verifier for tests (M4)
   python3-nacl  # lets python3-dkim verify ed25519-sha256 signatures (RFC 8463)
   swaks         # independent SMTP client for tests and the README walk-through
+  libnet-ssleay-perl     # swaks only recommends its TLS modules; without them
+  libio-socket-ssl-perl  # `swaks -tls` exits "TLS not available"
   qpdf          # encrypted PDF fixtures for the policy tests (M13)
   iproute2      # tc (kernel egress shaping, M3) and ip netns for its test
 )
 
-if [ "${1:-}" = "--bench" ]; then
-  PACKAGES+=(postfix)
-fi
+case "${1:-}" in
+  --bench) PACKAGES+=(postfix) ;;
+  --check-fresh) PACKAGES=(debootstrap git) ;;
+  "") ;;
+  *) echo "os-packages: unknown option $1 (--bench, --check-fresh)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { failer, toolConfig } from './cli.ts'
+import { failer, printHelp, toolConfig } from './cli.ts'
 import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath, type ControlRequest } from '../firmware/control/server.ts'
 
@@ -27,9 +27,10 @@ your login name.
  */
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
-  options: { config: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, reason: { type: 'string' }, json: { type: 'boolean', default: false } },
+  options: { config: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, reason: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean' } },
   allowPositionals: true,
 })
+if (values.help) printHelp(USAGE, values.config)
 
 const fail: (message: string, code?: number) => never = failer('queue')
 

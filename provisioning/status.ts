@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { failer, toolConfig } from './cli.ts'
+import { failer, printHelp, toolConfig } from './cli.ts'
 import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath } from '../firmware/control/server.ts'
 import type { HsmStatus } from '../hal/hsm/index.ts'
@@ -11,7 +11,14 @@ import type { HsmStatus } from '../hal/hsm/index.ts'
  *
  *   npm run status [-- --json] [--config FILE]
  */
-const { values } = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string' }, json: { type: 'boolean', default: false } } })
+const USAGE = `usage: npm run status [-- --json]
+
+What an operator checks first, asked of the running box over its control socket:
+queue by state, deliveries since start, resting source addresses, policy rule counters,
+the HSM token and missing keys, and each signing certificate's expiry.
+`
+const { values } = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean' } } })
+if (values.help) printHelp(USAGE, values.config)
 
 const fail: (message: string, code?: number) => never = failer('status')
 

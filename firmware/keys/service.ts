@@ -7,6 +7,12 @@ import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { BOX_KEYS } from './manifest.ts'
 
+/** The S/MIME keys the configuration signs with: their certificates are watched for expiry and shown by status. */
+export function signingCertificateLabels(config: Config): string[] {
+  const s = config.signing
+  return [...new Set([...s.domains.map((d) => d.smimeKey), ...s.senders.map((x) => x.smimeKey)].filter((l): l is string => Boolean(l)))]
+}
+
 export function hsmFromConfig(config: Config, clock: Clock): Hsm {
   const h = config.hsm
   return new Hsm({
@@ -47,10 +53,8 @@ export class KeyService implements Component {
     this.#clock = deps.clock
   }
 
-  /** The S/MIME keys the configuration signs with: their certificates are watched for expiry. */
   get certificateLabels(): string[] {
-    const s = this.#config.signing
-    return [...new Set([...s.domains.map((d) => d.smimeKey), ...s.senders.map((x) => x.smimeKey)].filter((l): l is string => Boolean(l)))]
+    return signingCertificateLabels(this.#config)
   }
 
   async start(): Promise<void> {

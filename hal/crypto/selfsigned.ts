@@ -1,6 +1,7 @@
-import { generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject, type X509Certificate } from 'node:crypto'
 import { isIP } from 'node:net'
 import * as der from './der.ts'
+import { extension, KU, keyUsageValue, makeCertificate } from './issue.ts'
 
 export interface SelfSigned {
   certPem: string
@@ -16,41 +17,24 @@ export interface SelfSigned {
 export function makeSelfSignedServerCert(opts: { hostname: string; addresses?: readonly string[]; days?: number; now?: Date }): SelfSigned {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const now = opts.now ?? new Date()
-  const notBefore = new Date(now.getTime() - 5 * 60_000)
-  const notAfter = new Date(now.getTime() + (opts.days ?? 825) * 86_400_000)
-  const subject = der.name([[der.OID.commonName, opts.hostname]])
-  const algorithm = der.sequence(der.oid(der.OID.ecdsaWithSha256))
-
   const san = der.sequence(
     der.implicit(2, Buffer.from(opts.hostname, 'ascii')),
     ...(opts.addresses ?? []).filter((a) => isIP(a)).map((a) => der.implicit(7, ipBytes(a))),
   )
-  const extensions = der.sequence(
-    extension(der.OID.basicConstraints, true, der.sequence()),
-    extension(der.OID.keyUsage, true, der.bitString(Buffer.from([0x80]), 7)), // digitalSignature
-    extension(der.OID.extKeyUsage, false, der.sequence(der.oid(der.OID.serverAuth))),
-    extension(der.OID.subjectAltName, false, san),
-  )
-  const serial = randomBytes(16)
-  serial[0]! &= 0x7f
-  const tbs = der.sequence(
-    der.explicit(0, der.integer(2)),
-    der.integer(serial),
-    algorithm,
-    subject,
-    der.sequence(der.time(notBefore), der.time(notAfter)),
-    subject,
-    publicKey.export({ type: 'spki', format: 'der' }),
-    der.explicit(3, extensions),
-  )
-  const signature = sign('sha256', tbs, privateKey)
-  const cert = der.sequence(tbs, algorithm, der.bitString(signature))
-  const certPem = der.toPem('CERTIFICATE', cert)
-  return { certPem, keyPem: pkcs8(privateKey), certificate: new X509Certificate(certPem) }
-}
-
-function extension(id: string, critical: boolean, value: der.Der): der.Der {
-  return der.sequence(der.oid(id), ...(critical ? [der.boolean(true)] : []), der.octetString(value))
+  const certificate = makeCertificate({
+    subject: [[der.OID.commonName, opts.hostname]],
+    publicKey,
+    signingKey: privateKey,
+    notBefore: new Date(now.getTime() - 5 * 60_000),
+    notAfter: new Date(now.getTime() + (opts.days ?? 825) * 86_400_000),
+    extensions: [
+      extension(der.OID.basicConstraints, true, der.sequence()),
+      extension(der.OID.keyUsage, true, keyUsageValue(KU.digitalSignature)),
+      extension(der.OID.extKeyUsage, false, der.sequence(der.oid(der.OID.serverAuth))),
+      extension(der.OID.subjectAltName, false, san),
+    ],
+  })
+  return { certPem: certificate.toString(), keyPem: pkcs8(privateKey), certificate }
 }
 
 function pkcs8(key: KeyObject): string {
