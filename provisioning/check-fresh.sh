@@ -91,6 +91,12 @@ fail() {
 # /sys, /dev and a tmpfs /tmp and /run exist there and vanish with the command.
 # Downloads are cached (apt archives, npm's cache): the same bytes a fresh machine
 # would fetch, verified the same way, only not fetched twice.
+# The machine's network settings travel into the root (a proxy, the CA of a TLS-inspecting
+# egress): they belong to the network this machine is on, not to the project.
+netenv=()
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY NODE_EXTRA_CA_CERTS; do
+  if [ -n "${!v:-}" ]; then netenv+=("$v=${!v}"); fi
+done
 inroot() {
   unshare --mount --propagation private -- bash -c '
     set -e
@@ -104,9 +110,10 @@ inroot() {
     mkdir -p "$r/root/.npm"
     mount --bind "$cache/npm" "$r/root/.npm"
     exec chroot "$r" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      LANG=C.UTF-8 TERM=dumb SG_FRESH_CHROOT=1 DEBIAN_FRONTEND=noninteractive bash -c "$*"
+      LANG=C.UTF-8 TERM=dumb SG_FRESH_CHROOT=1 DEBIAN_FRONTEND=noninteractive $NETENV bash -c "$*"
   ' inroot "$root" "$cache" "$@"
 }
+export NETENV="${netenv[*]:-}"
 
 echo "check:fresh: Debian $codename from $mirror (security: $security)"
 if [ ! -f "$base" ]; then
@@ -131,7 +138,16 @@ begin "unpack the root"
 mkdir -p "$root"
 tar -C "$root" -xf "$base"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+extra_cas=0
+for c in /usr/local/share/ca-certificates/*.crt; do
+  [ -f "$c" ] || continue
+  cp "$c" "$root/usr/local/share/ca-certificates/" && extra_cas=$((extra_cas + 1))
+done
+if [ "$extra_cas" -gt 0 ]; then inroot 'update-ca-certificates >/dev/null' >>"$log" 2>&1 || fail "update-ca-certificates failed in the root"; fi
 ok "$(inroot 'echo "node $(node --version), npm $(npm --version)"' 2>>"$log")"
+if [ "$extra_cas" -gt 0 ] || [ ${#netenv[@]} -gt 0 ]; then
+  echo "      carried in from this machine's network: $extra_cas local CA certificate(s); ${netenv[*]:-no proxy settings}"
+fi
 
 begin "clone HEAD into /root/statement-gateway"
 git -C "$repo" rev-parse --verify -q HEAD >/dev/null || fail "no commit to check in $repo"
