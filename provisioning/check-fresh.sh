@@ -101,6 +101,7 @@ inroot() {
   unshare --mount --propagation private -- bash -c '
     set -e
     r="$1"; cache="$2"; shift 2
+    mount --bind "$r" "$r"   # the root is a mount point, as on a machine (ip netns exec needs it)
     mount -t proc proc "$r/proc"
     mount --rbind /sys "$r/sys"
     mount --rbind /dev "$r/dev"
