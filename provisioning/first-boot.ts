@@ -23,8 +23,7 @@ import { hashPassword } from '../firmware/submission/password.ts'
  */
 const args = process.argv.slice(2)
 const i = args.indexOf('--data-dir')
-const dataDirArg = i >= 0 && args[i + 1] ? args[i + 1]! : './var'
-const dataDir = resolve(dataDirArg)
+const dataDir = resolve(i >= 0 && args[i + 1] ? args[i + 1]! : './var')
 const configPath = join(dataDir, 'config.json')
 const account = 'statements'
 const sender = 'statements@bank.example'
@@ -35,7 +34,8 @@ if (existsSync(configPath)) {
 } else {
   const password = randomBytes(18).toString('base64url')
   const raw = {
-    dataDir: dataDirArg,
+    // Absolute: the tools find this config from anywhere (--config, $SG_CONFIG) and must read the same data.
+    dataDir,
     submission: { accounts: [{ name: account, passwordHash: await hashPassword(password), allowFrom: [] }] },
     // Development box: both signatures for the demo sender domain, and every recipient
     // domain routed to the loopback demo receiver (npm run demo), so nothing leaves the machine.
