@@ -35,14 +35,18 @@ export const ERRORS = {
   EMESSAGE_NO_FROM: { smtp: 550, enhanced: '5.6.0', text: 'the message has no usable From address' },
 
   EMESSAGE_MALFORMED: { smtp: 550, enhanced: '5.6.0', text: 'the message structure is malformed' },
+  EMESSAGE_AMBIGUOUS: { smtp: 550, enhanced: '5.6.0', text: 'the message structure can be read in more than one way' },
+  EMESSAGE_LINE_TOO_LONG: { smtp: 550, enhanced: '5.6.0', text: 'a header line is longer than 998 octets (RFC 5322 section 2.1.1)' },
 
   // --- statement policy (M1, M12, M13) ---
   EPOLICY_SENDER: { smtp: 550, enhanced: '5.7.1', text: 'sender address is not allowed for this account' },
   EPOLICY_SUBJECT: { smtp: 550, enhanced: '5.7.1', text: 'the subject lacks the label required for this statement class' },
   EPOLICY_PDF_UNENCRYPTED: { smtp: 550, enhanced: '5.7.1', text: 'a PDF attachment is not encrypted' },
+  EPOLICY_PDF_UNREADABLE: { smtp: 550, enhanced: '5.7.1', text: 'a PDF attachment cannot be read, so its encryption cannot be checked' },
   EPOLICY_PDF_MISSING: { smtp: 550, enhanced: '5.7.1', text: 'the statement has no PDF attachment' },
   EPOLICY_ATTACHMENT_TYPE: { smtp: 550, enhanced: '5.7.1', text: 'an attachment type is not allowed' },
   EPOLICY_ZIP_UNENCRYPTED: { smtp: 550, enhanced: '5.7.1', text: 'a ZIP attachment has unencrypted entries' },
+  EPOLICY_ZIP_MALFORMED: { smtp: 550, enhanced: '5.7.1', text: 'a ZIP attachment is not an archive every reader reads alike' },
   EPOLICY_UNMASKED_ID: { smtp: 550, enhanced: '5.7.1', text: 'the message contains an unmasked personal identifier' },
   EPOLICY_RECIPIENTS: { smtp: 550, enhanced: '5.5.3', text: 'too many recipients for a statement' },
   EPOLICY_NO_CONSENT: { smtp: 550, enhanced: '5.7.1', text: 'the recipient has no e-statement consent on file' },
@@ -58,6 +62,7 @@ export const ERRORS = {
   // --- spool (S12) ---
   EQUEUE_DISK_FULL: { smtp: 452, enhanced: '4.3.1', text: 'insufficient system storage: the spool keeps its disk reserve, try again later' },
   EQUEUE_FULL: { smtp: 452, enhanced: '4.3.1', text: 'the queue is full, try again later' },
+  ESUBMISSION_BUSY: { smtp: 452, enhanced: '4.3.1', text: 'the box is receiving as much as its memory budget allows, try again shortly' },
 
   // --- anything unmapped: tempfail, never a silent loss (STYLE: Haraka, smtp-server) ---
   ETEMPORARY: { smtp: 451, enhanced: '4.3.0', text: 'temporary local problem, try again later' },

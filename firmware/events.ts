@@ -32,6 +32,7 @@ export type BoxEvent =
       outcome: 'loaded' | 'kept-previous'
       reason?: string
     }
+  | { type: 'policy.inspection_budget'; id: string; account: string | undefined; bytes: number; budgetMs: number }
   | { type: 'policy.accepted'; id: string; account: string | undefined; profile: string; statementClass: string | undefined; statementId: string | undefined }
   | {
       type: 'signing.signed'

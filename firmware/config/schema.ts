@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { cidrProblem } from '../../hal/net/cidr.ts'
+import { patternProblem } from '../policy/patterns.ts'
 import { passwordHashProblem } from '../submission/password.ts'
 import { bool, int, list, obj, oneOf, records, str, type Infer } from './types.ts'
 
@@ -30,14 +31,6 @@ function pemCertificates(path: string): boolean {
   }
 }
 
-function regexProblem(v: string): string | undefined {
-  try {
-    new RegExp(v, 'u')
-    return undefined
-  } catch (err) {
-    return `is not a valid regular expression: ${(err as Error).message}`
-  }
-}
 
 export const schema = obj({
   dataDir: str({
@@ -82,6 +75,13 @@ export const schema = obj({
       description: 'Largest message accepted, announced in EHLO SIZE (RFC 1870) and enforced with 552 5.3.4.',
     }),
     maxClients: int({ default: 200, min: 1, max: 100000, description: 'Concurrent client connections per listener.' }),
+    memoryBudgetBytes: int({
+      default: 1024 * 1024 * 1024,
+      min: 16 * 1024 * 1024,
+      max: 2 ** 40,
+      description:
+        'Memory for mail being received, checked and signed, counted at four times each message\'s size (the copies those steps make). While it is spent, new transactions get 452 4.3.1 ESUBMISSION_BUSY and a message that would overrun it is read to its end without being kept; the client retries. Bounds the box\'s memory whatever clients send.',
+    }),
     socketTimeoutMs: int({ default: 60000, min: 1000, max: 600000, description: 'Idle time after which a client connection is closed.' }),
     bareLineFeed: oneOf(['reject', 'normalize'] as const, {
       default: 'reject',
@@ -143,6 +143,13 @@ export const schema = obj({
   }),
   policy: obj({
     consentCheckSeconds: int({ default: 30, min: 1, max: 3600, description: 'How often the consent files are checked for a new version (M1: the firm exports them).' }),
+    inspectionWorkers: int({ default: 2, min: 1, max: 64, description: 'Worker threads that read and judge submitted mail off the event loop (one per core on the appliance).' }),
+    inspectionBudgetMs: int({
+      default: 10000,
+      min: 100,
+      max: 600000,
+      description: 'Longest a mail\'s inspection may take; past it the worker is stopped and the mail answered 451 4.3.0 ETEMPORARY (never accepted unchecked), with an event and a counter.',
+    }),
     profiles: records(
       {
         name: str({ default: '', nonEmpty: true, description: 'Profile name (in replies and the audit trail).' }),
@@ -159,7 +166,7 @@ export const schema = obj({
         attachmentTypes: list(str({ default: '', description: '' }), { default: ['application/pdf', 'application/zip'], description: 'Allowed attachment types; empty allows any.' }),
         zipEncryption: mode('enforce'),
         deidentify: mode('enforce'),
-        patterns: list(str({ default: '', description: '', check: regexProblem }), { default: [], description: 'Extra regular expressions that must not appear (full account numbers…).' }),
+        patterns: list(str({ default: '', description: '', check: patternProblem }), { default: [], description: 'Extra regular expressions that must not appear (full account numbers…), matched against every text a person could read in the mail. They run on a linear-time engine: no backreferences, lookaround, `i` or `u` flags; write `[Aa]` for a letter in either case.' }),
         maxRecipients: int({ default: 1, min: 1, max: 1000, description: 'Recipients per mail (statements are 1:1).' }),
         consentFile: str({
           default: '',

@@ -5,8 +5,7 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
-import { parseEntity } from '../mime/entity.ts'
-import { statementTags } from '../policy/inspect.ts'
+import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Spool, SpoolEntry, SpoolState } from '../spool/spool.ts'
 
 export const controlSocketPath = (config: Config) => join(config.dataDir, 'control.sock')
@@ -207,7 +206,7 @@ export class ControlServer implements Component {
         const e = this.#entry(args)
         const mail = await this.#spool.read(e.id)
         const done = this.#spool.recipientsDone(e.id)
-        const tags = statementTags(parseEntity(mail.message))
+        const tags = statementTagsOf(mail)
         return {
           ...view(e),
           kind: mail.envelope.kind ?? 'statement',

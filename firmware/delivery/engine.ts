@@ -9,9 +9,8 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
 import { rfc5322Date } from '../mime/date.ts'
-import { parseEntity } from '../mime/entity.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
-import { statementTags } from '../policy/inspect.ts'
+import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Spool, SpoolEntry } from '../spool/spool.ts'
 import { newQueueId } from '../submission/server.ts'
 import { SmtpClient, SmtpError } from './client.ts'
@@ -450,7 +449,7 @@ export class DeliveryEngine implements Component {
     const rcpts = failed.map((f) => f.rcpt)
     const reasons = [...new Set(failed.map((f) => f.reason))].join('; ')
     // The firm's id goes into header fields: printable ASCII only.
-    const statementId = statementTags(parseEntity(mail.message)).statementId?.replace(/[^\x21-\x7e]/g, '?')
+    const statementId = statementTagsOf(mail).statementId?.replace(/[^\x21-\x7e]/g, '?')
     const copy = mail.envelope.kind === 'audit-copy'
     const what1 = copy ? `The archive copy of statement ${mail.envelope.id}` : `Statement ${mail.envelope.id}`
     const consequence = copy ? 'The customer\'s own delivery is tracked separately; the archive (M7) lacks this copy.' : 'A paper statement may be owed (M8).'

@@ -38,18 +38,87 @@ export function quotedPrintable(data: Buffer): Buffer {
   return Buffer.from(out.join(''), 'latin1')
 }
 
+/**
+ * Quoted-printable decoding (RFC 2045 §6.7) in one pass over the bytes:
+ * soft line breaks (`=` before CRLF, also with trailing whitespace) are
+ * removed, `=XX` becomes its byte, whitespace at the end of a line is dropped
+ * (rule 3), and anything else — including a malformed `=` — is kept as it was
+ * (what Python's quopri and most readers do). Linear in the input.
+ */
 export function decodeQuotedPrintable(data: Buffer): Buffer {
-  const text = data.toString('latin1').replace(/[ \t]+\r\n/g, '\r\n').replace(/=\r\n/g, '')
-  const bytes: number[] = []
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!
-    const hex = c === '=' ? text.slice(i + 1, i + 3) : ''
-    if (c === '=' && /^[0-9A-Fa-f]{2}$/.test(hex)) {
-      bytes.push(parseInt(hex, 16))
-      i += 2
-    } else bytes.push(text.charCodeAt(i) & 0xff)
+  const out = Buffer.allocUnsafe(data.length)
+  let n = 0
+  let i = 0
+  const len = data.length
+  while (i < len) {
+    const b = data[i]!
+    if (b === 0x20 || b === 0x09) {
+      // A run of whitespace: dropped if it ends the line (or the data), kept otherwise.
+      let j = i
+      while (j < len && (data[j] === 0x20 || data[j] === 0x09)) j++
+      if (j === len || (data[j] === 0x0d && data[j + 1] === 0x0a)) {
+        i = j
+        continue
+      }
+      while (i < j) out[n++] = data[i++]!
+      continue
+    }
+    if (b === 0x3d) {
+      const h1 = hex(data[i + 1])
+      const h2 = hex(data[i + 2])
+      if (h1 >= 0 && h2 >= 0) {
+        out[n++] = (h1 << 4) | h2
+        i += 3
+        continue
+      }
+      // A soft line break: "=" then optional whitespace then CRLF (or the end).
+      let j = i + 1
+      while (j < len && (data[j] === 0x20 || data[j] === 0x09)) j++
+      if (j === len) {
+        i = j
+        continue
+      }
+      if (data[j] === 0x0d && data[j + 1] === 0x0a) {
+        i = j + 2
+        continue
+      }
+    }
+    out[n++] = b
+    i++
   }
-  return Buffer.from(bytes)
+  return out.subarray(0, n)
+}
+
+function hex(b: number | undefined): number {
+  if (b === undefined) return -1
+  if (b >= 0x30 && b <= 0x39) return b - 0x30
+  if (b >= 0x41 && b <= 0x46) return b - 0x37
+  if (b >= 0x61 && b <= 0x66) return b - 0x57
+  return -1
+}
+
+/** Why a base64 body is not one that every reader decodes the same way, or undefined when it is. */
+export function base64Problem(data: Buffer): string | undefined {
+  // Readers disagree about characters outside the alphabet (skipped, or the end of the data)
+  // and about data after padding (a second stream, or ignored): a body with either could
+  // decode to one PDF for one reader and another for the next.
+  let sawPad = false
+  let symbols = 0
+  for (let i = 0; i < data.length; i++) {
+    const b = data[i]!
+    if (b === 0x0d || b === 0x0a || b === 0x20 || b === 0x09) continue
+    if (b === 0x3d) {
+      sawPad = true
+      symbols++
+      continue
+    }
+    const alphabet = (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2b || b === 0x2f
+    if (!alphabet) return `a character outside the base64 alphabet at byte ${i}`
+    if (sawPad) return `base64 data after padding at byte ${i}`
+    symbols++
+  }
+  if (symbols % 4 !== 0) return 'base64 data whose length is not a multiple of four'
+  return undefined
 }
 
 /** True when every byte is 7-bit, there is no NUL and no line exceeds 998 characters (RFC 5322 §2.1.1). */

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { MessageFacts } from './facts.ts'
 
 /** What the submission server knows about a mail when it hands it on. */
 export interface Envelope {
@@ -13,12 +14,25 @@ export interface Envelope {
   readonly receivedAt: number
   /** What the mail is to the box: a statement (default), its archive copy (M7), or a status notification (M8). */
   readonly kind?: 'statement' | 'audit-copy' | 'dsn'
+  /**
+   * The firm's statement id, class and batch (X-Statement-ID, -Class, -Batch),
+   * read once at submission and kept with the mail (inside the encrypted spool
+   * record), so delivery's notices and the operator's view need not parse the
+   * message again. Absent in records spooled before they were carried.
+   */
+  readonly statementId?: string | undefined
+  readonly statementClass?: string | undefined
+  readonly batch?: string | undefined
+  /** True when the three above were read at submission (an absent id is then really absent). */
+  readonly tagged?: boolean
 }
 
 export interface Submitted {
   readonly envelope: Envelope
   /** The message exactly as it will continue down the pipeline (CRLF only). */
   readonly message: Buffer
+  /** What reading the message once found (the policy stage reads it); later stages use these. */
+  readonly facts?: MessageFacts
 }
 
 /**

@@ -2,35 +2,26 @@ import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { Component } from '../component.ts'
-import { firstMailbox, fromAddress } from '../mime/address.ts'
-import { parseEntity } from '../mime/entity.ts'
 import type { Config } from '../config/load.ts'
-import { GatewayError, type ErrorCode } from '../errors.ts'
+import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { MimeError } from '../mime/tree.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
-import { inspect, MalformedMessage, statementTags } from './inspect.ts'
-import { pdfEncryption } from './pdf.ts'
-import { findTaiwanIds, maskId } from './taiwan-id.ts'
-import { zipEntries } from './zip.ts'
-
-type Profile = Config['policy']['profiles'][number]
-type Mode = 'off' | 'monitor' | 'enforce'
-
-interface Hit {
-  rule: string
-  mode: Mode
-  error: GatewayError
-}
-
-const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase()
+import { type PolicyHit } from './inspect.ts'
+import { InspectionPool, InspectionTimeout } from './pool.ts'
 
 /**
  * The statement policy gate (M1, M12, M13), inside the submission transaction
- * and before signing: a mail that breaks a rule in `enforce` mode is refused
- * with the rule's code and the reason in plain words; in `monitor` mode it is
- * accepted and the hit recorded. Every decision becomes an event (no content).
+ * and before signing. Every mail is read here, once, in an inspection worker
+ * (firmware/policy/pool.ts): a structure readers could take differently is
+ * refused (EMESSAGE_AMBIGUOUS and kin), and what later stages need travels on
+ * with the mail (`facts`). When a profile applies, a mail that breaks a rule
+ * in `enforce` mode is refused with the rule's code and the reason in plain
+ * words; in `monitor` mode it is accepted and the hit recorded. Every decision
+ * becomes an event (no content). An inspection past `policy.inspectionBudgetMs`
+ * is a temporary failure (451), never an unchecked acceptance.
  */
 export class PolicyStage implements Stage, Component {
   readonly name = 'policy'
@@ -42,7 +33,7 @@ export class PolicyStage implements Stage, Component {
   readonly #consentFiles = new Map<string, { path: string; loaded: string; seen: string }>()
   #timer: NodeJS.Timeout | undefined
   #checking = false
-  readonly #patterns = new Map<string, RegExp[]>()
+  #pool: InspectionPool | undefined
   /** Per rule: how often it refused and how often it hit in monitor mode (metrics). */
   readonly counters = new Map<string, { refused: number; monitored: number }>()
 
@@ -54,7 +45,6 @@ export class PolicyStage implements Stage, Component {
 
   async start(): Promise<void> {
     for (const p of this.#config.policy.profiles) {
-      this.#patterns.set(p.name, p.patterns.map((r) => new RegExp(r, 'gu')))
       if (p.consentFile) {
         // At start an unreadable file stops the box (the firm must notice); an empty one is only a warning.
         const version = fileVersion(p.consentFile)
@@ -69,10 +59,14 @@ export class PolicyStage implements Stage, Component {
       this.#timer = setInterval(() => void this.checkConsentFiles(), this.#config.policy.consentCheckSeconds * 1000)
       this.#timer.unref()
     }
+    const p = this.#config.policy
+    this.#pool = new InspectionPool({ workers: p.inspectionWorkers, budgetMs: p.inspectionBudgetMs, profiles: p.profiles, log: this.#log })
+    this.#pool.start()
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer)
+    await this.#pool?.stop()
   }
 
   /**
@@ -126,102 +120,59 @@ export class PolicyStage implements Stage, Component {
     else this.#log.error({ profile, reason }, 'new consent list not used; the previous one stays in force')
   }
 
-  profileFor(mail: Submitted, fromDomain: string | undefined): Profile | undefined {
-    const profiles = this.#config.policy.profiles
-    const account = mail.envelope.account
-    return (
-      (account ? profiles.find((p) => p.accounts.includes(account)) : undefined) ??
-      profiles.find((p) => p.domains.includes(domainOf(mail.envelope.mailFrom)) || (fromDomain !== undefined && p.domains.includes(fromDomain)))
-    )
-  }
-
   async process(mail: Submitted): Promise<Submitted> {
-    const headerFrom = this.#config.policy.profiles.length ? fromAddress(mail.message) : undefined
-    const profile = this.profileFor(mail, headerFrom ? domainOf(headerFrom) : undefined)
-    if (!profile) {
-      // No rules apply, but the audit trail still learns which statement this is (S6).
-      let tags: ReturnType<typeof statementTags> = { statementClass: undefined, statementId: undefined }
-      try {
-        tags = statementTags(parseEntity(mail.message))
-      } catch {
-        // Not this stage's business without a profile; signing judges the message.
-      }
-      this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account: mail.envelope.account, profile: '', statementClass: tags.statementClass?.slice(0, 32) || undefined, statementId: tags.statementId })
-      return mail
-    }
-    const hits: Hit[] = []
-    const rule = (name: string, mode: Mode, code: ErrorCode, reason: string) => {
-      if (mode !== 'off') hits.push({ rule: name, mode, error: new GatewayError(code, reason) })
-    }
-
-    const rcpts = mail.envelope.rcptTo
-    if (rcpts.length > profile.maxRecipients) rule('recipients', 'enforce', 'EPOLICY_RECIPIENTS', `${rcpts.length} recipients; a statement goes to at most ${profile.maxRecipients}`)
-    const consent = this.#consent.get(profile.name)
-    if (consent) for (const r of rcpts) if (!consent.has(r.toLowerCase())) rule('consent', 'enforce', 'EPOLICY_NO_CONSENT', 'a recipient has no e-statement consent on file')
-
-    const allowed = (profile.allowedSenders.length ? profile.allowedSenders : profile.domains).map((s) => s.toLowerCase())
-    const senderOk = (addr: string) => allowed.includes(addr.toLowerCase()) || allowed.includes(domainOf(addr))
-
-    // Attachments are checked as the walk decodes them, one at a time, and then dropped.
-    let pdfs = 0
-    const checkAttachment = (a: { filename: string; mime: string; content: Buffer }) => {
-      const name = a.filename || '(unnamed)'
-      const isPdf = a.mime === 'application/pdf' || /\.pdf$/i.test(a.filename)
-      const isZip = a.mime === 'application/zip' || a.mime === 'application/x-zip-compressed' || /\.zip$/i.test(a.filename)
-      if (profile.attachmentTypes.length && !profile.attachmentTypes.includes(a.mime) && !(isPdf && profile.attachmentTypes.includes('application/pdf'))) {
-        rule('attachment-type', 'enforce', 'EPOLICY_ATTACHMENT_TYPE', `attachment "${name}" of type ${a.mime} is not allowed`)
-      }
-      if (isPdf) {
-        pdfs++
-        if (pdfEncryption(a.content) !== 'encrypted') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNENCRYPTED', `attachment "${name}" is not encrypted`)
-      } else if (isZip) {
-        const entries = zipEntries(a.content)
-        if (!entries) rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `attachment "${name}" is not a readable ZIP archive`)
-        else if (entries.some((e) => !e.encrypted)) rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `attachment "${name}" has unencrypted entries`)
-      }
-    }
-    let info
+    if (!this.#pool) throw new Error('policy stage is not started')
+    const env = mail.envelope
+    let outcome
     try {
-      info = inspect(mail.message, checkAttachment)
+      outcome = await this.#pool.run({ message: mail.message, account: env.account, mailFrom: env.mailFrom })
     } catch (err) {
-      if (err instanceof MalformedMessage) throw new GatewayError('EMESSAGE_MALFORMED', err.message)
+      if (err instanceof MimeError) {
+        this.#count('structure', 'enforce')
+        throw new GatewayError(err.code, err.message)
+      }
+      if (err instanceof InspectionTimeout) {
+        this.#count('inspection-budget', 'enforce')
+        this.#events.emit({ type: 'policy.inspection_budget', id: env.id, account: env.account, bytes: mail.message.length, budgetMs: this.#config.policy.inspectionBudgetMs })
+        throw new GatewayError('ETEMPORARY', 'the message could not be checked in time; try again later', { cause: err })
+      }
       throw err
     }
-    const from = firstMailbox(info.fromHeader)
-    if (!senderOk(mail.envelope.mailFrom)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `MAIL FROM <${mail.envelope.mailFrom}> is not an allowed sender`)
-    else if (!from || !senderOk(from)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `From ${from ? `<${from}>` : '(missing)'} is not an allowed sender`)
-
-    const cls = info.statementClass ?? (profile.statementClass || undefined)
-    if (cls && profile.labelClasses.includes(cls) && !info.subject.includes(profile.label)) {
-      // SMTP replies are US-ASCII (RFC 5321 §4.2), so the reply names the profile, not the (Chinese) label itself.
-      rule('subject', profile.subjectLabel, 'EPOLICY_SUBJECT', `a ${cls} statement's subject must contain the label set in policy profile "${profile.name}"`)
+    const { facts } = outcome
+    const profile = this.#config.policy.profiles.find((p) => p.name === outcome.profile)
+    const statement = { statementClass: facts.statementClass ?? (profile?.statementClass || undefined), statementId: facts.statementId }
+    const checked: Submitted = { ...mail, facts, envelope: { ...env, statementId: facts.statementId, statementClass: statement.statementClass, batch: facts.batch, tagged: true } }
+    if (!profile) {
+      // No rules apply, but the audit trail still learns which statement this is (S6).
+      this.#events.emit({ type: 'policy.accepted', id: env.id, account: env.account, profile: '', ...statement })
+      return checked
     }
+    const hits: PolicyHit[] = [...outcome.hits]
+    const rcpts = env.rcptTo
+    if (rcpts.length > profile.maxRecipients) hits.push({ rule: 'recipients', mode: 'enforce', code: 'EPOLICY_RECIPIENTS', reason: `${rcpts.length} recipients; a statement goes to at most ${profile.maxRecipients}` })
+    const consent = this.#consent.get(profile.name)
+    if (consent && rcpts.some((r) => !consent.has(r.toLowerCase()))) hits.push({ rule: 'consent', mode: 'enforce', code: 'EPOLICY_NO_CONSENT', reason: 'a recipient has no e-statement consent on file' })
 
-    if (profile.requirePdf && pdfs === 0) rule('pdf-required', 'enforce', 'EPOLICY_PDF_MISSING', 'the statement has no PDF attachment')
-
-    const texts = [info.subject, ...info.texts]
-    const ids = texts.flatMap(findTaiwanIds)
-    if (ids.length) rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', `the message contains an unmasked national ID (${maskId(ids[0]!)})`)
-    for (const re of this.#patterns.get(profile.name) ?? []) {
-      if (texts.some((t) => (re.lastIndex = 0, re.test(t)))) rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', 'the message contains data matching a configured sensitive pattern')
-    }
-
-    const account = mail.envelope.account
+    const account = env.account
     for (const h of hits) {
-      const c = this.counters.get(h.rule) ?? { refused: 0, monitored: 0 }
-      if (h.mode === 'enforce') c.refused++
-      else c.monitored++
-      this.counters.set(h.rule, c)
-      this.#events.emit({ type: 'policy.decision', id: mail.envelope.id, account, profile: profile.name, rule: h.rule, mode: h.mode as 'monitor' | 'enforce', outcome: h.mode === 'enforce' ? 'refused' : 'monitor-hit' })
+      this.#count(h.rule, h.mode)
+      this.#events.emit({ type: 'policy.decision', id: env.id, account, profile: profile.name, rule: h.rule, mode: h.mode, outcome: h.mode === 'enforce' ? 'refused' : 'monitor-hit' })
     }
     const refusal = hits.find((h) => h.mode === 'enforce')
     if (refusal) {
-      this.#log.info({ id: mail.envelope.id, account, profile: profile.name, rule: refusal.rule, code: refusal.error.code }, 'policy refused')
-      throw refusal.error
+      this.#log.info({ id: env.id, account, profile: profile.name, rule: refusal.rule, code: refusal.code }, 'policy refused')
+      throw new GatewayError(refusal.code, refusal.reason)
     }
-    if (hits.length) this.#log.warn({ id: mail.envelope.id, account, profile: profile.name, rules: hits.map((h) => h.rule) }, 'policy monitor hits (accepted)')
-    this.#events.emit({ type: 'policy.accepted', id: mail.envelope.id, account, profile: profile.name, statementClass: cls?.slice(0, 32), statementId: info.statementId })
-    return mail
+    if (hits.length) this.#log.warn({ id: env.id, account, profile: profile.name, rules: hits.map((h) => h.rule) }, 'policy monitor hits (accepted)')
+    this.#events.emit({ type: 'policy.accepted', id: env.id, account, profile: profile.name, ...statement })
+    return checked
+  }
+
+  #count(rule: string, mode: 'monitor' | 'enforce'): void {
+    const c = this.counters.get(rule) ?? { refused: 0, monitored: 0 }
+    if (mode === 'enforce') c.refused++
+    else c.monitored++
+    this.counters.set(rule, c)
   }
 }
 

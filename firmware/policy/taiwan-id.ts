@@ -32,9 +32,21 @@ export function isValidTaiwanId(id: string): boolean {
 /** Candidates are 10-character tokens not glued to other letters or digits. */
 const CANDIDATE = /(?<![A-Za-z0-9])[A-Za-z][A-Da-d1289]\d{8}(?![A-Za-z0-9])/g
 
-/** Every unmasked, checksum-valid Taiwan ID in `text`. */
+/** Invisible characters a reader does not show: format characters (zero-width space and joiners, soft hyphen, bidi controls, BOM) and blank fillers. */
+const INVISIBLE = /[\p{Cf}\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0]/gu
+
+/**
+ * Text as a person reads it, for finding identifiers however they are
+ * written: Unicode NFKC (full-width Ａ１２３ → A123, and other compatibility
+ * forms), with invisible characters removed (A123\u200b456789 reads A123456789).
+ */
+export function readable(text: string): string {
+  return text.normalize('NFKC').replace(INVISIBLE, '')
+}
+
+/** Every unmasked, checksum-valid Taiwan ID in `text`, read as a person reads it. */
 export function findTaiwanIds(text: string): string[] {
-  return (text.match(CANDIDATE) ?? []).filter(isValidTaiwanId)
+  return (readable(text).match(CANDIDATE) ?? []).filter(isValidTaiwanId)
 }
 
 /** A masked form for logs: A12****789. */

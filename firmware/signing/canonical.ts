@@ -1,52 +1,60 @@
 import { base64Lines, decodeQuotedPrintable, isSevenBitSafe, quotedPrintable } from '../mime/encode.ts'
-import { contentType, header, parseEntity, splitMultipart, toCrlf, type Entity } from '../mime/entity.ts'
+import { parseEntity, toCrlf } from '../mime/entity.ts'
+import type { MimeNode } from '../mime/tree.ts'
 
 /** Header fields that describe the content, and so move into the signed body part (RFC 8551 §3.1). */
 export const CONTENT_HEADERS = new Set(['content-type', 'content-transfer-encoding', 'content-disposition', 'content-id', 'content-description', 'content-language', 'content-location'])
 
 /**
- * Makes a MIME entity 7-bit safe before it is signed (RFC 8551 §3.1.2): a
- * relay that downgrades 8BITMIME would otherwise re-encode it after signing
- * and break the signature. 8-bit or binary leaves are re-encoded, text as
- * quoted-printable and everything else as base64; multiparts are rebuilt with
- * the same boundaries. Parts already 7-bit are left byte for byte.
+ * The message with every leaf made 7-bit safe before it is signed (RFC 8551
+ * §3.1.2; RFC 5322 §2.1.1): a leaf with 8-bit or binary content, or a line
+ * over 998 octets, is re-encoded — text as quoted-printable, anything else as
+ * base64 — so no relay has to re-encode it after signing (which breaks both
+ * signatures) and no receiving server refuses a long line after our 250. The
+ * content a reader decodes is unchanged. Everything else — header fields,
+ * boundaries, preambles, parts already 7-bit — stays byte for byte; the
+ * structure comes from the one reading done at submission (`tree`).
+ *
+ * (Long body lines are re-encoded rather than refused: statement generators
+ * write HTML on one long line, and the reader sees the same statement.)
  */
-export function sevenBit(entityBytes: Buffer, depth = 0): Buffer {
-  const entity = parseEntity(entityBytes)
-  const ct = contentType(header(entity, 'content-type'))
-  const cte = (header(entity, 'content-transfer-encoding') ?? '7bit').toLowerCase().trim()
-  if (ct.type === 'multipart' && ct.params.boundary && depth < 32) {
-    const split = splitMultipart(entity.body, ct.params.boundary)
-    if (split) {
-      const parts = split.parts.map((p) => sevenBit(p.bytes, depth + 1))
-      if (parts.every((p, i) => p === split.parts[i]!.bytes) && isSevenBitSafe(split.preamble) && isSevenBitSafe(split.epilogue)) return entityBytes
-      const b = ct.params.boundary
-      const body = Buffer.concat([
-        isSevenBitSafe(split.preamble) && split.preamble.length ? Buffer.concat([split.preamble, Buffer.from('\r\n')]) : Buffer.alloc(0),
-        ...parts.flatMap((p) => [Buffer.from(`--${b}\r\n`), p, Buffer.from('\r\n')]),
-        Buffer.from(`--${b}--\r\n`),
-      ])
-      return Buffer.concat([headerBytes(entity), Buffer.from('\r\n'), body])
-    }
-  }
-  if (isSevenBitSafe(entity.body) && cte !== 'binary') return entityBytes
-  const raw = cte === 'quoted-printable' ? decodeQuotedPrintable(entity.body) : cte === 'base64' ? Buffer.from(entity.body.toString('latin1'), 'base64') : entity.body
-  const textual = ct.type === 'text'
-  const encoded = textual ? quotedPrintable(toCrlf(raw)) : base64Lines(raw)
-  const headers = entity.headers.filter((h) => h.key !== 'content-transfer-encoding').map((h) => h.raw)
-  headers.push(Buffer.from(`Content-Transfer-Encoding: ${textual ? 'quoted-printable' : 'base64'}\r\n`))
-  return Buffer.concat([...headers, Buffer.from('\r\n'), encoded])
+export function sevenBitMessage(buf: Buffer, tree: MimeNode): Buffer {
+  const r = rebuild(buf, tree)
+  return r ? Buffer.concat(r) : buf
 }
 
-function headerBytes(entity: Entity): Buffer {
-  return Buffer.concat(entity.headers.map((h) => h.raw))
+/** The node's bytes with its leaves made 7-bit safe, or undefined when nothing had to change. */
+function rebuild(buf: Buffer, node: MimeNode): Buffer[] | undefined {
+  if (node.children.length === 0) return leaf(buf, node)
+  const out: Buffer[] = []
+  let pos = node.start
+  let changed = false
+  for (const child of node.children) {
+    out.push(buf.subarray(pos, child.start))
+    const c = rebuild(buf, child)
+    if (c) changed = true
+    out.push(...(c ?? [buf.subarray(child.start, child.end)]))
+    pos = child.end
+  }
+  out.push(buf.subarray(pos, node.end))
+  return changed ? out : undefined
+}
+
+function leaf(buf: Buffer, node: MimeNode): Buffer[] | undefined {
+  const body = buf.subarray(node.bodyStart, node.end)
+  if (isSevenBitSafe(body) && node.cte !== 'binary') return undefined
+  const raw = node.cte === 'quoted-printable' ? decodeQuotedPrintable(body) : node.cte === 'base64' ? Buffer.from(body.toString('latin1'), 'base64') : body
+  const textual = node.mime.startsWith('text/')
+  const encoded = textual ? quotedPrintable(toCrlf(raw)) : base64Lines(raw)
+  const headers = node.headers.filter((h) => h.key !== 'content-transfer-encoding').map((h) => buf.subarray(h.start, h.end))
+  return [...headers, Buffer.from(`Content-Transfer-Encoding: ${textual ? 'quoted-printable' : 'base64'}\r\n\r\n`), encoded]
 }
 
 /**
  * Splits a message into the fields that stay outside the signature (From, To,
  * Subject, Date, Message-ID…, preserved byte for byte) and the body entity
- * that gets signed: the Content-* fields plus the body. `message` must have
- * CRLF line endings (the signing stage makes sure).
+ * that gets signed: the Content-* fields plus the body. The message must be
+ * CRLF-terminated and already 7-bit safe (`sevenBitMessage`).
  */
 export function splitForSigning(message: Buffer): { outer: Buffer[]; entity: Buffer } {
   const m = parseEntity(message)
@@ -55,5 +63,5 @@ export function splitForSigning(message: Buffer): { outer: Buffer[]; entity: Buf
   if (!content.some((h) => /^content-type\s*:/i.test(h.toString('latin1')))) {
     content = [Buffer.from('Content-Type: text/plain; charset=us-ascii\r\n'), ...content]
   }
-  return { outer, entity: sevenBit(Buffer.concat([...content, Buffer.from('\r\n'), m.body])) }
+  return { outer, entity: Buffer.concat([...content, Buffer.from('\r\n'), m.body]) }
 }

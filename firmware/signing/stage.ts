@@ -10,12 +10,15 @@ import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { fromAddress } from '../mime/address.ts'
 import { toCrlf } from '../mime/entity.ts'
+import { MimeError, parseMessage } from '../mime/tree.ts'
+import { factsOf } from '../pipeline/facts.ts'
 
 export { fromAddress }
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { dkimSign } from './dkim.ts'
 import { smimeEncrypt } from './encrypt.ts'
+import { sevenBitMessage } from './canonical.ts'
 import { smimeSign } from './smime.ts'
 
 const EMAIL_PROTECTION = '1.3.6.1.5.5.7.3.4'
@@ -99,20 +102,34 @@ export class SigningStage implements Stage, Component {
   async stop(): Promise<void> {}
 
   async process(mail: Submitted): Promise<Submitted> {
+    // The structure and From as read once at submission; a caller without them (a test, a
+    // tool) gets the same reading here.
     const original = toCrlf(mail.message)
-    const from = fromAddress(original)
+    let facts = mail.facts
+    if (!facts || facts.bytes !== original.length) {
+      try {
+        facts = factsOf(original, parseMessage(original))
+      } catch (err) {
+        if (err instanceof MimeError) throw new GatewayError(err.code, err.message)
+        throw err
+      }
+    }
+    const from = facts.from
     if (!from) throw new GatewayError('EMESSAGE_NO_FROM')
     const domain = from.slice(from.lastIndexOf('@') + 1)
     const dc = this.#config.signing.domains.find((d) => d.domain === domain)
     const sender = this.#config.signing.senders.find((s) => s.address.toLowerCase() === from)
     const now = new Date(this.#clock.now())
-    let message = original
+    // Every leaf 7-bit safe and no line over 998 octets, with or without S/MIME: DKIM must survive relays too.
+    let message = sevenBitMessage(original, facts.tree)
 
     const smimeKey = sender?.smimeKey ?? dc?.smimeKey
     let smime: SignedWith | undefined
     if (smimeKey) ({ message, smime } = await this.#smime(message, smimeKey, from, dc, now))
-    const unencrypted = message
+    const signedOnly = message
     message = this.#encrypt(message, mail.envelope.rcptTo)
+    // Told before DKIM replaces the message (S6: the trail must say what happened).
+    const encrypted = message !== signedOnly
     const dkim: string[] = []
     if (dc?.dkimSelector) {
       dkim.push(`${dc.domain}/${dc.dkimSelector} rsa-sha256`)
@@ -127,7 +144,7 @@ export class SigningStage implements Stage, Component {
       message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector, algorithm: 'ed25519-sha256', sign: (d) => this.#hsm.keys.sign(label, 'ed25519', d) }, now))
     }
     // S2: which certificate and keys vouched for this statement, for the audit trail.
-    this.#events.emit({ type: 'signing.signed', id: mail.envelope.id, smime, dkim, encrypted: message !== unencrypted })
+    this.#events.emit({ type: 'signing.signed', id: mail.envelope.id, smime, dkim, encrypted })
     return { envelope: mail.envelope, message }
   }
 

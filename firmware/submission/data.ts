@@ -7,6 +7,14 @@ const LF = 0x0a
 export interface ReadOptions {
   maxBytes: number
   bareLineFeed: 'reject' | 'normalize'
+  /** Bytes put before the message (the trace field), in the same buffer. */
+  prefix?: Buffer
+  /**
+   * Asked before each chunk is kept (the memory budget): false means no room,
+   * and the rest of the message is read without being kept, then refused
+   * with 452 ESUBMISSION_BUSY.
+   */
+  reserve?: (bytes: number) => boolean
 }
 
 /**
@@ -33,6 +41,11 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
     const chunk = raw as Buffer
     size += chunk.length
     if (fault) continue
+    if (opts.reserve && !opts.reserve(chunk.length)) {
+      fault = new GatewayError('ESUBMISSION_BUSY')
+      parts.length = 0
+      continue
+    }
     if (size > opts.maxBytes || stream.sizeExceeded) {
       fault = new GatewayError('ESIZE_LIMIT', `message exceeds the maximum size of ${opts.maxBytes} bytes`)
       parts.length = 0
@@ -63,7 +76,17 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
     if (opts.bareLineFeed === 'reject') throw new GatewayError('EDATA_BARE_NEWLINE')
     parts.push(Buffer.from([LF]))
   }
-  return Buffer.concat(parts)
+  if (opts.prefix) parts.unshift(opts.prefix)
+  // One copy, into memory the inspection worker reads in place (shared, not copied again).
+  let total = 0
+  for (const p of parts) total += p.length
+  const out = Buffer.from(new SharedArrayBuffer(total))
+  let at = 0
+  for (const p of parts) {
+    p.copy(out, at)
+    at += p.length
+  }
+  return out
 }
 
 /**

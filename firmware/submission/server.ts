@@ -13,6 +13,7 @@ import type { Handoff } from '../pipeline/handoff.ts'
 import { Authenticator } from './auth.ts'
 import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
+import { MemoryBudget } from './budget.ts'
 import { loadTlsMaterial, serverTlsOptions } from './tls.ts'
 
 export interface Endpoint {
@@ -46,6 +47,7 @@ export class SubmissionServer implements Component {
   readonly #servers: SMTPServer[] = []
   readonly #sessions = new Map<string, SessionState>()
   #draining = false
+  #budget: MemoryBudget | undefined
   #endpoints: { starttls: Endpoint; implicitTls: Endpoint } | undefined
 
   constructor(deps: { config: Config; log: Logger; handoff: Handoff; clock: Clock; events: EventSink }) {
@@ -68,6 +70,7 @@ export class SubmissionServer implements Component {
     const allowFrom = new AddressSet(cfg.allowFrom)
     const trusted = new AddressSet(cfg.trustedNetworks)
     const auth = new Authenticator(this.#config, this.#clock)
+    const budget = (this.#budget = new MemoryBudget(cfg.memoryBudgetBytes))
     if (!trusted.empty) this.#log.warn({ trustedNetworks: trusted.ranges }, 'trusted networks may submit without AUTH')
     if (cfg.accounts.length === 0 && trusted.empty) this.#log.warn('no submission accounts and no trusted networks: every submission will be refused')
 
@@ -118,6 +121,12 @@ export class SubmissionServer implements Component {
           const ip = unmapIPv4(session.remoteAddress)
           if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
           if (cfg.requireTls && !session.secure) return cb(new GatewayError('ETLS_REQUIRED'))
+          // RFC 1870: a client that declares its size is turned away before it sends it.
+          const declared = Number((address.args || {}).SIZE ?? 0) || 0
+          if (!budget.admits(declared)) {
+            state.log.warn({ used: budget.used, limit: budget.limit, declared }, 'memory budget spent: transaction refused for now')
+            return cb(new GatewayError('ESUBMISSION_BUSY'))
+          }
           if (!session.user && !trusted.has(ip)) {
             state.unauthenticatedTries++
             if (state.unauthenticatedTries > MAX_UNAUTHENTICATED_TRIES) {
@@ -194,9 +203,15 @@ export class SubmissionServer implements Component {
     this.#log.info('submission stopped')
   }
 
+  /** Memory held by mail in flight, against `submission.memoryBudgetBytes`. */
+  get memory(): { used: number; limit: number; peak: number } {
+    const b = this.#budget
+    return { used: b?.used ?? 0, limit: b?.limit ?? 0, peak: b?.peak ?? 0 }
+  }
+
   async #receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: SessionState): Promise<string> {
     const cfg = this.#config.submission
-    const received = await readMessage(stream, { maxBytes: cfg.maxMessageBytes, bareLineFeed: cfg.bareLineFeed })
+    const budget = this.#budget!
     const id = newQueueId()
     const at = this.#clock.now()
     const account = typeof session.user === 'string' ? session.user : undefined
@@ -211,7 +226,21 @@ export class SubmissionServer implements Component {
       id,
       at,
     })
-    const message = Buffer.concat([Buffer.from(trace, 'latin1'), received])
+    let held = 0
+    try {
+      const message = await readMessage(stream, {
+        maxBytes: cfg.maxMessageBytes,
+        bareLineFeed: cfg.bareLineFeed,
+        prefix: Buffer.from(trace, 'latin1'),
+        reserve: (n) => budget.reserve(n, held) && ((held += n), true),
+      })
+      return await this.#handOn(id, at, message, session, state, account, clientAddress)
+    } finally {
+      budget.release(held)
+    }
+  }
+
+  async #handOn(id: string, at: number, message: Buffer, session: SMTPServerSession, state: SessionState, account: string | undefined, clientAddress: string): Promise<string> {
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address)
     const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name } : undefined

@@ -49,7 +49,7 @@ t.test('end to end: nodemailer → submission → policy → signing (HSM) → e
   const submission = new SubmissionServer({ config, log, handoff: new StagedHandoff([policy, s.stage], new AuditCopyHandoff(spool, config)), clock, events: sink })
   for (const c of [spool, policy, delivery, submission]) await c.start()
   t.teardown(async () => {
-    for (const c of [submission, delivery, spool, audit]) await c.stop()
+    for (const c of [submission, policy, delivery, spool, audit]) await c.stop()
   })
 
   const nodemailer = await import('nodemailer')

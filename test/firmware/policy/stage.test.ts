@@ -1,6 +1,6 @@
 import t from 'tap'
 import { pdfEncryption } from '../../../firmware/policy/pdf.ts'
-import { zipEntries } from '../../../firmware/policy/zip.ts'
+import { readZip } from '../../../firmware/policy/zip.ts'
 import { PolicyStage } from '../../../firmware/policy/stage.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
 import { ACCOUNT, startSubmission, tempDir } from '../../helpers/box.ts'
@@ -52,9 +52,9 @@ async function rig(t: Parameters<typeof startSubmission>[0], profile: Record<str
 t.test('M13: PDFs made by qpdf — every encrypted variant passes, every unencrypted one is found', async (t) => {
   const pdfs = await pdfFixtures(tempDir(t))
   for (const [name, bytes] of Object.entries(pdfs)) {
-    t.equal(pdfEncryption(bytes), name.startsWith('plain') ? 'unencrypted' : 'encrypted', name)
+    t.equal(pdfEncryption(bytes).verdict, name.startsWith('plain') ? 'unencrypted' : 'encrypted', name)
   }
-  t.equal(pdfEncryption(Buffer.from('not a pdf')), 'not-a-pdf')
+  t.equal(pdfEncryption(Buffer.from('not a pdf')).verdict, 'not-a-pdf')
 })
 
 t.test('M13 over SMTP: an unencrypted PDF is refused with the exact code, an encrypted one accepted', async (t) => {
@@ -97,7 +97,7 @@ t.test('sender alignment, recipients, consent, attachment types, ZIPs', async (t
   const dir = tempDir(t)
   writeFileSync(join(dir, 'consent.csv'), 'address,name\ncustomer@example.net,x\n"other@example.net",y\n')
   const z = { enc: await zipFixture(dir, true), plain: await zipFixture(dir, false) }
-  t.same(zipEntries(z.enc)!.map((e) => e.encrypted), [true])
+  t.match(readZip(z.enc), { ok: true, entries: [{ name: 'statement.pdf', encrypted: true }] })
   const { send } = await rig(t, { consentFile: join(dir, 'consent.csv') })
   const spoof = await send(statement({ from: 'ceo@other-bank.example' }))
   t.equal(spoof.text, '5.7.1 EPOLICY_SENDER From <ceo@other-bank.example> is not an allowed sender')
