@@ -25,7 +25,9 @@ PACKAGES=(
   swaks         # independent SMTP client for tests and the README walk-through
   libnet-ssleay-perl     # swaks only recommends its TLS modules; without them
   libio-socket-ssl-perl  # `swaks -tls` exits "TLS not available"
-  qpdf          # encrypted PDF fixtures for the policy tests (M13)
+  qpdf          # encrypted PDF fixtures for the policy tests (M13), and their judge
+  zip           # encrypted ZIP fixtures (zip -P) for the policy tests
+  unzip         # zipinfo: an independent reader of ZIP archives for the differential tests
   iproute2      # tc (kernel egress shaping, M3) and ip netns for its test
 )
 

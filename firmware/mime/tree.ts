@@ -97,14 +97,14 @@ const malformed = (why: string) => new MimeError('EMESSAGE_MALFORMED', why)
 /** Parses a whole message (CRLF line endings, as submission guarantees). Throws MimeError. */
 export function parseMessage(buf: Buffer, limits: Limits = DEFAULT_LIMITS): MimeNode {
   const state = { parts: 0, limits }
-  const top = parseNode(buf, 0, buf.length, '', 0, [], state)
+  const top = parseNode(buf, 0, buf.length, '', 0, [], state, 'text/plain')
   const counts = new Map<string, number>()
   for (const h of top.headers) counts.set(h.key, (counts.get(h.key) ?? 0) + 1)
   for (const [key, n] of counts) if (n > 1 && SINGLE.has(key)) throw ambiguous(`the message has ${n} ${key} fields`)
   return top
 }
 
-function parseNode(buf: Buffer, start: number, end: number, path: string, depth: number, boundaries: string[], state: { parts: number; limits: Limits }): MimeNode {
+function parseNode(buf: Buffer, start: number, end: number, path: string, depth: number, boundaries: string[], state: { parts: number; limits: Limits }, defaultType: string): MimeNode {
   if (depth > state.limits.maxDepth) throw malformed(`MIME nesting deeper than ${state.limits.maxDepth}`)
   if (++state.parts > state.limits.maxParts) throw malformed(`more than ${state.limits.maxParts} MIME parts`)
   const { headers, bodyStart } = parseHeaders(buf, start, end)
@@ -116,7 +116,8 @@ function parseNode(buf: Buffer, start: number, end: number, path: string, depth:
   }
   const [ctRaw, cteRaw, cdRaw] = CONTENT_ONCE.map(once)
   const ct = ctRaw === undefined ? undefined : structured(ctRaw, where, 'Content-Type')
-  let mime = 'text/plain'
+  // RFC 2045 §5.2: text/plain; in a multipart/digest, message/rfc822 (RFC 2046 §5.1.5).
+  let mime = defaultType
   if (ct) {
     const slash = ct.value.indexOf('/')
     const type = ct.value.slice(0, slash).trim().toLowerCase()
@@ -157,10 +158,11 @@ function parseNode(buf: Buffer, start: number, end: number, path: string, depth:
     node.preamble = split.preamble
     node.epilogue = split.epilogue
     for (const range of [split.preamble, split.epilogue]) checkOutside(buf, range, where)
-    split.parts.forEach(([s, e], i) => node.children.push(parseNode(buf, s, e, path ? `${path}.${i + 1}` : String(i + 1), depth + 1, [...boundaries, boundary], state)))
+    const inner = mime === 'multipart/digest' ? 'message/rfc822' : 'text/plain'
+    split.parts.forEach(([s, e], i) => node.children.push(parseNode(buf, s, e, path ? `${path}.${i + 1}` : String(i + 1), depth + 1, [...boundaries, boundary], state, inner)))
   } else if (mime === 'message/rfc822' || mime === 'message/global') {
     if (!IDENTITY.has(cte)) throw malformed(`${where} is a message/rfc822 with transfer encoding ${cte} (RFC 2046 §5.2.1 allows 7bit, 8bit, binary)`)
-    node.children.push(parseNode(buf, bodyStart, end, path ? `${path}.1` : '1', depth + 1, boundaries, state))
+    node.children.push(parseNode(buf, bodyStart, end, path ? `${path}.1` : '1', depth + 1, boundaries, state, 'text/plain'))
   } else if (cte === 'base64') {
     const problem = base64Problem(buf.subarray(bodyStart, end))
     if (problem) throw ambiguous(`${where} has ${problem}`)

@@ -51,16 +51,19 @@ function read(zip: Buffer): ZipEntry[] {
   let cdSize = zip.readUInt32LE(eocd + 12)
   let cdOffset = zip.readUInt32LE(eocd + 16)
   let endOfCd = eocd
-  if (total === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
-    const loc = eocd - 20
-    if (loc < 0 || zip.readUInt32LE(loc) !== ZIP64_LOCATOR) throw new Bad('a ZIP64 archive without its end-of-directory locator')
+  const saturated = total === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff
+  const loc = eocd - 20
+  // A ZIP64 locator right before the end record means a ZIP64 end record (streaming writers add
+  // one even when the 32-bit fields would do): the directory then ends where that record begins.
+  if (loc >= 0 && zip.readUInt32LE(loc) === ZIP64_LOCATOR) {
     const rec = Number(zip.readBigUInt64LE(loc + 8))
     if (rec < 0 || rec + 56 > loc || zip.readUInt32LE(rec) !== ZIP64_EOCD) throw new Bad('the ZIP64 end-of-directory record is not where its locator says')
-    total = Number(zip.readBigUInt64LE(rec + 32))
-    cdSize = Number(zip.readBigUInt64LE(rec + 40))
-    cdOffset = Number(zip.readBigUInt64LE(rec + 48))
-    endOfCd = rec
-  }
+    const t64 = Number(zip.readBigUInt64LE(rec + 32))
+    const s64 = Number(zip.readBigUInt64LE(rec + 40))
+    const o64 = Number(zip.readBigUInt64LE(rec + 48))
+    if ((total !== 0xffff && total !== t64) || (cdSize !== 0xffffffff && cdSize !== s64) || (cdOffset !== 0xffffffff && cdOffset !== o64)) throw new Bad('the end record and the ZIP64 end record disagree')
+    ;[total, cdSize, cdOffset, endOfCd] = [t64, s64, o64, rec]
+  } else if (saturated) throw new Bad('a ZIP64 archive without its end-of-directory locator')
   if (cdOffset + cdSize !== endOfCd) throw new Bad('the central directory does not end where the end record begins (data before or inside the archive)')
   const entries: (ZipEntry & { local: number; dataSize: number; descriptor: boolean; zip64: boolean })[] = []
   let pos = cdOffset
@@ -111,14 +114,21 @@ function read(zip: Buffer): ZipEntry[] {
     if (((lflags & 1) === 1) !== e.encrypted) throw new Bad(`"${e.name.slice(0, 60)}" is marked encrypted in one header and not in the other`)
     let end = e.local + 30 + nameLen + extraLen + e.dataSize
     if (e.descriptor) {
+      // Sizes in the descriptor are 8 bytes each when the local header carries ZIP64 information (APPNOTE 4.3.9.2).
+      const local64 = e.zip64 || hasZip64Extra(zip, e.local + 30 + nameLen, extraLen)
       const sig = end + 4 <= cdOffset && zip.readUInt32LE(end) === DESCRIPTOR ? 4 : 0
-      end += sig + 4 + (e.zip64 ? 16 : 8)
+      end += sig + 4 + (local64 ? 16 : 8)
     }
     if (end > cdOffset) throw new Bad(`the data of "${e.name.slice(0, 60)}" runs into the central directory`)
     expect = end
   }
   if (expect !== cdOffset) throw new Bad(`${cdOffset - expect} bytes between the last entry and the central directory`)
   return entries.map(({ name, encrypted }) => ({ name, encrypted }))
+}
+
+function hasZip64Extra(zip: Buffer, start: number, length: number): boolean {
+  for (let e = start; e + 4 <= start + length; e += 4 + zip.readUInt16LE(e + 2)) if (zip.readUInt16LE(e) === 0x0001) return true
+  return false
 }
 
 /** The end-of-central-directory record: the last signature in the final 64 KiB, which must end exactly where its comment does. */

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { run } from './hsm.ts'
 
@@ -58,4 +58,62 @@ export async function zipFixture(dir: string, encrypted: boolean): Promise<Buffe
     }
   }
   return zip
+}
+
+/**
+ * A one-page PDF with text, made by qpdf from a hand-written file (qpdf
+ * rewrites it with correct offsets), in the variants a firm's generator might
+ * produce: classic and cross-reference-stream, linearized, encrypted with every
+ * standard handler qpdf writes (user password "u"), and with an incremental update.
+ */
+export async function pagePdfs(dir: string): Promise<Record<string, Buffer>> {
+  const src = join(dir, 'src.pdf')
+  const content = 'BT /F1 12 Tf 72 720 Td (Statement for customer A123456789) Tj ET'
+  writeFileSync(
+    src,
+    `%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n` +
+      `3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >> endobj\n` +
+      `4 0 obj << /Length ${content.length} >> stream\n${content}\nendstream endobj\n5 0 obj << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> endobj\n` +
+      `trailer << /Root 1 0 R /Size 6 >>\n%%EOF\n`,
+  )
+  const base = join(dir, 'page.pdf')
+  await qpdf([src, base])
+  const out: Record<string, Buffer> = { 'plain-page': readFileSync(base) }
+  const variants: [string, string[]][] = [
+    ['plain-page-xref-stream', ['--object-streams=generate']],
+    ['plain-page-linearized', ['--linearize']],
+    ['rc4-40-page', ['--allow-weak-crypto', '--encrypt', 'u', 'o', '40', '--']],
+    ['rc4-128-page', ['--allow-weak-crypto', '--encrypt', 'u', 'o', '128', '--use-aes=n', '--']],
+    ['aes-128-page', ['--allow-weak-crypto', '--encrypt', 'u', 'o', '128', '--use-aes=y', '--']],
+    ['aes-256-page', ['--encrypt', 'u', 'o', '256', '--']],
+    ['aes-256-page-xref-stream', ['--object-streams=generate', '--encrypt', 'u', 'o', '256', '--']],
+    ['aes-256-page-linearized', ['--linearize', '--encrypt', 'u', 'o', '256', '--']],
+  ]
+  for (const [name, args] of variants) {
+    const f = join(dir, `${name}.pdf`)
+    await qpdf([...args, base, f])
+    out[name] = readFileSync(f)
+  }
+  out['plain-page-incremental'] = incrementalUpdate(out['plain-page']!, false)
+  out['aes-256-page-incremental'] = incrementalUpdate(out['aes-256-page']!, true)
+  return out
+}
+
+async function qpdf(args: string[]): Promise<void> {
+  await run('qpdf', args).catch((e: { code: number }) => {
+    if (e.code !== 3) throw e // 3 = warnings (e.g. RC4 is weak); the file is written
+  })
+}
+
+export type QpdfVerdict = 'encrypted' | 'unencrypted' | 'error'
+
+/** qpdf's own judgement (`--show-encryption`, opening with the test user password): the independent oracle. */
+export async function qpdfEncryption(file: string): Promise<QpdfVerdict> {
+  const out = await run('qpdf', ['--show-encryption', '--password=u', file]).then(
+    (r) => r.stdout,
+    (e: { code: number; stdout: string }) => (e.code === 3 ? e.stdout : undefined),
+  )
+  if (out === undefined) return 'error'
+  if (out.includes('File is not encrypted')) return 'unencrypted'
+  return /^R = \d/m.test(out) ? 'encrypted' : 'error'
 }
