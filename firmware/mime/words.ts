@@ -17,8 +17,8 @@ export function decodeCharset(bytes: Buffer, charset: string | undefined): strin
   }
 }
 
-/** The longest encoded word looked at; RFC 2047 §2 allows 75 characters, generous for the lax. */
-const MAX_WORD = 1024
+/** The longest encoded word looked at; RFC 2047 §2 allows 75 characters; lax writers go a little over. */
+const MAX_WORD = 200
 
 interface Word {
   start: number
@@ -29,21 +29,23 @@ interface Word {
 
 /** The encoded word `=?charset?B|Q?text?=` starting at `at`, or undefined. Bounded work: at most MAX_WORD characters. */
 function wordAt(value: string, at: number): Word | undefined {
-  const limit = Math.min(value.length, at + MAX_WORD)
-  const q1 = value.indexOf('?', at + 2)
-  if (q1 < 0 || q1 >= limit || q1 === at + 2) return undefined
-  const enc = value[q1 + 1]
-  if (value[q1 + 2] !== '?' || (enc !== 'B' && enc !== 'b' && enc !== 'Q' && enc !== 'q')) return undefined
-  const end = value.indexOf('?=', q1 + 3)
-  if (end < 0 || end >= limit) return undefined
-  let charset = value.slice(at + 2, q1)
-  const text = value.slice(q1 + 3, end)
+  // Searches stay within the word's longest possible extent: searching the rest of the value
+  // for every "=?" would make a value full of unclosed words quadratic.
+  const w = value.slice(at, at + MAX_WORD)
+  const q1 = w.indexOf('?', 2)
+  if (q1 < 0 || q1 === 2) return undefined
+  const enc = w[q1 + 1]
+  if (w[q1 + 2] !== '?' || (enc !== 'B' && enc !== 'b' && enc !== 'Q' && enc !== 'q')) return undefined
+  const close = w.indexOf('?=', q1 + 3)
+  if (close < 0) return undefined
+  let charset = w.slice(2, q1)
+  const text = w.slice(q1 + 3, close)
   for (let i = 0; i < charset.length; i++) if (charset.charCodeAt(i) <= 0x20) return undefined
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) <= 0x20) return undefined
   const star = charset.indexOf('*') // RFC 2231 §5: charset*language
   if (star >= 0) charset = charset.slice(0, star)
   const bytes = enc === 'B' || enc === 'b' ? Buffer.from(text, 'base64') : decodeQuotedPrintable(Buffer.from(text.replaceAll('_', ' '), 'latin1'))
-  return { start: at, end: end + 2, charset: charset.toLowerCase(), bytes }
+  return { start: at, end: at + close + 2, charset: charset.toLowerCase(), bytes }
 }
 
 /**

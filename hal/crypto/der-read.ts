@@ -70,7 +70,7 @@ export interface CertificateParts {
 /** Splits an X.509 certificate (RFC 5280 §4.1) into the parts signing code needs. */
 export function certificateParts(certDer: Buffer): CertificateParts {
   const [tbs] = children(read(certDer))
-  if (!tbs) throw new Error('not an X.509 certificate')
+  if (!tbs || tbs.tag !== 0x30) throw new Error('not an X.509 certificate')
   const f = children(tbs)
   const hasVersion = f[0]?.tag === 0xa0
   const [serial, , issuer, , subject, spki] = hasVersion ? f.slice(1) : f
@@ -78,11 +78,14 @@ export function certificateParts(certDer: Buffer): CertificateParts {
   const extensions = new Map<string, { critical: boolean; value: Buffer }>()
   const extWrapper = f.find((n) => n.tag === 0xa3)
   if (extWrapper) {
-    for (const ext of children(children(extWrapper)[0]!)) {
+    const list = children(extWrapper)[0]
+    if (!list) throw new Error('DER: empty extensions')
+    for (const ext of children(list)) {
       const [id, second, third] = children(ext)
       const critical = second?.tag === 0x01 && second.content[0] !== 0
-      const value = (second?.tag === 0x04 ? second : third)!.content
-      extensions.set(decodeOid(id!.content), { critical, value })
+      const value = second?.tag === 0x04 ? second : third
+      if (id?.tag !== 0x06 || value?.tag !== 0x04) throw new Error('DER: malformed extension')
+      extensions.set(decodeOid(id.content), { critical, value: value.content })
     }
   }
   return { tbs, serial, issuer, subject, spki, extensions }

@@ -1,0 +1,47 @@
+import t from 'tap'
+import fc from 'fast-check'
+import { performance } from 'node:perf_hooks'
+import { readZip } from '../../firmware/policy/zip.ts'
+import { pdfEncryption } from '../../firmware/policy/pdf.ts'
+import { PDF, TARGETS, ZIP } from './targets.ts'
+
+/**
+ * Bounded property runs of every hand-written parser of outside input (a long
+ * run: `npm run fuzz -- --minutes N`), and the doubling test: each parser's
+ * worst known input family takes about twice as long at twice the size. A
+ * quadratic parser takes four times as long, an exponential one never ends.
+ */
+t.test('the seeds are read as intended (so the fuzzing starts from real structures)', async (t) => {
+  t.match(pdfEncryption(PDF), { verdict: 'encrypted' })
+  t.match(readZip(ZIP), { ok: true, entries: [{ name: 'statement.pdf', encrypted: true }] })
+})
+
+for (const target of TARGETS) {
+  t.test(`property: ${target.name} answers hostile input or fails with its own coded error`, async (t) => {
+    fc.assert(fc.property(target.input, (input) => target.run(input)), { numRuns: 400, seed: 1414 })
+    t.pass('400 inputs')
+  })
+}
+
+t.test('doubling: every parser is linear in its worst known input', async (t) => {
+  const time = (f: () => void) => {
+    const runs: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const s = performance.now()
+      f()
+      runs.push(performance.now() - s)
+    }
+    return Math.min(...runs) // the least disturbed run: timers, GC and the other test jobs only add
+  }
+  for (const target of TARGETS) {
+    const n = 1 << 19
+    const small = target.worst(n)
+    const large = target.worst(2 * n)
+    time(() => target.run(small)) // warm up
+    const a = time(() => target.run(small))
+    const b = time(() => target.run(large))
+    const ratio = b / Math.max(a, 0.05)
+    // Linear doubles (×2); quadratic quadruples (×4). The margin is for a busy 2-core machine.
+    t.ok(ratio < 3.3, `${target.name}: ${a.toFixed(1)} ms at ${n} bytes, ${b.toFixed(1)} ms at ${2 * n} (×${ratio.toFixed(2)})`)
+  }
+})

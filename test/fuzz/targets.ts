@@ -1,0 +1,181 @@
+import fc from 'fast-check'
+import { children, certificateParts, keyUsage, read } from '../../hal/crypto/der-read.ts'
+import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
+import { base64Problem, decodeQuotedPrintable } from '../../firmware/mime/encode.ts'
+import { htmlText } from '../../firmware/mime/html.ts'
+import { parseParams } from '../../firmware/mime/params.ts'
+import { MimeError, parseMessage } from '../../firmware/mime/tree.ts'
+import { decodeUtf7, decodeWords } from '../../firmware/mime/words.ts'
+import { pdfEncryption } from '../../firmware/policy/pdf.ts'
+import { findTaiwanIds } from '../../firmware/policy/taiwan-id.ts'
+import { readZip } from '../../firmware/policy/zip.ts'
+import { relaxedBody, relaxedHeader } from '../../firmware/signing/dkim.ts'
+import { mimeMessage } from '../helpers/mime.ts'
+
+/**
+ * The box's hand-written parsers of outside input, as fuzz targets (STYLE:
+ * KumoMTA fuzzes its protocol parsers): each gets hostile input and may only
+ * answer or fail with its own coded error, and each has a worst-case input
+ * family for the doubling test (time linear in the input size).
+ */
+export interface Target<T> {
+  name: string
+  input: fc.Arbitrary<T>
+  /** Runs the parser; throws only for a failure that is not the parser's own coded answer. */
+  run(input: T): void
+  /** Adversarial input of about `n` bytes, for timing. */
+  worst(n: number): T
+}
+
+/** Byte strings made of MIME-ish tokens, so that fuzzing reaches past the first check. */
+const tokens = (words: readonly string[], max = 200) =>
+  fc.array(fc.oneof(fc.constantFrom(...words), fc.string({ maxLength: 8 })), { maxLength: max }).map((ws) => ws.join(''))
+
+/** A known-good input with a few bytes changed, inserted or cut. */
+function mutated(seed: fc.Arbitrary<Buffer>): fc.Arbitrary<Buffer> {
+  return fc.tuple(seed, fc.array(fc.tuple(fc.nat(), fc.nat(255), fc.constantFrom('flip', 'insert', 'cut')), { maxLength: 6 })).map(([b, edits]) => {
+    let out = Buffer.from(b)
+    for (const [pos, byte, how] of edits) {
+      if (out.length === 0) break
+      const at = pos % out.length
+      if (how === 'flip') out[at] = byte
+      else if (how === 'insert') out = Buffer.concat([out.subarray(0, at), Buffer.from([byte]), out.subarray(at)])
+      else out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1 + (byte % 16))])
+    }
+    return out
+  })
+}
+
+const coded = (fn: () => void, ok: (e: unknown) => boolean) => {
+  try {
+    fn()
+  } catch (err) {
+    if (!ok(err)) throw err
+  }
+}
+
+export const CERT = Buffer.from(makeSelfSignedServerCert({ hostname: 'fuzz.example', addresses: ['127.0.0.1'] }).certificate.raw)
+/** A small encrypted PDF written by hand, with its cross-reference offsets computed. */
+export const PDF = (() => {
+  const objs = ['1 0 obj << /Type /Catalog >> endobj\n', '2 0 obj << /Filter /Standard /V 2 /R 3 /O (o) /U (u) /P -4 >> endobj\n']
+  let text = '%PDF-1.4\n'
+  const offsets = objs.map((o) => {
+    const at = text.length
+    text += o
+    return at
+  })
+  const xref = text.length
+  text += `xref\n0 3\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}trailer << /Root 1 0 R /Size 3 /Encrypt 2 0 R >>\nstartxref\n${xref}\n%%EOF\n`
+  return Buffer.from(text, 'latin1')
+})()
+export const ZIP = Buffer.from(
+  'UEsDBAoACQAAAD0Wel2Xo14WFwAAAAsAAAANABwAc3RhdGVtZW50LnBkZlVUCQADVZ4Ha1WeB2t1eAsAAQQAAAAABAAAAAC9u0RCYEwikIxNjfJJgN6jmR2AbXocqFBLBwiXo14WFwAAAAsAAABQSwECHgMKAAkAAAA9Fnpdl6NeFhcAAAALAAAADQAYAAAAAAABAAAApIEAAAAAc3RhdGVtZW50LnBkZlVUBQADVZ4Ha3V4CwABBAAAAAAEAAAAAFBLBQYAAAAAAQABAFMAAABuAAAAAAA=',
+  'base64',
+)
+
+/** Keeps each target's input type to itself while they share one list. */
+const target = <T,>(x: Target<T>) => x as unknown as Target<unknown>
+
+export const TARGETS: Target<unknown>[] = [
+  target({
+    name: 'MIME structure (parseMessage)',
+    input: fc.oneof(mutated(mimeMessage), tokens(['--A', '\r\n', 'Content-Type: multipart/mixed; boundary=A', ': ', '\r\n\r\n', ' ', '=?', 'boundary="', ';', '"']).map((s) => Buffer.from(s))),
+    run: (b: Buffer) => coded(() => parseMessage(b), (e) => e instanceof MimeError),
+    worst: (n: number) => Buffer.from(`Content-Type: multipart/mixed; boundary="A"\r\n\r\n${'--A\r\n\r\nx\r\n'.repeat(n / 12)}--A--\r\n`),
+  }),
+  target({
+    name: 'header fields (parseMessage, many folded lines)',
+    input: tokens(['Subject:', ' ', '\t', '\r\n', 'x', ':']).map((s) => Buffer.from(s)),
+    run: (b: Buffer) => coded(() => parseMessage(b), (e) => e instanceof MimeError),
+    worst: (n: number) => Buffer.from(`Subject: x\r\n${' x\r\n'.repeat(n / 4)}\r\nbody\r\n`),
+  }),
+  target({
+    name: 'RFC 2047 encoded words (decodeWords)',
+    input: tokens(['=?', '?=', '?B?', '?Q?', 'UTF-8', 'big5', ' ', '_', '=E6', 'QUJD']),
+    run: (s: string) => void decodeWords(s),
+    worst: (n: number) => '=?UTF-8?Q?a'.repeat(n / 11),
+  }),
+  target({
+    name: 'parameters, RFC 2231 (parseParams)',
+    input: tokens([';', '=', '"', '\\', 'filename', '*0*', '*1', "utf-8''", '%E5', ' ', 'boundary']),
+    run: (s: string) => void parseParams(s),
+    worst: (n: number) => `text/plain${'; a*0*="x'.repeat(n / 10)}`,
+  }),
+  target({
+    name: 'quoted-printable (decodeQuotedPrintable)',
+    input: fc.uint8Array({ maxLength: 400 }).map((u) => Buffer.from(u)),
+    run: (b: Buffer) => {
+      if (decodeQuotedPrintable(b).length > b.length) throw new Error('decoded QP is longer than its input')
+    },
+    worst: (n: number) => Buffer.from(' '.repeat(n)),
+  }),
+  target({
+    name: 'base64 check (base64Problem)',
+    input: fc.uint8Array({ maxLength: 400 }).map((u) => Buffer.from(u)),
+    run: (b: Buffer) => void base64Problem(b),
+    worst: (n: number) => Buffer.from('QUJD\r\n'.repeat(n / 6)),
+  }),
+  target({
+    name: 'UTF-7 (decodeUtf7)',
+    input: tokens(['+', '-', 'AEE', 'AMQ', '+-', 'x']),
+    run: (s: string) => void decodeUtf7(s),
+    worst: (n: number) => '+AEEAMQ'.repeat(n / 7),
+  }),
+  target({
+    name: 'HTML to text (htmlText)',
+    input: tokens(['<', '>', '<!--', '-->', '<script>', '</script>', '&#65;', '&#x41;', '&amp', '<b>', 'A123']),
+    run: (s: string) => void htmlText(s),
+    worst: (n: number) => '<'.repeat(n),
+  }),
+  target({
+    name: 'national IDs (findTaiwanIds)',
+    input: fc.string({ maxLength: 300 }),
+    run: (s: string) => void findTaiwanIds(s),
+    worst: (n: number) => 'A12345678'.repeat(n / 9),
+  }),
+  target({
+    name: 'PDF trailer and cross-reference (pdfEncryption)',
+    input: fc.oneof(mutated(fc.constant(PDF)), tokens(['%PDF-1.4\n', 'xref', 'trailer', '<<', '>>', '/Encrypt', ' 2 0 R', 'startxref\n', '(', ')', '\\', '[', ']', '0000000009 00000 n \n', '%']).map((s) => Buffer.from(s))),
+    run: (b: Buffer) => void pdfEncryption(b),
+    worst: (n: number) => Buffer.from(`%PDF-1.4\n${'('.repeat(n)}\ntrailer << /Encrypt 1 0 R >>\nstartxref\n9\n%%EOF\n`),
+  }),
+  target({
+    name: 'ZIP directory (readZip)',
+    input: fc.oneof(mutated(fc.constant(ZIP)), fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u))),
+    run: (b: Buffer) => void readZip(b),
+    worst: (n: number) => {
+      // A directory of n/46 empty entries, all walked before the first local header is looked at.
+      const cd = Buffer.alloc(Math.floor(n / 46) * 46)
+      for (let i = 0; i < cd.length; i += 46) cd.writeUInt32LE(0x02014b50, i)
+      const end = Buffer.alloc(22)
+      end.writeUInt32LE(0x06054b50, 0)
+      end.writeUInt16LE(0xfffe, 8)
+      end.writeUInt16LE(0xfffe, 10)
+      end.writeUInt32LE(cd.length, 12)
+      return Buffer.concat([cd, end])
+    },
+  }),
+  target({
+    name: 'DER (hal/crypto der-read)',
+    input: mutated(fc.constant(CERT)),
+    run: (b: Buffer) =>
+      coded(
+        () => {
+          const top = read(b)
+          children(top)
+          keyUsage(certificateParts(b))
+        },
+        (e) => e instanceof Error && /^(DER: |not an X\.509|X\.509 certificate is missing)/.test(e.message),
+      ),
+    worst: (n: number) => Buffer.concat([Buffer.from([0x30, 0x84]), Buffer.from([(n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]), Buffer.alloc(n, 0x05)]),
+  }),
+  target({
+    name: 'DKIM canonicalisation (relaxedBody, relaxedHeader)',
+    input: fc.string({ maxLength: 300 }),
+    run: (s: string) => {
+      relaxedBody(Buffer.from(s))
+      relaxedHeader(`X: ${s}`)
+    },
+    worst: (n: number) => ' a'.repeat(n / 2),
+  }),
+]
