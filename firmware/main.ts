@@ -3,6 +3,7 @@ import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
 import { ConfigError, configPathFrom, loadConfigFile, type Config } from './config/load.ts'
 import { Daemon } from './daemon.ts'
+import { missingDaemonEnv } from './runtime.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
 import { AuditCopyHandoff, DeliveryEngine } from './delivery/engine.ts'
@@ -46,6 +47,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   }
 
   const log = createLogger(config.log.level)
+  const missing = missingDaemonEnv(env)
+  if (missing.length) log.warn({ missing }, 'started without the memory settings npm start and the systemd unit give: under load the process keeps freed mail buffers (firmware/runtime.ts)')
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   // Two boxes on one data directory would write the same spool and audit trail.
   if (await boxRunning(config)) {
@@ -78,6 +81,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       node: process.version,
       startedAt,
       spool: spool.stats(),
+      // S11: the process's memory and what mail in flight holds of its budget.
+      memory: { ...process.memoryUsage(), submission: submission.memory },
       delivery: { ...delivery.counts, inFlight: delivery.inFlight, paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })) },
       policy: Object.fromEntries(policy.counters),
       hsm: await hsm.check(),

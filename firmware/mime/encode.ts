@@ -93,25 +93,24 @@ function hex(b: number | undefined): number {
 export function base64Problem(data: Buffer): string | undefined {
   // Readers disagree about characters outside the alphabet (skipped, or the end of the data)
   // and about data after padding (a second stream, or ignored): a body with either could
-  // decode to one PDF for one reader and another for the next.
-  let sawPad = false
-  let symbols = 0
-  for (let i = 0; i < data.length; i++) {
-    const b = data[i]!
-    if (b === 0x0d || b === 0x0a || b === 0x20 || b === 0x09) continue
-    if (b === 0x3d) {
-      sawPad = true
-      symbols++
-      continue
-    }
-    const alphabet = (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2b || b === 0x2f
-    if (!alphabet) return `a character outside the base64 alphabet at byte ${i}`
-    if (sawPad) return `base64 data after padding at byte ${i}`
-    symbols++
+  // decode to one PDF for one reader and another for the next. The scans are native (one
+  // character class, no repetition to backtrack): a 30 MB attachment is checked in milliseconds.
+  const text = data.toString('latin1')
+  const bad = OUTSIDE_BASE64.exec(text)
+  if (bad) return `a character outside the base64 alphabet at byte ${bad.index}`
+  const pad = text.indexOf('=')
+  if (pad >= 0) {
+    const after = NOT_PADDING.exec(text.slice(pad))
+    if (after) return `base64 data after padding at byte ${pad + after.index}`
   }
+  const symbols = text.length - (text.match(WHITESPACE)?.length ?? 0)
   if (symbols % 4 !== 0) return 'base64 data whose length is not a multiple of four'
   return undefined
 }
+
+const OUTSIDE_BASE64 = /[^A-Za-z0-9+/=\r\n \t]/
+const NOT_PADDING = /[^=\r\n \t]/
+const WHITESPACE = /[\r\n \t]/g
 
 /** True when every byte is 7-bit, there is no NUL and no line exceeds 998 characters (RFC 5322 §2.1.1). */
 export function isSevenBitSafe(data: Buffer): boolean {

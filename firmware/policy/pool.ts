@@ -9,15 +9,23 @@ export class InspectionTimeout extends Error {
   override name = 'InspectionTimeout'
 }
 
+/** What an inspection gives back: its outcome, and the mail's bytes (moved back from the worker). */
+export interface Inspected {
+  outcome: InspectOutcome
+  message: Buffer
+}
+
 interface Pending {
   req: InspectRequest
-  resolve: (o: InspectOutcome) => void
+  resolve: (o: Inspected) => void
   reject: (e: Error) => void
 }
 
 interface Slot {
   worker: Worker
-  job: (Pending & { id: number; timer: NodeJS.Timeout; started: number }) | undefined
+  /** The worker has loaded and said so; until then it gets no job (its start-up is not a job's time). */
+  ready: boolean
+  job: (Pending & { id: number; timer: NodeJS.Timeout; started: number; offset: number; length: number }) | undefined
 }
 
 /**
@@ -40,7 +48,7 @@ export class InspectionPool {
   }
 
   start(): void {
-    for (let i = 0; i < this.#opts.workers; i++) this.#slots.push({ worker: this.#spawn(), job: undefined })
+    for (let i = 0; i < this.#opts.workers; i++) this.#slots.push({ worker: this.#spawn(), ready: false, job: undefined })
   }
 
   async stop(): Promise<void> {
@@ -50,8 +58,12 @@ export class InspectionPool {
     this.#slots.length = 0
   }
 
-  /** Reads and judges one mail; rejects with MimeError (structure), InspectionTimeout, or Error. */
-  run(req: InspectRequest): Promise<InspectOutcome> {
+  /**
+   * Reads and judges one mail; rejects with MimeError (structure), InspectionTimeout, or Error.
+   * A large mail's memory is moved to the worker and back, not copied: while the job runs the
+   * caller's buffer is empty, and the mail's bytes are the `message` returned.
+   */
+  run(req: InspectRequest): Promise<Inspected> {
     if (this.#stopped) return Promise.reject(new Error('the box is stopping'))
     return new Promise((resolve, reject) => {
       this.#queue.push({ req, resolve, reject })
@@ -70,7 +82,7 @@ export class InspectionPool {
       resourceLimits: { maxOldGenerationSizeMb: this.#opts.heapMb ?? 512 },
     })
     worker.unref()
-    worker.on('message', (r: JobResult) => this.#done(worker, r))
+    worker.on('message', (r: JobResult | { ready: true }) => ('ready' in r ? this.#ready(worker) : this.#done(worker, r)))
     worker.on('error', (err) => this.#lost(worker, err))
     worker.on('exit', (code) => this.#lost(worker, new Error(`inspection worker exited (${code})`)))
     return worker
@@ -78,19 +90,26 @@ export class InspectionPool {
 
   #dispatch(): void {
     for (const slot of this.#slots) {
-      if (slot.job || this.#queue.length === 0) continue
+      if (!slot.ready || slot.job || this.#queue.length === 0) continue
       const p = this.#queue.shift()!
       const id = this.#nextId++
-      // Submission reads mail into shared memory: the worker reads those very bytes. Anything
-      // else is copied once and the copy moved across.
+      // A mail in memory of its own (larger than Buffer's shared pool) is moved to the worker and
+      // back; a small one, which may share its memory with other buffers, is copied.
       const m = p.req.message
-      const shared = m.buffer instanceof SharedArrayBuffer
-      const bytes = shared ? new Uint8Array(m.buffer, m.byteOffset, m.byteLength) : new Uint8Array(m)
-      const job: Job = { id, message: bytes, account: p.req.account, mailFrom: p.req.mailFrom }
+      const own = m.buffer instanceof ArrayBuffer && m.buffer.byteLength > Buffer.poolSize
+      const buffer = own ? (m.buffer as ArrayBuffer) : new Uint8Array(m).buffer
+      const job: Job = { id, buffer, offset: own ? m.byteOffset : 0, length: m.byteLength, account: p.req.account, mailFrom: p.req.mailFrom }
       const timer = setTimeout(() => this.#timeout(slot), this.#opts.budgetMs)
-      slot.job = { ...p, id, timer, started: Date.now() }
-      slot.worker.postMessage(job, shared ? [] : [bytes.buffer as ArrayBuffer])
+      slot.job = { ...p, id, timer, started: Date.now(), offset: job.offset, length: job.length }
+      slot.worker.postMessage(job, [buffer])
     }
+  }
+
+  #ready(worker: Worker): void {
+    const slot = this.#slots.find((s) => s.worker === worker)
+    if (!slot) return
+    slot.ready = true
+    this.#dispatch()
   }
 
   #done(worker: Worker, r: JobResult): void {
@@ -99,7 +118,7 @@ export class InspectionPool {
     if (!slot || !job || job.id !== r.id) return
     clearTimeout(job.timer)
     slot.job = undefined
-    if (r.ok) job.resolve(r.outcome)
+    if (r.ok) job.resolve({ outcome: r.outcome, message: Buffer.from(r.buffer, job.offset, job.length) })
     else if (r.code === 'ETEMPORARY') job.reject(new Error(r.reason))
     else job.reject(new MimeError(r.code as MimeErrorCode, r.reason))
     this.#dispatch()
@@ -114,6 +133,7 @@ export class InspectionPool {
     old.on('error', () => {})
     void old.terminate()
     slot.worker = this.#spawn()
+    slot.ready = false
     this.#opts.log.warn({ ms: Date.now() - job.started, bytes: job.req.message.length }, 'inspection ran past its budget; worker replaced, mail tempfailed')
     job.reject(new InspectionTimeout(`inspection took longer than ${this.#opts.budgetMs} ms`))
     this.#dispatch()
@@ -128,6 +148,7 @@ export class InspectionPool {
     worker.removeAllListeners()
     worker.on('error', () => {})
     slot.worker = this.#spawn()
+    slot.ready = false
     this.#opts.log.error({ err: err.message }, 'inspection worker failed; replaced')
     job?.reject(err)
     this.#dispatch()

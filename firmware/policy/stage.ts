@@ -123,9 +123,12 @@ export class PolicyStage implements Stage, Component {
   async process(mail: Submitted): Promise<Submitted> {
     if (!this.#pool) throw new Error('policy stage is not started')
     const env = mail.envelope
+    // Taken now: a large mail's memory is with the inspection worker until it answers.
+    const bytes = mail.message.length
     let outcome
+    let message: Buffer
     try {
-      outcome = await this.#pool.run({ message: mail.message, account: env.account, mailFrom: env.mailFrom })
+      ;({ outcome, message } = await this.#pool.run({ message: mail.message, account: env.account, mailFrom: env.mailFrom }))
     } catch (err) {
       if (err instanceof MimeError) {
         this.#count('structure', 'enforce')
@@ -133,7 +136,7 @@ export class PolicyStage implements Stage, Component {
       }
       if (err instanceof InspectionTimeout) {
         this.#count('inspection-budget', 'enforce')
-        this.#events.emit({ type: 'policy.inspection_budget', id: env.id, account: env.account, bytes: mail.message.length, budgetMs: this.#config.policy.inspectionBudgetMs })
+        this.#events.emit({ type: 'policy.inspection_budget', id: env.id, account: env.account, bytes, budgetMs: this.#config.policy.inspectionBudgetMs })
         throw new GatewayError('ETEMPORARY', 'the message could not be checked in time; try again later', { cause: err })
       }
       throw err
@@ -141,7 +144,7 @@ export class PolicyStage implements Stage, Component {
     const { facts } = outcome
     const profile = this.#config.policy.profiles.find((p) => p.name === outcome.profile)
     const statement = { statementClass: facts.statementClass ?? (profile?.statementClass || undefined), statementId: facts.statementId }
-    const checked: Submitted = { ...mail, facts, envelope: { ...env, statementId: facts.statementId, statementClass: statement.statementClass, batch: facts.batch, tagged: true } }
+    const checked: Submitted = { ...mail, message, facts, envelope: { ...env, statementId: facts.statementId, statementClass: statement.statementClass, batch: facts.batch, tagged: true } }
     if (!profile) {
       // No rules apply, but the audit trail still learns which statement this is (S6).
       this.#events.emit({ type: 'policy.accepted', id: env.id, account: env.account, profile: '', ...statement })

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { parentPort, workerData } from 'node:worker_threads'
 import { MimeError } from '../mime/tree.ts'
 import { inspectMessage, type InspectOutcome, type Profile } from './inspect.ts'
@@ -10,24 +12,37 @@ import { compilePattern } from './patterns.ts'
  */
 export interface Job {
   id: number
-  message: Uint8Array
+  /** The memory holding the mail, moved here for the job and moved back with the result. */
+  buffer: ArrayBuffer
+  offset: number
+  length: number
   account: string | undefined
   mailFrom: string
 }
 
-export type JobResult = { id: number; ok: true; outcome: InspectOutcome } | { id: number; ok: false; code: string; reason: string }
+export type JobResult = ({ id: number; ok: true; outcome: InspectOutcome } | { id: number; ok: false; code: string; reason: string }) & { buffer: ArrayBuffer }
+
+// A worker with a small heap might not collect for a long time, holding megabytes of mail it is
+// done with, so it collects after each large one (a few milliseconds in a heap this small).
+setFlagsFromString('--expose-gc')
+const collect = runInNewContext('gc') as () => void
 
 const profiles = (workerData as { profiles: Profile[] }).profiles
 const compiled = new Map(profiles.map((p) => [p.name, p.patterns.map(compilePattern)]))
 
+// Ready: from now on a job's time budget is the job's alone, not the worker's start-up.
+parentPort!.postMessage({ ready: true })
+
 parentPort!.on('message', (job: Job) => {
   let result: JobResult
+  const buffer = job.buffer
   try {
-    const message = Buffer.from(job.message.buffer, job.message.byteOffset, job.message.byteLength)
+    const message = Buffer.from(buffer, job.offset, job.length)
     const outcome = inspectMessage({ message, account: job.account, mailFrom: job.mailFrom }, profiles, (p) => compiled.get(p.name) ?? [])
-    result = { id: job.id, ok: true, outcome }
+    result = { id: job.id, ok: true, outcome, buffer }
   } catch (err) {
-    result = err instanceof MimeError ? { id: job.id, ok: false, code: err.code, reason: err.message } : { id: job.id, ok: false, code: 'ETEMPORARY', reason: `inspection failed: ${(err as Error).message}` }
+    result = err instanceof MimeError ? { id: job.id, ok: false, code: err.code, reason: err.message, buffer } : { id: job.id, ok: false, code: 'ETEMPORARY', reason: `inspection failed: ${(err as Error).message}`, buffer }
   }
-  parentPort!.postMessage(result)
+  parentPort!.postMessage(result, [buffer])
+  if (job.length > 1 << 20) collect()
 })

@@ -56,12 +56,13 @@ function leaf(buf: Buffer, node: MimeNode): Buffer[] | undefined {
  * that gets signed: the Content-* fields plus the body. The message must be
  * CRLF-terminated and already 7-bit safe (`sevenBitMessage`).
  */
-export function splitForSigning(message: Buffer): { outer: Buffer[]; entity: Buffer } {
+export function splitForSigning(message: Buffer): { outer: Buffer[]; entity: Buffer[] } {
   const m = parseEntity(message)
   const outer = m.headers.filter((h) => !CONTENT_HEADERS.has(h.key) && h.key !== 'mime-version').map((h) => h.raw)
   let content = m.headers.filter((h) => CONTENT_HEADERS.has(h.key)).map((h) => h.raw)
   if (!content.some((h) => /^content-type\s*:/i.test(h.toString('latin1')))) {
     content = [Buffer.from('Content-Type: text/plain; charset=us-ascii\r\n'), ...content]
   }
-  return { outer, entity: Buffer.concat([...content, Buffer.from('\r\n'), m.body]) }
+  // The entity as pieces of the message: hashed and written out without a copy of the body.
+  return { outer, entity: [...content, Buffer.from('\r\n'), m.body] }
 }

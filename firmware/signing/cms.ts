@@ -88,11 +88,13 @@ function signingCertificateV2(cert: X509Certificate): der.Der {
  * signingTime, messageDigest, smimeCapabilities, signingCertificateV2, sorted
  * by their encodings as DER requires. This exact byte string is what is signed.
  */
-export function signedAttributes(content: Buffer, cert: X509Certificate, signingTime: Date): der.Der {
+export function signedAttributes(content: Buffer | readonly Buffer[], cert: X509Certificate, signingTime: Date): der.Der {
+  const digest = createHash('sha256')
+  for (const part of Buffer.isBuffer(content) ? [content] : content) digest.update(part)
   return der.setOf(
     attribute(CMS_OID.contentType, der.oid(CMS_OID.data)),
     attribute(CMS_OID.signingTime, der.time(signingTime)),
-    attribute(CMS_OID.messageDigest, der.octetString(createHash('sha256').update(content).digest())),
+    attribute(CMS_OID.messageDigest, der.octetString(digest.digest())),
     attribute(CMS_OID.smimeCapabilities, smimeCapabilities()),
     attribute(CMS_OID.signingCertificateV2, signingCertificateV2(cert)),
   )
@@ -102,7 +104,7 @@ export function signedAttributes(content: Buffer, cert: X509Certificate, signing
  * A detached CMS SignedData (RFC 5652 §5) over `content`, signed by `signer`,
  * carrying the signer certificate and its chain; returned as DER ContentInfo.
  */
-export async function signedData(content: Buffer, signer: CmsSigner, signingTime: Date): Promise<Buffer> {
+export async function signedData(content: Buffer | readonly Buffer[], signer: CmsSigner, signingTime: Date): Promise<Buffer> {
   const attrs = signedAttributes(content, signer.certificate, signingTime)
   const signature = await signer.sign(attrs)
   const parts = certificateParts(signer.certificate.raw)

@@ -70,36 +70,46 @@ export function relaxedHeader(raw: string): string {
  * attachments, most of a statement, have none).
  */
 export function relaxedBody(body: Buffer): Buffer {
+  return Buffer.concat(relaxedBodyParts(body))
+}
+
+/** The canonical body as pieces of the original (no copy of a large body): what the body hash is taken over. */
+export function relaxedBodyParts(body: Buffer): Buffer[] {
+  // Trailing empty lines go first, so the pieces below never need cutting back.
+  let end = body.length
+  for (;;) {
+    let e = end
+    while (e > 0 && (body[e - 1] === 0x20 || body[e - 1] === 0x09)) e--
+    if (e >= 2 && body[e - 2] === 0x0d && body[e - 1] === 0x0a) end = e - 2
+    else break
+  }
+  if (end === 0) return []
+  const src = body.subarray(0, end)
   const out: Buffer[] = []
   let copied = 0
   // The next space and the next tab, each searched again only once passed: searching both from
   // every whitespace run would rescan to the end for the rarer one (quadratic on hostile input).
   let sp = -2
   let tab = -2
-  const nextWsp = (b: Buffer, from: number): number => {
-    if (sp !== -1 && sp < from) sp = b.indexOf(0x20, from)
-    if (tab !== -1 && tab < from) tab = b.indexOf(0x09, from)
+  const nextWsp = (from: number): number => {
+    if (sp !== -1 && sp < from) sp = src.indexOf(0x20, from)
+    if (tab !== -1 && tab < from) tab = src.indexOf(0x09, from)
     return sp === -1 ? tab : tab === -1 ? sp : Math.min(sp, tab)
   }
-  let i = nextWsp(body, 0)
+  let i = nextWsp(0)
   while (i !== -1) {
     let j = i
-    while (body[j] === 0x20 || body[j] === 0x09) j++
-    const atLineEnd = j === body.length || (body[j] === 0x0d && body[j + 1] === 0x0a)
-    if (atLineEnd || j - i > 1 || body[i] === 0x09) {
-      out.push(body.subarray(copied, i))
+    while (src[j] === 0x20 || src[j] === 0x09) j++
+    const atLineEnd = j === src.length || (src[j] === 0x0d && src[j + 1] === 0x0a)
+    if (atLineEnd || j - i > 1 || src[i] === 0x09) {
+      out.push(src.subarray(copied, i))
       if (!atLineEnd) out.push(SP)
       copied = j
     }
-    i = nextWsp(body, j)
+    i = nextWsp(j)
   }
-  out.push(body.subarray(copied))
-  let result = out.length === 1 ? out[0]! : Buffer.concat(out)
-  let end = result.length
-  while (end >= 2 && result[end - 2] === 0x0d && result[end - 1] === 0x0a) end -= 2
-  if (end === 0) return Buffer.alloc(0)
-  result = result.subarray(0, end)
-  return Buffer.concat([result, CRLF])
+  out.push(src.subarray(copied), CRLF)
+  return out
 }
 
 const SP = Buffer.from(' ')
@@ -110,7 +120,9 @@ const CRLF = Buffer.from('\r\n')
 export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promise<Buffer> {
   const msg = message
   const entity = parseEntity(msg)
-  const bh = createHash('sha256').update(relaxedBody(entity.body)).digest('base64')
+  const bodyHash = createHash('sha256')
+  for (const part of relaxedBodyParts(entity.body)) bodyHash.update(part)
+  const bh = bodyHash.digest('base64')
 
   // Instances are taken from the bottom up (RFC 6376 §5.4.2); an over-signed
   // name with no instance left signs the null string.

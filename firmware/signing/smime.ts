@@ -26,7 +26,7 @@ export async function smimeSign(message: Buffer, signer: CmsSigner, signingTime:
         '\r\n' +
         `--${boundary}\r\n`,
     ),
-    entity,
+    ...entity,
     Buffer.from(
       `\r\n--${boundary}\r\n` +
         'Content-Type: application/pkcs7-signature; name="smime.p7s"\r\n' +

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import type { FileHandle } from 'node:fs/promises'
 import type { Envelope } from '../pipeline/handoff.ts'
 
 /**
@@ -43,6 +44,44 @@ export function encodeRecord(
   dataKey: Buffer,
   wrapped: { iv: Buffer; ciphertext: Buffer },
 ): Buffer {
+  const r = beginRecord(mail, meta, dataKey, wrapped)
+  return Buffer.concat([r.aad, r.cipher.update(r.envelope), r.cipher.update(mail.message), r.cipher.final(), r.cipher.getAuthTag()])
+}
+
+/** Slices of the message encrypted and written at a time: a large mail is never held twice. */
+const WRITE_SLICE = 1 << 20
+
+/**
+ * The same record as `encodeRecord`, encrypted slice by slice straight into
+ * the file: memory for a 30 MB statement stays at one slice of ciphertext.
+ * Returns the bytes written. A write the disk takes only part of is retried
+ * for the rest; a failing one throws (ENOSPC), and the caller removes the file.
+ */
+export async function writeRecord(
+  fh: FileHandle,
+  mail: SpooledMail,
+  meta: { id: string; epoch: string; created: number },
+  dataKey: Buffer,
+  wrapped: { iv: Buffer; ciphertext: Buffer },
+): Promise<number> {
+  const r = beginRecord(mail, meta, dataKey, wrapped)
+  let written = 0
+  const put = async (b: Buffer) => {
+    for (let off = 0; off < b.length; ) {
+      const { bytesWritten } = await fh.write(b, off, b.length - off)
+      off += bytesWritten
+      written += bytesWritten
+    }
+  }
+  await put(r.aad)
+  await put(r.cipher.update(r.envelope))
+  for (let off = 0; off < mail.message.length; off += WRITE_SLICE) await put(r.cipher.update(mail.message.subarray(off, off + WRITE_SLICE)))
+  await put(r.cipher.final())
+  await put(r.cipher.getAuthTag())
+  return written
+}
+
+function beginRecord(mail: SpooledMail, meta: { id: string; epoch: string; created: number }, dataKey: Buffer, wrapped: { iv: Buffer; ciphertext: Buffer }) {
   const nonce = randomBytes(12)
   const header: RecordHeader = {
     ...meta,
@@ -62,8 +101,7 @@ export function encodeRecord(
   envLen.writeUInt32BE(env.length)
   const cipher = createCipheriv('aes-256-gcm', dataKey, nonce)
   cipher.setAAD(aad)
-  const body = Buffer.concat([cipher.update(envLen), cipher.update(env), cipher.update(mail.message), cipher.final()])
-  return Buffer.concat([aad, body, cipher.getAuthTag()])
+  return { aad, cipher, envelope: Buffer.concat([envLen, env]) }
 }
 
 /** Reads the clear header without decrypting (structure check; throws RecordError on a torn record). */

@@ -12,7 +12,7 @@ import type { Logger } from '../log.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
 import { SpoolIndex } from './index.ts'
 import { Journal, type JournalState } from './journal.ts'
-import { decodeRecord, encodeRecord, readHeader, RecordError, type SpooledMail } from './record.ts'
+import { decodeRecord, readHeader, RecordError, writeRecord, type SpooledMail } from './record.ts'
 
 export type SpoolState = 'queued' | 'inflight' | 'deferred' | 'held'
 /** `removed`: taken out of the queue by an operator (held first), with a notice to the firm. */
@@ -187,43 +187,45 @@ export class Spool implements Component, Handoff {
     const epoch = this.#epochAt(created)
     const label = epochKeyLabel(epoch)
     const dataKey = randomBytes(32)
-    let record: Buffer
     try {
-      await this.#ensureEpochKey(epoch)
-      const wrapped = await this.#hsm.keys.encrypt(label, dataKey, Buffer.from(id))
-      record = encodeRecord(mail, { id, epoch, created }, dataKey, wrapped)
-    } catch (err) {
-      if (err instanceof HsmError) throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
-      throw err
+      let wrapped: { iv: Buffer; ciphertext: Buffer }
+      try {
+        await this.#ensureEpochKey(epoch)
+        wrapped = await this.#hsm.keys.encrypt(label, dataKey, Buffer.from(id))
+      } catch (err) {
+        if (err instanceof HsmError) throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
+        throw err
+      }
+      const shardDir = join(this.#dir, shardOf(id))
+      const final = join(shardDir, fileName({ id, epoch, created }))
+      const tmp = `${final}.tmp`
+      if (!this.#shards.has(shardDir)) {
+        mkdirSync(shardDir, { recursive: true, mode: 0o700 })
+        this.#shards.add(shardDir)
+      }
+      try {
+        const fh = await open(tmp, 'wx', 0o600)
+        try {
+          // Encrypted slice by slice into the file: a large statement is not held twice.
+          await writeRecord(fh, mail, { id, epoch, created }, dataKey, wrapped)
+          await fh.datasync()
+        } finally {
+          await fh.close()
+        }
+        await rename(tmp, final)
+        await this.#syncDir(shardDir)
+      } catch (err) {
+        await unlink(tmp).catch(() => {})
+        await unlink(final).catch(() => {})
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOSPC' || code === 'EDQUOT') {
+          this.#disk = { at: this.#clock.now(), ok: false }
+          throw new GatewayError('EQUEUE_DISK_FULL', undefined, { cause: err })
+        }
+        throw err
+      }
     } finally {
       dataKey.fill(0)
-    }
-    const shardDir = join(this.#dir, shardOf(id))
-    const final = join(shardDir, fileName({ id, epoch, created }))
-    const tmp = `${final}.tmp`
-    if (!this.#shards.has(shardDir)) {
-      mkdirSync(shardDir, { recursive: true, mode: 0o700 })
-      this.#shards.add(shardDir)
-    }
-    try {
-      const fh = await open(tmp, 'wx', 0o600)
-      try {
-        await fh.writeFile(record)
-        await fh.datasync()
-      } finally {
-        await fh.close()
-      }
-      await rename(tmp, final)
-      await this.#syncDir(shardDir)
-    } catch (err) {
-      await unlink(tmp).catch(() => {})
-      await unlink(final).catch(() => {})
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOSPC' || code === 'EDQUOT') {
-        this.#disk = { at: this.#clock.now(), ok: false }
-        throw new GatewayError('EQUEUE_DISK_FULL', undefined, { cause: err })
-      }
-      throw err
     }
     this.#index.set({ id, epoch, created, state: 'queued', attempts: 0, nextAttemptAt: created })
     this.#epochCounts.set(epoch, (this.#epochCounts.get(epoch) ?? 0) + 1)

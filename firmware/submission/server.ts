@@ -26,6 +26,10 @@ interface SessionState {
   /** MAIL FROM refused for lack of AUTH; a client that keeps trying is cut off. */
   unauthenticatedTries: number
   inData: boolean
+  /** Message bytes held against the memory budget for this transaction (declared SIZE, then what arrived). */
+  held: number
+  /** The SIZE the client declared for this transaction (0: none). */
+  declared: number
 }
 
 /** An unauthenticated client gets this many 530 replies before the connection is closed. */
@@ -121,12 +125,17 @@ export class SubmissionServer implements Component {
           const ip = unmapIPv4(session.remoteAddress)
           if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
           if (cfg.requireTls && !session.secure) return cb(new GatewayError('ETLS_REQUIRED'))
-          // RFC 1870: a client that declares its size is turned away before it sends it.
-          const declared = Number((address.args || {}).SIZE ?? 0) || 0
-          if (!budget.admits(declared)) {
+          // RFC 1870: a client that declares its size gets room for it now, or is turned away
+          // before it sends a byte; room for an undeclared size is taken as the data arrives.
+          budget.release(state.held)
+          state.held = 0
+          const declared = Math.min(Number((address.args || {}).SIZE ?? 0) || 0, cfg.maxMessageBytes)
+          if (!budget.admits(declared) || (declared > 0 && !budget.reserve(declared, 0))) {
             state.log.warn({ used: budget.used, limit: budget.limit, declared }, 'memory budget spent: transaction refused for now')
             return cb(new GatewayError('ESUBMISSION_BUSY'))
           }
+          state.held = declared
+          state.declared = declared
           if (!session.user && !trusted.has(ip)) {
             state.unauthenticatedTries++
             if (state.unauthenticatedTries > MAX_UNAUTHENTICATED_TRIES) {
@@ -161,6 +170,8 @@ export class SubmissionServer implements Component {
           )
         },
         onClose: (session) => {
+          const s = this.#sessions.get(session.id)
+          if (s) this.#budget?.release(s.held)
           this.#sessions.get(session.id)?.log.debug('connection closed')
           this.#sessions.delete(session.id)
         },
@@ -226,34 +237,46 @@ export class SubmissionServer implements Component {
       id,
       at,
     })
-    let held = 0
+    // Bytes beyond what the client declared are reserved as they arrive.
+    let arrived = 0
     try {
       const message = await readMessage(stream, {
         maxBytes: cfg.maxMessageBytes,
         bareLineFeed: cfg.bareLineFeed,
         prefix: Buffer.from(trace, 'latin1'),
-        reserve: (n) => budget.reserve(n, held) && ((held += n), true),
+        sizeHint: state.declared,
+        reserve: (n) => {
+          arrived += n
+          const extra = arrived - state.held
+          if (extra <= 0) return true
+          if (!budget.reserve(extra, state.held)) return false
+          state.held += extra
+          return true
+        },
       })
       return await this.#handOn(id, at, message, session, state, account, clientAddress)
     } finally {
-      budget.release(held)
+      budget.release(state.held)
+      state.held = 0
     }
   }
 
   async #handOn(id: string, at: number, message: Buffer, session: SMTPServerSession, state: SessionState, account: string | undefined, clientAddress: string): Promise<string> {
+    // The message's bytes may travel to an inspection worker and back; its size is taken now.
+    const bytes = message.length
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address)
     const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name } : undefined
     await this.#handoff.accept({ envelope: { id, mailFrom, rcptTo, account, clientAddress, tls, receivedAt: at }, message })
-    state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes: message.length, user: session.user }, 'mail accepted')
-    this.#events.emit({ type: 'submission.accepted', id, account, clientAddress, tls: tls?.protocol, recipients: rcptTo, bytes: message.length })
+    state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes, user: session.user }, 'mail accepted')
+    this.#events.emit({ type: 'submission.accepted', id, account, clientAddress, tls: tls?.protocol, recipients: rcptTo, bytes })
     return id
   }
 
   #onConnect(session: SMTPServerSession, allowFrom: AddressSet, cb: (err?: Error | null) => void): void {
     const ip = unmapIPv4(session.remoteAddress)
     const log = this.#log.child({ cid: session.id, ip })
-    this.#sessions.set(session.id, { log, unauthenticatedTries: 0, inData: false })
+    this.#sessions.set(session.id, { log, unauthenticatedTries: 0, inData: false, held: 0, declared: 0 })
     if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
     if (!allowFrom.has(ip)) {
       log.warn('client not in allowlist, refused')
@@ -266,7 +289,7 @@ export class SubmissionServer implements Component {
   #state(session: SMTPServerSession): SessionState {
     let s = this.#sessions.get(session.id)
     if (!s) {
-      s = { log: this.#log.child({ cid: session.id }), unauthenticatedTries: 0, inData: false }
+      s = { log: this.#log.child({ cid: session.id }), unauthenticatedTries: 0, inData: false, held: 0, declared: 0 }
       this.#sessions.set(session.id, s)
     }
     return s

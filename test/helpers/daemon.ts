@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DAEMON_ENV, DAEMON_NODE_ARGS } from '../../firmware/runtime.ts'
 import { accountHash, ACCOUNT, tempDir } from './box.ts'
 
 export const MAIN = fileURLToPath(new URL('../../firmware/main.ts', import.meta.url))
@@ -34,8 +35,11 @@ export async function writeDaemonConfig(t: T, extra: Record<string, unknown> = {
 }
 
 /** Runs the daemon as a real child process on the pinned runtime, parsing its JSON log. */
-export function spawnDaemon(t: T, args: string[]): Child {
-  const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean } = {}): Child {
+  // Started as npm start and the systemd unit start it (firmware/runtime.ts). A load test can leave
+  // the daemon out of coverage: instrumented, its byte loops run several times slower.
+  const base = opts.coverage === false ? Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_V8_COVERAGE')) : process.env
+  const proc = spawn(process.execPath, [...DAEMON_NODE_ARGS, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...DAEMON_ENV } })
   const records: Record<string, unknown>[] = []
   const waiters: { pred: (r: Record<string, unknown>) => boolean; resolve: (r: Record<string, unknown>) => void }[] = []
   let err = ''

@@ -103,3 +103,13 @@ t.test('finding 8: header lines over 998 octets are refused', async (t) => {
   const r = await send(statement().replace('To: customer@example.net', `To: customer@example.net\r\nX-Note: ${'x'.repeat(1000)}`))
   t.equal(`${r.code} ${r.text}`, '550 5.6.0 EMESSAGE_LINE_TOO_LONG a header line of 1008 octets (RFC 5322 allows 998)')
 })
+
+t.test('finding 6: an inspection past its budget is a temporary failure, recorded and counted', async (t) => {
+  const { send, events, policy } = await policyRig(t, { attachmentTypes: [] }, { policy: { inspectionBudgetMs: 100, profiles: [{ name: 'securities', accounts: ['firm-statements'], domains: ['bank.example'], attachmentTypes: [] }] } })
+  const html = `<p>${'statement line '.repeat(1 << 20)}</p>`.replace(/.{900}/g, '$&\r\n')
+  const r = await send(`From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n${html}\r\n`)
+  t.equal(`${r.code} ${r.text}`, '451 4.3.0 ETEMPORARY the message could not be checked in time; try again later', 'never accepted unchecked')
+  t.match(events.find((e) => e.type === 'policy.inspection_budget'), { type: 'policy.inspection_budget', budgetMs: 100, bytes: Number })
+  t.match(policy.counters.get('inspection-budget'), { refused: 1 })
+  t.equal((await send(statement())).code, 250, 'the worker that was stopped is replaced: the next mail is judged')
+})
