@@ -7,9 +7,10 @@ import { PDF, TARGETS, ZIP } from './targets.ts'
 
 /**
  * Bounded property runs of every hand-written parser of outside input (a long
- * run: `npm run fuzz -- --minutes N`), and the doubling test: each parser's
- * worst known input family takes about twice as long at twice the size. A
- * quadratic parser takes four times as long, an exponential one never ends.
+ * run: `npm run fuzz -- --minutes N`), and the growth test: each parser's
+ * worst known input family takes about four times as long at four times the
+ * size. A quadratic parser takes sixteen times as long, an exponential one
+ * never ends.
  */
 t.test('the seeds are read as intended (so the fuzzing starts from real structures)', async (t) => {
   t.match(pdfEncryption(PDF), { verdict: 'encrypted' })
@@ -23,7 +24,7 @@ for (const target of TARGETS) {
   })
 }
 
-t.test('doubling: every parser is linear in its worst known input', async (t) => {
+t.test('growth: every parser is linear in its worst known input (×4 input, ×4 time)', async (t) => {
   const time = (f: () => void) => {
     const runs: number[] = []
     for (let i = 0; i < 5; i++) {
@@ -36,12 +37,14 @@ t.test('doubling: every parser is linear in its worst known input', async (t) =>
   for (const target of TARGETS) {
     const n = target.size ?? 1 << 19
     const small = target.worst(n)
-    const large = target.worst(2 * n)
+    const large = target.worst(4 * n)
     time(() => target.run(small)) // warm up
     const a = time(() => target.run(small))
     const b = time(() => target.run(large))
     const ratio = b / Math.max(a, 0.05)
-    // Linear doubles (×2); quadratic quadruples (×4). The margin is for a busy 2-core machine.
-    t.ok(ratio < 3.3, `${target.name}: ${a.toFixed(1)} ms at ${n} bytes, ${b.toFixed(1)} ms at ${2 * n} (×${ratio.toFixed(2)})`)
+    // Four times the input: linear takes ×4, quadratic ×16. The wide margin is for a busy 2-core
+    // machine under coverage instrumentation, where garbage collection alone has made a linear
+    // parser look ×4.2 at double the size.
+    t.ok(ratio < 8, `${target.name}: ${a.toFixed(1)} ms at ${n} bytes, ${b.toFixed(1)} ms at ${4 * n} (×${ratio.toFixed(2)})`)
   }
 })
