@@ -8,4 +8,10 @@ export interface Component {
   readonly name: string
   start(): Promise<void>
   stop(): Promise<void>
+  /**
+   * Told at once when the daemon begins to stop, before any component's stop()
+   * runs: components that finish work in flight start their part of the one
+   * shutdown grace now, so the graces run together, not one after another.
+   */
+  beginStop?(): void
 }

@@ -26,6 +26,13 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    for (const c of [...this.#started].reverse()) {
+      try {
+        c.beginStop?.()
+      } catch (err) {
+        this.#log.error({ err, component: c.name }, 'component failed to begin stopping')
+      }
+    }
     while (this.#started.length > 0) {
       const c = this.#started.pop()!
       try {

@@ -19,6 +19,7 @@ export interface ErrorSpec {
 export const ERRORS = {
   // --- connection and transport (S1, S8) ---
   ECLIENT_NOT_ALLOWED: { smtp: 554, enhanced: '5.7.1', text: 'client address is not allowed to submit' },
+  ECLIENT_TOO_MANY: { smtp: 421, enhanced: '4.7.0', text: 'too many connections from your address, try again later' },
   ETLS_REQUIRED: { smtp: 530, enhanced: '5.7.0', text: 'must issue a STARTTLS command first' },
   ESHUTTING_DOWN: { smtp: 421, enhanced: '4.3.2', text: 'service shutting down, try again later' },
 
@@ -62,6 +63,7 @@ export const ERRORS = {
   // --- spool (S12) ---
   EQUEUE_DISK_FULL: { smtp: 452, enhanced: '4.3.1', text: 'insufficient system storage: the spool keeps its disk reserve, try again later' },
   EQUEUE_FULL: { smtp: 452, enhanced: '4.3.1', text: 'the queue is full, try again later' },
+  EAUDIT_BACKLOG: { smtp: 452, enhanced: '4.3.1', text: 'the audit trail cannot record more right now (disk full?); try again later' },
   ESUBMISSION_BUSY: { smtp: 452, enhanced: '4.3.1', text: 'the box is receiving as much as its memory budget allows, try again shortly' },
 
   // --- anything unmapped: tempfail, never a silent loss (STYLE: Haraka, smtp-server) ---

@@ -1,4 +1,5 @@
 import pino, { type Logger, type DestinationStream } from 'pino'
+import { SECRET_FIELDS } from './secrets.ts'
 
 export type { Logger }
 
@@ -7,21 +8,7 @@ export type { Logger }
  * reach the log (S6; STYLE: logs are for machines and auditors); message bodies
  * are never passed to the logger in the first place.
  */
-export const REDACT_PATHS = [
-  'password',
-  '*.password',
-  'passwordHash',
-  '*.passwordHash',
-  'auth.password',
-  'pin',
-  '*.pin',
-  'secret',
-  '*.secret',
-  'key',
-  '*.privateKey',
-  'authorization',
-  '*.authorization',
-]
+export const REDACT_PATHS = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`])
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(

@@ -3,6 +3,7 @@ import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
 import { ConfigError, configPathFrom, loadConfigFile, type Config } from './config/load.ts'
 import { Daemon } from './daemon.ts'
+import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
@@ -66,7 +67,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock, events })
   const policy = new PolicyStage({ config, log, events })
   const handoff = new StagedHandoff([policy, signing], new AuditCopyHandoff(spool, config))
-  const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events })
+  // S6: a mail is taken only while the trail can record what happens to it (a full disk holds
+  // its records in memory, bounded: submission waits rather than the trail losing any).
+  const admit = () => (audit.accepting ? undefined : new GatewayError('EAUDIT_BACKLOG', `the audit trail has ${audit.backlog} records waiting to be written; try again later`))
+  const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events, admit })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
   const startedAt = new Date().toISOString()
@@ -83,7 +87,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       spool: spool.stats(),
       // S11: the process's memory and what mail in flight holds of its budget.
       memory: { ...process.memoryUsage(), submission: submission.memory },
-      delivery: { ...delivery.counts, inFlight: delivery.inFlight, paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })) },
+      delivery: { ...delivery.counts, inFlight: delivery.inFlight, journalLagMs: delivery.journalLag.summary(), paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })) },
       policy: Object.fromEntries(policy.counters),
       hsm: await hsm.check(),
     }),

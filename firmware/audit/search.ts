@@ -30,28 +30,53 @@ export type AuditRecord = Record<string, unknown> & { seq: number; time: string;
  * reading the segments.
  */
 export async function* searchTrail(dir: string, q: AuditQuery): AsyncGenerator<AuditRecord> {
+  if (q.statementId === undefined) return yield* scan(dir, q)
+  // S6: a statement's whole history. The firm's id is on the record that accepted the mail;
+  // the rest of the mail's life (signing, queueing, attempts, final state) carries the queue
+  // id, and an archive copy the queue id with "-a". Those ids are looked up from there on.
+  const ids = new Set<string>()
+  let from: number | undefined
+  for await (const r of scan(dir, { from: q.from, to: q.to, statementId: q.statementId })) {
+    if (typeof r.id !== 'string') continue
+    ids.add(r.id)
+    ids.add(`${r.id}-a`)
+    from ??= Date.parse(r.time)
+  }
+  if (from === undefined) return
+  let found = 0
+  for await (const r of scan(dir, { ...q, statementId: undefined, from, anyId: ids })) {
+    yield r
+    if (q.limit && ++found >= q.limit) return
+  }
+}
+
+async function* scan(dir: string, q: AuditQuery & { anyId?: ReadonlySet<string> }): AsyncGenerator<AuditRecord> {
   const fromDay = q.from === undefined ? undefined : dayOf(q.from)
   const toDay = q.to === undefined ? undefined : dayOf(q.to)
   const needles = [q.id && JSON.stringify(q.id), q.statementId && JSON.stringify(q.statementId), q.recipientHash && `"${q.recipientHash}"`, q.type && `"type":${JSON.stringify(q.type)}`].filter(
     (n): n is string => Boolean(n),
   )
+  const anyIdNeedles = q.anyId && [...q.anyId].map((id) => JSON.stringify(id))
   const keys = [q.id && `i:${q.id}`, q.statementId && `s:${q.statementId}`, q.recipientHash && `r:${q.recipientHash}`].filter((k): k is string => Boolean(k))
   let found = 0
   for (const seg of await listSegments(dir)) {
     if ((fromDay && seg.day < fromDay) || (toDay && seg.day > toDay)) continue
-    if (keys.length) {
+    if (keys.length || q.anyId) {
       // A finished day's filter says for certain when a day cannot hold the mail sought.
       const filter = await readDayFilter(dir, seg.day)
       if (filter && !keys.every((k) => filter.has(k))) continue
+      if (filter && q.anyId && ![...q.anyId].some((id) => filter.has(`i:${id}`))) continue
     }
     for await (const l of readLines(seg)) {
       if (!l.complete || !needles.every((n) => l.text.includes(n))) continue
+      if (anyIdNeedles && !anyIdNeedles.some((n) => l.text.includes(n))) continue
       const r = JSON.parse(l.text) as AuditRecord
       const t = Date.parse(r.time)
       if ((q.from !== undefined && t < q.from) || (q.to !== undefined && t > q.to)) continue
       if (q.type && r.type !== q.type) continue
       if (q.id && r.id !== q.id) continue
       if (q.statementId && r.statementId !== q.statementId) continue
+      if (q.anyId && !(typeof r.id === 'string' && q.anyId.has(r.id))) continue
       if (q.recipientHash && !(Array.isArray(r.recipients) && r.recipients.some((x: { h?: string }) => x.h === q.recipientHash))) continue
       yield r
       if (q.limit && ++found >= q.limit) return

@@ -10,6 +10,7 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import { withMaskedText, type BoxEvent, type EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
+import { SECRET_FIELDS } from '../secrets.ts'
 import {
   CHECKPOINT_KEY_LABEL,
   GENESIS,
@@ -30,7 +31,7 @@ import { listSegments, readEnd, readLines } from './segments.ts'
 
 export const PUBLIC_KEY_FILE = 'checkpoint-key.pem'
 const HMAC_CACHE_LIMIT = 100_000
-const SECRET_FIELDS = new Set(['password', 'passwordHash', 'pin', 'secret', 'privateKey'])
+const SECRETS = new Set<string>(SECRET_FIELDS)
 
 /** A recipient as the trail keeps it (S6): keyed hash for proof, masked form for people. */
 export interface RecipientRef {
@@ -78,6 +79,8 @@ export class AuditTrail implements Component, EventSink {
   #background: Promise<void>[] = []
   #checkpointed = 0
   #checkpointAsked = 0
+  /** The last write failed (e.g. the disk is full); records wait in memory until it succeeds. */
+  #failing = false
   #publicKeyWritten = false
   readonly #hmacCache = new Map<string, string>()
   readonly #appendListeners: ((lines: readonly string[], lastSeq: number) => void)[] = []
@@ -93,6 +96,21 @@ export class AuditTrail implements Component, EventSink {
   /** Sequence number and hash of the last record written and fsync'd. */
   get head(): { seq: number; hash: string } {
     return { seq: this.#seq, hash: this.#head }
+  }
+
+  /**
+   * Whether the box may take on more work that will need recording (S6: never lose a
+   * record). False while records cannot be written (a full disk) or more than
+   * `audit.maxBacklog` wait in memory: submission then answers 452 until the trail has
+   * caught up, so the records waiting in memory stay bounded.
+   */
+  get accepting(): boolean {
+    return !this.#failing && this.#queue.length < this.#config.maxBacklog
+  }
+
+  /** Records waiting to be written. */
+  get backlog(): number {
+    return this.#queue.length
   }
 
   /** Called after each group of records is on disk, with their lines (for forwarding). */
@@ -200,14 +218,22 @@ export class AuditTrail implements Component, EventSink {
     let bytes = ''
     const write = async (upTo: number) => {
       if (bytes) {
-        const at = (await this.#fh!.stat()).size
+        const fh = this.#fh!
+        const at = (await fh.stat()).size
+        const data = Buffer.from(bytes)
         try {
-          await this.#fh!.write(bytes)
-          await this.#fh!.datasync()
+          // A full disk can take part of a write without an error: what it took is cut back
+          // (to the end of the last whole record) and the group tried again later, so no
+          // record is lost and none is glued to the rest of a torn one.
+          const { bytesWritten } = await fh.write(data, 0, data.length, null)
+          if (bytesWritten !== data.length) throw Object.assign(new Error(`audit write cut short (${bytesWritten} of ${data.length} bytes)`), { code: 'ENOSPC' })
+          await fh.datasync()
         } catch (err) {
-          await this.#fh!.truncate(at).catch(() => {})
+          this.#failing = true
+          await fh.truncate(at).catch(() => {})
           throw err
         }
+        this.#failing = false
       }
       bytes = ''
       committed = upTo
@@ -432,7 +458,7 @@ async function lastLine(file: string, size: number): Promise<{ line: string | un
 function withoutSecrets(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutSecrets)
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET_FIELDS.has(k) ? '[redacted]' : withoutSecrets(v)]))
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRETS.has(k) ? '[redacted]' : withoutSecrets(v)]))
   }
   return value
 }

@@ -19,8 +19,8 @@ const cidr = (description: string, def: string[]) =>
 
 const port = (description: string, def: number) => int({ default: def, min: 0, max: 65535, description })
 
-const mode = (def: 'off' | 'monitor' | 'enforce') =>
-  oneOf(['off', 'monitor', 'enforce'] as const, { default: def, description: 'Rule mode: off, monitor (accept and record) or enforce (refuse).' })
+const mode = (def: 'off' | 'monitor' | 'enforce', rule: string) =>
+  oneOf(['off', 'monitor', 'enforce'] as const, { default: def, description: `${rule} Mode: \`enforce\` refuses with the rule's code, \`monitor\` accepts and records the hit, \`off\`.` })
 
 /** True when `path` can be read and holds at least one PEM certificate. */
 function pemCertificates(path: string): boolean {
@@ -75,6 +75,18 @@ export const schema = obj({
       description: 'Largest message accepted, announced in EHLO SIZE (RFC 1870) and enforced with 552 5.3.4.',
     }),
     maxClients: int({ default: 200, min: 1, max: 100000, description: 'Concurrent client connections per listener.' }),
+    maxClientsPerAddress: int({
+      default: 32,
+      min: 1,
+      max: 100000,
+      description: 'Connections one client address may hold open on a listener, counted from the TCP accept (before TLS), so one host cannot fill `maxClients` for everyone (slow-loris); over it: 421 4.7.0 ECLIENT_TOO_MANY. Raise it for a statement system that really opens more in parallel.',
+    }),
+    authTimeoutMs: int({
+      default: 20000,
+      min: 1000,
+      max: 600000,
+      description: 'Time from connecting to being authenticated (or, from a trusted network, to MAIL FROM); a client that has not made it by then is disconnected. TLS handshake included.',
+    }),
     memoryBudgetBytes: int({
       default: 1024 * 1024 * 1024,
       min: 16 * 1024 * 1024,
@@ -155,17 +167,17 @@ export const schema = obj({
         name: str({ default: '', nonEmpty: true, description: 'Profile name (in replies and the audit trail).' }),
         accounts: list(str({ default: '', description: '' }), { default: [], description: 'Submission accounts this profile applies to.' }),
         domains: list(str({ default: '', description: '' }), { default: [], description: 'Sender domains this profile applies to.' }),
-        senderAlignment: mode('enforce'),
+        senderAlignment: mode('enforce', 'MAIL FROM and the From mailbox must be allowed senders (`allowedSenders`, else `domains`): EPOLICY_SENDER.'),
         allowedSenders: list(str({ default: '', description: '' }), { default: [], description: 'Domains or addresses MAIL FROM and From may use; empty means `domains`.' }),
-        subjectLabel: mode('enforce'),
+        subjectLabel: mode('enforce', 'A statement of a class in `labelClasses` must carry `label` in its subject: EPOLICY_SUBJECT.'),
         statementClass: str({ default: '', description: 'Class assumed when a mail has no X-Statement-Class header.' }),
         labelClasses: list(str({ default: '', description: '' }), { default: ['monthly'], description: 'Classes whose subject must carry `label`.' }),
         label: str({ default: '有價證券月對帳單', description: 'Required subject label (M12).' }),
-        pdfEncryption: mode('enforce'),
+        pdfEncryption: mode('enforce', 'Every PDF attachment (by type, name or content) must be encrypted: EPOLICY_PDF_UNENCRYPTED, or EPOLICY_PDF_UNREADABLE when it cannot be read.'),
         requirePdf: bool({ default: false, description: 'Refuse a statement without a PDF attachment.' }),
         attachmentTypes: list(str({ default: '', description: '' }), { default: ['application/pdf', 'application/zip'], description: 'Allowed attachment types; empty allows any.' }),
-        zipEncryption: mode('enforce'),
-        deidentify: mode('enforce'),
+        zipEncryption: mode('enforce', 'Every ZIP entry must be encrypted, and the archive read alike by every reader: EPOLICY_ZIP_UNENCRYPTED, EPOLICY_ZIP_MALFORMED.'),
+        deidentify: mode('enforce', 'No unmasked Taiwan national ID or resident certificate number (checksum-valid) and nothing matching `patterns` anywhere a person could read: EPOLICY_UNMASKED_ID.'),
         patterns: list(str({ default: '', description: '', check: patternProblem }), { default: [], description: 'Extra regular expressions that must not appear (full account numbers…), matched against every text a person could read in the mail. They run on a linear-time engine: no backreferences, lookaround, `i` or `u` flags; write `[Aa]` for a letter in either case.' }),
         maxRecipients: int({ default: 1, min: 1, max: 1000, description: 'Recipients per mail (statements are 1:1).' }),
         consentFile: str({
@@ -312,6 +324,12 @@ export const schema = obj({
     checkpointEvery: int({ default: 1000, min: 1, max: 1_000_000, description: 'A checkpoint (sequence, chain head, time) signed by the HSM key `audit/checkpoint-signing` after this many records (S6).' }),
     checkpointSeconds: int({ default: 60, min: 1, max: 86400, description: 'A checkpoint at least this often while records are being written.' }),
     flushMs: int({ default: 50, min: 0, max: 5000, description: 'Records are written and fsync\'d in groups at most this far apart.' }),
+    maxBacklog: int({
+      default: 100000,
+      min: 100,
+      max: 10000000,
+      description: 'Records that may wait in memory to be written (e.g. while the disk is full); at this many, or while writes fail, submission answers 452 4.3.1 EAUDIT_BACKLOG so nothing goes unrecorded and memory stays bounded.',
+    }),
     retentionDays: int({ default: 1827, min: 1, max: 36500, description: 'Days a daily segment is kept (five years by default, as the securities rules require); older segments are deleted at rotation.' }),
     diskBudgetBytes: int({ default: 50 * 1024 ** 3, min: 1024 * 1024, max: 2 ** 50, description: 'Disk the trail may use; above it the box raises an alarm (log and audit event) but keeps recording.' }),
     syslog: obj({

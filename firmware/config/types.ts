@@ -129,10 +129,15 @@ export function obj<S extends Shape>(shape: S, description = ''): Field<InferSha
 }
 
 /** A list of objects whose items have no defaults of their own (accounts, routes…). */
-export function records<S extends Shape>(shape: S, o: Opts<InferShape<S>[]> & { required: readonly (keyof S & string)[] }): Field<readonly InferShape<S>[]> {
+export function records<S extends Shape>(
+  shape: S,
+  o: Opts<InferShape<S>[]> & { required: readonly (keyof S & string)[] },
+): Field<readonly InferShape<S>[]> & { itemShape: S; required: readonly string[] } {
   const item = obj(shape)
   return {
     kind: 'records',
+    itemShape: shape,
+    required: o.required,
     typeName: `list of { ${Object.keys(shape).join(', ')} }`,
     description: o.description,
     default: o.default,

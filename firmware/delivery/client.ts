@@ -48,7 +48,7 @@ export interface ClientOptions {
 export class SmtpClient {
   readonly #opts: ClientOptions
   #stream: Duplex | undefined
-  #buffer = ''
+  readonly #replies = new ReplyReader()
   #waiter: (() => void) | undefined
   #closed = false
   extensions = new Set<string>()
@@ -197,10 +197,12 @@ export class SmtpClient {
 
   #attach(stream: Duplex): void {
     this.#stream = stream
-    this.#buffer = ''
+    this.#replies.reset()
     // No setEncoding: TLS is layered on this stream after STARTTLS and needs raw bytes.
     stream.on('data', (d: Buffer) => {
-      this.#buffer += d.toString('latin1')
+      this.#replies.push(d)
+      // A server that breaks the reply limits is cut off: nothing it sends is kept.
+      if (this.#replies.violation) stream.destroy()
       this.#waiter?.()
     })
     stream.on('error', () => {
@@ -225,11 +227,11 @@ export class SmtpClient {
   async #read(phase: string, timeout: number): Promise<Reply> {
     const deadline = Date.now() + timeout
     for (;;) {
-      const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3})(?: ([^\r\n]*))?\r\n/.exec(this.#buffer)
-      if (m) {
-        this.#buffer = this.#buffer.slice(m[0].length)
-        const lines = m[0].trimEnd().split('\r\n').map((l) => l.slice(4))
-        return { code: Number(m[2]), text: lines.join('\n') }
+      const reply = this.#replies.next()
+      if (reply) return reply
+      if (this.#replies.violation) {
+        this.close()
+        throw new SmtpError(phase, `protocol error from the server during ${phase}: ${this.#replies.violation}`, undefined, true)
       }
       if (this.#closed) throw new SmtpError(phase, `connection closed during ${phase}`, undefined, true)
       const left = deadline - Date.now()
@@ -271,4 +273,88 @@ export function dotStuff(message: Buffer): Buffer {
   let text = message.toString('latin1').replace(/(^|\r\n)\./g, '$1..')
   if (!text.endsWith('\r\n')) text += '\r\n'
   return Buffer.from(`${text}.\r\n`, 'latin1')
+}
+
+/** RFC 5321 §4.5.3.1.5 allows 512 octets a reply line; more than this is no SMTP server. */
+export const MAX_REPLY_LINE = 4096
+/** Lines and octets of one multi-line reply (EHLO lists a few dozen). */
+export const MAX_REPLY_LINES = 128
+export const MAX_REPLY_BYTES = 64 * 1024
+
+/**
+ * Replies from a receiving server, read incrementally: bytes are split into
+ * lines as they arrive (only the unfinished last line is kept), lines into
+ * replies (`NNN-text` continues, `NNN text` ends). A receiving server is
+ * hostile until proven otherwise: a line over MAX_REPLY_LINE, a reply over
+ * MAX_REPLY_LINES or MAX_REPLY_BYTES, or a line that is no reply line sets
+ * `violation`, and the client drops the connection — memory stays bounded
+ * whatever the server sends, and each byte is looked at once.
+ */
+export class ReplyReader {
+  #partial: Buffer[] = []
+  #partialLength = 0
+  #lines: string[] = []
+  #bytes = 0
+  #code = ''
+  readonly #ready: Reply[] = []
+  violation: string | undefined
+
+  reset(): void {
+    this.#partial = []
+    this.#partialLength = 0
+    this.#lines = []
+    this.#bytes = 0
+    this.#code = ''
+    this.#ready.length = 0
+    this.violation = undefined
+  }
+
+  push(data: Buffer): void {
+    if (this.violation) return
+    let from = 0
+    for (let nl = data.indexOf(0x0a); nl >= 0; nl = data.indexOf(0x0a, from)) {
+      const piece = data.subarray(from, nl)
+      from = nl + 1
+      if (this.#partialLength + piece.length > MAX_REPLY_LINE) return this.#fail(`a reply line longer than ${MAX_REPLY_LINE} octets`)
+      const line = this.#partial.length ? Buffer.concat([...this.#partial, piece]).toString('latin1') : piece.toString('latin1')
+      this.#partial = []
+      this.#partialLength = 0
+      this.#line(line.endsWith('\r') ? line.slice(0, -1) : line)
+      if (this.violation) return
+    }
+    const rest = data.subarray(from)
+    if (rest.length) {
+      this.#partialLength += rest.length
+      if (this.#partialLength > MAX_REPLY_LINE) return this.#fail(`a reply line longer than ${MAX_REPLY_LINE} octets`)
+      this.#partial.push(Buffer.from(rest))
+    }
+  }
+
+  /** The next complete reply, if one has arrived. */
+  next(): Reply | undefined {
+    return this.#ready.shift()
+  }
+
+  #line(line: string): void {
+    const code = line.slice(0, 3)
+    const sep = line[3]
+    if (!/^[2-5]\d\d$/.test(code) || (sep !== undefined && sep !== ' ' && sep !== '-')) return this.#fail(`"${line.slice(0, 40)}" is no reply line`)
+    if (this.#lines.length && code !== this.#code) return this.#fail('a multi-line reply changes its code')
+    this.#code = code
+    this.#lines.push(line.slice(4))
+    this.#bytes += line.length
+    if (this.#lines.length > MAX_REPLY_LINES || this.#bytes > MAX_REPLY_BYTES) return this.#fail(`a reply of more than ${MAX_REPLY_LINES} lines or ${MAX_REPLY_BYTES} octets`)
+    if (sep === '-') return
+    this.#ready.push({ code: Number(code), text: this.#lines.join('\n') })
+    this.#lines = []
+    this.#bytes = 0
+    this.#code = ''
+  }
+
+  #fail(why: string): void {
+    this.violation = why
+    this.#partial = []
+    this.#partialLength = 0
+    this.#lines = []
+  }
 }

@@ -25,6 +25,8 @@ type Outcome = {
   tls?: string
   /** Sent, but the MX refused some recipients at RCPT: their own outcome (5xx bounced, 4xx deferred). */
   perRecipient?: Map<string, { status: 'bounced' | 'deferred'; reply: string }>
+  /** When the receiver's 250 arrived (performance.now()), for the 250-to-journal window. */
+  at?: number
 }
 
 const domainOf = (a: string) => a.slice(a.lastIndexOf('@') + 1).toLowerCase()
@@ -92,7 +94,10 @@ export class DeliveryEngine implements Component {
   readonly #clients = new Set<SmtpClient>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
+  #stopDeadline = 0
   readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0, removed: 0 }
+  /** Milliseconds from a receiver's 250 to the outcome being in the journal (the window for a duplicate after a crash). */
+  readonly journalLag = new Percentiles(4096)
 
   constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver }) {
     this.#config = deps.config
@@ -142,12 +147,19 @@ export class DeliveryEngine implements Component {
    * take 10 minutes to answer DATA): those attempts end deferred and are
    * retried after the restart — at least once, never lost.
    */
-  async stop(): Promise<void> {
+  beginStop(): void {
+    if (this.#stopping) return
     this.#stopping = true
+    this.#stopDeadline = Date.now() + this.#config.shutdown.graceMs
     clearTimeout(this.#timer)
+  }
+
+  async stop(): Promise<void> {
+    this.beginStop()
     const tasks = Promise.allSettled([...this.#tasks])
     let grace: NodeJS.Timeout | undefined
-    const overdue = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => (grace = setTimeout(() => r(true), this.#config.shutdown.graceMs)))])
+    const left = Math.max(0, this.#stopDeadline - Date.now())
+    const overdue = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => (grace = setTimeout(() => r(true), left)))])
     clearTimeout(grace)
     if (overdue) {
       const busy = [...this.#clients].filter((c) => !c.closed)
@@ -242,8 +254,10 @@ export class DeliveryEngine implements Component {
       if (!finished.has(i)) byDomain.set(domainOf(r), [...(byDomain.get(domainOf(r)) ?? []), r])
     })
     const results = new Map<string, { status: Outcome['status']; reply: string }>()
+    let firstAccepted: number | undefined
     for (const [domain, rcpts] of byDomain) {
       const o = await this.#toDomain(env.id, env.kind ?? 'statement', domain, env.mailFrom, rcpts, mail.message)
+      if (o.at !== undefined) firstAccepted ??= o.at
       for (const r of rcpts) results.set(r, o.perRecipient?.get(r) ?? o)
     }
 
@@ -280,6 +294,9 @@ export class DeliveryEngine implements Component {
       await this.#spool.finish(env.id, 'delivered', lastReply)
       this.counts.delivered++
     }
+    // M8: between a receiver's 250 and the journal saying so, a crash would send that mail again;
+    // the window is measured and kept short (the thread pool is sized for it, runtime.ts).
+    if (firstAccepted !== undefined) this.journalLag.add(performance.now() - firstAccepted)
   }
 
   async #toDomain(id: string, kind: string, domain: string, mailFrom: string, rcpts: string[], message: Buffer): Promise<Outcome> {
@@ -310,7 +327,7 @@ export class DeliveryEngine implements Component {
           const res = await client.send(mailFrom, rcpts, message)
           const where = { mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
           this.#release(hop, egress, client)
-          const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, ...where }
+          const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, ...where, at: performance.now() }
           if (res.rejected.length) {
             outcome.perRecipient = new Map()
             for (const { rcpt, reply } of res.rejected) {
@@ -368,6 +385,7 @@ export class DeliveryEngine implements Component {
   }
 
   async #acquire(hop: Hop, egress: Egress, shaped: boolean): Promise<SmtpClient> {
+    this.#noNewAttempts()
     const idle = this.#idle.get(this.#key(hop, egress))
     const reuse = idle?.pop()
     if (reuse && !reuse.closed) return reuse
@@ -375,12 +393,28 @@ export class DeliveryEngine implements Component {
     let slots = this.#perDestination.get(dest)
     if (!slots) this.#perDestination.set(dest, (slots = new Slots<SmtpClient>(this.#config.delivery.perDestinationConnections)))
     const handed = await slots.take()
-    if (handed && !handed.closed) return handed
+    if (handed && !handed.closed) {
+      if (this.#stopping) {
+        handed.close()
+        this.#forget(hop)
+        this.#noNewAttempts()
+      }
+      return handed
+    }
     if (handed) {
       // Handed over but closed meanwhile: its slots are ours to use for a new connection.
       this.#global.give()
     }
+    if (this.#stopping) {
+      slots.give()
+      this.#noNewAttempts()
+    }
     await this.#global.take()
+    if (this.#stopping) {
+      slots.give()
+      this.#global.give()
+      this.#noNewAttempts()
+    }
     const t = this.#config.delivery.timeouts
     for (const c of this.#clients) if (c.closed) this.#clients.delete(c)
     const client = new SmtpClient({
@@ -404,6 +438,15 @@ export class DeliveryEngine implements Component {
       throw err
     }
     return client
+  }
+
+  /**
+   * Once the box is stopping no new attempt starts: a mail still waiting for a connection
+   * slot (behind a receiver that does not answer) stays queued for after the restart instead
+   * of opening another connection that could take the full command timeout.
+   */
+  #noNewAttempts(): void {
+    if (this.#stopping) throw new SmtpError('connect', 'the box is stopping; the mail is delivered after the restart', undefined, true)
   }
 
   #release(hop: Hop, egress: Egress, client: SmtpClient): void {
@@ -486,5 +529,27 @@ export class AuditCopyHandoff implements Handoff {
     const a = this.#config.delivery.auditCopy
     if (!a.address || (mail.envelope.kind ?? 'statement') !== 'statement') return
     await this.#spool.accept({ envelope: { ...mail.envelope, id: `${mail.envelope.id}-a`, rcptTo: [a.address], kind: 'audit-copy' }, message: mail.message })
+  }
+}
+
+/** The last `size` samples and their percentiles (for status and the reliability suite). */
+export class Percentiles {
+  readonly #values: Float64Array
+  #n = 0
+
+  constructor(size: number) {
+    this.#values = new Float64Array(size)
+  }
+
+  add(v: number): void {
+    this.#values[this.#n++ % this.#values.length] = v
+  }
+
+  summary(): { samples: number; p50: number; p99: number; max: number } {
+    const filled = Math.min(this.#n, this.#values.length)
+    if (filled === 0) return { samples: 0, p50: 0, p99: 0, max: 0 }
+    const sorted = Array.from(this.#values.subarray(0, filled)).sort((a, b) => a - b)
+    const at = (q: number) => Math.round(sorted[Math.min(filled - 1, Math.floor(q * filled))]! * 10) / 10
+    return { samples: this.#n, p50: at(0.5), p99: at(0.99), max: Math.round(sorted[filled - 1]! * 10) / 10 }
   }
 }

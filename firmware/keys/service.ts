@@ -58,6 +58,9 @@ export class KeyService implements Component {
   }
 
   async start(): Promise<void> {
+    // A signing call that finds the token gone (or a reconnect that finds it back) is reported
+    // now, not at the next health check (S11).
+    this.hsm.token.onStateChange = () => void this.check()
     try {
       await this.hsm.open()
       if (this.hsm.createdToken) this.#log.info({ dir: join(this.#config.dataDir, 'hsm') }, 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)')

@@ -220,6 +220,7 @@ export class Spool implements Component, Handoff {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'ENOSPC' || code === 'EDQUOT') {
           this.#disk = { at: this.#clock.now(), ok: false }
+          this.checkAlarms()
           throw new GatewayError('EQUEUE_DISK_FULL', undefined, { cause: err })
         }
         throw err
@@ -365,12 +366,21 @@ export class Spool implements Component, Handoff {
   }
 
   #checkLimits(): void {
-    if (this.#index.size >= this.#config.spool.maxMessages) throw new GatewayError('EQUEUE_FULL')
+    // S11: the alarms are looked at whenever the limits are (at most once a second), so an alarm
+    // always comes before the first 452 — also when a disk fills faster than the minute check.
+    if (this.#index.size >= this.#config.spool.maxMessages) {
+      this.checkAlarms()
+      throw new GatewayError('EQUEUE_FULL')
+    }
     const now = this.#clock.now()
     if (now - this.#disk.at > 1000) {
       this.#disk = { at: now, ok: this.#freePercent() >= this.#config.spool.reservePercent }
+      this.checkAlarms()
     }
-    if (!this.#disk.ok) throw new GatewayError('EQUEUE_DISK_FULL')
+    if (!this.#disk.ok) {
+      this.checkAlarms()
+      throw new GatewayError('EQUEUE_DISK_FULL')
+    }
   }
 
   /** Free space on the spool's filesystem, as the unprivileged box sees it (bavail). */

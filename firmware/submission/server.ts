@@ -14,6 +14,7 @@ import { Authenticator } from './auth.ts'
 import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
 import { MemoryBudget } from './budget.ts'
+import { ConnectionGuard } from './guard.ts'
 import { loadTlsMaterial, serverTlsOptions } from './tls.ts'
 
 export interface Endpoint {
@@ -52,9 +53,14 @@ export class SubmissionServer implements Component {
   readonly #sessions = new Map<string, SessionState>()
   #draining = false
   #budget: MemoryBudget | undefined
+  #guard: ConnectionGuard | undefined
   #endpoints: { starttls: Endpoint; implicitTls: Endpoint } | undefined
 
-  constructor(deps: { config: Config; log: Logger; handoff: Handoff; clock: Clock; events: EventSink }) {
+  /** Asked at each MAIL FROM whether the box can take a mail now (e.g. the audit trail can record it); a GatewayError is the answer if not. */
+  readonly #admit: () => GatewayError | undefined
+
+  constructor(deps: { config: Config; log: Logger; handoff: Handoff; clock: Clock; events: EventSink; admit?: () => GatewayError | undefined }) {
+    this.#admit = deps.admit ?? (() => undefined)
     this.#events = deps.events
     this.#config = deps.config
     this.#log = deps.log.child({ component: 'submission' })
@@ -75,6 +81,7 @@ export class SubmissionServer implements Component {
     const trusted = new AddressSet(cfg.trustedNetworks)
     const auth = new Authenticator(this.#config, this.#clock)
     const budget = (this.#budget = new MemoryBudget(cfg.memoryBudgetBytes))
+    const guard = (this.#guard = new ConnectionGuard({ perAddress: cfg.maxClientsPerAddress, authTimeoutMs: cfg.authTimeoutMs, log: this.#log }))
     if (!trusted.empty) this.#log.warn({ trustedNetworks: trusted.ranges }, 'trusted networks may submit without AUTH')
     if (cfg.accounts.length === 0 && trusted.empty) this.#log.warn('no submission accounts and no trusted networks: every submission will be refused')
 
@@ -97,8 +104,14 @@ export class SubmissionServer implements Component {
         hideENHANCEDSTATUSCODES: true, // our replies carry their own enhanced codes
         hideDSN: true,
         logger: false,
-        onConnect: (session, cb) => this.#onConnect(session, allowFrom, cb),
+        onConnect: (session, cb) => {
+          // RFC 3207 §4, RFC 4954 §4: AUTH is neither offered nor accepted before TLS, so no
+          // client is invited to send its credentials in clear (smtplib does, if offered).
+          if (!secure) session.disabledCommands = ['AUTH']
+          this.#onConnect(session, allowFrom, cb)
+        },
         onSecure: (_socket, session, cb) => {
+          session.disabledCommands = undefined
           this.#state(session).log.debug({ tls: session.tlsOptions }, 'tls established')
           cb()
         },
@@ -110,6 +123,7 @@ export class SubmissionServer implements Component {
               // S6: every login to the box, success or failure, is in the audit trail.
               this.#events.emit({ type: 'submission.auth', account: outcome.ok ? outcome.account.name : String(a.username ?? '').slice(0, 64), clientAddress: ip, outcome: outcome.ok ? 'success' : 'failure', ...(outcome.ok ? {} : { reason: outcome.reason }) })
               if (outcome.ok) {
+                guard.passed(session.remoteAddress, session.remotePort)
                 state.log.info({ user: outcome.account.name, method: a.method }, 'auth succeeded')
                 cb(null, { user: outcome.account.name })
               } else {
@@ -125,6 +139,8 @@ export class SubmissionServer implements Component {
           const ip = unmapIPv4(session.remoteAddress)
           if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
           if (cfg.requireTls && !session.secure) return cb(new GatewayError('ETLS_REQUIRED'))
+          const refusal = this.#admit()
+          if (refusal) return cb(refusal)
           // RFC 1870: a client that declares its size gets room for it now, or is turned away
           // before it sends a byte; room for an undeclared size is taken as the data arrives.
           budget.release(state.held)
@@ -144,6 +160,7 @@ export class SubmissionServer implements Component {
             }
             return cb(new GatewayError('EAUTH_REQUIRED'))
           }
+          if (!session.user) guard.passed(session.remoteAddress, session.remotePort) // a trusted network's client
           state.log.debug({ from: maskAddress(address.address) }, 'mail from')
           cb()
         },
@@ -177,8 +194,8 @@ export class SubmissionServer implements Component {
         },
       })
 
-    const starttls = await this.#listen(make(false), cfg.starttlsPort)
-    const implicitTls = await this.#listen(make(true), cfg.implicitTlsPort)
+    const starttls = await this.#listen(make(false), cfg.starttlsPort, guard, true)
+    const implicitTls = await this.#listen(make(true), cfg.implicitTlsPort, guard, false)
     this.#endpoints = { starttls, implicitTls }
     this.#log.info({ starttls, implicitTls, tlsMinVersion: cfg.tls.minVersion }, 'submission listening')
   }
@@ -212,6 +229,11 @@ export class SubmissionServer implements Component {
     await Promise.all(closed)
     this.#servers.length = 0
     this.#log.info('submission stopped')
+  }
+
+  /** What the connection guard counted: connections refused for their address's limit, auth deadlines, client errors by kind. */
+  get guardCounts(): ConnectionGuard['counts'] | undefined {
+    return this.#guard?.counts
   }
 
   /** Memory held by mail in flight, against `submission.memoryBudgetBytes`. */
@@ -302,9 +324,10 @@ export class SubmissionServer implements Component {
     return g
   }
 
-  #listen(server: SMTPServer, port: number): Promise<Endpoint> {
+  #listen(server: SMTPServer, port: number, guard: ConnectionGuard, plain: boolean): Promise<Endpoint> {
     this.#servers.push(server)
-    server.on('error', (err) => this.#log.error({ err }, 'submission listener error'))
+    server.on('error', (err) => guard.error(err))
+    guard.install(server.server, plain)
     // Replies are small writes: without Nagle none waits for the client's delayed ACK.
     server.server.on('connection', (socket: { setNoDelay(on: boolean): void }) => socket.setNoDelay(true))
     return new Promise((resolve, reject) => {

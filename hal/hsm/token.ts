@@ -72,6 +72,8 @@ export class Token {
   #consecutiveFailures = 0
   /** Called whenever the connection is made again; key handle caches listen to clear themselves. */
   onReconnect: (() => void) | undefined
+  /** Called at once when the token is found gone or back (S11: reported when seen, not at the next health check). */
+  onStateChange: ((state: TokenState) => void) | undefined
 
   constructor(opts: TokenOptions) {
     this.#opts = opts
@@ -169,13 +171,13 @@ export class Token {
     this.#connecting = Promise.resolve().then(() => this.#connect())
     try {
       this.#conn = await this.#connecting
-      this.#state = 'connected'
       this.#lastError = undefined
       this.onReconnect?.()
+      this.#setState('connected')
       return this.#conn
     } catch (err) {
-      this.#state = 'unavailable'
       this.#lastError = toHsmError(err, 'connect')
+      this.#setState('unavailable')
       throw this.#lastError
     } finally {
       this.#connecting = undefined
@@ -220,13 +222,23 @@ export class Token {
   #drop(conn: Connection, err: HsmError): void {
     if (this.#conn !== conn) return
     this.#conn = undefined
-    this.#state = 'unavailable'
     this.#lastError = err
+    this.#setState('unavailable')
     conn.dead = true
     // Let callers already waiting for a session fail fast instead of hanging.
     for (const w of conn.waiting.splice(0)) w(Buffer.alloc(0))
     // Sessions still in use are finalised when their operation returns (run()).
     if (conn.active === 0) this.#teardown(conn)
+  }
+
+  #setState(state: TokenState): void {
+    if (state === this.#state) return
+    this.#state = state
+    try {
+      this.onStateChange?.(state)
+    } catch {
+      // a listener's failure is not the token's
+    }
   }
 
   #teardown(conn: Connection): void {

@@ -5,6 +5,7 @@ import { ERRORS, GatewayError, toGatewayError } from '../../firmware/errors.ts'
 // Add new rows here when adding codes; never edit an existing row.
 const PINNED = {
   ECLIENT_NOT_ALLOWED: [554, '5.7.1'],
+  ECLIENT_TOO_MANY: [421, '4.7.0'],
   ETLS_REQUIRED: [530, '5.7.0'],
   ESHUTTING_DOWN: [421, '4.3.2'],
   EAUTH_REQUIRED: [530, '5.7.0'],
@@ -36,6 +37,7 @@ const PINNED = {
   EHSM_UNAVAILABLE: [451, '4.3.0'],
   EQUEUE_DISK_FULL: [452, '4.3.1'],
   EQUEUE_FULL: [452, '4.3.1'],
+  EAUDIT_BACKLOG: [452, '4.3.1'],
   ESUBMISSION_BUSY: [452, '4.3.1'],
   ETEMPORARY: [451, '4.3.0'],
 }

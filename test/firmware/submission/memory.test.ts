@@ -26,7 +26,7 @@ function vm(pid: number, key: 'VmHWM' | 'VmRSS'): number {
 
 t.test('50 concurrent 25 MB submissions: peak RSS under the budget plus a margin, no 250 lost', async (t) => {
   const cfg = await writeDaemonConfig(t, {
-    submission: { memoryBudgetBytes: BUDGET },
+    submission: { memoryBudgetBytes: BUDGET, maxClientsPerAddress: 64 },
     signing: { domains: [{ domain: 'bank.example', dkimSelector: 'mem' }] },
     delivery: { enabled: false },
     spool: { verifyOnStart: false },
