@@ -87,6 +87,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       spool: spool.stats(),
       // S11: the process's memory and what mail in flight holds of its budget.
       memory: { ...process.memoryUsage(), submission: submission.memory },
+      submission: { ...submission.guardCounts, auditBacklog: audit.backlog },
       delivery: { ...delivery.counts, inFlight: delivery.inFlight, journalLagMs: delivery.journalLag.summary(), paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })) },
       policy: Object.fromEntries(policy.counters),
       hsm: await hsm.check(),

@@ -32,6 +32,8 @@ interface Status {
   delivery: Record<string, number> & { paused: { address: string; destination: string; until: string }[] }
   policy: Record<string, { refused: number; monitored: number }>
   hsm: HsmStatus
+  memory?: { rss: number; submission: { used: number; limit: number; peak: number } }
+  submission?: { refusedBusyAddress: number; authTimeouts: number; clientErrors: Record<string, number>; auditBacklog: number }
 }
 
 let status: Status
@@ -49,11 +51,18 @@ if (values.json) {
 }
 const s = status.spool
 const d = status.delivery
+const lag = (d as unknown as { journalLagMs?: { samples: number; p50: number; p99: number; max: number } }).journalLagMs
+const mb = (n: number) => Math.round(n / 2 ** 20)
 const lines = [
   `running since ${status.startedAt} (pid ${status.pid}, Node ${status.node})`,
   `queue     ${s.total} queued: ${s.queued} waiting, ${s.inflight} in flight, ${s.deferred} deferred, ${s.held} held`,
   `delivery  since start: ${d.delivered} delivered, ${d.deferred} deferred, ${d.bounced} bounced, ${d.expired} expired; ${d.inFlight} in progress`,
+  ...(lag && lag.samples ? [`          250 to journal: p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms (${lag.samples} mails)`] : []),
   ...d.paused.map((p) => `          ${p.address} rests at ${p.destination} until ${p.until}`),
+  ...(status.memory ? [`memory    ${mb(status.memory.rss)} MB resident; mail in flight ${mb(status.memory.submission.used)} of ${mb(status.memory.submission.limit)} MB (peak ${mb(status.memory.submission.peak)})`] : []),
+  ...(status.submission
+    ? [`clients   ${status.submission.refusedBusyAddress} refused (too many from one address), ${status.submission.authTimeouts} not authenticated in time, errors ${JSON.stringify(status.submission.clientErrors)}; audit backlog ${status.submission.auditBacklog}`]
+    : []),
   `policy    ${Object.keys(status.policy).length ? Object.entries(status.policy).map(([rule, c]) => `${rule}: ${c.refused} refused, ${c.monitored} monitored`).join('; ') : 'no rule has hit since start'}`,
   `hsm       ${status.hsm.error ? `NOT READY: ${status.hsm.error}` : `${status.hsm.token?.label} (${status.hsm.token?.manufacturer} ${status.hsm.token?.model})`}`,
   ...status.hsm.keys.filter((k) => !k.present).map((k) => `          missing key ${k.label} (${k.purpose})`),

@@ -24,9 +24,8 @@ export class RawSmtp {
 
   static async open(port: number, opts: { host?: string; tls?: ConnectionOptions; localAddress?: string } = {}): Promise<RawSmtp> {
     const host = opts.host ?? '127.0.0.1'
-    const socket = opts.tls
-      ? tlsConnect({ host, port, ...opts.tls })
-      : netConnect({ host, port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) })
+    const raw = () => netConnect({ host, port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) })
+    const socket = opts.tls ? tlsConnect({ ...(opts.localAddress ? { socket: raw() } : { host, port }), ...opts.tls }) : raw()
     await new Promise<void>((resolve, reject) => {
       socket.once(opts.tls ? 'secureConnect' : 'connect', () => resolve())
       socket.once('error', reject)

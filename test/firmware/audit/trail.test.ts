@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { searchTrail } from '../../../firmware/audit/search.ts'
 import { recipientHash } from '../../../firmware/audit/trail.ts'
@@ -271,3 +271,52 @@ t.test('S6: the operational log gets recipients masked', async (t) => {
   t.match(text(), /c\*\*\*\*r@example\.net/)
   t.notMatch(text(), /customer@example\.net/)
 })
+
+t.test('#15 finding 8: a disk that fills mid-group neither loses nor glues a record; submission is held back until the trail has caught up', async (t) => {
+  const { AuditTrail } = await import('../../../firmware/audit/trail.ts')
+  const { parseConfig } = await import('../../../firmware/config/load.ts')
+  const { logSink } = await import('../../helpers/logs.ts')
+  const { tinyDisk } = await import('../../helpers/box.ts')
+  const base = await auditRig(t)
+  const mnt = tinyDisk(t, '512k')
+  const config = parseConfig({ dataDir: join(mnt, 'data'), audit: { flushMs: 5, checkpointEvery: 50, maxBacklog: 100_000 } })
+  const trail = new AuditTrail({ config, log: logSink().log, hsm: base.hsm, clock: { now: () => Date.now() } })
+  await trail.start()
+  t.teardown(() => trail.stop())
+  // Fill what is left of the disk but a few kilobytes, so that the trail runs out mid-group.
+  const filler = join(mnt, 'filler')
+  try {
+    for (;;) appendFileSync(filler, Buffer.alloc(4096))
+  } catch {
+    // full
+  }
+  rmSync(filler)
+  writeFileSync(filler, Buffer.alloc(Math.max(0, statfsFree(mnt) - 40 * 1024)))
+  const emitted = 600
+  let sawFull = false
+  for (let i = 1; i <= emitted; i++) {
+    trail.emit({ type: 'spool.queued', id: `Q${i}`, epoch: 'e'.repeat(100), bytes: i })
+    if (i % 50 === 0) {
+      await trail.flush()
+      if (!trail.accepting) sawFull = true
+    }
+  }
+  t.ok(sawFull, 'the trail said it could not take more while the disk was full')
+  t.ok(trail.backlog > 0 && trail.backlog < emitted, `${trail.backlog} records waiting in memory, the rest written before the disk filled`)
+  rmSync(filler)
+  await until(() => trail.backlog === 0 && trail.accepting, 10_000)
+  await trail.flush()
+  await trail.checkpoint()
+  const text = trailText(trail.dir)
+  const lines = text.split('\n').filter(Boolean)
+  t.ok(lines.every((l) => l.startsWith('{"seq":') && l.endsWith('}')), 'no torn or glued line')
+  const queuedIds = lines.map((l) => JSON.parse(l) as { type: string; id?: string }).filter((r) => r.type === 'spool.queued').map((r) => r.id)
+  t.same(queuedIds, Array.from({ length: emitted }, (_, i) => `Q${i + 1}`), 'every record is there, once, in order')
+  const v = await verifyTrail(trail.dir, base.publicKey)
+  t.ok(v.ok, `the trail verifies (${v.records} records)`)
+})
+
+function statfsFree(dir: string): number {
+  const s = statfsSync(dir)
+  return s.bavail * s.bsize
+}

@@ -93,3 +93,49 @@ t.test('without PIPELINING commands go one at a time and DATA only after a recip
   t.notOk(chunks.some((c) => c.startsWith('DATA') && chunks[chunks.indexOf(c) - 1]?.includes('bad@')), 'no DATA after a refused only recipient')
   t.same(bodies, ['Subject: 1\r\n\r\nbody 1', 'Subject: 3\r\n\r\nbody 3'])
 })
+
+t.test('#15 finding 6: replies are read line by line within limits; a hostile server is cut off, not buffered', async (t) => {
+  const { ReplyReader, MAX_REPLY_LINE } = await import('../../../firmware/delivery/client.ts')
+  const r = new ReplyReader()
+  r.push(Buffer.from('250-mx.example\r\n250-PIPE'))
+  t.equal(r.next(), undefined, 'half a reply is no reply')
+  r.push(Buffer.from('LINING\r\n250 SIZE 1000\r\n220 ready'))
+  t.same(r.next(), { code: 250, text: 'mx.example\nPIPELINING\nSIZE 1000' }, 'a multi-line reply, split anywhere')
+  r.push(Buffer.from('\r\n'))
+  t.same(r.next(), { code: 220, text: 'ready' })
+  const long = new ReplyReader()
+  long.push(Buffer.from(`250 ${'x'.repeat(MAX_REPLY_LINE)}`))
+  t.match(long.violation, /longer than 4096 octets/, 'a line over the limit, even before its end arrives')
+  const many = new ReplyReader()
+  many.push(Buffer.from('250-x\r\n'.repeat(200)))
+  t.match(many.violation, /more than 128 lines/)
+  const junk = new ReplyReader()
+  junk.push(Buffer.from('HTTP/1.1 400 Bad Request\r\n'))
+  t.match(junk.violation, /is no reply line/)
+  const mixed = new ReplyReader()
+  mixed.push(Buffer.from('250-a\r\n550 b\r\n'))
+  t.match(mixed.violation, /changes its code/)
+
+  // A server that answers the greeting with endless bytes and no line end.
+  let sent = 0
+  const server = createServer((s) => {
+    s.on('error', () => {})
+    const chunk = Buffer.alloc(64 * 1024, 0x41)
+    const pump = () => {
+      while (sent < 64 * 1024 * 1024 && s.write(chunk)) sent += chunk.length
+      if (sent < 64 * 1024 * 1024 && !s.destroyed) s.once('drain', pump)
+    }
+    s.write('220')
+    pump()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const before = process.memoryUsage()
+  const client = new SmtpClient({ host: '127.0.0.1', servername: 'x', port: (server.address() as AddressInfo).port, localAddress: undefined, ehloName: 'box.test', tls: 'none', limiters: [], timeouts: { connect: 2000, greeting: 5000, command: 5000, data: 5000 } })
+  const err = await client.connect().then(() => undefined, (e: unknown) => e)
+  t.ok(err instanceof SmtpError && err.network, 'a protocol error: the mail is deferred, not bounced')
+  t.match((err as Error).message, /protocol error from the server during greeting: a reply line longer than 4096 octets/)
+  const grown = process.memoryUsage().arrayBuffers - before.arrayBuffers
+  t.ok(sent < 8 * 1024 * 1024, `the connection was dropped early (${(sent / 2 ** 20).toFixed(1)} MB sent of 64)`)
+  t.ok(grown < 4 * 1024 * 1024, `memory did not grow with what the server sent (${(grown / 2 ** 20).toFixed(1)} MB)`)
+})

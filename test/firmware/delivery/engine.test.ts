@@ -369,3 +369,21 @@ t.test('an operator removes a held statement: the firm is told who and why, the 
   t.match(dsn.message.toString(), /Final-Recipient: rfc822; wrong\.customer@example\.net\r\nAction: failed\r\nStatus: 5\.0\.0\r\nDiagnostic-Code: x-statement-gateway; removed by operator alice: addressed to the wrong customer/)
   t.equal(rx.received.length, 0, 'nothing went to the customer')
 })
+
+t.test('#15 finding 7: after the grace no new attempt starts — mail waiting behind a stalled receiver stays queued, the stop keeps its grace', async (t) => {
+  const { hsm } = await devHsm(t)
+  const staller = await startReceiver(t, { onData: () => 'stall' })
+  const rig = await deliveryRig(t, hsm, { ...route(staller.port), perDestinationConnections: 4, timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 600_000 } }, { shutdown: { graceMs: 1000 } })
+  const ids: string[] = []
+  for (let i = 0; i < 12; i++) ids.push((await rig.enqueue(`c${i}@example.net`)).id)
+  await until(() => staller.commands.filter((c) => c.startsWith('MAIL')).length >= 4)
+  await new Promise((r) => setTimeout(r, 200))
+  const connectionsBefore = staller.connections.length
+  const started = Date.now()
+  await rig.engine.stop()
+  const took = Date.now() - started
+  t.ok(took < 1000 + 3000, `stopped in ${took} ms (grace 1000 ms; the command timeout is 3 s, the DATA timeout 10 min)`)
+  t.equal(staller.connections.length, connectionsBefore, 'no connection was opened after the grace')
+  t.same(finals(rig.events), {}, 'none final')
+  t.ok(ids.every((id) => rig.spool.entry(id) !== undefined), 'all 12 are still in the spool for after the restart')
+})

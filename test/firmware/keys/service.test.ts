@@ -11,6 +11,7 @@ import type { BoxEvent } from '../../../firmware/events.ts'
 import { testConfig } from '../../helpers/box.ts'
 import { testCa } from '../../helpers/hsm.ts'
 import { logSink } from '../../helpers/logs.ts'
+import { until } from '../../helpers/receiver.ts'
 
 const run = promisify(execFile)
 
@@ -114,4 +115,34 @@ t.test('a signing certificate near its end is announced once a day in the log an
   clock.value += 12 * 86_400_000
   await svc.check()
   t.ok(records.some((r) => r.msg === 'signing certificate has expired: statements signed with it are refused until a new one is imported'))
+})
+
+t.test('#15 finding 10: the token going away, and coming back, is reported when a signing call sees it — not at the next health check', async (t) => {
+  const { renameSync } = await import('node:fs')
+  const config = await testConfig(t, { hsm: { healthCheckMs: 3_600_000, reconnectIntervalMs: 100 } })
+  const { log, records } = logSink()
+  const events: BoxEvent[] = []
+  const svc = new KeyService({ config, log, clock: { now: () => Date.now() }, events: { emit: (e) => void events.push(e) } })
+  await svc.start()
+  t.teardown(() => svc.stop())
+  await svc.hsm.keys.generateKeyPair('smime', 'rsa-2048')
+  await svc.hsm.keys.sign('smime', 'rsa-pkcs1-sha256', Buffer.from('in use')) // the key is known to the box
+  const statuses = () => events.filter((e) => e.type === 'hsm.status')
+  const before = statuses().length
+  const dir = join(config.dataDir, 'hsm')
+  renameSync(join(dir, 'tokens'), join(dir, 'tokens.away'))
+  const failed = Date.now()
+  await svc.hsm.keys.sign('smime', 'rsa-pkcs1-sha256', Buffer.from('x')).catch(() => undefined)
+  await until(() => records.some((r) => r.msg === 'HSM not ready'), 2000)
+  t.ok(Date.now() - failed < 2000, `"HSM not ready" logged ${Date.now() - failed} ms after the failing call (the health check runs hourly here)`)
+  t.not(statuses()[before]?.state, 'ok', 'and recorded in the audit trail')
+  renameSync(join(dir, 'tokens.away'), join(dir, 'tokens'))
+  // The next signing call after the reconnect interval finds the token back.
+  let signedAt = 0
+  await until(() => {
+    if (!signedAt) void svc.hsm.keys.sign('smime', 'rsa-pkcs1-sha256', Buffer.from('y')).then(() => (signedAt ||= Date.now()), () => undefined)
+    return signedAt > 0
+  }, 10_000)
+  await until(() => statuses().at(-1)?.state === 'ok', 2000)
+  t.ok(Date.now() - signedAt < 2000, `"HSM ready" recorded ${Date.now() - signedAt} ms after the call that found the token back`)
 })

@@ -58,3 +58,17 @@ t.test('a mail to several recipients of whom only some have certificates is refu
   const plain = await s.sign(FIXTURES['plain text']!, ['other@example.net'])
   t.match(plain.toString('latin1'), /multipart\/signed/, 'recipients without a certificate get the signed mail')
 })
+
+t.test('#15 finding 11: the trail says "encrypted" only for a mail that was encrypted, DKIM or not', async (t) => {
+  const r = await recipient(t, 'customer@example.net')
+  const s = await signingSetup(t, {
+    signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }], encryptTo: [{ address: 'customer@example.net', certFile: r.cert }] },
+  })
+  await s.sign(FIXTURES['plain text']!, ['other@example.net'])
+  await s.sign(FIXTURES['plain text']!, ['customer@example.net'])
+  const signed = s.events.filter((e) => e.type === 'signing.signed')
+  t.match(signed, [
+    { encrypted: false, dkim: ['bank.example/sg1 rsa-sha256'] },
+    { encrypted: true, dkim: ['bank.example/sg1 rsa-sha256'] },
+  ])
+})

@@ -225,3 +225,17 @@ t.test('S11: alarms before the limits bite — the queue near maxMessages, free 
   t.match(alarms().find((a) => a.kind === 'disk'), { kind: 'disk', limit: 20 })
   t.ok((alarms().find((a) => a.kind === 'disk') as { value: number }).value < 40)
 })
+
+t.test('#15 finding 10: a disk that fills faster than the minute check still gets its alarm before the first 452', async (t) => {
+  const { hsm } = await devHsm(t)
+  const mnt = tinyDisk(t, '1m')
+  const clock = { now: 1_800_000_000_000 }
+  const rig = await spoolRig(t, hsm, mnt, { reservePercent: 20 }, clock)
+  await rig.spool.accept(mail('while there is room'))
+  // From plenty of room to below the reserve in one go.
+  writeFileSync(join(mnt, 'filler'), Buffer.alloc(900 * 1024))
+  clock.now += 1001
+  const refused = await rig.spool.accept(mail('too late')).then(() => undefined, (e: { code: string }) => e.code)
+  t.equal(refused, 'EQUEUE_DISK_FULL')
+  t.match(rig.events.filter((e) => e.type === 'spool.alarm'), [{ kind: 'disk', limit: 20 }], 'the alarm was raised, before the refusal was answered')
+})
