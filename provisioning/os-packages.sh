@@ -10,6 +10,7 @@
 #                  and its smtp-source/smtp-sink load tools), installed unconfigured
 #                  so that it starts nothing on port 25.
 #   --check-fresh  only what `npm run check:fresh` needs on the host: debootstrap, git.
+#   --reliability  also what `npm run check:reliability` needs: sslscan (the TLS scan).
 set -euo pipefail
 
 PACKAGES=(
@@ -34,8 +35,9 @@ PACKAGES=(
 case "${1:-}" in
   --bench) PACKAGES+=(postfix) ;;
   --check-fresh) PACKAGES=(debootstrap git) ;;
+  --reliability) PACKAGES+=(sslscan) ;;
   "") ;;
-  *) echo "os-packages: unknown option $1 (--bench, --check-fresh)" >&2; exit 2 ;;
+  *) echo "os-packages: unknown option $1 (--bench, --check-fresh, --reliability)" >&2; exit 2 ;;
 esac
 
 missing=()

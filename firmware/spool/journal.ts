@@ -1,3 +1,4 @@
+import { constants } from 'node:fs'
 import { open, readFile, rename, type FileHandle } from 'node:fs/promises'
 import { fsyncDir } from '../../hal/storage/files.ts'
 import { dirname } from 'node:path'
@@ -22,6 +23,8 @@ const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q' } as const
 export class Journal {
   readonly #path: string
   #fh: FileHandle | undefined
+  /** The journal's length as written: a write the disk takes only part of is cut back to it. */
+  #size = 0
   #pending: { line: string; resolve: () => void; reject: (e: Error) => void }[] = []
   #flushing: Promise<void> | undefined
 
@@ -61,7 +64,11 @@ export class Journal {
     await fh.close()
     await rename(tmp, this.#path)
     fsyncDir(dirname(this.#path))
-    this.#fh = await open(this.#path, 'a', 0o600)
+    // O_DSYNC: each write is on the disk when it returns — one call into the thread pool per
+    // group instead of a write and an fdatasync, which halves the time from a receiver's 250
+    // to the journal saying so (the window in which a crash sends the mail twice).
+    this.#fh = await open(this.#path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600)
+    this.#size = (await this.#fh.stat()).size
   }
 
   append(id: string, state: JournalState['state'] | 'queued', attempts: number, nextAttemptAt: number, done?: string): Promise<void> {
@@ -99,12 +106,12 @@ export class Journal {
         const fh = this.#fh
         if (!fh) throw new Error('journal is not open')
         const bytes = Buffer.from(batch.map((b) => b.line).join(''), 'latin1')
-        const size = (await fh.stat()).size
+        const size = this.#size
         try {
           // A full disk can take part of a write: cut it back, or the next line would be glued to a torn one.
           const { bytesWritten } = await fh.write(bytes)
           if (bytesWritten !== bytes.length) throw Object.assign(new Error(`journal write cut short (${bytesWritten} of ${bytes.length} bytes)`), { code: 'ENOSPC' })
-          await fh.datasync()
+          this.#size = size + bytesWritten
         } catch (err) {
           await fh.truncate(size).catch(() => {})
           throw err

@@ -1,0 +1,439 @@
+import { execFile, execFileSync } from 'node:child_process'
+import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
+import { parseArgs } from 'node:util'
+import { SMTPServer } from 'smtp-server'
+import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
+import { RawSmtp } from '../helpers/smtp.ts'
+import { Box, Submitter, type SendResult } from './box.ts'
+
+/**
+ * The reliability suite (`npm run check:reliability`, not part of npm test):
+ * the box as an attacker, a failing receiver, a vanishing HSM and a full disk
+ * would try it, each scenario against the real daemon on loopback, with a
+ * table of what happened. Exits 1 if any promise was broken.
+ *
+ *   npm run check:reliability [-- --cycles 30 --only kill,receiver,hsm,disk,fuzz,tls]
+ */
+const { values } = parseArgs({ options: { cycles: { type: 'string', default: '30' }, only: { type: 'string' } } })
+const only = values.only?.split(',')
+const run = promisify(execFile)
+const rows: { scenario: string; measured: string; ok: boolean }[] = []
+const row = (scenario: string, measured: string, ok: boolean) => {
+  rows.push({ scenario, measured, ok })
+  process.stderr.write(`${ok ? 'ok  ' : 'FAIL'} ${scenario}: ${measured}\n`)
+}
+const want = (s: string) => !only || only.includes(s)
+const started = Date.now()
+
+/** A receiving MX that records each statement id it got and whether both signatures were on it. */
+async function receiver(opts: { onData?: (id: string, n: number) => 'accept' | 'tempfail' | 'stall' | 'drop'; onRcpt?: (rcpt: string) => number } = {}) {
+  const got = new Map<string, number>()
+  let unsigned = 0
+  let n = 0
+  const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'mx.test' })
+  const server = new SMTPServer({
+    key: keyPem,
+    cert: certPem,
+    disabledCommands: ['AUTH'],
+    disableReverseLookup: true,
+    logger: false,
+    size: 50 * 1024 * 1024,
+    onRcptTo(address, _s, cb) {
+      const code = opts.onRcpt?.(address.address) ?? 250
+      cb(code === 250 ? null : Object.assign(new Error('5.1.1 no such user'), { responseCode: code }))
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = []
+      const i = ++n
+      let dropped = false
+      stream.on('data', (c: Buffer) => {
+        if (!dropped && chunks.length === 0 && opts.onData && opts.onData('', i) === 'drop') {
+          dropped = true
+          for (const conn of server.connections) if (conn.session.id === session.id) (conn as unknown as { _socket: Socket })._socket.destroy()
+          return
+        }
+        chunks.push(c)
+      })
+      stream.on('end', () => {
+        if (dropped) return
+        const data = Buffer.concat(chunks).toString('latin1')
+        const id = /^X-Statement-ID: (\S+)/m.exec(data)?.[1] ?? '?'
+        const verdict = opts.onData?.(id, i) ?? 'accept'
+        if (verdict === 'stall') return
+        if (verdict === 'tempfail') return cb(Object.assign(new Error('4.3.0 try later'), { responseCode: 451 }))
+        if (!data.startsWith('DKIM-Signature:') || !/Content-Type: multipart\/signed/i.test(data)) unsigned++
+        got.set(id, (got.get(id) ?? 0) + 1)
+        cb(null, 'OK')
+      })
+    },
+  })
+  server.on('error', () => {})
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  return { server, port: (server.server.address() as AddressInfo).port, got, unsigned: () => unsigned, close: () => new Promise<void>((r) => server.close(() => r())) }
+}
+
+function routeTo(port: number, extra: Record<string, unknown> = {}) {
+  return (c: Record<string, unknown>) => {
+    c.submission = { ...(c.submission as object), starttlsPort: 0, implicitTlsPort: 0, maxClientsPerAddress: 64 }
+    c.delivery = { routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }], retrySeconds: [1, 2, 3], bandwidthBitsPerSecond: 1_000_000_000, ...extra }
+    c.shutdown = { graceMs: 3000 }
+    c.spool = { verifyOnStart: false }
+  }
+}
+
+async function drain(box: Box, ms = 120_000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if ((await box.queueTotal()) === 0) return true
+    await sleep(250)
+  }
+  return false
+}
+
+/** kill -9 at random moments while six clients submit; then drain and count. */
+async function killCycles(cycles: number): Promise<void> {
+  const rx = await receiver()
+  const box = await Box.create(routeTo(rx.port))
+  await box.start()
+  const accepted = new Set<string>()
+  let counter = 0
+  let refusedDuringRestart = 0
+  let stop = false
+  const lags: number[] = []
+  const submitter = async (k: number) => {
+    const s = new Submitter(box)
+    while (!stop) {
+      if (!box.alive) {
+        await sleep(50)
+        continue
+      }
+      const id = `K${k}-${++counter}`
+      const r = await s.send(id)
+      if (r.code === 250) accepted.add(id)
+      else {
+        refusedDuringRestart++
+        await sleep(50) // the box is restarting: try again shortly, not in a tight loop
+      }
+    }
+    s.close()
+  }
+  const submitters = Array.from({ length: 6 }, (_, k) => submitter(k))
+  for (let c = 0; c < cycles; c++) {
+    await sleep(500 + Math.random() * 1500)
+    try {
+      const st = (await box.status()) as { delivery: { journalLagMs: { p99: number; max: number; samples: number } } }
+      if (st.delivery.journalLagMs.samples) lags.push(st.delivery.journalLagMs.p99)
+    } catch {
+      // a status call may meet the box busy; the cycle goes on
+    }
+    await box.kill('SIGKILL')
+    await box.start()
+  }
+  stop = true
+  await Promise.all(submitters)
+  const drained = await drain(box)
+  await box.kill('SIGTERM')
+  await rx.close()
+  const received = [...accepted].filter((id) => rx.got.has(id)).length
+  const lost = accepted.size - received
+  const duplicates = [...rx.got.values()].filter((n) => n > 1).length
+  const p99 = lags.length ? Math.max(...lags) : 0
+  row(`kill -9 × ${cycles} with 6 submitters`, `${accepted.size} accepted (250), ${received} received, lost ${lost}, duplicates ${duplicates}; ${refusedDuringRestart} sends failed while the box was down`, lost === 0 && drained)
+  row('250 → journal window under that load', `worst per-run p99 ${p99.toFixed(1)} ms over ${lags.length} runs (target ≤ 20 ms)`, p99 <= 20)
+  rmSync(box.dataDir, { recursive: true, force: true })
+}
+
+/** Receivers that misbehave in the ways real ones do. */
+async function receiverFaults(): Promise<void> {
+  // 4xx then accept, 5xx at RCPT, a dropped connection mid-DATA.
+  const tries = new Map<string, number>()
+  const rx = await receiver({
+    onData: (id, n) => {
+      if (id.startsWith('TEMP')) return (tries.set(id, (tries.get(id) ?? 0) + 1), tries.get(id)! < 3 ? 'tempfail' : 'accept')
+      if (n === 1) return 'drop'
+      return 'accept'
+    },
+    onRcpt: (rcpt) => (rcpt.startsWith('gone') ? 550 : 250),
+  })
+  const notices = await receiver()
+  const box = await Box.create((c) => {
+    routeTo(rx.port, { notifyAddress: 'ops@firm.example' })(c)
+    ;(c.delivery as { routes: unknown[] }).routes.unshift({ domain: 'firm.example', host: '127.0.0.1', port: notices.port, tls: 'opportunistic' })
+  })
+  await box.start()
+  const s = new Submitter(box)
+  await s.send('DROP-1')
+  await s.send('TEMP-1')
+  await s.send('GONE-1', '', 'gone@example.net')
+  s.close()
+  const drained = await drain(box, 30_000)
+  row('receiver: 550 5.1.1 at RCPT', `bounced; the firm got ${notices.got.size} notice(s) naming the statement; delivered to the customer ${rx.got.get('GONE-1') ?? 0} time(s)`, notices.got.size === 1 && !rx.got.has('GONE-1'))
+  await notices.close()
+  row('receiver: connection dropped mid-DATA, then accepts', `delivered ${rx.got.get('DROP-1') ?? 0} time(s) after a retry`, drained && rx.got.get('DROP-1') === 1)
+  row('receiver: 451 twice, then 250', `delivered ${rx.got.get('TEMP-1') ?? 0} time(s) after ${tries.get('TEMP-1')} tries`, rx.got.get('TEMP-1') === 1)
+  await box.kill('SIGTERM')
+  await rx.close()
+
+  // A receiver that never answers DATA, with mail waiting behind it: SIGTERM keeps its grace.
+  const staller = await receiver({ onData: () => 'stall' })
+  const box2 = await Box.create(routeTo(staller.port, { perDestinationConnections: 4, timeouts: { commandMs: 60_000, dataMs: 600_000 } }))
+  await box2.start()
+  const s2 = new Submitter(box2)
+  for (let i = 0; i < 12; i++) await s2.send(`STALL-${i}`)
+  s2.close()
+  await sleep(1500)
+  const t0 = Date.now()
+  const code = await box2.kill('SIGTERM')
+  const took = Date.now() - t0
+  await staller.close()
+  const after = await receiver()
+  const raw = JSON.parse((await import('node:fs')).readFileSync(box2.configPath, 'utf8')) as Record<string, unknown>
+  routeTo(after.port)(raw)
+  writeFileSync(box2.configPath, JSON.stringify(raw))
+  await box2.start()
+  const kept = await drain(box2, 30_000)
+  row('receiver stalls + SIGTERM with 12 mails waiting', `exit ${code} after ${(took / 1000).toFixed(1)} s (grace 3 s); after the restart ${after.got.size} of 12 delivered`, code === 0 && took < 8000 && kept && after.got.size === 12)
+  await box2.kill('SIGTERM')
+  await after.close()
+
+  // A receiver that answers with a megabyte on one line.
+  let sent = 0
+  const hostile = createServer((sock) => {
+    sock.on('error', () => {})
+    sock.write('220 ')
+    const chunk = Buffer.alloc(64 * 1024, 0x41)
+    const pump = () => {
+      while (sent < 1024 * 1024 * 16 && sock.write(chunk)) sent += chunk.length
+      if (!sock.destroyed && sent < 1024 * 1024 * 16) sock.once('drain', pump)
+    }
+    pump()
+  })
+  await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', () => r()))
+  const box3 = await Box.create(routeTo((hostile.address() as AddressInfo).port))
+  await box3.start()
+  const rss0 = box3.rss()
+  const s3 = new Submitter(box3)
+  await s3.send('HOSTILE-1')
+  s3.close()
+  await sleep(3000)
+  const st = (await box3.status()) as { delivery: { deferred: number } }
+  const deferred = st.delivery.deferred >= 1 && box3.alive
+  const grew = box3.rss() - rss0
+  row('receiver answers with one 16 MB line', `${deferred ? 'deferred as a protocol error' : 'NOT deferred'}; the server got ${(Math.min(sent, 16 << 20) / 2 ** 20).toFixed(1)} MB into the socket before the box hung up, RSS +${(grew / 2 ** 20).toFixed(1)} MB`, deferred && grew < 32 * 2 ** 20)
+  await box3.kill('SIGTERM')
+  hostile.close()
+  for (const b of [box, box2, box3]) rmSync(b.dataDir, { recursive: true, force: true })
+}
+
+/** The HSM away for 20 s under load: tempfails, nothing unsigned leaves, recovery. */
+async function hsmAway(): Promise<void> {
+  const rx = await receiver()
+  const box = await Box.create(routeTo(rx.port, {}), undefined)
+  const raw = JSON.parse((await import('node:fs')).readFileSync(box.configPath, 'utf8')) as Record<string, unknown>
+  raw.hsm = { reconnectIntervalMs: 500 }
+  writeFileSync(box.configPath, JSON.stringify(raw))
+  await box.start()
+  const replies = new Map<string, number>()
+  const accepted = new Set<string>()
+  let stop = false
+  let restoredAt = 0
+  let firstOkAfter = 0
+  let n = 0
+  const load = async (k: number) => {
+    const s = new Submitter(box)
+    while (!stop) {
+      const id = `H${k}-${++n}`
+      const r = await s.send(id)
+      const key = r.code === 250 ? '250' : `${r.code} ${/E[A-Z_]+/.exec(r.text)?.[0] ?? ''}`.trim()
+      replies.set(key, (replies.get(key) ?? 0) + 1)
+      if (r.code === 250) {
+        accepted.add(id)
+        if (restoredAt && !firstOkAfter) firstOkAfter = Date.now()
+      }
+      await sleep(20)
+    }
+    s.close()
+  }
+  const loads = [load(1), load(2), load(3)]
+  await sleep(2000)
+  const tokens = join(box.dataDir, 'hsm', 'tokens')
+  renameSync(tokens, `${tokens}.away`)
+  await sleep(20_000)
+  renameSync(`${tokens}.away`, tokens)
+  restoredAt = Date.now()
+  await sleep(5000)
+  stop = true
+  await Promise.all(loads)
+  const drained = await drain(box, 60_000)
+  const lost = [...accepted].filter((id) => !rx.got.has(id)).length
+  const recovery = firstOkAfter ? (firstOkAfter - restoredAt) / 1000 : Infinity
+  row('HSM away 20 s under load', `replies ${JSON.stringify(Object.fromEntries(replies))}; unsigned mails out ${rx.unsigned()}; accepted mail lost ${lost}; first 250 ${recovery.toFixed(1)} s after the token came back`, rx.unsigned() === 0 && lost === 0 && drained && (replies.get('451 EHSM_UNAVAILABLE') ?? 0) > 0 && recovery < 10)
+  await box.kill('SIGTERM')
+  await rx.close()
+  rmSync(box.dataDir, { recursive: true, force: true })
+}
+
+/** A full disk under load: 452 before anything is lost; the trail verifies; the queue drains once there is room. */
+async function fullDisk(): Promise<void> {
+  const mnt = mkdtempSync(join(tmpdir(), 'sg-rel-disk-'))
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'tmpfs', mnt])
+  try {
+    const rx = await receiver()
+    const dataDir = join(mnt, 'box')
+    mkdirSync(dataDir)
+    const box = await Box.create(routeTo(rx.port, { enabled: false }), dataDir)
+    await box.start()
+    const accepted = new Set<string>()
+    const replies = new Map<string, number>()
+    let n = 0
+    const filler = join(mnt, 'filler')
+    // Eat the disk quickly while three clients submit.
+    const eater = (async () => {
+      try {
+        for (;;) {
+          appendFileSync(filler, Buffer.alloc(1024 * 1024))
+          await sleep(20)
+        }
+      } catch {
+        // the disk is full
+      }
+    })()
+    await Promise.all(
+      [1, 2, 3].map(async (k) => {
+        const s = new Submitter(box)
+        for (let i = 0; i < 150; i++) {
+          const id = `D${k}-${++n}`
+          const r = await s.send(id)
+          const key = r.code === 250 ? '250' : `${r.code} ${/E[A-Z_]+/.exec(r.text)?.[0] ?? ''}`.trim()
+          replies.set(key, (replies.get(key) ?? 0) + 1)
+          if (r.code === 250) accepted.add(id)
+        }
+        s.close()
+      }),
+    )
+    await eater
+    const refused452 = [...replies].filter(([k]) => k.startsWith('452')).reduce((a, [, v]) => a + v, 0)
+    const alive = box.alive
+    await box.kill('SIGTERM')
+    rmSync(filler)
+    // Room again: deliver what was accepted.
+    const raw = JSON.parse((await import('node:fs')).readFileSync(box.configPath, 'utf8')) as Record<string, unknown>
+    ;(raw.delivery as Record<string, unknown>).enabled = true
+    writeFileSync(box.configPath, JSON.stringify(raw))
+    await box.start()
+    const drained = await drain(box, 60_000)
+    await box.kill('SIGTERM')
+    const verify = await run(process.execPath, [join(import.meta.dirname, '../../provisioning/audit.ts'), 'verify', '--config', box.configPath]).then(
+      (r) => r.stdout.trim(),
+      (e: { stdout: string; stderr: string }) => `FAIL ${e.stdout}${e.stderr}`,
+    )
+    const lost = [...accepted].filter((id) => !rx.got.has(id)).length
+    row('full disk (48 MB tmpfs) under load', `replies ${JSON.stringify(Object.fromEntries(replies))}; box alive ${alive}; ${accepted.size} accepted, lost ${lost}; after room returned the queue drained: ${drained}`, alive && refused452 > 0 && lost === 0 && drained)
+    row('audit trail after the full disk', verify.split('\n')[0]!, verify.startsWith('OK'))
+    await rx.close()
+  } finally {
+    execFileSync('umount', ['-l', mnt])
+    rmSync(mnt, { recursive: true, force: true })
+  }
+}
+
+/** Garbage, abuse and floods from several addresses while a good client keeps submitting. */
+async function smtpFuzz(): Promise<void> {
+  const rx = await receiver()
+  const box = await Box.create((c) => {
+    routeTo(rx.port)(c)
+    ;(c.submission as Record<string, unknown>).maxClientsPerAddress = 16
+    ;(c.submission as Record<string, unknown>).authTimeoutMs = 5000
+  })
+  await box.start()
+  let stop = false
+  const goodTimes: number[] = []
+  let goodFailures = 0
+  const good = (async () => {
+    const s = new Submitter(box, '127.0.0.1')
+    let i = 0
+    while (!stop) {
+      const t0 = Date.now()
+      const r: SendResult = await s.send(`GOOD-${++i}`)
+      if (r.code === 250) goodTimes.push(Date.now() - t0)
+      else goodFailures++
+      s.close() // a new connection each time: the full path, handshake included
+      await sleep(200)
+    }
+  })()
+  const attacks = [
+    '\x00\x01\x02garbage\r\n'.repeat(100),
+    `EHLO ${'x'.repeat(100_000)}\r\n`,
+    'DATA\r\nRCPT TO:<a@b>\r\nMAIL FROM:<a@b>\r\n',
+    'EHLO x\r\nMAIL FROM:<a@b>\r\n\r\n.\r\n',
+    'EHLO x\r\nAUTH PLAIN AAAA\r\nAUTH LOGIN\r\n!!!!\r\nAUTH XOAUTH2 junk\r\n',
+    'EHLO x\r\nBDAT 100 LAST\r\n',
+    'EHLO x\r\nSTARTTLS\r\nnot a tls hello\r\n',
+    `${'A'.repeat(1_000_000)}\r\n`,
+  ]
+  let sessions = 0
+  const addresses = ['127.0.0.41', '127.0.0.42', '127.0.0.43', '127.0.0.44']
+  const flood = addresses.map(async (addr) => {
+    const end = Date.now() + 20_000
+    const idle: RawSmtp[] = []
+    while (Date.now() < end) {
+      // Slow-loris: open and hold; plus bursts of garbage.
+      const c = await RawSmtp.open(box.port, { localAddress: addr }).catch(() => undefined)
+      if (c) {
+        idle.push(c)
+        sessions++
+        c.write(attacks[sessions % attacks.length]!)
+      }
+      if (idle.length > 40) idle.shift()?.close()
+      await sleep(10)
+    }
+    for (const c of idle) c.close()
+  })
+  await Promise.all(flood)
+  stop = true
+  await good
+  const status = (await box.status()) as { submission: Record<string, unknown> }
+  const alive = box.alive
+  await box.kill('SIGTERM')
+  await rx.close()
+  const slowest = Math.max(...goodTimes)
+  row('SMTP fuzz and floods from 4 addresses (20 s)', `${sessions} hostile sessions; box alive ${alive}; good submissions from another address: ${goodTimes.length} answered 250, ${goodFailures} failed, slowest ${slowest} ms; guard ${JSON.stringify(status.submission)}`, alive && goodFailures === 0 && goodTimes.length > 10 && slowest < 2000)
+  rmSync(box.dataDir, { recursive: true, force: true })
+}
+
+/** sslscan of both ports: TLS 1.2/1.3 with ECDHE only, no client renegotiation. */
+async function tlsScan(): Promise<void> {
+  const box = await Box.create(routeTo(25))
+  await box.start()
+  for (const [name, args] of [
+    ['implicit TLS', [`127.0.0.1:${box.implicitPort}`]],
+    ['STARTTLS', ['--starttls-smtp', `127.0.0.1:${box.port}`]],
+  ] as const) {
+    const out = (await run('sslscan', ['--no-colour', '--no-heartbleed', ...args]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout)) ?? ''
+    const enabled = out.split('\n').filter((l) => /^(Preferred|Accepted)\s/.test(l))
+    const protocols = [...new Set(enabled.map((l) => /(TLSv1\.\d|SSLv\d)/.exec(l)?.[1] ?? '?'))]
+    const nonEcdhe = enabled.filter((l) => !/TLS_|ECDHE/.test(l))
+    const reneg = /TLS renegotiation:\s*\n(.*)/.exec(out)?.[1]?.trim() ?? '?'
+    const renegSupported = !/not supported/i.test(reneg)
+    row(`TLS scan (sslscan), ${name}`, `protocols ${protocols.join(', ')}; ${enabled.length} suites, ${nonEcdhe.length} without ECDHE; client renegotiation: ${reneg}`, protocols.every((p) => p === 'TLSv1.2' || p === 'TLSv1.3') && nonEcdhe.length === 0 && enabled.length > 0 && !renegSupported)
+  }
+  await box.kill('SIGTERM')
+  rmSync(box.dataDir, { recursive: true, force: true })
+}
+
+if (want('kill')) await killCycles(Number(values.cycles))
+if (want('receiver')) await receiverFaults()
+if (want('hsm')) await hsmAway()
+if (want('disk')) await fullDisk()
+if (want('fuzz')) await smtpFuzz()
+if (want('tls')) await tlsScan()
+
+const day = new Date().toISOString().slice(0, 10)
+process.stdout.write(`\nReliability suite, ${day}, ${((Date.now() - started) / 60000).toFixed(1)} min\n\n| scenario | what happened | result |\n|---|---|---|\n`)
+for (const r of rows) process.stdout.write(`| ${r.scenario} | ${r.measured} | ${r.ok ? 'pass' : '**FAIL**'} |\n`)
+process.exit(rows.every((r) => r.ok) ? 0 : 1)
