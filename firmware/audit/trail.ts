@@ -79,6 +79,7 @@ export class AuditTrail implements Component, EventSink {
   #background: Promise<void>[] = []
   #checkpointed = 0
   #checkpointAsked = 0
+  readonly #graceMs: number
   /** The last write failed (e.g. the disk is full); records wait in memory until it succeeds. */
   #failing = false
   #publicKeyWritten = false
@@ -88,6 +89,7 @@ export class AuditTrail implements Component, EventSink {
   constructor(deps: { config: Config; log: Logger; hsm: Hsm; clock: Clock }) {
     this.dir = join(deps.config.dataDir, 'audit')
     this.#config = deps.config.audit
+    this.#graceMs = deps.config.shutdown.graceMs
     this.#log = deps.log.child({ component: 'audit' })
     this.#hsm = deps.hsm
     this.#clock = deps.clock
@@ -146,10 +148,20 @@ export class AuditTrail implements Component, EventSink {
   async stop(): Promise<void> {
     this.#stopping = true
     clearInterval(this.#checkpointTimer)
-    // Rotation work (compression, retention) may itself record events: drain until quiet.
+    // Rotation work (compression, retention) may itself record events: drain until quiet. With
+    // the disk full, try again twice a second for the shutdown grace, then say what is lost.
+    const deadline = Date.now() + this.#graceMs
     do {
       await this.flush()
       await Promise.all(this.#background)
+      if (this.#queue.length && this.#failing) {
+        if (Date.now() >= deadline) {
+          this.#log.fatal({ unwritten: this.#queue.length, lastSeq: this.#seq }, 'stopping with audit records that could not be written (the disk is full): they are lost')
+          this.#queue = []
+          break
+        }
+        await new Promise((r) => setTimeout(r, 500))
+      }
     } while (this.#queue.length)
     if (this.#seq > this.#checkpointed) await this.checkpoint()
     await this.#checkpointing

@@ -29,6 +29,8 @@ export class ConnectionGuard {
   readonly #opts: GuardOptions
   readonly #perAddress = new Map<string, number>()
   readonly #deadlines = new Map<string, NodeJS.Timeout>()
+  /** Per open connection (address|port): what gives its place back, exactly once. */
+  readonly #releases = new Map<string, () => void>()
   readonly #lastLogged = new Map<string, number>()
   /** Counters for status and metrics. */
   readonly counts = { refusedBusyAddress: 0, authTimeouts: 0, clientErrors: {} as Record<string, number> }
@@ -66,15 +68,26 @@ export class ConnectionGuard {
       }, this.#opts.authTimeoutMs)
       deadline.unref()
       this.#deadlines.set(key, deadline)
-      socket.once('close', () => {
+      const release = () => {
+        if (this.#releases.get(key) !== release) return
+        this.#releases.delete(key)
         clearTimeout(this.#deadlines.get(key))
         this.#deadlines.delete(key)
         const n = (this.#perAddress.get(ip) ?? 1) - 1
         if (n > 0) this.#perAddress.set(ip, n)
         else this.#perAddress.delete(ip)
-      })
+      }
+      this.#releases.set(key, release)
+      // STARTTLS takes the raw socket's listeners away (smtp-server removes them before the
+      // upgrade), so the SMTP session's own close also gives the place back: closed().
+      socket.once('close', release)
       for (const h of handlers) h.call(server, socket)
     })
+  }
+
+  /** The SMTP session of `address:port` has closed (after a STARTTLS upgrade the raw socket no longer says so). */
+  closed(address: string, port: number): void {
+    this.#releases.get(`${unmapIPv4(address)}|${port}`)?.()
   }
 
   /** The client at `address:port` has authenticated (or, from a trusted network, started a transaction): no deadline any more. */

@@ -187,6 +187,7 @@ export class SubmissionServer implements Component {
           )
         },
         onClose: (session) => {
+          guard.closed(session.remoteAddress, session.remotePort)
           const s = this.#sessions.get(session.id)
           if (s) this.#budget?.release(s.held)
           this.#sessions.get(session.id)?.log.debug('connection closed')

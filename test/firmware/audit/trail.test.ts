@@ -320,3 +320,31 @@ function statfsFree(dir: string): number {
   const s = statfsSync(dir)
   return s.bavail * s.bsize
 }
+
+t.test('stopping with the disk still full: tries for the shutdown grace, then says what is lost — no busy loop', async (t) => {
+  const { AuditTrail } = await import('../../../firmware/audit/trail.ts')
+  const { parseConfig } = await import('../../../firmware/config/load.ts')
+  const { logSink } = await import('../../helpers/logs.ts')
+  const { tinyDisk } = await import('../../helpers/box.ts')
+  const base = await auditRig(t)
+  const mnt = tinyDisk(t, '256k')
+  const config = parseConfig({ dataDir: join(mnt, 'data'), audit: { flushMs: 5 }, shutdown: { graceMs: 1000 } })
+  const { log, records } = logSink()
+  const trail = new AuditTrail({ config, log, hsm: base.hsm, clock: { now: () => Date.now() } })
+  await trail.start()
+  try {
+    for (;;) appendFileSync(join(mnt, 'filler'), Buffer.alloc(4096))
+  } catch {
+    // full
+  }
+  for (let i = 0; i < 50; i++) trail.emit(queued(i))
+  await trail.flush()
+  const cpu = process.cpuUsage()
+  const started = Date.now()
+  await trail.stop()
+  const took = Date.now() - started
+  const used = process.cpuUsage(cpu)
+  t.ok(took >= 900 && took < 3000, `stopped after ${took} ms (grace 1000 ms)`)
+  t.ok((used.user + used.system) / 1000 < took / 2, `without spinning (${Math.round((used.user + used.system) / 1000)} ms of CPU)`)
+  t.match(records.find((r) => r.msg?.toString().startsWith('stopping with audit records that could not be written')), { level: 60, unwritten: Number })
+})

@@ -97,3 +97,8 @@ t.test('finding 5: client TLS failures are counted, logged once a minute per add
   t.notOk(box.records.some((r) => r.level === 50), 'nothing at error level')
   t.ok((box.server.guardCounts!.clientErrors.tls ?? 0) >= 20, 'every failure counted')
 })
+
+t.test('a client that comes and goes (STARTTLS, AUTH, QUIT) gives its place back every time', async (t) => {
+  const box = await startSubmission(t, { submission: { maxClientsPerAddress: 3 } })
+  for (let i = 0; i < 10; i++) t.equal((await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.80')).code, 235, `login ${i + 1} of 10 with a limit of 3`)
+})
