@@ -93,6 +93,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       hsm: await hsm.check(),
     }),
     remove: (id, who, reason) => delivery.remove(id, who, reason),
+    // The recent 250-to-journal windows themselves (ms), for the reliability suite's percentiles.
+    views: { 'delivery.journal-lag': async () => delivery.journalLag.values() },
   })
   const daemon = new Daemon([hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, spool, policy, signing, delivery, control, submission], log)
 

@@ -60,6 +60,7 @@ export class ControlServer implements Component {
   readonly #events: EventSink
   readonly #status: (() => Promise<unknown>) | undefined
   readonly #remove: ((id: string, who: string, reason: string) => Promise<void>) | undefined
+  readonly #views: Record<string, () => Promise<unknown>>
   #server: Server | undefined
   readonly #sockets = new Set<Socket>()
 
@@ -74,7 +75,10 @@ export class ControlServer implements Component {
     events: EventSink
     status?: () => Promise<unknown>
     remove?: (id: string, who: string, reason: string) => Promise<void>
+    /** Further read-only views by command name (e.g. `delivery.journal-lag`). */
+    views?: Record<string, () => Promise<unknown>>
   }) {
+    this.#views = deps.views ?? {}
     this.#config = deps.config
     this.#log = deps.log.child({ component: 'control' })
     this.#spool = deps.spool
@@ -252,6 +256,7 @@ export class ControlServer implements Component {
         return { id: e.id, state: 'removed' }
       }
       default:
+        if (Object.hasOwn(this.#views, cmd)) return this.#views[cmd]!()
         throw new Refused(`unknown command "${cmd}"`)
     }
   }

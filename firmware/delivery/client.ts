@@ -280,6 +280,8 @@ export const MAX_REPLY_LINE = 4096
 /** Lines and octets of one multi-line reply (EHLO lists a few dozen). */
 export const MAX_REPLY_LINES = 128
 export const MAX_REPLY_BYTES = 64 * 1024
+/** Replies received and not yet asked for: a pipelined group is a handful; more is a server talking to itself. */
+export const MAX_UNREAD_REPLIES = 64
 
 /**
  * Replies from a receiving server, read incrementally: bytes are split into
@@ -345,6 +347,7 @@ export class ReplyReader {
     this.#bytes += line.length
     if (this.#lines.length > MAX_REPLY_LINES || this.#bytes > MAX_REPLY_BYTES) return this.#fail(`a reply of more than ${MAX_REPLY_LINES} lines or ${MAX_REPLY_BYTES} octets`)
     if (sep === '-') return
+    if (this.#ready.length >= MAX_UNREAD_REPLIES) return this.#fail(`more than ${MAX_UNREAD_REPLIES} replies nobody asked for`)
     this.#ready.push({ code: Number(code), text: this.#lines.join('\n') })
     this.#lines = []
     this.#bytes = 0

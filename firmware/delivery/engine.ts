@@ -545,6 +545,11 @@ export class Percentiles {
     this.#values[this.#n++ % this.#values.length] = v
   }
 
+  /** The samples kept, oldest first is not guaranteed. */
+  values(): number[] {
+    return Array.from(this.#values.subarray(0, Math.min(this.#n, this.#values.length)))
+  }
+
   summary(): { samples: number; p50: number; p99: number; max: number } {
     const filled = Math.min(this.#n, this.#values.length)
     if (filled === 0) return { samples: 0, p50: 0, p99: 0, max: 0 }

@@ -10,6 +10,7 @@ import { pdfEncryption } from '../../firmware/policy/pdf.ts'
 import { findTaiwanIds } from '../../firmware/policy/taiwan-id.ts'
 import { readZip } from '../../firmware/policy/zip.ts'
 import { relaxedBody, relaxedHeader } from '../../firmware/signing/dkim.ts'
+import { ReplyReader } from '../../firmware/delivery/client.ts'
 import { mimeMessage } from '../helpers/mime.ts'
 
 /**
@@ -180,5 +181,18 @@ export const TARGETS: Target<unknown>[] = [
       relaxedHeader(`X: ${s}`)
     },
     worst: (n: number) => ' a'.repeat(n / 2),
+  }),
+  target({
+    name: 'SMTP replies from a receiving server (ReplyReader)',
+    input: fc.array(tokens(['250', '-', ' ', '\r\n', '220', '5', 'x', '\n']), { maxLength: 8 }),
+    run: (chunks: string[]) => {
+      const r = new ReplyReader()
+      for (const c of chunks) {
+        r.push(Buffer.from(c, 'latin1'))
+        while (r.next()); // the client reads what it asked for as it arrives
+      }
+    },
+    // Many short complete replies, arriving in pieces: every byte is looked at once.
+    worst: (n: number) => Array.from({ length: n / 4096 }, () => '250 ok\r\n'.repeat(512)),
   }),
 ]

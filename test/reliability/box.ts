@@ -104,6 +104,11 @@ export class Box {
     return r.result as Record<string, unknown>
   }
 
+  async journalLag(): Promise<number[]> {
+    const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'delivery.journal-lag', who: 'reliability' }], 10_000)
+    return (r as { result: number[] }).result
+  }
+
   async queueTotal(): Promise<number> {
     const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'queue.summary', who: 'reliability' }], 10_000)
     return (r as { result: { total: number } }).result.total

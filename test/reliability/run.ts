@@ -126,8 +126,7 @@ async function killCycles(cycles: number): Promise<void> {
   for (let c = 0; c < cycles; c++) {
     await sleep(500 + Math.random() * 1500)
     try {
-      const st = (await box.status()) as { delivery: { journalLagMs: { p99: number; max: number; samples: number } } }
-      if (st.delivery.journalLagMs.samples) lags.push(st.delivery.journalLagMs.p99)
+      lags.push(...(await box.journalLag()))
     } catch {
       // a status call may meet the box busy; the cycle goes on
     }
@@ -142,9 +141,11 @@ async function killCycles(cycles: number): Promise<void> {
   const received = [...accepted].filter((id) => rx.got.has(id)).length
   const lost = accepted.size - received
   const duplicates = [...rx.got.values()].filter((n) => n > 1).length
-  const p99 = lags.length ? Math.max(...lags) : 0
+  const sorted = lags.sort((a, b) => a - b)
+  const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0
+  const p99 = pct(0.99)
   row(`kill -9 × ${cycles} with 6 submitters`, `${accepted.size} accepted (250), ${received} received, lost ${lost}, duplicates ${duplicates}; ${refusedDuringRestart} sends failed while the box was down`, lost === 0 && drained)
-  row('250 → journal window under that load', `worst per-run p99 ${p99.toFixed(1)} ms over ${lags.length} runs (target ≤ 20 ms)`, p99 <= 20)
+  row('250 → journal window under that load', `p50 ${pct(0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${(sorted.at(-1) ?? 0).toFixed(1)} ms over ${sorted.length} deliveries (target p99 ≤ 20 ms)`, p99 <= 20)
   rmSync(box.dataDir, { recursive: true, force: true })
 }
 

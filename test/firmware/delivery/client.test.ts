@@ -139,3 +139,10 @@ t.test('#15 finding 6: replies are read line by line within limits; a hostile se
   t.ok(sent < 8 * 1024 * 1024, `the connection was dropped early (${(sent / 2 ** 20).toFixed(1)} MB sent of 64)`)
   t.ok(grown < 4 * 1024 * 1024, `memory did not grow with what the server sent (${(grown / 2 ** 20).toFixed(1)} MB)`)
 })
+
+t.test('a server that keeps sending replies nobody asked for is cut off too', async (t) => {
+  const { ReplyReader } = await import('../../../firmware/delivery/client.ts')
+  const r = new ReplyReader()
+  r.push(Buffer.from('250 ok\r\n'.repeat(100)))
+  t.match(r.violation, /more than 64 replies nobody asked for/)
+})
