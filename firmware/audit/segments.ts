@@ -1,5 +1,4 @@
-import { createReadStream } from 'node:fs'
-import { readFile, readdir } from 'node:fs/promises'
+import { open, readFile, readdir, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import { createGunzip } from 'node:zlib'
@@ -54,8 +53,19 @@ export interface Line {
  * millions of records is bounded by this loop, not by readline's overhead).
  */
 export async function* readLines(segment: Pick<Segment, 'file' | 'gz'>, start = 0): AsyncGenerator<Line> {
-  const raw = createReadStream(segment.file, { highWaterMark: 1 << 20, start: segment.gz ? 0 : start })
-  const stream = segment.gz ? raw.pipe(createGunzip({ chunkSize: 1 << 20 })) : raw
+  // A finished day is compressed while the box runs: a reader that listed the plain file may
+  // find it gone, replaced by its .gz (written and synced before the plain file goes).
+  let gz = segment.gz
+  let fh: FileHandle
+  try {
+    fh = await open(segment.file, 'r')
+  } catch (err) {
+    if (gz || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    fh = await open(`${segment.file}.gz`, 'r')
+    gz = true
+  }
+  const raw = fh.createReadStream({ highWaterMark: 1 << 20, start: gz ? 0 : start })
+  const stream = gz ? raw.pipe(createGunzip({ chunkSize: 1 << 20 })) : raw
   const decoder = new StringDecoder('utf8')
   let rest = ''
   let number = 0
