@@ -3,7 +3,10 @@ import type { Test } from 'tap'
 import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { searchTrail } from '../../../firmware/audit/search.ts'
-import { recipientHash } from '../../../firmware/audit/trail.ts'
+import { AuditTrail, recipientHash } from '../../../firmware/audit/trail.ts'
+import { parseConfig } from '../../../firmware/config/load.ts'
+import { tinyDisk } from '../../helpers/box.ts'
+import { logSink } from '../../helpers/logs.ts'
 import { verifyTrail } from '../../../firmware/audit/verify.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
 import { auditRig, trailText } from '../../helpers/audit.ts'
@@ -273,15 +276,7 @@ t.test('S6: the operational log gets recipients masked', async (t) => {
 })
 
 t.test('#15 finding 8: a disk that fills mid-group neither loses nor glues a record; submission is held back until the trail has caught up', async (t) => {
-  const { AuditTrail } = await import('../../../firmware/audit/trail.ts')
-  const { parseConfig } = await import('../../../firmware/config/load.ts')
-  const { logSink } = await import('../../helpers/logs.ts')
-  const { tinyDisk } = await import('../../helpers/box.ts')
-  const base = await auditRig(t)
-  const mnt = tinyDisk(t, '512k')
-  const config = parseConfig({ dataDir: join(mnt, 'data'), audit: { flushMs: 5, checkpointEvery: 50, maxBacklog: 100_000 } })
-  const trail = new AuditTrail({ config, log: logSink().log, hsm: base.hsm, clock: { now: () => Date.now() } })
-  await trail.start()
+  const { base, mnt, trail } = await trailOnTinyDisk(t, '512k', { audit: { flushMs: 5, checkpointEvery: 50, maxBacklog: 100_000 } })
   t.teardown(() => trail.stop())
   // Fill what is left of the disk but a few kilobytes, so that the trail runs out mid-group.
   const filler = join(mnt, 'filler')
@@ -316,22 +311,23 @@ t.test('#15 finding 8: a disk that fills mid-group neither loses nor glues a rec
   t.ok(v.ok, `the trail verifies (${v.records} records)`)
 })
 
+/** A trail whose data directory is on a tmpfs of `size` (the HSM token stays elsewhere). */
+async function trailOnTinyDisk(t: Test, size: string, extra: Record<string, unknown>) {
+  const base = await auditRig(t)
+  const mnt = tinyDisk(t, size)
+  const { log, records } = logSink()
+  const trail = new AuditTrail({ config: parseConfig({ dataDir: join(mnt, 'data'), ...extra }), log, hsm: base.hsm, clock: { now: () => Date.now() } })
+  await trail.start()
+  return { base, mnt, trail, records }
+}
+
 function statfsFree(dir: string): number {
   const s = statfsSync(dir)
   return s.bavail * s.bsize
 }
 
 t.test('stopping with the disk still full: tries for the shutdown grace, then says what is lost — no busy loop', async (t) => {
-  const { AuditTrail } = await import('../../../firmware/audit/trail.ts')
-  const { parseConfig } = await import('../../../firmware/config/load.ts')
-  const { logSink } = await import('../../helpers/logs.ts')
-  const { tinyDisk } = await import('../../helpers/box.ts')
-  const base = await auditRig(t)
-  const mnt = tinyDisk(t, '256k')
-  const config = parseConfig({ dataDir: join(mnt, 'data'), audit: { flushMs: 5 }, shutdown: { graceMs: 1000 } })
-  const { log, records } = logSink()
-  const trail = new AuditTrail({ config, log, hsm: base.hsm, clock: { now: () => Date.now() } })
-  await trail.start()
+  const { mnt, trail, records } = await trailOnTinyDisk(t, '256k', { audit: { flushMs: 5 }, shutdown: { graceMs: 1000 } })
   try {
     for (;;) appendFileSync(join(mnt, 'filler'), Buffer.alloc(4096))
   } catch {
