@@ -27,7 +27,7 @@ import { AuditCopyHandoff, DeliveryEngine } from '../firmware/delivery/engine.ts
 import { StagedHandoff } from '../firmware/pipeline/stage.ts'
 import { SigningStage } from '../firmware/signing/stage.ts'
 import { Spool } from '../firmware/spool/spool.ts'
-import { hashPassword } from '../firmware/submission/password.ts'
+import { hashPassword } from '../hal/crypto/password.ts'
 import { SubmissionServer } from '../firmware/submission/server.ts'
 
 const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, caps: { type: 'string', default: '10,100' }, receiver: { type: 'boolean' } } })

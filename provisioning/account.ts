@@ -1,5 +1,5 @@
 import { stdin } from 'node:process'
-import { hashPassword } from '../firmware/submission/password.ts'
+import { hashPassword } from '../hal/crypto/password.ts'
 
 /**
  * Submission account helper for IT.

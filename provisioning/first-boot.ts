@@ -4,9 +4,10 @@ import { join, resolve } from 'node:path'
 import { systemClock } from '../hal/clock.ts'
 import { writeFileAtomic } from '../hal/storage/files.ts'
 import { parseConfig } from '../firmware/config/load.ts'
-import { DEV_SMIME_LABEL, ensureDevSmime } from '../firmware/keys/dev-smime.ts'
+import { ensureDevSmime } from '../firmware/keys/dev-smime.ts'
+import { DEV_SMIME_LABEL } from '../firmware/keys/labels.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
-import { hashPassword } from '../firmware/submission/password.ts'
+import { hashPassword } from '../hal/crypto/password.ts'
 
 /**
  * First boot for a development box (`npm start` runs it): writes

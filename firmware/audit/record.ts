@@ -22,8 +22,6 @@ import { createHash } from 'node:crypto'
  */
 
 export const GENESIS = '0'.repeat(64)
-export const CHECKPOINT_KEY_LABEL = 'audit/checkpoint-signing'
-export const RECIPIENT_HMAC_LABEL = 'audit/recipient-hmac'
 
 export interface Checkpoint {
   seq: number

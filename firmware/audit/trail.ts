@@ -9,12 +9,11 @@ import { fsyncDir, writeFileAtomic } from '../../hal/storage/files.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import { withMaskedText, type BoxEvent, type EventSink } from '../events.ts'
+import { CHECKPOINT_KEY_LABEL, RECIPIENT_HMAC_LABEL } from '../keys/labels.ts'
 import { maskAddress, type Logger } from '../log.ts'
 import { SECRET_FIELDS } from '../secrets.ts'
 import {
-  CHECKPOINT_KEY_LABEL,
   GENESIS,
-  RECIPIENT_HMAC_LABEL,
   checkpointName,
   checkpointPayload,
   dayOf,

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { cidrProblem } from '../../hal/net/cidr.ts'
-import { patternProblem } from '../policy/patterns.ts'
-import { passwordHashProblem } from '../submission/password.ts'
+import { patternProblem } from './patterns.ts'
+import { passwordHashProblem } from '../../hal/crypto/password.ts'
 import { bool, int, list, obj, oneOf, records, str, type Infer } from './types.ts'
 
 /**

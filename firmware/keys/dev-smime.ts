@@ -4,9 +4,8 @@ import * as der from '../../hal/crypto/der.ts'
 import { caExtensions, makeCertificate, smimeExtensions } from '../../hal/crypto/issue.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
+import { DEV_SMIME_LABEL } from './labels.ts'
 
-/** The development box's S/MIME key: made in the HSM on first boot (M5, M6). */
-export const DEV_SMIME_LABEL = 'smime/dev'
 export const DEV_CA_NAME = 'Statement Gateway development CA — not for production'
 /** Where the development CA's certificate is kept, for verifiers (`openssl cms -verify -CAfile`). */
 export const devCaFile = (dataDir: string) => join(dataDir, 'signing', 'dev-ca.pem')

@@ -1,4 +1,5 @@
 import type { RequiredKey } from '../../hal/hsm/index.ts'
+import { CHECKPOINT_KEY_LABEL, PASSWORD_PEPPER_LABEL, RECIPIENT_HMAC_LABEL } from './labels.ts'
 
 /**
  * Keys the box itself needs, created in the HSM at first start (M6, S9).
@@ -6,7 +7,7 @@ import type { RequiredKey } from '../../hal/hsm/index.ts'
  * signing domains in config, S/MIME keys to the firm's certificates.
  */
 export const BOX_KEYS: readonly RequiredKey[] = [
-  { label: 'audit/checkpoint-signing', type: 'ec-p256', purpose: 'signs audit trail checkpoints (S6)' },
-  { label: 'audit/recipient-hmac', type: 'hmac-sha256', purpose: 'keyed hashes of recipient addresses in the audit trail (S6)' },
-  { label: 'admin/password-pepper', type: 'hmac-sha256', purpose: 'pepper for admin password hashes (S3)' },
+  { label: CHECKPOINT_KEY_LABEL, type: 'ec-p256', purpose: 'signs audit trail checkpoints (S6)' },
+  { label: RECIPIENT_HMAC_LABEL, type: 'hmac-sha256', purpose: 'keyed hashes of recipient addresses in the audit trail (S6)' },
+  { label: PASSWORD_PEPPER_LABEL, type: 'hmac-sha256', purpose: 'pepper for admin password hashes (S3)' },
 ]

@@ -3,7 +3,7 @@ import { runInNewContext } from 'node:vm'
 import { parentPort, workerData } from 'node:worker_threads'
 import { MimeError } from '../mime/tree.ts'
 import { inspectMessage, type InspectOutcome, type Profile } from './inspect.ts'
-import { compilePattern } from './patterns.ts'
+import { compilePattern } from '../config/patterns.ts'
 
 /**
  * An inspection worker (firmware/policy/pool.ts): reads and judges one mail

@@ -8,6 +8,7 @@ import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { dkimKeyLabel } from '../keys/labels.ts'
 import { fromAddress } from '../mime/address.ts'
 import { toCrlf } from '../mime/entity.ts'
 import { MimeError, parseMessage } from '../mime/tree.ts'
@@ -25,8 +26,6 @@ const EMAIL_PROTECTION = '1.3.6.1.5.5.7.3.4'
 const ANY_EKU = '2.5.29.37.0'
 /** Certificates are read from the token at most this often (and again after it reconnects). */
 const CERT_CACHE_MS = 60_000
-
-export const dkimKeyLabel = (domain: string, selector: string) => `dkim/${domain}/${selector}`
 
 type DomainConfig = Config['signing']['domains'][number]
 type SignedWith = { serial: string; issuer: string; algorithm: string }

@@ -3,7 +3,7 @@ import { AddressSet } from '../../hal/net/cidr.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { hashPassword, verifyPassword } from './password.ts'
+import { hashPassword, verifyPassword } from '../../hal/crypto/password.ts'
 
 export interface Account {
   readonly name: string

@@ -13,7 +13,7 @@ import { mailauthDkimVerify, opensslVerify, pythonDkimVerify, signingSetup } fro
 import { pdfFixtures } from '../helpers/pdf.ts'
 import { randomBytes } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
-import { CHECKPOINT_KEY_LABEL } from '../../firmware/audit/record.ts'
+import { CHECKPOINT_KEY_LABEL } from '../../firmware/keys/labels.ts'
 import { AuditTrail, recipientHash } from '../../firmware/audit/trail.ts'
 import { verifyTrail } from '../../firmware/audit/verify.ts'
 import { EventHub } from '../../firmware/events.ts'

@@ -9,7 +9,7 @@ import type { Clock } from '../../hal/clock.ts'
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import { MemoryHandoff } from '../../firmware/pipeline/handoff.ts'
 import { StagedHandoff, type Stage } from '../../firmware/pipeline/stage.ts'
-import { hashPassword } from '../../firmware/submission/password.ts'
+import { hashPassword } from '../../hal/crypto/password.ts'
 import { SubmissionServer } from '../../firmware/submission/server.ts'
 import { logSink } from './logs.ts'
 

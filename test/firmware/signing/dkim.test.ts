@@ -40,7 +40,7 @@ t.test('relaxed canonicalisation (RFC 6376 §3.4.2, §3.4.4 examples)', async (t
 })
 
 t.test('RFC 8463: an additional ed25519-sha256 signature made in the token passes python3-dkim and mailauth', async (t) => {
-  const { dkimKeyLabel } = await import('../../../firmware/signing/stage.ts')
+  const { dkimKeyLabel } = await import('../../../firmware/keys/labels.ts')
   const { dkimTxtValue } = await import('../../../firmware/signing/dkim.ts')
   const s = await signingSetup(t, { signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1', dkimEd25519Selector: 'ed1' }] } })
   const keys = (await s.hsm.keys.list()).filter((k) => k.label === dkimKeyLabel('bank.example', 'ed1'))
