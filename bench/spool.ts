@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { Hsm } from '../hal/hsm/index.ts'
 import { parseConfig } from '../firmware/config/load.ts'
-import { newQueueId } from '../firmware/submission/server.ts'
+import { newQueueId } from '../firmware/spool/ids.ts'
 import { Spool } from '../firmware/spool/spool.ts'
 
 const { values } = parseArgs({

@@ -6,7 +6,8 @@ import type { Config } from '../config/load.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 import { maskAddress, type Logger } from '../log.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
-import type { Spool, SpoolEntry, SpoolState } from '../spool/spool.ts'
+import type { Spool } from '../spool/spool.ts'
+import { SPOOL_STATES as STATES, type SpoolEntry, type SpoolState } from '../spool/types.ts'
 
 export const controlSocketPath = (config: Config) => join(config.dataDir, 'control.sock')
 
@@ -35,7 +36,6 @@ export function toolActionEvent(who: string, a: AdminAction): BoxEvent {
 
 class Refused extends Error {}
 
-const STATES: readonly SpoolState[] = ['queued', 'inflight', 'deferred', 'held']
 const LIST_LIMIT = 10_000
 const MAX_LINE = 64 * 1024
 

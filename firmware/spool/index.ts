@@ -1,8 +1,7 @@
-import type { SpoolEntry, SpoolState } from './spool.ts'
+import { SPOOL_STATES as STATES, type SpoolEntry, type SpoolState } from './types.ts'
 
-const STATES: SpoolState[] = ['queued', 'inflight', 'deferred', 'held']
-const QUEUED = 0
-const DEFERRED = 2
+const QUEUED = STATES.indexOf('queued')
+const DEFERRED = STATES.indexOf('deferred')
 
 /**
  * Slots waiting for delivery, ordered by next attempt time and then by the
@@ -232,7 +231,7 @@ export class SpoolIndex {
 
   /** Counts per state without materialising entries. */
   countByState(): Record<SpoolState, number> {
-    const out: Record<SpoolState, number> = { queued: 0, inflight: 0, deferred: 0, held: 0 }
+    const out = Object.fromEntries(STATES.map((state) => [state, 0])) as Record<SpoolState, number>
     for (let s = 0; s < this.#ids.length; s++) if (this.#ids[s] !== undefined) out[STATES[this.#state[s]!]!]++
     return out
   }

@@ -1,60 +1,25 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, statfsSync } from 'node:fs'
-import { open, opendir, readdir, readFile, rename, unlink } from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
+import { opendir, readdir, readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
 import { HsmError, type Hsm } from '../../hal/hsm/index.ts'
+import { replaceFile, syncDir } from '../../hal/storage/files.ts'
+import { GroupCommit } from '../../hal/storage/group.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
+import { epochKeyLabel } from '../keys/labels.ts'
 import type { Logger } from '../log.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
+import { EpochKeys } from './epochs.ts'
+import { parseRecordName, recordName, shardOf } from './ids.ts'
 import { SpoolIndex } from './index.ts'
 import { Journal, type JournalState } from './journal.ts'
+import { SpoolLimits } from './limits.ts'
 import { decodeRecord, readHeader, RecordError, writeRecord, type SpooledMail } from './record.ts'
-
-export type SpoolState = 'queued' | 'inflight' | 'deferred' | 'held'
-/** `removed`: taken out of the queue by an operator (held first), with a notice to the firm. */
-export type FinalOutcome = 'delivered' | 'bounced' | 'expired' | 'removed'
-
-export interface SpoolEntry {
-  id: string
-  epoch: string
-  created: number
-  state: SpoolState
-  attempts: number
-  nextAttemptAt: number
-}
-
-/**
- * Recipients of a mail that need no more attempts, as indexes into its
- * envelope's recipient list (the journal is clear text: never addresses).
- * Only a mail with several recipients, some final and some not, has any.
- */
-export interface RecipientsDone {
-  readonly delivered: readonly number[]
-  readonly bounced: readonly number[]
-}
-
-/** `0,2;1`: delivered indexes, then bounced ones. */
-export function encodeDone(d: RecipientsDone): string {
-  return `${d.delivered.join(',')};${d.bounced.join(',')}`
-}
-
-export function decodeDone(text: string): RecipientsDone {
-  const [delivered = '', bounced = ''] = text.split(';')
-  const list = (x: string) => (x ? x.split(',').map(Number).filter((n) => Number.isInteger(n) && n >= 0) : [])
-  return { delivered: list(delivered), bounced: list(bounced) }
-}
-
-export const epochKeyLabel = (epoch: string) => `spool/epoch/${epoch}`
-const EPOCH_PREFIX = 'spool/epoch/'
-
-/** Record file name: the id, epoch and creation time, so a restart can index without reading files. */
-const fileName = (e: { id: string; epoch: string; created: number }) => `${e.id}~${e.epoch}~${e.created.toString(36)}.rec`
-/** 16 shard directories: few enough that concurrent writers share directory fsyncs, enough to keep directories small. */
-const shardOf = (id: string) => (id.charCodeAt(0) & 15).toString(16)
+import { decodeDone, encodeDone, type FinalOutcome, type RecipientsDone, type SpoolEntry, type SpoolState } from './types.ts'
 
 /**
  * The encrypted durable spool (M10, S9, S12, S13).
@@ -86,14 +51,11 @@ export class Spool implements Component, Handoff {
   readonly #index = new SpoolIndex()
   /** Partly delivered mails only (rare): which recipients are done, as journalled. */
   readonly #done = new Map<string, string>()
-  readonly #epochCounts = new Map<string, number>()
-  readonly #epochKeys = new Set<string>()
-  readonly #epochKeyPending = new Map<string, Promise<void>>()
+  readonly #epochs: EpochKeys
+  readonly #limits: SpoolLimits
   readonly #shards = new Set<string>()
-  readonly #dirSyncs = new Map<string, { running: Promise<void> | undefined; waiters: { resolve: () => void; reject: (e: Error) => void }[] }>()
-  #disk = { at: -Infinity, ok: true }
-  /** When each kind of alarm was last raised. */
-  readonly #alarmed = new Map<'queue' | 'disk', number>()
+  /** One directory fsync per shard for all the records renamed into it meanwhile. */
+  readonly #dirSyncs = new Map<string, GroupCommit<void>>()
   #timer: NodeJS.Timeout | undefined
   #verifying: Promise<void> | undefined
   #stopping = false
@@ -107,6 +69,8 @@ export class Spool implements Component, Handoff {
     this.#dir = join(deps.config.dataDir, 'spool')
     this.#quarantine = join(this.#dir, 'quarantine')
     this.#journal = new Journal(join(this.#dir, 'journal'))
+    this.#epochs = new EpochKeys({ ...deps, log: this.#log, epochSeconds: deps.config.spool.epochSeconds })
+    this.#limits = new SpoolLimits({ ...deps, log: this.#log, dir: this.#dir, queued: () => this.#index.size })
   }
 
   get size(): number {
@@ -132,9 +96,9 @@ export class Spool implements Component, Handoff {
           torn++
           continue
         }
-        const m = /^([A-Za-z0-9_-]+)~([0-9A-Za-z]+)~([0-9a-z]+)\.rec$/.exec(name)
-        if (!m) continue
-        const [, id, epoch, created36] = m as unknown as [string, string, string, string]
+        const parsed = parseRecordName(name)
+        if (!parsed) continue
+        const { id, epoch, created } = parsed
         const j = journal.get(id)
         if (j !== undefined && j !== 'queued' && j.state === 'final') {
           finals.push(join(shardDir, name))
@@ -142,7 +106,6 @@ export class Spool implements Component, Handoff {
         }
         const st = j === undefined || j === 'queued' ? undefined : j
         if (st?.done) this.#done.set(id, st.done)
-        const created = parseInt(created36, 36)
         this.#index.set({
           id,
           epoch,
@@ -151,7 +114,7 @@ export class Spool implements Component, Handoff {
           attempts: st?.attempts ?? 0,
           nextAttemptAt: st?.nextAttemptAt ?? created,
         })
-        this.#epochCounts.set(epoch, (this.#epochCounts.get(epoch) ?? 0) + 1)
+        this.#epochs.hold(epoch)
       }
     }
     // Final in the journal but still on disk: the crash came between journal and unlink.
@@ -162,11 +125,11 @@ export class Spool implements Component, Handoff {
         .select(Infinity, (state) => state !== 'queued')
         .map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt, done: this.#done.get(e.id) }]),
     )
-    await this.#shredEndedEpochs()
-    this.#log.info({ queued: this.#index.size, epochs: this.#epochCounts.size, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started }, 'spool ready')
+    await this.#epochs.shredEnded()
+    this.#log.info({ queued: this.#index.size, epochs: this.#epochs.live, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started }, 'spool ready')
     this.#timer = setInterval(() => {
-      void this.#shredEndedEpochs().catch((err: unknown) => this.#log.error({ err }, 'epoch check failed'))
-      this.checkAlarms()
+      void this.#epochs.shredEnded().catch((err: unknown) => this.#log.error({ err }, 'epoch check failed'))
+      this.#limits.checkAlarms()
     }, 60_000)
     this.#timer.unref()
     if (this.#config.spool.verifyOnStart) this.#verifying = this.#verifyAll()
@@ -181,46 +144,34 @@ export class Spool implements Component, Handoff {
 
   /** Handoff: the mail is durable (and encrypted) when this resolves, and only then. */
   async accept(mail: Submitted): Promise<void> {
-    this.#checkLimits()
+    this.#limits.check()
     const id = mail.envelope.id
     const created = this.#clock.now()
-    const epoch = this.#epochAt(created)
-    const label = epochKeyLabel(epoch)
+    const epoch = this.#epochs.at(created)
     const dataKey = randomBytes(32)
     try {
       let wrapped: { iv: Buffer; ciphertext: Buffer }
       try {
-        await this.#ensureEpochKey(epoch)
-        wrapped = await this.#hsm.keys.encrypt(label, dataKey, Buffer.from(id))
+        await this.#epochs.ensure(epoch)
+        wrapped = await this.#hsm.keys.encrypt(epochKeyLabel(epoch), dataKey, Buffer.from(id))
       } catch (err) {
         if (err instanceof HsmError) throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
         throw err
       }
       const shardDir = join(this.#dir, shardOf(id))
-      const final = join(shardDir, fileName({ id, epoch, created }))
-      const tmp = `${final}.tmp`
+      const final = join(shardDir, recordName({ id, epoch, created }))
       if (!this.#shards.has(shardDir)) {
         mkdirSync(shardDir, { recursive: true, mode: 0o700 })
         this.#shards.add(shardDir)
       }
       try {
-        const fh = await open(tmp, 'wx', 0o600)
-        try {
-          // Encrypted slice by slice into the file: a large statement is not held twice.
-          await writeRecord(fh, mail, { id, epoch, created }, dataKey, wrapped)
-          await fh.datasync()
-        } finally {
-          await fh.close()
-        }
-        await rename(tmp, final)
-        await this.#syncDir(shardDir)
+        // Encrypted slice by slice into the file: a large statement is not held twice.
+        await replaceFile(final, (fh) => writeRecord(fh, mail, { id, epoch, created }, dataKey, wrapped), { exclusive: true, syncDir: (dir) => this.#syncDir(dir) })
       } catch (err) {
-        await unlink(tmp).catch(() => {})
         await unlink(final).catch(() => {})
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'ENOSPC' || code === 'EDQUOT') {
-          this.#disk = { at: this.#clock.now(), ok: false }
-          this.checkAlarms()
+          this.#limits.diskFull()
           throw new GatewayError('EQUEUE_DISK_FULL', undefined, { cause: err })
         }
         throw err
@@ -229,7 +180,7 @@ export class Spool implements Component, Handoff {
       dataKey.fill(0)
     }
     this.#index.set({ id, epoch, created, state: 'queued', attempts: 0, nextAttemptAt: created })
-    this.#epochCounts.set(epoch, (this.#epochCounts.get(epoch) ?? 0) + 1)
+    this.#epochs.hold(epoch)
     this.#events.emit({ type: 'spool.queued', id, epoch, bytes: mail.message.length })
   }
 
@@ -318,7 +269,7 @@ export class Spool implements Component, Handoff {
       if (err.code !== 'ENOENT') throw err
     })
     this.#events.emit({ type: 'spool.record_shredded', id })
-    await this.#released(e.epoch)
+    await this.#epochs.release(e.epoch)
   }
 
   /** Up to `limit` entries in index order, optionally only those in `state` (for the operator). */
@@ -340,24 +291,9 @@ export class Spool implements Component, Handoff {
     this.#events.emit({ type: event, id })
   }
 
-  /**
-   * S11: warns before the limits bite — the queue near `maxMessages`, free disk
-   * near the reserve — so operators act before submissions get 452. Each kind
-   * at most once an hour while it lasts. Called every minute.
-   */
+  /** S11: the queue and disk alarms, looked at now (also every minute and with every submission). */
   checkAlarms(): void {
-    const c = this.#config.spool
-    const now = this.#clock.now()
-    const raise = (kind: 'queue' | 'disk', value: number, limit: number, message: string) => {
-      if (now - (this.#alarmed.get(kind) ?? -Infinity) < 3_600_000) return
-      this.#alarmed.set(kind, now)
-      this.#log.error({ kind, value, limit }, message)
-      this.#events.emit({ type: 'spool.alarm', kind, value, limit })
-    }
-    const queueLimit = Math.floor((c.maxMessages * c.alarmPercent) / 100)
-    if (this.#index.size >= queueLimit) raise('queue', this.#index.size, c.maxMessages, 'spool is filling up: submissions will be refused at spool.maxMessages')
-    const freePercent = this.#freePercent()
-    if (freePercent < 2 * c.reservePercent) raise('disk', Math.floor(freePercent * 10) / 10, c.reservePercent, 'spool disk is running low: submissions will be refused below spool.reservePercent free')
+    this.#limits.checkAlarms()
   }
 
   /** Counts by state, for status pages and metrics. */
@@ -365,94 +301,14 @@ export class Spool implements Component, Handoff {
     return { ...this.#index.countByState(), total: this.#index.size }
   }
 
-  #checkLimits(): void {
-    // S11: the alarms are looked at whenever the limits are (at most once a second), so an alarm
-    // always comes before the first 452 — also when a disk fills faster than the minute check.
-    if (this.#index.size >= this.#config.spool.maxMessages) {
-      this.checkAlarms()
-      throw new GatewayError('EQUEUE_FULL')
-    }
-    const now = this.#clock.now()
-    if (now - this.#disk.at > 1000) {
-      this.#disk = { at: now, ok: this.#freePercent() >= this.#config.spool.reservePercent }
-      this.checkAlarms()
-    }
-    if (!this.#disk.ok) {
-      this.checkAlarms()
-      throw new GatewayError('EQUEUE_DISK_FULL')
-    }
-  }
-
-  /** Free space on the spool's filesystem, as the unprivileged box sees it (bavail). */
-  #freePercent(): number {
-    const st = statfsSync(this.#dir)
-    return (st.bavail / st.blocks) * 100
-  }
-
-  #epochAt(t: number): string {
-    const ms = this.#config.spool.epochSeconds * 1000
-    return Math.floor(t / ms).toString(36)
-  }
-
-  /** One creation per epoch: the first submissions of a new epoch arrive together and must not race to create its key. */
-  #ensureEpochKey(epoch: string): Promise<void> {
-    if (this.#epochKeys.has(epoch)) return Promise.resolve()
-    let pending = this.#epochKeyPending.get(epoch)
-    if (!pending) {
-      pending = (async () => {
-        if (await this.#hsm.keys.ensureSecretKey(epochKeyLabel(epoch), 'aes-256')) this.#events.emit({ type: 'spool.epoch_key_created', epoch })
-        this.#epochKeys.add(epoch)
-      })().finally(() => this.#epochKeyPending.delete(epoch))
-      this.#epochKeyPending.set(epoch, pending)
-    }
-    return pending
-  }
-
-  async #released(epoch: string): Promise<void> {
-    const n = (this.#epochCounts.get(epoch) ?? 1) - 1
-    if (n > 0) return void this.#epochCounts.set(epoch, n)
-    this.#epochCounts.delete(epoch)
-    if (epoch !== this.#epochAt(this.#clock.now())) await this.#destroyEpoch(epoch)
-  }
-
-  /** Destroys the keys of epochs that have ended and hold no live message (also ones left from before a restart). */
-  async #shredEndedEpochs(): Promise<void> {
-    const current = this.#epochAt(this.#clock.now())
-    let labels: string[]
-    try {
-      labels = (await this.#hsm.keys.list()).filter((k) => k.kind === 'secret' && k.label.startsWith(EPOCH_PREFIX)).map((k) => k.label)
-    } catch (err) {
-      this.#log.warn({ err: (err as Error).message }, 'cannot list epoch keys (HSM unavailable); will retry')
-      return
-    }
-    for (const label of labels) {
-      const epoch = label.slice(EPOCH_PREFIX.length)
-      if (epoch !== current && !this.#epochCounts.has(epoch)) await this.#destroyEpoch(epoch)
-    }
-  }
-
-  async #destroyEpoch(epoch: string): Promise<void> {
-    try {
-      const n = await this.#hsm.keys.destroy(epochKeyLabel(epoch))
-      this.#epochKeys.delete(epoch)
-      if (n > 0) {
-        this.#events.emit({ type: 'spool.epoch_key_destroyed', epoch })
-        this.#log.info({ epoch }, 'epoch key destroyed: its records can no longer be decrypted by anyone')
-      }
-    } catch (err) {
-      // Retried by the periodic check; the key stays until it can be destroyed.
-      this.#log.warn({ epoch, err: (err as Error).message }, 'epoch key not destroyed yet')
-    }
-  }
-
   async #quarantineRecord(e: SpoolEntry, reason: string): Promise<void> {
-    const name = fileName(e)
+    const name = recordName(e)
     await rename(this.#path(e), join(this.#quarantine, name)).catch(() => {})
     this.#index.delete(e.id)
     this.#done.delete(e.id)
     this.#events.emit({ type: 'spool.quarantined', file: name, reason })
     this.#log.error({ id: e.id, reason }, 'spool record quarantined')
-    await this.#released(e.epoch)
+    await this.#epochs.release(e.epoch)
   }
 
   /** Reads and authenticates every record once after start, without holding up accepting or delivering. */
@@ -482,35 +338,13 @@ export class Spool implements Component, Handoff {
   }
 
   #path(e: SpoolEntry): string {
-    return join(this.#dir, shardOf(e.id), fileName(e))
+    return join(this.#dir, shardOf(e.id), recordName(e))
   }
 
   /** fsync of a directory, shared by everyone who renamed into it while the previous one ran. */
   #syncDir(dir: string): Promise<void> {
-    let s = this.#dirSyncs.get(dir)
-    if (!s) this.#dirSyncs.set(dir, (s = { running: undefined, waiters: [] }))
-    const state = s
-    return new Promise((resolve, reject) => {
-      state.waiters.push({ resolve, reject })
-      if (state.running) return
-      state.running = (async () => {
-        while (state.waiters.length) {
-          await new Promise<void>((r) => setImmediate(r)) // let concurrent renames join this fsync
-          const batch = state.waiters.splice(0)
-          try {
-            const fh = await open(dir, 'r')
-            try {
-              await fh.sync()
-            } finally {
-              await fh.close()
-            }
-            for (const w of batch) w.resolve()
-          } catch (err) {
-            for (const w of batch) w.reject(err as Error)
-          }
-        }
-        state.running = undefined
-      })()
-    })
+    let group = this.#dirSyncs.get(dir)
+    if (!group) this.#dirSyncs.set(dir, (group = new GroupCommit(() => syncDir(dir), { gather: true })))
+    return group.add()
   }
 }

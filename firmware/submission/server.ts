@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
@@ -10,6 +9,7 @@ import { GatewayError, toGatewayError } from '../errors.ts'
 import { maskAddress, type Logger } from '../log.ts'
 import type { EventSink } from '../events.ts'
 import type { Handoff } from '../pipeline/handoff.ts'
+import { newQueueId } from '../spool/ids.ts'
 import { Authenticator } from './auth.ts'
 import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
@@ -340,9 +340,4 @@ export class SubmissionServer implements Component {
       })
     })
   }
-}
-
-/** Queue ids: 12 URL-safe characters, unguessable, unique for the box's lifetime in practice. */
-export function newQueueId(): string {
-  return randomBytes(9).toString('base64url')
 }

@@ -4,7 +4,7 @@ import type { BoxEvent } from '../../firmware/events.ts'
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import { Spool } from '../../firmware/spool/spool.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
-import { newQueueId } from '../../firmware/submission/server.ts'
+import { newQueueId } from '../../firmware/spool/ids.ts'
 import { tempDir } from './box.ts'
 import { logSink } from './logs.ts'
 

@@ -2,7 +2,7 @@ import type { Hsm } from '../../hal/hsm/index.ts'
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import type { BoxEvent } from '../../firmware/events.ts'
 import type { Submitted } from '../../firmware/pipeline/handoff.ts'
-import { newQueueId } from '../../firmware/submission/server.ts'
+import { newQueueId } from '../../firmware/spool/ids.ts'
 import { Spool } from '../../firmware/spool/spool.ts'
 import { logSink } from './logs.ts'
 

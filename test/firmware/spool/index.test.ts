@@ -1,6 +1,6 @@
 import t from 'tap'
 import { SpoolIndex } from '../../../firmware/spool/index.ts'
-import type { SpoolEntry, SpoolState } from '../../../firmware/spool/spool.ts'
+import type { SpoolEntry, SpoolState } from '../../../firmware/spool/types.ts'
 
 // A small deterministic generator, so a failure can be replayed.
 function rng(seed: number): () => number {
