@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { PUBLIC_KEY_FILE } from './trail.ts'
+import { PUBLIC_KEY_FILE } from './record.ts'
 import { checkpointName, recordLink, type Checkpoint } from './record.ts'
 import { checkpointDays, listSegments, readEnd, readLines } from './segments.ts'
 

@@ -22,6 +22,8 @@ import { createHash } from 'node:crypto'
  */
 
 export const GENESIS = '0'.repeat(64)
+/** The checkpoint key's public half, exported beside the trail for verifiers. */
+export const PUBLIC_KEY_FILE = 'checkpoint-key.pem'
 
 export interface Checkpoint {
   seq: number

@@ -2,7 +2,7 @@ import { open, readFile, readdir, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import { createGunzip } from 'node:zlib'
-import { CHECKPOINTS, SEGMENT, endName } from './record.ts'
+import { CHECKPOINTS, SEGMENT, endName, recordHash, recordLink } from './record.ts'
 
 export interface Segment {
   day: string
@@ -30,6 +30,18 @@ export async function readEnd(dir: string, day: string): Promise<{ seq: number; 
     (t) => JSON.parse(t) as { seq: number; hash: string },
     () => undefined,
   )
+}
+
+/** A day's last sequence number and hash: its `.end` file, or (if that was removed) the day read to its last record. */
+export async function dayEnd(dir: string, day: string): Promise<{ seq: number; hash: string }> {
+  const end = await readEnd(dir, day)
+  if (end) return end
+  const seg = (await listSegments(dir)).find((s) => s.day === day)
+  let line: string | undefined
+  if (seg) for await (const l of readLines(seg)) if (l.complete) line = l.text
+  const link = line === undefined ? undefined : recordLink(line)
+  if (!link) throw new Error(`audit segment for ${day} has no record to end on and no end file`)
+  return { seq: link.seq, hash: recordHash(line!) }
 }
 
 /** Days that have a checkpoint file, oldest first, from `from` on. */
@@ -83,5 +95,35 @@ export async function* readLines(segment: Pick<Segment, 'file' | 'gz'>, start = 
     if (rest.length) yield { text: rest, number: ++number, complete: false }
   } finally {
     raw.destroy()
+  }
+}
+
+/** The last complete line of a file and the length of any partial line after it (read backwards from `size`). */
+export async function lastLine(file: string, size: number): Promise<{ line: string | undefined; tornBytes: number }> {
+  const fh = await open(file, 'r')
+  try {
+    let buf = Buffer.alloc(0)
+    let pos = size
+    let tornBytes: number | undefined
+    while (pos > 0) {
+      const n = Math.min(65536, pos)
+      pos -= n
+      const chunk = Buffer.alloc(n)
+      await fh.read(chunk, 0, n, pos)
+      buf = Buffer.concat([chunk, buf])
+      if (tornBytes === undefined) {
+        const nl = buf.lastIndexOf(0x0a)
+        if (nl < 0) continue
+        tornBytes = buf.length - nl - 1
+      }
+      const end = buf.length - tornBytes - 1
+      const start = end > 0 ? buf.lastIndexOf(0x0a, end - 1) : -1
+      if (start >= 0) return { line: buf.subarray(start + 1, end).toString('utf8'), tornBytes }
+    }
+    if (tornBytes === undefined) return { line: undefined, tornBytes: size }
+    const end = buf.length - tornBytes - 1
+    return { line: end > 0 ? buf.subarray(0, end).toString('utf8') : undefined, tornBytes }
+  } finally {
+    await fh.close()
   }
 }

@@ -1,48 +1,18 @@
-import { createReadStream, createWriteStream, mkdirSync } from 'node:fs'
-import { open, readdir, rename, stat, truncate, unlink, type FileHandle } from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
+import { open, stat, truncate, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
-import { createGzip } from 'node:zlib'
 import type { Clock } from '../../hal/clock.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
-import { fsyncDir, writeFileAtomic } from '../../hal/storage/files.ts'
+import { appendWhole, fsyncDir, writeFileAtomic } from '../../hal/storage/files.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
-import { withMaskedText, type BoxEvent, type EventSink } from '../events.ts'
-import { CHECKPOINT_KEY_LABEL, RECIPIENT_HMAC_LABEL } from '../keys/labels.ts'
-import { maskAddress, type Logger } from '../log.ts'
-import { SECRET_FIELDS } from '../secrets.ts'
-import {
-  GENESIS,
-  checkpointName,
-  checkpointPayload,
-  dayOf,
-  endName,
-  filterName,
-  recordHash,
-  recordLine,
-  recordLink,
-  segmentName,
-  type Checkpoint,
-} from './record.ts'
-import { buildDayFilter } from './search.ts'
-import { listSegments, readEnd, readLines } from './segments.ts'
-
-export const PUBLIC_KEY_FILE = 'checkpoint-key.pem'
-const HMAC_CACHE_LIMIT = 100_000
-const SECRETS = new Set<string>(SECRET_FIELDS)
-
-/** A recipient as the trail keeps it (S6): keyed hash for proof, masked form for people. */
-export interface RecipientRef {
-  /** HMAC-SHA256 (hex) of the lower-cased address under the HSM key `audit/recipient-hmac`; null if the HSM was unavailable. */
-  h: string | null
-  m: string
-}
-
-/** HMAC of a recipient address as the trail stores it; the firm recomputes it to prove a delivery. */
-export async function recipientHash(hsm: Hsm, address: string): Promise<string> {
-  return (await hsm.keys.hmac(RECIPIENT_HMAC_LABEL, Buffer.from(address.trim().toLowerCase()))).toString('hex')
-}
+import type { BoxEvent, EventSink } from '../events.ts'
+import { CHECKPOINT_KEY_LABEL } from '../keys/labels.ts'
+import type { Logger } from '../log.ts'
+import { checkpointName, checkpointPayload, dayOf, endName, GENESIS, PUBLIC_KEY_FILE, recordHash, recordLine, recordLink, segmentName, type Checkpoint } from './record.ts'
+import { Redactor } from './redact.ts'
+import { buildMissingFilters, finishDay, removeExpired } from './rotation.ts'
+import { dayEnd, lastLine, listSegments } from './segments.ts'
 
 type Pending = { time: number; fields: Promise<Record<string, unknown>> }
 
@@ -82,7 +52,7 @@ export class AuditTrail implements Component, EventSink {
   /** The last write failed (e.g. the disk is full); records wait in memory until it succeeds. */
   #failing = false
   #publicKeyWritten = false
-  readonly #hmacCache = new Map<string, string>()
+  readonly #redactor: Redactor
   readonly #appendListeners: ((lines: readonly string[], lastSeq: number) => void)[] = []
 
   constructor(deps: { config: Config; log: Logger; hsm: Hsm; clock: Clock }) {
@@ -92,6 +62,7 @@ export class AuditTrail implements Component, EventSink {
     this.#log = deps.log.child({ component: 'audit' })
     this.#hsm = deps.hsm
     this.#clock = deps.clock
+    this.#redactor = new Redactor(deps.hsm, this.#log)
   }
 
   /** Sequence number and hash of the last record written and fsync'd. */
@@ -124,7 +95,7 @@ export class AuditTrail implements Component, EventSink {
       this.#log.error({ type: event.type }, 'event after the audit trail stopped; not recorded')
       return
     }
-    this.#queue.push({ time: this.#clock.now(), fields: this.#prepare(event) })
+    this.#queue.push({ time: this.#clock.now(), fields: this.#redactor.fields(event) })
     if (this.#started && !this.#flushTimer) this.#flushTimer = setTimeout(() => void this.flush(), this.#config.flushMs)
   }
 
@@ -136,7 +107,7 @@ export class AuditTrail implements Component, EventSink {
     this.#started = true
     this.emit({ type: 'audit.started', lastSeq: this.#seq, tornBytes: torn })
     await this.#housekeeping()
-    this.#inBackground(this.#filterMissingDays())
+    this.#inBackground(buildMissingFilters(this.dir, this.#day, () => this.#stopping, this.#log))
     this.#checkpointTimer = setInterval(() => {
       if (this.#seq > this.#checkpointed) void this.checkpoint()
     }, this.#config.checkpointSeconds * 1000)
@@ -200,8 +171,7 @@ export class AuditTrail implements Component, EventSink {
         const c: Checkpoint = { seq, head, time, sig: sig.toString('base64') }
         const fh = await open(join(this.dir, checkpointName(time.slice(0, 10))), 'a', 0o600)
         try {
-          await fh.write(`${JSON.stringify(c)}\n`)
-          await fh.datasync()
+          await appendWhole(fh, Buffer.from(`${JSON.stringify(c)}\n`), (await fh.stat()).size, true)
         } finally {
           await fh.close()
         }
@@ -230,18 +200,12 @@ export class AuditTrail implements Component, EventSink {
     const write = async (upTo: number) => {
       if (bytes) {
         const fh = this.#fh!
-        const at = (await fh.stat()).size
-        const data = Buffer.from(bytes)
         try {
-          // A full disk can take part of a write without an error: what it took is cut back
-          // (to the end of the last whole record) and the group tried again later, so no
-          // record is lost and none is glued to the rest of a torn one.
-          const { bytesWritten } = await fh.write(data, 0, data.length, null)
-          if (bytesWritten !== data.length) throw Object.assign(new Error(`audit write cut short (${bytesWritten} of ${data.length} bytes)`), { code: 'ENOSPC' })
-          await fh.datasync()
+          // A write the disk takes only part of is cut back to the last whole record and the
+          // group tried again later: no record is lost and none is glued to a torn one.
+          await appendWhole(fh, Buffer.from(bytes), (await fh.stat()).size, true)
         } catch (err) {
           this.#failing = true
-          await fh.truncate(at).catch(() => {})
           throw err
         }
         this.#failing = false
@@ -283,34 +247,6 @@ export class AuditTrail implements Component, EventSink {
     return committed === batch.length
   }
 
-  /** The event as a record: recipients replaced by HMAC + mask, secrets in config snapshots removed. */
-  async #prepare(original: BoxEvent): Promise<Record<string, unknown>> {
-    const event = withMaskedText(original)
-    if ('recipients' in event) {
-      const { recipients, ...rest } = event
-      return { ...rest, recipients: await Promise.all(recipients.map((r) => this.#recipient(r))) }
-    }
-    if (event.type === 'config.changed') return { ...event, before: withoutSecrets(event.before), after: withoutSecrets(event.after) }
-    return { ...event }
-  }
-
-  async #recipient(address: string): Promise<RecipientRef> {
-    const key = address.trim().toLowerCase()
-    let h = this.#hmacCache.get(key)
-    if (h === undefined) {
-      try {
-        h = await recipientHash(this.#hsm, key)
-        if (this.#hmacCache.size >= HMAC_CACHE_LIMIT) this.#hmacCache.clear()
-        this.#hmacCache.set(key, h)
-      } catch (err) {
-        // Never the clear address instead: the record keeps the masked form only.
-        this.#log.error({ err: (err as Error).message }, 'recipient HMAC unavailable (HSM); recording the masked address only')
-        return { h: null, m: maskAddress(key) }
-      }
-    }
-    return { h, m: maskAddress(key) }
-  }
-
   /** Finds where the trail ends: the last complete line of the newest segment (a torn tail is cut off and reported). */
   async #recover(): Promise<number> {
     const segments = await listSegments(this.dir)
@@ -319,7 +255,7 @@ export class AuditTrail implements Component, EventSink {
     for (const s of segments.slice(0, -1)) if (!s.gz) this.#background.push(this.#finishDay(s.day))
     if (!last) return 0
     if (last.gz) {
-      const end = await this.#readEnd(last.day)
+      const end = await dayEnd(this.dir, last.day)
       this.#seq = end.seq
       this.#head = end.hash
       return 0
@@ -338,23 +274,11 @@ export class AuditTrail implements Component, EventSink {
       this.#head = recordHash(tail.line)
     } else {
       const previous = segments.at(-2)
-      if (previous) ({ seq: this.#seq, hash: this.#head } = await this.#readEnd(previous.day))
+      if (previous) ({ seq: this.#seq, hash: this.#head } = await dayEnd(this.dir, previous.day))
     }
     this.#day = last.day
     this.#fh = await open(last.file, 'a', 0o600)
     return torn
-  }
-
-  async #readEnd(day: string): Promise<{ seq: number; hash: string }> {
-    const end = await readEnd(this.dir, day)
-    if (end) return end
-    // No end file (it is written before compression, so only if removed): read the day to its end.
-    const seg = (await listSegments(this.dir)).find((s) => s.day === day)!
-    let line: string | undefined
-    for await (const l of readLines(seg)) if (l.complete) line = l.text
-    const link = line === undefined ? undefined : recordLink(line)
-    if (!link) throw new Error(`audit segment for ${day} has no record to end on and no end file`)
-    return { seq: link.seq, hash: recordHash(line!) }
   }
 
   async #rotate(day: string): Promise<void> {
@@ -375,53 +299,17 @@ export class AuditTrail implements Component, EventSink {
     void work.finally(() => (this.#background = this.#background.filter((b) => b !== work)))
   }
 
-  /** Search filters for finished days that have none (a trail from before filters, or a crash mid-build). */
-  async #filterMissingDays(): Promise<void> {
-    const names = new Set(await readdir(this.dir))
-    for (const seg of await listSegments(this.dir)) {
-      if (this.#stopping) return
-      if (seg.day === this.#day || names.has(filterName(seg.day))) continue
-      await buildDayFilter(this.dir, seg, () => this.#stopping).catch((err: Error) => this.#log.warn({ day: seg.day, err: err.message }, 'could not build the search filter of an audit day'))
-    }
-  }
-
-  /** Compresses a finished day's segment: gzip to a temporary file, fsync, rename, then remove the plain file. */
   async #finishDay(day: string): Promise<void> {
-    const plain = join(this.dir, segmentName(day))
-    const gz = `${plain}.gz`
-    try {
-      if (!(await readEnd(this.dir, day))) writeFileAtomic(join(this.dir, endName(day)), JSON.stringify(await this.#readEnd(day)))
-      await buildDayFilter(this.dir, { day, file: plain, gz: false })
-      const tmp = `${gz}.tmp`
-      await pipeline(createReadStream(plain), createGzip({ level: 6 }), createWriteStream(tmp, { mode: 0o600 }))
-      const fh = await open(tmp, 'r+')
-      await fh.sync()
-      await fh.close()
-      await rename(tmp, gz)
-      fsyncDir(this.dir)
-      await unlink(plain)
-    } catch (err) {
-      this.#log.error({ err: (err as Error).message, day }, 'could not compress an audit segment; it stays uncompressed')
-    }
+    await finishDay(this.dir, day).catch((err: Error) => this.#log.error({ err: err.message, day }, 'could not compress an audit segment; it stays uncompressed'))
   }
 
   /** Retention (delete days older than `retentionDays`) and the disk budget alarm. */
   async #housekeeping(): Promise<void> {
     const cutoff = dayOf(this.#clock.now() - this.#config.retentionDays * 86_400_000)
-    const removed = new Set<string>()
-    let bytes = 0
-    for (const name of await readdir(this.dir)) {
-      const day = /(\d{4}-\d{2}-\d{2})/.exec(name)?.[1]
-      if (day && day < cutoff && day !== this.#day) {
-        await unlink(join(this.dir, name)).catch(() => {})
-        removed.add(day)
-      } else {
-        bytes += (await stat(join(this.dir, name)).catch(() => ({ size: 0 }))).size
-      }
-    }
-    if (removed.size) {
-      this.#log.info({ days: [...removed].sort() }, 'audit segments past retention removed')
-      this.emit({ type: 'audit.retention', removed: [...removed].sort() })
+    const { removed, bytes } = await removeExpired(this.dir, cutoff, this.#day)
+    if (removed.length) {
+      this.#log.info({ days: removed }, 'audit segments past retention removed')
+      this.emit({ type: 'audit.retention', removed })
     }
     if (bytes > this.#config.diskBudgetBytes) {
       this.#log.error({ bytes, budget: this.#config.diskBudgetBytes }, 'audit trail is over its disk budget; add disk or export and archive old segments')
@@ -434,42 +322,4 @@ export class AuditTrail implements Component, EventSink {
     writeFileAtomic(join(this.dir, PUBLIC_KEY_FILE), key.export({ type: 'spki', format: 'pem' }) as string, 0o644)
     this.#publicKeyWritten = true
   }
-}
-
-/** The last complete line of a file and the length of any partial line after it. */
-async function lastLine(file: string, size: number): Promise<{ line: string | undefined; tornBytes: number }> {
-  const fh = await open(file, 'r')
-  try {
-    let buf = Buffer.alloc(0)
-    let pos = size
-    let tornBytes: number | undefined
-    while (pos > 0) {
-      const n = Math.min(65536, pos)
-      pos -= n
-      const chunk = Buffer.alloc(n)
-      await fh.read(chunk, 0, n, pos)
-      buf = Buffer.concat([chunk, buf])
-      if (tornBytes === undefined) {
-        const nl = buf.lastIndexOf(0x0a)
-        if (nl < 0) continue
-        tornBytes = buf.length - nl - 1
-      }
-      const end = buf.length - tornBytes - 1
-      const start = end > 0 ? buf.lastIndexOf(0x0a, end - 1) : -1
-      if (start >= 0) return { line: buf.subarray(start + 1, end).toString('utf8'), tornBytes }
-    }
-    if (tornBytes === undefined) return { line: undefined, tornBytes: size }
-    const end = buf.length - tornBytes - 1
-    return { line: end > 0 ? buf.subarray(0, end).toString('utf8') : undefined, tornBytes }
-  } finally {
-    await fh.close()
-  }
-}
-
-function withoutSecrets(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(withoutSecrets)
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRETS.has(k) ? '[redacted]' : withoutSecrets(v)]))
-  }
-  return value
 }

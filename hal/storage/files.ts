@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs'
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { Writable } from 'node:stream'
 
 /*
  * Files that must survive a crash whole are written one way, here: content to
@@ -91,4 +92,17 @@ export async function appendWhole(fh: FileHandle, data: Buffer, at: number, sync
     await fh.truncate(at).catch(() => {})
     throw err
   }
+}
+
+/**
+ * A stream that writes into an open file handle and leaves it open (for
+ * `replaceFile`, which syncs and closes it). A write the disk takes only in
+ * part fails the stream, like a full disk.
+ */
+export function fileSink(fh: FileHandle): Writable {
+  return new Writable({
+    write: (chunk: Buffer, _encoding, done) => {
+      fh.write(chunk).then(({ bytesWritten }) => done(bytesWritten === chunk.length ? null : Object.assign(new Error(`write cut short (${bytesWritten} of ${chunk.length} bytes)`), { code: 'ENOSPC' })), done)
+    },
+  })
 }
