@@ -1,21 +1,21 @@
-import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls'
 import type { Clock } from '../../hal/clock.ts'
 import { applyTbf } from '../../hal/net/tc.ts'
 import { ByteRateLimiter } from '../../hal/net/throttle.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
-import { maskAddress, type Logger } from '../log.ts'
-import { rfc5322Date } from '../mime/date.ts'
-import type { Handoff, Submitted } from '../pipeline/handoff.ts'
+import type { Logger } from '../log.ts'
+import { domainOf } from '../mime/address.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
+import type { Submitted } from '../pipeline/handoff.ts'
 import { newQueueId } from '../spool/ids.ts'
 import type { Spool } from '../spool/spool.ts'
 import type { SpoolEntry } from '../spool/types.ts'
 import { SmtpClient, SmtpError } from './client.ts'
+import { buildDsn, type DsnReason } from './dsn.ts'
 import { EgressPool, isBlockReply, isThrottleReply, type Egress } from './egress.ts'
+import { Percentiles } from './percentiles.ts'
+import { ConnectionPool } from './pool.ts'
 import { Router, systemResolver, type Hop, type Resolver } from './routes.ts'
 
 type Outcome = {
@@ -28,42 +28,6 @@ type Outcome = {
   perRecipient?: Map<string, { status: 'bounced' | 'deferred'; reply: string }>
   /** When the receiver's 250 arrived (performance.now()), for the 250-to-journal window. */
   at?: number
-}
-
-const domainOf = (a: string) => a.slice(a.lastIndexOf('@') + 1).toLowerCase()
-
-/**
- * Counting semaphore for connection limits. A waiter gets either a free slot
- * (undefined) or an open connection handed over with its slot.
- */
-class Slots<T = never> {
-  #free: number
-  #waiting: ((handed: T | undefined) => void)[] = []
-  constructor(n: number) {
-    this.#free = n
-  }
-  get waiting(): number {
-    return this.#waiting.length
-  }
-  take(): Promise<T | undefined> {
-    if (this.#free > 0) {
-      this.#free--
-      return Promise.resolve(undefined)
-    }
-    return new Promise((r) => this.#waiting.push(r))
-  }
-  give(): void {
-    const next = this.#waiting.shift()
-    if (next) next(undefined)
-    else this.#free++
-  }
-  /** Passes an open connection, and the slot it holds, to the next waiter; false if nobody waits. */
-  handOver(item: T): boolean {
-    const next = this.#waiting.shift()
-    if (!next) return false
-    next(item)
-    return true
-  }
 }
 
 /**
@@ -83,16 +47,11 @@ export class DeliveryEngine implements Component {
   readonly #events: EventSink
   readonly #clock: Clock
   readonly #router: Router
-  readonly #global: Slots
-  readonly #perDestination = new Map<string, Slots<SmtpClient>>()
-  readonly #idle = new Map<string, SmtpClient[]>()
+  readonly #pool: ConnectionPool
   readonly #messageRates = new Map<string, ByteRateLimiter>()
   /** Per-address sub-limits within the shared budget, for egress addresses that have one. */
   readonly #egressLimiters = new Map<string, ByteRateLimiter>()
-  readonly #trust: SecureContext
   readonly #tasks = new Set<Promise<void>>()
-  /** Every connection the engine made (closed ones are dropped as new ones are made), for closing at shutdown. */
-  readonly #clients = new Set<SmtpClient>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
   #stopDeadline = 0
@@ -113,12 +72,7 @@ export class DeliveryEngine implements Component {
     for (const e of d.egress) {
       if (e.bitsPerSecond > 0) this.#egressLimiters.set(e.address, new ByteRateLimiter({ bytesPerSecond: e.bitsPerSecond / 8, burstBytes: 0, clock: { now: () => Date.now() } }))
     }
-    this.#global = new Slots(d.maxConnections)
-    // Verified TLS (S1) trusts the operating system's store, where IT adds the firm's
-    // own CAs, plus an optional file; Node's bundled roots if the system has none.
-    const system = getCACertificates('system')
-    const ca = [...(system.length ? system : getCACertificates('bundled')), ...(d.tlsCaFile ? [readFileSync(d.tlsCaFile, 'utf8')] : [])]
-    this.#trust = createSecureContext({ ca, minVersion: 'TLSv1.2' })
+    this.#pool = new ConnectionPool(deps.config)
   }
 
   async start(): Promise<void> {
@@ -152,6 +106,7 @@ export class DeliveryEngine implements Component {
     if (this.#stopping) return
     this.#stopping = true
     this.#stopDeadline = Date.now() + this.#config.shutdown.graceMs
+    this.#pool.beginStop()
     clearTimeout(this.#timer)
   }
 
@@ -163,13 +118,12 @@ export class DeliveryEngine implements Component {
     const overdue = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => (grace = setTimeout(() => r(true), left)))])
     clearTimeout(grace)
     if (overdue) {
-      const busy = [...this.#clients].filter((c) => !c.closed)
+      const busy = this.#pool.busy()
       this.#log.warn({ connections: busy.length, attempts: this.#tasks.size }, 'shutdown grace over: closing connections still delivering; their mail is retried after the restart')
       for (const c of busy) c.close()
       await tasks
     }
-    for (const list of this.#idle.values()) for (const c of list) await c.quit()
-    this.#idle.clear()
+    await this.#pool.quitIdle()
   }
 
   /** Claims due mail up to what the connection limits can carry and starts delivering it. */
@@ -318,16 +272,16 @@ export class DeliveryEngine implements Component {
       const tried = new Set<string>()
       for (;;) {
         // Audit copies take the internal route from the box's own address, never an egress address (M7).
-        const egress: Egress | undefined = copy ? (tried.size ? undefined : { address: '', ehloName: this.#config.submission.hostname, weight: 1 }) : this.egress.pick(dest, tried)
+        const egress: Egress | undefined = copy ? (tried.size ? undefined : this.#pool.internalEgress) : this.egress.pick(dest, tried)
         if (!egress) break
         tried.add(egress.address)
         let client: SmtpClient | undefined
         try {
           await this.#messageRate(dest)
-          client = await this.#acquire(hop, egress, !copy)
+          client = await this.#pool.acquire(hop, egress, copy ? [] : this.#limitersFor(egress))
           const res = await client.send(mailFrom, rcpts, message)
           const where = { mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
-          this.#release(hop, egress, client)
+          this.#pool.release(hop, egress, client)
           const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, ...where, at: performance.now() }
           if (res.rejected.length) {
             outcome.perRecipient = new Map()
@@ -340,7 +294,7 @@ export class DeliveryEngine implements Component {
           return this.#record(id, kind, res.accepted, outcome)
         } catch (err) {
           client?.close()
-          if (client) this.#forget(hop)
+          if (client) this.#pool.forget(hop)
           if (!(err instanceof SmtpError)) throw err
           const reply = err.reply ? `${err.reply.code} ${err.reply.text.replace(/\n/g, ' ')}` : `451 4.4.2 ${err.message}`
           const base = { mx: hop.name, ip: client?.localAddress ?? (egress.address || undefined), tls: client?.tlsVersion }
@@ -381,181 +335,34 @@ export class DeliveryEngine implements Component {
     return o
   }
 
-  #key(hop: Hop, egress: Egress): string {
-    return `${hop.address}:${hop.port}|${egress.address}|${hop.tls}`
-  }
-
-  async #acquire(hop: Hop, egress: Egress, shaped: boolean): Promise<SmtpClient> {
-    this.#noNewAttempts()
-    const idle = this.#idle.get(this.#key(hop, egress))
-    const reuse = idle?.pop()
-    if (reuse && !reuse.closed) return reuse
-    const dest = `${hop.address}:${hop.port}`
-    let slots = this.#perDestination.get(dest)
-    if (!slots) this.#perDestination.set(dest, (slots = new Slots<SmtpClient>(this.#config.delivery.perDestinationConnections)))
-    const handed = await slots.take()
-    if (handed && !handed.closed) {
-      if (this.#stopping) {
-        handed.close()
-        this.#forget(hop)
-        this.#noNewAttempts()
-      }
-      return handed
-    }
-    if (handed) {
-      // Handed over but closed meanwhile: its slots are ours to use for a new connection.
-      this.#global.give()
-    }
-    if (this.#stopping) {
-      slots.give()
-      this.#noNewAttempts()
-    }
-    await this.#global.take()
-    if (this.#stopping) {
-      slots.give()
-      this.#global.give()
-      this.#noNewAttempts()
-    }
-    const t = this.#config.delivery.timeouts
-    for (const c of this.#clients) if (c.closed) this.#clients.delete(c)
-    const client = new SmtpClient({
-      host: hop.address,
-      servername: hop.name,
-      port: hop.port,
-      localAddress: egress.address || undefined,
-      ehloName: egress.ehloName,
-      tls: hop.tls,
-      trust: this.#trust,
-      limiters: shaped ? [this.#egressLimiters.get(egress.address), this.limiter].filter((l) => l !== undefined) : [],
-      timeouts: { connect: t.connectMs, greeting: t.greetingMs, command: t.commandMs, data: t.dataMs },
-    })
-    this.#clients.add(client)
-    try {
-      await client.connect()
-    } catch (err) {
-      client.close()
-      slots.give()
-      this.#global.give()
-      throw err
-    }
-    return client
+  /** The shared budget, and the egress address's own sub-limit if it has one. */
+  #limitersFor(egress: Egress): ByteRateLimiter[] {
+    const own = this.#egressLimiters.get(egress.address)
+    return own ? [own, this.limiter] : [this.limiter]
   }
 
   /**
-   * Once the box is stopping no new attempt starts: a mail still waiting for a connection
-   * slot (behind a receiver that does not answer) stays queued for after the restart instead
-   * of opening another connection that could take the full command timeout.
+   * M8: the firm hears of every bounce and expiry (and removal) — a DSN to the
+   * configured address, queued like any mail, without the content (dsn.ts).
    */
-  #noNewAttempts(): void {
-    if (this.#stopping) throw new SmtpError('connect', 'the box is stopping; the mail is delivered after the restart', undefined, true)
-  }
-
-  #release(hop: Hop, egress: Egress, client: SmtpClient): void {
-    if (client.sent >= this.#config.delivery.messagesPerConnection || this.#stopping) {
-      void client.quit()
-      this.#forget(hop)
-      return
-    }
-    // Someone is waiting for this destination: give them the open connection.
-    if (this.#perDestination.get(`${hop.address}:${hop.port}`)?.handOver(client)) return
-    const key = this.#key(hop, egress)
-    const list = this.#idle.get(key) ?? []
-    list.push(client)
-    this.#idle.set(key, list)
-    // An idle connection is closed after a few seconds with nothing to send.
-    setTimeout(() => {
-      const l = this.#idle.get(key)
-      const i = l?.indexOf(client) ?? -1
-      if (l && i >= 0) {
-        l.splice(i, 1)
-        void client.quit()
-        this.#forget(hop)
-      }
-    }, 5000).unref()
-  }
-
-  #forget(hop: Hop): void {
-    this.#perDestination.get(`${hop.address}:${hop.port}`)?.give()
-    this.#global.give()
-  }
-
-  /**
-   * M8: the firm hears of every bounce and expiry — a DSN (RFC 3464) to the
-   * configured address, without the content. It carries the firm's own
-   * statement id (X-Statement-ID) beside the queue id, so the firm's system
-   * can tell which customer is owed a paper statement.
-   */
-  async #notify(mail: Submitted, what: 'bounced' | 'expired' | 'removed', failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
+  async #notify(mail: Submitted, what: DsnReason, failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
     const to = this.#config.delivery.notifyAddress
     if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
-    const host = this.#config.submission.hostname
-    const boundary = `dsn-${randomBytes(8).toString('hex')}`
-    const rcpts = failed.map((f) => f.rcpt)
-    const reasons = [...new Set(failed.map((f) => f.reason))].join('; ')
-    // The firm's id goes into header fields: printable ASCII only.
-    const statementId = statementTagsOf(mail).statementId?.replace(/[^\x21-\x7e]/g, '?')
-    const copy = mail.envelope.kind === 'audit-copy'
-    const what1 = copy ? `The archive copy of statement ${mail.envelope.id}` : `Statement ${mail.envelope.id}`
-    const consequence = copy ? 'The customer\'s own delivery is tracked separately; the archive (M7) lacks this copy.' : 'A paper statement may be owed (M8).'
-    const idLine = statementId ? `Statement ID: ${statementId}\r\n` : ''
-    const body =
-      `From: Mail Delivery System <MAILER-DAEMON@${host}>\r\nTo: <${to}>\r\nSubject: Undelivered ${copy ? 'archive copy' : 'statement'} ${statementId ?? mail.envelope.id} (${what})\r\n` +
-      `Date: ${rfc5322Date(this.#clock.now())}\r\nMessage-ID: <${newQueueId()}@${host}>\r\nAuto-Submitted: auto-replied\r\n` +
-      (statementId ? `X-Statement-ID: ${statementId}\r\n` : '') +
-      `MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"\r\n\r\n` +
-      `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${what1} to ${rcpts.map(maskAddress).join(', ')} was not delivered (${what}).\r\n${idLine}${consequence}\r\nReason: ${reasons}\r\n` +
-      `--${boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; ${host}\r\nX-Statement-Gateway-Queue-ID: ${mail.envelope.id}\r\n${statementId ? `X-Statement-ID: ${statementId}\r\n` : ''}Arrival-Date: ${rfc5322Date(mail.envelope.receivedAt)}\r\n\r\n` +
-      failed.map(({ rcpt, reason }) => `Final-Recipient: rfc822; ${rcpt}\r\nAction: failed\r\nStatus: ${what === 'removed' ? '5.0.0' : (/\b([45]\.\d+\.\d+)\b/.exec(reason)?.[1] ?? (what === 'expired' ? '4.4.7' : '5.0.0'))}\r\nDiagnostic-Code: ${what === 'removed' ? 'x-statement-gateway' : 'smtp'}; ${reason}\r\n`).join('\r\n') +
-      `\r\n--${boundary}--\r\n`
+    const message = await buildDsn({
+      host: this.#config.submission.hostname,
+      to,
+      queueId: mail.envelope.id,
+      statementId: statementTagsOf(mail).statementId,
+      auditCopy: mail.envelope.kind === 'audit-copy',
+      what,
+      failed,
+      arrivedAt: mail.envelope.receivedAt,
+      now: this.#clock.now(),
+      messageId: newQueueId(),
+    })
     await this.#spool.accept({
       envelope: { id: newQueueId(), mailFrom: '', rcptTo: [to], account: undefined, clientAddress: '127.0.0.1', tls: undefined, receivedAt: this.#clock.now(), kind: 'dsn' },
-      message: Buffer.from(body, 'utf8'),
+      message,
     })
-  }
-}
-
-/**
- * Puts each accepted statement into the spool, and with an archive mailbox
- * configured (M7) a byte-identical copy as its own delivery, before the 250.
- */
-export class AuditCopyHandoff implements Handoff {
-  readonly #spool: Handoff
-  readonly #config: Config
-  constructor(spool: Handoff, config: Config) {
-    this.#spool = spool
-    this.#config = config
-  }
-  async accept(mail: Submitted): Promise<void> {
-    await this.#spool.accept(mail)
-    const a = this.#config.delivery.auditCopy
-    if (!a.address || (mail.envelope.kind ?? 'statement') !== 'statement') return
-    await this.#spool.accept({ envelope: { ...mail.envelope, id: `${mail.envelope.id}-a`, rcptTo: [a.address], kind: 'audit-copy' }, message: mail.message })
-  }
-}
-
-/** The last `size` samples and their percentiles (for status and the reliability suite). */
-export class Percentiles {
-  readonly #values: Float64Array
-  #n = 0
-
-  constructor(size: number) {
-    this.#values = new Float64Array(size)
-  }
-
-  add(v: number): void {
-    this.#values[this.#n++ % this.#values.length] = v
-  }
-
-  /** The samples kept, oldest first is not guaranteed. */
-  values(): number[] {
-    return Array.from(this.#values.subarray(0, Math.min(this.#n, this.#values.length)))
-  }
-
-  summary(): { samples: number; p50: number; p99: number; max: number } {
-    const filled = Math.min(this.#n, this.#values.length)
-    if (filled === 0) return { samples: 0, p50: 0, p99: 0, max: 0 }
-    const sorted = Array.from(this.#values.subarray(0, filled)).sort((a, b) => a - b)
-    const at = (q: number) => Math.round(sorted[Math.min(filled - 1, Math.floor(q * filled))]! * 10) / 10
-    return { samples: this.#n, p50: at(0.5), p99: at(0.99), max: Math.round(sorted[filled - 1]! * 10) / 10 }
   }
 }

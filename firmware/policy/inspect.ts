@@ -1,6 +1,7 @@
 import type { Config } from '../config/load.ts'
 import type { ErrorCode } from '../errors.ts'
-import { domainOf, factsOf, type MessageFacts } from '../pipeline/facts.ts'
+import { domainOf } from '../mime/address.ts'
+import { factsOf, type MessageFacts } from '../pipeline/facts.ts'
 import { htmlText } from '../mime/html.ts'
 import { decodedBody, decodedText, field, isAttachment, parseMessage, walk } from '../mime/tree.ts'
 import { decodeWords } from '../mime/words.ts'

@@ -9,12 +9,10 @@ import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { dkimKeyLabel } from '../keys/labels.ts'
-import { fromAddress } from '../mime/address.ts'
+import { domainOf } from '../mime/address.ts'
 import { toCrlf } from '../mime/entity.ts'
 import { MimeError, parseMessage } from '../mime/tree.ts'
 import { factsOf } from '../pipeline/facts.ts'
-
-export { fromAddress }
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { dkimSign } from './dkim.ts'
@@ -39,7 +37,7 @@ export function certificateProblem(cert: X509Certificate, address: string, now: 
   if (now < cert.validFromDate || now > cert.validToDate) {
     return new GatewayError('ESIGN_CERT_EXPIRED', `the signing certificate for ${address} is valid ${cert.validFromDate.toISOString()} to ${cert.validToDate.toISOString()}`)
   }
-  const domain = address.slice(address.lastIndexOf('@') + 1)
+  const domain = domainOf(address)
   const san = cert.subjectAltName ?? ''
   const named =
     cert.checkEmail(address, { subject: 'default' }) !== undefined ||
@@ -115,7 +113,7 @@ export class SigningStage implements Stage, Component {
     }
     const from = facts.from
     if (!from) throw new GatewayError('EMESSAGE_NO_FROM')
-    const domain = from.slice(from.lastIndexOf('@') + 1)
+    const domain = domainOf(from)
     const dc = this.#config.signing.domains.find((d) => d.domain === domain)
     const sender = this.#config.signing.senders.find((s) => s.address.toLowerCase() === from)
     const now = new Date(this.#clock.now())

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { parseConfig } from '../../firmware/config/load.ts'
-import { AuditCopyHandoff, DeliveryEngine } from '../../firmware/delivery/engine.ts'
+import { AuditCopyHandoff } from '../../firmware/delivery/audit-copy.ts'
+import { DeliveryEngine } from '../../firmware/delivery/engine.ts'
 import type { BoxEvent } from '../../firmware/events.ts'
 import { PolicyStage } from '../../firmware/policy/stage.ts'
 import { StagedHandoff } from '../../firmware/pipeline/stage.ts'

@@ -1,5 +1,6 @@
 import type { Resolver } from '../../firmware/delivery/routes.ts'
-import { DeliveryEngine, AuditCopyHandoff } from '../../firmware/delivery/engine.ts'
+import { AuditCopyHandoff } from '../../firmware/delivery/audit-copy.ts'
+import { DeliveryEngine } from '../../firmware/delivery/engine.ts'
 import type { BoxEvent } from '../../firmware/events.ts'
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import { Spool } from '../../firmware/spool/spool.ts'
