@@ -1,6 +1,5 @@
 import { domainOf, fromMailbox } from '../mime/address.ts'
 import { field, parseMessage, type MimeNode } from '../mime/tree.ts'
-import type { Envelope } from './handoff.ts'
 
 /**
  * What the box knows about a mail after reading it once (parse once, carry
@@ -36,13 +35,22 @@ export function factsOf(buf: Buffer, top: MimeNode): MessageFacts {
   }
 }
 
+/** The firm's own tags as an envelope carries them (see Envelope). */
+export interface StatementTags {
+  readonly statementId?: string | undefined
+  readonly statementClass?: string | undefined
+  readonly batch?: string | undefined
+  /** True when the three were read at submission (an absent id is then really absent). */
+  readonly tagged?: boolean
+}
+
 /**
  * The firm's statement id, class and batch of a spooled mail: as read at
  * submission, or — for a record spooled by firmware that did not yet carry
  * them — read from the message now, so a notice after an update still names
  * the statement (M8).
  */
-export function statementTagsOf(mail: { envelope: Envelope; message: Buffer }): { statementId: string | undefined; statementClass: string | undefined; batch: string | undefined } {
+export function statementTagsOf(mail: { envelope: StatementTags; message: Buffer }): { statementId: string | undefined; statementClass: string | undefined; batch: string | undefined } {
   const e = mail.envelope
   if (e.tagged) return { statementId: e.statementId, statementClass: e.statementClass, batch: e.batch }
   try {

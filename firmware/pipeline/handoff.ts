@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events'
-import type { MessageFacts } from './facts.ts'
+import type { MessageFacts, StatementTags } from './facts.ts'
 
 /** What the submission server knows about a mail when it hands it on. */
-export interface Envelope {
+export interface Envelope extends StatementTags {
   /** Queue id the box gave the mail; shown to the client in the 250 reply. */
   readonly id: string
   readonly mailFrom: string
@@ -14,17 +14,10 @@ export interface Envelope {
   readonly receivedAt: number
   /** What the mail is to the box: a statement (default), its archive copy (M7), or a status notification (M8). */
   readonly kind?: 'statement' | 'audit-copy' | 'dsn'
-  /**
-   * The firm's statement id, class and batch (X-Statement-ID, -Class, -Batch),
-   * read once at submission and kept with the mail (inside the encrypted spool
-   * record), so delivery's notices and the operator's view need not parse the
-   * message again. Absent in records spooled before they were carried.
-   */
-  readonly statementId?: string | undefined
-  readonly statementClass?: string | undefined
-  readonly batch?: string | undefined
-  /** True when the three above were read at submission (an absent id is then really absent). */
-  readonly tagged?: boolean
+  // StatementTags: the firm's statement id, class and batch (X-Statement-ID, -Class, -Batch),
+  // read once at submission and kept with the mail (inside the encrypted spool record), so
+  // delivery's notices and the operator's view need not parse the message again. Absent in
+  // records spooled before they were carried.
 }
 
 export interface Submitted {

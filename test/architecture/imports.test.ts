@@ -1,0 +1,41 @@
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { importCycles, importGraph, importsOf, layerViolations } from './imports.ts'
+
+// Run on its own with `npm run check:imports`.
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+t.test('the import graph of firmware/ and hal/ points down the layers only', async (t) => {
+  const graph = importGraph(root)
+  t.ok(graph.size > 50, `${graph.size} source files read`)
+  t.same(layerViolations(graph), [])
+})
+
+t.test('no circle of imports between source files', async (t) => {
+  t.same(importCycles(importGraph(root)), [])
+})
+
+t.test('only hal/hsm talks to PKCS#11 (DESIGN.md)', async (t) => {
+  const users = [...importsOf(root)].filter(([, specs]) => specs.includes('pkcs11js')).map(([file]) => file)
+  t.ok(users.length > 0)
+  t.same(users.filter((f) => !f.startsWith('hal/hsm/')), [])
+})
+
+t.test('the checks find what they are for', async (t) => {
+  const graph = new Map([
+    ['hal/net/tc.ts', ['firmware/log.ts']],
+    ['firmware/log.ts', ['firmware/secrets.ts']],
+    ['firmware/secrets.ts', []],
+    ['firmware/spool/a.ts', ['firmware/spool/b.ts', 'firmware/audit/c.ts']],
+    ['firmware/spool/b.ts', ['firmware/spool/a.ts']],
+    ['firmware/audit/c.ts', ['provisioning/cli.ts']],
+    ['firmware/extra/d.ts', []],
+  ])
+  t.same(layerViolations(graph), [
+    'hal/net/tc.ts imports firmware/log.ts: firmware/log.ts is above hal/net',
+    'firmware/spool/a.ts imports firmware/audit/c.ts: firmware/audit is a peer of firmware/spool',
+    'firmware/audit/c.ts imports provisioning/cli.ts, outside firmware/ and hal/ (or missing)',
+    'firmware/extra/d.ts: its group firmware/extra is in no layer (add it to LAYERS)',
+  ])
+  t.same(importCycles(graph), [['firmware/spool/a.ts', 'firmware/spool/b.ts']])
+})
