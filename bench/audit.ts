@@ -31,12 +31,22 @@ import { parseConfig } from '../firmware/config/load.ts'
 import type { BoxEvent } from '../firmware/events.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
 
-const { values } = parseArgs({ options: { statements: { type: 'string', default: '50000' }, records: { type: 'string', default: '10000000' }, dir: { type: 'string' } } })
+const { values } = parseArgs({
+  options: { statements: { type: 'string', default: '50000' }, records: { type: 'string', default: '10000000' }, dir: { type: 'string' } },
+})
 const statements = Number(values.statements)
 const records = Number(values.records)
 const root = mkdtempSync(join(values.dir ?? tmpdir(), 'sg-bench-audit-'))
 const log = pino({ level: 'silent' })
-const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions: 4, reconnectIntervalMs: 1000, devDir: join(root, 'hsm'), clock: { now: () => Date.now() } })
+const hsm = new Hsm({
+  module: '',
+  tokenLabel: 'bench',
+  pinFile: '',
+  sessions: 4,
+  reconnectIntervalMs: 1000,
+  devDir: join(root, 'hsm'),
+  clock: { now: () => Date.now() },
+})
 await hsm.open()
 await hsm.ensureKeys(BOX_KEYS)
 const say = (s: string) => process.stderr.write(`${s}\n`)
@@ -47,9 +57,25 @@ function lifecycle(i: number): BoxEvent[] {
   return [
     { type: 'submission.accepted', id, account: 'statements', clientAddress: '10.0.0.5', tls: 'TLSv1.3', recipients, bytes: 61_440 },
     { type: 'policy.accepted', id, account: 'statements', profile: 'securities', statementClass: 'monthly', statementId: `S-2026-11-${i}` },
-    { type: 'signing.signed', id, smime: { serial: '03E8', issuer: 'CN=TWCA Test, O=TWCA, C=TW', algorithm: 'rsa-pkcs1-sha256' }, dkim: ['bank.example/sg1 rsa-sha256'], encrypted: false },
+    {
+      type: 'signing.signed',
+      id,
+      smime: { serial: '03E8', issuer: 'CN=TWCA Test, O=TWCA, C=TW', algorithm: 'rsa-pkcs1-sha256' },
+      dkim: ['bank.example/sg1 rsa-sha256'],
+      encrypted: false,
+    },
     { type: 'spool.queued', id, epoch: 'mhx9k2', bytes: 64_000 },
-    { type: 'delivery.attempt', id, kind: 'statement', outcome: 'delivered', recipients, mx: 'mx1.example.com', sourceIp: '192.0.2.11', reply: '250 2.0.0 Ok: queued as 4XyZ', tls: 'TLSv1.3' },
+    {
+      type: 'delivery.attempt',
+      id,
+      kind: 'statement',
+      outcome: 'delivered',
+      recipients,
+      mx: 'mx1.example.com',
+      sourceIp: '192.0.2.11',
+      reply: '250 2.0.0 Ok: queued as 4XyZ',
+      tls: 'TLSv1.3',
+    },
     { type: 'spool.final', id, outcome: 'delivered', reason: '250 2.0.0 Ok' },
     { type: 'spool.record_shredded', id },
   ]
@@ -104,7 +130,8 @@ t0 = process.hrtime.bigint()
 const perDay = Math.ceil(records / 10)
 for (let n = 0; n < records; n += 10_000) {
   bigClock.value = day0 + Math.floor(n / perDay) * 86_400_000 + (n % perDay)
-  for (let k = 0; k < 10_000 && n + k < records; k++) big.emit({ type: 'spool.queued', id: `Q${(n + k).toString(36).padStart(10, '0')}`, epoch: 'mhx9k2', bytes: 64_000 })
+  for (let k = 0; k < 10_000 && n + k < records; k++)
+    big.emit({ type: 'spool.queued', id: `Q${(n + k).toString(36).padStart(10, '0')}`, epoch: 'mhx9k2', bytes: 64_000 })
   await big.flush()
   if (n % 1_000_000 === 0 && n) say(`  ${n.toLocaleString('en')}`)
 }
@@ -119,12 +146,16 @@ const readSeconds = Number(process.hrtime.bigint() - t0) / 1e9
 
 say('verifying')
 t0 = process.hrtime.bigint()
-const result = await verifyTrail(join(bigDir, 'audit'), await hsm.keys.publicKey(CHECKPOINT_KEY_LABEL), { onProgress: (n) => n % 2_000_000 === 0 && say(`  ${n.toLocaleString('en')} checked`) })
+const result = await verifyTrail(join(bigDir, 'audit'), await hsm.keys.publicKey(CHECKPOINT_KEY_LABEL), {
+  onProgress: (n) => n % 2_000_000 === 0 && say(`  ${n.toLocaleString('en')} checked`),
+})
 const verifySeconds = Number(process.hrtime.bigint() - t0) / 1e9
 if (!result.ok) throw new Error(`verification failed: ${JSON.stringify(result.problem)}`)
 // Search: one message id across all ten days, with the finished days' filters as the box
 // leaves them, and (baseline) with the filters moved away, which reads every day.
-const needle = `Q${Math.floor(records * 0.77).toString(36).padStart(10, '0')}`
+const needle = `Q${Math.floor(records * 0.77)
+  .toString(36)
+  .padStart(10, '0')}`
 const auditDir = join(bigDir, 'audit')
 const search = async () => {
   const t = process.hrtime.bigint()

@@ -31,7 +31,9 @@ import { Spool } from '../firmware/spool/spool.ts'
 import { hashPassword } from '../hal/crypto/password.ts'
 import { SubmissionServer } from '../firmware/submission/server.ts'
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, caps: { type: 'string', default: '10,100' }, receiver: { type: 'boolean' } } })
+const { values } = parseArgs({
+  options: { count: { type: 'string', default: '2000' }, caps: { type: 'string', default: '10,100' }, receiver: { type: 'boolean' } },
+})
 
 if (values.receiver) {
   // The receiving MX runs in its own process (as a real one would), recording bytes per 100 ms.
@@ -42,7 +44,12 @@ if (values.receiver) {
   let messages = 0
   const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'mx.bench' })
   const rx = new SMTPServer({
-    cert: certPem, key: keyPem, disabledCommands: ['AUTH'], disableReverseLookup: true, logger: false, size: 100 << 20,
+    cert: certPem,
+    key: keyPem,
+    disabledCommands: ['AUTH'],
+    disableReverseLookup: true,
+    logger: false,
+    size: 100 << 20,
     onData(stream, _s, cb) {
       stream.on('data', (c: Buffer) => {
         const now = Date.now()
@@ -95,20 +102,37 @@ async function runCap(mbit: number) {
     submission: { starttlsPort: 0, implicitTlsPort: 0, accounts: [{ name: 'bench', passwordHash }], maxClients: 100 },
     signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'bench' }] },
     spool: { verifyOnStart: false },
-    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rxPort }], bandwidthBitsPerSecond: mbit * 1_000_000, maxConnections: 32, perDestinationConnections: 16 },
+    delivery: {
+      routes: [{ domain: '*', host: '127.0.0.1', port: rxPort }],
+      bandwidthBitsPerSecond: mbit * 1_000_000,
+      maxConnections: 32,
+      perDestinationConnections: 16,
+    },
   })
   const events = { emit() {} }
   const spool = new Spool({ config, log, hsm, events, clock })
   const signing = new SigningStage({ config, log, hsm, clock, events: { emit: () => {} } })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock })
-  const submission = new SubmissionServer({ config, log, handoff: new StagedHandoff([signing], new AuditCopyHandoff(spool, config)), clock, events: { emit: () => {} } })
+  const submission = new SubmissionServer({
+    config,
+    log,
+    handoff: new StagedHandoff([signing], new AuditCopyHandoff(spool, config)),
+    clock,
+    events: { emit: () => {} },
+  })
   // Delivery starts once the statements are queued, so the figure measures the egress shaping,
   // not how fast two cores can also take in, sign and spool at the same time.
   for (const c of [spool, signing, submission]) await c.start()
 
   const transport = nodemailer.createTransport({
-    host: '127.0.0.1', port: submission.endpoints.starttls.port, requireTLS: true, pool: true, maxConnections: 8, maxMessages: Infinity,
-    auth: { user: 'bench', pass: 'bench password 1234' }, tls: { ca: readFileSync(join(dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
+    host: '127.0.0.1',
+    port: submission.endpoints.starttls.port,
+    requireTLS: true,
+    pool: true,
+    maxConnections: 8,
+    maxMessages: Infinity,
+    auth: { user: 'bench', pass: 'bench password 1234' },
+    tls: { ca: readFileSync(join(dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
   })
   const started = Date.now()
   await Promise.all(
@@ -140,7 +164,11 @@ async function runCap(mbit: number) {
   const capBytes = (mbit * 1_000_000) / 8
   const seconds = (last - first) / 1000
   let worst = 0
-  for (let i = 0; i + 10 <= buckets.length; i++) worst = Math.max(worst, buckets.slice(i, i + 10).reduce((a, b) => a + (b ?? 0), 0))
+  for (let i = 0; i + 10 <= buckets.length; i++)
+    worst = Math.max(
+      worst,
+      buckets.slice(i, i + 10).reduce((a, b) => a + (b ?? 0), 0),
+    )
   return {
     capMbit: mbit,
     statements: count,
@@ -149,11 +177,19 @@ async function runCap(mbit: number) {
     goodputMbit: Number(((total * 8) / seconds / 1e6).toFixed(2)),
     meanGoodputShareOfCap: Number((total / seconds / capBytes).toFixed(3)),
     busiestSecondShareOfCap: Number((worst / capBytes).toFixed(3)),
-    senderBusiestSecondShareOfCap: Number((Math.max(...Array.from({ length: Math.max(0, granted.length - 9) }, (_, i) => granted.slice(i, i + 10).reduce((a, b) => a + b, 0))) / capBytes).toFixed(3)),
+    senderBusiestSecondShareOfCap: Number(
+      (Math.max(...Array.from({ length: Math.max(0, granted.length - 9) }, (_, i) => granted.slice(i, i + 10).reduce((a, b) => a + b, 0))) / capBytes).toFixed(
+        3,
+      ),
+    ),
     wireBytesThroughLimiter: delivery.limiter.passed,
     contentBytesReceived: total,
-    senderPerSecondShares: Array.from({ length: Math.floor(granted.length / 10) }, (_, i) => Number((granted.slice(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0) / capBytes).toFixed(3))),
-    perSecondShares: Array.from({ length: Math.floor(buckets.length / 10) }, (_, i) => Number((buckets.slice(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0) / capBytes).toFixed(3))),
+    senderPerSecondShares: Array.from({ length: Math.floor(granted.length / 10) }, (_, i) =>
+      Number((granted.slice(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0) / capBytes).toFixed(3)),
+    ),
+    perSecondShares: Array.from({ length: Math.floor(buckets.length / 10) }, (_, i) =>
+      Number((buckets.slice(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0) / capBytes).toFixed(3)),
+    ),
   }
 }
 
@@ -162,7 +198,13 @@ for (const cap of caps) {
   process.stderr.write(`cap ${cap} Mbit/s: ${count} statements…\n`)
   results.push(await runCap(cap))
 }
-const summary = { date: new Date().toISOString(), machine: `${cpus().length} cores, ${cpus()[0]?.model}`, node: process.version, results, targets: { meanGoodputShareOfCapAtLeast: 0.97, busiestSecondShareOfCapAtMost: 1.01 } }
+const summary = {
+  date: new Date().toISOString(),
+  machine: `${cpus().length} cores, ${cpus()[0]?.model}`,
+  node: process.version,
+  results,
+  targets: { meanGoodputShareOfCapAtLeast: 0.97, busiestSecondShareOfCapAtMost: 1.01 },
+}
 process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
 mkdirSync(join(import.meta.dirname, 'results'), { recursive: true })
 writeFileSync(join(import.meta.dirname, 'results', 'bandwidth.json'), `${JSON.stringify(summary, null, 2)}\n`)

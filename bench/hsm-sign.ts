@@ -14,14 +14,24 @@ import { parseArgs } from 'node:util'
 import { Hsm, readPinFile } from '../hal/hsm/index.ts'
 import { pkcs11 as P } from '../hal/hsm/pkcs11.ts'
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '2' }, callers: { type: 'string', default: '4' }, rounds: { type: 'string', default: '5' } } })
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '2' }, callers: { type: 'string', default: '4' }, rounds: { type: 'string', default: '5' } },
+})
 const seconds = Number(values.seconds)
 const callers = Number(values.callers)
 const rounds = Number(values.rounds)
 const data = Buffer.alloc(200, 0x61) // about the size of CMS signed attributes
 
 const dir = mkdtempSync(join(tmpdir(), 'sg-bench-hsm-'))
-const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions: callers, reconnectIntervalMs: 1000, devDir: dir, clock: { now: () => Date.now() } })
+const hsm = new Hsm({
+  module: '',
+  tokenLabel: 'bench',
+  pinFile: '',
+  sessions: callers,
+  reconnectIntervalMs: 1000,
+  devDir: dir,
+  clock: { now: () => Date.now() },
+})
 await hsm.open()
 await hsm.keys.generateKeyPair('bench/rsa', 'rsa-2048')
 
@@ -40,7 +50,10 @@ try {
 } catch {
   // already logged in through the layer's sessions (same process)
 }
-raw.C_FindObjectsInit(session, [{ type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY }, { type: P.CKA_LABEL, value: 'bench/rsa' }])
+raw.C_FindObjectsInit(session, [
+  { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
+  { type: P.CKA_LABEL, value: 'bench/rsa' },
+])
 const [rawKey] = raw.C_FindObjects(session, 1)
 raw.C_FindObjectsFinal(session)
 

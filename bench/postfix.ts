@@ -176,11 +176,18 @@ async function startBox(port: number, sinkPort: number, signing: boolean): Promi
     policy: { profiles: [{ name: 'securities', domains: ['bank.example'], attachmentTypes: [] }] },
     signing: { domains: !signing ? [] : [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] },
     spool: { verifyOnStart: false },
-    delivery: { bandwidthBitsPerSecond: 10_000_000_000, routes: [{ domain: '*', host: '127.0.0.1', port: sinkPort }], perDestinationConnections: 20, maxConnections: 32 },
+    delivery: {
+      bandwidthBitsPerSecond: 10_000_000_000,
+      routes: [{ domain: '*', host: '127.0.0.1', port: sinkPort }],
+      perDestinationConnections: 20,
+      maxConnections: 32,
+    },
   }
   writeFileSync(join(dataDir, 'config.json'), JSON.stringify(config))
   const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []
-  const box = spawn(process.execPath, [...values['node-args']!.split(' ').filter(Boolean), ...profile, MAIN, '--config', join(dataDir, 'config.json')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const box = spawn(process.execPath, [...values['node-args']!.split(' ').filter(Boolean), ...profile, MAIN, '--config', join(dataDir, 'config.json')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   children.push(box)
   let err = ''
   // The box's log (level warn) is kept, and its tail printed if a run fails.
@@ -230,7 +237,21 @@ async function run(system: System, port: number, sink: { value: number }, many: 
   const cpu0 = boxPid ? procStat(boxPid).cpuSeconds : 0
   const machine0 = machineBusySeconds()
   let peak = 0
-  const args = ['-c', '-s', String(SESSIONS), '-m', String(MAILS), '-l', String(SIZE), '-S', 'Monthly statement', '-f', 'statements@bank.example', '-t', 'customer@example.net']
+  const args = [
+    '-c',
+    '-s',
+    String(SESSIONS),
+    '-m',
+    String(MAILS),
+    '-l',
+    String(SIZE),
+    '-S',
+    'Monthly statement',
+    '-f',
+    'statements@bank.example',
+    '-t',
+    'customer@example.net',
+  ]
   if (many) args.unshift('-d')
   const t0 = performance.now()
   const source = spawn('smtp-source', [...args, `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -266,7 +287,9 @@ async function run(system: System, port: number, sink: { value: number }, many: 
     r.boxCpuSeconds = procStat(boxPid).cpuSeconds - cpu0
     r.boxPeakRss = Math.max(peak, procStat(boxPid).rss)
   }
-  say(`  ${system.padEnd(7)} ${r.variant}: accepted ${r.acceptedPerSecond.toFixed(0)}/s, delivered ${r.deliveredPerSecond.toFixed(0)}/s, machine CPU ${r.machineCpuSeconds.toFixed(1)} s${r.boxCpuSeconds ? `, of it the box ${r.boxCpuSeconds.toFixed(1)} s` : ''}`)
+  say(
+    `  ${system.padEnd(7)} ${r.variant}: accepted ${r.acceptedPerSecond.toFixed(0)}/s, delivered ${r.deliveredPerSecond.toFixed(0)}/s, machine CPU ${r.machineCpuSeconds.toFixed(1)} s${r.boxCpuSeconds ? `, of it the box ${r.boxCpuSeconds.toFixed(1)} s` : ''}`,
+  )
   return r
 }
 
@@ -284,7 +307,14 @@ async function latency(port: number, rate: number, seconds: number): Promise<{ p
       const start = performance.now()
       let greeted = 0
       const s: Socket = connect(port, '127.0.0.1')
-      const steps = ['EHLO latency.localhost\r\n', 'MAIL FROM:<statements@bank.example>\r\n', 'RCPT TO:<customer@example.net>\r\n', 'DATA\r\n', body, 'QUIT\r\n']
+      const steps = [
+        'EHLO latency.localhost\r\n',
+        'MAIL FROM:<statements@bank.example>\r\n',
+        'RCPT TO:<customer@example.net>\r\n',
+        'DATA\r\n',
+        body,
+        'QUIT\r\n',
+      ]
       let buf = ''
       s.setEncoding('latin1')
       s.on('data', (d: string) => {
@@ -294,14 +324,14 @@ async function latency(port: number, rate: number, seconds: number): Promise<{ p
         if (!lines.slice(0, -1).some((l) => /^\d{3} /.test(l))) return
         const code = Number(buf.slice(0, 3))
         buf = ''
-        if (code >= 400) return s.destroy(), reject(new Error(`latency probe got ${code}`))
+        if (code >= 400) return (s.destroy(), reject(new Error(`latency probe got ${code}`)))
         if (!greeted) greeted = performance.now()
         const next = steps.shift()
         if (next === 'QUIT\r\n') {
           after.push(performance.now() - greeted)
           greeting.push(greeted - start)
         }
-        if (next === undefined) return s.end(), resolve()
+        if (next === undefined) return (s.end(), resolve())
         s.write(next)
       })
       s.on('error', reject)
@@ -357,7 +387,14 @@ function svg(runs: Run[]): string {
 }
 
 try {
-  const [sinkBoxPort, sinkBarePort, sinkPfPort, pfPort, boxPort, barePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+  const [sinkBoxPort, sinkBarePort, sinkPfPort, pfPort, boxPort, barePort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ]
   const sinkBox = startSink(sinkBoxPort)
   const sinkBare = startSink(sinkBarePort)
   const sinkPf = startSink(sinkPfPort)
@@ -370,7 +407,9 @@ try {
 
   const runs: Run[] = []
   for (const many of [false, true]) {
-    say(`${many ? 'many mails' : 'one mail'} per connection: ${ROUNDS} rounds of ${MAILS} mails, ${SESSIONS} sessions, box / Postfix / box without signatures in turn`)
+    say(
+      `${many ? 'many mails' : 'one mail'} per connection: ${ROUNDS} rounds of ${MAILS} mails, ${SESSIONS} sessions, box / Postfix / box without signatures in turn`,
+    )
     for (let i = 0; i < ROUNDS; i++) {
       runs.push(await run('box', boxPort, sinkBox, many, box.pid))
       runs.push(await run('postfix', pfPort, sinkPf, many))
@@ -391,7 +430,11 @@ try {
     return {
       variant,
       acceptedPerSecond: { box: Math.round(accepted.box), postfix: Math.round(accepted.postfix), ratio: Number((accepted.box / accepted.postfix).toFixed(3)) },
-      deliveredPerSecond: { box: Math.round(delivered.box), postfix: Math.round(delivered.postfix), ratio: Number((delivered.box / delivered.postfix).toFixed(3)) },
+      deliveredPerSecond: {
+        box: Math.round(delivered.box),
+        postfix: Math.round(delivered.postfix),
+        ratio: Number((delivered.box / delivered.postfix).toFixed(3)),
+      },
       boxCpuSecondsPer1000Mails: Number(((median(b.map((r) => r.boxCpuSeconds!)) / MAILS) * 1000).toFixed(2)),
       boxPeakRssMB: Math.round(Math.max(...b.map((r) => r.boxPeakRss!)) / 2 ** 20),
       machineCpuSecondsPer1000Mails: {

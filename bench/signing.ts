@@ -19,7 +19,9 @@ import { firmToken } from './firm-token.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import { SigningStage } from '../firmware/signing/stage.ts'
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } } })
+const { values } = parseArgs({
+  options: { count: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } },
+})
 const count = Number(values.count)
 const concurrency = Number(values.concurrency)
 const rounds = Number(values.rounds)
@@ -40,12 +42,24 @@ const statement = Buffer.from(
     `--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from('您好，附件為本月對帳單。\r\n'.repeat(100)).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n` +
     `--b\r\nContent-Type: application/pdf; name="statement.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdf.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n--b--\r\n`,
 )
-const envelope = { id: 'b', mailFrom: 'statements@bank.example', rcptTo: ['customer@example.net'], account: 'a', clientAddress: '127.0.0.1', tls: undefined, receivedAt: 0 }
+const envelope = {
+  id: 'b',
+  mailFrom: 'statements@bank.example',
+  rcptTo: ['customer@example.net'],
+  account: 'a',
+  clientAddress: '127.0.0.1',
+  tls: undefined,
+  receivedAt: 0,
+}
 
 async function pool(n: number, fn: () => Promise<unknown>): Promise<number> {
   let next = 0
   const start = process.hrtime.bigint()
-  await Promise.all(Array.from({ length: concurrency }, async () => { while (next++ < n) await fn() }))
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next++ < n) await fn()
+    }),
+  )
   return n / (Number(process.hrtime.bigint() - start) / 1e9)
 }
 

@@ -23,13 +23,27 @@ import { newQueueId } from '../firmware/spool/ids.ts'
 import { Spool } from '../firmware/spool/spool.ts'
 
 const { values } = parseArgs({
-  options: { count: { type: 'string', default: '1000000' }, concurrency: { type: 'string', default: '64' }, baseline: { type: 'string', default: '20000' }, dir: { type: 'string' }, 'restart-only': { type: 'string' } },
+  options: {
+    count: { type: 'string', default: '1000000' },
+    concurrency: { type: 'string', default: '64' },
+    baseline: { type: 'string', default: '20000' },
+    dir: { type: 'string' },
+    'restart-only': { type: 'string' },
+  },
 })
 
 if (values['restart-only']) {
   // Phase 3 runs in a fresh process, so resident memory is the restarted box's alone.
   const dataDir = values['restart-only']
-  const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions: 4, reconnectIntervalMs: 1000, devDir: join(dataDir, 'hsm'), clock: { now: () => Date.now() } })
+  const hsm = new Hsm({
+    module: '',
+    tokenLabel: 'bench',
+    pinFile: '',
+    sessions: 4,
+    reconnectIntervalMs: 1000,
+    devDir: join(dataDir, 'hsm'),
+    clock: { now: () => Date.now() },
+  })
   const t0 = process.hrtime.bigint()
   await hsm.open()
   const config = parseConfig({ dataDir, spool: { verifyOnStart: false } })
@@ -51,9 +65,22 @@ if (values['restart-only']) {
     return { ids, micros: Number(process.hrtime.bigint() - t) / 1e3 / Math.max(ids.length, 1) }
   }
   const first = claim(Math.floor(spool.size / 2))
-  for (let i = 0; i < first.ids.length; i += 2000) await Promise.all(first.ids.slice(i, i + 2000).map((id) => spool.defer(id, Date.now() + 3_600_000, 'bench: destination down')))
+  for (let i = 0; i < first.ids.length; i += 2000)
+    await Promise.all(first.ids.slice(i, i + 2000).map((id) => spool.defer(id, Date.now() + 3_600_000, 'bench: destination down')))
   const rest = claim(Infinity)
-  process.stdout.write(JSON.stringify({ restartSeconds: seconds, indexed: spool.size, rss: m.rss, heapUsed: m.heapUsed, external: m.external + m.arrayBuffers, claimMicros: first.micros, claimBehindDeferredMicros: rest.micros, claimedBehindDeferred: rest.ids.length, deferred: first.ids.length }))
+  process.stdout.write(
+    JSON.stringify({
+      restartSeconds: seconds,
+      indexed: spool.size,
+      rss: m.rss,
+      heapUsed: m.heapUsed,
+      external: m.external + m.arrayBuffers,
+      claimMicros: first.micros,
+      claimBehindDeferredMicros: rest.micros,
+      claimedBehindDeferred: rest.ids.length,
+      deferred: first.ids.length,
+    }),
+  )
   await spool.stop()
   await hsm.close()
   process.exit(0)
@@ -68,12 +95,14 @@ async function pool(n: number, fn: (i: number) => Promise<unknown>, progress?: (
   let next = 0
   let done = 0
   const start = process.hrtime.bigint()
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    for (let i = next++; i < n; i = next++) {
-      await fn(i)
-      if (++done % 50_000 === 0) progress?.(done)
-    }
-  }))
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < n; i = next++) {
+        await fn(i)
+        if (++done % 50_000 === 0) progress?.(done)
+      }
+    }),
+  )
   return n / (Number(process.hrtime.bigint() - start) / 1e9)
 }
 
@@ -88,7 +117,15 @@ const plainRate = await pool(baselineCount, async (i) => {
 rmSync(join(root, 'plain'), { recursive: true })
 
 // 2. Enqueue through the spool.
-const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions: 4, reconnectIntervalMs: 1000, devDir: join(root, 'hsm'), clock: { now: () => Date.now() } })
+const hsm = new Hsm({
+  module: '',
+  tokenLabel: 'bench',
+  pinFile: '',
+  sessions: 4,
+  reconnectIntervalMs: 1000,
+  devDir: join(root, 'hsm'),
+  clock: { now: () => Date.now() },
+})
 await hsm.open()
 const config = parseConfig({ dataDir: root, spool: { verifyOnStart: false, maxMessages: count + 1, reservePercent: 1 } })
 const deps = { config, log: pino({ level: 'silent' }), hsm, events: { emit() {} }, clock: { now: () => Date.now() } }
@@ -98,7 +135,15 @@ const enqueueRate = await pool(
   count,
   (i) =>
     spool.accept({
-      envelope: { id: newQueueId(), mailFrom: 'statements@bank.example', rcptTo: [`c${i}@example.net`], account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: 0 },
+      envelope: {
+        id: newQueueId(),
+        mailFrom: 'statements@bank.example',
+        rcptTo: [`c${i}@example.net`],
+        account: 'firm',
+        clientAddress: '127.0.0.1',
+        tls: undefined,
+        receivedAt: 0,
+      },
       message: body,
     }),
   (done) => process.stderr.write(`  enqueued ${done}/${count}\n`),
@@ -108,7 +153,21 @@ await spool.stop()
 await hsm.close()
 
 // 3. Restart with everything queued, in a fresh process.
-const restart = JSON.parse(execFileSync(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi')), '--expose-gc', import.meta.filename, '--restart-only', root], { encoding: 'utf8' })) as { restartSeconds: number; indexed: number; rss: number; heapUsed: number; external: number; claimMicros: number; claimBehindDeferredMicros: number; claimedBehindDeferred: number; deferred: number }
+const restart = JSON.parse(
+  execFileSync(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi')), '--expose-gc', import.meta.filename, '--restart-only', root], {
+    encoding: 'utf8',
+  }),
+) as {
+  restartSeconds: number
+  indexed: number
+  rss: number
+  heapUsed: number
+  external: number
+  claimMicros: number
+  claimBehindDeferredMicros: number
+  claimedBehindDeferred: number
+  deferred: number
+}
 const summary = {
   date: new Date().toISOString(),
   machine: `${cpus().length} cores, ${cpus()[0]?.model}`,

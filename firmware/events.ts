@@ -22,7 +22,15 @@ export type BoxEvent =
       bytes: number
     }
   | { type: 'submission.refused'; account: string | undefined; clientAddress: string; code: string; reply: string }
-  | { type: 'policy.decision'; id: string; account: string | undefined; profile: string; rule: string; mode: 'monitor' | 'enforce'; outcome: 'refused' | 'monitor-hit' }
+  | {
+      type: 'policy.decision'
+      id: string
+      account: string | undefined
+      profile: string
+      rule: string
+      mode: 'monitor' | 'enforce'
+      outcome: 'refused' | 'monitor-hit'
+    }
   | {
       type: 'policy.consent_list'
       profile: string

@@ -33,7 +33,9 @@ const REQUIRED_NODE_MAJOR = 24
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const major = Number(process.versions.node.split('.')[0])
   if (major !== REQUIRED_NODE_MAJOR) {
-    process.stderr.write(`statement-gateway: needs Node ${REQUIRED_NODE_MAJOR} LTS (the project's pinned runtime), running ${process.version}; start it with npm start\n`)
+    process.stderr.write(
+      `statement-gateway: needs Node ${REQUIRED_NODE_MAJOR} LTS (the project's pinned runtime), running ${process.version}; start it with npm start\n`,
+    )
     process.exit(1)
   }
 
@@ -50,7 +52,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
 
   const log = createLogger(config.log.level)
   const missing = missingDaemonEnv(env)
-  if (missing.length) log.warn({ missing }, 'started without the memory settings npm start and the systemd unit give: under load the process keeps freed mail buffers (firmware/runtime.ts)')
+  if (missing.length)
+    log.warn(
+      { missing },
+      'started without the memory settings npm start and the systemd unit give: under load the process keeps freed mail buffers (firmware/runtime.ts)',
+    )
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   // Two boxes on one data directory would write the same spool and audit trail.
   if (await boxRunning(config)) {
@@ -70,7 +76,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const handoff = new StagedHandoff([policy, signing], new AuditCopyHandoff(spool, config))
   // S6: a mail is taken only while the trail can record what happens to it (a full disk holds
   // its records in memory, bounded: submission waits rather than the trail losing any).
-  const admit = () => (audit.accepting ? undefined : new GatewayError('EAUDIT_BACKLOG', `the audit trail has ${audit.backlog} records waiting to be written; try again later`))
+  const admit = () =>
+    audit.accepting ? undefined : new GatewayError('EAUDIT_BACKLOG', `the audit trail has ${audit.backlog} records waiting to be written; try again later`)
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events, admit })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
@@ -89,7 +96,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       // S11: the process's memory and what mail in flight holds of its budget.
       memory: { ...process.memoryUsage(), submission: submission.memory },
       submission: { ...submission.guardCounts, auditBacklog: audit.backlog },
-      delivery: { ...delivery.counts, inFlight: delivery.inFlight, journalLagMs: delivery.journalLag.summary(), paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })) },
+      delivery: {
+        ...delivery.counts,
+        inFlight: delivery.inFlight,
+        journalLagMs: delivery.journalLag.summary(),
+        paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })),
+      },
       policy: Object.fromEntries(policy.counters),
       hsm: await hsm.check(),
     }),

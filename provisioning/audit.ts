@@ -114,14 +114,24 @@ switch (positionals[0]) {
   case 'export': {
     if (!values.out) fail('export needs --out DIR', 2)
     const r = await exportTrail(dir, values.out, { from: values.from, to: values.to })
-    process.stdout.write(`exported ${r.records} records (seq ${r.firstSeq}–${r.lastSeq}) in ${r.segments} segment(s) with ${r.checkpoints} checkpoints to ${r.dir}; check it with: sh ${join(r.dir, 'verify.sh')}\n`)
+    process.stdout.write(
+      `exported ${r.records} records (seq ${r.firstSeq}–${r.lastSeq}) in ${r.segments} segment(s) with ${r.checkpoints} checkpoints to ${r.dir}; check it with: sh ${join(r.dir, 'verify.sh')}\n`,
+    )
     break
   }
   case 'search': {
     const recipient = values.recipient
     const hash = recipient ? await withHsm((hsm) => recipientHash(hsm, recipient)) : undefined
     const limit = values.limit ? Number(values.limit) : undefined
-    for await (const r of searchTrail(dir, { from: time(values.from, false), to: time(values.to, true), type: values.type, id: values.id, statementId: values.statement, recipientHash: hash, limit })) {
+    for await (const r of searchTrail(dir, {
+      from: time(values.from, false),
+      to: time(values.to, true),
+      type: values.type,
+      id: values.id,
+      statementId: values.statement,
+      recipientHash: hash,
+      limit,
+    })) {
       process.stdout.write(`${JSON.stringify(r)}\n`)
     }
     break
@@ -134,7 +144,11 @@ switch (positionals[0]) {
   case 'pubkey': {
     const key = await withHsm((hsm) => hsm.keys.publicKey(CHECKPOINT_KEY_LABEL))
     process.stdout.write(key.export({ type: 'spki', format: 'pem' }) as string)
-    process.stdout.write(`SHA-256 fingerprint (of the DER SubjectPublicKeyInfo): ${createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex')}\n`)
+    process.stdout.write(
+      `SHA-256 fingerprint (of the DER SubjectPublicKeyInfo): ${createHash('sha256')
+        .update(key.export({ type: 'spki', format: 'der' }))
+        .digest('hex')}\n`,
+    )
     break
   }
   default:

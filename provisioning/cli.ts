@@ -22,7 +22,7 @@ export function toolConfigSource(path: string | undefined, env: NodeJS.ProcessEn
   if (path) return { path, why: '--config' }
   const fromEnv = configPathFrom([], env)
   if (fromEnv) return { path: fromEnv, why: `$${CONFIG_ENV}` }
-  if (existsSync(DEV_CONFIG)) return { path: DEV_CONFIG, why: 'the development box\'s, made by npm start' }
+  if (existsSync(DEV_CONFIG)) return { path: DEV_CONFIG, why: "the development box's, made by npm start" }
   return { path: undefined, why: 'no --config, no $SG_CONFIG and no ./var/config.json' }
 }
 

@@ -69,7 +69,9 @@ const receiver = new SMTPServer({
 })
 receiver.on('error', () => {}) // a client that drops its connection is not the demo's problem
 await new Promise<void>((r, reject) => {
-  receiver.server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new Error('127.0.0.1:2526 is taken (another demo running?)') : err))
+  receiver.server.once('error', (err: NodeJS.ErrnoException) =>
+    reject(err.code === 'EADDRINUSE' ? new Error('127.0.0.1:2526 is taken (another demo running?)') : err),
+  )
   receiver.listen(2526, '127.0.0.1', () => r())
 }).catch((err: Error) => fail(err.message))
 
@@ -91,7 +93,9 @@ let refused = 0
 const bar = (n: number) => `${'█'.repeat(Math.round((n / count) * 30)).padEnd(30, '░')} ${String(n).padStart(String(count).length)}/${count}`
 const draw = () => {
   const secs = (Date.now() - started) / 1000
-  process.stderr.write(`\r  submitted ${bar(submitted)}   delivered ${bar(received.length)}   ${(received.length / Math.max(secs, 0.001)).toFixed(1)}/s ${refused ? ` refused ${refused}` : ''}  `)
+  process.stderr.write(
+    `\r  submitted ${bar(submitted)}   delivered ${bar(received.length)}   ${(received.length / Math.max(secs, 0.001)).toFixed(1)}/s ${refused ? ` refused ${refused}` : ''}  `,
+  )
 }
 const timer = setInterval(draw, 100)
 process.stderr.write(`Sending ${count} statements to the box on 127.0.0.1:${port}; the box delivers them to this demo receiver on 127.0.0.1:2526.\n`)
@@ -149,7 +153,13 @@ async function verifySmime(ca: string): Promise<number> {
         await run('openssl', ['cms', '-verify', '-CAfile', ca, '-in', r.file, '-out', '/dev/null'])
         ok++
       } catch (err) {
-        failures.push(`${r.statementId}: S/MIME does not verify: ${String((err as { stderr?: string }).stderr ?? err).trim().split('\n')[0]}`)
+        failures.push(
+          `${r.statementId}: S/MIME does not verify: ${
+            String((err as { stderr?: string }).stderr ?? err)
+              .trim()
+              .split('\n')[0]
+          }`,
+        )
       }
     }
   }

@@ -10,7 +10,11 @@ const USAGE = `usage: npm run dkim -- dns [--config FILE]
   dns    print the DNS TXT records to publish for the DKIM keys of the configured
          signing domains (M4), creating any key that does not exist yet in the HSM
 `
-const { values, positionals } = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string' }, help: { type: 'boolean' } }, allowPositionals: true })
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  options: { config: { type: 'string' }, help: { type: 'boolean' } },
+  allowPositionals: true,
+})
 if (values.help) printHelp(USAGE, values.config)
 const fail = failer('dkim')
 if (positionals[0] !== 'dns') fail(USAGE.trimEnd(), 2)

@@ -67,7 +67,12 @@ try {
   switch (command) {
     case 'init': {
       const created = await hsm.ensureKeys(BOX_KEYS)
-      if (created.length || hsm.createdToken) action = { action: 'hsm.init', outcome: 'ok', detail: `${hsm.createdToken ? 'created the embedded token; ' : ''}generated ${created.join(', ') || 'no key'}` }
+      if (created.length || hsm.createdToken)
+        action = {
+          action: 'hsm.init',
+          outcome: 'ok',
+          detail: `${hsm.createdToken ? 'created the embedded token; ' : ''}generated ${created.join(', ') || 'no key'}`,
+        }
       if (hsm.createdToken) process.stderr.write(`hsm: created the embedded token in ${config.dataDir}/hsm (PIN files are mode 0600)\n`)
       process.stderr.write(created.length ? `hsm: generated ${created.join(', ')}\n` : 'hsm: all keys present, nothing to do\n')
       out(JSON.stringify(await hsm.status(BOX_KEYS), null, 2))
@@ -79,7 +84,9 @@ try {
       break
     case 'list':
       for (const k of await hsm.keys.list()) {
-        out(`${k.kind.padEnd(12)} ${k.keyType.padEnd(15)} ${k.label}${k.sensitive === undefined ? '' : `  sensitive=${k.sensitive} extractable=${k.extractable}`}`)
+        out(
+          `${k.kind.padEnd(12)} ${k.keyType.padEnd(15)} ${k.label}${k.sensitive === undefined ? '' : `  sensitive=${k.sensitive} extractable=${k.extractable}`}`,
+        )
       }
       break
     case 'generate': {

@@ -27,7 +27,14 @@ your login name.
  */
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
-  options: { config: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, reason: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean' } },
+  options: {
+    config: { type: 'string' },
+    state: { type: 'string' },
+    limit: { type: 'string' },
+    reason: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean' },
+  },
   allowPositionals: true,
 })
 if (values.help) printHelp(USAGE, values.config)

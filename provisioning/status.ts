@@ -17,7 +17,10 @@ What an operator checks first, asked of the running box over its control socket:
 queue by state, deliveries since start, resting source addresses, policy rule counters,
 the HSM token and missing keys, and each signing certificate's expiry.
 `
-const { values } = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean' } } })
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: { config: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean' } },
+})
 if (values.help) printHelp(USAGE, values.config)
 
 const fail: (message: string, code?: number) => never = failer('status')
@@ -59,13 +62,27 @@ const lines = [
   `delivery  since start: ${d.delivered} delivered, ${d.deferred} deferred, ${d.bounced} bounced, ${d.expired} expired; ${d.inFlight} in progress`,
   ...(lag && lag.samples ? [`          250 to journal: p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms (${lag.samples} mails)`] : []),
   ...d.paused.map((p) => `          ${p.address} rests at ${p.destination} until ${p.until}`),
-  ...(status.memory ? [`memory    ${mb(status.memory.rss)} MB resident; mail in flight ${mb(status.memory.submission.used)} of ${mb(status.memory.submission.limit)} MB (peak ${mb(status.memory.submission.peak)})`] : []),
-  ...(status.submission
-    ? [`clients   ${status.submission.refusedBusyAddress} refused (too many from one address), ${status.submission.authTimeouts} not authenticated in time, errors ${JSON.stringify(status.submission.clientErrors)}; audit backlog ${status.submission.auditBacklog}`]
+  ...(status.memory
+    ? [
+        `memory    ${mb(status.memory.rss)} MB resident; mail in flight ${mb(status.memory.submission.used)} of ${mb(status.memory.submission.limit)} MB (peak ${mb(status.memory.submission.peak)})`,
+      ]
     : []),
-  `policy    ${Object.keys(status.policy).length ? Object.entries(status.policy).map(([rule, c]) => `${rule}: ${c.refused} refused, ${c.monitored} monitored`).join('; ') : 'no rule has hit since start'}`,
+  ...(status.submission
+    ? [
+        `clients   ${status.submission.refusedBusyAddress} refused (too many from one address), ${status.submission.authTimeouts} not authenticated in time, errors ${JSON.stringify(status.submission.clientErrors)}; audit backlog ${status.submission.auditBacklog}`,
+      ]
+    : []),
+  `policy    ${
+    Object.keys(status.policy).length
+      ? Object.entries(status.policy)
+          .map(([rule, c]) => `${rule}: ${c.refused} refused, ${c.monitored} monitored`)
+          .join('; ')
+      : 'no rule has hit since start'
+  }`,
   `hsm       ${status.hsm.error ? `NOT READY: ${status.hsm.error}` : `${status.hsm.token?.label} (${status.hsm.token?.manufacturer} ${status.hsm.token?.model})`}`,
   ...status.hsm.keys.filter((k) => !k.present).map((k) => `          missing key ${k.label} (${k.purpose})`),
-  ...status.hsm.certificates.map((c) => `          ${c.label}: ${c.subject.replace(/\n/g, ', ')}, expires ${c.notAfter} (${c.daysLeft < 0 ? 'EXPIRED' : `${c.daysLeft} days left`})`),
+  ...status.hsm.certificates.map(
+    (c) => `          ${c.label}: ${c.subject.replace(/\n/g, ', ')}, expires ${c.notAfter} (${c.daysLeft < 0 ? 'EXPIRED' : `${c.daysLeft} days left`})`,
+  ),
 ]
 process.stdout.write(`${lines.join('\n')}\n`)

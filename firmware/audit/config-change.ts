@@ -48,7 +48,10 @@ export class ConfigChangeAudit implements Component {
 
   async start(): Promise<void> {
     const file = join(this.#trail.dir, SNAPSHOT)
-    const previous: unknown = await readFile(file, 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined)
+    const previous: unknown = await readFile(file, 'utf8').then(
+      (t) => JSON.parse(t) as unknown,
+      () => undefined,
+    )
     const current = JSON.parse(JSON.stringify(this.#config)) as unknown
     const diff = previous === undefined ? { before: null, after: current } : configDiff(previous, current)
     if (!diff) return

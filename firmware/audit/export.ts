@@ -61,7 +61,10 @@ export async function exportTrail(auditDir: string, out: string, range: { from?:
       if (c.seq >= firstSeq && c.seq <= lastSeq) checkpoints.push(c)
     }
   }
-  await writeFile(join(out, 'checkpoints.jsonl'), checkpoints.map((c) => `${JSON.stringify({ seq: c.seq, head: c.head, time: c.time, sig: c.sig })}\n`).join(''))
+  await writeFile(
+    join(out, 'checkpoints.jsonl'),
+    checkpoints.map((c) => `${JSON.stringify({ seq: c.seq, head: c.head, time: c.time, sig: c.sig })}\n`).join(''),
+  )
   await copyFile(join(auditDir, PUBLIC_KEY_FILE), join(out, PUBLIC_KEY_FILE))
   await writeFile(join(out, 'verify.sh'), VERIFY_SH, { mode: 0o755 })
   await writeFile(join(out, 'VERIFY.md'), VERIFY_MD)
@@ -69,7 +72,11 @@ export async function exportTrail(auditDir: string, out: string, range: { from?:
   const sums: string[] = []
   for (const name of (await readdir(out)).sort()) {
     if (name === 'SHA256SUMS') continue
-    sums.push(`${createHash('sha256').update(await readFile(join(out, name))).digest('hex')}  ${name}\n`)
+    sums.push(
+      `${createHash('sha256')
+        .update(await readFile(join(out, name)))
+        .digest('hex')}  ${name}\n`,
+    )
   }
   await writeFile(join(out, 'SHA256SUMS'), sums.join(''))
   return { dir: out, segments: segments.length, records, firstSeq, lastSeq, checkpoints: checkpoints.length }

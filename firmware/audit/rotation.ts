@@ -55,6 +55,8 @@ export async function buildMissingFilters(dir: string, current: string | undefin
   for (const seg of await listSegments(dir)) {
     if (stopping()) return
     if (seg.day === current || names.has(filterName(seg.day))) continue
-    await buildDayFilter(dir, seg, stopping).catch((err: Error) => log.warn({ day: seg.day, err: err.message }, 'could not build the search filter of an audit day'))
+    await buildDayFilter(dir, seg, stopping).catch((err: Error) =>
+      log.warn({ day: seg.day, err: err.message }, 'could not build the search filter of an audit day'),
+    )
   }
 }

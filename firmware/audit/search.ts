@@ -53,9 +53,12 @@ export async function* searchTrail(dir: string, q: AuditQuery): AsyncGenerator<A
 async function* scan(dir: string, q: AuditQuery & { anyId?: ReadonlySet<string> }): AsyncGenerator<AuditRecord> {
   const fromDay = q.from === undefined ? undefined : dayOf(q.from)
   const toDay = q.to === undefined ? undefined : dayOf(q.to)
-  const needles = [q.id && JSON.stringify(q.id), q.statementId && JSON.stringify(q.statementId), q.recipientHash && `"${q.recipientHash}"`, q.type && `"type":${JSON.stringify(q.type)}`].filter(
-    (n): n is string => Boolean(n),
-  )
+  const needles = [
+    q.id && JSON.stringify(q.id),
+    q.statementId && JSON.stringify(q.statementId),
+    q.recipientHash && `"${q.recipientHash}"`,
+    q.type && `"type":${JSON.stringify(q.type)}`,
+  ].filter((n): n is string => Boolean(n))
   const anyIdNeedles = q.anyId && [...q.anyId].map((id) => JSON.stringify(id))
   const keys = [q.id && `i:${q.id}`, q.statementId && `s:${q.statementId}`, q.recipientHash && `r:${q.recipientHash}`].filter((k): k is string => Boolean(k))
   let found = 0

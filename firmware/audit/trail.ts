@@ -9,7 +9,19 @@ import type { Config } from '../config/load.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 import { CHECKPOINT_KEY_LABEL } from '../keys/labels.ts'
 import type { Logger } from '../log.ts'
-import { checkpointName, checkpointPayload, dayOf, endName, GENESIS, PUBLIC_KEY_FILE, recordHash, recordLine, recordLink, segmentName, type Checkpoint } from './record.ts'
+import {
+  checkpointName,
+  checkpointPayload,
+  dayOf,
+  endName,
+  GENESIS,
+  PUBLIC_KEY_FILE,
+  recordHash,
+  recordLine,
+  recordLink,
+  segmentName,
+  type Checkpoint,
+} from './record.ts'
 import { Redactor } from './redact.ts'
 import { buildMissingFilters, finishDay, removeExpired } from './rotation.ts'
 import { dayEnd, lastLine, listSegments } from './segments.ts'
@@ -103,7 +115,9 @@ export class AuditTrail implements Component, EventSink {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     const torn = await this.#recover()
     this.#checkpointAsked = this.#seq
-    await this.#writePublicKey().catch((err: Error) => this.#log.error({ err: err.message }, 'could not export the checkpoint public key yet (HSM unavailable?); will retry'))
+    await this.#writePublicKey().catch((err: Error) =>
+      this.#log.error({ err: err.message }, 'could not export the checkpoint public key yet (HSM unavailable?); will retry'),
+    )
     this.#started = true
     this.emit({ type: 'audit.started', lastSeq: this.#seq, tornBytes: torn })
     await this.#housekeeping()
@@ -126,7 +140,10 @@ export class AuditTrail implements Component, EventSink {
       await Promise.all(this.#background)
       if (this.#queue.length && this.#failing) {
         if (Date.now() >= deadline) {
-          this.#log.fatal({ unwritten: this.#queue.length, lastSeq: this.#seq }, 'stopping with audit records that could not be written (the disk is full): they are lost')
+          this.#log.fatal(
+            { unwritten: this.#queue.length, lastSeq: this.#seq },
+            'stopping with audit records that could not be written (the disk is full): they are lost',
+          )
           this.#queue = []
           break
         }
@@ -300,7 +317,9 @@ export class AuditTrail implements Component, EventSink {
   }
 
   async #finishDay(day: string): Promise<void> {
-    await finishDay(this.dir, day).catch((err: Error) => this.#log.error({ err: err.message, day }, 'could not compress an audit segment; it stays uncompressed'))
+    await finishDay(this.dir, day).catch((err: Error) =>
+      this.#log.error({ err: err.message, day }, 'could not compress an audit segment; it stays uncompressed'),
+    )
   }
 
   /** Retention (delete days older than `retentionDays`) and the disk budget alarm. */

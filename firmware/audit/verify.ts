@@ -112,9 +112,20 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
       }
       result.firstSeq ??= link.seq
       if (link.seq > expected) {
-        return fail({ seq: expected, file: seg.file, line: l.number, reason: `record${link.seq - expected > 1 ? `s ${expected}–${link.seq - 1}` : ` ${expected}`} missing before this line (deleted or moved)` })
+        return fail({
+          seq: expected,
+          file: seg.file,
+          line: l.number,
+          reason: `record${link.seq - expected > 1 ? `s ${expected}–${link.seq - 1}` : ` ${expected}`} missing before this line (deleted or moved)`,
+        })
       }
-      if (link.seq < expected) return fail({ seq: link.seq, file: seg.file, line: l.number, reason: `seq ${link.seq} where ${expected} was expected (record inserted, duplicated or moved)` })
+      if (link.seq < expected)
+        return fail({
+          seq: link.seq,
+          file: seg.file,
+          line: l.number,
+          reason: `seq ${link.seq} where ${expected} was expected (record inserted, duplicated or moved)`,
+        })
       if (mismatch) {
         // The record after a mismatching checkpoint tells an edit of that one record from a rewrite.
         return fail(link.prev === mismatch.cp.head ? changed(mismatch.seq, mismatch) : rewritten(mismatch))
@@ -153,6 +164,7 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
       })
     }
   }
-  if (result.lastSeq !== undefined && lastCheckpoint < result.lastSeq) result.notes.push(`records ${lastCheckpoint + 1}–${result.lastSeq} are after the last signed checkpoint (the next checkpoint will cover them)`)
+  if (result.lastSeq !== undefined && lastCheckpoint < result.lastSeq)
+    result.notes.push(`records ${lastCheckpoint + 1}–${result.lastSeq} are after the last signed checkpoint (the next checkpoint will cover them)`)
   return result
 }

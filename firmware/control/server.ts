@@ -31,7 +31,16 @@ export interface AdminAction {
 
 /** The audit record of a tool's action, whichever way it reaches the trail. */
 export function toolActionEvent(who: string, a: AdminAction): BoxEvent {
-  return { type: 'admin.action', who, via: 'cli', action: a.action, target: a.target, outcome: a.outcome, ...(a.reason ? { reason: a.reason } : {}), ...(a.detail ? { detail: a.detail } : {}) }
+  return {
+    type: 'admin.action',
+    who,
+    via: 'cli',
+    action: a.action,
+    target: a.target,
+    outcome: a.outcome,
+    ...(a.reason ? { reason: a.reason } : {}),
+    ...(a.detail ? { detail: a.detail } : {}),
+  }
 }
 
 class Refused extends Error {}
@@ -94,7 +103,8 @@ export class ControlServer implements Component {
   async start(): Promise<void> {
     const path = this.path
     // sockaddr_un holds 108 bytes: a deeper data directory cannot have its socket there.
-    if (Buffer.byteLength(resolve(path)) > 107) throw new Error(`the control socket path ${resolve(path)} is longer than a Unix socket allows (107 bytes); choose a shorter dataDir`)
+    if (Buffer.byteLength(resolve(path)) > 107)
+      throw new Error(`the control socket path ${resolve(path)} is longer than a Unix socket allows (107 bytes); choose a shorter dataDir`)
     // A socket file left by a crash is removed; one a running box answers on is not ours to take.
     if (await answers(path)) throw new Error(`another box is running on ${this.#config.dataDir} (its control socket answers)`)
     try {
@@ -184,7 +194,8 @@ export class ControlServer implements Component {
     const text = (v: unknown, max: number) => (typeof v === 'string' && v.length <= max && !/[\r\n]/.test(v) ? v : undefined)
     const action = text(args.action, 64)
     const outcome = args.outcome === 'ok' || args.outcome === 'refused' ? args.outcome : undefined
-    if (!action || !/^[a-z0-9.-]+$/.test(action) || !outcome) return { ok: false, error: 'admin.record needs an "action" (a-z, 0-9, ".", "-") and an "outcome" (ok or refused)' }
+    if (!action || !/^[a-z0-9.-]+$/.test(action) || !outcome)
+      return { ok: false, error: 'admin.record needs an "action" (a-z, 0-9, ".", "-") and an "outcome" (ok or refused)' }
     const target = text(args.target, 200)
     const reason = text(args.reason, 500)
     const detail = text(args.detail, 500)
@@ -250,7 +261,8 @@ export class ControlServer implements Component {
         const e = this.#entry(args)
         if (e.state !== 'held') throw new Refused(`${e.id} is ${e.state}; hold it first, then remove it`)
         const reason = typeof args.reason === 'string' ? args.reason.trim() : ''
-        if (!reason || reason.length > 200 || /[\x00-\x1f\x7f]/.test(reason)) throw new Refused('a "reason" is needed (one line, up to 200 characters): the firm is told it')
+        if (!reason || reason.length > 200 || /[\x00-\x1f\x7f]/.test(reason))
+          throw new Refused('a "reason" is needed (one line, up to 200 characters): the firm is told it')
         if (!this.#remove) throw new Refused('removing is not available here')
         await this.#remove(e.id, who, reason)
         return { id: e.id, state: 'removed' }
@@ -316,7 +328,13 @@ export async function controlRequests(path: string, requests: readonly ControlRe
     })
     c.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer)
-      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new Error(`the box is not running (no control socket at ${path})`) : err.code === 'EACCES' ? new Error(`not allowed to use ${path}: run as the box's user or root`) : err)
+      reject(
+        err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+          ? new Error(`the box is not running (no control socket at ${path})`)
+          : err.code === 'EACCES'
+            ? new Error(`not allowed to use ${path}: run as the box's user or root`)
+            : err,
+      )
     })
   })
 }

@@ -75,10 +75,15 @@ export class SmtpClient {
     // No Nagle: the last small segment of a message (the final dot) must not wait for the
     // peer's delayed ACK (up to 40 ms on Linux) — a stall per message on a reused connection.
     const raw = netConnect({ host: o.host, port: o.port, noDelay: true, ...(o.localAddress ? { localAddress: o.localAddress } : {}) })
-    await this.#until('connect', o.timeouts.connect, new Promise<void>((resolve, reject) => {
-      raw.once('connect', () => resolve())
-      raw.once('error', (err) => reject(new SmtpError('connect', err.message, undefined, true)))
-    }), () => raw.destroy())
+    await this.#until(
+      'connect',
+      o.timeouts.connect,
+      new Promise<void>((resolve, reject) => {
+        raw.once('connect', () => resolve())
+        raw.once('error', (err) => reject(new SmtpError('connect', err.message, undefined, true)))
+      }),
+      () => raw.destroy(),
+    )
     this.remoteAddress = raw.remoteAddress
     this.#attach(new ThrottledSocket(raw, o.limiters))
     const greeting = await this.#read('greeting', o.timeouts.greeting)
@@ -94,7 +99,11 @@ export class SmtpClient {
    * DATA go as one group (DATA last, as the RFC requires), so a message on a
    * reused connection costs two round trips instead of four.
    */
-  async send(mailFrom: string, rcptTo: readonly string[], message: Buffer): Promise<{ reply: Reply; accepted: string[]; rejected: { rcpt: string; reply: Reply }[] }> {
+  async send(
+    mailFrom: string,
+    rcptTo: readonly string[],
+    message: Buffer,
+  ): Promise<{ reply: Reply; accepted: string[]; rejected: { rcpt: string; reply: Reply }[] }> {
     const o = this.#opts
     const reset = this.sent > 0
     const size = this.extensions.has('SIZE') ? ` SIZE=${message.length}` : ''
@@ -158,7 +167,12 @@ export class SmtpClient {
   async #ehlo(): Promise<void> {
     const r = await this.#cmd(`EHLO ${this.#opts.ehloName}`, this.#opts.timeouts.command)
     if (r.code !== 250) throw new SmtpError('ehlo', `EHLO ${r.code} ${r.text}`, r)
-    this.extensions = new Set(r.text.split('\n').slice(1).map((l) => l.split(' ')[0]!.toUpperCase()))
+    this.extensions = new Set(
+      r.text
+        .split('\n')
+        .slice(1)
+        .map((l) => l.split(' ')[0]!.toUpperCase()),
+    )
   }
 
   async #starttls(): Promise<void> {
@@ -182,10 +196,15 @@ export class SmtpClient {
       ...(o.trust ? { secureContext: o.trust } : {}),
     }
     const secure: TLSSocket = tlsConnect(options)
-    await this.#until('starttls', o.timeouts.command, new Promise<void>((resolve, reject) => {
-      secure.once('secureConnect', () => resolve())
-      secure.once('error', (err) => reject(new SmtpError('starttls', `TLS handshake failed: ${err.message}`, undefined, true)))
-    }), () => secure.destroy())
+    await this.#until(
+      'starttls',
+      o.timeouts.command,
+      new Promise<void>((resolve, reject) => {
+        secure.once('secureConnect', () => resolve())
+        secure.once('error', (err) => reject(new SmtpError('starttls', `TLS handshake failed: ${err.message}`, undefined, true)))
+      }),
+      () => secure.destroy(),
+    )
     this.tlsVersion = secure.getProtocol() ?? undefined
     // Small TLS records: the receiver can only use a record once all of it has
     // arrived, so with many shaped connections 16 KB records would reach it in
@@ -345,7 +364,8 @@ export class ReplyReader {
     this.#code = code
     this.#lines.push(line.slice(4))
     this.#bytes += line.length
-    if (this.#lines.length > MAX_REPLY_LINES || this.#bytes > MAX_REPLY_BYTES) return this.#fail(`a reply of more than ${MAX_REPLY_LINES} lines or ${MAX_REPLY_BYTES} octets`)
+    if (this.#lines.length > MAX_REPLY_LINES || this.#bytes > MAX_REPLY_BYTES)
+      return this.#fail(`a reply of more than ${MAX_REPLY_LINES} lines or ${MAX_REPLY_BYTES} octets`)
     if (sep === '-') return
     if (this.#ready.length >= MAX_UNREAD_REPLIES) return this.#fail(`more than ${MAX_UNREAD_REPLIES} replies nobody asked for`)
     this.#ready.push({ code: Number(code), text: this.#lines.join('\n') })

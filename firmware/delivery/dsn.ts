@@ -38,7 +38,9 @@ export function buildDsn(f: DsnFacts): Promise<Buffer> {
   const rcpts = f.failed.map((x) => x.rcpt)
   const reasons = [...new Set(f.failed.map((x) => x.reason))].join('; ')
   const subject = `${f.auditCopy ? 'The archive copy of statement' : 'Statement'} ${f.queueId}`
-  const consequence = f.auditCopy ? "The customer's own delivery is tracked separately; the archive (M7) lacks this copy." : 'A paper statement may be owed (M8).'
+  const consequence = f.auditCopy
+    ? "The customer's own delivery is tracked separately; the archive (M7) lacks this copy."
+    : 'A paper statement may be owed (M8).'
 
   const root = new MimeNode('multipart/report; report-type=delivery-status', { newline: '\r\n', hostname: f.host })
   root.setHeader({

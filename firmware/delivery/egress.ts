@@ -10,7 +10,8 @@ export interface Egress {
 }
 
 /** Replies that mean "this sending address is blocked here", not "this recipient is refused". */
-const BLOCK_REPLY = /\b(block(ed|list)?|blacklist(ed)?|deny ?list(ed)?|listed (at|on|in)|spamhaus|spamcop|barracuda|\brbl\b|dnsbl|poor reputation|ip reputation)\b/i
+const BLOCK_REPLY =
+  /\b(block(ed|list)?|blacklist(ed)?|deny ?list(ed)?|listed (at|on|in)|spamhaus|spamcop|barracuda|\brbl\b|dnsbl|poor reputation|ip reputation)\b/i
 
 export function isBlockReply(text: string): boolean {
   return BLOCK_REPLY.test(text)
@@ -22,7 +23,8 @@ export function isBlockReply(text: string): boolean {
  * (e.g. Gmail's 4.7.28). Greylisting is not throttling: it concerns one mail
  * and is answered by retrying that mail.
  */
-const THROTTLE_REPLY = /\b(too many (connections|messages|recipients|concurrent)|rate[- ]limit(ed|ing)?|throttl(ed|ing)|slow down|exceeded|unusual rate)\b|\b4\.7\.28\b/i
+const THROTTLE_REPLY =
+  /\b(too many (connections|messages|recipients|concurrent)|rate[- ]limit(ed|ing)?|throttl(ed|ing)|slow down|exceeded|unusual rate)\b|\b4\.7\.28\b/i
 
 export function isThrottleReply(reply: { code: number; text: string }): boolean {
   if (reply.code < 400 || reply.code >= 500 || /gr[ae]ylist/i.test(reply.text)) return false

@@ -70,7 +70,8 @@ export class DeliveryEngine implements Component {
     this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() } })
     this.egress = new EgressPool(deps.config, deps.clock)
     for (const e of d.egress) {
-      if (e.bitsPerSecond > 0) this.#egressLimiters.set(e.address, new ByteRateLimiter({ bytesPerSecond: e.bitsPerSecond / 8, burstBytes: 0, clock: { now: () => Date.now() } }))
+      if (e.bitsPerSecond > 0)
+        this.#egressLimiters.set(e.address, new ByteRateLimiter({ bytesPerSecond: e.bitsPerSecond / 8, burstBytes: 0, clock: { now: () => Date.now() } }))
     }
     this.#pool = new ConnectionPool(deps.config)
   }
@@ -119,7 +120,10 @@ export class DeliveryEngine implements Component {
     clearTimeout(grace)
     if (overdue) {
       const busy = this.#pool.busy()
-      this.#log.warn({ connections: busy.length, attempts: this.#tasks.size }, 'shutdown grace over: closing connections still delivering; their mail is retried after the restart')
+      this.#log.warn(
+        { connections: busy.length, attempts: this.#tasks.size },
+        'shutdown grace over: closing connections still delivering; their mail is retried after the restart',
+      )
       for (const c of busy) c.close()
       await tasks
     }
@@ -171,7 +175,11 @@ export class DeliveryEngine implements Component {
     const done = this.#spool.recipientsDone(id)
     const why = `removed by operator ${who}: ${reason}`
     const pending = mail.envelope.rcptTo.filter((_, i) => !done?.delivered.includes(i) && !done?.bounced.includes(i))
-    await this.#notify(mail, 'removed', pending.map((rcpt) => ({ rcpt, reason: why })))
+    await this.#notify(
+      mail,
+      'removed',
+      pending.map((rcpt) => ({ rcpt, reason: why })),
+    )
     await this.#spool.finish(id, 'removed', why)
     this.counts.removed++
   }
@@ -189,7 +197,12 @@ export class DeliveryEngine implements Component {
       const reason = `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`
       // The firm's notice is queued (durably) before the mail's end is: a crash between the two
       // repeats the notice rather than losing it.
-      if (mail) await this.#notify(mail, 'expired', mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })))
+      if (mail)
+        await this.#notify(
+          mail,
+          'expired',
+          mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })),
+        )
       await this.#spool.finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
       this.counts.expired++
       return
@@ -306,7 +319,9 @@ export class DeliveryEngine implements Component {
             this.egress.pause(client?.localAddress ?? egress.address, dest, (about === 'block' ? d.blockPauseSeconds : d.throttlePauseSeconds) * 1000)
             this.#log.warn(
               { destination: hop.name, sourceIp: egress.address, reply },
-              about === 'block' ? 'destination blocks this source address; paused it there' : 'destination asks this source address to slow down; resting it there',
+              about === 'block'
+                ? 'destination blocks this source address; paused it there'
+                : 'destination asks this source address to slow down; resting it there',
             )
             last = { status: 'deferred', reply, ...base }
             continue
@@ -361,7 +376,16 @@ export class DeliveryEngine implements Component {
       messageId: newQueueId(),
     })
     await this.#spool.accept({
-      envelope: { id: newQueueId(), mailFrom: '', rcptTo: [to], account: undefined, clientAddress: '127.0.0.1', tls: undefined, receivedAt: this.#clock.now(), kind: 'dsn' },
+      envelope: {
+        id: newQueueId(),
+        mailFrom: '',
+        rcptTo: [to],
+        account: undefined,
+        clientAddress: '127.0.0.1',
+        tls: undefined,
+        receivedAt: this.#clock.now(),
+        kind: 'dsn',
+      },
       message,
     })
   }

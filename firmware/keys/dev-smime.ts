@@ -23,7 +23,10 @@ export const devCaFile = (dataDir: string) => join(dataDir, 'signing', 'dev-ca.p
  * `npm run hsm -- csr` / `import-cert` / `import-p12`. Idempotent: a key that
  * already has its certificate is left as it is.
  */
-export async function ensureDevSmime(hsm: Hsm, opts: { dataDir: string; address: string; now?: Date }): Promise<{ created: boolean; caFile: string; certificate: X509Certificate }> {
+export async function ensureDevSmime(
+  hsm: Hsm,
+  opts: { dataDir: string; address: string; now?: Date },
+): Promise<{ created: boolean; caFile: string; certificate: X509Certificate }> {
   if (!hsm.embedded) throw new Error('a development S/MIME certificate is only made on the embedded SoftHSM token, never on a vendor HSM')
   const caFile = devCaFile(opts.dataDir)
   const existing = await hsm.certs.chain(DEV_SMIME_LABEL).catch(() => [])

@@ -63,7 +63,8 @@ export class KeyService implements Component {
     this.hsm.token.onStateChange = () => void this.check()
     try {
       await this.hsm.open()
-      if (this.hsm.createdToken) this.#log.info({ dir: join(this.#config.dataDir, 'hsm') }, 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)')
+      if (this.hsm.createdToken)
+        this.#log.info({ dir: join(this.#config.dataDir, 'hsm') }, 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)')
       const created = await this.hsm.ensureKeys(BOX_KEYS)
       if (created.length) this.#log.info({ created }, 'generated keys in the HSM')
     } catch (err) {

@@ -60,7 +60,11 @@ export function parseEntity(buf: Buffer): Entity {
 }
 
 export function unfold(value: string): string {
-  return value.replace(/\r\n(?=[ \t])/g, '').replace(/^[ \t]+/, '').replace(/\r\n$/, '').trimEnd()
+  return value
+    .replace(/\r\n(?=[ \t])/g, '')
+    .replace(/^[ \t]+/, '')
+    .replace(/\r\n$/, '')
+    .trimEnd()
 }
 
 export function header(entity: Entity, key: string): string | undefined {
@@ -78,7 +82,10 @@ export interface ContentType {
 /** Parses a Content-Type value; RFC 2045 default text/plain; charset=us-ascii. */
 export function contentType(value: string | undefined): ContentType {
   const parsed = parseParams(value ?? 'text/plain; charset=us-ascii')
-  const [type = 'text', subtype = 'plain'] = parsed.value.toLowerCase().split('/').map((s) => s.trim())
+  const [type = 'text', subtype = 'plain'] = parsed.value
+    .toLowerCase()
+    .split('/')
+    .map((s) => s.trim())
   return { type, subtype, mime: `${type}/${subtype}`, params: parsed.params }
 }
 
@@ -106,7 +113,10 @@ export function parseParams(value: string): { value: string; params: Record<stri
     const eq = p.indexOf('=')
     if (eq < 0) continue
     const key = p.slice(0, eq).trim().toLowerCase()
-    const v = p.slice(eq + 1).trim().replace(/^"(.*)"$/s, '$1')
+    const v = p
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/s, '$1')
     const m = /^(.+?)\*(\d+)?\*?$/.exec(key)
     if (m) (continued[m[1]!] ??= [])[Number(m[2] ?? 0)] = v
     else params[key] = v
@@ -120,7 +130,10 @@ export function parseParams(value: string): { value: string; params: Record<stri
 }
 
 function decodeRfc2231(text: string, charset: string): string {
-  const bytes = Buffer.from(text.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1')
+  const bytes = Buffer.from(
+    text.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  )
   return new TextDecoder(charset || 'utf-8', { fatal: false }).decode(bytes)
 }
 
@@ -149,7 +162,10 @@ export function splitMultipart(body: Buffer, boundary: string): { parts: Part[];
     if (lineEnd < 0) lineEnd = body.length
     else lineEnd += 2
     // Only transport padding (spaces, tabs) may follow the boundary on its line.
-    const rest = body.subarray(after + (close ? 2 : 0), lineEnd).toString('latin1').replace(/\r\n$/, '')
+    const rest = body
+      .subarray(after + (close ? 2 : 0), lineEnd)
+      .toString('latin1')
+      .replace(/\r\n$/, '')
     if (atLineStart && /^[ \t]*$/.test(rest)) {
       starts.push({ at: i, lineEnd, close })
       if (close) break

@@ -21,9 +21,34 @@ export interface HtmlText {
 }
 
 const NAMED: Record<string, string> = {
-  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0', shy: '\u00ad', zwsp: '\u200b', zwnj: '\u200c', zwj: '\u200d',
-  ensp: '\u2002', emsp: '\u2003', thinsp: '\u2009', hyphen: '\u2010', dash: '\u2010', minus: '\u2212', ndash: '\u2013', mdash: '\u2014',
-  period: '.', comma: ',', colon: ':', semi: ';', lowbar: '_', num: '#', sol: '/', bsol: '\\', lpar: '(', rpar: ')',
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  nbsp: '\u00a0',
+  shy: '\u00ad',
+  zwsp: '\u200b',
+  zwnj: '\u200c',
+  zwj: '\u200d',
+  ensp: '\u2002',
+  emsp: '\u2003',
+  thinsp: '\u2009',
+  hyphen: '\u2010',
+  dash: '\u2010',
+  minus: '\u2212',
+  ndash: '\u2013',
+  mdash: '\u2014',
+  period: '.',
+  comma: ',',
+  colon: ':',
+  semi: ';',
+  lowbar: '_',
+  num: '#',
+  sol: '/',
+  bsol: '\\',
+  lpar: '(',
+  rpar: ')',
 }
 
 /** Decodes HTML character references: `&#65;`, `&#x41;`, and the common named ones (with or without `;`). */

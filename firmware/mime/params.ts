@@ -125,7 +125,7 @@ export function parseParams(text: string): ParamValue {
       parts.push(p)
     }
     // Section 0 of an encoded value carries the charset; later encoded sections are only percent-encoded.
-    const charsetPrefix = parts[0]?.encoded ? /^[^']*'[^']*'/.exec(parts[0].text)?.[0] ?? '' : ''
+    const charsetPrefix = parts[0]?.encoded ? (/^[^']*'[^']*'/.exec(parts[0].text)?.[0] ?? '') : ''
     if (parts.some((p) => p.encoded)) {
       const joined = parts.map((p, idx) => (p.encoded ? (idx === 0 ? p.text.slice(charsetPrefix.length) : p.text) : encodeURIComponent(p.text))).join('')
       params[k] = decodeRfc2231(`${charsetPrefix || "us-ascii''"}${joined}`)

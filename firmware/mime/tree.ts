@@ -85,7 +85,20 @@ export const DEFAULT_LIMITS: Limits = { maxDepth: 16, maxParts: 500 }
 export const MAX_LINE = 998
 
 /** Fields a message has at most once (RFC 5322 §3.6, and the firm's statement tags). */
-const SINGLE = new Set(['from', 'sender', 'reply-to', 'to', 'cc', 'subject', 'date', 'message-id', 'mime-version', 'x-statement-id', 'x-statement-class', 'x-statement-batch'])
+const SINGLE = new Set([
+  'from',
+  'sender',
+  'reply-to',
+  'to',
+  'cc',
+  'subject',
+  'date',
+  'message-id',
+  'mime-version',
+  'x-statement-id',
+  'x-statement-class',
+  'x-statement-batch',
+])
 const CONTENT_ONCE = ['content-type', 'content-transfer-encoding', 'content-disposition']
 const ENCODINGS = new Set(['7bit', '8bit', 'binary', 'quoted-printable', 'base64'])
 const IDENTITY = new Set(['7bit', '8bit', 'binary'])
@@ -104,7 +117,16 @@ export function parseMessage(buf: Buffer, limits: Limits = DEFAULT_LIMITS): Mime
   return top
 }
 
-function parseNode(buf: Buffer, start: number, end: number, path: string, depth: number, boundaries: string[], state: { parts: number; limits: Limits }, defaultType: string): MimeNode {
+function parseNode(
+  buf: Buffer,
+  start: number,
+  end: number,
+  path: string,
+  depth: number,
+  boundaries: string[],
+  state: { parts: number; limits: Limits },
+  defaultType: string,
+): MimeNode {
   if (depth > state.limits.maxDepth) throw malformed(`MIME nesting deeper than ${state.limits.maxDepth}`)
   if (++state.parts > state.limits.maxParts) throw malformed(`more than ${state.limits.maxParts} MIME parts`)
   const { headers, bodyStart } = parseHeaders(buf, start, end)
@@ -121,8 +143,12 @@ function parseNode(buf: Buffer, start: number, end: number, path: string, depth:
   if (ct) {
     const slash = ct.value.indexOf('/')
     const type = ct.value.slice(0, slash).trim().toLowerCase()
-    const subtype = ct.value.slice(slash + 1).trim().toLowerCase()
-    if (slash <= 0 || !type || !subtype || !isToken(type) || !isToken(subtype)) throw malformed(`${where} has a Content-Type without type/subtype ("${ct.value.slice(0, 60)}")`)
+    const subtype = ct.value
+      .slice(slash + 1)
+      .trim()
+      .toLowerCase()
+    if (slash <= 0 || !type || !subtype || !isToken(type) || !isToken(subtype))
+      throw malformed(`${where} has a Content-Type without type/subtype ("${ct.value.slice(0, 60)}")`)
     mime = `${type}/${subtype}`
   }
   const params = ct?.params ?? {}
@@ -159,7 +185,9 @@ function parseNode(buf: Buffer, start: number, end: number, path: string, depth:
     node.epilogue = split.epilogue
     for (const range of [split.preamble, split.epilogue]) checkOutside(buf, range, where)
     const inner = mime === 'multipart/digest' ? 'message/rfc822' : 'text/plain'
-    split.parts.forEach(([s, e], i) => node.children.push(parseNode(buf, s, e, path ? `${path}.${i + 1}` : String(i + 1), depth + 1, [...boundaries, boundary], state, inner)))
+    split.parts.forEach(([s, e], i) =>
+      node.children.push(parseNode(buf, s, e, path ? `${path}.${i + 1}` : String(i + 1), depth + 1, [...boundaries, boundary], state, inner)),
+    )
   } else if (mime === 'message/rfc822' || mime === 'message/global') {
     if (!IDENTITY.has(cte)) throw malformed(`${where} is a message/rfc822 with transfer encoding ${cte} (RFC 2046 §5.2.1 allows 7bit, 8bit, binary)`)
     node.children.push(parseNode(buf, bodyStart, end, path ? `${path}.1` : '1', depth + 1, boundaries, state, 'text/plain'))
@@ -208,10 +236,14 @@ function parseHeaders(buf: Buffer, start: number, end: number): { headers: Heade
     } else {
       close(pos)
       const colon = buf.indexOf(0x3a, pos)
-      if (colon < 0 || colon >= lineEnd || colon === pos) throw ambiguous(`a header line that is not a field ("${buf.subarray(pos, Math.min(lineEnd, pos + 40)).toString('latin1')}")`)
+      if (colon < 0 || colon >= lineEnd || colon === pos)
+        throw ambiguous(`a header line that is not a field ("${buf.subarray(pos, Math.min(lineEnd, pos + 40)).toString('latin1')}")`)
       for (let k = pos; k < colon; k++) {
         const b = buf[k]!
-        if (b < 0x21 || b > 0x7e) throw ambiguous(`a header field name with ${b === 0x20 || b === 0x09 ? 'whitespace' : 'a non-ASCII byte'} ("${buf.subarray(pos, Math.min(colon, pos + 40)).toString('latin1')}")`)
+        if (b < 0x21 || b > 0x7e)
+          throw ambiguous(
+            `a header field name with ${b === 0x20 || b === 0x09 ? 'whitespace' : 'a non-ASCII byte'} ("${buf.subarray(pos, Math.min(colon, pos + 40)).toString('latin1')}")`,
+          )
       }
       current = { name: buf.subarray(pos, colon).toString('latin1'), start: pos, valueStart: colon + 1 }
     }
@@ -240,7 +272,13 @@ export function unfold(value: string): string {
  * nested part that has this one as a prefix) is refused: some readers cut
  * there and others do not.
  */
-function splitParts(buf: Buffer, start: number, end: number, boundary: string, where: string): { parts: [number, number][]; preamble: [number, number]; epilogue: [number, number] } {
+function splitParts(
+  buf: Buffer,
+  start: number,
+  end: number,
+  boundary: string,
+  where: string,
+): { parts: [number, number][]; preamble: [number, number]; epilogue: [number, number] } {
   const delimiter = Buffer.from(`--${boundary}`, 'latin1')
   const lines: { at: number; next: number; close: boolean }[] = []
   let pos = start
@@ -281,11 +319,14 @@ function checkOutside(buf: Buffer, [s, e]: [number, number], where: string): voi
   }
   if (nonSpace === 0) return
   if (nonSpace > PREAMBLE_MAX) throw ambiguous(`${where} carries ${nonSpace} bytes outside its parts (preamble or epilogue)`)
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     let eol = text.indexOf(0x0a, i)
     if (eol < 0) eol = text.length
     if (eol - i > MAX_LINE + 1) throw new MimeError('EMESSAGE_LINE_TOO_LONG', `a line of ${eol - i} octets outside the parts of ${where}`)
-    const line = text.subarray(i, Math.min(eol, i + 16)).toString('latin1').toLowerCase()
+    const line = text
+      .subarray(i, Math.min(eol, i + 16))
+      .toString('latin1')
+      .toLowerCase()
     if (line.startsWith('--') || line.startsWith('content-') || line.startsWith('begin ')) {
       throw ambiguous(`${where} has MIME-like content outside its parts (preamble or epilogue)`)
     }

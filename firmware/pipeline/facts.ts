@@ -23,7 +23,11 @@ export interface MessageFacts {
 /** The facts later stages need, from the parsed message. */
 export function factsOf(buf: Buffer, top: MimeNode): MessageFacts {
   const from = fromMailbox(field(top, 'from'))
-  const tag = (key: string, max: number) => field(top, key)?.replace(/[\x00-\x1f\x7f]/g, '').trim().slice(0, max) || undefined
+  const tag = (key: string, max: number) =>
+    field(top, key)
+      ?.replace(/[\x00-\x1f\x7f]/g, '')
+      .trim()
+      .slice(0, max) || undefined
   return {
     from,
     fromDomain: from ? domainOf(from) : undefined,
@@ -50,7 +54,11 @@ export interface StatementTags {
  * them — read from the message now, so a notice after an update still names
  * the statement (M8).
  */
-export function statementTagsOf(mail: { envelope: StatementTags; message: Buffer }): { statementId: string | undefined; statementClass: string | undefined; batch: string | undefined } {
+export function statementTagsOf(mail: { envelope: StatementTags; message: Buffer }): {
+  statementId: string | undefined
+  statementClass: string | undefined
+  batch: string | undefined
+} {
   const e = mail.envelope
   if (e.tagged) return { statementId: e.statementId, statementClass: e.statementClass, batch: e.batch }
   try {

@@ -34,12 +34,26 @@ export interface InspectOutcome {
 }
 
 /** Header fields added by transport and signing, not shown to a person. */
-const NOT_DISPLAYED = new Set(['received', 'dkim-signature', 'arc-seal', 'arc-message-signature', 'arc-authentication-results', 'authentication-results', 'content-type', 'content-transfer-encoding'])
+const NOT_DISPLAYED = new Set([
+  'received',
+  'dkim-signature',
+  'arc-seal',
+  'arc-message-signature',
+  'arc-authentication-results',
+  'authentication-results',
+  'content-type',
+  'content-transfer-encoding',
+])
 /** Leaves whose content is text a person may read, attachment or not. */
 const TEXTUAL = (mime: string) => mime.startsWith('text/') || mime === 'application/json' || mime === 'application/xml' || mime === 'application/csv'
 
 /** The profile for a mail (M1): by submission account, then by sender domain (envelope or From). */
-export function selectProfile(profiles: readonly Profile[], account: string | undefined, mailFrom: string, fromDomain: string | undefined): Profile | undefined {
+export function selectProfile(
+  profiles: readonly Profile[],
+  account: string | undefined,
+  mailFrom: string,
+  fromDomain: string | undefined,
+): Profile | undefined {
   return (
     (account ? profiles.find((p) => p.accounts.includes(account)) : undefined) ??
     profiles.find((p) => p.domains.includes(domainOf(mailFrom)) || (fromDomain !== undefined && p.domains.includes(fromDomain)))
@@ -53,7 +67,11 @@ export function selectProfile(profiles: readonly Profile[], account: string | un
  * off the event loop. Throws MimeError when the structure is malformed or
  * ambiguous.
  */
-export function inspectMessage(req: InspectRequest, profiles: readonly Profile[], patterns: (profile: Profile) => RegExp[] = (p) => p.patterns.map(compilePattern)): InspectOutcome {
+export function inspectMessage(
+  req: InspectRequest,
+  profiles: readonly Profile[],
+  patterns: (profile: Profile) => RegExp[] = (p) => p.patterns.map(compilePattern),
+): InspectOutcome {
   const buf = req.message
   const top = parseMessage(buf)
   const facts = factsOf(buf, top)
@@ -67,7 +85,8 @@ export function inspectMessage(req: InspectRequest, profiles: readonly Profile[]
   const allowed = (profile.allowedSenders.length ? profile.allowedSenders : profile.domains).map((s) => s.toLowerCase())
   const senderOk = (addr: string) => allowed.includes(addr.toLowerCase()) || allowed.includes(domainOf(addr))
   if (!senderOk(req.mailFrom)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `MAIL FROM <${req.mailFrom}> is not an allowed sender`)
-  else if (!facts.from || !senderOk(facts.from)) rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `From ${facts.from ? `<${facts.from}>` : '(missing)'} is not an allowed sender`)
+  else if (!facts.from || !senderOk(facts.from))
+    rule('sender', profile.senderAlignment, 'EPOLICY_SENDER', `From ${facts.from ? `<${facts.from}>` : '(missing)'} is not an allowed sender`)
 
   const subject = decodeWords(field(top, 'subject') ?? '')
   const cls = facts.statementClass ?? (profile.statementClass || undefined)
@@ -107,14 +126,27 @@ export function inspectMessage(req: InspectRequest, profiles: readonly Profile[]
     if (isPdf) {
       pdfs++
       const j = pdfEncryption(content)
-      if (j.verdict === 'unreadable') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNREADABLE', `attachment "${name}" cannot be read as a PDF (${j.reason.slice(0, 120)}), so its encryption cannot be checked`)
+      if (j.verdict === 'unreadable')
+        rule(
+          'pdf-encryption',
+          profile.pdfEncryption,
+          'EPOLICY_PDF_UNREADABLE',
+          `attachment "${name}" cannot be read as a PDF (${j.reason.slice(0, 120)}), so its encryption cannot be checked`,
+        )
       else if (j.verdict !== 'encrypted') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNENCRYPTED', `attachment "${name}" is not encrypted`)
     } else if (isZip) {
       const z = content.length >= 4 ? readZip(content) : { ok: false as const, reason: 'too short for a ZIP archive' }
-      if (!z.ok) rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_MALFORMED', `attachment "${name}" is not a ZIP archive every reader reads alike (${z.reason.slice(0, 120)})`)
+      if (!z.ok)
+        rule(
+          'zip-encryption',
+          profile.zipEncryption,
+          'EPOLICY_ZIP_MALFORMED',
+          `attachment "${name}" is not a ZIP archive every reader reads alike (${z.reason.slice(0, 120)})`,
+        )
       else {
         texts.push(...z.entries.map((e) => e.name))
-        if (z.entries.some((e) => !e.encrypted && !e.name.endsWith('/'))) rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `attachment "${name}" has unencrypted entries`)
+        if (z.entries.some((e) => !e.encrypted && !e.name.endsWith('/')))
+          rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `attachment "${name}" has unencrypted entries`)
       }
     }
   }
@@ -136,4 +168,3 @@ export function inspectMessage(req: InspectRequest, profiles: readonly Profile[]
   }
   return { facts, profile: profile.name, hits }
 }
-

@@ -44,7 +44,12 @@ export function pdfEncryption(pdf: Buffer): PdfJudgement {
   try {
     return judge(pdf, base)
   } catch (err) {
-    if (err instanceof PdfSyntaxError || err instanceof RangeError || (err as NodeJS.ErrnoException).code?.startsWith('Z_') || (err as Error).message?.includes('zlib')) {
+    if (
+      err instanceof PdfSyntaxError ||
+      err instanceof RangeError ||
+      (err as NodeJS.ErrnoException).code?.startsWith('Z_') ||
+      (err as Error).message?.includes('zlib')
+    ) {
       return { verdict: 'unreadable', reason: (err as Error).message }
     }
     throw err
@@ -172,7 +177,8 @@ function objectAt(pdf: Buffer, at: number, num?: number, gen?: number): { value:
   const n = expectInt(lx)
   const g = expectInt(lx)
   expectKeyword(lx, 'obj')
-  if ((num !== undefined && n !== num) || (gen !== undefined && g !== gen)) throw new PdfSyntaxError(`object ${num} ${gen} expected at offset ${at}, found ${n} ${g}`)
+  if ((num !== undefined && n !== num) || (gen !== undefined && g !== gen))
+    throw new PdfSyntaxError(`object ${num} ${gen} expected at offset ${at}, found ${n} ${g}`)
   const value = readObject(lx)
   const save = lx.pos
   const t = lx.next()
@@ -280,10 +286,18 @@ function unpredict(data: Buffer, parms: PdfValue | undefined, columns: number): 
       const upLeft = r > 0 && c > 0 ? out[(r - 1) * cols + c - 1]! : 0
       let v: number
       switch (type) {
-        case 0: v = x; break
-        case 1: v = x + left; break
-        case 2: v = x + up; break
-        case 3: v = x + ((left + up) >> 1); break
+        case 0:
+          v = x
+          break
+        case 1:
+          v = x + left
+          break
+        case 2:
+          v = x + up
+          break
+        case 3:
+          v = x + ((left + up) >> 1)
+          break
         case 4: {
           const p = left + up - upLeft
           const pa = Math.abs(p - left)

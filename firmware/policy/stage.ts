@@ -100,7 +100,13 @@ export class PolicyStage implements Stage, Component {
       try {
         next = parseConsent(await readFile(f.path))
       } catch (err) {
-        this.#consentEvent(profile, this.#consent.get(profile)?.size ?? 0, '', 'kept-previous', `cannot read ${f.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+        this.#consentEvent(
+          profile,
+          this.#consent.get(profile)?.size ?? 0,
+          '',
+          'kept-previous',
+          `cannot read ${f.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        )
         f.loaded = now
         continue
       }
@@ -144,7 +150,12 @@ export class PolicyStage implements Stage, Component {
     const { facts } = outcome
     const profile = this.#config.policy.profiles.find((p) => p.name === outcome.profile)
     const statement = { statementClass: facts.statementClass ?? (profile?.statementClass || undefined), statementId: facts.statementId }
-    const checked: Submitted = { ...mail, message, facts, envelope: { ...env, statementId: facts.statementId, statementClass: statement.statementClass, batch: facts.batch, tagged: true } }
+    const checked: Submitted = {
+      ...mail,
+      message,
+      facts,
+      envelope: { ...env, statementId: facts.statementId, statementClass: statement.statementClass, batch: facts.batch, tagged: true },
+    }
     if (!profile) {
       // No rules apply, but the audit trail still learns which statement this is (S6).
       this.#events.emit({ type: 'policy.accepted', id: env.id, account: env.account, profile: '', ...statement })
@@ -152,14 +163,29 @@ export class PolicyStage implements Stage, Component {
     }
     const hits: PolicyHit[] = [...outcome.hits]
     const rcpts = env.rcptTo
-    if (rcpts.length > profile.maxRecipients) hits.push({ rule: 'recipients', mode: 'enforce', code: 'EPOLICY_RECIPIENTS', reason: `${rcpts.length} recipients; a statement goes to at most ${profile.maxRecipients}` })
+    if (rcpts.length > profile.maxRecipients)
+      hits.push({
+        rule: 'recipients',
+        mode: 'enforce',
+        code: 'EPOLICY_RECIPIENTS',
+        reason: `${rcpts.length} recipients; a statement goes to at most ${profile.maxRecipients}`,
+      })
     const consent = this.#consent.get(profile.name)
-    if (consent && rcpts.some((r) => !consent.has(r.toLowerCase()))) hits.push({ rule: 'consent', mode: 'enforce', code: 'EPOLICY_NO_CONSENT', reason: 'a recipient has no e-statement consent on file' })
+    if (consent && rcpts.some((r) => !consent.has(r.toLowerCase())))
+      hits.push({ rule: 'consent', mode: 'enforce', code: 'EPOLICY_NO_CONSENT', reason: 'a recipient has no e-statement consent on file' })
 
     const account = env.account
     for (const h of hits) {
       this.#count(h.rule, h.mode)
-      this.#events.emit({ type: 'policy.decision', id: env.id, account, profile: profile.name, rule: h.rule, mode: h.mode, outcome: h.mode === 'enforce' ? 'refused' : 'monitor-hit' })
+      this.#events.emit({
+        type: 'policy.decision',
+        id: env.id,
+        account,
+        profile: profile.name,
+        rule: h.rule,
+        mode: h.mode,
+        outcome: h.mode === 'enforce' ? 'refused' : 'monitor-hit',
+      })
     }
     const refusal = hits.find((h) => h.mode === 'enforce')
     if (refusal) {

@@ -41,7 +41,10 @@ parentPort!.on('message', (job: Job) => {
     const outcome = inspectMessage({ message, account: job.account, mailFrom: job.mailFrom }, profiles, (p) => compiled.get(p.name) ?? [])
     result = { id: job.id, ok: true, outcome, buffer }
   } catch (err) {
-    result = err instanceof MimeError ? { id: job.id, ok: false, code: err.code, reason: err.message, buffer } : { id: job.id, ok: false, code: 'ETEMPORARY', reason: `inspection failed: ${(err as Error).message}`, buffer }
+    result =
+      err instanceof MimeError
+        ? { id: job.id, ok: false, code: err.code, reason: err.message, buffer }
+        : { id: job.id, ok: false, code: 'ETEMPORARY', reason: `inspection failed: ${(err as Error).message}`, buffer }
   }
   parentPort!.postMessage(result, [buffer])
   if (job.length > 1 << 20) collect()

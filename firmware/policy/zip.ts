@@ -61,7 +61,8 @@ function read(zip: Buffer): ZipEntry[] {
     const t64 = Number(zip.readBigUInt64LE(rec + 32))
     const s64 = Number(zip.readBigUInt64LE(rec + 40))
     const o64 = Number(zip.readBigUInt64LE(rec + 48))
-    if ((total !== 0xffff && total !== t64) || (cdSize !== 0xffffffff && cdSize !== s64) || (cdOffset !== 0xffffffff && cdOffset !== o64)) throw new Bad('the end record and the ZIP64 end record disagree')
+    if ((total !== 0xffff && total !== t64) || (cdSize !== 0xffffffff && cdSize !== s64) || (cdOffset !== 0xffffffff && cdOffset !== o64))
+      throw new Bad('the end record and the ZIP64 end record disagree')
     ;[total, cdSize, cdOffset, endOfCd] = [t64, s64, o64, rec]
   } else if (saturated) throw new Bad('a ZIP64 archive without its end-of-directory locator')
   if (cdOffset + cdSize !== endOfCd) throw new Bad('the central directory does not end where the end record begins (data before or inside the archive)')
@@ -82,15 +83,15 @@ function read(zip: Buffer): ZipEntry[] {
     const nameBytes = zip.subarray(pos + 46, pos + 46 + nameLen)
     let zip64 = false
     // ZIP64 extended information (APPNOTE 4.5.3): the fields that are 0xFFFFFFFF, in order.
-    for (let e = pos + 46 + nameLen; e + 4 <= pos + 46 + nameLen + extraLen; ) {
+    for (let e = pos + 46 + nameLen; e + 4 <= pos + 46 + nameLen + extraLen;) {
       const id = zip.readUInt16LE(e)
       const len = zip.readUInt16LE(e + 2)
       if (id === 0x0001) {
         zip64 = true
         let f = e + 4
-        if (usize === 0xffffffff) (usize = Number(zip.readBigUInt64LE(f)), (f += 8))
-        if (csize === 0xffffffff) (csize = Number(zip.readBigUInt64LE(f)), (f += 8))
-        if (local === 0xffffffff) (local = Number(zip.readBigUInt64LE(f)), (f += 8))
+        if (usize === 0xffffffff) ((usize = Number(zip.readBigUInt64LE(f))), (f += 8))
+        if (csize === 0xffffffff) ((csize = Number(zip.readBigUInt64LE(f))), (f += 8))
+        if (local === 0xffffffff) ((local = Number(zip.readBigUInt64LE(f))), (f += 8))
       }
       e += 4 + len
     }
@@ -104,7 +105,12 @@ function read(zip: Buffer): ZipEntry[] {
   // The local headers, in file order, must tile the archive up to the directory.
   let expect = 0
   for (const e of [...entries].sort((a, b) => a.local - b.local)) {
-    if (e.local !== expect) throw new Bad(e.local > expect ? `${e.local - expect} bytes before the entry "${e.name.slice(0, 60)}" that the directory does not list` : `entries overlap at offset ${e.local}`)
+    if (e.local !== expect)
+      throw new Bad(
+        e.local > expect
+          ? `${e.local - expect} bytes before the entry "${e.name.slice(0, 60)}" that the directory does not list`
+          : `entries overlap at offset ${e.local}`,
+      )
     if (e.local + 30 > cdOffset || zip.readUInt32LE(e.local) !== LOCAL) throw new Bad(`no local header for "${e.name.slice(0, 60)}" where the directory says`)
     const lflags = zip.readUInt16LE(e.local + 6)
     const nameLen = zip.readUInt16LE(e.local + 26)
@@ -137,7 +143,8 @@ function findEnd(zip: Buffer): number {
   const sig = Buffer.from([0x50, 0x4b, 0x05, 0x06])
   const at = zip.lastIndexOf(sig)
   if (at < 0 || at < zip.length - 22 - 0xffff) throw new Bad('no end-of-central-directory record')
-  if (at + 22 > zip.length || at + 22 + zip.readUInt16LE(at + 20) !== zip.length) throw new Bad('the end-of-central-directory record does not end the file (a second record, or data after it)')
+  if (at + 22 > zip.length || at + 22 + zip.readUInt16LE(at + 20) !== zip.length)
+    throw new Bad('the end-of-central-directory record does not end the file (a second record, or data after it)')
   if (zip.readUInt32LE(at) !== EOCD) throw new Bad('no end-of-central-directory record')
   if (zip.readUInt16LE(at + 4) !== 0 || zip.readUInt16LE(at + 6) !== 0) throw new Bad('a split or spanned archive')
   return at

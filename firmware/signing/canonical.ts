@@ -3,7 +3,15 @@ import { parseEntity, toCrlf } from '../mime/entity.ts'
 import type { MimeNode } from '../mime/tree.ts'
 
 /** Header fields that describe the content, and so move into the signed body part (RFC 8551 §3.1). */
-export const CONTENT_HEADERS = new Set(['content-type', 'content-transfer-encoding', 'content-disposition', 'content-id', 'content-description', 'content-language', 'content-location'])
+export const CONTENT_HEADERS = new Set([
+  'content-type',
+  'content-transfer-encoding',
+  'content-disposition',
+  'content-id',
+  'content-description',
+  'content-language',
+  'content-location',
+])
 
 /**
  * The message with every leaf made 7-bit safe before it is signed (RFC 8551

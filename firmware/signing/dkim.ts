@@ -9,8 +9,21 @@ import { parseEntity } from '../mime/entity.ts'
 
 /** Header fields signed when present; From, To, Subject and Date are over-signed so none can be added later. */
 export const SIGNED_HEADERS = [
-  'from', 'to', 'cc', 'subject', 'date', 'message-id', 'reply-to', 'mime-version', 'content-type',
-  'content-transfer-encoding', 'in-reply-to', 'references', 'list-id', 'list-unsubscribe', 'list-unsubscribe-post',
+  'from',
+  'to',
+  'cc',
+  'subject',
+  'date',
+  'message-id',
+  'reply-to',
+  'mime-version',
+  'content-type',
+  'content-transfer-encoding',
+  'in-reply-to',
+  'references',
+  'list-id',
+  'list-unsubscribe',
+  'list-unsubscribe-post',
   'disposition-notification-to',
 ]
 const OVERSIGNED = ['from', 'to', 'subject', 'date']
@@ -44,7 +57,7 @@ export function relaxedHeader(raw: string): string {
   while (end > start && wsp(raw.charCodeAt(end - 1))) end--
   const out: string[] = []
   let span = start
-  for (let i = start; i < end; ) {
+  for (let i = start; i < end;) {
     const c = raw.charCodeAt(i)
     if (!wsp(c)) {
       i++
@@ -114,7 +127,6 @@ export function relaxedBodyParts(body: Buffer): Buffer[] {
 
 const SP = Buffer.from(' ')
 const CRLF = Buffer.from('\r\n')
-
 
 /** Signs `message`, which must have CRLF line endings (the signing stage makes sure). */
 export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promise<Buffer> {

@@ -27,7 +27,10 @@ export interface DnsRecord {
 export async function dkimRecords(config: Config, hsm: Hsm): Promise<DnsRecord[]> {
   const out: DnsRecord[] = []
   for (const d of config.signing.domains) {
-    for (const [selector, keyType] of [[d.dkimSelector, 'rsa-2048'], [d.dkimEd25519Selector, 'ed25519']] as const) {
+    for (const [selector, keyType] of [
+      [d.dkimSelector, 'rsa-2048'],
+      [d.dkimEd25519Selector, 'ed25519'],
+    ] as const) {
       if (!selector) continue
       const { publicKey, created } = await hsm.keys.ensureKeyPair(dkimKeyLabel(d.domain, selector), keyType)
       out.push({

@@ -35,7 +35,10 @@ type SignedWith = { serial: string; issuer: string; algorithm: string }
  */
 export function certificateProblem(cert: X509Certificate, address: string, now: Date): GatewayError | undefined {
   if (now < cert.validFromDate || now > cert.validToDate) {
-    return new GatewayError('ESIGN_CERT_EXPIRED', `the signing certificate for ${address} is valid ${cert.validFromDate.toISOString()} to ${cert.validToDate.toISOString()}`)
+    return new GatewayError(
+      'ESIGN_CERT_EXPIRED',
+      `the signing certificate for ${address} is valid ${cert.validFromDate.toISOString()} to ${cert.validToDate.toISOString()}`,
+    )
   }
   const domain = domainOf(address)
   const san = cert.subjectAltName ?? ''
@@ -79,14 +82,20 @@ export class SigningStage implements Stage, Component {
     for (const r of this.#config.signing.encryptTo) this.#encryptTo.set(r.address.toLowerCase(), new X509Certificate(readFileSync(r.certFile)))
     for (const d of this.#config.signing.domains) {
       try {
-        for (const [selector, type] of [[d.dkimSelector, 'rsa-2048'], [d.dkimEd25519Selector, 'ed25519']] as const) {
+        for (const [selector, type] of [
+          [d.dkimSelector, 'rsa-2048'],
+          [d.dkimEd25519Selector, 'ed25519'],
+        ] as const) {
           if (!selector) continue
           const { created } = await this.#hsm.keys.ensureKeyPair(dkimKeyLabel(d.domain, selector), type)
           if (created) this.#log.info({ domain: d.domain, selector, type }, 'generated a DKIM key in the HSM; publish its record (npm run dkim -- dns)')
         }
         if (d.smimeKey) {
           const [leaf] = await this.#chain(d.smimeKey)
-          this.#log.info({ domain: d.domain, subject: leaf!.subject.replace(/\n/g, ', '), notAfter: leaf!.validToDate.toISOString() }, 'S/MIME certificate ready')
+          this.#log.info(
+            { domain: d.domain, subject: leaf!.subject.replace(/\n/g, ', '), notAfter: leaf!.validToDate.toISOString() },
+            'S/MIME certificate ready',
+          )
         }
       } catch (err) {
         if (!(err instanceof HsmError)) throw err
@@ -131,21 +140,31 @@ export class SigningStage implements Stage, Component {
     if (dc?.dkimSelector) {
       dkim.push(`${dc.domain}/${dc.dkimSelector} rsa-sha256`)
       const label = dkimKeyLabel(dc.domain, dc.dkimSelector)
-      message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector: dc.dkimSelector, sign: (d) => this.#hsm.keys.sign(label, 'rsa-pkcs1-sha256', d) }, now))
+      message = await this.#hsmCall(() =>
+        dkimSign(message, { domain: dc.domain, selector: dc.dkimSelector, sign: (d) => this.#hsm.keys.sign(label, 'rsa-pkcs1-sha256', d) }, now),
+      )
     }
     if (dc?.dkimEd25519Selector) {
       // An additional Ed25519 signature (RFC 8463): verifiers that know it use it, the others the RSA one.
       const label = dkimKeyLabel(dc.domain, dc.dkimEd25519Selector)
       const selector = dc.dkimEd25519Selector
       dkim.push(`${dc.domain}/${selector} ed25519-sha256`)
-      message = await this.#hsmCall(() => dkimSign(message, { domain: dc.domain, selector, algorithm: 'ed25519-sha256', sign: (d) => this.#hsm.keys.sign(label, 'ed25519', d) }, now))
+      message = await this.#hsmCall(() =>
+        dkimSign(message, { domain: dc.domain, selector, algorithm: 'ed25519-sha256', sign: (d) => this.#hsm.keys.sign(label, 'ed25519', d) }, now),
+      )
     }
     // S2: which certificate and keys vouched for this statement, for the audit trail.
     this.#events.emit({ type: 'signing.signed', id: mail.envelope.id, smime, dkim, encrypted })
     return { envelope: mail.envelope, message }
   }
 
-  async #smime(message: Buffer, label: string, from: string, dc: DomainConfig | undefined, now: Date): Promise<{ message: Buffer; smime: SignedWith | undefined }> {
+  async #smime(
+    message: Buffer,
+    label: string,
+    from: string,
+    dc: DomainConfig | undefined,
+    now: Date,
+  ): Promise<{ message: Buffer; smime: SignedWith | undefined }> {
     const required = dc?.smimeRequired ?? true
     let chain: X509Certificate[]
     try {
@@ -161,7 +180,9 @@ export class SigningStage implements Stage, Component {
     const problem = certificateProblem(leaf!, from, now)
     if (problem) throw problem
     const algorithm: SignAlgorithm = dc?.smimeAlgorithm ?? (leaf!.publicKey.asymmetricKeyType === 'ec' ? 'ecdsa-p256-sha256' : 'rsa-pkcs1-sha256')
-    const signed = await this.#hsmCall(() => smimeSign(message, { certificate: leaf!, chain: rest, algorithm, sign: (d) => this.#hsm.keys.sign(label, algorithm, d) }, now))
+    const signed = await this.#hsmCall(() =>
+      smimeSign(message, { certificate: leaf!, chain: rest, algorithm, sign: (d) => this.#hsm.keys.sign(label, algorithm, d) }, now),
+    )
     return { message: signed, smime: { serial: leaf!.serialNumber, issuer: leaf!.issuer.replace(/\n/g, ', '), algorithm } }
   }
 

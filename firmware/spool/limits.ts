@@ -73,9 +73,16 @@ export class SpoolLimits {
       this.#events.emit({ type: 'spool.alarm', kind, value, limit })
     }
     const queued = this.#queued()
-    if (queued >= Math.floor((c.maxMessages * c.alarmPercent) / 100)) raise('queue', queued, c.maxMessages, 'spool is filling up: submissions will be refused at spool.maxMessages')
+    if (queued >= Math.floor((c.maxMessages * c.alarmPercent) / 100))
+      raise('queue', queued, c.maxMessages, 'spool is filling up: submissions will be refused at spool.maxMessages')
     const freePercent = this.#freePercent()
-    if (freePercent < 2 * c.reservePercent) raise('disk', Math.floor(freePercent * 10) / 10, c.reservePercent, 'spool disk is running low: submissions will be refused below spool.reservePercent free')
+    if (freePercent < 2 * c.reservePercent)
+      raise(
+        'disk',
+        Math.floor(freePercent * 10) / 10,
+        c.reservePercent,
+        'spool disk is running low: submissions will be refused below spool.reservePercent free',
+      )
   }
 
   /** Free space on the spool's filesystem, as the unprivileged box sees it (bavail). */

@@ -67,7 +67,7 @@ export async function writeRecord(
   const r = beginRecord(mail, meta, dataKey, wrapped)
   let written = 0
   const put = async (b: Buffer) => {
-    for (let off = 0; off < b.length; ) {
+    for (let off = 0; off < b.length;) {
       const { bytesWritten } = await fh.write(b, off, b.length - off)
       off += bytesWritten
       written += bytesWritten

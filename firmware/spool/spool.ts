@@ -126,7 +126,10 @@ export class Spool implements Component, Handoff {
         .map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt, done: this.#done.get(e.id) }]),
     )
     await this.#epochs.shredEnded()
-    this.#log.info({ queued: this.#index.size, epochs: this.#epochs.live, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started }, 'spool ready')
+    this.#log.info(
+      { queued: this.#index.size, epochs: this.#epochs.live, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started },
+      'spool ready',
+    )
     this.#timer = setInterval(() => {
       void this.#epochs.shredEnded().catch((err: unknown) => this.#log.error({ err }, 'epoch check failed'))
       this.#limits.checkAlarms()
@@ -166,7 +169,10 @@ export class Spool implements Component, Handoff {
       }
       try {
         // Encrypted slice by slice into the file: a large statement is not held twice.
-        await replaceFile(final, (fh) => writeRecord(fh, mail, { id, epoch, created }, dataKey, wrapped), { exclusive: true, syncDir: (dir) => this.#syncDir(dir) })
+        await replaceFile(final, (fh) => writeRecord(fh, mail, { id, epoch, created }, dataKey, wrapped), {
+          exclusive: true,
+          syncDir: (dir) => this.#syncDir(dir),
+        })
       } catch (err) {
         await unlink(final).catch(() => {})
         const code = (err as NodeJS.ErrnoException).code
@@ -204,7 +210,12 @@ export class Spool implements Component, Handoff {
     try {
       const { header } = readHeader(record)
       if (header.id !== id) throw new RecordError('record id does not match its file name')
-      const key = await this.#hsm.keys.decrypt(epochKeyLabel(e.epoch), Buffer.from(header.wrapIv, 'base64'), Buffer.from(header.wrapCt, 'base64'), Buffer.from(id))
+      const key = await this.#hsm.keys.decrypt(
+        epochKeyLabel(e.epoch),
+        Buffer.from(header.wrapIv, 'base64'),
+        Buffer.from(header.wrapCt, 'base64'),
+        Buffer.from(id),
+      )
       try {
         return decodeRecord(record, key)
       } finally {

@@ -32,6 +32,12 @@ export function encodeDone(d: RecipientsDone): string {
 
 export function decodeDone(text: string): RecipientsDone {
   const [delivered = '', bounced = ''] = text.split(';')
-  const list = (x: string) => (x ? x.split(',').map(Number).filter((n) => Number.isInteger(n) && n >= 0) : [])
+  const list = (x: string) =>
+    x
+      ? x
+          .split(',')
+          .map(Number)
+          .filter((n) => Number.isInteger(n) && n >= 0)
+      : []
   return { delivered: list(delivered), bounced: list(bounced) }
 }

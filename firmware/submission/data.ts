@@ -87,7 +87,10 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
     if (bare === -1) {
       append(chunk)
     } else if (opts.bareLineFeed === 'reject') {
-      fault = new GatewayError('EDATA_BARE_NEWLINE', `message contains a bare CR or LF at byte ${size - chunk.length + Math.max(bare, 0)}; lines must end with CRLF`)
+      fault = new GatewayError(
+        'EDATA_BARE_NEWLINE',
+        `message contains a bare CR or LF at byte ${size - chunk.length + Math.max(bare, 0)}; lines must end with CRLF`,
+      )
       parts.length = 0
       direct = undefined
       continue

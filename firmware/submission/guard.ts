@@ -104,7 +104,13 @@ export class ConnectionGuard {
       this.#opts.log.error({ err }, 'submission listener error')
       return
     }
-    const kind = /tls|ssl|handshake|cipher|protocol version/i.test(`${err.code} ${err.message}`) ? 'tls' : err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'reset' : /timeout/i.test(`${err.code} ${err.message}`) ? 'timeout' : 'other'
+    const kind = /tls|ssl|handshake|cipher|protocol version/i.test(`${err.code} ${err.message}`)
+      ? 'tls'
+      : err.code === 'ECONNRESET' || err.code === 'EPIPE'
+        ? 'reset'
+        : /timeout/i.test(`${err.code} ${err.message}`)
+          ? 'timeout'
+          : 'other'
     this.#logClient(ip ? unmapIPv4(ip) : 'unknown', kind, `${err.code ?? ''} ${err.message}`.trim().slice(0, 200))
   }
 
@@ -115,6 +121,9 @@ export class ConnectionGuard {
     if (now - (this.#lastLogged.get(key) ?? -Infinity) < CLIENT_LOG_INTERVAL_MS) return
     this.#lastLogged.set(key, now)
     if (this.#lastLogged.size > 10_000) for (const [k, t] of this.#lastLogged) if (now - t >= CLIENT_LOG_INTERVAL_MS) this.#lastLogged.delete(k)
-    this.#opts.log.info({ ip, kind, detail, counted: this.counts.clientErrors[kind] }, 'client error (further ones from this address are counted, logged once a minute)')
+    this.#opts.log.info(
+      { ip, kind, detail, counted: this.counts.clientErrors[kind] },
+      'client error (further ones from this address are counted, logged once a minute)',
+    )
   }
 }

@@ -121,7 +121,13 @@ export class SubmissionServer implements Component {
           auth.check(a.username ?? '', a.password ?? '', ip).then(
             (outcome) => {
               // S6: every login to the box, success or failure, is in the audit trail.
-              this.#events.emit({ type: 'submission.auth', account: outcome.ok ? outcome.account.name : String(a.username ?? '').slice(0, 64), clientAddress: ip, outcome: outcome.ok ? 'success' : 'failure', ...(outcome.ok ? {} : { reason: outcome.reason }) })
+              this.#events.emit({
+                type: 'submission.auth',
+                account: outcome.ok ? outcome.account.name : String(a.username ?? '').slice(0, 64),
+                clientAddress: ip,
+                outcome: outcome.ok ? 'success' : 'failure',
+                ...(outcome.ok ? {} : { reason: outcome.reason }),
+              })
               if (outcome.ok) {
                 guard.passed(session.remoteAddress, session.remotePort)
                 state.log.info({ user: outcome.account.name, method: a.method }, 'auth succeeded')
@@ -284,12 +290,23 @@ export class SubmissionServer implements Component {
     }
   }
 
-  async #handOn(id: string, at: number, message: Buffer, session: SMTPServerSession, state: SessionState, account: string | undefined, clientAddress: string): Promise<string> {
+  async #handOn(
+    id: string,
+    at: number,
+    message: Buffer,
+    session: SMTPServerSession,
+    state: SessionState,
+    account: string | undefined,
+    clientAddress: string,
+  ): Promise<string> {
     // The message's bytes may travel to an inspection worker and back; its size is taken now.
     const bytes = message.length
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address)
-    const tls = session.secure && session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name } : undefined
+    const tls =
+      session.secure && session.tlsOptions
+        ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name }
+        : undefined
     await this.#handoff.accept({ envelope: { id, mailFrom, rcptTo, account, clientAddress, tls, receivedAt: at }, message })
     state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes, user: session.user }, 'mail accepted')
     this.#events.emit({ type: 'submission.accepted', id, account, clientAddress, tls: tls?.protocol, recipients: rcptTo, bytes })

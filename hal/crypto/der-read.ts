@@ -35,7 +35,7 @@ export function read(buf: Buffer, offset = 0): Node {
 /** The elements inside a constructed element. */
 export function children(node: Node): Node[] {
   const out: Node[] = []
-  for (let pos = 0; pos < node.content.length; ) {
+  for (let pos = 0; pos < node.content.length;) {
     const child = read(node.content, pos)
     out.push(child)
     pos = child.end
@@ -96,7 +96,17 @@ export function keyUsage(parts: CertificateParts): Set<string> | undefined {
   const ext = parts.extensions.get('2.5.29.15')
   if (!ext) return undefined
   const bits = read(ext.value).content
-  const names = ['digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment', 'keyAgreement', 'keyCertSign', 'cRLSign', 'encipherOnly', 'decipherOnly']
+  const names = [
+    'digitalSignature',
+    'nonRepudiation',
+    'keyEncipherment',
+    'dataEncipherment',
+    'keyAgreement',
+    'keyCertSign',
+    'cRLSign',
+    'encipherOnly',
+    'decipherOnly',
+  ]
   const out = new Set<string>()
   names.forEach((n, i) => {
     const byte = bits[1 + (i >> 3)]

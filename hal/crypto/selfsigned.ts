@@ -47,5 +47,10 @@ function ipBytes(address: string): Buffer {
   const h = head ? head.split(':') : []
   const t = tail ? tail.split(':') : []
   const groups = address.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h
-  return Buffer.from(groups.flatMap((g) => { const n = parseInt(g, 16); return [n >> 8, n & 0xff] }))
+  return Buffer.from(
+    groups.flatMap((g) => {
+      const n = parseInt(g, 16)
+      return [n >> 8, n & 0xff]
+    }),
+  )
 }

@@ -42,7 +42,11 @@ export class CertStore {
       })
     }
     await this.#token.run('C_CreateObject', (s, p) => {
-      for (const h of findAll(p, s, [{ type: P.CKA_CLASS, value: P.CKO_CERTIFICATE }, { type: P.CKA_LABEL, value: label }])) p.C_DestroyObject(s, h)
+      for (const h of findAll(p, s, [
+        { type: P.CKA_CLASS, value: P.CKO_CERTIFICATE },
+        { type: P.CKA_LABEL, value: label },
+      ]))
+        p.C_DestroyObject(s, h)
       for (let i = 0; ; i++) {
         const old = findAll(p, s, [{ type: P.CKA_LABEL, value: chainLabel(label, i) }])
         if (old.length === 0) break
@@ -87,7 +91,10 @@ export class CertStore {
     }
     const leaf = certs.find((c) => c.checkPrivateKey(key))
     if (!leaf) throw new HsmError('EHSM_BAD_INPUT', 'no certificate in the PKCS#12 matches its private key')
-    const chain = orderChain(leaf, certs.filter((c) => c !== leaf))
+    const chain = orderChain(
+      leaf,
+      certs.filter((c) => c !== leaf),
+    )
     const id = Buffer.from(leaf.fingerprint256.replace(/:/g, '').slice(0, 32), 'hex')
     const templates = keyPairTemplates(label, id, key)
     await this.#token.run('C_CreateObject', (s, p) => {
@@ -120,9 +127,7 @@ export class CertStore {
       publicKey.export({ type: 'spki', format: 'der' }),
       der.explicit(0, der.sequence(der.oid(der.OID.extensionRequest), der.setOf(extensions))),
     )
-    const algorithm = rsa
-      ? der.sequence(der.oid(der.OID.sha256WithRSAEncryption), der.nullValue())
-      : der.sequence(der.oid(der.OID.ecdsaWithSha256))
+    const algorithm = rsa ? der.sequence(der.oid(der.OID.sha256WithRSAEncryption), der.nullValue()) : der.sequence(der.oid(der.OID.ecdsaWithSha256))
     const signature = await this.#keys.sign(label, rsa ? 'rsa-pkcs1-sha256' : 'ecdsa-p256-sha256', info)
     return der.toPem('CERTIFICATE REQUEST', der.sequence(info, algorithm, der.bitString(signature)))
   }
@@ -186,7 +191,10 @@ function keyPairTemplates(label: string, id: Buffer, key: KeyObject) {
     }
   }
   if (key.asymmetricKeyType === 'ec' && j.crv === 'P-256') {
-    const curve = [{ type: P.CKA_KEY_TYPE, value: P.CKK_EC }, { type: P.CKA_EC_PARAMS, value: der.oid('1.2.840.10045.3.1.7') }]
+    const curve = [
+      { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
+      { type: P.CKA_EC_PARAMS, value: der.oid('1.2.840.10045.3.1.7') },
+    ]
     const point = der.octetString(Buffer.concat([Buffer.from([4]), b(j.x), b(j.y)]))
     return { priv: [...priv, ...curve, { type: P.CKA_VALUE, value: b(j.d) }], pub: [...pub, ...curve, { type: P.CKA_EC_POINT, value: point }] }
   }

@@ -118,7 +118,13 @@ export class Hsm {
         const [leaf] = await this.certs.chain(label).catch(() => [])
         if (!leaf) continue
         const notAfter = new Date(leaf.validTo)
-        certificates.push({ label, subject: leaf.subject, serial: leaf.serialNumber, notAfter: notAfter.toISOString(), daysLeft: Math.floor((notAfter.getTime() - now) / 86_400_000) })
+        certificates.push({
+          label,
+          subject: leaf.subject,
+          serial: leaf.serialNumber,
+          notAfter: notAfter.toISOString(),
+          daysLeft: Math.floor((notAfter.getTime() - now) / 86_400_000),
+        })
       }
       return { state: this.token.state, error: undefined, token, keys, certificates }
     } catch (err) {

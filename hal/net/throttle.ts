@@ -53,10 +53,13 @@ export class ByteRateLimiter {
       const allowedAt = this.#tat - this.#tau
       if (allowedAt > now) {
         if (!this.#timer) {
-          this.#timer = setTimeout(() => {
-            this.#timer = undefined
-            this.#drain()
-          }, Math.max(1, Math.ceil(allowedAt - now)))
+          this.#timer = setTimeout(
+            () => {
+              this.#timer = undefined
+              this.#drain()
+            },
+            Math.max(1, Math.ceil(allowedAt - now)),
+          )
         }
         return
       }

@@ -102,7 +102,13 @@ export async function appendWhole(fh: FileHandle, data: Buffer, at: number, sync
 export function fileSink(fh: FileHandle): Writable {
   return new Writable({
     write: (chunk: Buffer, _encoding, done) => {
-      fh.write(chunk).then(({ bytesWritten }) => done(bytesWritten === chunk.length ? null : Object.assign(new Error(`write cut short (${bytesWritten} of ${chunk.length} bytes)`), { code: 'ENOSPC' })), done)
+      fh.write(chunk).then(
+        ({ bytesWritten }) =>
+          done(
+            bytesWritten === chunk.length ? null : Object.assign(new Error(`write cut short (${bytesWritten} of ${chunk.length} bytes)`), { code: 'ENOSPC' }),
+          ),
+        done,
+      )
     },
   })
 }

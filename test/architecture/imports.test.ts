@@ -18,7 +18,10 @@ t.test('no circle of imports between source files', async (t) => {
 t.test('only hal/hsm talks to PKCS#11 (DESIGN.md)', async (t) => {
   const users = [...importsOf(root)].filter(([, specs]) => specs.includes('pkcs11js')).map(([file]) => file)
   t.ok(users.length > 0)
-  t.same(users.filter((f) => !f.startsWith('hal/hsm/')), [])
+  t.same(
+    users.filter((f) => !f.startsWith('hal/hsm/')),
+    [],
+  )
 })
 
 t.test('the checks find what they are for', async (t) => {

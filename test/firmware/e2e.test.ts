@@ -38,7 +38,10 @@ t.test('end to end: nodemailer → submission → policy → signing (HSM) → e
     submission: { starttlsPort: 0, implicitTlsPort: 0, accounts: base.submission.accounts },
     policy: { profiles: [{ name: 'securities', accounts: [ACCOUNT.name], domains: ['bank.example'], attachmentTypes: [] }] },
     spool: { verifyOnStart: false },
-    delivery: { routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }], auditCopy: { address: 'archive@bank.example', host: '127.0.0.5', port: archive.port } },
+    delivery: {
+      routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }],
+      auditCopy: { address: 'archive@bank.example', host: '127.0.0.5', port: archive.port },
+    },
   })
   const { log } = logSink()
   const clock = { now: () => Date.now() }
@@ -48,7 +51,13 @@ t.test('end to end: nodemailer → submission → policy → signing (HSM) → e
   const spool = new Spool({ config, log, hsm: s.hsm, events: sink, clock })
   const policy = new PolicyStage({ config, log, events: sink })
   const delivery = new DeliveryEngine({ config, log, spool, events: sink, clock })
-  const submission = new SubmissionServer({ config, log, handoff: new StagedHandoff([policy, s.stage], new AuditCopyHandoff(spool, config)), clock, events: sink })
+  const submission = new SubmissionServer({
+    config,
+    log,
+    handoff: new StagedHandoff([policy, s.stage], new AuditCopyHandoff(spool, config)),
+    clock,
+    events: sink,
+  })
   for (const c of [spool, policy, delivery, submission]) await c.start()
   t.teardown(async () => {
     for (const c of [submission, policy, delivery, spool, audit]) await c.stop()
@@ -56,7 +65,13 @@ t.test('end to end: nodemailer → submission → policy → signing (HSM) → e
 
   const nodemailer = await import('nodemailer')
   const ca = readFileSync(join(config.dataDir, 'tls', 'submission.crt'))
-  const transport = nodemailer.createTransport({ host: '127.0.0.1', port: submission.endpoints.starttls.port, requireTLS: true, auth: { user: ACCOUNT.name, pass: ACCOUNT.password }, tls: { ca, servername: 'localhost' } })
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: submission.endpoints.starttls.port,
+    requireTLS: true,
+    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
+    tls: { ca, servername: 'localhost' },
+  })
   const pdf = (await pdfFixtures(tempDir(t)))['aes-256']!
   const raw = Buffer.from(
     'From: "Bank Statements" <statements@bank.example>\r\nTo: customer@example.net\r\n' +
@@ -88,10 +103,29 @@ t.test('end to end: nodemailer → submission → policy → signing (HSM) → e
   await audit.flush()
   await audit.checkpoint()
   const trail = trailText(audit.dir)
-  const story = trail.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.id === id)
-  t.same(story.map((r) => r.type), ['policy.accepted', 'signing.signed', 'spool.queued', 'submission.accepted', 'delivery.attempt', 'spool.final', 'spool.record_shredded'])
-  t.match(story.find((r) => r.type === 'signing.signed'), { smime: { serial: s.leaf.serialNumber, algorithm: 'rsa-pkcs1-sha256' }, dkim: ['bank.example/sg1 rsa-sha256'] })
-  t.match(story.find((r) => r.type === 'delivery.attempt'), { outcome: 'delivered', mx: '127.0.0.1', sourceIp: /^127\.0\.0\.1[1-4]$/, reply: /^250 /, recipients: [{ m: 'c****r@example.net', h: await recipientHash(s.hsm, 'customer@example.net') }] })
+  const story = trail
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r.id === id)
+  t.same(
+    story.map((r) => r.type),
+    ['policy.accepted', 'signing.signed', 'spool.queued', 'submission.accepted', 'delivery.attempt', 'spool.final', 'spool.record_shredded'],
+  )
+  t.match(
+    story.find((r) => r.type === 'signing.signed'),
+    { smime: { serial: s.leaf.serialNumber, algorithm: 'rsa-pkcs1-sha256' }, dkim: ['bank.example/sg1 rsa-sha256'] },
+  )
+  t.match(
+    story.find((r) => r.type === 'delivery.attempt'),
+    {
+      outcome: 'delivered',
+      mx: '127.0.0.1',
+      sourceIp: /^127\.0\.0\.1[1-4]$/,
+      reply: /^250 /,
+      recipients: [{ m: 'c****r@example.net', h: await recipientHash(s.hsm, 'customer@example.net') }],
+    },
+  )
   for (const secret of [CANARY, 'customer@example.net', '對帳單', ACCOUNT.password]) {
     const files = readdirSync(audit.dir).map((n) => readFileSync(join(audit.dir, n)).toString('latin1'))
     t.notOk(trail.includes(secret) || files.some((f) => f.includes(secret)), `"${secret.slice(0, 12)}…" appears in no audit file`)

@@ -19,7 +19,10 @@ t.test('the seeds are read as intended (so the fuzzing starts from real structur
 
 for (const target of TARGETS) {
   t.test(`property: ${target.name} answers hostile input or fails with its own coded error`, async (t) => {
-    fc.assert(fc.property(target.input, (input) => target.run(input)), { numRuns: 400, seed: 1414 })
+    fc.assert(
+      fc.property(target.input, (input) => target.run(input)),
+      { numRuns: 400, seed: 1414 },
+    )
     t.pass('400 inputs')
   })
 }

@@ -22,7 +22,10 @@ let shown = 0
 while (Date.now() < deadline) {
   for (const target of targets) {
     const seed = (Date.now() ^ (round * 7919)) | 0
-    const r = fc.check(fc.property(target.input, (input) => target.run(input)), { numRuns: 2000, seed })
+    const r = fc.check(
+      fc.property(target.input, (input) => target.run(input)),
+      { numRuns: 2000, seed },
+    )
     runs.set(target.name, runs.get(target.name)! + r.numRuns)
     if (r.failed) {
       process.stderr.write(`\nfuzz: ${target.name} FAILED (seed ${seed}, path ${r.counterexamplePath})\n${fc.defaultReportMessage(r)}\n`)
@@ -34,7 +37,9 @@ while (Date.now() < deadline) {
   if (Date.now() - shown < 1000) continue
   shown = Date.now()
   const total = [...runs.values()].reduce((a, b) => a + b, 0)
-  process.stderr.write(`\rfuzz: ${total.toLocaleString('en')} inputs over ${targets.length} parsers, ${Math.max(0, Math.round((deadline - Date.now()) / 1000))} s left   `)
+  process.stderr.write(
+    `\rfuzz: ${total.toLocaleString('en')} inputs over ${targets.length} parsers, ${Math.max(0, Math.round((deadline - Date.now()) / 1000))} s left   `,
+  )
 }
 process.stderr.write('\n')
 for (const [name, n] of runs) process.stdout.write(`${n.toLocaleString('en').padStart(12)}  ${name}\n`)

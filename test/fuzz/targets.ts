@@ -77,19 +77,30 @@ export const ZIP = Buffer.from(
 )
 
 /** Keeps each target's input type to itself while they share one list. */
-const target = <T,>(x: Target<T>) => x as unknown as Target<unknown>
+const target = <T>(x: Target<T>) => x as unknown as Target<unknown>
 
 export const TARGETS: Target<unknown>[] = [
   target({
     name: 'MIME structure (parseMessage)',
-    input: fc.oneof(mutated(mimeMessage), tokens(['--A', '\r\n', 'Content-Type: multipart/mixed; boundary=A', ': ', '\r\n\r\n', ' ', '=?', 'boundary="', ';', '"']).map((s) => Buffer.from(s))),
-    run: (b: Buffer) => coded(() => parseMessage(b), (e) => e instanceof MimeError),
+    input: fc.oneof(
+      mutated(mimeMessage),
+      tokens(['--A', '\r\n', 'Content-Type: multipart/mixed; boundary=A', ': ', '\r\n\r\n', ' ', '=?', 'boundary="', ';', '"']).map((s) => Buffer.from(s)),
+    ),
+    run: (b: Buffer) =>
+      coded(
+        () => parseMessage(b),
+        (e) => e instanceof MimeError,
+      ),
     worst: (n: number) => Buffer.from(`Content-Type: multipart/mixed; boundary="A"\r\n\r\n${'--A\r\n\r\nx\r\n'.repeat(n / 12)}--A--\r\n`),
   }),
   target({
     name: 'header fields (parseMessage, many folded lines)',
     input: tokens(['Subject:', ' ', '\t', '\r\n', 'x', ':']).map((s) => Buffer.from(s)),
-    run: (b: Buffer) => coded(() => parseMessage(b), (e) => e instanceof MimeError),
+    run: (b: Buffer) =>
+      coded(
+        () => parseMessage(b),
+        (e) => e instanceof MimeError,
+      ),
     worst: (n: number) => Buffer.from(`Subject: x\r\n${' x\r\n'.repeat(n / 4)}\r\nbody\r\n`),
   }),
   target({
@@ -138,13 +149,21 @@ export const TARGETS: Target<unknown>[] = [
   }),
   target({
     name: 'PDF trailer and cross-reference (pdfEncryption)',
-    input: fc.oneof(mutated(fc.constant(PDF)), tokens(['%PDF-1.4\n', 'xref', 'trailer', '<<', '>>', '/Encrypt', ' 2 0 R', 'startxref\n', '(', ')', '\\', '[', ']', '0000000009 00000 n \n', '%']).map((s) => Buffer.from(s))),
+    input: fc.oneof(
+      mutated(fc.constant(PDF)),
+      tokens(['%PDF-1.4\n', 'xref', 'trailer', '<<', '>>', '/Encrypt', ' 2 0 R', 'startxref\n', '(', ')', '\\', '[', ']', '0000000009 00000 n \n', '%']).map(
+        (s) => Buffer.from(s),
+      ),
+    ),
     run: (b: Buffer) => void pdfEncryption(b),
     worst: (n: number) => Buffer.from(`%PDF-1.4\n${'('.repeat(n)}\ntrailer << /Encrypt 1 0 R >>\nstartxref\n9\n%%EOF\n`),
   }),
   target({
     name: 'ZIP directory (readZip)',
-    input: fc.oneof(mutated(fc.constant(ZIP)), fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u))),
+    input: fc.oneof(
+      mutated(fc.constant(ZIP)),
+      fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
+    ),
     run: (b: Buffer) => void readZip(b),
     worst: (n: number) => {
       // A directory of n/46 empty entries, all walked before the first local header is looked at.
@@ -171,7 +190,8 @@ export const TARGETS: Target<unknown>[] = [
         (e) => e instanceof Error && /^(DER: |not an X\.509|X\.509 certificate is missing)/.test(e.message),
       ),
     size: 1 << 15, // certificates and CMS structures, not megabytes
-    worst: (n: number) => Buffer.concat([Buffer.from([0x30, 0x84]), Buffer.from([(n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]), Buffer.alloc(n, 0x05)]),
+    worst: (n: number) =>
+      Buffer.concat([Buffer.from([0x30, 0x84]), Buffer.from([(n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]), Buffer.alloc(n, 0x05)]),
   }),
   target({
     name: 'DKIM canonicalisation (relaxedBody, relaxedHeader)',

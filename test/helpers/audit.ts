@@ -43,7 +43,11 @@ export async function auditRig(t: T, audit: Record<string, unknown> = {}, extra:
     clock,
     publicKey: await hsm.keys.publicKey(CHECKPOINT_KEY_LABEL),
     restart: make,
-    records: () => trailText(rig.trail.dir).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>),
+    records: () =>
+      trailText(rig.trail.dir)
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
   }
   return rig
 }

@@ -81,7 +81,13 @@ export async function startSubmission(
   const handoff = opts.handoff ?? new MemoryHandoff()
   const chain = opts.stages ? new StagedHandoff(opts.stages, handoff) : handoff
   const events: BoxEvent[] = []
-  const server = new SubmissionServer({ config, log, handoff: chain, clock: opts.clock ?? { now: () => Date.now() }, events: { emit: (e) => void events.push(e) } })
+  const server = new SubmissionServer({
+    config,
+    log,
+    handoff: chain,
+    clock: opts.clock ?? { now: () => Date.now() },
+    events: { emit: (e) => void events.push(e) },
+  })
   await server.start()
   t.teardown(() => server.stop())
   const ca = readFileSync(config.submission.tls.certFile || join(config.dataDir, 'tls', 'submission.crt'), 'utf8')
@@ -108,5 +114,7 @@ export function message(body = 'Your statement is attached.', headers: Record<st
     Date: new Date().toUTCString(),
     ...headers,
   }
-  return `${Object.entries(h).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}\r\n`
+  return `${Object.entries(h)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('\r\n')}\r\n\r\n${body}\r\n`
 }

@@ -52,13 +52,11 @@ export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean } =
       if (!line.trim()) continue
       const r = JSON.parse(line) as Record<string, unknown>
       records.push(r)
-      for (const w of [...waiters]) if (w.pred(r)) waiters.splice(waiters.indexOf(w), 1), w.resolve(r)
+      for (const w of [...waiters]) if (w.pred(r)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(r))
     }
   })
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('exit', (code, signal) => resolve({ code, signal })),
-  )
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })))
   t.teardown(() => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
   })

@@ -12,7 +12,12 @@ import { logSink } from './logs.ts'
 type T = { teardown(fn: () => unknown): void }
 
 /** A spool and a delivery engine over it, with a clock the test can move. */
-export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unknown>, opts: { resolver?: Resolver; now?: number; dataDir?: string; shutdown?: Record<string, unknown> } = {}) {
+export async function deliveryRig(
+  t: T,
+  hsm: Hsm,
+  delivery: Record<string, unknown>,
+  opts: { resolver?: Resolver; now?: number; dataDir?: string; shutdown?: Record<string, unknown> } = {},
+) {
   const clock = { now: opts.now ?? Date.now() }
   const config: Config = parseConfig({
     dataDir: opts.dataDir ?? tempDir(t),
@@ -25,7 +30,14 @@ export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unkno
   const sink = { emit: (e: BoxEvent) => void events.push(e) }
   const spool = new Spool({ config, log, hsm, events: sink, clock: { now: () => clock.now } })
   await spool.start()
-  const engine = new DeliveryEngine({ config, log, spool, events: sink, clock: { now: () => clock.now }, ...(opts.resolver ? { resolver: opts.resolver } : {}) })
+  const engine = new DeliveryEngine({
+    config,
+    log,
+    spool,
+    events: sink,
+    clock: { now: () => clock.now },
+    ...(opts.resolver ? { resolver: opts.resolver } : {}),
+  })
   await engine.start()
   t.teardown(async () => {
     await engine.stop()
@@ -34,8 +46,13 @@ export async function deliveryRig(t: T, hsm: Hsm, delivery: Record<string, unkno
   const handoff = new AuditCopyHandoff(spool, config)
   const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId(), headers = '') => {
     const rcptTo = typeof rcpt === 'string' ? [rcpt] : rcpt
-    const message = Buffer.from(`From: statements@bank.example\r\nTo: ${rcptTo.join(', ')}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n${headers}\r\n${body}`)
-    await handoff.accept({ envelope: { id, mailFrom: 'statements@bank.example', rcptTo, account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: clock.now }, message })
+    const message = Buffer.from(
+      `From: statements@bank.example\r\nTo: ${rcptTo.join(', ')}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n${headers}\r\n${body}`,
+    )
+    await handoff.accept({
+      envelope: { id, mailFrom: 'statements@bank.example', rcptTo, account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: clock.now },
+      message,
+    })
     return { id, message }
   }
   return { spool, engine, events, records, clock, enqueue, config }

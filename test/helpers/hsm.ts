@@ -10,7 +10,10 @@ export const run = promisify(execFile)
 type T = { teardown(fn: () => unknown): void }
 
 /** A fresh SoftHSM2 token for this test, in a temp dir (never a mock of pkcs11js). */
-export async function devHsm(t: T, opts: { sessions?: number; reconnectIntervalMs?: number; clock?: { now(): number } } = {}): Promise<{ hsm: Hsm; dir: string }> {
+export async function devHsm(
+  t: T,
+  opts: { sessions?: number; reconnectIntervalMs?: number; clock?: { now(): number } } = {},
+): Promise<{ hsm: Hsm; dir: string }> {
   const dir = tempDir(t, 'sg-hsm-')
   const hsm = new Hsm({
     module: '',
@@ -27,11 +30,30 @@ export async function devHsm(t: T, opts: { sessions?: number; reconnectIntervalM
 }
 
 /** A test CA made with openssl, able to issue from a CSR with the CSR's extensions. */
-export async function testCa(t: T, name = 'Test Root CA'): Promise<{ dir: string; cert: string; key: string; issue: (csrPem: string, days?: number) => Promise<string> }> {
+export async function testCa(
+  t: T,
+  name = 'Test Root CA',
+): Promise<{ dir: string; cert: string; key: string; issue: (csrPem: string, days?: number) => Promise<string> }> {
   const dir = tempDir(t, 'sg-ca-')
   const key = join(dir, 'ca.key')
   const cert = join(dir, 'ca.pem')
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '3650', '-subj', `/CN=${name}/O=Test/C=TW`])
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '3650',
+    '-subj',
+    `/CN=${name}/O=Test/C=TW`,
+  ])
   let n = 0
   return {
     dir,
@@ -41,7 +63,24 @@ export async function testCa(t: T, name = 'Test Root CA'): Promise<{ dir: string
       const csr = join(dir, `req${++n}.pem`)
       const out = join(dir, `cert${n}.pem`)
       writeFileSync(csr, csrPem)
-      await run('openssl', ['x509', '-req', '-in', csr, '-CA', cert, '-CAkey', key, '-out', out, '-days', String(days), '-copy_extensions', 'copy', '-set_serial', String(1000 + n)])
+      await run('openssl', [
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        cert,
+        '-CAkey',
+        key,
+        '-out',
+        out,
+        '-days',
+        String(days),
+        '-copy_extensions',
+        'copy',
+        '-set_serial',
+        String(1000 + n),
+      ])
       return out
     },
   }

@@ -60,17 +60,37 @@ export const mimeMessage: fc.Arbitrary<Buffer> = fc
     filenameForm: fc.constantFrom('plain', 'rfc2231', 'rfc2047', 'both-names', 'name-only'),
     preamble: fc.constantFrom('', '', 'This is a multi-part message in MIME format.', '--A\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4'),
     epilogue: fc.constantFrom('', '', '\r\n', 'end', 'Content-Type: text/plain'),
-    bend: fc.oneof({ arbitrary: fc.constant('none'), weight: 12 }, { arbitrary: fc.constantFrom('dup-boundary', 'dup-ct', 'dup-cte', 'space-name', 'not-a-field', 'dup-charset', 'no-close', 'garbage-b64', 'long-header', 'garbage-after-delim', 'uuencode'), weight: 10 }),
+    bend: fc.oneof(
+      { arbitrary: fc.constant('none'), weight: 12 },
+      {
+        arbitrary: fc.constantFrom(
+          'dup-boundary',
+          'dup-ct',
+          'dup-cte',
+          'space-name',
+          'not-a-field',
+          'dup-charset',
+          'no-close',
+          'garbage-b64',
+          'long-header',
+          'garbage-after-delim',
+          'uuencode',
+        ),
+        weight: 10,
+      },
+    ),
   })
   .map((r) => {
     const enc = (text: string) => {
       const bytes = Buffer.from(text, 'utf8')
       if (r.cte === 'base64') return b64lines(bytes)
-      if (r.cte === 'quoted-printable') return bytes.toString('latin1').replace(/[^\x20-\x3c\x3e-\x7e]/g, (c) => `=${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`)
+      if (r.cte === 'quoted-printable')
+        return bytes.toString('latin1').replace(/[^\x20-\x3c\x3e-\x7e]/g, (c) => `=${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`)
       if (r.cte === '7bit') return text.replace(/[^\x20-\x7e]/g, '?')
       return text.replace(/[\r\n\0]/g, ' ')
     }
-    const textPart = (t: string) => `Content-Type: text/plain; charset=utf-8${r.bend === 'dup-charset' ? '; charset=big5' : ''}${CRLF}Content-Transfer-Encoding: ${r.cte}${CRLF}${CRLF}${enc(t)}${r.bend === 'uuencode' ? `${CRLF}begin 644 x.pdf${CRLF}M${CRLF}end` : ''}`
+    const textPart = (t: string) =>
+      `Content-Type: text/plain; charset=utf-8${r.bend === 'dup-charset' ? '; charset=big5' : ''}${CRLF}Content-Transfer-Encoding: ${r.cte}${CRLF}${CRLF}${enc(t)}${r.bend === 'uuencode' ? `${CRLF}begin 644 x.pdf${CRLF}M${CRLF}end` : ''}`
     const fn = r.filename
     const names =
       fn === ''
@@ -105,7 +125,11 @@ export const mimeMessage: fc.Arbitrary<Buffer> = fc
         entity = multipart(r.boundaryA, [multipart(r.boundaryB, r.texts.map(textPart), 'alternative'), pdfPart])
         break
       case 'digest':
-        entity = multipart(r.boundaryA, [`${CRLF}From: a@b.example${CRLF}Subject: inner${CRLF}${CRLF}inner body`, `Content-Type: text/plain${CRLF}${CRLF}x`], 'digest')
+        entity = multipart(
+          r.boundaryA,
+          [`${CRLF}From: a@b.example${CRLF}Subject: inner${CRLF}${CRLF}inner body`, `Content-Type: text/plain${CRLF}${CRLF}x`],
+          'digest',
+        )
         break
       default:
         entity = `Content-Type: message/rfc822${CRLF}${CRLF}From: a@b.example${CRLF}Subject: forwarded${CRLF}${multipart(r.boundaryB, [textPart(r.texts[0]!), pdfPart])}`

@@ -47,7 +47,10 @@ function incrementalUpdate(pdf: Buffer, keepEncrypt: boolean): Buffer {
 /** A ZIP made by python's zipfile; `encrypted` sets the general-purpose encryption bit (what the rule reads). */
 export async function zipFixture(dir: string, encrypted: boolean): Promise<Buffer> {
   const f = join(dir, `z${encrypted ? 'e' : 'p'}.zip`)
-  await run('/usr/bin/python3', ['-c', `import zipfile; z = zipfile.ZipFile(${JSON.stringify(f)}, 'w'); z.writestr('statement.pdf', b'%PDF-1.4 data'); z.close()`])
+  await run('/usr/bin/python3', [
+    '-c',
+    `import zipfile; z = zipfile.ZipFile(${JSON.stringify(f)}, 'w'); z.writestr('statement.pdf', b'%PDF-1.4 data'); z.close()`,
+  ])
   const zip = readFileSync(f)
   if (encrypted) {
     for (const sig of [0x04034b50, 0x02014b50]) {

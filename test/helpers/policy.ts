@@ -8,11 +8,17 @@ import { RawSmtp } from './smtp.ts'
 export const LABEL = '有價證券月對帳單'
 export const subject = (s: string) => `=?UTF-8?B?${Buffer.from(s).toString('base64')}?=`
 
-export function statement(opts: { subject?: string; from?: string; body?: string; attachments?: { name: string; type: string; content: Buffer }[]; cls?: string } = {}): string {
+export function statement(
+  opts: { subject?: string; from?: string; body?: string; attachments?: { name: string; type: string; content: Buffer }[]; cls?: string } = {},
+): string {
   const b = 'mixed-boundary'
-  const parts = [`--${b}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(opts.body ?? '您好，本月對帳單如附件。').toString('base64')}\r\n`]
+  const parts = [
+    `--${b}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(opts.body ?? '您好，本月對帳單如附件。').toString('base64')}\r\n`,
+  ]
   for (const a of opts.attachments ?? []) {
-    parts.push(`--${b}\r\nContent-Type: ${a.type}; name="${a.name}"\r\nContent-Disposition: attachment; filename="${a.name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${a.content.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`)
+    parts.push(
+      `--${b}\r\nContent-Type: ${a.type}; name="${a.name}"\r\nContent-Disposition: attachment; filename="${a.name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${a.content.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`,
+    )
   }
   return (
     `From: ${opts.from ?? 'statements@bank.example'}\r\nTo: customer@example.net\r\nSubject: ${opts.subject ?? subject(`2026年11月${LABEL}`)}\r\n` +
@@ -23,7 +29,11 @@ export function statement(opts: { subject?: string; from?: string; body?: string
 
 /** The policy gate in front of a real submission server; `send` talks SMTP to it and returns the reply to DATA. */
 export async function policyRig(t: Parameters<typeof startSubmission>[0], profile: Record<string, unknown>, extra: Record<string, unknown> = {}) {
-  const config = parseConfig({ dataDir: tempDir(t), policy: { profiles: [{ name: 'securities', accounts: [ACCOUNT.name], domains: ['bank.example'], ...profile }] }, ...extra })
+  const config = parseConfig({
+    dataDir: tempDir(t),
+    policy: { profiles: [{ name: 'securities', accounts: [ACCOUNT.name], domains: ['bank.example'], ...profile }] },
+    ...extra,
+  })
   const events: BoxEvent[] = []
   const policy = new PolicyStage({ config, log: logSink().log, events: { emit: (e) => void events.push(e) } })
   await policy.start()
@@ -43,4 +53,3 @@ export async function policyRig(t: Parameters<typeof startSubmission>[0], profil
   }
   return { box, policy, events, send }
 }
-

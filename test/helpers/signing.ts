@@ -121,7 +121,9 @@ print('PASS' if d.verify(idx=index, dnsfunc=dnsfunc) else 'FAIL')
  */
 export async function pythonDkimVerify(message: Buffer, record: string | Record<string, string>, index = 0): Promise<boolean> {
   const { spawn } = await import('node:child_process')
-  const records = Object.fromEntries(Object.entries(typeof record === 'string' ? { sg1: record } : record).map(([sel, v]) => [`${sel}._domainkey.bank.example`, v]))
+  const records = Object.fromEntries(
+    Object.entries(typeof record === 'string' ? { sg1: record } : record).map(([sel, v]) => [`${sel}._domainkey.bank.example`, v]),
+  )
   return new Promise((resolve, reject) => {
     const p = spawn('/usr/bin/python3', ['-c', PY_VERIFY, JSON.stringify(records), String(index)])
     let out = ''

@@ -59,7 +59,10 @@ export class RawSmtp {
       const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) ?([^\r\n]*)\r\n/.exec(this.#buffer)
       if (m) {
         this.#buffer = this.#buffer.slice(m[0].length)
-        const lines = m[0].trimEnd().split('\r\n').map((l) => l.slice(4))
+        const lines = m[0]
+          .trimEnd()
+          .split('\r\n')
+          .map((l) => l.slice(4))
         return { code: Number(m[2]), lines, text: lines.join('\n') }
       }
       if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.#buffer)}`)

@@ -44,7 +44,15 @@ export async function spoolRig(t: T, hsm: Hsm, dataDir: string, spoolConfig: Rec
 
 export function mail(body: string, rcpt = 'customer@example.net'): Submitted {
   return {
-    envelope: { id: newQueueId(), mailFrom: 'statements@bank.example', rcptTo: [rcpt], account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: Date.now() },
+    envelope: {
+      id: newQueueId(),
+      mailFrom: 'statements@bank.example',
+      rcptTo: [rcpt],
+      account: 'firm',
+      clientAddress: '127.0.0.1',
+      tls: undefined,
+      receivedAt: Date.now(),
+    },
     message: Buffer.from(`From: statements@bank.example\r\nTo: ${rcpt}\r\nSubject: statement\r\n\r\n${body}\r\n`),
   }
 }

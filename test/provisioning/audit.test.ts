@@ -33,12 +33,15 @@ t.test('S6: the running box records logins in its trail; the audit CLI verifies,
   t.match(verified.stdout, /^OK: \d+ records \(seq 1–\d+\), \d+ signed checkpoints, covered to seq (\d+)/)
 
   const found = await audit(cfg.path, 'search', '--type', 'submission.auth')
-  const logins = found.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-  t.match(logins, [{ outcome: 'failure', reason: 'bad-password', account: ACCOUNT.name }, { outcome: 'success', account: ACCOUNT.name }])
-  t.ok(
-    (await audit(cfg.path, 'search', '--type', 'hsm.status')).stdout.includes('"state":"ok"'),
-    'the HSM becoming ready is recorded too',
-  )
+  const logins = found.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(logins, [
+    { outcome: 'failure', reason: 'bad-password', account: ACCOUNT.name },
+    { outcome: 'success', account: ACCOUNT.name },
+  ])
+  t.ok((await audit(cfg.path, 'search', '--type', 'hsm.status')).stdout.includes('"state":"ok"'), 'the HSM becoming ready is recorded too')
   const config = (await audit(cfg.path, 'search', '--type', 'config.changed')).stdout.trim().split('\n')
   t.equal(config.length, 1, 'S7: the configuration the box started on is recorded once')
   t.notMatch(config[0]!, /\$scrypt\$/, 'without password hashes')

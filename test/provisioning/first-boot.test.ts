@@ -22,7 +22,7 @@ const node = (cwd: string, script: string, ...args: string[]) =>
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   )
 
-t.test('#13 M4 M5 S8: a newcomer\'s first boot gives the box both signatures, and the tools read its config', async (t) => {
+t.test("#13 M4 M5 S8: a newcomer's first boot gives the box both signatures, and the tools read its config", async (t) => {
   const cwd = tempDir(t)
   const first = await node(cwd, 'first-boot', '--data-dir', './var')
   t.equal(first.code, 0, first.stderr)
@@ -30,7 +30,7 @@ t.test('#13 M4 M5 S8: a newcomer\'s first boot gives the box both signatures, an
   const config = loadConfigFile(join(cwd, 'var', 'config.json'))
   t.equal(config.dataDir, join(cwd, 'var'), 'the data directory is absolute: the tools read the same data from anywhere')
   t.equal(config.signing.domains[0]?.smimeKey, DEV_SMIME_LABEL, 'the config names the key made in the HSM')
-  t.equal(statSync(join(cwd, 'var', 'secrets', 'submission-statements.password')).mode & 0o777, 0o600, 'S8: the generated password is for the box\'s user only')
+  t.equal(statSync(join(cwd, 'var', 'secrets', 'submission-statements.password')).mode & 0o777, 0o600, "S8: the generated password is for the box's user only")
 
   const again = await node(cwd, 'first-boot', '--data-dir', './var')
   t.match(again.stderr, /exists, leaving it as it is/, 'idempotent')
@@ -40,9 +40,16 @@ t.test('#13 M4 M5 S8: a newcomer\'s first boot gives the box both signatures, an
   t.equal(dns.code, 0, dns.stderr)
   t.match(dns.stdout, /^dev\._domainkey\.bank\.example\. IN TXT \( "v=DKIM1; k=rsa; p=/)
   const help = await node(cwd, 'dkim', '--help')
-  t.equal(help.stdout.split('\n')[0], `config: ${join(cwd, 'var', 'config.json')} (the development box's, made by npm start; --config FILE or $SG_CONFIG choose another)`)
+  t.equal(
+    help.stdout.split('\n')[0],
+    `config: ${join(cwd, 'var', 'config.json')} (the development box's, made by npm start; --config FILE or $SG_CONFIG choose another)`,
+  )
   const status = await node(cwd, 'hsm', 'status')
-  t.match(JSON.parse(status.stdout), { certificates: [{ label: DEV_SMIME_LABEL, subject: /statements@bank\.example/ }] }, 'hsm status lists the certificate the config signs with')
+  t.match(
+    JSON.parse(status.stdout),
+    { certificates: [{ label: DEV_SMIME_LABEL, subject: /statements@bank\.example/ }] },
+    'hsm status lists the certificate the config signs with',
+  )
 
   const hsm = hsmFromConfig(config, systemClock)
   await hsm.open()
@@ -67,17 +74,36 @@ t.test('#13 M4 M5 S8: a newcomer\'s first boot gives the box both signatures, an
   await stage.start()
   const signed = (
     await stage.process({
-      envelope: { id: 'q1', mailFrom: 'statements@bank.example', rcptTo: ['c@example.net'], account: 'statements', clientAddress: '127.0.0.1', tls: undefined, receivedAt: Date.now() },
+      envelope: {
+        id: 'q1',
+        mailFrom: 'statements@bank.example',
+        rcptTo: ['c@example.net'],
+        account: 'statements',
+        clientAddress: '127.0.0.1',
+        tls: undefined,
+        receivedAt: Date.now(),
+      },
       message: Buffer.from('From: statements@bank.example\r\nTo: c@example.net\r\nSubject: hello\r\n\r\nbody\r\n'),
     })
   ).message
   t.ok((await opensslVerify(tempDir(t), caFile, signed)).ok, 'S/MIME verifies against the development CA')
-  const record = dns.stdout.match(/"([^"]+)"/g)!.map((s) => s.slice(1, -1)).join('')
+  const record = dns.stdout
+    .match(/"([^"]+)"/g)!
+    .map((s) => s.slice(1, -1))
+    .join('')
   t.ok(await pythonDkimVerify(signed, { dev: record }), 'DKIM verifies against the printed record')
 })
 
 t.test('a development certificate is never made on a vendor HSM', async (t) => {
-  const hsm = new Hsm({ module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'vendor', pinFile: '/nonexistent', sessions: 1, reconnectIntervalMs: 1000, devDir: tempDir(t), clock: systemClock })
+  const hsm = new Hsm({
+    module: '/usr/lib/softhsm/libsofthsm2.so',
+    tokenLabel: 'vendor',
+    pinFile: '/nonexistent',
+    sessions: 1,
+    reconnectIntervalMs: 1000,
+    devDir: tempDir(t),
+    clock: systemClock,
+  })
   await t.rejects(ensureDevSmime(hsm, { dataDir: tempDir(t), address: 'a@b.example' }), /only made on the embedded SoftHSM token/)
 })
 

@@ -71,7 +71,10 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   t.match(status.stdout, /\ndelivery  since start: 0 delivered, \d+ deferred, 0 bounced, 0 expired/)
   t.match(status.stdout, /\nhsm       statement-gateway \(SoftHSM project SoftHSM v2\)/)
   const json = JSON.parse((await cli(STATUS, cfg.path, '--json')).stdout) as { hsm: { keys: { present: boolean }[] } }
-  t.ok(json.hsm.keys.every((k) => k.present), 'every box key present')
+  t.ok(
+    json.hsm.keys.every((k) => k.present),
+    'every box key present',
+  )
 
   // A key-management tool reports through the running box, the trail's only writer.
   const generated = await cli(HSM, cfg.path, 'generate', 'smime/extra', 'ec-p256')
@@ -100,15 +103,49 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   t.equal(stopped.code, 1)
   t.match(stopped.stderr, /the box is not running/)
 
-  const actions = (await cli(AUDIT, cfg.path, 'search', '--type', 'admin.action')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  const actions = (await cli(AUDIT, cfg.path, 'search', '--type', 'admin.action')).stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
   // In this order (a hold may first be refused while an attempt runs):
-  const expected = [['queue.list', 'ok'], ['queue.show', 'ok'], ['queue.hold', 'ok'], ['queue.list', 'ok'], ['queue.retry', 'refused'], ['queue.release', 'ok'], ['box.status', 'ok'], ['box.status', 'ok'], ['hsm.generate', 'ok'], ['queue.hold', 'ok'], ['queue.remove', 'ok'], ['queue.summary', 'ok']]
+  const expected = [
+    ['queue.list', 'ok'],
+    ['queue.show', 'ok'],
+    ['queue.hold', 'ok'],
+    ['queue.list', 'ok'],
+    ['queue.retry', 'refused'],
+    ['queue.release', 'ok'],
+    ['box.status', 'ok'],
+    ['box.status', 'ok'],
+    ['hsm.generate', 'ok'],
+    ['queue.hold', 'ok'],
+    ['queue.remove', 'ok'],
+    ['queue.summary', 'ok'],
+  ]
   let at = 0
   for (const a of actions) if (at < expected.length && a.action === expected[at]![0] && a.outcome === expected[at]![1]) at++
-  t.equal(at, expected.length, `recorded in order: ${expected.slice(at).map((e) => e.join(' ')).join(', ') || 'all'}`)
-  t.match(actions.find((a) => a.action === 'queue.retry'), { target: id, reason: /is held/ })
-  t.match(actions.find((a) => a.action === 'hsm.generate'), { via: 'cli', target: 'smime/extra', detail: /ec-p256/ })
+  t.equal(
+    at,
+    expected.length,
+    `recorded in order: ${
+      expected
+        .slice(at)
+        .map((e) => e.join(' '))
+        .join(', ') || 'all'
+    }`,
+  )
+  t.match(
+    actions.find((a) => a.action === 'queue.retry'),
+    { target: id, reason: /is held/ },
+  )
+  t.match(
+    actions.find((a) => a.action === 'hsm.generate'),
+    { via: 'cli', target: 'smime/extra', detail: /ec-p256/ },
+  )
   const final = (await cli(AUDIT, cfg.path, 'search', '--id', id, '--type', 'spool.final')).stdout
   t.match(final, /"outcome":"removed","reason":"removed by operator [^:]+: addressed to the wrong customer"/)
-  t.ok(actions.every((a) => typeof a.who === 'string' && a.who !== 'unknown'), 'with the operator login')
+  t.ok(
+    actions.every((a) => typeof a.who === 'string' && a.who !== 'unknown'),
+    'with the operator login',
+  )
 })

@@ -173,6 +173,8 @@ export function statement(id: string, extra = ''): string {
   return (
     `From: "Bank Statements" <statements@bank.example>\r\nTo: customer@example.net\r\nSubject: =?UTF-8?B?${Buffer.from(`2026年11月有價證券月對帳單 ${id}`).toString('base64')}?=\r\n` +
     `X-Statement-ID: ${id}\r\nX-Statement-Class: monthly\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n${extra}\r\n` +
-    `${Buffer.from(`親愛的客戶您好，這是您的電子帳單 ${id}。\n${'明細 '.repeat(200)}\n`).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n.\r\n`
+    `${Buffer.from(`親愛的客戶您好，這是您的電子帳單 ${id}。\n${'明細 '.repeat(200)}\n`)
+      .toString('base64')
+      .replace(/.{76}/g, '$&\r\n')}\r\n.\r\n`
   )
 }

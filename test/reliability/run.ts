@@ -74,13 +74,24 @@ async function receiver(opts: { onData?: (id: string, n: number) => 'accept' | '
   })
   server.on('error', () => {})
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-  return { server, port: (server.server.address() as AddressInfo).port, got, unsigned: () => unsigned, close: () => new Promise<void>((r) => server.close(() => r())) }
+  return {
+    server,
+    port: (server.server.address() as AddressInfo).port,
+    got,
+    unsigned: () => unsigned,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  }
 }
 
 function routeTo(port: number, extra: Record<string, unknown> = {}) {
   return (c: Record<string, unknown>) => {
     c.submission = { ...(c.submission as object), starttlsPort: 0, implicitTlsPort: 0, maxClientsPerAddress: 64 }
-    c.delivery = { routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }], retrySeconds: [1, 2, 3], bandwidthBitsPerSecond: 1_000_000_000, ...extra }
+    c.delivery = {
+      routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }],
+      retrySeconds: [1, 2, 3],
+      bandwidthBitsPerSecond: 1_000_000_000,
+      ...extra,
+    }
     c.shutdown = { graceMs: 3000 }
     c.spool = { verifyOnStart: false }
   }
@@ -144,8 +155,16 @@ async function killCycles(cycles: number): Promise<void> {
   const sorted = lags.sort((a, b) => a - b)
   const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0
   const p99 = pct(0.99)
-  row(`kill -9 × ${cycles} with 6 submitters`, `${accepted.size} accepted (250), ${received} received, lost ${lost}, duplicates ${duplicates}; ${refusedDuringRestart} sends failed while the box was down`, lost === 0 && drained)
-  row('250 → journal window under that load', `p50 ${pct(0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${(sorted.at(-1) ?? 0).toFixed(1)} ms over ${sorted.length} deliveries (target p99 ≤ 20 ms)`, p99 <= 20)
+  row(
+    `kill -9 × ${cycles} with 6 submitters`,
+    `${accepted.size} accepted (250), ${received} received, lost ${lost}, duplicates ${duplicates}; ${refusedDuringRestart} sends failed while the box was down`,
+    lost === 0 && drained,
+  )
+  row(
+    '250 → journal window under that load',
+    `p50 ${pct(0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${(sorted.at(-1) ?? 0).toFixed(1)} ms over ${sorted.length} deliveries (target p99 ≤ 20 ms)`,
+    p99 <= 20,
+  )
   rmSync(box.dataDir, { recursive: true, force: true })
 }
 
@@ -173,9 +192,17 @@ async function receiverFaults(): Promise<void> {
   await s.send('GONE-1', '', 'gone@example.net')
   s.close()
   const drained = await drain(box, 30_000)
-  row('receiver: 550 5.1.1 at RCPT', `bounced; the firm got ${notices.got.size} notice(s) naming the statement; delivered to the customer ${rx.got.get('GONE-1') ?? 0} time(s)`, notices.got.size === 1 && !rx.got.has('GONE-1'))
+  row(
+    'receiver: 550 5.1.1 at RCPT',
+    `bounced; the firm got ${notices.got.size} notice(s) naming the statement; delivered to the customer ${rx.got.get('GONE-1') ?? 0} time(s)`,
+    notices.got.size === 1 && !rx.got.has('GONE-1'),
+  )
   await notices.close()
-  row('receiver: connection dropped mid-DATA, then accepts', `delivered ${rx.got.get('DROP-1') ?? 0} time(s) after a retry`, drained && rx.got.get('DROP-1') === 1)
+  row(
+    'receiver: connection dropped mid-DATA, then accepts',
+    `delivered ${rx.got.get('DROP-1') ?? 0} time(s) after a retry`,
+    drained && rx.got.get('DROP-1') === 1,
+  )
   row('receiver: 451 twice, then 250', `delivered ${rx.got.get('TEMP-1') ?? 0} time(s) after ${tries.get('TEMP-1')} tries`, rx.got.get('TEMP-1') === 1)
   await box.kill('SIGTERM')
   await rx.close()
@@ -198,7 +225,11 @@ async function receiverFaults(): Promise<void> {
   writeFileSync(box2.configPath, JSON.stringify(raw))
   await box2.start()
   const kept = await drain(box2, 30_000)
-  row('receiver stalls + SIGTERM with 12 mails waiting', `exit ${code} after ${(took / 1000).toFixed(1)} s (grace 3 s); after the restart ${after.got.size} of 12 delivered`, code === 0 && took < 8000 && kept && after.got.size === 12)
+  row(
+    'receiver stalls + SIGTERM with 12 mails waiting',
+    `exit ${code} after ${(took / 1000).toFixed(1)} s (grace 3 s); after the restart ${after.got.size} of 12 delivered`,
+    code === 0 && took < 8000 && kept && after.got.size === 12,
+  )
   await box2.kill('SIGTERM')
   await after.close()
 
@@ -225,7 +256,11 @@ async function receiverFaults(): Promise<void> {
   const st = (await box3.status()) as { delivery: { deferred: number } }
   const deferred = st.delivery.deferred >= 1 && box3.alive
   const grew = box3.rss() - rss0
-  row('receiver answers with one 16 MB line', `${deferred ? 'deferred as a protocol error' : 'NOT deferred'}; the server got ${(Math.min(sent, 16 << 20) / 2 ** 20).toFixed(1)} MB into the socket before the box hung up, RSS +${(grew / 2 ** 20).toFixed(1)} MB`, deferred && grew < 32 * 2 ** 20)
+  row(
+    'receiver answers with one 16 MB line',
+    `${deferred ? 'deferred as a protocol error' : 'NOT deferred'}; the server got ${(Math.min(sent, 16 << 20) / 2 ** 20).toFixed(1)} MB into the socket before the box hung up, RSS +${(grew / 2 ** 20).toFixed(1)} MB`,
+    deferred && grew < 32 * 2 ** 20,
+  )
   await box3.kill('SIGTERM')
   hostile.close()
   for (const b of [box, box2, box3]) rmSync(b.dataDir, { recursive: true, force: true })
@@ -273,7 +308,11 @@ async function hsmAway(): Promise<void> {
   const drained = await drain(box, 60_000)
   const lost = [...accepted].filter((id) => !rx.got.has(id)).length
   const recovery = firstOkAfter ? (firstOkAfter - restoredAt) / 1000 : Infinity
-  row('HSM away 20 s under load', `replies ${JSON.stringify(Object.fromEntries(replies))}; unsigned mails out ${rx.unsigned()}; accepted mail lost ${lost}; first 250 ${recovery.toFixed(1)} s after the token came back`, rx.unsigned() === 0 && lost === 0 && drained && (replies.get('451 EHSM_UNAVAILABLE') ?? 0) > 0 && recovery < 10)
+  row(
+    'HSM away 20 s under load',
+    `replies ${JSON.stringify(Object.fromEntries(replies))}; unsigned mails out ${rx.unsigned()}; accepted mail lost ${lost}; first 250 ${recovery.toFixed(1)} s after the token came back`,
+    rx.unsigned() === 0 && lost === 0 && drained && (replies.get('451 EHSM_UNAVAILABLE') ?? 0) > 0 && recovery < 10,
+  )
   await box.kill('SIGTERM')
   await rx.close()
   rmSync(box.dataDir, { recursive: true, force: true })
@@ -338,7 +377,11 @@ async function fullDisk(): Promise<void> {
       (e: { stdout: string; stderr: string }) => `FAIL ${e.stdout}${e.stderr}`,
     )
     const lost = [...accepted].filter((id) => !rx.got.has(id)).length
-    row('full disk (48 MB tmpfs) under load', `replies ${JSON.stringify(Object.fromEntries(replies))}; box alive ${alive}; with room again it took mail at once (${again.code}); ${accepted.size} accepted, lost ${lost}; the queue drained: ${drained}`, alive && refused452 > 0 && again.code === 250 && lost === 0 && drained)
+    row(
+      'full disk (48 MB tmpfs) under load',
+      `replies ${JSON.stringify(Object.fromEntries(replies))}; box alive ${alive}; with room again it took mail at once (${again.code}); ${accepted.size} accepted, lost ${lost}; the queue drained: ${drained}`,
+      alive && refused452 > 0 && again.code === 250 && lost === 0 && drained,
+    )
     row('audit trail after the full disk', verify.split('\n')[0]!, verify.startsWith('OK'))
     await rx.close()
   } finally {
@@ -413,7 +456,11 @@ async function smtpFuzz(): Promise<void> {
   await box.kill('SIGTERM')
   await rx.close()
   const slowest = Math.max(...goodTimes)
-  row('SMTP fuzz and floods from 4 addresses (20 s)', `${sessions} hostile sessions; box alive ${alive}; good submissions from another address: ${goodTimes.length} answered 250, ${goodFailures} failed, slowest ${slowest} ms; guard ${JSON.stringify(status.submission)}`, alive && goodFailures === 0 && goodTimes.length > 10 && slowest < 2000)
+  row(
+    'SMTP fuzz and floods from 4 addresses (20 s)',
+    `${sessions} hostile sessions; box alive ${alive}; good submissions from another address: ${goodTimes.length} answered 250, ${goodFailures} failed, slowest ${slowest} ms; guard ${JSON.stringify(status.submission)}`,
+    alive && goodFailures === 0 && goodTimes.length > 10 && slowest < 2000,
+  )
   rmSync(box.dataDir, { recursive: true, force: true })
 }
 
@@ -425,13 +472,21 @@ async function tlsScan(): Promise<void> {
     ['implicit TLS', [`127.0.0.1:${box.implicitPort}`]],
     ['STARTTLS', ['--starttls-smtp', `127.0.0.1:${box.port}`]],
   ] as const) {
-    const out = (await run('sslscan', ['--no-colour', '--no-heartbleed', ...args]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout)) ?? ''
+    const out =
+      (await run('sslscan', ['--no-colour', '--no-heartbleed', ...args]).then(
+        (r) => r.stdout,
+        (e: { stdout: string }) => e.stdout,
+      )) ?? ''
     const enabled = out.split('\n').filter((l) => /^(Preferred|Accepted)\s/.test(l))
     const protocols = [...new Set(enabled.map((l) => /(TLSv1\.\d|SSLv\d)/.exec(l)?.[1] ?? '?'))]
     const nonEcdhe = enabled.filter((l) => !/TLS_|ECDHE/.test(l))
     const reneg = /TLS renegotiation:\s*\n(.*)/.exec(out)?.[1]?.trim() ?? '?'
     const renegSupported = !/not supported/i.test(reneg)
-    row(`TLS scan (sslscan), ${name}`, `protocols ${protocols.join(', ')}; ${enabled.length} suites, ${nonEcdhe.length} without ECDHE; client renegotiation: ${reneg}`, protocols.every((p) => p === 'TLSv1.2' || p === 'TLSv1.3') && nonEcdhe.length === 0 && enabled.length > 0 && !renegSupported)
+    row(
+      `TLS scan (sslscan), ${name}`,
+      `protocols ${protocols.join(', ')}; ${enabled.length} suites, ${nonEcdhe.length} without ECDHE; client renegotiation: ${reneg}`,
+      protocols.every((p) => p === 'TLSv1.2' || p === 'TLSv1.3') && nonEcdhe.length === 0 && enabled.length > 0 && !renegSupported,
+    )
   }
   await box.kill('SIGTERM')
   rmSync(box.dataDir, { recursive: true, force: true })
@@ -445,6 +500,8 @@ if (want('fuzz')) await smtpFuzz()
 if (want('tls')) await tlsScan()
 
 const day = new Date().toISOString().slice(0, 10)
-process.stdout.write(`\nReliability suite, ${day}, ${((Date.now() - started) / 60000).toFixed(1)} min\n\n| scenario | what happened | result |\n|---|---|---|\n`)
+process.stdout.write(
+  `\nReliability suite, ${day}, ${((Date.now() - started) / 60000).toFixed(1)} min\n\n| scenario | what happened | result |\n|---|---|---|\n`,
+)
 for (const r of rows) process.stdout.write(`| ${r.scenario} | ${r.measured} | ${r.ok ? 'pass' : '**FAIL**'} |\n`)
 process.exit(rows.every((r) => r.ok) ? 0 : 1)

@@ -16,7 +16,12 @@ t.test('S7: each start records what changed in the configuration since the last 
   const changes = () => rig.records().filter((r) => r.type === 'config.changed')
   await new ConfigChangeAudit({ config: rig.config, trail: rig.trail }).start()
   t.equal(changes().length, 1)
-  t.match(changes()[0], { who: 'configuration file', reason: /first start/, before: null, after: { submission: { accounts: [{ name: 'statements', passwordHash: '[redacted]' }] } } })
+  t.match(changes()[0], {
+    who: 'configuration file',
+    reason: /first start/,
+    before: null,
+    after: { submission: { accounts: [{ name: 'statements', passwordHash: '[redacted]' }] } },
+  })
 
   await new ConfigChangeAudit({ config: rig.config, trail: rig.trail }).start()
   t.equal(changes().length, 1, 'nothing recorded when nothing changed')

@@ -30,13 +30,34 @@ const sh = (dir: string) =>
   )
 
 function resum(dir: string): void {
-  const names = readdirSync(dir).filter((n) => n !== 'SHA256SUMS').sort()
-  writeFileSync(join(dir, 'SHA256SUMS'), names.map((n) => `${createHash('sha256').update(readFileSync(join(dir, n))).digest('hex')}  ${n}\n`).join(''))
+  const names = readdirSync(dir)
+    .filter((n) => n !== 'SHA256SUMS')
+    .sort()
+  writeFileSync(
+    join(dir, 'SHA256SUMS'),
+    names
+      .map(
+        (n) =>
+          `${createHash('sha256')
+            .update(readFileSync(join(dir, n)))
+            .digest('hex')}  ${n}\n`,
+      )
+      .join(''),
+  )
 }
 
 t.test('S6: an exported range verifies on its own with sh, gzip, sha256sum and openssl', async (t) => {
   const { out, r } = await bundle(t)
-  t.same(readdirSync(out).sort(), ['SHA256SUMS', 'VERIFY.md', 'anchor.json', 'checkpoint-key.pem', 'checkpoints.jsonl', 'trail-2026-11-23.jsonl.gz', 'trail-2026-11-24.jsonl', 'verify.sh'])
+  t.same(readdirSync(out).sort(), [
+    'SHA256SUMS',
+    'VERIFY.md',
+    'anchor.json',
+    'checkpoint-key.pem',
+    'checkpoints.jsonl',
+    'trail-2026-11-23.jsonl.gz',
+    'trail-2026-11-24.jsonl',
+    'verify.sh',
+  ])
   t.equal(r.firstSeq, 14, 'starts after the first day (audit.started + 12 records)')
   t.equal(r.lastSeq, 37)
   const res = await sh(out)
@@ -44,7 +65,7 @@ t.test('S6: an exported range verifies on its own with sh, gzip, sha256sum and o
   t.match(res.out, /^OK: records up to seq 37 form an unbroken chain; \d+ signed checkpoints match it, the last at seq 37/m)
 })
 
-t.test('S6: the bundle\'s verify.sh names a changed record even when the checksums were redone', async (t) => {
+t.test("S6: the bundle's verify.sh names a changed record even when the checksums were redone", async (t) => {
   const { out } = await bundle(t)
   const file = join(out, 'trail-2026-11-24.jsonl')
   writeFileSync(file, readFileSync(file, 'utf8').replace('"id":"D2-3"', '"id":"D2-X"'))

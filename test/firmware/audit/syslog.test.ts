@@ -41,10 +41,11 @@ function siem(cert: { certPem: string; keyPem: string }) {
   return {
     received,
     listen: (port = 0) => new Promise<number>((resolve) => server.listen(port, '127.0.0.1', () => resolve((server.address() as { port: number }).port))),
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy()
-      server.close(() => resolve())
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
   }
 }
 
@@ -80,7 +81,11 @@ t.test('S6/S10: the trail goes to the SIEM as RFC 5424 over TLS; an outage loses
 
   const seqs = receiver.received.map((r) => r.seq)
   const unique = [...new Set(seqs)]
-  t.same(unique, Array.from({ length: 71 }, (_, i) => i + 1), 'every record from seq 1 to 71 arrived, first copies in order')
+  t.same(
+    unique,
+    Array.from({ length: 71 }, (_, i) => i + 1),
+    'every record from seq 1 to 71 arrived, first copies in order',
+  )
   t.ok(seqs.length - unique.length <= 3, `duplicates only from the replay overlap (${seqs.length - unique.length})`)
   for (const r of receiver.received) t.equal(r.record.seq, r.seq, 'the message is the trail record itself')
 })

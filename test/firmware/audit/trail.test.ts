@@ -14,7 +14,11 @@ import { auditRig, trailText } from '../../helpers/audit.ts'
 import { until } from '../../helpers/receiver.ts'
 
 const queued = (i: number): BoxEvent => ({ type: 'spool.queued', id: `Q${i}`, epoch: 'e1', bytes: 1000 + i })
-const segment = (dir: string) => join(dir, readdirSync(dir).find((n) => /^trail-.*\.jsonl$/.test(n))!)
+const segment = (dir: string) =>
+  join(
+    dir,
+    readdirSync(dir).find((n) => /^trail-.*\.jsonl$/.test(n))!,
+  )
 
 async function filled(t: Test, n: number, audit: Record<string, unknown> = {}) {
   const rig = await auditRig(t, { checkpointEvery: 10, ...audit })
@@ -46,9 +50,35 @@ t.test('S6: records are hash-chained JSON lines with HSM-signed checkpoints, and
 t.test('S6: recipients are stored as HMAC (HSM key) and masked form, never in clear; search finds them by HMAC', async (t) => {
   const rig = await auditRig(t)
   const address = 'Chen.Customer@example.com'
-  rig.trail.emit({ type: 'submission.accepted', id: 'Q1', account: 'statements', clientAddress: '127.0.0.1', tls: 'TLSv1.3', recipients: [address], bytes: 5000 })
-  rig.trail.emit({ type: 'delivery.attempt', id: 'Q1', kind: 'statement', outcome: 'delivered', recipients: [address], mx: 'mx.example.com', sourceIp: '127.0.0.11', reply: '250 ok', tls: 'TLSv1.3' })
-  rig.trail.emit({ type: 'submission.accepted', id: 'Q2', account: 'statements', clientAddress: '127.0.0.1', tls: 'TLSv1.3', recipients: ['someone.else@example.com'], bytes: 5000 })
+  rig.trail.emit({
+    type: 'submission.accepted',
+    id: 'Q1',
+    account: 'statements',
+    clientAddress: '127.0.0.1',
+    tls: 'TLSv1.3',
+    recipients: [address],
+    bytes: 5000,
+  })
+  rig.trail.emit({
+    type: 'delivery.attempt',
+    id: 'Q1',
+    kind: 'statement',
+    outcome: 'delivered',
+    recipients: [address],
+    mx: 'mx.example.com',
+    sourceIp: '127.0.0.11',
+    reply: '250 ok',
+    tls: 'TLSv1.3',
+  })
+  rig.trail.emit({
+    type: 'submission.accepted',
+    id: 'Q2',
+    account: 'statements',
+    clientAddress: '127.0.0.1',
+    tls: 'TLSv1.3',
+    recipients: ['someone.else@example.com'],
+    bytes: 5000,
+  })
   await rig.trail.flush()
   const text = trailText(rig.trail.dir)
   t.notOk(text.toLowerCase().includes('chen.customer'), 'no clear address in the trail')
@@ -57,7 +87,14 @@ t.test('S6: recipients are stored as HMAC (HSM key) and masked form, never in cl
   t.equal(h, await recipientHash(rig.hsm, ' chen.customer@EXAMPLE.com '), 'the HMAC is of the normalised address')
   const found = []
   for await (const r of searchTrail(rig.trail.dir, { recipientHash: h })) found.push(r)
-  t.same(found.map((r) => [r.type, r.id]), [['submission.accepted', 'Q1'], ['delivery.attempt', 'Q1']], 'search by recipient HMAC')
+  t.same(
+    found.map((r) => [r.type, r.id]),
+    [
+      ['submission.accepted', 'Q1'],
+      ['delivery.attempt', 'Q1'],
+    ],
+    'search by recipient HMAC',
+  )
   const byId = []
   for await (const r of searchTrail(rig.trail.dir, { id: 'Q2', type: 'submission.accepted' })) byId.push(r.seq)
   t.same(byId, [4])
@@ -65,7 +102,17 @@ t.test('S6: recipients are stored as HMAC (HSM key) and masked form, never in cl
 
 t.test('S6: a recipient named in an MX reply or a deferral reason is masked too', async (t) => {
   const rig = await auditRig(t)
-  rig.trail.emit({ type: 'delivery.attempt', id: 'Q1', kind: 'statement', outcome: 'bounced', recipients: ['wang.customer@example.com'], mx: 'mx', sourceIp: '127.0.0.11', reply: '550 5.1.1 <wang.customer@example.com>: Recipient address rejected', tls: undefined })
+  rig.trail.emit({
+    type: 'delivery.attempt',
+    id: 'Q1',
+    kind: 'statement',
+    outcome: 'bounced',
+    recipients: ['wang.customer@example.com'],
+    mx: 'mx',
+    sourceIp: '127.0.0.11',
+    reply: '550 5.1.1 <wang.customer@example.com>: Recipient address rejected',
+    tls: undefined,
+  })
   rig.trail.emit({ type: 'spool.final', id: 'Q1', outcome: 'bounced', reason: '550 5.1.1 wang.customer@example.com: unknown user' })
   await rig.trail.flush()
   t.notOk(trailText(rig.trail.dir).includes('wang.customer'))
@@ -75,7 +122,13 @@ t.test('S6: a recipient named in an MX reply or a deferral reason is masked too'
 
 t.test('S7: configuration snapshots in the trail lose their secrets', async (t) => {
   const rig = await auditRig(t)
-  rig.trail.emit({ type: 'config.changed', who: 'admin', reason: 'new account', before: { accounts: [] }, after: { accounts: [{ name: 'a', passwordHash: 'scrypt$secret' }] } })
+  rig.trail.emit({
+    type: 'config.changed',
+    who: 'admin',
+    reason: 'new account',
+    before: { accounts: [] },
+    after: { accounts: [{ name: 'a', passwordHash: 'scrypt$secret' }] },
+  })
   await rig.trail.flush()
   t.notOk(trailText(rig.trail.dir).includes('scrypt$secret'))
   t.match(rig.records()[1], { type: 'config.changed', who: 'admin', after: { accounts: [{ name: 'a', passwordHash: '[redacted]' }] } })
@@ -87,7 +140,12 @@ async function tampered(t: Test, edit: (lines: string[]) => string[]) {
   await rig.trail.stop()
   const file = segment(rig.trail.dir)
   const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean)
-  writeFileSync(file, edit(lines).map((l) => `${l}\n`).join(''))
+  writeFileSync(
+    file,
+    edit(lines)
+      .map((l) => `${l}\n`)
+      .join(''),
+  )
   return verifyTrail(rig.trail.dir, rig.publicKey)
 }
 
@@ -99,7 +157,7 @@ t.test('S6: editing one record is detected and the record is named', async (t) =
   t.equal(r.problem?.line, 20)
 })
 
-t.test('S6: editing a record between checkpoints is detected by the next record\'s link', async (t) => {
+t.test("S6: editing a record between checkpoints is detected by the next record's link", async (t) => {
   const r = await tampered(t, (l) => ((l[24] = l[24]!.replace('"id":"Q24"', '"id":"Q99"')), l))
   t.notOk(r.ok)
   t.equal(r.problem?.seq, 25)
@@ -114,7 +172,7 @@ t.test('S6: deleting a record is detected', async (t) => {
 })
 
 t.test('S6: reordering two records is detected', async (t) => {
-  const r = await tampered(t, (l) => ([l[14], l[15]] = [l[15]!, l[14]!], l))
+  const r = await tampered(t, (l) => (([l[14], l[15]] = [l[15]!, l[14]!]), l))
   t.notOk(r.ok)
   t.equal(r.problem?.seq, 15)
 })
@@ -154,7 +212,10 @@ t.test('S6: truncating the tail is detected by the last signed checkpoint', asyn
 t.test('S6: a checkpoint not signed by the box key fails verification', async (t) => {
   const rig = await filled(t, 15)
   await rig.trail.stop()
-  const file = join(rig.trail.dir, readdirSync(rig.trail.dir).find((n) => n.startsWith('checkpoints-'))!)
+  const file = join(
+    rig.trail.dir,
+    readdirSync(rig.trail.dir).find((n) => n.startsWith('checkpoints-'))!,
+  )
   const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean)
   const c = JSON.parse(lines[0]!) as { seq: number; head: string; time: string; sig: string }
   lines[0] = JSON.stringify({ ...c, time: '2020-01-01T00:00:00.000Z' })
@@ -172,7 +233,10 @@ t.test('S6: a checkpoint made after midnight, on a day with no records of its ow
   await rig.trail.checkpoint()
   await rig.trail.stop()
   t.ok(readdirSync(rig.trail.dir).includes('checkpoints-2026-11-23.jsonl'))
-  t.notOk(readdirSync(rig.trail.dir).some((n) => n.startsWith('trail-2026-11-23')), 'no records that day')
+  t.notOk(
+    readdirSync(rig.trail.dir).some((n) => n.startsWith('trail-2026-11-23')),
+    'no records that day',
+  )
   const file = segment(rig.trail.dir)
   writeFileSync(file, readFileSync(file, 'utf8').split('\n').slice(0, -2).join('\n') + '\n') // the last record removed
   const r = await verifyTrail(rig.trail.dir, rig.publicKey)
@@ -210,9 +274,10 @@ t.test('S6: one segment per UTC day, compressed when the day is over; verificati
   t.ok((await verifyTrail(rig.trail.dir, rig.publicKey)).ok)
   const fromDay2 = await verifyTrail(rig.trail.dir, rig.publicKey, { from: '2026-11-23' })
   t.ok(fromDay2.ok)
-  t.equal(fromDay2.firstSeq, 7, 'anchored on the previous day\'s end file')
+  t.equal(fromDay2.firstSeq, 7, "anchored on the previous day's end file")
   const found = []
-  for await (const r of searchTrail(rig.trail.dir, { type: 'spool.queued', from: Date.parse('2026-11-23T00:00:00Z'), to: Date.parse('2026-11-23T23:59:59Z') })) found.push(r.id)
+  for await (const r of searchTrail(rig.trail.dir, { type: 'spool.queued', from: Date.parse('2026-11-23T00:00:00Z'), to: Date.parse('2026-11-23T23:59:59Z') }))
+    found.push(r.id)
   t.same(found, ['Q6', 'Q7', 'Q8', 'Q9', 'Q10'])
 })
 
@@ -271,7 +336,17 @@ t.test('S6: the operational log gets recipients masked', async (t) => {
   const { LogEventSink } = await import('../../../firmware/events.ts')
   const { logSink } = await import('../../helpers/logs.ts')
   const { log, text } = logSink()
-  new LogEventSink(log).emit({ type: 'delivery.attempt', id: 'Q1', kind: 'statement', outcome: 'delivered', recipients: ['customer@example.net'], mx: 'mx', sourceIp: '127.0.0.11', reply: '250 ok', tls: undefined })
+  new LogEventSink(log).emit({
+    type: 'delivery.attempt',
+    id: 'Q1',
+    kind: 'statement',
+    outcome: 'delivered',
+    recipients: ['customer@example.net'],
+    mx: 'mx',
+    sourceIp: '127.0.0.11',
+    reply: '250 ok',
+    tls: undefined,
+  })
   t.match(text(), /c\*\*\*\*r@example\.net/)
   t.notMatch(text(), /customer@example\.net/)
 })
@@ -305,9 +380,19 @@ t.test('#15 finding 8: a disk that fills mid-group neither loses nor glues a rec
   await trail.checkpoint()
   const text = trailText(trail.dir)
   const lines = text.split('\n').filter(Boolean)
-  t.ok(lines.every((l) => l.startsWith('{"seq":') && l.endsWith('}')), 'no torn or glued line')
-  const queuedIds = lines.map((l) => JSON.parse(l) as { type: string; id?: string }).filter((r) => r.type === 'spool.queued').map((r) => r.id)
-  t.same(queuedIds, Array.from({ length: emitted }, (_, i) => `Q${i + 1}`), 'every record is there, once, in order')
+  t.ok(
+    lines.every((l) => l.startsWith('{"seq":') && l.endsWith('}')),
+    'no torn or glued line',
+  )
+  const queuedIds = lines
+    .map((l) => JSON.parse(l) as { type: string; id?: string })
+    .filter((r) => r.type === 'spool.queued')
+    .map((r) => r.id)
+  t.same(
+    queuedIds,
+    Array.from({ length: emitted }, (_, i) => `Q${i + 1}`),
+    'every record is there, once, in order',
+  )
   const v = await verifyTrail(trail.dir, base.publicKey)
   t.ok(v.ok, `the trail verifies (${v.records} records)`)
 })
@@ -343,5 +428,8 @@ t.test('stopping with the disk still full: tries for the shutdown grace, then sa
   const used = process.cpuUsage(cpu)
   t.ok(took >= 900 && took < 3000, `stopped after ${took} ms (grace 1000 ms)`)
   t.ok((used.user + used.system) / 1000 < took / 2, `without spinning (${Math.round((used.user + used.system) / 1000)} ms of CPU)`)
-  t.match(records.find((r) => r.msg?.toString().startsWith('stopping with audit records that could not be written')), { level: 60, unwritten: Number })
+  t.match(
+    records.find((r) => r.msg?.toString().startsWith('stopping with audit records that could not be written')),
+    { level: 60, unwritten: Number },
+  )
 })

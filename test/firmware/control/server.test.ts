@@ -20,7 +20,8 @@ async function rig(t: { teardown(fn: () => unknown): void }) {
   const control = new ControlServer({ config, log: logSink().log, spool: s.spool, events: { emit: (e) => void events.push(e) } })
   await control.start()
   t.teardown(() => control.stop())
-  const ask = async (cmd: string, args?: Record<string, unknown>): Promise<ControlReply> => (await controlRequests(control.path, [{ cmd, args, who: 'alice' }]))[0]!
+  const ask = async (cmd: string, args?: Record<string, unknown>): Promise<ControlReply> =>
+    (await controlRequests(control.path, [{ cmd, args, who: 'alice' }]))[0]!
   return { ...s, control, events, ask, dataDir, config }
 }
 
@@ -47,16 +48,33 @@ t.test('queue: summary, list by state, show (masked, no content), hold, release,
   t.equal((deferred as { result: unknown[] }).result.length, 1)
 
   const shown = await r.ask('queue.show', { id: b.envelope.id })
-  t.match(shown, { ok: true, result: { id: b.envelope.id, state: 'queued', from: 's****s@bank.example', recipients: [{ address: 'c****r@example.net', state: 'pending' }], statementId: 'S-2026-11-000123', statementClass: 'monthly' } })
+  t.match(shown, {
+    ok: true,
+    result: {
+      id: b.envelope.id,
+      state: 'queued',
+      from: 's****s@bank.example',
+      recipients: [{ address: 'c****r@example.net', state: 'pending' }],
+      statementId: 'S-2026-11-000123',
+      statementClass: 'monthly',
+    },
+  })
   const shownA = JSON.stringify(await r.ask('queue.show', { id: a.envelope.id }))
-  t.notMatch(shownA, /alice\.wang|Secret statement body/, 'no clear address and no content on the operator\'s screen')
+  t.notMatch(shownA, /alice\.wang|Secret statement body/, "no clear address and no content on the operator's screen")
 
   t.match(await r.ask('queue.hold', { id: b.envelope.id }), { ok: true, result: { state: 'held' } })
   t.same(r.spool.due(r.clock.now, 10), [], 'a held mail is not delivered')
   t.match(await r.ask('queue.hold', { id: b.envelope.id }), { ok: false, error: /already held/ })
   t.match(await r.ask('queue.release', { id: b.envelope.id }), { ok: true, result: { state: 'deferred' } })
   t.match(await r.ask('queue.retry', { id: a.envelope.id }), { ok: true, result: { state: 'deferred' } })
-  t.same(r.spool.due(r.clock.now, 10).map((e) => e.id).sort(), [a.envelope.id, b.envelope.id].sort(), 'released and retried mail is due now')
+  t.same(
+    r.spool
+      .due(r.clock.now, 10)
+      .map((e) => e.id)
+      .sort(),
+    [a.envelope.id, b.envelope.id].sort(),
+    'released and retried mail is due now',
+  )
 
   t.match(await r.ask('queue.hold', { id: a.envelope.id }), { ok: false, error: /being delivered right now/ }, 'in flight: refused, not raced')
   t.match(await r.ask('queue.release', { id: 'nope' }), { ok: false, error: /no queued mail nope/ })
@@ -65,8 +83,14 @@ t.test('queue: summary, list by state, show (masked, no content), hold, release,
 
   const actions = r.events.filter((e) => e.type === 'admin.action')
   t.equal(actions.length, 12, 'every request, read-only and refused ones included, is audited')
-  t.match(actions.find((e) => e.action === 'queue.hold'), { who: 'alice', via: 'control-socket', target: b.envelope.id, outcome: 'ok' })
-  t.match(actions.find((e) => e.outcome === 'refused' && e.action === 'queue.hold' && e.target === a.envelope.id), { reason: /being delivered/ })
+  t.match(
+    actions.find((e) => e.action === 'queue.hold'),
+    { who: 'alice', via: 'control-socket', target: b.envelope.id, outcome: 'ok' },
+  )
+  t.match(
+    actions.find((e) => e.outcome === 'refused' && e.action === 'queue.hold' && e.target === a.envelope.id),
+    { reason: /being delivered/ },
+  )
 })
 
 t.test('held and retried states survive a restart of the spool', async (t) => {

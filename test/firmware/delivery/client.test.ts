@@ -30,10 +30,10 @@ async function scripted(t: { teardown(fn: () => unknown): void }, opts: { pipeli
         buf = buf.slice(nl + 2)
         const verb = line.split(/[ :]/)[0]!.toUpperCase()
         if (verb === 'EHLO') s.write(`250-scripted\r\n${opts.pipelining ? '250-PIPELINING\r\n' : ''}250 SIZE 10000000\r\n`)
-        else if (verb === 'MAIL') (valid = 0), s.write('250 2.1.0 ok\r\n')
+        else if (verb === 'MAIL') ((valid = 0), s.write('250 2.1.0 ok\r\n'))
         else if (verb === 'RCPT') line.includes('<bad') ? s.write('550 5.1.1 no such user\r\n') : (valid++, s.write('250 2.1.5 ok\r\n'))
         else if (verb === 'DATA') valid ? ((inData = true), s.write('354 go ahead\r\n')) : s.write('554 5.5.1 no valid recipients\r\n')
-        else if (verb === 'RSET') (valid = 0), s.write('250 2.0.0 ok\r\n')
+        else if (verb === 'RSET') ((valid = 0), s.write('250 2.0.0 ok\r\n'))
         else if (verb === 'QUIT') s.end('221 2.0.0 bye\r\n')
         else s.write('500 5.5.2 what\r\n')
       }
@@ -67,7 +67,11 @@ t.test('PIPELINING: on a reused connection RSET, MAIL, RCPT and DATA go as one g
   t.equal(r.reply.code, 250)
   t.same(r.accepted, ['b@example.net', 'c@example.net'])
   const group = chunks.slice(before).find((c) => c.startsWith('RSET'))
-  t.equal(group, 'RSET\r\nMAIL FROM:<statements@bank.example> SIZE=22\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n', 'one write, DATA last (RFC 2920)')
+  t.equal(
+    group,
+    'RSET\r\nMAIL FROM:<statements@bank.example> SIZE=22\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n',
+    'one write, DATA last (RFC 2920)',
+  )
   t.same(bodies, ['Subject: 1\r\n\r\nbody 1', 'Subject: 2\r\n\r\nbody 2'])
 })
 
@@ -89,8 +93,14 @@ t.test('without PIPELINING commands go one at a time and DATA only after a recip
   const err = await client.send('statements@bank.example', ['bad@example.net'], msg(2)).catch((e: unknown) => e)
   t.ok(err instanceof SmtpError)
   await client.send('statements@bank.example', ['b@example.net'], msg(3))
-  t.ok(chunks.every((c) => c.split('\r\n').filter(Boolean).length === 1 || c.includes('body')), 'no grouped commands')
-  t.notOk(chunks.some((c) => c.startsWith('DATA') && chunks[chunks.indexOf(c) - 1]?.includes('bad@')), 'no DATA after a refused only recipient')
+  t.ok(
+    chunks.every((c) => c.split('\r\n').filter(Boolean).length === 1 || c.includes('body')),
+    'no grouped commands',
+  )
+  t.notOk(
+    chunks.some((c) => c.startsWith('DATA') && chunks[chunks.indexOf(c) - 1]?.includes('bad@')),
+    'no DATA after a refused only recipient',
+  )
   t.same(bodies, ['Subject: 1\r\n\r\nbody 1', 'Subject: 3\r\n\r\nbody 3'])
 })
 
@@ -131,8 +141,20 @@ t.test('#15 finding 6: replies are read line by line within limits; a hostile se
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
   const before = process.memoryUsage()
-  const client = new SmtpClient({ host: '127.0.0.1', servername: 'x', port: (server.address() as AddressInfo).port, localAddress: undefined, ehloName: 'box.test', tls: 'none', limiters: [], timeouts: { connect: 2000, greeting: 5000, command: 5000, data: 5000 } })
-  const err = await client.connect().then(() => undefined, (e: unknown) => e)
+  const client = new SmtpClient({
+    host: '127.0.0.1',
+    servername: 'x',
+    port: (server.address() as AddressInfo).port,
+    localAddress: undefined,
+    ehloName: 'box.test',
+    tls: 'none',
+    limiters: [],
+    timeouts: { connect: 2000, greeting: 5000, command: 5000, data: 5000 },
+  })
+  const err = await client.connect().then(
+    () => undefined,
+    (e: unknown) => e,
+  )
   t.ok(err instanceof SmtpError && err.network, 'a protocol error: the mail is deferred, not bounced')
   t.match((err as Error).message, /protocol error from the server during greeting: a reply line longer than 4096 octets/)
   const grown = process.memoryUsage().arrayBuffers - before.arrayBuffers

@@ -52,7 +52,14 @@ const facts = (over: Partial<DsnFacts> = {}): DsnFacts => ({
 })
 
 t.test('M8: an RFC 3464 report that Python reads without defects: per-message block, one block per recipient', async (t) => {
-  const raw = await buildDsn(facts({ failed: [{ rcpt: 'gone@example.net', reason: '550 5.1.1 no such user' }, { rcpt: 'full@example.net', reason: '452 4.2.2 mailbox full' }] }))
+  const raw = await buildDsn(
+    facts({
+      failed: [
+        { rcpt: 'gone@example.net', reason: '550 5.1.1 no such user' },
+        { rcpt: 'full@example.net', reason: '452 4.2.2 mailbox full' },
+      ],
+    }),
+  )
   const r = read(raw)
   t.equal(r.type, 'multipart/report')
   t.equal(r.reportType, 'delivery-status')
@@ -61,10 +68,18 @@ t.test('M8: an RFC 3464 report that Python reads without defects: per-message bl
   t.equal(r.from, 'Mail Delivery System <MAILER-DAEMON@gw.bank.example>')
   t.equal(r.subject, 'Undelivered statement S-2026-11-000042 (bounced)')
   t.equal(r.statementHeader, 'S-2026-11-000042')
-  t.match(r.text, /^Statement AbCdEfGhIjKl to g\*\*\*\*e@example\.net, f\*\*\*\*l@example\.net was not delivered \(bounced\)\.\r?\nStatement ID: S-2026-11-000042\r?\n/)
+  t.match(
+    r.text,
+    /^Statement AbCdEfGhIjKl to g\*\*\*\*e@example\.net, f\*\*\*\*l@example\.net was not delivered \(bounced\)\.\r?\nStatement ID: S-2026-11-000042\r?\n/,
+  )
   t.notMatch(r.text, /gone@|full@/, 'the readable text masks the addresses')
   t.equal(r.blocks.length, 3)
-  t.same(r.blocks[0], { 'Reporting-MTA': 'dns; gw.bank.example', 'X-Statement-Gateway-Queue-ID': 'AbCdEfGhIjKl', 'X-Statement-ID': 'S-2026-11-000042', 'Arrival-Date': 'Wed, 25 Nov 2026 08:00:00 +0000' })
+  t.same(r.blocks[0], {
+    'Reporting-MTA': 'dns; gw.bank.example',
+    'X-Statement-Gateway-Queue-ID': 'AbCdEfGhIjKl',
+    'X-Statement-ID': 'S-2026-11-000042',
+    'Arrival-Date': 'Wed, 25 Nov 2026 08:00:00 +0000',
+  })
   t.same(r.blocks[1], { 'Final-Recipient': 'rfc822; gone@example.net', Action: 'failed', Status: '5.1.1', 'Diagnostic-Code': 'smtp; 550 5.1.1 no such user' })
   t.same(r.blocks[2], { 'Final-Recipient': 'rfc822; full@example.net', Action: 'failed', Status: '4.2.2', 'Diagnostic-Code': 'smtp; 452 4.2.2 mailbox full' })
 })
@@ -85,12 +100,18 @@ t.test('hostile replies: 7-bit lines within 998 octets, header fields without co
   const reply = `550 5.1.1 ${'x'.repeat(4000)} \u00e9\u4e2d\r\nInjected: yes`
   const raw = await buildDsn(facts({ statementId: 'S-1\r\nBcc: evil@example.org', failed: [{ rcpt: 'gone@example.net', reason: reply }] }))
   const lines = raw.toString('latin1').split('\r\n')
-  t.ok(lines.every((l) => l.length <= 998), 'no line over 998 octets')
-  t.ok([...raw].every((b) => b < 0x80), '7-bit throughout')
+  t.ok(
+    lines.every((l) => l.length <= 998),
+    'no line over 998 octets',
+  )
+  t.ok(
+    [...raw].every((b) => b < 0x80),
+    '7-bit throughout',
+  )
   const r = read(raw)
   t.same(r.defects, [])
   t.equal(r.blocks.length, 2, 'no extra block or field smuggled in through the reply')
   t.notOk('Injected' in r.blocks[1]!)
   t.match(r.blocks[1]!['Diagnostic-Code'], /^smtp; 550 5\.1\.1 x+\.\.\.$/)
-  t.notMatch(raw.toString(), /^Bcc:/m, 'the firm\'s id cannot add a header field')
+  t.notMatch(raw.toString(), /^Bcc:/m, "the firm's id cannot add a header field")
 })

@@ -21,7 +21,10 @@ t.test('M2: connections come from all four egress addresses; mail arrives byte f
     const got = rx.received.find((r) => r.rcptTo[0] === s.message.toString().match(/To: (\S+)/)![1])
     t.same(got?.data, s.message, 'byte-identical')
   }
-  t.ok(rx.received.every((r) => r.tls), 'opportunistic STARTTLS used')
+  t.ok(
+    rx.received.every((r) => r.tls),
+    'opportunistic STARTTLS used',
+  )
   t.match(new Set(rx.received.map((r) => r.ehlo)), new Set(['mta1.localhost', 'mta2.localhost', 'mta3.localhost', 'mta4.localhost']))
   await until(() => rig.spool.size === 0)
   t.equal(Object.values(finals(rig.events)).filter((o) => o === 'delivered').length, 24)
@@ -35,13 +38,16 @@ t.test('M8: 4xx defers with back-off, then delivers; 5xx bounces and the firm ge
   let first = true
   const rx = await startReceiver(t, {
     onData: (m) => {
-      if (m.rcptTo[0] === 'later@example.net' && first) return (first = false), smtpError(451, '4.3.0 try again later')
+      if (m.rcptTo[0] === 'later@example.net' && first) return ((first = false), smtpError(451, '4.3.0 try again later'))
       if (m.rcptTo[0] === 'gone@example.net') return smtpError(550, '5.1.1 no such user')
       return undefined
     },
   })
   const rig = await deliveryRig(t, hsm, {
-    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    routes: [
+      { domain: 'example.net', host: '127.0.0.1', port: rx.port },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
     notifyAddress: 'ops@bank.example',
     retrySeconds: [120, 600],
   })
@@ -55,7 +61,11 @@ t.test('M8: 4xx defers with back-off, then delivers; 5xx bounces and the firm ge
   t.match(dsn.data.toString(), /report-type=delivery-status/)
   t.match(dsn.data.toString(), new RegExp(`Statement ${gone.id} to g\\*\\*\\*\\*e@example\\.net was not delivered \\(bounced\\)`))
   t.match(dsn.data.toString(), /Status: 5\.1\.1/)
-  t.match(dsn.data.toString(), /^Subject: Undelivered statement S-2026-11-000042 \(bounced\)\r$/m, 'the firm\'s own statement id, to find the customer owed paper')
+  t.match(
+    dsn.data.toString(),
+    /^Subject: Undelivered statement S-2026-11-000042 \(bounced\)\r$/m,
+    "the firm's own statement id, to find the customer owed paper",
+  )
   t.match(dsn.data.toString(), /Statement ID: S-2026-11-000042\r\n/)
   t.match(dsn.data.toString(), new RegExp(`X-Statement-Gateway-Queue-ID: ${gone.id}\r\nX-Statement-ID: S-2026-11-000042\r\nArrival-Date: `))
   t.notMatch(dsn.data.toString(), /Statement body/, 'no statement content in the DSN')
@@ -75,23 +85,37 @@ t.test('M8: each recipient has its own outcome: a refused one bounces alone, a b
     },
   })
   const rig = await deliveryRig(t, hsm, {
-    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    routes: [
+      { domain: 'example.net', host: '127.0.0.1', port: rx.port },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
     notifyAddress: 'ops@bank.example',
     retrySeconds: [120],
   })
   const m = await rig.enqueue(['ok@example.net', 'gone@example.net', 'busy@example.net'])
   await until(() => rig.spool.entry(m.id)?.state === 'deferred')
-  t.same(rx.received.map((r) => r.rcptTo), [['ok@example.net']], 'first attempt: delivered to the accepted recipient only')
+  t.same(
+    rx.received.map((r) => r.rcptTo),
+    [['ok@example.net']],
+    'first attempt: delivered to the accepted recipient only',
+  )
   t.same(rig.spool.recipientsDone(m.id), { delivered: [0], bounced: [1] })
   await until(() => firm.received.length === 1)
   const dsn = firm.received[0]!.data.toString()
   t.match(dsn, /Final-Recipient: rfc822; gone@example\.net\r\nAction: failed\r\nStatus: 5\.1\.1/)
   t.notMatch(dsn, /Final-Recipient: rfc822; (ok|busy)@/, 'the DSN names only the refused recipient')
-  t.ok(rig.events.some((e) => e.type === 'delivery.attempt' && e.outcome === 'bounced' && e.recipients.join() === 'gone@example.net'), 'the refusal is its own attempt event')
+  t.ok(
+    rig.events.some((e) => e.type === 'delivery.attempt' && e.outcome === 'bounced' && e.recipients.join() === 'gone@example.net'),
+    'the refusal is its own attempt event',
+  )
 
   rig.clock.now += 121_000
   await until(() => finals(rig.events)[m.id] === 'delivered')
-  t.same(rx.received.map((r) => r.rcptTo), [['ok@example.net'], ['busy@example.net']], 'the retry goes to the busy recipient alone')
+  t.same(
+    rx.received.map((r) => r.rcptTo),
+    [['ok@example.net'], ['busy@example.net']],
+    'the retry goes to the busy recipient alone',
+  )
   t.equal(rx.commands.filter((c) => c === 'RCPT TO:ok@example.net').length, 1, 'the delivered recipient is never offered again')
   t.equal(firm.received.length, 1, 'no further DSN')
 })
@@ -101,7 +125,10 @@ t.test('M8: when every recipient is refused the mail bounces, with one DSN namin
   const firm = await startReceiver(t, { host: '127.0.0.2' })
   const rx = await startReceiver(t, { onRcptTo: () => smtpError(550, '5.1.1 no such user') })
   const rig = await deliveryRig(t, hsm, {
-    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    routes: [
+      { domain: 'example.net', host: '127.0.0.1', port: rx.port },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
     notifyAddress: 'ops@bank.example',
   })
   const m = await rig.enqueue(['a@example.net', 'b@example.net'])
@@ -115,13 +142,19 @@ t.test('faults: connection dropped mid-DATA and a stalling receiver are deferred
   const dropper = await startReceiver(t, { dropDuringData: (n) => n === 1 })
   const staller = await startReceiver(t, { host: '127.0.0.3', onData: () => 'stall' })
   const rig = await deliveryRig(t, hsm, {
-    routes: [{ domain: 'drop.example', host: '127.0.0.1', port: dropper.port }, { domain: 'stall.example', host: '127.0.0.3', port: staller.port }],
+    routes: [
+      { domain: 'drop.example', host: '127.0.0.1', port: dropper.port },
+      { domain: 'stall.example', host: '127.0.0.3', port: staller.port },
+    ],
     timeouts: { connectMs: 1000, greetingMs: 1000, commandMs: 1000, dataMs: 800 },
   })
   const a = await rig.enqueue('x@drop.example')
   const b = await rig.enqueue('y@stall.example')
   await until(() => rig.spool.entry(a.id)?.state === 'deferred' && rig.spool.entry(b.id)?.state === 'deferred')
-  t.match(rig.events.find((e) => e.type === 'spool.deferred' && e.id === b.id), { reason: /timeout during data/ })
+  t.match(
+    rig.events.find((e) => e.type === 'spool.deferred' && e.id === b.id),
+    { reason: /timeout during data/ },
+  )
   rig.clock.now += 61_000
   await until(() => finals(rig.events)[a.id] === 'delivered', 10_000)
   t.equal(dropper.received.length, 1, 'the retry got through')
@@ -134,7 +167,10 @@ t.test('S1: TLS required but the receiver offers none → deferred, never sent i
   const m = await rig.enqueue('secret@example.net')
   await until(() => rig.spool.entry(m.id)?.state === 'deferred')
   t.same(plain.commands, [], 'not even MAIL FROM was sent')
-  t.match(rig.events.find((e) => e.type === 'spool.deferred'), { reason: /TLS is required/ })
+  t.match(
+    rig.events.find((e) => e.type === 'spool.deferred'),
+    { reason: /TLS is required/ },
+  )
 })
 
 t.test('S1: TLS required verifies the certificate: an untrusted one defers, one from the configured CA delivers', async (t) => {
@@ -143,7 +179,10 @@ t.test('S1: TLS required verifies the certificate: an untrusted one defers, one 
   const untrusted = await deliveryRig(t, hsm, { ...route(rx.port), requireTls: ['example.net'] })
   const m = await untrusted.enqueue('secret@example.net')
   await until(() => untrusted.spool.entry(m.id)?.state === 'deferred')
-  t.match(untrusted.events.find((e) => e.type === 'spool.deferred'), { reason: /TLS handshake failed: self[- ]signed certificate/ })
+  t.match(
+    untrusted.events.find((e) => e.type === 'spool.deferred'),
+    { reason: /TLS handshake failed: self[- ]signed certificate/ },
+  )
   t.same(rx.commands, [], 'nothing sent to a server whose certificate the box cannot verify')
 
   const caFile = join(tempDir(t), 'firm-ca.pem')
@@ -153,7 +192,10 @@ t.test('S1: TLS required verifies the certificate: an untrusted one defers, one 
   await until(() => finals(trusted.events)[n.id] === 'delivered')
   t.equal(rx.received.length, 1)
   t.ok(rx.received[0]!.tls, 'delivered over TLS')
-  t.match(trusted.events.find((e) => e.type === 'delivery.attempt' && e.id === n.id), { tls: /^TLSv1\.[23]$/ })
+  t.match(
+    trusted.events.find((e) => e.type === 'delivery.attempt' && e.id === n.id),
+    { tls: /^TLSv1\.[23]$/ },
+  )
 })
 
 t.test('a tlsCaFile that holds no certificate stops start-up naming the key', async (t) => {
@@ -165,12 +207,16 @@ t.test('a tlsCaFile that holds no certificate stops start-up naming the key', as
 t.test('one source address blocked by the destination: paused there, the others carry the load', async (t) => {
   const { hsm } = await devHsm(t)
   const rx = await startReceiver(t, {
-    onConnect: (s) => (s.remoteAddress.endsWith('127.0.0.12') ? smtpError(554, '5.7.1 Service unavailable; client host [127.0.0.12] blocked using zen.spamhaus.org') : undefined),
+    onConnect: (s) =>
+      s.remoteAddress.endsWith('127.0.0.12') ? smtpError(554, '5.7.1 Service unavailable; client host [127.0.0.12] blocked using zen.spamhaus.org') : undefined,
   })
   const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 1 })
   for (let i = 0; i < 12; i++) await rig.enqueue(`c${i}@example.net`)
   await until(() => rx.received.length === 12)
-  t.notOk(rx.received.some((r) => r.remoteAddress === '127.0.0.12'), 'nothing delivered from the blocked address')
+  t.notOk(
+    rx.received.some((r) => r.remoteAddress === '127.0.0.12'),
+    'nothing delivered from the blocked address',
+  )
   t.same(rig.engine.egress.pausedFor(`127.0.0.1:${rx.port}`), ['127.0.0.12'])
   t.equal(Object.values(finals(rig.events)).filter((o) => o === 'bounced').length, 0, 'a block is not a bounce')
 })
@@ -178,7 +224,10 @@ t.test('one source address blocked by the destination: paused there, the others 
 t.test('a destination that asks one source address to slow down: it rests there briefly, the mail goes out from another at once', async (t) => {
   const { hsm } = await devHsm(t)
   const rx = await startReceiver(t, {
-    onConnect: (s) => (s.remoteAddress.endsWith('127.0.0.13') ? smtpError(421, '4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address') : undefined),
+    onConnect: (s) =>
+      s.remoteAddress.endsWith('127.0.0.13')
+        ? smtpError(421, '4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address')
+        : undefined,
   })
   const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 1, throttlePauseSeconds: 120 })
   for (let i = 0; i < 8; i++) await rig.enqueue(`c${i}@example.net`)
@@ -196,7 +245,11 @@ t.test('MX: preference order with fallback when the best MX is down; null MX bou
   const resolver = {
     async resolveMx(d: string) {
       if (d === 'nullmx.example') return [{ exchange: '', priority: 0 }]
-      if (d === 'mx.example') return [{ exchange: 'mx2.mx.example', priority: 20 }, { exchange: 'mx1.mx.example', priority: 10 }]
+      if (d === 'mx.example')
+        return [
+          { exchange: 'mx2.mx.example', priority: 20 },
+          { exchange: 'mx1.mx.example', priority: 10 },
+        ]
       throw Object.assign(new Error('no'), { code: 'ENOTFOUND' })
     },
     async resolve4(h: string) {
@@ -212,8 +265,14 @@ t.test('MX: preference order with fallback when the best MX is down; null MX bou
   const ok = await rig.enqueue('user@mx.example')
   const nul = await rig.enqueue('user@nullmx.example')
   await until(() => finals(rig.events)[ok.id] === 'delivered' && finals(rig.events)[nul.id] === 'bounced')
-  t.match(rig.events.find((e) => e.type === 'delivery.attempt' && e.id === ok.id && e.outcome === 'delivered'), { mx: 'mx2.mx.example' })
-  t.match(rig.events.find((e) => e.type === 'spool.final' && e.id === nul.id), { reason: /^556 5\.1\.10 .*null MX/ })
+  t.match(
+    rig.events.find((e) => e.type === 'delivery.attempt' && e.id === ok.id && e.outcome === 'delivered'),
+    { mx: 'mx2.mx.example' },
+  )
+  t.match(
+    rig.events.find((e) => e.type === 'spool.final' && e.id === nul.id),
+    { reason: /^556 5\.1\.10 .*null MX/ },
+  )
 })
 
 t.test('M7: the audit copy arrives byte-identical at the archive over the internal route, as its own delivery', async (t) => {
@@ -233,7 +292,10 @@ t.test('M8: a message older than the maximum age expires and the firm is told', 
   const { hsm } = await devHsm(t)
   const firm = await startReceiver(t, { host: '127.0.0.2' })
   const rig = await deliveryRig(t, hsm, {
-    routes: [{ domain: 'down.example', host: '127.0.0.9', port: 9 }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    routes: [
+      { domain: 'down.example', host: '127.0.0.9', port: 9 },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
     notifyAddress: 'ops@bank.example',
     maxAgeSeconds: 3600,
     timeouts: { connectMs: 500, greetingMs: 500, commandMs: 500, dataMs: 500 },
@@ -294,7 +356,10 @@ t.test('M3: an egress address with its own sub-limit stays within it while the o
   const slowBytes = slow.reduce((n, r) => n + r.data.length, 0)
   const slowSeconds = (Math.max(...slow.map((r) => r.at)) - started) / 1000
   // Its bytes (plus SMTP and TLS overhead) passed 200 KB/s with a 1 % burst: they cannot have arrived sooner.
-  t.ok(slowSeconds >= (slowBytes / 200_000) * 0.97, `${(slowBytes / 1000).toFixed(0)} KB from the limited address took ${slowSeconds.toFixed(2)} s (≥ ${((slowBytes / 200_000) * 0.97).toFixed(2)} s)`)
+  t.ok(
+    slowSeconds >= (slowBytes / 200_000) * 0.97,
+    `${(slowBytes / 1000).toFixed(0)} KB from the limited address took ${slowSeconds.toFixed(2)} s (≥ ${((slowBytes / 200_000) * 0.97).toFixed(2)} s)`,
+  )
   const fastSeconds = (Math.max(...fast.map((r) => r.at)) - started) / 1000
   t.ok(fastSeconds < slowSeconds, `the unlimited address finished first (${fastSeconds.toFixed(2)} s)`)
 })
@@ -322,7 +387,10 @@ t.test('an attempt that breaks off inside the box (journal on a full disk) is re
   const m = await rig.enqueue('customer@example.net')
   await until(() => rig.records.some((r) => r.msg === 'delivery attempt failed inside the box; retrying in a minute'))
   await until(() => rig.spool.entry(m.id)?.state === 'deferred')
-  t.ok(rig.records.some((r) => r.msg === 'cannot journal the retry either; it stays queued in memory'), 'even the deferral could not be written')
+  t.ok(
+    rig.records.some((r) => r.msg === 'cannot journal the retry either; it stays queued in memory'),
+    'even the deferral could not be written',
+  )
   rmSync(filler)
   rig.clock.now += 61_000
   await until(() => finals(rig.events)[m.id] === 'delivered')
@@ -332,7 +400,12 @@ t.test('an attempt that breaks off inside the box (journal on a full disk) is re
 t.test('shutdown does not wait for a receiver that takes minutes: after the grace period the attempt is cut off and the mail stays queued', async (t) => {
   const { hsm } = await devHsm(t)
   const staller = await startReceiver(t, { onData: () => 'stall' })
-  const rig = await deliveryRig(t, hsm, { ...route(staller.port), timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 600_000 } }, { shutdown: { graceMs: 300 } })
+  const rig = await deliveryRig(
+    t,
+    hsm,
+    { ...route(staller.port), timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 600_000 } },
+    { shutdown: { graceMs: 300 } },
+  )
   const m = await rig.enqueue('customer@example.net')
   await until(() => staller.commands.length > 0 && rig.engine.inFlight === 1)
   await new Promise((r) => setTimeout(r, 200)) // the DATA is out; the receiver never answers
@@ -350,7 +423,10 @@ t.test('an operator removes a held statement: the firm is told who and why, the 
   const firm = await startReceiver(t, { host: '127.0.0.2' })
   const rx = await startReceiver(t)
   const rig = await deliveryRig(t, hsm, {
-    routes: [{ domain: 'example.net', host: '127.0.0.1', port: rx.port }, { domain: 'bank.example', host: '127.0.0.2', port: firm.port }],
+    routes: [
+      { domain: 'example.net', host: '127.0.0.1', port: rx.port },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
     notifyAddress: 'ops@bank.example',
   })
   // Held before the engine could take it: enqueue straight into the spool and hold it at once.
@@ -360,20 +436,31 @@ t.test('an operator removes a held statement: the firm is told who and why, the 
   await t.rejects(rig.engine.remove('nope', 'alice', 'x'), /not held/)
   await rig.engine.remove(m.id, 'alice', 'addressed to the wrong customer')
   t.equal(rig.spool.entry(m.id), undefined)
-  t.match(rig.events.find((e) => e.type === 'spool.final' && e.id === m.id), { outcome: 'removed', reason: 'removed by operator alice: addressed to the wrong customer' })
+  t.match(
+    rig.events.find((e) => e.type === 'spool.final' && e.id === m.id),
+    { outcome: 'removed', reason: 'removed by operator alice: addressed to the wrong customer' },
+  )
   t.ok(rig.events.some((e) => e.type === 'spool.record_shredded' && e.id === m.id))
   const dsnEntry = rig.events.find((e) => e.type === 'spool.queued' && e.id !== m.id)
   t.ok(dsnEntry, 'a notice to the firm was queued')
   const dsn = await rig.spool.read((dsnEntry as { id: string }).id)
   t.match(dsn.message.toString(), /Subject: Undelivered statement S-9 \(removed\)/)
-  t.match(dsn.message.toString(), /Final-Recipient: rfc822; wrong\.customer@example\.net\r\nAction: failed\r\nStatus: 5\.0\.0\r\nDiagnostic-Code: x-statement-gateway; removed by operator alice: addressed to the wrong customer/)
+  t.match(
+    dsn.message.toString(),
+    /Final-Recipient: rfc822; wrong\.customer@example\.net\r\nAction: failed\r\nStatus: 5\.0\.0\r\nDiagnostic-Code: x-statement-gateway; removed by operator alice: addressed to the wrong customer/,
+  )
   t.equal(rx.received.length, 0, 'nothing went to the customer')
 })
 
 t.test('#15 finding 7: after the grace no new attempt starts — mail waiting behind a stalled receiver stays queued, the stop keeps its grace', async (t) => {
   const { hsm } = await devHsm(t)
   const staller = await startReceiver(t, { onData: () => 'stall' })
-  const rig = await deliveryRig(t, hsm, { ...route(staller.port), perDestinationConnections: 4, timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 600_000 } }, { shutdown: { graceMs: 1000 } })
+  const rig = await deliveryRig(
+    t,
+    hsm,
+    { ...route(staller.port), perDestinationConnections: 4, timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 600_000 } },
+    { shutdown: { graceMs: 1000 } },
+  )
   const ids: string[] = []
   for (let i = 0; i < 12; i++) ids.push((await rig.enqueue(`c${i}@example.net`)).id)
   await until(() => staller.commands.filter((c) => c.startsWith('MAIL')).length >= 4)
@@ -385,5 +472,8 @@ t.test('#15 finding 7: after the grace no new attempt starts — mail waiting be
   t.ok(took < 1000 + 3000, `stopped in ${took} ms (grace 1000 ms; the command timeout is 3 s, the DATA timeout 10 min)`)
   t.equal(staller.connections.length, connectionsBefore, 'no connection was opened after the grace')
   t.same(finals(rig.events), {}, 'none final')
-  t.ok(ids.every((id) => rig.spool.entry(id) !== undefined), 'all 12 are still in the spool for after the restart')
+  t.ok(
+    ids.every((id) => rig.spool.entry(id) !== undefined),
+    'all 12 are still in the spool for after the restart',
+  )
 })

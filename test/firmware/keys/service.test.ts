@@ -21,8 +21,14 @@ t.test('first start creates the embedded token and the box keys; a restart reuse
   const svc = new KeyService({ config, log: first.log, clock: { now: () => Date.now() }, events: { emit: () => {} } })
   await svc.start()
   t.ok(first.records.some((r) => r.msg === 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)'))
-  t.match(first.records.find((r) => r.msg === 'generated keys in the HSM'), { created: BOX_KEYS.map((k) => k.label) })
-  t.match(first.records.find((r) => r.msg === 'HSM ready'), { state: 'ok', token: { label: 'statement-gateway' }, missing: [] })
+  t.match(
+    first.records.find((r) => r.msg === 'generated keys in the HSM'),
+    { created: BOX_KEYS.map((k) => k.label) },
+  )
+  t.match(
+    first.records.find((r) => r.msg === 'HSM ready'),
+    { state: 'ok', token: { label: 'statement-gateway' }, missing: [] },
+  )
   t.notMatch(first.text(), /user\.pin"|[A-Za-z0-9_-]{32}/, 'no PIN in the log')
   await svc.stop()
 
@@ -44,8 +50,14 @@ t.test('a token that is absent at start is not fatal; a PIN problem is', async (
   const { log, records } = logSink()
   const svc = new KeyService({ config, log, clock: { now: () => Date.now() }, events: { emit: () => {} } })
   await svc.start()
-  t.match(records.find((r) => r.msg === 'HSM unavailable at start; will keep trying'), { code: 'EHSM_TOKEN_NOT_FOUND' })
-  t.match(records.find((r) => r.msg === 'HSM not ready'), { state: 'unavailable' })
+  t.match(
+    records.find((r) => r.msg === 'HSM unavailable at start; will keep trying'),
+    { code: 'EHSM_TOKEN_NOT_FOUND' },
+  )
+  t.match(
+    records.find((r) => r.msg === 'HSM not ready'),
+    { state: 'unavailable' },
+  )
   await svc.stop()
 
   chmodSync(join(dir, 'pin'), 0o644)
@@ -74,7 +86,10 @@ t.test('provisioning CLI: init, list, generate, csr, status', async (t) => {
 
   // Every key-management action is in the audit trail (no box running: the tool wrote it itself).
   const found = await run(process.execPath, ['provisioning/audit.ts', 'search', '--type', 'admin.action', '--config', file])
-  const actions = found.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  const actions = found.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
   t.match(actions, [
     { action: 'hsm.init', outcome: 'ok', via: 'cli', detail: /created the embedded token; generated audit\/checkpoint-signing/ },
     { action: 'hsm.generate', target: 'smime/firm', outcome: 'ok', detail: 'rsa-2048 key pair, private key non-extractable' },
@@ -140,7 +155,11 @@ t.test('#15 finding 10: the token going away, and coming back, is reported when 
   // The next signing call after the reconnect interval finds the token back.
   let signedAt = 0
   await until(() => {
-    if (!signedAt) void svc.hsm.keys.sign('smime', 'rsa-pkcs1-sha256', Buffer.from('y')).then(() => (signedAt ||= Date.now()), () => undefined)
+    if (!signedAt)
+      void svc.hsm.keys.sign('smime', 'rsa-pkcs1-sha256', Buffer.from('y')).then(
+        () => (signedAt ||= Date.now()),
+        () => undefined,
+      )
     return signedAt > 0
   }, 10_000)
   await until(() => statuses().at(-1)?.state === 'ok', 2000)

@@ -12,7 +12,11 @@ t.test('#14 finding 5: adjacent encoded words in one charset are joined as bytes
   const q = (x: Buffer) => `=?utf-8?q?${[...x].map((c) => `=${c.toString(16).toUpperCase()}`).join('')}?=`
   t.equal(decodeWords(`${q(label.subarray(0, 4))}\r\n ${q(label.subarray(4))}`), '有價證券月對帳單', 'Q words across a folded line')
   t.equal(decodeWords('=?UTF-8?B?5pyI?= and =?UTF-8?B?5pyI?='), '月 and 月', 'text between words stays')
-  t.equal(decodeWords('=?ISO-8859-1?Q?caf=E9?= =?UTF-8?B?5pyI?='), 'café月', 'different charsets are decoded apart, the space between them still dropped (RFC 2047 §6.2)')
+  t.equal(
+    decodeWords('=?ISO-8859-1?Q?caf=E9?= =?UTF-8?B?5pyI?='),
+    'café月',
+    'different charsets are decoded apart, the space between them still dropped (RFC 2047 §6.2)',
+  )
   t.equal(decodeWords('=?UTF-8*zh-TW?B?5pyI?='), '月', 'RFC 2231 language in the charset')
   t.equal(decodeWords('=?UTF-8?X?abc?= plain'), '=?UTF-8?X?abc?= plain', 'not an encoded word: left alone')
   t.equal(decodeWords('=?UTF-8?Q?a b?='), '=?UTF-8?Q?a b?=', 'no whitespace inside a word')

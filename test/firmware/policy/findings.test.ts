@@ -32,7 +32,11 @@ t.test('finding 1: an unencrypted PDF with "/Encrypt" written somewhere is refus
     t.equal(`${r.code} ${r.text}`, '550 5.7.1 EPOLICY_PDF_UNENCRYPTED attachment "statement.pdf" is not encrypted', name)
   }
   const broken = await send(statement({ attachments: pdfAttachment(inTrailer(plain, '/Encrypt 1 0 R')) }))
-  t.match(`${broken.code} ${broken.text}`, /^550 5\.7\.1 EPOLICY_PDF_UNREADABLE attachment "statement.pdf" cannot be read as a PDF/, 'an /Encrypt the box cannot make sense of is refused, not accepted')
+  t.match(
+    `${broken.code} ${broken.text}`,
+    /^550 5\.7\.1 EPOLICY_PDF_UNREADABLE attachment "statement.pdf" cannot be read as a PDF/,
+    'an /Encrypt the box cannot make sense of is refused, not accepted',
+  )
   t.equal((await send(statement({ attachments: pdfAttachment(pdfs['aes-256-page']!) }))).code, 250, 'a really encrypted one passes')
   const renamed = await send(statement({ attachments: [{ name: 'statement.dat', type: 'application/octet-stream', content: plain }] }))
   t.equal(renamed.text, '5.7.1 EPOLICY_PDF_UNENCRYPTED attachment "statement.dat" is not encrypted', 'renamed and retyped: still judged as the PDF it is')
@@ -45,7 +49,10 @@ t.test('finding 2: a ZIP whose end record claims no entries is refused', async (
   zip.writeUInt16LE(0, eocd + 8)
   zip.writeUInt16LE(0, eocd + 10)
   const r = await send(statement({ attachments: [{ name: 'statement.zip', type: 'application/zip', content: zip }] }))
-  t.equal(`${r.code} ${r.text}`, '550 5.7.1 EPOLICY_ZIP_MALFORMED attachment "statement.zip" is not a ZIP archive every reader reads alike (the end record says 0 entries, the directory holds 1)')
+  t.equal(
+    `${r.code} ${r.text}`,
+    '550 5.7.1 EPOLICY_ZIP_MALFORMED attachment "statement.zip" is not a ZIP archive every reader reads alike (the end record says 0 entries, the directory holds 1)',
+  )
 })
 
 t.test('finding 3: MIME that readers read differently is refused', async (t) => {
@@ -54,9 +61,13 @@ t.test('finding 3: MIME that readers read differently is refused', async (t) => 
   const pdfPart = 'Content-Type: application/pdf; name="s.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n'
   const dup = await send(`${head}Content-Type: multipart/mixed; boundary="A"; boundary="B"\r\n\r\n--A\r\n${pdfPart}--A--\r\n`)
   t.equal(`${dup.code} ${dup.text}`, '550 5.6.0 EMESSAGE_AMBIGUOUS the Content-Type of the message: parameter "boundary" is given more than once')
-  const preamble = await send(`${head}Content-Type: multipart/mixed; boundary="A"\r\n\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4\r\n--A\r\nContent-Type: text/plain\r\n\r\nhi\r\n--A--\r\n`)
+  const preamble = await send(
+    `${head}Content-Type: multipart/mixed; boundary="A"\r\n\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4\r\n--A\r\nContent-Type: text/plain\r\n\r\nhi\r\n--A--\r\n`,
+  )
   t.equal(`${preamble.code} ${preamble.text}`, '550 5.6.0 EMESSAGE_AMBIGUOUS the message has MIME-like content outside its parts (preamble or epilogue)')
-  const epilogue = await send(`${head}Content-Type: multipart/mixed; boundary="A"\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\nhi\r\n--A--\r\n--A\r\n${pdfPart}`)
+  const epilogue = await send(
+    `${head}Content-Type: multipart/mixed; boundary="A"\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\nhi\r\n--A--\r\n--A\r\n${pdfPart}`,
+  )
   t.equal(`${epilogue.code} ${epilogue.text}`, '550 5.6.0 EMESSAGE_AMBIGUOUS the message has MIME-like content outside its parts (preamble or epilogue)')
 })
 
@@ -78,7 +89,9 @@ t.test('finding 4: a national ID is found however it is written', async (t) => {
     'in the To display name': statement().replace('To: customer@example.net', `To: "Wang ${id}" <customer@example.net>`),
     'in the From display name': statement({ from: `"Wang ${id}" <statements@bank.example>` }),
     'in an attachment file name': statement({ attachments: [{ name: `${id}.txt`, type: 'text/plain', content: Buffer.from('x') }] }),
-    'in an RFC 2231 file name': statement({ attachments: [{ name: 'x.txt', type: 'text/plain', content: Buffer.from('x') }] }).replace('filename="x.txt"', `filename*=utf-8''${id}.txt`).replace('; name="x.txt"', ''),
+    'in an RFC 2231 file name': statement({ attachments: [{ name: 'x.txt', type: 'text/plain', content: Buffer.from('x') }] })
+      .replace('filename="x.txt"', `filename*=utf-8''${id}.txt`)
+      .replace('; name="x.txt"', ''),
     'in an RFC 2047 subject': statement({ subject: subject(`${LABEL} ${id}`) }),
   }
   for (const [name, mail] of Object.entries(cases)) {
@@ -105,11 +118,20 @@ t.test('finding 8: header lines over 998 octets are refused', async (t) => {
 })
 
 t.test('finding 6: an inspection past its budget is a temporary failure, recorded and counted', async (t) => {
-  const { send, events, policy } = await policyRig(t, { attachmentTypes: [] }, { policy: { inspectionBudgetMs: 100, profiles: [{ name: 'securities', accounts: ['firm-statements'], domains: ['bank.example'], attachmentTypes: [] }] } })
+  const { send, events, policy } = await policyRig(
+    t,
+    { attachmentTypes: [] },
+    { policy: { inspectionBudgetMs: 100, profiles: [{ name: 'securities', accounts: ['firm-statements'], domains: ['bank.example'], attachmentTypes: [] }] } },
+  )
   const html = `<p>${'statement line '.repeat(1 << 20)}</p>`.replace(/.{900}/g, '$&\r\n')
-  const r = await send(`From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n${html}\r\n`)
+  const r = await send(
+    `From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n${html}\r\n`,
+  )
   t.equal(`${r.code} ${r.text}`, '451 4.3.0 ETEMPORARY the message could not be checked in time; try again later', 'never accepted unchecked')
-  t.match(events.find((e) => e.type === 'policy.inspection_budget'), { type: 'policy.inspection_budget', budgetMs: 100, bytes: Number })
+  t.match(
+    events.find((e) => e.type === 'policy.inspection_budget'),
+    { type: 'policy.inspection_budget', budgetMs: 100, bytes: Number },
+  )
   t.match(policy.counters.get('inspection-budget'), { refused: 1 })
   t.equal((await send(statement())).code, 250, 'the worker that was stopped is replaced: the next mail is judged')
 })

@@ -41,7 +41,11 @@ t.test('#14 finding 1: "/Encrypt" text without a real encryption dictionary is n
     t.equal(await qpdfEncryption(file), 'unencrypted', `qpdf: ${name} → not encrypted`)
     t.not(pdfEncryption(pdf).verdict, 'encrypted', `box: ${name} → not encrypted (${pdfEncryption(pdf).reason})`)
   }
-  t.match(pdfEncryption(inTrailer(plain, '/Encrypt 1 0 R')), { verdict: 'unreadable', reason: /names no security handler/ }, 'an /Encrypt at an object that is no encryption dictionary cannot be judged: refused, not accepted')
+  t.match(
+    pdfEncryption(inTrailer(plain, '/Encrypt 1 0 R')),
+    { verdict: 'unreadable', reason: /names no security handler/ },
+    'an /Encrypt at an object that is no encryption dictionary cannot be judged: refused, not accepted',
+  )
 })
 
 t.test('M13 differential with qpdf: every PDF qpdf makes, every trick, and mutations; the box never says encrypted where qpdf says not', async (t) => {
@@ -87,11 +91,17 @@ t.test('M13 differential with qpdf: every PDF qpdf makes, every trick, and mutat
     if (box === 'encrypted') boxEncrypted++
     if (box === 'encrypted' && qpdf === 'unencrypted') disagreements.push(c.name)
   }
-  t.comment(`PDF differential: ${cases.length} PDFs (${Object.keys(bases).length} made by qpdf, ${cases.length - Object.keys(bases).length} mutations); ${JSON.stringify(tally)}`)
+  t.comment(
+    `PDF differential: ${cases.length} PDFs (${Object.keys(bases).length} made by qpdf, ${cases.length - Object.keys(bases).length} mutations); ${JSON.stringify(tally)}`,
+  )
   t.same(disagreements, [], 'the box never says "encrypted" where qpdf says "not encrypted"')
   t.ok(boxEncrypted > 40, `${boxEncrypted} cases were judged encrypted: the differential is not only about refusals`)
   for (const [name, pdf] of Object.entries(bases)) {
-    t.equal(pdfEncryption(pdf).verdict, /^(plain|plain-)/.test(name) ? 'unencrypted' : 'encrypted', `${name}: a statement the firm's tools make is judged right`)
+    t.equal(
+      pdfEncryption(pdf).verdict,
+      /^(plain|plain-)/.test(name) ? 'unencrypted' : 'encrypted',
+      `${name}: a statement the firm's tools make is judged right`,
+    )
   }
 })
 

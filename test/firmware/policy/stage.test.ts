@@ -66,7 +66,10 @@ t.test('sender alignment, recipients, consent, attachment types, ZIPs', async (t
   t.equal(noConsent.text, '5.7.1 EPOLICY_NO_CONSENT a recipient has no e-statement consent on file')
   const exe = await send(statement({ attachments: [{ name: 'run.exe', type: 'application/octet-stream', content: Buffer.from('MZ') }] }))
   t.equal(exe.text, '5.7.1 EPOLICY_ATTACHMENT_TYPE attachment "run.exe" of type application/octet-stream is not allowed')
-  t.equal((await send(statement({ attachments: [{ name: 'a.zip', type: 'application/zip', content: z.plain }] }))).text, '5.7.1 EPOLICY_ZIP_UNENCRYPTED attachment "a.zip" has unencrypted entries')
+  t.equal(
+    (await send(statement({ attachments: [{ name: 'a.zip', type: 'application/zip', content: z.plain }] }))).text,
+    '5.7.1 EPOLICY_ZIP_UNENCRYPTED attachment "a.zip" has unencrypted entries',
+  )
   t.equal((await send(statement({ attachments: [{ name: 'a.zip', type: 'application/zip', content: z.enc }] }))).code, 250)
 })
 
@@ -76,7 +79,11 @@ t.test('M1: a new consent export is picked up without a restart, once it has sto
   writeFileSync(file, 'customer@example.net\n')
   const { send, policy, events } = await rig(t, { consentFile: file })
   const consentEvents = () => events.filter((e) => e.type === 'policy.consent_list')
-  t.match(consentEvents(), [{ profile: 'securities', addresses: 1, outcome: 'loaded', sha256: /^[0-9a-f]{64}$/ }], 'the list in force at start is audited (count and file hash, no addresses)')
+  t.match(
+    consentEvents(),
+    [{ profile: 'securities', addresses: 1, outcome: 'loaded', sha256: /^[0-9a-f]{64}$/ }],
+    'the list in force at start is audited (count and file hash, no addresses)',
+  )
   t.equal((await send(statement(), ['newcomer@example.net'])).code, 550)
 
   writeFileSync(file, 'customer@example.net\nnewcomer@example.net\n')
@@ -105,9 +112,14 @@ t.test('monitor mode accepts, records the hit and counts it; malformed MIME is r
   const { send, policy, events, box } = await rig(t, { pdfEncryption: 'monitor', deidentify: 'monitor' })
   const r = await send(statement({ body: 'A123456789', attachments: [{ name: 's.pdf', type: 'application/pdf', content: pdfs.plain! }] }))
   t.equal(r.code, 250)
-  t.same(events.filter((e) => e.type === 'policy.decision').map((e) => (e as { rule: string; outcome: string }).outcome), ['monitor-hit', 'monitor-hit'])
+  t.same(
+    events.filter((e) => e.type === 'policy.decision').map((e) => (e as { rule: string; outcome: string }).outcome),
+    ['monitor-hit', 'monitor-hit'],
+  )
   t.same(policy.counters.get('pdf-encryption'), { refused: 0, monitored: 1 })
-  const broken = await send('From: statements@bank.example\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="never"\r\n\r\n--never\r\nContent-Type: text/plain\r\n\r\nno end\r\n')
+  const broken = await send(
+    'From: statements@bank.example\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="never"\r\n\r\n--never\r\nContent-Type: text/plain\r\n\r\nno end\r\n',
+  )
   t.equal(broken.code, 550)
   t.match(broken.text, /^5\.6\.0 EMESSAGE_MALFORMED multipart body with boundary "never" is not terminated/)
   t.equal(box.handoff.mails.length, 1)
@@ -122,9 +134,15 @@ t.test('S6: statement id and class reach the audit events with or without a matc
   const withProfile = await rig(t, { attachmentTypes: [] })
   const tagged = statement({}).replace('MIME-Version', 'X-Statement-ID: S-2026-11-000123\r\nX-Statement-Class: Monthly\r\nMIME-Version')
   t.equal((await withProfile.send(tagged)).code, 250)
-  t.match(withProfile.events.find((e) => e.type === 'policy.accepted'), { profile: 'securities', statementId: 'S-2026-11-000123', statementClass: 'monthly' })
+  t.match(
+    withProfile.events.find((e) => e.type === 'policy.accepted'),
+    { profile: 'securities', statementId: 'S-2026-11-000123', statementClass: 'monthly' },
+  )
 
   const noProfile = await rig(t, { accounts: [], domains: ['other.example'], attachmentTypes: [] })
   t.equal((await noProfile.send(tagged)).code, 250)
-  t.match(noProfile.events.find((e) => e.type === 'policy.accepted'), { profile: '', statementId: 'S-2026-11-000123', statementClass: 'monthly' })
+  t.match(
+    noProfile.events.find((e) => e.type === 'policy.accepted'),
+    { profile: '', statementId: 'S-2026-11-000123', statementClass: 'monthly' },
+  )
 })

@@ -17,7 +17,14 @@ async function pythonZip(archives: readonly Buffer[]): Promise<Reading[]> {
     let out = ''
     p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
     p.on('error', reject)
-    p.on('close', () => resolve(out.trim().split('\n').map((l) => JSON.parse(l) as Reading)))
+    p.on('close', () =>
+      resolve(
+        out
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as Reading),
+      ),
+    )
     p.stdin.end(archives.map((a) => `${JSON.stringify({ b64: a.toString('base64') })}\n`).join(''))
   })
 }
@@ -32,7 +39,10 @@ async function zipinfo(file: string): Promise<Reading> {
   const entries: [string, boolean][] = []
   for (const block of out.split(/^Central directory entry #\d+:\n-+\n\n/m).slice(1)) {
     // A note such as "There are an extra 16 bytes preceding this file." may come before the name.
-    const name = block.split('\n').find((l) => l.trim() && !/^ {2}There (is|are) /.test(l))!.replace(/^ {2}/, '')
+    const name = block
+      .split('\n')
+      .find((l) => l.trim() && !/^ {2}There (is|are) /.test(l))!
+      .replace(/^ {2}/, '')
     const sec = /file security status:\s+(.*)/.exec(block)?.[1]
     entries.push([name, sec === 'encrypted'])
   }
@@ -91,16 +101,36 @@ function patch(zip: Buffer, sig: number, offset: number, f: (v: number) => numbe
 t.test('#14 finding 2: an end record claiming no entries over an intact directory hides nothing', async (t) => {
   const zips = await archives(tempDir(t))
   const plain = zips['plain, deflated']!
-  const zero = patch(patch(plain, 0x06054b50, 8, () => 0), 0x06054b50, 10, () => 0)
+  const zero = patch(
+    patch(plain, 0x06054b50, 8, () => 0),
+    0x06054b50,
+    10,
+    () => 0,
+  )
   const dir = tempDir(t)
   writeFileSync(join(dir, 'zero.zip'), zero)
   const [py] = await pythonZip([zero])
-  t.match(py, { entries: [['statement.pdf', false], ['notes.txt', false]] }, 'Python still lists the unencrypted statement')
-  t.match(readZip(zero), { ok: false, reason: /end record says 0 entries, the directory holds 2/})
-  t.match(readZip(plain), { ok: true, entries: [{ name: 'statement.pdf', encrypted: false }, { name: 'notes.txt', encrypted: false }] })
+  t.match(
+    py,
+    {
+      entries: [
+        ['statement.pdf', false],
+        ['notes.txt', false],
+      ],
+    },
+    'Python still lists the unencrypted statement',
+  )
+  t.match(readZip(zero), { ok: false, reason: /end record says 0 entries, the directory holds 2/ })
+  t.match(readZip(plain), {
+    ok: true,
+    entries: [
+      { name: 'statement.pdf', encrypted: false },
+      { name: 'notes.txt', encrypted: false },
+    ],
+  })
 })
 
-t.test('ZIP differential with Python\'s zipfile and Info-ZIP\'s zipinfo: where the box finds every entry encrypted, so do both', async (t) => {
+t.test("ZIP differential with Python's zipfile and Info-ZIP's zipinfo: where the box finds every entry encrypted, so do both", async (t) => {
   const dir = tempDir(t)
   const bases = await archives(dir)
   const cases: { name: string; zip: Buffer }[] = Object.entries(bases).map(([name, zip]) => ({ name, zip }))
@@ -111,13 +141,16 @@ t.test('ZIP differential with Python\'s zipfile and Info-ZIP\'s zipinfo: where t
     { name: 'encrypted in the directory only', zip: patch(plain, 0x02014b50, 8, (v) => v | 1) },
     { name: 'encrypted in the local headers only', zip: patch(plain, 0x04034b50, 6, (v) => v | 1) },
     { name: 'encrypted local, plain directory', zip: patch(enc, 0x02014b50, 8, (v) => v & ~1) },
-    { name: 'a second end record in the comment', zip: withComment(enc, Buffer.concat([Buffer.from([0x50, 0x4b, 0x05, 0x06]), Buffer.alloc(18)]).toString('latin1')) },
+    {
+      name: 'a second end record in the comment',
+      zip: withComment(enc, Buffer.concat([Buffer.from([0x50, 0x4b, 0x05, 0x06]), Buffer.alloc(18)]).toString('latin1')),
+    },
     { name: 'data before the archive', zip: Buffer.concat([Buffer.from('%PDF-1.4 hidden\n'), enc]) },
     { name: 'an unencrypted entry hidden between entries', zip: hideEntry(enc, plain) },
     { name: 'truncated end record', zip: enc.subarray(0, enc.length - 5) },
   )
   let seed = 1414
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   const names = Object.keys(bases)
   for (let i = 0; i < 200; i++) {
     const base = bases[names[Math.floor(random() * names.length)]!]!
@@ -125,7 +158,12 @@ t.test('ZIP differential with Python\'s zipfile and Info-ZIP\'s zipinfo: where t
     const kind = Math.floor(random() * 3)
     const at = Math.floor(random() * c.length)
     if (kind === 0) c[at] = c[at]! ^ (1 << Math.floor(random() * 8))
-    const zip = kind === 1 ? c.subarray(0, Math.floor(random() * c.length)) : kind === 2 ? Buffer.concat([c.subarray(0, 30), Buffer.from('PK\x03\x04'), c.subarray(30)]) : c
+    const zip =
+      kind === 1
+        ? c.subarray(0, Math.floor(random() * c.length))
+        : kind === 2
+          ? Buffer.concat([c.subarray(0, 30), Buffer.from('PK\x03\x04'), c.subarray(30)])
+          : c
     cases.push({ name: `mutation ${i}`, zip })
   }
   const py = await pythonZip(cases.map((c) => c.zip))
@@ -143,21 +181,38 @@ t.test('ZIP differential with Python\'s zipfile and Info-ZIP\'s zipinfo: where t
     if (!box.entries.filter((e) => !e.name.endsWith('/')).every((e) => e.encrypted)) continue
     allEncrypted++
     const info = await zipinfo(file)
-    for (const [who, r] of [['python', py[i]!], ['zipinfo', info]] as const) {
+    for (const [who, r] of [
+      ['python', py[i]!],
+      ['zipinfo', info],
+    ] as const) {
       if ('error' in r) continue // the archive cannot be opened there: nothing to extract
       const files = r.entries.filter(([n]) => !n.endsWith('/'))
       const same = JSON.stringify(files.map(([n]) => n)) === JSON.stringify(box.entries.filter((e) => !e.name.endsWith('/')).map((e) => e.name))
       if (!same || files.some(([, e]) => !e)) disagreements.push(`${c.name}: ${who} reads ${JSON.stringify(r.entries)}`)
     }
   }
-  t.comment(`ZIP differential: ${cases.length} archives, ${allEncrypted} judged all-encrypted by the box, ${refused} refused as malformed; disagreements: ${disagreements.length}`)
+  t.comment(
+    `ZIP differential: ${cases.length} archives, ${allEncrypted} judged all-encrypted by the box, ${refused} refused as malformed; disagreements: ${disagreements.length}`,
+  )
   t.same(disagreements, [], 'no archive the box passes has an unencrypted or unlisted entry for Python or zipinfo')
   for (const [name, zip] of Object.entries(bases)) {
     const r = readZip(zip)
     t.ok(r.ok, `${name}: read`)
-    if (r.ok) t.equal(r.entries.filter((e) => !e.name.endsWith('/')).every((e) => e.encrypted), name.startsWith('encrypted'), `${name}: judged right`)
+    if (r.ok)
+      t.equal(
+        r.entries.filter((e) => !e.name.endsWith('/')).every((e) => e.encrypted),
+        name.startsWith('encrypted'),
+        `${name}: judged right`,
+      )
   }
-  for (const n of ['encrypted in the directory only', 'encrypted in the local headers only', 'encrypted local, plain directory', 'a second end record in the comment', 'data before the archive', 'an unencrypted entry hidden between entries']) {
+  for (const n of [
+    'encrypted in the directory only',
+    'encrypted in the local headers only',
+    'encrypted local, plain directory',
+    'a second end record in the comment',
+    'data before the archive',
+    'an unencrypted entry hidden between entries',
+  ]) {
     t.notOk(readZip(cases.find((c) => c.name === n)!.zip).ok, `${n}: refused as malformed`)
   }
 })
@@ -171,6 +226,7 @@ function hideEntry(enc: Buffer, plain: Buffer): Buffer {
   const shift = hidden.length
   const eocd = out.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]))
   out.writeUInt32LE(out.readUInt32LE(eocd + 16) + shift, eocd + 16)
-  for (let i = out.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])); i >= 0; i = out.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), i + 4)) out.writeUInt32LE(out.readUInt32LE(i + 42) + shift, i + 42)
+  for (let i = out.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])); i >= 0; i = out.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), i + 4))
+    out.writeUInt32LE(out.readUInt32LE(i + 42) + shift, i + 42)
   return out
 }

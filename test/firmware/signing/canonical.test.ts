@@ -4,7 +4,13 @@ import { sevenBitMessage } from '../../../firmware/signing/canonical.ts'
 import { boxLeaves, pythonLeaves } from '../../helpers/mime.ts'
 
 const crlf = (s: string) => Buffer.from(s.replace(/\n/g, '\r\n'))
-const longest = (b: Buffer) => Math.max(...b.toString('latin1').split('\r\n').map((l) => l.length))
+const longest = (b: Buffer) =>
+  Math.max(
+    ...b
+      .toString('latin1')
+      .split('\r\n')
+      .map((l) => l.length),
+  )
 
 t.test('#14 finding 8: body lines over 998 octets are re-encoded before signing; what a reader decodes is unchanged', async (t) => {
   const html = `<html><body>${'<td>一行很長的對帳單</td>'.repeat(400)}</body></html>`
@@ -16,7 +22,10 @@ t.test('#14 finding 8: body lines over 998 octets are re-encoded before signing;
   t.ok(longest(original) > 998, 'the original has a line over 998 octets')
   const safe = sevenBitMessage(original, parseMessage(original))
   t.ok(longest(safe) <= 998, `after: the longest line is ${longest(safe)} octets`)
-  t.ok(safe.every((b) => b < 0x80), 'and every byte is 7-bit')
+  t.ok(
+    safe.every((b) => b < 0x80),
+    'and every byte is 7-bit',
+  )
   const s = safe.toString('latin1')
   t.ok(s.startsWith('From: s@bank.example\r\nTo: c@example.net\r\nSubject: long lines\r\n'), 'header fields byte for byte')
   t.match(s, /Preamble kept\.\r\n--b\r\n/, 'preamble and boundaries kept')

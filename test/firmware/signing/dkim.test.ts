@@ -42,9 +42,14 @@ t.test('relaxed canonicalisation (RFC 6376 §3.4.2, §3.4.4 examples)', async (t
 t.test('RFC 8463: an additional ed25519-sha256 signature made in the token passes python3-dkim and mailauth', async (t) => {
   const { dkimKeyLabel } = await import('../../../firmware/keys/labels.ts')
   const { dkimTxtValue } = await import('../../../firmware/signing/dkim.ts')
-  const s = await signingSetup(t, { signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1', dkimEd25519Selector: 'ed1' }] } })
+  const s = await signingSetup(t, {
+    signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1', dkimEd25519Selector: 'ed1' }] },
+  })
   const keys = (await s.hsm.keys.list()).filter((k) => k.label === dkimKeyLabel('bank.example', 'ed1'))
-  t.match(keys.find((k) => k.kind === 'private'), { keyType: 'ed25519', sensitive: true, extractable: false })
+  t.match(
+    keys.find((k) => k.kind === 'private'),
+    { keyType: 'ed25519', sensitive: true, extractable: false },
+  )
   const ed = dkimTxtValue(await s.hsm.keys.publicKey(dkimKeyLabel('bank.example', 'ed1')))
   t.match(ed, /^v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=$/, 'the record carries the bare 32-byte key')
   const records = { sg1: await s.dkimRecord(), ed1: ed }

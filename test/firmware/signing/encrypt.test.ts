@@ -11,7 +11,23 @@ async function recipient(t: Parameters<typeof tempDir>[0], address: string) {
   const dir = tempDir(t)
   const key = join(dir, 'r.key')
   const cert = join(dir, 'r.pem')
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=Customer/emailAddress=${address}`, '-addext', `subjectAltName=email:${address}`])
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '30',
+    '-subj',
+    `/CN=Customer/emailAddress=${address}`,
+    '-addext',
+    `subjectAltName=email:${address}`,
+  ])
   return { key, cert }
 }
 
@@ -62,7 +78,10 @@ t.test('a mail to several recipients of whom only some have certificates is refu
 t.test('#15 finding 11: the trail says "encrypted" only for a mail that was encrypted, DKIM or not', async (t) => {
   const r = await recipient(t, 'customer@example.net')
   const s = await signingSetup(t, {
-    signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }], encryptTo: [{ address: 'customer@example.net', certFile: r.cert }] },
+    signing: {
+      domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }],
+      encryptTo: [{ address: 'customer@example.net', certFile: r.cert }],
+    },
   })
   await s.sign(FIXTURES['plain text']!, ['other@example.net'])
   await s.sign(FIXTURES['plain text']!, ['customer@example.net'])

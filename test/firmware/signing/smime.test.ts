@@ -37,7 +37,11 @@ t.test('message header fields stay outside the signature, byte for byte; the str
   }
   t.match(header(m, 'content-type'), /^multipart\/signed; protocol="application\/pkcs7-signature"; micalg=sha-256; boundary="----=_sg_[0-9a-f]+"$/)
   t.match(signed.toString('latin1'), /Content-Type: application\/pkcs7-signature; name="smime\.p7s"/)
-  t.match(signedParts(signed).content.toString('latin1'), /^Content-Type: text\/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n/, '8bit re-encoded as QP before signing')
+  t.match(
+    signedParts(signed).content.toString('latin1'),
+    /^Content-Type: text\/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n/,
+    '8bit re-encoded as QP before signing',
+  )
 })
 
 t.test('the CMS is proper DER: re-encoded by openssl it still verifies; signed attributes are sorted', async (t) => {
@@ -48,7 +52,21 @@ t.test('the CMS is proper DER: re-encoded by openssl it still verifies; signed a
   writeFileSync(join(s.dir, 'sig.der'), signature)
   await run('openssl', ['cms', '-cmsout', '-inform', 'DER', '-in', join(s.dir, 'sig.der'), '-outform', 'DER', '-out', join(s.dir, 'sig2.der')])
   for (const f of ['sig.der', 'sig2.der']) {
-    const r = await run('openssl', ['cms', '-verify', '-binary', '-inform', 'DER', '-in', join(s.dir, f), '-content', join(s.dir, 'content'), '-CAfile', s.ca.cert, '-out', '/dev/null'])
+    const r = await run('openssl', [
+      'cms',
+      '-verify',
+      '-binary',
+      '-inform',
+      'DER',
+      '-in',
+      join(s.dir, f),
+      '-content',
+      join(s.dir, 'content'),
+      '-CAfile',
+      s.ca.cert,
+      '-out',
+      '/dev/null',
+    ])
     t.match(r.stderr, /Verification successful/, `${f} verifies`)
   }
   const { readFileSync } = await import('node:fs')
@@ -64,7 +82,10 @@ t.test('RSA-PSS and ECDSA P-256 signatures verify too', async (t) => {
   const a = await pss.sign(FIXTURES['plain text']!)
   t.ok((await opensslVerify(pss.dir, pss.ca.cert, a)).ok, 'RSA-PSS')
   await pss.hsm.close() // SoftHSM reads its config once per process: one open token at a time
-  const ec = await signingSetup(t, { keyType: 'ec-p256', signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', smimeAlgorithm: 'ecdsa-p256-sha256' }] } })
+  const ec = await signingSetup(t, {
+    keyType: 'ec-p256',
+    signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', smimeAlgorithm: 'ecdsa-p256-sha256' }] },
+  })
   const b = await ec.sign(FIXTURES['plain text']!)
   t.ok((await opensslVerify(ec.dir, ec.ca.cert, b)).ok, 'ECDSA P-256')
 })

@@ -35,13 +35,18 @@ t.test('a certificate naming another address is ESIGN_CERT_MISMATCH', async (t) 
 
 t.test('no certificate installed: required → ESIGN_NO_CERT; not required → sent unsigned but DKIM-signed, with a warning', async (t) => {
   const s = await signingSetup(t, { signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/missing', dkimSelector: 'sg1' }] } })
-  t.ok(s.records.some((r) => r.msg === 'signing for this domain is not ready' && r.code === 'EHSM_KEY_NOT_FOUND'), 'start-up says so')
+  t.ok(
+    s.records.some((r) => r.msg === 'signing for this domain is not ready' && r.code === 'EHSM_KEY_NOT_FOUND'),
+    'start-up says so',
+  )
   const err = await refusal(s.sign(plain))
   t.equal(err.code, 'ESIGN_NO_CERT')
   t.equal(err.responseCode, 550)
   await s.hsm.close()
 
-  const lax = await signingSetup(t, { signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/missing', smimeRequired: false, dkimSelector: 'sg1' }] } })
+  const lax = await signingSetup(t, {
+    signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/missing', smimeRequired: false, dkimSelector: 'sg1' }] },
+  })
   const out = (await lax.sign(plain)).toString('latin1')
   t.notMatch(out, /multipart\/signed/)
   t.match(out, /^DKIM-Signature:/)
@@ -80,16 +85,77 @@ t.test('certificate checks: key usage and extended key usage must allow e-mail s
   const s = await signingSetup(t)
   const dir = s.dir
   // A TLS server certificate for the same key: right key, wrong purpose.
-  await run('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k'), '-out', join(dir, 'r'), '-subj', '/CN=x/emailAddress=statements@bank.example'])
+  await run('openssl', [
+    'req',
+    '-new',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    join(dir, 'k'),
+    '-out',
+    join(dir, 'r'),
+    '-subj',
+    '/CN=x/emailAddress=statements@bank.example',
+  ])
   writeFileSync(join(dir, 'ext'), 'extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\nsubjectAltName=email:statements@bank.example\n')
-  await run('openssl', ['x509', '-req', '-in', join(dir, 'r'), '-CA', s.ca.cert, '-CAkey', s.ca.key, '-out', join(dir, 'c'), '-days', '10', '-extfile', join(dir, 'ext')])
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    join(dir, 'r'),
+    '-CA',
+    s.ca.cert,
+    '-CAkey',
+    s.ca.key,
+    '-out',
+    join(dir, 'c'),
+    '-days',
+    '10',
+    '-extfile',
+    join(dir, 'ext'),
+  ])
   const tls = new X509Certificate(readFileSync(join(dir, 'c')))
   t.equal(certificateProblem(tls, 'statements@bank.example', new Date())?.code, 'ESIGN_CERT_USAGE')
   writeFileSync(join(dir, 'ext'), 'keyUsage=keyEncipherment\nsubjectAltName=email:statements@bank.example\n')
-  await run('openssl', ['x509', '-req', '-in', join(dir, 'r'), '-CA', s.ca.cert, '-CAkey', s.ca.key, '-out', join(dir, 'c'), '-days', '10', '-extfile', join(dir, 'ext')])
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    join(dir, 'r'),
+    '-CA',
+    s.ca.cert,
+    '-CAkey',
+    s.ca.key,
+    '-out',
+    join(dir, 'c'),
+    '-days',
+    '10',
+    '-extfile',
+    join(dir, 'ext'),
+  ])
   t.equal(certificateProblem(new X509Certificate(readFileSync(join(dir, 'c'))), 'statements@bank.example', new Date())?.code, 'ESIGN_CERT_USAGE')
   writeFileSync(join(dir, 'ext'), 'subjectAltName=DNS:bank.example\n')
-  await run('openssl', ['x509', '-req', '-in', join(dir, 'r'), '-CA', s.ca.cert, '-CAkey', s.ca.key, '-out', join(dir, 'c'), '-days', '10', '-extfile', join(dir, 'ext')])
-  t.equal(certificateProblem(new X509Certificate(readFileSync(join(dir, 'c'))), 'any.sender@bank.example', new Date()), undefined, 'a domain certificate covers the domain')
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    join(dir, 'r'),
+    '-CA',
+    s.ca.cert,
+    '-CAkey',
+    s.ca.key,
+    '-out',
+    join(dir, 'c'),
+    '-days',
+    '10',
+    '-extfile',
+    join(dir, 'ext'),
+  ])
+  t.equal(
+    certificateProblem(new X509Certificate(readFileSync(join(dir, 'c'))), 'any.sender@bank.example', new Date()),
+    undefined,
+    'a domain certificate covers the domain',
+  )
   t.equal(certificateProblem(s.leaf, 'statements@bank.example', new Date()), undefined)
 })

@@ -15,7 +15,9 @@ async function submitOne(port: number, tls: object, n: number): Promise<string |
     await c.cmd('MAIL FROM:<statements@bank.example>')
     await c.cmd(`RCPT TO:<customer${n}@example.net>`)
     await c.cmd('DATA')
-    c.write(`From: statements@bank.example\r\nTo: customer${n}@example.net\r\nSubject: statement ${n}\r\n\r\nstatement body number ${n}\r\n${'filler line\r\n'.repeat(200)}`)
+    c.write(
+      `From: statements@bank.example\r\nTo: customer${n}@example.net\r\nSubject: statement ${n}\r\n\r\nstatement body number ${n}\r\n${'filler line\r\n'.repeat(200)}`,
+    )
     await new Promise((r) => setTimeout(r, Math.random() * 20)) // some are mid-DATA when the kill comes
     c.write('.\r\n')
     const r = await c.reply()
@@ -69,6 +71,8 @@ t.test('S12: kill -9 at random points (during DATA, after 250, mid-delivery); ev
     if (r.rcptTo[0] !== `customer${n}@example.net`) t.fail(`mail ${n} arrived for the wrong recipient`)
   }
   const duplicates = rx.received.length - got.size
-  t.comment(`${acked.size} acknowledged, ${rx.received.length} deliveries (${deliveredBeforeRestart} before the final restart), ${duplicates} duplicates (mail in flight at a kill)`)
+  t.comment(
+    `${acked.size} acknowledged, ${rx.received.length} deliveries (${deliveredBeforeRestart} before the final restart), ${duplicates} duplicates (mail in flight at a kill)`,
+  )
   t.ok(duplicates <= 3 * 16, 'duplicates only from mail in flight at the kills')
 })

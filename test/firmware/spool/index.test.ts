@@ -15,7 +15,14 @@ function rng(seed: number): () => number {
   }
 }
 
-const entry = (id: string, next: number, state: SpoolState = 'queued'): SpoolEntry => ({ id, epoch: 'e1', created: next, state, attempts: 0, nextAttemptAt: next })
+const entry = (id: string, next: number, state: SpoolState = 'queued'): SpoolEntry => ({
+  id,
+  epoch: 'e1',
+  created: next,
+  state,
+  attempts: 0,
+  nextAttemptAt: next,
+})
 
 t.test('claims due mail earliest first, FIFO among equal times, and marks it in flight', async (t) => {
   const ix = new SpoolIndex()
@@ -24,17 +31,31 @@ t.test('claims due mail earliest first, FIFO among equal times, and marks it in 
   ix.set(entry('b', 100))
   ix.set(entry('early', 50))
   ix.set(entry('held', 10, 'held'))
-  t.same(ix.claimDue(99, 10).map((e) => e.id), ['early'])
+  t.same(
+    ix.claimDue(99, 10).map((e) => e.id),
+    ['early'],
+  )
   const next = ix.claimDue(200, 10)
-  t.same(next.map((e) => e.id), ['a', 'b'], 'same time: in the order they were scheduled')
+  t.same(
+    next.map((e) => e.id),
+    ['a', 'b'],
+    'same time: in the order they were scheduled',
+  )
   t.equal(ix.get('a')?.state, 'inflight')
-  t.same(ix.claimDue(1000, 10).map((e) => e.id), ['late'])
+  t.same(
+    ix.claimDue(1000, 10).map((e) => e.id),
+    ['late'],
+  )
   t.same(ix.claimDue(1000, 10), [], 'in flight and held mail is not claimed again')
   t.equal(ix.nextDueAt(), Infinity)
   ix.update('a', { state: 'deferred', nextAttemptAt: 500 })
   t.equal(ix.nextDueAt(), 500, 'a deferral schedules the mail again')
   ix.update('held', { state: 'deferred', nextAttemptAt: 400 }) // released
-  t.same(ix.claimDue(1000, 1).map((e) => e.id), ['held'], 'limit respected, earliest first')
+  t.same(
+    ix.claimDue(1000, 1).map((e) => e.id),
+    ['held'],
+    'limit respected, earliest first',
+  )
   ix.delete('a')
   t.same(ix.claimDue(1000, 10), [], 'a deleted entry is never claimed')
 })
@@ -45,7 +66,10 @@ t.test('a reused slot does not inherit the old entry’s place in the queue', as
   ix.delete('old')
   ix.set(entry('new', 1000)) // takes the freed slot
   t.same(ix.claimDue(500, 10), [], 'the old due time is stale')
-  t.same(ix.claimDue(1000, 10).map((e) => e.id), ['new'])
+  t.same(
+    ix.claimDue(1000, 10).map((e) => e.id),
+    ['new'],
+  )
 })
 
 t.test('agrees with a brute-force model over random operations (holds, releases, deferrals, deletes)', async (t) => {

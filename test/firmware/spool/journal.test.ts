@@ -21,7 +21,10 @@ t.test('a write the full disk takes only part of is cut back: no torn line for t
   }
   // More than the rest of that page, in one group write.
   const results = await Promise.allSettled(Array.from({ length: 400 }, (_, i) => journal.append(`big${i}xxxxxxxx`, 'deferred', 2, 1_800_000_000_000)))
-  t.ok(results.some((r) => r.status === 'rejected'), 'the disk refused')
+  t.ok(
+    results.some((r) => r.status === 'rejected'),
+    'the disk refused',
+  )
   const text = readFileSync(path, 'latin1')
   t.ok(text.endsWith('\n'), 'the journal still ends with a whole line')
   for (const line of text.trim().split('\n')) t.match(line, /^\w+ D \d+ \w+$/, 'every line whole')
@@ -40,7 +43,10 @@ t.test('appends made one after another each complete on their own (none waits fo
   await journal.compact([])
   t.teardown(() => journal.close())
   for (let i = 0; i < 50; i++) {
-    const done = await Promise.race([journal.append(`m${i}`, 'deferred', i, 1000).then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 2000))])
+    const done = await Promise.race([
+      journal.append(`m${i}`, 'deferred', i, 1000).then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 2000)),
+    ])
     if (!done) return void t.fail(`append ${i} never completed`)
   }
   t.equal((await journal.load()).size, 50)

@@ -57,7 +57,11 @@ t.test('the first submissions of a new epoch arrive together: one key is created
   const clock = { now: 1_800_000_000_000 }
   const rig = await spoolRig(t, hsm, tempDir(t), { epochSeconds: 3600 }, clock)
   const results = await Promise.allSettled(Array.from({ length: 32 }, (_, i) => rig.spool.accept(mail(`burst ${i}`))))
-  t.same(results.filter((r) => r.status === 'rejected'), [], 'no submission refused (the key was once created twice and the loser tempfailed)')
+  t.same(
+    results.filter((r) => r.status === 'rejected'),
+    [],
+    'no submission refused (the key was once created twice and the loser tempfailed)',
+  )
   t.equal(rig.events.filter((e) => e.type === 'spool.epoch_key_created').length, 1)
   t.equal(rig.spool.size, 32)
 })
@@ -120,7 +124,11 @@ t.test('states survive a restart; final mails are gone; in-flight comes back as 
   t.match(rig.spool.entry(b!.envelope.id), { state: 'held' })
   t.equal(rig.spool.entry(c!.envelope.id), undefined)
   t.match(rig.spool.entry(d!.envelope.id), { state: 'queued' }, 'in flight at the restart → queued again')
-  t.same(rig.spool.due(clock.now, 10).map((e) => e.id), [d!.envelope.id], 'only d is due')
+  t.same(
+    rig.spool.due(clock.now, 10).map((e) => e.id),
+    [d!.envelope.id],
+    'only d is due',
+  )
   await rig.spool.release(b!.envelope.id)
   t.equal(rig.spool.due(clock.now, 10)[0]!.id, b!.envelope.id)
   t.same((await rig.spool.read(a!.envelope.id)).message, a!.message)
@@ -164,11 +172,17 @@ t.test('a corrupted record is quarantined with an event at start-up verification
 
   const again = await spoolRig(t, hsm, dir, { verifyOnStart: true })
   await new Promise((r) => setTimeout(r, 300))
-  t.ok(again.events.some((e) => e.type === 'spool.quarantined' && e.file.includes(ms[1]!.envelope.id)), 'quarantine event')
+  t.ok(
+    again.events.some((e) => e.type === 'spool.quarantined' && e.file.includes(ms[1]!.envelope.id)),
+    'quarantine event',
+  )
   t.same(readdirSync(join(dir, 'spool', 'quarantine')).length, 1)
   t.equal(again.spool.entry(ms[1]!.envelope.id), undefined)
   for (const m of [ms[0]!, ms[2]!]) t.same((await again.spool.read(m.envelope.id)).message, m.message, 'others intact')
-  t.notOk(recordFiles(dir).some((f) => f.endsWith('.tmp')), 'torn temporary file removed')
+  t.notOk(
+    recordFiles(dir).some((f) => f.endsWith('.tmp')),
+    'torn temporary file removed',
+  )
   t.ok(again.records.some((r) => r.msg === 'spool verification finished' && r.quarantined === 1))
 })
 
@@ -191,7 +205,10 @@ t.test('limits: the disk reserve on a real tiny filesystem answers 452 4.3.1, le
   t.equal(refusal?.code, 'EQUEUE_DISK_FULL')
   t.equal(refusal?.responseCode, 452)
   t.match(refusal?.message, /^4\.3\.1 EQUEUE_DISK_FULL/)
-  t.notOk(recordFiles(mnt).some((f) => f.endsWith('.tmp')), 'no partial record left')
+  t.notOk(
+    recordFiles(mnt).some((f) => f.endsWith('.tmp')),
+    'no partial record left',
+  )
   t.equal(rig.spool.size, accepted)
   for (let i = 0; i < accepted; i++) t.ok(rig.spool.entry(`big${i}xxxxxxxx`), `record ${i} intact`)
 
@@ -222,7 +239,10 @@ t.test('S11: alarms before the limits bite — the queue near maxMessages, free 
   // Fill the disk to within twice the reserve (20 %): 70 % used.
   writeFileSync(join(mnt, 'filler'), Buffer.alloc(700 * 1024))
   rig.spool.checkAlarms()
-  t.match(alarms().find((a) => a.kind === 'disk'), { kind: 'disk', limit: 20 })
+  t.match(
+    alarms().find((a) => a.kind === 'disk'),
+    { kind: 'disk', limit: 20 },
+  )
   t.ok((alarms().find((a) => a.kind === 'disk') as { value: number }).value < 40)
 })
 
@@ -235,7 +255,14 @@ t.test('#15 finding 10: a disk that fills faster than the minute check still get
   // From plenty of room to below the reserve in one go.
   writeFileSync(join(mnt, 'filler'), Buffer.alloc(900 * 1024))
   clock.now += 1001
-  const refused = await rig.spool.accept(mail('too late')).then(() => undefined, (e: { code: string }) => e.code)
+  const refused = await rig.spool.accept(mail('too late')).then(
+    () => undefined,
+    (e: { code: string }) => e.code,
+  )
   t.equal(refused, 'EQUEUE_DISK_FULL')
-  t.match(rig.events.filter((e) => e.type === 'spool.alarm'), [{ kind: 'disk', limit: 20 }], 'the alarm was raised, before the refusal was answered')
+  t.match(
+    rig.events.filter((e) => e.type === 'spool.alarm'),
+    [{ kind: 'disk', limit: 20 }],
+    'the alarm was raised, before the refusal was answered',
+  )
 })

@@ -25,7 +25,7 @@ t.test('finding 2: wrong passwords block the address they come from, never the a
   const attacker = await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.77')
   t.equal(attacker.code, 454, 'the misbehaving host is blocked, even with the right password')
   const firm = await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.1')
-  t.equal(firm.code, 235, 'the firm\'s statement host still logs in')
+  t.equal(firm.code, 235, "the firm's statement host still logs in")
   t.ok(firm.ms >= 200, `but the account under attack is answered more slowly (${firm.ms} ms)`)
   const after = await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.1')
   t.ok(after.ms < firm.ms, 'a success clears the slow-down')
@@ -54,7 +54,10 @@ t.test('finding 3: one address cannot fill the listener (slow-loris); a client t
   t.match(dropped, /^closed/, 'the sixth implicit-TLS connection from one address is closed before its handshake')
   t.equal((await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.1')).code, 235, 'another address is served meanwhile')
   await sleep(2000)
-  t.ok(idle.every((c) => c.closed), 'connections that never authenticated are closed after authTimeoutMs')
+  t.ok(
+    idle.every((c) => c.closed),
+    'connections that never authenticated are closed after authTimeoutMs',
+  )
   t.ok(tlsIdle.every((c) => c.closed))
   const counts = box.server.guardCounts!
   t.ok(counts.refusedBusyAddress >= 2 && counts.authTimeouts >= 10, `counted: ${JSON.stringify(counts)}`)
@@ -84,7 +87,14 @@ t.test('finding 5: client TLS failures are counted, logged once a minute per add
   const box = await startSubmission(t)
   for (let i = 0; i < 20; i++) {
     await new Promise<void>((resolve) => {
-      const s = tlsConnect({ host: '127.0.0.1', port: box.implicitPort, maxVersion: 'TLSv1.1', minVersion: 'TLSv1', ciphers: 'DEFAULT:@SECLEVEL=0', ...box.tls })
+      const s = tlsConnect({
+        host: '127.0.0.1',
+        port: box.implicitPort,
+        maxVersion: 'TLSv1.1',
+        minVersion: 'TLSv1',
+        ciphers: 'DEFAULT:@SECLEVEL=0',
+        ...box.tls,
+      })
       s.on('error', () => resolve())
       s.on('secureConnect', () => (s.destroy(), resolve()))
     })
@@ -94,11 +104,15 @@ t.test('finding 5: client TLS failures are counted, logged once a minute per add
   t.equal(lines.length, 1, 'one log line for twenty failed handshakes from one address')
   t.equal(lines[0]!.level, 30, 'at info level')
   t.notOk(JSON.stringify(lines[0]).includes('stack'), 'no stack trace')
-  t.notOk(box.records.some((r) => r.level === 50), 'nothing at error level')
+  t.notOk(
+    box.records.some((r) => r.level === 50),
+    'nothing at error level',
+  )
   t.ok((box.server.guardCounts!.clientErrors.tls ?? 0) >= 20, 'every failure counted')
 })
 
 t.test('a client that comes and goes (STARTTLS, AUTH, QUIT) gives its place back every time', async (t) => {
   const box = await startSubmission(t, { submission: { maxClientsPerAddress: 3 } })
-  for (let i = 0; i < 10; i++) t.equal((await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.80')).code, 235, `login ${i + 1} of 10 with a limit of 3`)
+  for (let i = 0; i < 10; i++)
+    t.equal((await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.80')).code, 235, `login ${i + 1} of 10 with a limit of 3`)
 })

@@ -38,7 +38,9 @@ t.test('50 concurrent 25 MB submissions: peak RSS under the budget plus a margin
   const pid = child.proc.pid!
   const idle = vm(pid, 'VmRSS')
 
-  const pdf = randomBytes(18 * 1024 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n')
+  const pdf = randomBytes(18 * 1024 * 1024)
+    .toString('base64')
+    .replace(/.{76}/g, '$&\r\n')
   const mail = Buffer.from(
     'From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' +
       `--b\r\nContent-Type: text/plain\r\n\r\nAttached.\r\n--b\r\nContent-Type: application/pdf; name="s.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdf}\r\n--b--\r\n.\r\n`,
@@ -73,7 +75,9 @@ t.test('50 concurrent 25 MB submissions: peak RSS under the budget plus a margin
   const started = Date.now()
   await Promise.all(Array.from({ length: 50 }, client))
   const peak = vm(pid, 'VmHWM')
-  t.comment(`50 × ${(mail.length / 2 ** 20).toFixed(1)} MB in ${((Date.now() - started) / 1000).toFixed(1)} s; ${busy} times 452 (retried); idle RSS ${(idle / 2 ** 20).toFixed(0)} MB, peak RSS ${(peak / 2 ** 20).toFixed(0)} MB, budget ${BUDGET / 2 ** 20} MB`)
+  t.comment(
+    `50 × ${(mail.length / 2 ** 20).toFixed(1)} MB in ${((Date.now() - started) / 1000).toFixed(1)} s; ${busy} times 452 (retried); idle RSS ${(idle / 2 ** 20).toFixed(0)} MB, peak RSS ${(peak / 2 ** 20).toFixed(0)} MB, budget ${BUDGET / 2 ** 20} MB`,
+  )
   t.equal(accepted, 50, 'every client got its 250 in the end')
   t.ok(busy > 0, 'the budget turned clients away while it was spent')
   t.ok(peak < BUDGET + MARGIN, `peak RSS ${(peak / 2 ** 20).toFixed(0)} MB < budget ${BUDGET / 2 ** 20} MB + margin ${MARGIN / 2 ** 20} MB`)

@@ -69,9 +69,13 @@ t.test('S1: CBC-SHA1 and non-ECDHE suites are refused; openssl s_client agrees',
     })
     t.match(err.code, /HANDSHAKE_FAILURE|NO_SHARED_CIPHER|NO_CIPHERS/, `${cipher} refused`)
   }
-  const s11 = await run('openssl', ['s_client', '-connect', `127.0.0.1:${box.implicitPort}`, '-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], { timeout: 10_000 }).catch((e: { stdout: string; stderr: string }) => e)
+  const s11 = await run('openssl', ['s_client', '-connect', `127.0.0.1:${box.implicitPort}`, '-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], {
+    timeout: 10_000,
+  }).catch((e: { stdout: string; stderr: string }) => e)
   t.match(`${s11.stdout}${s11.stderr}`, /alert protocol version|no protocols available/, 'openssl -tls1_1 fails')
-  const s12 = await run('openssl', ['s_client', '-connect', `127.0.0.1:${box.implicitPort}`, '-tls1_2'], { timeout: 10_000 }).catch((e: { stdout: string; stderr: string }) => e)
+  const s12 = await run('openssl', ['s_client', '-connect', `127.0.0.1:${box.implicitPort}`, '-tls1_2'], { timeout: 10_000 }).catch(
+    (e: { stdout: string; stderr: string }) => e,
+  )
   t.match(s12.stdout, /Cipher is ECDHE-/, 'openssl -tls1_2 negotiates an ECDHE suite')
 })
 
@@ -84,7 +88,10 @@ t.test('M1: AUTH before STARTTLS is refused; wrong password is 535 5.7.8 and log
   t.notMatch(ehlo.text, /AUTH/, '#15 finding 1: AUTH is not offered before TLS (RFC 3207 §4, RFC 4954 §4)')
   const early = await c.authPlain(ACCOUNT.name, ACCOUNT.password)
   t.equal(early.code, 500, 'AUTH in clear text refused, its credentials not looked at')
-  t.notOk(box.events.some((e) => e.type === 'submission.auth'), 'no login was attempted')
+  t.notOk(
+    box.events.some((e) => e.type === 'submission.auth'),
+    'no login was attempted',
+  )
   const mail = await c.cmd('MAIL FROM:<statements@bank.example>')
   t.equal(mail.code, 530)
   t.match(mail.text, /^5\.7\.0 ETLS_REQUIRED/)
@@ -136,7 +143,10 @@ t.test('failed AUTH is rate-limited per client address (454 4.7.0), then allowed
   now += 121_000
   t.equal((await c.authPlain(ACCOUNT.name, ACCOUNT.password)).code, 235, 'accepted once the block has passed')
   c.close()
-  t.ok(box.records.some((r) => r.msg === 'auth failed' && r.blockedNow === true), 'the block is logged')
+  t.ok(
+    box.records.some((r) => r.msg === 'auth failed' && r.blockedNow === true),
+    'the block is logged',
+  )
 })
 
 t.test('S8: global allowlist refuses a client at connect with 554 5.7.1', async (t) => {
@@ -165,7 +175,10 @@ t.test('S8: per-account allowlist refuses AUTH from elsewhere with 554 5.7.1', a
 
 t.test('trusted networks submit without AUTH (over TLS); others still need it', async (t) => {
   const box = await startSubmission(t, { submission: { trustedNetworks: ['127.0.0.5/32'] } })
-  t.ok(box.records.some((r) => r.msg === 'trusted networks may submit without AUTH'), 'the relaxation is logged at start')
+  t.ok(
+    box.records.some((r) => r.msg === 'trusted networks may submit without AUTH'),
+    'the relaxation is logged at start',
+  )
   const c = await RawSmtp.open(box.starttlsPort, { localAddress: '127.0.0.5' })
   await c.handshake(box.tls)
   const r = await send(c, `${message()}.\r\n`)
@@ -246,17 +259,29 @@ t.test('an accepted mail reaches the handoff byte for byte, with envelope and TL
   const mail = box.handoff.mails[0]!
   const [trace, rest] = splitTrace(mail.message.toString('utf8'))
   t.equal(rest, msg, 'dot-unstuffed, otherwise identical after the trace field')
-  t.match(trace, new RegExp(`^Received: by localhost \\(Statement Gateway\\) with ESMTPSA id ${mail.envelope.id};\r\n\t[A-Z][a-z]{2}, \\d{1,2} [A-Z][a-z]{2} \\d{4} \\d\\d:\\d\\d:\\d\\d \\+0000\r\n$`), 'RFC 5321 §4.4 trace field: box, protocol, queue id, date; nothing of the client by default')
+  t.match(
+    trace,
+    new RegExp(
+      `^Received: by localhost \\(Statement Gateway\\) with ESMTPSA id ${mail.envelope.id};\r\n\t[A-Z][a-z]{2}, \\d{1,2} [A-Z][a-z]{2} \\d{4} \\d\\d:\\d\\d:\\d\\d \\+0000\r\n$`,
+    ),
+    'RFC 5321 §4.4 trace field: box, protocol, queue id, date; nothing of the client by default',
+  )
   t.ok(r.end.text.endsWith(mail.envelope.id), 'the id in the trace field is the one the client was given')
   t.match(mail.envelope, { mailFrom: 'statements@bank.example', rcptTo: ['customer@example.net'], account: ACCOUNT.name, clientAddress: '127.0.0.1' })
   t.match(mail.envelope.tls?.protocol, /^TLSv1\.[23]$/)
   const accepted = box.records.find((r) => r.msg === 'mail accepted')
   t.match(accepted, { from: 's****s@bank.example', rcpt: ['c****r@example.net'] }, 'addresses masked in the log')
   t.notMatch(box.logText(), /customer@example\.net|中文/, 'no clear recipient and no body in the log')
-  t.match(box.events.at(-1), { type: 'submission.accepted', id: mail.envelope.id, account: ACCOUNT.name, recipients: ['customer@example.net'], bytes: mail.message.length })
+  t.match(box.events.at(-1), {
+    type: 'submission.accepted',
+    id: mail.envelope.id,
+    account: ACCOUNT.name,
+    recipients: ['customer@example.net'],
+    bytes: mail.message.length,
+  })
 })
 
-t.test('trace field names the submitting system only when configured to (its name and address are the firm\'s internals)', async (t) => {
+t.test("trace field names the submitting system only when configured to (its name and address are the firm's internals)", async (t) => {
   for (const [show, from] of [
     ['name', 'Received: from client.bank.internal\r\n\tby localhost (Statement Gateway) with ESMTPSA id '],
     ['name-and-address', 'Received: from client.bank.internal ([127.0.0.1])\r\n\tby localhost (Statement Gateway) with ESMTPSA id '],
@@ -274,10 +299,27 @@ t.test('swaks (independent client) gets 250 over STARTTLS and over implicit TLS'
   const box = await startSubmission(t)
   for (const mode of [['-tls'], ['-tlsc']]) {
     const port = mode[0] === '-tls' ? box.starttlsPort : box.implicitPort
-    const { stdout } = await run('swaks', [
-      '--server', `127.0.0.1:${port}`, ...mode, '--auth', 'LOGIN', '--auth-user', ACCOUNT.name, '--auth-password', ACCOUNT.password,
-      '--from', 'statements@bank.example', '--to', 'customer@example.net', '--header', 'Subject: swaks test',
-    ], { timeout: 20_000 })
+    const { stdout } = await run(
+      'swaks',
+      [
+        '--server',
+        `127.0.0.1:${port}`,
+        ...mode,
+        '--auth',
+        'LOGIN',
+        '--auth-user',
+        ACCOUNT.name,
+        '--auth-password',
+        ACCOUNT.password,
+        '--from',
+        'statements@bank.example',
+        '--to',
+        'customer@example.net',
+        '--header',
+        'Subject: swaks test',
+      ],
+      { timeout: 20_000 },
+    )
     t.match(stdout, /<~  250 2\.0\.0 Ok: queued as/, `${mode[0]} accepted`)
   }
   t.equal(box.handoff.mails.length, 2)
@@ -287,7 +329,11 @@ t.test('nodemailer (the library firms commonly use) submits over implicit TLS', 
   const nodemailer = await import('nodemailer')
   const box = await startSubmission(t)
   const transport = nodemailer.createTransport({
-    host: '127.0.0.1', port: box.implicitPort, secure: true, auth: { user: ACCOUNT.name, pass: ACCOUNT.password }, tls: box.tls,
+    host: '127.0.0.1',
+    port: box.implicitPort,
+    secure: true,
+    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
+    tls: box.tls,
   })
   const info = await transport.sendMail({ from: 'statements@bank.example', to: 'customer@example.net', subject: '有價證券月對帳單', text: '您好' })
   t.match(info.response, /^250 2\.0\.0 Ok: queued as/)

@@ -26,7 +26,10 @@ t.test('CSR for a key generated in the token: openssl verifies it, a CA issues, 
   t.same([...keyUsage(certificateParts(leaf.raw))!], ['digitalSignature', 'nonRepudiation'], 'the CA kept the requested key usage')
   await hsm.certs.importCertificate('smime/bank', leaf, [root])
   const chain = await hsm.certs.chain('smime/bank')
-  t.same(chain.map((c) => c.fingerprint256), [leaf.fingerprint256, root.fingerprint256])
+  t.same(
+    chain.map((c) => c.fingerprint256),
+    [leaf.fingerprint256, root.fingerprint256],
+  )
 
   // The certificate sits under the same CKA_ID as the key, as PKCS#11 applications expect.
   const ids = await hsm.token.run('C_GetAttributeValue', async (s, p) => {
@@ -62,11 +65,40 @@ t.test('PKCS#12 import (TWCA style): the key lands non-extractable, signs, and t
   const ca = await testCa(t)
   const dir = tempDir(t)
   // The firm's key was made outside an HSM by the CA's tooling: the usual PKCS#12 case.
-  await run('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'r.pem'), '-subj', '/CN=Bank/emailAddress=statements@bank.example/C=TW'])
+  await run('openssl', [
+    'req',
+    '-new',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    join(dir, 'k.pem'),
+    '-out',
+    join(dir, 'r.pem'),
+    '-subj',
+    '/CN=Bank/emailAddress=statements@bank.example/C=TW',
+  ])
   const certPath = await ca.issue(readFileSync(join(dir, 'r.pem'), 'utf8'))
-  for (const [name, extra] of [['modern', []], ['3des', ['-certpbe', 'PBE-SHA1-3DES', '-keypbe', 'PBE-SHA1-3DES', '-macalg', 'sha1']]] as const) {
+  for (const [name, extra] of [
+    ['modern', []],
+    ['3des', ['-certpbe', 'PBE-SHA1-3DES', '-keypbe', 'PBE-SHA1-3DES', '-macalg', 'sha1']],
+  ] as const) {
     const p12 = join(dir, `${name}.p12`)
-    await run('openssl', ['pkcs12', '-export', '-inkey', join(dir, 'k.pem'), '-in', certPath, '-certfile', ca.cert, '-out', p12, '-passout', 'pass:s3cret-Pass', ...extra])
+    await run('openssl', [
+      'pkcs12',
+      '-export',
+      '-inkey',
+      join(dir, 'k.pem'),
+      '-in',
+      certPath,
+      '-certfile',
+      ca.cert,
+      '-out',
+      p12,
+      '-passout',
+      'pass:s3cret-Pass',
+      ...extra,
+    ])
     await t.rejects(hsm.certs.importPkcs12(`p12/${name}`, readFileSync(p12), 'wrong'), { code: 'EHSM_BAD_INPUT', message: /wrong PKCS#12 passphrase/ })
     const { leaf, chain } = await hsm.certs.importPkcs12(`p12/${name}`, readFileSync(p12), 's3cret-Pass')
     t.match(leaf.subject, /CN=Bank/)
@@ -74,7 +106,9 @@ t.test('PKCS#12 import (TWCA style): the key lands non-extractable, signs, and t
     const info = (await hsm.keys.list()).find((k) => k.label === `p12/${name}` && k.kind === 'private')
     t.match(info, { sensitive: true, extractable: false }, `${name}: imported key is protected`)
     const h = await hsm.keys.handle(`p12/${name}`, 'private')
-    const err = (await hsm.token.run('C_GetAttributeValue', (s, p) => p.C_GetAttributeValue(s, h, [{ type: P.CKA_PRIVATE_EXPONENT }])).catch((e: unknown) => e)) as HsmError
+    const err = (await hsm.token
+      .run('C_GetAttributeValue', (s, p) => p.C_GetAttributeValue(s, h, [{ type: P.CKA_PRIVATE_EXPONENT }]))
+      .catch((e: unknown) => e)) as HsmError
     t.equal(err.code, 'EHSM_KEY_UNEXTRACTABLE', `${name}: extraction attempt refused`)
     const sig = await hsm.keys.sign(`p12/${name}`, 'rsa-pkcs1-sha256', Buffer.from('statement'))
     t.ok(verify('sha256', Buffer.from('statement'), leaf.publicKey, sig), `${name}: signs with the imported key`)

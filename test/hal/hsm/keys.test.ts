@@ -59,7 +59,13 @@ t.test('signatures made in the token verify with node:crypto and with openssl', 
   const cases = [
     { label: 'rsa2048', type: 'rsa-2048', alg: 'rsa-pkcs1-sha256', node: {}, openssl: [] },
     { label: 'rsa3072', type: 'rsa-3072', alg: 'rsa-pkcs1-sha256', node: {}, openssl: [] },
-    { label: 'pss', type: 'rsa-2048', alg: 'rsa-pss-sha256', node: { padding: 6, saltLength: 32 }, openssl: ['-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:32'] },
+    {
+      label: 'pss',
+      type: 'rsa-2048',
+      alg: 'rsa-pss-sha256',
+      node: { padding: 6, saltLength: 32 },
+      openssl: ['-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:32'],
+    },
     { label: 'ec', type: 'ec-p256', alg: 'ecdsa-p256-sha256', node: {}, openssl: [] },
   ] as const
   for (const c of cases) {
@@ -69,7 +75,16 @@ t.test('signatures made in the token verify with node:crypto and with openssl', 
     t.notOk(verify('sha256', Buffer.concat([data, Buffer.from('x')]), { key: pub, ...c.node }, sig), `${c.label}: altered data fails`)
     writeFileSync(join(dir, `${c.label}.pub`), pub.export({ type: 'spki', format: 'pem' }))
     writeFileSync(join(dir, `${c.label}.sig`), sig)
-    const { stdout } = await run('openssl', ['dgst', '-sha256', '-verify', join(dir, `${c.label}.pub`), ...c.openssl, '-signature', join(dir, `${c.label}.sig`), join(dir, 'data')])
+    const { stdout } = await run('openssl', [
+      'dgst',
+      '-sha256',
+      '-verify',
+      join(dir, `${c.label}.pub`),
+      ...c.openssl,
+      '-signature',
+      join(dir, `${c.label}.sig`),
+      join(dir, 'data'),
+    ])
     t.match(stdout, /Verified OK/, `${c.label}: openssl verifies`)
     if (c.type === 'rsa-3072') t.equal(sig.length, 384)
   }

@@ -22,7 +22,15 @@ t.test('a wrong PIN is EHSM_PIN_INCORRECT, not retried as if the token were away
   const { hsm, dir } = await devHsm(t)
   await hsm.close()
   writeFileSync(join(dir, 'user.pin'), 'not-the-pin\n', { mode: 0o600 })
-  const again = new Hsm({ module: '', tokenLabel: 'sg-test', pinFile: '', sessions: 1, reconnectIntervalMs: 100, devDir: dir, clock: { now: () => Date.now() } })
+  const again = new Hsm({
+    module: '',
+    tokenLabel: 'sg-test',
+    pinFile: '',
+    sessions: 1,
+    reconnectIntervalMs: 100,
+    devDir: dir,
+    clock: { now: () => Date.now() },
+  })
   const err = (await again.open().catch((e: unknown) => e)) as HsmError
   t.equal(err.code, 'EHSM_PIN_INCORRECT')
   t.equal(err.ckr, 'CKR_PIN_INCORRECT')
@@ -34,7 +42,15 @@ t.test('a PIN file readable by others is refused', async (t) => {
   const { hsm, dir } = await devHsm(t)
   await hsm.close()
   chmodSync(join(dir, 'user.pin'), 0o644)
-  const again = new Hsm({ module: '', tokenLabel: 'sg-test', pinFile: '', sessions: 1, reconnectIntervalMs: 100, devDir: dir, clock: { now: () => Date.now() } })
+  const again = new Hsm({
+    module: '',
+    tokenLabel: 'sg-test',
+    pinFile: '',
+    sessions: 1,
+    reconnectIntervalMs: 100,
+    devDir: dir,
+    clock: { now: () => Date.now() },
+  })
   await t.rejects(again.open(), { code: 'EHSM_PIN_FILE', message: /mode 644; make it 0600/ })
 })
 
@@ -43,7 +59,10 @@ t.test('a vendor module needs a PIN file; a missing module or token label is rep
   const base = { tokenLabel: 'sg-test', sessions: 1, reconnectIntervalMs: 100, devDir: dir, clock: { now: () => Date.now() } }
   await t.rejects(new Hsm({ ...base, module: '/usr/lib/softhsm/libsofthsm2.so', pinFile: '' }).open(), { code: 'EHSM_PIN_FILE' })
   writeFileSync(join(dir, 'pin'), '1234\n', { mode: 0o600 })
-  await t.rejects(new Hsm({ ...base, module: '/nonexistent/libvendor.so', pinFile: join(dir, 'pin') }).open(), { code: 'EHSM_UNAVAILABLE', message: /cannot load PKCS#11 module/ })
+  await t.rejects(new Hsm({ ...base, module: '/nonexistent/libvendor.so', pinFile: join(dir, 'pin') }).open(), {
+    code: 'EHSM_UNAVAILABLE',
+    message: /cannot load PKCS#11 module/,
+  })
   const { dir: tokenDir, hsm } = await devHsm(t)
   await hsm.close()
   const wrongLabel = new Hsm({ ...base, module: '', tokenLabel: 'other-label', pinFile: join(tokenDir, 'user.pin'), devDir: tokenDir })
@@ -84,9 +103,19 @@ t.test('status: token identity, required keys and certificate expiry', async (t)
     { label: 'k2', type: 'hmac-sha256', purpose: 'two' },
   ] as const
   let s = await hsm.status(required)
-  t.match(s, { state: 'connected', token: { label: 'sg-test', model: 'SoftHSM v2' }, keys: [{ label: 'k1', present: false }, { label: 'k2', present: false }] })
+  t.match(s, {
+    state: 'connected',
+    token: { label: 'sg-test', model: 'SoftHSM v2' },
+    keys: [
+      { label: 'k1', present: false },
+      { label: 'k2', present: false },
+    ],
+  })
   t.same(await hsm.ensureKeys(required), ['k1', 'k2'])
   t.same(await hsm.ensureKeys(required), [], 'second run creates nothing')
   s = await hsm.status(required)
-  t.same(s.keys.map((k) => k.present), [true, true])
+  t.same(
+    s.keys.map((k) => k.present),
+    [true, true],
+  )
 })

@@ -20,7 +20,11 @@ t.test('GCRA byte budget: grants follow the rate exactly on a fake clock, at mos
 t.test('a chunk larger than the burst is not starved (real timers)', async (t) => {
   const l = new ByteRateLimiter({ bytesPerSecond: 500_000, burstBytes: 0, clock: { now: () => Date.now() } })
   const started = Date.now()
-  await Promise.all([0, 1, 2, 3].map(async () => { for (let i = 0; i < 15; i++) await l.take(8192) }))
+  await Promise.all(
+    [0, 1, 2, 3].map(async () => {
+      for (let i = 0; i < 15; i++) await l.take(8192)
+    }),
+  )
   const ms = Date.now() - started
   t.equal(l.passed, 4 * 15 * 8192)
   t.ok(ms >= 900 && ms < 2000, `${ms} ms for ~1 s of budget`)

@@ -39,7 +39,10 @@ t.test('replaceFile: a leftover temporary file from a crash is overwritten, unle
   const dir = tempDir(t)
   const file = join(dir, 'a.rec')
   writeFileSync(`${file}.tmp`, 'torn')
-  await t.rejects(replaceFile(file, (fh) => fh.writeFile('x'), { exclusive: true }), { code: 'EEXIST' })
+  await t.rejects(
+    replaceFile(file, (fh) => fh.writeFile('x'), { exclusive: true }),
+    { code: 'EEXIST' },
+  )
   writeFileSync(`${file}.tmp`, 'torn')
   await replaceFile(file, (fh) => fh.writeFile('whole'))
   t.equal(readFileSync(file, 'utf8'), 'whole')
@@ -48,7 +51,10 @@ t.test('replaceFile: a leftover temporary file from a crash is overwritten, unle
 t.test('replaceFile and appendWhole on a full disk: nothing torn is left behind', async (t) => {
   const mnt = tinyDisk(t, '64k')
   const target = join(mnt, 'big')
-  await t.rejects(replaceFile(target, (fh) => pipeline(Readable.from([Buffer.alloc(256 * 1024, 1)]), fileSink(fh))), { code: 'ENOSPC' })
+  await t.rejects(
+    replaceFile(target, (fh) => pipeline(Readable.from([Buffer.alloc(256 * 1024, 1)]), fileSink(fh))),
+    { code: 'ENOSPC' },
+  )
   t.same(readdirSync(mnt), [], 'neither target nor temporary file')
 
   const log = join(mnt, 'log')
