@@ -74,7 +74,7 @@ if (values.receiver) {
 }
 
 const count = Number(values.count)
-const caps = values.caps!.split(',').map(Number)
+const caps = values.caps.split(',').map(Number)
 if (values.receiver) await new Promise(() => {}) // the receiver child never runs the rest
 const log = pino({ level: 'silent' })
 const clock = { now: () => Date.now() }
@@ -139,7 +139,10 @@ async function runCap(mbit: number) {
     Array.from({ length: count }, (_, i) =>
       transport.sendMail({
         envelope: { from: 'statements@bank.example', to: [`c${i}@example.net`] },
-        raw: `From: statements@bank.example\r\nTo: c${i}@example.net\r\nSubject: statement ${i}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nYour statement.\r\n--b\r\nContent-Type: application/pdf; name="s.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdf}\r\n--b--\r\n`,
+        raw:
+          `From: statements@bank.example\r\nTo: c${i}@example.net\r\nSubject: statement ${i}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; ` +
+          `boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nYour statement.\r\n--b\r\nContent-Type: application/pdf; ` +
+          `name="s.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdf}\r\n--b--\r\n`,
       }),
     ),
   )

@@ -81,7 +81,9 @@ function cleanup(): void {
   if (postfixConf) {
     try {
       execFileSync('postfix', ['-c', postfixConf, 'stop'], { stdio: 'ignore' })
-    } catch {}
+    } catch {
+      // not running: nothing to stop
+    }
   }
   rmSync(work, { recursive: true, force: true })
 }
@@ -185,16 +187,16 @@ async function startBox(port: number, sinkPort: number, signing: boolean): Promi
   }
   writeFileSync(join(dataDir, 'config.json'), JSON.stringify(config))
   const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []
-  const box = spawn(process.execPath, [...values['node-args']!.split(' ').filter(Boolean), ...profile, MAIN, '--config', join(dataDir, 'config.json')], {
+  const box = spawn(process.execPath, [...values['node-args'].split(' ').filter(Boolean), ...profile, MAIN, '--config', join(dataDir, 'config.json')], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   children.push(box)
   let err = ''
   // The box's log (level warn) is kept, and its tail printed if a run fails.
   const logFile = createWriteStream(join(tmpdir(), `${work.split('/').pop()}-${signing ? 'box' : 'box-unsigned'}.log`))
-  box.stdout!.pipe(logFile)
+  box.stdout.pipe(logFile)
   await new Promise<void>((resolve, reject) => {
-    box.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    box.stderr.setEncoding('utf8').on('data', (d: string) => {
       err += d
       if (err.includes('Statement Gateway is running')) resolve()
     })
@@ -257,7 +259,7 @@ async function run(system: System, port: number, sink: { value: number }, many: 
   const source = spawn('smtp-source', [...args, `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(source)
   let sourceErr = ''
-  source.stderr!.setEncoding('utf8').on('data', (d: string) => (sourceErr += d))
+  source.stderr.setEncoding('utf8').on('data', (d: string) => (sourceErr += d))
   const accepted = counter(source, /(\d+)\r/g)
   const series: Run['series'] = []
   const sampler = setInterval(() => {
@@ -288,7 +290,8 @@ async function run(system: System, port: number, sink: { value: number }, many: 
     r.boxPeakRss = Math.max(peak, procStat(boxPid).rss)
   }
   say(
-    `  ${system.padEnd(7)} ${r.variant}: accepted ${r.acceptedPerSecond.toFixed(0)}/s, delivered ${r.deliveredPerSecond.toFixed(0)}/s, machine CPU ${r.machineCpuSeconds.toFixed(1)} s${r.boxCpuSeconds ? `, of it the box ${r.boxCpuSeconds.toFixed(1)} s` : ''}`,
+    `  ${system.padEnd(7)} ${r.variant}: accepted ${r.acceptedPerSecond.toFixed(0)}/s, delivered ${r.deliveredPerSecond.toFixed(0)}/s, machine CPU ` +
+      `${r.machineCpuSeconds.toFixed(1)} s${r.boxCpuSeconds ? `, of it the box ${r.boxCpuSeconds.toFixed(1)} s` : ''}`,
   )
   return r
 }
@@ -369,18 +372,21 @@ function svg(runs: Run[]): string {
     const x = (t: number) => pad + (t / tMax) * (W - 2 * pad)
     const y = (n: number) => vi * H + H - pad + -(n / MAILS) * (H - 2 * pad)
     const line = (r: Run, key: 'accepted' | 'delivered', color: string, dash: string) =>
-      `<polyline fill="none" stroke="${color}" stroke-width="2" ${dash ? `stroke-dasharray="${dash}"` : ''} points="${[{ t: 0, accepted: 0, delivered: 0 }, ...r.series].map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ')}"/>`
+      `<polyline fill="none" stroke="${color}" stroke-width="2" ${dash ? `stroke-dasharray="${dash}"` : ''} ` +
+      `points="${[{ t: 0, accepted: 0, delivered: 0 }, ...r.series].map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ')}"/>`
     const ticks = Array.from({ length: 6 }, (_, i) => (tMax * i) / 5)
     return [
       `<text x="${pad}" y="${vi * H + 20}" font-size="14">${variant}: mails over time (${MAILS} mails of 60 KB, ${SESSIONS} sessions)</text>`,
       `<line x1="${pad}" y1="${y(0)}" x2="${W - pad}" y2="${y(0)}" stroke="#000"/><line x1="${pad}" y1="${y(0)}" x2="${pad}" y2="${y(MAILS)}" stroke="#000"/>`,
       ...ticks.map((t) => `<text x="${x(t)}" y="${y(0) + 16}" font-size="11" text-anchor="middle">${t.toFixed(1)} s</text>`),
-      `<text x="${pad - 6}" y="${y(MAILS) + 4}" font-size="11" text-anchor="end">${MAILS}</text><text x="${pad - 6}" y="${y(0)}" font-size="11" text-anchor="end">0</text>`,
+      `<text x="${pad - 6}" y="${y(MAILS) + 4}" font-size="11" text-anchor="end">${MAILS}</text><text x="${pad - 6}" y="${y(0)}" font-size="11" ` +
+        `text-anchor="end">0</text>`,
       line(box, 'accepted', '#c0392b', '6 4'),
       line(box, 'delivered', '#c0392b', ''),
       line(pf, 'accepted', '#2471a3', '6 4'),
       line(pf, 'delivered', '#2471a3', ''),
-      `<text x="${W - pad - 260}" y="${y(MAILS) + 30}" font-size="12"><tspan fill="#c0392b">box</tspan> / <tspan fill="#2471a3">Postfix</tspan>: dashed accepted, solid delivered</text>`,
+      `<text x="${W - pad - 260}" y="${y(MAILS) + 30}" font-size="12"><tspan fill="#c0392b">box</tspan> / <tspan fill="#2471a3">Postfix</tspan>: ` +
+        `dashed accepted, solid delivered</text>`,
     ].join('\n')
   })
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H * variants.length}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${panels.join('\n')}\n</svg>\n`
@@ -408,7 +414,8 @@ try {
   const runs: Run[] = []
   for (const many of [false, true]) {
     say(
-      `${many ? 'many mails' : 'one mail'} per connection: ${ROUNDS} rounds of ${MAILS} mails, ${SESSIONS} sessions, box / Postfix / box without signatures in turn`,
+      `${many ? 'many mails' : 'one mail'} per connection: ${ROUNDS} rounds of ${MAILS} mails, ${SESSIONS} sessions, box / Postfix / box without ` +
+        `signatures in turn`,
     )
     for (let i = 0; i < ROUNDS; i++) {
       runs.push(await run('box', boxPort, sinkBox, many, box.pid))

@@ -34,13 +34,20 @@ const config = parseConfig({ dataDir: dir, signing: { domains: [{ domain: 'bank.
 const stage = new SigningStage({ config, log: pino({ level: 'silent' }), hsm, clock: { now: () => Date.now() }, events: { emit: () => {} } })
 await stage.start()
 
+/** Base64 in 76-character lines (RFC 2045). */
+function base64Lines(b: Buffer): string {
+  return b.toString('base64').replace(/.{76}/g, '$&\r\n')
+}
+
 // A ~60 KB statement: text part and a base64 PDF attachment (40 KB of PDF).
 const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n'), randomBytes(40_000), Buffer.from('\n%%EOF\n')])
 const statement = Buffer.from(
   'From: "Bank Statements" <statements@bank.example>\r\nTo: customer@example.net\r\nSubject: =?UTF-8?B?5pyJ5YO56K2J5Yi45pyI5bCN5biz5Zau?=\r\n' +
     'Date: Sun, 22 Nov 2026 10:00:00 +0800\r\nMessage-ID: <bench@bank.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' +
-    `--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from('您好，附件為本月對帳單。\r\n'.repeat(100)).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n` +
-    `--b\r\nContent-Type: application/pdf; name="statement.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdf.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n--b--\r\n`,
+    '--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
+    `${base64Lines(Buffer.from('您好，附件為本月對帳單。\r\n'.repeat(100)))}\r\n` +
+    '--b\r\nContent-Type: application/pdf; name="statement.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
+    `${base64Lines(pdf)}\r\n--b--\r\n`,
 )
 const envelope = {
   id: 'b',

@@ -108,7 +108,7 @@ export function withMaskedText<E extends BoxEvent>(event: E): E {
   const e = event as E & { reply?: unknown; reason?: unknown }
   if (typeof e.reply !== 'string' && typeof e.reason !== 'string') return event
   const out: Record<string, unknown> = { ...event }
-  for (const k of ['reply', 'reason'] as const) if (typeof e[k] === 'string') out[k] = (e[k] as string).replace(ADDRESS, maskAddress)
+  for (const k of ['reply', 'reason'] as const) if (typeof e[k] === 'string') out[k] = e[k].replace(ADDRESS, maskAddress)
   return out as E
 }
 

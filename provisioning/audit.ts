@@ -107,7 +107,8 @@ switch (positionals[0]) {
       process.exit(1)
     }
     process.stdout.write(
-      `OK: ${r.records.toLocaleString('en')} records (seq ${r.firstSeq ?? '-'}–${r.lastSeq ?? '-'}), ${r.checkpoints} signed checkpoints, covered to seq ${r.coveredTo}; ${seconds.toFixed(1)} s\n`,
+      `OK: ${r.records.toLocaleString('en')} records (seq ${r.firstSeq ?? '-'}–${r.lastSeq ?? '-'}), ${r.checkpoints} signed checkpoints, covered to ` +
+        `seq ${r.coveredTo}; ${seconds.toFixed(1)} s\n`,
     )
     break
   }
@@ -115,7 +116,8 @@ switch (positionals[0]) {
     if (!values.out) fail('export needs --out DIR', 2)
     const r = await exportTrail(dir, values.out, { from: values.from, to: values.to })
     process.stdout.write(
-      `exported ${r.records} records (seq ${r.firstSeq}–${r.lastSeq}) in ${r.segments} segment(s) with ${r.checkpoints} checkpoints to ${r.dir}; check it with: sh ${join(r.dir, 'verify.sh')}\n`,
+      `exported ${r.records} records (seq ${r.firstSeq}–${r.lastSeq}) in ${r.segments} segment(s) with ${r.checkpoints} checkpoints to ${r.dir}; check ` +
+        `it with: sh ${join(r.dir, 'verify.sh')}\n`,
     )
     break
   }
@@ -143,7 +145,7 @@ switch (positionals[0]) {
   }
   case 'pubkey': {
     const key = await withHsm((hsm) => hsm.keys.publicKey(CHECKPOINT_KEY_LABEL))
-    process.stdout.write(key.export({ type: 'spki', format: 'pem' }) as string)
+    process.stdout.write(key.export({ type: 'spki', format: 'pem' }))
     process.stdout.write(
       `SHA-256 fingerprint (of the DER SubjectPublicKeyInfo): ${createHash('sha256')
         .update(key.export({ type: 'spki', format: 'der' }))

@@ -94,7 +94,8 @@ const bar = (n: number) => `${'█'.repeat(Math.round((n / count) * 30)).padEnd(
 const draw = () => {
   const secs = (Date.now() - started) / 1000
   process.stderr.write(
-    `\r  submitted ${bar(submitted)}   delivered ${bar(received.length)}   ${(received.length / Math.max(secs, 0.001)).toFixed(1)}/s ${refused ? ` refused ${refused}` : ''}  `,
+    `\r  submitted ${bar(submitted)}   delivered ${bar(received.length)}   ${(received.length / Math.max(secs, 0.001)).toFixed(1)}/s ` +
+      `${refused ? ` refused ${refused}` : ''}  `,
   )
 }
 const timer = setInterval(draw, 100)

@@ -85,7 +85,8 @@ try {
     case 'list':
       for (const k of await hsm.keys.list()) {
         out(
-          `${k.kind.padEnd(12)} ${k.keyType.padEnd(15)} ${k.label}${k.sensitive === undefined ? '' : `  sensitive=${k.sensitive} extractable=${k.extractable}`}`,
+          `${k.kind.padEnd(12)} ${k.keyType.padEnd(15)} ` +
+            `${k.label}${k.sensitive === undefined ? '' : `  sensitive=${k.sensitive} extractable=${k.extractable}`}`,
         )
       }
       break
@@ -101,13 +102,14 @@ try {
     case 'public-key':
       out((await hsm.keys.publicKey(need(1)[0]!)).export({ type: 'spki', format: 'pem' }).toString())
       break
-    case 'csr':
+    case 'csr': {
       if (!values.subject) fail('csr needs --subject "CN=…,O=…,C=TW"')
       const [label] = need(1)
       action = { action: 'hsm.csr', target: label, outcome: 'refused' }
       out(await hsm.certs.createCsr(label!, values.subject, values.email ?? []))
       action = { action: 'hsm.csr', target: label, outcome: 'ok', detail: `signed a certificate request for ${values.subject}` }
       break
+    }
     case 'import-cert': {
       const [label, file] = need(2)
       const pems = readFileSync(file!, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []

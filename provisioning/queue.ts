@@ -91,7 +91,9 @@ if (values.json) {
   const r = result as Record<string, unknown>
   for (const [k, v] of Object.entries(r)) {
     if (v === undefined) continue
-    const text = Array.isArray(v) ? v.map((x) => (typeof x === 'object' ? Object.values(x as object).join(' ') : String(x))).join(', ') : String(v)
+    const plain = (x: unknown) => (typeof x === 'string' ? x : JSON.stringify(x))
+    const item = (x: unknown) => (x !== null && typeof x === 'object' ? Object.values(x).map(plain).join(' ') : plain(x))
+    const text = Array.isArray(v) ? (v as unknown[]).map(item).join(', ') : plain(v)
     process.stdout.write(`${k.padEnd(15)} ${text}\n`)
   }
 }

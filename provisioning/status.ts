@@ -64,12 +64,14 @@ const lines = [
   ...d.paused.map((p) => `          ${p.address} rests at ${p.destination} until ${p.until}`),
   ...(status.memory
     ? [
-        `memory    ${mb(status.memory.rss)} MB resident; mail in flight ${mb(status.memory.submission.used)} of ${mb(status.memory.submission.limit)} MB (peak ${mb(status.memory.submission.peak)})`,
+        `memory    ${mb(status.memory.rss)} MB resident; mail in flight ${mb(status.memory.submission.used)} of ${mb(status.memory.submission.limit)} ` +
+          `MB (peak ${mb(status.memory.submission.peak)})`,
       ]
     : []),
   ...(status.submission
     ? [
-        `clients   ${status.submission.refusedBusyAddress} refused (too many from one address), ${status.submission.authTimeouts} not authenticated in time, errors ${JSON.stringify(status.submission.clientErrors)}; audit backlog ${status.submission.auditBacklog}`,
+        `clients   ${status.submission.refusedBusyAddress} refused (too many from one address), ${status.submission.authTimeouts} not authenticated in ` +
+          `time, errors ${JSON.stringify(status.submission.clientErrors)}; audit backlog ${status.submission.auditBacklog}`,
       ]
     : []),
   `policy    ${
@@ -79,7 +81,8 @@ const lines = [
           .join('; ')
       : 'no rule has hit since start'
   }`,
-  `hsm       ${status.hsm.error ? `NOT READY: ${status.hsm.error}` : `${status.hsm.token?.label} (${status.hsm.token?.manufacturer} ${status.hsm.token?.model})`}`,
+  `hsm       ` +
+    `${status.hsm.error ? `NOT READY: ${status.hsm.error}` : `${status.hsm.token?.label} (${status.hsm.token?.manufacturer} ${status.hsm.token?.model})`}`,
   ...status.hsm.keys.filter((k) => !k.present).map((k) => `          missing key ${k.label} (${k.purpose})`),
   ...status.hsm.certificates.map(
     (c) => `          ${c.label}: ${c.subject.replace(/\n/g, ', ')}, expires ${c.notAfter} (${c.daysLeft < 0 ? 'EXPIRED' : `${c.daysLeft} days left`})`,

@@ -30,7 +30,10 @@ export type AuditRecord = Record<string, unknown> & { seq: number; time: string;
  * reading the segments.
  */
 export async function* searchTrail(dir: string, q: AuditQuery): AsyncGenerator<AuditRecord> {
-  if (q.statementId === undefined) return yield* scan(dir, q)
+  if (q.statementId === undefined) {
+    yield* scan(dir, q)
+    return
+  }
   // S6: a statement's whole history. The firm's id is on the record that accepted the mail;
   // the rest of the mail's life (signing, queueing, attempts, final state) carries the queue
   // id, and an archive copy the queue id with "-a". Those ids are looked up from there on.

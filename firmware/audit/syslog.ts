@@ -109,7 +109,7 @@ export class SyslogForwarder implements Component {
         socket.destroy()
       })
     })
-    socket.on('error', (err) => this.#log.warn({ host: c.host, port: c.port, err: err.message }, 'SIEM connection failed'))
+    socket.on('error', (err: Error) => this.#log.warn({ host: c.host, port: c.port, err: err.message }, 'SIEM connection failed'))
     socket.on('close', () => {
       if (this.#socket !== socket) return
       this.#live = false

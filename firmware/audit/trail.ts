@@ -338,7 +338,7 @@ export class AuditTrail implements Component, EventSink {
 
   async #writePublicKey(): Promise<void> {
     const key = await this.#hsm.keys.publicKey(CHECKPOINT_KEY_LABEL)
-    writeFileAtomic(join(this.dir, PUBLIC_KEY_FILE), key.export({ type: 'spki', format: 'pem' }) as string, 0o644)
+    writeFileAtomic(join(this.dir, PUBLIC_KEY_FILE), key.export({ type: 'spki', format: 'pem' }), 0o644)
     this.#publicKeyWritten = true
   }
 }

@@ -160,7 +160,9 @@ export async function verifyTrail(dir: string, publicKey: KeyObject, opts: Verif
         seq: (result.lastSeq ?? 0) + 1,
         file: beyond.file,
         line: beyond.line,
-        reason: `the trail ends at seq ${result.lastSeq ?? 0} but a checkpoint signed at ${beyond.time} covers seq ${beyond.seq}: records ${(result.lastSeq ?? 0) + 1}–${beyond.seq} were removed`,
+        reason:
+          `the trail ends at seq ${result.lastSeq ?? 0} but a checkpoint signed at ${beyond.time} covers seq ${beyond.seq}: records ` +
+          `${(result.lastSeq ?? 0) + 1}–${beyond.seq} were removed`,
       })
     }
   }

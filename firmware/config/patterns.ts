@@ -26,6 +26,9 @@ export function patternProblem(source: string): string | undefined {
     return undefined
   } catch (err) {
     const why = (err as Error).message.replace(/^Invalid regular expression: \/.*\/\w*: /, '')
-    return `cannot be used as a pattern (${why}): patterns run in linear time, so backreferences, lookaround, the i and u flags and counted repetitions above a few are not available; write [Aa] for a case-insensitive letter`
+    return (
+      `cannot be used as a pattern (${why}): patterns run in linear time, so backreferences, lookaround, the i and u flags and counted repetitions above ` +
+      `a few are not available; write [Aa] for a case-insensitive letter`
+    )
   }
 }

@@ -32,7 +32,7 @@ export function referenceTable(): string {
       }
     }
   }
-  walk('', schema.shape as unknown as Record<string, AnyField>)
+  walk('', schema.shape)
   return rows.join('\n')
 }
 

@@ -82,21 +82,25 @@ export const schema = obj({
       min: 1,
       max: 100000,
       description:
-        'Connections one client address may hold open on a listener, counted from the TCP accept (before TLS), so one host cannot fill `maxClients` for everyone (slow-loris); over it: 421 4.7.0 ECLIENT_TOO_MANY. Raise it for a statement system that really opens more in parallel.',
+        'Connections one client address may hold open on a listener, counted from the TCP accept (before TLS), so one host cannot fill `maxClients` ' +
+        'for everyone (slow-loris); over it: 421 4.7.0 ECLIENT_TOO_MANY. Raise it for a statement system that really opens more in parallel.',
     }),
     authTimeoutMs: int({
       default: 20000,
       min: 1000,
       max: 600000,
       description:
-        'Time from connecting to being authenticated (or, from a trusted network, to MAIL FROM); a client that has not made it by then is disconnected. TLS handshake included.',
+        'Time from connecting to being authenticated (or, from a trusted network, to MAIL FROM); a client that has not made it by then is ' +
+        'disconnected. TLS handshake included.',
     }),
     memoryBudgetBytes: int({
       default: 1024 * 1024 * 1024,
       min: 16 * 1024 * 1024,
       max: 2 ** 40,
       description:
-        "Memory for mail being received, checked and signed, counted at four times each message's size (the copies those steps make). While it is spent, new transactions get 452 4.3.1 ESUBMISSION_BUSY and a message that would overrun it is read to its end without being kept; the client retries. Bounds the box's memory whatever clients send.",
+        "Memory for mail being received, checked and signed, counted at four times each message's size (the copies those steps make). While it is " +
+        'spent, new transactions get 452 4.3.1 ESUBMISSION_BUSY and a message that would overrun it is read to its end without being kept; the client ' +
+        "retries. Bounds the box's memory whatever clients send.",
     }),
     socketTimeoutMs: int({ default: 60000, min: 1000, max: 600000, description: 'Idle time after which a client connection is closed.' }),
     bareLineFeed: oneOf(['reject', 'normalize'] as const, {
@@ -107,7 +111,9 @@ export const schema = obj({
     traceClient: oneOf(['hidden', 'name', 'name-and-address'] as const, {
       default: 'hidden',
       description:
-        'What the Received header the box adds to each mail (RFC 5321 §4.4) says about the submitting system: nothing (`hidden`, the default: its host name and address are inside the firm and would travel to every customer), its EHLO name, or name and IP address. The header always names the box and the queue id.',
+        'What the Received header the box adds to each mail (RFC 5321 §4.4) says about the submitting system: nothing (`hidden`, the default: its host ' +
+        'name and address are inside the firm and would travel to every customer), its EHLO name, or name and IP address. The header always names the ' +
+        'box and the queue id.',
     }),
     allowFrom: cidr('Global client allowlist (S8). A client outside it gets 554 5.7.1 at connect. Empty refuses everyone.', ['127.0.0.0/8', '::1/128']),
     trustedNetworks: cidr(
@@ -124,7 +130,8 @@ export const schema = obj({
         default: [],
         required: ['name', 'passwordHash'],
         description:
-          'Submission accounts: `{ "name", "passwordHash", "allowFrom": [CIDR…] }`. Make a hash with `npm run account -- hash` (reads the password from stdin).',
+          'Submission accounts: `{ "name", "passwordHash", "allowFrom": [CIDR…] }`. Make a hash with `npm run account -- hash` (reads the password ' +
+          'from stdin).',
       },
     ),
     authFailures: obj({
@@ -167,7 +174,8 @@ export const schema = obj({
       min: 1,
       max: 365,
       description:
-        'Days before a signing certificate expires from which the box warns once a day in the log and the audit trail (an expired one refuses every statement it should sign).',
+        'Days before a signing certificate expires from which the box warns once a day in the log and the audit trail (an expired one refuses every ' +
+        'statement it should sign).',
     }),
   }),
   policy: obj({
@@ -188,7 +196,8 @@ export const schema = obj({
       min: 100,
       max: 600000,
       description:
-        "Longest a mail's inspection may take; past it the worker is stopped and the mail answered 451 4.3.0 ETEMPORARY (never accepted unchecked), with an event and a counter.",
+        "Longest a mail's inspection may take; past it the worker is stopped and the mail answered 451 4.3.0 ETEMPORARY (never accepted unchecked), " +
+        'with an event and a counter.',
     }),
     profiles: records(
       {
@@ -219,25 +228,31 @@ export const schema = obj({
         ),
         deidentify: mode(
           'enforce',
-          'No unmasked Taiwan national ID or resident certificate number (checksum-valid) and nothing matching `patterns` anywhere a person could read: EPOLICY_UNMASKED_ID.',
+          'No unmasked Taiwan national ID or resident certificate number (checksum-valid) and nothing matching `patterns` anywhere a person could ' +
+            'read: EPOLICY_UNMASKED_ID.',
         ),
         patterns: list(str({ default: '', description: '', check: patternProblem }), {
           default: [],
           description:
-            'Extra regular expressions that must not appear (full account numbers…), matched against every text a person could read in the mail. They run on a linear-time engine: no backreferences, lookaround, `i` or `u` flags; write `[Aa]` for a letter in either case.',
+            'Extra regular expressions that must not appear (full account numbers…), matched against every text a person could read in the mail. They ' +
+            'run on a linear-time engine: no backreferences, lookaround, `i` or `u` flags; write `[Aa]` for a letter in either case.',
         }),
         maxRecipients: int({ default: 1, min: 1, max: 1000, description: 'Recipients per mail (statements are 1:1).' }),
         consentFile: str({
           default: '',
           description:
-            'File of addresses with e-statement consent (one per line, or CSV first column); empty for no check. The box rereads it when it changes (after it has stopped changing for `policy.consentCheckSeconds`); an empty or unreadable new file keeps the previous list.',
+            'File of addresses with e-statement consent (one per line, or CSV first column); empty for no check. The box rereads it when it changes ' +
+            '(after it has stopped changing for `policy.consentCheckSeconds`); an empty or unreadable new file keeps the previous list.',
         }),
       },
       {
         default: [],
         required: ['name'],
         description:
-          'Statement policy profiles (M1, M12, M13), chosen by submission account, then by sender domain; a mail matching none is not checked. Rule modes: `enforce` refuses with a 5xx naming the rule, `monitor` accepts and records the hit, `off`. Keys: `name, accounts, domains, senderAlignment, allowedSenders, subjectLabel, statementClass, labelClasses, label, pdfEncryption, requirePdf, attachmentTypes, zipEncryption, deidentify, patterns, maxRecipients, consentFile`.',
+          'Statement policy profiles (M1, M12, M13), chosen by submission account, then by sender domain; a mail matching none is not checked. Rule ' +
+          'modes: `enforce` refuses with a 5xx naming the rule, `monitor` accepts and records the hit, `off`. Keys: `name, accounts, domains, ' +
+          'senderAlignment, allowedSenders, subjectLabel, statementClass, labelClasses, label, pdfEncryption, requirePdf, attachmentTypes, ' +
+          'zipEncryption, deidentify, patterns, maxRecipients, consentFile`.',
       },
     ),
   }),
@@ -262,7 +277,10 @@ export const schema = obj({
         default: [],
         required: ['domain'],
         description:
-          'Signing per sender domain (M4, M5): `{ "domain", "smimeKey", "smimeRequired": true, "smimeAlgorithm": "rsa-pkcs1-sha256" | "rsa-pss-sha256" | "ecdsa-p256-sha256", "dkimSelector" }`. The S/MIME key and certificate are in the HSM under `smimeKey` (`npm run hsm -- csr` / `import-cert` / `import-p12`); the DKIM key is created in the HSM as `dkim/<domain>/<selector>` at start (`npm run dkim -- dns` prints the record).',
+          'Signing per sender domain (M4, M5): `{ "domain", "smimeKey", "smimeRequired": true, "smimeAlgorithm": "rsa-pkcs1-sha256" | "rsa-pss-sha256" ' +
+          '| "ecdsa-p256-sha256", "dkimSelector" }`. The S/MIME key and certificate are in the HSM under `smimeKey` (`npm run hsm -- csr` / ' +
+          '`import-cert` / `import-p12`); the DKIM key is created in the HSM as `dkim/<domain>/<selector>` at start (`npm run dkim -- dns` prints the ' +
+          'record).',
       },
     ),
     senders: records(
@@ -312,7 +330,8 @@ export const schema = obj({
       min: 1,
       max: 100,
       description:
-        'S11: when the queue reaches this share of `maxMessages`, or free disk falls within twice `reservePercent`, the box raises an alarm (log and audit trail, at most hourly) before submissions start to be refused.',
+        'S11: when the queue reaches this share of `maxMessages`, or free disk falls within twice `reservePercent`, the box raises an alarm (log and ' +
+        'audit trail, at most hourly) before submissions start to be refused.',
     }),
     verifyOnStart: bool({ default: true, description: 'After start, read and authenticate every record in the background; bad ones are quarantined.' }),
   }),
@@ -339,7 +358,8 @@ export const schema = obj({
         ],
         required: ['address', 'ehloName'],
         description:
-          'Egress addresses (M2): `{ "address", "ehloName", "weight", "bitsPerSecond" }`. Loopback aliases on a dev machine; the four NIC addresses provisioning assigned on the box.',
+          'Egress addresses (M2): `{ "address", "ehloName", "weight", "bitsPerSecond" }`. Loopback aliases on a dev machine; the four NIC addresses ' +
+          'provisioning assigned on the box.',
       },
     ),
     routes: records(
@@ -363,7 +383,8 @@ export const schema = obj({
       default: '',
       check: (v) => (v === '' || pemCertificates(v) ? undefined : 'is not a readable PEM file of CA certificates'),
       description:
-        'PEM file of extra CA certificates that verify receiving servers where TLS is required (`requireTls`, routes with `"tls": "required"`), e.g. the firm\'s internal CA for the archive route. Always trusted besides: the operating system\'s CA store.',
+        'PEM file of extra CA certificates that verify receiving servers where TLS is required (`requireTls`, routes with `"tls": "required"`), e.g. ' +
+        "the firm's internal CA for the archive route. Always trusted besides: the operating system's CA store.",
     }),
     smtpPort: int({ default: 25, min: 1, max: 65535, description: 'Port for MX delivery.' }),
     bandwidthBitsPerSecond: int({
@@ -377,12 +398,14 @@ export const schema = obj({
       min: 0,
       max: 16_777_216,
       description:
-        "Bytes that may go out at once above the steady rate; 0 means 1 % of a second's budget, so no 1-second window exceeds the budget by more than about 1 %.",
+        "Bytes that may go out at once above the steady rate; 0 means 1 % of a second's budget, so no 1-second window exceeds the budget by more than " +
+        'about 1 %.',
     }),
     tcDevices: list(str({ default: '', description: '', pattern: /^[A-Za-z0-9_.:-]{1,15}$/ }), {
       default: [],
       description:
-        'Egress NICs on which the box also installs a kernel token bucket filter (tc-tbf) at `bandwidthBitsPerSecond` at start; needs CAP_NET_ADMIN. Empty (the development default): off.',
+        'Egress NICs on which the box also installs a kernel token bucket filter (tc-tbf) at `bandwidthBitsPerSecond` at start; needs CAP_NET_ADMIN. ' +
+        'Empty (the development default): off.',
     }),
     maxConnections: int({ default: 32, min: 1, max: 10000, description: 'Outbound connections in all.' }),
     perDestinationConnections: int({ default: 4, min: 1, max: 1000, description: 'Outbound connections to one destination host.' }),
@@ -409,7 +432,8 @@ export const schema = obj({
       min: 1,
       max: 86400,
       description:
-        'When a destination asks one source address to slow down (421, or a 4xx naming a rate or connection limit), that address rests there this long while the others carry on; the mail is retried on another address at once.',
+        'When a destination asks one source address to slow down (421, or a 4xx naming a rate or connection limit), that address rests there this long ' +
+        'while the others carry on; the mail is retried on another address at once.',
     }),
     timeouts: obj({
       connectMs: int({ default: 30000, min: 100, max: 600000, description: 'Outbound TCP connect timeout.' }),
@@ -438,7 +462,8 @@ export const schema = obj({
       min: 100,
       max: 10000000,
       description:
-        'Records that may wait in memory to be written (e.g. while the disk is full); at this many, or while writes fail, submission answers 452 4.3.1 EAUDIT_BACKLOG so nothing goes unrecorded and memory stays bounded.',
+        'Records that may wait in memory to be written (e.g. while the disk is full); at this many, or while writes fail, submission answers 452 4.3.1 ' +
+        'EAUDIT_BACKLOG so nothing goes unrecorded and memory stays bounded.',
     }),
     retentionDays: int({
       default: 1827,
@@ -463,7 +488,8 @@ export const schema = obj({
         min: 0,
         max: 1_000_000,
         description:
-          'After a broken connection, records resent from before the last one written (TCP cannot tell what arrived); each carries its sequence number so the SIEM can drop duplicates.',
+          'After a broken connection, records resent from before the last one written (TCP cannot tell what arrived); each carries its sequence number ' +
+          'so the SIEM can drop duplicates.',
       }),
       retrySeconds: int({
         default: 10,

@@ -54,7 +54,7 @@ export function str(
 }
 
 export function oneOf<const V extends readonly string[]>(values: V, o: Opts<V[number]>): Field<V[number]> {
-  return str({ ...o, oneOf: values }) as Field<V[number]>
+  return str({ ...o, oneOf: values })
 }
 
 export function int(o: Opts<number> & { min?: number; max?: number }): Field<number> {
@@ -162,5 +162,6 @@ function describe(v: unknown): string {
   if (v === null) return 'null'
   if (Array.isArray(v)) return 'a list'
   if (typeof v === 'string') return `"${v}"`
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
+  // Config is JSON: what is left is a number or a boolean.
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`
 }

@@ -212,7 +212,8 @@ export class ControlServer implements Component {
         return this.#spool.stats()
       case 'queue.list': {
         const state = args.state
-        if (state !== undefined && !STATES.includes(state as SpoolState)) throw new Refused(`unknown state "${String(state)}" (one of ${STATES.join(', ')})`)
+        if (state !== undefined && !STATES.includes(state as SpoolState))
+          throw new Refused(`unknown state ${JSON.stringify(state)} (one of ${STATES.join(', ')})`)
         const limit = args.limit === undefined ? 100 : Number(args.limit)
         if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT) throw new Refused(`limit must be 1–${LIST_LIMIT}`)
         return this.#spool.list(limit, state as SpoolState | undefined).map(view)

@@ -201,7 +201,7 @@ export class SmtpClient {
       o.timeouts.command,
       new Promise<void>((resolve, reject) => {
         secure.once('secureConnect', () => resolve())
-        secure.once('error', (err) => reject(new SmtpError('starttls', `TLS handshake failed: ${err.message}`, undefined, true)))
+        secure.once('error', (err: Error) => reject(new SmtpError('starttls', `TLS handshake failed: ${err.message}`, undefined, true)))
       }),
       () => secure.destroy(),
     )

@@ -80,9 +80,9 @@ export class Router {
   async #addresses(host: string): Promise<string[]> {
     if (isIP(host)) return [host]
     const out: string[] = []
-    for (const f of [this.#resolver.resolve4, this.#resolver.resolve6]) {
+    for (const f of ['resolve4', 'resolve6'] as const) {
       try {
-        out.push(...(await f.call(this.#resolver, host)))
+        out.push(...(await this.#resolver[f](host)))
       } catch (err) {
         if (!NOT_FOUND.has((err as NodeJS.ErrnoException).code ?? '')) throw err
       }

@@ -106,7 +106,7 @@ export function parseParams(text: string): ParamValue {
     }
     if (plain.has(base) || extended.has(base)) note(`parameter "${base}" is given more than once`)
     let secs = sections.get(base)
-    if (!secs) sections.set(base, (secs = new Map()))
+    if (!secs) sections.set(base, (secs = new Map<number, { text: string; encoded: boolean }>()))
     if (secs.has(Number(num))) note(`section ${num} of parameter "${base}" is given more than once`)
     secs.set(Number(num), { text: v, encoded })
   }

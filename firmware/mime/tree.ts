@@ -222,7 +222,7 @@ function parseHeaders(buf: Buffer, start: number, end: number): { headers: Heade
     current = undefined
   }
   while (pos < end) {
-    let eol = buf.indexOf(0x0a, pos)
+    const eol = buf.indexOf(0x0a, pos)
     const lineEnd = eol < 0 || eol >= end ? end : eol - 1 // index of the CR (or end)
     const next = eol < 0 || eol >= end ? end : eol + 1
     if (lineEnd - pos > MAX_LINE) throw new MimeError('EMESSAGE_LINE_TOO_LONG', `a header line of ${lineEnd - pos} octets (RFC 5322 allows 998)`)
@@ -242,12 +242,12 @@ function parseHeaders(buf: Buffer, start: number, end: number): { headers: Heade
         const b = buf[k]!
         if (b < 0x21 || b > 0x7e)
           throw ambiguous(
-            `a header field name with ${b === 0x20 || b === 0x09 ? 'whitespace' : 'a non-ASCII byte'} ("${buf.subarray(pos, Math.min(colon, pos + 40)).toString('latin1')}")`,
+            `a header field name with ${b === 0x20 || b === 0x09 ? 'whitespace' : 'a non-ASCII byte'} ` +
+              `("${buf.subarray(pos, Math.min(colon, pos + 40)).toString('latin1')}")`,
           )
       }
       current = { name: buf.subarray(pos, colon).toString('latin1'), start: pos, valueStart: colon + 1 }
     }
-    eol = next
     pos = next
   }
   close(end)
@@ -342,7 +342,7 @@ function hasUuencode(buf: Buffer, start: number, end: number, cte: string): bool
     if (i > 0 && body[i - 1] !== 0x0a) continue
     let j = i + 6
     let digits = 0
-    while (j < body.length && body[j]! >= 0x30 && body[j]! <= 0x37) (j++, digits++)
+    for (; j < body.length && body[j]! >= 0x30 && body[j]! <= 0x37; j++) digits++
     if ((digits === 3 || digits === 4) && body[j] === 0x20) return true
   }
   return false

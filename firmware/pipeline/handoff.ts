@@ -53,9 +53,10 @@ export class MemoryHandoff extends EventEmitter<{ mail: [Submitted] }> implement
     this.#limit = limit
   }
 
-  async accept(mail: Submitted): Promise<void> {
-    if (this.mails.length >= this.#limit) throw new Error('in-memory handoff is full')
+  accept(mail: Submitted): Promise<void> {
+    if (this.mails.length >= this.#limit) return Promise.reject(new Error('in-memory handoff is full'))
     this.mails.push(mail)
     this.emit('mail', mail)
+    return Promise.resolve()
   }
 }

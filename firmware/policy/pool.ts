@@ -83,7 +83,7 @@ export class InspectionPool {
     })
     worker.unref()
     worker.on('message', (r: JobResult | { ready: true }) => ('ready' in r ? this.#ready(worker) : this.#done(worker, r)))
-    worker.on('error', (err) => this.#lost(worker, err))
+    worker.on('error', (err: Error) => this.#lost(worker, err))
     worker.on('exit', (code) => this.#lost(worker, new Error(`inspection worker exited (${code})`)))
     return worker
   }
@@ -97,7 +97,7 @@ export class InspectionPool {
       // back; a small one, which may share its memory with other buffers, is copied.
       const m = p.req.message
       const own = m.buffer instanceof ArrayBuffer && m.buffer.byteLength > Buffer.poolSize
-      const buffer = own ? (m.buffer as ArrayBuffer) : new Uint8Array(m).buffer
+      const buffer = own ? m.buffer : new Uint8Array(m).buffer
       const job: Job = { id, buffer, offset: own ? m.byteOffset : 0, length: m.byteLength, account: p.req.account, mailFrom: p.req.mailFrom }
       const timer = setTimeout(() => this.#timeout(slot), this.#opts.budgetMs)
       slot.job = { ...p, id, timer, started: Date.now(), offset: job.offset, length: job.length }

@@ -43,6 +43,8 @@ export class PolicyStage implements Stage, Component {
     this.#events = deps.events
   }
 
+  // Component.start: an unreadable consent file is a rejection like any other start failure.
+  // eslint-disable-next-line @typescript-eslint/require-await
   async start(): Promise<void> {
     for (const p of this.#config.policy.profiles) {
       if (p.consentFile) {

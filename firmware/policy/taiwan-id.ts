@@ -57,6 +57,8 @@ export function isValidTaiwanId(id: string): boolean {
 const CANDIDATE = /(?<![A-Za-z0-9])[A-Za-z][A-Da-d1289]\d{8}(?![A-Za-z0-9])/g
 
 /** Invisible characters a reader does not show: format characters (zero-width space and joiners, soft hyphen, bidi controls, BOM) and blank fillers. */
+// Each listed on its own (U+034F is a combining mark, the others stand alone): no sequence is meant.
+// eslint-disable-next-line no-misleading-character-class
 const INVISIBLE = /[\p{Cf}\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0]/gu
 
 /**

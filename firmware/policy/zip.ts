@@ -89,9 +89,14 @@ function read(zip: Buffer): ZipEntry[] {
       if (id === 0x0001) {
         zip64 = true
         let f = e + 4
-        if (usize === 0xffffffff) ((usize = Number(zip.readBigUInt64LE(f))), (f += 8))
-        if (csize === 0xffffffff) ((csize = Number(zip.readBigUInt64LE(f))), (f += 8))
-        if (local === 0xffffffff) ((local = Number(zip.readBigUInt64LE(f))), (f += 8))
+        const next64 = () => {
+          const v = Number(zip.readBigUInt64LE(f))
+          f += 8
+          return v
+        }
+        if (usize === 0xffffffff) usize = next64()
+        if (csize === 0xffffffff) csize = next64()
+        if (local === 0xffffffff) local = next64()
       }
       e += 4 + len
     }

@@ -208,7 +208,7 @@ export class SpoolIndex {
       this.#due.pop()
       if (gen !== this.#gen[s] || this.#ids[s] === undefined) continue // changed or gone since it was pushed
       this.#state[s] = STATES.indexOf('inflight')
-      this.#gen[s]!++
+      this.#gen[s]++
       out.push(this.#entry(s))
     }
     return out

@@ -223,7 +223,7 @@ export class Spool implements Component, Handoff {
       }
     } catch (err) {
       const bad = err instanceof RecordError || (err instanceof HsmError && err.code === 'EHSM_DATA_INVALID')
-      if (bad) await this.#quarantineRecord(e, (err as Error).message)
+      if (bad) await this.#quarantineRecord(e, err.message)
       throw err
     }
   }

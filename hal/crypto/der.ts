@@ -20,7 +20,7 @@ export function tlv(tag: number, content: Buffer): Der {
 export const sequence = (...items: Der[]): Der => tlv(0x30, Buffer.concat(items))
 
 /** DER SET OF: elements sorted by their encodings (X.690 §11.6). */
-export const setOf = (...items: Der[]): Der => tlv(0x31, Buffer.concat([...items].sort(Buffer.compare)))
+export const setOf = (...items: Der[]): Der => tlv(0x31, Buffer.concat([...items].sort((a, b) => Buffer.compare(a, b))))
 
 /** [n] EXPLICIT / constructed context tag. */
 export const explicit = (n: number, content: Der): Der => tlv(0xa0 | n, content)

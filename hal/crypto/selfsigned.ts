@@ -46,7 +46,7 @@ function ipBytes(address: string): Buffer {
   const [head = '', tail = ''] = address.split('::')
   const h = head ? head.split(':') : []
   const t = tail ? tail.split(':') : []
-  const groups = address.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h
+  const groups = address.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h
   return Buffer.from(
     groups.flatMap((g) => {
       const n = parseInt(g, 16)

@@ -38,7 +38,7 @@ export class CertStore {
       if (!leaf.publicKey.equals(pub)) throw new HsmError('EHSM_BAD_INPUT', `the certificate's public key is not the key "${label}"`)
       id = await this.#token.run('C_GetAttributeValue', async (s, p) => {
         const h = await this.#keys.handle(label, 'private')
-        return p.C_GetAttributeValue(s, h, [{ type: P.CKA_ID }])[0]!.value!
+        return p.C_GetAttributeValue(s, h, [{ type: P.CKA_ID }])[0]!.value
       })
     }
     await this.#token.run('C_CreateObject', (s, p) => {
@@ -98,8 +98,8 @@ export class CertStore {
     const id = Buffer.from(leaf.fingerprint256.replace(/:/g, '').slice(0, 32), 'hex')
     const templates = keyPairTemplates(label, id, key)
     await this.#token.run('C_CreateObject', (s, p) => {
-      p.C_CreateObject(s, templates.priv as never)
-      p.C_CreateObject(s, templates.pub as never)
+      p.C_CreateObject(s, templates.priv)
+      p.C_CreateObject(s, templates.pub)
     })
     await this.importCertificate(label, leaf, chain)
     return { leaf, chain }
@@ -209,16 +209,16 @@ async function openssl(args: string[], input: Buffer, passphrase: string): Promi
       const child = spawn('openssl', [...args, ...extra, '-passin', 'fd:3'], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] })
       let stdout = ''
       let stderr = ''
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
       child.on('error', (err) => reject(new HsmError('EHSM_BAD_INPUT', `cannot run openssl: ${err.message}`)))
       child.on('close', (code) => {
         if (code === 0) return resolve(stdout)
         const wrong = /mac verify failure|invalid password|mac verify error/i.test(stderr)
         reject(new HsmError('EHSM_BAD_INPUT', wrong ? 'wrong PKCS#12 passphrase' : stderr.trim().split('\n')[0]))
       })
-      child.stdin!.on('error', () => {})
-      child.stdin!.end(input)
+      child.stdin.on('error', () => {})
+      child.stdin.end(input)
       const fd3 = child.stdio[3] as Writable
       fd3.on('error', () => {})
       fd3.end(`${passphrase}\n`)

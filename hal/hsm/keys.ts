@@ -73,7 +73,7 @@ export class KeyStore {
     } else {
       mechanism = P.CKM_RSA_PKCS_KEY_PAIR_GEN
       pub.push({ type: P.CKA_MODULUS_BITS, value: type === 'rsa-2048' ? 2048 : 3072 } as never)
-      pub.push({ type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) } as never)
+      pub.push({ type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) })
     }
     await this.#token.run('C_GenerateKeyPair', (s, p) => p.C_GenerateKeyPairAsync(s, { mechanism }, pub, priv))
     return this.publicKey(label)
@@ -128,13 +128,13 @@ export class KeyStore {
       const [type] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_KEY_TYPE }])
       if (ulong(type!.value) === P.CKK_RSA) {
         const [n, e] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_MODULUS }, { type: P.CKA_PUBLIC_EXPONENT }])
-        return createPublicKey({ key: { kty: 'RSA', n: b64u(n!.value!), e: b64u(e!.value!) }, format: 'jwk' })
+        return createPublicKey({ key: { kty: 'RSA', n: b64u(n!.value), e: b64u(e!.value) }, format: 'jwk' })
       }
       const [point] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_EC_POINT }])
       if (ulong(type!.value) === CKK_EC_EDWARDS) {
-        return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64u(unwrapOctetString(point!.value!)) }, format: 'jwk' })
+        return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64u(unwrapOctetString(point!.value)) }, format: 'jwk' })
       }
-      const q = unwrapOctetString(point!.value!) // 04 || X || Y
+      const q = unwrapOctetString(point!.value) // 04 || X || Y
       return createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: b64u(q.subarray(1, 33)), y: b64u(q.subarray(33, 65)) }, format: 'jwk' })
     })
   }
@@ -238,7 +238,7 @@ export class KeyStore {
         const flag = (t: number) => {
           try {
             const [a] = p.C_GetAttributeValue(s, h, [{ type: t }])
-            return a!.value!.length ? a!.value![0] !== 0 : undefined
+            return a!.value.length ? a!.value[0] !== 0 : undefined
           } catch {
             return undefined
           }
@@ -251,8 +251,8 @@ export class KeyStore {
         }
         const secretish = kind === 'private' || kind === 'secret'
         return {
-          label: label!.value!.toString('utf8'),
-          id: id!.value!,
+          label: label!.value.toString('utf8'),
+          id: id!.value,
           kind,
           keyType,
           sensitive: secretish ? flag(P.CKA_SENSITIVE) : undefined,
@@ -264,7 +264,7 @@ export class KeyStore {
 
   /** A public attribute of an object (a certificate's CKA_VALUE), with the same stale-handle handling as key use. */
   async attribute(label: string, kind: keyof typeof CLASS, type: number): Promise<Buffer> {
-    return this.#withObject(label, kind, 'C_GetAttributeValue', (s, p, h) => p.C_GetAttributeValue(s, h, [{ type }])[0]!.value!)
+    return this.#withObject(label, kind, 'C_GetAttributeValue', (s, p, h) => p.C_GetAttributeValue(s, h, [{ type }])[0]!.value)
   }
 
   /** The object handle for `label`, from the cache or the token. For certs.ts and tests. */

@@ -96,7 +96,7 @@ export class Token {
     await this.#connection(true)
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     const conn = this.#conn
     this.#conn = undefined
     this.#state = 'closed'
@@ -104,6 +104,7 @@ export class Token {
       conn.dead = true
       if (conn.active === 0) this.#teardown(conn)
     }
+    return Promise.resolve()
   }
 
   /** Token information for status pages (label, model, serial, flags). */

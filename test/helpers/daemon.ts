@@ -44,7 +44,7 @@ export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean } =
   const waiters: { pred: (r: Record<string, unknown>) => boolean; resolve: (r: Record<string, unknown>) => void }[] = []
   let err = ''
   let pending = ''
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => {
     pending += d
     const lines = pending.split('\n')
     pending = lines.pop()!
@@ -52,10 +52,14 @@ export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean } =
       if (!line.trim()) continue
       const r = JSON.parse(line) as Record<string, unknown>
       records.push(r)
-      for (const w of [...waiters]) if (w.pred(r)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(r))
+      for (const w of [...waiters]) {
+        if (!w.pred(r)) continue
+        waiters.splice(waiters.indexOf(w), 1)
+        w.resolve(r)
+      }
     }
   })
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d))
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })))
   t.teardown(() => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')

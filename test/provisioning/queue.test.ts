@@ -67,9 +67,9 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   const status = await cli(STATUS, cfg.path)
   t.equal(status.code, 0, status.stderr)
   t.match(status.stdout, /^running since .* \(pid \d+, Node v24\./)
-  t.match(status.stdout, /\nqueue     1 queued: 0 waiting, 0 in flight, 1 deferred, 0 held\n/)
-  t.match(status.stdout, /\ndelivery  since start: 0 delivered, \d+ deferred, 0 bounced, 0 expired/)
-  t.match(status.stdout, /\nhsm       statement-gateway \(SoftHSM project SoftHSM v2\)/)
+  t.match(status.stdout, /\nqueue {5}1 queued: 0 waiting, 0 in flight, 1 deferred, 0 held\n/)
+  t.match(status.stdout, /\ndelivery {2}since start: 0 delivered, \d+ deferred, 0 bounced, 0 expired/)
+  t.match(status.stdout, /\nhsm {7}statement-gateway \(SoftHSM project SoftHSM v2\)/)
   const json = JSON.parse((await cli(STATUS, cfg.path, '--json')).stdout) as { hsm: { keys: { present: boolean }[] } }
   t.ok(
     json.hsm.keys.every((k) => k.present),

@@ -62,7 +62,7 @@ export class Box {
     let pending = ''
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the box did not start within ${timeoutMs} ms:\n${this.log.slice(-20).join('\n')}`)), timeoutMs)
-      proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      proc.stdout.setEncoding('utf8').on('data', (d: string) => {
         pending += d
         const lines = pending.split('\n')
         pending = lines.pop()!
@@ -80,7 +80,7 @@ export class Box {
           }
         }
       })
-      proc.stderr!.setEncoding('utf8').on('data', (d: string) => this.log.push(d))
+      proc.stderr.setEncoding('utf8').on('data', (d: string) => this.log.push(d))
       void this.#exited!.then((code) => {
         clearTimeout(timer)
         reject(new Error(`the box exited (${code}) while starting:\n${this.log.slice(-20).join('\n')}`))

@@ -34,7 +34,11 @@ function siem(cert: { certPem: string; keyPem: string }) {
         const msg = buf.subarray(sp + 1, sp + 1 + len).toString()
         buf = buf.subarray(sp + 1 + len)
         const bom = msg.indexOf('\uFEFF')
-        received.push({ seq: Number(/seq="(\d+)"/.exec(msg)![1]), header: msg.slice(0, bom), record: JSON.parse(msg.slice(bom + 1)) })
+        received.push({
+          seq: Number(/seq="(\d+)"/.exec(msg)![1]),
+          header: msg.slice(0, bom),
+          record: JSON.parse(msg.slice(bom + 1)) as Record<string, unknown>,
+        })
       }
     })
   })

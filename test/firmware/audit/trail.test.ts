@@ -270,7 +270,7 @@ t.test('S6: one segment per UTC day, compressed when the day is over; verificati
   const names = readdirSync(rig.trail.dir).sort()
   t.ok(names.includes('trail-2026-11-22.jsonl.gz') && names.includes('trail-2026-11-23.jsonl.gz') && names.includes('trail-2026-11-24.jsonl'), names.join(' '))
   t.notOk(names.includes('trail-2026-11-22.jsonl'), 'plain file removed after compression')
-  t.same(JSON.parse(readFileSync(join(rig.trail.dir, 'trail-2026-11-22.end'), 'utf8')).seq, 6)
+  t.same((JSON.parse(readFileSync(join(rig.trail.dir, 'trail-2026-11-22.end'), 'utf8')) as { seq: number }).seq, 6)
   t.ok((await verifyTrail(rig.trail.dir, rig.publicKey)).ok)
   const fromDay2 = await verifyTrail(rig.trail.dir, rig.publicKey, { from: '2026-11-23' })
   t.ok(fromDay2.ok)

@@ -111,7 +111,10 @@ t.test('bad requests get an error line, not a dropped connection', async (t) => 
     c.on('connect', () => c.write('not json\n{"cmd":"queue.summary"}\n'))
     c.on('data', (d: string) => {
       text += d
-      if (text.split('\n').length > 2) (c.end(), resolve(text.trim().split('\n')))
+      if (text.split('\n').length > 2) {
+        c.end()
+        resolve(text.trim().split('\n'))
+      }
     })
   })
   t.match(JSON.parse(replies[0]!), { ok: false, error: /not a JSON request/ })

@@ -30,11 +30,19 @@ async function scripted(t: { teardown(fn: () => unknown): void }, opts: { pipeli
         buf = buf.slice(nl + 2)
         const verb = line.split(/[ :]/)[0]!.toUpperCase()
         if (verb === 'EHLO') s.write(`250-scripted\r\n${opts.pipelining ? '250-PIPELINING\r\n' : ''}250 SIZE 10000000\r\n`)
-        else if (verb === 'MAIL') ((valid = 0), s.write('250 2.1.0 ok\r\n'))
-        else if (verb === 'RCPT') line.includes('<bad') ? s.write('550 5.1.1 no such user\r\n') : (valid++, s.write('250 2.1.5 ok\r\n'))
-        else if (verb === 'DATA') valid ? ((inData = true), s.write('354 go ahead\r\n')) : s.write('554 5.5.1 no valid recipients\r\n')
-        else if (verb === 'RSET') ((valid = 0), s.write('250 2.0.0 ok\r\n'))
-        else if (verb === 'QUIT') s.end('221 2.0.0 bye\r\n')
+        else if (verb === 'MAIL' || verb === 'RSET') {
+          valid = 0
+          s.write(verb === 'MAIL' ? '250 2.1.0 ok\r\n' : '250 2.0.0 ok\r\n')
+        } else if (verb === 'RCPT') {
+          if (line.includes('<bad')) s.write('550 5.1.1 no such user\r\n')
+          else {
+            valid++
+            s.write('250 2.1.5 ok\r\n')
+          }
+        } else if (verb === 'DATA') {
+          inData = valid > 0
+          s.write(valid ? '354 go ahead\r\n' : '554 5.5.1 no valid recipients\r\n')
+        } else if (verb === 'QUIT') s.end('221 2.0.0 bye\r\n')
         else s.write('500 5.5.2 what\r\n')
       }
     })

@@ -76,7 +76,7 @@ t.test('provisioning CLI: init, list, generate, csr, status', async (t) => {
   t.match((await cli('init')).stderr, /all keys present, nothing to do/)
   t.match((await cli('generate', 'smime/firm', 'rsa-2048')).stdout, /BEGIN PUBLIC KEY/)
   const list = (await cli('list')).stdout
-  t.match(list, /private\s+rsa\s+smime\/firm  sensitive=true extractable=false/)
+  t.match(list, /private\s+rsa\s+smime\/firm {2}sensitive=true extractable=false/)
   t.match((await cli('csr', 'smime/firm', '--subject', 'CN=Firm,C=TW')).stdout, /BEGIN CERTIFICATE REQUEST/)
   const missing = await cli('public-key', 'nope').catch((e: { code: number; stderr: string }) => e)
   t.equal((missing as { code: number }).code, 1)

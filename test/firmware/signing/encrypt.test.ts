@@ -57,7 +57,7 @@ for (const cipher of ['aes-256-cbc', 'aes-256-gcm'] as const) {
     const decrypted = readFileSync(join(s.dir, 'dec.eml'))
     t.match(decrypted.toString('latin1'), /^Content-Type: multipart\/signed/)
     const verified = await opensslVerify(s.dir, s.ca.cert, decrypted)
-    t.ok(verified.ok, 'the inner signature verifies') || t.comment(verified.output)
+    if (!t.ok(verified.ok, 'the inner signature verifies')) t.comment(verified.output)
     const content = await run('openssl', ['cms', '-verify', '-CAfile', s.ca.cert, '-in', join(s.dir, 'dec.eml')])
     t.match(content.stdout, /A12\*\*\*\*789/)
   })

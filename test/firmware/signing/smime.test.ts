@@ -12,9 +12,9 @@ t.test('M5: every fixture signed in the HSM verifies with openssl cms and openss
   for (const [name, msg] of Object.entries(FIXTURES)) {
     const signed = await s.sign(msg)
     const cms = await opensslVerify(s.dir, s.ca.cert, signed, 'cms')
-    t.ok(cms.ok, `${name}: openssl cms -verify`) || t.comment(cms.output)
+    if (!t.ok(cms.ok, `${name}: openssl cms -verify`)) t.comment(cms.output)
     const smime = await opensslVerify(s.dir, s.ca.cert, signed, 'smime')
-    t.ok(smime.ok, `${name}: openssl smime -verify`) || t.comment(smime.output)
+    if (!t.ok(smime.ok, `${name}: openssl smime -verify`)) t.comment(smime.output)
     t.ok(isSevenBitSafe(signedParts(signed).content), `${name}: the signed part is 7-bit safe`)
 
     const text = signed.toString('latin1')

@@ -97,14 +97,14 @@ t.test('an ended epoch whose messages all became final before a restart is shred
   const { hsm } = await devHsm(t)
   const dir = tempDir(t)
   const clock = { now: 1_800_000_000_000 }
-  let rig = await spoolRig(t, hsm, dir, { epochSeconds: 60 }, clock)
+  const rig = await spoolRig(t, hsm, dir, { epochSeconds: 60 }, clock)
   const m = mail('x')
   await rig.spool.accept(m)
   const epoch = rig.spool.entry(m.envelope.id)!.epoch
   await rig.spool.finish(m.envelope.id, 'delivered', '250') // same epoch: key kept
   t.ok(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'))
   clock.now += 120_000
-  rig = await rig.restart()
+  await rig.restart()
   t.notOk(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'))
 })
 
@@ -114,24 +114,24 @@ t.test('states survive a restart; final mails are gone; in-flight comes back as 
   const clock = { now: 1_800_000_000_000 }
   let rig = await spoolRig(t, hsm, dir, {}, clock)
   const [a, b, c, d] = [mail('a'), mail('b'), mail('c'), mail('d')]
-  for (const m of [a!, b!, c!, d!]) await rig.spool.accept(m)
+  for (const m of [a, b, c, d]) await rig.spool.accept(m)
   t.equal(rig.spool.due(clock.now, 10).length, 4, 'all due, now in flight')
-  await rig.spool.defer(a!.envelope.id, clock.now + 600_000, '451 try later')
-  await rig.spool.hold(b!.envelope.id)
-  await rig.spool.finish(c!.envelope.id, 'delivered', '250')
+  await rig.spool.defer(a.envelope.id, clock.now + 600_000, '451 try later')
+  await rig.spool.hold(b.envelope.id)
+  await rig.spool.finish(c.envelope.id, 'delivered', '250')
   rig = await rig.restart()
-  t.match(rig.spool.entry(a!.envelope.id), { state: 'deferred', attempts: 1, nextAttemptAt: clock.now + 600_000 })
-  t.match(rig.spool.entry(b!.envelope.id), { state: 'held' })
-  t.equal(rig.spool.entry(c!.envelope.id), undefined)
-  t.match(rig.spool.entry(d!.envelope.id), { state: 'queued' }, 'in flight at the restart → queued again')
+  t.match(rig.spool.entry(a.envelope.id), { state: 'deferred', attempts: 1, nextAttemptAt: clock.now + 600_000 })
+  t.match(rig.spool.entry(b.envelope.id), { state: 'held' })
+  t.equal(rig.spool.entry(c.envelope.id), undefined)
+  t.match(rig.spool.entry(d.envelope.id), { state: 'queued' }, 'in flight at the restart → queued again')
   t.same(
     rig.spool.due(clock.now, 10).map((e) => e.id),
-    [d!.envelope.id],
+    [d.envelope.id],
     'only d is due',
   )
-  await rig.spool.release(b!.envelope.id)
-  t.equal(rig.spool.due(clock.now, 10)[0]!.id, b!.envelope.id)
-  t.same((await rig.spool.read(a!.envelope.id)).message, a!.message)
+  await rig.spool.release(b.envelope.id)
+  t.equal(rig.spool.due(clock.now, 10)[0]!.id, b.envelope.id)
+  t.same((await rig.spool.read(a.envelope.id)).message, a.message)
 })
 
 t.test('recipients already final survive a restart, a hold and a release; the journal names them by index only', async (t) => {
@@ -139,7 +139,7 @@ t.test('recipients already final survive a restart, a hold and a release; the jo
   const dir = tempDir(t)
   const clock = { now: 1_800_000_000_000 }
   let rig = await spoolRig(t, hsm, dir, {}, clock)
-  const m = mail('multi')!
+  const m = mail('multi')
   await rig.spool.accept(m)
   rig.spool.due(clock.now, 1)
   await rig.spool.defer(m.envelope.id, clock.now + 60_000, '450 mailbox busy', { delivered: [0, 2], bounced: [1] })

@@ -48,7 +48,7 @@ t.test('finding 3: one address cannot fill the listener (slow-loris); a client t
   const dropped = await new Promise<string>((resolve) => {
     const s = tlsConnect({ socket: netConnect({ host: '127.0.0.1', port: box.implicitPort, localAddress: '127.0.0.79' }), ...box.tls })
     s.on('secureConnect', () => resolve('handshake completed'))
-    s.on('error', (e) => resolve(`closed: ${e.message}`))
+    s.on('error', (e: Error) => resolve(`closed: ${e.message}`))
     s.on('close', () => resolve('closed'))
   })
   t.match(dropped, /^closed/, 'the sixth implicit-TLS connection from one address is closed before its handshake')
@@ -67,7 +67,7 @@ t.test('finding 4: no client-initiated TLS renegotiation on either port', async 
   const box = await startSubmission(t)
   const renegotiate = (socket: import('node:tls').TLSSocket) =>
     new Promise<string>((resolve) => {
-      socket.on('error', (e) => resolve(`error: ${e.message}`))
+      socket.on('error', (e: Error) => resolve(`error: ${e.message}`))
       const ok = socket.renegotiate({}, (err) => resolve(err ? `refused: ${err.message}` : 'renegotiated'))
       if (!ok) resolve('refused locally')
     })

@@ -320,7 +320,7 @@ t.test('swaks (independent client) gets 250 over STARTTLS and over implicit TLS'
       ],
       { timeout: 20_000 },
     )
-    t.match(stdout, /<~  250 2\.0\.0 Ok: queued as/, `${mode[0]} accepted`)
+    t.match(stdout, /<~ {2}250 2\.0\.0 Ok: queued as/, `${mode[0]} accepted`)
   }
   t.equal(box.handoff.mails.length, 2)
 })
