@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { AuditTrail } from '../../firmware/audit/trail.ts'
+import type { BoxEvent } from '../../firmware/events.ts'
 import { CHECKPOINT_KEY_LABEL } from '../../firmware/keys/labels.ts'
 import type { Config } from '../../firmware/config/load.ts'
 import { BOX_KEYS } from '../../firmware/keys/manifest.ts'
@@ -12,6 +13,16 @@ import { devHsm } from './hsm.ts'
 import { logSink } from './logs.ts'
 
 type T = { teardown(fn: () => unknown): void }
+
+/** A queued event, numbered. */
+export const queued = (i: number): BoxEvent => ({ type: 'spool.queued', id: `Q${i}`, epoch: 'e1', bytes: 1000 + i })
+
+/** The plain (uncompressed) segment file of the trail in `dir`. */
+export const segment = (dir: string) =>
+  join(
+    dir,
+    readdirSync(dir).find((n) => /^trail-.*\.jsonl$/.test(n))!,
+  )
 
 export interface AuditRig {
   trail: AuditTrail
@@ -62,4 +73,17 @@ export function trailText(dir: string): string {
       return n.endsWith('.gz') ? gunzipSync(raw).toString() : raw.toString()
     })
     .join('')
+}
+
+/** A trail of `n` queued events written in groups of ten, each group with its checkpoint. */
+export async function filled(t: T, n: number, audit: Record<string, unknown> = {}) {
+  const rig = await auditRig(t, { checkpointEvery: 10, ...audit })
+  for (let i = 1; i <= n; i++) {
+    rig.trail.emit(queued(i))
+    // Written in groups, as a running box does; each group of 10 gets its checkpoint.
+    if (i % 10 === 0) await rig.trail.flush().then(() => rig.trail.checkpoint())
+  }
+  await rig.trail.flush()
+  await rig.trail.checkpoint()
+  return rig
 }
