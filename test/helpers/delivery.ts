@@ -63,3 +63,6 @@ export function finals(events: BoxEvent[]): Record<string, string> {
   for (const e of events) if (e.type === 'spool.final') out[e.id] = e.outcome
   return out
 }
+
+/** Delivery config routing example.net to one loopback port. */
+export const route = (port: number, extra: Record<string, unknown> = {}) => ({ routes: [{ domain: 'example.net', host: '127.0.0.1', port, ...extra }] })

@@ -1,13 +1,10 @@
-import { appendFileSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { parseConfig } from '../../../firmware/config/load.ts'
-import { tempDir, tinyDisk } from '../../helpers/box.ts'
+import { tinyDisk } from '../../helpers/box.ts'
 import { devHsm } from '../../helpers/hsm.ts'
-import { deliveryRig, finals } from '../../helpers/delivery.ts'
+import { deliveryRig, finals, route } from '../../helpers/delivery.ts'
 import { smtpError, startReceiver, until } from '../../helpers/receiver.ts'
-
-const route = (port: number, extra: Record<string, unknown> = {}) => ({ routes: [{ domain: 'example.net', host: '127.0.0.1', port, ...extra }] })
 
 t.test('M2: connections come from all four egress addresses; mail arrives byte for byte; the spool is emptied', async (t) => {
   const { hsm } = await devHsm(t)
@@ -158,85 +155,6 @@ t.test('faults: connection dropped mid-DATA and a stalling receiver are deferred
   rig.clock.now += 61_000
   await until(() => finals(rig.events)[a.id] === 'delivered', 10_000)
   t.equal(dropper.received.length, 1, 'the retry got through')
-})
-
-t.test('S1: TLS required but the receiver offers none → deferred, never sent in clear', async (t) => {
-  const { hsm } = await devHsm(t)
-  const plain = await startReceiver(t, { tls: false })
-  const rig = await deliveryRig(t, hsm, { ...route(plain.port), requireTls: ['example.net'] })
-  const m = await rig.enqueue('secret@example.net')
-  await until(() => rig.spool.entry(m.id)?.state === 'deferred')
-  t.same(plain.commands, [], 'not even MAIL FROM was sent')
-  t.match(
-    rig.events.find((e) => e.type === 'spool.deferred'),
-    { reason: /TLS is required/ },
-  )
-})
-
-t.test('S1: TLS required verifies the certificate: an untrusted one defers, one from the configured CA delivers', async (t) => {
-  const { hsm } = await devHsm(t)
-  const rx = await startReceiver(t)
-  const untrusted = await deliveryRig(t, hsm, { ...route(rx.port), requireTls: ['example.net'] })
-  const m = await untrusted.enqueue('secret@example.net')
-  await until(() => untrusted.spool.entry(m.id)?.state === 'deferred')
-  t.match(
-    untrusted.events.find((e) => e.type === 'spool.deferred'),
-    { reason: /TLS handshake failed: self[- ]signed certificate/ },
-  )
-  t.same(rx.commands, [], 'nothing sent to a server whose certificate the box cannot verify')
-
-  const caFile = join(tempDir(t), 'firm-ca.pem')
-  writeFileSync(caFile, rx.certPem)
-  const trusted = await deliveryRig(t, hsm, { ...route(rx.port), requireTls: ['example.net'], tlsCaFile: caFile })
-  const n = await trusted.enqueue('secret@example.net')
-  await until(() => finals(trusted.events)[n.id] === 'delivered')
-  t.equal(rx.received.length, 1)
-  t.ok(rx.received[0]!.tls, 'delivered over TLS')
-  t.match(
-    trusted.events.find((e) => e.type === 'delivery.attempt' && e.id === n.id),
-    { tls: /^TLSv1\.[23]$/ },
-  )
-})
-
-t.test('a tlsCaFile that holds no certificate stops start-up naming the key', async (t) => {
-  const bad = join(tempDir(t), 'not-a-ca.pem')
-  writeFileSync(bad, 'hello')
-  t.throws(() => parseConfig({ delivery: { tlsCaFile: bad } }), { name: 'ConfigError', message: /delivery\.tlsCaFile.*not a readable PEM file/ })
-})
-
-t.test('one source address blocked by the destination: paused there, the others carry the load', async (t) => {
-  const { hsm } = await devHsm(t)
-  const rx = await startReceiver(t, {
-    onConnect: (s) =>
-      s.remoteAddress.endsWith('127.0.0.12') ? smtpError(554, '5.7.1 Service unavailable; client host [127.0.0.12] blocked using zen.spamhaus.org') : undefined,
-  })
-  const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 1 })
-  for (let i = 0; i < 12; i++) await rig.enqueue(`c${i}@example.net`)
-  await until(() => rx.received.length === 12)
-  t.notOk(
-    rx.received.some((r) => r.remoteAddress === '127.0.0.12'),
-    'nothing delivered from the blocked address',
-  )
-  t.same(rig.engine.egress.pausedFor(`127.0.0.1:${rx.port}`), ['127.0.0.12'])
-  t.equal(Object.values(finals(rig.events)).filter((o) => o === 'bounced').length, 0, 'a block is not a bounce')
-})
-
-t.test('a destination that asks one source address to slow down: it rests there briefly, the mail goes out from another at once', async (t) => {
-  const { hsm } = await devHsm(t)
-  const rx = await startReceiver(t, {
-    onConnect: (s) =>
-      s.remoteAddress.endsWith('127.0.0.13')
-        ? smtpError(421, '4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address')
-        : undefined,
-  })
-  const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 1, throttlePauseSeconds: 120 })
-  for (let i = 0; i < 8; i++) await rig.enqueue(`c${i}@example.net`)
-  await until(() => rx.received.length === 8)
-  t.notOk(rx.received.some((r) => r.remoteAddress === '127.0.0.13'))
-  t.equal(rig.events.filter((e) => e.type === 'spool.deferred').length, 0, 'no mail waited for a retry: the next address took it')
-  t.same(rig.engine.egress.pausedFor(`127.0.0.1:${rx.port}`), ['127.0.0.13'])
-  rig.clock.now += 121_000
-  t.same(rig.engine.egress.pausedFor(`127.0.0.1:${rx.port}`), [], 'back in use after the throttle pause')
 })
 
 t.test('MX: preference order with fallback when the best MX is down; null MX bounces at once', async (t) => {
