@@ -33,11 +33,13 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { chmodSync, chownSync, copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { cpus, tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { firmToken } from './firm-token.ts'
+import { freePort, machineBusySeconds, procStat, sleep, waitPort } from './host.ts'
+import { median, svg, type Run, type System } from './postfix-chart.ts'
 
 const { values } = parseArgs({
   options: {
@@ -88,29 +90,6 @@ function cleanup(): void {
   rmSync(work, { recursive: true, force: true })
 }
 process.on('SIGINT', () => (cleanup(), process.exit(130)))
-
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const { port } = s.address() as AddressInfo
-  await new Promise((r) => s.close(r))
-  return port
-}
-
-async function waitPort(port: number, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)))
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return
-    if (Date.now() > until) throw new Error(`nothing listens on ${port}`)
-    await sleep(100)
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** A running counter from smtp-sink/smtp-source `-c` output ("… mesg=N\r" or "N\r"). */
 function counter(proc: ChildProcess, pattern: RegExp): { value: number } {
@@ -204,35 +183,6 @@ async function startBox(port: number, sinkPort: number, signing: boolean): Promi
   })
   return box
 }
-
-/** CPU seconds the whole machine spent busy (all processes, kernel included), from /proc/stat. */
-function machineBusySeconds(): number {
-  const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/)
-  const [user, nice, system, , , irq, softirq, steal] = f.map(Number)
-  return (user! + nice! + system! + irq! + softirq! + steal!) / 100
-}
-
-function procStat(pid: number): { cpuSeconds: number; rss: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  const ticks = Number(fields[11]) + Number(fields[12]) // utime + stime (fields 14, 15)
-  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
-  return { cpuSeconds: ticks / 100, rss }
-}
-
-interface Run {
-  system: System
-  variant: string
-  acceptedPerSecond: number
-  deliveredPerSecond: number
-  boxCpuSeconds?: number
-  boxPeakRss?: number
-  /** Busy CPU seconds of the whole machine during the run: the system under test plus smtp-source and the sink. */
-  machineCpuSeconds: number
-  series: { t: number; accepted: number; delivered: number }[]
-}
-
-type System = 'box' | 'box, no signatures' | 'postfix'
 
 async function run(system: System, port: number, sink: { value: number }, many: boolean, boxPid?: number): Promise<Run> {
   const before = sink.value
@@ -352,46 +302,6 @@ async function latency(port: number, rate: number, seconds: number): Promise<{ p
   return { p50: q(after, 0.5), p99: q(after, 0.99), greetingP50: q(greeting, 0.5), count: after.length }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-
-function svg(runs: Run[]): string {
-  const W = 900
-  const H = 300
-  const pad = 50
-  const variants = [...new Set(runs.map((r) => r.variant))]
-  const panels = variants.map((variant, vi) => {
-    const mine = runs.filter((r) => r.variant === variant)
-    // The run with the median delivery rate of each system.
-    const pick = (system: string) => {
-      const rs = mine.filter((r) => r.system === system).sort((a, b) => a.deliveredPerSecond - b.deliveredPerSecond)
-      return rs[Math.floor(rs.length / 2)]!
-    }
-    const box = pick('box')
-    const pf = pick('postfix')
-    const tMax = Math.max(box.series.at(-1)!.t, pf.series.at(-1)!.t)
-    const x = (t: number) => pad + (t / tMax) * (W - 2 * pad)
-    const y = (n: number) => vi * H + H - pad + -(n / MAILS) * (H - 2 * pad)
-    const line = (r: Run, key: 'accepted' | 'delivered', color: string, dash: string) =>
-      `<polyline fill="none" stroke="${color}" stroke-width="2" ${dash ? `stroke-dasharray="${dash}"` : ''} ` +
-      `points="${[{ t: 0, accepted: 0, delivered: 0 }, ...r.series].map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ')}"/>`
-    const ticks = Array.from({ length: 6 }, (_, i) => (tMax * i) / 5)
-    return [
-      `<text x="${pad}" y="${vi * H + 20}" font-size="14">${variant}: mails over time (${MAILS} mails of 60 KB, ${SESSIONS} sessions)</text>`,
-      `<line x1="${pad}" y1="${y(0)}" x2="${W - pad}" y2="${y(0)}" stroke="#000"/><line x1="${pad}" y1="${y(0)}" x2="${pad}" y2="${y(MAILS)}" stroke="#000"/>`,
-      ...ticks.map((t) => `<text x="${x(t)}" y="${y(0) + 16}" font-size="11" text-anchor="middle">${t.toFixed(1)} s</text>`),
-      `<text x="${pad - 6}" y="${y(MAILS) + 4}" font-size="11" text-anchor="end">${MAILS}</text><text x="${pad - 6}" y="${y(0)}" font-size="11" ` +
-        `text-anchor="end">0</text>`,
-      line(box, 'accepted', '#c0392b', '6 4'),
-      line(box, 'delivered', '#c0392b', ''),
-      line(pf, 'accepted', '#2471a3', '6 4'),
-      line(pf, 'delivered', '#2471a3', ''),
-      `<text x="${W - pad - 260}" y="${y(MAILS) + 30}" font-size="12"><tspan fill="#c0392b">box</tspan> / <tspan fill="#2471a3">Postfix</tspan>: ` +
-        `dashed accepted, solid delivered</text>`,
-    ].join('\n')
-  })
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H * variants.length}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${panels.join('\n')}\n</svg>\n`
-}
-
 try {
   const [sinkBoxPort, sinkBarePort, sinkPfPort, pfPort, boxPort, barePort] = [
     await freePort(),
@@ -474,7 +384,7 @@ try {
   const results = join(import.meta.dirname, 'results')
   mkdirSync(results, { recursive: true })
   writeFileSync(join(results, 'postfix.json'), `${JSON.stringify(summary, null, 2)}\n`)
-  writeFileSync(join(results, 'postfix.svg'), svg(runs))
+  writeFileSync(join(results, 'postfix.svg'), svg(runs, { mails: MAILS, sessions: SESSIONS }))
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
   // A clean stop, so a --profile is written.
   for (const b of [box, bare]) {

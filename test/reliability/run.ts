@@ -1,15 +1,14 @@
 import { execFile, execFileSync } from 'node:child_process'
 import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
-import { SMTPServer } from 'smtp-server'
-import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
-import { RawSmtp } from '../helpers/smtp.ts'
-import { Box, Submitter, type SendResult } from './box.ts'
+import { Box, Submitter } from './box.ts'
+import { smtpFuzz, tlsScan } from './hostile.ts'
+import { drain, receiver, results, routeTo, row } from './mx.ts'
 
 /**
  * The reliability suite (`npm run check:reliability`, not part of npm test):
@@ -22,89 +21,8 @@ import { Box, Submitter, type SendResult } from './box.ts'
 const { values } = parseArgs({ options: { cycles: { type: 'string', default: '30' }, only: { type: 'string' } } })
 const only = values.only?.split(',')
 const run = promisify(execFile)
-const rows: { scenario: string; measured: string; ok: boolean }[] = []
-const row = (scenario: string, measured: string, ok: boolean) => {
-  rows.push({ scenario, measured, ok })
-  process.stderr.write(`${ok ? 'ok  ' : 'FAIL'} ${scenario}: ${measured}\n`)
-}
 const want = (s: string) => !only || only.includes(s)
 const started = Date.now()
-
-/** A receiving MX that records each statement id it got and whether both signatures were on it. */
-async function receiver(opts: { onData?: (id: string, n: number) => 'accept' | 'tempfail' | 'stall' | 'drop'; onRcpt?: (rcpt: string) => number } = {}) {
-  const got = new Map<string, number>()
-  let unsigned = 0
-  let n = 0
-  const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'mx.test' })
-  const server = new SMTPServer({
-    key: keyPem,
-    cert: certPem,
-    disabledCommands: ['AUTH'],
-    disableReverseLookup: true,
-    logger: false,
-    size: 50 * 1024 * 1024,
-    onRcptTo(address, _s, cb) {
-      const code = opts.onRcpt?.(address.address) ?? 250
-      cb(code === 250 ? null : Object.assign(new Error('5.1.1 no such user'), { responseCode: code }))
-    },
-    onData(stream, session, cb) {
-      const chunks: Buffer[] = []
-      const i = ++n
-      let dropped = false
-      stream.on('data', (c: Buffer) => {
-        if (!dropped && chunks.length === 0 && opts.onData && opts.onData('', i) === 'drop') {
-          dropped = true
-          for (const conn of server.connections) if (conn.session.id === session.id) (conn as unknown as { _socket: Socket })._socket.destroy()
-          return
-        }
-        chunks.push(c)
-      })
-      stream.on('end', () => {
-        if (dropped) return
-        const data = Buffer.concat(chunks).toString('latin1')
-        const id = /^X-Statement-ID: (\S+)/m.exec(data)?.[1] ?? '?'
-        const verdict = opts.onData?.(id, i) ?? 'accept'
-        if (verdict === 'stall') return
-        if (verdict === 'tempfail') return cb(Object.assign(new Error('4.3.0 try later'), { responseCode: 451 }))
-        if (!data.startsWith('DKIM-Signature:') || !/Content-Type: multipart\/signed/i.test(data)) unsigned++
-        got.set(id, (got.get(id) ?? 0) + 1)
-        cb(null, 'OK')
-      })
-    },
-  })
-  server.on('error', () => {})
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-  return {
-    server,
-    port: (server.server.address() as AddressInfo).port,
-    got,
-    unsigned: () => unsigned,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  }
-}
-
-function routeTo(port: number, extra: Record<string, unknown> = {}) {
-  return (c: Record<string, unknown>) => {
-    c.submission = { ...(c.submission as object), starttlsPort: 0, implicitTlsPort: 0, maxClientsPerAddress: 64 }
-    c.delivery = {
-      routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }],
-      retrySeconds: [1, 2, 3],
-      bandwidthBitsPerSecond: 1_000_000_000,
-      ...extra,
-    }
-    c.shutdown = { graceMs: 3000 }
-    c.spool = { verifyOnStart: false }
-  }
-}
-
-async function drain(box: Box, ms = 120_000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if ((await box.queueTotal()) === 0) return true
-    await sleep(250)
-  }
-  return false
-}
 
 /** kill -9 at random moments while six clients submit; then drain and count. */
 async function killCycles(cycles: number): Promise<void> {
@@ -390,108 +308,6 @@ async function fullDisk(): Promise<void> {
   }
 }
 
-/** Garbage, abuse and floods from several addresses while a good client keeps submitting. */
-async function smtpFuzz(): Promise<void> {
-  const rx = await receiver()
-  const box = await Box.create((c) => {
-    routeTo(rx.port)(c)
-    ;(c.submission as Record<string, unknown>).maxClientsPerAddress = 16
-    ;(c.submission as Record<string, unknown>).authTimeoutMs = 5000
-  })
-  await box.start()
-  let stop = false
-  const goodTimes: number[] = []
-  let goodFailures = 0
-  const good = (async () => {
-    const s = new Submitter(box, '127.0.0.1')
-    let i = 0
-    while (!stop) {
-      const t0 = Date.now()
-      const r: SendResult = await s.send(`GOOD-${++i}`)
-      if (r.code === 250) goodTimes.push(Date.now() - t0)
-      else goodFailures++
-      s.close() // a new connection each time: the full path, handshake included
-      await sleep(200)
-    }
-  })()
-  const attacks = [
-    '\x00\x01\x02garbage\r\n'.repeat(100),
-    `EHLO ${'x'.repeat(100_000)}\r\n`,
-    'DATA\r\nRCPT TO:<a@b>\r\nMAIL FROM:<a@b>\r\n',
-    'EHLO x\r\nMAIL FROM:<a@b>\r\n\r\n.\r\n',
-    'EHLO x\r\nAUTH PLAIN AAAA\r\nAUTH LOGIN\r\n!!!!\r\nAUTH XOAUTH2 junk\r\n',
-    'EHLO x\r\nBDAT 100 LAST\r\n',
-    'EHLO x\r\nSTARTTLS\r\nnot a tls hello\r\n',
-    `${'A'.repeat(1_000_000)}\r\n`,
-  ]
-  let sessions = 0
-  const addresses = ['127.0.0.41', '127.0.0.42', '127.0.0.43', '127.0.0.44']
-  const flood = addresses.map(async (addr, k) => {
-    const end = Date.now() + 20_000
-    const held: RawSmtp[] = []
-    while (Date.now() < end) {
-      // Slow-loris from two addresses: open connections and hold them, saying nothing (or half a
-      // line); from the other two, sessions of garbage, out-of-order commands and long lines.
-      const c = await RawSmtp.open(box.port, { localAddress: addr }).catch(() => undefined)
-      if (c) {
-        sessions++
-        if (k < 2) {
-          if (sessions % 2) c.write('EHLO slow')
-          held.push(c)
-          for (let i = held.length - 1; i >= 0; i--) if (held[i]!.closed) held.splice(i, 1)
-        } else {
-          c.write(attacks[sessions % attacks.length]!)
-          setTimeout(() => c.close(), 500)
-        }
-      }
-      await sleep(k < 2 ? 25 : 10)
-    }
-    for (const c of held) c.close()
-  })
-  await Promise.all(flood)
-  stop = true
-  await good
-  const status = (await box.status()) as { submission: Record<string, unknown> }
-  const alive = box.alive
-  await box.kill('SIGTERM')
-  await rx.close()
-  const slowest = Math.max(...goodTimes)
-  row(
-    'SMTP fuzz and floods from 4 addresses (20 s)',
-    `${sessions} hostile sessions; box alive ${alive}; good submissions from another address: ${goodTimes.length} answered 250, ${goodFailures} failed, slowest ${slowest} ms; guard ${JSON.stringify(status.submission)}`,
-    alive && goodFailures === 0 && goodTimes.length > 10 && slowest < 2000,
-  )
-  rmSync(box.dataDir, { recursive: true, force: true })
-}
-
-/** sslscan of both ports: TLS 1.2/1.3 with ECDHE only, no client renegotiation. */
-async function tlsScan(): Promise<void> {
-  const box = await Box.create(routeTo(25))
-  await box.start()
-  for (const [name, args] of [
-    ['implicit TLS', [`127.0.0.1:${box.implicitPort}`]],
-    ['STARTTLS', ['--starttls-smtp', `127.0.0.1:${box.port}`]],
-  ] as const) {
-    const out =
-      (await run('sslscan', ['--no-colour', '--no-heartbleed', ...args]).then(
-        (r) => r.stdout,
-        (e: { stdout: string }) => e.stdout,
-      )) ?? ''
-    const enabled = out.split('\n').filter((l) => /^(Preferred|Accepted)\s/.test(l))
-    const protocols = [...new Set(enabled.map((l) => /(TLSv1\.\d|SSLv\d)/.exec(l)?.[1] ?? '?'))]
-    const nonEcdhe = enabled.filter((l) => !/TLS_|ECDHE/.test(l))
-    const reneg = /TLS renegotiation:\s*\n(.*)/.exec(out)?.[1]?.trim() ?? '?'
-    const renegSupported = !/not supported/i.test(reneg)
-    row(
-      `TLS scan (sslscan), ${name}`,
-      `protocols ${protocols.join(', ')}; ${enabled.length} suites, ${nonEcdhe.length} without ECDHE; client renegotiation: ${reneg}`,
-      protocols.every((p) => p === 'TLSv1.2' || p === 'TLSv1.3') && nonEcdhe.length === 0 && enabled.length > 0 && !renegSupported,
-    )
-  }
-  await box.kill('SIGTERM')
-  rmSync(box.dataDir, { recursive: true, force: true })
-}
-
 if (want('kill')) await killCycles(Number(values.cycles))
 if (want('receiver')) await receiverFaults()
 if (want('hsm')) await hsmAway()
@@ -503,5 +319,5 @@ const day = new Date().toISOString().slice(0, 10)
 process.stdout.write(
   `\nReliability suite, ${day}, ${((Date.now() - started) / 60000).toFixed(1)} min\n\n| scenario | what happened | result |\n|---|---|---|\n`,
 )
-for (const r of rows) process.stdout.write(`| ${r.scenario} | ${r.measured} | ${r.ok ? 'pass' : '**FAIL**'} |\n`)
-process.exit(rows.every((r) => r.ok) ? 0 : 1)
+for (const r of results()) process.stdout.write(`| ${r.scenario} | ${r.measured} | ${r.ok ? 'pass' : '**FAIL**'} |\n`)
+process.exit(results().every((r) => r.ok) ? 0 : 1)

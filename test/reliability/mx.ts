@@ -1,0 +1,97 @@
+import type { AddressInfo, Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { SMTPServer } from 'smtp-server'
+import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
+import type { Box } from './box.ts'
+
+type Row = { scenario: string; measured: string; ok: boolean }
+const rows: Row[] = []
+
+/** Records one line of the suite's table (and says it at once on stderr). */
+export function row(scenario: string, measured: string, ok: boolean): void {
+  rows.push({ scenario, measured, ok })
+  process.stderr.write(`${ok ? 'ok  ' : 'FAIL'} ${scenario}: ${measured}\n`)
+}
+
+/** The table so far. */
+export function results(): readonly Row[] {
+  return rows
+}
+
+/** A receiving MX that records each statement id it got and whether both signatures were on it. */
+export async function receiver(opts: { onData?: (id: string, n: number) => 'accept' | 'tempfail' | 'stall' | 'drop'; onRcpt?: (rcpt: string) => number } = {}) {
+  const got = new Map<string, number>()
+  let unsigned = 0
+  let n = 0
+  const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'mx.test' })
+  const server = new SMTPServer({
+    key: keyPem,
+    cert: certPem,
+    disabledCommands: ['AUTH'],
+    disableReverseLookup: true,
+    logger: false,
+    size: 50 * 1024 * 1024,
+    onRcptTo(address, _s, cb) {
+      const code = opts.onRcpt?.(address.address) ?? 250
+      cb(code === 250 ? null : Object.assign(new Error('5.1.1 no such user'), { responseCode: code }))
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = []
+      const i = ++n
+      let dropped = false
+      stream.on('data', (c: Buffer) => {
+        if (!dropped && chunks.length === 0 && opts.onData && opts.onData('', i) === 'drop') {
+          dropped = true
+          for (const conn of server.connections) if (conn.session.id === session.id) (conn as unknown as { _socket: Socket })._socket.destroy()
+          return
+        }
+        chunks.push(c)
+      })
+      stream.on('end', () => {
+        if (dropped) return
+        const data = Buffer.concat(chunks).toString('latin1')
+        const id = /^X-Statement-ID: (\S+)/m.exec(data)?.[1] ?? '?'
+        const verdict = opts.onData?.(id, i) ?? 'accept'
+        if (verdict === 'stall') return
+        if (verdict === 'tempfail') return cb(Object.assign(new Error('4.3.0 try later'), { responseCode: 451 }))
+        if (!data.startsWith('DKIM-Signature:') || !/Content-Type: multipart\/signed/i.test(data)) unsigned++
+        got.set(id, (got.get(id) ?? 0) + 1)
+        cb(null, 'OK')
+      })
+    },
+  })
+  server.on('error', () => {})
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  return {
+    server,
+    port: (server.server.address() as AddressInfo).port,
+    got,
+    unsigned: () => unsigned,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  }
+}
+
+/** Box config: deliver everything to the loopback MX on `port`, retry quickly, ephemeral submission ports. */
+export function routeTo(port: number, extra: Record<string, unknown> = {}) {
+  return (c: Record<string, unknown>) => {
+    c.submission = { ...(c.submission as object), starttlsPort: 0, implicitTlsPort: 0, maxClientsPerAddress: 64 }
+    c.delivery = {
+      routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }],
+      retrySeconds: [1, 2, 3],
+      bandwidthBitsPerSecond: 1_000_000_000,
+      ...extra,
+    }
+    c.shutdown = { graceMs: 3000 }
+    c.spool = { verifyOnStart: false }
+  }
+}
+
+/** Waits until the box's queue is empty (true) or `ms` have passed (false). */
+export async function drain(box: Box, ms = 120_000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if ((await box.queueTotal()) === 0) return true
+    await sleep(250)
+  }
+  return false
+}
