@@ -10,7 +10,7 @@ import { systemClock } from '../hal/clock.ts'
 import { makeSelfSignedServerCert } from '../hal/crypto/selfsigned.ts'
 import { devCaFile } from '../firmware/keys/dev-smime.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
-import { header, parseEntity } from '../firmware/mime/entity.ts'
+import { field, readHeader } from '../firmware/mime/tree.ts'
 import { dkimRecords } from '../firmware/signing/dns.ts'
 import { failer, printHelp, toolConfig } from './cli.ts'
 
@@ -62,7 +62,7 @@ const receiver = new SMTPServer({
       const data = Buffer.concat(chunks)
       const file = join(out, `${received.length}.eml`)
       writeFileSync(file, data)
-      received.push({ file, statementId: header(parseEntity(data), 'x-statement-id') ?? '(no X-Statement-ID)', at: Date.now() })
+      received.push({ file, statementId: field(readHeader(data), 'x-statement-id') ?? '(no X-Statement-ID)', at: Date.now() })
       cb()
     })
   },

@@ -1,6 +1,5 @@
 import addressparser from 'nodemailer/lib/addressparser'
-import { header, parseEntity } from './entity.ts'
-import { MimeError } from './tree.ts'
+import { field, MimeError, readHeader } from './tree.ts'
 
 /** The domain of an address (after its last "@"), lower case. */
 export const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase()
@@ -36,5 +35,5 @@ function atSigns(value: string): number {
 
 /** The From mailbox of a message's top header, lower case (for tools that hold only the bytes). */
 export function fromAddress(message: Buffer): string | undefined {
-  return fromMailbox(header(parseEntity(message), 'from'))
+  return fromMailbox(field(readHeader(message), 'from'))
 }

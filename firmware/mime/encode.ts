@@ -123,3 +123,15 @@ export function isSevenBitSafe(data: Buffer): boolean {
   }
   return data.length - lineStart <= 998
 }
+
+/** Lines end with CRLF; bare LF and bare CR become CRLF. Returns `buf` itself when it already conforms. */
+export function toCrlf(buf: Buffer): Buffer {
+  if (isCrlfOnly(buf)) return buf
+  return Buffer.from(buf.toString('latin1').replace(/\r\n|\r|\n/g, '\r\n'), 'latin1')
+}
+
+function isCrlfOnly(buf: Buffer): boolean {
+  for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) if (buf[i - 1] !== 0x0d) return false
+  for (let i = buf.indexOf(0x0d); i !== -1; i = buf.indexOf(0x0d, i + 1)) if (buf[i + 1] !== 0x0a) return false
+  return true
+}

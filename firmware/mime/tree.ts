@@ -206,6 +206,23 @@ function structured(value: string, where: string, field: string): ParamValue {
   return p
 }
 
+/** A message's top header fields with their bytes as written (folding kept), and its body. */
+export interface RawHeader {
+  headers: (HeaderField & { raw: Buffer })[]
+  body: Buffer
+}
+
+/**
+ * The top header of a message, field by field as sent, and the body — for
+ * signing, which must keep header fields byte for byte and hash the body as
+ * it is. As strict as `parseMessage` about the header; the body is not read.
+ * Lines must end in CRLF.
+ */
+export function readHeader(buf: Buffer): RawHeader {
+  const { headers, bodyStart } = parseHeaders(buf, 0, buf.length)
+  return { headers: headers.map((h) => ({ ...h, raw: buf.subarray(h.start, h.end) })), body: buf.subarray(bodyStart) }
+}
+
 /**
  * Header fields of the entity at [start, end) and where its body starts.
  * Each physical line is at most 998 octets; a line that is neither a field
@@ -357,7 +374,7 @@ function isToken(s: string): boolean {
 }
 
 /** The first field named `key` (lower case), or undefined. */
-export function field(node: MimeNode, key: string): string | undefined {
+export function field(node: { readonly headers: readonly HeaderField[] }, key: string): string | undefined {
   return node.headers.find((h) => h.key === key)?.value
 }
 

@@ -1,6 +1,5 @@
-import { base64Lines, decodeQuotedPrintable, isSevenBitSafe, quotedPrintable } from '../mime/encode.ts'
-import { parseEntity, toCrlf } from '../mime/entity.ts'
-import type { MimeNode } from '../mime/tree.ts'
+import { base64Lines, decodeQuotedPrintable, isSevenBitSafe, quotedPrintable, toCrlf } from '../mime/encode.ts'
+import { readHeader, type MimeNode } from '../mime/tree.ts'
 
 /** Header fields that describe the content, and so move into the signed body part (RFC 8551 §3.1). */
 export const CONTENT_HEADERS = new Set([
@@ -65,7 +64,7 @@ function leaf(buf: Buffer, node: MimeNode): Buffer[] | undefined {
  * CRLF-terminated and already 7-bit safe (`sevenBitMessage`).
  */
 export function splitForSigning(message: Buffer): { outer: Buffer[]; entity: Buffer[] } {
-  const m = parseEntity(message)
+  const m = readHeader(message)
   const outer = m.headers.filter((h) => !CONTENT_HEADERS.has(h.key) && h.key !== 'mime-version').map((h) => h.raw)
   let content = m.headers.filter((h) => CONTENT_HEADERS.has(h.key)).map((h) => h.raw)
   if (!content.some((h) => /^content-type\s*:/i.test(h.toString('latin1')))) {

@@ -1,5 +1,5 @@
 import { createHash, type KeyObject } from 'node:crypto'
-import { parseEntity } from '../mime/entity.ts'
+import { readHeader } from '../mime/tree.ts'
 
 /**
  * DKIM signing (M4; RFC 6376) with the key in the HSM: no Node library lets a
@@ -131,7 +131,7 @@ const CRLF = Buffer.from('\r\n')
 /** Signs `message`, which must have CRLF line endings (the signing stage makes sure). */
 export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promise<Buffer> {
   const msg = message
-  const entity = parseEntity(msg)
+  const entity = readHeader(msg)
   const bodyHash = createHash('sha256')
   for (const part of relaxedBodyParts(entity.body)) bodyHash.update(part)
   const bh = bodyHash.digest('base64')

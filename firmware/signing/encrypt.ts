@@ -2,7 +2,7 @@ import { constants, createCipheriv, publicEncrypt, randomBytes, type X509Certifi
 import * as der from '../../hal/crypto/der.ts'
 import { certificateParts } from '../../hal/crypto/der-read.ts'
 import { base64Lines } from '../mime/encode.ts'
-import { parseEntity } from '../mime/entity.ts'
+import { readHeader } from '../mime/tree.ts'
 import { CONTENT_HEADERS } from './canonical.ts'
 import { CMS_OID, sha256Algorithm } from './cms.ts'
 
@@ -54,7 +54,7 @@ export function envelope(content: Buffer, recipients: readonly X509Certificate[]
  * stay in clear outside.
  */
 export function smimeEncrypt(signedMessage: Buffer, recipients: readonly X509Certificate[], cipher: ContentCipher): Buffer {
-  const m = parseEntity(signedMessage)
+  const m = readHeader(signedMessage)
   const outer = m.headers.filter((h) => !CONTENT_HEADERS.has(h.key) && h.key !== 'mime-version').map((h) => h.raw)
   const inner = Buffer.concat([...m.headers.filter((h) => CONTENT_HEADERS.has(h.key)).map((h) => h.raw), Buffer.from('\r\n'), m.body])
   const cms = envelope(inner, recipients, cipher)

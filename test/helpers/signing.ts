@@ -9,7 +9,7 @@ import { dkimKeyLabel } from '../../firmware/keys/labels.ts'
 import { SigningStage } from '../../firmware/signing/stage.ts'
 import { dkimTxtValue } from '../../firmware/signing/dkim.ts'
 import type { Submitted } from '../../firmware/pipeline/handoff.ts'
-import { contentType, header, parseEntity, splitMultipart } from '../../firmware/mime/entity.ts'
+import { decodedBody, parseMessage } from '../../firmware/mime/tree.ts'
 import { tempDir } from './box.ts'
 import { devHsm, run, testCa } from './hsm.ts'
 import { logSink } from './logs.ts'
@@ -94,11 +94,8 @@ export async function opensslVerify(dir: string, caFile: string, message: Buffer
 
 /** The two parts of a multipart/signed message: the signed entity bytes and the DER signature. */
 export function signedParts(message: Buffer): { content: Buffer; signature: Buffer } {
-  const m = parseEntity(message)
-  const ct = contentType(header(m, 'content-type'))
-  const split = splitMultipart(m.body, ct.params.boundary!)!
-  const sigPart = parseEntity(split.parts[1]!.bytes)
-  return { content: split.parts[0]!.bytes, signature: Buffer.from(sigPart.body.toString('latin1'), 'base64') }
+  const [content, signature] = parseMessage(message).children
+  return { content: message.subarray(content!.start, content!.end), signature: decodedBody(message, signature!) }
 }
 
 const PY_VERIFY = `

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { isSevenBitSafe } from '../../../firmware/mime/encode.ts'
-import { header, parseEntity } from '../../../firmware/mime/entity.ts'
+import { field, readHeader } from '../../../firmware/mime/tree.ts'
 import { run } from '../../helpers/hsm.ts'
 import { opensslVerify, signedParts, signingSetup } from '../../helpers/signing.ts'
 import { FIXTURES } from '../../fixtures/messages.ts'
@@ -30,12 +30,12 @@ t.test('message header fields stay outside the signature, byte for byte; the str
   const s = await signingSetup(t)
   const original = FIXTURES['UTF-8 Chinese subject (RFC 2047) and 8-bit body']!
   const signed = await s.sign(original)
-  const o = parseEntity(original)
-  const m = parseEntity(signed.subarray(signed.indexOf('From:')))
+  const o = readHeader(original)
+  const m = readHeader(signed.subarray(signed.indexOf('From:')))
   for (const key of ['from', 'to', 'subject', 'date']) {
     t.same(m.headers.find((h) => h.key === key)!.raw, o.headers.find((h) => h.key === key)!.raw, `${key} unchanged`)
   }
-  t.match(header(m, 'content-type'), /^multipart\/signed; protocol="application\/pkcs7-signature"; micalg=sha-256; boundary="----=_sg_[0-9a-f]+"$/)
+  t.match(field(m, 'content-type'), /^multipart\/signed; protocol="application\/pkcs7-signature"; micalg=sha-256; boundary="----=_sg_[0-9a-f]+"$/)
   t.match(signed.toString('latin1'), /Content-Type: application\/pkcs7-signature; name="smime\.p7s"/)
   t.match(
     signedParts(signed).content.toString('latin1'),
