@@ -99,12 +99,18 @@ export function base64Problem(data: Buffer): string | undefined {
   const bad = OUTSIDE_BASE64.exec(text)
   if (bad) return `a character outside the base64 alphabet at byte ${bad.index}`
   const pad = text.indexOf('=')
+  let padding = 0
   if (pad >= 0) {
-    const after = NOT_PADDING.exec(text.slice(pad))
+    const tail = text.slice(pad)
+    const after = NOT_PADDING.exec(tail)
     if (after) return `base64 data after padding at byte ${pad + after.index}`
+    padding = tail.length - (tail.match(WHITESPACE)?.length ?? 0)
   }
   const symbols = text.length - (text.match(WHITESPACE)?.length ?? 0)
   if (symbols % 4 !== 0) return 'base64 data whose length is not a multiple of four'
+  // A last group of one character holds no whole byte, and padding is one or two "=": readers
+  // disagree about anything else (some drop it, some refuse the part).
+  if ((symbols - padding) % 4 === 1 || padding > 2) return 'base64 padding that no encoder writes'
   return undefined
 }
 
