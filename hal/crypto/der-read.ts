@@ -24,6 +24,7 @@ export function read(buf: Buffer, offset = 0): Node {
   if (len & 0x80) {
     const n = len & 0x7f
     if (n === 0 || n > 4) throw new Error('DER: unsupported length form')
+    if (pos + n > buf.length) throw new Error('DER: unexpected end of data')
     len = 0
     for (let i = 0; i < n; i++) len = len * 256 + buf[pos++]!
   }
