@@ -1,0 +1,66 @@
+import fc from 'fast-check'
+import t from 'tap'
+import { htmlText } from '../../../firmware/mime/html.ts'
+import { pythonEach } from '../../helpers/python.ts'
+
+/** Python's html.parser: the text a browser renders (no comments, no script or style), references decoded. */
+const PY_TEXT = `
+from html.parser import HTMLParser
+class Text(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.joined, self.spaced, self.skip = [], [], 0
+    def handle_starttag(self, tag, attrs):
+        self.spaced.append(' ')
+        if tag in ('script', 'style'): self.skip += 1
+    def handle_startendtag(self, tag, attrs):
+        self.spaced.append(' ')
+    def handle_endtag(self, tag):
+        self.spaced.append(' ')
+        if tag in ('script', 'style') and self.skip: self.skip -= 1
+    def handle_comment(self, data):
+        self.spaced.append(' ')
+    def handle_data(self, data):
+        if not self.skip:
+            self.joined.append(data)
+            self.spaced.append(data)
+def judge(html):
+    p = Text()
+    p.feed(html)
+    p.close()
+    return {'joined': ''.join(p.joined), 'spaced': ' '.join(''.join(p.spaced).split())}
+`
+
+t.test("rendered text against Python's html.parser: glued digits stay glued, hidden parts stay hidden", async (t) => {
+  const text = fc.stringMatching(/^[A-Za-z0-9 ]{1,6}$/)
+  const piece = fc.oneof(
+    { weight: 4, arbitrary: text },
+    fc.constantFrom('<b>', '</b>', '<td>', '</td>', '<br/>', '<span style="color:white">', '</span>', '<p class="x">', '</p>'),
+    fc.constantFrom('<!-- A123456789 -->', '<script>var id = "A123456789"</script>', '<style>p { color: red }</style>'),
+    fc.constantFrom('&#65;', '&#x31;', '&amp;', '&lt;', '&gt;', '&quot;', '&nbsp;', '&zwj;'),
+  )
+  const docs = fc.sample(
+    fc.array(piece, { maxLength: 20 }).map((p) => p.join('')),
+    { numRuns: 1000, seed: 1866 },
+  )
+  const python = pythonEach<string, { joined: string; spaced: string }>(PY_TEXT, docs)
+  const problems: string[] = []
+  docs.forEach((doc, i) => {
+    const ours = htmlText(doc)
+    const theirs = python[i]!
+    if (ours.joined !== theirs.joined)
+      problems.push(`joined ${JSON.stringify(doc)}: box ${JSON.stringify(ours.joined)}, Python ${JSON.stringify(theirs.joined)}`)
+    if (ours.spaced.split(/\s+/).join(' ').trim() !== theirs.spaced.trim())
+      problems.push(`spaced ${JSON.stringify(doc)}: box ${JSON.stringify(ours.spaced)}, Python ${JSON.stringify(theirs.spaced)}`)
+  })
+  t.same(problems.slice(0, 5), [], `${docs.length} documents`)
+})
+
+t.test('the source reading keeps what a browser hides; an unclosed comment or tag ends the markup', async (t) => {
+  const h = htmlText('<p title="A&#49;23456789">x</p><!-- B123456789 -->')
+  t.match(h.source, /A123456789/, 'attribute values, references decoded')
+  t.match(h.source, /B123456789/, 'comments')
+  t.equal(h.joined, 'x')
+  t.equal(htmlText('ab<!-- never closed A123').joined, 'ab')
+  t.equal(htmlText('a < b and 1<2').joined, 'a < b and 1<2', 'a "<" that opens nothing is text')
+})
