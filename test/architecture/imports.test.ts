@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { importCycles, importGraph, importsOf, layerViolations } from './imports.ts'
@@ -21,6 +24,34 @@ t.test('only hal/hsm talks to PKCS#11 (DESIGN.md)', async (t) => {
   t.same(
     users.filter((f) => !f.startsWith('hal/hsm/')),
     [],
+  )
+})
+
+t.test('every source file has its mirrored test file, or the README names the tests that cover it', async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const map = readme.slice(readme.indexOf('<!-- coverage-map:begin -->'), readme.indexOf('<!-- coverage-map:end -->'))
+  t.ok(map.length > 100, 'the README has the coverage map')
+  const listed = new Map<string, string[]>()
+  for (const row of map.split('\n').filter((l) => l.startsWith('| `'))) {
+    const [sources = '', tests = ''] = row.split(' | ')
+    const named = (cell: string) => [...cell.matchAll(/`([^`]+\.ts)`/g)].map((m) => m[1]!)
+    for (const source of named(sources)) listed.set(source, named(tests))
+  }
+  const sources = execFileSync('git', ['ls-files', 'firmware', 'hal', 'provisioning'], { cwd: root })
+    .toString()
+    .split('\n')
+    .filter((f) => f.endsWith('.ts'))
+  const uncovered = sources.filter((f) => !existsSync(join(root, 'test', f.replace(/\.ts$/, '.test.ts'))) && !listed.has(f))
+  t.same(uncovered, [], 'no test file and not in the README coverage map')
+  t.same(
+    [...listed.keys()].filter((f) => !sources.includes(f)),
+    [],
+    'the map names no file that is gone',
+  )
+  t.same(
+    [...listed.values()].flat().filter((f) => !existsSync(join(root, f))),
+    [],
+    'every test the map names exists',
   )
 })
 
