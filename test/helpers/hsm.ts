@@ -29,31 +29,31 @@ export async function devHsm(
   return { hsm, dir }
 }
 
+/**
+ * A key and self-signed certificate made by `openssl req` (an issuer that is not
+ * ours): `<dir>/<name>.key` and `<dir>/<name>.pem`, P-256 or RSA-2048, with
+ * extensions given as `-addext` values.
+ */
+export async function opensslSelfSigned(
+  dir: string,
+  name: string,
+  o: { key: 'ec' | 'rsa'; subject: string; days: number; ext?: readonly string[] },
+): Promise<{ key: string; cert: string }> {
+  const key = join(dir, `${name}.key`)
+  const cert = join(dir, `${name}.pem`)
+  const newkey = o.key === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', 'rsa:2048']
+  const ext = (o.ext ?? []).flatMap((e) => ['-addext', e])
+  await run('openssl', ['req', '-x509', ...newkey, '-nodes', '-keyout', key, '-out', cert, '-days', String(o.days), '-subj', o.subject, ...ext])
+  return { key, cert }
+}
+
 /** A test CA made with openssl, able to issue from a CSR with the CSR's extensions. */
 export async function testCa(
   t: T,
   name = 'Test Root CA',
 ): Promise<{ dir: string; cert: string; key: string; issue: (csrPem: string, days?: number) => Promise<string> }> {
   const dir = tempDir(t, 'sg-ca-')
-  const key = join(dir, 'ca.key')
-  const cert = join(dir, 'ca.pem')
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '3650',
-    '-subj',
-    `/CN=${name}/O=Test/C=TW`,
-  ])
+  const { key, cert } = await opensslSelfSigned(dir, 'ca', { key: 'ec', subject: `/CN=${name}/O=Test/C=TW`, days: 3650 })
   let n = 0
   return {
     dir,

@@ -2,33 +2,13 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { GatewayError } from '../../../firmware/errors.ts'
-import { run } from '../../helpers/hsm.ts'
+import { opensslSelfSigned, run } from '../../helpers/hsm.ts'
 import { mailauthDkimVerify, opensslVerify, pythonDkimVerify, signingSetup } from '../../helpers/signing.ts'
 import { FIXTURES } from '../../fixtures/messages.ts'
 import { tempDir } from '../../helpers/box.ts'
 
 async function recipient(t: Parameters<typeof tempDir>[0], address: string) {
-  const dir = tempDir(t)
-  const key = join(dir, 'r.key')
-  const cert = join(dir, 'r.pem')
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '30',
-    '-subj',
-    `/CN=Customer/emailAddress=${address}`,
-    '-addext',
-    `subjectAltName=email:${address}`,
-  ])
-  return { key, cert }
+  return opensslSelfSigned(tempDir(t), 'r', { key: 'rsa', subject: `/CN=Customer/emailAddress=${address}`, days: 30, ext: [`subjectAltName=email:${address}`] })
 }
 
 for (const cipher of ['aes-256-cbc', 'aes-256-gcm'] as const) {

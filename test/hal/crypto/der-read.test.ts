@@ -1,43 +1,21 @@
-import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import fc from 'fast-check'
 import t from 'tap'
 import { certificateParts, children, keyUsage, read } from '../../../hal/crypto/der-read.ts'
 import { tempDir } from '../../helpers/box.ts'
+import { opensslSelfSigned } from '../../helpers/hsm.ts'
 
 t.test("certificate parts against openssl and Node's X509Certificate", async (t) => {
   const dir = tempDir(t)
   const usages = ['digitalSignature,nonRepudiation', 'keyEncipherment', 'digitalSignature,keyCertSign,cRLSign']
   for (const [i, usage] of usages.entries()) {
-    const key = join(dir, `k${i}.pem`)
-    const cert = join(dir, `c${i}.pem`)
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '30',
-        '-subj',
-        `/CN=statements ${i}/O=Bank Ltd/C=TW`,
-        '-addext',
-        `keyUsage=critical,${usage}`,
-        '-addext',
-        'subjectAltName=email:statements@bank.example',
-      ],
-      { stdio: 'ignore' },
-    )
+    const { cert } = await opensslSelfSigned(dir, `c${i}`, {
+      key: 'ec',
+      subject: `/CN=statements ${i}/O=Bank Ltd/C=TW`,
+      days: 30,
+      ext: [`keyUsage=critical,${usage}`, 'subjectAltName=email:statements@bank.example'],
+    })
     const x = new X509Certificate(readFileSync(cert))
     const parts = certificateParts(x.raw)
     t.equal(parts.serial.content.toString('hex').replace(/^00/, '').toUpperCase(), x.serialNumber.replace(/^00/, ''), 'serial')
