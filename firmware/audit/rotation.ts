@@ -49,12 +49,18 @@ export async function removeExpired(dir: string, cutoff: string, current: string
   return { removed: [...removed].sort(), bytes }
 }
 
-/** Search filters for finished days that have none (a trail from before filters, or a crash mid-build). */
-export async function buildMissingFilters(dir: string, current: string | undefined, stopping: () => boolean, log: Logger): Promise<void> {
+/**
+ * Search filters for finished days that have none (a trail from before filters, or a
+ * crash mid-build). Never for the day being written — `current()` is asked at each
+ * step, as the writer may start a day meanwhile — nor for the newest segment: a
+ * filter of part of a day would hide the rest of it from every search.
+ */
+export async function buildMissingFilters(dir: string, current: () => string | undefined, stopping: () => boolean, log: Logger): Promise<void> {
   const names = new Set(await readdir(dir))
-  for (const seg of await listSegments(dir)) {
+  const segments = await listSegments(dir)
+  for (const seg of segments.slice(0, -1)) {
     if (stopping()) return
-    if (seg.day === current || names.has(filterName(seg.day))) continue
+    if (seg.day === current() || names.has(filterName(seg.day))) continue
     await buildDayFilter(dir, seg, stopping).catch((err: Error) =>
       log.warn({ day: seg.day, err: err.message }, 'could not build the search filter of an audit day'),
     )

@@ -121,7 +121,14 @@ export class AuditTrail implements Component, EventSink {
     this.#started = true
     this.emit({ type: 'audit.started', lastSeq: this.#seq, tornBytes: torn })
     await this.#housekeeping()
-    this.#inBackground(buildMissingFilters(this.dir, this.#day, () => this.#stopping, this.#log))
+    this.#inBackground(
+      buildMissingFilters(
+        this.dir,
+        () => this.#day,
+        () => this.#stopping,
+        this.#log,
+      ),
+    )
     this.#checkpointTimer = setInterval(() => {
       if (this.#seq > this.#checkpointed) void this.checkpoint()
     }, this.#config.checkpointSeconds * 1000)

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path'
 import { searchTrail } from '../../../firmware/audit/search.ts'
 import { verifyTrail } from '../../../firmware/audit/verify.ts'
-import { filled, queued } from '../../helpers/audit.ts'
+import { auditRig, filled, queued } from '../../helpers/audit.ts'
 import { until } from '../../helpers/receiver.ts'
 
 t.test('S6: one segment per UTC day, compressed when the day is over; verification spans days and starts at any day', async (t) => {
@@ -77,4 +77,18 @@ t.test('S6: over the disk budget the box raises an alarm and keeps recording', a
   rig.trail.emit(queued(4))
   await rig.trail.stop()
   t.ok(rig.records().some((r) => r.type === 'audit.disk_budget'))
+})
+
+t.test('the day being written never gets a search filter, even when a trail starts empty and fills at once', async (t) => {
+  const rig = await auditRig(t)
+  for (let i = 1; i <= 2000; i++) rig.trail.emit(queued(i))
+  await rig.trail.flush()
+  await rig.trail.stop()
+  t.notOk(
+    readdirSync(rig.trail.dir).some((n) => n.endsWith('.bloom')),
+    'no filter of part of a day',
+  )
+  let hits = 0
+  for await (const r of searchTrail(rig.trail.dir, { id: 'Q1540' })) if (r.id === 'Q1540') hits++
+  t.equal(hits, 1, 'a search finds a record of the day being written')
 })
