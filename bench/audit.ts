@@ -21,7 +21,6 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { Hsm } from '../hal/hsm/index.ts'
 import { AuditTrail } from '../firmware/audit/trail.ts'
 import { CHECKPOINT_KEY_LABEL } from '../firmware/keys/labels.ts'
 import { listSegments, readLines } from '../firmware/audit/segments.ts'
@@ -30,6 +29,7 @@ import { verifyTrail } from '../firmware/audit/verify.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import type { BoxEvent } from '../firmware/events.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
+import { benchHsm } from './host.ts'
 
 const { values } = parseArgs({
   options: { statements: { type: 'string', default: '50000' }, records: { type: 'string', default: '10000000' }, dir: { type: 'string' } },
@@ -38,16 +38,7 @@ const statements = Number(values.statements)
 const records = Number(values.records)
 const root = mkdtempSync(join(values.dir ?? tmpdir(), 'sg-bench-audit-'))
 const log = pino({ level: 'silent' })
-const hsm = new Hsm({
-  module: '',
-  tokenLabel: 'bench',
-  pinFile: '',
-  sessions: 4,
-  reconnectIntervalMs: 1000,
-  devDir: join(root, 'hsm'),
-  clock: { now: () => Date.now() },
-})
-await hsm.open()
+const hsm = await benchHsm(join(root, 'hsm'))
 await hsm.ensureKeys(BOX_KEYS)
 const say = (s: string) => process.stderr.write(`${s}\n`)
 

@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Hsm } from '../hal/hsm/index.ts'
+import type { Hsm } from '../hal/hsm/index.ts'
+import { benchHsm } from './host.ts'
 
 /**
  * For benchmarks: a fresh SoftHSM2 token under `dir` holding the firm's S/MIME
@@ -10,16 +11,7 @@ import { Hsm } from '../hal/hsm/index.ts'
  * statements@bank.example by a throwaway CA made with openssl.
  */
 export async function firmToken(dir: string, sessions: number): Promise<Hsm> {
-  const hsm = new Hsm({
-    module: '',
-    tokenLabel: 'bench',
-    pinFile: '',
-    sessions,
-    reconnectIntervalMs: 1000,
-    devDir: join(dir, 'hsm'),
-    clock: { now: () => Date.now() },
-  })
-  await hsm.open()
+  const hsm = await benchHsm(join(dir, 'hsm'), sessions)
   const sh = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   sh([
     'req',

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo } from 'node:net'
+import { Hsm } from '../hal/hsm/index.ts'
 
 /*
  * The benchmarks' view of this machine: free loopback ports, waiting for a
- * listener, CPU and memory of processes from /proc.
+ * listener, CPU and memory of processes from /proc, a SoftHSM2 token.
  */
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -45,4 +46,11 @@ export function procStat(pid: number): { cpuSeconds: number; rss: number } {
   const ticks = Number(fields[11]) + Number(fields[12]) // utime + stime (fields 14, 15)
   const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
   return { cpuSeconds: ticks / 100, rss }
+}
+
+/** A SoftHSM2 development token in `devDir` (made on first use), opened with `sessions` sessions. */
+export async function benchHsm(devDir: string, sessions = 4): Promise<Hsm> {
+  const hsm = new Hsm({ module: '', tokenLabel: 'bench', pinFile: '', sessions, reconnectIntervalMs: 1000, devDir, clock: { now: () => Date.now() } })
+  await hsm.open()
+  return hsm
 }

@@ -11,8 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { Hsm, readPinFile } from '../hal/hsm/index.ts'
+import { readPinFile } from '../hal/hsm/index.ts'
 import { pkcs11 as P } from '../hal/hsm/pkcs11.ts'
+import { benchHsm } from './host.ts'
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '2' }, callers: { type: 'string', default: '4' }, rounds: { type: 'string', default: '5' } },
@@ -23,16 +24,7 @@ const rounds = Number(values.rounds)
 const data = Buffer.alloc(200, 0x61) // about the size of CMS signed attributes
 
 const dir = mkdtempSync(join(tmpdir(), 'sg-bench-hsm-'))
-const hsm = new Hsm({
-  module: '',
-  tokenLabel: 'bench',
-  pinFile: '',
-  sessions: callers,
-  reconnectIntervalMs: 1000,
-  devDir: dir,
-  clock: { now: () => Date.now() },
-})
-await hsm.open()
+const hsm = await benchHsm(dir, callers)
 await hsm.keys.generateKeyPair('bench/rsa', 'rsa-2048')
 
 // Raw pkcs11js: a second application session on the same token, synchronous C_Sign in a loop.

@@ -17,10 +17,10 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { Hsm } from '../hal/hsm/index.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import { newQueueId } from '../firmware/spool/ids.ts'
 import { Spool } from '../firmware/spool/spool.ts'
+import { benchHsm } from './host.ts'
 
 const { values } = parseArgs({
   options: {
@@ -35,17 +35,8 @@ const { values } = parseArgs({
 if (values['restart-only']) {
   // Phase 3 runs in a fresh process, so resident memory is the restarted box's alone.
   const dataDir = values['restart-only']
-  const hsm = new Hsm({
-    module: '',
-    tokenLabel: 'bench',
-    pinFile: '',
-    sessions: 4,
-    reconnectIntervalMs: 1000,
-    devDir: join(dataDir, 'hsm'),
-    clock: { now: () => Date.now() },
-  })
   const t0 = process.hrtime.bigint()
-  await hsm.open()
+  const hsm = await benchHsm(join(dataDir, 'hsm'))
   const config = parseConfig({ dataDir, spool: { verifyOnStart: false } })
   const spool = new Spool({ config, log: pino({ level: 'silent' }), hsm, events: { emit() {} }, clock: { now: () => Date.now() } })
   await spool.start()
@@ -117,16 +108,7 @@ const plainRate = await pool(baselineCount, async (i) => {
 rmSync(join(root, 'plain'), { recursive: true })
 
 // 2. Enqueue through the spool.
-const hsm = new Hsm({
-  module: '',
-  tokenLabel: 'bench',
-  pinFile: '',
-  sessions: 4,
-  reconnectIntervalMs: 1000,
-  devDir: join(root, 'hsm'),
-  clock: { now: () => Date.now() },
-})
-await hsm.open()
+const hsm = await benchHsm(join(root, 'hsm'))
 const config = parseConfig({ dataDir: root, spool: { verifyOnStart: false, maxMessages: count + 1, reservePercent: 1 } })
 const deps = { config, log: pino({ level: 'silent' }), hsm, events: { emit() {} }, clock: { now: () => Date.now() } }
 const spool = new Spool(deps)

@@ -47,6 +47,11 @@ export async function opensslSelfSigned(
   return { key, cert }
 }
 
+/** An RSA-2048 key and a certificate request for it made by `openssl req`, outside any HSM. */
+export async function opensslKeyAndCsr(key: string, csr: string, subject: string): Promise<void> {
+  await run('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', subject])
+}
+
 /** A test CA made with openssl, able to issue from a CSR with the CSR's extensions. */
 export async function testCa(
   t: T,

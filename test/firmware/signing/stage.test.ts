@@ -5,7 +5,7 @@ import t from 'tap'
 import { GatewayError } from '../../../firmware/errors.ts'
 import { fromAddress } from '../../../firmware/mime/address.ts'
 import { certificateProblem } from '../../../firmware/signing/stage.ts'
-import { run } from '../../helpers/hsm.ts'
+import { opensslKeyAndCsr, run } from '../../helpers/hsm.ts'
 import { opensslVerify, signingSetup } from '../../helpers/signing.ts'
 import { FIXTURES } from '../../fixtures/messages.ts'
 
@@ -85,73 +85,34 @@ t.test('certificate checks: key usage and extended key usage must allow e-mail s
   const s = await signingSetup(t)
   const dir = s.dir
   // A TLS server certificate for the same key: right key, wrong purpose.
-  await run('openssl', [
-    'req',
-    '-new',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    join(dir, 'k'),
-    '-out',
-    join(dir, 'r'),
-    '-subj',
-    '/CN=x/emailAddress=statements@bank.example',
-  ])
+  await opensslKeyAndCsr(join(dir, 'k'), join(dir, 'r'), '/CN=x/emailAddress=statements@bank.example')
+  // The CA issues for that request with the extensions in ./ext.
+  const issue = () =>
+    run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      join(dir, 'r'),
+      '-CA',
+      s.ca.cert,
+      '-CAkey',
+      s.ca.key,
+      '-out',
+      join(dir, 'c'),
+      '-days',
+      '10',
+      '-extfile',
+      join(dir, 'ext'),
+    ])
   writeFileSync(join(dir, 'ext'), 'extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\nsubjectAltName=email:statements@bank.example\n')
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    join(dir, 'r'),
-    '-CA',
-    s.ca.cert,
-    '-CAkey',
-    s.ca.key,
-    '-out',
-    join(dir, 'c'),
-    '-days',
-    '10',
-    '-extfile',
-    join(dir, 'ext'),
-  ])
+  await issue()
   const tls = new X509Certificate(readFileSync(join(dir, 'c')))
   t.equal(certificateProblem(tls, 'statements@bank.example', new Date())?.code, 'ESIGN_CERT_USAGE')
   writeFileSync(join(dir, 'ext'), 'keyUsage=keyEncipherment\nsubjectAltName=email:statements@bank.example\n')
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    join(dir, 'r'),
-    '-CA',
-    s.ca.cert,
-    '-CAkey',
-    s.ca.key,
-    '-out',
-    join(dir, 'c'),
-    '-days',
-    '10',
-    '-extfile',
-    join(dir, 'ext'),
-  ])
+  await issue()
   t.equal(certificateProblem(new X509Certificate(readFileSync(join(dir, 'c'))), 'statements@bank.example', new Date())?.code, 'ESIGN_CERT_USAGE')
   writeFileSync(join(dir, 'ext'), 'subjectAltName=DNS:bank.example\n')
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    join(dir, 'r'),
-    '-CA',
-    s.ca.cert,
-    '-CAkey',
-    s.ca.key,
-    '-out',
-    join(dir, 'c'),
-    '-days',
-    '10',
-    '-extfile',
-    join(dir, 'ext'),
-  ])
+  await issue()
   t.equal(
     certificateProblem(new X509Certificate(readFileSync(join(dir, 'c'))), 'any.sender@bank.example', new Date()),
     undefined,

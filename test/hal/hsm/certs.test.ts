@@ -5,7 +5,7 @@ import t from 'tap'
 import { certificateParts, keyUsage } from '../../../hal/crypto/der-read.ts'
 import type { HsmError } from '../../../hal/hsm/index.ts'
 import { pkcs11 as P } from '../../../hal/hsm/pkcs11.ts'
-import { devHsm, run, testCa } from '../../helpers/hsm.ts'
+import { devHsm, opensslKeyAndCsr, run, testCa } from '../../helpers/hsm.ts'
 import { tempDir } from '../../helpers/box.ts'
 
 t.test('CSR for a key generated in the token: openssl verifies it, a CA issues, the certificate imports beside the key', async (t) => {
@@ -65,19 +65,7 @@ t.test('PKCS#12 import (TWCA style): the key lands non-extractable, signs, and t
   const ca = await testCa(t)
   const dir = tempDir(t)
   // The firm's key was made outside an HSM by the CA's tooling: the usual PKCS#12 case.
-  await run('openssl', [
-    'req',
-    '-new',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    join(dir, 'k.pem'),
-    '-out',
-    join(dir, 'r.pem'),
-    '-subj',
-    '/CN=Bank/emailAddress=statements@bank.example/C=TW',
-  ])
+  await opensslKeyAndCsr(join(dir, 'k.pem'), join(dir, 'r.pem'), '/CN=Bank/emailAddress=statements@bank.example/C=TW')
   const certPath = await ca.issue(readFileSync(join(dir, 'r.pem'), 'utf8'))
   for (const [name, extra] of [
     ['modern', []],

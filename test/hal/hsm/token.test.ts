@@ -5,6 +5,10 @@ import { ensureDevToken, Hsm, HsmError } from '../../../hal/hsm/index.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
 import { tempDir } from '../../helpers/box.ts'
 
+/** A second Hsm over the token a test made (after closing the first). */
+const reopened = (dir: string) =>
+  new Hsm({ module: '', tokenLabel: 'sg-test', pinFile: '', sessions: 1, reconnectIntervalMs: 100, devDir: dir, clock: { now: () => Date.now() } })
+
 t.test('the embedded token: created once with 0600 PIN files, visible to pkcs11-tool, reused after', async (t) => {
   const dir = tempDir(t, 'sg-hsm-')
   const first = ensureDevToken(dir, 'statement-gateway')
@@ -22,15 +26,7 @@ t.test('a wrong PIN is EHSM_PIN_INCORRECT, not retried as if the token were away
   const { hsm, dir } = await devHsm(t)
   await hsm.close()
   writeFileSync(join(dir, 'user.pin'), 'not-the-pin\n', { mode: 0o600 })
-  const again = new Hsm({
-    module: '',
-    tokenLabel: 'sg-test',
-    pinFile: '',
-    sessions: 1,
-    reconnectIntervalMs: 100,
-    devDir: dir,
-    clock: { now: () => Date.now() },
-  })
+  const again = reopened(dir)
   const err = (await again.open().catch((e: unknown) => e)) as HsmError
   t.equal(err.code, 'EHSM_PIN_INCORRECT')
   t.equal(err.ckr, 'CKR_PIN_INCORRECT')
@@ -42,15 +38,7 @@ t.test('a PIN file readable by others is refused', async (t) => {
   const { hsm, dir } = await devHsm(t)
   await hsm.close()
   chmodSync(join(dir, 'user.pin'), 0o644)
-  const again = new Hsm({
-    module: '',
-    tokenLabel: 'sg-test',
-    pinFile: '',
-    sessions: 1,
-    reconnectIntervalMs: 100,
-    devDir: dir,
-    clock: { now: () => Date.now() },
-  })
+  const again = reopened(dir)
   await t.rejects(again.open(), { code: 'EHSM_PIN_FILE', message: /mode 644; make it 0600/ })
 })
 
