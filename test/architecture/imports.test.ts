@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { importCycles, importGraph, importsOf, layerViolations } from './imports.ts'
+import { importCycles, importGraph, importsOf, layerViolations, sourceFiles } from './imports.ts'
 
 // Run on its own with `npm run check:imports`.
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -37,10 +36,7 @@ t.test('every source file has its mirrored test file, or the README names the te
     const named = (cell: string) => [...cell.matchAll(/`([^`]+\.ts)`/g)].map((m) => m[1]!)
     for (const source of named(sources)) listed.set(source, named(tests))
   }
-  const sources = execFileSync('git', ['ls-files', 'firmware', 'hal', 'provisioning'], { cwd: root })
-    .toString()
-    .split('\n')
-    .filter((f) => f.endsWith('.ts'))
+  const sources = sourceFiles(root, ['firmware', 'hal', 'provisioning'])
   const uncovered = sources.filter((f) => !existsSync(join(root, 'test', f.replace(/\.ts$/, '.test.ts'))) && !listed.has(f))
   t.same(uncovered, [], 'no test file and not in the README coverage map')
   t.same(

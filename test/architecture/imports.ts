@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, normalize } from 'node:path'
 import ts from 'typescript'
 
@@ -34,12 +33,17 @@ export function groupOf(file: string): string {
   return parts.length > 2 ? parts.slice(0, 2).join('/') : file
 }
 
+/** The TypeScript files below `dirs` (paths from `root`, sorted); read from the tree, so no git is needed. */
+export function sourceFiles(root: string, dirs: readonly string[]): string[] {
+  return dirs
+    .flatMap((d) => readdirSync(join(root, d), { recursive: true, encoding: 'utf8' }).map((f) => join(d, f)))
+    .filter((f) => f.endsWith('.ts'))
+    .sort()
+}
+
 /** Every import (static, dynamic, type-only, re-export) of the firmware's and hal's source files, as written. */
 export function importsOf(root: string): Map<string, string[]> {
-  const files = execFileSync('git', ['ls-files', 'firmware', 'hal'], { cwd: root })
-    .toString()
-    .split('\n')
-    .filter((f) => f.endsWith('.ts'))
+  const files = sourceFiles(root, ['firmware', 'hal'])
   return new Map(files.map((file) => [file, ts.preProcessFile(readFileSync(join(root, file), 'utf8'), true, true).importedFiles.map((i) => i.fileName)]))
 }
 
