@@ -10,7 +10,7 @@ import { systemClock } from '../hal/clock.ts'
 import { makeSelfSignedServerCert } from '../hal/crypto/selfsigned.ts'
 import { devCaFile } from '../firmware/keys/dev-smime.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
-import { field, readHeader } from '../firmware/mime/tree.ts'
+import { field, readHeader } from '../firmware/mime/header.ts'
 import { dkimRecords } from '../firmware/signing/dns.ts'
 import { failer, printHelp, toolConfig } from './cli.ts'
 

@@ -1,5 +1,5 @@
 import addressparser from 'nodemailer/lib/addressparser'
-import { field, MimeError, readHeader } from './tree.ts'
+import { field, MimeError, readHeader } from './header.ts'
 
 /** The domain of an address (after its last "@"), lower case. */
 export const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase()

@@ -1,4 +1,5 @@
 import { base64Problem, decodeQuotedPrintable } from './encode.ts'
+import { ambiguous, MAX_LINE, MimeError, parseHeaders, type HeaderField } from './header.ts'
 import { parseParams, type ParamValue } from './params.ts'
 import { decodeCharset, decodeWords } from './words.ts'
 
@@ -27,28 +28,6 @@ import { decodeCharset, decodeWords } from './words.ts'
  *   500 parts, a multipart or message/rfc822 with an encoding other than 7bit,
  *   8bit or binary.
  */
-export type MimeErrorCode = 'EMESSAGE_MALFORMED' | 'EMESSAGE_AMBIGUOUS' | 'EMESSAGE_LINE_TOO_LONG'
-
-export class MimeError extends Error {
-  override name = 'MimeError'
-  readonly code: MimeErrorCode
-  constructor(code: MimeErrorCode, message: string) {
-    super(message)
-    this.code = code
-  }
-}
-
-export interface HeaderField {
-  /** Field name as written. */
-  name: string
-  /** Lower-cased name for lookups. */
-  key: string
-  /** Offsets of the whole field in the message, from its name to its terminating CRLF (included). */
-  start: number
-  end: number
-  /** Unfolded value (UTF-8), without the whitespace after the colon. */
-  value: string
-}
 
 export interface MimeNode {
   /** Dotted position: "" for the message, "1", "1.2" … for parts (as IMAP numbers them). */
@@ -81,9 +60,6 @@ export interface Limits {
 
 export const DEFAULT_LIMITS: Limits = { maxDepth: 16, maxParts: 500 }
 
-/** RFC 5322 §2.1.1: a line is at most 998 octets, CRLF excluded. */
-export const MAX_LINE = 998
-
 /** Fields a message has at most once (RFC 5322 §3.6, and the firm's statement tags). */
 const SINGLE = new Set([
   'from',
@@ -104,7 +80,6 @@ const ENCODINGS = new Set(['7bit', '8bit', 'binary', 'quoted-printable', 'base64
 const IDENTITY = new Set(['7bit', '8bit', 'binary'])
 const PREAMBLE_MAX = 1024
 
-const ambiguous = (why: string) => new MimeError('EMESSAGE_AMBIGUOUS', why)
 const malformed = (why: string) => new MimeError('EMESSAGE_MALFORMED', why)
 
 /** Parses a whole message (CRLF line endings, as submission guarantees). Throws MimeError. */
@@ -206,82 +181,6 @@ function structured(value: string, where: string, field: string): ParamValue {
   return p
 }
 
-/** A message's top header fields with their bytes as written (folding kept), and its body. */
-export interface RawHeader {
-  headers: (HeaderField & { raw: Buffer })[]
-  body: Buffer
-}
-
-/**
- * The top header of a message, field by field as sent, and the body — for
- * signing, which must keep header fields byte for byte and hash the body as
- * it is. As strict as `parseMessage` about the header; the body is not read.
- * Lines must end in CRLF.
- */
-export function readHeader(buf: Buffer): RawHeader {
-  const { headers, bodyStart } = parseHeaders(buf, 0, buf.length)
-  return { headers: headers.map((h) => ({ ...h, raw: buf.subarray(h.start, h.end) })), body: buf.subarray(bodyStart) }
-}
-
-/**
- * Header fields of the entity at [start, end) and where its body starts.
- * Each physical line is at most 998 octets; a line that is neither a field
- * nor a continuation is refused, not skipped.
- */
-function parseHeaders(buf: Buffer, start: number, end: number): { headers: HeaderField[]; bodyStart: number } {
-  const headers: HeaderField[] = []
-  let pos = start
-  let current: { name: string; start: number; valueStart: number } | undefined
-  const close = (upTo: number) => {
-    if (!current) return
-    const raw = buf.subarray(current.valueStart, upTo).toString('utf8')
-    headers.push({ name: current.name, key: current.name.toLowerCase(), start: current.start, end: upTo, value: unfold(raw) })
-    current = undefined
-  }
-  while (pos < end) {
-    const eol = buf.indexOf(0x0a, pos)
-    const lineEnd = eol < 0 || eol >= end ? end : eol - 1 // index of the CR (or end)
-    const next = eol < 0 || eol >= end ? end : eol + 1
-    if (lineEnd - pos > MAX_LINE) throw new MimeError('EMESSAGE_LINE_TOO_LONG', `a header line of ${lineEnd - pos} octets (RFC 5322 allows 998)`)
-    if (lineEnd === pos) {
-      close(pos)
-      return { headers, bodyStart: next }
-    }
-    const first = buf[pos]!
-    if (first === 0x20 || first === 0x09) {
-      if (!current) throw ambiguous('the header starts with a continuation line')
-    } else {
-      close(pos)
-      const colon = buf.indexOf(0x3a, pos)
-      if (colon < 0 || colon >= lineEnd || colon === pos)
-        throw ambiguous(`a header line that is not a field ("${buf.subarray(pos, Math.min(lineEnd, pos + 40)).toString('latin1')}")`)
-      for (let k = pos; k < colon; k++) {
-        const b = buf[k]!
-        if (b < 0x21 || b > 0x7e)
-          throw ambiguous(
-            `a header field name with ${b === 0x20 || b === 0x09 ? 'whitespace' : 'a non-ASCII byte'} ` +
-              `("${buf.subarray(pos, Math.min(colon, pos + 40)).toString('latin1')}")`,
-          )
-      }
-      current = { name: buf.subarray(pos, colon).toString('latin1'), start: pos, valueStart: colon + 1 }
-    }
-    pos = next
-  }
-  close(end)
-  return { headers, bodyStart: end }
-}
-
-/** Folding removed (RFC 5322 §2.2.3), leading and trailing whitespace trimmed. */
-export function unfold(value: string): string {
-  let out = ''
-  let from = 0
-  for (let i = value.indexOf('\r\n'); i >= 0; i = value.indexOf('\r\n', from)) {
-    out += value.slice(from, i)
-    from = i + 2
-  }
-  return (out + value.slice(from)).trim()
-}
-
 /**
  * The body parts of a multipart body (RFC 2046 §5.1.1): the bytes between
  * delimiter lines, without the CRLF that belongs to the next delimiter. A
@@ -371,11 +270,6 @@ function isToken(s: string): boolean {
     if (c <= 0x20 || c >= 0x7f || '()<>@,;:\\"/[]?='.includes(s[i]!)) return false
   }
   return s.length > 0
-}
-
-/** The first field named `key` (lower case), or undefined. */
-export function field(node: { readonly headers: readonly HeaderField[] }, key: string): string | undefined {
-  return node.headers.find((h) => h.key === key)?.value
 }
 
 /** A leaf's content with its transfer encoding undone (base64 was checked unambiguous when parsed). */

@@ -1,5 +1,6 @@
 import { domainOf, fromMailbox } from '../mime/address.ts'
-import { field, parseMessage, type MimeNode } from '../mime/tree.ts'
+import { field } from '../mime/header.ts'
+import { parseMessage, type MimeNode } from '../mime/tree.ts'
 
 /**
  * What the box knows about a mail after reading it once (parse once, carry

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../log.ts'
-import { MimeError, type MimeErrorCode } from '../mime/tree.ts'
+import { MimeError, type MimeErrorCode } from '../mime/header.ts'
 import type { InspectOutcome, InspectRequest, Profile } from './inspect.ts'
 import type { Job, JobResult } from './worker.ts'
 

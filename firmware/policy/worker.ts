@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { parentPort, workerData } from 'node:worker_threads'
-import { MimeError } from '../mime/tree.ts'
+import { MimeError } from '../mime/header.ts'
 import { inspectMessage, type InspectOutcome, type Profile } from './inspect.ts'
 import { compilePattern } from '../config/patterns.ts'
 

@@ -1,5 +1,6 @@
 import { base64Lines, decodeQuotedPrintable, isSevenBitSafe, quotedPrintable, toCrlf } from '../mime/encode.ts'
-import { readHeader, type MimeNode } from '../mime/tree.ts'
+import { readHeader } from '../mime/header.ts'
+import { type MimeNode } from '../mime/tree.ts'
 
 /** Header fields that describe the content, and so move into the signed body part (RFC 8551 §3.1). */
 export const CONTENT_HEADERS = new Set([

@@ -1,5 +1,5 @@
 import { createHash, type KeyObject } from 'node:crypto'
-import { readHeader } from '../mime/tree.ts'
+import { readHeader } from '../mime/header.ts'
 
 /**
  * DKIM signing (M4; RFC 6376) with the key in the HSM: no Node library lets a

@@ -2,7 +2,7 @@ import { constants, createCipheriv, publicEncrypt, randomBytes, type X509Certifi
 import * as der from '../../hal/crypto/der.ts'
 import { certificateParts } from '../../hal/crypto/der-read.ts'
 import { base64Lines } from '../mime/encode.ts'
-import { readHeader } from '../mime/tree.ts'
+import { readHeader } from '../mime/header.ts'
 import { CONTENT_HEADERS } from './canonical.ts'
 import { CMS_OID, sha256Algorithm } from './cms.ts'
 

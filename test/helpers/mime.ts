@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import fc from 'fast-check'
-import { decodedBody, MimeError, parseMessage, walk } from '../../firmware/mime/tree.ts'
+import { MimeError } from '../../firmware/mime/header.ts'
+import { decodedBody, parseMessage, walk } from '../../firmware/mime/tree.ts'
 
 export interface Leaf {
   type: string

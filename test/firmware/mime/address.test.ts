@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { domainOf, fromAddress, fromMailbox } from '../../../firmware/mime/address.ts'
-import { MimeError } from '../../../firmware/mime/tree.ts'
+import { MimeError } from '../../../firmware/mime/header.ts'
 import { pythonEach } from '../../helpers/python.ts'
 
 const box = (value: string): string | { refused: string } => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { MimeError, parseMessage, walk } from '../../../firmware/mime/tree.ts'
+import { MimeError } from '../../../firmware/mime/header.ts'
+import { parseMessage, walk } from '../../../firmware/mime/tree.ts'
 import { boxLeaves, mimeMessage, pythonLeaves, type Leaf } from '../../helpers/mime.ts'
 
 const m = (s: string) => Buffer.from(s.replace(/\n/g, '\r\n'))
