@@ -21,7 +21,15 @@ export type BoxEvent =
       recipients: readonly string[]
       bytes: number
     }
-  | { type: 'submission.refused'; account: string | undefined; clientAddress: string; code: string; reply: string }
+  | {
+      type: 'submission.refused'
+      /** The queue id the box had given the mail when it refused it (the policy decision names it too). */
+      id?: string
+      account: string | undefined
+      clientAddress: string
+      code: string
+      reply: string
+    }
   | {
       type: 'policy.decision'
       id: string
@@ -30,6 +38,10 @@ export type BoxEvent =
       rule: string
       mode: 'monitor' | 'enforce'
       outcome: 'refused' | 'monitor-hit'
+      /** The firm's tags of the mail, for reports of refusals by statement class and batch (M9). */
+      statementId?: string | undefined
+      statementClass?: string | undefined
+      batch?: string | undefined
     }
   | {
       type: 'policy.consent_list'
@@ -41,7 +53,16 @@ export type BoxEvent =
       reason?: string
     }
   | { type: 'policy.inspection_budget'; id: string; account: string | undefined; bytes: number; budgetMs: number }
-  | { type: 'policy.accepted'; id: string; account: string | undefined; profile: string; statementClass: string | undefined; statementId: string | undefined }
+  | {
+      type: 'policy.accepted'
+      id: string
+      account: string | undefined
+      profile: string
+      statementClass: string | undefined
+      statementId: string | undefined
+      /** X-Statement-Batch, when the firm gives one (reports group by it, else by the submission day). */
+      batch?: string | undefined
+    }
   | {
       type: 'signing.signed'
       id: string
@@ -90,6 +111,22 @@ export type BoxEvent =
   | { type: 'audit.started'; lastSeq: number; tornBytes: number }
   | { type: 'audit.disk_budget'; bytes: number; budget: number }
   | { type: 'audit.retention'; removed: readonly string[] }
+  /** M9: a customer's mail client fetched the tracking image (`open`) or followed a rewritten link (`click`). */
+  | {
+      type: 'tracking.open' | 'tracking.click'
+      id: string
+      /** Which recipient of the mail (its place in the envelope) and, for a click, which link of the mail. */
+      recipient: number
+      link?: number
+      /** What fetched it, by its User-Agent: a person's mail client or browser, an image proxy, a link scanner. */
+      agent: 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
+    }
+  | { type: 'tracking.refused'; reason: 'unknown-token' | 'forged-token' }
+  /** S13: statement rows older than `reports.retentionDays` deleted from the ledger. */
+  | { type: 'reports.retention'; statementRows: number; recipientRows: number; before: string }
+  /** M9: a webhook endpoint of the firm failing for longer than `reports.webhooks.alarmAfterSeconds` (mail is not held up). */
+  | { type: 'reports.webhook_failing'; url: string; since: string; pending: number; error: string }
+  | { type: 'reports.webhook_recovered'; url: string; pending: number }
 
 export type BoxEventType = BoxEvent['type']
 

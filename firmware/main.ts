@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
 import { AuditCopyHandoff } from './delivery/audit-copy.ts'
 import { DeliveryEngine } from './delivery/engine.ts'
+import { Ledger } from './reports/ledger.ts'
 import { ConfigChangeAudit } from './audit/config-change.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { SyslogForwarder } from './audit/syslog.ts'
@@ -70,6 +71,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const audit = new AuditTrail({ config, log, hsm: hsm.hsm, clock: systemClock })
   events.add(audit)
   const syslog = new SyslogForwarder({ config, log, trail: audit })
+  // M9: the statement ledger, a view of the trail kept current from it.
+  const ledger = new Ledger({ config, log, trail: audit, events, clock: systemClock })
   const spool = new Spool({ config, log, hsm: hsm.hsm, events, clock: systemClock })
   const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock, events })
   const policy = new PolicyStage({ config, log, events })
@@ -109,7 +112,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     // The recent 250-to-journal windows themselves (ms), for the reliability suite's percentiles.
     views: { 'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()) },
   })
-  const daemon = new Daemon([hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, spool, policy, signing, delivery, control, submission], log)
+  const daemon = new Daemon(
+    [hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, ledger, spool, policy, signing, delivery, control, submission],
+    log,
+  )
 
   installSignalHandlers(daemon, log)
   try {

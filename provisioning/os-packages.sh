@@ -30,6 +30,7 @@ PACKAGES=(
   zip           # encrypted ZIP fixtures (zip -P) for the policy tests
   unzip         # zipinfo: an independent reader of ZIP archives for the differential tests
   iproute2      # tc (kernel egress shaping, M3) and ip netns for its test
+  postgresql    # a real PostgreSQL server for the shared-ledger tests (reports.postgres)
 )
 
 case "${1:-}" in

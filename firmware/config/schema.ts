@@ -1,5 +1,6 @@
 import { delivery } from './sections/delivery.ts'
 import { policy } from './sections/policy.ts'
+import { reports } from './sections/reports.ts'
 import { signing } from './sections/signing.ts'
 import { submission } from './sections/submission.ts'
 import { port } from './sections/fields.ts'
@@ -88,6 +89,7 @@ export const schema = obj({
     verifyOnStart: bool({ default: true, description: 'After start, read and authenticate every record in the background; bad ones are quarantined.' }),
   }),
   delivery,
+  reports,
   audit: obj({
     checkpointEvery: int({
       default: 1000,

@@ -10,6 +10,10 @@ export const CHECKPOINT_KEY_LABEL = 'audit/checkpoint-signing'
 export const RECIPIENT_HMAC_LABEL = 'audit/recipient-hmac'
 /** Pepper for admin password hashes (S3). */
 export const PASSWORD_PEPPER_LABEL = 'admin/password-pepper'
+/** Derives the secret each webhook endpoint's requests are signed with (M9). */
+export const WEBHOOK_SIGNING_LABEL = 'reports/webhook-signing'
+/** Derives the key that seals open and click tokens (M9). */
+export const TRACKING_KEY_LABEL = 'reports/tracking'
 
 /** The S/MIME key and certificate first boot makes for a box that has not been given the firm's own. */
 export const DEV_SMIME_LABEL = 'smime/dev'

@@ -151,7 +151,7 @@ export class PolicyStage implements Stage, Component {
     }
     const { facts } = outcome
     const profile = this.#config.policy.profiles.find((p) => p.name === outcome.profile)
-    const statement = { statementClass: facts.statementClass ?? (profile?.statementClass || undefined), statementId: facts.statementId }
+    const statement = { statementClass: facts.statementClass ?? (profile?.statementClass || undefined), statementId: facts.statementId, batch: facts.batch }
     const checked: Submitted = {
       ...mail,
       message,
@@ -187,6 +187,7 @@ export class PolicyStage implements Stage, Component {
         rule: h.rule,
         mode: h.mode,
         outcome: h.mode === 'enforce' ? 'refused' : 'monitor-hit',
+        ...statement,
       })
     }
     const refusal = hits.find((h) => h.mode === 'enforce')

@@ -36,6 +36,9 @@ interface SessionState {
 /** An unauthenticated client gets this many 530 replies before the connection is closed. */
 const MAX_UNAUTHENTICATED_TRIES = 3
 
+/** The queue id a refused mail had been given, by the error that refused it. */
+const QUEUE_IDS = new WeakMap<Error, string>()
+
 /**
  * The submission service (M1): STARTTLS and implicit-TLS listeners, AUTH only
  * over TLS, a client allowlist, optional trusted networks, a size limit, and a
@@ -181,8 +184,10 @@ export class SubmissionServer implements Component {
             (err: unknown) => {
               state.inData = false
               const g = this.#fail(state, err)
+              const id = err instanceof Error ? QUEUE_IDS.get(err) : undefined
               this.#events.emit({
                 type: 'submission.refused',
+                ...(id ? { id } : {}),
                 account: typeof session.user === 'string' ? session.user : undefined,
                 clientAddress: unmapIPv4(session.remoteAddress),
                 code: g.code,
@@ -284,6 +289,10 @@ export class SubmissionServer implements Component {
         },
       })
       return await this.#handOn(id, at, message, session, state, account, clientAddress)
+    } catch (err) {
+      // The refusal names the queue id the policy decision and the reports know the mail by.
+      if (err instanceof Error) QUEUE_IDS.set(err, id)
+      throw err
     } finally {
       budget.release(state.held)
       state.held = 0

@@ -36,9 +36,10 @@ export interface AuditRig {
 }
 
 /** An audit trail on a fresh SoftHSM token, with a settable clock. */
-export async function auditRig(t: T, audit: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Promise<AuditRig> {
-  const { hsm } = await devHsm(t)
-  await hsm.ensureKeys(BOX_KEYS)
+export async function auditRig(t: T, audit: Record<string, unknown> = {}, extra: Record<string, unknown> = {}, shared?: Hsm): Promise<AuditRig> {
+  // One PKCS#11 module per process: a second box in the same test shares the token.
+  const hsm = shared ?? (await devHsm(t)).hsm
+  if (!shared) await hsm.ensureKeys(BOX_KEYS)
   const config = await testConfig(t, { audit: { flushMs: 5, ...audit }, ...extra })
   const clock = { value: Date.parse('2026-11-22T08:00:00Z'), now: () => clock.value }
   const make = async () => {

@@ -63,6 +63,12 @@ export const policy = obj({
           'run on a linear-time engine: no backreferences, lookaround, `i` or `u` flags; write `[Aa]` for a letter in either case.',
       }),
       maxRecipients: int({ default: 1, min: 1, max: 1000, description: 'Recipients per mail (statements are 1:1).' }),
+      tracking: bool({
+        default: false,
+        description:
+          'M9: rewrite links in HTML parts to count clicks and add a 1×1 image to count opens (`reports.tracking`), before signing. Off by ' +
+          'default; mails with several recipients are never rewritten.',
+      }),
       consentFile: str({
         default: '',
         description:
@@ -77,7 +83,7 @@ export const policy = obj({
         'Statement policy profiles (M1, M12, M13), chosen by submission account, then by sender domain; a mail matching none is not checked. Rule ' +
         'modes: `enforce` refuses with a 5xx naming the rule, `monitor` accepts and records the hit, `off`. Keys: `name, accounts, domains, ' +
         'senderAlignment, allowedSenders, subjectLabel, statementClass, labelClasses, label, pdfEncryption, requirePdf, attachmentTypes, ' +
-        'zipEncryption, deidentify, patterns, maxRecipients, consentFile`.',
+        'zipEncryption, deidentify, patterns, maxRecipients, tracking, consentFile`.',
     },
   ),
 })

@@ -1,0 +1,28 @@
+import { listSegments, readEnd, readLines } from './segments.ts'
+import { recordLink } from './record.ts'
+
+/**
+ * The trail's records after sequence number `after`, oldest first, as their
+ * lines (S6: views of the trail such as the reports ledger are rebuilt and
+ * caught up from it). Days that end at or before `after` are skipped by their
+ * end file without being read; a line still being written is not returned.
+ */
+export async function* recordsAfter(dir: string, after: number): AsyncGenerator<{ seq: number; line: string }> {
+  const segments = await listSegments(dir)
+  let from = 0
+  // The first day that may hold record after+1: the one after the last day ending at or before it.
+  for (let i = segments.length - 2; i >= 0; i--) {
+    const end = await readEnd(dir, segments[i]!.day)
+    if (end && end.seq <= after) {
+      from = i + 1
+      break
+    }
+  }
+  for (const seg of segments.slice(from)) {
+    for await (const l of readLines(seg)) {
+      if (!l.complete) continue
+      const link = recordLink(l.text)
+      if (link && link.seq > after) yield { seq: link.seq, line: l.text }
+    }
+  }
+}

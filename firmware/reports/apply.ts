@@ -1,0 +1,352 @@
+import { bounceReason } from '../bounces/reason.ts'
+import { WEBHOOK_EVENTS } from '../config/sections/reports.ts'
+import type { RecipientState } from './schema.ts'
+import type { Param, Tx } from './store.ts'
+
+/** An audit record as the trail writes it: `seq`, `time` and the event's fields, recipients as HMAC + mask. */
+export interface AuditRecord {
+  seq: number
+  time: string
+  type: string
+  [field: string]: unknown
+}
+
+type RecipientRef = { h: string | null; m: string }
+
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number]
+
+export interface ApplyContext {
+  box: string
+  /** The reporting day of a time (the firm's time zone). */
+  dayOf(ms: number): string
+  /** Endpoints and the events each wants; none while rebuilding (those events went out when they happened). */
+  webhooks: readonly { url: string; events: readonly WebhookEvent[] }[]
+}
+
+type Group = { day: string; batch: string; account: string; cls: string }
+type Counter =
+  | 'submitted'
+  | 'recipients'
+  | 'refused'
+  | 'delivered'
+  | 'deferred'
+  | 'bounced_hard'
+  | 'bounced_soft'
+  | 'expired'
+  | 'removed'
+  | 'opened'
+  | 'opened_by_proxy'
+  | 'clicked'
+  | 'read'
+  | 'paper_owed'
+
+type Row = {
+  idx: number
+  rcpt_hash: string | null
+  rcpt_mask: string
+  state: RecipientState
+  deferrals: number
+  accepted_at: number
+  opened_at: number | null
+  clicked_at: number | null
+  statement_id: string | null
+  day: string
+  batch: string | null
+  account: string | null
+  statement_class: string | null
+}
+
+/** Latency histogram buckets: ten per decade of milliseconds (a percentile is exact to ±12 %). */
+export const latencyBucket = (ms: number) => Math.max(0, Math.floor(Math.log10(Math.max(1, ms)) * 10))
+export const bucketMs = (bucket: number) => 10 ** ((bucket + 0.5) / 10)
+
+/**
+ * Applies one audit record to the ledger (M8, M9): the statement and
+ * recipient rows move to their new state, the day's counts follow, and the
+ * firm's webhooks get their events in the outbox — all in the caller's
+ * transaction, so the ledger never holds half a record. A record seen again
+ * (a rebuild, a replay after a crash) changes nothing twice: every count
+ * moves only with the state change it counts.
+ */
+export class LedgerApplier {
+  readonly #ctx: ApplyContext
+  #tx!: Tx
+  #record!: AuditRecord
+  #hooks = 0
+
+  constructor(ctx: ApplyContext) {
+    this.#ctx = ctx
+  }
+
+  async apply(tx: Tx, record: AuditRecord): Promise<void> {
+    this.#tx = tx
+    this.#record = record
+    this.#hooks = 0
+    const r = record
+    switch (r.type) {
+      case 'policy.accepted':
+        return this.#tagged(str(r.id), str(r.statementId), str(r.statementClass), str(r.batch))
+      case 'policy.decision':
+        if (r.outcome !== 'refused') return
+        await this.#run('INSERT INTO refused_tags (box, id, statement_class, batch) VALUES (?, ?, ?, ?) ON CONFLICT (box, id) DO NOTHING', [
+          this.#ctx.box,
+          str(r.id) ?? '',
+          str(r.statementClass) ?? null,
+          str(r.batch) ?? null,
+        ])
+        return
+      case 'submission.refused':
+        return this.#refused(str(r.id), str(r.account), str(r.code) ?? 'unknown')
+      case 'signing.signed': {
+        const smime = r.smime as { serial?: string } | undefined
+        if (!smime?.serial) return
+        await this.#run(
+          'INSERT INTO statements (box, id, cert_serial) VALUES (?, ?, ?) ON CONFLICT (box, id) DO UPDATE SET cert_serial = excluded.cert_serial',
+          [this.#ctx.box, str(r.id) ?? '', smime.serial],
+        )
+        return
+      }
+      case 'submission.accepted':
+        return this.#accepted(str(r.id) ?? '', str(r.account), Number(r.bytes) || 0, (r.recipients as RecipientRef[] | undefined) ?? [])
+      case 'delivery.attempt':
+        if ((str(r.kind) ?? 'statement') !== 'statement') return
+        return this.#attempt(r)
+      case 'spool.final':
+        if (r.outcome === 'expired' || r.outcome === 'removed') return this.#ended(str(r.id) ?? '', r.outcome)
+        return
+      case 'tracking.open':
+      case 'tracking.click':
+        return this.#tracked(r)
+    }
+  }
+
+  async #tagged(id: string | undefined, statementId: string | undefined, cls: string | undefined, batch: string | undefined): Promise<void> {
+    if (!id) return
+    await this.#run(
+      'INSERT INTO statements (box, id, statement_id, statement_class, batch) VALUES (?, ?, ?, ?, ?) ' +
+        'ON CONFLICT (box, id) DO UPDATE SET statement_id = excluded.statement_id, statement_class = excluded.statement_class, batch = excluded.batch',
+      [this.#ctx.box, id, statementId ?? null, cls ?? null, batch ?? null],
+    )
+  }
+
+  async #refused(id: string | undefined, account: string | undefined, code: string): Promise<void> {
+    const day = this.#ctx.dayOf(this.#time())
+    let tags: { statement_class: string | null; batch: string | null } | undefined
+    if (id) {
+      tags = await this.#tx.get('SELECT statement_class, batch FROM refused_tags WHERE box = ? AND id = ?', [this.#ctx.box, id])
+      if (tags) await this.#run('DELETE FROM refused_tags WHERE box = ? AND id = ?', [this.#ctx.box, id])
+    }
+    const g: Group = { day, batch: tags?.batch ?? day, account: account ?? '', cls: tags?.statement_class ?? '' }
+    await this.#count(g, 'refused')
+    await this.#detail(g, 'refused', code)
+  }
+
+  async #accepted(id: string, account: string | undefined, bytes: number, recipients: readonly RecipientRef[]): Promise<void> {
+    const at = this.#time()
+    const day = this.#ctx.dayOf(at)
+    const box = this.#ctx.box
+    const known = await this.#tx.get<{ accepted_at: number | null }>('SELECT accepted_at FROM statements WHERE box = ? AND id = ?', [box, id])
+    if (known?.accepted_at != null) return // seen before (a replay)
+    await this.#run(
+      'INSERT INTO statements (box, id, account, day, accepted_at, bytes, recipients, batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ' +
+        'ON CONFLICT (box, id) DO UPDATE SET account = excluded.account, day = excluded.day, accepted_at = excluded.accepted_at, ' +
+        'bytes = excluded.bytes, recipients = excluded.recipients, batch = COALESCE(statements.batch, excluded.batch)',
+      [box, id, account ?? null, day, at, bytes, recipients.length, day],
+    )
+    const s = (await this.#tx.get<{ batch: string; statement_class: string | null; statement_id: string | null }>(
+      'SELECT batch, statement_class, statement_id FROM statements WHERE box = ? AND id = ?',
+      [box, id],
+    ))!
+    const g: Group = { day, batch: s.batch, account: account ?? '', cls: s.statement_class ?? '' }
+    for (const [idx, rcpt] of recipients.entries()) {
+      await this.#run(
+        'INSERT INTO recipients (box, id, idx, rcpt_hash, rcpt_mask, state, day, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (box, id, idx) DO NOTHING',
+        [box, id, idx, rcpt.h, rcpt.m, 'accepted', day, at],
+      )
+      await this.#hook('accepted', id, { ...g, statementId: s.statement_id }, idx, rcpt.m, {})
+    }
+    await this.#count(g, 'submitted')
+    await this.#count(g, 'recipients', recipients.length)
+  }
+
+  async #attempt(r: AuditRecord): Promise<void> {
+    const id = str(r.id) ?? ''
+    const rows = await this.#rows(id)
+    if (rows.length === 0) return
+    const reply = str(r.reply) ?? ''
+    const at = this.#time()
+    for (const ref of (r.recipients as RecipientRef[] | undefined) ?? []) {
+      const row = match(rows, ref)
+      if (!row) continue
+      const g = group(row)
+      const where = [this.#ctx.box, id, row.idx]
+      if (r.outcome === 'delivered') {
+        if (row.state !== 'accepted') continue
+        row.state = 'delivered'
+        await this.#run(
+          'UPDATE recipients SET state = ?, delivered_at = ?, mx = ?, source_ip = ?, tls = ?, last_reply = ? WHERE box = ? AND id = ? AND idx = ?',
+          ['delivered', at, str(r.mx) ?? null, str(r.sourceIp) ?? null, str(r.tls) ?? null, reply, ...where],
+        )
+        await this.#count(g, 'delivered')
+        await this.#detail(g, 'latency', String(latencyBucket(at - row.accepted_at)))
+        await this.#hook('delivered', id, g, row.idx, row.rcpt_mask, { mx: str(r.mx), tls: str(r.tls) })
+      } else if (r.outcome === 'deferred') {
+        if (row.state !== 'accepted') continue
+        await this.#run('UPDATE recipients SET deferrals = deferrals + 1, last_reply = ? WHERE box = ? AND id = ? AND idx = ?', [reply, ...where])
+        if (row.deferrals === 0) await this.#count(g, 'deferred')
+        row.deferrals++
+        await this.#hook('deferred', id, g, row.idx, row.rcpt_mask, { reply, attempts: row.deferrals })
+      } else if (r.outcome === 'bounced') {
+        if (row.state !== 'accepted') continue
+        row.state = 'bounced'
+        const b = bounceReason(reply)
+        const paper = `bounced: ${b.reason}`
+        await this.#run(
+          'UPDATE recipients SET state = ?, bounced_at = ?, bounce_reason = ?, bounce_hard = ?, last_reply = ?, paper_owed_at = ?, paper_reason = ? ' +
+            'WHERE box = ? AND id = ? AND idx = ?',
+          ['bounced', at, b.reason, b.hard ? 1 : 0, reply, at, paper, ...where],
+        )
+        await this.#count(g, b.hard ? 'bounced_hard' : 'bounced_soft')
+        await this.#detail(g, 'bounce', b.reason)
+        await this.#count(g, 'paper_owed')
+        await this.#hook('bounced', id, g, row.idx, row.rcpt_mask, { reason: b.reason, hard: b.hard, status: b.status, reply })
+        await this.#hook('paper_owed', id, g, row.idx, row.rcpt_mask, { reason: paper })
+      }
+    }
+  }
+
+  /** M8: a mail that ran out of time, or that an operator removed: every recipient not yet final owes paper. */
+  async #ended(id: string, outcome: 'expired' | 'removed'): Promise<void> {
+    const at = this.#time()
+    const paper = outcome === 'expired' ? 'expired' : 'removed by an operator'
+    for (const row of await this.#rows(id)) {
+      if (row.state !== 'accepted') continue
+      const g = group(row)
+      await this.#run(`UPDATE recipients SET state = ?, ${outcome}_at = ?, paper_owed_at = ?, paper_reason = ? WHERE box = ? AND id = ? AND idx = ?`, [
+        outcome,
+        at,
+        at,
+        paper,
+        this.#ctx.box,
+        id,
+        row.idx,
+      ])
+      await this.#count(g, outcome)
+      await this.#count(g, 'paper_owed')
+      await this.#hook(outcome, id, g, row.idx, row.rcpt_mask, {})
+      await this.#hook('paper_owed', id, g, row.idx, row.rcpt_mask, { reason: paper })
+    }
+  }
+
+  /** M9: opens and clicks. A link scanner's fetch is kept in the totals but counts as no one's open or click. */
+  async #tracked(r: AuditRecord): Promise<void> {
+    const id = str(r.id) ?? ''
+    const row = (await this.#rows(id)).find((x) => x.idx === Number(r.recipient))
+    if (!row) return
+    const g = group(row)
+    const agent = str(r.agent) ?? 'unknown'
+    const at = this.#time()
+    const where = [this.#ctx.box, id, row.idx]
+    if (r.type === 'tracking.open') {
+      const first = row.opened_at === null && agent !== 'scanner'
+      if (first)
+        await this.#run('UPDATE recipients SET opens = opens + 1, opened_at = ?, open_agent = ? WHERE box = ? AND id = ? AND idx = ?', [at, agent, ...where])
+      else await this.#run('UPDATE recipients SET opens = opens + 1 WHERE box = ? AND id = ? AND idx = ?', where)
+      if (!first) return
+      await this.#count(g, agent === 'proxy' ? 'opened_by_proxy' : 'opened')
+      await this.#hook('opened', id, g, row.idx, row.rcpt_mask, { agent })
+    } else {
+      const first = row.clicked_at === null && agent !== 'scanner'
+      if (first) await this.#run('UPDATE recipients SET clicks = clicks + 1, clicked_at = ? WHERE box = ? AND id = ? AND idx = ?', [at, ...where])
+      else await this.#run('UPDATE recipients SET clicks = clicks + 1 WHERE box = ? AND id = ? AND idx = ?', where)
+      if (!first) return
+      await this.#count(g, 'clicked')
+      await this.#hook('clicked', id, g, row.idx, row.rcpt_mask, { agent, link: Number(r.link) })
+    }
+  }
+
+  #rows(id: string): Promise<Row[]> {
+    return this.#tx.all<Row>(
+      'SELECT r.idx, r.rcpt_hash, r.rcpt_mask, r.state, r.deferrals, r.accepted_at, r.opened_at, r.clicked_at, ' +
+        's.statement_id, s.day, s.batch, s.account, s.statement_class ' +
+        'FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id WHERE r.box = ? AND r.id = ? ORDER BY r.idx',
+      [this.#ctx.box, id],
+    )
+  }
+
+  async #count(g: Group, counter: Counter, n = 1): Promise<void> {
+    await this.#run(
+      `INSERT INTO daily (box, day, batch, account, class, ${counter}) VALUES (?, ?, ?, ?, ?, ?) ` +
+        `ON CONFLICT (box, day, batch, account, class) DO UPDATE SET ${counter} = daily.${counter} + excluded.${counter}`,
+      [this.#ctx.box, g.day, g.batch, g.account, g.cls, n],
+    )
+  }
+
+  async #detail(g: Group, kind: 'refused' | 'bounce' | 'latency', key: string): Promise<void> {
+    await this.#run(
+      'INSERT INTO daily_detail (box, day, batch, account, class, kind, key, n) VALUES (?, ?, ?, ?, ?, ?, ?, 1) ' +
+        'ON CONFLICT (box, day, batch, account, class, kind, key) DO UPDATE SET n = daily_detail.n + 1',
+      [this.#ctx.box, g.day, g.batch, g.account, g.cls, kind, key],
+    )
+  }
+
+  /** One webhook event per endpoint that wants it, in the outbox; ordered per statement by the record's place in the trail. */
+  async #hook(
+    type: WebhookEvent,
+    id: string,
+    g: Group & { statementId?: string | null },
+    recipientIndex: number,
+    masked: string,
+    extra: Record<string, unknown>,
+  ): Promise<void> {
+    const endpoints = this.#ctx.webhooks.filter((w) => w.events.includes(type))
+    if (endpoints.length === 0) return
+    const n = this.#hooks++
+    const eventId = `${this.#ctx.box}.${this.#record.seq}.${n}`
+    const payload = JSON.stringify({
+      id: eventId,
+      type,
+      time: this.#record.time,
+      queueId: id,
+      statementId: g.statementId ?? null,
+      statementClass: g.cls || null,
+      batch: g.batch,
+      account: g.account || null,
+      recipient: masked,
+      recipientIndex,
+      ...Object.fromEntries(Object.entries(extra).filter(([, v]) => v !== undefined)),
+    })
+    const now = this.#time()
+    for (const w of endpoints) {
+      await this.#run(
+        'INSERT INTO outbox (box, url, event_id, ordering, pos, payload, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (box, url, event_id) DO NOTHING',
+        [this.#ctx.box, w.url, eventId, id, this.#record.seq * 64 + n, payload, now, now],
+      )
+    }
+  }
+
+  #time(): number {
+    return Date.parse(this.#record.time)
+  }
+
+  #run(sql: string, params: readonly Param[]): Promise<number> {
+    return this.#tx.run(sql, params)
+  }
+}
+
+function group(row: Row): Group & { statementId: string | null } {
+  return { day: row.day, batch: row.batch ?? row.day, account: row.account ?? '', cls: row.statement_class ?? '', statementId: row.statement_id }
+}
+
+/** The row a recipient reference names: by its HMAC, or (the HSM was away when it was recorded) by its masked form when that is unique. */
+function match(rows: Row[], ref: RecipientRef): Row | undefined {
+  if (ref.h) return rows.find((r) => r.rcpt_hash === ref.h)
+  const same = rows.filter((r) => r.rcpt_mask === ref.m)
+  return same.length === 1 ? same[0] : undefined
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined
+}

@@ -1,0 +1,207 @@
+import { bucketMs } from './apply.ts'
+import type { LedgerStore, Param } from './store.ts'
+
+/** Which statements a report covers: submission days (inclusive, `YYYY-MM-DD`), account, batch, class. */
+export interface ReportFilter {
+  from?: string
+  to?: string
+  account?: string
+  batch?: string
+  statementClass?: string
+  /** Only recipients a paper statement is owed to (M8, M11). */
+  paperOwed?: boolean
+}
+
+export const GROUPS = ['day', 'batch', 'account', 'class'] as const
+export type GroupKey = (typeof GROUPS)[number]
+
+export interface SummaryRow {
+  day?: string
+  batch?: string
+  account?: string
+  class?: string
+  submitted: number
+  recipients: number
+  refused: number
+  delivered: number
+  deferred: number
+  bouncedHard: number
+  bouncedSoft: number
+  expired: number
+  removed: number
+  /** Not yet final: neither delivered nor bounced, expired or removed. */
+  pending: number
+  opened: number
+  openedByProxy: number
+  clicked: number
+  read: number
+  paperOwed: number
+  bouncesByReason: Record<string, number>
+  refusedByCode: Record<string, number>
+  /** Submission to the receiver's 250, per recipient (ms; from a histogram exact to ±12 %). */
+  latencyMs: { p50: number; p95: number; p99: number } | undefined
+}
+
+const COUNTERS = {
+  submitted: 'submitted',
+  recipients: 'recipients',
+  refused: 'refused',
+  delivered: 'delivered',
+  deferred: 'deferred',
+  bouncedHard: 'bounced_hard',
+  bouncedSoft: 'bounced_soft',
+  expired: 'expired',
+  removed: 'removed',
+  opened: 'opened',
+  openedByProxy: 'opened_by_proxy',
+  clicked: 'clicked',
+  read: 'read',
+  paperOwed: 'paper_owed',
+} as const
+
+function where(f: ReportFilter, table = ''): { sql: string; params: Param[] } {
+  const t = table ? `${table}.` : ''
+  const parts: string[] = []
+  const params: Param[] = []
+  const add = (cond: string, v: string | undefined) => {
+    if (v === undefined) return
+    parts.push(cond)
+    params.push(v)
+  }
+  add(`${t}day >= ?`, f.from)
+  add(`${t}day <= ?`, f.to)
+  add(`${t}account = ?`, f.account)
+  add(`${t}batch = ?`, f.batch)
+  add(`${t}class = ?`, f.statementClass)
+  return { sql: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params }
+}
+
+const column = (g: GroupKey) => g // the daily tables name them the same
+
+/**
+ * Counts per group (M9): submitted, refused by code, delivered, deferred,
+ * bounced by reason (hard and soft), expired, opened, clicked, read, paper
+ * owed, and delivery latency percentiles. Reads the daily counts, so a month
+ * of millions of statements is a few hundred rows.
+ */
+export async function summary(store: LedgerStore, f: ReportFilter = {}, by: readonly GroupKey[] = ['day']): Promise<SummaryRow[]> {
+  const keys = by.map(column)
+  const w = where(f)
+  const select = keys.length ? `${keys.join(', ')}, ` : ''
+  const groupBy = keys.length ? `GROUP BY ${keys.join(', ')} ORDER BY ${keys.join(', ')}` : ''
+  const sums = Object.values(COUNTERS)
+    .map((c) => `SUM(${c}) AS ${c}`)
+    .join(', ')
+  const rows = await store.all<Record<string, unknown>>(`SELECT ${select}${sums} FROM daily ${w.sql} ${groupBy}`, w.params)
+  const details = await store.all<Record<string, unknown> & { kind: string; key: string; n: number }>(
+    `SELECT ${select}kind, key, SUM(n) AS n FROM daily_detail ${w.sql} GROUP BY ${[...keys, 'kind', 'key'].join(', ')}`,
+    w.params,
+  )
+  const id = (r: Record<string, unknown>) => keys.map((k) => String(r[k])).join('\u0000')
+  const out = new Map<string, SummaryRow & { latency: Map<number, number> }>()
+  for (const r of rows) {
+    if (r.submitted === null && r.refused === null) continue // no rows matched
+    const row = {
+      ...Object.fromEntries(keys.map((k) => [k, String(r[k])])),
+      ...(Object.fromEntries(Object.entries(COUNTERS).map(([name, c]) => [name, Number(r[c] ?? 0)])) as Record<keyof typeof COUNTERS, number>),
+      pending: 0,
+      bouncesByReason: {},
+      refusedByCode: {},
+      latencyMs: undefined,
+      latency: new Map<number, number>(),
+    }
+    row.pending = row.recipients - row.delivered - row.bouncedHard - row.bouncedSoft - row.expired - row.removed
+    out.set(id(r), row)
+  }
+  for (const d of details) {
+    const row = out.get(id(d))
+    if (!row) continue
+    const n = Number(d.n)
+    if (d.kind === 'bounce') row.bouncesByReason[d.key] = n
+    else if (d.kind === 'refused') row.refusedByCode[d.key] = n
+    else if (d.kind === 'latency') row.latency.set(Number(d.key), n)
+  }
+  return [...out.values()].map(({ latency, ...row }) => ({ ...row, latencyMs: percentiles(latency) }))
+}
+
+/** p50/p95/p99 from a latency histogram (bucket → count). */
+function percentiles(h: Map<number, number>): SummaryRow['latencyMs'] {
+  const total = [...h.values()].reduce((a, b) => a + b, 0)
+  if (total === 0) return undefined
+  const buckets = [...h.entries()].sort((a, b) => a[0] - b[0])
+  const at = (q: number) => {
+    const rank = Math.ceil(q * total)
+    let seen = 0
+    for (const [b, n] of buckets) {
+      seen += n
+      if (seen >= rank) return Math.round(bucketMs(b))
+    }
+    return Math.round(bucketMs(buckets.at(-1)![0]))
+  }
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) }
+}
+
+/** One recipient's line in an export or a statement's history; no address in clear, no content. */
+export interface LedgerRow {
+  box: string
+  statement_id: string | null
+  queue_id: string
+  statement_class: string | null
+  batch: string | null
+  account: string | null
+  day: string
+  recipient: string
+  recipient_hmac: string | null
+  state: string
+  accepted_at: number
+  cert_serial: string | null
+  delivered_at: number | null
+  mx: string | null
+  tls: string | null
+  deferrals: number
+  bounced_at: number | null
+  bounce_reason: string | null
+  bounce_hard: number | null
+  expired_at: number | null
+  removed_at: number | null
+  opened_at: number | null
+  open_agent: string | null
+  clicked_at: number | null
+  read_at: number | null
+  paper_owed_at: number | null
+  paper_reason: string | null
+}
+
+const ROW_COLUMNS =
+  'r.box, s.statement_id, r.id AS queue_id, s.statement_class, s.batch, s.account, r.day, r.rcpt_mask AS recipient, ' +
+  'r.rcpt_hash AS recipient_hmac, r.state, r.accepted_at, s.cert_serial, r.delivered_at, r.mx, r.tls, r.deferrals, r.bounced_at, ' +
+  'r.bounce_reason, r.bounce_hard, r.expired_at, r.removed_at, r.opened_at, r.open_agent, r.clicked_at, r.read_at, r.paper_owed_at, r.paper_reason'
+
+/** Every recipient row a filter selects, streamed (an export of a million rows holds a few thousand at a time). */
+export function exportRows(store: LedgerStore, f: ReportFilter = {}): AsyncIterable<LedgerRow> {
+  const parts: string[] = []
+  const params: Param[] = []
+  const add = (cond: string, v: string | undefined) => {
+    if (v === undefined) return
+    parts.push(cond)
+    params.push(v)
+  }
+  add('r.day >= ?', f.from)
+  add('r.day <= ?', f.to)
+  add('s.account = ?', f.account)
+  add('s.batch = ?', f.batch)
+  add('s.statement_class = ?', f.statementClass)
+  if (f.paperOwed) parts.push('r.paper_owed_at IS NOT NULL')
+  const sql =
+    `SELECT ${ROW_COLUMNS} FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id ` +
+    `${parts.length ? `WHERE ${parts.join(' AND ')}` : ''} ORDER BY r.day`
+  return store.iterate<LedgerRow & Record<string, unknown>>(sql, params)
+}
+
+/** A statement's whole history by the firm's statement id: every mail that carried it, every recipient. */
+export async function statementHistory(store: LedgerStore, statementId: string): Promise<LedgerRow[]> {
+  return store.all<LedgerRow & Record<string, unknown>>(
+    `SELECT ${ROW_COLUMNS} FROM statements s JOIN recipients r ON r.box = s.box AND r.id = s.id WHERE s.statement_id = ? ORDER BY r.accepted_at, r.idx`,
+    [statementId],
+  )
+}

@@ -1,0 +1,39 @@
+import { chmodSync } from 'node:fs'
+import t from 'tap'
+import { parseConfig } from '../../../firmware/config/load.ts'
+import { openPostgres } from '../../../firmware/reports/postgres.ts'
+import { exportRows, statementHistory, summary } from '../../../firmware/reports/queries.ts'
+import { startPostgres } from '../../helpers/postgres.ts'
+import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'
+
+t.test('two boxes share one PostgreSQL ledger: each writes its own rows, the report counts both', async (t) => {
+  const pg = await startPostgres(t)
+  const postgres = { url: pg.url, passwordFile: pg.passwordFile }
+  const one = await ledgerRig(t, { boxId: 'box-taipei', postgres })
+  const two = await ledgerRig(t, { boxId: 'box-taichung', postgres }, {}, one.hsm)
+  t.equal(one.ledger.store.dialect, 'postgres')
+  one.clock.value = two.clock.value = Date.parse('2026-11-05T02:00:00Z')
+  await one.emit(...submitted('Q1', ['a@example.net'], { statementId: 'S-1', batch: 'NOV' }), attempt('Q1', 'delivered', ['a@example.net'], '250 ok'))
+  await two.emit(...submitted('Q1', ['b@example.net'], { statementId: 'S-2', batch: 'NOV' }), attempt('Q1', 'bounced', ['b@example.net'], '550 5.1.1 unknown'))
+  const [row] = await summary(one.ledger.store, { batch: 'NOV' }, ['batch'])
+  t.match(
+    row,
+    { submitted: 2, delivered: 1, bouncedHard: 1, paperOwed: 1, bouncesByReason: { userunknown: 1 } },
+    'the same queue id on two boxes is two statements',
+  )
+  t.match(await statementHistory(two.ledger.store, 'S-1'), [{ box: 'box-taipei', state: 'delivered' }])
+  const rows = []
+  for await (const r of exportRows(one.ledger.store, { batch: 'NOV' })) rows.push(r)
+  t.same(rows.map((r) => r.box).sort(), ['box-taichung', 'box-taipei'], 'the export reads both, through a server-side cursor')
+  await one.restartLedger()
+  t.match((await summary(one.ledger.store, {}, []))[0], { submitted: 2 }, 'a restart counts nothing twice')
+})
+
+t.test("the password file must be the box's alone; a wrong password stops start-up with the server's reason", async (t) => {
+  const pg = await startPostgres(t)
+  chmodSync(pg.passwordFile, 0o644)
+  await t.rejects(openPostgres({ url: pg.url, passwordFile: pg.passwordFile }), /readable by others \(mode 644\); make it 0600/)
+  chmodSync(pg.passwordFile, 0o600)
+  const config = parseConfig({ reports: { postgres: { url: pg.url.replace('gateway@', 'gateway:wrong@'), passwordFile: '' } } })
+  await t.rejects(openPostgres(config.reports.postgres), /password authentication failed/)
+})
