@@ -10,6 +10,7 @@ import { KeyService } from './keys/service.ts'
 import { AuditCopyHandoff } from './delivery/audit-copy.ts'
 import { DeliveryEngine } from './delivery/engine.ts'
 import { Ledger } from './reports/ledger.ts'
+import { WebhookSender } from './reports/webhooks.ts'
 import { ConfigChangeAudit } from './audit/config-change.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { SyslogForwarder } from './audit/syslog.ts'
@@ -73,6 +74,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const syslog = new SyslogForwarder({ config, log, trail: audit })
   // M9: the statement ledger, a view of the trail kept current from it.
   const ledger = new Ledger({ config, log, trail: audit, events, clock: systemClock })
+  const webhooks = new WebhookSender({ config, log, hsm: hsm.hsm, ledger, events, clock: systemClock })
   const spool = new Spool({ config, log, hsm: hsm.hsm, events, clock: systemClock })
   const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock, events })
   const policy = new PolicyStage({ config, log, events })
@@ -113,7 +115,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     views: { 'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()) },
   })
   const daemon = new Daemon(
-    [hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, ledger, spool, policy, signing, delivery, control, submission],
+    [hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, ledger, webhooks, spool, policy, signing, delivery, control, submission],
     log,
   )
 

@@ -74,6 +74,7 @@ export class Ledger implements Component {
   #retentionTimer: NodeJS.Timeout | undefined
   #failing = false
   readonly #waiters: { seq: number; resolve: () => void }[] = []
+  readonly #appliedListeners: (() => void)[] = []
 
   constructor(deps: { config: Config; log: Logger; trail: AuditTrail; events: EventSink; clock: Clock }) {
     this.#config = deps.config
@@ -123,6 +124,11 @@ export class Ledger implements Component {
     await this.#pumping
     await this.#store?.close()
     this.#store = undefined
+  }
+
+  /** Called after each transaction the ledger commits (the webhook sender looks at the outbox then). */
+  onApplied(listener: () => void): void {
+    this.#appliedListeners.push(listener)
   }
 
   /** Resolves once every record up to `seq` (default: all the trail has written) is in the ledger. */
@@ -260,6 +266,7 @@ export class Ledger implements Component {
     this.#applied = fresh.at(-1)!.seq
     if (this.#failing) this.#log.info({ appliedSeq: this.#applied }, 'the ledger is written again')
     this.#failing = false
+    for (const l of this.#appliedListeners) l()
     for (let i = this.#waiters.length - 1; i >= 0; i--) {
       const w = this.#waiters[i]!
       if (w.seq <= this.#applied) {

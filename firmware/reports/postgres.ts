@@ -68,15 +68,15 @@ export class PostgresStore implements LedgerStore {
     }
   }
 
-  async *iterate<R extends Row>(sql: string, params: readonly Param[] = [], batch = 2000): AsyncIterable<R> {
+  async *iterate(sql: string, params: readonly Param[] = [], batch = 2000): AsyncIterable<unknown[][]> {
     // A server-side cursor: the export holds one batch, however many rows there are.
     const client = await this.#pool.connect()
     try {
       await client.query('BEGIN READ ONLY')
       await client.query({ text: `DECLARE ledger_export NO SCROLL CURSOR FOR ${this.#numbered(sql)}`, values: params as unknown[] })
       for (;;) {
-        const { rows } = await client.query(`FETCH ${batch} FROM ledger_export`)
-        for (const row of rows) yield row as R
+        const { rows } = await client.query<unknown[]>({ text: `FETCH ${batch} FROM ledger_export`, rowMode: 'array' })
+        if (rows.length) yield rows
         if (rows.length < batch) break
       }
       await client.query('COMMIT')

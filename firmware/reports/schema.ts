@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS outbox (
   created_at INT8 NOT NULL, next_at INT8 NOT NULL, attempts INT8 NOT NULL DEFAULT 0, last_error TEXT,
   PRIMARY KEY (box, url, event_id));
 CREATE INDEX IF NOT EXISTS outbox_by_order ON outbox (box, url, ordering, pos);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (box, url, next_at);
+CREATE INDEX IF NOT EXISTS outbox_by_pos ON outbox (box, url, pos);
 `
 
 /** Creates the tables (idempotent): INT8 is SQLite's INTEGER affinity and PostgreSQL's bigint. */

@@ -87,7 +87,7 @@ export const reports = obj({
     }),
     alarmAfterSeconds: int({
       default: 900,
-      min: 10,
+      min: 1,
       max: 604800,
       description: 'An endpoint failing this long raises an alarm (log, audit trail); mail is never held up.',
     }),

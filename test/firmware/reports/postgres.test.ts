@@ -2,7 +2,7 @@ import { chmodSync } from 'node:fs'
 import t from 'tap'
 import { parseConfig } from '../../../firmware/config/load.ts'
 import { openPostgres } from '../../../firmware/reports/postgres.ts'
-import { exportRows, statementHistory, summary } from '../../../firmware/reports/queries.ts'
+import { exportRows, ROW_FIELDS, statementHistory, summary } from '../../../firmware/reports/queries.ts'
 import { startPostgres } from '../../helpers/postgres.ts'
 import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'
 
@@ -22,9 +22,9 @@ t.test('two boxes share one PostgreSQL ledger: each writes its own rows, the rep
     'the same queue id on two boxes is two statements',
   )
   t.match(await statementHistory(two.ledger.store, 'S-1'), [{ box: 'box-taipei', state: 'delivered' }])
-  const rows = []
-  for await (const r of exportRows(one.ledger.store, { batch: 'NOV' })) rows.push(r)
-  t.same(rows.map((r) => r.box).sort(), ['box-taichung', 'box-taipei'], 'the export reads both, through a server-side cursor')
+  const rows: unknown[][] = []
+  for await (const batch of exportRows(one.ledger.store, { batch: 'NOV' })) rows.push(...batch)
+  t.same(rows.map((r) => r[ROW_FIELDS.indexOf('box')]).sort(), ['box-taichung', 'box-taipei'], 'the export reads both, through a server-side cursor')
   await one.restartLedger()
   t.match((await summary(one.ledger.store, {}, []))[0], { submitted: 2 }, 'a restart counts nothing twice')
 })
