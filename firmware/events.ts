@@ -121,7 +121,8 @@ export type BoxEvent =
       /** What fetched it, by its User-Agent: a person's mail client or browser, an image proxy, a link scanner. */
       agent: 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
     }
-  | { type: 'tracking.refused'; reason: 'unknown-token' | 'forged-token' }
+  /** Tracking requests refused since the last report (at most one a minute per reason): counted, never detailed. */
+  | { type: 'tracking.refused'; reason: 'unknown-token' | 'forged-token'; count: number }
   /** S13: statement rows older than `reports.retentionDays` deleted from the ledger. */
   | { type: 'reports.retention'; statementRows: number; recipientRows: number; before: string }
   /** M9: a webhook endpoint of the firm failing for longer than `reports.webhooks.alarmAfterSeconds` (mail is not held up). */

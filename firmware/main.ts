@@ -11,6 +11,8 @@ import { AuditCopyHandoff } from './delivery/audit-copy.ts'
 import { DeliveryEngine } from './delivery/engine.ts'
 import { Ledger } from './reports/ledger.ts'
 import { WebhookSender } from './reports/webhooks.ts'
+import { TrackingTokens } from './reports/tokens.ts'
+import { TrackingListener, TrackingStage } from './reports/tracking.ts'
 import { ConfigChangeAudit } from './audit/config-change.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { SyslogForwarder } from './audit/syslog.ts'
@@ -78,7 +80,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const spool = new Spool({ config, log, hsm: hsm.hsm, events, clock: systemClock })
   const signing = new SigningStage({ config, log, hsm: hsm.hsm, clock: systemClock, events })
   const policy = new PolicyStage({ config, log, events })
-  const handoff = new StagedHandoff([policy, signing], new AuditCopyHandoff(spool, config))
+  // M9: opens and clicks, when a profile asks for them; the rewrite comes before signing so both signatures cover it.
+  const tracking = new TrackingTokens(hsm.hsm)
+  const tracker = new TrackingListener({ config, tokens: tracking, events, log })
+  const handoff = new StagedHandoff([policy, new TrackingStage({ config, tokens: tracking, log }), signing], new AuditCopyHandoff(spool, config))
   // S6: a mail is taken only while the trail can record what happens to it (a full disk holds
   // its records in memory, bounded: submission waits rather than the trail losing any).
   const admit = () =>
@@ -115,7 +120,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     views: { 'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()) },
   })
   const daemon = new Daemon(
-    [hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, ledger, webhooks, spool, policy, signing, delivery, control, submission],
+    [hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, ledger, webhooks, tracker, spool, policy, signing, delivery, control, submission],
     log,
   )
 

@@ -14,6 +14,8 @@ export interface Envelope extends StatementTags {
   readonly receivedAt: number
   /** What the mail is to the box: a statement (default), its archive copy (M7), or a status notification (M8). */
   readonly kind?: 'statement' | 'audit-copy' | 'dsn'
+  /** The policy profile that took the mail (the policy stage sets it; later stages read their options from it). */
+  readonly profile?: string
   // StatementTags: the firm's statement id, class and batch (X-Statement-ID, -Class, -Batch),
   // read once at submission and kept with the mail (inside the encrypted spool record), so
   // delivery's notices and the operator's view need not parse the message again. Absent in

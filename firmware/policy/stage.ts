@@ -156,7 +156,14 @@ export class PolicyStage implements Stage, Component {
       ...mail,
       message,
       facts,
-      envelope: { ...env, statementId: facts.statementId, statementClass: statement.statementClass, batch: facts.batch, tagged: true },
+      envelope: {
+        ...env,
+        statementId: facts.statementId,
+        statementClass: statement.statementClass,
+        batch: facts.batch,
+        tagged: true,
+        profile: outcome.profile || undefined,
+      },
     }
     if (!profile) {
       // No rules apply, but the audit trail still learns which statement this is (S6).

@@ -48,6 +48,7 @@ type Row = {
   deferrals: number
   accepted_at: number
   opened_at: number | null
+  open_agent: string | null
   clicked_at: number | null
   statement_id: string | null
   day: string
@@ -249,13 +250,17 @@ export class LedgerApplier {
     const at = this.#time()
     const where = [this.#ctx.box, id, row.idx]
     if (r.type === 'tracking.open') {
-      const first = row.opened_at === null && agent !== 'scanner'
-      if (first)
+      // A person's first open counts as opened; an image proxy's fetch (on arrival, for everyone) counts once
+      // apart and does not stand in the way of the person's own open later; a scanner's counts as nothing.
+      const person = agent !== 'scanner' && agent !== 'proxy'
+      const first = person ? row.opened_at === null : agent === 'proxy' && row.opened_at === null && row.open_agent === null
+      if (first && person)
         await this.#run('UPDATE recipients SET opens = opens + 1, opened_at = ?, open_agent = ? WHERE box = ? AND id = ? AND idx = ?', [at, agent, ...where])
+      else if (first) await this.#run('UPDATE recipients SET opens = opens + 1, open_agent = ? WHERE box = ? AND id = ? AND idx = ?', [agent, ...where])
       else await this.#run('UPDATE recipients SET opens = opens + 1 WHERE box = ? AND id = ? AND idx = ?', where)
       if (!first) return
-      await this.#count(g, agent === 'proxy' ? 'opened_by_proxy' : 'opened')
-      await this.#hook('opened', id, g, row.idx, row.rcpt_mask, { agent })
+      await this.#count(g, person ? 'opened' : 'opened_by_proxy')
+      if (person) await this.#hook('opened', id, g, row.idx, row.rcpt_mask, { agent })
     } else {
       const first = row.clicked_at === null && agent !== 'scanner'
       if (first) await this.#run('UPDATE recipients SET clicks = clicks + 1, clicked_at = ? WHERE box = ? AND id = ? AND idx = ?', [at, ...where])
@@ -268,7 +273,7 @@ export class LedgerApplier {
 
   #rows(id: string): Promise<Row[]> {
     return this.#tx.all<Row>(
-      'SELECT r.idx, r.rcpt_hash, r.rcpt_mask, r.state, r.deferrals, r.accepted_at, r.opened_at, r.clicked_at, ' +
+      'SELECT r.idx, r.rcpt_hash, r.rcpt_mask, r.state, r.deferrals, r.accepted_at, r.opened_at, r.open_agent, r.clicked_at, ' +
         's.statement_id, s.day, s.batch, s.account, s.statement_class ' +
         'FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id WHERE r.box = ? AND r.id = ? ORDER BY r.idx',
       [this.#ctx.box, id],

@@ -3,6 +3,7 @@ import { children, certificateParts, keyUsage, read } from '../../hal/crypto/der
 import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
 import { base64Problem, decodeQuotedPrintable } from '../../firmware/mime/encode.ts'
 import { htmlText } from '../../firmware/mime/html.ts'
+import { rewriteHtml } from '../../firmware/reports/rewrite.ts'
 import { parseParams } from '../../firmware/mime/params.ts'
 import { MimeError } from '../../firmware/mime/header.ts'
 import { parseMessage } from '../../firmware/mime/tree.ts'
@@ -141,6 +142,12 @@ export const TARGETS: Target<unknown>[] = [
     input: tokens(['<', '>', '<!--', '-->', '<script>', '</script>', '&#65;', '&#x41;', '&amp', '<b>', 'A123']),
     run: (s: string) => void htmlText(s),
     worst: (n: number) => '<'.repeat(n),
+  }),
+  target({
+    name: 'HTML link rewrite (rewriteHtml)',
+    input: tokens(['<a ', '<A HREF=', 'href=', '"', "'", '>', '<!--', '-->', '<script>', '</script>', 'https://b.example/', '&amp;', '</body>', ' ']),
+    run: (s: string) => void rewriteHtml(s, (_url, i) => `https://t.example/c/${i}`, 'https://t.example/o/x'),
+    worst: (n: number) => '<a title=">" href="https://b.example/x">y</a>'.repeat(n / 44),
   }),
   target({
     name: 'national IDs (findTaiwanIds)',

@@ -1,0 +1,223 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import { GatewayError } from '../errors.ts'
+import type { EventSink } from '../events.ts'
+import type { Logger } from '../log.ts'
+import type { Submitted } from '../pipeline/handoff.ts'
+import type { Stage } from '../pipeline/stage.ts'
+import { rewriteMessage } from './rewrite.ts'
+import { MAX_TOKEN, type TrackingTokens } from './tokens.ts'
+
+export type AgentClass = 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
+
+// Substrings of User-Agent headers, lower-cased, checked in this order.
+const PROXIES = ['googleimageproxy', 'ggpht.com', 'yahoomailproxy', 'apple-mail-privacy', 'mail.ru image proxy', 'feedfetcher']
+const SCANNERS = [
+  'bot',
+  'spider',
+  'crawl',
+  'scan',
+  'curl/',
+  'wget/',
+  'python-',
+  'go-http-client',
+  'java/',
+  'okhttp',
+  'headlesschrome',
+  'barracuda',
+  'mimecast',
+  'proofpoint',
+  'urldefense',
+  'symantec',
+  'trend micro',
+  'forcepoint',
+  'fireeye',
+  'microsoft office existence discovery',
+  'ms-office',
+  'skypeuripreview',
+  'preview',
+]
+const CLIENTS = ['thunderbird', 'outlook', 'microsoft office', 'windows-live-mail', 'airmail', 'spark', 'lotus-notes', 'mail/']
+const BROWSERS = ['firefox/', 'chrome/', 'safari/', 'edg/', 'opr/', 'samsungbrowser/']
+
+/**
+ * What fetched a tracking URL, from its User-Agent (M9): an image proxy that
+ * loads every image when the mail arrives (`proxy`: no person opened
+ * anything), a link scanner or bot (`scanner`: counted in the totals of
+ * fetches, never as an open or a click), a mail client (`client`), a browser
+ * (`browser`; also Apple Mail and mobile webviews, which send a browser's
+ * string without "Safari/" — those are `client`), or `unknown`.
+ */
+export function agentClass(userAgent: string | undefined, method = 'GET'): AgentClass {
+  if (method === 'HEAD') return 'scanner' // a person's click is a GET
+  const ua = (userAgent ?? '').slice(0, 512).toLowerCase()
+  if (!ua) return 'unknown'
+  if (PROXIES.some((p) => ua.includes(p))) return 'proxy'
+  if (SCANNERS.some((p) => ua.includes(p))) return 'scanner'
+  if (CLIENTS.some((p) => ua.includes(p))) return 'client'
+  if (BROWSERS.some((p) => ua.includes(p))) return 'browser'
+  // A WebKit string without a browser's token: Apple Mail, iOS Mail, an app's web view.
+  if (ua.includes('applewebkit/')) return 'client'
+  return 'unknown'
+}
+
+/**
+ * Opens and clicks, the sender's half (M9, optional, off by default): for a
+ * mail whose policy profile has `tracking` on, to one recipient, with
+ * `reports.tracking.baseUrl` set, the HTML parts get their web links replaced
+ * by `<baseUrl>/c/<token>` and a 1×1 image `<baseUrl>/o/<token>` — before the
+ * signing stage, so S/MIME and DKIM cover the result. Plain-text parts,
+ * attachments (the PDF statement) and the statement data are never touched.
+ * A mail to several recipients is not rewritten: one body cannot say which of
+ * them opened it.
+ */
+export class TrackingStage implements Stage {
+  readonly name = 'tracking'
+  readonly #config: Config
+  readonly #tokens: TrackingTokens
+  readonly #log: Logger
+
+  constructor(deps: { config: Config; tokens: TrackingTokens; log: Logger }) {
+    this.#config = deps.config
+    this.#tokens = deps.tokens
+    this.#log = deps.log.child({ component: 'tracking' })
+  }
+
+  async process(mail: Submitted): Promise<Submitted> {
+    const env = mail.envelope
+    const base = this.#config.reports.tracking.baseUrl.replace(/\/+$/, '')
+    if (!base || !this.#config.reports.enabled || (env.kind ?? 'statement') !== 'statement' || env.rcptTo.length !== 1) return mail
+    const profile = this.#config.policy.profiles.find((p) => p.name === env.profile)
+    if (!profile?.tracking) return mail
+    // Tokens are made first (async, the keys come from the HSM), then put in by the synchronous rewrite.
+    try {
+      await this.#tokens.keys()
+    } catch (err) {
+      throw new GatewayError('ETEMPORARY', 'the tracking key is not available (HSM); try again later', { cause: err })
+    }
+    const found: string[] = []
+    const probe = rewriteMessage(mail.message, (url) => (found.push(url), url), '')
+    if (!probe) return mail
+    const clicks = await Promise.all(found.map((url, link) => this.#tokens.seal({ kind: 'click', id: env.id, recipient: 0, link, url })))
+    const open = await this.#tokens.seal({ kind: 'open', id: env.id, recipient: 0 })
+    const done = rewriteMessage(mail.message, (_url, link) => `${base}/c/${clicks[link]}`, `${base}/o/${open}`)!
+    this.#log.debug({ id: env.id, links: done.links.length }, 'tracking links and image added')
+    return { ...mail, message: done.message }
+  }
+}
+
+/** A 1×1 transparent GIF. */
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64')
+/** Refusals are counted and reported at most this often (a flood of forged tokens must not flood the trail). */
+const REFUSAL_REPORT_MS = 60_000
+
+/**
+ * The tracking listener (M9): plain HTTP behind the firm's reverse proxy.
+ * `GET /o/<token>` answers the image and records an open; `GET /c/<token>`
+ * records a click and redirects to the link sealed in the token — nowhere
+ * else, whatever the query string or path says. Anything else, and any token
+ * that does not open (malformed, forged, for the other kind), gets a bare
+ * 404; refusals are counted and reported once a minute, never with details
+ * to the client.
+ */
+export class TrackingListener implements Component {
+  readonly name = 'tracking'
+  readonly #config: Config
+  readonly #tokens: TrackingTokens
+  readonly #events: EventSink
+  readonly #log: Logger
+  #server: Server | undefined
+  readonly #refused = { malformed: 0, forged: 0 }
+  #refusalTimer: NodeJS.Timeout | undefined
+
+  constructor(deps: { config: Config; tokens: TrackingTokens; events: EventSink; log: Logger }) {
+    this.#config = deps.config
+    this.#tokens = deps.tokens
+    this.#events = deps.events
+    this.#log = deps.log.child({ component: 'tracking' })
+  }
+
+  /** Where it listens (after start), e.g. for tests that asked for port 0. */
+  get address(): AddressInfo | undefined {
+    return (this.#server?.address() as AddressInfo | null) ?? undefined
+  }
+
+  async start(): Promise<void> {
+    const t = this.#config.reports.tracking
+    if (!t.baseUrl || !this.#config.reports.enabled) return
+    const colon = t.listen.lastIndexOf(':')
+    const host = t.listen.slice(0, colon).replace(/^\[|\]$/g, '')
+    const port = Number(t.listen.slice(colon + 1))
+    const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000, maxHeaderSize: 8192 }, (req, res) => {
+      void this.#handle(req, res).catch((err: Error) => {
+        this.#log.warn({ err: err.message }, 'tracking request failed')
+        if (!res.headersSent) res.writeHead(503, { 'cache-control': 'no-store' })
+        res.end()
+      })
+    })
+    server.maxConnections = 2000
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => resolve())
+    })
+    this.#server = server
+    this.#refusalTimer = setInterval(() => this.#reportRefusals(), REFUSAL_REPORT_MS)
+    this.#refusalTimer.unref()
+    this.#log.info({ listen: t.listen, address: this.address, baseUrl: t.baseUrl }, 'tracking listener ready')
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#refusalTimer)
+    this.#reportRefusals()
+    const s = this.#server
+    this.#server = undefined
+    if (!s) return
+    s.closeAllConnections()
+    await new Promise((r) => s.close(r))
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? ''
+    const path = (req.url ?? '').split('?', 1)[0]!
+    const kind = path.startsWith('/o/') ? 'open' : path.startsWith('/c/') ? 'click' : undefined
+    if ((method !== 'GET' && method !== 'HEAD') || !kind) return this.#notFound(res, undefined)
+    if (path.length > MAX_TOKEN + 3) return this.#notFound(res, 'malformed')
+    const ref = await this.#tokens.open(path.slice(3))
+    if (ref === 'malformed' || ref === 'forged') return this.#notFound(res, ref)
+    if (ref.kind !== kind) return this.#notFound(res, 'forged')
+    const agent = agentClass(req.headers['user-agent'], method)
+    if (ref.kind === 'open') {
+      this.#events.emit({ type: 'tracking.open', id: ref.id, recipient: ref.recipient, agent })
+      res.writeHead(200, {
+        'content-type': 'image/gif',
+        'content-length': PIXEL.length,
+        'cache-control': 'no-store, no-cache, private, max-age=0',
+        'referrer-policy': 'no-referrer',
+      })
+      res.end(method === 'HEAD' ? undefined : PIXEL)
+      return
+    }
+    this.#events.emit({ type: 'tracking.click', id: ref.id, recipient: ref.recipient, link: ref.link ?? 0, agent })
+    // The link as sealed at sending; only http(s) links were ever sealed.
+    res.writeHead(302, { location: ref.url ?? '', 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-length': 0 })
+    res.end()
+  }
+
+  #notFound(res: ServerResponse, reason: 'malformed' | 'forged' | undefined): void {
+    if (reason) this.#refused[reason]++
+    res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store', 'content-length': 10 })
+    res.end('not found\n')
+  }
+
+  #reportRefusals(): void {
+    for (const reason of ['malformed', 'forged'] as const) {
+      const count = this.#refused[reason]
+      if (count === 0) continue
+      this.#refused[reason] = 0
+      this.#log.warn({ reason, count }, 'tracking tokens refused')
+      this.#events.emit({ type: 'tracking.refused', reason: reason === 'malformed' ? 'unknown-token' : 'forged-token', count })
+    }
+  }
+}
