@@ -133,6 +133,13 @@ export type BoxEventType = BoxEvent['type']
 
 export interface EventSink {
   emit(event: BoxEvent): void
+  /**
+   * Resolves once every event emitted so far is on disk, for a sink that keeps
+   * them (the audit trail): the box waits for it before it acknowledges a mail
+   * or journals a delivery, so a crash never leaves the spool knowing more than
+   * the trail (the ledger is made from the trail).
+   */
+  durable?(): Promise<void>
 }
 
 const ADDRESS = /[^\s<>"'(),;:]+@[^\s<>"'(),;:]+/g
@@ -182,5 +189,8 @@ export class EventHub implements EventSink {
   }
   emit(event: BoxEvent): void {
     for (const s of this.#sinks) s.emit(event)
+  }
+  async durable(): Promise<void> {
+    for (const s of this.#sinks) if (s.durable) await s.durable()
   }
 }

@@ -136,6 +136,7 @@ process.stderr.write(
   `\nDone: ${received.length} of ${count} delivered in ${secs.toFixed(1)} s; ` +
     `S/MIME verified ${smime}/${received.length} (openssl), DKIM verified ${dkim}/${received.length} (python3-dkim)\n`,
 )
+process.stderr.write(`What the box's ledger counted for this batch: npm run reports -- summary --batch ${batch}\n`)
 for (const f of failures.slice(0, 20)) process.stderr.write(`  ${f}\n`)
 if (failures.length > 20) process.stderr.write(`  … and ${failures.length - 20} more\n`)
 process.exit(received.length === count && smime === count && dkim === count ? 0 : 1)

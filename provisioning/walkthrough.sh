@@ -59,4 +59,16 @@ npm run -s hsm -- status >/tmp/walkthrough.$$ 2>&1 || { cat /tmp/walkthrough.$$;
 grep -q 'smime/dev' /tmp/walkthrough.$$ || { cat /tmp/walkthrough.$$; fail "npm run hsm -- status does not list the S/MIME certificate"; }
 ok "npm run hsm -- status"
 
+# The statement ledger (#16): the demo's batch (demo-YYYYMMDDhhmmss) with every statement delivered.
+# The ledger follows the trail a moment behind; give it a few seconds.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  npm run -s reports -- summary >/tmp/walkthrough.$$ 2>&1 || { cat /tmp/walkthrough.$$; fail "npm run reports -- summary"; }
+  # batch  submitted  refused  delivered …: a demo batch whose delivered count equals its submitted count.
+  awk '$1 ~ /^demo-/ && $2 == $4 && $2 > 0 { found = 1 } END { exit !found }' /tmp/walkthrough.$$ && break
+  sleep 1
+done
+awk '$1 ~ /^demo-/ && $2 == $4 && $2 > 0 { found = 1 } END { exit !found }' /tmp/walkthrough.$$ ||
+  { cat /tmp/walkthrough.$$; fail "npm run reports -- summary shows no demo batch with all of it delivered"; }
+ok "npm run reports -- summary: $(awk '$1 ~ /^demo-/ { print $1 ": " $2 " submitted, " $4 " delivered" }' /tmp/walkthrough.$$ | tail -n1)"
+
 rm -f /tmp/walkthrough.$$

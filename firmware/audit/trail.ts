@@ -164,6 +164,16 @@ export class AuditTrail implements Component, EventSink {
     this.#started = false
   }
 
+  /**
+   * Resolves once the records emitted so far are on disk (written now, with
+   * whatever else is queued: one fsync for every caller waiting). While the
+   * disk refuses writes it resolves after the attempt; the records stay queued
+   * and the box stops taking mail once the backlog grows (EAUDIT_BACKLOG).
+   */
+  async durable(): Promise<void> {
+    if (this.#started) await this.flush()
+  }
+
   /** Writes every queued event now (tests, shutdown); resolves when they are on disk. */
   async flush(): Promise<void> {
     clearTimeout(this.#flushTimer)

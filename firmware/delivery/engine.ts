@@ -249,6 +249,8 @@ export class DeliveryEngine implements Component {
     })
     // DSNs first, as above: never a final state whose notice could still be lost.
     if (bouncedNow.length) await this.#notify(mail, 'bounced', bouncedNow)
+    // The attempts are in the audit trail before the journal says so (the ledger is made from the trail).
+    await this.#events.durable?.()
     if (deferredReply !== undefined) {
       const schedule = this.#config.delivery.retrySeconds
       const wait = schedule[Math.min(entry.attempts, schedule.length - 1)]! * 1000

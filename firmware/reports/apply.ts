@@ -169,12 +169,13 @@ export class LedgerApplier {
     }
     await this.#count(g, 'submitted')
     await this.#count(g, 'recipients', recipients.length)
+    await this.#applyEarly(id)
   }
 
   async #attempt(r: AuditRecord): Promise<void> {
     const id = str(r.id) ?? ''
     const rows = await this.#rows(id)
-    if (rows.length === 0) return
+    if (rows.length === 0) return this.#early(id, r)
     const reply = str(r.reply) ?? ''
     const at = this.#time()
     for (const ref of (r.recipients as RecipientRef[] | undefined) ?? []) {
@@ -217,11 +218,47 @@ export class LedgerApplier {
     }
   }
 
+  /**
+   * A record about a mail the ledger has not seen accepted yet: the spool makes a
+   * mail deliverable before the submission server records its acceptance, so a
+   * fast receiver's answer can come first in the trail. Kept until the acceptance
+   * arrives, then applied in order (a mail that never arrives is not a statement:
+   * retention deletes what waits).
+   */
+  async #early(id: string, r: AuditRecord): Promise<void> {
+    if (!id) return
+    await this.#run('INSERT INTO early_records (box, id, seq, day, record) VALUES (?, ?, ?, ?, ?) ON CONFLICT (box, id, seq) DO NOTHING', [
+      this.#ctx.box,
+      id,
+      r.seq,
+      this.#ctx.dayOf(this.#time()),
+      JSON.stringify(r),
+    ])
+  }
+
+  /** The records that came before the mail's acceptance, applied now, in trail order. */
+  async #applyEarly(id: string): Promise<void> {
+    const waiting = await this.#tx.all<{ record: string }>('SELECT record FROM early_records WHERE box = ? AND id = ? ORDER BY seq', [this.#ctx.box, id])
+    if (waiting.length === 0) return
+    await this.#run('DELETE FROM early_records WHERE box = ? AND id = ?', [this.#ctx.box, id])
+    const accepted = this.#record
+    for (const w of waiting) {
+      const r = JSON.parse(w.record) as AuditRecord
+      // Applied as of its own time; its webhook events keep the acceptance's place (after it).
+      this.#record = { ...r, seq: accepted.seq }
+      if (r.type === 'delivery.attempt') await this.#attempt({ ...r, seq: accepted.seq })
+      else if (r.type === 'spool.final') await this.#ended(id, r.outcome as 'expired' | 'removed')
+    }
+    this.#record = accepted
+  }
+
   /** M8: a mail that ran out of time, or that an operator removed: every recipient not yet final owes paper. */
   async #ended(id: string, outcome: 'expired' | 'removed'): Promise<void> {
     const at = this.#time()
     const paper = outcome === 'expired' ? 'expired' : 'removed by an operator'
-    for (const row of await this.#rows(id)) {
+    const rows = await this.#rows(id)
+    if (rows.length === 0) return this.#early(id, this.#record)
+    for (const row of rows) {
       if (row.state !== 'accepted') continue
       const g = group(row)
       await this.#run(`UPDATE recipients SET state = ?, ${outcome}_at = ?, paper_owed_at = ?, paper_reason = ? WHERE box = ? AND id = ? AND idx = ?`, [

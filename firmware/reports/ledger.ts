@@ -148,6 +148,7 @@ export class Ledger implements Component {
     const [recipientRows, statementRows] = await store.transaction(async (tx) => [
       await tx.run('DELETE FROM recipients WHERE box = ? AND day < ?', [this.#box, before]),
       await tx.run('DELETE FROM statements WHERE box = ? AND day < ?', [this.#box, before]),
+      await tx.run('DELETE FROM early_records WHERE box = ? AND day < ?', [this.#box, before]),
     ])
     if (recipientRows || statementRows) {
       this.#log.info({ statementRows, recipientRows, before }, 'ledger rows past retention deleted')
@@ -166,7 +167,7 @@ export class Ledger implements Component {
       await createSchema(store)
       const box = boxIdOf(config)
       await store.transaction(async (tx) => {
-        for (const table of ['recipients', 'statements', 'daily', 'daily_detail', 'refused_tags', 'outbox', 'ledger_meta'])
+        for (const table of ['recipients', 'statements', 'daily', 'daily_detail', 'refused_tags', 'early_records', 'outbox', 'ledger_meta'])
           await tx.run(`DELETE FROM ${table} WHERE box = ?`, [box])
       })
       const applier = new LedgerApplier({ box, dayOf: dayFormatter(config.reports.timeZone), webhooks: [] })
@@ -277,8 +278,8 @@ export class Ledger implements Component {
   }
 }
 
-/** One transaction: the records, then the sequence number they reach. */
-async function applyBatch(store: LedgerStore, applier: LedgerApplier, box: string, batch: readonly { seq: number; line: string }[]): Promise<void> {
+/** One transaction: the records, then the sequence number they reach (the benchmark calls it too). */
+export async function applyBatch(store: LedgerStore, applier: LedgerApplier, box: string, batch: readonly { seq: number; line: string }[]): Promise<void> {
   await store.transaction(async (tx: Tx) => {
     for (const r of batch) await applier.apply(tx, JSON.parse(r.line) as AuditRecord)
     await tx.run('INSERT INTO ledger_meta (box, key, value) VALUES (?, ?, ?) ON CONFLICT (box, key) DO UPDATE SET value = excluded.value', [

@@ -15,6 +15,7 @@ import type { LedgerStore } from './store.ts'
  *   hundred rows rather than millions; the detail holds bounces by reason,
  *   refusals by code and the delivery latency histogram.
  * - `refused_tags`: the tags of a mail the policy refused, until its refusal is counted.
+ * - `early_records`: delivery records that reached the trail before the mail's acceptance, until it does.
  * - `outbox`: webhook events not yet taken by the firm's endpoint.
  * - `ledger_meta`: the last audit record applied (the ledger catches up from there).
  */
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS daily_detail (
 CREATE TABLE IF NOT EXISTS refused_tags (
   box TEXT NOT NULL, id TEXT NOT NULL, statement_class TEXT, batch TEXT,
   PRIMARY KEY (box, id));
+CREATE TABLE IF NOT EXISTS early_records (
+  box TEXT NOT NULL, id TEXT NOT NULL, seq INT8 NOT NULL, day TEXT NOT NULL, record TEXT NOT NULL,
+  PRIMARY KEY (box, id, seq));
 CREATE TABLE IF NOT EXISTS outbox (
   box TEXT NOT NULL, url TEXT NOT NULL, event_id TEXT NOT NULL,
   ordering TEXT NOT NULL, pos INT8 NOT NULL, payload TEXT NOT NULL,

@@ -319,6 +319,8 @@ export class SubmissionServer implements Component {
     await this.#handoff.accept({ envelope: { id, mailFrom, rcptTo, account, clientAddress, tls, receivedAt: at }, message })
     state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes, user: session.user }, 'mail accepted')
     this.#events.emit({ type: 'submission.accepted', id, account, clientAddress, tls: tls?.protocol, recipients: rcptTo, bytes })
+    // S6, M9: the trail records the acceptance before the client hears 250 (a crash then loses neither).
+    await this.#events.durable?.()
     return id
   }
 

@@ -113,3 +113,21 @@ t.test('S13: rows past retention are deleted, the day counts stay, and the delet
     { statementRows: 1, recipientRows: 1, before: '2026-10-21' },
   )
 })
+
+t.test('a receiver faster than the acceptance record: attempts that reach the trail first are applied once the mail is accepted', async (t) => {
+  const rig = await ledgerRig(t, {}, { reports: { timeZone: 'UTC', webhooks: { endpoints: [{ url: 'https://hooks.bank.example/e' }] } } })
+  rig.clock.value = Date.parse('2026-11-05T01:00:00Z')
+  const [accepted, signed, queued, submission] = submitted('Q9', [A, B], { batch: 'NOV' })
+  // The spool made the mail deliverable; the receiver answered before the server recorded its 250.
+  await rig.emit(accepted!, signed!, queued!, attempt('Q9', 'delivered', [A], '250 ok'), attempt('Q9', 'bounced', [B], '550 5.1.1 unknown'))
+  t.same(await summary(rig.ledger.store, {}, []), [], 'nothing counted for a mail not yet accepted')
+  await rig.emit(submission!)
+  t.match((await summary(rig.ledger.store, {}, ['batch']))[0], { submitted: 1, delivered: 1, bouncedHard: 1, paperOwed: 1, pending: 0 })
+  const hooks = await rig.ledger.store.all<{ payload: string }>('SELECT payload FROM outbox ORDER BY pos')
+  t.same(
+    hooks.map((h) => (JSON.parse(h.payload) as { type: string }).type),
+    ['accepted', 'accepted', 'delivered', 'bounced', 'paper_owed'],
+    'webhook events in their natural order: accepted first',
+  )
+  t.same(await rig.ledger.store.all('SELECT * FROM early_records'), [], 'nothing left waiting')
+})
