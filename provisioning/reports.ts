@@ -6,7 +6,7 @@ import { HsmError, type Hsm } from '../hal/hsm/index.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { boxRunning } from '../firmware/control/server.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
-import { fileSink, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
+import { fileSink, localTimeFormatter, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
 import { Ledger, ledgerPath, openLedgerStore } from '../firmware/reports/ledger.ts'
 import { countRows, exportRows, GROUPS, statementHistory, summary, type GroupKey, type ReportFilter, type SummaryRow } from '../firmware/reports/queries.ts'
 import type { LedgerStore } from '../firmware/reports/store.ts'
@@ -186,7 +186,8 @@ switch (positionals[0]) {
     if (rows.length === 0) fail(`no statement with id ${id} in the ledger`)
     if (f === 'json') process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`)
     else {
-      const t = (v: number | null) => (v === null ? '' : new Date(v).toISOString())
+      const local = localTimeFormatter(config.reports.timeZone)
+      const t = (v: number | null) => (v === null ? '' : local(v).slice(0, 19).replace('T', ' '))
       const cells = rows.map((r) => ({
         queue: r.queue_id,
         recipient: r.recipient,
@@ -200,7 +201,7 @@ switch (positionals[0]) {
         'paper owed': r.paper_reason ?? '',
       }))
       process.stdout.write(
-        `statement ${id}: ${rows.length} recipient(s); class ${rows[0]!.statement_class ?? '-'}, batch ${rows[0]!.batch}, ` +
+        `statement ${id} (times in ${config.reports.timeZone}): ${rows.length} recipient(s); class ${rows[0]!.statement_class ?? '-'}, batch ${rows[0]!.batch}, ` +
           `certificate ${rows[0]!.cert_serial ?? '-'}\n`,
       )
       process.stdout.write(`${table(cells, Object.keys(cells[0]!))}\n`)

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { chmodSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 
@@ -48,6 +48,8 @@ export class SqliteStore implements LedgerStore {
   constructor(path: string, options: { readOnly?: boolean } = {}) {
     if (!options.readOnly) mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
     this.#db = new DatabaseSync(path, { readOnly: options.readOnly ?? false })
+    // The box's alone (masked recipients and their HMACs); SQLite gives its -wal and -shm files the same mode.
+    if (!options.readOnly) chmodSync(path, 0o600)
     this.#db.exec('PRAGMA busy_timeout = 5000')
     if (!options.readOnly) this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL')
     this.#tx = {

@@ -1,5 +1,7 @@
 import t from 'tap'
-import { Ledger } from '../../../firmware/reports/ledger.ts'
+import { statSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { Ledger, ledgerPath } from '../../../firmware/reports/ledger.ts'
 import { statementHistory, summary } from '../../../firmware/reports/queries.ts'
 import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'
 
@@ -95,6 +97,8 @@ t.test('a restart catches up from the trail and counts nothing twice; a rebuild 
   t.equal(progress, n)
   await rig.restartLedger()
   t.same(await summary(rig.ledger.store, {}, []), before, 'the rebuilt ledger reports the same')
+  t.equal(statSync(ledgerPath(rig.config)).mode & 0o777, 0o600, "the ledger file is the box's alone")
+  t.equal(statSync(dirname(ledgerPath(rig.config))).mode & 0o777, 0o700)
 })
 
 t.test('S13: rows past retention are deleted, the day counts stay, and the deletion is in the audit trail', async (t) => {
