@@ -201,7 +201,8 @@ switch (positionals[0]) {
         'paper owed': r.paper_reason ?? '',
       }))
       process.stdout.write(
-        `statement ${id} (times in ${config.reports.timeZone}): ${rows.length} recipient(s); class ${rows[0]!.statement_class ?? '-'}, batch ${rows[0]!.batch}, ` +
+        `statement ${id} (times in ${config.reports.timeZone}): ${rows.length} recipient(s); ` +
+          `class ${rows[0]!.statement_class ?? '-'}, batch ${rows[0]!.batch}, ` +
           `certificate ${rows[0]!.cert_serial ?? '-'}\n`,
       )
       process.stdout.write(`${table(cells, Object.keys(cells[0]!))}\n`)
