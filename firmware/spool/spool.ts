@@ -270,12 +270,16 @@ export class Spool implements Component, Handoff {
    */
   async finish(id: string, outcome: FinalOutcome, reason: string): Promise<void> {
     const e = this.#mustGet(id)
+    // The final event is on disk (the audit trail) before the journal says final: the
+    // ledger is made from the trail, and an expiry or removal is what makes a paper
+    // statement owed (M8). A crash in between leaves the mail queued; it ends, and is
+    // announced, again.
+    this.#events.emit({ type: 'spool.final', id, outcome, reason })
+    await this.#events.durable?.()
     await this.#journal.append(id, 'final', e.attempts, 0)
-    // Index and event together, with no await between: whoever sees the
-    // message gone from the queue also sees its final event.
+    // Whoever sees the message gone from the queue has its final event already.
     this.#index.delete(id)
     this.#done.delete(id)
-    this.#events.emit({ type: 'spool.final', id, outcome, reason })
     await unlink(this.#path(e)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err
     })

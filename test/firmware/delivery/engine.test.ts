@@ -311,8 +311,13 @@ t.test('an attempt that breaks off inside the box (journal on a full disk) is re
   )
   rmSync(filler)
   rig.clock.now += 61_000
-  await until(() => finals(rig.events)[m.id] === 'delivered')
+  await until(() => rig.spool.entry(m.id) === undefined)
   t.equal(rx.received.length, 2, 'delivered again (at least once: the first end was never recorded)')
+  t.same(
+    rig.events.filter((e) => e.type === 'spool.final' && e.id === m.id).map((e) => (e as { outcome: string }).outcome),
+    ['delivered', 'delivered'],
+    'the first end, announced before its journal write failed, is announced again with the second',
+  )
 })
 
 t.test('shutdown does not wait for a receiver that takes minutes: after the grace period the attempt is cut off and the mail stays queued', async (t) => {
