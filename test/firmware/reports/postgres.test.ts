@@ -4,6 +4,10 @@ import { parseConfig } from '../../../firmware/config/load.ts'
 import { openPostgres } from '../../../firmware/reports/postgres.ts'
 import { exportRows, ROW_FIELDS, statementHistory, summary } from '../../../firmware/reports/queries.ts'
 import { startPostgres } from '../../helpers/postgres.ts'
+import { logSink } from '../../helpers/logs.ts'
+import { until } from '../../helpers/receiver.ts'
+import { hookReceiver } from '../../helpers/webhooks.ts'
+import { WebhookSender, webhookSecret } from '../../../firmware/reports/webhooks.ts'
 import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'
 
 t.test('two boxes share one PostgreSQL ledger: each writes its own rows, the report counts both', async (t) => {
@@ -36,4 +40,31 @@ t.test("the password file must be the box's alone; a wrong password stops start-
   chmodSync(pg.passwordFile, 0o600)
   const config = parseConfig({ reports: { postgres: { url: pg.url.replace('gateway@', 'gateway:wrong@'), passwordFile: '' } } })
   await t.rejects(openPostgres(config.reports.postgres), /password authentication failed/)
+})
+
+t.test('webhooks from a PostgreSQL outbox: the same sender, in order per statement, each box only its own', async (t) => {
+  const pg = await startPostgres(t)
+  const postgres = { url: pg.url, passwordFile: pg.passwordFile }
+  const hooks = await hookReceiver(t)
+  const webhooks = { endpoints: [{ url: hooks.url, caFile: hooks.caFile }], retrySeconds: [1] }
+  const one = await ledgerRig(t, { boxId: 'box-taipei', postgres, webhooks })
+  const two = await ledgerRig(t, { boxId: 'box-taichung', postgres, webhooks }, {}, one.hsm)
+  await hooks.up(await webhookSecret(one.hsm, hooks.url))
+  const sender = new WebhookSender({ config: one.config, log: logSink().log, hsm: one.hsm, ledger: one.ledger, events: one.trail, clock: one.clock })
+  await sender.start()
+  t.teardown(() => sender.stop())
+  one.clock.value = two.clock.value = Date.now()
+  await one.emit(...submitted('Q1', ['a@example.net'], { statementId: 'S-1' }), attempt('Q1', 'bounced', ['a@example.net'], '550 5.1.1 unknown'))
+  await two.emit(...submitted('Q2', ['b@example.net'], { statementId: 'S-2' }), attempt('Q2', 'delivered', ['b@example.net'], '250 ok'))
+  await until(() => hooks.accepted.length >= 3)
+  await new Promise((r) => setTimeout(r, 300))
+  t.same(
+    hooks.accepted.map((h) => `${h.statementId}:${h.type}`),
+    ['S-1:accepted', 'S-1:bounced', 'S-1:paper_owed'],
+    "box-taipei's sender sends box-taipei's events, in order; box-taichung's wait for its own sender",
+  )
+  t.equal(hooks.badSignatures, 0)
+  t.equal(await sender.pending(), 0, 'its outbox is empty')
+  const theirs = await two.ledger.store.get<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE box = 'box-taichung'")
+  t.equal(Number(theirs?.n), 2, "the other box's events stay for it")
 })
