@@ -2,8 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { systemClock } from '../hal/clock.ts'
-import { HsmError, type Hsm } from '../hal/hsm/index.ts'
+import type { Hsm } from '../hal/hsm/index.ts'
 import { exportTrail } from '../firmware/audit/export.ts'
 import { CHECKPOINT_KEY_LABEL } from '../firmware/keys/labels.ts'
 import { searchTrail } from '../firmware/audit/search.ts'
@@ -11,7 +10,7 @@ import { PUBLIC_KEY_FILE } from '../firmware/audit/record.ts'
 import { recipientHash } from '../firmware/audit/redact.ts'
 import { verifyTrail } from '../firmware/audit/verify.ts'
 import { failer, printHelp, toolConfig } from './cli.ts'
-import { hsmFromConfig } from '../firmware/keys/service.ts'
+import { withToolHsm } from './tool-hsm.ts'
 
 const USAGE = `usage: npm run audit -- <command> [--config FILE] [options]
 
@@ -62,18 +61,7 @@ const dir = join(config.dataDir, 'audit')
 const DAY = /^\d{4}-\d{2}-\d{2}$/
 for (const d of [values.from, values.to]) if (d !== undefined && positionals[0] !== 'search' && !DAY.test(d)) fail(`"${d}" is not a day (YYYY-MM-DD)`, 2)
 
-async function withHsm<T>(fn: (hsm: Hsm) => Promise<T>): Promise<T> {
-  const hsm = hsmFromConfig(config, systemClock)
-  try {
-    await hsm.open()
-    return await fn(hsm)
-  } catch (err) {
-    if (err instanceof HsmError) fail(err.message)
-    throw err
-  } finally {
-    await hsm.close()
-  }
-}
+const withHsm = <T>(fn: (hsm: Hsm) => Promise<T>): Promise<T> => withToolHsm(config, fail, fn)
 
 async function publicKey(): Promise<KeyObject> {
   if (values.key) return createPublicKey(readFileSync(values.key))

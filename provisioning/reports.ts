@@ -2,16 +2,16 @@ import { closeSync, existsSync, fsyncSync, openSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
-import { HsmError, type Hsm } from '../hal/hsm/index.ts'
+import type { Hsm } from '../hal/hsm/index.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { boxRunning } from '../firmware/control/server.ts'
-import { hsmFromConfig } from '../firmware/keys/service.ts'
 import { fileSink, localTimeFormatter, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
 import { Ledger, ledgerPath, openLedgerStore } from '../firmware/reports/ledger.ts'
 import { countRows, exportRows, GROUPS, statementHistory, summary, type GroupKey, type ReportFilter, type SummaryRow } from '../firmware/reports/queries.ts'
 import type { LedgerStore } from '../firmware/reports/store.ts'
 import { webhookSecret } from '../firmware/reports/webhooks.ts'
 import { failer, printHelp, toolConfig } from './cli.ts'
+import { withToolHsm } from './tool-hsm.ts'
 import { Progress } from './progress.ts'
 
 const USAGE = `usage: npm run reports -- <command> [--config FILE] [options]
@@ -85,18 +85,7 @@ async function store(): Promise<LedgerStore> {
   }
 }
 
-async function withHsm<T>(fn: (hsm: Hsm) => Promise<T>): Promise<T> {
-  const hsm = hsmFromConfig(config, systemClock)
-  try {
-    await hsm.open()
-    return await fn(hsm)
-  } catch (err) {
-    if (err instanceof HsmError) fail(err.message)
-    throw err
-  } finally {
-    await hsm.close()
-  }
-}
+const withHsm = <T>(fn: (hsm: Hsm) => Promise<T>): Promise<T> => withToolHsm(config, fail, fn)
 
 /** Every admin action audited: through the running box, or the trail itself when none runs. */
 function audited(a: AdminAction): Promise<unknown> {

@@ -8,7 +8,8 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
-import { LedgerApplier, type ApplyContext, type AuditRecord } from './apply.ts'
+import { LedgerApplier, type AuditRecord } from './apply.ts'
+import { localTimeFormatter } from './export.ts'
 import { openPostgres } from './postgres.ts'
 import { createSchema } from './schema.ts'
 import { SqliteStore, type LedgerStore, type Tx } from './store.ts'
@@ -29,19 +30,10 @@ export const ledgerPath = (config: Config) => join(config.dataDir, 'reports', 'l
 /** The id this box's rows carry (several boxes may share one PostgreSQL ledger). */
 export const boxIdOf = (config: Config) => config.reports.boxId || hostname()
 
-/** The reporting day of a time in the firm's zone, `YYYY-MM-DD` (cached per quarter hour: zones move by 15 minutes at most). */
+/** The reporting day of a time in the firm's zone, `YYYY-MM-DD` (the date of its local time, as exports show it). */
 export function dayFormatter(timeZone: string): (ms: number) => string {
-  const format = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' })
-  const cache = new Map<number, string>()
-  return (ms) => {
-    const key = Math.floor(ms / 900_000)
-    let day = cache.get(key)
-    if (day === undefined) {
-      if (cache.size > 10_000) cache.clear()
-      cache.set(key, (day = format.format(ms)))
-    }
-    return day
-  }
+  const local = localTimeFormatter(timeZone)
+  return (ms) => local(ms).slice(0, 10)
 }
 
 /**
@@ -84,7 +76,11 @@ export class Ledger implements Component {
     this.#clock = deps.clock
     this.#box = boxIdOf(deps.config)
     this.#dayOf = dayFormatter(deps.config.reports.timeZone)
-    this.#applier = new LedgerApplier(this.#context(true))
+    this.#applier = new LedgerApplier({
+      box: this.#box,
+      dayOf: this.#dayOf,
+      webhooks: deps.config.reports.webhooks.endpoints.map((e) => ({ url: e.url, events: e.events })),
+    })
     deps.trail.onAppend((lines) => this.#enqueue(lines))
   }
 
@@ -188,11 +184,6 @@ export class Ledger implements Component {
     } finally {
       await store.close()
     }
-  }
-
-  #context(webhooks: boolean): ApplyContext {
-    const endpoints = webhooks ? this.#config.reports.webhooks.endpoints : []
-    return { box: this.#box, dayOf: this.#dayOf, webhooks: endpoints.map((e) => ({ url: e.url, events: e.events })) }
   }
 
   #enqueue(lines: readonly string[]): void {

@@ -59,8 +59,12 @@ const COUNTERS = {
   paperOwed: 'paper_owed',
 } as const
 
-function where(f: ReportFilter, table = ''): { sql: string; params: Param[] } {
-  const t = table ? `${table}.` : ''
+/** Where a filter's fields are in a query: the daily tables' columns, or the statement and recipient rows'. */
+const DAILY = { day: 'day', account: 'account', batch: 'batch', class: 'class' }
+const ROWS = { day: 'r.day', account: 's.account', batch: 's.batch', class: 's.statement_class' }
+
+/** The WHERE clause of a filter (empty when it selects everything), with its parameters. */
+function where(f: ReportFilter, at: typeof DAILY, extra: readonly string[] = []): { sql: string; params: Param[] } {
   const parts: string[] = []
   const params: Param[] = []
   const add = (cond: string, v: string | undefined) => {
@@ -68,15 +72,14 @@ function where(f: ReportFilter, table = ''): { sql: string; params: Param[] } {
     parts.push(cond)
     params.push(v)
   }
-  add(`${t}day >= ?`, f.from)
-  add(`${t}day <= ?`, f.to)
-  add(`${t}account = ?`, f.account)
-  add(`${t}batch = ?`, f.batch)
-  add(`${t}class = ?`, f.statementClass)
+  add(`${at.day} >= ?`, f.from)
+  add(`${at.day} <= ?`, f.to)
+  add(`${at.account} = ?`, f.account)
+  add(`${at.batch} = ?`, f.batch)
+  add(`${at.class} = ?`, f.statementClass)
+  parts.push(...extra)
   return { sql: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params }
 }
-
-const column = (g: GroupKey) => g // the daily tables name them the same
 
 /**
  * Counts per group (M9): submitted, refused by code, delivered, deferred,
@@ -85,8 +88,8 @@ const column = (g: GroupKey) => g // the daily tables name them the same
  * of millions of statements is a few hundred rows.
  */
 export async function summary(store: LedgerStore, f: ReportFilter = {}, by: readonly GroupKey[] = ['day']): Promise<SummaryRow[]> {
-  const keys = by.map(column)
-  const w = where(f)
+  const keys = by // the daily tables name their columns as the groups are named
+  const w = where(f, DAILY)
   const select = keys.length ? `${keys.join(', ')}, ` : ''
   const groupBy = keys.length ? `GROUP BY ${keys.join(', ')} ORDER BY ${keys.join(', ')}` : ''
   const sums = Object.values(COUNTERS)
@@ -207,23 +210,8 @@ const ROW_COLUMNS = ROW_FIELDS.map((k) => `${ROW_SQL[k]} AS ${k}`).join(', ')
 
 /** The recipient rows a filter selects: FROM and WHERE, with their parameters. */
 function rowsWhere(f: ReportFilter): { sql: string; params: Param[] } {
-  const parts: string[] = []
-  const params: Param[] = []
-  const add = (cond: string, v: string | undefined) => {
-    if (v === undefined) return
-    parts.push(cond)
-    params.push(v)
-  }
-  add('r.day >= ?', f.from)
-  add('r.day <= ?', f.to)
-  add('s.account = ?', f.account)
-  add('s.batch = ?', f.batch)
-  add('s.statement_class = ?', f.statementClass)
-  if (f.paperOwed) parts.push('r.paper_owed_at IS NOT NULL')
-  return {
-    sql: `FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id ${parts.length ? `WHERE ${parts.join(' AND ')}` : ''}`,
-    params,
-  }
+  const w = where(f, ROWS, f.paperOwed ? ['r.paper_owed_at IS NOT NULL'] : [])
+  return { sql: `FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id ${w.sql}`, params: w.params }
 }
 
 /**

@@ -7,7 +7,6 @@ export interface Rewritten {
   html: string
   /** The links replaced, in document order (their index is the link index in tokens). */
   links: string[]
-  pixel: boolean
 }
 
 const escapeAttr = (s: string) => s.replaceAll('&', '&amp;').replaceAll('"', '&quot;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
@@ -106,7 +105,7 @@ export function rewriteHtml(html: string, link: (url: string, index: number) => 
   const img = `<img src="${escapeAttr(pixel)}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0" />`
   const body = text.toLowerCase().lastIndexOf('</body')
   text = body < 0 ? text + img : text.slice(0, body) + img + text.slice(body)
-  return { html: text, links, pixel: true }
+  return { html: text, links }
 }
 
 function isNameChar(c: number): boolean {

@@ -33,6 +33,7 @@ export const MAX_TOKEN = 2200
 export class TrackingTokens {
   readonly #hsm: Hsm
   #keys: Promise<{ enc: Buffer; mac: Buffer }> | undefined
+  #loaded: { enc: Buffer; mac: Buffer } | undefined
 
   constructor(hsm: Hsm) {
     this.#hsm = hsm
@@ -44,7 +45,7 @@ export class TrackingTokens {
       this.#hsm.keys.hmac(TRACKING_KEY_LABEL, Buffer.from('statement-gateway tracking v1 encryption')),
       this.#hsm.keys.hmac(TRACKING_KEY_LABEL, Buffer.from('statement-gateway tracking v1 authentication')),
     ]).then(
-      ([enc, mac]) => ({ enc, mac }),
+      ([enc, mac]) => (this.#loaded = { enc, mac }),
       (err: unknown) => {
         this.#keys = undefined
         throw err
@@ -54,7 +55,14 @@ export class TrackingTokens {
   }
 
   async seal(ref: TrackingRef): Promise<string> {
-    const { enc, mac } = await this.keys()
+    await this.keys()
+    return this.sealNow(ref)
+  }
+
+  /** Seals without waiting, once keys() has resolved (a rewrite seals every link of a mail in one pass). */
+  sealNow(ref: TrackingRef): string {
+    if (!this.#loaded) throw new Error('tracking keys not derived yet: await keys() first')
+    const { enc, mac } = this.#loaded
     const plain = Buffer.from(JSON.stringify(ref.kind === 'open' ? ['o', ref.id, ref.recipient] : ['c', ref.id, ref.recipient, ref.link ?? 0, ref.url ?? '']))
     const iv = randomBytes(IV)
     const cipher = createCipheriv('aes-256-ctr', enc, iv)

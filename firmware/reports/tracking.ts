@@ -8,7 +8,7 @@ import type { Logger } from '../log.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { rewriteMessage } from './rewrite.ts'
-import { MAX_TOKEN, type TrackingTokens } from './tokens.ts'
+import { MAX_TOKEN, type TrackingRef, type TrackingTokens } from './tokens.ts'
 
 export type AgentClass = 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
 
@@ -91,18 +91,19 @@ export class TrackingStage implements Stage {
     if (!base || !this.#config.reports.enabled || (env.kind ?? 'statement') !== 'statement' || env.rcptTo.length !== 1) return mail
     const profile = this.#config.policy.profiles.find((p) => p.name === env.profile)
     if (!profile?.tracking) return mail
-    // Tokens are made first (async, the keys come from the HSM), then put in by the synchronous rewrite.
+    // The keys come from the HSM (async); then every token of the mail is sealed in the one rewrite pass.
     try {
       await this.#tokens.keys()
     } catch (err) {
       throw new GatewayError('ETEMPORARY', 'the tracking key is not available (HSM); try again later', { cause: err })
     }
-    const found: string[] = []
-    const probe = rewriteMessage(mail.message, (url) => (found.push(url), url), '')
-    if (!probe) return mail
-    const clicks = await Promise.all(found.map((url, link) => this.#tokens.seal({ kind: 'click', id: env.id, recipient: 0, link, url })))
-    const open = await this.#tokens.seal({ kind: 'open', id: env.id, recipient: 0 })
-    const done = rewriteMessage(mail.message, (_url, link) => `${base}/c/${clicks[link]}`, `${base}/o/${open}`)!
+    const seal = (ref: TrackingRef) => this.#tokens.sealNow(ref)
+    const done = rewriteMessage(
+      mail.message,
+      (url, link) => `${base}/c/${seal({ kind: 'click', id: env.id, recipient: 0, link, url })}`,
+      `${base}/o/${seal({ kind: 'open', id: env.id, recipient: 0 })}`,
+    )
+    if (!done) return mail
     this.#log.debug({ id: env.id, links: done.links.length }, 'tracking links and image added')
     return { ...mail, message: done.message }
   }
