@@ -175,9 +175,9 @@ async function month(): Promise<{ summary: Record<string, number>; exported: Rec
       SELECT box, id, 0, printf('%064x', accepted_at), 'c***@example.net',
              CASE WHEN accepted_at % 50 = 7 THEN 'bounced' ELSE 'delivered' END, day, accepted_at,
              CASE WHEN accepted_at % 50 = 7 THEN NULL ELSE accepted_at + 2000 + accepted_at % 5000 END, 'mx.example.net', 'TLSv1.3',
-             CASE WHEN accepted_at % 50 = 7 THEN accepted_at + 3000 END, CASE WHEN accepted_at % 50 = 7 THEN 'userunknown' END,
+             CASE WHEN accepted_at % 50 = 7 THEN accepted_at + 3000 END, CASE WHEN accepted_at % 50 = 7 THEN 'invalid-recipient' END,
              CASE WHEN accepted_at % 50 = 7 THEN 1 END, CASE WHEN accepted_at % 50 = 7 THEN accepted_at + 3000 END,
-             CASE WHEN accepted_at % 50 = 7 THEN 'bounced: userunknown' END
+             CASE WHEN accepted_at % 50 = 7 THEN 'bounced: invalid-recipient' END
       FROM statements;
     INSERT INTO daily (box, day, batch, account, class, submitted, recipients, delivered, bounced_hard, paper_owed)
       SELECT s.box, s.day, s.batch, s.account, s.statement_class, COUNT(*), COUNT(*),

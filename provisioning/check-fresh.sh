@@ -110,11 +110,18 @@ inroot() {
     mount --bind "$cache/apt-archives" "$r/var/cache/apt/archives"
     mkdir -p "$r/root/.npm"
     mount --bind "$cache/npm" "$r/root/.npm"
+    # The labelled bounce corpus is read in place by the tests (never copied into the repo): it
+    # appears read-only where a clone in /root finds it, at ../shared/corpus/bounces.
+    if [ -n "$CORPUS" ] && [ -d "$CORPUS" ]; then
+      mkdir -p "$r/root/shared/corpus/bounces"
+      mount --bind -o ro "$CORPUS" "$r/root/shared/corpus/bounces"
+    fi
     exec chroot "$r" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       LANG=C.UTF-8 TERM=dumb SG_FRESH_CHROOT=1 DEBIAN_FRONTEND=noninteractive $NETENV bash -c "$*"
   ' inroot "$root" "$cache" "$@"
 }
 export NETENV="${netenv[*]:-}"
+export CORPUS="${SG_BOUNCE_CORPUS:-$(cd "$repo/.." && pwd)/shared/corpus/bounces}"
 
 echo "check:fresh: Debian $codename from $mirror (security: $security)"
 if [ ! -f "$base" ]; then

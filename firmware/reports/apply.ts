@@ -1,4 +1,4 @@
-import { bounceReason } from '../bounces/reason.ts'
+import { Classifier } from '../bounces/classify.ts'
 import { WEBHOOK_EVENTS } from '../config/sections/reports.ts'
 import type { RecipientState } from './schema.ts'
 import type { Param, Tx } from './store.ts'
@@ -21,6 +21,8 @@ export interface ApplyContext {
   dayOf(ms: number): string
   /** Endpoints and the events each wants; none while rebuilding (those events went out when they happened). */
   webhooks: readonly { url: string; events: readonly WebhookEvent[] }[]
+  /** The bounce classifier (the firm's rules before the built-in ones); built-in only when absent. */
+  classifier?: Classifier
 }
 
 type Group = { day: string; batch: string; account: string; cls: string }
@@ -71,12 +73,14 @@ export const bucketMs = (bucket: number) => 10 ** ((bucket + 0.5) / 10)
  */
 export class LedgerApplier {
   readonly #ctx: ApplyContext
+  readonly #classifier: Classifier
   #tx!: Tx
   #record!: AuditRecord
   #hooks = 0
 
   constructor(ctx: ApplyContext) {
     this.#ctx = ctx
+    this.#classifier = ctx.classifier ?? new Classifier()
   }
 
   async apply(tx: Tx, record: AuditRecord): Promise<void> {
@@ -202,17 +206,17 @@ export class LedgerApplier {
       } else if (r.outcome === 'bounced') {
         if (row.state !== 'accepted') continue
         row.state = 'bounced'
-        const b = bounceReason(reply)
-        const paper = `bounced: ${b.reason}`
+        const b = this.#classifier.classify({ text: reply, command: str(r.command) })
+        const paper = `bounced: ${b.category}`
         await this.#run(
           'UPDATE recipients SET state = ?, bounced_at = ?, bounce_reason = ?, bounce_hard = ?, last_reply = ?, paper_owed_at = ?, paper_reason = ? ' +
             'WHERE box = ? AND id = ? AND idx = ?',
-          ['bounced', at, b.reason, b.hard ? 1 : 0, reply, at, paper, ...where],
+          ['bounced', at, b.category, b.hard ? 1 : 0, reply, at, paper, ...where],
         )
         await this.#count(g, b.hard ? 'bounced_hard' : 'bounced_soft')
-        await this.#detail(g, 'bounce', b.reason)
+        await this.#detail(g, 'bounce', b.category)
         await this.#count(g, 'paper_owed')
-        await this.#hook('bounced', id, g, row.idx, row.rcpt_mask, { reason: b.reason, hard: b.hard, status: b.status, reply })
+        await this.#hook('bounced', id, g, row.idx, row.rcpt_mask, { reason: b.category, hard: b.hard, status: b.status, reply })
         await this.#hook('paper_owed', id, g, row.idx, row.rcpt_mask, { reason: paper })
       }
     }

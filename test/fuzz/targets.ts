@@ -13,6 +13,10 @@ import { findTaiwanIds } from '../../firmware/policy/taiwan-id.ts'
 import { readZip } from '../../firmware/policy/zip.ts'
 import { relaxedBody, relaxedHeader } from '../../firmware/signing/dkim.ts'
 import { ReplyReader } from '../../firmware/delivery/client.ts'
+import { Classifier } from '../../firmware/bounces/classify.ts'
+import { fieldBlocks } from '../../firmware/bounces/fields.ts'
+import { reportOf } from '../../firmware/bounces/report.ts'
+import { addressesIn, replyCodeIn, statusesIn } from '../../firmware/bounces/scan.ts'
 import { mimeMessage } from '../helpers/mime.ts'
 
 /**
@@ -81,7 +85,55 @@ export const ZIP = Buffer.from(
 /** Keeps each target's input type to itself while they share one list. */
 const target = <T>(x: Target<T>) => x as unknown as Target<unknown>
 
+const classifier = new Classifier()
+/** A report's parts as the lenient reader gives them, with `text` as the notice. */
+const notice = (text: string) => reportOf({ headers: [['subject', 'Undelivered Mail']], parts: [{ type: 'text/plain', returned: false, headers: [], text }] })
+
 export const TARGETS: Target<unknown>[] = [
+  target({
+    name: 'bounce notice text (reportOf: addresses, codes, segments)',
+    input: tokens([
+      '<',
+      '>',
+      '@',
+      'a@b.example',
+      'x.example',
+      '\n',
+      ' ',
+      '550 ',
+      '5.1.1',
+      'Final-Recipient: rfc822; ',
+      'Action: failed\n',
+      'Received: x\n',
+      ':',
+    ]),
+    run: (s: string) => void notice(s),
+    worst: (n: number) => 'a@b.example c@d.example\n'.repeat(n / 24),
+    size: 64 * 1024,
+  }),
+  target({
+    name: 'DSN field blocks (fieldBlocks)',
+    input: tokens(['Status:', ' 5.1.1', '\r\n', '\n', ' ', '\t', ':', 'x']),
+    run: (s: string) => void fieldBlocks(s),
+    worst: (n: number) => `Diagnostic-Code: smtp; x\n${' x\n'.repeat(n / 3)}`,
+  }),
+  target({
+    name: 'scanners (addressesIn, statusesIn, replyCodeIn)',
+    input: tokens(['@', '.', '5', '4', '1', ' ', 'a', '#', '-', '550']),
+    run: (s: string) => {
+      addressesIn(s)
+      statusesIn(s)
+      replyCodeIn(s)
+    },
+    worst: (n: number) => 'a@a.5.5.5 550'.repeat(n / 13),
+  }),
+  target({
+    name: 'bounce classifier (classify over a long reply)',
+    input: tokens(['user', ' unknown', 'mailbox', 'full', '5.1.1', ' ', 'spam', 'x']),
+    run: (s: string) => void classifier.classify({ text: s }),
+    worst: (n: number) => 'u'.repeat(n),
+    size: 64 * 1024,
+  }),
   target({
     name: 'MIME structure (parseMessage)',
     input: fc.oneof(

@@ -54,7 +54,7 @@ t.test('M8 M9: every state of every recipient, counted per day and batch, with r
     expired: 1,
     pending: 0,
     paperOwed: 2,
-    bouncesByReason: { userunknown: 1 },
+    bouncesByReason: { 'invalid-recipient': 1 },
     refusedByCode: { EPOLICY_SUBJECT: 1 },
   })
   t.ok(row!.latencyMs!.p50 >= 2500 && row!.latencyMs!.p50 <= 3500, `delivery latency ${row!.latencyMs!.p50} ms (3 s, ±12 %)`)
@@ -70,7 +70,7 @@ t.test('M8 M9: every state of every recipient, counted per day and batch, with r
     recipient: 'a****e@example.net',
     paper_owed_at: null,
   })
-  t.match(history[1], { state: 'bounced', bounce_reason: 'userunknown', bounce_hard: 1, deferrals: 1, paper_reason: 'bounced: userunknown' })
+  t.match(history[1], { state: 'bounced', bounce_reason: 'invalid-recipient', bounce_hard: 1, deferrals: 1, paper_reason: 'bounced: invalid-recipient' })
   t.notMatch(JSON.stringify(history), /alice|bob@/, 'no address in clear anywhere in the ledger rows')
   t.match(history[0]!.recipient_hmac, /^[0-9a-f]{64}$/, 'the recipient as the audit trail keeps it: an HMAC under the HSM key')
 })
@@ -86,7 +86,7 @@ t.test('a restart catches up from the trail and counts nothing twice; a rebuild 
   const ledger = await rig.restartLedger()
   t.equal(ledger.appliedSeq, rig.trail.head.seq)
   const before = await summary(ledger.store, {}, [])
-  t.match(before[0], { submitted: 2, delivered: 1, bouncedSoft: 1, bouncesByReason: { mailboxfull: 1 } })
+  t.match(before[0], { submitted: 2, delivered: 1, bouncedSoft: 1, bouncesByReason: { 'quota-issues': 1 } })
   await rig.restartLedger()
   t.same(await summary(rig.ledger.store, {}, []), before, 'a second start changes nothing')
 

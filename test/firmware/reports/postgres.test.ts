@@ -22,7 +22,7 @@ t.test('two boxes share one PostgreSQL ledger: each writes its own rows, the rep
   const [row] = await summary(one.ledger.store, { batch: 'NOV' }, ['batch'])
   t.match(
     row,
-    { submitted: 2, delivered: 1, bouncedHard: 1, paperOwed: 1, bouncesByReason: { userunknown: 1 } },
+    { submitted: 2, delivered: 1, bouncedHard: 1, paperOwed: 1, bouncesByReason: { 'invalid-recipient': 1 } },
     'the same queue id on two boxes is two statements',
   )
   t.match(await statementHistory(two.ledger.store, 'S-1'), [{ box: 'box-taipei', state: 'delivered' }])

@@ -99,7 +99,7 @@ t.test(
       )
     }
     const bounce = hooks.accepted.find((h) => h.type === 'bounced')!
-    t.match(bounce, { reason: 'userunknown', hard: true, status: '5.1.1', statementClass: 'securities-monthly', batch: '2026-11-monthly' })
+    t.match(bounce, { reason: 'invalid-recipient', hard: true, status: '5.1.1', statementClass: 'securities-monthly', batch: '2026-11-monthly' })
     t.match(bounce.recipient, /^g\*+\d@example\.net$/, 'the recipient masked (first and last letter)')
     t.notMatch(JSON.stringify(hooks.accepted), /gone\d|c\d+@/, 'no address in clear in any event')
 
@@ -119,17 +119,17 @@ t.test(
         bouncedHard: 4,
         paperOwed: 4,
         pending: 0,
-        bouncesByReason: { userunknown: 4 },
+        bouncesByReason: { 'invalid-recipient': 4 },
         latencyMs: { p50: Number },
       },
     ])
     const table = await tool(CLI, cfg.path, 'summary', '--by', 'batch,class')
     t.match(table.stdout, /^batch\s+class\s+submitted.*\n2026-11-monthly\s+securities-monthly\s+12\s+0\s+12\s/)
-    t.match(table.stdout, /2026-11-monthly \/ securities-monthly: bounced by reason: userunknown 4/)
+    t.match(table.stdout, /2026-11-monthly \/ securities-monthly: bounced by reason: invalid-recipient 4/)
     const history = await tool(CLI, cfg.path, 'statement', 'S-3', '--format', 'json')
     t.match(JSON.parse(history.stdout), [
       { statement_id: 'S-3', state: 'delivered', mx: '127.0.0.1' },
-      { statement_id: 'S-3', state: 'bounced', bounce_reason: 'userunknown', paper_reason: 'bounced: userunknown' },
+      { statement_id: 'S-3', state: 'bounced', bounce_reason: 'invalid-recipient', paper_reason: 'bounced: invalid-recipient' },
     ])
     const out = join(tempDir(t), 'paper.csv')
     const exported = await tool(CLI, cfg.path, 'export', '--paper-owed', '--out', out)

@@ -1,0 +1,75 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { builtInRules, Classifier, commandIn, loadRules, rulesWith } from '../../../firmware/bounces/classify.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'sg-rules-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+const file = (name: string, doc: unknown) => {
+  const p = join(dir, name)
+  writeFileSync(p, typeof doc === 'string' ? doc : JSON.stringify(doc))
+  return p
+}
+
+t.test('M8, M9: replies during delivery and DSN diagnostics fall in the same categories', async (t) => {
+  const c = new Classifier()
+  const cases: [string, string, boolean][] = [
+    ['550 5.1.1 <wang@example.net>: Recipient address rejected: User unknown', 'invalid-recipient', true],
+    ['550 5.1.2 host example.invalid not found', 'bad-domain', true],
+    ['554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org', 'spam-block', false],
+    ['552 5.2.2 Mailbox full', 'quota-issues', false],
+    ['550 5.2.1 The email account that you tried to reach is disabled', 'inactive-mailbox', false],
+    ['552 5.3.4 Message size exceeds fixed limit', 'message-too-large', false],
+    ['550 5.7.26 This mail has been blocked because the sender is unauthenticated (DMARC)', 'authentication-failed', false],
+    ['421 4.7.0 Try again later, closing connection. (rate limit)', 'rate-limited', false],
+    ['554 5.7.1 Message rejected: spam detected', 'spam-content', false],
+    ['554 4.4.7 Message expired: unable to deliver in 840 minutes', 'message-expired', false],
+    ['451 4.3.0 Temporary lookup failure', 'transient-failure', false],
+    ['599 9.9.9 something nobody wrote a rule for', 'unclassified', false],
+  ]
+  for (const [reply, category, hard] of cases) t.match(c.classify({ text: reply, reply: reply.slice(0, 3) }), { category, hard }, reply)
+  t.equal(c.classify({ text: '550 no such user here', reply: '550' }).status, '5.0.0', 'no code given: the class of the reply')
+  t.equal(c.classify({ text: 'Mailbox unavailable' }).status, '', 'neither given: no code invented')
+})
+
+t.test('the command and the DSN action take part: a "user unknown" after DATA is a filter, a failed 4xx an expiry', async (t) => {
+  const c = new Classifier()
+  t.equal(c.classify({ text: '550 5.1.1 User unknown (in reply to RCPT TO command)' }).category, 'invalid-recipient')
+  t.match(c.classify({ text: '550 User unknown (in reply to end of DATA command)' }), { category: 'recipient-filtered', hard: false })
+  t.equal(c.classify({ status: '4.4.1', text: 'connect to mx.example.net: Connection timed out', action: 'failed' }).category, 'message-expired')
+  t.equal(c.classify({ status: '4.4.1', text: 'connect to mx.example.net: Connection timed out', action: 'delayed' }).category, 'bad-connection')
+  t.equal(commandIn('host said: 550 rejected (in reply to mail from command)'), 'mail')
+  t.equal(commandIn('no command named'), '')
+})
+
+t.test("the firm's rules file is tried before the built-in rules; a bad file is refused with the rule it names", async (t) => {
+  const firm = file('firm.json', {
+    categories: { 'carrier-block': 'The carrier blocks statements to prepaid numbers.' },
+    rules: [
+      { category: 'carrier-block', text: ['prepaid account'] },
+      { category: 'invalid-recipient', hard: true, status: ['5.9.*'] },
+    ],
+  })
+  const c = new Classifier(rulesWith(firm))
+  t.equal(c.classify({ text: '550 5.7.1 prepaid account cannot receive mail' }).category, 'carrier-block')
+  t.match(c.classify({ status: '5.9.3', text: 'whatever' }), { category: 'invalid-recipient', hard: true })
+  t.equal(c.classify({ text: '550 5.1.1 user unknown' }).category, 'invalid-recipient', 'built-in rules still apply after')
+  t.equal(rulesWith(undefined), builtInRules())
+
+  t.throws(() => loadRules(file('a.json', '{not json')), /config key "returnPath.rulesFile": cannot read the bounce rules file/)
+  t.throws(() => rulesWith(file('b.json', { rules: [{ category: 'nope', text: ['x'] }] })), /rule 1: unknown category "nope"/)
+  t.throws(() => rulesWith(file('c.json', { rules: [{ category: 'quota-issues' }] })), /rule 1: needs "status" or "text"/)
+  t.throws(() => rulesWith(file('d.json', { rules: [{ category: 'quota-issues', status: ['5.2'] }] })), /bad status "5.2"/)
+  t.throws(() => rulesWith(file('e.json', { rules: [{ category: 'quota-issues', text: ['Mailbox  Full'] }] })), /lower case with single spaces/)
+  t.throws(() => rulesWith(file('f.json', { rules: [{ category: 'quota-issues', text: ['x'], command: 'data' }] })), /"command" must be a list/)
+  t.throws(() => rulesWith(file('g.json', { categories: {} })), /"rules" must be a list/)
+})
+
+t.test('every built-in rule names a described category and can match something', async (t) => {
+  const r = builtInRules()
+  for (const [i, rule] of r.rules.entries()) {
+    t.ok(r.categories[rule.category], `rule ${i + 1}: ${rule.category} is described`)
+  }
+  t.ok(r.categories.unclassified, 'unclassified is described')
+})
