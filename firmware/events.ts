@@ -121,6 +121,33 @@ export type BoxEvent =
       /** What fetched it, by its User-Agent: a person's mail client or browser, an image proxy, a link scanner. */
       agent: 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
     }
+  /**
+   * M8, M11: a report came back to the return path and was committed before its 250: a DSN, an MDN,
+   * a complaint or an auto-reply. `id` and `recipient` when its token tied it to a statement's
+   * recipient; without them it is counted as unmatched, never guessed.
+   */
+  | {
+      type: 'returnpath.report'
+      id?: string
+      recipient?: number
+      matchedBy: 'verp' | 'read-receipt-address' | 'none'
+      kind: 'dsn' | 'mdn' | 'feedback' | 'auto-reply' | 'unknown'
+      /** DSN: what the reporting server did (failed: a bounce; delayed: still trying). */
+      action?: string
+      category?: string
+      hard?: boolean
+      status?: string
+      /** The receiver's words (addresses masked in the trail), at most 300 characters. */
+      reply?: string
+      /** MDN: displayed, deleted, dispatched, processed …, and whether a person sent it (manual) or the client did. */
+      disposition?: string
+      dispositionMode?: 'automatic' | 'manual'
+      feedbackType?: string
+      clientAddress: string
+      bytes: number
+    }
+  /** Reports the return-path listener refused since the last report (at most one a minute per reason): counted, never detailed. */
+  | { type: 'returnpath.refused'; reason: 'forged-token' | 'unknown-address' | 'too-large' | 'rate-limited' | 'unreadable'; count: number }
   /** Tracking requests refused since the last report (at most one a minute per reason): counted, never detailed. */
   | { type: 'tracking.refused'; reason: 'unknown-token' | 'forged-token'; count: number }
   /** S13: statement rows older than `reports.retentionDays` deleted from the ledger. */

@@ -1,3 +1,6 @@
+import { loadTlsMaterial, serverTlsOptions } from './submission/tls.ts'
+import { ReturnPathListener } from './bounces/listener.ts'
+import { ReturnPathTokens } from './bounces/verp.ts'
 import { mkdirSync } from 'node:fs'
 import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
@@ -89,7 +92,16 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const admit = () =>
     audit.accepting ? undefined : new GatewayError('EAUDIT_BACKLOG', `the audit trail has ${audit.backlog} records waiting to be written; try again later`)
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events, admit })
-  const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock })
+  const returnPath = new ReturnPathTokens(hsm.hsm)
+  const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock, returnPath })
+  const returns = new ReturnPathListener({
+    config,
+    tokens: returnPath,
+    events,
+    log,
+    clock: systemClock,
+    tls: () => serverTlsOptions(loadTlsMaterial(config, log), config.submission.tls.minVersion),
+  })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
   const startedAt = new Date().toISOString()
   const control = new ControlServer({
@@ -120,7 +132,22 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     views: { 'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()) },
   })
   const daemon = new Daemon(
-    [hsm, audit, new ConfigChangeAudit({ config, trail: audit }), syslog, ledger, webhooks, tracker, spool, policy, signing, delivery, control, submission],
+    [
+      hsm,
+      audit,
+      new ConfigChangeAudit({ config, trail: audit }),
+      syslog,
+      ledger,
+      webhooks,
+      tracker,
+      returns,
+      spool,
+      policy,
+      signing,
+      delivery,
+      control,
+      submission,
+    ],
     log,
   )
 

@@ -2,13 +2,16 @@ import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { HsmError } from '../hal/hsm/index.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
+import { returnPathRecords } from '../firmware/bounces/dns.ts'
 import { dkimRecords } from '../firmware/signing/dns.ts'
 import { failer, printHelp, toolConfig } from './cli.ts'
 
 const USAGE = `usage: npm run dkim -- dns [--config FILE]
 
-  dns    print the DNS TXT records to publish for the DKIM keys of the configured
-         signing domains (M4), creating any key that does not exist yet in the HSM
+  dns    print the DNS records to publish: TXT records for the DKIM keys of the
+         configured signing domains (M4), creating any key that does not exist yet
+         in the HSM; and for each return-path domain (returnPath.domains) its MX
+         record (reports come back to the box) and SPF record (the egress addresses)
 `
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -27,6 +30,7 @@ try {
     if (r.created) process.stderr.write(`dkim: generated the ${r.keyType} key for ${r.domain} selector ${r.selector} in the HSM\n`)
     process.stdout.write(`${r.zone}\n`)
   }
+  for (const r of returnPathRecords(config)) process.stdout.write(`${r.zone}\n`)
 } catch (err) {
   if (!(err instanceof HsmError)) throw err
   process.exitCode = 1

@@ -42,6 +42,8 @@ if (existsSync(configPath)) {
     // domain routed to the loopback demo receiver (npm run demo), so nothing leaves the machine.
     signing: { domains: [{ domain: 'bank.example', smimeKey: DEV_SMIME_LABEL, dkimSelector: 'dev' }] },
     delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: 2526, tls: 'opportunistic' }] },
+    // Bounces and read receipts come back to the box's listener (127.0.0.1:2525 in development).
+    returnPath: { domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }] },
   }
   const config = parseConfig(raw) // never write a config the box would refuse
   // The S/MIME key and certificate exist before the config that names them: a crash in

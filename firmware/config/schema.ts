@@ -1,6 +1,7 @@
 import { delivery } from './sections/delivery.ts'
 import { policy } from './sections/policy.ts'
 import { reports } from './sections/reports.ts'
+import { returnPath } from './sections/return-path.ts'
 import { signing } from './sections/signing.ts'
 import { submission } from './sections/submission.ts'
 import { port } from './sections/fields.ts'
@@ -90,6 +91,7 @@ export const schema = obj({
   }),
   delivery,
   reports,
+  returnPath,
   audit: obj({
     checkpointEvery: int({
       default: 1000,

@@ -6,6 +6,7 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { domainOf } from '../mime/address.ts'
+import type { ReturnPathTokens } from '../bounces/verp.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import { newQueueId } from '../spool/ids.ts'
@@ -59,8 +60,11 @@ export class DeliveryEngine implements Component {
   /** Milliseconds from a receiver's 250 to the outcome being in the journal (the window for a duplicate after a crash). */
   readonly journalLag = new Percentiles(4096)
 
-  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver }) {
+  readonly #returnPath: ReturnPathTokens | undefined
+
+  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver; returnPath?: ReturnPathTokens }) {
     this.#config = deps.config
+    this.#returnPath = deps.returnPath
     this.#log = deps.log.child({ component: 'delivery' })
     this.#spool = deps.spool
     this.#events = deps.events
@@ -216,15 +220,35 @@ export class DeliveryEngine implements Component {
       return
     }
     const env = mail.envelope
+    const kind = env.kind ?? 'statement'
+    // M8: a statement from a domain with a return path goes out with a VERP sender, one
+    // transaction per recipient, so that a bounce names its statement and recipient.
+    const returnDomain =
+      kind === 'statement' ? this.#config.returnPath.domains.find((d) => d.from === domainOf(env.mailFrom).toLowerCase())?.returnPath : undefined
+    if (returnDomain && this.#returnPath) {
+      try {
+        await this.#returnPath.keys()
+      } catch (err) {
+        await this.#spool.defer(entry.id, now + 60_000, `return-path key not available (HSM): ${(err as Error).message}`)
+        return
+      }
+    }
+    const verp = returnDomain && this.#returnPath ? { domain: returnDomain, tokens: this.#returnPath } : undefined
     // Only recipients not yet final: a retry never sends a customer the same statement twice.
-    const byDomain = new Map<string, string[]>()
+    const groups = new Map<string, { domain: string; mailFrom: string; rcpts: string[] }>()
     env.rcptTo.forEach((r, i) => {
-      if (!finished.has(i)) byDomain.set(domainOf(r), [...(byDomain.get(domainOf(r)) ?? []), r])
+      if (finished.has(i)) return
+      const domain = domainOf(r)
+      const key = verp ? `${domain} ${i}` : domain
+      const mailFrom = verp ? `${verp.tokens.localPart({ kind: 'b', id: env.id, recipient: i })}@${verp.domain}` : env.mailFrom
+      const group = groups.get(key) ?? { domain, mailFrom, rcpts: [] }
+      group.rcpts.push(r)
+      groups.set(key, group)
     })
     const results = new Map<string, { status: Outcome['status']; reply: string }>()
     let firstAccepted: number | undefined
-    for (const [domain, rcpts] of byDomain) {
-      const o = await this.#toDomain(env.id, env.kind ?? 'statement', domain, env.mailFrom, rcpts, mail.message)
+    for (const { domain, mailFrom, rcpts } of groups.values()) {
+      const o = await this.#toDomain(env.id, kind, domain, mailFrom, rcpts, mail.message)
       if (o.at !== undefined) firstAccepted ??= o.at
       for (const r of rcpts) results.set(r, o.perRecipient?.get(r) ?? o)
     }

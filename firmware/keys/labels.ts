@@ -14,6 +14,8 @@ export const PASSWORD_PEPPER_LABEL = 'admin/password-pepper'
 export const WEBHOOK_SIGNING_LABEL = 'reports/webhook-signing'
 /** Derives the key that seals open and click tokens (M9). */
 export const TRACKING_KEY_LABEL = 'reports/tracking'
+/** Derives the keys of the return-path tokens: the VERP envelope sender and the read-receipt address (M8, M11). */
+export const RETURN_PATH_KEY_LABEL = 'bounces/return-path'
 
 /** The S/MIME key and certificate first boot makes for a box that has not been given the firm's own. */
 export const DEV_SMIME_LABEL = 'smime/dev'

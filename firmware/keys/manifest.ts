@@ -1,5 +1,12 @@
 import type { RequiredKey } from '../../hal/hsm/index.ts'
-import { CHECKPOINT_KEY_LABEL, PASSWORD_PEPPER_LABEL, RECIPIENT_HMAC_LABEL, TRACKING_KEY_LABEL, WEBHOOK_SIGNING_LABEL } from './labels.ts'
+import {
+  CHECKPOINT_KEY_LABEL,
+  PASSWORD_PEPPER_LABEL,
+  RECIPIENT_HMAC_LABEL,
+  RETURN_PATH_KEY_LABEL,
+  TRACKING_KEY_LABEL,
+  WEBHOOK_SIGNING_LABEL,
+} from './labels.ts'
 
 /**
  * Keys the box itself needs, created in the HSM at first start (M6, S9).
@@ -12,4 +19,5 @@ export const BOX_KEYS: readonly RequiredKey[] = [
   { label: PASSWORD_PEPPER_LABEL, type: 'hmac-sha256', purpose: 'pepper for admin password hashes (S3)' },
   { label: WEBHOOK_SIGNING_LABEL, type: 'hmac-sha256', purpose: 'derives the secret each webhook endpoint of the firm verifies requests with (M9)' },
   { label: TRACKING_KEY_LABEL, type: 'hmac-sha256', purpose: 'derives the key that seals open and click tokens (M9)' },
+  { label: RETURN_PATH_KEY_LABEL, type: 'hmac-sha256', purpose: 'derives the keys of the return-path tokens in VERP and read-receipt addresses (M8, M11)' },
 ]

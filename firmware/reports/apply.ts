@@ -52,6 +52,7 @@ type Row = {
   opened_at: number | null
   open_agent: string | null
   clicked_at: number | null
+  read_at: number | null
   statement_id: string | null
   day: string
   batch: string | null
@@ -122,6 +123,8 @@ export class LedgerApplier {
       case 'tracking.open':
       case 'tracking.click':
         return this.#tracked(r)
+      case 'returnpath.report':
+        return this.#returned(r)
     }
   }
 
@@ -281,6 +284,55 @@ export class LedgerApplier {
     }
   }
 
+  /**
+   * M8, M11: a report that came back. A DSN that says failed turns a delivered recipient into
+   * bounced, with its category, and owes paper; an MDN "displayed" is the read; anything
+   * else (a delay, a deleted-unread MDN, an auto-reply, a complaint, a report about a
+   * recipient already final, one no token tied to a statement) is counted, changing nothing.
+   */
+  async #returned(r: AuditRecord): Promise<void> {
+    const id = str(r.id)
+    const row = id === undefined ? undefined : (await this.#rows(id)).find((x) => x.idx === Number(r.recipient))
+    const at = this.#time()
+    if (!id || !row) {
+      const day = this.#ctx.dayOf(at)
+      return this.#detail({ day, batch: day, account: '', cls: '' }, 'report', 'unmatched')
+    }
+    const g = group(row)
+    const where = [this.#ctx.box, id, row.idx]
+    const kind = str(r.kind) ?? 'unknown'
+    if (kind === 'dsn' && r.action === 'failed') {
+      if (row.state !== 'delivered' && row.state !== 'accepted') return this.#detail(g, 'report', 'after-final')
+      const category = str(r.category) ?? 'unclassified'
+      const hard = r.hard === true
+      const reply = str(r.reply) ?? ''
+      const paper = `bounced: ${category}`
+      row.state = 'bounced'
+      await this.#run(
+        'UPDATE recipients SET state = ?, bounced_at = ?, bounce_reason = ?, bounce_hard = ?, last_reply = ?, paper_owed_at = ?, paper_reason = ? ' +
+          'WHERE box = ? AND id = ? AND idx = ?',
+        ['bounced', at, category, hard ? 1 : 0, reply, at, paper, ...where],
+      )
+      await this.#count(g, hard ? 'bounced_hard' : 'bounced_soft')
+      await this.#detail(g, 'bounce', category)
+      await this.#detail(g, 'report', 'bounce')
+      await this.#count(g, 'paper_owed')
+      await this.#hook('bounced', id, g, row.idx, row.rcpt_mask, { reason: category, hard, status: str(r.status), reply, async: true })
+      await this.#hook('paper_owed', id, g, row.idx, row.rcpt_mask, { reason: paper })
+      return
+    }
+    if (kind === 'mdn' && r.disposition === 'displayed') {
+      if (row.read_at !== null) return this.#detail(g, 'report', 'read-again')
+      await this.#run('UPDATE recipients SET read_at = ? WHERE box = ? AND id = ? AND idx = ?', [at, ...where])
+      await this.#count(g, 'read')
+      await this.#detail(g, 'report', 'read')
+      await this.#hook('read', id, g, row.idx, row.rcpt_mask, { evidence: 'mdn', mode: str(r.dispositionMode) })
+      return
+    }
+    const what = kind === 'dsn' ? `dsn-${str(r.action) ?? 'unknown'}` : kind === 'mdn' ? `mdn-${str(r.disposition) || 'unknown'}` : kind
+    await this.#detail(g, 'report', what)
+  }
+
   /** M9: opens and clicks. A link scanner's fetch is kept in the totals but counts as no one's open or click. */
   async #tracked(r: AuditRecord): Promise<void> {
     const id = str(r.id) ?? ''
@@ -314,7 +366,7 @@ export class LedgerApplier {
 
   #rows(id: string): Promise<Row[]> {
     return this.#tx.all<Row>(
-      'SELECT r.idx, r.rcpt_hash, r.rcpt_mask, r.state, r.deferrals, r.accepted_at, r.opened_at, r.open_agent, r.clicked_at, ' +
+      'SELECT r.idx, r.rcpt_hash, r.rcpt_mask, r.state, r.deferrals, r.accepted_at, r.opened_at, r.open_agent, r.clicked_at, r.read_at, ' +
         's.statement_id, s.day, s.batch, s.account, s.statement_class ' +
         'FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id WHERE r.box = ? AND r.id = ? ORDER BY r.idx',
       [this.#ctx.box, id],
@@ -329,7 +381,7 @@ export class LedgerApplier {
     )
   }
 
-  async #detail(g: Group, kind: 'refused' | 'bounce' | 'latency', key: string): Promise<void> {
+  async #detail(g: Group, kind: 'refused' | 'bounce' | 'latency' | 'report', key: string): Promise<void> {
     await this.#run(
       'INSERT INTO daily_detail (box, day, batch, account, class, kind, key, n) VALUES (?, ?, ?, ?, ?, ?, ?, 1) ' +
         'ON CONFLICT (box, day, batch, account, class, kind, key) DO UPDATE SET n = daily_detail.n + 1',

@@ -39,6 +39,8 @@ t.test("#13 M4 M5 S8: a newcomer's first boot gives the box both signatures, and
   const dns = await node(cwd, 'dkim', 'dns')
   t.equal(dns.code, 0, dns.stderr)
   t.match(dns.stdout, /^dev\._domainkey\.bank\.example\. IN TXT \( "v=DKIM1; k=rsa; p=/)
+  t.match(dns.stdout, /^bounce\.bank\.example\. IN MX 10 localhost\.$/m, 'M8: the return-path MX')
+  t.match(dns.stdout, /^bounce\.bank\.example\. IN TXT "v=spf1 ip4:127\.0\.0\.11 ip4:127\.0\.0\.12 .*-all"$/m, 'and its SPF record, the egress addresses')
   const help = await node(cwd, 'dkim', '--help')
   t.equal(
     help.stdout.split('\n')[0],

@@ -1,0 +1,238 @@
+import type { SecureContextOptions, TlsOptions } from 'node:tls'
+import { type SMTPServerSession, SMTPServer } from 'smtp-server'
+import type { Clock } from '../../hal/clock.ts'
+import type { Component } from '../component.ts'
+import type { Config } from '../config/load.ts'
+import type { BoxEvent, EventSink } from '../events.ts'
+import type { Logger } from '../log.ts'
+import { Classifier, rulesWith } from './classify.ts'
+import { parseReport, type Report } from './report.ts'
+import type { ReturnPathTokens, ReturnRef } from './verp.ts'
+
+type Refusal = Extract<BoxEvent, { type: 'returnpath.refused' }>['reason']
+
+/** Refusals are counted and reported at most this often (a flood of junk must not flood the trail). */
+const REFUSAL_REPORT_MS = 60_000
+const REPLY_LIMIT = 300
+
+const reply = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code })
+
+/**
+ * The return-path listener (M8, M11): the only mail the box takes from the
+ * internet. It accepts RCPT only for a token address at a return-path domain
+ * (`b-<token>` for bounces, `r-<token>` for read receipts) and `postmaster`
+ * there (RFC 5321 4.5.1); everything else is 550 — never a relay, never
+ * forwarded. No AUTH; STARTTLS offered with the box's certificate. Each
+ * report is parsed, classified and committed to the audit trail (from which
+ * the ledger takes it) before the 250, so a crash loses none. It never sends
+ * mail in reply (no backscatter): a bad report is an SMTP answer or a count.
+ */
+export class ReturnPathListener implements Component {
+  readonly name = 'return-path'
+  readonly #config: Config
+  readonly #tokens: ReturnPathTokens
+  readonly #events: EventSink
+  readonly #log: Logger
+  readonly #clock: Clock
+  readonly #classifier: Classifier
+  readonly #tls: () => TlsOptions & SecureContextOptions
+  #server: SMTPServer | undefined
+  #address: { host: string; port: number } | undefined
+  readonly #connections = new Map<string, number>()
+  readonly #recent = new Map<string, number[]>()
+  readonly #refused = new Map<Refusal, number>()
+  #refusalTimer: NodeJS.Timeout | undefined
+
+  /** `tls`: the box's certificate and TLS settings for STARTTLS (the submission listener's), read at start. */
+  constructor(deps: { config: Config; tokens: ReturnPathTokens; events: EventSink; log: Logger; clock: Clock; tls: () => TlsOptions & SecureContextOptions }) {
+    this.#tls = deps.tls
+    this.#config = deps.config
+    this.#tokens = deps.tokens
+    this.#events = deps.events
+    this.#log = deps.log.child({ component: 'return-path' })
+    this.#clock = deps.clock
+    this.#classifier = new Classifier(rulesWith(deps.config.returnPath.rulesFile || undefined))
+  }
+
+  /** Where it listens, once started (the port resolved when configured as 0). */
+  get address(): { host: string; port: number } {
+    if (!this.#address) throw new Error('the return-path listener is not started')
+    return this.#address
+  }
+
+  get #domains(): Set<string> {
+    return new Set(this.#config.returnPath.domains.map((d) => d.returnPath))
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.#config.returnPath
+    if (!cfg.enabled || cfg.domains.length === 0) return
+    await this.#tokens.keys()
+    const tls = this.#tls()
+    const server = new SMTPServer({
+      ...tls,
+      secure: false,
+      name: cfg.domains[0]!.returnPath,
+      banner: 'Statement Gateway return path',
+      size: cfg.maxMessageBytes,
+      disabledCommands: ['AUTH'],
+      authOptional: true,
+      disableReverseLookup: true,
+      hideDSN: true,
+      socketTimeout: 60_000,
+      closeTimeout: this.#config.shutdown.graceMs || 1,
+      logger: false,
+      onConnect: (session, cb) => cb(this.#onConnect(session)),
+      onClose: (session) => {
+        const ip = session.remoteAddress
+        const n = (this.#connections.get(ip) ?? 1) - 1
+        if (n > 0) this.#connections.set(ip, n)
+        else this.#connections.delete(ip)
+      },
+      onMailFrom: (_address, session, cb) => {
+        state(session).refs = []
+        cb()
+      },
+      onRcptTo: (address, session, cb) => {
+        this.#onRcpt(address.address, session).then(
+          () => cb(),
+          (err: Error) => cb(err),
+        )
+      },
+      onData: (stream, session, cb) => {
+        const chunks: Buffer[] = []
+        stream.on('data', (c: Buffer) => chunks.push(c))
+        stream.on('end', () => {
+          if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded) {
+            this.#refuse('too-large')
+            cb(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
+            return
+          }
+          this.#onData(Buffer.concat(chunks), session).then(
+            () => cb(),
+            (err: Error & { responseCode?: number }) => {
+              if (!err.responseCode) this.#log.error({ err }, 'a report could not be committed')
+              cb(err.responseCode ? err : reply(451, '4.3.0 the report could not be recorded; try again later'))
+            },
+          )
+        })
+      },
+    })
+    const [host, port] = splitHostPort(cfg.listen)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', (err) => this.#log.warn({ err }, 'return-path listener error'))
+    this.#server = server
+    const a = server.server.address()
+    this.#address = typeof a === 'object' && a ? { host, port: a.port } : { host, port }
+    this.#log.info({ listen: `${host}:${this.#address.port}`, domains: [...this.#domains] }, 'return-path listener up')
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#refusalTimer)
+    this.#reportRefusals()
+    const server = this.#server
+    this.#server = undefined
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  #onConnect(session: SMTPServerSession): Error | undefined {
+    const cfg = this.#config.returnPath
+    const ip = session.remoteAddress
+    const open = this.#connections.get(ip) ?? 0
+    if (open >= cfg.maxConnectionsPerClient) {
+      this.#refuse('rate-limited')
+      return reply(421, '4.7.0 too many connections from your address, try again later')
+    }
+    this.#connections.set(ip, open + 1)
+    return undefined
+  }
+
+  async #onRcpt(address: string, session: SMTPServerSession): Promise<void> {
+    const at = address.lastIndexOf('@')
+    const local = address.slice(0, at)
+    const domain = address.slice(at + 1).toLowerCase()
+    if (at < 1 || !this.#domains.has(domain)) {
+      this.#refuse('unknown-address')
+      throw reply(550, '5.7.1 relaying denied: this server only takes reports for its return-path domains')
+    }
+    if (local.toLowerCase() === 'postmaster') return
+    const ref = await this.#tokens.open(local)
+    if (typeof ref === 'string') {
+      this.#refuse(ref === 'forged' ? 'forged-token' : 'unknown-address')
+      throw reply(550, '5.1.1 no such address')
+    }
+    state(session).refs.push(ref)
+  }
+
+  async #onData(raw: Buffer, session: SMTPServerSession): Promise<void> {
+    const ip = session.remoteAddress
+    const now = this.#clock.now()
+    const recent = (this.#recent.get(ip) ?? []).filter((t) => now - t < 60_000)
+    if (recent.length >= this.#config.returnPath.reportsPerMinutePerClient) {
+      this.#refuse('rate-limited')
+      throw reply(421, '4.7.0 too many reports from your address, try again later')
+    }
+    recent.push(now)
+    this.#recent.set(ip, recent)
+    let report: Report
+    try {
+      report = await parseReport(raw)
+    } catch (err) {
+      this.#log.warn({ err }, 'a report could not be read')
+      this.#refuse('unreadable')
+      report = { kind: 'unknown', recipients: [], originalMessageId: '', from: '', subject: '' }
+    }
+    const refs = state(session).refs
+    const base = { clientAddress: ip, bytes: raw.length }
+    if (refs.length === 0) this.#events.emit({ type: 'returnpath.report', matchedBy: 'none', kind: report.kind, ...base })
+    for (const ref of refs) this.#events.emit({ ...this.#describe(report, ref), ...base, type: 'returnpath.report' })
+    // Committed before the 250: a crash after it cannot lose the report.
+    await this.#events.durable?.()
+    state(session).refs = []
+  }
+
+  #describe(report: Report, ref: ReturnRef): Omit<Extract<BoxEvent, { type: 'returnpath.report' }>, 'type' | 'clientAddress' | 'bytes'> {
+    const tied = { id: ref.id, recipient: ref.recipient, matchedBy: ref.kind === 'b' ? ('verp' as const) : ('read-receipt-address' as const) }
+    if (report.kind === 'mdn')
+      return { ...tied, kind: 'mdn', disposition: report.disposition?.type ?? '', dispositionMode: report.disposition?.action ?? 'automatic' }
+    if (report.kind === 'feedback') return { ...tied, kind: 'feedback', feedbackType: report.feedbackType ?? '' }
+    if (report.kind !== 'dsn') return { ...tied, kind: report.kind }
+    // A VERP address names one recipient: its transaction had only that one, so the report's first
+    // failed (else first) recipient is about it.
+    const r = report.recipients.find((x) => x.action === 'failed') ?? report.recipients[0]!
+    const c = this.#classifier.classify({ status: r.status, text: r.diagnostic, reply: r.reply, command: r.command, action: r.action })
+    return { ...tied, kind: 'dsn', action: r.action, category: c.category, hard: c.hard, status: c.status, reply: r.diagnostic.slice(0, REPLY_LIMIT) }
+  }
+
+  #refuse(reason: Refusal): void {
+    this.#refused.set(reason, (this.#refused.get(reason) ?? 0) + 1)
+    this.#refusalTimer ??= setTimeout(() => {
+      this.#refusalTimer = undefined
+      this.#reportRefusals()
+    }, REFUSAL_REPORT_MS)
+    this.#refusalTimer.unref?.()
+  }
+
+  #reportRefusals(): void {
+    for (const [reason, count] of this.#refused) this.#events.emit({ type: 'returnpath.refused', reason, count })
+    this.#refused.clear()
+  }
+}
+
+const STATE = Symbol('return-path')
+type State = { refs: ReturnRef[] }
+function state(session: SMTPServerSession): State {
+  const s = session as SMTPServerSession & { [STATE]?: State }
+  return (s[STATE] ??= { refs: [] })
+}
+
+function splitHostPort(v: string): [string, number] {
+  const i = v.lastIndexOf(':')
+  return [v.slice(0, i).replace(/^\[|\]$/g, ''), Number(v.slice(i + 1))]
+}

@@ -1,0 +1,45 @@
+import { bool, int, obj, records, str } from '../types.ts'
+
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/
+
+const domainProblem = (v: string) => (DOMAIN.test(v) ? undefined : `"${v}" is not a domain name in lower case`)
+
+/** The return path (M8, M10, M11): where bounces and read receipts come back, and how they are read. */
+export const returnPath = obj({
+  domains: records(
+    {
+      from: str({ default: '', nonEmpty: true, check: domainProblem, description: "The firm's sending domain (the envelope sender's)." }),
+      returnPath: str({ default: '', nonEmpty: true, check: domainProblem, description: 'Its return-path domain, e.g. bounce.bank.example.' }),
+    },
+    {
+      default: [],
+      required: ['from', 'returnPath'],
+      description:
+        'Sending domains whose statements go out with a VERP envelope sender `b-<token>@<returnPath>` (one SMTP transaction per recipient), so ' +
+        'bounces come back to the box: `{ "from": "bank.example", "returnPath": "bounce.bank.example" }`. Use a subdomain of the From domain, so ' +
+        'SPF aligns under DMARC relaxed mode; `npm run dkim -- dns` prints its MX and SPF records. Mail from other domains keeps its own sender.',
+    },
+  ),
+  listen: str({
+    default: '127.0.0.1:2525',
+    check: (v) => (/^(\[[0-9a-fA-F:]+\]|[0-9.]+|[a-z0-9.-]+):\d{1,5}$/.test(v) ? undefined : 'must be host:port'),
+    description: "Where the inbound listener takes bounces and read receipts (the appliance: the return-path MX's address, port 25).",
+  }),
+  mxHost: str({
+    default: '',
+    description: "Host name the return-path domains' MX records name (the box's public name for the listener); empty: `submission.hostname`.",
+  }),
+  enabled: bool({ default: true, description: 'Run the inbound listener (with `domains` set).' }),
+  maxMessageBytes: int({
+    default: 10 * 1024 * 1024,
+    min: 64 * 1024,
+    max: 50 * 1024 * 1024,
+    description: 'Largest report accepted (bounces quote the statement); larger ones get 552 5.3.4.',
+  }),
+  maxConnectionsPerClient: int({ default: 10, min: 1, max: 1000, description: 'Connections one client address may hold open at once.' }),
+  reportsPerMinutePerClient: int({ default: 600, min: 1, max: 100000, description: 'Reports one client address may deliver a minute; more get 421 4.7.0.' }),
+  rulesFile: str({
+    default: '',
+    description: "The firm's own bounce classification rules (the shape of firmware/bounces/rules.json), tried before the built-in ones; empty: built-in only.",
+  }),
+})

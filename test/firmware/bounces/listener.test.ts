@@ -1,0 +1,117 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { ACCOUNT } from '../../helpers/box.ts'
+import { spawnDaemon, writeDaemonConfig } from '../../helpers/daemon.ts'
+import { run } from '../../helpers/hsm.ts'
+import { startReceiver, until } from '../../helpers/receiver.ts'
+
+const CLI = fileURLToPath(new URL('../../../provisioning/reports.ts', import.meta.url))
+const AUDIT = fileURLToPath(new URL('../../../provisioning/audit.ts', import.meta.url))
+const tool = (cli: string, config: string, ...args: string[]) =>
+  run(process.execPath, [cli, ...args, '--config', config], { maxBuffer: 64 << 20 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  )
+
+/** A DSN as Postfix writes one, for `rcpt`, sent back to `to` (the VERP address). */
+const dsn = (to: string, rcpt: string, diagnostic: string, status: string) =>
+  `From: MAILER-DAEMON@mx.example.net\r\nTo: ${to}\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n` +
+  `Content-Type: multipart/report; report-type=delivery-status; boundary="R"\r\n\r\n--R\r\nContent-Type: text/plain\r\n\r\nI'm sorry.\r\n` +
+  `--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; ${rcpt}\r\nAction: failed\r\n` +
+  `Status: ${status}\r\nDiagnostic-Code: smtp; ${diagnostic}\r\n\r\n--R--\r\n`
+
+t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes back days later turns delivered into bounced, paper owed', async (t) => {
+  const rx = await startReceiver(t)
+  const cfg = await writeDaemonConfig(t, {
+    spool: { verifyOnStart: false },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
+    reports: { timeZone: 'UTC' },
+    returnPath: { domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }], listen: '127.0.0.1:0', maxMessageBytes: 64 * 1024 },
+  })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
+  const up = (await child.waitFor((r) => r.msg === 'return-path listener up')) as unknown as { listen: string }
+  const inboundPort = Number(up.listen.split(':').pop())
+
+  const nodemailer = await import('nodemailer')
+  const submit = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: listening.starttls.port,
+    requireTLS: true,
+    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
+    tls: { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
+  })
+  t.teardown(() => submit.close())
+  const headers = (id: string) => ({ 'X-Statement-ID': id, 'X-Statement-Batch': '2026-11-monthly', 'X-Statement-Class': 'securities-monthly' })
+  await submit.sendMail({ from: 'statements@bank.example', to: 'wang@example.net', subject: 's1', text: 'statement 1', headers: headers('S-1') })
+  await submit.sendMail({
+    from: 'statements@bank.example',
+    to: ['lin@example.net', 'chen@example.org'],
+    subject: 's2',
+    text: 'statement 2',
+    headers: headers('S-2'),
+  })
+  await submit.sendMail({ from: 'statements@other.example', to: 'ho@example.net', subject: 's3', text: 'statement 3', headers: headers('S-3') })
+  await until(() => rx.received.length === 4, 30_000)
+
+  const senderOf = (rcpt: string) => rx.received.find((m) => m.rcptTo.includes(rcpt))!.mailFrom
+  const verp = /^b-[a-z2-7]{30,62}@bounce\.bank\.example$/
+  for (const r of ['wang@example.net', 'lin@example.net', 'chen@example.org']) t.match(senderOf(r), verp, `${r}: a VERP sender at the return-path domain`)
+  t.ok(
+    rx.received.every((m) => m.rcptTo.length === 1),
+    'one transaction per recipient',
+  )
+  t.not(senderOf('lin@example.net'), senderOf('chen@example.org'), 'each recipient its own token')
+  t.equal(senderOf('ho@example.net'), 'statements@other.example', 'a domain without a return path keeps its sender')
+  const ledger = async (id: string) => JSON.parse((await tool(CLI, cfg.path, 'statement', id, '--format', 'json')).stdout) as Record<string, unknown>[]
+  /** The ledger follows the trail: asks until `pred` holds (or gives the last answer after 15 s). */
+  const ledgerWhen = async (id: string, pred: (rows: Record<string, unknown>[]) => boolean) => {
+    const end = Date.now() + 15_000
+    for (;;) {
+      const rows = await ledger(id).catch(() => [])
+      if (pred(rows) || Date.now() > end) return rows
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+  await ledgerWhen('S-2', (rows) => rows.length === 2 && rows.every((r) => r.state === 'delivered'))
+
+  const inbound = nodemailer.createTransport({ host: '127.0.0.1', port: inboundPort, secure: false, ignoreTLS: true })
+  t.teardown(() => inbound.close())
+  const send = (to: string, raw: string) => inbound.sendMail({ envelope: { from: '', to: [to] }, raw })
+
+  // Days later: lin's mailbox does not exist after all.
+  const lin = senderOf('lin@example.net')
+  await send(lin, dsn(lin, 'lin@example.net', '550 5.1.1 <lin@example.net>: Recipient address rejected: User unknown', '5.1.1'))
+  const s2 = await ledgerWhen('S-2', (rows) => rows[0]?.state === 'bounced')
+  t.match(s2[0], { state: 'bounced', bounce_reason: 'invalid-recipient', bounce_hard: 1, paper_reason: 'bounced: invalid-recipient' }, 'bounced, paper owed')
+  t.match(s2[1], { state: 'delivered', paper_reason: null }, "the other recipient's statement is untouched")
+
+  // The same DSN again (a server that retries), and one for a statement already final: counted, nothing changes.
+  await send(lin, dsn(lin, 'lin@example.net', '550 5.1.1 user unknown', '5.1.1'))
+  t.match((await ledger('S-2'))[0], { state: 'bounced', bounce_reason: 'invalid-recipient' })
+
+  // What the listener refuses: a forged token, a domain it does not serve (no relay), a report too large.
+  const forged = lin.replace(/^b-(.)/, (_, c: string) => `b-${c === 'a' ? 'b' : 'a'}`)
+  await t.rejects(send(forged, dsn(forged, 'x@example.net', '550 5.1.1', '5.1.1')), /550/, 'a forged token: 550 at RCPT')
+  await t.rejects(send('someone@example.com', 'Subject: relay?\r\n\r\nx\r\n'), /550/, 'not a relay')
+  const wang = senderOf('wang@example.net')
+  await t.rejects(send(wang, `Subject: big\r\n\r\n${'x'.repeat(100 * 1024)}\r\n`), /552/, 'too large: 552')
+  t.match((await ledger('S-1'))[0], { state: 'delivered' }, 'the refused report changed nothing')
+  // postmaster takes mail, as RFC 5321 asks; with no token the report is unmatched, never guessed.
+  await send('postmaster@bounce.bank.example', dsn('postmaster@bounce.bank.example', 'wang@example.net', '550 5.1.1 user unknown', '5.1.1'))
+  t.match((await ledger('S-1'))[0], { state: 'delivered' }, 'an unmatched report changes no statement')
+
+  const trail = await tool(AUDIT, cfg.path, 'search', '--type', 'returnpath.report')
+  const reports = trail.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.equal(reports.length, 3, 'every accepted report is in the audit trail')
+  t.match(reports[0], { kind: 'dsn', action: 'failed', category: 'invalid-recipient', hard: true, status: '5.1.1', matchedBy: 'verp' })
+  t.notMatch(JSON.stringify(reports), /lin@example\.net/, 'no address in clear in the trail')
+  t.match(reports[2], { matchedBy: 'none' })
+  t.equal(rx.received.length, 4, 'the listener sent nothing back (no backscatter)')
+})
