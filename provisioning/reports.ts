@@ -1,13 +1,24 @@
-import { closeSync, existsSync, fsyncSync, openSync, renameSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import type { Hsm } from '../hal/hsm/index.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { boxRunning } from '../firmware/control/server.ts'
-import { fileSink, localTimeFormatter, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
+import { csvField, fileSink, localTimeFormatter, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
 import { Ledger, ledgerPath, openLedgerStore } from '../firmware/reports/ledger.ts'
-import { countRows, exportRows, GROUPS, statementHistory, summary, type GroupKey, type ReportFilter, type SummaryRow } from '../firmware/reports/queries.ts'
+import {
+  countRows,
+  exportRows,
+  GROUPS,
+  PAPER_FIELDS,
+  paperOwedRows,
+  statementHistory,
+  summary,
+  type GroupKey,
+  type ReportFilter,
+  type SummaryRow,
+} from '../firmware/reports/queries.ts'
 import type { LedgerStore } from '../firmware/reports/store.ts'
 import { webhookSecret } from '../firmware/reports/webhooks.ts'
 import { failer, printHelp, toolConfig } from './cli.ts'
@@ -26,6 +37,11 @@ const USAGE = `usage: npm run reports -- <command> [--config FILE] [options]
       One line per statement and recipient, streamed: CSV (UTF-8 with BOM, for
       Excel) or JSON Lines. To standard output unless --out. Recorded in the
       audit trail.
+  paper --month YYYY-MM [--account NAME] [--format table|csv|json] [--out FILE]
+      The paper-owed list (M8, M11): every recipient of the month's statements
+      (by submission day) who must be sent the statement on paper, with why
+      (bounce category, expired, removed, no read receipt) and when. Per
+      account, in the order they became owed. Recorded in the audit trail.
   rebuild
       Makes the ledger again from the audit trail (the box must be stopped).
   webhook-secret URL
@@ -50,6 +66,7 @@ const { values, positionals } = parseArgs({
     format: { type: 'string' },
     out: { type: 'string' },
     'paper-owed': { type: 'boolean' },
+    month: { type: 'string' },
     help: { type: 'boolean' },
   },
   allowPositionals: true,
@@ -222,6 +239,50 @@ switch (positionals[0]) {
     })()
     if (partial) renameSync(partial, values.out!)
     process.stderr.write(`reports: exported ${n(rows)} rows${values.out ? ` to ${values.out}` : ''}\n`)
+    break
+  }
+  case 'paper': {
+    const month = values.month ?? fail('paper needs --month YYYY-MM', 2)
+    if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) fail(`"${month}" is not a month (YYYY-MM)`, 2)
+    const f = format(['table', 'csv', 'json'], 'table')
+    const s = await store()
+    await audited({ action: 'reports.paper', target: month, outcome: 'ok', detail: `${f}${values.account ? `, account ${values.account}` : ''}` })
+    const local = localTimeFormatter(config.reports.timeZone)
+    const TIMES = new Set<string>(['submitted_at', 'delivered_at', 'failed_at', 'paper_owed_at'])
+    const cell = (k: string, v: unknown) => (v === null || v === undefined ? '' : TIMES.has(k) ? local(Number(v)) : String(v))
+    const lines: string[][] = []
+    const partial = values.out ? `${values.out}.partial` : undefined
+    const fd = partial ? openSync(partial, 'w', 0o600) : undefined
+    const write = (text: string) => (fd === undefined ? process.stdout.write(text) : writeSync(fd, text))
+    let count = 0
+    try {
+      if (f === 'csv') write(`\ufeff${PAPER_FIELDS.join(',')}\r\n`)
+      if (f === 'json') write('[')
+      for await (const batch of paperOwedRows(s, month, values.account)) {
+        for (const row of batch) {
+          const cells = PAPER_FIELDS.map((k, i) => cell(k, row[i]))
+          if (f === 'csv') write(`${cells.map(csvField).join(',')}\r\n`)
+          else if (f === 'json')
+            write(`${count ? ',' : ''}\n${JSON.stringify(Object.fromEntries(PAPER_FIELDS.map((k, i) => [k, row[i] === null ? null : cells[i]])))}`)
+          else lines.push(cells)
+          count++
+        }
+      }
+      if (f === 'json') write(count ? '\n]\n' : ']\n')
+      if (fd !== undefined) fsyncSync(fd)
+    } finally {
+      if (fd !== undefined) closeSync(fd)
+      await s.close()
+    }
+    if (partial) renameSync(partial, values.out!)
+    if (f === 'table') {
+      const cols = ['account', 'statement_id', 'recipient', 'reason', 'delivered_at', 'failed_at', 'paper_owed_at']
+      const rows = lines.map((cells) =>
+        Object.fromEntries(cells.map((v, i) => [PAPER_FIELDS[i]!, TIMES.has(PAPER_FIELDS[i]!) ? v.slice(0, 19).replace('T', ' ') : v])),
+      )
+      process.stdout.write(`paper owed for statements submitted in ${month} (times in ${config.reports.timeZone}): ${n(count)}\n`)
+      if (count) process.stdout.write(`${table(rows, cols)}\n`)
+    } else process.stderr.write(`reports: ${n(count)} recipient(s) owed paper for ${month}${values.out ? `, written to ${values.out}` : ''}\n`)
     break
   }
   case 'rebuild': {

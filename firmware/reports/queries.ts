@@ -236,3 +236,36 @@ export async function statementHistory(store: LedgerStore, statementId: string):
     [statementId],
   )
 }
+
+/** One line of the paper-owed list: a recipient who must be sent the statement on paper (M8, M11). */
+export const PAPER_FIELDS = [
+  'account',
+  'statement_id',
+  'queue_id',
+  'statement_class',
+  'batch',
+  'recipient',
+  'recipient_hmac',
+  'reason',
+  'submitted_at',
+  'delivered_at',
+  'failed_at',
+  'paper_owed_at',
+] as const
+
+/**
+ * The paper-owed list of a month (M8, M11): every recipient of a statement
+ * submitted in that month (submission days in the reporting time zone) that
+ * is owed paper — bounced, expired, removed, or not read in time — ordered
+ * by account, then when it became owed. Streamed in batches of value arrays,
+ * in `PAPER_FIELDS` order.
+ */
+export function paperOwedRows(store: LedgerStore, month: string, account?: string): AsyncIterable<unknown[][]> {
+  const w = where({ from: `${month}-01`, to: `${month}-31`, account }, ROWS, ['r.paper_owed_at IS NOT NULL'])
+  return store.iterate(
+    'SELECT s.account, s.statement_id, r.id, s.statement_class, s.batch, r.rcpt_mask, r.rcpt_hash, r.paper_reason, r.accepted_at, r.delivered_at, ' +
+      `COALESCE(r.bounced_at, r.expired_at, r.removed_at), r.paper_owed_at FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id ${w.sql} ` +
+      'ORDER BY s.account, r.paper_owed_at, r.id, r.idx',
+    w.params,
+  )
+}

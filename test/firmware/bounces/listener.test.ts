@@ -114,4 +114,27 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   t.notMatch(JSON.stringify(reports), /lin@example\.net/, 'no address in clear in the trail')
   t.match(reports[2], { matchedBy: 'none' })
   t.equal(rx.received.length, 4, 'the listener sent nothing back (no backscatter)')
+
+  // M8: the firm's paper-owed list for the month.
+  const month = new Date().toISOString().slice(0, 7)
+  const paper = await tool(CLI, cfg.path, 'paper', '--month', month, '--format', 'json')
+  t.equal(paper.code, 0, paper.stderr)
+  const owed = JSON.parse(paper.stdout) as Record<string, unknown>[]
+  t.equal(owed.length, 1, 'one recipient owed paper')
+  t.match(owed[0], {
+    account: ACCOUNT.name,
+    statement_id: 'S-2',
+    reason: 'bounced: invalid-recipient',
+    recipient: /^l.*@example\.net$/,
+    delivered_at: /^\d{4}-/,
+  })
+  t.notMatch(paper.stdout, /lin@example\.net/, 'the recipient masked, never in clear')
+  const csv = await tool(CLI, cfg.path, 'paper', '--month', month, '--format', 'csv')
+  t.match(csv.stdout, /^\ufeffaccount,statement_id,queue_id,/, 'CSV for Excel')
+  t.equal(csv.stdout.trim().split('\r\n').length, 2)
+  const table = await tool(CLI, cfg.path, 'paper', '--month', month)
+  t.match(table.stdout, /paper owed for statements submitted in \d{4}-\d\d \(times in UTC\): 1\n/)
+  t.equal((await tool(CLI, cfg.path, 'paper', '--month', '2026-13')).code, 2, 'a month that is not one is refused')
+  const none = await tool(CLI, cfg.path, 'paper', '--month', '2001-01', '--format', 'json')
+  t.same(JSON.parse(none.stdout), [], 'a month with nothing owed: an empty list')
 })
