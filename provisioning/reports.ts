@@ -249,7 +249,8 @@ switch (positionals[0]) {
     await audited({ action: 'reports.paper', target: month, outcome: 'ok', detail: `${f}${values.account ? `, account ${values.account}` : ''}` })
     const local = localTimeFormatter(config.reports.timeZone)
     const TIMES = new Set<string>(['submitted_at', 'delivered_at', 'failed_at', 'paper_owed_at'])
-    const cell = (k: string, v: unknown) => (v === null || v === undefined ? '' : TIMES.has(k) ? local(Number(v)) : typeof v === 'string' ? v : JSON.stringify(v))
+    const cell = (k: string, v: unknown) =>
+      v === null || v === undefined ? '' : TIMES.has(k) ? local(Number(v)) : typeof v === 'string' ? v : JSON.stringify(v)
     const lines: string[][] = []
     const partial = values.out ? `${values.out}.partial` : undefined
     const fd = partial ? openSync(partial, 'w', 0o600) : undefined
