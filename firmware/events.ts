@@ -72,7 +72,9 @@ export type BoxEvent =
     }
   | { type: 'spool.queued'; id: string; epoch: string; bytes: number }
   | { type: 'spool.deferred'; id: string; attempts: number; nextAttemptAt: number; reason: string }
-  | { type: 'spool.final'; id: string; outcome: 'delivered' | 'bounced' | 'expired' | 'removed'; reason: string }
+  | { type: 'spool.final'; id: string; outcome: 'delivered' | 'bounced' | 'expired' | 'removed' | 'read' | 'unread'; reason: string }
+  /** M11: a statement of a read-receipt class delivered (`sends` times) and kept until `until` for its read receipt; never sent after `deadline`. */
+  | { type: 'spool.awaiting_receipt'; id: string; sends: number; until: string; deadline: string }
   | { type: 'spool.held' | 'spool.released' | 'spool.retried'; id: string }
   | { type: 'spool.record_shredded'; id: string }
   | { type: 'spool.quarantined'; file: string; reason: string }

@@ -1,5 +1,6 @@
 import { loadTlsMaterial, serverTlsOptions } from './submission/tls.ts'
 import { ReturnPathListener } from './bounces/listener.ts'
+import { ReadReceiptStage } from './bounces/receipts.ts'
 import { ReturnPathTokens } from './bounces/verp.ts'
 import { mkdirSync } from 'node:fs'
 import { systemClock } from '../hal/clock.ts'
@@ -86,13 +87,16 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   // M9: opens and clicks, when a profile asks for them; the rewrite comes before signing so both signatures cover it.
   const tracking = new TrackingTokens(hsm.hsm)
   const tracker = new TrackingListener({ config, tokens: tracking, events, log })
-  const handoff = new StagedHandoff([policy, new TrackingStage({ config, tokens: tracking, log }), signing], new AuditCopyHandoff(spool, config))
+  const returnPath = new ReturnPathTokens(hsm.hsm)
+  const handoff = new StagedHandoff(
+    [policy, new TrackingStage({ config, tokens: tracking, log }), new ReadReceiptStage({ config, tokens: returnPath }), signing],
+    new AuditCopyHandoff(spool, config),
+  )
   // S6: a mail is taken only while the trail can record what happens to it (a full disk holds
   // its records in memory, bounded: submission waits rather than the trail losing any).
   const admit = () =>
     audit.accepting ? undefined : new GatewayError('EAUDIT_BACKLOG', `the audit trail has ${audit.backlog} records waiting to be written; try again later`)
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events, admit })
-  const returnPath = new ReturnPathTokens(hsm.hsm)
   const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock, returnPath })
   const returns = new ReturnPathListener({
     config,
@@ -101,6 +105,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     log,
     clock: systemClock,
     tls: () => serverTlsOptions(loadTlsMaterial(config, log), config.submission.tls.minVersion),
+    onRead: (id) => delivery.read(id, 'mdn'),
   })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
   const startedAt = new Date().toISOString()

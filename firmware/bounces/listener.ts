@@ -36,6 +36,7 @@ export class ReturnPathListener implements Component {
   readonly #clock: Clock
   readonly #classifier: Classifier
   readonly #tls: () => TlsOptions & SecureContextOptions
+  readonly #onRead: (id: string, recipient: number) => Promise<unknown>
   #server: SMTPServer | undefined
   #address: { host: string; port: number } | undefined
   readonly #connections = new Map<string, number>()
@@ -44,8 +45,18 @@ export class ReturnPathListener implements Component {
   #refusalTimer: NodeJS.Timeout | undefined
 
   /** `tls`: the box's certificate and TLS settings for STARTTLS (the submission listener's), read at start. */
-  constructor(deps: { config: Config; tokens: ReturnPathTokens; events: EventSink; log: Logger; clock: Clock; tls: () => TlsOptions & SecureContextOptions }) {
+  /** `onRead`: told of an MDN "displayed" at a read-receipt address, once it is in the trail (M11: the statement's life ends). */
+  constructor(deps: {
+    config: Config
+    tokens: ReturnPathTokens
+    events: EventSink
+    log: Logger
+    clock: Clock
+    tls: () => TlsOptions & SecureContextOptions
+    onRead?: (id: string, recipient: number) => Promise<unknown>
+  }) {
     this.#tls = deps.tls
+    this.#onRead = deps.onRead ?? (() => Promise.resolve())
     this.#config = deps.config
     this.#tokens = deps.tokens
     this.#events = deps.events
@@ -195,6 +206,9 @@ export class ReturnPathListener implements Component {
     // Committed before the 250: a crash after it cannot lose the report.
     await this.#events.durable?.()
     state(session).refs = []
+    if (report.kind === 'mdn' && report.disposition?.type === 'displayed')
+      for (const ref of refs.filter((r) => r.kind === 'r'))
+        await this.#onRead(ref.id, ref.recipient).catch((err: unknown) => this.#log.error({ err, id: ref.id }, 'a read could not end its statement'))
   }
 
   #describe(report: Report, ref: ReturnRef): Omit<Extract<BoxEvent, { type: 'returnpath.report' }>, 'type' | 'clientAddress' | 'bytes'> {

@@ -6,6 +6,7 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { domainOf } from '../mime/address.ts'
+import { ReadReceipts, type ReceiptRule } from '../bounces/receipts.ts'
 import type { ReturnPathTokens } from '../bounces/verp.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
@@ -56,15 +57,19 @@ export class DeliveryEngine implements Component {
   #timer: NodeJS.Timeout | undefined
   #stopping = false
   #stopDeadline = 0
-  readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0, removed: 0 }
+  readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0, removed: 0, unread: 0, read: 0 }
   /** Milliseconds from a receiver's 250 to the outcome being in the journal (the window for a duplicate after a crash). */
   readonly journalLag = new Percentiles(4096)
 
   readonly #returnPath: ReturnPathTokens | undefined
+  readonly #receipts: ReadReceipts
+  /** Awaiting statements whose read came while they were in flight for their second send. */
+  readonly #readInFlight = new Set<string>()
 
   constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver; returnPath?: ReturnPathTokens }) {
     this.#config = deps.config
     this.#returnPath = deps.returnPath
+    this.#receipts = new ReadReceipts(deps.config)
     this.#log = deps.log.child({ component: 'delivery' })
     this.#spool = deps.spool
     this.#events = deps.events
@@ -188,15 +193,40 @@ export class DeliveryEngine implements Component {
     this.counts.removed++
   }
 
+  /**
+   * M11: the read of an awaiting statement (an MDN "displayed", a confirmation, an open — as
+   * its class's `readEvidence` says): the statement's life ends (`read`) and its record is
+   * shredded (M10). Evidence of another kind, or for a statement not awaiting, changes nothing.
+   */
+  async read(id: string, evidence: ReceiptRule['readEvidence']): Promise<'read' | 'not-awaiting' | 'not-evidence'> {
+    if (!this.#spool.entry(id)) return 'not-awaiting'
+    const mail = await this.#spool.read(id).catch(() => undefined)
+    const rule = mail && this.#receipts.ruleFor(mail.envelope)
+    if (!rule || rule.readEvidence !== evidence) return 'not-evidence'
+    const entry = this.#spool.entry(id)
+    if (!entry) return 'not-awaiting'
+    // Being sent (the first time, or again): the read ends it as soon as that attempt is recorded.
+    if (entry.state === 'inflight') {
+      this.#readInFlight.add(id)
+      return 'read'
+    }
+    if (!this.#spool.receiptWait(id) || !this.#spool.claimAwaiting(id)) return 'not-awaiting'
+    await this.#spool.finish(id, 'read', `read receipt (${evidence})`)
+    this.counts.read++
+    return 'read'
+  }
+
   get inFlight(): number {
     return this.#tasks.size
   }
 
   async #deliver(entry: SpoolEntry): Promise<void> {
     const now = this.#clock.now()
-    const done = this.#spool.recipientsDone(entry.id) ?? { delivered: [], bounced: [] }
+    // M11: an awaiting statement whose wait is over: sent a second time, or it owes paper.
+    const wait = this.#spool.receiptWait(entry.id)
+    const done = (!wait && this.#spool.recipientsDone(entry.id)) || { delivered: [], bounced: [] }
     const finished = new Set([...done.delivered, ...done.bounced])
-    if (now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) {
+    if (!wait && now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) {
       const mail = await this.#spool.read(entry.id).catch(() => undefined)
       const reason = `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`
       // The firm's notice is queued (durably) before the mail's end is: a crash between the two
@@ -221,6 +251,15 @@ export class DeliveryEngine implements Component {
     }
     const env = mail.envelope
     const kind = env.kind ?? 'statement'
+    const rule = this.#receipts.ruleFor(env)
+    if (wait) {
+      const step = rule ? this.#receipts.step(rule, wait, now) : ({ step: 'unread', reason: 'its class no longer asks for a read receipt' } as const)
+      if (step.step === 'unread') {
+        await this.#spool.finish(env.id, 'unread', step.reason)
+        this.counts.unread++
+        return
+      }
+    }
     // M8: a statement from a domain with a return path goes out with a VERP sender, one
     // transaction per recipient, so that a bounce names its statement and recipient.
     const returnDomain =
@@ -275,6 +314,21 @@ export class DeliveryEngine implements Component {
     if (bouncedNow.length) await this.#notify(mail, 'bounced', bouncedNow)
     // The attempts are in the audit trail before the journal says so (the ledger is made from the trail).
     await this.#events.durable?.()
+    if (rule && bounced.length === 0) {
+      // M11: delivered (or, for a second send, tried): kept for its read receipt, not shredded yet.
+      const sends = (wait?.sends ?? 0) + (delivered.length ? 1 : 0)
+      const firstSentAt = wait?.firstSentAt ?? this.#clock.now()
+      if (sends > 0) {
+        const retry = this.#config.delivery.retrySeconds[Math.min(entry.attempts, this.#config.delivery.retrySeconds.length - 1)]! * 1000
+        // A second send that could not be made now is tried again after the retry wait, while the deadline allows.
+        const until = delivered.length ? this.#receipts.waitUntil(rule, this.#clock.now(), sends) : this.#clock.now() + retry
+        await this.#spool.awaitReceipt(env.id, until, { sends, firstSentAt }, this.#receipts.deadline(rule, firstSentAt))
+        if (delivered.length) this.counts.delivered++
+        if (this.#readInFlight.delete(env.id)) await this.#spool.finish(env.id, 'read', 'read receipt while it was being sent again')
+        if (firstAccepted !== undefined) this.journalLag.add(performance.now() - firstAccepted)
+        return
+      }
+    }
     if (deferredReply !== undefined) {
       const schedule = this.#config.delivery.retrySeconds
       const wait = schedule[Math.min(entry.attempts, schedule.length - 1)]! * 1000

@@ -53,6 +53,7 @@ type Row = {
   open_agent: string | null
   clicked_at: number | null
   read_at: number | null
+  paper_owed_at: number | null
   statement_id: string | null
   day: string
   batch: string | null
@@ -119,6 +120,7 @@ export class LedgerApplier {
         return this.#attempt(r)
       case 'spool.final':
         if (r.outcome === 'expired' || r.outcome === 'removed') return this.#ended(str(r.id) ?? '', r.outcome)
+        if (r.outcome === 'unread') return this.#unread(str(r.id) ?? '', str(r.reason) ?? 'no read receipt')
         return
       case 'tracking.open':
       case 'tracking.click':
@@ -207,7 +209,8 @@ export class LedgerApplier {
         row.deferrals++
         await this.#hook('deferred', id, g, row.idx, row.rcpt_mask, { reply, attempts: row.deferrals })
       } else if (r.outcome === 'bounced') {
-        if (row.state !== 'accepted') continue
+        // A delivered recipient bounces only on a statement's second send (M11).
+        if (row.state !== 'accepted' && row.state !== 'delivered') continue
         row.state = 'bounced'
         const b = this.#classifier.classify({ text: reply, command: str(r.command) })
         const paper = `bounced: ${b.category}`
@@ -333,6 +336,19 @@ export class LedgerApplier {
     await this.#detail(g, 'report', what)
   }
 
+  /** M11: an awaiting statement's time for its read receipt ran out: each delivered recipient not read owes paper. */
+  async #unread(id: string, reason: string): Promise<void> {
+    const at = this.#time()
+    const paper = `no read receipt: ${reason}`
+    for (const row of await this.#rows(id)) {
+      if (row.state !== 'delivered' || row.read_at !== null || row.paper_owed_at !== null) continue
+      const g = group(row)
+      await this.#run('UPDATE recipients SET paper_owed_at = ?, paper_reason = ? WHERE box = ? AND id = ? AND idx = ?', [at, paper, this.#ctx.box, id, row.idx])
+      await this.#count(g, 'paper_owed')
+      await this.#hook('paper_owed', id, g, row.idx, row.rcpt_mask, { reason: paper })
+    }
+  }
+
   /** M9: opens and clicks. A link scanner's fetch is kept in the totals but counts as no one's open or click. */
   async #tracked(r: AuditRecord): Promise<void> {
     const id = str(r.id) ?? ''
@@ -366,7 +382,7 @@ export class LedgerApplier {
 
   #rows(id: string): Promise<Row[]> {
     return this.#tx.all<Row>(
-      'SELECT r.idx, r.rcpt_hash, r.rcpt_mask, r.state, r.deferrals, r.accepted_at, r.opened_at, r.open_agent, r.clicked_at, r.read_at, ' +
+      'SELECT r.idx, r.rcpt_hash, r.rcpt_mask, r.state, r.deferrals, r.accepted_at, r.opened_at, r.open_agent, r.clicked_at, r.read_at, r.paper_owed_at, ' +
         's.statement_id, s.day, s.batch, s.account, s.statement_class ' +
         'FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id WHERE r.box = ? AND r.id = ? ORDER BY r.idx',
       [this.#ctx.box, id],

@@ -2,6 +2,7 @@ import { SPOOL_STATES as STATES, type SpoolEntry, type SpoolState } from './type
 
 const QUEUED = STATES.indexOf('queued')
 const DEFERRED = STATES.indexOf('deferred')
+const AWAITING = STATES.indexOf('awaiting')
 
 /**
  * Slots waiting for delivery, ordered by next attempt time and then by the
@@ -197,7 +198,7 @@ export class SpoolIndex {
   }
 
   /**
-   * Up to `limit` entries that are queued or deferred with their next attempt
+   * Up to `limit` entries that are queued, deferred or awaiting with their next attempt
    * at or before `now`, earliest first, marked in flight.
    */
   claimDue(now: number, limit: number): SpoolEntry[] {
@@ -248,7 +249,7 @@ export class SpoolIndex {
   #schedule(s: number): void {
     this.#gen[s]!++
     const state = this.#state[s]
-    if (state === QUEUED || state === DEFERRED) {
+    if (state === QUEUED || state === DEFERRED || state === AWAITING) {
       this.#due.push(this.#next[s]!, s, this.#gen[s]!)
       // Stale entries pile up when waiting mail is changed again and again (holds,
       // releases): keep the heap within twice the index.

@@ -5,14 +5,14 @@ import { GroupCommit } from '../../hal/storage/group.ts'
 
 /** A message's state as the journal records it; a message absent from the journal is queued. */
 export interface JournalState {
-  state: 'deferred' | 'held' | 'final'
+  state: 'deferred' | 'held' | 'final' | 'awaiting'
   attempts: number
   nextAttemptAt: number
-  /** Recipients of a partly delivered mail that need no more attempts (`encodeDone`); never addresses. */
+  /** Recipients of a partly delivered mail that need no more attempts (`encodeDone`), or an awaiting statement's sends (`encodeWait`); never addresses. */
   done?: string
 }
 
-const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q' } as const
+const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q', awaiting: 'A' } as const
 
 /**
  * The spool's state journal: one line per transition, appended and made
@@ -45,7 +45,7 @@ export class Journal {
       if (!id || !code || next === undefined) continue
       if (code === 'Q') out.set(id, 'queued')
       else {
-        const state = code === 'D' ? 'deferred' : code === 'H' ? 'held' : code === 'F' ? 'final' : undefined
+        const state = code === 'D' ? 'deferred' : code === 'H' ? 'held' : code === 'F' ? 'final' : code === 'A' ? 'awaiting' : undefined
         if (state) out.set(id, { state, attempts: Number(attempts), nextAttemptAt: parseInt(next, 36), ...(done ? { done } : {}) })
       }
     }

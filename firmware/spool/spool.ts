@@ -19,7 +19,17 @@ import { SpoolIndex } from './index.ts'
 import { Journal, type JournalState } from './journal.ts'
 import { SpoolLimits } from './limits.ts'
 import { decodeRecord, readHeader, RecordError, writeRecord, type SpooledMail } from './record.ts'
-import { decodeDone, encodeDone, type FinalOutcome, type RecipientsDone, type SpoolEntry, type SpoolState } from './types.ts'
+import {
+  decodeDone,
+  decodeWait,
+  encodeDone,
+  encodeWait,
+  type FinalOutcome,
+  type ReceiptWait,
+  type RecipientsDone,
+  type SpoolEntry,
+  type SpoolState,
+} from './types.ts'
 
 /**
  * The encrypted durable spool (M10, S9, S12, S13).
@@ -51,6 +61,8 @@ export class Spool implements Component, Handoff {
   readonly #index = new SpoolIndex()
   /** Partly delivered mails only (rare): which recipients are done, as journalled. */
   readonly #done = new Map<string, string>()
+  /** Awaiting statements (M11): how often each was sent, and when first. */
+  readonly #waits = new Map<string, ReceiptWait>()
   readonly #epochs: EpochKeys
   readonly #limits: SpoolLimits
   readonly #shards = new Set<string>()
@@ -105,12 +117,14 @@ export class Spool implements Component, Handoff {
           continue
         }
         const st = j === undefined || j === 'queued' ? undefined : j
-        if (st?.done) this.#done.set(id, st.done)
+        const wait = st?.state === 'awaiting' ? decodeWait(st.done) : undefined
+        if (wait) this.#waits.set(id, wait)
+        else if (st?.done) this.#done.set(id, st.done)
         this.#index.set({
           id,
           epoch,
           created,
-          state: st?.state === 'held' ? 'held' : st ? 'deferred' : 'queued',
+          state: st?.state === 'held' ? 'held' : wait ? 'awaiting' : st ? 'deferred' : 'queued',
           attempts: st?.attempts ?? 0,
           nextAttemptAt: st?.nextAttemptAt ?? created,
         })
@@ -123,7 +137,15 @@ export class Spool implements Component, Handoff {
     await this.#journal.compact(
       this.#index
         .select(Infinity, (state) => state !== 'queued')
-        .map((e) => [e.id, { state: e.state as JournalState['state'], attempts: e.attempts, nextAttemptAt: e.nextAttemptAt, done: this.#done.get(e.id) }]),
+        .map((e) => [
+          e.id,
+          {
+            state: e.state as JournalState['state'],
+            attempts: e.attempts,
+            nextAttemptAt: e.nextAttemptAt,
+            done: e.state === 'awaiting' ? encodeWait(this.#waits.get(e.id)!) : this.#done.get(e.id),
+          },
+        ]),
     )
     await this.#epochs.shredEnded()
     this.#log.info(
@@ -228,6 +250,38 @@ export class Spool implements Component, Handoff {
     }
   }
 
+  /**
+   * M11: a delivered statement of a read-receipt class stays (encrypted under its epoch key)
+   * until `until`, when delivery looks at it again (second send or paper owed), unless its
+   * read receipt ends it first. Journalled before it is acted on, like every state.
+   */
+  async awaitReceipt(id: string, until: number, wait: ReceiptWait, deadline: number): Promise<void> {
+    const e = this.#mustGet(id)
+    await this.#journal.append(id, 'awaiting', e.attempts, until, encodeWait(wait))
+    this.#waits.set(id, wait)
+    this.#done.delete(id)
+    this.#index.update(id, { state: 'awaiting', nextAttemptAt: until })
+    this.#events.emit({
+      type: 'spool.awaiting_receipt',
+      id,
+      sends: wait.sends,
+      until: new Date(until).toISOString(),
+      deadline: new Date(deadline).toISOString(),
+    })
+  }
+
+  /** Takes an awaiting statement out of the due queue (its read came): true if it was awaiting. */
+  claimAwaiting(id: string): boolean {
+    if (this.#index.get(id)?.state !== 'awaiting') return false
+    this.#index.update(id, { state: 'inflight' })
+    return true
+  }
+
+  /** The sends of an awaiting statement (also while it is in flight for its second send), or undefined. */
+  receiptWait(id: string): ReceiptWait | undefined {
+    return this.#waits.get(id)
+  }
+
   /** Last resort when the journal cannot be written: due again at `at`, in memory only (a restart restores the journalled state). */
   requeueInMemory(id: string, at: number): void {
     if (this.#index.has(id)) this.#index.update(id, { state: 'deferred', nextAttemptAt: at })
@@ -255,6 +309,7 @@ export class Spool implements Component, Handoff {
 
   async hold(id: string): Promise<void> {
     const e = this.#mustGet(id)
+    if (e.state === 'awaiting') throw new Error(`${id} was delivered and awaits its read receipt; there is nothing to hold`)
     await this.#journal.append(id, 'held', e.attempts, e.nextAttemptAt, this.#done.get(id))
     this.#index.update(id, { state: 'held' })
     this.#events.emit({ type: 'spool.held', id })
@@ -280,6 +335,7 @@ export class Spool implements Component, Handoff {
     // Whoever sees the message gone from the queue has its final event already.
     this.#index.delete(id)
     this.#done.delete(id)
+    this.#waits.delete(id)
     await unlink(this.#path(e)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err
     })

@@ -1,9 +1,32 @@
-/** The states of a mail in the queue, in this order (the index stores the position). */
-export const SPOOL_STATES = ['queued', 'inflight', 'deferred', 'held'] as const
+/**
+ * The states of a mail in the queue, in this order (the index stores the position).
+ * `awaiting`: a statement of a read-receipt class, delivered and kept (still encrypted)
+ * until its read receipt comes, its second send is due, or it owes paper (M11).
+ */
+export const SPOOL_STATES = ['queued', 'inflight', 'deferred', 'held', 'awaiting'] as const
 export type SpoolState = (typeof SPOOL_STATES)[number]
 
-/** `removed`: taken out of the queue by an operator (held first), with a notice to the firm. */
-export type FinalOutcome = 'delivered' | 'bounced' | 'expired' | 'removed'
+/**
+ * `removed`: taken out of the queue by an operator (held first), with a notice to the firm.
+ * `read` and `unread` end an awaiting statement (M11): its read receipt came, or the time for
+ * it ran out (paper owed).
+ */
+export type FinalOutcome = 'delivered' | 'bounced' | 'expired' | 'removed' | 'read' | 'unread'
+
+/** What the spool keeps about an awaiting statement (M11): journalled with its state, never addresses. */
+export interface ReceiptWait {
+  /** Times the statement was delivered (1 or 2). */
+  sends: number
+  /** When it was first delivered (ms). */
+  firstSentAt: number
+}
+
+export const encodeWait = (w: ReceiptWait) => `${w.sends}.${Math.floor(w.firstSentAt).toString(36)}`
+export function decodeWait(text: string | undefined): ReceiptWait | undefined {
+  const [sends, first] = (text ?? '').split('.')
+  const w = { sends: Number(sends), firstSentAt: parseInt(first ?? '', 36) }
+  return Number.isInteger(w.sends) && w.sends > 0 && Number.isFinite(w.firstSentAt) ? w : undefined
+}
 
 /** What the spool keeps in memory about a queued mail: never its content or addresses. */
 export interface SpoolEntry {

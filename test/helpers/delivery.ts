@@ -1,4 +1,5 @@
 import type { Resolver } from '../../firmware/delivery/routes.ts'
+import type { ReturnPathTokens } from '../../firmware/bounces/verp.ts'
 import { AuditCopyHandoff } from '../../firmware/delivery/audit-copy.ts'
 import { DeliveryEngine } from '../../firmware/delivery/engine.ts'
 import type { BoxEvent } from '../../firmware/events.ts'
@@ -16,7 +17,15 @@ export async function deliveryRig(
   t: T,
   hsm: Hsm,
   delivery: Record<string, unknown>,
-  opts: { resolver?: Resolver; now?: number; dataDir?: string; shutdown?: Record<string, unknown> } = {},
+  opts: {
+    resolver?: Resolver
+    now?: number
+    dataDir?: string
+    shutdown?: Record<string, unknown>
+    /** Other config sections (e.g. returnPath). */
+    config?: Record<string, unknown>
+    returnPath?: ReturnPathTokens
+  } = {},
 ) {
   const clock = { now: opts.now ?? Date.now() }
   const config: Config = parseConfig({
@@ -24,6 +33,7 @@ export async function deliveryRig(
     spool: { verifyOnStart: false },
     delivery: { timeouts: { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataMs: 3000 }, retrySeconds: [60], ...delivery },
     ...(opts.shutdown ? { shutdown: opts.shutdown } : {}),
+    ...opts.config,
   })
   const events: BoxEvent[] = []
   const { log, records } = logSink()
@@ -37,6 +47,7 @@ export async function deliveryRig(
     events: sink,
     clock: { now: () => clock.now },
     ...(opts.resolver ? { resolver: opts.resolver } : {}),
+    ...(opts.returnPath ? { returnPath: opts.returnPath } : {}),
   })
   await engine.start()
   t.teardown(async () => {
@@ -44,13 +55,22 @@ export async function deliveryRig(
     await spool.stop()
   })
   const handoff = new AuditCopyHandoff(spool, config)
-  const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId(), headers = '') => {
+  const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId(), headers = '', tags: { statementClass?: string } = {}) => {
     const rcptTo = typeof rcpt === 'string' ? [rcpt] : rcpt
     const message = Buffer.from(
       `From: statements@bank.example\r\nTo: ${rcptTo.join(', ')}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n${headers}\r\n${body}`,
     )
     await handoff.accept({
-      envelope: { id, mailFrom: 'statements@bank.example', rcptTo, account: 'firm', clientAddress: '127.0.0.1', tls: undefined, receivedAt: clock.now },
+      envelope: {
+        id,
+        mailFrom: 'statements@bank.example',
+        rcptTo,
+        account: 'firm',
+        clientAddress: '127.0.0.1',
+        tls: undefined,
+        receivedAt: clock.now,
+        ...tags,
+      },
       message,
     })
     return { id, message }

@@ -4,7 +4,7 @@ import { bool, int, list, obj, oneOf, records, str } from '../types.ts'
 /** What the firm's webhooks can be sent (M9), per statement and recipient. */
 export const WEBHOOK_EVENTS = ['accepted', 'delivered', 'deferred', 'bounced', 'expired', 'removed', 'opened', 'clicked', 'read', 'paper_owed'] as const
 
-function timeZoneProblem(zone: string): string | undefined {
+export function timeZoneProblem(zone: string): string | undefined {
   try {
     new Intl.DateTimeFormat('en-CA', { timeZone: zone })
     return undefined

@@ -1,4 +1,5 @@
-import { bool, int, obj, records, str } from '../types.ts'
+import { timeZoneProblem } from './reports.ts'
+import { bool, int, obj, oneOf, records, str } from '../types.ts'
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/
 
@@ -38,6 +39,44 @@ export const returnPath = obj({
   }),
   maxConnectionsPerClient: int({ default: 10, min: 1, max: 1000, description: 'Connections one client address may hold open at once.' }),
   reportsPerMinutePerClient: int({ default: 600, min: 1, max: 100000, description: 'Reports one client address may deliver a minute; more get 421 4.7.0.' }),
+  readReceipts: records(
+    {
+      statementClass: str({ default: '', nonEmpty: true, description: 'The statement class (X-Statement-Class), e.g. monthly-high-value.' }),
+      readEvidence: oneOf(['mdn', 'confirm-link', 'open'] as const, {
+        default: 'mdn',
+        description:
+          "What counts as read, the firm's compliance decision: `mdn` (a read receipt with disposition displayed), `confirm-link` (the customer " +
+          "follows the statement's confirmation link) or `open` (a person's mail client loads the tracking image; image proxies do not count).",
+      }),
+      firstSendWaitHours: int({
+        default: 48,
+        min: 1,
+        max: 720,
+        description: 'No read within this long after the first send: the statement is sent a second time.',
+      }),
+      secondSendWaitHours: int({
+        default: 48,
+        min: 1,
+        max: 720,
+        description: 'No read within this long after the second send: paper is owed (the rule says 2 days).',
+      }),
+      deadlineDay: int({
+        default: 10,
+        min: 1,
+        max: 28,
+        description: 'Day of the month (of the first send) after which no statement is sent again: the rule allows two sends before the 10th.',
+      }),
+      timeZone: str({ default: 'Asia/Taipei', check: timeZoneProblem, description: 'Time zone of the deadline day.' }),
+    },
+    {
+      default: [],
+      required: ['statementClass'],
+      description:
+        'M11, the two-sends-two-days rule: statements of these classes to one recipient ask for a read receipt (Disposition-Notification-To ' +
+        'at the return-path domain, before signing), stay encrypted in the spool after delivery, are sent a second time if no read comes, and ' +
+        'owe paper (`no read receipt`) if none comes within the second wait. Needs the sender domain in `domains`.',
+    },
+  ),
   rulesFile: str({
     default: '',
     description: "The firm's own bounce classification rules (the shape of firmware/bounces/rules.json), tried before the built-in ones; empty: built-in only.",

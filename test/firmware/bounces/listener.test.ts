@@ -138,3 +138,68 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   const none = await tool(CLI, cfg.path, 'paper', '--month', '2001-01', '--format', 'json')
   t.same(JSON.parse(none.stdout), [], 'a month with nothing owed: an empty list')
 })
+
+t.test('M11: a read-receipt statement asks for its receipt at a token address; the MDN "displayed" ends it as read', async (t) => {
+  const rx = await startReceiver(t)
+  const cfg = await writeDaemonConfig(t, {
+    spool: { verifyOnStart: false },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
+    reports: { timeZone: 'UTC' },
+    signing: { domains: [{ domain: 'bank.example', dkimSelector: 'sel' }] },
+    returnPath: {
+      domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }],
+      listen: '127.0.0.1:0',
+      readReceipts: [{ statementClass: 'monthly-high-value' }],
+    },
+  })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
+  const up = (await child.waitFor((r) => r.msg === 'return-path listener up')) as unknown as { listen: string }
+  const nodemailer = await import('nodemailer')
+  const submit = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: listening.starttls.port,
+    requireTLS: true,
+    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
+    tls: { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
+  })
+  t.teardown(() => submit.close())
+  const info = await submit.sendMail({
+    from: 'statements@bank.example',
+    to: 'wang@example.net',
+    subject: '有價證券月對帳單',
+    text: 'statement',
+    headers: { 'X-Statement-ID': 'S-HV-1', 'X-Statement-Class': 'monthly-high-value' },
+  })
+  const queueId = /queued as (\S+)/.exec(info.response)![1]!
+  await until(() => rx.received.length === 1, 30_000)
+  const mail = rx.received[0]!.data.toString()
+  const dnt = /^Disposition-Notification-To: <(r-[a-z2-7]+@bounce\.bank\.example)>\r$/m.exec(mail)
+  t.ok(dnt, 'the statement asks for a read receipt at a token address')
+  t.match(mail, /DKIM-Signature:[^]*h=[^;]*disposition-notification-to/i, 'and the DKIM signature covers the request')
+
+  const mdn =
+    `From: wang@example.net\r\nTo: ${dnt![1]}\r\nSubject: Read: statement\r\nMIME-Version: 1.0\r\n` +
+    `Content-Type: multipart/report; report-type=disposition-notification; boundary="M"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nRead.\r\n` +
+    `--M\r\nContent-Type: message/disposition-notification\r\n\r\nReporting-UA: Microsoft Outlook 16.0\r\nFinal-Recipient: rfc822;wang@example.net\r\n` +
+    `Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--M--\r\n`
+  const inbound = nodemailer.createTransport({ host: '127.0.0.1', port: Number(up.listen.split(':').pop()), secure: false, ignoreTLS: true })
+  t.teardown(() => inbound.close())
+  await inbound.sendMail({ envelope: { from: 'wang@example.net', to: [dnt![1]!] }, raw: mdn })
+
+  const finals = async () =>
+    (await tool(AUDIT, cfg.path, 'search', '--type', 'spool.final', '--id', queueId)).stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { outcome: string })
+  let outcome: string | undefined
+  for (let i = 0; i < 50 && !outcome; i++) {
+    outcome = (await finals())[0]?.outcome
+    if (!outcome) await new Promise((r) => setTimeout(r, 200))
+  }
+  t.equal(outcome, 'read', 'the statement ended as read, and its record was shredded')
+  const rows = JSON.parse((await tool(CLI, cfg.path, 'statement', 'S-HV-1', '--format', 'json')).stdout) as Record<string, unknown>[]
+  t.match(rows[0], { state: 'delivered', read_at: /^\d|^[1-9]/ }, 'the ledger has the read')
+  t.equal(rx.received.length, 1, 'sent once')
+})

@@ -183,3 +183,39 @@ t.test(
     )
   },
 )
+
+t.test('M11: a statement whose read receipt never came owes paper, "no read receipt"; one that was read does not', async (t) => {
+  const rig = await ledgerRig(t)
+  rig.clock.value = Date.parse('2026-11-03T01:00:00Z')
+  await rig.emit(...submitted('U1', [A], { statementId: 'S-U1', statementClass: 'monthly-high-value', batch: 'NOV-U' }))
+  await rig.emit(...submitted('U2', [B], { statementId: 'S-U2', statementClass: 'monthly-high-value', batch: 'NOV-U' }))
+  await rig.emit(attempt('U1', 'delivered', [A], '250 ok'), attempt('U2', 'delivered', [B], '250 ok'))
+  await rig.emit({ type: 'spool.awaiting_receipt', id: 'U1', sends: 1, until: '2026-11-05T01:00:00.000Z', deadline: '2026-11-10T16:00:00.000Z' })
+  await rig.emit({
+    type: 'returnpath.report',
+    id: 'U2',
+    recipient: 0,
+    matchedBy: 'read-receipt-address',
+    kind: 'mdn',
+    disposition: 'displayed',
+    clientAddress: '192.0.2.1',
+    bytes: 900,
+  })
+  await rig.emit({ type: 'spool.final', id: 'U2', outcome: 'read', reason: 'read receipt (mdn)' })
+  rig.clock.value += 4 * 86_400_000
+  // The second send bounces: a delivered recipient becomes bounced (and owes paper for that reason).
+  await rig.emit(...submitted('U3', [C], { statementId: 'S-U3', statementClass: 'monthly-high-value', batch: 'NOV-U' }))
+  await rig.emit(attempt('U3', 'delivered', [C], '250 ok'), attempt('U3', 'bounced', [C], '550 5.2.1 mailbox disabled'))
+  await rig.emit({ type: 'spool.final', id: 'U1', outcome: 'unread', reason: 'no read receipt within 48 hours of the second send' })
+  await rig.emit({ type: 'spool.final', id: 'U1', outcome: 'unread', reason: 'no read receipt within 48 hours of the second send' })
+  const u1 = (await statementHistory(rig.ledger.store, 'S-U1'))[0]
+  t.match(u1, { state: 'delivered', paper_reason: 'no read receipt: no read receipt within 48 hours of the second send', paper_owed_at: rig.clock.value })
+  t.match((await statementHistory(rig.ledger.store, 'S-U2'))[0], { paper_reason: null, read_at: Date.parse('2026-11-03T01:00:00Z') })
+  t.match((await statementHistory(rig.ledger.store, 'S-U3'))[0], {
+    state: 'bounced',
+    bounce_reason: 'inactive-mailbox',
+    paper_reason: 'bounced: inactive-mailbox',
+  })
+  const [row] = await summary(rig.ledger.store, { batch: 'NOV-U' }, ['batch'])
+  t.match(row, { read: 1, paperOwed: 2, delivered: 3 }, 'counted once, replays included')
+})

@@ -1,0 +1,163 @@
+import t from 'tap'
+import { parseConfig } from '../../../firmware/config/load.ts'
+import { ReadReceipts, ReadReceiptStage } from '../../../firmware/bounces/receipts.ts'
+import { ReturnPathTokens } from '../../../firmware/bounces/verp.ts'
+import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
+import type { BoxEvent } from '../../../firmware/events.ts'
+import { tempDir } from '../../helpers/box.ts'
+import { deliveryRig, finals, route } from '../../helpers/delivery.ts'
+import { devHsm } from '../../helpers/hsm.ts'
+import { startReceiver, until } from '../../helpers/receiver.ts'
+
+const CLASS = 'monthly-high-value'
+const RETURN_PATH = {
+  returnPath: {
+    domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }],
+    readReceipts: [{ statementClass: CLASS }],
+    enabled: false,
+  },
+}
+const HOUR = 3_600_000
+const taipei = (local: string) => Date.parse(`${local}+08:00`)
+
+t.test('M11: the deadline is the end of the 10th of the first send’s month, in Asia/Taipei', async (t) => {
+  const r = new ReadReceipts(parseConfig({ dataDir: '/tmp/x', ...RETURN_PATH }))
+  const rule = r.ruleFor({ kind: 'statement', statementClass: CLASS, rcptTo: ['a@example.net'], mailFrom: 'statements@bank.example' })!
+  t.ok(rule, 'a statement of the class, to one recipient, from a domain with a return path')
+  t.equal(r.ruleFor({ statementClass: CLASS, rcptTo: ['a@example.net', 'b@example.net'], mailFrom: 'statements@bank.example' }), undefined, 'not to two')
+  t.equal(r.ruleFor({ statementClass: CLASS, rcptTo: ['a@example.net'], mailFrom: 'statements@other.example' }), undefined, 'not without a return path')
+  t.equal(r.ruleFor({ statementClass: 'monthly', rcptTo: ['a@example.net'], mailFrom: 'statements@bank.example' }), undefined, 'not another class')
+  t.equal(new Date(r.deadline(rule, taipei('2026-11-03T09:00:00'))).toISOString(), '2026-11-10T16:00:00.000Z', 'Nov 11 00:00 in Taipei')
+  t.equal(new Date(r.deadline(rule, taipei('2026-11-30T23:30:00'))).toISOString(), '2026-11-10T16:00:00.000Z', 'late in the month: already past')
+  t.equal(new Date(r.deadline(rule, Date.parse('2026-11-30T17:00:00Z'))).toISOString(), '2026-12-10T16:00:00.000Z', 'Dec 1 in Taipei is December')
+  t.same(r.step(rule, { sends: 1, firstSentAt: taipei('2026-11-03T09:00:00') }, taipei('2026-11-05T09:00:00')), { step: 'second-send' })
+  t.match(r.step(rule, { sends: 1, firstSentAt: taipei('2026-11-09T10:00:00') }, taipei('2026-11-11T10:00:00')), { step: 'unread', reason: /deadline/ })
+  t.match(r.step(rule, { sends: 2, firstSentAt: taipei('2026-11-03T09:00:00') }, taipei('2026-11-07T09:00:00')), { step: 'unread', reason: /second send/ })
+})
+
+t.test('M11: the read-receipt request goes in before signing, to a token address at the return-path domain', async (t) => {
+  const { hsm } = await devHsm(t)
+  await hsm.ensureKeys(BOX_KEYS)
+  const tokens = new ReturnPathTokens(hsm)
+  const config = parseConfig({ dataDir: tempDir(t), ...RETURN_PATH })
+  const stage = new ReadReceiptStage({ config, tokens })
+  const envelope = {
+    id: 'AAAAAAAAAAAA',
+    mailFrom: 'statements@bank.example',
+    rcptTo: ['wang@example.net'],
+    account: 'firm',
+    clientAddress: '127.0.0.1',
+    tls: undefined,
+    receivedAt: 0,
+    statementClass: CLASS,
+  }
+  const message = Buffer.from(
+    'From: statements@bank.example\r\nDisposition-Notification-To: firm@bank.example,\r\n  other@bank.example\r\nSubject: s\r\n\r\nbody\r\n',
+  )
+  const out = (await stage.process({ envelope, message })).message.toString()
+  const m = /^Disposition-Notification-To: <(r-[a-z2-7]+)@bounce\.bank\.example>\r\n/.exec(out)
+  t.ok(m, out.slice(0, 120))
+  t.same(await tokens.open(m![1]!), { kind: 'r', id: 'AAAAAAAAAAAA', recipient: 0 }, 'the token names the statement and its one recipient')
+  t.equal(out.match(/Disposition-Notification-To/g)!.length, 1, "the firm's own request is replaced, folded lines and all")
+  t.match(out, /\r\nFrom: statements@bank\.example\r\nSubject: s\r\n\r\nbody\r\n$/)
+  const other = { envelope: { ...envelope, statementClass: 'monthly' }, message }
+  t.equal((await stage.process(other)).message, message, 'another class is left as it is')
+})
+
+/** A spool and delivery engine with a clock the test moves; a receiver on loopback. */
+async function timeline(t: { teardown(fn: () => unknown): void }, start: number) {
+  const { hsm } = await devHsm(t)
+  await hsm.ensureKeys(BOX_KEYS)
+  const rx = await startReceiver(t)
+  const dataDir = tempDir(t)
+  const make = () => deliveryRig(t, hsm, route(rx.port), { now: start, dataDir, config: RETURN_PATH, returnPath: new ReturnPathTokens(hsm) })
+  let rig = await make()
+  const send = async () => (await rig.enqueue('wang@example.net', 'Statement body\r\n', undefined, '', { statementClass: CLASS })).id
+  const awaiting = (id: string) =>
+    rig.events.filter((e): e is Extract<BoxEvent, { type: 'spool.awaiting_receipt' }> => e.type === 'spool.awaiting_receipt' && e.id === id)
+  return {
+    rx,
+    get rig() {
+      return rig
+    },
+    send,
+    awaiting,
+    /** Moves the box's clock and waits for the engine to act on what became due. */
+    async advance(ms: number, until_: () => boolean) {
+      rig.clock.now += ms
+      await until(until_, 10_000)
+    },
+    /** The box stops and starts again over the same spool (a restart between the steps). */
+    async restart() {
+      const now = rig.clock.now
+      await rig.engine.stop()
+      await rig.spool.stop()
+      rig = await deliveryRig(t, hsm, route(rx.port), { now, dataDir, config: RETURN_PATH, returnPath: new ReturnPathTokens(hsm) })
+    },
+  }
+}
+
+t.test('M11 timeline: a read after the first send ends it — no second send, the record shredded', async (t) => {
+  const tl = await timeline(t, taipei('2026-11-03T09:00:00'))
+  const id = await tl.send()
+  await until(() => tl.awaiting(id).length === 1)
+  t.equal(tl.rx.received.length, 1)
+  t.match(tl.awaiting(id)[0], { sends: 1, until: '2026-11-05T01:00:00.000Z', deadline: '2026-11-10T16:00:00.000Z' })
+  t.equal(tl.rig.spool.entry(id)?.state, 'awaiting', 'kept in the spool, still encrypted')
+  t.equal(await tl.rig.engine.read(id, 'open'), 'not-evidence', 'an open is not what this class counts as read')
+  t.equal(await tl.rig.engine.read(id, 'mdn'), 'read')
+  t.equal(finals(tl.rig.events)[id], 'read')
+  t.ok(
+    tl.rig.events.some((e) => e.type === 'spool.record_shredded' && e.id === id),
+    'shredded (M10)',
+  )
+  tl.rig.clock.now += 72 * HOUR
+  await new Promise((r) => setTimeout(r, 400))
+  t.equal(tl.rx.received.length, 1, 'never sent again')
+  t.equal(await tl.rig.engine.read(id, 'mdn'), 'not-awaiting', 'a second receipt changes nothing')
+})
+
+t.test('M11 timeline: no read in 48 h — the same signed bytes again; a read after the second send ends it', async (t) => {
+  const tl = await timeline(t, taipei('2026-11-02T10:00:00'))
+  const id = await tl.send()
+  await until(() => tl.awaiting(id).length === 1)
+  await tl.advance(47 * HOUR, () => true)
+  await new Promise((r) => setTimeout(r, 300))
+  t.equal(tl.rx.received.length, 1, 'not before the wait is over')
+  await tl.advance(1 * HOUR + 1000, () => tl.awaiting(id).length === 2)
+  t.equal(tl.rx.received.length, 2, 'sent a second time')
+  t.ok(tl.rx.received[1]!.data.equals(tl.rx.received[0]!.data), 'byte for byte the same message')
+  t.match(tl.awaiting(id)[1], { sends: 2, until: new Date(tl.rig.clock.now + 48 * HOUR).toISOString() })
+  t.equal(await tl.rig.engine.read(id, 'mdn'), 'read')
+  t.equal(finals(tl.rig.events)[id], 'read')
+})
+
+t.test('M11 timeline: no read at all — paper owed 2 days after the second send; a restart between the steps loses nothing', async (t) => {
+  const tl = await timeline(t, taipei('2026-11-02T10:00:00'))
+  const id = await tl.send()
+  await until(() => tl.awaiting(id).length === 1)
+  await tl.restart()
+  t.equal(tl.rig.spool.entry(id)?.state, 'awaiting', 'still awaiting after the restart')
+  await tl.advance(48 * HOUR + 1000, () => tl.awaiting(id).length === 1)
+  t.equal(tl.rx.received.length, 2, 'the second send, after the restart')
+  await tl.restart()
+  await tl.advance(48 * HOUR + 1000, () => finals(tl.rig.events)[id] === 'unread')
+  t.match(
+    tl.rig.events.find((e) => e.type === 'spool.final' && e.id === id),
+    { outcome: 'unread', reason: /no read receipt within 48 hours of the second send/ },
+  )
+  t.equal(tl.rx.received.length, 2, 'never a third send')
+  t.equal(tl.rig.spool.entry(id), undefined, 'gone from the spool, its record shredded')
+})
+
+t.test('M11 timeline: a first send on the 9th — the deadline cuts the second send, paper is owed', async (t) => {
+  const tl = await timeline(t, taipei('2026-11-09T10:00:00'))
+  const id = await tl.send()
+  await until(() => tl.awaiting(id).length === 1)
+  await tl.advance(48 * HOUR + 1000, () => finals(tl.rig.events)[id] === 'unread')
+  t.equal(tl.rx.received.length, 1, 'no second send after the 10th')
+  t.match(
+    tl.rig.events.find((e) => e.type === 'spool.final' && e.id === id),
+    { reason: /deadline \(day 10\) passed before a second send/ },
+  )
+})
