@@ -6,6 +6,7 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { domainOf } from '../mime/address.ts'
+import { readHeader, type HeaderField } from '../mime/header.ts'
 import { ReadReceipts, type ReceiptRule } from '../bounces/receipts.ts'
 import type { ReturnPathTokens } from '../bounces/verp.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
@@ -443,6 +444,12 @@ export class DeliveryEngine implements Component {
   async #notify(mail: Submitted, what: DsnReason, failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
     const to = this.#config.delivery.notifyAddress
     if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
+    // The usual loop guards (RFC 3834 2, RFC 3464 4): no notice about a mail that is itself automatic.
+    const automatic = automaticMail(mail)
+    if (automatic) {
+      this.#log.info({ id: mail.envelope.id, why: automatic }, 'no delivery notice for an automatic mail')
+      return
+    }
     const message = await buildDsn({
       host: this.#config.submission.hostname,
       to,
@@ -469,4 +476,29 @@ export class DeliveryEngine implements Component {
       message,
     })
   }
+}
+
+const SYSTEM_SENDERS = new Set(['mailer-daemon', 'postmaster', 'mail-daemon', 'mailerdaemon'])
+
+/**
+ * Why a mail is automatic (so no notice is sent about it), or undefined: a
+ * null sender, a mailer-daemon sender, `Auto-Submitted` other than `no`, or a
+ * report (`multipart/report`).
+ */
+export function automaticMail(mail: Submitted): string | undefined {
+  const from = mail.envelope.mailFrom
+  if (from === '') return 'null sender'
+  if (SYSTEM_SENDERS.has(from.slice(0, from.lastIndexOf('@')).toLowerCase())) return 'sent by a mailer-daemon'
+  let headers: HeaderField[]
+  try {
+    headers = readHeader(mail.message).headers
+  } catch {
+    return undefined
+  }
+  for (const h of headers) {
+    const value = h.value.trim().toLowerCase()
+    if (h.key === 'auto-submitted' && !value.startsWith('no')) return `Auto-Submitted: ${value}`
+    if (h.key === 'content-type' && value.startsWith('multipart/report')) return 'a report'
+  }
+  return undefined
 }

@@ -400,3 +400,25 @@ t.test('#15 finding 7: after the grace no new attempt starts — mail waiting be
     'all 12 are still in the spool for after the restart',
   )
 })
+
+t.test('M8 loop guards: no delivery notice about a mail that is automatic (Auto-Submitted, a report, a mailer-daemon sender)', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t, { onRcptTo: () => smtpError(550, '5.1.1 user unknown') })
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [
+      { domain: 'example.net', host: '127.0.0.1', port: rx.port },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
+    notifyAddress: 'ops@bank.example',
+  })
+  const auto = await rig.enqueue('a@example.net', 'x\r\n', undefined, 'Auto-Submitted: auto-replied\r\n')
+  const report = await rig.enqueue('b@example.net', 'x\r\n', undefined, 'Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n')
+  const plain = await rig.enqueue('c@example.net', 'x\r\n', undefined, 'Auto-Submitted: no\r\n')
+  await until(() => [auto, report, plain].every((m) => finals(rig.events)[m.id] === 'bounced'))
+  await until(() => firm.received.length === 1)
+  await new Promise((r) => setTimeout(r, 300))
+  t.equal(firm.received.length, 1, 'one notice: for the mail that was not automatic')
+  t.match(firm.received[0]!.data.toString(), /Final-Recipient: rfc822; c@example\.net/)
+  t.equal(firm.received[0]!.mailFrom, '', 'sent from the null sender, so nothing answers it')
+})
