@@ -150,6 +150,8 @@ export type BoxEvent =
     }
   /** Reports the return-path listener refused since the last report (at most one a minute per reason): counted, never detailed. */
   | { type: 'returnpath.refused'; reason: 'forged-token' | 'unknown-address' | 'too-large' | 'rate-limited' | 'unreadable'; count: number }
+  /** M11: a customer pressed the confirmation button of a statement of a confirm-link class. */
+  | { type: 'tracking.confirm'; id: string; recipient: number; agent: 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown' }
   /** Tracking requests refused since the last report (at most one a minute per reason): counted, never detailed. */
   | { type: 'tracking.refused'; reason: 'unknown-token' | 'forged-token'; count: number }
   /** S13: statement rows older than `reports.retentionDays` deleted from the ledger. */

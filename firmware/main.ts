@@ -86,7 +86,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const policy = new PolicyStage({ config, log, events })
   // M9: opens and clicks, when a profile asks for them; the rewrite comes before signing so both signatures cover it.
   const tracking = new TrackingTokens(hsm.hsm)
-  const tracker = new TrackingListener({ config, tokens: tracking, events, log })
+  const tracker = new TrackingListener({ config, tokens: tracking, events, log, onRead: (id, evidence) => delivery.read(id, evidence) })
   const returnPath = new ReturnPathTokens(hsm.hsm)
   const handoff = new StagedHandoff(
     [policy, new TrackingStage({ config, tokens: tracking, log }), new ReadReceiptStage({ config, tokens: returnPath }), signing],

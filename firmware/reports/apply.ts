@@ -121,12 +121,19 @@ export class LedgerApplier {
       case 'spool.final':
         if (r.outcome === 'expired' || r.outcome === 'removed') return this.#ended(str(r.id) ?? '', r.outcome)
         if (r.outcome === 'unread') return this.#unread(str(r.id) ?? '', str(r.reason) ?? 'no read receipt')
+        if (r.outcome === 'read') return this.#endedRead(str(r.id) ?? '', str(r.reason) ?? '')
         return
       case 'tracking.open':
       case 'tracking.click':
         return this.#tracked(r)
       case 'returnpath.report':
         return this.#returned(r)
+      case 'tracking.confirm': {
+        const id = str(r.id) ?? ''
+        const row = (await this.#rows(id)).find((x) => x.idx === Number(r.recipient))
+        if (row?.state === 'delivered') await this.#read(id, row, 'confirm-link')
+        return
+      }
     }
   }
 
@@ -325,15 +332,28 @@ export class LedgerApplier {
       return
     }
     if (kind === 'mdn' && r.disposition === 'displayed') {
-      if (row.read_at !== null) return this.#detail(g, 'report', 'read-again')
-      await this.#run('UPDATE recipients SET read_at = ? WHERE box = ? AND id = ? AND idx = ?', [at, ...where])
-      await this.#count(g, 'read')
-      await this.#detail(g, 'report', 'read')
-      await this.#hook('read', id, g, row.idx, row.rcpt_mask, { evidence: 'mdn', mode: str(r.dispositionMode) })
-      return
+      await this.#detail(g, 'report', row.read_at === null ? 'read' : 'read-again')
+      return this.#read(id, row, 'mdn', str(r.dispositionMode))
     }
     const what = kind === 'dsn' ? `dsn-${str(r.action) ?? 'unknown'}` : kind === 'mdn' ? `mdn-${str(r.disposition) || 'unknown'}` : kind
     await this.#detail(g, 'report', what)
+  }
+
+  /** M11: the first read of a recipient's statement, by whatever evidence its class counts (an MDN, a confirmation, an open). */
+  async #read(id: string, row: Row, evidence: string, mode?: string): Promise<void> {
+    if (row.read_at !== null) return
+    const at = this.#time()
+    row.read_at = at
+    const g = group(row)
+    await this.#run('UPDATE recipients SET read_at = ? WHERE box = ? AND id = ? AND idx = ?', [at, this.#ctx.box, id, row.idx])
+    await this.#count(g, 'read')
+    await this.#hook('read', id, g, row.idx, row.rcpt_mask, { evidence, ...(mode ? { mode } : {}) })
+  }
+
+  /** M11: a statement ended as read: the evidence its class counts (an open, a confirmation) is the read, if no MDN was already. */
+  async #endedRead(id: string, reason: string): Promise<void> {
+    const evidence = /\((mdn|open|confirm-link)\)/.exec(reason)?.[1] ?? 'mdn'
+    for (const row of await this.#rows(id)) if (row.state === 'delivered') await this.#read(id, row, evidence)
   }
 
   /** M11: an awaiting statement's time for its read receipt ran out: each delivered recipient not read owes paper. */

@@ -26,7 +26,7 @@ function isWebLink(url: string): boolean {
  * (a `>` inside a quoted value does not end the tag), everything not rewritten
  * is copied byte for byte.
  */
-export function rewriteHtml(html: string, link: (url: string, index: number) => string, pixel: string): Rewritten {
+export function rewriteHtml(html: string, link: ((url: string, index: number) => string) | undefined, tail: string): Rewritten {
   const out: string[] = []
   const links: string[] = []
   const lower = html.toLowerCase()
@@ -85,7 +85,7 @@ export function rewriteHtml(html: string, link: (url: string, index: number) => 
         hrefValue = value
       }
     }
-    if ((name === 'a' || name === 'area') && hrefStart >= 0) {
+    if (link && (name === 'a' || name === 'area') && hrefStart >= 0) {
       const url = decodeEntities(hrefValue).trim()
       if (isWebLink(url)) {
         out.push(html.slice(copied, hrefStart), `"${escapeAttr(link(url, links.length))}"`)
@@ -102,9 +102,8 @@ export function rewriteHtml(html: string, link: (url: string, index: number) => 
   }
   out.push(html.slice(copied))
   let text = out.join('')
-  const img = `<img src="${escapeAttr(pixel)}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0" />`
   const body = text.toLowerCase().lastIndexOf('</body')
-  text = body < 0 ? text + img : text.slice(0, body) + img + text.slice(body)
+  text = body < 0 ? text + tail : text.slice(0, body) + tail + text.slice(body)
   return { html: text, links }
 }
 
@@ -127,13 +126,17 @@ function htmlParts(root: MimeNode): MimeNode[] {
  * attachments (PDFs) and everything else keep their bytes. `link` is called
  * with a running index across the parts. Undefined when the mail has no HTML part.
  */
-export function rewriteMessage(message: Buffer, link: (url: string, index: number) => string, pixel: string): { message: Buffer; links: string[] } | undefined {
+export function rewriteMessage(
+  message: Buffer,
+  link: ((url: string, index: number) => string) | undefined,
+  tail: string,
+): { message: Buffer; links: string[] } | undefined {
   const parts = htmlParts(parseMessage(message))
   if (parts.length === 0) return undefined
   const links: string[] = []
   let index = 0
   const rewritten = parts.map((node) => {
-    const r = rewriteHtml(decodedText(message, node), (url) => link(url, index++), pixel)
+    const r = rewriteHtml(decodedText(message, node), link && ((url) => link(url, index++)), tail)
     for (const l of r.links) links.push(l)
     return { node, html: r.html }
   })
@@ -148,3 +151,9 @@ export function rewriteMessage(message: Buffer, link: (url: string, index: numbe
   }
   return { message: out, links }
 }
+
+/** The tracking image: 1×1, at the end of the body. */
+export const pixelHtml = (url: string) => `<img src="${escapeAttr(url)}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0" />`
+
+/** The confirmation link of a read-receipt class (M11), in Chinese and English. */
+export const confirmHtml = (url: string) => `<p style="margin:16px 0"><a href="${escapeAttr(url)}">確認收到對帳單 / Confirm receipt of this statement</a></p>`

@@ -2,9 +2,12 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { TRACKING_KEY_LABEL } from '../keys/labels.ts'
 
-/** What a tracking token stands for: an open (the image) or a click on link `link` of one recipient's statement. */
+/**
+ * What a tracking token stands for: an open (the image), a click on link `link`, or the
+ * confirmation link of a read-receipt class (M11) — of one recipient's statement.
+ */
 export interface TrackingRef {
-  kind: 'open' | 'click'
+  kind: 'open' | 'click' | 'confirm'
   /** Queue id of the mail. */
   id: string
   /** Recipient index in the mail (0: tracking is only done for mails to one recipient). */
@@ -63,7 +66,15 @@ export class TrackingTokens {
   sealNow(ref: TrackingRef): string {
     if (!this.#loaded) throw new Error('tracking keys not derived yet: await keys() first')
     const { enc, mac } = this.#loaded
-    const plain = Buffer.from(JSON.stringify(ref.kind === 'open' ? ['o', ref.id, ref.recipient] : ['c', ref.id, ref.recipient, ref.link ?? 0, ref.url ?? '']))
+    const plain = Buffer.from(
+      JSON.stringify(
+        ref.kind === 'open'
+          ? ['o', ref.id, ref.recipient]
+          : ref.kind === 'confirm'
+            ? ['r', ref.id, ref.recipient]
+            : ['c', ref.id, ref.recipient, ref.link ?? 0, ref.url ?? ''],
+      ),
+    )
     const iv = randomBytes(IV)
     const cipher = createCipheriv('aes-256-ctr', enc, iv)
     const body = Buffer.concat([Buffer.of(VERSION), iv, cipher.update(plain), cipher.final()])
@@ -93,6 +104,7 @@ export class TrackingTokens {
     const plain = Buffer.concat([decipher.update(body.subarray(1 + IV)), decipher.final()])
     const v = JSON.parse(plain.toString()) as [string, string, number, number?, string?]
     if (v[0] === 'o') return { kind: 'open', id: v[1], recipient: v[2] }
+    if (v[0] === 'r') return { kind: 'confirm', id: v[1], recipient: v[2] }
     return { kind: 'click', id: v[1], recipient: v[2], link: v[3], url: v[4] }
   }
 }

@@ -7,7 +7,8 @@ import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
-import { rewriteMessage } from './rewrite.ts'
+import { confirmHtml, pixelHtml, rewriteMessage } from './rewrite.ts'
+import { ReadReceipts } from '../bounces/receipts.ts'
 import { MAX_TOKEN, type TrackingRef, type TrackingTokens } from './tokens.ts'
 
 export type AgentClass = 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
@@ -78,11 +79,13 @@ export class TrackingStage implements Stage {
   readonly #config: Config
   readonly #tokens: TrackingTokens
   readonly #log: Logger
+  readonly #receipts: ReadReceipts
 
   constructor(deps: { config: Config; tokens: TrackingTokens; log: Logger }) {
     this.#config = deps.config
     this.#tokens = deps.tokens
     this.#log = deps.log.child({ component: 'tracking' })
+    this.#receipts = new ReadReceipts(deps.config)
   }
 
   async process(mail: Submitted): Promise<Submitted> {
@@ -90,7 +93,10 @@ export class TrackingStage implements Stage {
     const base = this.#config.reports.tracking.baseUrl.replace(/\/+$/, '')
     if (!base || !this.#config.reports.enabled || (env.kind ?? 'statement') !== 'statement' || env.rcptTo.length !== 1) return mail
     const profile = this.#config.policy.profiles.find((p) => p.name === env.profile)
-    if (!profile?.tracking) return mail
+    // M11: a read-receipt class whose evidence is an open or the confirmation link gets the image or the link.
+    const evidence = this.#receipts.ruleFor(env)?.readEvidence
+    const track = profile?.tracking === true
+    if (!track && evidence !== 'open' && evidence !== 'confirm-link') return mail
     // The keys come from the HSM (async); then every token of the mail is sealed in the one rewrite pass.
     try {
       await this.#tokens.keys()
@@ -98,13 +104,18 @@ export class TrackingStage implements Stage {
       throw new GatewayError('ETEMPORARY', 'the tracking key is not available (HSM); try again later', { cause: err })
     }
     const seal = (ref: TrackingRef) => this.#tokens.sealNow(ref)
+    let tail = track || evidence === 'open' ? pixelHtml(`${base}/o/${seal({ kind: 'open', id: env.id, recipient: 0 })}`) : ''
+    if (evidence === 'confirm-link') tail += confirmHtml(`${base}/r/${seal({ kind: 'confirm', id: env.id, recipient: 0 })}`)
     const done = rewriteMessage(
       mail.message,
-      (url, link) => `${base}/c/${seal({ kind: 'click', id: env.id, recipient: 0, link, url })}`,
-      `${base}/o/${seal({ kind: 'open', id: env.id, recipient: 0 })}`,
+      track ? (url, link) => `${base}/c/${seal({ kind: 'click', id: env.id, recipient: 0, link, url })}` : undefined,
+      tail,
     )
-    if (!done) return mail
-    this.#log.debug({ id: env.id, links: done.links.length }, 'tracking links and image added')
+    if (!done) {
+      if (evidence === 'confirm-link') this.#log.warn({ id: env.id }, 'a confirm-link statement without an HTML part: no link could be added')
+      return mail
+    }
+    this.#log.debug({ id: env.id, links: done.links.length, evidence }, 'tracking links, image or confirmation link added')
     return { ...mail, message: done.message }
   }
 }
@@ -131,13 +142,22 @@ export class TrackingListener implements Component {
   readonly #log: Logger
   #server: Server | undefined
   readonly #refused = { malformed: 0, forged: 0 }
+  readonly #onRead: (id: string, evidence: 'open' | 'confirm-link') => Promise<unknown>
   #refusalTimer: NodeJS.Timeout | undefined
 
-  constructor(deps: { config: Config; tokens: TrackingTokens; events: EventSink; log: Logger }) {
+  /** `onRead`: told of a person's open and of a confirmation (M11: the read of a class that counts them). */
+  constructor(deps: {
+    config: Config
+    tokens: TrackingTokens
+    events: EventSink
+    log: Logger
+    onRead?: (id: string, evidence: 'open' | 'confirm-link') => Promise<unknown>
+  }) {
     this.#config = deps.config
     this.#tokens = deps.tokens
     this.#events = deps.events
     this.#log = deps.log.child({ component: 'tracking' })
+    this.#onRead = deps.onRead ?? (() => Promise.resolve())
   }
 
   /** Where it listens (after start), e.g. for tests that asked for port 0. */
@@ -182,15 +202,19 @@ export class TrackingListener implements Component {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? ''
     const path = (req.url ?? '').split('?', 1)[0]!
-    const kind = path.startsWith('/o/') ? 'open' : path.startsWith('/c/') ? 'click' : undefined
-    if ((method !== 'GET' && method !== 'HEAD') || !kind) return this.#notFound(res, undefined)
+    const kind = path.startsWith('/o/') ? 'open' : path.startsWith('/c/') ? 'click' : path.startsWith('/r/') ? 'confirm' : undefined
+    const allowed = method === 'GET' || method === 'HEAD' || (method === 'POST' && kind === 'confirm')
+    if (!allowed || !kind) return this.#notFound(res, undefined)
     if (path.length > MAX_TOKEN + 3) return this.#notFound(res, 'malformed')
     const ref = await this.#tokens.open(path.slice(3))
     if (ref === 'malformed' || ref === 'forged') return this.#notFound(res, ref)
     if (ref.kind !== kind) return this.#notFound(res, 'forged')
     const agent = agentClass(req.headers['user-agent'], method)
+    if (ref.kind === 'confirm') return this.#confirm(req, res, ref, agent)
     if (ref.kind === 'open') {
       this.#events.emit({ type: 'tracking.open', id: ref.id, recipient: ref.recipient, agent })
+      // M11: a person's open is the read of a class that counts opens (never an image proxy's or a scanner's).
+      if (agent !== 'proxy' && agent !== 'scanner') this.#read(ref.id, 'open')
       res.writeHead(200, {
         'content-type': 'image/gif',
         'content-length': PIXEL.length,
@@ -204,6 +228,37 @@ export class TrackingListener implements Component {
     // The link as sealed at sending; only http(s) links were ever sealed.
     res.writeHead(302, { location: ref.url ?? '', 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-length': 0 })
     res.end()
+  }
+
+  /**
+   * M11: the confirmation link. GET shows a page with a button; only its POST confirms, so a
+   * link scanner that follows every link on arrival confirms nothing.
+   */
+  async #confirm(req: IncomingMessage, res: ServerResponse, ref: TrackingRef, agent: AgentClass): Promise<void> {
+    const headers = { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'x-frame-options': 'DENY' }
+    if (req.method !== 'POST') {
+      const page =
+        '<!doctype html><html lang="zh-Hant"><meta charset="utf-8"><title>確認收到對帳單</title>' +
+        '<form method="post"><p>請按下方按鈕，確認您已收到並閱讀本月對帳單。<br>Press the button to confirm that you received and read your statement.</p>' +
+        '<button type="submit">確認收到 / Confirm</button></form></html>'
+      res.writeHead(200, { ...headers, 'content-length': Buffer.byteLength(page) })
+      res.end(req.method === 'HEAD' ? undefined : page)
+      return
+    }
+    req.resume()
+    if (agent !== 'scanner') {
+      this.#events.emit({ type: 'tracking.confirm', id: ref.id, recipient: ref.recipient, agent })
+      await this.#events.durable?.()
+      this.#read(ref.id, 'confirm-link')
+    }
+    const page =
+      '<!doctype html><html lang="zh-Hant"><meta charset="utf-8"><title>已確認</title><p>已確認收到，謝謝。<br>Thank you: your receipt is confirmed.</p></html>'
+    res.writeHead(200, { ...headers, 'content-length': Buffer.byteLength(page) })
+    res.end(page)
+  }
+
+  #read(id: string, evidence: 'open' | 'confirm-link'): void {
+    void this.#onRead(id, evidence).catch((err: unknown) => this.#log.error({ err, id }, 'a read could not end its statement'))
   }
 
   #notFound(res: ServerResponse, reason: 'malformed' | 'forged' | undefined): void {

@@ -198,7 +198,7 @@ export const TARGETS: Target<unknown>[] = [
   target({
     name: 'HTML link rewrite (rewriteHtml)',
     input: tokens(['<a ', '<A HREF=', 'href=', '"', "'", '>', '<!--', '-->', '<script>', '</script>', 'https://b.example/', '&amp;', '</body>', ' ']),
-    run: (s: string) => void rewriteHtml(s, (_url, i) => `https://t.example/c/${i}`, 'https://t.example/o/x'),
+    run: (s: string) => void rewriteHtml(s, (_url, i) => `https://t.example/c/${i}`, '<img>'),
     worst: (n: number) => '<a title=">" href="https://b.example/x">y</a>'.repeat(n / 44),
   }),
   target({

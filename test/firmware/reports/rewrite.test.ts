@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { rewriteHtml, rewriteMessage } from '../../../firmware/reports/rewrite.ts'
+import { confirmHtml, pixelHtml, rewriteHtml, rewriteMessage } from '../../../firmware/reports/rewrite.ts'
 import { decodedBody, parseMessage, walk } from '../../../firmware/mime/tree.ts'
 import { pythonEach } from '../../helpers/python.ts'
 
@@ -60,10 +60,10 @@ t.test("the links rewritten are exactly those Python's html.parser sees in <a> a
     { numRuns: 400, seed: 11 },
   )
   const py = pythonEach<string, string[]>(PY_LINKS, docs)
-  const differ = docs.filter((html, i) => JSON.stringify(rewriteHtml(html, mark, 'P').links) !== JSON.stringify(py[i]))
+  const differ = docs.filter((html, i) => JSON.stringify(rewriteHtml(html, mark, pixelHtml('P')).links) !== JSON.stringify(py[i]))
   t.same(differ.slice(0, 3), [], `${docs.length} documents, ${differ.length} differences`)
   // And the rewritten document, read by Python, links only to the tracker.
-  const rewritten = docs.map((html) => rewriteHtml(html, mark, 'https://t.example/o/P').html)
+  const rewritten = docs.map((html) => rewriteHtml(html, mark, pixelHtml('https://t.example/o/P')).html)
   const after = pythonEach<string, string[]>(PY_LINKS, rewritten)
   t.ok(
     after.every((links) => links.every((l) => l.startsWith('https://t.example/c/'))),
@@ -73,14 +73,20 @@ t.test("the links rewritten are exactly those Python's html.parser sees in <a> a
 
 t.test('everything but the rewritten href values is kept byte for byte; the image goes before </body>', async (t) => {
   const html = '<html><body><p title="x > y">Hi</p><a class="b" href="https://bank.example/a?x=1&amp;y=2">A</a><a href="mailto:x@y">m</a></body></html>'
-  const r = rewriteHtml(html, (url, i) => `https://t.example/c/${i}?u=${url.length}`, 'https://t.example/o/T')
+  const r = rewriteHtml(html, (url, i) => `https://t.example/c/${i}?u=${url.length}`, pixelHtml('https://t.example/o/T'))
   t.same(r.links, ['https://bank.example/a?x=1&y=2'], 'the URL as a browser reads it (references decoded)')
   t.equal(
     r.html,
     '<html><body><p title="x > y">Hi</p><a class="b" href="https://t.example/c/0?u=30">A</a><a href="mailto:x@y">m</a>' +
       '<img src="https://t.example/o/T" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0" /></body></html>',
   )
-  t.match(rewriteHtml('<p>no body tag', mark, 'P').html, /^<p>no body tag<img src="P"/, 'without </body>, at the end')
+  t.match(rewriteHtml('<p>no body tag', mark, pixelHtml('P')).html, /^<p>no body tag<img src="P"/, 'without </body>, at the end')
+  const confirm = rewriteHtml(html, undefined, confirmHtml('https://t.example/r/R'))
+  t.same(confirm.links, [], 'without a link function, links are left alone')
+  t.match(
+    confirm.html,
+    /href="https:\/\/bank\.example\/a\?x=1&amp;y=2".*<p style="margin:16px 0"><a href="https:\/\/t\.example\/r\/R">確認收到對帳單 \/ Confirm receipt of this statement<\/a><\/p><\/body>/,
+  )
 })
 
 t.test('in a mail: HTML parts rewritten and re-encoded; the plain-text part and the PDF keep their bytes (Python reads the result)', async (t) => {
@@ -95,7 +101,7 @@ t.test('in a mail: HTML parts rewritten and re-encoded; the plain-text part and 
       `--m\r\nContent-Type: application/pdf; name="s.pdf"\r\nContent-Disposition: attachment; filename="s.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdf.toString('base64')}\r\n` +
       '--m--\r\n',
   )
-  const out = rewriteMessage(raw, (_u, i) => `https://t.example/c/${i}`, 'https://t.example/o/T')!
+  const out = rewriteMessage(raw, (_u, i) => `https://t.example/c/${i}`, pixelHtml('https://t.example/o/T'))!
   t.same(out.links, ['https://bank.example/s?a=1'])
   const leaves = [...walk(parseMessage(out.message))].filter((n) => n.children.length === 0)
   t.same(
@@ -113,5 +119,5 @@ t.test('in a mail: HTML parts rewritten and re-encoded; the plain-text part and 
   )
   t.match(py!.html, '<a href="https://t.example/c/0">帳單</a><img src="https://t.example/o/T"', 'the HTML as Python decodes it')
   t.equal(py!.cid, '<h1>', "the part's other header fields kept")
-  t.equal(rewriteMessage(Buffer.from('From: a@b\r\nContent-Type: text/plain\r\n\r\nhi\r\n'), mark, 'P'), undefined, 'no HTML part: nothing to do')
+  t.equal(rewriteMessage(Buffer.from('From: a@b\r\nContent-Type: text/plain\r\n\r\nhi\r\n'), mark, pixelHtml('P')), undefined, 'no HTML part: nothing to do')
 })

@@ -163,3 +163,74 @@ t.test('only for a profile that asks, one recipient and a base URL; the rewrite 
   t.ok(await pythonDkimVerify(signed, await s.dkimRecord()), 'python3-dkim too')
   t.match(signed.toString('latin1'), /Content-Type: text\/html; charset=utf-8\r\nContent-Transfer-Encoding: base64/, 'the signed HTML is the rewritten one')
 })
+
+t.test('M11: a confirm-link class gets the confirmation link; its GET shows a button, only the POST confirms, a scanner never does', async (t) => {
+  const rig = await ledgerRig(
+    t,
+    { tracking: { baseUrl: BASE, listen: '127.0.0.1:0' } },
+    {
+      policy: { profiles: [{ ...PROFILE, tracking: false }] },
+      returnPath: {
+        domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }],
+        readReceipts: [
+          { statementClass: 'hv-confirm', readEvidence: 'confirm-link' },
+          { statementClass: 'hv-open', readEvidence: 'open' },
+        ],
+      },
+    },
+  )
+  const tokens = new TrackingTokens(rig.hsm)
+  const { log } = logSink()
+  const reads: [string, string][] = []
+  const listener = new TrackingListener({ config: rig.config, tokens, events: rig.trail, log, onRead: async (id, ev) => void reads.push([id, ev]) })
+  await listener.start()
+  t.teardown(() => listener.stop())
+  const origin = `http://127.0.0.1:${listener.address!.port}`
+  const stage = new TrackingStage({ config: rig.config, tokens, log })
+
+  t.equal(
+    (await stage.process(mail({ statementClass: 'monthly' }))).message.toString(),
+    HTML_MAIL,
+    'no tracking in the profile, no read-receipt class: untouched',
+  )
+  const opened = await stage.process(mail({ id: 'QO', statementClass: 'hv-open' }))
+  const openUrls = trackingUrls(opened.message)
+  t.same(openUrls.clicks, ['https://bank.example/s/1', 'https://bank.example/help'], 'an open class gets the image; its links are left alone')
+
+  rig.clock.value = Date.parse('2026-11-05T02:00:00Z')
+  await rig.emit(...submitted('QC', ['a@example.net'], { statementId: 'S-QC' }), attempt('QC', 'delivered', ['a@example.net'], '250 ok'))
+  const out = await stage.process(mail({ id: 'QC', statementClass: 'hv-confirm' }))
+  const html = decodedText(
+    out.message,
+    [...walk(parseMessage(out.message))].find((n) => n.mime === 'text/html')!,
+  )
+  const confirm = /<a href="([^"]*)">確認收到對帳單/.exec(html)![1]!
+  t.match(confirm, /^https:\/\/track\.bank\.example\/r\//)
+  t.notMatch(html, /<img/, 'no image for a confirm-link class')
+  const url = confirm.replace(BASE, origin)
+
+  const scannerUa = { 'user-agent': 'Mozilla/5.0 (compatible; Barracuda Sentinel)' }
+  const page = await fetch(url, { headers: scannerUa })
+  t.equal(page.status, 200)
+  t.match(await page.text(), /<form method="post">[^]*確認收到/, 'a page with a button')
+  t.equal((await fetch(url, { method: 'POST', headers: scannerUa })).status, 200)
+  t.same(reads, [], 'neither the GET nor a scanner’s POST confirms')
+  const done = await fetch(url, { method: 'POST', headers: { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/130.0 Safari/537.36' } })
+  t.match(await done.text(), /已確認收到/)
+  t.same(reads, [['QC', 'confirm-link']], 'the customer’s press confirms')
+  await rig.trail.flush()
+  await rig.ledger.caughtUp()
+  t.match(
+    rig.records().filter((r) => r.type === 'tracking.confirm'),
+    [{ id: 'QC', recipient: 0, agent: 'browser' }],
+    'in the audit trail',
+  )
+  const [row] = await summary(rig.ledger.store, {}, [])
+  t.match(row, { read: 1 }, 'the ledger counts the read')
+  t.equal(
+    (await fetch(`${origin}/o/${openUrls.open.slice(`${BASE}/o/`.length)}`, { headers: { 'user-agent': 'Mozilla/5.0 (via ggpht.com GoogleImageProxy)' } }))
+      .status,
+    200,
+  )
+  t.same(reads.length, 1, 'an image proxy’s fetch is no read')
+})
