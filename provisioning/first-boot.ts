@@ -43,7 +43,13 @@ if (existsSync(configPath)) {
     signing: { domains: [{ domain: 'bank.example', smimeKey: DEV_SMIME_LABEL, dkimSelector: 'dev' }] },
     delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: 2526, tls: 'opportunistic' }] },
     // Bounces and read receipts come back to the box's listener (127.0.0.1:2525 in development).
-    returnPath: { domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }] },
+    // The two-sends-two-days rule (M11) for the class monthly-high-value, in minutes instead of
+    // days and with the latest deadline day, so that npm run demo -- --read-receipts shows it
+    // in one sitting; a production box waits 48 hours each time (the default).
+    returnPath: {
+      domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }],
+      readReceipts: [{ statementClass: 'monthly-high-value', firstSendWaitMinutes: 1, secondSendWaitMinutes: 1, deadlineDay: 28 }],
+    },
   }
   const config = parseConfig(raw) // never write a config the box would refuse
   // The S/MIME key and certificate exist before the config that names them: a crash in

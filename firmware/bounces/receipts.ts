@@ -11,7 +11,11 @@ export type ReceiptRule = Config['returnPath']['readReceipts'][number]
 /** What to do with an awaiting statement whose wait is over (M11). */
 export type ReceiptStep = { step: 'second-send' } | { step: 'unread'; reason: string }
 
-const HOUR = 3_600_000
+const MINUTE = 60_000
+
+/** `2880` → `48 hours`, `90` → `90 minutes`, `1` → `1 minute`. */
+const span = (minutes: number) => (minutes % 60 === 0 ? plural(minutes / 60, 'hour') : plural(minutes, 'minute'))
+const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`
 
 /**
  * The securities rule of two sends and two days (M11; reference 000 7.(2)B:
@@ -46,7 +50,7 @@ export class ReadReceipts {
 
   /** When the wait after a send ends. */
   waitUntil(rule: ReceiptRule, sentAt: number, sends: number): number {
-    return sentAt + (sends === 1 ? rule.firstSendWaitHours : rule.secondSendWaitHours) * HOUR
+    return sentAt + (sends === 1 ? rule.firstSendWaitMinutes : rule.secondSendWaitMinutes) * MINUTE
   }
 
   /** The end of the deadline day of the month of `firstSentAt` (ms, exclusive). */
@@ -57,7 +61,7 @@ export class ReadReceipts {
 
   /** The step due now for an awaiting statement. */
   step(rule: ReceiptRule, wait: ReceiptWait, now: number): ReceiptStep {
-    if (wait.sends >= 2) return { step: 'unread', reason: `no read receipt within ${rule.secondSendWaitHours} hours of the second send` }
+    if (wait.sends >= 2) return { step: 'unread', reason: `no read receipt within ${span(rule.secondSendWaitMinutes)} of the second send` }
     if (now < this.deadline(rule, wait.firstSentAt)) return { step: 'second-send' }
     return { step: 'unread', reason: `no read receipt, and the deadline (day ${rule.deadlineDay}) passed before a second send` }
   }

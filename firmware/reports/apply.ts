@@ -359,7 +359,7 @@ export class LedgerApplier {
   /** M11: an awaiting statement's time for its read receipt ran out: each delivered recipient not read owes paper. */
   async #unread(id: string, reason: string): Promise<void> {
     const at = this.#time()
-    const paper = `no read receipt: ${reason}`
+    const paper = reason.startsWith('no read receipt') ? reason : `no read receipt: ${reason}`
     for (const row of await this.#rows(id)) {
       if (row.state !== 'delivered' || row.read_at !== null || row.paper_owed_at !== null) continue
       const g = group(row)

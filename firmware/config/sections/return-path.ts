@@ -48,16 +48,16 @@ export const returnPath = obj({
           "What counts as read, the firm's compliance decision: `mdn` (a read receipt with disposition displayed), `confirm-link` (the customer " +
           "follows the statement's confirmation link) or `open` (a person's mail client loads the tracking image; image proxies do not count).",
       }),
-      firstSendWaitHours: int({
-        default: 48,
+      firstSendWaitMinutes: int({
+        default: 2880,
         min: 1,
-        max: 720,
-        description: 'No read within this long after the first send: the statement is sent a second time.',
+        max: 43200,
+        description: 'No read within this long after the first send (default 48 hours): the statement is sent a second time.',
       }),
-      secondSendWaitHours: int({
-        default: 48,
+      secondSendWaitMinutes: int({
+        default: 2880,
         min: 1,
-        max: 720,
+        max: 43200,
         description: 'No read within this long after the second send: paper is owed (the rule says 2 days).',
       }),
       deadlineDay: int({

@@ -209,7 +209,7 @@ t.test('M11: a statement whose read receipt never came owes paper, "no read rece
   await rig.emit({ type: 'spool.final', id: 'U1', outcome: 'unread', reason: 'no read receipt within 48 hours of the second send' })
   await rig.emit({ type: 'spool.final', id: 'U1', outcome: 'unread', reason: 'no read receipt within 48 hours of the second send' })
   const u1 = (await statementHistory(rig.ledger.store, 'S-U1'))[0]
-  t.match(u1, { state: 'delivered', paper_reason: 'no read receipt: no read receipt within 48 hours of the second send', paper_owed_at: rig.clock.value })
+  t.match(u1, { state: 'delivered', paper_reason: 'no read receipt within 48 hours of the second send', paper_owed_at: rig.clock.value })
   t.match((await statementHistory(rig.ledger.store, 'S-U2'))[0], { paper_reason: null, read_at: Date.parse('2026-11-03T01:00:00Z') })
   t.match((await statementHistory(rig.ledger.store, 'S-U3'))[0], {
     state: 'bounced',
