@@ -86,11 +86,14 @@ const report = (i: number) => {
     `Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="B.${i}"\r\n\r\n` +
     `--B.${i}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host mx.example.net.\r\n\r\n` +
     `I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients. It's attached below.\r\n\r\n` +
-    `<customer${i}@example.net>: host mbox.example.net[192.0.2.80] said: 550 5.1.1\r\n    <customer${i}@example.net>: Recipient address rejected: User unknown\r\n\r\n` +
+    `<customer${i}@example.net>: host mbox.example.net[192.0.2.80] said: 550 5.1.1\r\n` +
+    `    <customer${i}@example.net>: Recipient address rejected: User unknown\r\n\r\n` +
     `--B.${i}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\nArrival-Date: Thu, 26 Nov 2026 10:00:00 +0800\r\n\r\n` +
-    `Final-Recipient: rfc822; customer${i}@example.net\r\nOriginal-Recipient: rfc822;customer${i}@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n` +
-    `Remote-MTA: dns; mbox.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 <customer${i}@example.net>: Recipient address\r\n    rejected: User unknown\r\n\r\n` +
-    `--B.${i}\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: statements@bank.example\r\nTo: customer${i}@example.net\r\nSubject: =?UTF-8?B?5pyJ5YO56K2J5Yi45pyI5bCN5biz5Zau?=\r\n` +
+    `Final-Recipient: rfc822; customer${i}@example.net\r\nOriginal-Recipient: rfc822;customer${i}@example.net\r\n` +
+    `Action: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mbox.example.net\r\n` +
+    `Diagnostic-Code: smtp; 550 5.1.1 <customer${i}@example.net>: Recipient address\r\n    rejected: User unknown\r\n\r\n` +
+    `--B.${i}\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: statements@bank.example\r\nTo: customer${i}@example.net\r\n` +
+    `Subject: =?UTF-8?B?5pyJ5YO56K2J5Yi45pyI5bCN5biz5Zau?=\r\n` +
     `Message-ID: <${ids[i]}@bank.example>\r\nDate: Tue, 24 Nov 2026 09:00:00 +0800\r\n${'X-Filler: statement headers\r\n'.repeat(20)}\r\n--B.${i}--\r\n`
   )
 }
@@ -116,7 +119,9 @@ function flood(port: number): Promise<{ seconds: number; rss: number[]; heap: nu
       `const { readFileSync } = require('node:fs')
        const nodemailer = require('nodemailer')
        const reports = readFileSync(${JSON.stringify(reportsFile)}, 'utf8').split('\\n').map((l) => JSON.parse(l))
-       const t = nodemailer.createTransport({ host: '127.0.0.1', port: ${port}, secure: false, ignoreTLS: true, pool: true, maxConnections: ${CONNECTIONS}, maxMessages: Infinity })
+       const t = nodemailer.createTransport({
+         host: '127.0.0.1', port: ${port}, secure: false, ignoreTLS: true, pool: true, maxConnections: ${CONNECTIONS}, maxMessages: Infinity,
+       })
        let next = 0, done = 0
        const started = process.hrtime.bigint()
        const one = async () => {

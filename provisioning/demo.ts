@@ -99,12 +99,14 @@ const dsnFor = (to: string, rcpt: string) =>
   `Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="R"\r\n\r\n` +
   `--R\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered to <${rcpt}>.\r\n` +
   `--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; demo-mx.localhost\r\n\r\nFinal-Recipient: rfc822; ${rcpt}\r\n` +
-  `Action: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <${rcpt}>: Recipient address rejected: User unknown in local recipient table\r\n\r\n--R--\r\n`
+  `Action: failed\r\nStatus: 5.1.1\r\n` +
+  `Diagnostic-Code: smtp; 550 5.1.1 <${rcpt}>: Recipient address rejected: User unknown in local recipient table\r\n\r\n--R--\r\n`
 
 /** An RFC 8098 MDN as Outlook sends one when the customer opens the statement and agrees to send a receipt. */
 const mdnFor = (to: string, rcpt: string) =>
   `From: ${rcpt}\r\nTo: ${to}\r\nSubject: Read: statement\r\nMIME-Version: 1.0\r\n` +
-  `Content-Type: multipart/report; report-type=disposition-notification; boundary="M"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nYour message was read.\r\n` +
+  `Content-Type: multipart/report; report-type=disposition-notification; boundary="M"\r\n\r\n` +
+  `--M\r\nContent-Type: text/plain\r\n\r\nYour message was read.\r\n` +
   `--M\r\nContent-Type: message/disposition-notification\r\n\r\nReporting-UA: Microsoft Outlook 16.0\r\nFinal-Recipient: rfc822;${rcpt}\r\n` +
   `Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--M--\r\n`
 const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'demo-mx.localhost' })
@@ -233,7 +235,8 @@ process.stderr.write(`What the box's ledger counted for this batch: npm run repo
 if (bounceEvery || receiptEvery) {
   const month = localTimeFormatter(config.reports.timeZone)(Date.now()).slice(0, 7)
   process.stderr.write(
-    `Return path: ${answered.bounce} bounced after their 250 (DSNs to the box), ${answered.read} read receipts sent, ${resent} statements sent a second time.\n` +
+    `Return path: ${answered.bounce} bounced after their 250 (DSNs to the box), ${answered.read} read receipts sent, ` +
+      `${resent} statements sent a second time.\n` +
       `The paper-owed list: npm run reports -- paper --month ${month}\n\n`,
   )
   try {
@@ -242,7 +245,7 @@ if (bounceEvery || receiptEvery) {
     const { stdout } = await run(process.execPath, args)
     process.stderr.write(stdout.split('\n').slice(0, 25).join('\n') + '\n')
   } catch (err) {
-    process.stderr.write(`demo: could not read the paper-owed list: ${(err as { stderr?: string }).stderr ?? err}\n`)
+    process.stderr.write(`demo: could not read the paper-owed list: ${(err as { stderr?: string }).stderr ?? (err as Error).message}\n`)
   }
 }
 for (const f of failures.slice(0, 20)) process.stderr.write(`  ${f}\n`)

@@ -147,6 +147,8 @@ t.test('M11 timeline: no read at all — paper owed 2 days after the second send
     { outcome: 'unread', reason: /no read receipt within 48 hours of the second send/ },
   )
   t.equal(tl.rx.received.length, 2, 'never a third send')
+  // The final event comes first (the trail), then the journal, then the record goes.
+  await until(() => tl.rig.events.some((e) => e.type === 'spool.record_shredded' && e.id === id))
   t.equal(tl.rig.spool.entry(id), undefined, 'gone from the spool, its record shredded')
 })
 
