@@ -29,7 +29,7 @@
  * rate of 50 mails/s (one mail per connection; measured after the greeting,
  * so smtp-server's fixed 100 ms early-talker pause is left out and shown
  * apart). Writes bench/results/postfix.json and postfix.svg (throughput over time).
- * Needs root (Postfix's master) and `bash provisioning/os-packages.sh --bench`.
+ * Needs root (Postfix's master) and Postfix (`bash provisioning/os-packages.sh`).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { chmodSync, chownSync, copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -65,7 +65,7 @@ for (const tool of ['postfix', 'smtp-source', 'smtp-sink']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
   } catch {
-    say(`bench:postfix needs ${tool}: run  bash provisioning/os-packages.sh --bench`)
+    say(`bench:postfix needs ${tool}: run  bash provisioning/os-packages.sh`)
     process.exit(1)
   }
 }

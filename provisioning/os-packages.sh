@@ -6,9 +6,8 @@
 # recommendations (an appliance installs what it needs and nothing else), so
 # what a tool only *recommends* but we use is named here too. `npm run
 # check:fresh` proves it on a minimal Debian root that has nothing else.
-#   --bench        also what the benchmarks need: postfix (the peer in bench:postfix,
-#                  and its smtp-source/smtp-sink load tools), installed unconfigured
-#                  so that it starts nothing on port 25.
+#   --bench        also what the benchmarks need (nothing more at present: postfix,
+#                  their peer, is in the main list for the return-path test).
 #   --check-fresh  only what `npm run check:fresh` needs on the host: debootstrap, git.
 #   --reliability  also what `npm run check:reliability` needs: sslscan (the TLS scan).
 set -euo pipefail
@@ -31,10 +30,13 @@ PACKAGES=(
   unzip         # zipinfo: an independent reader of ZIP archives for the differential tests
   iproute2      # tc (kernel egress shaping, M3) and ip netns for its test
   postgresql    # a real PostgreSQL server for the shared-ledger tests (reports.postgres)
+  postfix       # a real MTA: the return-path test's next hop, whose genuine DSNs come back to
+                # the box (M8); bench:postfix's peer and its smtp-source/smtp-sink load tools.
+                # Installed unconfigured ("No configuration"): it starts nothing on port 25.
 )
 
 case "${1:-}" in
-  --bench) PACKAGES+=(postfix) ;;
+  --bench) ;;
   --check-fresh) PACKAGES=(debootstrap git) ;;
   --reliability) PACKAGES+=(sslscan) ;;
   "") ;;

@@ -1,0 +1,134 @@
+import { execFileSync } from 'node:child_process'
+import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { ACCOUNT, tempDir } from '../../helpers/box.ts'
+import { spawnDaemon, writeDaemonConfig } from '../../helpers/daemon.ts'
+import { run } from '../../helpers/hsm.ts'
+import { smtpError, startReceiver } from '../../helpers/receiver.ts'
+
+/**
+ * M8 with a real MTA's bounce: Debian's Postfix, configured by the test in a
+ * directory of its own on loopback, is the statement's next hop. It takes the
+ * statement with a 250, as a customer's MX does; relaying it on, it is
+ * refused with 550 5.1.1 by the final mailbox server, and sends its own,
+ * genuine RFC 3464 DSN to the statement's VERP sender — the box's return-path
+ * listener. Nothing in this test writes the DSN.
+ */
+const CLI = fileURLToPath(new URL('../../../provisioning/reports.ts', import.meta.url))
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  const { port } = s.address() as AddressInfo
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+function startPostfix(t: { teardown(fn: () => unknown): void }, port: number, relay: number, returnPathDomain: string, listener: number): string {
+  const dir = tempDir(t, 'sg-postfix-')
+  chmodSync(dir, 0o755) // Postfix's own processes (user postfix) reach their data directory through it
+  const conf = join(dir, 'conf')
+  for (const d of [conf, join(dir, 'queue'), join(dir, 'data')]) mkdirSync(d, { recursive: true })
+  chownSync(join(dir, 'data'), Number(execFileSync('id', ['-u', 'postfix']).toString().trim()), 0)
+  copyFileSync('/etc/postfix/master.cf', join(conf, 'master.cf'))
+  writeFileSync(join(conf, 'master.cf'), readFileSync(join(conf, 'master.cf'), 'utf8').replace(/^smtp\s+inet\s.*$/m, `127.0.0.1:${port} inet n - n - - smtpd`))
+  writeFileSync(join(conf, 'transport'), `${returnPathDomain} smtp:[127.0.0.1]:${listener}\n`)
+  writeFileSync(
+    join(conf, 'main.cf'),
+    [
+      'compatibility_level = 3.6',
+      'myhostname = mx.customer.example',
+      `queue_directory = ${join(dir, 'queue')}`,
+      `data_directory = ${join(dir, 'data')}`,
+      'inet_interfaces = loopback-only',
+      'inet_protocols = ipv4',
+      'mydestination =',
+      'mynetworks = 127.0.0.0/8',
+      // Everything on to the final mailbox server; the bounces to the box's return-path listener.
+      `relayhost = [127.0.0.1]:${relay}`,
+      `transport_maps = texthash:${join(conf, 'transport')}`,
+      'smtpd_relay_restrictions = permit_mynetworks, reject',
+      'smtpd_peername_lookup = no',
+      'smtp_tls_security_level = none',
+      'smtp_address_preference = ipv4',
+      `maillog_file = /var/tmp/${dir.split('/').pop()}-postfix.log`,
+      '',
+    ].join('\n'),
+  )
+  execFileSync('postconf', ['-c', conf, '-F', '*/*/chroot = n'])
+  execFileSync('postfix', ['-c', conf, 'check'])
+  execFileSync('postfix', ['-c', conf, 'start'], { stdio: 'ignore' })
+  const log = `/var/tmp/${dir.split('/').pop()}-postfix.log`
+  t.teardown(() => {
+    execFileSync('postfix', ['-c', conf, 'stop'], { stdio: 'ignore' })
+    rmSync(log, { force: true })
+  })
+  return log
+}
+
+t.test('M8: Postfix takes the statement with 250, the mailbox server refuses it, and Postfix’s own DSN makes the ledger say bounced, paper owed', async (t) => {
+  // The customer's mailbox server: the mailbox does not exist.
+  const mailbox = await startReceiver(t, {
+    tls: false,
+    onRcptTo: (a) => smtpError(550, `5.1.1 <${a}>: Recipient address rejected: User unknown in local recipient table`),
+  })
+  const [postfixPort, listenerPort] = [await freePort(), await freePort()]
+  const log = startPostfix(t, postfixPort, mailbox.port, 'bounce.bank.example', listenerPort)
+
+  const cfg = await writeDaemonConfig(t, {
+    spool: { verifyOnStart: false },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: postfixPort, tls: 'opportunistic' }] },
+    reports: { timeZone: 'UTC' },
+    returnPath: { domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }], listen: `127.0.0.1:${listenerPort}` },
+  })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
+  await child.waitFor((r) => r.msg === 'return-path listener up')
+  const nodemailer = await import('nodemailer')
+  const submit = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: listening.starttls.port,
+    requireTLS: true,
+    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
+    tls: { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
+  })
+  t.teardown(() => submit.close())
+  await submit.sendMail({
+    from: 'statements@bank.example',
+    to: 'wang.customer@customer.example',
+    subject: '2026年11月有價證券月對帳單',
+    text: 'statement',
+    headers: { 'X-Statement-ID': 'S-PF-1', 'X-Statement-Batch': '2026-11-monthly' },
+  })
+
+  const ledger = async () =>
+    JSON.parse((await run(process.execPath, [CLI, 'statement', 'S-PF-1', '--format', 'json', '--config', cfg.path])).stdout) as Record<string, unknown>[]
+  let rows: Record<string, unknown>[] = []
+  for (const end = Date.now() + 60_000; rows[0]?.state !== 'bounced' && Date.now() < end;) {
+    rows = await ledger().catch(() => [])
+    if (rows[0]?.state !== 'bounced') await new Promise((r) => setTimeout(r, 250))
+  }
+  const postfixLog = (() => {
+    try {
+      return readFileSync(log, 'utf8')
+    } catch {
+      return '(no Postfix log)'
+    }
+  })()
+  t.match(
+    rows[0],
+    { state: 'bounced', bounce_reason: 'invalid-recipient', bounce_hard: 1, paper_reason: 'bounced: invalid-recipient' },
+    rows[0]?.state === 'bounced' ? 'the ledger: bounced, invalid recipient, paper owed' : `not bounced; Postfix's log:\n${postfixLog.slice(-3000)}`,
+  )
+  t.ok(rows[0]?.delivered_at, 'delivered first: Postfix answered 250')
+  t.match(postfixLog, /status=bounced/, 'Postfix bounced it')
+  t.match(postfixLog, /sender non-delivery notification/, 'and sent its own DSN')
+  t.equal(mailbox.received.length, 0, 'the mailbox server took nothing')
+  const paper = JSON.parse(
+    (await run(process.execPath, [CLI, 'paper', '--month', new Date().toISOString().slice(0, 7), '--format', 'json', '--config', cfg.path])).stdout,
+  ) as unknown[]
+  t.match(paper, [{ statement_id: 'S-PF-1', reason: 'bounced: invalid-recipient' }], 'on the paper-owed list')
+})
