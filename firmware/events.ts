@@ -69,6 +69,8 @@ export type BoxEvent =
       smime: { serial: string; issuer: string; algorithm: string } | undefined
       dkim: readonly string[]
       encrypted: boolean
+      /** The statement's Message-ID (without brackets): a bounce without its token is tied to the statement by it (M8). */
+      messageId?: string
     }
   | { type: 'spool.queued'; id: string; epoch: string; bytes: number }
   | { type: 'spool.deferred'; id: string; attempts: number; nextAttemptAt: number; reason: string }
@@ -132,7 +134,7 @@ export type BoxEvent =
       type: 'returnpath.report'
       id?: string
       recipient?: number
-      matchedBy: 'verp' | 'read-receipt-address' | 'none'
+      matchedBy: 'verp' | 'read-receipt-address' | 'message-id' | 'none'
       kind: 'dsn' | 'mdn' | 'feedback' | 'auto-reply' | 'unknown'
       /** DSN: what the reporting server did (failed: a bounce; delayed: still trying). */
       action?: string

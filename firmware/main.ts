@@ -1,3 +1,4 @@
+import { recipientHash } from './audit/redact.ts'
 import { loadTlsMaterial, serverTlsOptions } from './submission/tls.ts'
 import { ReturnPathListener } from './bounces/listener.ts'
 import { ReadReceiptStage } from './bounces/receipts.ts'
@@ -106,6 +107,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     clock: systemClock,
     tls: () => serverTlsOptions(loadTlsMaterial(config, log), config.submission.tls.minVersion),
     onRead: (id) => delivery.read(id, 'mdn'),
+    byMessageId: (messageId) => ledger.byMessageId(messageId),
+    recipientHash: (address) => recipientHash(hsm.hsm, address),
   })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
   const startedAt = new Date().toISOString()

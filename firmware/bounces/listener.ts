@@ -37,6 +37,8 @@ export class ReturnPathListener implements Component {
   readonly #classifier: Classifier
   readonly #tls: () => TlsOptions & SecureContextOptions
   readonly #onRead: (id: string, recipient: number) => Promise<unknown>
+  readonly #byMessageId: ((messageId: string) => Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined>) | undefined
+  readonly #recipientHash: ((address: string) => Promise<string>) | undefined
   #server: SMTPServer | undefined
   #address: { host: string; port: number } | undefined
   readonly #connections = new Map<string, number>()
@@ -54,7 +56,13 @@ export class ReturnPathListener implements Component {
     clock: Clock
     tls: () => TlsOptions & SecureContextOptions
     onRead?: (id: string, recipient: number) => Promise<unknown>
+    /** The statement a Message-ID names, and its recipients' HMACs (the ledger), for a report without a token. */
+    byMessageId?: (messageId: string) => Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined>
+    /** A recipient address's HMAC as the trail and ledger keep it (computed in the HSM). */
+    recipientHash?: (address: string) => Promise<string>
   }) {
+    this.#byMessageId = deps.byMessageId
+    this.#recipientHash = deps.recipientHash
     this.#tls = deps.tls
     this.#onRead = deps.onRead ?? (() => Promise.resolve())
     this.#config = deps.config
@@ -199,16 +207,38 @@ export class ReturnPathListener implements Component {
       this.#refuse('unreadable')
       report = { kind: 'unknown', recipients: [], originalMessageId: '', from: '', subject: '' }
     }
-    const refs = state(session).refs
+    let refs = state(session).refs
     const base = { clientAddress: ip, bytes: raw.length }
+    const byId = refs.length === 0 ? await this.#tieByMessageId(report) : undefined
+    if (byId) refs = [byId]
     if (refs.length === 0) this.#events.emit({ type: 'returnpath.report', matchedBy: 'none', kind: report.kind, ...base })
-    for (const ref of refs) this.#events.emit({ ...this.#describe(report, ref), ...base, type: 'returnpath.report' })
+    for (const ref of refs)
+      this.#events.emit({ ...this.#describe(report, ref), ...(byId ? { matchedBy: 'message-id' as const } : {}), ...base, type: 'returnpath.report' })
     // Committed before the 250: a crash after it cannot lose the report.
     await this.#events.durable?.()
     state(session).refs = []
     if (report.kind === 'mdn' && report.disposition?.type === 'displayed')
       for (const ref of refs.filter((r) => r.kind === 'r'))
         await this.#onRead(ref.id, ref.recipient).catch((err: unknown) => this.#log.error({ err, id: ref.id }, 'a read could not end its statement'))
+  }
+
+  /**
+   * A report without a token (a server that bounced to postmaster, or a read receipt sent
+   * there): tied by the original Message-ID, to the one statement that has it, and to the
+   * recipient the report names (by its HMAC) — or to its only recipient. Otherwise none:
+   * never guessed.
+   */
+  async #tieByMessageId(report: Report): Promise<ReturnRef | undefined> {
+    if (!this.#byMessageId || !report.originalMessageId || (report.kind !== 'dsn' && report.kind !== 'mdn')) return undefined
+    const statement = await this.#byMessageId(report.originalMessageId).catch(() => undefined)
+    if (!statement || statement.recipients.length === 0) return undefined
+    const kind = report.kind === 'mdn' ? 'r' : 'b'
+    if (statement.recipients.length === 1) return { kind, id: statement.id, recipient: statement.recipients[0]!.idx }
+    const named = report.recipients.find((r) => r.address)?.address
+    if (!named || !this.#recipientHash) return undefined
+    const hash = await this.#recipientHash(named).catch(() => undefined)
+    const match = statement.recipients.find((r) => r.hash !== null && r.hash === hash)
+    return match ? { kind, id: statement.id, recipient: match.idx } : undefined
   }
 
   #describe(report: Report, ref: ReturnRef): Omit<Extract<BoxEvent, { type: 'returnpath.report' }>, 'type' | 'clientAddress' | 'bytes'> {

@@ -106,10 +106,12 @@ export class LedgerApplier {
         return this.#refused(str(r.id), str(r.account), str(r.code) ?? 'unknown')
       case 'signing.signed': {
         const smime = r.smime as { serial?: string } | undefined
-        if (!smime?.serial) return
+        const messageId = str(r.messageId)
+        if (!smime?.serial && !messageId) return
         await this.#run(
-          'INSERT INTO statements (box, id, cert_serial) VALUES (?, ?, ?) ON CONFLICT (box, id) DO UPDATE SET cert_serial = excluded.cert_serial',
-          [this.#ctx.box, str(r.id) ?? '', smime.serial],
+          'INSERT INTO statements (box, id, cert_serial, message_id) VALUES (?, ?, ?, ?) ON CONFLICT (box, id) DO UPDATE SET ' +
+            'cert_serial = COALESCE(excluded.cert_serial, statements.cert_serial), message_id = COALESCE(excluded.message_id, statements.message_id)',
+          [this.#ctx.box, str(r.id) ?? '', smime?.serial ?? null, messageId ?? null],
         )
         return
       }

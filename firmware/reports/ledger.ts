@@ -84,6 +84,22 @@ export class Ledger implements Component {
     deps.trail.onAppend((lines) => this.#enqueue(lines))
   }
 
+  /**
+   * M8: the statement a Message-ID names (a bounce that came back without its token), with its
+   * recipients as the ledger keeps them (index, HMAC); undefined when none or more than one do.
+   */
+  async byMessageId(messageId: string): Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined> {
+    const store = this.store
+    const found = await store.all<{ id: string }>('SELECT id FROM statements WHERE box = ? AND message_id = ? LIMIT 2', [this.#box, messageId])
+    if (found.length !== 1) return undefined
+    const id = found[0]!.id
+    const recipients = await store.all<{ idx: number; rcpt_hash: string | null }>(
+      'SELECT idx, rcpt_hash FROM recipients WHERE box = ? AND id = ? ORDER BY idx',
+      [this.#box, id],
+    )
+    return { id, recipients: recipients.map((r) => ({ idx: Number(r.idx), hash: r.rcpt_hash })) }
+  }
+
   get store(): LedgerStore {
     if (!this.#store) throw new Error('the ledger is not started')
     return this.#store

@@ -73,10 +73,27 @@ CREATE INDEX IF NOT EXISTS outbox_by_order ON outbox (box, url, ordering, pos);
 CREATE INDEX IF NOT EXISTS outbox_by_pos ON outbox (box, url, pos);
 `
 
+/**
+ * Columns added after a ledger may already exist: added at start when missing (the
+ * ledger is also rebuilt from the trail by `npm run reports -- rebuild`).
+ */
+const ADDED: readonly (readonly [table: string, column: string, type: string])[] = [
+  // #17: a bounce without its token is tied to its statement by the Message-ID.
+  ['statements', 'message_id', 'TEXT'],
+]
+
 /** Creates the tables (idempotent): INT8 is SQLite's INTEGER affinity and PostgreSQL's bigint. */
 export async function createSchema(store: LedgerStore & { exec?(sql: string): void }): Promise<void> {
-  if (store.exec) return store.exec(TABLES)
-  for (const statement of TABLES.split(';')) if (statement.trim()) await store.run(statement)
+  if (store.exec) store.exec(TABLES)
+  else for (const statement of TABLES.split(';')) if (statement.trim()) await store.run(statement)
+  for (const [table, column, type] of ADDED) {
+    try {
+      await store.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`)
+    } catch (err) {
+      if (!/duplicate column|already exists/i.test((err as Error).message)) throw err
+    }
+  }
+  await store.run('CREATE INDEX IF NOT EXISTS statements_by_message_id ON statements (message_id)')
 }
 
 /** The state columns a recipient's row moves through; `accepted` until one is reached. */

@@ -11,7 +11,7 @@ import type { Logger } from '../log.ts'
 import { dkimKeyLabel } from '../keys/labels.ts'
 import { domainOf } from '../mime/address.ts'
 import { toCrlf } from '../mime/encode.ts'
-import { MimeError } from '../mime/header.ts'
+import { field, MimeError } from '../mime/header.ts'
 import { parseMessage } from '../mime/tree.ts'
 import { factsOf } from '../pipeline/facts.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
@@ -155,7 +155,8 @@ export class SigningStage implements Stage, Component {
       )
     }
     // S2: which certificate and keys vouched for this statement, for the audit trail.
-    this.#events.emit({ type: 'signing.signed', id: mail.envelope.id, smime, dkim, encrypted })
+    const mid = /<([^<>\s]{1,250})>/.exec(field(facts.tree, 'message-id') ?? '')?.[1]
+    this.#events.emit({ type: 'signing.signed', id: mail.envelope.id, smime, dkim, encrypted, ...(mid ? { messageId: mid } : {}) })
     return { envelope: mail.envelope, message }
   }
 

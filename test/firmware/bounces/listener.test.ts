@@ -102,6 +102,17 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   // postmaster takes mail, as RFC 5321 asks; with no token the report is unmatched, never guessed.
   await send('postmaster@bounce.bank.example', dsn('postmaster@bounce.bank.example', 'wang@example.net', '550 5.1.1 user unknown', '5.1.1'))
   t.match((await ledger('S-1'))[0], { state: 'delivered' }, 'an unmatched report changes no statement')
+  // A server that bounced to postmaster but quoted the statement's headers: tied by the Message-ID,
+  // and for a statement to two recipients, to the one the report names (by its HMAC).
+  const messageIdOf = (rcpt: string) => /^Message-ID: (<[^>]+>)\r$/im.exec(rx.received.find((m) => m.rcptTo.includes(rcpt))!.data.toString())![1]!
+  const quoting = (rcpt: string, mid: string) =>
+    dsn('postmaster@bounce.bank.example', rcpt, '550 5.2.1 mailbox disabled', '5.2.1').replace(
+      '--R--',
+      `--R\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: statements@bank.example\r\nMessage-ID: ${mid}\r\n\r\n--R--`,
+    )
+  await send('postmaster@bounce.bank.example', quoting('chen@example.org', messageIdOf('chen@example.org')))
+  t.match((await ledgerWhen('S-2', (rows) => rows[1]?.state === 'bounced'))[1], { state: 'bounced', bounce_reason: 'inactive-mailbox' }, 'tied by Message-ID')
+  await send('postmaster@bounce.bank.example', quoting('nobody@example.org', messageIdOf('wang@example.net').replace('<', '<x')))
 
   const trail = await tool(AUDIT, cfg.path, 'search', '--type', 'returnpath.report')
   const reports = trail.stdout
@@ -109,10 +120,12 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Record<string, unknown>)
-  t.equal(reports.length, 3, 'every accepted report is in the audit trail')
+  t.equal(reports.length, 5, 'every accepted report is in the audit trail')
   t.match(reports[0], { kind: 'dsn', action: 'failed', category: 'invalid-recipient', hard: true, status: '5.1.1', matchedBy: 'verp' })
   t.notMatch(JSON.stringify(reports), /lin@example\.net/, 'no address in clear in the trail')
   t.match(reports[2], { matchedBy: 'none' })
+  t.match(reports[3], { matchedBy: 'message-id', recipient: 1, category: 'inactive-mailbox' })
+  t.match(reports[4], { matchedBy: 'none' }, 'a Message-ID no statement has: unmatched')
   t.equal(rx.received.length, 4, 'the listener sent nothing back (no backscatter)')
 
   // M8: the firm's paper-owed list for the month.
@@ -120,7 +133,7 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   const paper = await tool(CLI, cfg.path, 'paper', '--month', month, '--format', 'json')
   t.equal(paper.code, 0, paper.stderr)
   const owed = JSON.parse(paper.stdout) as Record<string, unknown>[]
-  t.equal(owed.length, 1, 'one recipient owed paper')
+  t.equal(owed.length, 2, 'two recipients owed paper')
   t.match(owed[0], {
     account: ACCOUNT.name,
     statement_id: 'S-2',
@@ -131,9 +144,9 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   t.notMatch(paper.stdout, /lin@example\.net/, 'the recipient masked, never in clear')
   const csv = await tool(CLI, cfg.path, 'paper', '--month', month, '--format', 'csv')
   t.match(csv.stdout, /^\ufeffaccount,statement_id,queue_id,/, 'CSV for Excel')
-  t.equal(csv.stdout.trim().split('\r\n').length, 2)
+  t.equal(csv.stdout.trim().split('\r\n').length, 3)
   const table = await tool(CLI, cfg.path, 'paper', '--month', month)
-  t.match(table.stdout, /paper owed for statements submitted in \d{4}-\d\d \(times in UTC\): 1\n/)
+  t.match(table.stdout, /paper owed for statements submitted in \d{4}-\d\d \(times in UTC\): 2\n/)
   t.equal((await tool(CLI, cfg.path, 'paper', '--month', '2026-13')).code, 2, 'a month that is not one is refused')
   const none = await tool(CLI, cfg.path, 'paper', '--month', '2001-01', '--format', 'json')
   t.same(JSON.parse(none.stdout), [], 'a month with nothing owed: an empty list')
