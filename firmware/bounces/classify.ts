@@ -130,7 +130,7 @@ export class Classifier {
 /** Replies that say which command they answered, in the words of common MTAs' notices. */
 const COMMANDS: readonly (readonly [string, readonly string[]])[] = [
   ['data', ['in reply to end of data', 'in reply to data', '>>> data', 'after end of data', 'after data', 'final data', 'data command', 'smtp command data']],
-  ['rcpt', ['in reply to rcpt to', '>>> rcpt to', 'after rcpt to', 'our rcpt to', 'rcpt to command']],
+  ['rcpt', ['in reply to rcpt', '>>> rcpt to', 'after rcpt', 'our rcpt to', 'rcpt to command', 'rcpt command']],
   ['mail', ['in reply to mail from', '>>> mail from', 'after mail from', 'mail from command']],
   ['connect', ['after initial connection', 'while connected to', 'greeting']],
 ]

@@ -258,6 +258,24 @@ function textResult(address: string, segment: string): RecipientResult {
 
 /** A recipient without a code or words gets what the notice says as a whole. */
 function fillFromNotice(recipients: RecipientResult[], notice: string): void {
+  if (recipients.some((r) => !r.diagnostic)) {
+    // A DSN without a Diagnostic-Code often names the recipient in its notice with the receiver's
+    // reply (OpenSMTPD: `a@b: 550 5.1.1 …`): the recipient's own line is better than the whole notice.
+    const mentions = addressesIn(notice)
+    const lower = mentions.map((m) => m.value.toLowerCase())
+    for (const r of recipients) {
+      if (r.diagnostic || !r.address) continue
+      const at = lower.indexOf(r.address.toLowerCase())
+      if (at < 0) continue
+      const end = notice.indexOf('\n', mentions[at]!.at)
+      const line = notice.slice(mentions[at]!.at, end < 0 ? notice.length : end)
+      const own = line.slice(r.address.length).replace(/^[>:\s]+/, '')
+      if (!firstStatus(own) && !replyCodeIn(own)) continue
+      r.diagnostic = oneLine(own).slice(0, DIAGNOSTIC_LIMIT)
+      r.status = preferredStatus(r.status, firstStatus(own))
+      r.reply ||= replyCodeIn(own)
+    }
+  }
   // Only the recipient's own words say which command failed: a notice's transcript covers the whole session.
   for (const r of recipients) r.command ||= commandIn(normalise(r.diagnostic))
   if (!recipients.some((r) => !r.status || !r.diagnostic)) return
