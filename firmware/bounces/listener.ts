@@ -199,6 +199,8 @@ export class ReturnPathListener implements Component {
     }
     recent.push(now)
     this.#recent.set(ip, recent)
+    // Clients that stopped sending leave their entries: pruned when many addresses have come.
+    if (this.#recent.size > 10_000) for (const [k, v] of this.#recent) if (now - v[v.length - 1]! >= 60_000) this.#recent.delete(k)
     let report: Report
     try {
       report = await parseReport(raw)
