@@ -109,6 +109,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     onRead: (id) => delivery.read(id, 'mdn'),
     byMessageId: (messageId) => ledger.byMessageId(messageId),
     recipientHash: (address) => recipientHash(hsm.hsm, address),
+    onBounce: async ({ id, address, reason }) => {
+      const facts = await ledger.statementFacts(id).catch(() => undefined)
+      await delivery.notifyReturned({ id, statementId: facts?.statementId, rcpt: address, reason, arrivedAt: facts?.acceptedAt ?? Date.now() })
+    },
   })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
   const startedAt = new Date().toISOString()

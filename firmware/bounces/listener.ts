@@ -39,6 +39,9 @@ export class ReturnPathListener implements Component {
   readonly #onRead: (id: string, recipient: number) => Promise<unknown>
   readonly #byMessageId: ((messageId: string) => Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined>) | undefined
   readonly #recipientHash: ((address: string) => Promise<string>) | undefined
+  readonly #onBounce: (b: { id: string; recipient: number; address: string; reason: string }) => Promise<unknown>
+  /** Bounces the firm was told of (a server that sends its DSN twice is told once); bounded. */
+  readonly #notified = new Set<string>()
   #server: SMTPServer | undefined
   #address: { host: string; port: number } | undefined
   readonly #connections = new Map<string, number>()
@@ -60,7 +63,10 @@ export class ReturnPathListener implements Component {
     byMessageId?: (messageId: string) => Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined>
     /** A recipient address's HMAC as the trail and ledger keep it (computed in the HSM). */
     recipientHash?: (address: string) => Promise<string>
+    /** Told of a bounce tied to a statement, once it is in the trail: the firm's notice (M8). */
+    onBounce?: (b: { id: string; recipient: number; address: string; reason: string }) => Promise<unknown>
   }) {
+    this.#onBounce = deps.onBounce ?? (() => Promise.resolve())
     this.#byMessageId = deps.byMessageId
     this.#recipientHash = deps.recipientHash
     this.#tls = deps.tls
@@ -219,6 +225,17 @@ export class ReturnPathListener implements Component {
     // Committed before the 250: a crash after it cannot lose the report.
     await this.#events.durable?.()
     state(session).refs = []
+    const failed = report.kind === 'dsn' ? (report.recipients.find((r) => r.action === 'failed') ?? undefined) : undefined
+    if (failed?.address)
+      for (const ref of refs.filter((r) => r.kind === 'b')) {
+        const key = `${ref.id}/${ref.recipient}`
+        if (this.#notified.has(key)) continue
+        if (this.#notified.size >= 100_000) this.#notified.clear()
+        this.#notified.add(key)
+        await this.#onBounce({ id: ref.id, recipient: ref.recipient, address: failed.address, reason: failed.diagnostic || failed.status }).catch(
+          (err: unknown) => this.#log.error({ err, id: ref.id }, 'the firm could not be told of a bounce'),
+        )
+      }
     if (report.kind === 'mdn' && report.disposition?.type === 'displayed')
       for (const ref of refs.filter((r) => r.kind === 'r'))
         await this.#onRead(ref.id, ref.recipient).catch((err: unknown) => this.#log.error({ err, id: ref.id }, 'a read could not end its statement'))

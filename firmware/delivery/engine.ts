@@ -15,7 +15,7 @@ import { newQueueId } from '../spool/ids.ts'
 import type { Spool } from '../spool/spool.ts'
 import type { SpoolEntry } from '../spool/types.ts'
 import { SmtpClient, SmtpError } from './client.ts'
-import { buildDsn, type DsnReason } from './dsn.ts'
+import { buildDsn, type DsnFacts, type DsnReason } from './dsn.ts'
 import { EgressPool, isBlockReply, isThrottleReply, type Egress } from './egress.ts'
 import { Percentiles } from './percentiles.ts'
 import { ConnectionPool } from './pool.ts'
@@ -441,6 +441,24 @@ export class DeliveryEngine implements Component {
    * M8: the firm hears of every bounce and expiry (and removal) — a DSN to the
    * configured address, queued like any mail, without the content (dsn.ts).
    */
+  /**
+   * M8: a bounce that came back after the 250 (the return path): the firm gets the same notice
+   * as for a refusal during delivery. The statement's record is gone by then, so the facts come
+   * from the report and the ledger.
+   */
+  async notifyReturned(f: { id: string; statementId: string | undefined; rcpt: string; reason: string; arrivedAt: number }): Promise<void> {
+    const to = this.#config.delivery.notifyAddress
+    if (!to) return
+    await this.#enqueueNotice(to, {
+      queueId: f.id,
+      statementId: f.statementId,
+      auditCopy: false,
+      what: 'bounced',
+      failed: [{ rcpt: f.rcpt, reason: f.reason }],
+      arrivedAt: f.arrivedAt,
+    })
+  }
+
   async #notify(mail: Submitted, what: DsnReason, failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
     const to = this.#config.delivery.notifyAddress
     if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
@@ -450,18 +468,19 @@ export class DeliveryEngine implements Component {
       this.#log.info({ id: mail.envelope.id, why: automatic }, 'no delivery notice for an automatic mail')
       return
     }
-    const message = await buildDsn({
-      host: this.#config.submission.hostname,
-      to,
+    await this.#enqueueNotice(to, {
       queueId: mail.envelope.id,
       statementId: statementTagsOf(mail).statementId,
       auditCopy: mail.envelope.kind === 'audit-copy',
       what,
       failed,
       arrivedAt: mail.envelope.receivedAt,
-      now: this.#clock.now(),
-      messageId: newQueueId(),
     })
+  }
+
+  /** A notice to the firm, spooled (durable) like any mail, from the null sender. */
+  async #enqueueNotice(to: string, f: Omit<DsnFacts, 'host' | 'to' | 'now' | 'messageId'>): Promise<void> {
+    const message = await buildDsn({ ...f, host: this.#config.submission.hostname, to, now: this.#clock.now(), messageId: newQueueId() })
     await this.#spool.accept({
       envelope: {
         id: newQueueId(),

@@ -100,6 +100,15 @@ export class Ledger implements Component {
     return { id, recipients: recipients.map((r) => ({ idx: Number(r.idx), hash: r.rcpt_hash })) }
   }
 
+  /** The firm's statement id and the acceptance time of a queue id, for a notice about it (M8). */
+  async statementFacts(id: string): Promise<{ statementId: string | undefined; acceptedAt: number } | undefined> {
+    const row = await this.store.get<{ statement_id: string | null; accepted_at: number | null }>(
+      'SELECT statement_id, accepted_at FROM statements WHERE box = ? AND id = ?',
+      [this.#box, id],
+    )
+    return row ? { statementId: row.statement_id ?? undefined, acceptedAt: Number(row.accepted_at ?? 0) } : undefined
+  }
+
   get store(): LedgerStore {
     if (!this.#store) throw new Error('the ledger is not started')
     return this.#store

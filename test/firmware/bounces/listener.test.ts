@@ -26,7 +26,7 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   const rx = await startReceiver(t)
   const cfg = await writeDaemonConfig(t, {
     spool: { verifyOnStart: false },
-    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }], notifyAddress: 'ops@bank.example' },
     reports: { timeZone: 'UTC' },
     returnPath: { domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }], listen: '127.0.0.1:0', maxMessageBytes: 64 * 1024 },
   })
@@ -126,7 +126,19 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   t.match(reports[2], { matchedBy: 'none' })
   t.match(reports[3], { matchedBy: 'message-id', recipient: 1, category: 'inactive-mailbox' })
   t.match(reports[4], { matchedBy: 'none' }, 'a Message-ID no statement has: unmatched')
-  t.equal(rx.received.length, 4, 'the listener sent nothing back (no backscatter)')
+  // The firm's notices (M8) go to its notice address, from the null sender; nothing goes back to a reporter.
+  await until(() => rx.received.length === 6, 15_000)
+  const notices = rx.received.filter((m) => m.rcptTo.includes('ops@bank.example'))
+  t.equal(notices.length, 2, 'one notice per bounced recipient: the repeated DSN is not told twice')
+  t.ok(
+    notices.every((m) => m.mailFrom === ''),
+    'from the null sender',
+  )
+  t.match(
+    notices.map((m) => m.data.toString()).join('\n'),
+    /Final-Recipient: rfc822; lin@example\.net[^]*X-Statement-ID: S-2|X-Statement-ID: S-2[^]*Final-Recipient: rfc822; lin@example\.net/,
+  )
+  t.equal(rx.received.length - notices.length, 4, 'the listener sent nothing back (no backscatter)')
 
   // M8: the firm's paper-owed list for the month.
   const month = new Date().toISOString().slice(0, 7)
