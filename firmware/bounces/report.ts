@@ -99,7 +99,9 @@ function dsnRecipients(text: string): RecipientResult[] {
   for (const b of fieldBlocks(text)) {
     const rcpt = b.get('final-recipient') ?? b.get('original-recipient') ?? b.get('x-actual-recipient')
     if (rcpt === undefined || !(b.has('action') || b.has('status'))) continue
-    const action = (b.get('action') ?? 'failed').toLowerCase().split(/[\s(]/, 1)[0] as Action
+    const said = (b.get('action') ?? 'failed').toLowerCase().split(/[\s(]/, 1)[0]!
+    // `deliverable` (some MTAs' answer to a DSN request for a verification) is a delivery.
+    const action = (said === 'deliverable' ? 'delivered' : said) as Action
     const diagnostic = typedValue(b.get('diagnostic-code')).slice(0, DIAGNOSTIC_LIMIT)
     out.push({
       address: bareAddress(typedValue(rcpt)),
