@@ -126,9 +126,14 @@ export class ReturnPathListener implements Component {
       },
       onData: (stream, session, cb) => {
         const chunks: Buffer[] = []
-        stream.on('data', (c: Buffer) => chunks.push(c))
+        let size = 0
+        // Past the limit the rest is read and dropped: a report that is too large costs no memory.
+        stream.on('data', (c: Buffer) => {
+          size += c.length
+          if (size <= cfg.maxMessageBytes) chunks.push(c)
+        })
         stream.on('end', () => {
-          if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded) {
+          if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded || size > cfg.maxMessageBytes) {
             this.#refuse('too-large')
             cb(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
             return
