@@ -315,6 +315,12 @@ export class DeliveryEngine implements Component {
     if (bouncedNow.length) await this.#notify(mail, 'bounced', bouncedNow)
     // The attempts are in the audit trail before the journal says so (the ledger is made from the trail).
     await this.#events.durable?.()
+    if (wait && bouncedNow.length > 0 && delivered.length === 0) {
+      // M11: the second send bounced. The first was delivered and never read: paper is owed for that.
+      await this.#spool.finish(env.id, 'unread', `no read receipt, and the second send bounced: ${bouncedNow[0]!.reason}`)
+      this.counts.unread++
+      return
+    }
     if (rule && bounced.length === 0) {
       // M11: delivered (or, for a second send, tried): kept for its read receipt, not shredded yet.
       const sends = (wait?.sends ?? 0) + (delivered.length ? 1 : 0)

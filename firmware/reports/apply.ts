@@ -218,8 +218,7 @@ export class LedgerApplier {
         row.deferrals++
         await this.#hook('deferred', id, g, row.idx, row.rcpt_mask, { reply, attempts: row.deferrals })
       } else if (r.outcome === 'bounced') {
-        // A delivered recipient bounces only on a statement's second send (M11).
-        if (row.state !== 'accepted' && row.state !== 'delivered') continue
+        if (row.state !== 'accepted') continue
         row.state = 'bounced'
         const b = this.#classifier.classify({ text: reply, command: str(r.command) })
         const paper = `bounced: ${b.category}`

@@ -7,7 +7,7 @@ import type { BoxEvent } from '../../../firmware/events.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { deliveryRig, finals, route } from '../../helpers/delivery.ts'
 import { devHsm } from '../../helpers/hsm.ts'
-import { startReceiver, until } from '../../helpers/receiver.ts'
+import { smtpError, startReceiver, until, type ReceiverOptions } from '../../helpers/receiver.ts'
 
 const CLASS = 'monthly-high-value'
 const RETURN_PATH = {
@@ -65,10 +65,10 @@ t.test('M11: the read-receipt request goes in before signing, to a token address
 })
 
 /** A spool and delivery engine with a clock the test moves; a receiver on loopback. */
-async function timeline(t: { teardown(fn: () => unknown): void }, start: number) {
+async function timeline(t: { teardown(fn: () => unknown): void }, start: number, receiver: ReceiverOptions = {}) {
   const { hsm } = await devHsm(t)
   await hsm.ensureKeys(BOX_KEYS)
-  const rx = await startReceiver(t)
+  const rx = await startReceiver(t, receiver)
   const dataDir = tempDir(t)
   const make = () => deliveryRig(t, hsm, route(rx.port), { now: start, dataDir, config: RETURN_PATH, returnPath: new ReturnPathTokens(hsm) })
   let rig = await make()
@@ -161,5 +161,16 @@ t.test('M11 timeline: a first send on the 9th — the deadline cuts the second s
   t.match(
     tl.rig.events.find((e) => e.type === 'spool.final' && e.id === id),
     { reason: /deadline \(day 10\) passed before a second send/ },
+  )
+})
+
+t.test('M11 timeline: the second send bounces — the first was delivered and never read, so paper is owed for that', async (t) => {
+  const tl = await timeline(t, taipei('2026-11-02T10:00:00'), { onRcptTo: (_a, count) => (count >= 2 ? smtpError(550, '5.2.1 mailbox disabled') : undefined) })
+  const id = await tl.send()
+  await until(() => tl.awaiting(id).length === 1)
+  await tl.advance(48 * HOUR + 1000, () => finals(tl.rig.events)[id] !== undefined)
+  t.match(
+    tl.rig.events.find((e) => e.type === 'spool.final' && e.id === id),
+    { outcome: 'unread', reason: /no read receipt, and the second send bounced: 550 5\.2\.1 mailbox disabled/ },
   )
 })
