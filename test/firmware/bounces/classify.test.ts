@@ -27,6 +27,9 @@ t.test('M8, M9: replies during delivery and DSN diagnostics fall in the same cat
     ['554 4.4.7 Message expired: unable to deliver in 840 minutes', 'message-expired', false],
     ['451 4.3.0 Temporary lookup failure', 'transient-failure', false],
     ['599 9.9.9 something nobody wrote a rule for', 'unclassified', false],
+    ['550 收件者信箱不存在 (使用者不存在)', 'invalid-recipient', true],
+    ['452 信箱已滿，請稍後再試', 'quota-issues', false],
+    ['550 宛先不明のため配信できませんでした', 'invalid-recipient', true],
   ]
   for (const [reply, category, hard] of cases) t.match(c.classify({ text: reply, reply: reply.slice(0, 3) }), { category, hard }, reply)
   t.equal(c.classify({ text: '550 no such user here', reply: '550' }).status, '5.0.0', 'no code given: the class of the reply')
