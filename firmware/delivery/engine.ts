@@ -209,6 +209,8 @@ export class DeliveryEngine implements Component {
     // Being sent (the first time, or again): the read ends it as soon as that attempt is recorded.
     if (entry.state === 'inflight') {
       this.#readInFlight.add(id)
+      // Journalled too when it is a second send: a crash before that attempt is recorded does not lose the read.
+      await this.#spool.markRead(id)
       return 'read'
     }
     if (!this.#spool.receiptWait(id) || !this.#spool.claimAwaiting(id)) return 'not-awaiting'
@@ -253,6 +255,11 @@ export class DeliveryEngine implements Component {
     const env = mail.envelope
     const kind = env.kind ?? 'statement'
     const rule = this.#receipts.ruleFor(env)
+    if (wait?.read) {
+      await this.#spool.finish(env.id, 'read', 'read receipt while it was being sent again')
+      this.counts.read++
+      return
+    }
     if (wait) {
       const step = rule ? this.#receipts.step(rule, wait, now) : ({ step: 'unread', reason: 'its class no longer asks for a read receipt' } as const)
       if (step.step === 'unread') {
@@ -329,9 +336,19 @@ export class DeliveryEngine implements Component {
         const retry = this.#config.delivery.retrySeconds[Math.min(entry.attempts, this.#config.delivery.retrySeconds.length - 1)]! * 1000
         // A second send that could not be made now is tried again after the retry wait, while the deadline allows.
         const until = delivered.length ? this.#receipts.waitUntil(rule, this.#clock.now(), sends) : this.#clock.now() + retry
-        await this.#spool.awaitReceipt(env.id, until, { sends, firstSentAt }, this.#receipts.deadline(rule, firstSentAt))
+        // A read that came during the attempt is journalled with the new state, then ends it.
+        const readMeanwhile = this.#readInFlight.delete(env.id) || this.#spool.receiptWait(env.id)?.read === true
+        await this.#spool.awaitReceipt(
+          env.id,
+          until,
+          { sends, firstSentAt, ...(readMeanwhile ? { read: true } : {}) },
+          this.#receipts.deadline(rule, firstSentAt),
+        )
         if (delivered.length) this.counts.delivered++
-        if (this.#readInFlight.delete(env.id)) await this.#spool.finish(env.id, 'read', 'read receipt while it was being sent again')
+        if (readMeanwhile) {
+          await this.#spool.finish(env.id, 'read', 'read receipt while it was being sent again')
+          this.counts.read++
+        }
         if (firstAccepted !== undefined) this.journalLag.add(performance.now() - firstAccepted)
         return
       }

@@ -277,6 +277,19 @@ export class Spool implements Component, Handoff {
     return true
   }
 
+  /**
+   * M11: the read of a statement that is being sent again, journalled (due at once after a
+   * restart, when it ends as read rather than being sent again or owing paper).
+   */
+  async markRead(id: string): Promise<void> {
+    const e = this.#mustGet(id)
+    const w = this.#waits.get(id)
+    if (!w) return
+    const read = { ...w, read: true }
+    await this.#journal.append(id, 'awaiting', e.attempts, this.#clock.now(), encodeWait(read))
+    this.#waits.set(id, read)
+  }
+
   /** The sends of an awaiting statement (also while it is in flight for its second send), or undefined. */
   receiptWait(id: string): ReceiptWait | undefined {
     return this.#waits.get(id)

@@ -19,12 +19,14 @@ export interface ReceiptWait {
   sends: number
   /** When it was first delivered (ms). */
   firstSentAt: number
+  /** Its read came while it was being sent again: it ends as read as soon as it can. */
+  read?: boolean
 }
 
-export const encodeWait = (w: ReceiptWait) => `${w.sends}.${Math.floor(w.firstSentAt).toString(36)}`
+export const encodeWait = (w: ReceiptWait) => `${w.sends}.${Math.floor(w.firstSentAt).toString(36)}${w.read ? '.r' : ''}`
 export function decodeWait(text: string | undefined): ReceiptWait | undefined {
-  const [sends, first] = (text ?? '').split('.')
-  const w = { sends: Number(sends), firstSentAt: parseInt(first ?? '', 36) }
+  const [sends, first, read] = (text ?? '').split('.')
+  const w = { sends: Number(sends), firstSentAt: parseInt(first ?? '', 36), ...(read === 'r' ? { read: true } : {}) }
   return Number.isInteger(w.sends) && w.sends > 0 && Number.isFinite(w.firstSentAt) ? w : undefined
 }
 

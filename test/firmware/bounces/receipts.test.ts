@@ -174,3 +174,18 @@ t.test('M11 timeline: the second send bounces — the first was delivered and ne
     { outcome: 'unread', reason: /no read receipt, and the second send bounced: 550 5\.2\.1 mailbox disabled/ },
   )
 })
+
+t.test('M11: a read that comes while the statement is in flight is journalled: after a crash it ends as read, not sent again', async (t) => {
+  const tl = await timeline(t, taipei('2026-11-02T10:00:00'))
+  const id = await tl.send()
+  await until(() => tl.awaiting(id).length === 1)
+  // The engine has claimed it for its second send (in flight) when the MDN comes …
+  t.ok(tl.rig.spool.claimAwaiting(id))
+  t.equal(await tl.rig.engine.read(id, 'mdn'), 'read')
+  t.match(tl.rig.spool.receiptWait(id), { sends: 1, read: true })
+  // … and the box stops before that attempt is recorded (the journal has the read).
+  await tl.restart()
+  t.match(tl.rig.spool.receiptWait(id), { read: true }, 'the read survives the restart')
+  await tl.advance(1000, () => finals(tl.rig.events)[id] === 'read')
+  t.equal(tl.rx.received.length, 1, 'not sent again')
+})
