@@ -1,3 +1,7 @@
+import { spawn } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { parseConfig } from '../../../firmware/config/load.ts'
 import { ReadReceipts, ReadReceiptStage } from '../../../firmware/bounces/receipts.ts'
@@ -188,4 +192,69 @@ t.test('M11: a read that comes while the statement is in flight is journalled: a
   t.match(tl.rig.spool.receiptWait(id), { read: true }, 'the read survives the restart')
   await tl.advance(1000, () => finals(tl.rig.events)[id] === 'read')
   t.equal(tl.rx.received.length, 1, 'not sent again')
+})
+
+t.test('M11 timeline with kill -9 between the steps: first send, kill, second send, kill, paper owed — never a third send', async (t) => {
+  const rx = await startReceiver(t)
+  const dir = tempDir(t, 'sg-m11-kill-')
+  const [data, hsmDir, clockFile] = [join(dir, 'data'), join(dir, 'hsm'), join(dir, 'clock')]
+  mkdirSync(hsmDir)
+  const child = fileURLToPath(new URL('../../helpers/receipts-child.ts', import.meta.url))
+  let now = taipei('2026-11-02T10:00:00')
+  writeFileSync(clockFile, String(now))
+  /** Runs the box until an event matches, then kills it with SIGKILL; every event it printed. */
+  const runUntil = async (pred: (e: Record<string, unknown>) => boolean, enqueue = false) => {
+    const p = spawn(
+      process.execPath,
+      [child, '--data', data, '--hsm', hsmDir, '--clock', clockFile, '--port', String(rx.port), ...(enqueue ? ['--enqueue', CLASS] : [])],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    )
+    const seen: Record<string, unknown>[] = []
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not seen within 30 s; events: ${JSON.stringify(seen.map((e) => e.type))}`)), 30_000)
+      let pending = ''
+      p.stdout.setEncoding('utf8').on('data', (d: string) => {
+        pending += d
+        const lines = pending.split('\n')
+        pending = lines.pop()!
+        for (const l of lines) {
+          const e = JSON.parse(l) as Record<string, unknown>
+          seen.push(e)
+          if (pred(e)) {
+            clearTimeout(timer)
+            resolve()
+          }
+        }
+      })
+      p.on('exit', (code) => reject(new Error(`the box exited (${code}) before the event`)))
+    })
+    const exited = new Promise((r) => p.once('exit', r))
+    p.kill('SIGKILL')
+    await exited
+    return seen
+  }
+  const first = await runUntil((e) => e.type === 'spool.awaiting_receipt', true)
+  const id = String(first.find((e) => e.type === 'spool.queued')!.id)
+  t.equal(rx.received.length, 1, 'first send; then kill -9')
+
+  now += 48 * HOUR + 1000
+  writeFileSync(clockFile, String(now))
+  const second = await runUntil((e) => e.type === 'spool.awaiting_receipt' && e.sends === 2)
+  t.equal(rx.received.length, 2, 'after the restart, the second send when the wait is over; then kill -9')
+  t.ok(rx.received[1]!.data.equals(rx.received[0]!.data), 'the same bytes')
+  t.notOk(
+    second.some((e) => e.type === 'spool.final'),
+    'not ended yet',
+  )
+
+  now += 48 * HOUR + 1000
+  writeFileSync(clockFile, String(now))
+  const third = await runUntil((e) => e.type === 'spool.record_shredded' && e.id === id)
+  t.match(
+    third.find((e) => e.type === 'spool.final'),
+    { id, outcome: 'unread', reason: /no read receipt within 48 hours of the second send/ },
+  )
+  t.equal(rx.received.length, 2, 'never a third send')
 })
