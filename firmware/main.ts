@@ -172,11 +172,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return
   }
   const { starttls, implicitTls } = submission.endpoints
+  const returnsUp = returns.listening ? returns.address : undefined
   log.info({ dataDir: config.dataDir, pid: process.pid }, 'statement gateway started')
   process.stderr.write(
     `Statement Gateway is running (pid ${process.pid}, data in ${config.dataDir})\n` +
       `  submission STARTTLS     ${starttls.host}:${starttls.port}\n` +
       `  submission implicit TLS ${implicitTls.host}:${implicitTls.port}\n` +
+      (returnsUp ? `  return path (bounces)   ${returnsUp.host}:${returnsUp.port}\n` : '') +
       `Stop it with Ctrl-C.\n`,
   )
 }

@@ -79,6 +79,11 @@ export class ReturnPathListener implements Component {
     this.#classifier = new Classifier(rulesWith(deps.config.returnPath.rulesFile || undefined))
   }
 
+  /** Whether it is listening (it is not without return-path domains, or when disabled). */
+  get listening(): boolean {
+    return this.#address !== undefined
+  }
+
   /** Where it listens, once started (the port resolved when configured as 0). */
   get address(): { host: string; port: number } {
     if (!this.#address) throw new Error('the return-path listener is not started')

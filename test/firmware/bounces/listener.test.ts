@@ -34,6 +34,8 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
   const up = (await child.waitFor((r) => r.msg === 'return-path listener up')) as unknown as { listen: string }
   const inboundPort = Number(up.listen.split(':').pop())
+  await until(() => child.stderr().includes('Stop it with Ctrl-C'), 10_000)
+  t.match(child.stderr(), new RegExp(`return path \\(bounces\\) +127\\.0\\.0\\.1:${inboundPort}\\n`), 'the start banner names the listener')
 
   const nodemailer = await import('nodemailer')
   const submit = nodemailer.createTransport({
