@@ -345,7 +345,8 @@ export class DeliveryEngine implements Component {
           this.#receipts.deadline(rule, firstSentAt),
         )
         if (delivered.length) this.counts.delivered++
-        if (readMeanwhile) {
+        // Or during that journal write, while the statement was still in flight.
+        if (readMeanwhile || this.#readInFlight.delete(env.id)) {
           await this.#spool.finish(env.id, 'read', 'read receipt while it was being sent again')
           this.counts.read++
         }

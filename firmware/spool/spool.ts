@@ -282,9 +282,10 @@ export class Spool implements Component, Handoff {
    * restart, when it ends as read rather than being sent again or owing paper).
    */
   async markRead(id: string): Promise<void> {
-    const e = this.#mustGet(id)
+    const e = this.#index.get(id)
     const w = this.#waits.get(id)
-    if (!w) return
+    // Gone already (ended by the attempt in flight), or on its first send (the attempt ends it).
+    if (!e || !w) return
     const read = { ...w, read: true }
     await this.#journal.append(id, 'awaiting', e.attempts, this.#clock.now(), encodeWait(read))
     this.#waits.set(id, read)
