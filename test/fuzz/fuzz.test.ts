@@ -42,11 +42,18 @@ t.test('growth: every parser is linear in its worst known input (×4 input, ×4 
     const small = target.worst(n)
     const large = target.worst(4 * n)
     time(() => target.run(small)) // warm up
-    const a = time(() => target.run(small))
-    const b = time(() => target.run(large))
+    let a = time(() => target.run(small))
+    let b = time(() => target.run(large))
     // Below a millisecond one garbage collection decides the ratio (ReplyReader once read 0.2 ms
     // against 1.6 ms, ×10.9); a quadratic parser is far slower than that at these sizes anyway.
-    const ratio = b / Math.max(a, 1)
+    let ratio = b / Math.max(a, 1)
+    if (ratio >= 8) {
+      // Measured again before judging: a busy CI machine once made a linear scanner ×8.2 (2.0 ms
+      // against 16.1 ms); a quadratic one is ×16 every time.
+      a = time(() => target.run(small))
+      b = time(() => target.run(large))
+      ratio = Math.min(ratio, b / Math.max(a, 1))
+    }
     // Four times the input: linear takes ×4, quadratic ×16. The wide margin is for a busy 2-core
     // machine under coverage instrumentation, where garbage collection alone has made a linear
     // parser look ×4.2 at double the size.
