@@ -243,6 +243,7 @@ export class ControlServer implements Component {
         const e = this.#entry(args)
         if (e.state === 'held') throw new Refused(`${e.id} is already held`)
         if (e.state === 'inflight') throw new Refused(`${e.id} is being delivered right now; try again when the attempt ends`)
+        if (e.state === 'awaiting') throw new Refused(`${e.id} was delivered and awaits its read receipt (M11); there is nothing to hold`)
         await this.#spool.hold(e.id)
         return view(this.#spool.entry(e.id)!)
       }
@@ -289,7 +290,7 @@ function view(e: SpoolEntry) {
     state: e.state,
     attempts: e.attempts,
     created: new Date(e.created).toISOString(),
-    nextAttemptAt: e.state === 'deferred' || e.state === 'queued' ? new Date(e.nextAttemptAt).toISOString() : undefined,
+    nextAttemptAt: e.state === 'deferred' || e.state === 'queued' || e.state === 'awaiting' ? new Date(e.nextAttemptAt).toISOString() : undefined,
   }
 }
 

@@ -203,3 +203,18 @@ t.test('queue.remove: only a held mail, only with a one-line reason, carried out
   t.same(removed, [`${m.envelope.id} bob wrong customer`])
   t.equal(s.spool.entry(m.envelope.id), undefined)
 })
+
+t.test('M11: a statement awaiting its read receipt is listed with its next step, and cannot be held', async (t) => {
+  const r = await rig(t)
+  const m = mail('x')
+  await r.spool.accept(m)
+  r.spool.due(r.clock.now, 1)
+  const until = r.clock.now + 48 * 3_600_000
+  await r.spool.awaitReceipt(m.envelope.id, until, { sends: 1, firstSentAt: r.clock.now }, until + 86_400_000)
+  t.match(await r.ask('queue.summary'), { ok: true, result: { total: 1, awaiting: 1 } })
+  t.match(await r.ask('queue.list', { state: 'awaiting' }), {
+    ok: true,
+    result: [{ id: m.envelope.id, state: 'awaiting', nextAttemptAt: new Date(until).toISOString() }],
+  })
+  t.match(await r.ask('queue.hold', { id: m.envelope.id }), { ok: false, error: /awaits its read receipt \(M11\); there is nothing to hold/ })
+})
