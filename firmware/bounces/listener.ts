@@ -248,7 +248,10 @@ export class ReturnPathListener implements Component {
       }
     if (report.kind === 'mdn' && report.disposition?.type === 'displayed')
       for (const ref of refs.filter((r) => r.kind === 'r'))
-        await this.#onRead(ref.id, ref.recipient).catch((err: unknown) => this.#log.error({ err, id: ref.id }, 'a read could not end its statement'))
+        await this.#onRead(ref.id, ref.recipient).then(
+          (outcome) => this.#log.info({ id: ref.id, outcome }, 'read receipt'),
+          (err: unknown) => this.#log.error({ err, id: ref.id }, 'a read could not end its statement'),
+        )
   }
 
   /**

@@ -13,7 +13,7 @@ import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import { newQueueId } from '../spool/ids.ts'
 import type { Spool } from '../spool/spool.ts'
-import type { SpoolEntry } from '../spool/types.ts'
+import type { FinalOutcome, SpoolEntry } from '../spool/types.ts'
 import { SmtpClient, SmtpError } from './client.ts'
 import { buildDsn, type DsnFacts, type DsnReason } from './dsn.ts'
 import { EgressPool, isBlockReply, isThrottleReply, type Egress } from './egress.ts'
@@ -66,6 +66,8 @@ export class DeliveryEngine implements Component {
   readonly #receipts: ReadReceipts
   /** Awaiting statements whose read came while they were in flight for their second send. */
   readonly #readInFlight = new Set<string>()
+  /** What counts as read for each statement of a read-receipt class delivery has looked at (until it ends). */
+  readonly #evidence = new Map<string, ReceiptRule['readEvidence']>()
 
   constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver; returnPath?: ReturnPathTokens }) {
     this.#config = deps.config
@@ -190,7 +192,7 @@ export class DeliveryEngine implements Component {
       'removed',
       pending.map((rcpt) => ({ rcpt, reason: why })),
     )
-    await this.#spool.finish(id, 'removed', why)
+    await this.#finish(id, 'removed', why)
     this.counts.removed++
   }
 
@@ -201,9 +203,17 @@ export class DeliveryEngine implements Component {
    */
   async read(id: string, evidence: ReceiptRule['readEvidence']): Promise<'read' | 'not-awaiting' | 'not-evidence'> {
     if (!this.#spool.entry(id)) return 'not-awaiting'
-    const mail = await this.#spool.read(id).catch(() => undefined)
-    const rule = mail && this.#receipts.ruleFor(mail.envelope)
-    if (!rule || rule.readEvidence !== evidence) return 'not-evidence'
+    // What counts as read for this statement: known since delivery looked at it, else (after a
+    // restart) from its record.
+    let counts = this.#evidence.get(id)
+    if (counts === undefined) {
+      const mail = await this.#spool.read(id).catch((err: unknown) => {
+        this.#log.warn({ id, err: (err as Error).message }, 'cannot read an awaiting statement to check its read evidence')
+        return undefined
+      })
+      counts = (mail && this.#receipts.ruleFor(mail.envelope)?.readEvidence) ?? undefined
+    }
+    if (counts !== evidence) return 'not-evidence'
     const entry = this.#spool.entry(id)
     if (!entry) return 'not-awaiting'
     // Being sent (the first time, or again): the read ends it as soon as that attempt is recorded.
@@ -214,9 +224,16 @@ export class DeliveryEngine implements Component {
       return 'read'
     }
     if (!this.#spool.receiptWait(id) || !this.#spool.claimAwaiting(id)) return 'not-awaiting'
-    await this.#spool.finish(id, 'read', `read receipt (${evidence})`)
+    await this.#finish(id, 'read', `read receipt (${evidence})`)
     this.counts.read++
     return 'read'
+  }
+
+  /** A final state (the spool's), and what delivery kept in memory about the statement goes with it. */
+  async #finish(id: string, outcome: FinalOutcome, reason: string): Promise<void> {
+    await this.#spool.finish(id, outcome, reason)
+    this.#evidence.delete(id)
+    this.#readInFlight.delete(id)
   }
 
   get inFlight(): number {
@@ -240,7 +257,7 @@ export class DeliveryEngine implements Component {
           'expired',
           mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })),
         )
-      await this.#spool.finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
+      await this.#finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
       this.counts.expired++
       return
     }
@@ -255,15 +272,16 @@ export class DeliveryEngine implements Component {
     const env = mail.envelope
     const kind = env.kind ?? 'statement'
     const rule = this.#receipts.ruleFor(env)
+    if (rule) this.#evidence.set(env.id, rule.readEvidence)
     if (wait?.read) {
-      await this.#spool.finish(env.id, 'read', 'read receipt while it was being sent again')
+      await this.#finish(env.id, 'read', 'read receipt while it was being sent again')
       this.counts.read++
       return
     }
     if (wait) {
       const step = rule ? this.#receipts.step(rule, wait, now) : ({ step: 'unread', reason: 'its class no longer asks for a read receipt' } as const)
       if (step.step === 'unread') {
-        await this.#spool.finish(env.id, 'unread', step.reason)
+        await this.#finish(env.id, 'unread', step.reason)
         this.counts.unread++
         return
       }
@@ -324,7 +342,7 @@ export class DeliveryEngine implements Component {
     await this.#events.durable?.()
     if (wait && bouncedNow.length > 0 && delivered.length === 0) {
       // M11: the second send bounced. The first was delivered and never read: paper is owed for that.
-      await this.#spool.finish(env.id, 'unread', `no read receipt, and the second send bounced: ${bouncedNow[0]!.reason}`)
+      await this.#finish(env.id, 'unread', `no read receipt, and the second send bounced: ${bouncedNow[0]!.reason}`)
       this.counts.unread++
       return
     }
@@ -347,7 +365,7 @@ export class DeliveryEngine implements Component {
         if (delivered.length) this.counts.delivered++
         // Or during that journal write, while the statement was still in flight.
         if (readMeanwhile || this.#readInFlight.delete(env.id)) {
-          await this.#spool.finish(env.id, 'read', 'read receipt while it was being sent again')
+          await this.#finish(env.id, 'read', 'read receipt while it was being sent again')
           this.counts.read++
         }
         if (firstAccepted !== undefined) this.journalLag.add(performance.now() - firstAccepted)
@@ -360,11 +378,11 @@ export class DeliveryEngine implements Component {
       await this.#spool.defer(env.id, this.#clock.now() + wait, deferredReply, { delivered, bounced })
       this.counts.deferred++
     } else if (delivered.length === 0) {
-      await this.#spool.finish(env.id, 'bounced', bouncedNow[0]?.reason ?? lastReply)
+      await this.#finish(env.id, 'bounced', bouncedNow[0]?.reason ?? lastReply)
       this.counts.bounced++
     } else {
       // Delivered to at least one recipient; any that bounced have had their own DSN.
-      await this.#spool.finish(env.id, 'delivered', lastReply)
+      await this.#finish(env.id, 'delivered', lastReply)
       this.counts.delivered++
     }
     // M8: between a receiver's 250 and the journal saying so, a crash would send that mail again;
