@@ -6,16 +6,13 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { domainOf } from '../mime/address.ts'
-import { readHeader, type HeaderField } from '../mime/header.ts'
 import { ReadReceipts, type ReceiptRule } from '../bounces/receipts.ts'
 import type { ReturnPathTokens } from '../bounces/verp.ts'
-import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
-import { newQueueId } from '../spool/ids.ts'
 import type { Spool } from '../spool/spool.ts'
 import type { FinalOutcome, SpoolEntry } from '../spool/types.ts'
 import { SmtpClient, SmtpError } from './client.ts'
-import { buildDsn, type DsnFacts, type DsnReason } from './dsn.ts'
+import { Notices, type ReturnedBounce } from './notices.ts'
 import { EgressPool, isBlockReply, isThrottleReply, type Egress } from './egress.ts'
 import { Percentiles } from './percentiles.ts'
 import { ConnectionPool } from './pool.ts'
@@ -64,6 +61,7 @@ export class DeliveryEngine implements Component {
 
   readonly #returnPath: ReturnPathTokens | undefined
   readonly #receipts: ReadReceipts
+  readonly #notices: Notices
   /** Awaiting statements whose read came while they were in flight for their second send. */
   readonly #readInFlight = new Set<string>()
   /** What counts as read for each statement of a read-receipt class delivery has looked at (until it ends). */
@@ -78,6 +76,7 @@ export class DeliveryEngine implements Component {
     this.#events = deps.events
     this.#clock = deps.clock
     this.#router = new Router(deps.config, deps.resolver ?? systemResolver)
+    this.#notices = new Notices({ config: deps.config, log: this.#log, spool: deps.spool, clock: deps.clock })
     const d = deps.config.delivery
     this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() } })
     this.egress = new EgressPool(deps.config, deps.clock)
@@ -187,7 +186,7 @@ export class DeliveryEngine implements Component {
     const done = this.#spool.recipientsDone(id)
     const why = `removed by operator ${who}: ${reason}`
     const pending = mail.envelope.rcptTo.filter((_, i) => !done?.delivered.includes(i) && !done?.bounced.includes(i))
-    await this.#notify(
+    await this.#notices.forMail(
       mail,
       'removed',
       pending.map((rcpt) => ({ rcpt, reason: why })),
@@ -252,7 +251,7 @@ export class DeliveryEngine implements Component {
       // The firm's notice is queued (durably) before the mail's end is: a crash between the two
       // repeats the notice rather than losing it.
       if (mail)
-        await this.#notify(
+        await this.#notices.forMail(
           mail,
           'expired',
           mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })),
@@ -288,8 +287,7 @@ export class DeliveryEngine implements Component {
     }
     // M8: a statement from a domain with a return path goes out with a VERP sender, one
     // transaction per recipient, so that a bounce names its statement and recipient.
-    const returnDomain =
-      kind === 'statement' ? this.#config.returnPath.domains.find((d) => d.from === domainOf(env.mailFrom).toLowerCase())?.returnPath : undefined
+    const returnDomain = kind === 'statement' ? this.#receipts.returnDomain(env) : undefined
     if (returnDomain && this.#returnPath) {
       try {
         await this.#returnPath.keys()
@@ -337,7 +335,7 @@ export class DeliveryEngine implements Component {
       }
     })
     // DSNs first, as above: never a final state whose notice could still be lost.
-    if (bouncedNow.length) await this.#notify(mail, 'bounced', bouncedNow)
+    if (bouncedNow.length) await this.#notices.forMail(mail, 'bounced', bouncedNow)
     // The attempts are in the audit trail before the journal says so (the ledger is made from the trail).
     await this.#events.durable?.()
     if (wait && bouncedNow.length > 0 && delivered.length === 0) {
@@ -479,87 +477,8 @@ export class DeliveryEngine implements Component {
     return own ? [own, this.limiter] : [this.limiter]
   }
 
-  /**
-   * M8: the firm hears of every bounce and expiry (and removal) — a DSN to the
-   * configured address, queued like any mail, without the content (dsn.ts).
-   */
-  /**
-   * M8: a bounce that came back after the 250 (the return path): the firm gets the same notice
-   * as for a refusal during delivery. The statement's record is gone by then, so the facts come
-   * from the report and the ledger.
-   */
-  async notifyReturned(f: { id: string; statementId: string | undefined; rcpt: string; reason: string; arrivedAt: number }): Promise<void> {
-    const to = this.#config.delivery.notifyAddress
-    if (!to) return
-    await this.#enqueueNotice(to, {
-      queueId: f.id,
-      statementId: f.statementId,
-      auditCopy: false,
-      what: 'bounced',
-      failed: [{ rcpt: f.rcpt, reason: f.reason }],
-      arrivedAt: f.arrivedAt,
-    })
+  /** M8: a bounce that came back after the 250 (the return path), told to the firm like any other (notices.ts). */
+  notifyReturned(f: ReturnedBounce): Promise<void> {
+    return this.#notices.returned(f)
   }
-
-  async #notify(mail: Submitted, what: DsnReason, failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
-    const to = this.#config.delivery.notifyAddress
-    if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
-    // The usual loop guards (RFC 3834 2, RFC 3464 4): no notice about a mail that is itself automatic.
-    const automatic = automaticMail(mail)
-    if (automatic) {
-      this.#log.info({ id: mail.envelope.id, why: automatic }, 'no delivery notice for an automatic mail')
-      return
-    }
-    await this.#enqueueNotice(to, {
-      queueId: mail.envelope.id,
-      statementId: statementTagsOf(mail).statementId,
-      auditCopy: mail.envelope.kind === 'audit-copy',
-      what,
-      failed,
-      arrivedAt: mail.envelope.receivedAt,
-    })
-  }
-
-  /** A notice to the firm, spooled (durable) like any mail, from the null sender. */
-  async #enqueueNotice(to: string, f: Omit<DsnFacts, 'host' | 'to' | 'now' | 'messageId'>): Promise<void> {
-    const message = await buildDsn({ ...f, host: this.#config.submission.hostname, to, now: this.#clock.now(), messageId: newQueueId() })
-    await this.#spool.accept({
-      envelope: {
-        id: newQueueId(),
-        mailFrom: '',
-        rcptTo: [to],
-        account: undefined,
-        clientAddress: '127.0.0.1',
-        tls: undefined,
-        receivedAt: this.#clock.now(),
-        kind: 'dsn',
-      },
-      message,
-    })
-  }
-}
-
-const SYSTEM_SENDERS = new Set(['mailer-daemon', 'postmaster', 'mail-daemon', 'mailerdaemon'])
-
-/**
- * Why a mail is automatic (so no notice is sent about it), or undefined: a
- * null sender, a mailer-daemon sender, `Auto-Submitted` other than `no`, or a
- * report (`multipart/report`).
- */
-export function automaticMail(mail: Submitted): string | undefined {
-  const from = mail.envelope.mailFrom
-  if (from === '') return 'null sender'
-  if (SYSTEM_SENDERS.has(from.slice(0, from.lastIndexOf('@')).toLowerCase())) return 'sent by a mailer-daemon'
-  let headers: HeaderField[]
-  try {
-    headers = readHeader(mail.message).headers
-  } catch {
-    return undefined
-  }
-  for (const h of headers) {
-    const value = h.value.trim().toLowerCase()
-    if (h.key === 'auto-submitted' && !value.startsWith('no')) return `Auto-Submitted: ${value}`
-    if (h.key === 'content-type' && value.startsWith('multipart/report')) return 'a report'
-  }
-  return undefined
 }
