@@ -1,5 +1,6 @@
 import { createCipheriv, createHmac, timingSafeEqual } from 'node:crypto'
 import type { Hsm } from '../../hal/hsm/index.ts'
+import { DerivedKeys, type KeyPair } from '../keys/derived.ts'
 import { RETURN_PATH_KEY_LABEL } from '../keys/labels.ts'
 
 /**
@@ -60,33 +61,21 @@ export function unbase32(s: string): Buffer | undefined {
 }
 
 export class ReturnPathTokens {
-  readonly #hsm: Hsm
-  #keys: Promise<{ enc: Buffer; mac: Buffer }> | undefined
-  #loaded: { enc: Buffer; mac: Buffer } | undefined
+  readonly #derived: DerivedKeys
 
   constructor(hsm: Hsm) {
-    this.#hsm = hsm
+    this.#derived = new DerivedKeys(hsm, RETURN_PATH_KEY_LABEL, 'statement-gateway return path v1')
   }
 
   /** Derives the keys (once; again after a failure, e.g. while the HSM was away). */
-  keys(): Promise<{ enc: Buffer; mac: Buffer }> {
-    this.#keys ??= Promise.all([
-      this.#hsm.keys.hmac(RETURN_PATH_KEY_LABEL, Buffer.from('statement-gateway return path v1 encryption')),
-      this.#hsm.keys.hmac(RETURN_PATH_KEY_LABEL, Buffer.from('statement-gateway return path v1 authentication')),
-    ]).then(
-      ([enc, mac]) => (this.#loaded = { enc, mac }),
-      (err: unknown) => {
-        this.#keys = undefined
-        throw err
-      },
-    )
-    return this.#keys
+  keys(): Promise<KeyPair> {
+    return this.#derived.keys()
   }
 
   /** The local part for `ref` (`b-…` or `r-…`); keys() must have resolved. */
   localPart(ref: ReturnRef): string {
-    if (!this.#loaded) throw new Error('return-path keys not derived yet: await keys() first')
-    const { enc, mac } = this.#loaded
+    if (!this.#derived.loaded) throw new Error('return-path keys not derived yet: await keys() first')
+    const { enc, mac } = this.#derived.loaded
     const id = Buffer.from(ref.id, 'base64url')
     if (id.toString('base64url') !== ref.id || id.length === 0 || id.length > 32) throw new Error(`not a queue id: ${ref.id}`)
     if (!Number.isInteger(ref.recipient) || ref.recipient < 0 || ref.recipient > 0xffff) throw new Error(`bad recipient index ${ref.recipient}`)

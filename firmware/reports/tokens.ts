@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Hsm } from '../../hal/hsm/index.ts'
+import { DerivedKeys, type KeyPair } from '../keys/derived.ts'
 import { TRACKING_KEY_LABEL } from '../keys/labels.ts'
 
 /**
@@ -34,27 +35,15 @@ export const MAX_TOKEN = 2200
  * to the link sealed in the token, so there is no open redirect to abuse.
  */
 export class TrackingTokens {
-  readonly #hsm: Hsm
-  #keys: Promise<{ enc: Buffer; mac: Buffer }> | undefined
-  #loaded: { enc: Buffer; mac: Buffer } | undefined
+  readonly #derived: DerivedKeys
 
   constructor(hsm: Hsm) {
-    this.#hsm = hsm
+    this.#derived = new DerivedKeys(hsm, TRACKING_KEY_LABEL, 'statement-gateway tracking v1')
   }
 
   /** Derives the keys (once; again after a failure, e.g. while the HSM was away). */
-  keys(): Promise<{ enc: Buffer; mac: Buffer }> {
-    this.#keys ??= Promise.all([
-      this.#hsm.keys.hmac(TRACKING_KEY_LABEL, Buffer.from('statement-gateway tracking v1 encryption')),
-      this.#hsm.keys.hmac(TRACKING_KEY_LABEL, Buffer.from('statement-gateway tracking v1 authentication')),
-    ]).then(
-      ([enc, mac]) => (this.#loaded = { enc, mac }),
-      (err: unknown) => {
-        this.#keys = undefined
-        throw err
-      },
-    )
-    return this.#keys
+  keys(): Promise<KeyPair> {
+    return this.#derived.keys()
   }
 
   async seal(ref: TrackingRef): Promise<string> {
@@ -64,8 +53,8 @@ export class TrackingTokens {
 
   /** Seals without waiting, once keys() has resolved (a rewrite seals every link of a mail in one pass). */
   sealNow(ref: TrackingRef): string {
-    if (!this.#loaded) throw new Error('tracking keys not derived yet: await keys() first')
-    const { enc, mac } = this.#loaded
+    if (!this.#derived.loaded) throw new Error('tracking keys not derived yet: await keys() first')
+    const { enc, mac } = this.#derived.loaded
     const plain = Buffer.from(
       JSON.stringify(
         ref.kind === 'open'
