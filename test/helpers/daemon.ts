@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DAEMON_ENV, DAEMON_NODE_ARGS } from '../../firmware/runtime.ts'
@@ -79,4 +79,18 @@ export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean } =
       })
     },
   }
+}
+
+/** A nodemailer client of the box's submission port (STARTTLS, the test account, the box's own certificate), closed at teardown. */
+export async function submitter(t: T, dataDir: string, port: number) {
+  const nodemailer = await import('nodemailer')
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    requireTLS: true,
+    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
+    tls: { ca: readFileSync(join(dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
+  })
+  t.teardown(() => transport.close())
+  return transport
 }

@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import nodemailer from 'nodemailer'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { ACCOUNT } from '../../helpers/box.ts'
-import { spawnDaemon, writeDaemonConfig } from '../../helpers/daemon.ts'
+import { spawnDaemon, submitter, writeDaemonConfig } from '../../helpers/daemon.ts'
 import { run } from '../../helpers/hsm.ts'
 import { startReceiver, until } from '../../helpers/receiver.ts'
 
@@ -37,15 +36,7 @@ t.test('M8: statements go out with a VERP sender per recipient; a DSN that comes
   await until(() => child.stderr().includes('Stop it with Ctrl-C'), 10_000)
   t.match(child.stderr(), new RegExp(`return path \\(bounces\\) +127\\.0\\.0\\.1:${inboundPort}\\n`), 'the start banner names the listener')
 
-  const nodemailer = await import('nodemailer')
-  const submit = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port: listening.starttls.port,
-    requireTLS: true,
-    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
-    tls: { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
-  })
-  t.teardown(() => submit.close())
+  const submit = await submitter(t, cfg.dataDir, listening.starttls.port)
   const headers = (id: string) => ({ 'X-Statement-ID': id, 'X-Statement-Batch': '2026-11-monthly', 'X-Statement-Class': 'securities-monthly' })
   await submit.sendMail({ from: 'statements@bank.example', to: 'wang@example.net', subject: 's1', text: 'statement 1', headers: headers('S-1') })
   await submit.sendMail({
@@ -182,15 +173,7 @@ t.test('M11: a read-receipt statement asks for its receipt at a token address; t
   const child = spawnDaemon(t, ['--config', cfg.path])
   const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
   const up = (await child.waitFor((r) => r.msg === 'return-path listener up')) as unknown as { listen: string }
-  const nodemailer = await import('nodemailer')
-  const submit = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port: listening.starttls.port,
-    requireTLS: true,
-    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
-    tls: { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
-  })
-  t.teardown(() => submit.close())
+  const submit = await submitter(t, cfg.dataDir, listening.starttls.port)
   const info = await submit.sendMail({
     from: 'statements@bank.example',
     to: 'wang@example.net',

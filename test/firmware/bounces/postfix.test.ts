@@ -4,8 +4,8 @@ import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { ACCOUNT, tempDir } from '../../helpers/box.ts'
-import { spawnDaemon, writeDaemonConfig } from '../../helpers/daemon.ts'
+import { tempDir } from '../../helpers/box.ts'
+import { spawnDaemon, submitter, writeDaemonConfig } from '../../helpers/daemon.ts'
 import { run } from '../../helpers/hsm.ts'
 import { smtpError, startReceiver } from '../../helpers/receiver.ts'
 
@@ -87,15 +87,7 @@ t.test('M8: Postfix takes the statement with 250, the mailbox server refuses it,
   const child = spawnDaemon(t, ['--config', cfg.path])
   const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
   await child.waitFor((r) => r.msg === 'return-path listener up')
-  const nodemailer = await import('nodemailer')
-  const submit = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port: listening.starttls.port,
-    requireTLS: true,
-    auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
-    tls: { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
-  })
-  t.teardown(() => submit.close())
+  const submit = await submitter(t, cfg.dataDir, listening.starttls.port)
   await submit.sendMail({
     from: 'statements@bank.example',
     to: 'wang.customer@customer.example',

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { ACCOUNT, tempDir } from '../../helpers/box.ts'
-import { spawnDaemon, writeDaemonConfig } from '../../helpers/daemon.ts'
+import { tempDir } from '../../helpers/box.ts'
+import { spawnDaemon, submitter, writeDaemonConfig } from '../../helpers/daemon.ts'
 import { run } from '../../helpers/hsm.ts'
 import { smtpError, startReceiver, until } from '../../helpers/receiver.ts'
 import { hookReceiver, type Hook } from '../../helpers/webhooks.ts'
@@ -43,15 +43,7 @@ t.test(
     t.match(secret.stdout, /^[0-9a-f]{64}\n$/)
     t.equal((await tool(CLI, cfg.path, 'webhook-secret', 'https://elsewhere.example/x')).code, 2, 'only for a configured endpoint')
 
-    const nodemailer = await import('nodemailer')
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: listening.starttls.port,
-      requireTLS: true,
-      auth: { user: ACCOUNT.name, pass: ACCOUNT.password },
-      tls: { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
-    })
-    t.teardown(() => transport.close())
+    const transport = await submitter(t, cfg.dataDir, listening.starttls.port)
     for (let i = 0; i < MAILS; i++) {
       await transport.sendMail({
         from: 'statements@bank.example',
