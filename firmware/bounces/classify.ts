@@ -23,6 +23,8 @@ export interface Rule {
   command?: readonly string[]
   /** The DSN action (`failed`, `delayed`). */
   action?: readonly string[]
+  /** The type of the DSN's Diagnostic-Code (`smtp`, `x-unix`). */
+  diagnosticType?: readonly string[]
 }
 
 /** What is known of one failure. */
@@ -35,6 +37,8 @@ export interface Failure {
   reply?: string
   command?: string
   action?: string
+  /** RFC 3464 2.3.6: the Diagnostic-Code's type, when the failure came in a DSN. */
+  diagnosticType?: string
 }
 
 export interface RuleSet {
@@ -67,16 +71,24 @@ export function loadRules(path: string, known?: RuleSet): RuleSet {
     const where = `${path}: rule ${i + 1}`
     if (typeof r?.category !== 'string' || !(r.category in categories))
       throw new ConfigError('returnPath.rulesFile', `${where}: unknown category ${JSON.stringify(r?.category)}`)
-    if (!r.status && !r.text) throw new ConfigError('returnPath.rulesFile', `${where}: needs "status" or "text"`)
+    if (!r.status && !r.text && !r.diagnosticType) throw new ConfigError('returnPath.rulesFile', `${where}: needs "status", "text" or "diagnosticType"`)
     for (const s of r.status ?? [])
       if (!/^[245x]\.(\d{1,3}|\*)\.(\d{1,3}|\*)$/.test(s)) throw new ConfigError('returnPath.rulesFile', `${where}: bad status ${JSON.stringify(s)}`)
-    for (const k of ['command', 'action'] as const)
+    for (const k of ['command', 'action', 'diagnosticType'] as const)
       if (r[k] !== undefined && !(Array.isArray(r[k]) && r[k].every((v) => typeof v === 'string')))
         throw new ConfigError('returnPath.rulesFile', `${where}: "${k}" must be a list of words`)
     for (const t of r.text ?? [])
       if (typeof t !== 'string' || normalise(t) !== t || t === '')
         throw new ConfigError('returnPath.rulesFile', `${where}: a phrase must be lower case with single spaces: ${JSON.stringify(t)}`)
-    return { category: r.category, hard: r.hard === true, status: r.status, text: r.text, command: r.command, action: r.action }
+    return {
+      category: r.category,
+      hard: r.hard === true,
+      status: r.status,
+      text: r.text,
+      command: r.command,
+      action: r.action,
+      diagnosticType: r.diagnosticType,
+    }
   })
   return { categories, rules }
 }
@@ -119,6 +131,7 @@ export class Classifier {
     for (const rule of this.rules.rules) {
       if (rule.command && !rule.command.includes(command)) continue
       if (rule.action && !rule.action.includes(f.action ?? '')) continue
+      if (rule.diagnosticType && !rule.diagnosticType.includes(f.diagnosticType ?? '')) continue
       if (rule.status && !rule.status.some((p) => statusMatches(p, status))) continue
       if (rule.text && !rule.text.some((phrase) => t.includes(phrase))) continue
       return { category: rule.category, hard: rule.hard === true, status }

@@ -9,6 +9,8 @@ export type Fields = Map<string, string>
 /** The longest field value kept (a Diagnostic-Code is a reply of a few lines). */
 const FIELD_LIMIT = 8 * 1024
 
+const RECIPIENT_FIELDS = new Set(['final-recipient', 'original-recipient'])
+
 export function fieldBlocks(text: string): Fields[] {
   const blocks: Fields[] = []
   let block: Fields = new Map()
@@ -33,12 +35,26 @@ export function fieldBlocks(text: string): Fields[] {
       continue
     }
     last = line.slice(0, colon).toLowerCase()
+    // Some servers leave out the blank line between recipients (AOL): a recipient field seen
+    // again begins the next recipient's block.
+    if (RECIPIENT_FIELDS.has(last) && block.has(last)) {
+      blocks.push(block)
+      block = new Map()
+    }
     // The first occurrence of a field is the one that counts (RFC 3464 allows each once per block).
     if (!block.has(last)) block.set(last, line.slice(colon + 1).trim())
     else last = undefined
   }
   if (block.size) blocks.push(block)
   return blocks
+}
+
+/** The type of a typed field (`smtp`, `x-unix`, `rfc822`), in lower case, or '' when it has none. */
+export function valueType(value: string | undefined): string {
+  if (!value) return ''
+  const semi = value.indexOf(';')
+  const type = semi > 0 && semi < 20 ? value.slice(0, semi).trim().toLowerCase() : ''
+  return /^[a-z0-9-]+$/.test(type) ? type : ''
 }
 
 /**

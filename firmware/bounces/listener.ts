@@ -6,7 +6,7 @@ import type { Config } from '../config/load.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { Classifier, rulesWith } from './classify.ts'
-import { parseReport, type Report } from './report.ts'
+import { failureOf, parseReport, type Report } from './report.ts'
 import type { ReturnPathTokens, ReturnRef } from './verp.ts'
 
 type Refusal = Extract<BoxEvent, { type: 'returnpath.refused' }>['reason']
@@ -282,7 +282,7 @@ export class ReturnPathListener implements Component {
     // A VERP address names one recipient: its transaction had only that one, so the report's first
     // failed (else first) recipient is about it.
     const r = report.recipients.find((x) => x.action === 'failed') ?? report.recipients[0]!
-    const c = this.#classifier.classify({ status: r.status, text: r.diagnostic, reply: r.reply, command: r.command, action: r.action })
+    const c = this.#classifier.classify(failureOf(r))
     return { ...tied, kind: 'dsn', action: r.action, category: c.category, hard: c.hard, status: c.status, reply: r.diagnostic.slice(0, REPLY_LIMIT) }
   }
 

@@ -70,9 +70,10 @@ export async function readParts(raw: Buffer): Promise<Parts> {
     if (chunk.type === 'node') {
       current = { node: chunk, chunks: [], size: 0 }
       nodes.push(current)
-    } else if ((chunk.type === 'body' || nodes.length === 1) && current && current.size < PART_TEXT_LIMIT * 4) {
-      // A multipart's own data is its preamble and delimiters: kept for the root only, read when no part
-      // followed (a multipart that never uses its boundary).
+    } else if (current && (chunk.type === 'body' || current.node.multipart) && current.size < PART_TEXT_LIMIT * 4) {
+      // A multipart's own data is its preamble and delimiters, read when no part followed: a
+      // multipart that never uses its boundary, or whose boundary parameter was lost (a folded
+      // Content-Type line that lost its indent).
       current.chunks.push(chunk.value)
       current.size += chunk.value.length
     }
@@ -82,12 +83,12 @@ export async function readParts(raw: Buffer): Promise<Parts> {
   await finished(splitter).catch(() => undefined)
   const root = nodes[0]
   const parts: Part[] = []
-  const leaves = nodes.filter((n) => !n.node.multipart).length
+  const parents = new Set(nodes.map((n) => n.node.parentNode))
   for (const { node, chunks } of nodes) {
-    if (node.multipart && (leaves > 0 || !node.root)) continue
+    if (node.multipart && parents.has(node)) continue
     const type = node.multipart ? 'text/plain' : (node.contentType || 'text/plain').toLowerCase()
     const returned = RETURNED_TYPES.has(type)
-    const read = READ_TYPES.has(type) || node.root
+    const read = READ_TYPES.has(type) || node.root || Boolean(node.multipart)
     let text = ''
     if (read) {
       text = decodeCharset(decodeTransfer(Buffer.concat(chunks), node.encoding), node.charset || undefined)

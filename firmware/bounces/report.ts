@@ -1,6 +1,6 @@
-import { bareAddress, type Fields, fieldBlocks, typedValue } from './fields.ts'
+import { bareAddress, type Fields, fieldBlocks, typedValue, valueType } from './fields.ts'
 import { readParts, type Part, type Parts, unfold } from './mime.ts'
-import { commandIn } from './classify.ts'
+import { commandIn, type Failure } from './classify.ts'
 import { addressesIn, firstStatus, normalise, replyCodeIn } from './scan.ts'
 
 /**
@@ -27,6 +27,8 @@ export interface RecipientResult {
   remoteMta: string
   /** The SMTP command the failure answered (`rcpt`, `data`, …) when the report says, else ''. */
   command: string
+  /** The type of the DSN's Diagnostic-Code (`smtp`; `x-unix` for a local delivery program's exit), when it has one. */
+  diagnosticType?: string
 }
 
 export interface Disposition {
@@ -52,7 +54,13 @@ const DIAGNOSTIC_LIMIT = 1000
 /** More recipients than one statement has; the box sends each recipient its own transaction anyway. */
 const MAX_RECIPIENTS = 100
 const SYSTEM_LOCALS = new Set(['mailer-daemon', 'postmaster', 'mailerdaemon', 'mail-daemon', 'root', 'abuse', 'noreply', 'no-reply', 'daemon', 'nobody'])
+const NO_DETAIL = { status: '', reply: '', diagnostic: '', remoteMta: '', command: '' }
 const ACTIONS = new Set<Action>(['failed', 'delayed', 'delivered', 'relayed', 'expanded'])
+
+/** What the classifier is told of a recipient's failure: the same fields wherever it is classified. */
+export function failureOf(r: RecipientResult): Failure {
+  return { status: r.status, text: r.diagnostic, reply: r.reply, command: r.command, action: r.action, diagnosticType: r.diagnosticType }
+}
 
 /** Reads a report. Never throws on what the sender wrote; what cannot be read is `unknown` with no recipients. */
 export async function parseReport(raw: Buffer): Promise<Report> {
@@ -71,6 +79,13 @@ export function reportOf(p: Parts): Report {
 
   const fb = p.parts.find((x) => x.type === 'message/feedback-report')
   if (fb || contentType.includes('feedback-report')) return { ...base, ...feedbackOf(fb, p), kind: 'feedback' }
+  // Microsoft's Junk Mail Reporting Program sends complaints without RFC 5965's report part: the
+  // message the customer marked as junk, with the recipient in a header Outlook.com adds.
+  const jmrp = returnedHeader(p, 'x-hmxmroriginalrecipient')
+  if (jmrp) {
+    const address = bareAddress(jmrp)
+    return { ...base, kind: 'feedback', feedbackType: 'abuse', recipients: [{ ...NO_DETAIL, address, action: 'delivered' }] }
+  }
 
   const status = p.parts.filter((x) => x.type === 'message/delivery-status' || x.type === 'message/global-delivery-status')
   let recipients = status.flatMap((x) => dsnRecipients(x.text)).slice(0, MAX_RECIPIENTS)
@@ -111,6 +126,7 @@ function dsnRecipients(text: string): RecipientResult[] {
       diagnostic,
       remoteMta: typedValue(b.get('remote-mta')),
       command: '',
+      diagnosticType: valueType(b.get('diagnostic-code')),
     })
   }
   return out
@@ -217,23 +233,26 @@ function textRecipients(notice: string, p: Parts): RecipientResult[] {
   let found = all.filter((a) => !own.has(a.value.toLowerCase()) && !system(a.value.toLowerCase()))
   if (found.length === 0) found = all.filter((a) => !own.has(a.value.toLowerCase()))
   if (found.length === 0) found = all.filter((a) => !reportFrom.has(a.value.toLowerCase()) && !system(a.value.toLowerCase()))
+  const named = new Set(found.map((f) => f.value.toLowerCase()))
   const seen = new Set<string>()
   const out: RecipientResult[] = []
-  for (const [i, a] of found.entries()) {
+  for (const a of found) {
     const key = a.value.toLowerCase()
     if (seen.has(key)) continue
     seen.add(key)
     if (out.length === MAX_RECIPIENTS) break
-    // The notice's words about this address: from it to the next address named. Each run of one
-    // address is walked once, by its first mention.
-    let j = i + 1
-    while (j < found.length && found[j]!.value.toLowerCase() === key) j++
-    const next = found[j]
-    const segment = notice.slice(a.at, next ? next.at : a.at + 2000)
-    out.push(textResult(a.value, segment))
+    // The notice's words about this address: from its first mention to the next mention of another
+    // recipient (at most 2000 characters), and the words before it back to the previous one.
+    const other = (x: { value: string }) => x.value.toLowerCase() !== key && named.has(x.value.toLowerCase())
+    const after = a.at + a.value.length
+    const next = addressesIn(notice.slice(after, a.at + 2000)).find(other)
+    const segment = notice.slice(a.at, next ? after + next.at : a.at + 2000)
+    const from = Math.max(0, a.at - 500)
+    const previous = addressesIn(notice.slice(from, a.at)).filter(other).at(-1)
+    out.push(textResult(a.value, segment, leadIn(notice, a.at, previous ? from + previous.at + previous.value.length : undefined)))
   }
   if (out.length === 0) {
-    const to = addressesIn(returnedHeader(p, 'to') ?? '')[0]
+    const to = addressesIn(returnedHeader(p, 'to') ?? quotedHeader(p, 'to') ?? '')[0]
     if (to) out.push(textResult(to.value, notice))
   }
   return out
@@ -245,8 +264,29 @@ function mentions(notice: string, listed: { value: string }[]): { value: string;
   return listed.map((a) => ({ value: a.value, at: Math.max(0, lower.indexOf(a.value.toLowerCase())) }))
 }
 
-function textResult(address: string, segment: string): RecipientResult {
-  const diagnostic = oneLine(segment.slice(address.length).replace(/^[>:\s]+/, '')).slice(0, DIAGNOSTIC_LIMIT)
+/**
+ * The words before an address in its own paragraph, when no other address is among them: many
+ * notices give the reason first (`User mailbox exceeds allowed size: a@b`, Lotus Notes' reason
+ * line above the address).
+ */
+function leadIn(notice: string, at: number, previous: number | undefined): string {
+  const from = Math.max(0, at - 500, previous ?? 0)
+  const before = notice.slice(from, at).replace(/\r/g, '')
+  const lines = before.split('\n')
+  let start = lines.length - 1
+  while (start > 0 && lines[start - 1]!.trim() !== '') start--
+  // The address's own brackets or quotes are not words before it.
+  const joined = lines.slice(start).join(' ').trim()
+  let end = joined.length
+  while (end > 0 && '<("\'[ \t'.includes(joined[end - 1]!)) end--
+  const words = joined.slice(0, end)
+  if (!/\p{L}/u.test(words)) return ''
+  return previous !== undefined && previous >= from && start === 0 ? '' : words
+}
+
+function textResult(address: string, segment: string, lead = ''): RecipientResult {
+  const after = segment.slice(address.length).replace(/^[>:\s]+/, '')
+  const diagnostic = oneLine(lead ? `${lead} ${after}` : after).slice(0, DIAGNOSTIC_LIMIT)
   return {
     address,
     action: 'failed',
@@ -279,7 +319,9 @@ function fillFromNotice(recipients: RecipientResult[], notice: string): void {
     }
   }
   // Only the recipient's own words say which command failed: a notice's transcript covers the whole session.
-  for (const r of recipients) r.command ||= commandIn(normalise(r.diagnostic))
+  // A DSN's Diagnostic-Code rarely says it; the notice's paragraph about the recipient often does
+  // (Postfix: `<a@b>: host mx said: 550 … (in reply to RCPT TO command)`).
+  for (const r of recipients) r.command ||= commandIn(normalise(r.diagnostic)) || commandIn(normalise(paragraphAbout(notice, r.address)))
   if (!recipients.some((r) => !r.status || !r.diagnostic)) return
   const status = firstStatus(notice)
   const reply = replyCodeIn(notice)
@@ -291,6 +333,16 @@ function fillFromNotice(recipients: RecipientResult[], notice: string): void {
   }
 }
 
+/** The notice's paragraph that first names the address: from the mention to the next blank line, at most 1000 characters. */
+function paragraphAbout(notice: string, address: string): string {
+  if (!address) return ''
+  const at = notice.toLowerCase().indexOf(address.toLowerCase())
+  if (at < 0) return ''
+  const text = notice.slice(at, at + DIAGNOSTIC_LIMIT).replace(/\r/g, '')
+  const blank = text.search(/\n[ \t]*\n/)
+  return blank < 0 ? text : text.slice(0, blank)
+}
+
 function oneLine(s: string): string {
   return unfold(s)
 }
@@ -300,6 +352,18 @@ function returnedHeader(p: Parts, name: string): string | undefined {
     if (!part.returned) continue
     const f = fieldBlocks(part.text)[0]
     const v = f?.get(name)
+    if (v) return v
+  }
+  return undefined
+}
+
+/** A header of the original message that a one-part bounce quotes after its notice. */
+function quotedHeader(p: Parts, name: string): string | undefined {
+  for (const part of p.parts) {
+    if (part.returned || part.type !== 'text/plain') continue
+    const at = returnedStart(part.text)
+    if (at >= part.text.length) continue
+    const v = fieldBlocks(part.text.slice(at, at + 64 * 1024))[0]?.get(name)
     if (v) return v
   }
   return undefined

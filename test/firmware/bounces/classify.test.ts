@@ -46,6 +46,33 @@ t.test('the command and the DSN action take part: a "user unknown" after DATA is
   t.equal(commandIn('no command named'), '')
 })
 
+t.test('where a refusal came and how it was reported take part: MAIL FROM, the greeting, a local program, a policy code', async (t) => {
+  const c = new Classifier()
+  const at = (text: string, more: Partial<Parameters<Classifier['classify']>[0]> = {}) => c.classify({ text, ...more })
+  t.match(at('550 5.1.0 neko.example.com does not exist', { command: 'mail' }), { category: 'invalid-sender', hard: false }, 'at MAIL FROM it is the sender')
+  t.equal(
+    at('554 mx.example.net : daily relay quota reached', { command: 'connect', reply: '554' }).category,
+    'spam-block',
+    'at the greeting it is the sending host',
+  )
+  t.equal(at('550 Bad SPF records for [bank.example:192.0.2.2]', { command: 'mail' }).category, 'authentication-failed', 'named causes still win')
+  t.equal(at('procmail: Couldn\'t create "/var/spool/mail/wang"', { status: '5.1.1', diagnosticType: 'x-unix' }).category, 'system-error')
+  t.equal(at('Disk quota exceeded', { diagnosticType: 'x-unix' }).category, 'quota-issues', "a local program's full disk is still quota")
+  t.match(at('550 5.7.1 550 User Unknown: wang@example.org'), { category: 'recipient-filtered', hard: false }, 'a policy code with user-unknown words')
+  t.match(at('550 5.1.1 <wang@example.org>... User Unknown'), { category: 'invalid-recipient', hard: true })
+  t.match(at("DNS Error: MX lookup of example.org: the domain example.org doesn't receive email according to its null MX", { status: '4.0.0' }), {
+    category: 'bad-domain',
+  })
+  t.equal(at("550-5.7.1 Unauthenticated email from bank.example is not accepted due to domain's").category, 'authentication-failed')
+  t.equal(at('550 5.7.1 Connections not accepted from servers without a valid sender domain. Fix reverse DNS').category, 'spam-block')
+  t.equal(
+    at("We're writing to let you know that the group you tried to contact may not exist, or you may not have permission to post messages to the group")
+      .category,
+    'invalid-sender',
+  )
+  t.equal(at('421 4.7.0 [TSS04] Messages from 192.0.2.25 temporarily deferred due to unexpected volume or user complaints').category, 'spam-block')
+})
+
 t.test("the firm's rules file is tried before the built-in rules; a bad file is refused with the rule it names", async (t) => {
   const firm = file('firm.json', {
     categories: { 'carrier-block': 'The carrier blocks statements to prepaid numbers.' },
@@ -62,7 +89,7 @@ t.test("the firm's rules file is tried before the built-in rules; a bad file is 
 
   t.throws(() => loadRules(file('a.json', '{not json')), /config key "returnPath.rulesFile": cannot read the bounce rules file/)
   t.throws(() => rulesWith(file('b.json', { rules: [{ category: 'nope', text: ['x'] }] })), /rule 1: unknown category "nope"/)
-  t.throws(() => rulesWith(file('c.json', { rules: [{ category: 'quota-issues' }] })), /rule 1: needs "status" or "text"/)
+  t.throws(() => rulesWith(file('c.json', { rules: [{ category: 'quota-issues' }] })), /rule 1: needs "status", "text" or "diagnosticType"/)
   t.throws(() => rulesWith(file('d.json', { rules: [{ category: 'quota-issues', status: ['5.2'] }] })), /bad status "5.2"/)
   t.throws(() => rulesWith(file('e.json', { rules: [{ category: 'quota-issues', text: ['Mailbox  Full'] }] })), /lower case with single spaces/)
   t.throws(() => rulesWith(file('f.json', { rules: [{ category: 'quota-issues', text: ['x'], command: 'data' }] })), /"command" must be a list/)

@@ -243,6 +243,168 @@ body
   t.equal(c.classify({ status: r.recipients[1]!.status, text: r.recipients[1]!.diagnostic }).category, 'quota-issues')
 })
 
+t.test("the command a failure answered is read from the notice's paragraph about the recipient when the DSN fields omit it", async (t) => {
+  const dsn = (said: string) =>
+    crlf(`From: MAILER-DAEMON@mx.example.net
+To: b-abc@bounce.bank.example
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+<wang@example.net>: host mx.example.net[192.0.2.7] said: 550 5.2.1
+    <wang@example.net>... User Unknown (in reply to ${said} command)
+
+<lin@example.net>: host mx.example.net[192.0.2.7] said: 452 4.2.2
+    Mailbox full
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; wang@example.net
+Action: failed
+Status: 5.2.1
+Diagnostic-Code: smtp; 550 5.2.1 <wang@example.net>... User Unknown
+
+Final-Recipient: rfc822; lin@example.net
+Action: delayed
+Status: 4.2.2
+Diagnostic-Code: smtp; 452 4.2.2 Mailbox full
+
+--B--
+`)
+  const rcpt = await parseReport(dsn('RCPT TO'))
+  t.match(rcpt.recipients, [{ command: 'rcpt' }, { command: '' }], "one recipient's paragraph says nothing of the other's")
+  const data = await parseReport(dsn('end of DATA'))
+  t.equal(data.recipients[0]!.command, 'data')
+})
+
+t.test('free-text notices: the reason may come before the address, and each recipient keeps only its own words', async (t) => {
+  const notes = await parseReport(
+    crlf(`From: postmaster@notes.example.com
+To: b-xyz@bounce.bank.example
+Subject: DELIVERY FAILURE: User not listed
+
+------- Failure Reasons  --------
+
+User  not listed in public Name & Address Book
+wang@example.com
+
+
+------- Returned Message --------
+Received: from mx.bank.example by notes.example.com
+Message-Id: <Q9.1@bank.example>
+To: wang@example.com
+
+body
+`),
+  )
+  t.match(notes.recipients, [{ address: 'wang@example.com' }])
+  t.match(notes.recipients[0]!.diagnostic, /^User not listed in public Name & Address Book/)
+  t.match(new Classifier().classify({ text: notes.recipients[0]!.diagnostic }), { category: 'invalid-recipient', hard: true })
+
+  // X-Failed-Recipients lists them in another order than the notice; no recipient takes the other's reply.
+  const exim = await parseReport(
+    crlf(`From: Mail Delivery System <Mailer-Daemon@mx.example.jp>
+To: b-xyz@bounce.bank.example
+Subject: Mail delivery failed: returning message to sender
+X-Failed-Recipients: chen@example.jp,
+  li@example.jp
+
+This message was created automatically by mail delivery software.
+
+  li@example.jp
+    SMTP error from remote mail server after RCPT TO:<li@example.jp>:
+    host mx.example.jp [192.0.2.12]: 550 5.2.2 <li@example.jp>... Mailbox Full
+  chen@example.jp
+    SMTP error from remote mail server after RCPT TO:<chen@example.jp>:
+    host mx.example.jp [192.0.2.12]: 550 5.1.1 <chen@example.jp>... User Unknown
+`),
+  )
+  t.match(exim.recipients, [
+    { address: 'chen@example.jp', status: '5.1.1', command: 'rcpt' },
+    { address: 'li@example.jp', status: '5.2.2', command: 'rcpt' },
+  ])
+  t.notMatch(exim.recipients[0]!.diagnostic, /Mailbox Full/)
+  t.notMatch(exim.recipients[1]!.diagnostic, /User Unknown/)
+})
+
+t.test('a one-part bounce that names its recipient only in the quoted original is read from the quoted To', async (t) => {
+  const r = await parseReport(
+    crlf(`From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.com>
+To: b-xyz@bounce.bank.example
+Subject: Returned mail: Cannot send message for 5 days
+
+   ----- Transcript of session follows -----
+421 example.com (smtp)... Deferred: Connection timed out during user open with example.com
+
+   ----- Unsent message follows -----
+Received: by relay.example.com; id 0001
+From: statements@bank.example
+To: wang@example.com
+Subject: statement
+
+body
+`),
+  )
+  t.match(r, { kind: 'dsn', recipients: [{ address: 'wang@example.com', reply: '421' }] })
+  t.equal(new Classifier().classify({ ...r.recipients[0]!, text: r.recipients[0]!.diagnostic }).category, 'message-expired')
+})
+
+t.test('a multipart whose boundary parameter was lost (an unindented folded line) is read as text', async (t) => {
+  const r = await parseReport(
+    crlf(`From: post_master@sms.example.com
+To: b-xyz@bounce.bank.example
+Subject: Re: statement
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="OUT"
+
+--OUT
+Content-Type: multipart/alternative;
+boundary="IN"
+
+--IN
+Content-Type: text/plain; charset=us-ascii
+
+Error: Invalid user address
+
+  RCPT TO: wang@sms.example.com
+
+--IN--
+
+--OUT--
+`),
+  )
+  t.match(r, { kind: 'dsn', recipients: [{ address: 'wang@sms.example.com' }] })
+})
+
+t.test("Microsoft's Junk Mail Reporting Program: a complaint without an RFC 5965 part, the recipient in Outlook.com's header", async (t) => {
+  const r = await parseReport(
+    crlf(`From: staff@hotmail.com
+To: b-xyz@bounce.bank.example
+Subject: complaint about message from 192.0.2.22
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="J"
+
+--J
+Content-Type: message/rfc822
+
+X-HmXmrOriginalRecipient: <wang@outlook.example>
+Message-ID: <Q5.5@bank.example>
+From: statements@bank.example
+To: wang@outlook.example
+
+body
+--J--
+`),
+  )
+  t.match(r, { kind: 'feedback', feedbackType: 'abuse', originalMessageId: 'Q5.5@bank.example', recipients: [{ address: 'wang@outlook.example' }] })
+})
+
 t.test('a report that says nothing readable is unknown, with no recipient and no guess', async (t) => {
   const r = await parseReport(crlf(`From: someone@example.com\nSubject: hello\n\nJust saying hi.\n`))
   t.match(r, { kind: 'unknown', recipients: [], originalMessageId: '' })
