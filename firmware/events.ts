@@ -98,8 +98,11 @@ export type BoxEvent =
       type: 'admin.action'
       /** The operator's login as the client reports it; the channel's permissions are what authenticate. */
       who: string
-      /** control-socket: a request to the running box; cli: a tool that acted itself (e.g. on the HSM) and reports it. */
-      via: 'control-socket' | 'cli'
+      /**
+       * control-socket: a request to the running box; cli: a tool that acted itself (e.g. on the HSM)
+       * and reports it; admin-page: a person logged in to the admin page.
+       */
+      via: 'control-socket' | 'cli' | 'admin-page'
       action: string
       target: string | undefined
       outcome: 'ok' | 'refused'

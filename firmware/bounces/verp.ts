@@ -1,5 +1,6 @@
 import { createCipheriv, createHmac, timingSafeEqual } from 'node:crypto'
 import type { Hsm } from '../../hal/hsm/index.ts'
+import { base32, unbase32 } from '../../hal/crypto/base32.ts'
 import { DerivedKeys, type KeyPair } from '../keys/derived.ts'
 import { RETURN_PATH_KEY_LABEL } from '../keys/labels.ts'
 
@@ -25,40 +26,6 @@ export interface ReturnRef {
 }
 
 const TAG = 10
-const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
-
-export function base32(buf: Buffer): string {
-  let out = ''
-  let bits = 0
-  let value = 0
-  for (const byte of buf) {
-    value = (value << 8) | byte
-    bits += 8
-    while (bits >= 5) {
-      out += ALPHABET[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-  }
-  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31]
-  return out
-}
-
-export function unbase32(s: string): Buffer | undefined {
-  const out: number[] = []
-  let bits = 0
-  let value = 0
-  for (const ch of s) {
-    const v = ALPHABET.indexOf(ch)
-    if (v < 0) return undefined
-    value = ((value << 5) | v) & 0xffff
-    bits += 5
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff)
-      bits -= 8
-    }
-  }
-  return Buffer.from(out)
-}
 
 export class ReturnPathTokens {
   readonly #derived: DerivedKeys

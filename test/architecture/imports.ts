@@ -24,6 +24,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['firmware/delivery'],
   ['firmware/reports'],
   ['firmware/control'],
+  ['firmware/admin'],
   ['firmware/daemon.ts'],
   ['firmware/main.ts'],
 ]

@@ -1,0 +1,430 @@
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Clock } from '../../hal/clock.ts'
+import { hashPassword, verifyPassword } from '../../hal/crypto/password.ts'
+import type { Hsm } from '../../hal/hsm/index.ts'
+import { writeFileAtomic } from '../../hal/storage/files.ts'
+import type { EventSink } from '../events.ts'
+import { DerivedKeys } from '../keys/derived.ts'
+import { PASSWORD_PEPPER_LABEL } from '../keys/labels.ts'
+import { passwordProblem } from './passwords.ts'
+import { newTotpSecret, verifyTotp } from './totp.ts'
+
+/**
+ * The admin page's accounts (S3, S4, S5, S8), kept in `<dataDir>/admin/users.json`
+ * (mode 0600, written whole). Nothing in that file lets a thief log in or
+ * guess offline: a password is hashed with scrypt over an HMAC of it computed
+ * in the HSM (`admin/password-pepper`, which never leaves the token), the TOTP
+ * secret is sealed with AES-256-GCM under a key derived there, and recovery
+ * codes are kept as HMACs under another. Without the HSM the file is inert.
+ *
+ * The first administrator is made with a one-time setup code (S8, ETSI EN 303
+ * 645 5.1: no default password): while no administrator exists the box makes
+ * one, valid 24 hours and once, prints it and writes it to a 0600 file.
+ */
+export type Role = 'admin' | 'operator' | 'auditor'
+export const ROLES: readonly Role[] = ['admin', 'operator', 'auditor']
+
+/** S4: five failed logins in a row lock the account until another administrator unlocks it. */
+export const MAX_FAILURES = 5
+/** S3: a change of password is asked for after this long. */
+export const PASSWORD_MAX_AGE_MS = 90 * 86_400_000
+const SETUP_VALID_MS = 24 * 3_600_000
+const RECOVERY_CODES = 10
+
+interface StoredUser {
+  name: string
+  role: Role
+  password: string
+  passwordChangedAt: number
+  /** The TOTP secret, sealed: base64 of IV (12) ‖ tag (16) ‖ ciphertext. '' until enrolled. */
+  totp: string
+  /** The last TOTP step accepted: a code is never taken twice. */
+  totpStep: number
+  /** HMACs of the unused recovery codes. */
+  recovery: string[]
+  failures: number
+  lockedAt: number | null
+  disabled: boolean
+  createdAt: number
+  createdBy: string
+  lastLoginAt: number | null
+}
+
+interface Store {
+  version: 1
+  users: StoredUser[]
+  /** SHA-256 of the pending setup code and when it stops being valid. */
+  setup: { hash: string; expiresAt: number } | null
+}
+
+/** What the pages show of an account: never a secret. */
+export interface UserView {
+  name: string
+  role: Role
+  disabled: boolean
+  locked: boolean
+  failures: number
+  mfaEnrolled: boolean
+  recoveryCodesLeft: number
+  createdAt: number
+  createdBy: string
+  lastLoginAt: number | null
+  passwordChangedAt: number
+  passwordExpired: boolean
+}
+
+export type LoginResult =
+  | { ok: true; user: UserView }
+  /** One message for every refusal a person sees (S3: never says whether the name or the password was wrong); `reason` is for the audit trail. */
+  | { ok: false; reason: 'unknown-user' | 'bad-password' | 'bad-code' | 'locked' | 'disabled' | 'not-enrolled'; lockedNow: boolean }
+
+export class AccountError extends Error {}
+
+const NAME = /^[a-z][a-z0-9._-]{1,31}$/
+
+export class Accounts {
+  readonly #file: string
+  readonly #codeFile: string
+  readonly #hsm: Hsm
+  readonly #keys: DerivedKeys
+  readonly #clock: Clock
+  readonly #events: EventSink
+  #store: Store
+  /** scrypt work is done for an unknown name too, so timing does not tell names apart. */
+  #decoy: Promise<string> | undefined
+
+  constructor(o: { dataDir: string; hsm: Hsm; clock: Clock; events: EventSink }) {
+    this.#file = join(o.dataDir, 'admin', 'users.json')
+    this.#codeFile = join(o.dataDir, 'admin', 'setup-code')
+    this.#hsm = o.hsm
+    this.#keys = new DerivedKeys(o.hsm, PASSWORD_PEPPER_LABEL, 'admin accounts')
+    this.#clock = o.clock
+    this.#events = o.events
+    this.#store = existsSync(this.#file) ? (JSON.parse(readFileSync(this.#file, 'utf8')) as Store) : { version: 1, users: [], setup: null }
+  }
+
+  /** Where the pending setup code is written for the person at the console. */
+  get setupCodeFile(): string {
+    return this.#codeFile
+  }
+
+  hasAdmin(): boolean {
+    return this.#store.users.some((u) => u.role === 'admin' && !u.disabled)
+  }
+
+  /**
+   * While no administrator exists: a new setup code when none is pending or
+   * the pending one has expired (returned, and written to a 0600 file), else
+   * undefined (the pending code stays as printed before).
+   */
+  ensureSetupCode(): string | undefined {
+    if (this.hasAdmin()) return undefined
+    const s = this.#store.setup
+    if (s && s.expiresAt > this.#clock.now() && existsSync(this.#codeFile)) return undefined
+    // 4 groups of 5 from an alphabet without look-alikes: ~99 bits, typed from a console.
+    const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'
+    const code = Array.from({ length: 4 }, () => Array.from({ length: 5 }, () => alphabet[randomInt(alphabet.length)]).join('')).join('-')
+    this.#store.setup = { hash: sha256(code), expiresAt: this.#clock.now() + SETUP_VALID_MS }
+    this.#save()
+    writeFileAtomic(this.#codeFile, `${code}\n`, 0o600)
+    return code
+  }
+
+  /** Whether `code` is the pending setup code (still valid); it is used up by createFirstAdmin. */
+  checkSetupCode(code: string): boolean {
+    const s = this.#store.setup
+    if (!s || this.hasAdmin() || s.expiresAt <= this.#clock.now()) return false
+    return safeEqual(sha256(code.trim().toUpperCase()), s.hash)
+  }
+
+  /**
+   * The first administrator, made with the setup code, which is then used up
+   * (a second use fails). Returns the TOTP secret to enrol: the account cannot
+   * log in until a code from it is confirmed (confirmTotp).
+   */
+  async createFirstAdmin(setupCode: string, name: string, password: string, clientAddress: string): Promise<Buffer> {
+    if (!this.checkSetupCode(setupCode)) {
+      this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'setup', target: undefined, outcome: 'refused', reason: 'setup code' })
+      throw new AccountError('The setup code is wrong, used or expired.')
+    }
+    const secret = await this.#create(name, 'admin', password, 'setup code')
+    this.#store.setup = null
+    this.#save()
+    rmSync(this.#codeFile, { force: true })
+    this.#events.emit({
+      type: 'admin.action',
+      who: name,
+      via: 'admin-page',
+      action: 'setup',
+      target: name,
+      outcome: 'ok',
+      detail: `first administrator, from ${clientAddress}`,
+    })
+    return secret
+  }
+
+  /** S5: an administrator makes an account of a role. Returns its TOTP secret to enrol at its first login. */
+  async createUser(by: string, name: string, role: Role, password: string): Promise<Buffer> {
+    this.#requireAdmin(by)
+    const secret = await this.#create(name, role, password, by)
+    this.#events.emit({ type: 'admin.action', who: by, via: 'admin-page', action: 'user.create', target: name, outcome: 'ok', detail: `role ${role}` })
+    return secret
+  }
+
+  async #create(name: string, role: Role, password: string, createdBy: string): Promise<Buffer> {
+    if (!NAME.test(name)) throw new AccountError('A name is 2 to 32 lower-case letters, digits, dots, dashes or underscores, starting with a letter.')
+    if (this.#find(name)) throw new AccountError(`There is already an account named ${name}.`)
+    if (!ROLES.includes(role)) throw new AccountError(`No such role: ${role}.`)
+    const problem = passwordProblem(password, name)
+    if (problem) throw new AccountError(`The password ${problem}.`)
+    const secret = newTotpSecret()
+    const now = this.#clock.now()
+    this.#store.users.push({
+      name,
+      role,
+      password: await this.#hash(password),
+      passwordChangedAt: now,
+      totp: await this.#seal(secret, name),
+      totpStep: -1,
+      recovery: [],
+      failures: 0,
+      lockedAt: null,
+      disabled: false,
+      createdAt: now,
+      createdBy,
+      lastLoginAt: null,
+    })
+    this.#save()
+    return secret
+  }
+
+  /**
+   * Enrolment: the first code from the person's app proves they have the
+   * secret; recovery codes are made then and shown once.
+   */
+  async confirmTotp(name: string, code: string): Promise<string[] | undefined> {
+    const u = this.#find(name)
+    if (!u || u.recovery.length > 0 || u.totpStep >= 0) return undefined
+    const step = verifyTotp(await this.#unseal(u.totp, name), code, this.#clock.now(), u.totpStep)
+    if (step === undefined) return undefined
+    const codes = Array.from({ length: RECOVERY_CODES }, () =>
+      randomBytes(8)
+        .toString('hex')
+        .replace(/(.{4})(?=.)/g, '$1-'),
+    )
+    u.totpStep = step
+    u.recovery = await Promise.all(codes.map((c) => this.#recoveryMac(c)))
+    this.#save()
+    this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.enrol', target: name, outcome: 'ok' })
+    return codes
+  }
+
+  /**
+   * S3, S4: password and then a TOTP code (or a recovery code, used up). Every
+   * refusal counts towards the lockout; a success resets the count. Every
+   * attempt is an audit event (S6).
+   */
+  async login(name: string, password: string, code: string, clientAddress: string): Promise<LoginResult> {
+    const u = this.#find(name)
+    const refuse = (reason: Exclude<LoginResult, { ok: true }>['reason']): LoginResult => {
+      let lockedNow = false
+      if (u && reason !== 'locked' && reason !== 'disabled') {
+        u.failures++
+        if (u.failures >= MAX_FAILURES && u.lockedAt === null) {
+          u.lockedAt = this.#clock.now()
+          lockedNow = true
+        }
+        this.#save()
+      }
+      this.#events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'failure', reason })
+      if (lockedNow)
+        this.#events.emit({
+          type: 'admin.action',
+          who: name,
+          via: 'admin-page',
+          action: 'user.lock',
+          target: name,
+          outcome: 'ok',
+          reason: `${MAX_FAILURES} failed logins`,
+        })
+      return { ok: false, reason, lockedNow }
+    }
+    if (!u) {
+      await this.#decoyCheck(password)
+      return refuse('unknown-user')
+    }
+    const passwordOk = await verifyPassword(await this.#pepper(password), u.password)
+    if (u.disabled) return refuse('disabled')
+    if (u.lockedAt !== null) return refuse('locked')
+    if (!passwordOk) return refuse('bad-password')
+    if (u.totpStep < 0) return refuse('not-enrolled')
+    const trimmed = code.trim()
+    const step = verifyTotp(await this.#unseal(u.totp, name), trimmed, this.#clock.now(), u.totpStep)
+    if (step !== undefined) u.totpStep = step
+    else {
+      const mac = await this.#recoveryMac(trimmed.toLowerCase())
+      const at = u.recovery.findIndex((r) => safeEqual(r, mac))
+      if (at < 0) return refuse('bad-code')
+      u.recovery.splice(at, 1)
+      this.#events.emit({
+        type: 'admin.action',
+        who: name,
+        via: 'admin-page',
+        action: 'mfa.recovery-code',
+        target: name,
+        outcome: 'ok',
+        detail: `${u.recovery.length} left`,
+      })
+    }
+    u.failures = 0
+    u.lastLoginAt = this.#clock.now()
+    this.#save()
+    this.#events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'success' })
+    return { ok: true, user: this.#view(u) }
+  }
+
+  /** S4: another administrator unlocks a locked account after checking who asks, and says so. */
+  unlock(by: string, name: string, reason: string): void {
+    this.#requireAdmin(by)
+    if (by === name) throw new AccountError('An account is unlocked by another administrator.')
+    if (!reason.trim()) throw new AccountError('Say why (how the person was identified).')
+    const u = this.#mustFind(name)
+    u.lockedAt = null
+    u.failures = 0
+    this.#save()
+    this.#events.emit({ type: 'admin.action', who: by, via: 'admin-page', action: 'user.unlock', target: name, outcome: 'ok', reason })
+  }
+
+  setDisabled(by: string, name: string, disabled: boolean, reason: string): void {
+    this.#requireAdmin(by)
+    if (by === name) throw new AccountError('An administrator cannot disable their own account.')
+    const u = this.#mustFind(name)
+    u.disabled = disabled
+    this.#save()
+    this.#events.emit({
+      type: 'admin.action',
+      who: by,
+      via: 'admin-page',
+      action: disabled ? 'user.disable' : 'user.enable',
+      target: name,
+      outcome: 'ok',
+      reason,
+    })
+  }
+
+  async changePassword(name: string, current: string, next: string): Promise<void> {
+    const u = this.#mustFind(name)
+    if (!(await verifyPassword(await this.#pepper(current), u.password))) throw new AccountError('The current password is not right.')
+    const problem = passwordProblem(next, name)
+    if (problem) throw new AccountError(`The new password ${problem}.`)
+    if (await verifyPassword(await this.#pepper(next), u.password)) throw new AccountError('The new password must differ from the current one.')
+    u.password = await this.#hash(next)
+    u.passwordChangedAt = this.#clock.now()
+    this.#save()
+    this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'password.change', target: name, outcome: 'ok' })
+  }
+
+  /** An administrator resets another account's MFA: a new secret to enrol at its next login, recovery codes void. */
+  async resetMfa(by: string, name: string, reason: string): Promise<Buffer> {
+    this.#requireAdmin(by)
+    const u = this.#mustFind(name)
+    const secret = newTotpSecret()
+    u.totp = await this.#seal(secret, name)
+    u.totpStep = -1
+    u.recovery = []
+    this.#save()
+    this.#events.emit({ type: 'admin.action', who: by, via: 'admin-page', action: 'mfa.reset', target: name, outcome: 'ok', reason })
+    return secret
+  }
+
+  user(name: string): UserView | undefined {
+    const u = this.#find(name)
+    return u && this.#view(u)
+  }
+
+  users(): UserView[] {
+    return this.#store.users.map((u) => this.#view(u))
+  }
+
+  #view(u: StoredUser): UserView {
+    return {
+      name: u.name,
+      role: u.role,
+      disabled: u.disabled,
+      locked: u.lockedAt !== null,
+      failures: u.failures,
+      mfaEnrolled: u.totpStep >= 0,
+      recoveryCodesLeft: u.recovery.length,
+      createdAt: u.createdAt,
+      createdBy: u.createdBy,
+      lastLoginAt: u.lastLoginAt,
+      passwordChangedAt: u.passwordChangedAt,
+      passwordExpired: this.#clock.now() - u.passwordChangedAt > PASSWORD_MAX_AGE_MS,
+    }
+  }
+
+  #find(name: string): StoredUser | undefined {
+    return this.#store.users.find((u) => u.name === name)
+  }
+
+  #mustFind(name: string): StoredUser {
+    const u = this.#find(name)
+    if (!u) throw new AccountError(`No account named ${name}.`)
+    return u
+  }
+
+  #requireAdmin(by: string): void {
+    const u = this.#find(by)
+    if (!u || u.role !== 'admin' || u.disabled || u.lockedAt !== null) throw new AccountError('Only an administrator may do that.')
+  }
+
+  /** The password as scrypt sees it: an HMAC of it computed in the HSM, so the hash cannot be attacked without the token. */
+  async #pepper(password: string): Promise<string> {
+    const mac = await this.#hsm.keys.hmac(PASSWORD_PEPPER_LABEL, Buffer.from(`admin password\0${password.normalize('NFC')}`))
+    return mac.toString('base64')
+  }
+
+  async #hash(password: string): Promise<string> {
+    return hashPassword(await this.#pepper(password))
+  }
+
+  async #decoyCheck(password: string): Promise<void> {
+    this.#decoy ??= hashPassword(randomBytes(16).toString('base64'))
+    await verifyPassword(await this.#pepper(password), await this.#decoy)
+  }
+
+  async #seal(secret: Buffer, name: string): Promise<string> {
+    const { enc } = await this.#keys.keys()
+    const iv = randomBytes(12)
+    const c = createCipheriv('aes-256-gcm', enc, iv).setAAD(Buffer.from(name))
+    const body = Buffer.concat([c.update(secret), c.final()])
+    return Buffer.concat([iv, c.getAuthTag(), body]).toString('base64')
+  }
+
+  async #unseal(sealed: string, name: string): Promise<Buffer> {
+    const { enc } = await this.#keys.keys()
+    const raw = Buffer.from(sealed, 'base64')
+    const d = createDecipheriv('aes-256-gcm', enc, raw.subarray(0, 12)).setAAD(Buffer.from(name))
+    d.setAuthTag(raw.subarray(12, 28))
+    return Buffer.concat([d.update(raw.subarray(28)), d.final()])
+  }
+
+  async #recoveryMac(code: string): Promise<string> {
+    const { mac } = await this.#keys.keys()
+    return createHmac('sha256', mac).update(`recovery\0${code}`).digest('base64')
+  }
+
+  #save(): void {
+    writeFileAtomic(this.#file, `${JSON.stringify(this.#store, null, 1)}\n`, 0o600)
+  }
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('base64')
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
