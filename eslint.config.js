@@ -24,6 +24,16 @@ export default tseslint.config(
     },
   },
   {
+    // The admin page's browser script: plain JavaScript, no type information, the browser's globals.
+    files: ['firmware/admin/static/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false, project: false },
+      sourceType: 'script',
+      globals: { document: 'readonly', window: 'readonly', fetch: 'readonly', setInterval: 'readonly', Map: 'readonly', uPlot: 'readonly' },
+    },
+  },
+  {
     // Tests hold whole messages, PDFs and replies as literals: data, not prose, so it stays
     // byte-exact on one line. tap runs each t.test() and reports its failure itself: its
     // promise needs no await, and a subtest callback is async whether or not it awaits.

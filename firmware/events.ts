@@ -105,6 +105,8 @@ export type BoxEvent =
       via: 'control-socket' | 'cli' | 'admin-page'
       action: string
       target: string | undefined
+      /** The queue id, when the action was on a queued mail: the audit search by queue id finds the actions too. */
+      id?: string
       outcome: 'ok' | 'refused'
       reason?: string
       /** What the action did, in a few words (e.g. the imported certificate's subject and serial). */

@@ -1,9 +1,13 @@
+import { Accounts } from './admin/accounts.ts'
+import { BoxMetrics } from './admin/metrics.ts'
+import { AdminServer, adminTlsOptions } from './admin/server.ts'
 import { recipientHash } from './audit/redact.ts'
 import { loadTlsMaterial, serverTlsOptions } from './submission/tls.ts'
 import { ReturnPathListener } from './bounces/listener.ts'
 import { ReadReceiptStage } from './bounces/receipts.ts'
 import { ReturnPathTokens } from './bounces/verp.ts'
 import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
 import { ConfigError, configPathFrom, loadConfigFile, type Config } from './config/load.ts'
@@ -143,6 +147,25 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     // The recent 250-to-journal windows themselves (ms), for the reliability suite's percentiles.
     views: { 'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()) },
   })
+  // S3–S6, S11: the admin page, its accounts, and the counts behind its charts and /metrics.
+  const metrics = new BoxMetrics({
+    clock: systemClock,
+    levels: { queue: () => spool.stats(), bytesOut: () => delivery.limiter.passed, capBitsPerSecond: () => config.delivery.bandwidthBitsPerSecond },
+  })
+  events.add(metrics)
+  const accounts = new Accounts({ dataDir: config.dataDir, hsm: hsm.hsm, clock: systemClock, events })
+  const admin = new AdminServer({
+    config,
+    log,
+    events,
+    clock: systemClock,
+    accounts,
+    metrics,
+    control,
+    tls: () => adminTlsOptions(config, log),
+    auditDir: join(config.dataDir, 'audit'),
+    recipientHash: (address) => recipientHash(hsm.hsm, address),
+  })
   const daemon = new Daemon(
     [
       hsm,
@@ -158,6 +181,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       signing,
       delivery,
       control,
+      admin,
       submission,
     ],
     log,
@@ -172,6 +196,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return
   }
   const { starttls, implicitTls } = submission.endpoints
+  // S8: while no administrator exists, the pending setup code is shown at every start.
+  const setupCode = admin.url && !accounts.hasAdmin() ? accounts.pendingSetupCode() : undefined
   const returnsUp = returns.listening ? returns.address : undefined
   log.info({ dataDir: config.dataDir, pid: process.pid }, 'statement gateway started')
   process.stderr.write(
@@ -179,6 +205,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       `  submission STARTTLS     ${starttls.host}:${starttls.port}\n` +
       `  submission implicit TLS ${implicitTls.host}:${implicitTls.port}\n` +
       (returnsUp ? `  return path (bounces)   ${returnsUp.host}:${returnsUp.port}\n` : '') +
+      (admin.url ? `  admin page              ${admin.url}\n` : '') +
+      (setupCode
+        ? `First administrator: open the admin page and enter the one-time setup code ${setupCode}\n  (valid 24 h, once; also in ${accounts.setupCodeFile})\n`
+        : '') +
       `Stop it with Ctrl-C.\n`,
   )
 }

@@ -9,7 +9,7 @@ import type { EventSink } from '../events.ts'
 import { DerivedKeys } from '../keys/derived.ts'
 import { PASSWORD_PEPPER_LABEL } from '../keys/labels.ts'
 import { passwordProblem } from './passwords.ts'
-import { newTotpSecret, verifyTotp } from './totp.ts'
+import { newTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
 
 /**
  * The admin page's accounts (S3, S4, S5, S8), kept in `<dataDir>/admin/users.json`
@@ -32,6 +32,8 @@ export const MAX_FAILURES = 5
 export const PASSWORD_MAX_AGE_MS = 90 * 86_400_000
 const SETUP_VALID_MS = 24 * 3_600_000
 const RECOVERY_CODES = 10
+/** The name authenticator apps list the account under. */
+const ISSUER = 'Statement Gateway'
 
 interface StoredUser {
   name: string
@@ -132,6 +134,13 @@ export class Accounts {
     return code
   }
 
+  /** The pending setup code as written for the console, while it is valid and no administrator exists. */
+  pendingSetupCode(): string | undefined {
+    const s = this.#store.setup
+    if (!s || this.hasAdmin() || s.expiresAt <= this.#clock.now() || !existsSync(this.#codeFile)) return undefined
+    return readFileSync(this.#codeFile, 'utf8').trim()
+  }
+
   /** Whether `code` is the pending setup code (still valid); it is used up by createFirstAdmin. */
   checkSetupCode(code: string): boolean {
     const s = this.#store.setup
@@ -200,6 +209,13 @@ export class Accounts {
     return secret
   }
 
+  /** The otpauth URI of an account still to enrol its MFA (shown as a QR code), else undefined. */
+  async enrolmentUri(name: string): Promise<string | undefined> {
+    const u = this.#find(name)
+    if (!u || u.totpStep >= 0) return undefined
+    return otpauthUri(await this.#unseal(u.totp, name), name, ISSUER)
+  }
+
   /**
    * Enrolment: the first code from the person's app proves they have the
    * secret; recovery codes are made then and shown once.
@@ -230,7 +246,8 @@ export class Accounts {
     const u = this.#find(name)
     const refuse = (reason: Exclude<LoginResult, { ok: true }>['reason']): LoginResult => {
       let lockedNow = false
-      if (u && reason !== 'locked' && reason !== 'disabled') {
+      // A right password on an account still to enrol its MFA is not a failure: the page goes on to enrolment.
+      if (u && reason !== 'locked' && reason !== 'disabled' && reason !== 'not-enrolled') {
         u.failures++
         if (u.failures >= MAX_FAILURES && u.lockedAt === null) {
           u.lockedAt = this.#clock.now()
@@ -238,7 +255,10 @@ export class Accounts {
         }
         this.#save()
       }
-      this.#events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'failure', reason })
+      // A right password on an account still to enrol is the start of its enrolment, not a failed login.
+      if (reason === 'not-enrolled')
+        this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.enrol-start', target: name, outcome: 'ok' })
+      else this.#events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'failure', reason })
       if (lockedNow)
         this.#events.emit({
           type: 'admin.action',

@@ -1,3 +1,4 @@
+import { admin } from './sections/admin.ts'
 import { delivery } from './sections/delivery.ts'
 import { policy } from './sections/policy.ts'
 import { reports } from './sections/reports.ts'
@@ -92,6 +93,7 @@ export const schema = obj({
   delivery,
   reports,
   returnPath,
+  admin,
   audit: obj({
     checkpointEvery: int({
       default: 1000,

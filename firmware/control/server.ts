@@ -176,14 +176,26 @@ export class ControlServer implements Component {
     const who = typeof req.who === 'string' && /^[\w.@-]{1,64}$/.test(req.who) ? req.who : 'unknown'
     const args = req.args ?? {}
     if (req.cmd === 'admin.record') return this.#record(who, args)
+    return this.request({ cmd: req.cmd, args, who }, 'control-socket')
+  }
+
+  /**
+   * One queue or status request, whoever asks: the control socket's CLI, or a
+   * person on the admin page (who the page authenticated). The one queue
+   * service of the box; every outcome is an audit event naming the channel.
+   */
+  async request(req: ControlRequest & { who: string }, via: 'control-socket' | 'admin-page'): Promise<ControlReply> {
+    const { who } = req
+    const args = req.args ?? {}
     const target = typeof args.id === 'string' ? args.id : undefined
+    const on = target && req.cmd.startsWith('queue.') ? { id: target } : {}
     try {
       const result = await this.#run(req.cmd, args, who)
-      this.#events.emit({ type: 'admin.action', who, via: 'control-socket', action: req.cmd, target, outcome: 'ok' })
+      this.#events.emit({ type: 'admin.action', who, via, action: req.cmd, target, ...on, outcome: 'ok' })
       return { ok: true, result }
     } catch (err) {
       const error = err instanceof Refused ? err.message : `failed: ${(err as Error).message}`
-      this.#events.emit({ type: 'admin.action', who, via: 'control-socket', action: req.cmd, target, outcome: 'refused', reason: error })
+      this.#events.emit({ type: 'admin.action', who, via, action: req.cmd, target, ...on, outcome: 'refused', reason: error })
       if (!(err instanceof Refused)) this.#log.error({ cmd: req.cmd, err: (err as Error).message }, 'control request failed')
       return { ok: false, error }
     }

@@ -1,0 +1,200 @@
+import { Counter, Gauge, Registry } from 'prom-client'
+import type { Clock } from '../../hal/clock.ts'
+import type { BoxEvent, EventSink } from '../events.ts'
+
+/**
+ * What the box counts for its operators (S11): Prometheus metrics on the
+ * admin listener's `/metrics`, and the series the dashboard draws (the last
+ * hour at 10 s, the last day at 1 min). Counts come from the box's events,
+ * the one place every submission, delivery and bounce is told of; levels
+ * (queue by state, bytes sent) are read when sampled.
+ */
+export interface Levels {
+  /** Queue by state, and `total`. */
+  queue(): Record<string, number>
+  /** Bytes the delivery budget has let out since start. */
+  bytesOut(): number
+  /** The delivery budget, bits per second. */
+  capBitsPerSecond(): number
+}
+
+export interface Point {
+  t: number
+  submissions: number
+  deliveries: number
+  deferrals: number
+  bounces: number
+  bitsOut: number
+}
+
+interface Running {
+  submissions: number
+  deliveries: number
+  deferrals: number
+  bounces: number
+}
+
+const SHORT_MS = 10_000
+const SHORT_POINTS = 360
+const LONG_MS = 60_000
+const LONG_POINTS = 1440
+
+export class BoxMetrics implements EventSink {
+  readonly registry = new Registry()
+  readonly #submissions = new Counter({
+    name: 'sg_submissions_total',
+    help: 'Mails submitted, by outcome and SMTP code',
+    labelNames: ['outcome', 'code'],
+    registers: [this.registry],
+  })
+  readonly #deliveries = new Counter({
+    name: 'sg_delivery_attempts_total',
+    help: 'Delivery attempts, by outcome',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  })
+  readonly #bySource = new Counter({
+    name: 'sg_delivery_attempts_by_source_total',
+    help: 'Delivery attempts, by egress address',
+    labelNames: ['source'],
+    registers: [this.registry],
+  })
+  readonly #finals = new Counter({
+    name: 'sg_mails_final_total',
+    help: 'Mails that reached a final state, by outcome',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  })
+  readonly #reports = new Counter({
+    name: 'sg_returned_reports_total',
+    help: 'Reports that came back (bounces, read receipts), by kind',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  })
+  readonly #logins = new Counter({ name: 'sg_admin_logins_total', help: 'Admin page logins, by outcome', labelNames: ['outcome'], registers: [this.registry] })
+  readonly #levels: Levels
+  readonly #clock: Clock
+  readonly #running: Running = { submissions: 0, deliveries: 0, deferrals: 0, bounces: 0 }
+  #last: { t: number; running: Running; bytes: number } | undefined
+  readonly #short: Point[] = []
+  readonly #long: Point[] = []
+  #minute: Point | undefined
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(o: { levels: Levels; clock: Clock }) {
+    this.#levels = o.levels
+    this.#clock = o.clock
+    const levels = this.#levels
+    this.registry.registerMetric(
+      new Gauge({
+        registers: [],
+        name: 'sg_queue_mails',
+        help: 'Mails in the queue, by state',
+        labelNames: ['state'],
+        collect() {
+          for (const [state, n] of Object.entries(levels.queue())) if (state !== 'total') this.set({ state }, n)
+        },
+      }),
+    )
+    this.registry.registerMetric(
+      new Counter({
+        registers: [],
+        name: 'sg_egress_bytes_total',
+        help: 'Bytes sent to receivers through the delivery budget',
+        collect() {
+          this.reset()
+          this.inc(levels.bytesOut())
+        },
+      }),
+    )
+    this.registry.registerMetric(
+      new Gauge({
+        registers: [],
+        name: 'sg_bandwidth_cap_bits_per_second',
+        help: 'The delivery bandwidth budget (M3)',
+        collect() {
+          this.set(levels.capBitsPerSecond())
+        },
+      }),
+    )
+  }
+
+  emit(e: BoxEvent): void {
+    switch (e.type) {
+      case 'submission.accepted':
+        this.#submissions.inc({ outcome: 'accepted', code: '250' })
+        this.#running.submissions++
+        break
+      case 'submission.refused':
+        this.#submissions.inc({ outcome: 'refused', code: e.code.slice(0, 3) })
+        break
+      case 'delivery.attempt':
+        this.#deliveries.inc({ outcome: e.outcome })
+        if (e.sourceIp) this.#bySource.inc({ source: e.sourceIp })
+        if (e.outcome === 'delivered') this.#running.deliveries++
+        else if (e.outcome === 'deferred') this.#running.deferrals++
+        else this.#running.bounces++
+        break
+      case 'spool.final':
+        this.#finals.inc({ outcome: e.outcome })
+        break
+      case 'returnpath.report':
+        this.#reports.inc({ kind: e.kind })
+        if (e.kind === 'dsn' && e.action === 'failed') this.#running.bounces++
+        break
+      case 'admin.login':
+        this.#logins.inc({ outcome: e.outcome })
+        break
+      default:
+    }
+  }
+
+  /** Takes a point of the series now (the dashboard's charts); every 10 s while started. */
+  sample(): void {
+    const t = this.#clock.now()
+    const bytes = this.#levels.bytesOut()
+    const last = this.#last
+    this.#last = { t, running: { ...this.#running }, bytes }
+    if (!last || t <= last.t) return
+    const s = (t - last.t) / 1000
+    const p: Point = {
+      t,
+      submissions: (this.#running.submissions - last.running.submissions) / s,
+      deliveries: (this.#running.deliveries - last.running.deliveries) / s,
+      deferrals: (this.#running.deferrals - last.running.deferrals) / s,
+      bounces: (this.#running.bounces - last.running.bounces) / s,
+      bitsOut: ((bytes - last.bytes) * 8) / s,
+    }
+    push(this.#short, p, SHORT_POINTS)
+    // The day's series: the mean of the minute's points, kept when the minute is over.
+    const minute = Math.floor(t / LONG_MS) * LONG_MS
+    if (this.#minute && this.#minute.t !== minute) {
+      push(this.#long, this.#minute, LONG_POINTS)
+      this.#minute = undefined
+    }
+    const m = (this.#minute ??= { t: minute, submissions: 0, deliveries: 0, deferrals: 0, bounces: 0, bitsOut: 0 })
+    const n = this.#short.filter((x) => x.t >= minute).length
+    for (const k of ['submissions', 'deliveries', 'deferrals', 'bounces', 'bitsOut'] as const) m[k] += (p[k] - m[k]) / n
+  }
+
+  /** The last hour (10 s points) or the last day (1 min points). */
+  series(span: 'hour' | 'day'): { points: Point[]; capBitsPerSecond: number } {
+    const points = span === 'hour' ? [...this.#short] : [...this.#long, ...(this.#minute ? [this.#minute] : [])]
+    return { points, capBitsPerSecond: this.#levels.capBitsPerSecond() }
+  }
+
+  start(): void {
+    this.sample()
+    this.#timer = setInterval(() => this.sample(), SHORT_MS)
+    this.#timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.#timer)
+  }
+}
+
+function push<T>(ring: T[], v: T, max: number): void {
+  ring.push(v)
+  if (ring.length > max) ring.splice(0, ring.length - max)
+}

@@ -1,0 +1,374 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import QRCode from 'qrcode'
+import { searchTrail, type AuditRecord } from '../audit/search.ts'
+import type { TlsOptions } from 'node:tls'
+import type { Clock } from '../../hal/clock.ts'
+import type { Config } from '../config/load.ts'
+import type { ControlReply, ControlRequest } from '../control/server.ts'
+import type { EventSink } from '../events.ts'
+import type { Logger } from '../log.ts'
+import { AccountError, type Accounts, ROLES, type Role } from './accounts.ts'
+import type { BoxMetrics } from './metrics.ts'
+import { html, trusted, type Html } from './html.ts'
+import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, type Viewer } from './pages.ts'
+import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
+import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
+
+/** What the admin page is built on; each is one of the box's own components, never a second implementation. */
+export interface AdminDeps {
+  config: Config
+  log: Logger
+  events: EventSink
+  clock: Clock
+  accounts: Accounts
+  metrics: BoxMetrics
+  /** The box's queue and status service (the control socket's). */
+  control: { request(req: ControlRequest & { who: string }, via: 'admin-page'): Promise<ControlReply> }
+  tls: () => TlsOptions
+  /** The audit trail's directory, for search. */
+  auditDir: string
+  recipientHash: (address: string) => Promise<string>
+}
+
+export interface Routes {
+  app: FastifyInstance
+  deps: AdminDeps
+  sessions: Sessions
+  loginLimit: { max: number; timeWindow: number }
+  page: (reply: FastifyReply, h: Html) => FastifyReply
+  viewer: (req: FastifyRequest, reply: FastifyReply) => Viewer | undefined
+  need: (roles: readonly Role[]) => (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
+  metricsAllowed: (req: FastifyRequest) => boolean
+}
+
+type Body = Record<string, string | undefined>
+const body = (req: FastifyRequest): Body => (req.body && typeof req.body === 'object' ? (req.body as Body) : {})
+const ALL: readonly Role[] = ROLES
+/** One message for every refused login (S3): it never says whether the name, the password or the code was wrong. */
+const REFUSED = 'Name, password or code not accepted, or the account is locked. 帳號、密碼或驗證碼錯誤，或帳號已鎖定。'
+
+const require = createRequire(import.meta.url)
+const STATIC: Record<string, [string, string]> = {
+  'app.js': [fileURLToPath(new URL('./static/app.js', import.meta.url)), 'text/javascript; charset=utf-8'],
+  'app.css': [fileURLToPath(new URL('./static/app.css', import.meta.url)), 'text/css; charset=utf-8'],
+  'uPlot.iife.min.js': [require.resolve('uplot/dist/uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
+  'uPlot.min.css': [require.resolve('uplot/dist/uPlot.min.css'), 'text/css; charset=utf-8'],
+}
+
+export function registerRoutes(r: Routes): void {
+  const { app, deps: d, sessions } = r
+  const accounts = d.accounts
+  const csrfFor = (reply: FastifyReply, sid: string | undefined) => reply.generateCsrf({ userInfo: sid ?? 'none' })
+  const limited = { config: { rateLimit: r.loginLimit } }
+
+  /** A fresh session (a new id: no fixation), its cookie set. */
+  const begin = (reply: FastifyReply, old: string | undefined, fields: Parameters<Sessions['create']>[0]) => {
+    if (old) sessions.end(old)
+    const s = sessions.create(fields)
+    void reply.setCookie(SESSION_COOKIE, s.id, COOKIE)
+    return s
+  }
+
+  const assets = new Map(Object.entries(STATIC).map(([name, [path, type]]) => [name, { body: readFileSync(path), type }]))
+  app.get('/static/:name', async (req, reply) => {
+    const a = assets.get((req.params as { name: string }).name)
+    if (!a) return reply.code(404).send('not found\n')
+    return reply.header('cache-control', 'public, max-age=3600').type(a.type).send(a.body)
+  })
+
+  app.get('/', async (req, reply) => {
+    if (!accounts.hasAdmin()) return reply.redirect('/setup')
+    return reply.redirect(req.session?.user ? '/dashboard' : '/login')
+  })
+
+  // S8: the first administrator, with the one-time setup code.
+  app.get('/setup', async (req, reply) => {
+    if (accounts.hasAdmin()) return reply.redirect('/login')
+    return r.page(reply, setupPage(csrfFor(reply, req.session?.id)))
+  })
+  app.post('/setup', limited, async (req, reply) => {
+    if (accounts.hasAdmin()) return reply.redirect('/login')
+    const b = body(req)
+    try {
+      await accounts.createFirstAdmin(b.code ?? '', (b.name ?? '').trim(), b.password ?? '', req.socket.remoteAddress ?? '')
+    } catch (err) {
+      if (!(err instanceof AccountError)) throw err
+      return r.page(reply.code(400), setupPage(csrfFor(reply, req.session?.id), err.message))
+    }
+    begin(reply, req.session?.id, { enrolling: (b.name ?? '').trim() })
+    return reply.redirect('/enrol', 303)
+  })
+
+  // S4: every account enrols TOTP before it can log in.
+  app.get('/enrol', async (req, reply) => {
+    const name = req.session?.enrolling
+    const uri = name && (await accounts.enrolmentUri(name))
+    if (!name || !uri) return reply.redirect('/login')
+    return r.page(reply, await enrolment(reply, req.session!.id, name, uri))
+  })
+  app.post('/enrol', limited, async (req, reply) => {
+    const s = req.session
+    const name = s?.enrolling
+    if (!s || !name) return reply.redirect('/login', 303)
+    const codes = await accounts.confirmTotp(name, body(req).code ?? '')
+    if (!codes) {
+      const uri = await accounts.enrolmentUri(name)
+      if (!uri) return reply.redirect('/login', 303)
+      return r.page(reply.code(400), await enrolment(reply, s.id, name, uri, 'That code is not right; try the next one. 驗證碼錯誤。'))
+    }
+    sessions.end(s.id)
+    void reply.clearCookie(SESSION_COOKIE, COOKIE)
+    return r.page(reply, recoveryPage(codes))
+  })
+
+  app.get('/login', async (req, reply) => {
+    if (!accounts.hasAdmin()) return reply.redirect('/setup')
+    if (req.session?.user) return reply.redirect('/dashboard')
+    return r.page(reply, loginPage(csrfFor(reply, req.session?.id)))
+  })
+  app.post('/login', limited, async (req, reply) => {
+    const b = body(req)
+    const name = (b.name ?? '').trim().slice(0, 64)
+    const result = await accounts.login(name, b.password ?? '', b.code ?? '', req.socket.remoteAddress ?? '')
+    if (result.ok) {
+      begin(reply, req.session?.id, { user: result.user.name, role: result.user.role })
+      return reply.redirect(result.user.passwordExpired ? '/account?expired=1' : '/dashboard', 303)
+    }
+    if (result.reason === 'not-enrolled') {
+      begin(reply, req.session?.id, { enrolling: name })
+      return reply.redirect('/enrol', 303)
+    }
+    if (result.lockedNow) sessions.endUser(name)
+    return r.page(reply.code(401), loginPage(csrfFor(reply, req.session?.id), REFUSED))
+  })
+
+  app.post('/logout', async (req, reply) => {
+    const s = req.session
+    if (s) {
+      sessions.end(s.id)
+      if (s.user) d.events.emit({ type: 'admin.action', who: s.user, via: 'admin-page', action: 'logout', target: undefined, outcome: 'ok' })
+    }
+    void reply.clearCookie(SESSION_COOKIE, COOKIE)
+    return r.page(reply, loginPage(csrfFor(reply, undefined), undefined, 'Logged out. 已登出。'))
+  })
+
+  app.get('/dashboard', { preHandler: r.need(ALL) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
+    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config))
+  })
+  app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
+    const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'
+    return reply.send(d.metrics.series(span))
+  })
+
+  app.get('/queue', { preHandler: r.need(ALL) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const q = req.query as { state?: string }
+    const args = { limit: 200, ...(q.state ? { state: q.state } : {}) }
+    const list = await d.control.request({ cmd: 'queue.list', args, who: v.user }, 'admin-page')
+    const summary = await d.control.request({ cmd: 'queue.summary', who: v.user }, 'admin-page')
+    return r.page(reply, queueListPage(v, list, summary, q.state))
+  })
+  app.get('/queue/:id', { preHandler: r.need(ALL) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const { id } = req.params as { id: string }
+    const shown = await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')
+    return r.page(reply, queueMailPage(v, id, shown))
+  })
+  app.post('/queue/:id/:action', { preHandler: r.need(['admin', 'operator']) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const { id, action } = req.params as { id: string; action: string }
+    if (!['hold', 'release', 'retry', 'remove'].includes(action)) return reply.code(404).send('no such action\n')
+    const res = await d.control.request({ cmd: `queue.${action}`, args: { id, reason: body(req).reason }, who: v.user }, 'admin-page')
+    const shown = action === 'remove' && res.ok ? res : await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')
+    const notice = res.ok ? { kind: 'ok' as const, text: `${action}: done 完成` } : { kind: 'error' as const, text: res.error }
+    return r.page(reply.code(res.ok ? 200 : 409), queueMailPage(v, id, shown, notice))
+  })
+
+  // S6: the audit trail, searched by queue id, statement id, recipient (by its HMAC), type and time.
+  app.get('/audit', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const q = req.query as Record<string, string | undefined>
+    const asked = ['id', 'statement', 'recipient', 'type', 'from', 'to'].some((k) => q[k])
+    const found: AuditRecord[] = []
+    if (asked) {
+      const time = (s: string | undefined, end: boolean) =>
+        s ? Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(s) ? `${s}T${end ? '23:59:59.999' : '00:00:00'}Z` : s) : undefined
+      for await (const rec of searchTrail(d.auditDir, {
+        id: q.id || undefined,
+        statementId: q.statement || undefined,
+        recipientHash: q.recipient ? await d.recipientHash(q.recipient.trim()) : undefined,
+        type: q.type || undefined,
+        from: time(q.from, false),
+        to: time(q.to, true),
+        limit: 500,
+      }))
+        found.push(rec)
+      d.events.emit({ type: 'admin.action', who: v.user, via: 'admin-page', action: 'audit.search', target: q.id || q.statement, outcome: 'ok' })
+    }
+    const field = (name: string, label: string) => html`<label>${label} <input name="${name}" value="${q[name] ?? ''}" /></label>`
+    return r.page(
+      reply,
+      layout(
+        'Audit trail 稽核軌跡',
+        html`<form method="get" action="/audit" class="row">
+            ${field('id', 'Queue id')}${field('statement', 'Statement id 帳單編號')}${field('recipient', 'Recipient 收件者')}${field('type', 'Event type')}
+            ${field('from', 'From (YYYY-MM-DD)')}${field('to', 'To')}<button>Search 搜尋</button>
+          </form>
+          ${asked ? table(['seq', 'time', 'type', 'id', 'details'], found.map(auditRow), 'No records match. 查無紀錄。') : ''}`,
+        v,
+      ),
+    )
+  })
+
+  // S6: the last day's failed logins, by account and address, for the daily review.
+  app.get('/logins', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const since = d.clock.now() - 86_400_000
+    const by = new Map<string, { user: string; address: string; count: number; last: string; reasons: Set<string> }>()
+    for await (const rec of searchTrail(d.auditDir, { type: 'admin.login', from: since })) {
+      if (rec.outcome !== 'failure') continue
+      const key = `${String(rec.user)}\0${String(rec.clientAddress)}`
+      const e = by.get(key) ?? { user: String(rec.user), address: String(rec.clientAddress), count: 0, last: rec.time, reasons: new Set<string>() }
+      e.count++
+      e.last = rec.time
+      e.reasons.add(String(rec.reason))
+      by.set(key, e)
+    }
+    const rows = [...by.values()].sort((a, b) => b.count - a.count).map((e) => [e.user, e.address, e.count, [...e.reasons].join(', '), e.last])
+    return r.page(
+      reply,
+      layout('Failed logins, last 24 h 近 24 小時登入失敗', table(['Account 帳號', 'Address 來源', 'Failures 次數', 'Why', 'Last 最近'], rows), v),
+    )
+  })
+
+  // S5: accounts (administrators only), with dormant ones flagged for the periodic review.
+  const usersPage = (v: Viewer, notice?: { kind: 'ok' | 'error'; text: string }, secretFor?: string) => {
+    const dormantMs = d.config.admin.dormantDays * 86_400_000
+    const now = d.clock.now()
+    const rows = accounts.users().map((u) => {
+      const dormant = now - (u.lastLoginAt ?? u.createdAt) > dormantMs
+      const act = (action: string, label: string, reason = true) =>
+        html`<form method="post" action="/users/${u.name}/${action}" class="inline">
+          <input type="hidden" name="_csrf" value="${v.csrf}" />${reason ? html`<input name="reason" placeholder="reason 原因" required />` : ''}<button>
+            ${label}
+          </button>
+        </form>`
+      const actions =
+        u.name === v.user
+          ? ''
+          : [
+              u.locked ? act('unlock', 'Unlock 解鎖') : '',
+              u.disabled ? act('enable', 'Enable 啟用') : act('disable', 'Disable 停用'),
+              act('reset-mfa', 'Reset MFA 重設驗證'),
+            ]
+      return [...userRow(u, dormant), actions]
+    })
+    return layout(
+      'Users 使用者',
+      html`${secretFor ? html`<p class="notice ok">${secretFor}</p>` : ''}
+        ${table(['Name', 'Role', 'State', 'Last login', 'Password changed', 'Created by', ''], rows)}
+        <h2>New account 新增帳號</h2>
+        <form method="post" action="/users" class="stack">
+          <input type="hidden" name="_csrf" value="${v.csrf}" />
+          <label>Name 帳號 <input name="name" required /></label>
+          <label
+            >Role 角色
+            <select name="role">
+              ${ROLES.map((role) => html`<option>${role}</option>`)}
+            </select></label
+          >
+          <label>Initial password 初始密碼 <input name="password" type="password" autocomplete="new-password" required minlength="12" /></label>
+          <button>Create 建立</button>
+        </form>`,
+      v,
+      notice,
+    )
+  }
+  app.get('/users', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, usersPage(r.viewer(req, reply)!)))
+  app.post('/users', { preHandler: r.need(['admin']) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const b = body(req)
+    try {
+      await accounts.createUser(v.user, (b.name ?? '').trim(), (b.role ?? '') as Role, b.password ?? '')
+      const text = `Account ${b.name ?? ''} made; the person enrols their authenticator at their first login. 帳號已建立。`
+      return r.page(reply, usersPage(v, { kind: 'ok', text }))
+    } catch (err) {
+      if (!(err instanceof AccountError)) throw err
+      return r.page(reply.code(400), usersPage(v, { kind: 'error', text: err.message }))
+    }
+  })
+  app.post('/users/:name/:action', { preHandler: r.need(['admin']) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const { name, action } = req.params as { name: string; action: string }
+    const reason = (body(req).reason ?? '').trim()
+    try {
+      if (action === 'unlock') accounts.unlock(v.user, name, reason)
+      else if (action === 'disable' || action === 'enable') {
+        accounts.setDisabled(v.user, name, action === 'disable', reason)
+        if (action === 'disable') sessions.endUser(name)
+      } else if (action === 'reset-mfa') {
+        await accounts.resetMfa(v.user, name, reason)
+        sessions.endUser(name)
+      } else return reply.code(404).send('no such action\n')
+      return r.page(reply, usersPage(v, { kind: 'ok', text: `${action}: ${name} 完成` }))
+    } catch (err) {
+      if (!(err instanceof AccountError)) throw err
+      return r.page(reply.code(400), usersPage(v, { kind: 'error', text: err.message }))
+    }
+  })
+
+  // One's own account: the password (S3: asked for after 90 days).
+  const accountPage = (v: Viewer, notice?: { kind: 'ok' | 'error'; text: string }) =>
+    layout(
+      'My account 我的帳號',
+      html`<form method="post" action="/account/password" class="stack">
+        <input type="hidden" name="_csrf" value="${v.csrf}" />
+        <label>Current password 目前密碼 <input name="current" type="password" autocomplete="current-password" required /></label>
+        <label>New password 新密碼 <input name="next" type="password" autocomplete="new-password" required minlength="12" /></label>
+        <button>Change password 變更密碼</button>
+      </form>`,
+      v,
+      notice,
+    )
+  app.get('/account', { preHandler: r.need(ALL) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const expired = (req.query as { expired?: string }).expired
+    return r.page(
+      reply,
+      accountPage(v, expired ? { kind: 'error', text: 'Your password is over 90 days old; please change it. 密碼已逾 90 天，請變更。' } : undefined),
+    )
+  })
+  app.post('/account/password', { preHandler: r.need(ALL) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const b = body(req)
+    try {
+      await accounts.changePassword(v.user, b.current ?? '', b.next ?? '')
+      return r.page(reply, accountPage(v, { kind: 'ok', text: 'Password changed. 密碼已變更。' }))
+    } catch (err) {
+      if (!(err instanceof AccountError)) throw err
+      return r.page(reply.code(400), accountPage(v, { kind: 'error', text: err.message }))
+    }
+  })
+
+  // S11: Prometheus text exposition, for a scraper with the token or from the scraper allowlist.
+  app.get('/metrics', async (req, reply) => {
+    if (!r.metricsAllowed(req)) return reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('a bearer token is needed\n')
+    return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics())
+  })
+}
+
+async function enrolment(reply: FastifyReply, sid: string, name: string, uri: string, error?: string): Promise<Html> {
+  const svg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 })
+  const secret = new URL(uri).searchParams.get('secret') ?? ''
+  return enrolPage(reply.generateCsrf({ userInfo: sid }), name, trusted(svg), secret.replace(/(.{4})/g, '$1 ').trim(), error)
+}
+
+function auditRow(rec: AuditRecord): unknown[] {
+  const { seq, time, type, id, prev: _prev, mac: _mac, ...rest } = rec
+  return [seq, time, type, typeof id === 'string' ? html`<a href="/queue/${id}">${id}</a>` : '', JSON.stringify(rest).slice(0, 400)]
+}

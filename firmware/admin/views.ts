@@ -1,0 +1,163 @@
+import type { Config } from '../config/load.ts'
+import type { ControlReply } from '../control/server.ts'
+import { SPOOL_STATES } from '../spool/types.ts'
+import { html, type Html } from './html.ts'
+import { layout, table, type Viewer } from './pages.ts'
+
+/**
+ * The dashboard and queue pages (S11): what the box is doing, from the same
+ * status and queue service `npm run status` and `npm run queue` use.
+ */
+type Status = Record<string, unknown>
+
+interface HsmView {
+  state?: string
+  error?: string
+  certificates?: { label: string; subject: string; notAfter: string; daysLeft: number }[]
+}
+
+/** What needs a person's attention, worst first. */
+export function alarms(status: Status, config: Config): string[] {
+  const out: string[] = []
+  const hsm = status.hsm as HsmView | undefined
+  if (hsm && hsm.state !== 'ok') out.push(`HSM ${hsm.state ?? 'unknown'}${hsm.error ? `: ${hsm.error}` : ''} — no statement can be signed`)
+  for (const c of hsm?.certificates ?? [])
+    if (c.daysLeft <= config.hsm.certificateWarnDays) out.push(`certificate ${c.label} expires in ${c.daysLeft} days (${c.notAfter})`)
+  const spool = (status.spool ?? {}) as Record<string, number>
+  if ((spool.held ?? 0) > 0) out.push(`${spool.held} mails held, waiting for an operator`)
+  const submission = (status.submission ?? {}) as Record<string, number>
+  if ((submission.auditBacklog ?? 0) > 0) out.push(`${submission.auditBacklog} audit records waiting for the disk`)
+  const delivery = (status.delivery ?? {}) as { paused?: { address: string; until: string }[] }
+  for (const p of delivery.paused ?? []) out.push(`egress ${p.address} paused until ${p.until}`)
+  return out
+}
+
+export function dashboardPage(v: Viewer, status: Status, config: Config): Html {
+  const spool = (status.spool ?? {}) as Record<string, number>
+  const delivery = (status.delivery ?? {}) as Record<string, unknown>
+  const hsm = (status.hsm ?? {}) as HsmView
+  const found = alarms(status, config)
+  const counts = ['delivered', 'deferred', 'bounced', 'expired', 'removed', 'read', 'unread'].map((k) => [k, delivery[k] ?? 0])
+  return layout(
+    'Dashboard 儀表板',
+    html`<section class="alarms">
+        ${
+          found.length
+            ? html`<ul>
+                ${found.map((a) => html`<li class="alarm">${a}</li>`)}
+              </ul>`
+            : html`<p class="ok">No alarms. 無警示。</p>`
+        }
+      </section>
+      <section class="cards">
+        <div class="card">
+          <h2>Queue 佇列</h2>
+          ${table(['State', 'Mails'], [...SPOOL_STATES.map((s) => [html`<a href="/queue?state=${s}">${s}</a>`, spool[s] ?? 0]), ['total', spool.total ?? 0]])}
+        </div>
+        <div class="card">
+          <h2>Delivery since start 啟動後投遞</h2>
+          ${table(['Outcome', 'Mails'], counts)}
+        </div>
+        <div class="card">
+          <h2>HSM</h2>
+          <p>State 狀態: <strong>${hsm.state ?? 'unknown'}</strong></p>
+          ${table(
+            ['Certificate', 'Expires', 'Days left'],
+            (hsm.certificates ?? []).map((c) => [c.label, c.notAfter, c.daysLeft]),
+          )}
+        </div>
+      </section>
+      <section class="charts">
+        <h2>Last hour 最近一小時</h2>
+        <div class="chart" data-series="/api/series?span=hour" data-metric="rates" id="chart-rates"></div>
+        <div class="chart" data-series="/api/series?span=hour" data-metric="bits" id="chart-bits"></div>
+        <h2>Last day 最近一天</h2>
+        <div class="chart" data-series="/api/series?span=day" data-metric="bits" id="chart-bits-day"></div>
+        <p class="hint">Egress bits/s against the bandwidth cap of ${(config.delivery.bandwidthBitsPerSecond / 1e6).toFixed(1)} Mbit/s (M3).</p>
+      </section>`,
+    v,
+  )
+}
+
+export function queueListPage(v: Viewer, list: ControlReply, summary: ControlReply, state: string | undefined): Html {
+  const counts = summary.ok ? (summary.result as Record<string, number>) : {}
+  const rows = list.ok
+    ? (list.result as { id: string; state: string; attempts: number; created: string; nextAttemptAt?: string }[]).map((m) => [
+        html`<a href="/queue/${m.id}">${m.id}</a>`,
+        m.state,
+        m.attempts,
+        m.created,
+        m.nextAttemptAt ?? '—',
+      ])
+    : []
+  return layout(
+    'Queue 佇列',
+    html`<p class="filters">
+        <a href="/queue">all 全部 (${counts.total ?? 0})</a>${SPOOL_STATES.map(
+          (s) => html` · <a href="/queue?state=${s}" ${s === state ? html` class="current"` : ''}>${s} (${counts[s] ?? 0})</a>`,
+        )}
+      </p>
+      ${list.ok ? '' : html`<p class="notice error">${list.error}</p>`}
+      ${table(['Queue id', 'State', 'Attempts', 'Received', 'Next attempt'], rows, 'The queue is empty. 佇列為空。')}
+      <p class="hint">The first 200, oldest first; addresses are masked. 僅顯示前 200 筆。</p>`,
+    v,
+  )
+}
+
+export function queueMailPage(v: Viewer, id: string, shown: ControlReply, notice?: { kind: 'ok' | 'error'; text: string }): Html {
+  if (!shown.ok)
+    return layout(
+      `Mail ${id}`,
+      html`<p class="notice error">${shown.error}</p>
+        <p><a href="/queue">Back to the queue</a></p>`,
+      v,
+      notice,
+    )
+  const m = shown.result as Record<string, unknown> & { recipients?: { address: string; state: string }[] }
+  if (m.state === 'removed')
+    return layout(
+      `Mail ${id}`,
+      html`<p>Removed from the queue; the firm is told. 已移除。</p>
+        <p><a href="/queue">Back</a></p>`,
+      v,
+      notice,
+    )
+  const canAct = v.role === 'admin' || v.role === 'operator'
+  const act = (action: string, label: string, reason = false) =>
+    html`<form method="post" action="/queue/${id}/${action}" class="inline">
+      <input type="hidden" name="_csrf" value="${v.csrf}" />${
+        reason ? html`<input name="reason" placeholder="reason (the firm is told) 原因" required maxlength="200" />` : ''
+      }<button>${label}</button>
+    </form>`
+  const fields: [string, unknown][] = [
+    ['State 狀態', m.state],
+    ['Statement id 帳單編號', m.statementId ?? '—'],
+    ['Class 類別', m.statementClass ?? '—'],
+    ['Account 帳號', m.account ?? '—'],
+    ['From 寄件者', m.from],
+    ['Received 收件時間', m.receivedAt],
+    ['Attempts 嘗試次數', m.attempts],
+    ['Next attempt 下次嘗試', m.nextAttemptAt ?? '—'],
+    ['Size 大小', `${String(m.bytes)} bytes`],
+  ]
+  return layout(
+    `Mail ${id}`,
+    html`${table(['', ''], fields)}
+      <h2>Recipients 收件者</h2>
+      ${table(
+        ['Address (masked)', 'State'],
+        (m.recipients ?? []).map((r) => [r.address, r.state]),
+      )}
+      ${
+        canAct
+          ? html`<h2>Actions 動作</h2>
+              <div class="actions">
+                ${act('hold', 'Hold 暫停')}${act('release', 'Release 放行')}${act('retry', 'Retry now 立即重試')}${act('remove', 'Remove 移除', true)}
+              </div>`
+          : ''
+      }
+      <p><a href="/audit?id=${id}">Its audit records 稽核紀錄</a> · <a href="/queue">Back to the queue 返回佇列</a></p>`,
+    v,
+    notice,
+  )
+}

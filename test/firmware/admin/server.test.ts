@@ -1,0 +1,234 @@
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { controlRequests } from '../../../firmware/control/server.ts'
+import { tempDir } from '../../helpers/box.ts'
+import { smtpError, startReceiver } from '../../helpers/receiver.ts'
+import { submitter } from '../../helpers/daemon.ts'
+import { adminBox, enrolSecret, loggedIn, type AdminClient } from '../../helpers/admin.ts'
+
+/**
+ * The admin page against the real daemon, over real HTTPS (S3–S6, S8, S11):
+ * the checks made on requests. What a person sees and clicks is tested in
+ * Chromium (admin-browser.test.ts).
+ */
+const ADMIN = { name: 'wang', password: 'Tea-kettle 7 orchids' }
+const OPERATOR = { name: 'lin', password: 'Orchid-kettle 8 tea' }
+const AUDITOR = { name: 'chen', password: 'Plum-blossom 9 ink' }
+const LOCKED = { name: 'ho', password: 'Maple-syrup 3 jars' }
+const TOKEN = 'scrape-token-0123456789abcdef'
+
+t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', async (t) => {
+  const rx = await startReceiver(t, { onRcptTo: () => smtpError(451, '4.2.0 try again later') })
+  const tokenFile = join(tempDir(t), 'metrics-token')
+  writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
+  const box = await adminBox(t, {
+    // Far above what the test's logins need in a minute; the per-address limit has a test of its own.
+    admin: { metrics: { tokenFile }, loginAttemptsPerMinute: 500 },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
+  })
+  t.match(box.child.stderr(), /admin page\s+https:\/\/127\.0\.0\.1:\d+\//, 'the start message names the admin page')
+  t.match(box.child.stderr(), /one-time setup code [A-Z2-9]{5}-/, 'and the setup code')
+
+  await t.test('S8: the setup code makes the first administrator once; TOTP is enrolled; recovery codes shown', async (t) => {
+    const c = box.client()
+    t.equal((await c.get('/')).headers.location, '/setup')
+    await c.get('/setup')
+    const code = readFileSync(join(box.dataDir, 'admin', 'setup-code'), 'utf8').trim()
+    t.equal((await c.post('/setup', { code, name: ADMIN.name, password: ADMIN.password }, { csrf: false })).status, 403, 'no CSRF token: refused')
+    const wrong = await c.post('/setup', { code: 'AAAAA-AAAAA-AAAAA-AAAAA', name: ADMIN.name, password: ADMIN.password })
+    t.equal(wrong.status, 400)
+    t.match(wrong.body, /setup code is wrong, used or expired/)
+    const weak = await c.post('/setup', { code, name: ADMIN.name, password: 'password1234' })
+    t.match(weak.body, /needs a symbol|commonly used/)
+    const made = await c.post('/setup', { code, name: ADMIN.name, password: ADMIN.password })
+    t.equal(made.status, 303)
+    t.equal(made.headers.location, '/enrol')
+    const enrol = await c.get('/enrol')
+    t.match(enrol.body, /<svg/, 'the QR code is drawn by the box')
+    const secret = enrolSecret(enrol.body)
+    t.equal((await c.post('/enrol', { code: '000000' })).status, 400, 'a wrong code is refused')
+    const done = await c.post('/enrol', { code: await box.code(secret) })
+    const recovery = [...done.body.matchAll(/<li><code>([0-9a-f-]+)<\/code><\/li>/g)].map((m) => m[1]!)
+    t.equal(recovery.length, 10, 'ten recovery codes, shown once')
+
+    const again = box.client()
+    t.equal((await again.get('/setup')).headers.location, '/login', 'no setup page once an administrator exists')
+    await again.get('/login')
+    t.equal((await again.post('/setup', { code, name: 'mallory', password: ADMIN.password })).headers.location, '/login', 'a second use of the code fails')
+    ;(box as unknown as { secret: Buffer }).secret = secret
+  })
+  const adminSecret = () => (box as unknown as { secret: Buffer }).secret
+
+  let admin: AdminClient
+  await t.test('S4: login with password and code; the session cookie is __Host-, Secure, HttpOnly, SameSite=Strict; no fixation', async (t) => {
+    const c = box.client()
+    c.cookies.set('__Host-sg-session', 'planted-by-someone-else')
+    await c.get('/login')
+    const r = await c.post('/login', { name: ADMIN.name, password: ADMIN.password, code: await box.code(adminSecret()) })
+    t.equal(r.status, 303)
+    const set = ([] as string[]).concat(r.headers['set-cookie'] ?? []).find((h) => h.startsWith('__Host-sg-session='))!
+    t.match(set, /; Path=\//)
+    t.match(set, /; HttpOnly/)
+    t.match(set, /; Secure/)
+    t.match(set, /; SameSite=Strict/)
+    t.not(c.cookies.get('__Host-sg-session'), 'planted-by-someone-else', 'a new session id at login')
+    const dash = await c.get('/dashboard')
+    t.equal(dash.status, 200)
+    t.match(dash.body, /Dashboard/)
+    const planted = box.client()
+    planted.cookies.set('__Host-sg-session', 'planted-by-someone-else')
+    t.equal((await planted.get('/dashboard')).headers.location, '/login', 'the planted id is worth nothing')
+    admin = c
+  })
+
+  await t.test('the security headers on every page', async (t) => {
+    const r = await admin.get('/dashboard')
+    const csp = String(r.headers['content-security-policy'])
+    t.match(csp, /default-src 'self'/)
+    t.match(csp, /script-src 'self'/)
+    t.notMatch(csp, /unsafe-inline/)
+    t.match(csp, /frame-ancestors 'none'/)
+    t.match(String(r.headers['strict-transport-security']), /max-age=\d+/)
+    t.equal(r.headers['x-content-type-options'], 'nosniff')
+    t.equal(r.headers['cache-control'], 'no-store')
+    t.notMatch(r.body, /<script>[^<]/, 'no inline script')
+  })
+
+  let op: AdminClient
+  let au: AdminClient
+  let lockedSecret: Buffer
+  await t.test('S5: an administrator makes an operator and an auditor; each enrols at first login', async (t) => {
+    for (const [who, role] of [
+      [OPERATOR, 'operator'],
+      [AUDITOR, 'auditor'],
+      [LOCKED, 'operator'],
+    ] as const) {
+      await admin.get('/users')
+      t.equal((await admin.post('/users', { name: who.name, role, password: who.password })).status, 200, `${who.name} made`)
+    }
+    const enrolOf = async (who: { name: string; password: string }) => {
+      const c = box.client()
+      await c.get('/login')
+      const first = await c.post('/login', { name: who.name, password: who.password, code: '' })
+      t.equal(first.headers.location, '/enrol', `${who.name} goes to enrolment`)
+      const secret = enrolSecret((await c.get('/enrol')).body)
+      await c.post('/enrol', { code: await box.code(secret) })
+      return secret
+    }
+    op = await loggedIn(box, OPERATOR.name, OPERATOR.password, await enrolOf(OPERATOR))
+    au = await loggedIn(box, AUDITOR.name, AUDITOR.password, await enrolOf(AUDITOR))
+    lockedSecret = await enrolOf(LOCKED)
+  })
+
+  await t.test('S5: roles are checked on the server, with direct requests', async (t) => {
+    await op.get('/dashboard')
+    t.equal((await op.get('/users')).status, 403, 'an operator cannot open users')
+    t.equal((await op.post('/users', { name: 'mallory', role: 'admin', password: ADMIN.password })).status, 403, 'nor make an account')
+    t.equal((await op.get('/audit?id=x')).status, 403, 'nor search the audit trail')
+    await au.get('/dashboard')
+    t.equal((await au.post('/queue/Q1/hold', {})).status, 403, 'an auditor cannot act on the queue')
+    t.equal((await au.get('/users')).status, 403)
+    t.equal((await au.get('/audit?type=admin.login')).status, 200, 'but searches the trail')
+    t.equal((await box.client().post('/queue/Q1/hold', {}, { csrf: false })).status, 403, 'no session, no token: refused')
+  })
+
+  await t.test('S4: five failures lock an account, the right password too, until another administrator unlocks it', async (t) => {
+    const c = box.client()
+    await c.get('/login')
+    for (let i = 0; i < 5; i++) {
+      const r = await c.post('/login', { name: LOCKED.name, password: 'not the password 1!', code: '000000' })
+      t.equal(r.status, 401)
+      t.match(r.body, /Name, password or code not accepted/, 'the same words whatever was wrong')
+    }
+    const locked = await c.post('/login', { name: LOCKED.name, password: LOCKED.password, code: '000000' })
+    t.equal(locked.status, 401, 'locked: the right password does not help')
+    const unknown = await c.post('/login', { name: 'nobody', password: LOCKED.password, code: '123456' })
+    const words = (r: { body: string }) => /<p class="notice[^>]*>[^<]*/.exec(r.body)?.[0]
+    t.equal(words(unknown), words(locked), 'an unknown name reads the same')
+
+    const failed = await admin.get('/logins')
+    t.match(
+      failed.body,
+      new RegExp(`<td>${LOCKED.name}</td><td>127\\.0\\.0\\.1</td><td>6</td><td>bad-password, locked</td>`),
+      'the failed-logins page lists them',
+    )
+    await admin.get('/users')
+    t.equal((await admin.post(`/users/${LOCKED.name}/unlock`, { reason: '' })).status, 400, 'an unlock needs a reason')
+    await admin.get('/users')
+    t.equal((await admin.post(`/users/${LOCKED.name}/unlock`, { reason: 'called back on the desk phone' })).status, 200)
+    await loggedIn(box, LOCKED.name, LOCKED.password, lockedSecret)
+    const trail = await au.get('/audit?type=admin.action')
+    t.match(trail.body, /user\.unlock/, 'the unlock is in the audit trail')
+    t.match(trail.body, /called back on the desk phone/, 'with its reason')
+  })
+
+  await t.test('the queue: actions go through the queue service and land in the audit trail; XSS from mail renders as text', async (t) => {
+    const smtp = await submitter(t, box.dataDir, box.submissionPort)
+    const xss = '<img src=x onerror=alert(1)>'
+    await smtp.sendMail({
+      from: 'statements@bank.example',
+      to: 'wang@example.net',
+      subject: 'statement',
+      text: 'statement',
+      headers: { 'X-Statement-ID': `S-${xss}`, 'X-Statement-Class': 'monthly', 'X-Statement-Batch': '2026-11' },
+    })
+    let id = ''
+    for (let i = 0; i < 50 && !id; i++) {
+      const list = await admin.get('/queue')
+      id = /<a href="\/queue\/([^"]+)">/.exec(list.body)?.[1] ?? ''
+      if (!id) await new Promise((r) => setTimeout(r, 200))
+    }
+    t.ok(id, 'the mail is listed')
+    const shown = await admin.get(`/queue/${id}`)
+    t.notMatch(shown.body, xss, 'the statement id is not markup')
+    t.match(shown.body, 'S-&lt;img src=x onerror=alert(1)&gt;')
+    t.notMatch(shown.body, 'wang@example.net', 'recipients are masked')
+
+    await op.get(`/queue/${id}`)
+    for (let i = 0; i < 50; i++) {
+      const held = await op.post(`/queue/${id}/hold`, {})
+      if (held.status === 200) break
+      await op.get(`/queue/${id}`)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    t.match((await op.get(`/queue/${id}`)).body, /<td>State 狀態<\/td><td>held<\/td>/)
+    t.equal((await op.post(`/queue/${id}/remove`, { reason: '' })).status, 409, 'a removal needs a reason')
+    await op.get(`/queue/${id}`)
+    t.equal((await op.post(`/queue/${id}/remove`, { reason: 'customer closed the account <b>' })).status, 200)
+    const trail = await admin.get(`/audit?id=${encodeURIComponent(id)}`)
+    t.match(trail.body, /queue\.hold/, 'the hold is in the audit trail')
+    t.match(trail.body, /admin-page/, 'as an action on the admin page')
+    t.match(trail.body, /lin/, 'by the operator')
+    t.notMatch(trail.body, '<b>', 'the reason is text')
+    const status = await controlRequests(join(box.dataDir, 'control.sock'), [{ cmd: 'queue.show', args: { id } }])
+    t.match(status[0], { ok: false }, 'the same queue service: the CLI sees it gone')
+  })
+
+  await t.test('S6: logout ends the session on the server', async (t) => {
+    const sid = au.cookies.get('__Host-sg-session')!
+    await au.get('/dashboard')
+    await au.post('/logout', {})
+    const replay = box.client()
+    replay.cookies.set('__Host-sg-session', sid)
+    t.equal((await replay.get('/dashboard')).headers.location, '/login', 'the old id is dead')
+  })
+
+  await t.test('S11: /metrics needs the bearer token; with it, the queue gauge matches the status', async (t) => {
+    const c = box.client()
+    t.equal((await c.get('/metrics')).status, 401)
+    t.equal((await c.get('/metrics', { authorization: 'Bearer wrong' })).status, 401)
+    const r = await c.get('/metrics', { authorization: `Bearer ${TOKEN}` })
+    t.equal(r.status, 200)
+    t.match(String(r.headers['content-type']), /^text\/plain; version=0\.0\.4/)
+    const [status] = await controlRequests(join(box.dataDir, 'control.sock'), [{ cmd: 'queue.summary' }])
+    const summary = (status as { result: Record<string, number> }).result
+    for (const line of r.body.split('\n').filter((l) => l.startsWith('sg_queue_mails{'))) {
+      const m = /^sg_queue_mails\{state="(\w+)"\} (\d+)$/.exec(line)
+      t.ok(m, line)
+      t.equal(Number(m![2]), summary[m![1]!] ?? 0, `${m![1]} as the status says`)
+    }
+    t.match(r.body, /sg_admin_logins_total\{outcome="failure"\} \d+/)
+    t.match(r.body, /# TYPE sg_submissions_total counter/)
+  })
+})
