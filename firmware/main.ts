@@ -1,12 +1,13 @@
 import { Accounts } from './admin/accounts.ts'
 import { BoxMetrics } from './admin/metrics.ts'
+import { SystemInfo } from './admin/system.ts'
 import { AdminServer, adminTlsOptions } from './admin/server.ts'
 import { recipientHash } from './audit/redact.ts'
 import { loadTlsMaterial, serverTlsOptions } from './submission/tls.ts'
 import { ReturnPathListener } from './bounces/listener.ts'
 import { ReadReceiptStage } from './bounces/receipts.ts'
 import { ReturnPathTokens } from './bounces/verp.ts'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync, statfsSync } from 'node:fs'
 import { join } from 'node:path'
 import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
@@ -16,6 +17,7 @@ import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
+import { CHECKPOINT_KEY_LABEL } from './keys/labels.ts'
 import { AuditCopyHandoff } from './delivery/audit-copy.ts'
 import { DeliveryEngine } from './delivery/engine.ts'
 import { Ledger } from './reports/ledger.ts'
@@ -150,10 +152,30 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   // S3–S6, S11: the admin page, its accounts, and the counts behind its charts and /metrics.
   const metrics = new BoxMetrics({
     clock: systemClock,
-    levels: { queue: () => spool.stats(), bytesOut: () => delivery.limiter.passed, capBitsPerSecond: () => config.delivery.bandwidthBitsPerSecond },
+    levels: {
+      queue: () => spool.stats(),
+      oldestQueued: () => spool.oldestCreated(),
+      bytesOut: () => delivery.limiter.passed,
+      capBitsPerSecond: () => config.delivery.bandwidthBitsPerSecond,
+      hsm: () => {
+        const last = hsm.last
+        return last && { up: !last.error && last.keys.every((k) => k.present), certificates: last.certificates }
+      },
+      dataDisk: () => {
+        const fs = statfsSync(config.dataDir)
+        return { free: fs.bavail * fs.bsize, total: fs.blocks * fs.bsize }
+      },
+    },
   })
   events.add(metrics)
-  const accounts = new Accounts({ dataDir: config.dataDir, hsm: hsm.hsm, clock: systemClock, events })
+  hsm.hsm.keys.onSign = (seconds) => metrics.observeSign(seconds)
+  const accounts = new Accounts({
+    dataDir: config.dataDir,
+    hsm: hsm.hsm,
+    clock: systemClock,
+    events,
+    dormant: { days: config.admin.dormantDays, disable: config.admin.disableDormant },
+  })
   const admin = new AdminServer({
     config,
     log,
@@ -165,6 +187,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     tls: () => adminTlsOptions(config, log),
     auditDir: join(config.dataDir, 'audit'),
     recipientHash: (address) => recipientHash(hsm.hsm, address),
+    system: new SystemInfo({ dataDir: config.dataDir, clock: systemClock }),
+    records: {
+      ledger: () => (config.reports.enabled ? ledger.store : undefined),
+      checkpointKey: () => hsm.hsm.keys.publicKey(CHECKPOINT_KEY_LABEL),
+      tlsCertificate: () => (config.admin.tls.certFile ? readFileSync(config.admin.tls.certFile, 'utf8') : loadTlsMaterial(config, log).cert),
+    },
   })
   const daemon = new Daemon(
     [

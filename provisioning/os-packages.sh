@@ -33,6 +33,9 @@ PACKAGES=(
   postfix       # a real MTA: the return-path test's next hop, whose genuine DSNs come back to
                 # the box (M8); bench:postfix's peer and its smtp-source/smtp-sink load tools.
                 # Installed unconfigured ("No configuration"): it starts nothing on port 25.
+  chromium      # headless browser for the admin page's tests (playwright-core drives it)
+  fonts-noto-cjk  # chromium only recommends fonts: without a CJK one the page's zh-TW
+                  # labels render as boxes in the test screenshots
 )
 
 case "${1:-}" in

@@ -5,7 +5,7 @@ import { systemClock } from '../hal/clock.ts'
 import type { Hsm } from '../hal/hsm/index.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { boxRunning } from '../firmware/control/server.ts'
-import { csvField, fileSink, localTimeFormatter, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
+import { csvField, fileSink, localTimeFormatter, paperCells, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
 import { Ledger, ledgerPath, openLedgerStore } from '../firmware/reports/ledger.ts'
 import {
   countRows,
@@ -249,8 +249,6 @@ switch (positionals[0]) {
     await audited({ action: 'reports.paper', target: month, outcome: 'ok', detail: `${f}${values.account ? `, account ${values.account}` : ''}` })
     const local = localTimeFormatter(config.reports.timeZone)
     const TIMES = new Set<string>(['submitted_at', 'delivered_at', 'failed_at', 'paper_owed_at'])
-    const cell = (k: string, v: unknown) =>
-      v === null || v === undefined ? '' : TIMES.has(k) ? local(Number(v)) : typeof v === 'string' ? v : JSON.stringify(v)
     const lines: string[][] = []
     const partial = values.out ? `${values.out}.partial` : undefined
     const fd = partial ? openSync(partial, 'w', 0o600) : undefined
@@ -261,7 +259,7 @@ switch (positionals[0]) {
       if (f === 'json') write('[')
       for await (const batch of paperOwedRows(s, month, values.account)) {
         for (const row of batch) {
-          const cells = PAPER_FIELDS.map((k, i) => cell(k, row[i]))
+          const cells = paperCells(row, local)
           if (f === 'csv') write(`${cells.map(csvField).join(',')}\r\n`)
           else if (f === 'json')
             write(`${count ? ',' : ''}\n${JSON.stringify(Object.fromEntries(PAPER_FIELDS.map((k, i) => [k, row[i] === null ? null : cells[i]])))}`)

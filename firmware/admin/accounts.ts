@@ -97,7 +97,11 @@ export class Accounts {
   /** scrypt work is done for an unknown name too, so timing does not tell names apart. */
   #decoy: Promise<string> | undefined
 
-  constructor(o: { dataDir: string; hsm: Hsm; clock: Clock; events: EventSink }) {
+  readonly #dormant: { days: number; disable: boolean } | undefined
+
+  /** `dormant`: S5's periodic review; with `disable`, an account unused that many days is disabled at its next login attempt. */
+  constructor(o: { dataDir: string; hsm: Hsm; clock: Clock; events: EventSink; dormant?: { days: number; disable: boolean } }) {
+    this.#dormant = o.dormant
     this.#file = join(o.dataDir, 'admin', 'users.json')
     this.#codeFile = join(o.dataDir, 'admin', 'setup-code')
     this.#hsm = o.hsm
@@ -276,6 +280,20 @@ export class Accounts {
       return refuse('unknown-user')
     }
     const passwordOk = await verifyPassword(await this.#pepper(password), u.password)
+    const d = this.#dormant
+    if (d?.disable && !u.disabled && this.#clock.now() - (u.lastLoginAt ?? u.createdAt) > d.days * 86_400_000) {
+      u.disabled = true
+      this.#save()
+      this.#events.emit({
+        type: 'admin.action',
+        who: 'box',
+        via: 'admin-page',
+        action: 'user.disable',
+        target: name,
+        outcome: 'ok',
+        reason: `unused for over ${d.days} days`,
+      })
+    }
     if (u.disabled) return refuse('disabled')
     if (u.lockedAt !== null) return refuse('locked')
     if (!passwordOk) return refuse('bad-password')

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Clock } from '../../hal/clock.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 
@@ -12,10 +12,16 @@ import type { BoxEvent, EventSink } from '../events.ts'
 export interface Levels {
   /** Queue by state, and `total`. */
   queue(): Record<string, number>
+  /** When the oldest queued mail was received (ms since the epoch), or undefined. */
+  oldestQueued(): number | undefined
   /** Bytes the delivery budget has let out since start. */
   bytesOut(): number
   /** The delivery budget, bits per second. */
   capBitsPerSecond(): number
+  /** The HSM's last health check: reachable, and the days left on each certificate. */
+  hsm(): { up: boolean; certificates: { label: string; daysLeft: number }[] } | undefined
+  /** The data directory's disk (spool and audit trail live there). */
+  dataDisk(): { free: number; total: number }
 }
 
 export interface Point {
@@ -72,6 +78,12 @@ export class BoxMetrics implements EventSink {
     registers: [this.registry],
   })
   readonly #logins = new Counter({ name: 'sg_admin_logins_total', help: 'Admin page logins, by outcome', labelNames: ['outcome'], registers: [this.registry] })
+  readonly #signSeconds = new Histogram({
+    name: 'sg_hsm_sign_seconds',
+    help: 'Time the HSM takes for one signature (S/MIME, DKIM, audit checkpoints)',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  })
   readonly #levels: Levels
   readonly #clock: Clock
   readonly #running: Running = { submissions: 0, deliveries: 0, deferrals: 0, bounces: 0 }
@@ -117,6 +129,59 @@ export class BoxMetrics implements EventSink {
         },
       }),
     )
+    const clock = o.clock
+    this.registry.registerMetric(
+      new Gauge({
+        registers: [],
+        name: 'sg_queue_oldest_age_seconds',
+        help: 'Age of the oldest mail in the queue (0 when it is empty)',
+        collect() {
+          const oldest = levels.oldestQueued()
+          this.set(oldest === undefined ? 0 : Math.max(0, (clock.now() - oldest) / 1000))
+        },
+      }),
+    )
+    this.registry.registerMetric(
+      new Gauge({
+        registers: [],
+        name: 'sg_hsm_up',
+        help: 'The HSM answered its last health check with every key present (1) or not (0)',
+        collect() {
+          const h = levels.hsm()
+          if (h) this.set(h.up ? 1 : 0)
+        },
+      }),
+    )
+    this.registry.registerMetric(
+      new Gauge({
+        registers: [],
+        name: 'sg_certificate_days_left',
+        help: 'Days until each signing certificate in the HSM expires',
+        labelNames: ['label'],
+        collect() {
+          this.reset()
+          for (const c of levels.hsm()?.certificates ?? []) this.set({ label: c.label }, c.daysLeft)
+        },
+      }),
+    )
+    this.registry.registerMetric(
+      new Gauge({
+        registers: [],
+        name: 'sg_data_disk_bytes',
+        help: "The data directory's disk (spool, audit trail, ledger): free and total bytes",
+        labelNames: ['kind'],
+        collect() {
+          const d = levels.dataDisk()
+          this.set({ kind: 'free' }, d.free)
+          this.set({ kind: 'total' }, d.total)
+        },
+      }),
+    )
+  }
+
+  /** One HSM signature took `seconds` (hal/hsm's KeyStore.onSign). */
+  observeSign(seconds: number): void {
+    this.#signSeconds.observe(seconds)
   }
 
   emit(e: BoxEvent): void {

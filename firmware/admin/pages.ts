@@ -15,9 +15,11 @@ export interface Viewer {
 const NAV: [string, string, readonly Role[]][] = [
   ['/dashboard', 'Dashboard 儀表板', ['admin', 'operator', 'auditor']],
   ['/queue', 'Queue 佇列', ['admin', 'operator', 'auditor']],
+  ['/reports', 'Reports 報表', ['admin', 'operator', 'auditor']],
   ['/audit', 'Audit 稽核', ['admin', 'auditor']],
   ['/logins', 'Failed logins 登入失敗', ['admin', 'auditor']],
   ['/users', 'Users 使用者', ['admin']],
+  ['/certificates', 'Certificates 憑證', ['admin', 'operator', 'auditor']],
   ['/account', 'My account 我的帳號', ['admin', 'operator', 'auditor']],
 ]
 

@@ -1,48 +1,15 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import QRCode from 'qrcode'
 import { searchTrail, type AuditRecord } from '../audit/search.ts'
-import type { TlsOptions } from 'node:tls'
-import type { Clock } from '../../hal/clock.ts'
-import type { Config } from '../config/load.ts'
-import type { ControlReply, ControlRequest } from '../control/server.ts'
-import type { EventSink } from '../events.ts'
-import type { Logger } from '../log.ts'
-import { AccountError, type Accounts, ROLES, type Role } from './accounts.ts'
-import type { BoxMetrics } from './metrics.ts'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { AccountError, ROLES, type Role } from './accounts.ts'
 import { html, trusted, type Html } from './html.ts'
 import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, type Viewer } from './pages.ts'
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
+import type { Routes } from './types.ts'
 import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
-
-/** What the admin page is built on; each is one of the box's own components, never a second implementation. */
-export interface AdminDeps {
-  config: Config
-  log: Logger
-  events: EventSink
-  clock: Clock
-  accounts: Accounts
-  metrics: BoxMetrics
-  /** The box's queue and status service (the control socket's). */
-  control: { request(req: ControlRequest & { who: string }, via: 'admin-page'): Promise<ControlReply> }
-  tls: () => TlsOptions
-  /** The audit trail's directory, for search. */
-  auditDir: string
-  recipientHash: (address: string) => Promise<string>
-}
-
-export interface Routes {
-  app: FastifyInstance
-  deps: AdminDeps
-  sessions: Sessions
-  loginLimit: { max: number; timeWindow: number }
-  page: (reply: FastifyReply, h: Html) => FastifyReply
-  viewer: (req: FastifyRequest, reply: FastifyReply) => Viewer | undefined
-  need: (roles: readonly Role[]) => (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
-  metricsAllowed: (req: FastifyRequest) => boolean
-}
 
 type Body = Record<string, string | undefined>
 const body = (req: FastifyRequest): Body => (req.body && typeof req.body === 'object' ? (req.body as Body) : {})
@@ -158,7 +125,7 @@ export function registerRoutes(r: Routes): void {
   app.get('/dashboard', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
-    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config))
+    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config, d.system.current()))
   })
   app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
     const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'
@@ -219,6 +186,11 @@ export function registerRoutes(r: Routes): void {
             ${field('id', 'Queue id')}${field('statement', 'Statement id 帳單編號')}${field('recipient', 'Recipient 收件者')}${field('type', 'Event type')}
             ${field('from', 'From (YYYY-MM-DD)')}${field('to', 'To')}<button>Search 搜尋</button>
           </form>
+          <p>
+            <a href="/audit/verify">Chain verification 稽核鏈驗證</a>${
+              v.role === 'auditor' ? html` · <a href="/audit/export">Export the trail (tar.gz, with verify.sh) 匯出</a>` : ''
+            }
+          </p>
           ${asked ? table(['seq', 'time', 'type', 'id', 'details'], found.map(auditRow), 'No records match. 查無紀錄。') : ''}`,
         v,
       ),

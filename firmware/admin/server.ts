@@ -15,7 +15,9 @@ import { loadTlsMaterial, serverTlsOptions } from '../submission/tls.ts'
 import type { Role } from './accounts.ts'
 import { Html } from './html.ts'
 import { forbiddenPage, layout, loginPage, type Viewer } from './pages.ts'
-import { type AdminDeps, type Routes, registerRoutes } from './routes.ts'
+import { registerRecordRoutes } from './records.ts'
+import { registerRoutes } from './routes.ts'
+import type { AdminDeps, Routes } from './types.ts'
 import { COOKIE_OPTIONS, SESSION_COOKIE, Sessions, type Session } from './sessions.ts'
 
 const CSRF_COOKIE = '__Host-sg-csrf'
@@ -67,6 +69,7 @@ export class AdminServer implements Component {
     if (addr && typeof addr === 'object') this.#address = { host: a.host, port: addr.port }
     this.#app = app
     this.#d.metrics.start()
+    void this.#d.system.refresh()
     this.#log.info({ url: this.url }, 'admin page listening')
   }
 
@@ -157,6 +160,7 @@ export class AdminServer implements Component {
       metricsAllowed: (req) => metricsAllowed(d.config, req),
     }
     registerRoutes(routes)
+    registerRecordRoutes(routes, d.records)
     this.#d.accounts.ensureSetupCode()
     return app
   }

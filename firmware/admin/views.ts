@@ -3,6 +3,7 @@ import type { ControlReply } from '../control/server.ts'
 import { SPOOL_STATES } from '../spool/types.ts'
 import { html, type Html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
+import type { SystemView } from './system.ts'
 
 /**
  * The dashboard and queue pages (S11): what the box is doing, from the same
@@ -20,7 +21,7 @@ interface HsmView {
 export function alarms(status: Status, config: Config): string[] {
   const out: string[] = []
   const hsm = status.hsm as HsmView | undefined
-  if (hsm && hsm.state !== 'ok') out.push(`HSM ${hsm.state ?? 'unknown'}${hsm.error ? `: ${hsm.error}` : ''} — no statement can be signed`)
+  if (hsm && hsm.state !== 'connected') out.push(`HSM ${hsm.state ?? 'unknown'}${hsm.error ? `: ${hsm.error}` : ''} — no statement can be signed`)
   for (const c of hsm?.certificates ?? [])
     if (c.daysLeft <= config.hsm.certificateWarnDays) out.push(`certificate ${c.label} expires in ${c.daysLeft} days (${c.notAfter})`)
   const spool = (status.spool ?? {}) as Record<string, number>
@@ -32,11 +33,13 @@ export function alarms(status: Status, config: Config): string[] {
   return out
 }
 
-export function dashboardPage(v: Viewer, status: Status, config: Config): Html {
+export function dashboardPage(v: Viewer, status: Status, config: Config, system: SystemView | undefined): Html {
   const spool = (status.spool ?? {}) as Record<string, number>
   const delivery = (status.delivery ?? {}) as Record<string, unknown>
   const hsm = (status.hsm ?? {}) as HsmView
   const found = alarms(status, config)
+  if (system && system.dataDisk.free < system.dataDisk.total * (config.spool.reservePercent / 100) * 1.5)
+    found.push(`the data directory's disk has ${gib(system.dataDisk.free)} free of ${gib(system.dataDisk.total)}`)
   const counts = ['delivered', 'deferred', 'bounced', 'expired', 'removed', 'read', 'unread'].map((k) => [k, delivery[k] ?? 0])
   return layout(
     'Dashboard 儀表板',
@@ -67,12 +70,14 @@ export function dashboardPage(v: Viewer, status: Status, config: Config): Html {
           )}
         </div>
       </section>
+      ${boxCards(system, config)}
       <section class="charts">
         <h2>Last hour 最近一小時</h2>
-        <div class="chart" data-series="/api/series?span=hour" data-metric="rates" id="chart-rates"></div>
-        <div class="chart" data-series="/api/series?span=hour" data-metric="bits" id="chart-bits"></div>
+        <div class="chart" data-series="/api/series?span=hour" data-span="3600" data-metric="bits" id="chart-bits"></div>
+        <div class="chart" data-series="/api/series?span=hour" data-span="3600" data-metric="rates" id="chart-rates"></div>
         <h2>Last day 最近一天</h2>
-        <div class="chart" data-series="/api/series?span=day" data-metric="bits" id="chart-bits-day"></div>
+        <div class="chart" data-series="/api/series?span=day" data-span="86400" data-metric="bits" id="chart-bits-day"></div>
+        <div class="chart" data-series="/api/series?span=day" data-span="86400" data-metric="rates" id="chart-rates-day"></div>
         <p class="hint">Egress bits/s against the bandwidth cap of ${(config.delivery.bandwidthBitsPerSecond / 1e6).toFixed(1)} Mbit/s (M3).</p>
       </section>`,
     v,
@@ -99,7 +104,7 @@ export function queueListPage(v: Viewer, list: ControlReply, summary: ControlRep
       </p>
       ${list.ok ? '' : html`<p class="notice error">${list.error}</p>`}
       ${table(['Queue id', 'State', 'Attempts', 'Received', 'Next attempt'], rows, 'The queue is empty. 佇列為空。')}
-      <p class="hint">The first 200, oldest first; addresses are masked. 僅顯示前 200 筆。</p>`,
+      <p class="hint">The first 200 in the queue's own order; addresses are masked. 僅顯示前 200 筆。</p>`,
     v,
   )
 }
@@ -160,4 +165,43 @@ export function queueMailPage(v: Viewer, id: string, shown: ControlReply, notice
     v,
     notice,
   )
+}
+
+const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`
+
+function boxCards(system: SystemView | undefined, config: Config): Html {
+  if (!system) return html`<p class="hint">Reading the box's hardware… 讀取設備資訊中</p>`
+  const egress = new Set(config.delivery.egress.map((e) => e.address))
+  const days = Math.floor(system.uptimeSeconds / 86400)
+  const hours = Math.floor((system.uptimeSeconds % 86400) / 3600)
+  return html`<section class="cards">
+    <div class="card">
+      <h2>Box 設備</h2>
+      ${table(
+        ['', ''],
+        [
+          ['Model 型號', system.model || '—'],
+          ['Serial 序號', system.serial || '—'],
+          ['Up 運行時間', `${days} d ${hours} h`],
+          ['CPU load 負載', `${system.cpuLoadPercent.toFixed(0)} %`],
+          ['Memory 記憶體', `${gib(system.memory.used)} of ${gib(system.memory.total)}`],
+          ['Data disk 資料磁碟', `${gib(system.dataDisk.free)} free of ${gib(system.dataDisk.total)}`],
+        ],
+      )}
+    </div>
+    <div class="card wide">
+      <h2>Network 網路</h2>
+      ${table(
+        ['NIC', 'Addresses 位址', 'Link 連線', 'Speed', 'MAC'],
+        system.nics.map((n) => [
+          n.name,
+          n.addresses.map((a) => (egress.has(a) ? html`<span class="egress" title="egress address 對外位址">${a}</span> ` : html`<span>${a}</span> `)),
+          n.state,
+          n.speedMbps ? `${n.speedMbps} Mbit/s` : '—',
+          n.mac || '—',
+        ]),
+      )}
+      <p class="hint">Egress addresses are highlighted. 對外發信位址以醒目標示。</p>
+    </div>
+  </section>`
 }

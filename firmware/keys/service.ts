@@ -81,9 +81,17 @@ export class KeyService implements Component {
     await this.hsm.close()
   }
 
+  #last: HsmStatus | undefined
+
+  /** The last check's result (every `hsm.healthCheckMs`), without asking the token again. */
+  get last(): HsmStatus | undefined {
+    return this.#last
+  }
+
   /** Checks the token (reconnecting if due) and logs when its state changes. */
   async check(): Promise<HsmStatus> {
     const status = await this.hsm.status(BOX_KEYS, this.certificateLabels)
+    this.#last = status
     this.#warnExpiring(status)
     const missing = status.keys.filter((k) => !k.present).map((k) => k.label)
     const state = status.error ? 'unavailable' : missing.length ? 'keys-missing' : 'ok'

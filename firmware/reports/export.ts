@@ -1,6 +1,6 @@
 import { writeSync } from 'node:fs'
 import type { Writable } from 'node:stream'
-import { ROW_FIELDS } from './queries.ts'
+import { PAPER_FIELDS, ROW_FIELDS } from './queries.ts'
 
 export type ExportFormat = 'csv' | 'jsonl'
 
@@ -8,6 +8,16 @@ export type ExportFormat = 'csv' | 'jsonl'
 export const EXPORT_COLUMNS = ROW_FIELDS
 
 const TIMES = new Set<string>(['accepted_at', 'delivered_at', 'bounced_at', 'expired_at', 'removed_at', 'opened_at', 'clicked_at', 'read_at', 'paper_owed_at'])
+
+const PAPER_TIMES = new Set<string>(['submitted_at', 'delivered_at', 'failed_at', 'paper_owed_at'])
+
+/** One line of the paper-owed list as text, in `PAPER_FIELDS` order, times in the firm's zone ('' for none): the CLI's and the admin page's. */
+export function paperCells(row: readonly unknown[], local: (ms: number) => string): string[] {
+  return PAPER_FIELDS.map((k, i) => {
+    const v = row[i]
+    return v === null || v === undefined ? '' : PAPER_TIMES.has(k) ? local(Number(v)) : typeof v === 'string' ? v : JSON.stringify(v)
+  })
+}
 
 /**
  * A time as ISO 8601 in the firm's zone with its offset (`2026-11-05T10:00:00.000+08:00`; UTC as +00:00),

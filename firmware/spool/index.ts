@@ -230,6 +230,13 @@ export class SpoolIndex {
     return out
   }
 
+  /** When the oldest mail still queued (in any state) was received, or undefined for an empty queue: one pass over a typed array. */
+  oldestCreated(): number | undefined {
+    let oldest = Infinity
+    for (let s = 0; s < this.#ids.length; s++) if (this.#ids[s] !== undefined && this.#created[s]! < oldest) oldest = this.#created[s]!
+    return oldest === Infinity ? undefined : oldest
+  }
+
   /** Counts per state without materialising entries. */
   countByState(): Record<SpoolState, number> {
     const out = Object.fromEntries(STATES.map((state) => [state, 0])) as Record<SpoolState, number>

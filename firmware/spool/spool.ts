@@ -358,6 +358,11 @@ export class Spool implements Component, Handoff {
   }
 
   /** Up to `limit` entries in index order, optionally only those in `state` (for the operator). */
+  /** When the oldest mail in the queue was received (S11: queue age), or undefined when it is empty. */
+  oldestCreated(): number | undefined {
+    return this.#index.oldestCreated()
+  }
+
   list(limit: number, state?: SpoolState): SpoolEntry[] {
     return this.#index.select(limit, (s) => state === undefined || s === state)
   }

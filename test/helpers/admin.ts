@@ -42,16 +42,23 @@ export class AdminClient {
   /** The CSRF token of the last page read. */
   lastCsrf: string | undefined
 
-  #send(method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<Res> {
+  /** A GET whose body is kept as bytes (a download). */
+  async getBuffer(path: string): Promise<{ status: number; headers: Res['headers']; body: Buffer }> {
+    return this.#send('GET', path, undefined, {}, true) as unknown as Promise<{ status: number; headers: Res['headers']; body: Buffer }>
+  }
+
+  #send(method: string, path: string, body: string | undefined, headers: Record<string, string>, binary = false): Promise<Res> {
     const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
     return new Promise((resolve, reject) => {
       const req = request(
         new URL(path, this.base),
         { method, ca: this.#ca, headers: { ...headers, ...(cookie ? { cookie } : {}), ...(body ? { 'content-length': Buffer.byteLength(body) } : {}) } },
         (res) => {
-          let text = ''
-          res.setEncoding('utf8').on('data', (d: string) => (text += d))
+          const chunks: Buffer[] = []
+          res.on('data', (d: Buffer) => chunks.push(d))
           res.on('end', () => {
+            const bytes = Buffer.concat(chunks)
+            const text = bytes.toString('utf8')
             for (const c of res.headers['set-cookie'] ?? []) {
               const [pair] = c.split(';')
               const eq = pair!.indexOf('=')
@@ -62,7 +69,7 @@ export class AdminClient {
             }
             const m = /name="_csrf" value="([^"]+)"/.exec(text)
             if (m) this.lastCsrf = m[1]
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text })
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: binary ? (bytes as unknown as string) : text })
           })
         },
       )

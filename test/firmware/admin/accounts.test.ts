@@ -17,7 +17,7 @@ async function rig(t: Parameters<typeof devHsm>[0] & { teardown(fn: () => unknow
   const dataDir = tempDir(t, 'sg-admin-')
   const clock = { value: Date.UTC(2026, 10, 26, 9, 0, 0), now: () => clock.value }
   const events: BoxEvent[] = []
-  const make = () => new Accounts({ dataDir, hsm, clock, events: { emit: (e) => events.push(e) } })
+  const make = (dormant?: { days: number; disable: boolean }) => new Accounts({ dataDir, hsm, clock, events: { emit: (e) => events.push(e) }, dormant })
   return { hsm, dataDir, clock, events, accounts: make(), make }
 }
 
@@ -143,4 +143,24 @@ t.test('S5: roles; only an administrator manages accounts; a disabled account ca
   await r.accounts.changePassword('wang', PASSWORD, 'Fresh-pear 12 jam')
   t.notOk(r.accounts.user('wang')!.passwordExpired)
   t.notOk(JSON.stringify(r.accounts.users()).includes('scrypt'), 'the views carry no hashes')
+})
+
+t.test('S5: an account unused for admin.dormantDays is disabled at its next attempt when the box is told to', async (t) => {
+  const r = await rig(t)
+  await firstAdmin(r)
+  const lin = await r.accounts.createUser('wang', 'lin', 'operator', 'Orchid-kettle 8 tea')
+  t.ok(await r.accounts.confirmTotp('lin', totp(lin, r.clock.now())))
+  r.clock.value += 30_000
+  t.match(await r.accounts.login('lin', 'Orchid-kettle 8 tea', totp(lin, r.clock.now()), '127.0.0.1'), { ok: true })
+  r.clock.value += 91 * 86_400_000
+  const flagging = r.make({ days: 90, disable: false })
+  t.match(await flagging.login('lin', 'Orchid-kettle 8 tea', totp(lin, r.clock.now()), '127.0.0.1'), { ok: true }, 'flagged only: still logs in')
+  r.clock.value += 91 * 86_400_000
+  const disabling = r.make({ days: 90, disable: true })
+  t.match(await disabling.login('lin', 'Orchid-kettle 8 tea', totp(lin, r.clock.now() + 30_000), '127.0.0.1'), { ok: false, reason: 'disabled' })
+  t.ok(disabling.user('lin')!.disabled)
+  t.match(
+    r.events.find((e) => e.type === 'admin.action' && e.action === 'user.disable'),
+    { target: 'lin', reason: 'unused for over 90 days' },
+  )
 })

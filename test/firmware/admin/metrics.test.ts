@@ -5,7 +5,17 @@ t.test('S11: counts from the events, levels read when scraped, in the Prometheus
   const queue = { queued: 3, deferred: 2, total: 5 }
   let bytes = 0
   const clock = { value: 0, now: () => clock.value }
-  const m = new BoxMetrics({ clock, levels: { queue: () => queue, bytesOut: () => bytes, capBitsPerSecond: () => 10_000_000 } })
+  const m = new BoxMetrics({
+    clock,
+    levels: {
+      queue: () => queue,
+      oldestQueued: () => clock.now() - 90_000,
+      bytesOut: () => bytes,
+      capBitsPerSecond: () => 10_000_000,
+      hsm: () => ({ up: true, certificates: [{ label: 'smime/bank', daysLeft: 42 }] }),
+      dataDisk: () => ({ free: 5e9, total: 2e10 }),
+    },
+  })
   m.emit({ type: 'submission.accepted', id: 'Q1', account: 'a', clientAddress: '127.0.0.1', tls: 'TLSv1.3', recipients: [], bytes: 10 })
   m.emit({ type: 'submission.refused', account: 'a', clientAddress: '127.0.0.1', code: '550 5.7.1', reply: 'no' })
   for (const outcome of ['delivered', 'delivered', 'deferred', 'bounced'] as const)
@@ -23,12 +33,31 @@ t.test('S11: counts from the events, levels read when scraped, in the Prometheus
   t.match(text, /sg_egress_bytes_total 1250000/)
   t.match(text, /sg_bandwidth_cap_bits_per_second 10000000/)
   t.match(text, /sg_admin_logins_total\{outcome="failure"\} 1/)
+  t.match(text, /sg_hsm_up 1/)
+  t.match(text, /sg_queue_oldest_age_seconds 90/)
+  t.match(text, /sg_certificate_days_left\{label="smime\/bank"\} 42/)
+  t.match(text, /sg_data_disk_bytes\{kind="free"\} 5000000000/)
+  m.observeSign(0.004)
+  m.observeSign(0.3)
+  const after = await m.registry.metrics()
+  t.match(after, /sg_hsm_sign_seconds_bucket\{le="0.005"\} 1/)
+  t.match(after, /sg_hsm_sign_seconds_count 2/)
 })
 
 t.test('the dashboard series: rates per 10 s point for the hour, minute means for the day', async (t) => {
   let bytes = 0
   const clock = { value: 60_000 * 100, now: () => clock.value }
-  const m = new BoxMetrics({ clock, levels: { queue: () => ({}), bytesOut: () => bytes, capBitsPerSecond: () => 8_000 } })
+  const m = new BoxMetrics({
+    clock,
+    levels: {
+      queue: () => ({}),
+      oldestQueued: () => undefined,
+      bytesOut: () => bytes,
+      capBitsPerSecond: () => 8_000,
+      hsm: () => undefined,
+      dataDisk: () => ({ free: 1, total: 2 }),
+    },
+  })
   m.sample()
   for (let i = 0; i < 12; i++) {
     clock.value += 10_000

@@ -205,6 +205,42 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     t.match(status[0], { ok: false }, 'the same queue service: the CLI sees it gone')
   })
 
+  await t.test('reports, paper-owed list and CSV; keys and certificates; chain verification; export for the auditor only', async (t) => {
+    const month = new Date().toISOString().slice(0, 7)
+    t.match((await op.get('/reports')).body, /Submitted 收件/)
+    const paper = await op.get(`/reports/paper?month=${month}`)
+    t.equal(paper.status, 200)
+    t.match(paper.body, /Download CSV/)
+    const csv = await op.get(`/reports/paper.csv?month=${month}`)
+    t.equal(
+      csv.body.split('\r\n')[0],
+      '\ufeffaccount,statement_id,queue_id,statement_class,batch,recipient,recipient_hmac,reason,submitted_at,delivered_at,failed_at,paper_owed_at',
+    )
+    t.match(String(csv.headers['content-disposition']), `paper-owed-${month}.csv`)
+    t.equal((await op.get('/reports/paper?month=2026-13')).status, 400)
+    const certs = await au.get('/certificates')
+    t.match(certs.body, /admin\/password-pepper<\/td><td>[^<]*<\/td><td>yes/, 'the HSM keys, present')
+    t.match(certs.body, /TLS \(submission, admin page\)/)
+
+    await au.get('/audit/verify')
+    t.equal((await au.post('/audit/verify', {})).status, 303)
+    let page = ''
+    for (let i = 0; i < 50 && !/OK: |FAIL: |Could not/.test(page); i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      page = (await au.get('/audit/verify')).body
+    }
+    t.match(page, /OK: [\d,]+ records/, 'the chain verifies')
+    t.equal((await op.get('/audit/export')).status, 403, 'an operator cannot export')
+    t.equal((await admin.get('/audit/export')).status, 403, "nor an administrator: export is the auditor's")
+    const bundle = await au.getBuffer('/audit/export')
+    t.equal(bundle.status, 200)
+    t.same([...bundle.body.subarray(0, 2)], [0x1f, 0x8b], 'gzip')
+    const { execFileSync } = await import('node:child_process')
+    const listing = execFileSync('tar', ['-tzf', '-'], { input: bundle.body }).toString()
+    t.match(listing, /verify\.sh/)
+    t.match(listing, /SHA256SUMS/)
+  })
+
   await t.test('S6: logout ends the session on the server', async (t) => {
     const sid = au.cookies.get('__Host-sg-session')!
     await au.get('/dashboard')
@@ -231,4 +267,14 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     t.match(r.body, /sg_admin_logins_total\{outcome="failure"\} \d+/)
     t.match(r.body, /# TYPE sg_submissions_total counter/)
   })
+})
+
+t.test('S4: logins from one address are rate limited on top of the account lockout', async (t) => {
+  const box = await adminBox(t, { admin: { loginAttemptsPerMinute: 3 } })
+  const c = box.client()
+  await c.get('/setup')
+  const codes = []
+  for (let i = 0; i < 4; i++) codes.push((await c.post('/setup', { code: 'AAAAA-AAAAA-AAAAA-AAAAA', name: 'wang', password: 'x' })).status)
+  t.same(codes, [400, 400, 400, 429], 'the fourth attempt in a minute is refused before it is tried')
+  t.equal((await c.get('/setup')).status, 200, 'pages still load')
 })

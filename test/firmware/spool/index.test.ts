@@ -145,3 +145,14 @@ t.test('many changes to waiting mail do not grow the due queue without bound', a
   t.equal(claimed.length, 100, 'each message claimed once, whatever its history')
   t.equal(new Set(claimed.map((e) => e.id)).size, 100)
 })
+
+t.test('S11: the oldest mail in the queue, whatever its state, for the queue-age alarm', async (t) => {
+  const ix = new SpoolIndex()
+  t.equal(ix.oldestCreated(), undefined, 'empty')
+  ix.set(entry('a', 300))
+  ix.set(entry('b', 100, 'held'))
+  ix.set(entry('c', 200, 'deferred'))
+  t.equal(ix.oldestCreated(), 100)
+  ix.delete('b')
+  t.equal(ix.oldestCreated(), 200, 'a delivered one no longer counts')
+})

@@ -1,0 +1,54 @@
+import type { KeyObject } from 'node:crypto'
+import type { TlsOptions } from 'node:tls'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Clock } from '../../hal/clock.ts'
+import type { Config } from '../config/load.ts'
+import type { ControlReply, ControlRequest } from '../control/server.ts'
+import type { EventSink } from '../events.ts'
+import type { Logger } from '../log.ts'
+import type { LedgerStore } from '../reports/store.ts'
+import type { Accounts, Role } from './accounts.ts'
+import type { Html } from './html.ts'
+import type { BoxMetrics } from './metrics.ts'
+import type { Viewer } from './pages.ts'
+import type { Sessions } from './sessions.ts'
+import type { SystemInfo } from './system.ts'
+
+/** The admin page's parts, as the route modules see them. */
+export interface RecordDeps {
+  /** The statement ledger's store, when the ledger runs. */
+  ledger: () => LedgerStore | undefined
+  /** The audit trail's checkpoint public key, from the HSM. */
+  checkpointKey: () => Promise<KeyObject>
+  /** The TLS certificate the box's listeners present (PEM). */
+  tlsCertificate: () => string
+}
+
+/** What the admin page is built on; each is one of the box's own components, never a second implementation. */
+export interface AdminDeps {
+  config: Config
+  log: Logger
+  events: EventSink
+  clock: Clock
+  accounts: Accounts
+  metrics: BoxMetrics
+  /** The box's queue and status service (the control socket's). */
+  control: { request(req: ControlRequest & { who: string }, via: 'admin-page'): Promise<ControlReply> }
+  tls: () => TlsOptions
+  /** The audit trail's directory, for search. */
+  auditDir: string
+  recipientHash: (address: string) => Promise<string>
+  system: SystemInfo
+  records: RecordDeps
+}
+
+export interface Routes {
+  app: FastifyInstance
+  deps: AdminDeps
+  sessions: Sessions
+  loginLimit: { max: number; timeWindow: number }
+  page: (reply: FastifyReply, h: Html) => FastifyReply
+  viewer: (req: FastifyRequest, reply: FastifyReply) => Viewer | undefined
+  need: (roles: readonly Role[]) => (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
+  metricsAllowed: (req: FastifyRequest) => boolean
+}
