@@ -156,6 +156,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       queue: () => spool.stats(),
       oldestQueued: () => spool.oldestCreated(),
       bytesOut: () => delivery.limiter.passed,
+      bytesByEgress: () => delivery.egressBytes(),
       capBitsPerSecond: () => config.delivery.bandwidthBitsPerSecond,
       hsm: () => {
         const last = hsm.last

@@ -55,6 +55,12 @@ npm run -s dkim -- dns >/tmp/walkthrough.$$ 2>&1 || { cat /tmp/walkthrough.$$; f
 grep -q '_domainkey.bank.example' /tmp/walkthrough.$$ || { cat /tmp/walkthrough.$$; fail "npm run dkim -- dns printed no record for bank.example"; }
 ok "npm run dkim -- dns"
 
+# The admin page answers over TLS and sends a box without an administrator to its setup.
+s="$(printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' | openssl s_client -connect 127.0.0.1:8443 -quiet 2>/dev/null)" || true
+printf '%s\n' "$s" | tr -d '\r' | grep -qi '^location: /setup$' || { echo "$s"; fail "the admin page did not send a new box to /setup"; }
+[ -s var/admin/setup-code ] || fail "no one-time setup code in var/admin/setup-code"
+ok "admin page https://127.0.0.1:8443/: a new box goes to /setup; the setup code is in var/admin/setup-code"
+
 npm run -s hsm -- status >/tmp/walkthrough.$$ 2>&1 || { cat /tmp/walkthrough.$$; fail "npm run hsm -- status"; }
 grep -q 'smime/dev' /tmp/walkthrough.$$ || { cat /tmp/walkthrough.$$; fail "npm run hsm -- status does not list the S/MIME certificate"; }
 ok "npm run hsm -- status"

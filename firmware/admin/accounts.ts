@@ -367,7 +367,18 @@ export class Accounts {
   /** An administrator resets another account's MFA: a new secret to enrol at its next login, recovery codes void. */
   async resetMfa(by: string, name: string, reason: string): Promise<Buffer> {
     this.#requireAdmin(by)
+    return this.#resetMfa(this.#mustFind(name), by, reason)
+  }
+
+  /** A person moves to a new authenticator (a new phone): their password again, then enrolment as at the first login. */
+  async resetOwnMfa(name: string, password: string): Promise<void> {
     const u = this.#mustFind(name)
+    if (!(await verifyPassword(await this.#pepper(password), u.password))) throw new AccountError('The password is not right.')
+    await this.#resetMfa(u, name, 'own request: a new authenticator')
+  }
+
+  async #resetMfa(u: StoredUser, by: string, reason: string): Promise<Buffer> {
+    const name = u.name
     const secret = newTotpSecret()
     u.totp = await this.#seal(secret, name)
     u.totpStep = -1

@@ -16,6 +16,8 @@ export interface Levels {
   oldestQueued(): number | undefined
   /** Bytes the delivery budget has let out since start. */
   bytesOut(): number
+  /** The same, by egress address. */
+  bytesByEgress(): Record<string, number>
   /** The delivery budget, bits per second. */
   capBitsPerSecond(): number
   /** The HSM's last health check: reachable, and the days left on each certificate. */
@@ -120,6 +122,18 @@ export class BoxMetrics implements EventSink {
       }),
     )
     this.registry.registerMetric(
+      new Counter({
+        registers: [],
+        name: 'sg_egress_bytes_by_source_total',
+        help: 'Bytes sent to receivers, by egress address',
+        labelNames: ['source'],
+        collect() {
+          this.reset()
+          for (const [source, bytes] of Object.entries(levels.bytesByEgress())) this.inc({ source }, bytes)
+        },
+      }),
+    )
+    this.registry.registerMetric(
       new Gauge({
         registers: [],
         name: 'sg_bandwidth_cap_bits_per_second',
@@ -179,6 +193,11 @@ export class BoxMetrics implements EventSink {
     )
   }
 
+  /** The firm's webhook endpoints failing now, with since when (for the dashboard's alarms). */
+  readonly failingWebhooks = new Map<string, string>()
+  /** The audit trail's last report of being over its disk budget, until a day passes without one. */
+  auditOverBudget: { bytes: number; budget: number; at: number } | undefined
+
   /** One HSM signature took `seconds` (hal/hsm's KeyStore.onSign). */
   observeSign(seconds: number): void {
     this.#signSeconds.observe(seconds)
@@ -209,6 +228,15 @@ export class BoxMetrics implements EventSink {
         break
       case 'admin.login':
         this.#logins.inc({ outcome: e.outcome })
+        break
+      case 'reports.webhook_failing':
+        this.failingWebhooks.set(e.url, e.since)
+        break
+      case 'reports.webhook_recovered':
+        this.failingWebhooks.delete(e.url)
+        break
+      case 'audit.disk_budget':
+        this.auditOverBudget = { bytes: e.bytes, budget: e.budget, at: this.#clock.now() }
         break
       default:
     }

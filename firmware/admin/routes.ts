@@ -11,6 +11,9 @@ import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessi
 import type { Routes } from './types.ts'
 import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
 
+/** Mails on one page of the queue list. */
+const QUEUE_PAGE = 100
+
 type Body = Record<string, string | undefined>
 const body = (req: FastifyRequest): Body => (req.body && typeof req.body === 'object' ? (req.body as Body) : {})
 const ALL: readonly Role[] = ROLES
@@ -125,7 +128,8 @@ export function registerRoutes(r: Routes): void {
   app.get('/dashboard', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
-    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config, d.system.current()))
+    const signals = { failingWebhooks: d.metrics.failingWebhooks, auditOverBudget: d.metrics.auditOverBudget, now: d.clock.now() }
+    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config, d.system.current(), signals))
   })
   app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
     const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'
@@ -134,11 +138,12 @@ export function registerRoutes(r: Routes): void {
 
   app.get('/queue', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const q = req.query as { state?: string }
-    const args = { limit: 200, ...(q.state ? { state: q.state } : {}) }
+    const q = req.query as { state?: string; page?: string }
+    const page = Math.max(1, Math.min(1_000_000, Number.parseInt(q.page ?? '1', 10) || 1))
+    const args = { limit: QUEUE_PAGE, offset: (page - 1) * QUEUE_PAGE, ...(q.state ? { state: q.state } : {}) }
     const list = await d.control.request({ cmd: 'queue.list', args, who: v.user }, 'admin-page')
     const summary = await d.control.request({ cmd: 'queue.summary', who: v.user }, 'admin-page')
-    return r.page(reply, queueListPage(v, list, summary, q.state))
+    return r.page(reply, queueListPage(v, list, summary, q.state, page, QUEUE_PAGE))
   })
   app.get('/queue/:id', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
@@ -163,8 +168,10 @@ export function registerRoutes(r: Routes): void {
     const asked = ['id', 'statement', 'recipient', 'type', 'from', 'to'].some((k) => q[k])
     const found: AuditRecord[] = []
     if (asked) {
-      const time = (s: string | undefined, end: boolean) =>
-        s ? Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(s) ? `${s}T${end ? '23:59:59.999' : '00:00:00'}Z` : s) : undefined
+      const time = (s: string | undefined, end: boolean) => {
+        const ms = s ? Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(s) ? `${s}T${end ? '23:59:59.999' : '00:00:00'}Z` : s) : NaN
+        return Number.isNaN(ms) ? undefined : ms
+      }
       for await (const rec of searchTrail(d.auditDir, {
         id: q.id || undefined,
         statementId: q.statement || undefined,
@@ -299,11 +306,18 @@ export function registerRoutes(r: Routes): void {
     layout(
       'My account 我的帳號',
       html`<form method="post" action="/account/password" class="stack">
-        <input type="hidden" name="_csrf" value="${v.csrf}" />
-        <label>Current password 目前密碼 <input name="current" type="password" autocomplete="current-password" required /></label>
-        <label>New password 新密碼 <input name="next" type="password" autocomplete="new-password" required minlength="12" /></label>
-        <button>Change password 變更密碼</button>
-      </form>`,
+          <input type="hidden" name="_csrf" value="${v.csrf}" />
+          <label>Current password 目前密碼 <input name="current" type="password" autocomplete="current-password" required /></label>
+          <label>New password 新密碼 <input name="next" type="password" autocomplete="new-password" required minlength="12" /></label>
+          <button>Change password 變更密碼</button>
+        </form>
+        <h2>Authenticator 驗證器</h2>
+        <form method="post" action="/account/mfa" class="stack">
+          <input type="hidden" name="_csrf" value="${v.csrf}" />
+          <p class="hint">A new phone? Enrol a new authenticator: the old one and the recovery codes stop working. 更換驗證器。</p>
+          <label>Password 密碼 <input name="current" type="password" autocomplete="current-password" required /></label>
+          <button>Enrol a new authenticator 重新設定</button>
+        </form>`,
       v,
       notice,
     )
@@ -325,6 +339,20 @@ export function registerRoutes(r: Routes): void {
       if (!(err instanceof AccountError)) throw err
       return r.page(reply.code(400), accountPage(v, { kind: 'error', text: err.message }))
     }
+  })
+
+  app.post('/account/mfa', { preHandler: r.need(ALL) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    try {
+      await accounts.resetOwnMfa(v.user, body(req).current ?? '')
+    } catch (err) {
+      if (!(err instanceof AccountError)) throw err
+      return r.page(reply.code(400), accountPage(v, { kind: 'error', text: err.message }))
+    }
+    // Logged out everywhere; the new authenticator is enrolled as at a first login.
+    sessions.endUser(v.user)
+    begin(reply, undefined, { enrolling: v.user })
+    return reply.redirect('/enrol', 303)
   })
 
   // S11: Prometheus text exposition, for a scraper with the token or from the scraper allowlist.

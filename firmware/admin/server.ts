@@ -136,8 +136,10 @@ export class AdminServer implements Component {
       void reply.header('cache-control', 'no-store')
     })
     // S4: every form is CSRF-checked, whoever is logged in.
-    app.addHook('preHandler', async (req, reply) => {
-      if (req.method === 'POST') await new Promise<void>((resolve) => app.csrfProtection(req, reply, () => resolve()))
+    // (The plugin's hook answers a bad token itself and does not go on; a callback hook lets it.)
+    app.addHook('preHandler', (req, reply, done) => {
+      if (req.method === 'POST') app.csrfProtection(req, reply, done)
+      else done()
     })
     app.setErrorHandler(async (err: Error & { statusCode?: number }, req, reply) => {
       const code = err.statusCode ?? 500

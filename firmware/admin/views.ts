@@ -18,7 +18,13 @@ interface HsmView {
 }
 
 /** What needs a person's attention, worst first. */
-export function alarms(status: Status, config: Config): string[] {
+export interface Signals {
+  failingWebhooks: ReadonlyMap<string, string>
+  auditOverBudget: { bytes: number; budget: number; at: number } | undefined
+  now: number
+}
+
+export function alarms(status: Status, config: Config, signals?: Signals): string[] {
   const out: string[] = []
   const hsm = status.hsm as HsmView | undefined
   if (hsm && hsm.state !== 'connected') out.push(`HSM ${hsm.state ?? 'unknown'}${hsm.error ? `: ${hsm.error}` : ''} — no statement can be signed`)
@@ -30,14 +36,17 @@ export function alarms(status: Status, config: Config): string[] {
   if ((submission.auditBacklog ?? 0) > 0) out.push(`${submission.auditBacklog} audit records waiting for the disk`)
   const delivery = (status.delivery ?? {}) as { paused?: { address: string; until: string }[] }
   for (const p of delivery.paused ?? []) out.push(`egress ${p.address} paused until ${p.until}`)
+  for (const [url, since] of signals?.failingWebhooks ?? []) out.push(`webhook ${url} failing since ${since}`)
+  const a = signals?.auditOverBudget
+  if (a && signals.now - a.at < 86_400_000) out.push(`audit trail over its disk budget: ${gib(a.bytes)} of ${gib(a.budget)}`)
   return out
 }
 
-export function dashboardPage(v: Viewer, status: Status, config: Config, system: SystemView | undefined): Html {
+export function dashboardPage(v: Viewer, status: Status, config: Config, system: SystemView | undefined, signals?: Signals): Html {
   const spool = (status.spool ?? {}) as Record<string, number>
   const delivery = (status.delivery ?? {}) as Record<string, unknown>
   const hsm = (status.hsm ?? {}) as HsmView
-  const found = alarms(status, config)
+  const found = alarms(status, config, signals)
   if (system && system.dataDisk.free < system.dataDisk.total * (config.spool.reservePercent / 100) * 1.5)
     found.push(`the data directory's disk has ${gib(system.dataDisk.free)} free of ${gib(system.dataDisk.total)}`)
   const counts = ['delivered', 'deferred', 'bounced', 'expired', 'removed', 'read', 'unread'].map((k) => [k, delivery[k] ?? 0])
@@ -84,7 +93,7 @@ export function dashboardPage(v: Viewer, status: Status, config: Config, system:
   )
 }
 
-export function queueListPage(v: Viewer, list: ControlReply, summary: ControlReply, state: string | undefined): Html {
+export function queueListPage(v: Viewer, list: ControlReply, summary: ControlReply, state: string | undefined, page: number, perPage: number): Html {
   const counts = summary.ok ? (summary.result as Record<string, number>) : {}
   const rows = list.ok
     ? (list.result as { id: string; state: string; attempts: number; created: string; nextAttemptAt?: string }[]).map((m) => [
@@ -104,7 +113,8 @@ export function queueListPage(v: Viewer, list: ControlReply, summary: ControlRep
       </p>
       ${list.ok ? '' : html`<p class="notice error">${list.error}</p>`}
       ${table(['Queue id', 'State', 'Attempts', 'Received', 'Next attempt'], rows, 'The queue is empty. 佇列為空。')}
-      <p class="hint">The first 200 in the queue's own order; addresses are masked. 僅顯示前 200 筆。</p>`,
+      ${pager(counts, state, page, perPage, rows.length)}
+      <p class="hint">In the queue's own order; addresses are masked. 收件者位址已遮罩。</p>`,
     v,
   )
 }
@@ -204,4 +214,15 @@ function boxCards(system: SystemView | undefined, config: Config): Html {
       <p class="hint">Egress addresses are highlighted. 對外發信位址以醒目標示。</p>
     </div>
   </section>`
+}
+
+function pager(counts: Record<string, number>, state: string | undefined, page: number, perPage: number, shown: number): Html {
+  const total = state ? (counts[state] ?? 0) : (counts.total ?? 0)
+  const pages = Math.max(1, Math.ceil(total / perPage))
+  const link = (p: number, label: string) => html`<a href="/queue?${state ? html`state=${state}&amp;` : ''}page=${p}">${label}</a>`
+  const from = shown ? (page - 1) * perPage + 1 : 0
+  return html`<p class="pager">
+    ${page > 1 ? link(page - 1, '← Previous 上一頁') : ''} ${from}–${from + Math.max(shown - 1, 0)} of ${total} (page ${page} of ${pages})
+    ${page < pages ? link(page + 1, 'Next 下一頁 →') : ''}
+  </p>`
 }

@@ -56,7 +56,7 @@ const MAX_LINE = 64 * 1024
  * `admin.action` event in the audit trail, with the login the client claims
  * (the socket's permissions are what authenticates).
  *
- * Commands: box.status, queue.summary, queue.list {state?, limit?},
+ * Commands: box.status, queue.summary, queue.list {state?, limit?, offset?},
  * queue.show {id}, queue.hold {id}, queue.release {id}, queue.retry {id},
  * queue.remove {id, reason} (held mail only);
  * admin.record {action, target?, outcome, reason?, detail?} from tools.
@@ -228,7 +228,9 @@ export class ControlServer implements Component {
           throw new Refused(`unknown state ${JSON.stringify(state)} (one of ${STATES.join(', ')})`)
         const limit = args.limit === undefined ? 100 : Number(args.limit)
         if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT) throw new Refused(`limit must be 1–${LIST_LIMIT}`)
-        return this.#spool.list(limit, state as SpoolState | undefined).map(view)
+        const offset = args.offset === undefined ? 0 : Number(args.offset)
+        if (!Number.isInteger(offset) || offset < 0) throw new Refused('offset must be a whole number from 0')
+        return this.#spool.list(limit, state as SpoolState | undefined, offset).map(view)
       }
       case 'queue.show': {
         const e = this.#entry(args)

@@ -51,6 +51,7 @@ export class DeliveryEngine implements Component {
   readonly #messageRates = new Map<string, ByteRateLimiter>()
   /** Per-address sub-limits within the shared budget, for egress addresses that have one. */
   readonly #egressLimiters = new Map<string, ByteRateLimiter>()
+  readonly #egressCounters = new Map<string, ByteRateLimiter>()
   readonly #tasks = new Set<Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
@@ -474,7 +475,19 @@ export class DeliveryEngine implements Component {
   /** The shared budget, and the egress address's own sub-limit if it has one. */
   #limitersFor(egress: Egress): ByteRateLimiter[] {
     const own = this.#egressLimiters.get(egress.address)
-    return own ? [own, this.limiter] : [this.limiter]
+    let counter = this.#egressCounters.get(egress.address)
+    // A budget no writer ever waits for: it only counts what this address sent (S11: bytes out per egress address).
+    if (!counter)
+      this.#egressCounters.set(
+        egress.address,
+        (counter = new ByteRateLimiter({ bytesPerSecond: 2 ** 50, burstBytes: 2 ** 50, clock: { now: () => Date.now() } })),
+      )
+    return own ? [counter, own, this.limiter] : [counter, this.limiter]
+  }
+
+  /** Bytes sent from each egress address since start. */
+  egressBytes(): Record<string, number> {
+    return Object.fromEntries([...this.#egressCounters].map(([address, c]) => [address, c.passed]))
   }
 
   /** M8: a bounce that came back after the 250 (the return path), told to the firm like any other (notices.ts). */

@@ -221,11 +221,14 @@ export class SpoolIndex {
     return this.#due.peekAt()
   }
 
-  /** Entries that `pick` accepts, at most `limit`, in slot order. */
-  select(limit: number, pick: (state: SpoolState, nextAttemptAt: number) => boolean): SpoolEntry[] {
+  /** Entries that `pick` accepts, at most `limit`, in slot order, after the first `skip` of them (a page of a list). */
+  select(limit: number, pick: (state: SpoolState, nextAttemptAt: number) => boolean, skip = 0): SpoolEntry[] {
     const out: SpoolEntry[] = []
+    let skipped = 0
     for (let s = 0; s < this.#ids.length && out.length < limit; s++) {
-      if (this.#ids[s] !== undefined && pick(STATES[this.#state[s]!]!, this.#next[s]!)) out.push(this.#entry(s))
+      if (this.#ids[s] === undefined || !pick(STATES[this.#state[s]!]!, this.#next[s]!)) continue
+      if (skipped < skip) skipped++
+      else out.push(this.#entry(s))
     }
     return out
   }

@@ -363,8 +363,9 @@ export class Spool implements Component, Handoff {
     return this.#index.oldestCreated()
   }
 
-  list(limit: number, state?: SpoolState): SpoolEntry[] {
-    return this.#index.select(limit, (s) => state === undefined || s === state)
+  /** Up to `limit` queued mails (of one state, if given), after the first `offset`: a page of the queue. */
+  list(limit: number, state?: SpoolState, offset = 0): SpoolEntry[] {
+    return this.#index.select(limit, (s) => state === undefined || s === state, offset)
   }
 
   /** A deferred mail becomes due now (an operator who knows the destination is back). */

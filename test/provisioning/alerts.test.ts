@@ -12,6 +12,7 @@ t.test('the alert rules name only metrics the box exports, and cover what S11 as
       queue: () => ({}),
       oldestQueued: () => undefined,
       bytesOut: () => 0,
+      bytesByEgress: () => ({}),
       capBitsPerSecond: () => 1,
       hsm: () => undefined,
       dataDisk: () => ({ free: 1, total: 2 }),

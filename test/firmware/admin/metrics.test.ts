@@ -11,6 +11,7 @@ t.test('S11: counts from the events, levels read when scraped, in the Prometheus
       queue: () => queue,
       oldestQueued: () => clock.now() - 90_000,
       bytesOut: () => bytes,
+      bytesByEgress: () => ({ '192.0.2.10': bytes }),
       capBitsPerSecond: () => 10_000_000,
       hsm: () => ({ up: true, certificates: [{ label: 'smime/bank', daysLeft: 42 }] }),
       dataDisk: () => ({ free: 5e9, total: 2e10 }),
@@ -31,6 +32,7 @@ t.test('S11: counts from the events, levels read when scraped, in the Prometheus
   t.match(text, /sg_queue_mails\{state="deferred"\} 2/)
   t.notMatch(text, /state="total"/)
   t.match(text, /sg_egress_bytes_total 1250000/)
+  t.match(text, /sg_egress_bytes_by_source_total\{source="192\.0\.2\.10"\} 1250000/)
   t.match(text, /sg_bandwidth_cap_bits_per_second 10000000/)
   t.match(text, /sg_admin_logins_total\{outcome="failure"\} 1/)
   t.match(text, /sg_hsm_up 1/)
@@ -53,6 +55,7 @@ t.test('the dashboard series: rates per 10 s point for the hour, minute means fo
       queue: () => ({}),
       oldestQueued: () => undefined,
       bytesOut: () => bytes,
+      bytesByEgress: () => ({}),
       capBitsPerSecond: () => 8_000,
       hsm: () => undefined,
       dataDisk: () => ({ free: 1, total: 2 }),

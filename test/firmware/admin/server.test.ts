@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { controlRequests } from '../../../firmware/control/server.ts'
+import { hotp, stepAt } from '../../../firmware/admin/totp.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { smtpError, startReceiver } from '../../helpers/receiver.ts'
 import { submitter } from '../../helpers/daemon.ts'
@@ -98,6 +99,7 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
   let op: AdminClient
   let au: AdminClient
   let lockedSecret: Buffer
+  let lockedClient: AdminClient
   await t.test('S5: an administrator makes an operator and an auditor; each enrols at first login', async (t) => {
     for (const [who, role] of [
       [OPERATOR, 'operator'],
@@ -157,7 +159,7 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     t.equal((await admin.post(`/users/${LOCKED.name}/unlock`, { reason: '' })).status, 400, 'an unlock needs a reason')
     await admin.get('/users')
     t.equal((await admin.post(`/users/${LOCKED.name}/unlock`, { reason: 'called back on the desk phone' })).status, 200)
-    await loggedIn(box, LOCKED.name, LOCKED.password, lockedSecret)
+    lockedClient = await loggedIn(box, LOCKED.name, LOCKED.password, lockedSecret)
     const trail = await au.get('/audit?type=admin.action')
     t.match(trail.body, /user\.unlock/, 'the unlock is in the audit trail')
     t.match(trail.body, /called back on the desk phone/, 'with its reason')
@@ -241,6 +243,26 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     t.match(listing, /SHA256SUMS/)
   })
 
+  await t.test('S4: a person moves to a new authenticator with their password; the old codes stop working', async (t) => {
+    const c = lockedClient
+    await c.get('/account')
+    t.equal((await c.post('/account/mfa', { current: 'not it 1!' })).status, 400)
+    await c.get('/account')
+    const moved = await c.post('/account/mfa', { current: LOCKED.password })
+    t.equal(moved.headers.location, '/enrol')
+    const fresh = enrolSecret((await c.get('/enrol')).body)
+    t.notSame(fresh, lockedSecret)
+    await c.post('/enrol', { code: await box.code(fresh) })
+    const old = box.client()
+    await old.get('/login')
+    t.equal(
+      (await old.post('/login', { name: LOCKED.name, password: LOCKED.password, code: hotp(lockedSecret, stepAt(Date.now())) })).status,
+      401,
+      'the old authenticator',
+    )
+    await loggedIn(box, LOCKED.name, LOCKED.password, fresh)
+  })
+
   await t.test('S6: logout ends the session on the server', async (t) => {
     const sid = au.cookies.get('__Host-sg-session')!
     await au.get('/dashboard')
@@ -266,6 +288,8 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     }
     t.match(r.body, /sg_admin_logins_total\{outcome="failure"\} \d+/)
     t.match(r.body, /# TYPE sg_submissions_total counter/)
+    t.match(r.body, /# TYPE sg_egress_bytes_by_source_total counter/, 'bytes out per egress address (the engine test counts them)')
+    t.match(r.body, /sg_hsm_up 1/)
   })
 })
 

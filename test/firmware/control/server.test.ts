@@ -79,10 +79,11 @@ t.test('queue: summary, list by state, show (masked, no content), hold, release,
   t.match(await r.ask('queue.hold', { id: a.envelope.id }), { ok: false, error: /being delivered right now/ }, 'in flight: refused, not raced')
   t.match(await r.ask('queue.release', { id: 'nope' }), { ok: false, error: /no queued mail nope/ })
   t.match(await r.ask('queue.list', { state: 'lost' }), { ok: false, error: /unknown state "lost"/ })
+  t.match(await r.ask('queue.list', { offset: -1 }), { ok: false, error: /offset must be/ })
   t.match(await r.ask('queue.delete', { id: a.envelope.id }), { ok: false, error: /unknown command "queue.delete"/ })
 
   const actions = r.events.filter((e) => e.type === 'admin.action')
-  t.equal(actions.length, 12, 'every request, read-only and refused ones included, is audited')
+  t.equal(actions.length, 13, 'every request, read-only and refused ones included, is audited')
   t.match(
     actions.find((e) => e.action === 'queue.hold'),
     { who: 'alice', via: 'control-socket', target: b.envelope.id, outcome: 'ok' },

@@ -27,6 +27,14 @@ t.test('M2: connections come from all four egress addresses; mail arrives byte f
   t.equal(Object.values(finals(rig.events)).filter((o) => o === 'delivered').length, 24)
   const attempt = rig.events.find((e) => e.type === 'delivery.attempt')
   t.match(attempt, { outcome: 'delivered', mx: '127.0.0.1', sourceIp: /^127\.0\.0\.1[1-4]$/, reply: /^250 /, tls: /^TLSv1\.[23]$/ })
+  // S11: bytes out per egress address; together, what passed the shared budget.
+  const perEgress = rig.engine.egressBytes()
+  t.same(Object.keys(perEgress).sort(), ['127.0.0.11', '127.0.0.12', '127.0.0.13', '127.0.0.14'])
+  t.ok(Object.values(perEgress).every((b) => b > 0))
+  t.equal(
+    Object.values(perEgress).reduce((a, b) => a + b, 0),
+    rig.engine.limiter.passed,
+  )
 })
 
 t.test('M8: 4xx defers with back-off, then delivers; 5xx bounces and the firm gets a DSN', async (t) => {

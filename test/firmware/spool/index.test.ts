@@ -156,3 +156,13 @@ t.test('S11: the oldest mail in the queue, whatever its state, for the queue-age
   ix.delete('b')
   t.equal(ix.oldestCreated(), 200, 'a delivered one no longer counts')
 })
+
+t.test('a page of the list: the entries a filter accepts, after skipping the earlier pages', async (t) => {
+  const ix = new SpoolIndex()
+  for (let i = 0; i < 10; i++) ix.set(entry(`m${i}`, i, i % 2 ? 'held' : 'queued'))
+  const held = (skip: number) => ix.select(2, (s) => s === 'held', skip).map((e) => e.id)
+  t.same(held(0), ['m1', 'm3'])
+  t.same(held(2), ['m5', 'm7'])
+  t.same(held(4), ['m9'])
+  t.same(held(6), [])
+})
