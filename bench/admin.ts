@@ -92,6 +92,8 @@ const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, join(import.meta.dir
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { ...process.env, ...DAEMON_ENV },
 })
+// The daemon goes with the benchmark, whatever happens to it.
+process.on('exit', () => child.kill('SIGKILL'))
 const started = Date.now()
 const url = await new Promise<string>((resolve, reject) => {
   let pending = ''
@@ -152,8 +154,9 @@ function send(
 
 await send('GET', '/setup')
 const setupCode = readFileSync(join(root, 'admin', 'setup-code'), 'utf8').trim()
-const password = 'Bench-mark 2026 pages'
-if ((await send('POST', '/setup', { code: setupCode, name: 'bench', password })).status !== 303) throw new Error('setup refused')
+const password = 'Orchard-ladder 8 pears'
+const made = await send('POST', '/setup', { code: setupCode, name: 'bench', password })
+if (made.status !== 303) throw new Error(`setup refused: ${made.status} ${/class="notice[^>]*>([^<]*)/.exec(made.body)?.[1] ?? made.body.slice(0, 400)}`)
 const enrol = await send('GET', '/enrol')
 const secret = unbase32(/<code class="secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replace(/ /g, '').toLowerCase())!
 const step = stepAt(Date.now())

@@ -198,7 +198,8 @@ export class Accounts {
       name,
       role,
       password: await this.#hash(password),
-      passwordChangedAt: now,
+      // A password an administrator chose for someone else is to be changed at its first use.
+      passwordChangedAt: createdBy === 'setup code' ? now : 0,
       totp: await this.#seal(secret, name),
       totpStep: -1,
       recovery: [],

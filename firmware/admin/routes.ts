@@ -326,7 +326,15 @@ export function registerRoutes(r: Routes): void {
     const expired = (req.query as { expired?: string }).expired
     return r.page(
       reply,
-      accountPage(v, expired ? { kind: 'error', text: 'Your password is over 90 days old; please change it. 密碼已逾 90 天，請變更。' } : undefined),
+      accountPage(
+        v,
+        expired
+          ? {
+              kind: 'error',
+              text: 'Your password was chosen by an administrator or is over 90 days old; please change it. 請變更密碼（管理員設定的初始密碼或已逾 90 天）。',
+            }
+          : undefined,
+      ),
     )
   })
   app.post('/account/password', { preHandler: r.need(ALL) }, async (req, reply) => {

@@ -127,6 +127,7 @@ t.test('S5: roles; only an administrator manages accounts; a disabled account ca
   const r = await rig(t)
   await firstAdmin(r)
   await r.accounts.createUser('wang', 'chen', 'auditor', 'Orchid-kettle 9 tea')
+  t.ok(r.accounts.user('chen')!.passwordExpired, 'a password an administrator chose is changed at its first use')
   await t.rejects(r.accounts.createUser('chen', 'mallory', 'admin', 'Orchid-kettle 9 tea'), /Only an administrator/)
   await t.rejects(r.accounts.createUser('wang', 'chen', 'operator', 'Orchid-kettle 9 tea'), /already an account/)
   await t.rejects(r.accounts.createUser('wang', 'Bad Name', 'operator', 'Orchid-kettle 9 tea'), /lower-case/)
