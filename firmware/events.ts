@@ -115,6 +115,8 @@ export type BoxEvent =
   | { type: 'hsm.certificate_expiring'; label: string; serial: string; notAfter: string; daysLeft: number }
   | { type: 'admin.login'; user: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
   | { type: 'config.changed'; who: string; reason: string; before: unknown; after: unknown }
+  /** S7: a new numbered configuration version (config/versions.ts): who made it, who approved it, why. */
+  | { type: 'config.version'; number: number; source: 'file' | 'page' | 'restore'; author: string; approver: string; reason: string }
   | { type: 'firmware.update'; step: string; version: string; outcome: 'ok' | 'failed'; detail?: string }
   | { type: 'factory.reset'; who: string; outcome: 'ok' | 'failed' }
   | { type: 'audit.started'; lastSeq: number; tornBytes: number }

@@ -8,16 +8,17 @@ import { ReturnPathListener } from './bounces/listener.ts'
 import { ReadReceiptStage } from './bounces/receipts.ts'
 import { ReturnPathTokens } from './bounces/verp.ts'
 import { mkdirSync, readFileSync, statfsSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
-import { ConfigError, configPathFrom, loadConfigFile, type Config } from './config/load.ts'
+import { ConfigError, configPathFrom, parseConfig, readConfigFile, type Config } from './config/load.ts'
+import { ConfigTamperError, ConfigVersions } from './config/versions.ts'
 import { Daemon } from './daemon.ts'
 import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
 import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
-import { CHECKPOINT_KEY_LABEL } from './keys/labels.ts'
+import { CHECKPOINT_KEY_LABEL, CONFIG_VERSION_LABEL } from './keys/labels.ts'
 import { AuditCopyHandoff } from './delivery/audit-copy.ts'
 import { DeliveryEngine } from './delivery/engine.ts'
 import { Ledger } from './reports/ledger.ts'
@@ -55,8 +56,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   }
 
   let config: Config
+  const configPath = configPathFrom(argv, env)
+  let rawConfig: unknown
   try {
-    config = loadConfigFile(configPathFrom(argv, env))
+    rawConfig = readConfigFile(configPath)
+    config = parseConfig(rawConfig)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`statement-gateway: configuration error: ${err.message}\n`)
@@ -199,6 +203,15 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     [
       hsm,
       audit,
+      // S7, S9: the configuration as HMAC-checked versions; a version edited on disk stops the start here.
+      new ConfigVersions({
+        dataDir: config.dataDir,
+        mac: (data) => hsm.hsm.keys.hmac(CONFIG_VERSION_LABEL, data),
+        clock: systemClock,
+        events,
+        log,
+        given: { raw: rawConfig, from: configPath ? `file ${resolve(configPath)}` : 'the embedded defaults' },
+      }),
       new ConfigChangeAudit({ config, trail: audit }),
       syslog,
       ledger,
@@ -219,9 +232,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   installSignalHandlers(daemon, log)
   try {
     await daemon.start()
-  } catch {
+  } catch (err) {
     log.flush()
-    process.exitCode = 1
+    // The log has it as JSON; a person at the console reads it here.
+    process.stderr.write(`statement-gateway: not started: ${(err as Error).message}\n`)
+    process.exitCode = err instanceof ConfigTamperError ? EX_CONFIG : 1
     return
   }
   const { starttls, implicitTls } = submission.endpoints

@@ -22,7 +22,12 @@ export function parseConfig(raw: unknown, cwd = process.cwd()): Config {
 
 /** Reads and validates a JSON config file. Errors name the file and the key. */
 export function loadConfigFile(path: string | undefined): Config {
-  if (!path) return parseConfig({})
+  return parseConfig(readConfigFile(path))
+}
+
+/** The configuration a file holds, as given (JSON, not yet checked); `{}` without a file. */
+export function readConfigFile(path: string | undefined): unknown {
+  if (!path) return {}
   let text: string
   try {
     text = readFileSync(path, 'utf8')
@@ -35,7 +40,7 @@ export function loadConfigFile(path: string | undefined): Config {
   } catch (err) {
     throw new ConfigError('(file)', `${path} is not valid JSON: ${(err as Error).message}`)
   }
-  return parseConfig(raw)
+  return raw
 }
 
 /** The config path from `--config PATH` / `--config=PATH`, else $SG_CONFIG. */

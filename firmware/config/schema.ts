@@ -17,7 +17,20 @@ import { bool, int, obj, oneOf, str, type Infer } from './types.ts'
  * (`npm run config-reference`), and a test keeps the two in step.
  */
 
+/**
+ * The configuration's schema version. A change that old files cannot simply be
+ * read under (a key renamed or moved) raises it, with a written migration.
+ */
+export const SCHEMA_VERSION = 1
+
 export const schema = obj({
+  schemaVersion: int({
+    default: SCHEMA_VERSION,
+    min: 1,
+    max: SCHEMA_VERSION,
+    description:
+      `Version of this configuration's schema (${SCHEMA_VERSION} for this firmware). ` + 'A file from newer firmware is refused rather than read wrongly.',
+  }),
   dataDir: str({
     default: './var',
     nonEmpty: true,

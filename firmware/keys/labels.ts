@@ -8,6 +8,8 @@
 export const CHECKPOINT_KEY_LABEL = 'audit/checkpoint-signing'
 /** Keyed hashes of recipient addresses in the audit trail (S6). */
 export const RECIPIENT_HMAC_LABEL = 'audit/recipient-hmac'
+/** HMAC over each configuration version, checked at every start (S7, S9). */
+export const CONFIG_VERSION_LABEL = 'config/version-mac'
 /** Pepper for admin password hashes (S3). */
 export const PASSWORD_PEPPER_LABEL = 'admin/password-pepper'
 /** Derives the secret each webhook endpoint's requests are signed with (M9). */

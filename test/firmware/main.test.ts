@@ -96,3 +96,25 @@ t.test('a port already in use fails start-up cleanly with exit 1', async (t) => 
   first.child.proc.kill('SIGTERM')
   await first.child.exited
 })
+
+t.test('S7, S9: a configuration version edited on disk stops the next start, naming the file; put back, the box starts', async (t) => {
+  const { child, cfg } = await startDaemon(t)
+  await child.waitFor((r) => r.msg === 'statement gateway started')
+  child.proc.kill('SIGTERM')
+  await child.exited
+  const { readdirSync, writeFileSync } = await import('node:fs')
+  const dir = join(cfg.dataDir, 'config', 'versions')
+  t.same(readdirSync(dir), ['000001.json'], 'the first start made version 1')
+  const file = join(dir, '000001.json')
+  const original = readFileSync(file, 'utf8')
+  writeFileSync(file, original.replace('"graceMs":10000', '"graceMs":1'))
+  const again = spawnDaemon(t, ['--config', cfg.path])
+  const exit = await again.exited
+  t.equal(exit.code, 78, 'EX_CONFIG')
+  t.match(again.stderr(), `statement-gateway: not started: configuration version ${file} fails its HMAC check`)
+  writeFileSync(file, original)
+  const third = spawnDaemon(t, ['--config', cfg.path])
+  await third.waitFor((r) => r.msg === 'statement gateway started')
+  third.proc.kill('SIGTERM')
+  t.same(await third.exited, { code: 0, signal: null })
+})

@@ -1,0 +1,88 @@
+import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { canonicalJson, ConfigTamperError, ConfigVersions } from '../../../firmware/config/versions.ts'
+import type { BoxEvent } from '../../../firmware/events.ts'
+import { CONFIG_VERSION_LABEL } from '../../../firmware/keys/labels.ts'
+import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
+import { tempDir } from '../../helpers/box.ts'
+import { devHsm } from '../../helpers/hsm.ts'
+
+async function rig(t: Parameters<typeof devHsm>[0]) {
+  const { hsm } = await devHsm(t)
+  await hsm.ensureKeys(BOX_KEYS)
+  const dataDir = tempDir(t, 'sg-versions-')
+  const events: BoxEvent[] = []
+  const clock = { value: Date.UTC(2026, 10, 26, 10, 0, 0), now: () => clock.value }
+  const make = (raw?: unknown, from = 'file /etc/sg/config.json') =>
+    new ConfigVersions({
+      dataDir,
+      mac: (data) => hsm.keys.hmac(CONFIG_VERSION_LABEL, data),
+      clock,
+      events: { emit: (e) => events.push(e) },
+      given: raw === undefined ? undefined : { raw, from },
+    })
+  return { dataDir, events, clock, make }
+}
+
+t.test('S7: the configuration a box starts with becomes version 1; the same again adds nothing; a change is imported as the next', async (t) => {
+  const r = await rig(t)
+  const first = r.make({ delivery: { bandwidthBitsPerSecond: 10_000_000 }, submission: { host: '127.0.0.1' } })
+  await first.start()
+  const v1 = (await first.inForce())!
+  t.match(v1, { number: 1, schemaVersion: 1, author: 'file /etc/sg/config.json', approver: '', source: 'file', reason: /first configuration/ })
+  const file = join(first.dir, '000001.json')
+  t.equal(statSync(file).mode & 0o777, 0o600)
+  t.match(readFileSync(file, 'utf8'), /^\{"mac":"hmac-sha256:[0-9a-f]{64}","version":\{"number":1,/)
+  t.match(r.events, [{ type: 'config.version', number: 1, source: 'file' }])
+
+  // Key order and whitespace are not a change.
+  await r.make({ submission: { host: '127.0.0.1' }, delivery: { bandwidthBitsPerSecond: 10_000_000 } }).start()
+  t.equal((await first.verifyAll()).length, 1, 'the same configuration adds no version')
+
+  r.clock.value += 60_000
+  await r.make({ delivery: { bandwidthBitsPerSecond: 20_000_000 }, submission: { host: '127.0.0.1' } }).start()
+  const all = await first.verifyAll()
+  t.equal(all.length, 2)
+  t.match(all[1], { number: 2, reason: 'imported at start: file /etc/sg/config.json differs from version 1', time: '2026-11-26T10:01:00.000Z' })
+  t.same((all[1]!.config as { delivery: unknown }).delivery, { bandwidthBitsPerSecond: 20_000_000 })
+})
+
+t.test('S7, S9: a version edited on disk, renamed, stripped of its HMAC or made unreadable stops the start, naming the file', async (t) => {
+  const r = await rig(t)
+  await r.make({ policy: {} }).start()
+  await r.make({ policy: {}, log: { level: 'debug' } }).start()
+  const versions = r.make({ policy: {}, log: { level: 'debug' } })
+  const file = join(versions.dir, '000001.json')
+  const original = readFileSync(file, 'utf8')
+
+  const refused = async (why: RegExp, what: string) => {
+    const err = await versions.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    t.type(err, ConfigTamperError, what)
+    t.match((err as Error).message, why, what)
+    t.match((err as ConfigTamperError).file, /\d{6}\.json$/)
+  }
+
+  writeFileSync(file, original.replace('"policy":{}', '"policy":{"profiles":[]}'))
+  await refused(/000001\.json fails its HMAC check: it was changed outside the box/, 'a value changed')
+  writeFileSync(file, original.replace(/"mac":"[^"]+",/, ''))
+  await refused(/000001\.json has no HMAC/, 'the HMAC removed')
+  writeFileSync(file, '{ not json')
+  await refused(/000001\.json is not the JSON the box wrote/, 'garbage')
+  writeFileSync(file, original)
+  t.equal((await versions.verifyAll()).length, 2, 'the file put back: all is well again')
+
+  const second = join(versions.dir, '000002.json')
+  renameSync(second, join(versions.dir, '000003.json'))
+  await refused(/000003\.json holds version 2, not the one its name says/, 'a version renamed (to become the one in force)')
+  unlinkSync(join(versions.dir, '000003.json'))
+  t.equal((await versions.verifyAll()).length, 1)
+})
+
+t.test('canonical JSON: key order does not matter, list order does', async (t) => {
+  t.equal(canonicalJson({ b: 1, a: { d: [2, 1], c: null } }), '{"a":{"c":null,"d":[2,1]},"b":1}')
+  t.not(canonicalJson({ a: [1, 2] }), canonicalJson({ a: [2, 1] }))
+})
