@@ -117,6 +117,18 @@ export type BoxEvent =
   | { type: 'config.changed'; who: string; reason: string; before: unknown; after: unknown }
   /** S7: a new numbered configuration version (config/versions.ts): who made it, who approved it, why. */
   | { type: 'config.version'; number: number; source: 'file' | 'page' | 'restore'; author: string; approver: string; reason: string }
+  /** S5, S7: a configuration proposal proposed, approved (applied), withdrawn, expired or failed to apply. */
+  | {
+      type: 'config.proposal'
+      id: string
+      action: string
+      who: string
+      author: string
+      reason: string
+      baseVersion: number
+      version?: number
+      note?: string
+    }
   | { type: 'firmware.update'; step: string; version: string; outcome: 'ok' | 'failed'; detail?: string }
   | { type: 'factory.reset'; who: string; outcome: 'ok' | 'failed' }
   | { type: 'audit.started'; lastSeq: number; tornBytes: number }

@@ -33,6 +33,18 @@ export const admin = obj({
     description: 'Accounts not used for this long are flagged on the users page for the periodic review S5 asks (and disabled with `disableDormant`).',
   }),
   disableDormant: bool({ default: false, description: 'Disable dormant accounts at once instead of only flagging them.' }),
+  proposalExpiryHours: int({
+    default: 72,
+    min: 1,
+    max: 720,
+    description: 'A configuration proposal no second administrator approved in this time expires (S7).',
+  }),
+  allowSelfApproval: bool({
+    default: false,
+    description:
+      'Let an administrator approve their own configuration change: only for a box with a single administrator. ' +
+      'The dashboard then shows a standing warning, and every such change is recorded as self-approved.',
+  }),
   metrics: obj({
     tokenFile: str({
       default: '',
