@@ -25,7 +25,7 @@ import { InspectionPool, InspectionTimeout } from './pool.ts'
  */
 export class PolicyStage implements Stage, Component {
   readonly name = 'policy'
-  readonly #config: Config
+  #config: Config
   readonly #log: Logger
   readonly #events: EventSink
   readonly #consent = new Map<string, Set<string>>()
@@ -69,6 +69,41 @@ export class PolicyStage implements Stage, Component {
   async stop(): Promise<void> {
     clearInterval(this.#timer)
     await this.#pool?.stop()
+  }
+
+  /**
+   * S7: a new policy without a restart (an approved configuration change). The
+   * new profiles' consent files are read first and their inspection workers
+   * started; only then does the stage switch, so a change that cannot be read
+   * throws here and the policy in force stays. Mail being inspected finishes
+   * under the old rules.
+   */
+  async reconfigure(config: Config): Promise<void> {
+    const consent = new Map<string, Set<string>>()
+    const files = new Map<string, { path: string; loaded: string; seen: string }>()
+    for (const p of config.policy.profiles) {
+      if (!p.consentFile) continue
+      const version = fileVersion(p.consentFile)
+      const { list } = parseConsent(readFileSync(p.consentFile))
+      consent.set(p.name, list)
+      files.set(p.name, { path: p.consentFile, loaded: version, seen: version })
+    }
+    const p = config.policy
+    const pool = new InspectionPool({ workers: p.inspectionWorkers, budgetMs: p.inspectionBudgetMs, profiles: p.profiles, log: this.#log })
+    pool.start()
+    const old = this.#pool
+    this.#config = config
+    this.#pool = pool
+    this.#consent.clear()
+    for (const [k, v] of consent) this.#consent.set(k, v)
+    this.#consentFiles.clear()
+    for (const [k, v] of files) this.#consentFiles.set(k, v)
+    if (files.size && !this.#timer) {
+      this.#timer = setInterval(() => void this.checkConsentFiles(), p.consentCheckSeconds * 1000)
+      this.#timer.unref()
+    }
+    this.#log.info({ profiles: p.profiles.map((x) => x.name) }, 'policy changed without a restart')
+    await old?.stop()
   }
 
   /**

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { pdfEncryption } from '../../../firmware/policy/pdf.ts'
 import { readZip } from '../../../firmware/policy/zip.ts'
-import { tempDir } from '../../helpers/box.ts'
+import { ACCOUNT, tempDir } from '../../helpers/box.ts'
+import { parseConfig } from '../../../firmware/config/load.ts'
 import { LABEL, policyRig as rig, statement, subject } from '../../helpers/policy.ts'
 import { pdfFixtures, zipFixture } from '../../helpers/pdf.ts'
 import { rmSync, writeFileSync } from 'node:fs'
@@ -145,4 +146,19 @@ t.test('S6: statement id and class reach the audit events with or without a matc
     noProfile.events.find((e) => e.type === 'policy.accepted'),
     { profile: '', statementId: 'S-2026-11-000123', statementClass: 'monthly' },
   )
+})
+
+t.test('S7: a new policy takes effect without a restart; one that cannot be read leaves the old in force', async (t) => {
+  const pdfs = await pdfFixtures(tempDir(t))
+  const { send, policy } = await rig(t, { pdfEncryption: 'monitor' })
+  const mail = statement({ attachments: [{ name: 'statement.pdf', type: 'application/pdf', content: pdfs['plain-xref-streams']! }] })
+  t.equal((await send(mail)).code, 250, 'monitor: accepted')
+  const profile = { name: 'securities', accounts: [ACCOUNT.name], domains: ['bank.example'] }
+  await policy.reconfigure(parseConfig({ dataDir: tempDir(t), policy: { profiles: [{ ...profile, pdfEncryption: 'enforce' }] } }))
+  const refused = await send(mail)
+  t.equal(refused.code, 550, 'the same mail, refused by the new rule')
+  t.match(refused.text, /EPOLICY_PDF_UNENCRYPTED/)
+  const missing = parseConfig({ dataDir: tempDir(t), policy: { profiles: [{ ...profile, pdfEncryption: 'off', consentFile: '/nonexistent/consent.csv' }] } })
+  await t.rejects(policy.reconfigure(missing), /ENOENT/)
+  t.equal((await send(mail)).code, 550, 'the policy in force stays')
 })
