@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path'
 import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
 import { ConfigError, configPathFrom, parseConfig, readConfigFile, type Config } from './config/load.ts'
-import { ConfigTamperError, ConfigVersions } from './config/versions.ts'
+import { Proposals } from './config/proposals.ts'
+import { canonicalJson, ConfigTamperError, ConfigVersions } from './config/versions.ts'
 import { Daemon } from './daemon.ts'
 import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
@@ -153,6 +154,27 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     // The recent 250-to-journal windows themselves (ms), for the reliability suite's percentiles.
     views: { 'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()) },
   })
+  const configVersions = new ConfigVersions({
+    dataDir: config.dataDir,
+    mac: (data) => hsm.hsm.keys.hmac(CONFIG_VERSION_LABEL, data),
+    clock: systemClock,
+    events,
+    log,
+    given: { raw: rawConfig, from: configPath ? `file ${resolve(configPath)}` : 'the embedded defaults' },
+  })
+  // S5, S7: changes proposed and approved on the admin page; the policy takes a change at once, the rest at the next start.
+  const proposals = new Proposals({
+    dataDir: config.dataDir,
+    versions: configVersions,
+    clock: systemClock,
+    events,
+    expiryHours: config.admin.proposalExpiryHours,
+    allowSelfApproval: config.admin.allowSelfApproval,
+  })
+  const applyConfig = async (next: Config, previous: Config) => {
+    if (canonicalJson(next.policy) !== canonicalJson(previous.policy)) await policy.reconfigure(next)
+  }
+
   // S3–S6, S11: the admin page, its accounts, and the counts behind its charts and /metrics.
   const metrics = new BoxMetrics({
     clock: systemClock,
@@ -193,6 +215,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     auditDir: join(config.dataDir, 'audit'),
     recipientHash: (address) => recipientHash(hsm.hsm, address),
     system: new SystemInfo({ dataDir: config.dataDir, clock: systemClock }),
+    changeControl: { versions: configVersions, proposals, apply: applyConfig },
     records: {
       ledger: () => (config.reports.enabled ? ledger.store : undefined),
       checkpointKey: () => hsm.hsm.keys.publicKey(CHECKPOINT_KEY_LABEL),
@@ -204,14 +227,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       hsm,
       audit,
       // S7, S9: the configuration as HMAC-checked versions; a version edited on disk stops the start here.
-      new ConfigVersions({
-        dataDir: config.dataDir,
-        mac: (data) => hsm.hsm.keys.hmac(CONFIG_VERSION_LABEL, data),
-        clock: systemClock,
-        events,
-        log,
-        given: { raw: rawConfig, from: configPath ? `file ${resolve(configPath)}` : 'the embedded defaults' },
-      }),
+      configVersions,
       new ConfigChangeAudit({ config, trail: audit }),
       syslog,
       ledger,

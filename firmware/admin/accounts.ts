@@ -324,6 +324,27 @@ export class Accounts {
     return { ok: true, user: this.#view(u) }
   }
 
+  /**
+   * S4: the second factor asked again at a moment that matters (approving a
+   * configuration change): a TOTP code not used before, recorded; a wrong one
+   * counts towards the lockout like a failed login.
+   */
+  async verifyCode(name: string, code: string): Promise<boolean> {
+    const u = this.#find(name)
+    if (!u || u.disabled || u.lockedAt !== null || u.totpStep < 0) return false
+    const step = verifyTotp(await this.#unseal(u.totp, name), code.trim(), this.#clock.now(), u.totpStep)
+    if (step === undefined) {
+      u.failures++
+      if (u.failures >= MAX_FAILURES) u.lockedAt = this.#clock.now()
+      this.#save()
+      this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.verify', target: name, outcome: 'refused', reason: 'wrong code' })
+      return false
+    }
+    u.totpStep = step
+    this.#save()
+    return true
+  }
+
   /** S4: another administrator unlocks a locked account after checking who asks, and says so. */
   unlock(by: string, name: string, reason: string): void {
     this.#requireAdmin(by)

@@ -19,6 +19,7 @@ const NAV: [string, string, readonly Role[]][] = [
   ['/audit', 'Audit 稽核', ['admin', 'auditor']],
   ['/logins', 'Failed logins 登入失敗', ['admin', 'auditor']],
   ['/users', 'Users 使用者', ['admin']],
+  ['/config', 'Configuration 設定', ['admin']],
   ['/certificates', 'Certificates 憑證', ['admin', 'operator', 'auditor']],
   ['/account', 'My account 我的帳號', ['admin', 'operator', 'auditor']],
 ]

@@ -15,6 +15,7 @@ import { loadTlsMaterial, serverTlsOptions } from '../submission/tls.ts'
 import type { Role } from './accounts.ts'
 import { Html } from './html.ts'
 import { forbiddenPage, layout, loginPage, type Viewer } from './pages.ts'
+import { registerConfigRoutes } from './config-page.ts'
 import { registerRecordRoutes } from './records.ts'
 import { registerRoutes } from './routes.ts'
 import type { AdminDeps, Routes } from './types.ts'
@@ -163,6 +164,7 @@ export class AdminServer implements Component {
     }
     registerRoutes(routes)
     registerRecordRoutes(routes, d.records)
+    registerConfigRoutes(routes)
     this.#d.accounts.ensureSetupCode()
     return app
   }

@@ -13,6 +13,8 @@ import type { BoxMetrics } from './metrics.ts'
 import type { Viewer } from './pages.ts'
 import type { Sessions } from './sessions.ts'
 import type { SystemInfo } from './system.ts'
+import type { Apply, Proposals } from '../config/proposals.ts'
+import type { ConfigVersions } from '../config/versions.ts'
 
 /** The admin page's parts, as the route modules see them. */
 export interface RecordDeps {
@@ -40,6 +42,8 @@ export interface AdminDeps {
   recipientHash: (address: string) => Promise<string>
   system: SystemInfo
   records: RecordDeps
+  /** Configuration under change control (S7): the versions, the proposals, and how a change is applied to the running box. */
+  changeControl: { versions: ConfigVersions; proposals: Proposals; apply: Apply }
 }
 
 export interface Routes {

@@ -37,6 +37,7 @@ export function alarms(status: Status, config: Config, signals?: Signals): strin
   const delivery = (status.delivery ?? {}) as { paused?: { address: string; until: string }[] }
   for (const p of delivery.paused ?? []) out.push(`egress ${p.address} paused until ${p.until}`)
   for (const [url, since] of signals?.failingWebhooks ?? []) out.push(`webhook ${url} failing since ${since}`)
+  if (config.admin.allowSelfApproval) out.push('an administrator may approve their own configuration change (admin.allowSelfApproval): four eyes are off')
   const a = signals?.auditOverBudget
   if (a && signals.now - a.at < 86_400_000) out.push(`audit trail over its disk budget: ${gib(a.bytes)} of ${gib(a.budget)}`)
   return out

@@ -22,6 +22,8 @@ interface Base<T> {
   parse(value: unknown, key: string): T
   /** Human-readable type for the reference. */
   readonly typeName: string
+  /** The values a string may take, when it is one of a list (a form shows them as a choice). */
+  readonly values?: readonly string[]
 }
 
 export type Field<T> = Base<T>
@@ -39,6 +41,7 @@ export function str(
   return {
     kind: 'string',
     typeName: o.typeName ?? (o.oneOf ? o.oneOf.map((v) => `"${v}"`).join(' \\| ') : 'string'),
+    ...(o.oneOf ? { values: o.oneOf } : {}),
     description: o.description,
     default: o.default,
     parse(v, key) {

@@ -1,0 +1,283 @@
+import { configDiff } from '../audit/config-change.ts'
+import { ConfigError, parseConfig, type Config } from '../config/load.ts'
+import { ProposalError, Proposals, type Proposal } from '../config/proposals.ts'
+import { schema } from '../config/schema.ts'
+import type { Field } from '../config/types.ts'
+import type { ConfigVersion } from '../config/versions.ts'
+import { html, type Html } from './html.ts'
+import { layout, table, when, type Viewer } from './pages.ts'
+import type { Routes } from './types.ts'
+
+/**
+ * Configuration under change control on the admin page (S5, S7): the version
+ * in force and its history, a form generated from the schema (every key with
+ * its type, default and description, grouped by section), proposals with
+ * their diff, approval by a second administrator with TOTP entered again, and
+ * "restore version N" in one step. Secrets are never shown: password hashes
+ * and the paths of PIN, password and token files stay as they are unless a new
+ * value is typed.
+ */
+type AnyField = Field<unknown> & { shape?: Record<string, AnyField> }
+interface Leaf {
+  key: string
+  field: AnyField
+}
+
+/** Keys a change to which takes effect at once; every other applies at the next restart. */
+export const LIVE_PREFIXES = ['policy.'] as const
+const SECRET = /(passwordHash|pinFile|passwordFile|tokenFile|keyFile)$/
+const UNCHANGED = '(unchanged)'
+
+export const appliesNow = (key: string) => LIVE_PREFIXES.some((p) => key.startsWith(p))
+
+function leaves(shape: Record<string, AnyField>, prefix = ''): Leaf[] {
+  return Object.entries(shape).flatMap(([k, f]) => {
+    const key = prefix ? `${prefix}.${k}` : k
+    return f.kind === 'object' && f.shape ? leaves(f.shape, key) : [{ key, field: f }]
+  })
+}
+const LEAVES = leaves((schema as unknown as { shape: Record<string, AnyField> }).shape)
+
+const get = (o: unknown, key: string): unknown =>
+  key.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o)
+function set(o: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.')
+  let at = o
+  for (const p of parts.slice(0, -1)) at = (at[p] && typeof at[p] === 'object' ? at[p] : (at[p] = {})) as Record<string, unknown>
+  at[parts.at(-1)!] = value
+}
+
+/** A list of objects with its secrets replaced by a marker, for showing. */
+function maskItems(value: unknown): unknown {
+  if (!Array.isArray(value)) return value
+  return value.map((item: unknown) =>
+    item && typeof item === 'object' ? Object.fromEntries(Object.entries(item).map(([k, v]) => [k, SECRET.test(k) && v ? UNCHANGED : v])) : item,
+  )
+}
+
+/** The configuration a form describes: the one in force with every value that differs from its effective value set. */
+export function configFromForm(form: Record<string, string | undefined>, base: unknown): unknown {
+  const effective = parseConfig(base ?? {})
+  const raw = structuredClone(base ?? {}) as Record<string, unknown>
+  for (const { key, field } of LEAVES) {
+    const given = form[`c:${key}`]
+    if (given === undefined) continue
+    const current = get(effective, key)
+    let value: unknown
+    if (field.kind === 'boolean') value = given === 'true'
+    else if (field.kind === 'integer') value = given.trim() === '' ? current : Number(given)
+    else if (field.kind === 'list' || field.kind === 'records') {
+      try {
+        value = JSON.parse(given) as unknown
+      } catch {
+        throw new ConfigError(key, 'is not valid JSON')
+      }
+      // Secrets left as shown keep their value: matched by the item's name, else by position.
+      if (Array.isArray(value) && Array.isArray(current))
+        value = value.map((item: unknown, i) => {
+          if (!item || typeof item !== 'object') return item
+          const named = (item as { name?: unknown }).name
+          const list = current as Record<string, unknown>[]
+          const before = list.find((c) => named !== undefined && c.name === named) ?? list[i]
+          return Object.fromEntries(Object.entries(item).map(([k, v]) => [k, v === UNCHANGED ? (before as Record<string, unknown>)?.[k] : v]))
+        })
+    } else value = SECRET.test(key) && given === '' ? current : given
+    if (JSON.stringify(value) !== JSON.stringify(current)) set(raw, key, value)
+  }
+  return raw
+}
+
+/** The changed keys between two configurations, secrets masked, each marked as applying now or at the next restart. */
+export function changes(before: unknown, after: unknown): { key: string; before: unknown; after: unknown; now: boolean }[] {
+  const d = configDiff(parseConfig(before ?? {}), parseConfig(after ?? {}))
+  if (!d) return []
+  const show = (k: string, v: unknown) => (SECRET.test(k) ? '(secret)' : JSON.stringify(maskItems(v)))
+  return Object.keys(d.after).map((key) => ({ key, before: show(key, d.before[key]), after: show(key, d.after[key]), now: appliesNow(key) }))
+}
+
+function formFields(config: Config): Html {
+  const sections = new Map<string, Leaf[]>()
+  for (const l of LEAVES) {
+    const section = l.key.split('.')[0]!
+    sections.set(section, [...(sections.get(section) ?? []), l])
+  }
+  return html`${[...sections].map(
+    ([section, ls]) =>
+      html`<fieldset>
+        <legend>${section}</legend>
+        ${ls.map(({ key, field }) => {
+          const value = get(config, key)
+          const name = `c:${key}`
+          const label = html`<span class="key">${key}</span> <span class="hint">${field.description}</span>`
+          if (field.kind === 'boolean')
+            return html`<label
+              >${label}<select name="${name}">
+                <option${value ? html` selected` : ''}>true</option>
+                <option${value ? '' : html` selected`}>false</option>
+              </select></label
+            >`
+          if (field.values)
+            return html`<label
+              >${label}<select name="${name}">
+                ${field.values.map((v) => html`<option${v === value ? html` selected` : ''}>${v}</option>`)}
+              </select></label
+            >`
+          if (field.kind === 'integer') return html`<label>${label}<input type="number" name="${name}" value="${String(value)}" /></label>`
+          if (field.kind === 'list' || field.kind === 'records')
+            return html`<label>${label}<textarea name="${name}" rows="3">${JSON.stringify(maskItems(value), null, 1)}</textarea></label>`
+          if (SECRET.test(key)) return html`<label>${label}<input type="password" name="${name}" value="" placeholder="unchanged; type to replace" /></label>`
+          return html`<label>${label}<input name="${name}" value="${String(value)}" /></label>`
+        })}
+      </fieldset>`,
+  )}`
+}
+
+export function registerConfigRoutes(r: Routes): void {
+  const { app, deps: d } = r
+  const c = d.changeControl
+  const admins = ['admin'] as const
+
+  const page = async (v: Viewer, notice?: { kind: 'ok' | 'error'; text: string }) => {
+    const versions = await c.versions.verifyAll()
+    const inForce = versions.at(-1)
+    const open = c.proposals.list().filter((p) => p.state === 'open')
+    return layout(
+      'Configuration 設定',
+      html`<p>
+          Version in force 目前版本: <strong>${inForce?.number ?? '—'}</strong>${
+            inForce ? html` — ${inForce.reason} (by ${inForce.author}${inForce.approver ? `, approved by ${inForce.approver}` : ''}, ${inForce.time})` : ''
+          }
+        </p>
+        ${c.proposals.selfApprovalAllowed ? html`<p class="notice error">Self-approval is allowed on this box (admin.allowSelfApproval).</p>` : ''}
+        <h2>Open proposals 待核准</h2>
+        ${table(
+          ['Proposal', 'Author', 'Reason', 'Proposed', 'Expires'],
+          open.map((p) => [html`<a href="/config/proposals/${p.id}">${p.id}</a>`, p.author, p.reason, when(p.createdAt), when(p.expiresAt)]),
+          'None. 無。',
+        )}
+        <h2>Versions 版本紀錄</h2>
+        ${table(
+          ['#', 'Time', 'Author', 'Approver', 'Reason', ''],
+          [...versions]
+            .reverse()
+            .map((x: ConfigVersion) => [
+              x.number,
+              x.time,
+              x.author,
+              x.approver || '—',
+              x.reason,
+              x.number === inForce?.number
+                ? 'in force'
+                : html`<form method="post" action="/config/restore" class="inline">
+                    <input type="hidden" name="_csrf" value="${v.csrf}" /><input type="hidden" name="version" value="${x.number}" /><input
+                      name="reason"
+                      placeholder="reason 原因"
+                      required
+                    /><button>Restore 還原</button>
+                  </form>`,
+            ]),
+        )}
+        <h2>Propose a change 提出變更</h2>
+        <form method="post" action="/config/propose" class="config">
+          <input type="hidden" name="_csrf" value="${v.csrf}" />
+          ${formFields(parseConfig(inForce?.config ?? {}))}
+          <label>Reason 原因 <input name="reason" required /></label>
+          <button>Propose 提出</button>
+        </form>`,
+      v,
+      notice,
+    )
+  }
+
+  const proposalPage = async (v: Viewer, p: Proposal, notice?: { kind: 'ok' | 'error'; text: string }) => {
+    const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)
+    const rows = changes(base?.config, p.config)
+    const canApprove = p.state === 'open' && (p.author !== v.user || c.proposals.selfApprovalAllowed)
+    return layout(
+      `Proposal ${p.id}`,
+      html`<p>
+          ${p.state} — by ${p.author}, ${when(p.createdAt)}:
+          ${p.reason}${p.decidedBy ? html` — ${p.state} by ${p.decidedBy} ${when(p.decidedAt)}` : ''}${p.note ? html` (${p.note})` : ''}
+        </p>
+        ${table(
+          ['Key', 'In version ' + String(p.baseVersion), 'Proposed', 'Takes effect'],
+          rows.map((x) => [x.key, x.before, x.after, x.now ? 'at once 立即' : 'at next restart 重新啟動後']),
+        )}
+        ${
+          canApprove
+            ? html`<form method="post" action="/config/proposals/${p.id}/approve" class="stack">
+                <input type="hidden" name="_csrf" value="${v.csrf}" /><input type="hidden" name="hash" value="${Proposals.contentHash(p)}" />
+                <label>Your authenticator code, to approve 以驗證碼核准 <input name="code" autocomplete="one-time-code" inputmode="numeric" required /></label>
+                <button>Approve and apply 核准並套用</button>
+              </form>`
+            : p.state === 'open'
+              ? html`<p class="hint">A second administrator approves it. 需由另一位管理員核准。</p>`
+              : ''
+        }
+        ${
+          p.state === 'open'
+            ? html`<form method="post" action="/config/proposals/${p.id}/withdraw" class="inline">
+                <input type="hidden" name="_csrf" value="${v.csrf}" /><button>Withdraw 撤回</button>
+              </form>`
+            : ''
+        }
+        <p><a href="/config">Back 返回</a></p>`,
+      v,
+      notice,
+    )
+  }
+
+  const body = (req: { body: unknown }) => (req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {})
+  const failure = (err: unknown) => {
+    if (err instanceof ConfigError || err instanceof ProposalError) return { kind: 'error' as const, text: err.message }
+    throw err
+  }
+
+  app.get('/config', { preHandler: r.need(admins) }, async (req, reply) => r.page(reply, await page(r.viewer(req, reply)!)))
+  app.post('/config/propose', { preHandler: r.need(admins) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    try {
+      const base = await c.versions.inForce()
+      const p = await c.proposals.propose(v.user, configFromForm(body(req), base?.config), body(req).reason ?? '')
+      return reply.redirect(`/config/proposals/${p.id}`, 303)
+    } catch (err) {
+      return r.page(reply.code(400), await page(v, failure(err)))
+    }
+  })
+  app.post('/config/restore', { preHandler: r.need(admins) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    try {
+      const p = await c.proposals.restore(v.user, Number(body(req).version), body(req).reason ?? '')
+      return reply.redirect(`/config/proposals/${p.id}`, 303)
+    } catch (err) {
+      return r.page(reply.code(400), await page(v, failure(err)))
+    }
+  })
+  app.get('/config/proposals/:id', { preHandler: r.need(admins) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const p = c.proposals.get((req.params as { id: string }).id)
+    if (!p) return reply.code(404).send('no such proposal\n')
+    return r.page(reply, await proposalPage(v, p))
+  })
+  app.post('/config/proposals/:id/:action', { preHandler: r.need(admins) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const { id, action } = req.params as { id: string; action: string }
+    const p = c.proposals.get(id)
+    if (!p) return reply.code(404).send('no such proposal\n')
+    try {
+      if (action === 'withdraw') c.proposals.withdraw(id, v.user)
+      else if (action === 'approve') {
+        // S4: the approver's second factor again, at the moment of approval.
+        if (!(await d.accounts.verifyCode(v.user, body(req).code ?? ''))) throw new ProposalError('That authenticator code is not right.')
+        const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)
+        const later = changes(base?.config, p.config).filter((x) => !x.now)
+        const version = await c.proposals.approve(id, v.user, body(req).hash ?? '', c.apply)
+        const text = `Applied as version ${version.number}.${later.length ? ` ${later.length} key(s) take effect at the next restart.` : ''}`
+        return r.page(reply, await proposalPage(v, c.proposals.get(id)!, { kind: 'ok', text }))
+      } else return reply.code(404).send('no such action\n')
+      return r.page(reply, await proposalPage(v, c.proposals.get(id)!, { kind: 'ok', text: `${action}: done` }))
+    } catch (err) {
+      return r.page(reply.code(409), await proposalPage(v, c.proposals.get(id)!, failure(err)))
+    }
+  })
+}

@@ -1,0 +1,81 @@
+import t from 'tap'
+import { adminBox, enrolSecret, loggedIn, setUpFirstAdmin, type AdminClient } from '../../helpers/admin.ts'
+import { ACCOUNT } from '../../helpers/box.ts'
+import { submitter } from '../../helpers/daemon.ts'
+import { startReceiver } from '../../helpers/receiver.ts'
+
+/**
+ * S5, S7 on the admin page against the real daemon: a change proposed by one
+ * administrator, refused to its author, approved by a second with TOTP, in
+ * force without a restart; then rolled back the same way.
+ */
+const A = { name: 'wang', password: 'Tea-kettle 7 orchids' }
+const B = { name: 'mei', password: 'Lotus-pond 4 frogs' }
+
+t.test('four eyes on the configuration: propose, refused to the author, approved by another with TOTP, applied at once, rolled back', async (t) => {
+  const rx = await startReceiver(t)
+  const box = await adminBox(t, { admin: { loginAttemptsPerMinute: 500 }, delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] } })
+  const { secret: aSecret } = await setUpFirstAdmin(box, A.name, A.password)
+  const a = await loggedIn(box, A.name, A.password, aSecret)
+  await a.get('/users')
+  await a.post('/users', { name: B.name, role: 'admin', password: B.password })
+  const first = box.client()
+  await first.get('/login')
+  await first.post('/login', { name: B.name, password: B.password, code: '' })
+  const bSecret = enrolSecret((await first.get('/enrol')).body)
+  await first.post('/enrol', { code: await box.code(bSecret) })
+  const b: AdminClient = await loggedIn(box, B.name, B.password, bSecret)
+
+  const smtp = await submitter(t, box.dataDir, box.submissionPort)
+  const send = () =>
+    smtp.sendMail({ from: 'statements@bank.example', to: 'c@example.net', subject: 's', text: 'statement' }).then(
+      () => 'accepted',
+      (err: { responseCode?: number; response?: string }) => `${err.responseCode} ${err.response}`,
+    )
+  t.equal(await send(), 'accepted', 'the policy in force lets the mail through')
+
+  // A proposes: a profile for the test account whose domains do not include the sender's.
+  const form = await a.get('/config')
+  t.match(form.body, /name="c:delivery.bandwidthBitsPerSecond"/, 'a form generated from the schema')
+  t.notMatch(form.body, /\$scrypt\$/, 'no password hash shown')
+  const profiles = JSON.stringify([{ name: 'firm', accounts: [ACCOUNT.name], domains: ['firm.example'] }])
+  const proposed = await a.post('/config/propose', { 'c:policy.profiles': profiles, reason: 'only firm.example may send (ticket 5120)' })
+  t.equal(proposed.status, 303)
+  const path = proposed.headers.location as string
+  const shown = await a.get(path)
+  t.match(shown.body, /policy\.profiles/, 'the diff names the key')
+  t.match(shown.body, /at once/)
+  t.notMatch(shown.body, /Approve and apply/, 'its author is not offered approval')
+  const hash = /name="hash" value="([0-9a-f]{64})"/.exec((await b.get(path)).body)?.[1]
+  t.ok(hash, 'the second administrator is')
+  await a.get(path)
+  const self = await a.post(`${path}/approve`, { hash: hash!, code: await box.code(aSecret) })
+  t.equal(self.status, 409)
+  t.match(self.body, /second administrator, not by its author/)
+
+  await b.get(path)
+  t.equal((await b.post(`${path}/approve`, { hash: hash!, code: '000000' })).status, 409, 'a wrong code does not approve')
+  await b.get(path)
+  const approved = await b.post(`${path}/approve`, { hash: hash!, code: await box.code(bSecret) })
+  t.equal(approved.status, 200)
+  t.match(approved.body, /Applied as version 2\./)
+  t.match(await send(), /^550 550 5\.7\.1 EPOLICY_SENDER/, 'the same mail, refused by the new rule, without a restart')
+
+  // Rollback: B proposes version 1 again, A approves.
+  await b.get('/config')
+  const back = await b.post('/config/restore', { version: '1', reason: 'the rule stopped the month-end batch' })
+  const backPath = back.headers.location as string
+  const backHash = /name="hash" value="([0-9a-f]{64})"/.exec((await a.get(backPath)).body)![1]!
+  const restored = await a.post(`${backPath}/approve`, { hash: backHash, code: await box.code(aSecret) })
+  t.match(restored.body, /Applied as version 3\./)
+  t.equal(await send(), 'accepted', 'acceptance restored')
+
+  const trail = await a.get('/audit?type=config.proposal')
+  for (const step of ['proposed', 'approved']) t.match(trail.body, step)
+  t.match(trail.body, /ticket 5120/)
+  const versions = await a.get('/audit?type=config.version')
+  t.match(versions.body, /&quot;number&quot;:2/)
+  t.match(versions.body, /&quot;approver&quot;:&quot;mei&quot;/)
+  const changed = await a.get('/config')
+  t.match(changed.body, /Version in force 目前版本: <strong>3<\/strong>/)
+})
