@@ -272,6 +272,10 @@ export function registerConfigRoutes(r: Routes): void {
         const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)
         const later = changes(base?.config, p.config).filter((x) => !x.now)
         const version = await c.proposals.approve(id, v.user, body(req).hash ?? '', c.apply)
+        // S7: what changed, before and after, in the trail (which removes secrets from config records).
+        const diff = configDiff(parseConfig(base?.config ?? {}), parseConfig(p.config))
+        if (diff)
+          d.events.emit({ type: 'config.changed', who: `${p.author}, approved by ${v.user}`, reason: `version ${version.number}: ${p.reason}`, ...diff })
         const text = `Applied as version ${version.number}.${later.length ? ` ${later.length} key(s) take effect at the next restart.` : ''}`
         return r.page(reply, await proposalPage(v, c.proposals.get(id)!, { kind: 'ok', text }))
       } else return reply.code(404).send('no such action\n')
