@@ -267,6 +267,8 @@ export function registerConfigRoutes(r: Routes): void {
     try {
       if (action === 'withdraw') c.proposals.withdraw(id, v.user)
       else if (action === 'approve') {
+        if (p.author === v.user && !c.proposals.selfApprovalAllowed)
+          throw new ProposalError('A change is approved by a second administrator, not by its author.')
         // S4: the approver's second factor again, at the moment of approval.
         if (!(await d.accounts.verifyCode(v.user, body(req).code ?? ''))) throw new ProposalError('That authenticator code is not right.')
         const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)

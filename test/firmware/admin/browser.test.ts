@@ -144,6 +144,7 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
     t.same(dialogs, [], 'no script from mail ever ran')
   })
 
+  let second: { page: Page; secret: Buffer } | undefined
   await t.test('five wrong passwords lock an account, the right one too, until another administrator unlocks it', async (t) => {
     await page.goto(new URL('/users', box.url).href)
     await page.fill('input[name=name]', SECOND.name)
@@ -165,7 +166,11 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
       await other.click('main button')
       t.match(await other.locator('.notice').textContent(), /not accepted/)
     }
-    await logIn(other, SECOND, secret)
+    await other.goto(new URL('/login', box.url).href)
+    await other.fill('input[name=name]', SECOND.name)
+    await other.fill('input[name=password]', SECOND.password)
+    await other.fill('input[name=code]', '000000')
+    await other.click('main button')
     t.match(await other.locator('.notice').textContent(), /not accepted/, 'locked: the right password is refused too')
     await page.goto(new URL('/logins', box.url).href)
     t.match(await page.locator('main table').textContent(), new RegExp(`${SECOND.name}127\\.0\\.0\\.1[0-9]`), 'the failed-logins page lists them')
@@ -181,5 +186,25 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
     await other.fill('input[name=next]', 'Lotus-pond 5 herons')
     await other.click('form[action="/account/password"] button')
     t.match(await other.locator('.notice').textContent(), /Password changed/)
+    second = { page: other, secret }
+  })
+
+  await t.test('S7: a change proposed on the generated form names only what was changed; the other administrator approves it with TOTP', async (t) => {
+    // mei proposes; wang approves (wang's last code is a minute old by now: no wait for the next one).
+    const author = second!.page
+    await author.goto(new URL('/config', box.url).href)
+    const profiles = [{ name: 'firm', accounts: ['firm-statements'], domains: ['bank.example'], pdfEncryption: 'monitor' }]
+    await author.fill('textarea[name="c:policy.profiles"]', JSON.stringify(profiles))
+    await author.fill('form.config input[name=reason]', 'PDF check in monitor mode for the pilot')
+    await author.click('form.config > button')
+    await author.waitForURL(/\/config\/proposals\/[0-9a-f]{12}$/)
+    const rows = author.locator('main table tbody tr')
+    t.equal(await rows.count(), 1, 'the whole form was sent, and only the key changed is in the diff')
+    t.match(await rows.first().textContent(), /policy\.profiles.*at once/)
+    t.equal(await author.locator('form[action$="/approve"]').count(), 0, 'its author gets no approve button')
+    await page.goto(author.url())
+    await page.fill('input[name=code]', await code(adminSecret))
+    await page.click('form[action$="/approve"] button')
+    t.match(await page.locator('.notice').textContent(), /Applied as version 2\./)
   })
 })
