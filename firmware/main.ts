@@ -13,7 +13,7 @@ import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
 import { ConfigError, configPathFrom, parseConfig, readConfigFile, type Config } from './config/load.ts'
 import { Proposals } from './config/proposals.ts'
-import { canonicalJson, ConfigTamperError, ConfigVersions } from './config/versions.ts'
+import { canonicalJson, ConfigTamperError, ConfigVersions, startingConfig } from './config/versions.ts'
 import { Daemon } from './daemon.ts'
 import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
@@ -59,9 +59,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   let config: Config
   const configPath = configPathFrom(argv, env)
   let rawConfig: unknown
+  let startingVersion: number | undefined
   try {
     rawConfig = readConfigFile(configPath)
-    config = parseConfig(rawConfig)
+    // S7: the version in force, unless the file given is new since it was last imported.
+    const starting = startingConfig(parseConfig(rawConfig).dataDir, configPath ? { raw: rawConfig } : undefined)
+    startingVersion = starting.fromVersion
+    config = parseConfig(starting.raw)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`statement-gateway: configuration error: ${err.message}\n`)
@@ -160,7 +164,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     clock: systemClock,
     events,
     log,
-    given: { raw: rawConfig, from: configPath ? `file ${resolve(configPath)}` : 'the embedded defaults' },
+    given: configPath
+      ? { raw: rawConfig, from: `file ${resolve(configPath)}` }
+      : startingVersion === undefined
+        ? { raw: {}, from: 'the embedded defaults' }
+        : undefined,
   })
   // S5, S7: changes proposed and approved on the admin page; the policy takes a change at once, the rest at the next start.
   const proposals = new Proposals({

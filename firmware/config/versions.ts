@@ -91,7 +91,7 @@ export class ConfigVersions implements Component {
     const given = this.#given
     if (!given) return
     const last = versions.at(-1)
-    if (last && canonicalJson(last.config) === canonicalJson(given.raw)) return
+    if (!importNeeded(versions, given.raw)) return
     const v = await this.add({
       config: given.raw,
       author: given.from,
@@ -171,3 +171,45 @@ export class ConfigVersions implements Component {
 }
 
 const fileName = (n: number) => `${String(n).padStart(6, '0')}.json`
+
+/**
+ * Whether the configuration file a box is started with is new: it says
+ * something else than the last version imported from a file. An unchanged file
+ * is not imported again, so changes approved on the admin page since then stay
+ * in force across restarts.
+ */
+function importNeeded(versions: readonly ConfigVersion[], raw: unknown): boolean {
+  const fromFile = versions.filter((v) => v.source === 'file').at(-1)
+  if (!fromFile) return canonicalJson(versions.at(-1)?.config ?? null) !== canonicalJson(raw)
+  return canonicalJson(fromFile.config) !== canonicalJson(raw)
+}
+
+/**
+ * The configuration a box starts on, read before the HSM is open (the HMACs
+ * are checked as soon as it is, before anything else starts): the file's when
+ * it is new (or there are no versions yet), else the version in force. Without
+ * a file (the appliance), the version in force; the defaults on a first start.
+ */
+export function startingConfig(dataDir: string, file: { raw: unknown } | undefined): { raw: unknown; fromVersion: number | undefined } {
+  const dir = join(dataDir, 'config', 'versions')
+  let names: string[] = []
+  try {
+    names = readdirSync(dir)
+      .filter((n) => NAME.test(n))
+      .sort()
+  } catch {
+    // no versions yet
+  }
+  const versions: ConfigVersion[] = []
+  for (const n of names) {
+    try {
+      versions.push((JSON.parse(readFileSync(join(dir, n), 'utf8')) as { version: ConfigVersion }).version)
+    } catch {
+      // A damaged file stops the start when the versions are checked; start from the file meanwhile.
+      return { raw: file?.raw ?? {}, fromVersion: undefined }
+    }
+  }
+  const last = versions.at(-1)
+  if (file && (!last || importNeeded(versions, file.raw))) return { raw: file.raw, fromVersion: undefined }
+  return last ? { raw: last.config, fromVersion: last.number } : { raw: {}, fromVersion: undefined }
+}

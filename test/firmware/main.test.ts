@@ -118,3 +118,48 @@ t.test('S7, S9: a configuration version edited on disk stops the next start, nam
   third.proc.kill('SIGTERM')
   t.same(await third.exited, { code: 0, signal: null })
 })
+
+t.test('S7: a change approved since the last start stays in force across a restart with the same config file', async (t) => {
+  const { child, cfg } = await startDaemon(t)
+  await child.waitFor((r) => r.msg === 'statement gateway started')
+  child.proc.kill('SIGTERM')
+  await child.exited
+  // What approval on the admin page writes: the next version, from the page (made here with the box's token while it is stopped).
+  const { parseConfig } = await import('../../firmware/config/load.ts')
+  const { ConfigVersions } = await import('../../firmware/config/versions.ts')
+  const { hsmFromConfig } = await import('../../firmware/keys/service.ts')
+  const { CONFIG_VERSION_LABEL } = await import('../../firmware/keys/labels.ts')
+  const config = parseConfig({ dataDir: cfg.dataDir })
+  const hsm = hsmFromConfig(config, { now: () => Date.now() })
+  await hsm.open()
+  const versions = new ConfigVersions({
+    dataDir: cfg.dataDir,
+    mac: (d) => hsm.keys.hmac(CONFIG_VERSION_LABEL, d),
+    clock: { now: () => Date.now() },
+    events: { emit() {} },
+  })
+  const inForce = (await versions.inForce())!
+  await versions.add({
+    config: { ...(inForce.config as object), log: { level: 'warn' } },
+    author: 'wang',
+    approver: 'mei',
+    reason: 'quieter logs',
+    source: 'page',
+  })
+  await hsm.close()
+
+  const again = spawnDaemon(t, ['--config', cfg.path])
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      if (/Stop it with Ctrl-C/.test(again.stderr())) resolve(void clearInterval(timer))
+    }, 100)
+  })
+  t.notOk(
+    again.records.some((r) => r.msg === 'statement gateway started'),
+    'info records are not logged: the box runs on version 2 (log.level warn), not on the unchanged file',
+  )
+  again.proc.kill('SIGTERM')
+  t.same(await again.exited, { code: 0, signal: null })
+  const { readdirSync } = await import('node:fs')
+  t.same(readdirSync(versions.dir), ['000001.json', '000002.json'], 'the unchanged file was not imported again')
+})

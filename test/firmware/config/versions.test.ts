@@ -1,7 +1,7 @@
 import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { canonicalJson, ConfigTamperError, ConfigVersions } from '../../../firmware/config/versions.ts'
+import { canonicalJson, ConfigTamperError, ConfigVersions, startingConfig } from '../../../firmware/config/versions.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
 import { CONFIG_VERSION_LABEL } from '../../../firmware/keys/labels.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
@@ -85,4 +85,22 @@ t.test('S7, S9: a version edited on disk, renamed, stripped of its HMAC or made 
 t.test('canonical JSON: key order does not matter, list order does', async (t) => {
   t.equal(canonicalJson({ b: 1, a: { d: [2, 1], c: null } }), '{"a":{"c":null,"d":[2,1]},"b":1}')
   t.not(canonicalJson({ a: [1, 2] }), canonicalJson({ a: [2, 1] }))
+})
+
+t.test('S7: a restart runs on the version in force; only a configuration file that changed since its import is imported again', async (t) => {
+  const r = await rig(t)
+  const file = { log: { level: 'info' } }
+  t.same(startingConfig(r.dataDir, { raw: file }), { raw: file, fromVersion: undefined }, 'no versions yet: the file')
+  t.same(startingConfig(r.dataDir, undefined), { raw: {}, fromVersion: undefined }, 'nothing at all: the defaults')
+  const versions = r.make(file)
+  await versions.start()
+  await versions.add({ config: { log: { level: 'debug' } }, author: 'wang', approver: 'mei', reason: 'approved on the page', source: 'page' })
+  t.same(startingConfig(r.dataDir, { raw: file }), { raw: { log: { level: 'debug' } }, fromVersion: 2 }, 'the same file: the approved change stays')
+  await r.make(file).start()
+  t.equal((await versions.verifyAll()).length, 2, 'and the unchanged file is not imported again')
+  t.same(startingConfig(r.dataDir, undefined), { raw: { log: { level: 'debug' } }, fromVersion: 2 }, 'no file (the appliance): the version in force')
+  const edited = { log: { level: 'warn' } }
+  t.same(startingConfig(r.dataDir, { raw: edited }), { raw: edited, fromVersion: undefined }, 'a file edited since: the file')
+  await r.make(edited).start()
+  t.match(await versions.inForce(), { number: 3, source: 'file', config: edited })
 })
