@@ -1,13 +1,12 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
-import { hashPassword, verifyPassword } from '../../hal/crypto/password.ts'
+import { verifyPassword } from '../../hal/crypto/password.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { EventSink } from '../events.ts'
-import { DerivedKeys } from '../keys/derived.ts'
-import { PASSWORD_PEPPER_LABEL } from '../keys/labels.ts'
+import { AccountCrypto } from './account-crypto.ts'
 import { passwordProblem } from './passwords.ts'
 import { newTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
 
@@ -89,13 +88,10 @@ const NAME = /^[a-z][a-z0-9._-]{1,31}$/
 export class Accounts {
   readonly #file: string
   readonly #codeFile: string
-  readonly #hsm: Hsm
-  readonly #keys: DerivedKeys
+  readonly #crypto: AccountCrypto
   readonly #clock: Clock
   readonly #events: EventSink
   #store: Store
-  /** scrypt work is done for an unknown name too, so timing does not tell names apart. */
-  #decoy: Promise<string> | undefined
 
   readonly #dormant: { days: number; disable: boolean } | undefined
 
@@ -104,8 +100,7 @@ export class Accounts {
     this.#dormant = o.dormant
     this.#file = join(o.dataDir, 'admin', 'users.json')
     this.#codeFile = join(o.dataDir, 'admin', 'setup-code')
-    this.#hsm = o.hsm
-    this.#keys = new DerivedKeys(o.hsm, PASSWORD_PEPPER_LABEL, 'admin accounts')
+    this.#crypto = new AccountCrypto(o.hsm)
     this.#clock = o.clock
     this.#events = o.events
     this.#store = existsSync(this.#file) ? (JSON.parse(readFileSync(this.#file, 'utf8')) as Store) : { version: 1, users: [], setup: null }
@@ -197,10 +192,10 @@ export class Accounts {
     this.#store.users.push({
       name,
       role,
-      password: await this.#hash(password),
+      password: await this.#crypto.hash(password),
       // A password an administrator chose for someone else is to be changed at its first use.
       passwordChangedAt: createdBy === 'setup code' ? now : 0,
-      totp: await this.#seal(secret, name),
+      totp: await this.#crypto.seal(secret, name),
       totpStep: -1,
       recovery: [],
       failures: 0,
@@ -218,7 +213,7 @@ export class Accounts {
   async enrolmentUri(name: string): Promise<string | undefined> {
     const u = this.#find(name)
     if (!u || u.totpStep >= 0) return undefined
-    return otpauthUri(await this.#unseal(u.totp, name), name, ISSUER)
+    return otpauthUri(await this.#crypto.unseal(u.totp, name), name, ISSUER)
   }
 
   /**
@@ -228,7 +223,7 @@ export class Accounts {
   async confirmTotp(name: string, code: string): Promise<string[] | undefined> {
     const u = this.#find(name)
     if (!u || u.recovery.length > 0 || u.totpStep >= 0) return undefined
-    const step = verifyTotp(await this.#unseal(u.totp, name), code, this.#clock.now(), u.totpStep)
+    const step = verifyTotp(await this.#crypto.unseal(u.totp, name), code, this.#clock.now(), u.totpStep)
     if (step === undefined) return undefined
     const codes = Array.from({ length: RECOVERY_CODES }, () =>
       randomBytes(8)
@@ -236,7 +231,7 @@ export class Accounts {
         .replace(/(.{4})(?=.)/g, '$1-'),
     )
     u.totpStep = step
-    u.recovery = await Promise.all(codes.map((c) => this.#recoveryMac(c)))
+    u.recovery = await Promise.all(codes.map((c) => this.#crypto.recoveryMac(c)))
     this.#save()
     this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.enrol', target: name, outcome: 'ok' })
     return codes
@@ -277,10 +272,10 @@ export class Accounts {
       return { ok: false, reason, lockedNow }
     }
     if (!u) {
-      await this.#decoyCheck(password)
+      await this.#crypto.decoyCheck(password)
       return refuse('unknown-user')
     }
-    const passwordOk = await verifyPassword(await this.#pepper(password), u.password)
+    const passwordOk = await verifyPassword(await this.#crypto.pepper(password), u.password)
     const d = this.#dormant
     if (d?.disable && !u.disabled && this.#clock.now() - (u.lastLoginAt ?? u.createdAt) > d.days * 86_400_000) {
       u.disabled = true
@@ -300,10 +295,10 @@ export class Accounts {
     if (!passwordOk) return refuse('bad-password')
     if (u.totpStep < 0) return refuse('not-enrolled')
     const trimmed = code.trim()
-    const step = verifyTotp(await this.#unseal(u.totp, name), trimmed, this.#clock.now(), u.totpStep)
+    const step = verifyTotp(await this.#crypto.unseal(u.totp, name), trimmed, this.#clock.now(), u.totpStep)
     if (step !== undefined) u.totpStep = step
     else {
-      const mac = await this.#recoveryMac(trimmed.toLowerCase())
+      const mac = await this.#crypto.recoveryMac(trimmed.toLowerCase())
       const at = u.recovery.findIndex((r) => safeEqual(r, mac))
       if (at < 0) return refuse('bad-code')
       u.recovery.splice(at, 1)
@@ -332,7 +327,7 @@ export class Accounts {
   async verifyCode(name: string, code: string): Promise<boolean> {
     const u = this.#find(name)
     if (!u || u.disabled || u.lockedAt !== null || u.totpStep < 0) return false
-    const step = verifyTotp(await this.#unseal(u.totp, name), code.trim(), this.#clock.now(), u.totpStep)
+    const step = verifyTotp(await this.#crypto.unseal(u.totp, name), code.trim(), this.#clock.now(), u.totpStep)
     if (step === undefined) {
       u.failures++
       if (u.failures >= MAX_FAILURES) u.lockedAt = this.#clock.now()
@@ -376,11 +371,11 @@ export class Accounts {
 
   async changePassword(name: string, current: string, next: string): Promise<void> {
     const u = this.#mustFind(name)
-    if (!(await verifyPassword(await this.#pepper(current), u.password))) throw new AccountError('The current password is not right.')
+    if (!(await verifyPassword(await this.#crypto.pepper(current), u.password))) throw new AccountError('The current password is not right.')
     const problem = passwordProblem(next, name)
     if (problem) throw new AccountError(`The new password ${problem}.`)
-    if (await verifyPassword(await this.#pepper(next), u.password)) throw new AccountError('The new password must differ from the current one.')
-    u.password = await this.#hash(next)
+    if (await verifyPassword(await this.#crypto.pepper(next), u.password)) throw new AccountError('The new password must differ from the current one.')
+    u.password = await this.#crypto.hash(next)
     u.passwordChangedAt = this.#clock.now()
     this.#save()
     this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'password.change', target: name, outcome: 'ok' })
@@ -395,14 +390,14 @@ export class Accounts {
   /** A person moves to a new authenticator (a new phone): their password again, then enrolment as at the first login. */
   async resetOwnMfa(name: string, password: string): Promise<void> {
     const u = this.#mustFind(name)
-    if (!(await verifyPassword(await this.#pepper(password), u.password))) throw new AccountError('The password is not right.')
+    if (!(await verifyPassword(await this.#crypto.pepper(password), u.password))) throw new AccountError('The password is not right.')
     await this.#resetMfa(u, name, 'own request: a new authenticator')
   }
 
   async #resetMfa(u: StoredUser, by: string, reason: string): Promise<Buffer> {
     const name = u.name
     const secret = newTotpSecret()
-    u.totp = await this.#seal(secret, name)
+    u.totp = await this.#crypto.seal(secret, name)
     u.totpStep = -1
     u.recovery = []
     this.#save()
@@ -449,42 +444,6 @@ export class Accounts {
   #requireAdmin(by: string): void {
     const u = this.#find(by)
     if (!u || u.role !== 'admin' || u.disabled || u.lockedAt !== null) throw new AccountError('Only an administrator may do that.')
-  }
-
-  /** The password as scrypt sees it: an HMAC of it computed in the HSM, so the hash cannot be attacked without the token. */
-  async #pepper(password: string): Promise<string> {
-    const mac = await this.#hsm.keys.hmac(PASSWORD_PEPPER_LABEL, Buffer.from(`admin password\0${password.normalize('NFC')}`))
-    return mac.toString('base64')
-  }
-
-  async #hash(password: string): Promise<string> {
-    return hashPassword(await this.#pepper(password))
-  }
-
-  async #decoyCheck(password: string): Promise<void> {
-    this.#decoy ??= hashPassword(randomBytes(16).toString('base64'))
-    await verifyPassword(await this.#pepper(password), await this.#decoy)
-  }
-
-  async #seal(secret: Buffer, name: string): Promise<string> {
-    const { enc } = await this.#keys.keys()
-    const iv = randomBytes(12)
-    const c = createCipheriv('aes-256-gcm', enc, iv).setAAD(Buffer.from(name))
-    const body = Buffer.concat([c.update(secret), c.final()])
-    return Buffer.concat([iv, c.getAuthTag(), body]).toString('base64')
-  }
-
-  async #unseal(sealed: string, name: string): Promise<Buffer> {
-    const { enc } = await this.#keys.keys()
-    const raw = Buffer.from(sealed, 'base64')
-    const d = createDecipheriv('aes-256-gcm', enc, raw.subarray(0, 12)).setAAD(Buffer.from(name))
-    d.setAuthTag(raw.subarray(12, 28))
-    return Buffer.concat([d.update(raw.subarray(28)), d.final()])
-  }
-
-  async #recoveryMac(code: string): Promise<string> {
-    const { mac } = await this.#keys.keys()
-    return createHmac('sha256', mac).update(`recovery\0${code}`).digest('base64')
   }
 
   #save(): void {
