@@ -181,6 +181,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   })
   const applyConfig = async (next: Config, previous: Config) => {
     if (canonicalJson(next.policy) !== canonicalJson(previous.policy)) await policy.reconfigure(next)
+    if (canonicalJson(next.submission.accounts) !== canonicalJson(previous.submission.accounts)) submission.reconfigureAccounts(next)
   }
 
   // S3–S6, S11: the admin page, its accounts, and the counts behind its charts and /metrics.

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto'
+import { hashPassword } from '../../hal/crypto/password.ts'
 import { configDiff } from '../audit/config-change.ts'
 import { ConfigError, parseConfig, type Config } from '../config/load.ts'
 import { ProposalError, Proposals, type Proposal } from '../config/proposals.ts'
@@ -24,7 +26,7 @@ interface Leaf {
 }
 
 /** Keys a change to which takes effect at once; every other applies at the next restart. */
-export const LIVE_PREFIXES = ['policy.'] as const
+export const LIVE_PREFIXES = ['policy.', 'submission.accounts'] as const
 const SECRET = /(passwordHash|pinFile|passwordFile|tokenFile|keyFile)$/
 const UNCHANGED = '(unchanged)'
 
@@ -132,6 +134,49 @@ function formFields(config: Config): Html {
   )}`
 }
 
+type RawAccount = { name: string; passwordHash: string; allowFrom?: string[] }
+
+const accountsOf = (raw: unknown): RawAccount[] => ((get(raw, 'submission.accounts') as RawAccount[] | undefined) ?? []).map((a) => ({ ...a }))
+
+function withAccounts(raw: unknown, accounts: RawAccount[]): unknown {
+  const next = structuredClone(raw ?? {}) as Record<string, unknown>
+  set(next, 'submission.accounts', accounts)
+  return next
+}
+
+const cidrs = (text: string | undefined) =>
+  (text ?? '')
+    .split(/[\s,]+/)
+    .map((x) => x.trim())
+    .filter(Boolean)
+
+function accountsSection(v: Viewer, raw: unknown): Html {
+  const input = (name: string, placeholder: string, value = '') => html`<input name="${name}" placeholder="${placeholder}" value="${value}" />`
+  const hidden = html`<input type="hidden" name="_csrf" value="${v.csrf}" />`
+  const reason = input('reason', 'reason 原因')
+  return html`${table(
+      ['Account', 'May log in from', ''],
+      accountsOf(raw).map((a) => [
+        a.name,
+        (a.allowFrom ?? []).join(', ') || 'anywhere allowed globally',
+        html`<form method="post" action="/config/accounts/${a.name}/rotate" class="inline">${hidden}${reason}<button>New password 更換密碼</button></form>
+          <form method="post" action="/config/accounts/${a.name}/allow" class="inline">
+            ${hidden}${input('allowFrom', 'CIDRs', (a.allowFrom ?? []).join(', '))}${reason}<button>Set allowlist 設定來源</button>
+          </form>
+          <form method="post" action="/config/accounts/${a.name}/remove" class="inline">${hidden}${reason}<button>Remove 移除</button></form>`,
+      ]),
+      'No accounts. 無帳號。',
+    )}
+    <form method="post" action="/config/accounts" class="row">
+      ${hidden}<label>New account 新帳號 ${input('name', 'name')}</label><label>From ${input('allowFrom', 'CIDRs, e.g. 10.1.2.0/24')}</label>${reason}<button>
+        Propose 提出
+      </button>
+    </form>
+    <p class="hint">
+      Each is a proposal a second administrator approves; a new password is shown once, here, and works once approved. 每項變更皆需另一位管理員核准。
+    </p>`
+}
+
 export function registerConfigRoutes(r: Routes): void {
   const { app, deps: d } = r
   const c = d.changeControl
@@ -177,6 +222,8 @@ export function registerConfigRoutes(r: Routes): void {
                   </form>`,
             ]),
         )}
+        <h2>Submission accounts 傳送帳號</h2>
+        ${accountsSection(v, inForce?.config)}
         <h2>Propose a change 提出變更</h2>
         <form method="post" action="/config/propose" class="config">
           <input type="hidden" name="_csrf" value="${v.csrf}" />
@@ -253,6 +300,67 @@ export function registerConfigRoutes(r: Routes): void {
       return r.page(reply.code(400), await page(v, failure(err)))
     }
   })
+  // Item 8: submission accounts, each change a proposal; a new password is made here, shown once, kept only as its hash.
+  const accountChange = async (
+    req: { body: unknown },
+    v: Viewer,
+    change: (accounts: RawAccount[]) => { accounts: RawAccount[]; what: string; password?: string },
+  ) => {
+    const base = await c.versions.inForce()
+    const { accounts, what, password } = change(accountsOf(base?.config))
+    const p = await c.proposals.propose(v.user, withAccounts(base?.config, accounts), `${what}: ${body(req).reason ?? ''}`.replace(/: $/, ''))
+    const text = password
+      ? `Proposal made. The password (shown once, valid when the change is approved): ${password}`
+      : 'Proposal made; a second administrator approves it.'
+    return { p, text }
+  }
+  const newPassword = async () => {
+    const password = randomBytes(18).toString('base64url')
+    return { password, hash: await hashPassword(password) }
+  }
+  app.post('/config/accounts', { preHandler: r.need(admins) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    try {
+      const name = (body(req).name ?? '').trim()
+      const { password, hash } = await newPassword()
+      const { p, text } = await accountChange(req, v, (accounts) => {
+        if (accounts.some((a) => a.name === name)) throw new ProposalError(`There is already an account named ${name}.`)
+        return {
+          accounts: [...accounts, { name, passwordHash: hash, allowFrom: cidrs(body(req).allowFrom) }],
+          what: `new submission account ${name}`,
+          password,
+        }
+      })
+      return r.page(reply, await proposalPage(v, p, { kind: 'ok', text }))
+    } catch (err) {
+      return r.page(reply.code(400), await page(v, failure(err)))
+    }
+  })
+  app.post('/config/accounts/:name/:action', { preHandler: r.need(admins) }, async (req, reply) => {
+    const v = r.viewer(req, reply)!
+    const { name, action } = req.params as { name: string; action: string }
+    try {
+      const fresh = action === 'rotate' ? await newPassword() : undefined
+      const { p, text } = await accountChange(req, v, (accounts) => {
+        const at = accounts.findIndex((a) => a.name === name)
+        if (at < 0) throw new ProposalError(`No submission account ${name}.`)
+        if (action === 'remove') return { accounts: accounts.filter((a) => a.name !== name), what: `remove submission account ${name}` }
+        if (action === 'allow') {
+          accounts[at] = { ...accounts[at]!, allowFrom: cidrs(body(req).allowFrom) }
+          return { accounts, what: `allowlist of submission account ${name}` }
+        }
+        if (action === 'rotate' && fresh) {
+          accounts[at] = { ...accounts[at]!, passwordHash: fresh.hash }
+          return { accounts, what: `new password for submission account ${name}`, password: fresh.password }
+        }
+        throw new ProposalError('No such action.')
+      })
+      return r.page(reply, await proposalPage(v, p, { kind: 'ok', text }))
+    } catch (err) {
+      return r.page(reply.code(400), await page(v, failure(err)))
+    }
+  })
+
   app.get('/config/proposals/:id', { preHandler: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const p = c.proposals.get((req.params as { id: string }).id)

@@ -96,13 +96,18 @@ export class Authenticator {
   readonly #waiting: (() => void)[] = []
 
   constructor(config: Config, clock: Clock) {
-    this.#accounts = new Map(
-      config.submission.accounts.map((a) => [a.name, { name: a.name, passwordHash: a.passwordHash, allowFrom: new AddressSet(a.allowFrom) }]),
-    )
+    this.#accounts = new Map()
+    this.setAccounts(config.submission.accounts)
     const f = config.submission.authFailures
     this.#limiter = new FailureLimiter({ max: f.max, windowMs: f.windowSeconds * 1000, blockMs: f.blockSeconds * 1000 }, clock)
     this.#decoy = hashPassword('decoy-password-for-unknown-accounts')
     this.#max = f.max
+  }
+
+  /** S7: the accounts of an approved configuration change, in force for the next AUTH (sessions already in are not ended). */
+  setAccounts(accounts: Config['submission']['accounts']): void {
+    this.#accounts.clear()
+    for (const a of accounts) this.#accounts.set(a.name, { name: a.name, passwordHash: a.passwordHash, allowFrom: new AddressSet(a.allowFrom) })
   }
 
   /** Runs a password check when fewer than SCRYPT_CONCURRENCY are running. */

@@ -77,12 +77,20 @@ export class SubmissionServer implements Component {
     return this.#endpoints
   }
 
+  #auth: Authenticator | undefined
+
+  /** S7: submission accounts changed on the admin page take effect without a restart. */
+  reconfigureAccounts(config: Config): void {
+    this.#auth?.setAccounts(config.submission.accounts)
+    this.#log.info({ accounts: config.submission.accounts.map((a) => a.name) }, 'submission accounts changed without a restart')
+  }
+
   async start(): Promise<void> {
     const cfg = this.#config.submission
     const tls = serverTlsOptions(loadTlsMaterial(this.#config, this.#log), cfg.tls.minVersion)
     const allowFrom = new AddressSet(cfg.allowFrom)
     const trusted = new AddressSet(cfg.trustedNetworks)
-    const auth = new Authenticator(this.#config, this.#clock)
+    const auth = (this.#auth = new Authenticator(this.#config, this.#clock))
     const budget = (this.#budget = new MemoryBudget(cfg.memoryBudgetBytes))
     const guard = (this.#guard = new ConnectionGuard({ perAddress: cfg.maxClientsPerAddress, authTimeoutMs: cfg.authTimeoutMs, log: this.#log }))
     if (!trusted.empty) this.#log.warn({ trustedNetworks: trusted.ranges }, 'trusted networks may submit without AUTH')

@@ -89,4 +89,34 @@ t.test('four eyes on the configuration: propose, refused to the author, approved
   t.match(versions.body, /&quot;approver&quot;:&quot;mei&quot;/)
   const changed = await a.get('/config')
   t.match(changed.body, /Version in force 目前版本: <strong>3<\/strong>/)
+
+  // Item 8: a new submission account, its password shown once, in force once approved, without a restart.
+  const made = await a.post('/config/accounts', { name: 'batch2', allowFrom: '127.0.0.0/8', reason: 'second statement system' })
+  t.equal(made.status, 200)
+  const password = /valid when the change is approved\): ([A-Za-z0-9_-]{24})/.exec(made.body)?.[1]
+  t.ok(password, 'the password, shown once')
+  const accountPath = /action="(\/config\/proposals\/[0-9a-f]{12})\/withdraw"/.exec(made.body)![1]!
+  t.notMatch((await a.get(accountPath)).body, password!, 'not shown again')
+  const { createTransport } = await import('nodemailer')
+  const { readFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const batch2 = createTransport({
+    host: '127.0.0.1',
+    port: box.submissionPort,
+    requireTLS: true,
+    auth: { user: 'batch2', pass: password! },
+    tls: { ca: readFileSync(join(box.dataDir, 'tls', 'submission.crt')), servername: 'localhost' },
+  })
+  t.teardown(() => batch2.close())
+  const viaBatch2 = () =>
+    batch2.sendMail({ from: 'statements@bank.example', to: 'c@example.net', subject: 's', text: 'statement' }).then(
+      () => 'accepted',
+      (err: { responseCode?: number }) => `refused ${err.responseCode}`,
+    )
+  t.equal(await viaBatch2(), 'refused 535', 'not before approval')
+  const accountHash = /name="hash" value="([0-9a-f]{64})"/.exec((await b.get(accountPath)).body)![1]!
+  const ok = await b.post(`${accountPath}/approve`, { hash: accountHash, code: await box.code(bSecret) })
+  t.match(ok.body, /Applied as version 4\./)
+  t.equal(await viaBatch2(), 'accepted', 'the new account submits, without a restart')
+  t.notMatch((await a.get('/config')).body, password!, 'the password is never shown on the configuration page')
 })
