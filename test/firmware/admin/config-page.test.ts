@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import nodemailer from 'nodemailer'
 import t from 'tap'
 import { adminBox, enrolSecret, setUpFirstAdmin, type AdminClient } from '../../helpers/admin.ts'
 import { ACCOUNT } from '../../helpers/box.ts'
@@ -97,10 +100,7 @@ t.test('four eyes on the configuration: propose, refused to the author, approved
   t.ok(password, 'the password, shown once')
   const accountPath = /action="(\/config\/proposals\/[0-9a-f]{12})\/withdraw"/.exec(made.body)![1]!
   t.notMatch((await a.get(accountPath)).body, password!, 'not shown again')
-  const { createTransport } = await import('nodemailer')
-  const { readFileSync } = await import('node:fs')
-  const { join } = await import('node:path')
-  const batch2 = createTransport({
+  const batch2 = nodemailer.createTransport({
     host: '127.0.0.1',
     port: box.submissionPort,
     requireTLS: true,
