@@ -26,7 +26,7 @@ interface Leaf {
 }
 
 /** Keys a change to which takes effect at once; every other applies at the next restart. */
-export const LIVE_PREFIXES = ['policy.', 'submission.accounts'] as const
+export const LIVE_PREFIXES = ['policy.', 'submission.accounts', 'submission.allowFrom', 'delivery.bandwidthBitsPerSecond', 'delivery.burstBytes'] as const
 const SECRET = /(passwordHash|pinFile|passwordFile|tokenFile|keyFile)$/
 const UNCHANGED = '(unchanged)'
 

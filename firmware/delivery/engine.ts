@@ -485,6 +485,17 @@ export class DeliveryEngine implements Component {
     return own ? [counter, own, this.limiter] : [counter, this.limiter]
   }
 
+  /**
+   * S7: a new bandwidth budget (M3) approved on the admin page, in force for the
+   * next bytes; the kernel shaping on the egress NICs is set to it again.
+   */
+  async reconfigureBandwidth(config: Config): Promise<void> {
+    const d = config.delivery
+    this.limiter.setRate(d.bandwidthBitsPerSecond / 8, d.burstBytes)
+    for (const device of d.tcDevices) await applyTbf(device, d.bandwidthBitsPerSecond)
+    this.#log.info({ bitsPerSecond: d.bandwidthBitsPerSecond }, 'bandwidth budget changed without a restart')
+  }
+
   /** Bytes sent from each egress address since start. */
   egressBytes(): Record<string, number> {
     return Object.fromEntries([...this.#egressCounters].map(([address, c]) => [address, c.passed]))

@@ -79,16 +79,22 @@ export class SubmissionServer implements Component {
 
   #auth: Authenticator | undefined
 
-  /** S7: submission accounts changed on the admin page take effect without a restart. */
-  reconfigureAccounts(config: Config): void {
+  #allowFrom: AddressSet | undefined
+
+  /** S7: submission accounts and the client allowlist changed on the admin page take effect without a restart (for new connections and logins). */
+  reconfigure(config: Config): void {
     this.#auth?.setAccounts(config.submission.accounts)
-    this.#log.info({ accounts: config.submission.accounts.map((a) => a.name) }, 'submission accounts changed without a restart')
+    this.#allowFrom = new AddressSet(config.submission.allowFrom)
+    this.#log.info(
+      { accounts: config.submission.accounts.map((a) => a.name), allowFrom: config.submission.allowFrom },
+      'submission accounts and allowlist changed without a restart',
+    )
   }
 
   async start(): Promise<void> {
     const cfg = this.#config.submission
     const tls = serverTlsOptions(loadTlsMaterial(this.#config, this.#log), cfg.tls.minVersion)
-    const allowFrom = new AddressSet(cfg.allowFrom)
+    this.#allowFrom = new AddressSet(cfg.allowFrom)
     const trusted = new AddressSet(cfg.trustedNetworks)
     const auth = (this.#auth = new Authenticator(this.#config, this.#clock))
     const budget = (this.#budget = new MemoryBudget(cfg.memoryBudgetBytes))
@@ -119,7 +125,7 @@ export class SubmissionServer implements Component {
           // RFC 3207 §4, RFC 4954 §4: AUTH is neither offered nor accepted before TLS, so no
           // client is invited to send its credentials in clear (smtplib does, if offered).
           if (!secure) session.disabledCommands = ['AUTH']
-          this.#onConnect(session, allowFrom, cb)
+          this.#onConnect(session, this.#allowFrom!, cb)
         },
         onSecure: (_socket, session, cb) => {
           session.disabledCommands = undefined

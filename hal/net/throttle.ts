@@ -11,8 +11,8 @@ import type { Clock } from '../clock.ts'
  * than the burst. Writers are served in order.
  */
 export class ByteRateLimiter {
-  readonly #rate: number
-  readonly #tau: number
+  #rate: number
+  #tau: number
   readonly #clock: Clock
   #tat: number
   #queue: { n: number; resolve: () => void }[] = []
@@ -30,6 +30,13 @@ export class ByteRateLimiter {
     this.#tau = burst / this.#rate
     this.#clock = opts.clock
     this.#tat = opts.clock.now()
+  }
+
+  /** A new budget from now on (S7: a bandwidth change approved on the admin page); grants already scheduled keep theirs. */
+  setRate(bytesPerSecond: number, burstBytes: number): void {
+    this.#rate = bytesPerSecond / 1000
+    const burst = burstBytes || Math.max(4096, Math.floor(bytesPerSecond / 100))
+    this.#tau = burst / this.#rate
   }
 
   get bytesPerSecond(): number {

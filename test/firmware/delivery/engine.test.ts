@@ -430,3 +430,16 @@ t.test('M8 loop guards: no delivery notice about a mail that is automatic (Auto-
   t.match(firm.received[0]!.data.toString(), /Final-Recipient: rfc822; c@example\.net/)
   t.equal(firm.received[0]!.mailFrom, '', 'sent from the null sender, so nothing answers it')
 })
+
+t.test('S7, M3: a bandwidth budget approved on the admin page is in force for the next bytes', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t)
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port) })
+  t.equal(rig.engine.limiter.bytesPerSecond, 10_000_000 / 8)
+  const { parseConfig } = await import('../../../firmware/config/load.ts')
+  await rig.engine.reconfigureBandwidth(parseConfig({ dataDir: '/tmp/unused', delivery: { bandwidthBitsPerSecond: 20_000_000 } }))
+  t.equal(rig.engine.limiter.bytesPerSecond, 20_000_000 / 8)
+  await rig.enqueue('c1@example.net')
+  await until(() => rx.received.length === 1)
+  t.pass('mail still flows under the new budget')
+})

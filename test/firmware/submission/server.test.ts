@@ -161,6 +161,21 @@ t.test('S8: global allowlist refuses a client at connect with 554 5.7.1', async 
   ok.close()
 })
 
+t.test('S7, S8: an allowlist approved on the admin page applies to the next connection, without a restart', async (t) => {
+  const box = await startSubmission(t, { submission: { allowFrom: ['127.0.0.2/32'] } })
+  const before = await RawSmtp.open(box.starttlsPort, { localAddress: '127.0.0.1' })
+  t.equal((await before.reply()).code, 554)
+  before.close()
+  const { parseConfig } = await import('../../../firmware/config/load.ts')
+  box.server.reconfigure(parseConfig({ dataDir: box.config.dataDir, submission: { allowFrom: ['127.0.0.1/32'] } }))
+  const after = await RawSmtp.open(box.starttlsPort, { localAddress: '127.0.0.1' })
+  t.equal((await after.reply()).code, 220, 'now allowed')
+  after.close()
+  const out = await RawSmtp.open(box.starttlsPort, { localAddress: '127.0.0.2' })
+  t.equal((await out.reply()).code, 554, 'and the address no longer listed is refused')
+  out.close()
+})
+
 t.test('S8: per-account allowlist refuses AUTH from elsewhere with 554 5.7.1', async (t) => {
   const box = await startSubmission(t, {
     submission: { accounts: [{ name: ACCOUNT.name, passwordHash: await accountHash(), allowFrom: ['127.0.0.9/32'] }] },

@@ -29,3 +29,26 @@ t.test('a chunk larger than the burst is not starved (real timers)', async (t) =
   t.equal(l.passed, 4 * 15 * 8192)
   t.ok(ms >= 900 && ms < 2000, `${ms} ms for ~1 s of budget`)
 })
+
+t.test('a new rate applies to the grants after it', async (t) => {
+  let now = 0
+  const l = new ByteRateLimiter({ bytesPerSecond: 1000, burstBytes: 100, clock: { now: () => now } })
+  const at: number[] = []
+  const step = async (until: number) => {
+    for (; at.length < until; now += 10) {
+      void l.take(0)
+      await new Promise((r) => setImmediate(r))
+    }
+  }
+  void l.take(500).then(() => at.push(now))
+  void l.take(500).then(() => at.push(now))
+  await step(2)
+  l.setRate(2000, 100)
+  void l.take(500).then(() => at.push(now))
+  void l.take(500).then(() => at.push(now))
+  await step(4)
+  t.same(at, [0, 400, 950, 1200], 'after the change, 500 bytes every 250 ms, each the new burst (50 ms) early')
+  t.equal(l.bytesPerSecond, 2000)
+  now += 10_000
+  await l.take(0)
+})
