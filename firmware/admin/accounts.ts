@@ -7,6 +7,7 @@ import type { Hsm } from '../../hal/hsm/index.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { EventSink } from '../events.ts'
 import { AccountCrypto } from './account-crypto.ts'
+import { MAX_FAILURES, ROLES, viewOf, type LoginResult, type Role, type Store, type StoredUser, type UserView } from './account-types.ts'
 import { passwordProblem } from './passwords.ts'
 import { newTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
 
@@ -22,64 +23,12 @@ import { newTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
  * 645 5.1: no default password): while no administrator exists the box makes
  * one, valid 24 hours and once, prints it and writes it to a 0600 file.
  */
-export type Role = 'admin' | 'operator' | 'auditor'
-export const ROLES: readonly Role[] = ['admin', 'operator', 'auditor']
-
-/** S4: five failed logins in a row lock the account until another administrator unlocks it. */
-export const MAX_FAILURES = 5
-/** S3: a change of password is asked for after this long. */
-export const PASSWORD_MAX_AGE_MS = 90 * 86_400_000
 const SETUP_VALID_MS = 24 * 3_600_000
 const RECOVERY_CODES = 10
 /** The name authenticator apps list the account under. */
 const ISSUER = 'Statement Gateway'
 
-interface StoredUser {
-  name: string
-  role: Role
-  password: string
-  passwordChangedAt: number
-  /** The TOTP secret, sealed: base64 of IV (12) ‖ tag (16) ‖ ciphertext. '' until enrolled. */
-  totp: string
-  /** The last TOTP step accepted: a code is never taken twice. */
-  totpStep: number
-  /** HMACs of the unused recovery codes. */
-  recovery: string[]
-  failures: number
-  lockedAt: number | null
-  disabled: boolean
-  createdAt: number
-  createdBy: string
-  lastLoginAt: number | null
-}
-
-interface Store {
-  version: 1
-  users: StoredUser[]
-  /** SHA-256 of the pending setup code and when it stops being valid. */
-  setup: { hash: string; expiresAt: number } | null
-}
-
-/** What the pages show of an account: never a secret. */
-export interface UserView {
-  name: string
-  role: Role
-  disabled: boolean
-  locked: boolean
-  failures: number
-  mfaEnrolled: boolean
-  recoveryCodesLeft: number
-  createdAt: number
-  createdBy: string
-  lastLoginAt: number | null
-  passwordChangedAt: number
-  passwordExpired: boolean
-}
-
-export type LoginResult =
-  | { ok: true; user: UserView }
-  /** One message for every refusal a person sees (S3: never says whether the name or the password was wrong); `reason` is for the audit trail. */
-  | { ok: false; reason: 'unknown-user' | 'bad-password' | 'bad-code' | 'locked' | 'disabled' | 'not-enrolled'; lockedNow: boolean }
+export { MAX_FAILURES, PASSWORD_MAX_AGE_MS, ROLES, type LoginResult, type Role, type UserView } from './account-types.ts'
 
 export class AccountError extends Error {}
 
@@ -316,7 +265,7 @@ export class Accounts {
     u.lastLoginAt = this.#clock.now()
     this.#save()
     this.#events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'success' })
-    return { ok: true, user: this.#view(u) }
+    return { ok: true, user: viewOf(u, this.#clock.now()) }
   }
 
   /**
@@ -407,28 +356,11 @@ export class Accounts {
 
   user(name: string): UserView | undefined {
     const u = this.#find(name)
-    return u && this.#view(u)
+    return u && viewOf(u, this.#clock.now())
   }
 
   users(): UserView[] {
-    return this.#store.users.map((u) => this.#view(u))
-  }
-
-  #view(u: StoredUser): UserView {
-    return {
-      name: u.name,
-      role: u.role,
-      disabled: u.disabled,
-      locked: u.lockedAt !== null,
-      failures: u.failures,
-      mfaEnrolled: u.totpStep >= 0,
-      recoveryCodesLeft: u.recovery.length,
-      createdAt: u.createdAt,
-      createdBy: u.createdBy,
-      lastLoginAt: u.lastLoginAt,
-      passwordChangedAt: u.passwordChangedAt,
-      passwordExpired: this.#clock.now() - u.passwordChangedAt > PASSWORD_MAX_AGE_MS,
-    }
+    return this.#store.users.map((u) => viewOf(u, this.#clock.now()))
   }
 
   #find(name: string): StoredUser | undefined {

@@ -98,6 +98,26 @@ export interface AdminBox {
   code(secret: Buffer): Promise<string>
 }
 
+/**
+ * TOTP codes the box has not taken yet: it takes each 30-second step's code once,
+ * and the next step's early; a test that needs more than that waits for the clock.
+ */
+export function freshCodes(): (secret: Buffer) => Promise<string> {
+  const used = new Map<string, number>()
+  return async (secret) => {
+    const key = secret.toString('hex')
+    for (;;) {
+      const now = stepAt(Date.now())
+      const step = Math.max(now, (used.get(key) ?? -1) + 1)
+      if (step <= now + 1) {
+        used.set(key, step)
+        return hotp(secret, step)
+      }
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+  }
+}
+
 /** A real daemon with its admin page on a free port. */
 export async function adminBox(t: T, extra: Record<string, unknown> = {}): Promise<AdminBox> {
   const { path, dataDir } = await writeDaemonConfig(t, extra)
@@ -106,7 +126,7 @@ export async function adminBox(t: T, extra: Record<string, unknown> = {}): Promi
   const up = await child.waitFor((r) => r.msg === 'admin page listening', 30_000)
   const url = String(up.url)
   const ca = readFileSync(join(dataDir, 'tls', 'submission.crt'), 'utf8')
-  const used = new Map<string, number>()
+  const code = freshCodes()
   return {
     child,
     dataDir,
@@ -115,20 +135,7 @@ export async function adminBox(t: T, extra: Record<string, unknown> = {}): Promi
     ca,
     submissionPort: listening.starttls.port,
     client: () => new AdminClient(url, ca),
-    async code(secret) {
-      // The box takes each 30-second step's code once, and the next step's early: a test that
-      // logs in more often than that waits for the clock.
-      const key = secret.toString('hex')
-      for (;;) {
-        const now = stepAt(Date.now())
-        const step = Math.max(now, (used.get(key) ?? -1) + 1)
-        if (step <= now + 1) {
-          used.set(key, step)
-          return hotp(secret, step)
-        }
-        await new Promise((r) => setTimeout(r, 1000))
-      }
-    },
+    code,
   }
 }
 

@@ -3,9 +3,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import t from 'tap'
-import { hotp, stepAt } from '../../../firmware/admin/totp.ts'
 import { unbase32 } from '../../../hal/crypto/base32.ts'
-import { adminBox } from '../../helpers/admin.ts'
+import { adminBox, freshCodes } from '../../helpers/admin.ts'
 import { submitter } from '../../helpers/daemon.ts'
 import { smtpError, startReceiver } from '../../helpers/receiver.ts'
 
@@ -19,30 +18,13 @@ const ADMIN = { name: 'wang', password: 'Tea-kettle 7 orchids' }
 const SECOND = { name: 'mei', password: 'Lotus-pond 4 frogs' }
 const XSS = '<img src=x onerror=alert(1)>'
 
-/** TOTP codes the box has not taken yet: each step once, the next step early, else wait. */
-function codes() {
-  const used = new Map<string, number>()
-  return async (secret: Buffer) => {
-    const key = secret.toString('hex')
-    for (;;) {
-      const now = stepAt(Date.now())
-      const step = Math.max(now, (used.get(key) ?? -1) + 1)
-      if (step <= now + 1) {
-        used.set(key, step)
-        return hotp(secret, step)
-      }
-      await new Promise((r) => setTimeout(r, 1000))
-    }
-  }
-}
-
 t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout, XSS', async (t) => {
   const rx = await startReceiver(t, { onRcptTo: (a) => (a.startsWith('stuck') ? smtpError(451, `4.2.0 busy ${XSS.replace('1', '2')} try later`) : undefined) })
   const box = await adminBox(t, {
     admin: { loginAttemptsPerMinute: 500 },
     delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
   })
-  const code = codes()
+  const code = freshCodes()
   const browser: Browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
