@@ -65,12 +65,13 @@ export class KeyService implements Component {
       await this.hsm.open()
       if (this.hsm.createdToken)
         this.#log.info({ dir: join(this.#config.dataDir, 'hsm') }, 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)')
-      const created = await this.hsm.ensureKeys(BOX_KEYS)
-      if (created.length) this.#log.info({ created }, 'generated keys in the HSM')
+      await this.#ensureKeys()
     } catch (err) {
       if (err instanceof HsmError && err.transient) this.#log.error({ code: err.code, err: err.message }, 'HSM unavailable at start; will keep trying')
       else throw err
     }
+    // The box's keys are made as soon as the token answers, also when it did not at start.
+    if (!this.#keysEnsured) await this.#ensureKeys().catch(() => undefined)
     await this.check()
     this.#timer = setInterval(() => void this.check(), this.#config.hsm.healthCheckMs)
     this.#timer.unref()
@@ -88,8 +89,17 @@ export class KeyService implements Component {
     return this.#last
   }
 
+  #keysEnsured = false
+
+  async #ensureKeys(): Promise<void> {
+    const created = await this.hsm.ensureKeys(BOX_KEYS)
+    this.#keysEnsured = true
+    if (created.length) this.#log.info({ created }, 'generated keys in the HSM')
+  }
+
   /** Checks the token (reconnecting if due) and logs when its state changes. */
   async check(): Promise<HsmStatus> {
+    if (!this.#keysEnsured) await this.#ensureKeys().catch(() => undefined)
     const status = await this.hsm.status(BOX_KEYS, this.certificateLabels)
     this.#last = status
     this.#warnExpiring(status)
