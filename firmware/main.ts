@@ -183,7 +183,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     if (canonicalJson(next.policy) !== canonicalJson(previous.policy)) await policy.reconfigure(next)
     const changed = (pick: (c: Config) => unknown) => canonicalJson(pick(next)) !== canonicalJson(pick(previous))
     if (changed((c) => [c.submission.accounts, c.submission.allowFrom])) submission.reconfigure(next)
-    if (changed((c) => [c.delivery.bandwidthBitsPerSecond, c.delivery.burstBytes])) await delivery.reconfigureBandwidth(next)
+    if (changed((c) => c.delivery)) await delivery.reconfigure(next)
   }
 
   // S3–S6, S11: the admin page, its accounts, and the counts behind its charts and /metrics.

@@ -3,7 +3,7 @@ import { hashPassword } from '../../hal/crypto/password.ts'
 import { configDiff } from '../audit/config-change.ts'
 import { ConfigError, parseConfig, type Config } from '../config/load.ts'
 import { ProposalError, Proposals, type Proposal } from '../config/proposals.ts'
-import { schema } from '../config/schema.ts'
+import { appliesAtOnce, schema } from '../config/schema.ts'
 import type { Field } from '../config/types.ts'
 import type { ConfigVersion } from '../config/versions.ts'
 import { html, type Html } from './html.ts'
@@ -25,12 +25,8 @@ interface Leaf {
   field: AnyField
 }
 
-/** Keys a change to which takes effect at once; every other applies at the next restart. */
-export const LIVE_PREFIXES = ['policy.', 'submission.accounts', 'submission.allowFrom', 'delivery.bandwidthBitsPerSecond', 'delivery.burstBytes'] as const
 const SECRET = /(passwordHash|pinFile|passwordFile|tokenFile|keyFile)$/
 const UNCHANGED = '(unchanged)'
-
-export const appliesNow = (key: string) => LIVE_PREFIXES.some((p) => key.startsWith(p))
 
 function leaves(shape: Record<string, AnyField>, prefix = ''): Leaf[] {
   return Object.entries(shape).flatMap(([k, f]) => {
@@ -94,7 +90,7 @@ export function changes(before: unknown, after: unknown): { key: string; before:
   const d = configDiff(parseConfig(before ?? {}), parseConfig(after ?? {}))
   if (!d) return []
   const show = (k: string, v: unknown) => (SECRET.test(k) ? '(secret)' : JSON.stringify(maskItems(v)))
-  return Object.keys(d.after).map((key) => ({ key, before: show(key, d.before[key]), after: show(key, d.after[key]), now: appliesNow(key) }))
+  return Object.keys(d.after).map((key) => ({ key, before: show(key, d.before[key]), after: show(key, d.after[key]), now: appliesAtOnce(key) }))
 }
 
 function formFields(config: Config): Html {

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { schema } from './schema.ts'
+import { appliesAtOnce, schema } from './schema.ts'
 import type { Field } from './types.ts'
 
 /**
@@ -17,17 +17,20 @@ export const END = '<!-- config-reference:end -->'
 type AnyField = Field<unknown> & { shape?: Record<string, AnyField>; itemShape?: Record<string, AnyField>; required?: readonly string[] }
 
 export function referenceTable(): string {
-  const rows: string[] = ['| key | type | default | description |', '|---|---|---|---|']
+  const rows: string[] = ['| key | type | default | applies | description |', '|---|---|---|---|---|']
+  const applies = (key: string) => (appliesAtOnce(key) ? 'at once' : 'restart')
   const walk = (prefix: string, shape: Record<string, AnyField>) => {
     for (const [k, f] of Object.entries(shape)) {
       const key = prefix ? `${prefix}.${k}` : k
       if (f.kind === 'object' && f.shape) walk(key, f.shape)
-      else rows.push(`| \`${key}\` | ${f.typeName} | ${formatDefault(f.default)} | ${f.description} |`)
+      else rows.push(`| \`${key}\` | ${f.typeName} | ${formatDefault(f.default)} | ${applies(key)} | ${f.description} |`)
       // A list of objects: each key of an item, with its own type, default and description.
       if (f.kind === 'records' && f.itemShape) {
         for (const [ik, item] of Object.entries(f.itemShape)) {
           const required = f.required?.includes(ik)
-          rows.push(`| \`${key}[].${ik}\` | ${item.typeName} | ${required ? '(required)' : formatDefault(item.default)} | ${item.description} |`)
+          rows.push(
+            `| \`${key}[].${ik}\` | ${item.typeName} | ${required ? '(required)' : formatDefault(item.default)} | ${applies(key)} | ${item.description} |`,
+          )
         }
       }
     }

@@ -23,6 +23,36 @@ import { bool, int, obj, oneOf, str, type Infer } from './types.ts'
  */
 export const SCHEMA_VERSION = 1
 
+/**
+ * S7: the keys an approved change puts in force at once, without a restart (each
+ * component is handed the new configuration and may refuse it, which rolls the
+ * change back). Every other key — listen addresses, the data directory, the HSM,
+ * connection limits, the return path, the admin page itself — applies at the next
+ * start; the admin page says so and offers a graceful restart.
+ */
+export const LIVE_KEYS = [
+  'policy',
+  'submission.accounts',
+  'submission.allowFrom',
+  'delivery.egress',
+  'delivery.routes',
+  'delivery.requireTls',
+  'delivery.smtpPort',
+  'delivery.bandwidthBitsPerSecond',
+  'delivery.burstBytes',
+  'delivery.perDestinationMessagesPerSecond',
+  'delivery.messagesPerConnection',
+  'delivery.retrySeconds',
+  'delivery.maxAgeSeconds',
+  'delivery.blockPauseSeconds',
+  'delivery.throttlePauseSeconds',
+  'delivery.timeouts',
+  'delivery.notifyAddress',
+] as const
+
+/** Whether a change to `key` (dotted, as in the reference) takes effect at once. */
+export const appliesAtOnce = (key: string): boolean => LIVE_KEYS.some((k) => key === k || key.startsWith(`${k}.`) || key.startsWith(`${k}[`))
+
 export const schema = obj({
   schemaVersion: int({
     default: SCHEMA_VERSION,

@@ -1,4 +1,5 @@
 import type { Clock } from '../../hal/clock.ts'
+import { ByteRateLimiter } from '../../hal/net/throttle.ts'
 import type { Config } from '../config/load.ts'
 
 export interface Egress {
@@ -38,21 +39,55 @@ export function isThrottleReply(reply: { code: number; text: string }): boolean 
  * KumoMTA and ZoneMTA keep it).
  */
 export class EgressPool {
-  readonly #list: Egress[]
+  #list: Egress[] = []
   readonly #clock: Clock
-  readonly #pauseMs: number
+  #pauseMs = 0
   readonly #paused = new Map<string, number>()
   #cursor = 0
-  readonly #order: Egress[]
+  #order: Egress[] = []
+  /** Per-address sub-limits within the shared budget (M3), for addresses that have one. */
+  readonly #limiters = new Map<string, ByteRateLimiter>()
+  /** What each address sent (S11): a budget no writer ever waits for, only a count. */
+  readonly #counters = new Map<string, ByteRateLimiter>()
 
   constructor(config: Config, clock: Clock) {
-    this.#list = config.delivery.egress.map((e) => ({ ...e }))
     this.#clock = clock
+    this.reconfigure(config)
+  }
+
+  /**
+   * S7: addresses, weights and sub-limits approved on the admin page, in force for
+   * the next pick. Pauses and byte counts of addresses still listed are kept.
+   */
+  reconfigure(config: Config): void {
+    this.#list = config.delivery.egress.map((e) => ({ ...e }))
     this.#pauseMs = config.delivery.blockPauseSeconds * 1000
     // Weighted round-robin: each address appears `weight` times, interleaved.
     const max = Math.max(...this.#list.map((e) => e.weight))
     this.#order = []
     for (let round = 0; round < max; round++) for (const e of this.#list) if (e.weight > round) this.#order.push(e)
+    for (const e of this.#list) {
+      const rate = (e.bitsPerSecond ?? 0) / 8
+      const own = this.#limiters.get(e.address)
+      if (!rate) this.#limiters.delete(e.address)
+      else if (own) own.setRate(rate, 0)
+      else this.#limiters.set(e.address, new ByteRateLimiter({ bytesPerSecond: rate, burstBytes: 0, clock: { now: () => Date.now() } }))
+    }
+    for (const address of this.#limiters.keys()) if (!this.#list.some((e) => e.address === address)) this.#limiters.delete(address)
+  }
+
+  /** The address's byte counter and its own sub-limit if it has one (the shared budget is the caller's). */
+  limitersFor(egress: Egress): ByteRateLimiter[] {
+    let counter = this.#counters.get(egress.address)
+    if (!counter)
+      this.#counters.set(egress.address, (counter = new ByteRateLimiter({ bytesPerSecond: 2 ** 50, burstBytes: 2 ** 50, clock: { now: () => Date.now() } })))
+    const own = this.#limiters.get(egress.address)
+    return own ? [counter, own] : [counter]
+  }
+
+  /** Bytes sent from each egress address since start. */
+  bytesSent(): Record<string, number> {
+    return Object.fromEntries([...this.#counters].map(([address, c]) => [address, c.passed]))
   }
 
   get all(): readonly Egress[] {

@@ -41,17 +41,15 @@ export class DeliveryEngine implements Component {
   readonly name = 'delivery'
   readonly limiter: ByteRateLimiter
   readonly egress: EgressPool
-  readonly #config: Config
+  #config: Config
   readonly #log: Logger
   readonly #spool: Spool
   readonly #events: EventSink
   readonly #clock: Clock
-  readonly #router: Router
+  #router: Router
+  readonly #resolver: Resolver
   readonly #pool: ConnectionPool
   readonly #messageRates = new Map<string, ByteRateLimiter>()
-  /** Per-address sub-limits within the shared budget, for egress addresses that have one. */
-  readonly #egressLimiters = new Map<string, ByteRateLimiter>()
-  readonly #egressCounters = new Map<string, ByteRateLimiter>()
   readonly #tasks = new Set<Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
@@ -76,15 +74,12 @@ export class DeliveryEngine implements Component {
     this.#spool = deps.spool
     this.#events = deps.events
     this.#clock = deps.clock
-    this.#router = new Router(deps.config, deps.resolver ?? systemResolver)
+    this.#resolver = deps.resolver ?? systemResolver
+    this.#router = new Router(deps.config, this.#resolver)
     this.#notices = new Notices({ config: deps.config, log: this.#log, spool: deps.spool, clock: deps.clock })
     const d = deps.config.delivery
     this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() } })
     this.egress = new EgressPool(deps.config, deps.clock)
-    for (const e of d.egress) {
-      if (e.bitsPerSecond > 0)
-        this.#egressLimiters.set(e.address, new ByteRateLimiter({ bytesPerSecond: e.bitsPerSecond / 8, burstBytes: 0, clock: { now: () => Date.now() } }))
-    }
     this.#pool = new ConnectionPool(deps.config)
   }
 
@@ -413,7 +408,7 @@ export class DeliveryEngine implements Component {
         let client: SmtpClient | undefined
         try {
           await this.#messageRate(dest)
-          client = await this.#pool.acquire(hop, egress, copy ? [] : this.#limitersFor(egress))
+          client = await this.#pool.acquire(hop, egress, copy ? [] : [...this.egress.limitersFor(egress), this.limiter])
           const res = await client.send(mailFrom, rcpts, message)
           const where = { mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
           this.#pool.release(hop, egress, client)
@@ -472,33 +467,34 @@ export class DeliveryEngine implements Component {
     return o
   }
 
-  /** The shared budget, and the egress address's own sub-limit if it has one. */
-  #limitersFor(egress: Egress): ByteRateLimiter[] {
-    const own = this.#egressLimiters.get(egress.address)
-    let counter = this.#egressCounters.get(egress.address)
-    // A budget no writer ever waits for: it only counts what this address sent (S11: bytes out per egress address).
-    if (!counter)
-      this.#egressCounters.set(
-        egress.address,
-        (counter = new ByteRateLimiter({ bytesPerSecond: 2 ** 50, burstBytes: 2 ** 50, clock: { now: () => Date.now() } })),
-      )
-    return own ? [counter, own, this.limiter] : [counter, this.limiter]
-  }
-
   /**
-   * S7: a new bandwidth budget (M3) approved on the admin page, in force for the
-   * next bytes; the kernel shaping on the egress NICs is set to it again.
+   * S7: a delivery configuration approved on the admin page, in force for the next
+   * attempt without a restart: routes, TLS requirements, egress addresses, weights and
+   * sub-limits, the bandwidth budget (and the kernel shaping on the egress NICs), retry
+   * schedule, expiry, pauses, per-destination rate, timeouts, notices. Attempts under
+   * way finish under the configuration they started with. Connection limits, the CA
+   * file and the return path are read at start (see `LIVE_KEYS` in config/schema.ts).
    */
-  async reconfigureBandwidth(config: Config): Promise<void> {
+  async reconfigure(config: Config): Promise<void> {
+    const before = this.#config.delivery
     const d = config.delivery
-    this.limiter.setRate(d.bandwidthBitsPerSecond / 8, d.burstBytes)
-    for (const device of d.tcDevices) await applyTbf(device, d.bandwidthBitsPerSecond)
-    this.#log.info({ bitsPerSecond: d.bandwidthBitsPerSecond }, 'bandwidth budget changed without a restart')
+    this.#config = config
+    this.#router = new Router(config, this.#resolver)
+    this.#notices.reconfigure(config)
+    this.#pool.reconfigure(config)
+    this.egress.reconfigure(config)
+    this.#messageRates.clear()
+    if (d.bandwidthBitsPerSecond !== before.bandwidthBitsPerSecond || d.burstBytes !== before.burstBytes) {
+      this.limiter.setRate(d.bandwidthBitsPerSecond / 8, d.burstBytes)
+      for (const device of d.tcDevices) await applyTbf(device, d.bandwidthBitsPerSecond)
+      this.#log.info({ bitsPerSecond: d.bandwidthBitsPerSecond }, 'bandwidth budget changed without a restart')
+    }
+    this.#log.info({ egress: d.egress.map((e) => e.address), routes: d.routes.length }, 'delivery configuration changed without a restart')
   }
 
   /** Bytes sent from each egress address since start. */
   egressBytes(): Record<string, number> {
-    return Object.fromEntries([...this.#egressCounters].map(([address, c]) => [address, c.passed]))
+    return this.egress.bytesSent()
   }
 
   /** M8: a bounce that came back after the 250 (the return path), told to the firm like any other (notices.ts). */

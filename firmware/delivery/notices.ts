@@ -23,7 +23,7 @@ export interface ReturnedBounce {
  * null sender, without the content (dsn.ts).
  */
 export class Notices {
-  readonly #config: Config
+  #config: Config
   readonly #log: Logger
   readonly #spool: Spool
   readonly #clock: Clock
@@ -33,6 +33,10 @@ export class Notices {
     this.#log = deps.log
     this.#spool = deps.spool
     this.#clock = deps.clock
+  }
+  /** S7: the notice address from a configuration approved on the admin page. */
+  reconfigure(config: Config): void {
+    this.#config = config
   }
 
   /** About a mail in the spool: its recipients that bounced, expired or were removed. */

@@ -46,7 +46,7 @@ class Slots<T = never> {
  * and is shaped by the limiters the engine gives.
  */
 export class ConnectionPool {
-  readonly #config: Config['delivery']
+  #config: Config['delivery']
   readonly #hostname: string
   readonly #global: Slots
   readonly #perDestination = new Map<string, Slots<SmtpClient>>()
@@ -65,6 +65,15 @@ export class ConnectionPool {
     const system = getCACertificates('system')
     const ca = [...(system.length ? system : getCACertificates('bundled')), ...(this.#config.tlsCaFile ? [readFileSync(this.#config.tlsCaFile, 'utf8')] : [])]
     this.#trust = createSecureContext({ ca, minVersion: 'TLSv1.2' })
+  }
+
+  /**
+   * S7: timeouts and messages per connection from a configuration approved on the
+   * admin page, for the next connection; the connection limits and the CA file stay
+   * as they were at start.
+   */
+  reconfigure(config: Config): void {
+    this.#config = config.delivery
   }
 
   /** The box's own name for the internal route (audit copies), which uses no egress address (M7). */

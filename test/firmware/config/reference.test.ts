@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { referenceTable, withReference } from '../../../firmware/config/reference.ts'
-import { schema } from '../../../firmware/config/schema.ts'
+import { appliesAtOnce, LIVE_KEYS, schema } from '../../../firmware/config/schema.ts'
 
 t.test('README carries the reference generated from the current schema', async (t) => {
   const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
@@ -21,4 +21,14 @@ t.test('every key has a description and appears in the reference', async (t) => 
     }
   }
   walk('', schema.shape as never)
+})
+
+t.test('S7: every key marked as applying at once is a key of the schema, and the reference says which apply when', async (t) => {
+  const table = referenceTable()
+  for (const key of LIVE_KEYS) t.match(table, new RegExp(`\\| \`${key.replace(/\./g, '\\.')}[.\`[]`), `${key} is in the schema`)
+  t.match(table, /\| `delivery\.retrySeconds` \| [^|]+ \| [^|]+ \| at once \|/)
+  t.match(table, /\| `submission\.starttlsPort` \| [^|]+ \| [^|]+ \| restart \|/)
+  t.match(table, /\| `hsm\.module` \| [^|]+ \| [^|]+ \| restart \|/)
+  t.notOk(appliesAtOnce('delivery.egressX'), 'a key is matched whole, not by a prefix of its name')
+  t.ok(appliesAtOnce('policy.profiles'))
 })

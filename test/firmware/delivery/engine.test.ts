@@ -431,15 +431,44 @@ t.test('M8 loop guards: no delivery notice about a mail that is automatic (Auto-
   t.equal(firm.received[0]!.mailFrom, '', 'sent from the null sender, so nothing answers it')
 })
 
-t.test('S7, M3: a bandwidth budget approved on the admin page is in force for the next bytes', async (t) => {
-  const { hsm } = await devHsm(t)
-  const rx = await startReceiver(t)
-  const rig = await deliveryRig(t, hsm, { ...route(rx.port) })
-  t.equal(rig.engine.limiter.bytesPerSecond, 10_000_000 / 8)
-  const { parseConfig } = await import('../../../firmware/config/load.ts')
-  await rig.engine.reconfigureBandwidth(parseConfig({ dataDir: '/tmp/unused', delivery: { bandwidthBitsPerSecond: 20_000_000 } }))
-  t.equal(rig.engine.limiter.bytesPerSecond, 20_000_000 / 8)
-  await rig.enqueue('c1@example.net')
-  await until(() => rx.received.length === 1)
-  t.pass('mail still flows under the new budget')
-})
+t.test(
+  'S7, M2, M3: routes, egress addresses and weights, the budget and the retry schedule approved on the admin page are in force for the next mail',
+  async (t) => {
+    const { hsm } = await devHsm(t)
+    const first = await startReceiver(t)
+    const second = await startReceiver(t, { onRcptTo: (a) => (a.startsWith('later') ? smtpError(451, '4.3.0 try later') : undefined) })
+    const rig = await deliveryRig(t, hsm, { ...route(first.port) })
+    t.equal(rig.engine.limiter.bytesPerSecond, 10_000_000 / 8)
+    await rig.enqueue('c1@example.net')
+    await until(() => first.received.length === 1)
+
+    const { parseConfig } = await import('../../../firmware/config/load.ts')
+    const next = parseConfig({
+      ...rig.config,
+      delivery: {
+        ...rig.config.delivery,
+        routes: [{ domain: '*', host: '127.0.0.1', port: second.port, tls: 'opportunistic' }],
+        egress: [{ address: '127.0.0.13', ehloName: 'only.localhost', weight: 1, bitsPerSecond: 800_000 }],
+        bandwidthBitsPerSecond: 20_000_000,
+        retrySeconds: [7],
+      },
+    })
+    await rig.engine.reconfigure(next)
+    t.equal(rig.engine.limiter.bytesPerSecond, 20_000_000 / 8, 'the shared budget')
+    for (let i = 2; i <= 4; i++) await rig.enqueue(`c${i}@example.net`)
+    await until(() => second.received.length === 3)
+    t.equal(first.received.length, 1, 'the old route gets nothing more')
+    t.same(new Set(second.connections), new Set(['127.0.0.13']), 'only the one egress address now listed')
+    t.same(new Set(second.received.map((r) => r.ehlo)), new Set(['only.localhost']), 'with its EHLO name')
+    t.ok(rig.engine.egressBytes()['127.0.0.13']! > 0, 'its bytes counted')
+
+    const later = await rig.enqueue('later@example.net')
+    await until(() => rig.events.some((e) => e.type === 'spool.deferred' && e.id === later.id))
+    const deferred = rig.events.find((e) => e.type === 'spool.deferred' && e.id === later.id)
+    t.equal(
+      deferred?.type === 'spool.deferred' && deferred.nextAttemptAt,
+      rig.clock.now + 7000,
+      'deferred by the new schedule: 7 s, not the 60 s it started with',
+    )
+  },
+)
