@@ -38,7 +38,7 @@ const root = mkdtempSync(join(tmpdir(), 'sg-bench-admin-'))
 const say = (s: string) => process.stderr.write(`${s}\n`)
 
 // 1. The spool, filled and held.
-const raw = { dataDir: root, spool: { verifyOnStart: false, maxMessages: count + 10, reservePercent: 1 }, admin: { port: 0 } }
+const raw = { dataDir: root, spool: { verifyOnStart: false, maxMessages: count + 10, reservePercent: 1 }, admin: { listen: '127.0.0.1:0' } }
 const config = parseConfig(raw)
 const hsm = hsmFromConfig(config, { now: () => Date.now() })
 await hsm.open()
@@ -85,7 +85,7 @@ writeFileSync(
     // Nothing is delivered while it is measured: every mail stays queued.
     delivery: { enabled: false },
     returnPath: { enabled: false },
-    admin: { port: 0, metrics: { tokenFile } },
+    admin: { listen: '127.0.0.1:0', metrics: { tokenFile } },
   }),
 )
 const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, join(import.meta.dirname, '../firmware/main.ts'), '--config', configPath], {

@@ -116,7 +116,7 @@ export type BoxEvent =
   | { type: 'admin.login'; user: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
   | { type: 'config.changed'; who: string; reason: string; before: unknown; after: unknown }
   /** S7: a new numbered configuration version (config/versions.ts): who made it, who approved it, why. */
-  | { type: 'config.version'; number: number; source: 'file' | 'page' | 'restore'; author: string; approver: string; reason: string }
+  | { type: 'config.version'; number: number; source: 'file' | 'page' | 'restore' | 'migration'; author: string; approver: string; reason: string }
   /** S5, S7: a configuration proposal proposed, approved (applied), withdrawn, expired or failed to apply. */
   | {
       type: 'config.proposal'

@@ -20,6 +20,7 @@ import { registerRecordRoutes } from './records.ts'
 import { registerRoutes } from './routes.ts'
 import type { AdminDeps, Routes } from './types.ts'
 import { COOKIE_OPTIONS, SESSION_COOKIE, Sessions, type Session } from './sessions.ts'
+import { splitHostPort } from '../config/sections/fields.ts'
 
 const CSRF_COOKIE = '__Host-sg-csrf'
 
@@ -65,9 +66,10 @@ export class AdminServer implements Component {
     const a = this.#d.config.admin
     if (!a.enabled) return
     const app = await this.build()
-    await app.listen({ host: a.host, port: a.port })
+    const { host, port } = splitHostPort(a.listen)
+    await app.listen({ host, port })
     const addr = app.server.address()
-    if (addr && typeof addr === 'object') this.#address = { host: a.host, port: addr.port }
+    if (addr && typeof addr === 'object') this.#address = { host, port: addr.port }
     this.#app = app
     this.#d.metrics.start()
     void this.#d.system.refresh()

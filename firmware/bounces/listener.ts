@@ -8,6 +8,7 @@ import type { Logger } from '../log.ts'
 import { Classifier, rulesWith } from './classify.ts'
 import { failureOf, parseReport, type Report } from './report.ts'
 import type { ReturnPathTokens, ReturnRef } from './verp.ts'
+import { splitHostPort } from '../config/sections/fields.ts'
 
 type Refusal = Extract<BoxEvent, { type: 'returnpath.refused' }>['reason']
 
@@ -153,7 +154,7 @@ export class ReturnPathListener implements Component {
         })
       },
     })
-    const [host, port] = splitHostPort(cfg.listen)
+    const { host, port } = splitHostPort(cfg.listen)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(port, host, () => {
@@ -306,9 +307,4 @@ type State = { refs: ReturnRef[] }
 function state(session: SMTPServerSession): State {
   const s = session as SMTPServerSession & { [STATE]?: State }
   return (s[STATE] ??= { refs: [] })
-}
-
-function splitHostPort(v: string): [string, number] {
-  const i = v.lastIndexOf(':')
-  return [v.slice(0, i).replace(/^\[|\]$/g, ''), Number(v.slice(i + 1))]
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { migrateConfig } from './migrations.ts'
 import { schema, type Config } from './schema.ts'
 import { ConfigError } from './types.ts'
 
@@ -10,12 +11,13 @@ export type { Config }
 export const CONFIG_ENV = 'SG_CONFIG'
 
 /**
- * Validates raw config data against the schema, fills defaults, resolves paths
- * and freezes the result: at run time nothing may change the config in place
- * (changes go through the admin API, which records and validates them; S7).
+ * Brings raw config data to the current schema (migrations.ts), validates it,
+ * fills defaults, resolves paths and freezes the result: at run time nothing
+ * may change the config in place (changes go through the admin page's
+ * proposals, which record and validate them; S7).
  */
 export function parseConfig(raw: unknown, cwd = process.cwd()): Config {
-  const parsed = schema.parse(raw ?? {}, '')
+  const parsed = schema.parse(migrateConfig(raw ?? {}).config, '')
   const config = { ...parsed, dataDir: resolve(cwd, parsed.dataDir) }
   return deepFreeze(config)
 }

@@ -5,6 +5,7 @@ import type { Clock } from '../../hal/clock.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { EventSink } from '../events.ts'
 import { parseConfig, type Config } from './load.ts'
+import { migrateConfig } from './migrations.ts'
 import { canonicalJson, type ConfigVersion, type ConfigVersions } from './versions.ts'
 
 /**
@@ -70,7 +71,8 @@ export class Proposals {
     if (!reason.trim()) throw new ProposalError('A reason is needed: the audit trail and the approver read it.')
     parseConfig(config)
     const base = await this.#versions.inForce()
-    if (base && canonicalJson(base.config) === canonicalJson(config)) throw new ProposalError('That is the configuration in force already.')
+    if (base && canonicalJson(migrateConfig(base.config).config) === canonicalJson(migrateConfig(config).config))
+      throw new ProposalError('That is the configuration in force already.')
     const now = this.#clock.now()
     const p: Proposal = {
       id: randomBytes(6).toString('hex'),
@@ -91,7 +93,8 @@ export class Proposals {
   async restore(author: string, number: number, reason: string): Promise<Proposal> {
     const v = (await this.#versions.verifyAll()).find((x) => x.number === number)
     if (!v) throw new ProposalError(`There is no version ${number}.`)
-    return this.propose(author, v.config, `restore version ${number}: ${reason.trim()}`)
+    // A version from before a firmware upgrade comes back at the current schema.
+    return this.propose(author, migrateConfig(v.config).config, `restore version ${number}: ${reason.trim()}`)
   }
 
   /** Every proposal, newest first; open ones past their time are marked expired (and recorded) on the way. */

@@ -19,9 +19,10 @@ import { bool, int, obj, oneOf, str, type Infer } from './types.ts'
 
 /**
  * The configuration's schema version. A change that old files cannot simply be
- * read under (a key renamed or moved) raises it, with a written migration.
+ * read under (a key renamed or moved) raises it, with a written migration
+ * (migrations.ts). 2: `admin.listen`.
  */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 /**
  * S7: the keys an approved change puts in force at once, without a restart (each
@@ -59,7 +60,8 @@ export const schema = obj({
     min: 1,
     max: SCHEMA_VERSION,
     description:
-      `Version of this configuration's schema (${SCHEMA_VERSION} for this firmware). ` + 'A file from newer firmware is refused rather than read wrongly.',
+      `Version of this configuration's schema (${SCHEMA_VERSION} for this firmware). An older one is migrated forward at load, step by step ` +
+      '(absent: 1); a file from newer firmware is refused rather than read wrongly.',
   }),
   dataDir: str({
     default: './var',

@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { Component } from '../component.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { migrateConfig } from './migrations.ts'
 import { SCHEMA_VERSION } from './schema.ts'
 
 /**
@@ -30,8 +31,9 @@ export interface ConfigVersion {
   /** Who approved it ('' for an import from a file at start, which no one approves). */
   approver: string
   reason: string
-  source: 'file' | 'page' | 'restore'
-  /** The configuration as given (before defaults are filled in). */
+  /** `migration`: made by new firmware from the version before it, which is kept (migrations.ts). */
+  source: 'file' | 'page' | 'restore' | 'migration'
+  /** The configuration as given (before defaults are filled in), at `schemaVersion`. */
   config: unknown
 }
 
@@ -89,17 +91,30 @@ export class ConfigVersions implements Component {
   async start(): Promise<void> {
     const versions = await this.verifyAll()
     const given = this.#given
-    if (!given) return
     const last = versions.at(-1)
-    if (!importNeeded(versions, given.raw)) return
+    if (given && importNeeded(versions, given.raw)) {
+      const m = migrateConfig(given.raw)
+      const v = await this.add({
+        config: m.steps.length ? m.config : given.raw,
+        author: given.from,
+        approver: '',
+        reason: (last ? `imported at start: ${given.from} differs from version ${last.number}` : 'the first configuration of this box') + migratedNote(m),
+        source: 'file',
+      })
+      this.#log?.info({ version: v.number, from: given.from }, 'configuration imported as a new version')
+      return
+    }
+    // New firmware with a newer schema: the version in force is carried forward as the next one, and kept.
+    const m = last && migrateConfig(last.config)
+    if (!last || !m?.steps.length) return
     const v = await this.add({
-      config: given.raw,
-      author: given.from,
+      config: m.config,
+      author: 'firmware',
       approver: '',
-      reason: last ? `imported at start: ${given.from} differs from version ${last.number}` : 'the first configuration of this box',
-      source: 'file',
+      reason: `version ${last.number} carried forward${migratedNote(m)}`,
+      source: 'migration',
     })
-    this.#log?.info({ version: v.number, from: given.from }, 'configuration imported as a new version')
+    this.#log?.info({ version: v.number, from: last.number, steps: m.steps.map((x) => `${x.from}->${x.to}`) }, 'configuration migrated to the new schema')
   }
 
   async stop(): Promise<void> {}
@@ -179,9 +194,16 @@ const fileName = (n: number) => `${String(n).padStart(6, '0')}.json`
  * in force across restarts.
  */
 function importNeeded(versions: readonly ConfigVersion[], raw: unknown): boolean {
+  // Compared at the current schema: a file of an older schema is the same file after an upgrade.
+  const same = (a: unknown, b: unknown) => canonicalJson(migrateConfig(a).config) === canonicalJson(migrateConfig(b).config)
   const fromFile = versions.filter((v) => v.source === 'file').at(-1)
-  if (!fromFile) return canonicalJson(versions.at(-1)?.config ?? null) !== canonicalJson(raw)
-  return canonicalJson(fromFile.config) !== canonicalJson(raw)
+  if (!fromFile) return !same(versions.at(-1)?.config ?? null, raw)
+  return !same(fromFile.config, raw)
+}
+
+/** The steps that brought a configuration to the current schema, for a version's reason. */
+function migratedNote(m: ReturnType<typeof migrateConfig>): string {
+  return m.steps.length ? ` (schema ${m.from} migrated to ${SCHEMA_VERSION}: ${m.steps.map((s) => s.describe).join('; ')})` : ''
 }
 
 /**

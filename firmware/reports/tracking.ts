@@ -10,6 +10,7 @@ import type { Stage } from '../pipeline/stage.ts'
 import { confirmHtml, pixelHtml, rewriteMessage } from './rewrite.ts'
 import { ReadReceipts } from '../bounces/receipts.ts'
 import { MAX_TOKEN, type TrackingRef, type TrackingTokens } from './tokens.ts'
+import { splitHostPort } from '../config/sections/fields.ts'
 
 export type AgentClass = 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
 
@@ -168,9 +169,7 @@ export class TrackingListener implements Component {
   async start(): Promise<void> {
     const t = this.#config.reports.tracking
     if (!t.baseUrl || !this.#config.reports.enabled) return
-    const colon = t.listen.lastIndexOf(':')
-    const host = t.listen.slice(0, colon).replace(/^\[|\]$/g, '')
-    const port = Number(t.listen.slice(colon + 1))
+    const { host, port } = splitHostPort(t.listen)
     const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000, maxHeaderSize: 8192 }, (req, res) => {
       void this.#handle(req, res).catch((err: Error) => {
         this.#log.warn({ err: err.message }, 'tracking request failed')

@@ -30,7 +30,7 @@ export async function writeDaemonConfig(t: T, extra: Record<string, unknown> = {
       dataDir,
       submission: { starttlsPort: 0, implicitTlsPort: 0, accounts: [{ name: ACCOUNT.name, passwordHash: await accountHash() }], ...sub },
       // Tests run side by side: each admin page on a port of its own.
-      admin: { port: 0, ...((extra.admin ?? {}) as Record<string, unknown>) },
+      admin: { listen: '127.0.0.1:0', ...((extra.admin ?? {}) as Record<string, unknown>) },
     }),
   )
   return { path, dataDir }

@@ -1,15 +1,14 @@
-import { cidr, port } from './fields.ts'
+import { cidr, listenAddress } from './fields.ts'
 import { bool, int, obj, str } from '../types.ts'
 
 /** The local admin page (S3, S4, S5, S6, S8, S11): its listener, sessions, account review and Prometheus metrics. */
 export const admin = obj({
   enabled: bool({ default: true, description: 'Run the admin page (HTTPS) on the management address.' }),
-  host: str({
-    default: '127.0.0.1',
-    nonEmpty: true,
-    description: 'Management address the admin page binds to: the management NIC on the appliance, never an egress address.',
-  }),
-  port: port('HTTPS port of the admin page. 443 on the appliance; 0 picks a free port.', 8443),
+  listen: listenAddress(
+    'Management address and HTTPS port of the admin page: the management NIC, port 443 on the appliance (never an egress address); port 0 picks ' +
+      'a free one.',
+    '127.0.0.1:8443',
+  ),
   tls: obj({
     certFile: str({
       default: '',

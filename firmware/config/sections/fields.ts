@@ -9,6 +9,27 @@ export const cidr = (description: string, def: string[]) =>
 
 export const port = (description: string, def: number) => int({ default: def, min: 0, max: 65535, description })
 
+/** `host:port` of a listener (`[v6]:port` for an IPv6 address); port 0 picks a free one. */
+export const listenAddress = (description: string, def: string) =>
+  str({
+    default: def,
+    check: (v) => {
+      const colon = v.lastIndexOf(':')
+      const host = v.slice(0, colon)
+      const p = v.slice(colon + 1)
+      if (colon < 1 || !/^\d{1,5}$/.test(p) || Number(p) > 65535) return 'must be host:port'
+      if (host.startsWith('[') ? !/^\[[0-9a-fA-F:.]+\]$/.test(host) : !/^[A-Za-z0-9.-]+$/.test(host)) return 'must be host:port ([address]:port for IPv6)'
+      return undefined
+    },
+    description,
+  })
+
+/** The host (brackets of an IPv6 address removed) and port of a `listenAddress` value. */
+export function splitHostPort(v: string): { host: string; port: number } {
+  const colon = v.lastIndexOf(':')
+  return { host: v.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(v.slice(colon + 1)) }
+}
+
 export const mode = (def: 'off' | 'monitor' | 'enforce', rule: string) =>
   oneOf(['off', 'monitor', 'enforce'] as const, {
     default: def,

@@ -1,4 +1,4 @@
-import { pemCertificates } from './fields.ts'
+import { listenAddress, pemCertificates } from './fields.ts'
 import { bool, int, list, obj, oneOf, records, str } from '../types.ts'
 
 /** What the firm's webhooks can be sent (M9), per statement and recipient. */
@@ -95,11 +95,7 @@ export const reports = obj({
     concurrency: int({ default: 8, min: 1, max: 256, description: 'Events in flight to one endpoint (different statements; one statement at a time).' }),
   }),
   tracking: obj({
-    listen: str({
-      default: '127.0.0.1:8080',
-      check: (v) => (/^(\[[0-9a-fA-F:]+\]|[0-9.]+|[a-z0-9.-]+):\d{1,5}$/.test(v) ? undefined : 'must be host:port'),
-      description: "Where the tracking listener takes opens and clicks (plain HTTP, behind the firm's reverse proxy).",
-    }),
+    listen: listenAddress("Where the tracking listener takes opens and clicks (plain HTTP, behind the firm's reverse proxy).", '127.0.0.1:8080'),
     baseUrl: str({
       default: '',
       check: baseUrlProblem,

@@ -1,3 +1,4 @@
+import { listenAddress } from './fields.ts'
 import { timeZoneProblem } from './reports.ts'
 import { bool, int, obj, oneOf, records, str } from '../types.ts'
 
@@ -21,11 +22,7 @@ export const returnPath = obj({
         'SPF aligns under DMARC relaxed mode; `npm run dkim -- dns` prints its MX and SPF records. Mail from other domains keeps its own sender.',
     },
   ),
-  listen: str({
-    default: '127.0.0.1:2525',
-    check: (v) => (/^(\[[0-9a-fA-F:]+\]|[0-9.]+|[a-z0-9.-]+):\d{1,5}$/.test(v) ? undefined : 'must be host:port'),
-    description: "Where the inbound listener takes bounces and read receipts (the appliance: the return-path MX's address, port 25).",
-  }),
+  listen: listenAddress("Where the inbound listener takes bounces and read receipts (the appliance: the return-path MX's address, port 25).", '127.0.0.1:2525'),
   mxHost: str({
     default: '',
     description: "Host name the return-path domains' MX records name (the box's public name for the listener); empty: `submission.hostname`.",

@@ -100,6 +100,13 @@ t.test('S7: rollback in one step: any earlier version proposed again, through th
   const v = await r.proposals.approve(back.id, 'wang', Proposals.contentHash(back), r.apply)
   t.match(v, { number: 3, config: { log: { level: 'info' } } })
   await t.rejects(r.proposals.restore('lin', 9, 'x'), /no version 9/)
+
+  // A version from before a firmware upgrade comes back at the current schema.
+  await r.versions.add({ config: { admin: { host: '127.0.0.1', port: 9443 } }, author: 'old firmware', approver: '', reason: 'r', source: 'file' })
+  await t.rejects(r.proposals.restore('lin', 4, 'x'), /in force already/, 'the same configuration at another schema is no change')
+  await r.versions.add({ config: { log: { level: 'debug' } }, author: 'file', approver: '', reason: 'r', source: 'file' })
+  const old = await r.proposals.restore('lin', 4, 'back to the old port')
+  t.same(old.config, { admin: { listen: '127.0.0.1:9443' }, schemaVersion: 2 })
 })
 
 t.test('a box with a single administrator may allow self-approval, recorded on every change', async (t) => {

@@ -1,6 +1,7 @@
 import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { SCHEMA_VERSION } from '../../../firmware/config/schema.ts'
 import { canonicalJson, ConfigTamperError, ConfigVersions, startingConfig } from '../../../firmware/config/versions.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
 import { CONFIG_VERSION_LABEL } from '../../../firmware/keys/labels.ts'
@@ -30,7 +31,7 @@ t.test('S7: the configuration a box starts with becomes version 1; the same agai
   const first = r.make({ delivery: { bandwidthBitsPerSecond: 10_000_000 }, submission: { host: '127.0.0.1' } })
   await first.start()
   const v1 = (await first.inForce())!
-  t.match(v1, { number: 1, schemaVersion: 1, author: 'file /etc/sg/config.json', approver: '', source: 'file', reason: /first configuration/ })
+  t.match(v1, { number: 1, schemaVersion: SCHEMA_VERSION, author: 'file /etc/sg/config.json', approver: '', source: 'file', reason: /first configuration/ })
   const file = join(first.dir, '000001.json')
   t.equal(statSync(file).mode & 0o777, 0o600)
   t.match(readFileSync(file, 'utf8'), /^\{"mac":"hmac-sha256:[0-9a-f]{64}","version":\{"number":1,/)
@@ -103,4 +104,39 @@ t.test('S7: a restart runs on the version in force; only a configuration file th
   t.same(startingConfig(r.dataDir, { raw: edited }), { raw: edited, fromVersion: undefined }, 'a file edited since: the file')
   await r.make(edited).start()
   t.match(await versions.inForce(), { number: 3, source: 'file', config: edited })
+})
+
+t.test('S7: new firmware carries a version of an older schema forward as the next version and keeps the old one', async (t) => {
+  const r = await rig(t)
+  // What firmware of schema 1 left: its version in force names admin.host and admin.port.
+  const old = { schemaVersion: 1, admin: { host: '10.10.0.5', port: 443 }, log: { level: 'debug' } }
+  await r.make().add({ config: old, author: 'file /etc/sg/config.json', approver: '', reason: 'the first configuration of this box', source: 'file' })
+  const file1 = join(r.make().dir, '000001.json')
+  const before = readFileSync(file1, 'utf8')
+
+  const after = r.make()
+  await after.start()
+  const v2 = (await after.inForce())!
+  t.match(v2, { number: 2, schemaVersion: SCHEMA_VERSION, author: 'firmware', approver: '', source: 'migration' })
+  t.match(v2.reason, /^version 1 carried forward \(schema 1 migrated to 2: admin\.host and admin\.port became admin\.listen/)
+  t.same(v2.config, { schemaVersion: 2, admin: { listen: '10.10.0.5:443' }, log: { level: 'debug' } })
+  t.equal(readFileSync(file1, 'utf8'), before, 'the old version is kept as it was')
+  t.match(r.events.at(-1), { type: 'config.version', number: 2, source: 'migration' })
+
+  await r.make().start()
+  t.equal((await after.verifyAll()).length, 2, 'carried forward once')
+  t.same(startingConfig(r.dataDir, undefined), { raw: v2.config, fromVersion: 2 })
+})
+
+t.test('S7: a configuration file of an older schema is imported migrated, and the same file after an upgrade is not imported again', async (t) => {
+  const r = await rig(t)
+  const file = { admin: { host: '127.0.0.1', port: 9443 } }
+  await r.make(file).start()
+  const v1 = (await r.make().inForce())!
+  t.same(v1.config, { admin: { listen: '127.0.0.1:9443' }, schemaVersion: 2 })
+  t.match(v1.reason, /first configuration of this box \(schema 1 migrated to 2: /)
+  await r.make(file).start()
+  await r.make({ ...file }).start()
+  t.equal((await r.make().verifyAll()).length, 1, 'the unchanged file, read again, is the version in force')
+  t.same(startingConfig(r.dataDir, { raw: file }), { raw: v1.config, fromVersion: 1 })
 })
