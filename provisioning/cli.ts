@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { CONFIG_ENV, ConfigError, configPathFrom, loadConfigFile, type Config } from '../firmware/config/load.ts'
+import { CONFIG_ENV, ConfigError, configPathFrom, parseConfig, readConfigFile, type Config } from '../firmware/config/load.ts'
+import { startingConfig } from '../firmware/config/versions.ts'
 
 /** The development box's config, written by first boot (`npm start`). */
 export const DEV_CONFIG = './var/config.json'
@@ -32,10 +33,17 @@ export function configLine(path: string | undefined): string {
   return `config: ${s.path ? resolve(s.path) : 'built-in defaults'} (${s.why}; --config FILE or $${CONFIG_ENV} choose another)`
 }
 
-/** The box's configuration for a tool (see toolConfigSource); a bad one exits 2. */
+/**
+ * The box's configuration for a tool: the version in force in the data
+ * directory the file names, as the box runs it (S7: changes approved on the
+ * admin page are in it), or the file itself while it is newer than the last
+ * import or no version exists yet. A bad one exits 2.
+ */
 export function toolConfig(tool: string, path: string | undefined): Config {
   try {
-    return loadConfigFile(toolConfigSource(path).path)
+    const file = toolConfigSource(path).path
+    const raw = readConfigFile(file)
+    return parseConfig(startingConfig(parseConfig(raw).dataDir, file ? { raw } : undefined).raw)
   } catch (err) {
     if (err instanceof ConfigError) failer(tool)(`configuration error: ${err.message}`, 2)
     throw err

@@ -9,6 +9,7 @@ export const HSM_ERRORS = {
   EHSM_PIN_INCORRECT: { transient: false, text: 'the HSM refused the PIN in the PIN file' },
   EHSM_PIN_LOCKED: { transient: false, text: 'the HSM PIN is locked or expired; the security officer must reset it' },
   EHSM_PIN_FILE: { transient: false, text: 'the PIN file is missing, empty or readable by others than the box' },
+  EHSM_MODULE_UNSAFE: { transient: false, text: 'the PKCS#11 module, or a directory above it, could be replaced by someone other than root' },
   EHSM_KEY_NOT_FOUND: { transient: false, text: 'no key or certificate with that label in the token' },
   EHSM_KEY_EXISTS: { transient: false, text: 'an object with that label already exists in the token' },
   EHSM_KEY_UNEXTRACTABLE: { transient: false, text: 'the token refused to reveal key material (keys are non-extractable by design)' },

@@ -1,4 +1,5 @@
-import { statSync, readFileSync } from 'node:fs'
+import { readFileSync, realpathSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { Clock } from '../clock.ts'
 import { HsmError, toHsmError } from './errors.ts'
 import { cleanLabel, pkcs11, type Handle, type PKCS11 } from './pkcs11.ts'
@@ -51,6 +52,32 @@ export function readPinFile(path: string): string {
   const pin = readFileSync(path, 'utf8').replace(/\r?\n$/, '')
   if (!pin) throw new HsmError('EHSM_PIN_FILE', `${path} is empty`)
   return pin
+}
+
+/**
+ * The module is code the box loads into itself, and its path comes from the
+ * configuration, which is read before its HMAC can be checked (the check
+ * needs the HSM). So the module is loaded only from a regular file root owns
+ * and only root can write, in directories only root can write, as sshd's
+ * StrictModes judges its files: a path written into the data directory
+ * behind the box's back cannot name a library of the attacker's.
+ */
+export function assertSafeModule(path: string): void {
+  let real: string
+  try {
+    real = realpathSync(path)
+  } catch (err) {
+    throw new HsmError('EHSM_UNAVAILABLE', `cannot load PKCS#11 module ${path}: ${(err as NodeJS.ErrnoException).code}`)
+  }
+  const unsafe = (p: string, why: string) => new HsmError('EHSM_MODULE_UNSAFE', `${p} ${why}${p === real ? '' : ` (above the module ${real})`}`)
+  const f = statSync(real)
+  if (!f.isFile()) throw unsafe(real, 'is not a regular file')
+  for (let p = real; ; p = dirname(p)) {
+    const st = p === real ? f : statSync(p)
+    if (st.uid !== 0) throw unsafe(p, `is owned by uid ${st.uid}, not root`)
+    if (st.mode & 0o022) throw unsafe(p, `has mode ${(st.mode & 0o7777).toString(8)}: writable by group or others`)
+    if (p === dirname(p)) return
+  }
 }
 
 /**
@@ -188,6 +215,7 @@ export class Token {
   #connect(): Connection {
     const pin = readPinFile(this.#opts.pinFile)
     for (const [k, v] of Object.entries(this.#opts.env ?? {})) process.env[k] = v
+    assertSafeModule(this.#opts.module)
     const p = new pkcs11.PKCS11()
     try {
       p.load(this.#opts.module)

@@ -1,7 +1,9 @@
-import { chmodSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ensureDevToken, Hsm, HsmError } from '../../../hal/hsm/index.ts'
+import { SOFTHSM_MODULE } from '../../../hal/hsm/softhsm.ts'
+import { assertSafeModule } from '../../../hal/hsm/token.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
 import { tempDir } from '../../helpers/box.ts'
 
@@ -57,6 +59,24 @@ t.test('a vendor module needs a PIN file; a missing module or token label is rep
   // ensureDevToken would create "other-label": go through the Token directly to see the lookup fail.
   wrongLabel.token.onReconnect = undefined
   await t.rejects(wrongLabel.token.open(), { code: 'EHSM_TOKEN_NOT_FOUND' })
+})
+
+t.test('S9: the module is loaded only from a file and directories only root can write (a path in a tampered config cannot name our own library)', async (t) => {
+  t.doesNotThrow(() => assertSafeModule(SOFTHSM_MODULE), "the distribution's SoftHSM2 module")
+  const dir = tempDir(t)
+  const fake = join(dir, 'libvendor.so')
+  copyFileSync(SOFTHSM_MODULE, fake)
+  chmodSync(fake, 0o666)
+  t.throws(() => assertSafeModule(fake), { code: 'EHSM_MODULE_UNSAFE', message: /libvendor\.so has mode 666: writable by group or others/ })
+  chmodSync(fake, 0o755)
+  chownSync(fake, 65534, 65534)
+  t.throws(() => assertSafeModule(fake), { code: 'EHSM_MODULE_UNSAFE', message: /libvendor\.so is owned by uid 65534, not root/ })
+  chownSync(fake, 0, 0)
+  // Under /tmp (mode 1777): anyone could have put it there.
+  t.throws(() => assertSafeModule(fake), { code: 'EHSM_MODULE_UNSAFE', message: /\(\/tmp has mode 1777: writable by group or others \(above the module / })
+  writeFileSync(join(dir, 'pin'), '1234\n', { mode: 0o600 })
+  const base = { tokenLabel: 'sg-test', sessions: 1, reconnectIntervalMs: 100, devDir: dir, clock: { now: () => Date.now() } }
+  await t.rejects(new Hsm({ ...base, module: fake, pinFile: join(dir, 'pin') }).open(), { code: 'EHSM_MODULE_UNSAFE' }, 'never loaded')
 })
 
 t.test('token removed mid-run: operations fail as temporary (never "key not found"); restored: recovers by itself', async (t) => {
