@@ -8,12 +8,14 @@ import { ReturnPathListener } from './bounces/listener.ts'
 import { ReadReceiptStage } from './bounces/receipts.ts'
 import { ReturnPathTokens } from './bounces/verp.ts'
 import { mkdirSync, readFileSync, statfsSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { systemClock } from '../hal/clock.ts'
 import { boxRunning, ControlServer } from './control/server.ts'
 import { ConfigError, configPathFrom, parseConfig, readConfigFile, type Config } from './config/load.ts'
 import { Proposals } from './config/proposals.ts'
 import { canonicalJson, ConfigTamperError, ConfigVersions, startingConfig } from './config/versions.ts'
+import { collectBackup, sealBackup } from './control/backup.ts'
 import { Daemon } from './daemon.ts'
 import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
@@ -186,6 +188,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     if (changed((c) => c.delivery)) await delivery.reconfigure(next)
   }
 
+  /** A graceful stop with an exit code (the signal handlers' and the admin page's restart); set once the daemon exists. */
+  let stopBox: (why: string, code: number) => void = () => undefined
+
   // S3–S6, S11: the admin page, its accounts, and the counts behind its charts and /metrics.
   const metrics = new BoxMetrics({
     clock: systemClock,
@@ -226,7 +231,24 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     auditDir: join(config.dataDir, 'audit'),
     recipientHash: (address) => recipientHash(hsm.hsm, address),
     system: new SystemInfo({ dataDir: config.dataDir, clock: systemClock }),
-    changeControl: { versions: configVersions, proposals, apply: applyConfig },
+    changeControl: {
+      versions: configVersions,
+      proposals,
+      apply: applyConfig,
+      // S12: only checked versions go into a backup.
+      backup: async (passphrase) => {
+        await configVersions.verifyAll()
+        const payload = await collectBackup({ config, hsm: hsm.hsm, versionsDir: configVersions.dir, hostname: hostname(), now: Date.now() })
+        const file = `sg-config-${hostname()}-${payload.createdAt.slice(0, 10)}.sgbk`
+        return {
+          file,
+          bundle: sealBackup(payload, passphrase),
+          detail: `version ${payload.inForce}: ${payload.versions.length} versions, ${payload.files.length} files, ${payload.hsm.keys.length} HSM labels`,
+        }
+      },
+      // Under systemd (it sets INVOCATION_ID): a graceful stop with EX_TEMPFAIL, which the unit's RestartForceExitStatus starts again.
+      restart: { supervised: Boolean(env.INVOCATION_ID), run: (who, reason) => stopBox(`restart asked by ${who}: ${reason}`, EX_TEMPFAIL) },
+    },
     records: {
       ledger: () => (config.reports.enabled ? ledger.store : undefined),
       checkpointKey: () => hsm.hsm.keys.publicKey(CHECKPOINT_KEY_LABEL),
@@ -256,7 +278,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     log,
   )
 
-  installSignalHandlers(daemon, log)
+  stopBox = installSignalHandlers(daemon, log)
   try {
     await daemon.start()
   } catch (err) {
@@ -284,20 +306,21 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   )
 }
 
-function installSignalHandlers(daemon: Daemon, log: Logger): void {
+/** SIGTERM/SIGINT stop the box gracefully (a second one forces exit); returns the same stop for other callers, with their exit code. */
+function installSignalHandlers(daemon: Daemon, log: Logger): (why: string, code: number) => void {
   let stopping = false
-  const onSignal = (signal: NodeJS.Signals) => {
+  const stop = (why: string, code: number) => {
     if (stopping) {
-      log.warn({ signal }, 'second signal: forcing exit')
+      log.warn({ why }, 'second stop: forcing exit')
       log.flush()
       process.exit(1)
     }
     stopping = true
-    log.info({ signal }, 'stopping: no new connections, finishing transactions in flight')
+    log.info({ why }, 'stopping: no new connections, finishing transactions in flight')
     daemon.stop().then(
       () => {
-        log.info('stopped')
-        log.flush(() => process.exit(0))
+        log.info({ exitCode: code }, 'stopped')
+        log.flush(() => process.exit(code))
       },
       (err: unknown) => {
         log.error({ err }, 'stop failed')
@@ -305,8 +328,9 @@ function installSignalHandlers(daemon: Daemon, log: Logger): void {
       },
     )
   }
-  process.on('SIGTERM', onSignal)
-  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', (signal) => stop(signal, 0))
+  process.on('SIGINT', (signal) => stop(signal, 0))
+  return stop
 }
 
 if (import.meta.main) {

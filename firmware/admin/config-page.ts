@@ -7,6 +7,7 @@ import { appliesAtOnce, schema } from '../config/schema.ts'
 import type { Field } from '../config/types.ts'
 import type { ConfigVersion } from '../config/versions.ts'
 import { html, type Html } from './html.ts'
+import { maintenanceSection, pendingRestart } from './maintenance.ts'
 import { layout, table, when, type Viewer } from './pages.ts'
 import type { Routes } from './types.ts'
 
@@ -219,7 +220,7 @@ export function registerConfigRoutes(r: Routes): void {
             ]),
         )}
         <h2>Submission accounts 傳送帳號</h2>
-        ${accountsSection(v, inForce?.config)}
+        ${accountsSection(v, inForce?.config)} ${maintenanceSection(v, pendingRestart(d.config, inForce?.config), c.restart.supervised)}
         <h2>Propose a change 提出變更</h2>
         <form method="post" action="/config/propose" class="config">
           <input type="hidden" name="_csrf" value="${v.csrf}" />

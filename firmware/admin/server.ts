@@ -16,6 +16,7 @@ import type { Role } from './accounts.ts'
 import { Html } from './html.ts'
 import { forbiddenPage, layout, loginPage, type Viewer } from './pages.ts'
 import { registerConfigRoutes } from './config-page.ts'
+import { registerMaintenanceRoutes } from './maintenance.ts'
 import { registerRecordRoutes } from './records.ts'
 import { registerRoutes } from './routes.ts'
 import type { AdminDeps, Routes } from './types.ts'
@@ -167,6 +168,7 @@ export class AdminServer implements Component {
     registerRoutes(routes)
     registerRecordRoutes(routes, d.records)
     registerConfigRoutes(routes)
+    registerMaintenanceRoutes(routes)
     this.#d.accounts.ensureSetupCode()
     return app
   }

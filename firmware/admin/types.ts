@@ -42,8 +42,18 @@ export interface AdminDeps {
   recipientHash: (address: string) => Promise<string>
   system: SystemInfo
   records: RecordDeps
-  /** Configuration under change control (S7): the versions, the proposals, and how a change is applied to the running box. */
-  changeControl: { versions: ConfigVersions; proposals: Proposals; apply: Apply }
+  /**
+   * Configuration under change control (S7): the versions, the proposals, how a change is applied to the
+   * running box, an encrypted backup for the second site (S12), and a graceful restart for the keys that
+   * apply at a start (offered when a service manager will start the box again).
+   */
+  changeControl: {
+    versions: ConfigVersions
+    proposals: Proposals
+    apply: Apply
+    backup: (passphrase: string) => Promise<{ file: string; bundle: Buffer; detail: string }>
+    restart: { supervised: boolean; run: (who: string, reason: string) => void }
+  }
 }
 
 export interface Routes {

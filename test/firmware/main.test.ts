@@ -76,7 +76,7 @@ t.test('a second signal forces exit while a transaction is still open', async (t
   const t0 = Date.now()
   t.same(await child.exited, { code: 1, signal: null })
   t.ok(Date.now() - t0 < 5000, 'forced exit does not wait for the grace period')
-  t.ok(child.records.some((r) => r.msg === 'second signal: forcing exit'))
+  t.ok(child.records.some((r) => r.msg === 'second stop: forcing exit'))
   c.close()
 })
 

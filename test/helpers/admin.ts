@@ -119,9 +119,9 @@ export function freshCodes(): (secret: Buffer) => Promise<string> {
 }
 
 /** A real daemon with its admin page on a free port. */
-export async function adminBox(t: T, extra: Record<string, unknown> = {}): Promise<AdminBox> {
+export async function adminBox(t: T, extra: Record<string, unknown> = {}, env?: Record<string, string>): Promise<AdminBox> {
   const { path, dataDir } = await writeDaemonConfig(t, extra)
-  const child = spawnDaemon(t, ['--config', path])
+  const child = spawnDaemon(t, ['--config', path], env ? { env } : {})
   const listening = (await child.waitFor((r) => r.msg === 'submission listening', 30_000)) as unknown as { starttls: { port: number } }
   const up = await child.waitFor((r) => r.msg === 'admin page listening', 30_000)
   const url = String(up.url)
