@@ -6,7 +6,8 @@ import t from 'tap'
 import { unbase32 } from '../../../hal/crypto/base32.ts'
 import { adminBox, freshCodes } from '../../helpers/admin.ts'
 import { submitter } from '../../helpers/daemon.ts'
-import { smtpError, startReceiver } from '../../helpers/receiver.ts'
+import { smtpError, startReceiver, until } from '../../helpers/receiver.ts'
+import { trailText } from '../../helpers/audit.ts'
 
 /**
  * The admin page in a real browser (Debian's Chromium, headless, driven by
@@ -171,22 +172,67 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
     second = { page: other, secret }
   })
 
-  await t.test('S7: a change proposed on the generated form names only what was changed; the other administrator approves it with TOTP', async (t) => {
-    // mei proposes; wang approves (wang's last code is a minute old by now: no wait for the next one).
-    const author = second!.page
-    await author.goto(new URL('/config', box.url).href)
-    const profiles = [{ name: 'firm', accounts: ['firm-statements'], domains: ['bank.example'], pdfEncryption: 'monitor' }]
-    await author.fill('textarea[name="c:policy.profiles"]', JSON.stringify(profiles))
-    await author.fill('form.config input[name=reason]', 'PDF check in monitor mode for the pilot')
-    await author.click('form.config > button')
-    await author.waitForURL(/\/config\/proposals\/[0-9a-f]{12}$/)
-    const rows = author.locator('main table tbody tr')
-    t.equal(await rows.count(), 1, 'the whole form was sent, and only the key changed is in the diff')
-    t.match(await rows.first().textContent(), /policy\.profiles.*at once/)
-    t.equal(await author.locator('form[action$="/approve"]').count(), 0, 'its author gets no approve button')
-    await page.goto(author.url())
-    await page.fill('input[name=code]', await code(adminSecret))
-    await page.click('form[action$="/approve"] button')
-    t.match(await page.locator('.notice').textContent(), /Applied as version 2\./)
-  })
+  await t.test(
+    'S7: a policy change proposed on the generated form, refused to its author, approved by the other with TOTP, in force at once; rolled back',
+    async (t) => {
+      // mei proposes; wang approves (wang's last code is a minute old by now: no wait for the next one).
+      const smtp = await submitter(t, box.dataDir, box.submissionPort)
+      const send = () =>
+        smtp.sendMail({ from: 'statements@bank.example', to: 'c@example.net', subject: 'statement', text: 'statement' }).then(
+          () => 'accepted',
+          (err: { responseCode?: number; response?: string }) => `${err.responseCode} ${err.response}`,
+        )
+      t.equal(await send(), 'accepted', 'the policy in force lets the mail through')
+      const author = second!.page
+      await author.goto(new URL('/config', box.url).href)
+      const profiles = [{ name: 'firm', accounts: ['firm-statements'], domains: ['firm.example'] }]
+      await author.fill('textarea[name="c:policy.profiles"]', JSON.stringify(profiles))
+      await author.fill('form.config input[name=reason]', 'only firm.example may send (ticket 5120)')
+      await author.click('form.config > button')
+      await author.waitForURL(/\/config\/proposals\/[0-9a-f]{12}$/)
+      const rows = author.locator('main table tbody tr')
+      t.equal(await rows.count(), 1, 'the whole form was sent, and only the key changed is in the diff')
+      t.match(await rows.first().textContent(), /policy\.profiles.*at once/)
+      t.equal(await author.locator('form[action$="/approve"]').count(), 0, 'its author gets no approve button')
+      await page.goto(author.url())
+      await page.fill('input[name=code]', await code(adminSecret))
+      await page.click('form[action$="/approve"] button')
+      t.match(await page.locator('.notice').textContent(), /Applied as version 2\./)
+      t.match(await send(), /^550 550 5\.7\.1 EPOLICY_SENDER/, "the same mail, refused with the new rule's code, without a restart")
+
+      // Rollback in one step: mei restores version 1, wang approves.
+      await author.goto(new URL('/config', box.url).href)
+      const v1 = author.locator('form[action="/config/restore"]:has(input[name=version][value="1"])')
+      await v1.locator('input[name=reason]').fill('the rule stopped the month-end batch')
+      await v1.locator('button').click()
+      await author.waitForURL(/\/config\/proposals\/[0-9a-f]{12}$/)
+      t.match(await author.locator('main').textContent(), /restore version 1: the rule stopped the month-end batch/)
+      await page.goto(author.url())
+      await page.fill('input[name=code]', await code(adminSecret))
+      await page.click('form[action$="/approve"] button')
+      t.match(await page.locator('.notice').textContent(), /Applied as version 3\./)
+      t.equal(await send(), 'accepted', 'acceptance restored')
+
+      // The audit trail: the proposals, their approvals, and each change with its before and after.
+      await until(() => trailText(join(box.dataDir, 'audit')).includes('"reason":"version 3: restore version 1'), 10_000)
+      const records = trailText(join(box.dataDir, 'audit'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+      const proposal = records.filter((r) => r.type === 'config.proposal').map((r) => `${String(r.action)} by ${String(r.who)}`)
+      t.same(proposal, ['proposed by mei', 'approved by wang', 'proposed by mei', 'approved by wang'])
+      const changed = records.filter((r) => r.type === 'config.changed' && String(r.who).includes('approved by'))
+      t.match(changed[0], {
+        who: 'mei, approved by wang',
+        reason: 'version 2: only firm.example may send (ticket 5120)',
+        before: { 'policy.profiles': [] },
+        after: { 'policy.profiles': [{ name: 'firm', domains: ['firm.example'] }] },
+      })
+      t.match(changed[1], { reason: /^version 3: restore version 1/, after: { 'policy.profiles': [] } })
+      t.match(
+        records.filter((r) => r.type === 'config.version').map((r) => r.number),
+        [1, 2, 3],
+      )
+    },
+  )
 })
