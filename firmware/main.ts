@@ -261,7 +261,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       audit,
       // S7, S9: the configuration as HMAC-checked versions; a version edited on disk stops the start here.
       configVersions,
-      new ConfigChangeAudit({ config, trail: audit }),
+      new ConfigChangeAudit({ config, trail: audit, version: () => configVersions.inForce() }),
       syslog,
       ledger,
       webhooks,

@@ -28,22 +28,34 @@ export function configDiff(before: unknown, after: unknown): { before: Record<st
   return Object.keys(diff.after).length ? diff : undefined
 }
 
+/** Who made the version a box starts on, for the record of what changed between starts. */
+export interface StartingVersion {
+  number: number
+  source: string
+  author: string
+  approver: string
+  reason: string
+}
+
 /**
- * S7: the configuration is a file IT edits and the box reads at start, so each
- * start compares the effective configuration with the one the previous start
- * ran on and records any difference in the audit trail (before/after per key,
- * secrets removed by the trail) — then keeps the new one as the reference. The
- * first start records the whole configuration. Changes made through the admin
- * page will record who and why; a file edit records that it was one.
+ * S7: each start compares the configuration the box runs on with the one the
+ * previous start ran on and records any difference in the audit trail
+ * (before/after per key, secrets removed by the trail), naming the version it
+ * starts on and who made and approved it — then keeps the new one as the
+ * reference. The first start records the whole configuration. (A change
+ * approved on the admin page is recorded when it is approved too; keys that
+ * wait for a start take effect here.)
  */
 export class ConfigChangeAudit implements Component {
   readonly name = 'config-audit'
   readonly #config: Config
   readonly #trail: AuditTrail
+  readonly #version: () => Promise<StartingVersion | undefined>
 
-  constructor(deps: { config: Config; trail: AuditTrail }) {
+  constructor(deps: { config: Config; trail: AuditTrail; version?: () => Promise<StartingVersion | undefined> }) {
     this.#config = deps.config
     this.#trail = deps.trail
+    this.#version = deps.version ?? (() => Promise.resolve(undefined))
   }
 
   async start(): Promise<void> {
@@ -55,10 +67,14 @@ export class ConfigChangeAudit implements Component {
     const current = JSON.parse(JSON.stringify(this.#config)) as unknown
     const diff = previous === undefined ? { before: null, after: current } : configDiff(previous, current)
     if (!diff) return
+    const v = await this.#version()
+    const made = v && (v.source === 'file' || v.source === 'migration' ? v.author : `${v.author}${v.approver ? `, approved by ${v.approver}` : ''}`)
     this.#trail.emit({
       type: 'config.changed',
-      who: 'configuration file',
-      reason: previous === undefined ? 'first start: the configuration the box runs on' : 'the configuration file changed between starts',
+      who: made ?? 'configuration file',
+      reason:
+        (previous === undefined ? 'first start: the configuration the box runs on' : 'the configuration changed between starts') +
+        (v ? ` (version ${v.number}: ${v.reason})` : ''),
       before: diff.before,
       after: diff.after,
     })

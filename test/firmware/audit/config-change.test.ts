@@ -31,4 +31,15 @@ t.test('S7: each start records what changed in the configuration since the last 
   t.equal(changes().length, 2)
   t.same(changes()[1]!.before, { 'delivery.maxConnections': 32 })
   t.same(changes()[1]!.after, { 'delivery.maxConnections': 64 })
+  t.match(changes()[1], { who: 'configuration file', reason: 'the configuration changed between starts' })
+
+  // The version the box starts on names who made the change and who approved it.
+  const approved = parseConfig({ ...JSON.parse(JSON.stringify(edited)), delivery: { ...edited.delivery, maxConnections: 16 } })
+  const version = async () => ({ number: 7, source: 'page', author: 'mei', approver: 'wang', reason: 'fewer connections (ticket 88)' })
+  await new ConfigChangeAudit({ config: approved, trail: rig.trail, version }).start()
+  t.match(changes()[2], {
+    who: 'mei, approved by wang',
+    reason: 'the configuration changed between starts (version 7: fewer connections (ticket 88))',
+    after: { 'delivery.maxConnections': 16 },
+  })
 })
