@@ -90,11 +90,18 @@ export class KeyService implements Component {
   }
 
   #keysEnsured = false
+  #ensuring: Promise<void> | undefined
 
-  async #ensureKeys(): Promise<void> {
-    const created = await this.hsm.ensureKeys(BOX_KEYS)
-    this.#keysEnsured = true
-    if (created.length) this.#log.info({ created }, 'generated keys in the HSM')
+  /** One at a time: two callers that both find a key missing would each make one under the same label. */
+  #ensureKeys(): Promise<void> {
+    this.#ensuring ??= this.hsm
+      .ensureKeys(BOX_KEYS)
+      .then((created) => {
+        this.#keysEnsured = true
+        if (created.length) this.#log.info({ created }, 'generated keys in the HSM')
+      })
+      .finally(() => (this.#ensuring = undefined))
+    return this.#ensuring
   }
 
   /** Checks the token (reconnecting if due) and logs when its state changes. */

@@ -80,9 +80,22 @@ export class KeyStore {
   }
 
   /** Returns the existing pair's public key, generating the pair first if absent. */
-  async ensureKeyPair(label: string, type: KeyPairType): Promise<{ publicKey: KeyObject; created: boolean }> {
-    if (await this.exists(label, 'private')) return { publicKey: await this.publicKey(label), created: false }
-    return { publicKey: await this.generateKeyPair(label, type), created: true }
+  /** Calls in flight per label: two callers that both find a key missing would each make one under the same label. */
+  readonly #ensuring = new Map<string, Promise<unknown>>()
+
+  #once<T>(label: string, make: () => Promise<T>): Promise<T> {
+    const running = this.#ensuring.get(label) as Promise<T> | undefined
+    if (running) return running
+    const p = make().finally(() => this.#ensuring.delete(label))
+    this.#ensuring.set(label, p)
+    return p
+  }
+
+  ensureKeyPair(label: string, type: KeyPairType): Promise<{ publicKey: KeyObject; created: boolean }> {
+    return this.#once(label, async () => {
+      if (await this.exists(label, 'private')) return { publicKey: await this.publicKey(label), created: false }
+      return { publicKey: await this.generateKeyPair(label, type), created: true }
+    })
   }
 
   async generateSecretKey(label: string, type: SecretKeyType): Promise<void> {
@@ -112,10 +125,12 @@ export class KeyStore {
     await this.#token.run('C_GenerateKey', (s, p) => p.C_GenerateKey(s, { mechanism }, template))
   }
 
-  async ensureSecretKey(label: string, type: SecretKeyType): Promise<boolean> {
-    if (await this.exists(label, 'secret')) return false
-    await this.generateSecretKey(label, type)
-    return true
+  ensureSecretKey(label: string, type: SecretKeyType): Promise<boolean> {
+    return this.#once(`secret:${label}`, async () => {
+      if (await this.exists(label, 'secret')) return false
+      await this.generateSecretKey(label, type)
+      return true
+    })
   }
 
   async exists(label: string, kind: keyof typeof CLASS): Promise<boolean> {

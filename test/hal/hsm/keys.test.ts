@@ -131,3 +131,16 @@ t.test('many concurrent callers on a small session pool all get valid signatures
   const sigs = await Promise.all(inputs.map((d) => hsm.keys.sign('rsa', 'rsa-pkcs1-sha256', d)))
   t.equal(sigs.filter((s, i) => verify('sha256', inputs[i]!, pub, s)).length, 64)
 })
+
+t.test('callers that ensure the same key at once get one key, not one each under the same label', async (t) => {
+  const { hsm } = await devHsm(t)
+  const pairs = await Promise.all(Array.from({ length: 5 }, () => hsm.keys.ensureKeyPair('race/pair', 'ec-p256')))
+  t.ok(
+    pairs.every((p) => p.publicKey.equals(pairs[0]!.publicKey)),
+    'the same key for all',
+  )
+  await Promise.all(Array.from({ length: 5 }, () => hsm.keys.ensureSecretKey('race/secret', 'hmac-sha256')))
+  const labels = (await hsm.keys.list()).map((k) => k.label)
+  t.equal(labels.filter((l) => l === 'race/pair').length, 2, 'one private and one public object')
+  t.equal(labels.filter((l) => l === 'race/secret').length, 1)
+})
