@@ -17,6 +17,7 @@ import { Proposals } from './config/proposals.ts'
 import { canonicalJson, ConfigTamperError, ConfigVersions, startingConfig } from './config/versions.ts'
 import { collectBackup, sealBackup } from './control/backup.ts'
 import { Daemon } from './daemon.ts'
+import { ServiceNotifier } from './notify.ts'
 import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
 import { createLogger, type Logger } from './log.ts'
@@ -278,7 +279,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     log,
   )
 
-  stopBox = installSignalHandlers(daemon, log)
+  // systemd (Type=notify): READY once everything listens, watchdog pings from the event loop, STOPPING at a stop.
+  const notifier = new ServiceNotifier({ env, log })
+  stopBox = installSignalHandlers(daemon, log, () => notifier.stopping())
   try {
     await daemon.start()
   } catch (err) {
@@ -293,6 +296,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const setupCode = admin.url && !accounts.hasAdmin() ? accounts.pendingSetupCode() : undefined
   const returnsUp = returns.listening ? returns.address : undefined
   log.info({ dataDir: config.dataDir, pid: process.pid }, 'statement gateway started')
+  notifier.ready(`submission on ${starttls.host}:${starttls.port} and ${implicitTls.port}; ${spool.stats().total} queued`)
   process.stderr.write(
     `Statement Gateway is running (pid ${process.pid}, data in ${config.dataDir})\n` +
       `  submission STARTTLS     ${starttls.host}:${starttls.port}\n` +
@@ -307,7 +311,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
 }
 
 /** SIGTERM/SIGINT stop the box gracefully (a second one forces exit); returns the same stop for other callers, with their exit code. */
-function installSignalHandlers(daemon: Daemon, log: Logger): (why: string, code: number) => void {
+function installSignalHandlers(daemon: Daemon, log: Logger, onStop: () => void): (why: string, code: number) => void {
   let stopping = false
   const stop = (why: string, code: number) => {
     if (stopping) {
@@ -316,6 +320,7 @@ function installSignalHandlers(daemon: Daemon, log: Logger): (why: string, code:
       process.exit(1)
     }
     stopping = true
+    onStop()
     log.info({ why }, 'stopping: no new connections, finishing transactions in flight')
     daemon.stop().then(
       () => {

@@ -28,7 +28,9 @@ PACKAGES=(
   qpdf          # encrypted PDF fixtures for the policy tests (M13), and their judge
   zip           # encrypted ZIP fixtures (zip -P) for the policy tests
   unzip         # zipinfo: an independent reader of ZIP archives for the differential tests
-  iproute2      # tc (kernel egress shaping, M3) and ip netns for its test
+  iproute2      # tc (kernel egress shaping, M3), the egress addresses, ip netns for their tests
+  nftables      # the box's firewall (S8): provisioning writes and applies its ruleset
+  systemd       # the service manager the unit runs under; systemd-analyze checks the unit in tests
   postgresql    # a real PostgreSQL server for the shared-ledger tests (reports.postgres)
   postfix       # a real MTA: the return-path test's next hop, whose genuine DSNs come back to
                 # the box (M8); bench:postfix's peer and its smtp-source/smtp-sink load tools.

@@ -14,7 +14,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['hal/hsm'],
   ['firmware/secrets.ts'],
   ['firmware/log.ts'],
-  ['firmware/events.ts', 'firmware/errors.ts', 'firmware/component.ts', 'firmware/runtime.ts'],
+  ['firmware/events.ts', 'firmware/errors.ts', 'firmware/component.ts', 'firmware/runtime.ts', 'firmware/notify.ts'],
   ['firmware/config'],
   ['firmware/mime'],
   ['firmware/pipeline'],

@@ -37,13 +37,13 @@ export async function writeDaemonConfig(t: T, extra: Record<string, unknown> = {
 }
 
 /** Runs the daemon as a real child process on the pinned runtime, parsing its JSON log. */
-export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean; env?: Record<string, string> } = {}): Child {
+export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean; env?: Record<string, string>; nodeArgs?: string[] } = {}): Child {
   // Started as npm start and the systemd unit start it (firmware/runtime.ts). A load test can leave
   // the daemon out of coverage: instrumented, its byte loops run several times slower. Not under a
   // service manager unless the test says so (systemd's INVOCATION_ID offers the admin page's restart).
   const dropped = new Set(['INVOCATION_ID', ...(opts.coverage === false ? ['NODE_V8_COVERAGE'] : [])])
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !dropped.has(k)))
-  const proc = spawn(process.execPath, [...DAEMON_NODE_ARGS, MAIN, ...args], {
+  const proc = spawn(process.execPath, [...DAEMON_NODE_ARGS, ...(opts.nodeArgs ?? []), MAIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...base, ...DAEMON_ENV, ...opts.env },
   })
