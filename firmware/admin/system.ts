@@ -1,4 +1,5 @@
-import { statfs } from 'node:fs/promises'
+import { readFile, statfs } from 'node:fs/promises'
+import { join } from 'node:path'
 import { networkInterfaces } from 'node:os'
 import si from 'systeminformation'
 import type { Clock } from '../../hal/clock.ts'
@@ -18,6 +19,16 @@ export interface SystemView {
   memory: { total: number; used: number }
   dataDisk: { total: number; free: number }
   nics: { name: string; mac: string; addresses: string[]; state: string; speedMbps: number | null }[]
+  /** S8: what provisioning recorded — where the box is, whose it is, what for, and what it listens on. */
+  inventory?: Inventory
+}
+
+export interface Inventory {
+  provisionedAt: string
+  location: string
+  owner: string
+  purpose: string
+  ports: { name: string; address: string; port: number }[]
 }
 
 const REFRESH_MS = 15_000
@@ -53,7 +64,12 @@ export class SystemInfo {
     const list = Array.isArray(nics) ? nics : [nics]
     // Every address of a NIC (aliases too: the egress addresses), which systeminformation lists one of.
     const all = networkInterfaces()
+    const inventory = await readFile(join(this.#dataDir, 'inventory.json'), 'utf8').then(
+      (t) => JSON.parse(t) as Inventory,
+      () => undefined,
+    )
     return {
+      ...(inventory ? { inventory } : {}),
       at: this.#clock.now(),
       model: [system.manufacturer, system.model].filter(Boolean).join(' '),
       serial: system.serial,

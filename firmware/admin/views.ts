@@ -200,6 +200,7 @@ function boxCards(system: SystemView | undefined, config: Config): Html {
         ],
       )}
     </div>
+    ${inventoryCard(system)}
     <div class="card wide">
       <h2>Network 網路</h2>
       ${table(
@@ -215,6 +216,29 @@ function boxCards(system: SystemView | undefined, config: Config): Html {
       <p class="hint">Egress addresses are highlighted. 對外發信位址以醒目標示。</p>
     </div>
   </section>`
+}
+
+/** S8: the inventory record provisioning wrote (location, owner, purpose, listeners). */
+function inventoryCard(system: SystemView): Html {
+  const i = system.inventory
+  if (!i)
+    return html`<div class="card">
+      <h2>Inventory 資產清冊</h2>
+      <p class="hint">Not provisioned: run npm run provision. 尚未完成佈建。</p>
+    </div>`
+  return html`<div class="card">
+    <h2>Inventory 資產清冊</h2>
+    ${table(
+      ['', ''],
+      [
+        ['Location 位置', i.location],
+        ['Owner 負責單位', i.owner],
+        ['Purpose 用途', i.purpose],
+        ['Provisioned 佈建時間', i.provisionedAt.replace('T', ' ').slice(0, 16)],
+        ['Listens 服務埠', i.ports.map((p) => html`<span title="${p.name}">${p.address}:${p.port}</span> `)],
+      ],
+    )}
+  </div>`
 }
 
 function pager(counts: Record<string, number>, state: string | undefined, page: number, perPage: number, shown: number): Html {
