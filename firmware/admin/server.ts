@@ -17,6 +17,7 @@ import { Html } from './html.ts'
 import { forbiddenPage, layout, loginPage, type Viewer } from './pages.ts'
 import { registerConfigRoutes } from './config-page.ts'
 import { registerMaintenanceRoutes } from './maintenance.ts'
+import { registerResetRoutes } from './reset-page.ts'
 import { registerRecordRoutes } from './records.ts'
 import { registerRoutes } from './routes.ts'
 import type { AdminDeps, Routes } from './types.ts'
@@ -169,6 +170,7 @@ export class AdminServer implements Component {
     registerRecordRoutes(routes, d.records)
     registerConfigRoutes(routes)
     registerMaintenanceRoutes(routes)
+    registerResetRoutes(routes)
     this.#d.accounts.ensureSetupCode()
     return app
   }

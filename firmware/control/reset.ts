@@ -22,6 +22,21 @@ import { SECRET_FILES, valuesAt } from './backup.ts'
  */
 export const CERTIFICATE_TYPE = 'statement-gateway certificate of deletion'
 
+/**
+ * A factory reset two administrators agreed to on the admin page (four eyes),
+ * in the data directory until the service manager runs the reset as root
+ * before the box's next start (`ExecStartPre=+… factory-reset.ts --pending`):
+ * the daemon itself may not write /etc, where the configuration and the PIN are.
+ */
+export const APPROVED_RESET = 'admin/factory-reset.json'
+
+export interface ApprovedReset {
+  requestedBy: string
+  approvedBy: string
+  reason: string
+  approvedAt: string
+}
+
 export interface DeletionCertificate {
   type: typeof CERTIFICATE_TYPE
   box: { hostname: string; dataDir: string; serial?: string; model?: string }
@@ -72,8 +87,10 @@ export interface ResetOptions {
   configFile?: string
   /** Exports the trail before it is wiped (the final audit export); returns where. */
   exportAudit?: () => Promise<string>
-  /** Where the certificate goes besides the export (it must survive the reset: outside the data directory). */
+  /** Where the certificate goes besides the export (written after the wipe: in the emptied data directory is fine). */
   certificateFile: string
+  /** Paths in the data directory the wipe leaves (the final export, when it is written there). */
+  keep?: readonly string[]
   progress?: (step: string) => void
 }
 
@@ -81,7 +98,7 @@ export async function factoryReset(o: ResetOptions): Promise<SignedCertificate> 
   const step = o.progress ?? (() => undefined)
   const startedAt = new Date(o.now()).toISOString()
   const { dataDir } = o.config
-  if (o.certificateFile.startsWith(`${dataDir}/`)) throw new Error('the certificate of deletion must be written outside the data directory')
+  if (o.certificateFile.startsWith(join(dataDir, 'hsm'))) throw new Error('the certificate of deletion cannot go into the token directory')
   const inventory = join(dataDir, 'inventory.json')
   const inv = existsSync(inventory) ? (JSON.parse(readFileSync(inventory, 'utf8')) as { system?: { serial?: string; model?: string } }) : {}
 
@@ -102,8 +119,9 @@ export async function factoryReset(o: ResetOptions): Promise<SignedCertificate> 
   step('overwriting and removing the data')
   const files: Record<string, WipeCount> = {}
   const embedded = o.config.hsm.module === ''
+  const keep = new Set((o.keep ?? []).map((p) => p.slice(dataDir.length + 1).split('/')[0]))
   for (const name of existsSync(dataDir) ? readdirSync(dataDir).sort() : []) {
-    if (name === 'hsm' && embedded) continue // after the last signature
+    if ((name === 'hsm' && embedded) || keep.has(name)) continue // the token after the last signature; the export kept
     files[name] = wipeTree(join(dataDir, name))
   }
   const secrets: WipeCount = { files: 0, bytes: 0 }
