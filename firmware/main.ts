@@ -18,6 +18,7 @@ import { canonicalJson, ConfigTamperError, ConfigVersions, startingConfig } from
 import { collectBackup, sealBackup } from './control/backup.ts'
 import { Daemon } from './daemon.ts'
 import { ServiceNotifier } from './notify.ts'
+import { UpdateAgent } from './update/agent.ts'
 import { GatewayError } from './errors.ts'
 import { missingDaemonEnv } from './runtime.ts'
 import { createLogger, type Logger } from './log.ts'
@@ -232,6 +233,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     auditDir: join(config.dataDir, 'audit'),
     recipientHash: (address) => recipientHash(hsm.hsm, address),
     system: new SystemInfo({ dataDir: config.dataDir, clock: systemClock }),
+    firmware: () => update.view(),
     changeControl: {
       versions: configVersions,
       proposals,
@@ -256,6 +258,27 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       tlsCertificate: () => (config.admin.tls.certFile ? readFileSync(config.admin.tls.certFile, 'utf8') : loadTlsMaterial(config, log).cert),
     },
   })
+  // ETSI 5.3: a version on trial checks itself once everything runs, and commits; update steps reach the trail.
+  const update = new UpdateAgent({
+    firmwareDir: import.meta.dirname,
+    events,
+    log,
+    selfTest: async () => {
+      const h = await hsm.check()
+      if (h.error || h.keys.some((k) => !k.present))
+        return `the HSM is not ready: ${
+          h.error ??
+          h.keys
+            .filter((k) => !k.present)
+            .map((k) => k.label)
+            .join(', ')
+        }`
+      await configVersions.verifyAll()
+      spool.stats()
+      if (!submission.endpoints.starttls.port) return 'submission is not listening'
+      return audit.accepting ? undefined : 'the audit trail is not accepting records'
+    },
+  })
   const daemon = new Daemon(
     [
       hsm,
@@ -275,6 +298,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       control,
       admin,
       submission,
+      update,
     ],
     log,
   )

@@ -129,7 +129,7 @@ export function registerRoutes(r: Routes): void {
     const v = r.viewer(req, reply)!
     const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
     const signals = { failingWebhooks: d.metrics.failingWebhooks, auditOverBudget: d.metrics.auditOverBudget, now: d.clock.now() }
-    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config, d.system.current(), signals))
+    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config, d.system.current(), signals, d.firmware()))
   })
   app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
     const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'

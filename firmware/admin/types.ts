@@ -15,6 +15,7 @@ import type { Sessions } from './sessions.ts'
 import type { SystemInfo } from './system.ts'
 import type { Apply, Proposals } from '../config/proposals.ts'
 import type { ConfigVersions } from '../config/versions.ts'
+import type { FirmwareView } from '../update/agent.ts'
 
 /** The admin page's parts, as the route modules see them. */
 export interface RecordDeps {
@@ -42,6 +43,8 @@ export interface AdminDeps {
   recipientHash: (address: string) => Promise<string>
   system: SystemInfo
   records: RecordDeps
+  /** ETSI 5.3: the firmware running, the other slot's, and the last update's outcome with its reason. */
+  firmware: () => FirmwareView
   /**
    * Configuration under change control (S7): the versions, the proposals, how a change is applied to the
    * running box, an encrypted backup for the second site (S12), and a graceful restart for the keys that

@@ -4,6 +4,7 @@ import { SPOOL_STATES } from '../spool/types.ts'
 import { html, type Html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
 import type { SystemView } from './system.ts'
+import type { FirmwareView } from '../update/agent.ts'
 
 /**
  * The dashboard and queue pages (S11): what the box is doing, from the same
@@ -43,7 +44,7 @@ export function alarms(status: Status, config: Config, signals?: Signals): strin
   return out
 }
 
-export function dashboardPage(v: Viewer, status: Status, config: Config, system: SystemView | undefined, signals?: Signals): Html {
+export function dashboardPage(v: Viewer, status: Status, config: Config, system: SystemView | undefined, signals?: Signals, firmware?: FirmwareView): Html {
   const spool = (status.spool ?? {}) as Record<string, number>
   const delivery = (status.delivery ?? {}) as Record<string, unknown>
   const hsm = (status.hsm ?? {}) as HsmView
@@ -80,7 +81,7 @@ export function dashboardPage(v: Viewer, status: Status, config: Config, system:
           )}
         </div>
       </section>
-      ${boxCards(system, config)}
+      ${firmware ? firmwareCard(firmware) : ''} ${boxCards(system, config)}
       <section class="charts">
         <h2>Last hour 最近一小時</h2>
         <div class="chart" data-series="/api/series?span=hour" data-span="3600" data-metric="bits" id="chart-bits"></div>
@@ -214,6 +215,30 @@ function boxCards(system: SystemView | undefined, config: Config): Html {
         ]),
       )}
       <p class="hint">Egress addresses are highlighted. 對外發信位址以醒目標示。</p>
+    </div>
+  </section>`
+}
+
+/** ETSI 5.3: which version runs, what the other slot holds, and how the last update ended — with its reason. */
+function firmwareCard(f: FirmwareView): Html {
+  const u = f.lastUpdate
+  return html`<section class="cards">
+    <div class="card wide">
+      <h2>Firmware 韌體</h2>
+      ${table(
+        ['', ''],
+        [
+          ['Running 執行中', `${f.running}${f.slot ? ` (slot ${f.slot})` : ''}${f.trial ? ' — on trial 試用中' : ''}`],
+          ['Other slot 另一槽', f.other ?? '—'],
+          ['Minimum security version 最低安全版本', f.minSecurityVersion ?? '—'],
+          [
+            'Last update 最近更新',
+            u
+              ? html`<span class="${u.outcome === 'committed' ? '' : 'notice error'}">${u.version}: ${u.outcome} — ${u.reason} (${u.at.slice(0, 16)})</span>`
+              : '—',
+          ],
+        ],
+      )}
     </div>
   </section>`
 }

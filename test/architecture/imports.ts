@@ -23,7 +23,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['firmware/policy', 'firmware/signing', 'firmware/submission', 'firmware/bounces'],
   ['firmware/delivery'],
   ['firmware/reports'],
-  ['firmware/control'],
+  ['firmware/control', 'firmware/update'],
   ['firmware/admin'],
   ['firmware/daemon.ts'],
   ['firmware/main.ts'],
