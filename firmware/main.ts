@@ -234,6 +234,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     recipientHash: (address) => recipientHash(hsm.hsm, address),
     system: new SystemInfo({ dataDir: config.dataDir, clock: systemClock }),
     firmware: () => update.view(),
+    firmwareKeys: () => update.trustedKeys(),
     changeControl: {
       versions: configVersions,
       proposals,

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { BundleError, keyId, openBundle, trustedKeys, type Signature } from '../firmware/update/bundle.ts'
 import { Slots, UpdateError } from '../firmware/update/slots.ts'
+import { installApproved } from '../firmware/update/staged.ts'
 import { failer, toolConfig } from '../provisioning/cli.ts'
 import { withToolHsm } from '../provisioning/tool-hsm.ts'
 import { buildManifest, collectFiles, gitFacts, writeBundle, type BuildInput } from './build.ts'
@@ -169,6 +170,17 @@ try {
     case 'boot': {
       const slots = new Slots(root)
       if (!existsSync(slots.statePath)) break // not installed from an image (a checkout): nothing to count
+      if (values.config) {
+        // An update two administrators approved on the admin page goes in first, then starts on trial.
+        const dataDir = toolConfig('image', values.config).dataDir
+        try {
+          const m = installApproved(dataDir, slots, lastConfigVersion(dataDir))
+          if (m) process.stdout.write(`version ${m.version} from the admin page installed in slot ${slots.current()}, on trial\n`)
+        } catch (err) {
+          if (!(err instanceof BundleError)) throw err
+          process.stdout.write(`the approved update was refused: ${err.message}\n`)
+        }
+      }
       const before = slots.state().trial
       const r = slots.boot()
       if (r.rolledBack && before?.configVersionAtStart !== undefined && values.config) {

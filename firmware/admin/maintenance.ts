@@ -40,7 +40,9 @@ export function maintenanceSection(v: Viewer, pending: readonly string[], superv
             No service manager runs this box (development): stop it and start it again to restart. 此環境無服務管理程式，請手動重新啟動。
           </p>`
     }
-    <p><a href="/system/reset">Factory reset 回復原廠設定</a> (two administrators 需兩位管理員)</p>
+    <p>
+      <a href="/system/update">Firmware update 韌體更新</a> · <a href="/system/reset">Factory reset 回復原廠設定</a> (each with two administrators 需兩位管理員)
+    </p>
     <h2>Backup for the second site 異地備份</h2>
     <form method="post" action="/config/backup" class="row">
       ${hidden}<input type="password" name="passphrase" placeholder="passphrase (16+) 密語" autocomplete="new-password" required minlength="16" /><input

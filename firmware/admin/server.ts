@@ -18,6 +18,7 @@ import { forbiddenPage, layout, loginPage, type Viewer } from './pages.ts'
 import { registerConfigRoutes } from './config-page.ts'
 import { registerMaintenanceRoutes } from './maintenance.ts'
 import { registerResetRoutes } from './reset-page.ts'
+import { registerUpdateRoutes } from './update-page.ts'
 import { registerRecordRoutes } from './records.ts'
 import { registerRoutes } from './routes.ts'
 import type { AdminDeps, Routes } from './types.ts'
@@ -171,6 +172,7 @@ export class AdminServer implements Component {
     registerConfigRoutes(routes)
     registerMaintenanceRoutes(routes)
     registerResetRoutes(routes)
+    registerUpdateRoutes(routes)
     this.#d.accounts.ensureSetupCode()
     return app
   }

@@ -45,6 +45,8 @@ export interface AdminDeps {
   records: RecordDeps
   /** ETSI 5.3: the firmware running, the other slot's, and the last update's outcome with its reason. */
   firmware: () => FirmwareView
+  /** The vendor keys (SPKI PEM) an uploaded bundle must be signed by. */
+  firmwareKeys: () => string[]
   /**
    * Configuration under change control (S7): the versions, the proposals, how a change is applied to the
    * running box, an encrypted backup for the second site (S12), and a graceful restart for the keys that

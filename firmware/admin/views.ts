@@ -224,7 +224,7 @@ function firmwareCard(f: FirmwareView): Html {
   const u = f.lastUpdate
   return html`<section class="cards">
     <div class="card wide">
-      <h2>Firmware 韌體</h2>
+      <h2>Firmware 韌體 <a class="hint" href="/system/update">update 更新</a></h2>
       ${table(
         ['', ''],
         [

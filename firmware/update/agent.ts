@@ -98,6 +98,11 @@ export class UpdateAgent implements Component {
     }
   }
 
+  /** The vendor keys the box trusts (for checking an upload before it is staged). */
+  trustedKeys(): string[] {
+    return this.#slots ? this.#slots.state().trustedKeys : []
+  }
+
   #drain(): void {
     try {
       for (const e of this.#slots?.takeEvents() ?? [])

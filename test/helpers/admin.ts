@@ -39,6 +39,11 @@ export class AdminClient {
     return this.#send('POST', path, new URLSearchParams(fields).toString(), { 'content-type': 'application/x-www-form-urlencoded' })
   }
 
+  /** A POST of raw bytes (an upload), with extra headers (e.g. the CSRF token), as the page's script sends it. */
+  postBytes(path: string, bytes: Buffer, headers: Record<string, string> = {}): Promise<Res> {
+    return this.#send('POST', path, bytes, { ...headers, 'content-type': 'application/octet-stream' })
+  }
+
   /** The CSRF token of the last page read. */
   lastCsrf: string | undefined
 
@@ -47,7 +52,7 @@ export class AdminClient {
     return this.#send('GET', path, undefined, {}, true) as unknown as Promise<{ status: number; headers: Res['headers']; body: Buffer }>
   }
 
-  #send(method: string, path: string, body: string | undefined, headers: Record<string, string>, binary = false): Promise<Res> {
+  #send(method: string, path: string, body: string | Buffer | undefined, headers: Record<string, string>, binary = false): Promise<Res> {
     const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
     return new Promise((resolve, reject) => {
       const req = request(

