@@ -53,8 +53,8 @@ export function slotService(t: T, root: string, configPath: string, env: Record<
     })
     daemon = child
     let log = boot.out
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (log += d))
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (log += d))
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (log += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (log += d))
     let exited = false
     child.once('exit', () => (exited = true))
     await until(() => exited || log.includes('"statement gateway started"'), 60_000)
