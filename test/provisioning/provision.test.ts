@@ -5,6 +5,7 @@ import t from 'tap'
 import { parseConfig } from '../../firmware/config/load.ts'
 import { DAEMON_ENV, DAEMON_NODE_ARGS } from '../../firmware/runtime.ts'
 import { tempDir } from '../helpers/box.ts'
+import { opensslSelfSigned } from '../helpers/hsm.ts'
 import { Netns, nodeIn, scan } from '../helpers/netns.ts'
 import { until } from '../helpers/receiver.ts'
 
@@ -49,6 +50,26 @@ t.test(
     await until(() => received.includes('listening'), 10_000)
 
     const dir = tempDir(t, 'sg-provision-')
+    // The CA's PKCS#12 for a second sender domain, with its passphrase in a file.
+    const firmCa = await opensslSelfSigned(dir, 'firm', {
+      key: 'rsa',
+      subject: '/CN=Firm Statements/O=Firm Securities/C=TW',
+      days: 30,
+      ext: ['keyUsage=critical,digitalSignature,nonRepudiation', 'extendedKeyUsage=emailProtection', 'subjectAltName=email:statements@firm.example'],
+    })
+    writeFileSync(join(dir, 'p12-pass'), 'p12 passphrase\n', { mode: 0o600 })
+    execFileSync('openssl', [
+      'pkcs12',
+      '-export',
+      '-inkey',
+      firmCa.key,
+      '-in',
+      firmCa.cert,
+      '-out',
+      join(dir, 'firm.p12'),
+      '-passout',
+      `file:${join(dir, 'p12-pass')}`,
+    ])
     const root = join(dir, 'root')
     const dataDir = join(dir, 'data')
     const answers = {
@@ -69,6 +90,7 @@ t.test(
           returnPath: 'bounce.bank.example',
           smime: { csrSubject: 'CN=Bank Statements,O=Bank Ltd,C=TW', email: 'statements@bank.example' },
         },
+        { domain: 'firm.example', dkimSelector: 'sg1', smime: { pkcs12: join(dir, 'firm.p12'), passphraseFile: join(dir, 'p12-pass') } },
       ],
       submission: { allowFrom: ['10.50.0.0/24'], accounts: [{ name: 'core-banking', allowFrom: [] }] },
       delivery: { bandwidthBitsPerSecond: 10_000_000, tcDevices: ['eth1'], routes: [{ domain: '*', host: '10.60.0.1', port: 25 }] },
@@ -87,6 +109,8 @@ t.test(
     t.match(first.stdout, /10\.60\.0\.14 reaches 10\.60\.0\.1 on the local link/)
     t.match(first.stdout, /LAB BOX: the embedded SoftHSM2 token .* NOT FOR PRODUCTION/)
     t.match(first.stdout, /test signature made and verified/)
+    t.match(first.stdout, /S\/MIME certificate for firm\.example imported: .*CN=Firm Statements/)
+    t.match(first.stdout, /S\/MIME certificate for firm\.example imported: .*CN=Firm Statements/)
     t.match(first.stdout, /sg1\._domainkey\.bank\.example\. IN TXT \( "v=DKIM1; k=rsa; p=/)
     t.match(first.stdout, /bounce\.bank\.example\. IN TXT "v=spf1 ip4:10\.60\.0\.11 ip4:10\.60\.0\.12 ip4:10\.60\.0\.13 ip4:10\.60\.0\.14 -all"/)
     const password = /account core-banking: password (\S+)/.exec(first.stdout)?.[1]
@@ -103,6 +127,22 @@ t.test(
     t.match(readFileSync(join(root, 'etc/network/interfaces.d/statement-gateway'), 'utf8'), /up ip addr add 10\.60\.0\.12\/24 dev eth1/)
     const config = parseConfig(JSON.parse(readFileSync(join(root, 'etc/statement-gateway/config.json'), 'utf8')))
     t.match(config, { submission: { host: '10.50.0.5' }, admin: { listen: '10.50.0.5:8443' }, delivery: { tcDevices: ['eth1'] } })
+    t.same(
+      config.signing.domains.map((d) => [d.domain, d.smimeKey]),
+      [
+        ['bank.example', ''],
+        ['firm.example', 'smime/firm.example'],
+      ],
+      'S/MIME signing where a certificate is in the HSM; the CSR domain waits for its certificate',
+    )
+    t.same(
+      config.signing.domains.map((d) => [d.domain, d.smimeKey]),
+      [
+        ['bank.example', ''],
+        ['firm.example', 'smime/firm.example'],
+      ],
+      'S/MIME signing where a certificate is in the HSM; the CSR domain waits for its certificate',
+    )
     t.notMatch(readFileSync(join(root, 'etc/statement-gateway/config.json'), 'utf8'), password!, 'the password is not kept, only its hash')
     t.match(
       readFileSync(join(root, 'etc/systemd/system/statement-gateway.service.d/10-provisioned.conf'), 'utf8'),

@@ -152,3 +152,33 @@ t.test('kill -9 of the installer at any moment leaves the old slot or the new on
     t.doesNotThrow(() => execFileSync(process.execPath, [CLI, 'status', '--root', b.root]), 'a state the tools read')
   }
 })
+
+t.test('a rollback takes the configuration back too: versions made during the trial are set aside, kept', async (t) => {
+  const b = box(t)
+  const { writeFileSync, mkdirSync } = await import('node:fs')
+  const dataDir = join(b.dir, 'data')
+  const versions = join(dataDir, 'config', 'versions')
+  mkdirSync(versions, { recursive: true })
+  for (const n of ['000001', '000002']) writeFileSync(join(versions, `${n}.json`), '{}')
+  const cfg = join(b.dir, 'config.json')
+  writeFileSync(cfg, JSON.stringify({ dataDir }))
+  t.equal(
+    execFileSync(process.execPath, [CLI, 'install', craftBundle(b.dir, 'v2.sgfw', b.k.priv, { version: '2.0.0' }), '--root', b.root, '--config', cfg]).length >
+      0,
+    true,
+  )
+  t.equal(b.slots.state().trial?.configVersionAtStart, 2, 'the version in force when the trial began')
+  writeFileSync(join(versions, '000003.json'), '{}') // what the new firmware's migration made
+  for (let i = 0; i < 3; i++) b.slots.boot()
+  const out = execFileSync(process.execPath, [CLI, 'boot', '--root', b.root, '--config', cfg], { encoding: 'utf8' })
+  t.match(out, /configuration versions after 2 set aside: 1/)
+  t.match(out, /rolled back to slot a/)
+  t.same(
+    readdirSync(versions)
+      .filter((n) => n.endsWith('.json'))
+      .sort(),
+    ['000001.json', '000002.json'],
+  )
+  const aside = readdirSync(versions).find((n) => n.startsWith('rolled-back-'))!
+  t.same(readdirSync(join(versions, aside)), ['000003.json'], 'kept aside, not deleted')
+})
