@@ -19,6 +19,21 @@ const ADMIN = { name: 'wang', password: 'Tea-kettle 7 orchids' }
 const SECOND = { name: 'mei', password: 'Lotus-pond 4 frogs' }
 const XSS = '<img src=x onerror=alert(1)>'
 
+/**
+ * A screenshot for the README's pictures; headless Chromium on a loaded machine sometimes answers
+ * "Unable to capture screenshot", so it is tried again (the pictures are not what the tests judge).
+ */
+async function shot(page: Page, name: string, fullPage = false): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      return void (await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage }))
+    } catch (err) {
+      if (i >= 3 || !/Unable to capture screenshot/.test((err as Error).message)) throw err
+      await new Promise((r) => setTimeout(r, 500))
+    }
+  }
+}
+
 t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout, XSS', async (t) => {
   const rx = await startReceiver(t, { onRcptTo: (a) => (a.startsWith('stuck') ? smtpError(451, `4.2.0 busy ${XSS.replace('1', '2')} try later`) : undefined) })
   const box = await adminBox(t, {
@@ -67,10 +82,10 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
     await page.fill('input[name=code]', readFileSync(join(box.dataDir, 'admin', 'setup-code'), 'utf8').trim())
     await page.fill('input[name=name]', ADMIN.name)
     await page.fill('input[name=password]', ADMIN.password)
-    await page.screenshot({ path: join(SHOTS, 'setup.png') })
+    await shot(page, 'setup')
     await page.click('main button')
     await page.waitForURL(/\/enrol$/)
-    await page.screenshot({ path: join(SHOTS, 'enrol.png') })
+    await shot(page, 'enrol')
     adminSecret = await enrol(page)
     t.equal(await page.locator('ul.codes li').count(), 10, 'ten recovery codes')
     await page.goto(new URL('/setup', box.url).href)
@@ -97,7 +112,7 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
     t.ok(await page.locator('#chart-bits canvas').count(), 'uPlot drew the egress chart')
     const queueCard = await page.locator('.card').first().textContent()
     t.match(queueCard, /total\s*\d+/, 'the queue by state')
-    await page.screenshot({ path: join(SHOTS, 'dashboard.png'), fullPage: true })
+    await shot(page, 'dashboard', true)
   })
 
   await t.test('queue: hold, release, remove with a reason; each appears in the audit search; XSS renders as text', async (t) => {
@@ -105,7 +120,7 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
     const link = page.locator('main table a').first()
     await link.waitFor({ timeout: 20_000 })
     const id = (await link.textContent())!
-    await page.screenshot({ path: join(SHOTS, 'queue.png'), fullPage: true })
+    await shot(page, 'queue', true)
     await link.click()
     t.match(await page.locator('main').textContent(), `S-${XSS}`, 'the statement id shows as text')
     for (const action of ['hold', 'release', 'hold']) {
