@@ -31,6 +31,7 @@ PACKAGES=(
   iproute2      # tc (kernel egress shaping, M3), the egress addresses, ip netns for their tests
   nftables      # the box's firewall (S8): provisioning writes and applies its ruleset
   systemd       # the service manager the unit runs under; systemd-analyze checks the unit in tests
+  git           # npm run image -- build lists the checkout's files (git ls-files)
   postgresql    # a real PostgreSQL server for the shared-ledger tests (reports.postgres)
   postfix       # a real MTA: the return-path test's next hop, whose genuine DSNs come back to
                 # the box (M8); bench:postfix's peer and its smtp-source/smtp-sink load tools.
