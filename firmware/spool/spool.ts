@@ -315,9 +315,11 @@ export class Spool implements Component, Handoff {
   async defer(id: string, nextAttemptAt: number, reason: string, done?: RecipientsDone): Promise<void> {
     const e = this.#mustGet(id)
     const d = done && (done.delivered.length || done.bounced.length) ? encodeDone(done) : this.#done.get(id)
-    await this.#journal.append(id, 'deferred', e.attempts + 1, nextAttemptAt, d)
+    // Held by an operator while its attempt was in flight: it stays held.
+    const state = e.state === 'held' ? 'held' : 'deferred'
+    await this.#journal.append(id, state, e.attempts + 1, nextAttemptAt, d)
     if (d !== undefined) this.#done.set(id, d)
-    this.#index.update(id, { attempts: e.attempts + 1, nextAttemptAt, state: 'deferred' })
+    this.#index.update(id, { attempts: e.attempts + 1, nextAttemptAt, state })
     this.#events.emit({ type: 'spool.deferred', id, attempts: e.attempts + 1, nextAttemptAt, reason })
   }
 

@@ -156,6 +156,22 @@ t.test('recipients already final survive a restart, a hold and a release; the jo
   t.equal(rig.spool.recipientsDone(m.envelope.id), undefined)
 })
 
+t.test('a mail held while its attempt is in flight stays held when the attempt ends deferred, also after a restart', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  let rig = await spoolRig(t, hsm, dir, {}, clock)
+  const m = mail('held-in-flight')
+  await rig.spool.accept(m)
+  t.equal(rig.spool.due(clock.now, 1).length, 1, 'taken for an attempt')
+  await rig.spool.hold(m.envelope.id)
+  await rig.spool.defer(m.envelope.id, clock.now + 60_000, '451 try later')
+  t.equal(rig.spool.entry(m.envelope.id)?.state, 'held', 'the hold wins over the deferral')
+  t.same(rig.spool.due(clock.now + 120_000, 10), [], 'not delivered while held')
+  rig = await rig.restart()
+  t.equal(rig.spool.entry(m.envelope.id)?.state, 'held', 'after a restart too')
+})
+
 t.test('a corrupted record is quarantined with an event at start-up verification; the others are unaffected', async (t) => {
   const { hsm } = await devHsm(t)
   const dir = tempDir(t)
