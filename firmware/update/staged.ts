@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import { existsSync, readFileSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, lstatSync, readFileSync, rmSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
 import { BundleError, type Manifest } from './bundle.ts'
 import type { Slots } from './slots.ts'
 
@@ -30,19 +30,27 @@ export interface StagedUpdate {
  * installed. The upload is removed either way. Returns the manifest installed.
  */
 export function installApproved(dataDir: string, slots: Slots, configVersion?: number): Manifest | undefined {
-  const path = join(dataDir, 'updates', APPROVED_UPDATE)
+  const dir = join(dataDir, 'updates')
+  const path = join(dir, APPROVED_UPDATE)
   if (!existsSync(path)) return undefined
   const a = JSON.parse(readFileSync(path, 'utf8')) as StagedUpdate
+  // This runs as root on a file the box's user wrote: it names an upload in the updates directory, a plain
+  // file, or nothing is read or removed (never a path elsewhere, never through a link).
+  const file = typeof a.file === 'string' ? resolve(a.file) : ''
+  if (dirname(file) !== dir || !/^upload-[0-9a-f]{12}\.sgfw$/.test(basename(file)) || !lstatSync(file, { throwIfNoEntry: false })?.isFile()) {
+    rmSync(path, { force: true })
+    slots.refused(String(a.version), 'the approved update does not name an upload of this box')
+    throw new BundleError('the approved update does not name an upload of this box')
+  }
   try {
     if (!a.approvedBy || a.approvedBy === a.uploadedBy) throw new BundleError('the update was not approved by a second administrator')
-    if (!existsSync(a.file) || createHash('sha256').update(readFileSync(a.file)).digest('hex') !== a.sha256)
-      throw new BundleError('the uploaded file changed after it was approved')
-    return slots.install(a.file, configVersion)
+    if (createHash('sha256').update(readFileSync(file)).digest('hex') !== a.sha256) throw new BundleError('the uploaded file changed after it was approved')
+    return slots.install(file, configVersion)
   } catch (err) {
     if (err instanceof Error) slots.refused(a.version, err.message)
     throw err
   } finally {
     rmSync(path, { force: true })
-    rmSync(a.file, { force: true })
+    rmSync(file, { force: true })
   }
 }
