@@ -181,13 +181,27 @@ t.test(
       log.some((l) => l.includes('kernel shaping (tc-tbf) installed on the egress NIC')),
       'tc on eth1',
     )
-    for (let i = 1; i <= 4; i++) {
-      const sent = await inNs(firm, 'swaks', [
-        ...['--server', '10.50.0.5', '--port', '587', '--tls', '--auth', 'PLAIN', '--auth-user', 'core-banking', '--auth-password', password!],
-        ...['--from', 'statements@bank.example', '--to', `c${i}@example.net`, '--header', `Subject: statement ${i}`, '--body', 'statement'],
-      ])
-      t.equal(sent.code, 0, sent.stdout.split('\n').slice(-6).join('\n'))
-    }
+    // The firm's sending system: nodemailer in the firm's namespace, STARTTLS verified against the box's certificate.
+    const sender = `import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
+const nodemailer = createRequire('${join(ROOT, 'package.json')}')('nodemailer')
+const [password, ca] = process.argv.slice(1)
+const smtp = nodemailer.createTransport({ host: '10.50.0.5', port: 587, secure: false, requireTLS: true, auth: { user: 'core-banking', pass: password },
+  tls: { ca: readFileSync(ca), servername: 'sg1.bank.example' } })
+for (let i = 1; i <= 4; i++) {
+  const r = await smtp.sendMail({ from: 'statements@bank.example', to: 'c' + i + '@example.net', subject: 'statement ' + i, text: 'statement' })
+  console.log(r.response)
+}
+smtp.close()`
+    const sent = await nodeIn(ns, firm, sender, [password!, join(dataDir, 'tls', 'submission.crt')])
+    t.equal(
+      sent
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('250 ')).length,
+      4,
+      'four statements accepted from the firm',
+    )
     await until(() => received.filter((l) => l.startsWith('{')).length >= 4, 30_000)
     const mails = received.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { from: string; mailFrom: string })
     t.ok(
