@@ -11,24 +11,12 @@ import type { ReturnPathTokens } from '../bounces/verp.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Spool } from '../spool/spool.ts'
 import type { FinalOutcome, SpoolEntry } from '../spool/types.ts'
-import { SmtpClient, SmtpError } from './client.ts'
 import { Notices, type ReturnedBounce } from './notices.ts'
-import { EgressPool, isBlockReply, isThrottleReply, type Egress } from './egress.ts'
+import { EgressPool } from './egress.ts'
 import { Percentiles } from './percentiles.ts'
 import { ConnectionPool } from './pool.ts'
-import { Router, systemResolver, type Hop, type Resolver } from './routes.ts'
-
-type Outcome = {
-  status: 'sent' | 'bounced' | 'deferred'
-  reply: string
-  mx?: string
-  ip?: string
-  tls?: string
-  /** Sent, but the MX refused some recipients at RCPT: their own outcome (5xx bounced, 4xx deferred). */
-  perRecipient?: Map<string, { status: 'bounced' | 'deferred'; reply: string }>
-  /** When the receiver's 250 arrived (performance.now()), for the 250-to-journal window. */
-  at?: number
-}
+import { systemResolver, type Resolver } from './routes.ts'
+import { Transport, type Outcome } from './transport.ts'
 
 /**
  * The delivery engine (M2, M3, M7, M8, S1): takes due mail from the spool,
@@ -46,10 +34,8 @@ export class DeliveryEngine implements Component {
   readonly #spool: Spool
   readonly #events: EventSink
   readonly #clock: Clock
-  #router: Router
-  readonly #resolver: Resolver
+  readonly #transport: Transport
   readonly #pool: ConnectionPool
-  readonly #messageRates = new Map<string, ByteRateLimiter>()
   readonly #tasks = new Set<Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #stopping = false
@@ -74,13 +60,20 @@ export class DeliveryEngine implements Component {
     this.#spool = deps.spool
     this.#events = deps.events
     this.#clock = deps.clock
-    this.#resolver = deps.resolver ?? systemResolver
-    this.#router = new Router(deps.config, this.#resolver)
     this.#notices = new Notices({ config: deps.config, log: this.#log, spool: deps.spool, clock: deps.clock })
     const d = deps.config.delivery
     this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() } })
     this.egress = new EgressPool(deps.config, deps.clock)
     this.#pool = new ConnectionPool(deps.config)
+    this.#transport = new Transport({
+      config: deps.config,
+      log: this.#log,
+      events: deps.events,
+      resolver: deps.resolver ?? systemResolver,
+      pool: this.#pool,
+      egress: this.egress,
+      limiter: this.limiter,
+    })
   }
 
   async start(): Promise<void> {
@@ -307,7 +300,7 @@ export class DeliveryEngine implements Component {
     const results = new Map<string, { status: Outcome['status']; reply: string }>()
     let firstAccepted: number | undefined
     for (const { domain, mailFrom, rcpts } of groups.values()) {
-      const o = await this.#toDomain(env.id, kind, domain, mailFrom, rcpts, mail.message)
+      const o = await this.#transport.toDomain(env.id, kind, domain, mailFrom, rcpts, mail.message)
       if (o.at !== undefined) firstAccepted ??= o.at
       for (const r of rcpts) results.set(r, o.perRecipient?.get(r) ?? o)
     }
@@ -384,112 +377,14 @@ export class DeliveryEngine implements Component {
     if (firstAccepted !== undefined) this.journalLag.add(performance.now() - firstAccepted)
   }
 
-  async #toDomain(id: string, kind: string, domain: string, mailFrom: string, rcpts: string[], message: Buffer): Promise<Outcome> {
-    let hops: Hop[]
-    const copy = kind === 'audit-copy'
-    if (copy) {
-      const a = this.#config.delivery.auditCopy
-      hops = [{ address: a.host, name: a.host, port: a.port, preference: 0, tls: 'opportunistic' }]
-    } else {
-      const route = await this.#router.route(domain).catch((err: Error) => ({ noRoute: `DNS lookup failed: ${err.message}` }))
-      if ('nullMx' in route) return this.#record(id, kind, rcpts, { status: 'bounced', reply: `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)` })
-      if ('noRoute' in route) return this.#record(id, kind, rcpts, { status: 'deferred', reply: `451 4.4.4 ${route.noRoute}` })
-      hops = route.hops
-    }
-    let last: Outcome = { status: 'deferred', reply: '451 4.4.1 no destination could be reached' }
-    for (const hop of hops) {
-      const dest = `${hop.address}:${hop.port}`
-      const tried = new Set<string>()
-      for (;;) {
-        // Audit copies take the internal route from the box's own address, never an egress address (M7).
-        const egress: Egress | undefined = copy ? (tried.size ? undefined : this.#pool.internalEgress) : this.egress.pick(dest, tried)
-        if (!egress) break
-        tried.add(egress.address)
-        let client: SmtpClient | undefined
-        try {
-          await this.#messageRate(dest)
-          client = await this.#pool.acquire(hop, egress, copy ? [] : [...this.egress.limitersFor(egress), this.limiter])
-          const res = await client.send(mailFrom, rcpts, message)
-          const where = { mx: hop.name, ip: client.localAddress, tls: client.tlsVersion }
-          this.#pool.release(hop, egress, client)
-          const outcome: Outcome = { status: 'sent', reply: `${res.reply.code} ${res.reply.text}`, ...where, at: performance.now() }
-          if (res.rejected.length) {
-            outcome.perRecipient = new Map()
-            for (const { rcpt, reply } of res.rejected) {
-              const r = { status: reply.code >= 500 ? ('bounced' as const) : ('deferred' as const), reply: `${reply.code} ${reply.text.replace(/\n/g, ' ')}` }
-              outcome.perRecipient.set(rcpt, r)
-              this.#record(id, kind, [rcpt], { ...r, ...where })
-            }
-          }
-          return this.#record(id, kind, res.accepted, outcome)
-        } catch (err) {
-          client?.close()
-          if (client) this.#pool.forget(hop)
-          if (!(err instanceof SmtpError)) throw err
-          const reply = err.reply ? `${err.reply.code} ${err.reply.text.replace(/\n/g, ' ')}` : `451 4.4.2 ${err.message}`
-          const base = { mx: hop.name, ip: client?.localAddress ?? (egress.address || undefined), tls: client?.tlsVersion }
-          // A reply about this source address, not the mail: it rests at this destination
-          // (blocked: long; asked to slow down: briefly) and the next address tries at once (M2).
-          const about = !err.reply || copy ? undefined : isBlockReply(err.reply.text) ? 'block' : isThrottleReply(err.reply) ? 'throttle' : undefined
-          if (about) {
-            const d = this.#config.delivery
-            this.egress.pause(client?.localAddress ?? egress.address, dest, (about === 'block' ? d.blockPauseSeconds : d.throttlePauseSeconds) * 1000)
-            this.#log.warn(
-              { destination: hop.name, sourceIp: egress.address, reply },
-              about === 'block'
-                ? 'destination blocks this source address; paused it there'
-                : 'destination asks this source address to slow down; resting it there',
-            )
-            last = { status: 'deferred', reply, ...base }
-            continue
-          }
-          if (err.reply && err.reply.code >= 500) return this.#record(id, kind, rcpts, { status: 'bounced', reply, ...base })
-          last = { status: 'deferred', reply, ...base }
-          break // temporary failure or unreachable: next MX host
-        }
-      }
-    }
-    return this.#record(id, kind, rcpts, last)
-  }
-
-  /** Per-destination message rate (GCRA with one "byte" per message), when configured. */
-  async #messageRate(dest: string): Promise<void> {
-    const rate = this.#config.delivery.perDestinationMessagesPerSecond
-    if (!rate) return
-    let limiter = this.#messageRates.get(dest)
-    if (!limiter) this.#messageRates.set(dest, (limiter = new ByteRateLimiter({ bytesPerSecond: rate, burstBytes: rate, clock: { now: () => Date.now() } })))
-    await limiter.take(1)
-  }
-
-  #record(id: string, kind: string, recipients: readonly string[], o: Outcome): Outcome {
-    const outcome = o.status === 'sent' ? 'delivered' : o.status
-    this.#events.emit({ type: 'delivery.attempt', id, kind, outcome, recipients, mx: o.mx, sourceIp: o.ip, reply: o.reply, tls: o.tls })
-    return o
-  }
-
   /**
-   * S7: a delivery configuration approved on the admin page, in force for the next
-   * attempt without a restart: routes, TLS requirements, egress addresses, weights and
-   * sub-limits, the bandwidth budget (and the kernel shaping on the egress NICs), retry
-   * schedule, expiry, pauses, per-destination rate, timeouts, notices. Attempts under
-   * way finish under the configuration they started with. Connection limits, the CA
-   * file and the return path are read at start (see `LIVE_KEYS` in config/schema.ts).
+   * S7: an approved delivery configuration, for the next attempt (transport.ts; attempts under way finish under
+   * theirs). Connection limits, the CA file and the return path wait for a start (`LIVE_KEYS`, config/schema.ts).
    */
   async reconfigure(config: Config): Promise<void> {
-    const before = this.#config.delivery
-    const d = config.delivery
     this.#config = config
-    this.#router = new Router(config, this.#resolver)
     this.#notices.reconfigure(config)
-    this.#pool.reconfigure(config)
-    this.egress.reconfigure(config)
-    this.#messageRates.clear()
-    if (d.bandwidthBitsPerSecond !== before.bandwidthBitsPerSecond || d.burstBytes !== before.burstBytes) {
-      this.limiter.setRate(d.bandwidthBitsPerSecond / 8, d.burstBytes)
-      for (const device of d.tcDevices) await applyTbf(device, d.bandwidthBitsPerSecond)
-      this.#log.info({ bitsPerSecond: d.bandwidthBitsPerSecond }, 'bandwidth budget changed without a restart')
-    }
-    this.#log.info({ egress: d.egress.map((e) => e.address), routes: d.routes.length }, 'delivery configuration changed without a restart')
+    await this.#transport.reconfigure(config)
   }
 
   /** Bytes sent from each egress address since start. */
