@@ -1,9 +1,10 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto'
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { BundleError, keyId, openBundle, trustedKeys, type Signature } from '../firmware/update/bundle.ts'
+import { versionFileNames } from '../firmware/config/versions.ts'
 import { Slots, UpdateError } from '../firmware/update/slots.ts'
 import { installApproved } from '../firmware/update/staged.ts'
 import { failer, toolConfig } from '../provisioning/cli.ts'
@@ -208,13 +209,7 @@ try {
 }
 
 function lastConfigVersion(dataDir: string): number | undefined {
-  const dir = join(dataDir, 'config', 'versions')
-  const last = existsSync(dir)
-    ? readdirSync(dir)
-        .filter((n) => /^\d{6}\.json$/.test(n))
-        .sort()
-        .at(-1)
-    : undefined
+  const last = versionFileNames(join(dataDir, 'config', 'versions')).at(-1)
   return last ? Number(last.slice(0, 6)) : undefined
 }
 
@@ -223,7 +218,7 @@ function setAsideConfigVersions(dataDir: string, after: number): number {
   const dir = join(dataDir, 'config', 'versions')
   const aside = join(dir, `rolled-back-${new Date().toISOString().replace(/[:.]/g, '-')}`)
   let n = 0
-  for (const name of existsSync(dir) ? readdirSync(dir).filter((x) => /^\d{6}\.json$/.test(x)) : []) {
+  for (const name of versionFileNames(dir)) {
     if (Number(name.slice(0, 6)) <= after) continue
     mkdirSync(aside, { recursive: true, mode: 0o700 })
     renameSync(join(dir, name), join(aside, name))

@@ -155,14 +155,7 @@ export class ConfigVersions implements Component {
   }
 
   #names(): string[] {
-    let names: string[]
-    try {
-      names = readdirSync(this.dir)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
-      throw err
-    }
-    return names.filter((n) => NAME.test(n)).sort()
+    return versionFileNames(this.dir)
   }
 
   async #read(name: string): Promise<ConfigVersion> {
@@ -183,6 +176,18 @@ export class ConfigVersions implements Component {
     if (fileName(v.number) !== name) throw new ConfigTamperError(file, `holds version ${v.number}, not the one its name says`)
     return v
   }
+}
+
+/** The version files in `dir` (`000001.json`, …), oldest first; none when it does not exist yet. */
+export function versionFileNames(dir: string): string[] {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw err
+  }
+  return names.filter((n) => NAME.test(n)).sort()
 }
 
 const fileName = (n: number) => `${String(n).padStart(6, '0')}.json`
@@ -214,14 +219,7 @@ function migratedNote(m: ReturnType<typeof migrateConfig>): string {
  */
 export function startingConfig(dataDir: string, file: { raw: unknown } | undefined): { raw: unknown; fromVersion: number | undefined } {
   const dir = join(dataDir, 'config', 'versions')
-  let names: string[] = []
-  try {
-    names = readdirSync(dir)
-      .filter((n) => NAME.test(n))
-      .sort()
-  } catch {
-    // no versions yet
-  }
+  const names = versionFileNames(dir)
   const versions: ConfigVersion[] = []
   for (const n of names) {
     try {

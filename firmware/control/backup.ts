@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
@@ -9,7 +9,7 @@ import { BOX_KEYS } from '../keys/manifest.ts'
 import { parseConfig, type Config } from '../config/load.ts'
 import { migrateConfig } from '../config/migrations.ts'
 import { SCHEMA_VERSION } from '../config/schema.ts'
-import { canonicalJson, type ConfigVersion } from '../config/versions.ts'
+import { canonicalJson, versionFileNames, type ConfigVersion } from '../config/versions.ts'
 
 /**
  * Backup and restore of the configuration for the second site (S12): one
@@ -172,12 +172,7 @@ async function keyCheck(hsm: Hsm, label: string, kind: 'secret' | 'pair'): Promi
 
 /** Everything a second site needs besides HSM keys, read from a box's data directory and HSM. */
 export async function collectBackup(o: { config: Config; hsm: Hsm; versionsDir: string; hostname: string; now: number }): Promise<BackupPayload> {
-  const names = existsSync(o.versionsDir)
-    ? readdirSync(o.versionsDir)
-        .filter((n) => /^\d{6}\.json$/.test(n))
-        .sort()
-    : []
-  const versions = names.map((name) => ({ name, text: readFileSync(join(o.versionsDir, name), 'utf8') }))
+  const versions = versionFileNames(o.versionsDir).map((name) => ({ name, text: readFileSync(join(o.versionsDir, name), 'utf8') }))
   const last = versions.at(-1)
   if (!last) throw new Error('this box has no configuration version yet: start it once first')
   const inForce = (JSON.parse(last.text) as { version: ConfigVersion }).version
@@ -360,12 +355,7 @@ export async function planRestore(o: { payload: BackupPayload; local: unknown; d
 }
 
 function latestVersion(dir: string): ConfigVersion | undefined {
-  const last = existsSync(dir)
-    ? readdirSync(dir)
-        .filter((n) => /^\d{6}\.json$/.test(n))
-        .sort()
-        .at(-1)
-    : undefined
+  const last = versionFileNames(dir).at(-1)
   return last ? (JSON.parse(readFileSync(join(dir, last), 'utf8')) as { version: ConfigVersion }).version : undefined
 }
 
