@@ -158,6 +158,25 @@ export async function setUpFirstAdmin(box: AdminBox, name: string, password: str
   return { secret, recovery }
 }
 
+/**
+ * A second administrator, made by `by` (a logged-in administrator) and enrolled: a client logged in with one of
+ * its recovery codes (so the next TOTP step stays free for the action under test), and its TOTP secret.
+ */
+export async function secondAdmin(box: AdminBox, by: AdminClient, who: { name: string; password: string }): Promise<{ client: AdminClient; secret: Buffer }> {
+  await by.get('/users')
+  await by.post('/users', { name: who.name, role: 'admin', password: who.password })
+  const first = box.client()
+  await first.get('/login')
+  await first.post('/login', { name: who.name, password: who.password, code: '' })
+  const secret = enrolSecret((await first.get('/enrol')).body)
+  const enrolled = await first.post('/enrol', { code: await box.code(secret) })
+  const client = box.client()
+  await client.get('/login')
+  const r = await client.post('/login', { name: who.name, password: who.password, code: /<li><code>([0-9a-f-]+)<\/code><\/li>/.exec(enrolled.body)![1]! })
+  if (r.status !== 303) throw new Error(`login of ${who.name} refused: ${r.status}`)
+  return { client, secret }
+}
+
 /** A client logged in as `name`. */
 export async function loggedIn(box: AdminBox, name: string, password: string, secret: Buffer): Promise<AdminClient> {
   const c = box.client()

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
-import { adminBox, enrolSecret, setUpFirstAdmin, type AdminClient } from '../../helpers/admin.ts'
+import { adminBox, secondAdmin, setUpFirstAdmin } from '../../helpers/admin.ts'
 import { ACCOUNT } from '../../helpers/box.ts'
 import { submitter } from '../../helpers/daemon.ts'
 import { startReceiver } from '../../helpers/receiver.ts'
@@ -27,15 +27,7 @@ t.test('four eyes on the configuration: propose, refused to the author, approved
   }
   const { secret: aSecret, recovery: aRecovery } = await setUpFirstAdmin(box, A.name, A.password)
   const a = await withRecovery(A, aRecovery[0]!)
-  await a.get('/users')
-  await a.post('/users', { name: B.name, role: 'admin', password: B.password })
-  const first = box.client()
-  await first.get('/login')
-  await first.post('/login', { name: B.name, password: B.password, code: '' })
-  const bSecret = enrolSecret((await first.get('/enrol')).body)
-  const enrolled = await first.post('/enrol', { code: await box.code(bSecret) })
-  const bRecovery = /<li><code>([0-9a-f-]+)<\/code><\/li>/.exec(enrolled.body)![1]!
-  const b: AdminClient = await withRecovery(B, bRecovery)
+  const { client: b, secret: bSecret } = await secondAdmin(box, a, B)
 
   const smtp = await submitter(t, box.dataDir, box.submissionPort)
   const send = () =>

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { verifyCertificate, type SignedCertificate } from '../../../firmware/control/reset.ts'
 import { trailText } from '../../helpers/audit.ts'
-import { adminBox, enrolSecret, setUpFirstAdmin } from '../../helpers/admin.ts'
+import { adminBox, secondAdmin, setUpFirstAdmin } from '../../helpers/admin.ts'
 
 const A = { name: 'wang', password: 'Tea-kettle 7 orchids' }
 const B = { name: 'mei', password: 'Lotus-pond 4 frogs' }
@@ -19,16 +19,7 @@ t.test(
     const a = box.client()
     await a.get('/login')
     await a.post('/login', { name: A.name, password: A.password, code: recovery[0]! })
-    await a.get('/users')
-    await a.post('/users', { name: B.name, role: 'admin', password: B.password })
-    const first = box.client()
-    await first.get('/login')
-    await first.post('/login', { name: B.name, password: B.password, code: '' })
-    const bSecret = enrolSecret((await first.get('/enrol')).body)
-    const enrolled = await first.post('/enrol', { code: await box.code(bSecret) })
-    const b = box.client()
-    await b.get('/login')
-    t.equal((await b.post('/login', { name: B.name, password: B.password, code: /<li><code>([0-9a-f-]+)<\/code><\/li>/.exec(enrolled.body)![1]! })).status, 303)
+    const { client: b, secret: bSecret } = await secondAdmin(box, a, B)
 
     const expected = `ERASE ${hostname()}`
     t.match((await a.get('/system/reset')).body, /Ask for a factory reset/)
