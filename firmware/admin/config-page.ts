@@ -8,7 +8,7 @@ import type { Field } from '../config/types.ts'
 import type { ConfigVersion } from '../config/versions.ts'
 import { html, type Html } from './html.ts'
 import { maintenanceSection, pendingRestart } from './maintenance.ts'
-import { layout, table, when, type Viewer } from './pages.ts'
+import { formBody, layout, table, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
 
 /**
@@ -271,7 +271,7 @@ export function registerConfigRoutes(r: Routes): void {
     )
   }
 
-  const body = (req: { body: unknown }) => (req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {})
+  const body = formBody
   const failure = (err: unknown) => {
     if (err instanceof ConfigError || err instanceof ProposalError) return { kind: 'error' as const, text: err.message }
     throw err

@@ -2,7 +2,7 @@ import { appliesAtOnce } from '../config/schema.ts'
 import { configDiff } from '../audit/config-change.ts'
 import { parseConfig } from '../config/load.ts'
 import { html, type Html } from './html.ts'
-import { layout, type Viewer } from './pages.ts'
+import { formBody, layout, type Viewer } from './pages.ts'
 import type { Routes } from './types.ts'
 
 /**
@@ -62,7 +62,7 @@ export function maintenanceSection(v: Viewer, pending: readonly string[], superv
 export function registerMaintenanceRoutes(r: Routes): void {
   const { app, deps: d } = r
   const c = d.changeControl
-  const body = (req: { body: unknown }) => (req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {})
+  const body = formBody
   const refused = (v: Viewer, text: string) => layout('Configuration 設定', html`<p><a href="/config">Back 返回</a></p>`, v, { kind: 'error', text })
 
   app.post('/config/backup', { preHandler: r.need(['admin']) }, async (req, reply) => {

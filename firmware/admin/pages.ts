@@ -6,6 +6,11 @@ import type { Role, UserView } from './accounts.ts'
  * escaped by `html`; the only script is /static/app.js (CSP `script-src
  * 'self'`, no inline script), the only style /static/app.css.
  */
+/** A form's fields as posted (formbody), or none when the request carried no form. */
+export function formBody(req: { body: unknown }): Record<string, string | undefined> {
+  return req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {}
+}
+
 export interface Viewer {
   user: string
   role: Role

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import { APPROVED_RESET, type ApprovedReset } from '../control/reset.ts'
 import { html } from './html.ts'
-import { layout, when, type Viewer } from './pages.ts'
+import { formBody, layout, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
 
 /**
@@ -34,7 +34,7 @@ export function registerResetRoutes(r: Routes): void {
     const req = JSON.parse(readFileSync(file, 'utf8')) as ResetRequest
     return d.clock.now() - req.at < VALID_MS ? req : undefined
   }
-  const body = (req: { body: unknown }) => (req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {})
+  const body = formBody
   const expected = `ERASE ${hostname()}`
   const supervised = d.changeControl.restart.supervised
 

@@ -3,10 +3,10 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import QRCode from 'qrcode'
 import { searchTrail, type AuditRecord } from '../audit/search.ts'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
 import { AccountError, ROLES, type Role } from './accounts.ts'
 import { html, trusted, type Html } from './html.ts'
-import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, type Viewer } from './pages.ts'
+import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, type Viewer, formBody } from './pages.ts'
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
 import type { Routes } from './types.ts'
 import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
@@ -14,8 +14,7 @@ import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
 /** Mails on one page of the queue list. */
 const QUEUE_PAGE = 100
 
-type Body = Record<string, string | undefined>
-const body = (req: FastifyRequest): Body => (req.body && typeof req.body === 'object' ? (req.body as Body) : {})
+const body = formBody
 const ALL: readonly Role[] = ROLES
 /** One message for every refused login (S3): it never says whether the name, the password or the code was wrong. */
 const REFUSED = 'Name, password or code not accepted, or the account is locked. 帳號、密碼或驗證碼錯誤，或帳號已鎖定。'

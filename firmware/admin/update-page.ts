@@ -7,7 +7,7 @@ import { writeFileAtomic } from '../../hal/storage/files.ts'
 import { BundleError, extractBundle, openBundle, trustedKeys } from '../update/bundle.ts'
 import { APPROVED_UPDATE, STAGED_UPDATE, type StagedUpdate } from '../update/staged.ts'
 import { html } from './html.ts'
-import { layout, table, when, type Viewer } from './pages.ts'
+import { formBody, layout, table, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
 
 /**
@@ -26,7 +26,7 @@ export function registerUpdateRoutes(r: Routes): void {
   const dir = join(d.config.dataDir, 'updates')
   const stagedPath = join(dir, STAGED_UPDATE)
   const staged = (): StagedUpdate | undefined => (existsSync(stagedPath) ? (JSON.parse(readFileSync(stagedPath, 'utf8')) as StagedUpdate) : undefined)
-  const body = (req: { body: unknown }) => (req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {})
+  const body = formBody
   const event = (step: string, version: string, outcome: 'ok' | 'failed', detail: string) =>
     d.events.emit({ type: 'firmware.update', step, version, outcome, detail })
 
