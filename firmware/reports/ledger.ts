@@ -140,6 +140,9 @@ export class Ledger implements Component {
   }
 
   async stop(): Promise<void> {
+    // What the trail has written by now goes in before the store closes (the next start would catch up anyway,
+    // but a report read while the box is stopped should count it).
+    if (this.#store) await Promise.race([this.caughtUp(), new Promise((r) => setTimeout(r, 5000).unref())])
     this.#stopping = true
     clearInterval(this.#retentionTimer)
     await this.#pumping
