@@ -121,7 +121,7 @@ function dsnRecipients(text: string): RecipientResult[] {
     out.push({
       address: bareAddress(typedValue(rcpt)),
       action: ACTIONS.has(action) ? action : 'failed',
-      status: preferredStatus(firstStatus(b.get('status') ?? ''), firstStatus(diagnostic)),
+      status: preferredStatus(firstStatus(b.get('status') ?? ''), firstStatus(diagnostic), replyCodeIn(diagnostic)),
       reply: replyCodeIn(diagnostic),
       diagnostic,
       remoteMta: typedValue(b.get('remote-mta')),
@@ -132,10 +132,24 @@ function dsnRecipients(text: string): RecipientResult[] {
   return out
 }
 
-/** The Status field, unless it only gives the class (`5.0.0`) and the receiver's own reply is more specific. */
-function preferredStatus(field: string, diagnostic: string): string {
-  if (!field) return diagnostic
-  if (diagnostic && field.endsWith('.0.0') && field[0] === diagnostic[0]) return diagnostic
+/**
+ * Which code describes the failure, when the Status field and the receiver's reply each give one:
+ * the one of the reply code's class when they differ in class; the reply's own code when the field
+ * is vaguer (`5.0.0`, `5.1.0`) or is X.4.7, which RFC 3463 3.5 asks to be used only when "the code
+ * for the actual problem found when delivery was attempted" cannot be given; otherwise the field.
+ */
+function preferredStatus(field: string, diagnostic: string, reply = ''): string {
+  if (!field || field === diagnostic) return field || diagnostic
+  if (!diagnostic) return field
+  if (field[0] !== diagnostic[0] && reply) {
+    if (reply[0] === diagnostic[0]) return diagnostic
+    if (reply[0] === field[0]) return field
+  }
+  const [, fieldSubject, fieldDetail] = field.split('.')
+  const [, subject, detail] = diagnostic.split('.')
+  if (fieldSubject === '0' && fieldDetail === '0') return subject === '0' && detail === '0' ? field : diagnostic
+  if (fieldDetail === '0' && detail !== '0' && subject !== '0') return diagnostic
+  if (fieldSubject === '4' && fieldDetail === '7') return diagnostic
   return field
 }
 
@@ -230,10 +244,14 @@ function textRecipients(notice: string, p: Parts): RecipientResult[] {
   const all = failed.length ? mentions(notice, failed) : addressesIn(notice)
   const reportFrom = new Set(addressesIn(top('from')).map((a) => a.value.toLowerCase()))
   const system = (v: string) => SYSTEM_LOCALS.has(v.split('@')[0]!)
-  let found = all.filter((a) => !own.has(a.value.toLowerCase()) && !system(a.value.toLowerCase()))
+  // Exim names the address an alias or forward was expanded from under the one that failed
+  // (`a@b\n    (generated from c@d)`): c@d is not a second recipient.
+  const expandedFrom = (a: { at: number }) => /generated from\s*$/i.test(notice.slice(Math.max(0, a.at - 30), a.at))
+  let found = all.filter((a) => !own.has(a.value.toLowerCase()) && !system(a.value.toLowerCase()) && !expandedFrom(a))
   if (found.length === 0) found = all.filter((a) => !own.has(a.value.toLowerCase()))
   if (found.length === 0) found = all.filter((a) => !reportFrom.has(a.value.toLowerCase()) && !system(a.value.toLowerCase()))
   const named = new Set(found.map((f) => f.value.toLowerCase()))
+  const noticeReply = replyLine(notice)
   const seen = new Set<string>()
   const out: RecipientResult[] = []
   for (const a of found) {
@@ -249,7 +267,7 @@ function textRecipients(notice: string, p: Parts): RecipientResult[] {
     const segment = notice.slice(a.at, next ? after + next.at : a.at + 2000)
     const from = Math.max(0, a.at - 500)
     const previous = addressesIn(notice.slice(from, a.at)).filter(other).at(-1)
-    out.push(textResult(a.value, segment, leadIn(notice, a.at, previous ? from + previous.at + previous.value.length : undefined)))
+    out.push(textResult(a.value, segment, leadIn(notice, a.at, previous ? from + previous.at + previous.value.length : undefined), noticeReply))
   }
   if (out.length === 0) {
     const to = addressesIn(returnedHeader(p, 'to') ?? quotedHeader(p, 'to') ?? '')[0]
@@ -284,14 +302,21 @@ function leadIn(notice: string, at: number, previous: number | undefined): strin
   return previous !== undefined && previous >= from && start === 0 ? '' : words
 }
 
-function textResult(address: string, segment: string, lead = ''): RecipientResult {
+/**
+ * A notice that gives the receiver's reply once, apart from the addresses (`Error message below:
+ * 550 - Requested action not taken: no such user here`, then the message's details with the
+ * recipient): that reply is the recipient's when its own words carry no code.
+ */
+function textResult(address: string, segment: string, lead = '', noticeReply = ''): RecipientResult {
   const after = segment.slice(address.length).replace(/^[>:\s]+/, '')
-  const diagnostic = oneLine(lead ? `${lead} ${after}` : after).slice(0, DIAGNOSTIC_LIMIT)
+  const own = lead ? `${lead} ${after}` : after
+  const borrowed = !firstStatus(own) && !replyCodeIn(own) && noticeReply
+  const diagnostic = oneLine(borrowed ? `${noticeReply} ${own}` : own).slice(0, DIAGNOSTIC_LIMIT)
   return {
     address,
     action: 'failed',
-    status: firstStatus(segment),
-    reply: replyCodeIn(segment),
+    status: firstStatus(borrowed ? noticeReply : segment),
+    reply: replyCodeIn(borrowed ? noticeReply : segment),
     diagnostic,
     remoteMta: '',
     command: commandIn(normalise(segment)),
@@ -314,7 +339,7 @@ function fillFromNotice(recipients: RecipientResult[], notice: string): void {
       const own = line.slice(r.address.length).replace(/^[>:\s]+/, '')
       if (!firstStatus(own) && !replyCodeIn(own)) continue
       r.diagnostic = oneLine(own).slice(0, DIAGNOSTIC_LIMIT)
-      r.status = preferredStatus(r.status, firstStatus(own))
+      r.status = preferredStatus(r.status, firstStatus(own), replyCodeIn(own))
       r.reply ||= replyCodeIn(own)
     }
   }
@@ -341,6 +366,19 @@ function paragraphAbout(notice: string, address: string): string {
   const text = notice.slice(at, at + DIAGNOSTIC_LIMIT).replace(/\r/g, '')
   const blank = text.search(/\n[ \t]*\n/)
   return blank < 0 ? text : text.slice(0, blank)
+}
+
+/** The notice's first line that starts with an SMTP reply code (`550 …`, `550-5.1.1 …`), or ''. */
+function replyLine(notice: string): string {
+  let at = 0
+  while (at < notice.length) {
+    const nl = notice.indexOf('\n', at)
+    const line = notice.slice(at, nl < 0 ? notice.length : nl).trim()
+    if (line.length > 4 && replyCodeIn(line.slice(0, 4)) && /[\p{L}]/u.test(line)) return line.slice(0, DIAGNOSTIC_LIMIT)
+    if (nl < 0) break
+    at = nl + 1
+  }
+  return ''
 }
 
 function oneLine(s: string): string {

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { Classifier } from '../../../firmware/bounces/classify.ts'
-import { parseReport } from '../../../firmware/bounces/report.ts'
+import { failureOf, parseReport } from '../../../firmware/bounces/report.ts'
 
 /**
  * Reports written here from the RFCs, for the shapes the bounce corpus lacks:
@@ -281,6 +281,77 @@ Diagnostic-Code: smtp; 452 4.2.2 Mailbox full
   t.match(rcpt.recipients, [{ command: 'rcpt' }, { command: '' }], "one recipient's paragraph says nothing of the other's")
   const data = await parseReport(dsn('end of DATA'))
   t.equal(data.recipients[0]!.command, 'data')
+})
+
+t.test("which code describes the failure when the Status field and the receiver's reply differ (RFC 3463)", async (t) => {
+  const dsn = (status: string, diagnostic: string) =>
+    crlf(`From: MAILER-DAEMON@mx.example.net
+To: b-abc@bounce.bank.example
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; wang@example.net
+Action: failed
+Status: ${status}
+Diagnostic-Code: smtp; ${diagnostic}
+
+--B--
+`)
+  const status = async (field: string, diagnostic: string) => (await parseReport(dsn(field, diagnostic))).recipients[0]!.status
+  t.equal(await status('4.4.7', '450 4.7.1 Access denied. IP name lookup failed'), '4.7.1', 'X.4.7 only when the real cause is unknown')
+  t.equal(await status('5.0.0', '550 5.1.1 User unknown'), '5.1.1', 'a class alone gives way')
+  t.equal(await status('5.1.0', '550 5.1.1 User unknown'), '5.1.1', 'an X.Y.0 gives way to its detail')
+  t.equal(await status('5.2.2', '452 4.2.2 Mailbox full'), '4.2.2', 'the class of the reply code decides between classes')
+  t.equal(await status('5.1.1', '550 5.7.1 Access denied'), '5.1.1', 'two specific codes: the field')
+  t.equal(await status('5.1.1', '550 No such user'), '5.1.1')
+})
+
+t.test("a notice's one reply line is the recipient's when its own words have no code; Exim's (generated from) is not a recipient", async (t) => {
+  const carrier = await parseReport(
+    crlf(`From: post_master@vtext.example
+To: b-xyz@bounce.bank.example
+Subject: Re: statement
+
+Error: Invalid user address
+
+Error message below:
+550 - Requested action not taken: no such user here
+
+Message details:
+  Subject: statement
+  MAIL FROM: b-xyz@bounce.bank.example
+  RCPT TO: wang@vtext.example
+  Size (in bytes): 222
+`),
+  )
+  t.match(carrier.recipients[0], { address: 'wang@vtext.example', reply: '550' })
+  t.match(new Classifier().classify(failureOf(carrier.recipients[0]!)), { category: 'invalid-recipient', hard: true })
+
+  const exim = await parseReport(
+    crlf(`From: Mail Delivery System <Mailer-Daemon@mx.bank.example>
+To: b-xyz@bounce.bank.example
+Subject: Mail delivery failed: returning message to sender
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  wang@wanadoo.example
+    (generated from chen.alias@example.com)
+    SMTP error from remote mail server after end of data:
+    host smtp.wanadoo.example [192.0.2.1]: 550 5.2.0 Mail rejected
+`),
+  )
+  t.equal(exim.recipients.length, 1, 'the address the alias came from is not a second recipient')
+  t.match(exim.recipients[0], { address: 'wang@wanadoo.example', status: '5.2.0', command: 'data' })
+  t.match(exim.recipients[0]!.diagnostic, /550 5\.2\.0 Mail rejected/)
 })
 
 t.test('free-text notices: the reason may come before the address, and each recipient keeps only its own words', async (t) => {
