@@ -73,6 +73,31 @@ t.test('where a refusal came and how it was reported take part: MAIL FROM, the g
   t.equal(at('421 4.7.0 [TSS04] Messages from 192.0.2.25 temporarily deferred due to unexpected volume or user complaints').category, 'spam-block')
 })
 
+t.test('a failed 4xx that names its cause is that cause; 5.7.1 alone is policy; au leaves out the address when a filter refused', async (t) => {
+  const c = new Classifier()
+  const failed = (status: string, text: string) => c.classify({ status, text, action: 'failed' }).category
+  t.equal(failed('4.4.2', 'lost connection with mx.example.net[192.0.2.7] while performing the HELO handshake'), 'bad-connection')
+  t.equal(failed('4.3.0', '421 4.3.0 Upstream error, please check the postmaster pages'), 'system-error')
+  t.equal(failed('4.0.0', '450 4.0.0 Temporary failure'), 'transient-failure', 'a transient failure that names no cause')
+  t.equal(failed('4.3.0', '451 4.3.0 Could not be delivered. Please try again later.'), 'transient-failure')
+  t.equal(failed('4.4.1', 'connect to mx.example.net[192.0.2.7]:25: Connection timed out'), 'message-expired', 'no answer until it gave up')
+  t.equal(failed('4.2.0', '421 4.2.0 something else went wrong'), 'message-expired')
+  t.equal(failed('5.0.0', 'Your message was not delivered within 0 days and 1 hours. Remote host is not responding.'), 'message-expired')
+  // RFC 3463 X.7.1: "delivery not authorized, message refused"; no words, no blocklist.
+  t.equal(c.classify({ text: '550 5.7.1 Delivery not authorized, message refused' }).category, 'policy-related')
+  t.equal(c.classify({ text: '450 4.7.1 Deferred' }).category, 'spam-block', 'a 4.7.1 deferral is of the sending host')
+  t.equal(c.classify({ text: '450 4.7.1 Greylisted, please try again later' }).category, 'transient-failure')
+  t.match(c.classify({ text: '550 : User unknown' }), { category: 'recipient-filtered', hard: false }, "au: the recipient's reception filter")
+  t.match(c.classify({ text: '550 <wang@ezweb.ne.jp>: User unknown' }), { category: 'invalid-recipient', hard: true }, 'au: no such mailbox')
+  t.equal(c.classify({ text: '554 Message rejected: Email address is not verified.', command: 'mail' }).category, 'relay-denied')
+  t.equal(
+    c.classify({ text: "550 SC-004 Unfortunately, messages from 192.0.2.1 weren't sent.", command: 'mail' }).category,
+    'spam-block',
+    'at MAIL FROM, but about the sending host',
+  )
+  t.equal(c.classify({ text: '500 Line limit exceeded', command: 'data' }).category, 'message-too-large')
+})
+
 t.test("the firm's rules file is tried before the built-in rules; a bad file is refused with the rule it names", async (t) => {
   const firm = file('firm.json', {
     categories: { 'carrier-block': 'The carrier blocks statements to prepaid numbers.' },
