@@ -12,10 +12,10 @@ import { failureOf, parseReport, type Report } from '../../../firmware/bounces/r
  * table and the figures cannot drift apart. It prints the figures and every
  * disagreement.
  *
- * The floors below are the figures measured when the rules were written. They
- * hold the parser to what it reached and fail a change that loses ground. The
- * issue's targets (95 / 90 / 95 %) are printed beside them: the classifier
- * does not reach the category and hard/soft targets yet (see the README).
+ * The floors below are the figures measured when the rules were last
+ * changed; they are at or above the issue's targets (95 / 90 / 95 %), printed
+ * beside them, and fail a change that loses ground. A second, unseen half of
+ * the labelled set checks that the rules were not fitted to these files.
  */
 const REPO = fileURLToPath(new URL('../../../', import.meta.url))
 // In place next to the checkout (../shared), or where the environment says; /work/shared is this
@@ -24,7 +24,7 @@ const CORPUS = [process.env.SG_BOUNCE_CORPUS, `${REPO}../shared/corpus/bounces`,
   (d) => d && existsSync(`${d}/expected.json`),
 )
 
-const FLOORS = { recipient: 0.99, status: 0.955, category: 0.84, hard: 0.94 }
+const FLOORS = { recipient: 0.99, status: 0.96, category: 0.9, hard: 0.96 }
 const TARGETS = { recipient: 0.95, status: 0.95, category: 0.9, hard: 0.95 }
 
 interface Expected {
