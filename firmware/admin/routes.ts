@@ -10,6 +10,8 @@ import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, 
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
 import type { Routes } from './types.ts'
 import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
+import { queueFacts } from '../reports/queries.ts'
+import { boxIdOf } from '../reports/ledger.ts'
 
 /** Mails on one page of the queue list. */
 const QUEUE_PAGE = 100
@@ -142,7 +144,11 @@ export function registerRoutes(r: Routes): void {
     const args = { limit: QUEUE_PAGE, offset: (page - 1) * QUEUE_PAGE, ...(q.state ? { state: q.state } : {}) }
     const list = await d.control.request({ cmd: 'queue.list', args, who: v.user }, 'admin-page')
     const summary = await d.control.request({ cmd: 'queue.summary', who: v.user }, 'admin-page')
-    return r.page(reply, queueListPage(v, list, summary, q.state, page, QUEUE_PAGE))
+    // The spool's list is its index (nothing decrypted); the ledger adds the statement, account, masked recipient and last reply.
+    const store = d.records.ledger()
+    const ids = list.ok ? (list.result as { id: string }[]).map((m) => m.id) : []
+    const facts = store ? await queueFacts(store, boxIdOf(d.config), ids).catch(() => undefined) : undefined
+    return r.page(reply, queueListPage(v, list, summary, q.state, page, QUEUE_PAGE, facts))
   })
   app.get('/queue/:id', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!

@@ -5,6 +5,7 @@ import { html, type Html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
 import type { SystemView } from './system.ts'
 import type { FirmwareView } from '../update/agent.ts'
+import type { QueueFacts } from '../reports/queries.ts'
 
 /**
  * The dashboard and queue pages (S11): what the box is doing, from the same
@@ -77,7 +78,7 @@ export function dashboardPage(v: Viewer, status: Status, config: Config, system:
           <p>State 狀態: <strong>${hsm.state ?? 'unknown'}</strong></p>
           ${table(
             ['Certificate', 'Expires', 'Days left'],
-            (hsm.certificates ?? []).map((c) => [c.label, c.notAfter, c.daysLeft]),
+            (hsm.certificates ?? []).map((c) => [c.label, c.notAfter.slice(0, 10), c.daysLeft]),
           )}
         </div>
       </section>
@@ -95,16 +96,31 @@ export function dashboardPage(v: Viewer, status: Status, config: Config, system:
   )
 }
 
-export function queueListPage(v: Viewer, list: ControlReply, summary: ControlReply, state: string | undefined, page: number, perPage: number): Html {
+export function queueListPage(
+  v: Viewer,
+  list: ControlReply,
+  summary: ControlReply,
+  state: string | undefined,
+  page: number,
+  perPage: number,
+  facts?: ReadonlyMap<string, QueueFacts>,
+): Html {
   const counts = summary.ok ? (summary.result as Record<string, number>) : {}
   const rows = list.ok
-    ? (list.result as { id: string; state: string; attempts: number; created: string; nextAttemptAt?: string }[]).map((m) => [
-        html`<a href="/queue/${m.id}">${m.id}</a>`,
-        m.state,
-        m.attempts,
-        m.created,
-        m.nextAttemptAt ?? '—',
-      ])
+    ? (list.result as { id: string; state: string; attempts: number; created: string; nextAttemptAt?: string }[]).map((m) => {
+        const f = facts?.get(m.id)
+        return [
+          html`<a href="/queue/${m.id}">${m.id}</a>`,
+          f?.statementId ?? '—',
+          f?.account ?? '—',
+          f?.recipient ? (f.recipients > 1 ? `${f.recipient} +${f.recipients - 1}` : f.recipient) : '—',
+          m.state,
+          m.attempts,
+          m.created.replace('T', ' ').slice(0, 19),
+          m.nextAttemptAt ? m.nextAttemptAt.replace('T', ' ').slice(0, 19) : '—',
+          f?.lastReply ? html`<span class="reply">${f.lastReply.slice(0, 160)}</span>` : '',
+        ]
+      })
     : []
   return layout(
     'Queue 佇列',
@@ -114,7 +130,21 @@ export function queueListPage(v: Viewer, list: ControlReply, summary: ControlRep
         )}
       </p>
       ${list.ok ? '' : html`<p class="notice error">${list.error}</p>`}
-      ${table(['Queue id', 'State', 'Attempts', 'Received', 'Next attempt'], rows, 'The queue is empty. 佇列為空。')}
+      ${table(
+        [
+          'Queue id',
+          'Statement 帳單',
+          'Account 帳號',
+          'Recipient 收件者',
+          'State 狀態',
+          'Attempts 次數',
+          'Received 收件 (UTC)',
+          'Next attempt 下次',
+          'Last reply 最後回應',
+        ],
+        rows,
+        'The queue is empty. 佇列為空。',
+      )}
       ${pager(counts, state, page, perPage, rows.length)}
       <p class="hint">In the queue's own order; addresses are masked. 收件者位址已遮罩。</p>`,
     v,

@@ -269,3 +269,40 @@ export function paperOwedRows(store: LedgerStore, month: string, account?: strin
     w.params,
   )
 }
+
+/** What the ledger knows of one mail in the queue: the admin page's list shows it beside the spool's own facts. */
+export interface QueueFacts {
+  statementId: string | null
+  account: string | null
+  /** The first recipient, masked as the trail keeps it. */
+  recipient: string | null
+  recipients: number
+  /** The receiver's last reply to a deferred attempt (hostile text: escaped where shown). */
+  lastReply: string | null
+}
+
+/**
+ * The ledger's facts for a page of queue ids (at most a page: one lookup by primary key each).
+ * Mails the ledger has not seen yet (the trail's record still on its way) are missing from the map.
+ */
+export async function queueFacts(store: LedgerStore, box: string, ids: readonly string[]): Promise<Map<string, QueueFacts>> {
+  const out = new Map<string, QueueFacts>()
+  if (ids.length === 0) return out
+  const marks = ids.map(() => '?').join(', ')
+  const rows = await store.all<{
+    id: string
+    statement_id: string | null
+    account: string | null
+    recipient: string | null
+    n: number
+    last_reply: string | null
+  }>(
+    `SELECT s.id, s.statement_id, s.account, MIN(r.rcpt_mask) AS recipient, COUNT(r.idx) AS n, MAX(r.last_reply) AS last_reply
+     FROM statements s LEFT JOIN recipients r ON r.box = s.box AND r.id = s.id
+     WHERE s.box = ? AND s.id IN (${marks}) GROUP BY s.id, s.statement_id, s.account`,
+    [box, ...ids],
+  )
+  for (const r of rows)
+    out.set(r.id, { statementId: r.statement_id, account: r.account, recipient: r.recipient, recipients: Number(r.n), lastReply: r.last_reply })
+  return out
+}

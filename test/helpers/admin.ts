@@ -124,8 +124,15 @@ export function freshCodes(): (secret: Buffer) => Promise<string> {
 }
 
 /** A real daemon with its admin page on a free port. */
-export async function adminBox(t: T, extra: Record<string, unknown> = {}, env?: Record<string, string>): Promise<AdminBox> {
+export async function adminBox(
+  t: T,
+  extra: Record<string, unknown> = {},
+  env?: Record<string, string>,
+  /** Runs after the configuration is written and before the daemon starts: to put keys in the token, say. */
+  before?: (configPath: string, dataDir: string) => Promise<void>,
+): Promise<AdminBox> {
   const { path, dataDir } = await writeDaemonConfig(t, extra)
+  await before?.(path, dataDir)
   const child = spawnDaemon(t, ['--config', path], env ? { env } : {})
   const listening = (await child.waitFor((r) => r.msg === 'submission listening', 30_000)) as unknown as { starttls: { port: number } }
   const up = await child.waitFor((r) => r.msg === 'admin page listening', 30_000)

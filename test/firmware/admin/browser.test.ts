@@ -4,6 +4,11 @@ import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import t from 'tap'
 import { unbase32 } from '../../../hal/crypto/base32.ts'
+import { systemClock } from '../../../hal/clock.ts'
+import { loadConfigFile } from '../../../firmware/config/load.ts'
+import { ensureDevSmime } from '../../../firmware/keys/dev-smime.ts'
+import { DEV_SMIME_LABEL } from '../../../firmware/keys/labels.ts'
+import { hsmFromConfig } from '../../../firmware/keys/service.ts'
 import { adminBox, freshCodes } from '../../helpers/admin.ts'
 import { submitter } from '../../helpers/daemon.ts'
 import { smtpError, startReceiver, until } from '../../helpers/receiver.ts'
@@ -36,10 +41,21 @@ async function shot(page: Page, name: string, fullPage = false): Promise<void> {
 
 t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout, XSS', async (t) => {
   const rx = await startReceiver(t, { onRcptTo: (a) => (a.startsWith('stuck') ? smtpError(451, `4.2.0 busy ${XSS.replace('1', '2')} try later`) : undefined) })
-  const box = await adminBox(t, {
-    admin: { loginAttemptsPerMinute: 500 },
-    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
-  })
+  // The statements are S/MIME-signed with a certificate in the HSM, as on a real box, so the dashboard has one to show.
+  const box = await adminBox(
+    t,
+    {
+      admin: { loginAttemptsPerMinute: 500 },
+      delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
+      signing: { domains: [{ domain: 'bank.example', smimeKey: DEV_SMIME_LABEL }] },
+    },
+    undefined,
+    async (path, dataDir) => {
+      const hsm = hsmFromConfig(loadConfigFile(path), systemClock)
+      await hsm.open()
+      await ensureDevSmime(hsm, { dataDir, address: 'statements@bank.example' }).finally(() => hsm.close())
+    },
+  )
   const code = freshCodes()
   const browser: Browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -112,6 +128,13 @@ t.test('the admin page in Chromium: first boot, login, dashboard, queue, lockout
     t.ok(await page.locator('#chart-bits canvas').count(), 'uPlot drew the egress chart')
     const queueCard = await page.locator('.card').first().textContent()
     t.match(queueCard, /total\s*\d+/, 'the queue by state')
+    const hsmCard = await page.locator('.card', { has: page.locator('h2', { hasText: /^HSM$/ }) }).textContent()
+    t.match(hsmCard, /connected/, "the HSM token's state")
+    t.match(
+      hsmCard,
+      new RegExp(`${DEV_SMIME_LABEL.replace('/', '\\/')}\\s*\\d{4}-\\d\\d-\\d\\d\\s*7[23]\\d`),
+      'the signing certificate with its expiry and the days left',
+    )
     await shot(page, 'dashboard', true)
   })
 

@@ -182,6 +182,16 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
       if (!id) await new Promise((r) => setTimeout(r, 200))
     }
     t.ok(id, 'the mail is listed')
+    // The list adds what the ledger knows (it follows the trail, a moment behind the spool).
+    let listed = ''
+    for (let i = 0; i < 50 && !listed.includes('S-&lt;img'); i++) {
+      listed = (await admin.get('/queue')).body
+      if (!listed.includes('S-&lt;img')) await new Promise((r) => setTimeout(r, 200))
+    }
+    t.match(listed, '<td>S-&lt;img src=x onerror=alert(1)&gt;</td>', 'the list shows the statement id from the ledger, as text')
+    t.match(listed, '<td>w****g@example.net</td>', 'and the recipient, masked')
+    t.notMatch(listed, xss)
+    t.notMatch(listed, 'wang@example.net')
     const shown = await admin.get(`/queue/${id}`)
     t.notMatch(shown.body, xss, 'the statement id is not markup')
     t.match(shown.body, 'S-&lt;img src=x onerror=alert(1)&gt;')
