@@ -10,7 +10,7 @@ import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, 
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
 import type { Routes } from './types.ts'
 import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
-import { queueFacts } from '../reports/queries.ts'
+import { mailHistory, queueFacts } from '../reports/queries.ts'
 import { boxIdOf } from '../reports/ledger.ts'
 
 /** Mails on one page of the queue list. */
@@ -150,11 +150,16 @@ export function registerRoutes(r: Routes): void {
     const facts = store ? await queueFacts(store, boxIdOf(d.config), ids).catch(() => undefined) : undefined
     return r.page(reply, queueListPage(v, list, summary, q.state, page, QUEUE_PAGE, facts))
   })
+  /** One mail's history as the ledger has followed it (M9): every recipient's steps, addresses masked. */
+  const historyOf = async (id: string) => {
+    const store = d.records.ledger()
+    return store ? mailHistory(store, boxIdOf(d.config), id).catch(() => undefined) : undefined
+  }
   app.get('/queue/:id', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const { id } = req.params as { id: string }
     const shown = await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')
-    return r.page(reply, queueMailPage(v, id, shown))
+    return r.page(reply, queueMailPage(v, id, shown, undefined, await historyOf(id)))
   })
   app.post('/queue/:id/:action', { preHandler: r.need(['admin', 'operator']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
@@ -163,7 +168,7 @@ export function registerRoutes(r: Routes): void {
     const res = await d.control.request({ cmd: `queue.${action}`, args: { id, reason: body(req).reason }, who: v.user }, 'admin-page')
     const shown = action === 'remove' && res.ok ? res : await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')
     const notice = res.ok ? { kind: 'ok' as const, text: `${action}: done 完成` } : { kind: 'error' as const, text: res.error }
-    return r.page(reply.code(res.ok ? 200 : 409), queueMailPage(v, id, shown, notice))
+    return r.page(reply.code(res.ok ? 200 : 409), queueMailPage(v, id, shown, notice, await historyOf(id)))
   })
 
   // S6: the audit trail, searched by queue id, statement id, recipient (by its HMAC), type and time.

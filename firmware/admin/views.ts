@@ -5,7 +5,7 @@ import { html, type Html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
 import type { SystemView } from './system.ts'
 import type { FirmwareView } from '../update/agent.ts'
-import type { QueueFacts } from '../reports/queries.ts'
+import type { QueueFacts, RecipientHistory } from '../reports/queries.ts'
 
 /**
  * The dashboard and queue pages (S11): what the box is doing, from the same
@@ -151,7 +151,13 @@ export function queueListPage(
   )
 }
 
-export function queueMailPage(v: Viewer, id: string, shown: ControlReply, notice?: { kind: 'ok' | 'error'; text: string }): Html {
+export function queueMailPage(
+  v: Viewer,
+  id: string,
+  shown: ControlReply,
+  notice?: { kind: 'ok' | 'error'; text: string },
+  history?: readonly RecipientHistory[],
+): Html {
   if (!shown.ok)
     return layout(
       `Mail ${id}`,
@@ -203,10 +209,40 @@ export function queueMailPage(v: Viewer, id: string, shown: ControlReply, notice
               </div>`
           : ''
       }
-      <p><a href="/audit?id=${id}">Its audit records 稽核紀錄</a> · <a href="/queue">Back to the queue 返回佇列</a></p>`,
+      ${
+        history?.length
+          ? html`<h2>History 歷程</h2>
+              ${table(['Recipient 收件者', 'Time 時間 (UTC)', 'Event 事件', 'Detail 說明'], historyRows(history))}`
+          : ''
+      }
+      <p>
+        ${v.role === 'admin' || v.role === 'auditor' ? html`<a href="/audit?id=${id}">Its audit records 稽核紀錄</a> · ` : ''}<a href="/queue"
+          >Back to the queue 返回佇列</a
+        >
+      </p>`,
     v,
     notice,
   )
+}
+
+/** A mail's history from the ledger, one row per step of each recipient, in time order (M9). */
+function historyRows(history: readonly RecipientHistory[]): unknown[][] {
+  const when = (ms: number) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19)
+  const rows: [number, unknown[]][] = []
+  for (const h of history) {
+    const step = (at: number | null, event: string, detail: unknown = '') => {
+      if (at !== null) rows.push([at, [h.recipient, when(at), event, detail]])
+    }
+    step(h.acceptedAt, 'accepted 收件')
+    if (h.deferrals > 0) rows.push([h.acceptedAt + 1, [h.recipient, '', `deferred ×${h.deferrals} 延遲`, h.lastReply ?? '']])
+    step(h.deliveredAt, 'delivered 送達', [h.mx, h.sourceIp && `from ${h.sourceIp}`, h.tls].filter(Boolean).join(' · '))
+    step(h.bouncedAt, 'bounced 退信', h.bounceReason ?? '')
+    step(h.expiredAt, 'expired 逾期')
+    step(h.removedAt, 'removed 移除')
+    step(h.readAt, 'read 已讀')
+    step(h.paperOwedAt, 'paper owed 需寄紙本', h.paperReason ?? '')
+  }
+  return rows.sort((a, b) => a[0] - b[0]).map(([, r]) => r)
 }
 
 const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`

@@ -306,3 +306,55 @@ export async function queueFacts(store: LedgerStore, box: string, ids: readonly 
     out.set(r.id, { statementId: r.statement_id, account: r.account, recipient: r.recipient, recipients: Number(r.n), lastReply: r.last_reply })
   return out
 }
+
+/** One recipient of one mail as the ledger has followed it: the mail's history on the admin page's queue. */
+export interface RecipientHistory {
+  idx: number
+  recipient: string
+  state: string
+  acceptedAt: number
+  deferrals: number
+  lastReply: string | null
+  deliveredAt: number | null
+  mx: string | null
+  sourceIp: string | null
+  tls: string | null
+  bouncedAt: number | null
+  bounceReason: string | null
+  expiredAt: number | null
+  removedAt: number | null
+  readAt: number | null
+  paperOwedAt: number | null
+  paperReason: string | null
+}
+
+/** Every recipient of the mail `id`, in envelope order (empty when the ledger has not seen it yet). */
+export async function mailHistory(store: LedgerStore, box: string, id: string): Promise<RecipientHistory[]> {
+  const rows = await store.all<Record<string, unknown>>(
+    `SELECT idx, rcpt_mask, state, accepted_at, deferrals, last_reply, delivered_at, mx, source_ip, tls, bounced_at, bounce_reason,
+            expired_at, removed_at, read_at, paper_owed_at, paper_reason
+     FROM recipients WHERE box = ? AND id = ? ORDER BY idx`,
+    [box, id],
+  )
+  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v))
+  const s = (v: unknown) => (typeof v === 'string' ? v : null)
+  return rows.map((r) => ({
+    idx: Number(r.idx),
+    recipient: String(r.rcpt_mask),
+    state: String(r.state),
+    acceptedAt: Number(r.accepted_at),
+    deferrals: Number(r.deferrals),
+    lastReply: s(r.last_reply),
+    deliveredAt: n(r.delivered_at),
+    mx: s(r.mx),
+    sourceIp: s(r.source_ip),
+    tls: s(r.tls),
+    bouncedAt: n(r.bounced_at),
+    bounceReason: s(r.bounce_reason),
+    expiredAt: n(r.expired_at),
+    removedAt: n(r.removed_at),
+    readAt: n(r.read_at),
+    paperOwedAt: n(r.paper_owed_at),
+    paperReason: s(r.paper_reason),
+  }))
+}

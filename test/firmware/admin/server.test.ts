@@ -197,7 +197,17 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     t.match(shown.body, 'S-&lt;img src=x onerror=alert(1)&gt;')
     t.notMatch(shown.body, 'wang@example.net', 'recipients are masked')
 
-    await op.get(`/queue/${id}`)
+    // M9: the mail's history from the ledger, for every role that sees the queue; the trail's records only for those who may search it.
+    let history = ''
+    for (let i = 0; i < 50 && !/deferred ×\d/.test(history); i++) {
+      history = (await op.get(`/queue/${id}`)).body
+      if (!/deferred ×\d/.test(history)) await new Promise((r) => setTimeout(r, 200))
+    }
+    t.match(history, /History 歷程/)
+    t.match(history, /<td>w\*\*\*\*g@example\.net<\/td><td>[\d-]+ [\d:]+<\/td><td>accepted 收件<\/td>/, 'accepted, with its time')
+    t.match(history, /deferred ×\d+ 延遲<\/td><td>451 4\.2\.0 try again later/, 'the deferrals with the last reply')
+    t.notMatch(history, 'href="/audit?id=', "an operator is not sent to the trail's search")
+    t.match((await admin.get(`/queue/${id}`)).body, `href="/audit?id=${id}"`, 'an administrator is')
     for (let i = 0; i < 50; i++) {
       const held = await op.post(`/queue/${id}/hold`, {})
       if (held.status === 200) break
