@@ -9,12 +9,7 @@ import { html, trusted, type Html } from './html.ts'
 import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, type Viewer, formBody } from './pages.ts'
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
 import type { Routes } from './types.ts'
-import { dashboardPage, queueListPage, queueMailPage } from './views.ts'
-import { mailHistory, queueFacts } from '../reports/queries.ts'
-import { boxIdOf } from '../reports/ledger.ts'
-
-/** Mails on one page of the queue list. */
-const QUEUE_PAGE = 100
+import { dashboardPage } from './views.ts'
 
 const body = formBody
 const ALL: readonly Role[] = ROLES
@@ -135,40 +130,6 @@ export function registerRoutes(r: Routes): void {
   app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
     const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'
     return reply.send(d.metrics.series(span))
-  })
-
-  app.get('/queue', { preHandler: r.need(ALL) }, async (req, reply) => {
-    const v = r.viewer(req, reply)!
-    const q = req.query as { state?: string; page?: string }
-    const page = Math.max(1, Math.min(1_000_000, Number.parseInt(q.page ?? '1', 10) || 1))
-    const args = { limit: QUEUE_PAGE, offset: (page - 1) * QUEUE_PAGE, ...(q.state ? { state: q.state } : {}) }
-    const list = await d.control.request({ cmd: 'queue.list', args, who: v.user }, 'admin-page')
-    const summary = await d.control.request({ cmd: 'queue.summary', who: v.user }, 'admin-page')
-    // The spool's list is its index (nothing decrypted); the ledger adds the statement, account, masked recipient and last reply.
-    const store = d.records.ledger()
-    const ids = list.ok ? (list.result as { id: string }[]).map((m) => m.id) : []
-    const facts = store ? await queueFacts(store, boxIdOf(d.config), ids).catch(() => undefined) : undefined
-    return r.page(reply, queueListPage(v, list, summary, q.state, page, QUEUE_PAGE, facts))
-  })
-  /** One mail's history as the ledger has followed it (M9): every recipient's steps, addresses masked. */
-  const historyOf = async (id: string) => {
-    const store = d.records.ledger()
-    return store ? mailHistory(store, boxIdOf(d.config), id).catch(() => undefined) : undefined
-  }
-  app.get('/queue/:id', { preHandler: r.need(ALL) }, async (req, reply) => {
-    const v = r.viewer(req, reply)!
-    const { id } = req.params as { id: string }
-    const shown = await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')
-    return r.page(reply, queueMailPage(v, id, shown, undefined, await historyOf(id)))
-  })
-  app.post('/queue/:id/:action', { preHandler: r.need(['admin', 'operator']) }, async (req, reply) => {
-    const v = r.viewer(req, reply)!
-    const { id, action } = req.params as { id: string; action: string }
-    if (!['hold', 'release', 'retry', 'remove'].includes(action)) return reply.code(404).send('no such action\n')
-    const res = await d.control.request({ cmd: `queue.${action}`, args: { id, reason: body(req).reason }, who: v.user }, 'admin-page')
-    const shown = action === 'remove' && res.ok ? res : await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')
-    const notice = res.ok ? { kind: 'ok' as const, text: `${action}: done 完成` } : { kind: 'error' as const, text: res.error }
-    return r.page(reply.code(res.ok ? 200 : 409), queueMailPage(v, id, shown, notice, await historyOf(id)))
   })
 
   // S6: the audit trail, searched by queue id, statement id, recipient (by its HMAC), type and time.

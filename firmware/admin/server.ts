@@ -19,6 +19,7 @@ import { registerConfigRoutes } from './config-page.ts'
 import { registerMaintenanceRoutes } from './maintenance.ts'
 import { registerResetRoutes } from './reset-page.ts'
 import { registerUpdateRoutes } from './update-page.ts'
+import { registerQueueRoutes } from './queue-page.ts'
 import { registerRecordRoutes } from './records.ts'
 import { registerRoutes } from './routes.ts'
 import type { AdminDeps, Routes } from './types.ts'
@@ -168,6 +169,7 @@ export class AdminServer implements Component {
       metricsAllowed: (req) => metricsAllowed(d.config, req),
     }
     registerRoutes(routes)
+    registerQueueRoutes(routes)
     registerRecordRoutes(routes, d.records)
     registerConfigRoutes(routes)
     registerMaintenanceRoutes(routes)

@@ -1,11 +1,9 @@
 import type { Config } from '../config/load.ts'
-import type { ControlReply } from '../control/server.ts'
 import { SPOOL_STATES } from '../spool/types.ts'
 import { html, type Html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
 import type { SystemView } from './system.ts'
 import type { FirmwareView } from '../update/agent.ts'
-import type { QueueFacts, RecipientHistory } from '../reports/queries.ts'
 
 /**
  * The dashboard and queue pages (S11): what the box is doing, from the same
@@ -96,155 +94,6 @@ export function dashboardPage(v: Viewer, status: Status, config: Config, system:
   )
 }
 
-export function queueListPage(
-  v: Viewer,
-  list: ControlReply,
-  summary: ControlReply,
-  state: string | undefined,
-  page: number,
-  perPage: number,
-  facts?: ReadonlyMap<string, QueueFacts>,
-): Html {
-  const counts = summary.ok ? (summary.result as Record<string, number>) : {}
-  const rows = list.ok
-    ? (list.result as { id: string; state: string; attempts: number; created: string; nextAttemptAt?: string }[]).map((m) => {
-        const f = facts?.get(m.id)
-        return [
-          html`<a href="/queue/${m.id}">${m.id}</a>`,
-          f?.statementId ?? '—',
-          f?.account ?? '—',
-          f?.recipient ? (f.recipients > 1 ? `${f.recipient} +${f.recipients - 1}` : f.recipient) : '—',
-          m.state,
-          m.attempts,
-          m.created.replace('T', ' ').slice(0, 19),
-          m.nextAttemptAt ? m.nextAttemptAt.replace('T', ' ').slice(0, 19) : '—',
-          f?.lastReply ? html`<span class="reply">${f.lastReply.slice(0, 160)}</span>` : '',
-        ]
-      })
-    : []
-  return layout(
-    'Queue 佇列',
-    html`<p class="filters">
-        <a href="/queue">all 全部 (${counts.total ?? 0})</a>${SPOOL_STATES.map(
-          (s) => html` · <a href="/queue?state=${s}" ${s === state ? html` class="current"` : ''}>${s} (${counts[s] ?? 0})</a>`,
-        )}
-      </p>
-      ${list.ok ? '' : html`<p class="notice error">${list.error}</p>`}
-      ${table(
-        [
-          'Queue id',
-          'Statement 帳單',
-          'Account 帳號',
-          'Recipient 收件者',
-          'State 狀態',
-          'Attempts 次數',
-          'Received 收件 (UTC)',
-          'Next attempt 下次',
-          'Last reply 最後回應',
-        ],
-        rows,
-        'The queue is empty. 佇列為空。',
-      )}
-      ${pager(counts, state, page, perPage, rows.length)}
-      <p class="hint">In the queue's own order; addresses are masked. 收件者位址已遮罩。</p>`,
-    v,
-  )
-}
-
-export function queueMailPage(
-  v: Viewer,
-  id: string,
-  shown: ControlReply,
-  notice?: { kind: 'ok' | 'error'; text: string },
-  history?: readonly RecipientHistory[],
-): Html {
-  if (!shown.ok)
-    return layout(
-      `Mail ${id}`,
-      html`<p class="notice error">${shown.error}</p>
-        <p><a href="/queue">Back to the queue</a></p>`,
-      v,
-      notice,
-    )
-  const m = shown.result as Record<string, unknown> & { recipients?: { address: string; state: string }[] }
-  if (m.state === 'removed')
-    return layout(
-      `Mail ${id}`,
-      html`<p>Removed from the queue; the firm is told. 已移除。</p>
-        <p><a href="/queue">Back</a></p>`,
-      v,
-      notice,
-    )
-  const canAct = v.role === 'admin' || v.role === 'operator'
-  const act = (action: string, label: string, reason = false) =>
-    html`<form method="post" action="/queue/${id}/${action}" class="inline">
-      <input type="hidden" name="_csrf" value="${v.csrf}" />${
-        reason ? html`<input name="reason" placeholder="reason (the firm is told) 原因" required maxlength="200" />` : ''
-      }<button>${label}</button>
-    </form>`
-  const fields: [string, unknown][] = [
-    ['State 狀態', m.state],
-    ['Statement id 帳單編號', m.statementId ?? '—'],
-    ['Class 類別', m.statementClass ?? '—'],
-    ['Account 帳號', m.account ?? '—'],
-    ['From 寄件者', m.from],
-    ['Received 收件時間', m.receivedAt],
-    ['Attempts 嘗試次數', m.attempts],
-    ['Next attempt 下次嘗試', m.nextAttemptAt ?? '—'],
-    ['Size 大小', `${String(m.bytes)} bytes`],
-  ]
-  return layout(
-    `Mail ${id}`,
-    html`${table(['', ''], fields)}
-      <h2>Recipients 收件者</h2>
-      ${table(
-        ['Address (masked)', 'State'],
-        (m.recipients ?? []).map((r) => [r.address, r.state]),
-      )}
-      ${
-        canAct
-          ? html`<h2>Actions 動作</h2>
-              <div class="actions">
-                ${act('hold', 'Hold 暫停')}${act('release', 'Release 放行')}${act('retry', 'Retry now 立即重試')}${act('remove', 'Remove 移除', true)}
-              </div>`
-          : ''
-      }
-      ${
-        history?.length
-          ? html`<h2>History 歷程</h2>
-              ${table(['Recipient 收件者', 'Time 時間 (UTC)', 'Event 事件', 'Detail 說明'], historyRows(history))}`
-          : ''
-      }
-      <p>
-        ${v.role === 'admin' || v.role === 'auditor' ? html`<a href="/audit?id=${id}">Its audit records 稽核紀錄</a> · ` : ''}<a href="/queue"
-          >Back to the queue 返回佇列</a
-        >
-      </p>`,
-    v,
-    notice,
-  )
-}
-
-/** A mail's history from the ledger, one row per step of each recipient, in time order (M9). */
-function historyRows(history: readonly RecipientHistory[]): unknown[][] {
-  const when = (ms: number) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19)
-  const rows: [number, unknown[]][] = []
-  for (const h of history) {
-    const step = (at: number | null, event: string, detail: unknown = '') => {
-      if (at !== null) rows.push([at, [h.recipient, when(at), event, detail]])
-    }
-    step(h.acceptedAt, 'accepted 收件')
-    if (h.deferrals > 0) rows.push([h.acceptedAt + 1, [h.recipient, '', `deferred ×${h.deferrals} 延遲`, h.lastReply ?? '']])
-    step(h.deliveredAt, 'delivered 送達', [h.mx, h.sourceIp && `from ${h.sourceIp}`, h.tls].filter(Boolean).join(' · '))
-    step(h.bouncedAt, 'bounced 退信', h.bounceReason ?? '')
-    step(h.expiredAt, 'expired 逾期')
-    step(h.removedAt, 'removed 移除')
-    step(h.readAt, 'read 已讀')
-    step(h.paperOwedAt, 'paper owed 需寄紙本', h.paperReason ?? '')
-  }
-  return rows.sort((a, b) => a[0] - b[0]).map(([, r]) => r)
-}
-
 const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`
 
 function boxCards(system: SystemView | undefined, config: Config): Html {
@@ -330,15 +179,4 @@ function inventoryCard(system: SystemView): Html {
       ],
     )}
   </div>`
-}
-
-function pager(counts: Record<string, number>, state: string | undefined, page: number, perPage: number, shown: number): Html {
-  const total = state ? (counts[state] ?? 0) : (counts.total ?? 0)
-  const pages = Math.max(1, Math.ceil(total / perPage))
-  const link = (p: number, label: string) => html`<a href="/queue?${state ? html`state=${state}&amp;` : ''}page=${p}">${label}</a>`
-  const from = shown ? (page - 1) * perPage + 1 : 0
-  return html`<p class="pager">
-    ${page > 1 ? link(page - 1, '← Previous 上一頁') : ''} ${from}–${from + Math.max(shown - 1, 0)} of ${total} (page ${page} of ${pages})
-    ${page < pages ? link(page + 1, 'Next 下一頁 →') : ''}
-  </p>`
 }

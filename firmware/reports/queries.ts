@@ -358,3 +358,16 @@ export async function mailHistory(store: LedgerStore, box: string, id: string): 
     paperReason: s(r.paper_reason),
   }))
 }
+
+/**
+ * The queue ids of the mails that carried a statement id, or were sent to a recipient (by its
+ * HMAC), newest first: the admin page's search of the queue. Both are indexed lookups.
+ */
+export async function queueIdsOf(store: LedgerStore, box: string, q: { statementId?: string; recipientHash?: string }, limit: number): Promise<string[]> {
+  const sql = q.statementId
+    ? 'SELECT id FROM statements WHERE statement_id = ? AND box = ? ORDER BY accepted_at DESC LIMIT ?'
+    : 'SELECT id, MAX(accepted_at) AS at FROM recipients WHERE rcpt_hash = ? AND box = ? GROUP BY id ORDER BY at DESC LIMIT ?'
+  const key = q.statementId ?? q.recipientHash
+  if (!key) return []
+  return (await store.all<{ id: string }>(sql, [key, box, limit])).map((r) => r.id)
+}

@@ -192,6 +192,20 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     t.match(listed, '<td>w****g@example.net</td>', 'and the recipient, masked')
     t.notMatch(listed, xss)
     t.notMatch(listed, 'wang@example.net')
+    // An operator finds a customer's mail by statement id or by address (looked up by its HMAC), and the search is in the trail.
+    const byStatement = await op.get(`/queue?statement=${encodeURIComponent(`S-${xss}`)}`)
+    t.match(byStatement.body, `<a href="/queue/${id}">`, 'found by statement id')
+    t.match(byStatement.body, /1 in the queue/)
+    t.match((await op.get('/queue?recipient=wang%40example.net')).body, `<a href="/queue/${id}">`, 'found by recipient')
+    t.notMatch((await op.get('/queue?recipient=lin%40example.net')).body, `<a href="/queue/${id}">`, 'not under another')
+    t.match((await op.get('/queue?statement=S-none')).body, /0 in the queue/)
+    let searches = ''
+    for (let i = 0; i < 50 && !searches.includes('queue.search'); i++) {
+      searches = (await au.get('/audit?type=admin.action')).body
+      if (!searches.includes('queue.search')) await new Promise((r) => setTimeout(r, 200))
+    }
+    t.match(searches, /queue\.search/, 'each search is an admin action in the trail')
+    t.notMatch(searches, 'wang@example.net', 'without the address searched for')
     const shown = await admin.get(`/queue/${id}`)
     t.notMatch(shown.body, xss, 'the statement id is not markup')
     t.match(shown.body, 'S-&lt;img src=x onerror=alert(1)&gt;')
