@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
-import { opendir, readdir, readFile, rename, unlink } from 'node:fs/promises'
+import { readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
 import { HsmError, type Hsm } from '../../hal/hsm/index.ts'
@@ -14,22 +14,13 @@ import { epochKeyLabel } from '../keys/labels.ts'
 import type { Logger } from '../log.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
 import { EpochKeys } from './epochs.ts'
-import { parseRecordName, recordName, shardOf } from './ids.ts'
+import { recordName, shardOf } from './ids.ts'
 import { SpoolIndex } from './index.ts'
 import { Journal, type JournalState } from './journal.ts'
 import { SpoolLimits } from './limits.ts'
+import { scanRecords, verifyRecords } from './recover.ts'
 import { decodeRecord, readHeader, RecordError, writeRecord, type SpooledMail } from './record.ts'
-import {
-  decodeDone,
-  decodeWait,
-  encodeDone,
-  encodeWait,
-  type FinalOutcome,
-  type ReceiptWait,
-  type RecipientsDone,
-  type SpoolEntry,
-  type SpoolState,
-} from './types.ts'
+import { decodeDone, encodeDone, encodeWait, type FinalOutcome, type ReceiptWait, type RecipientsDone, type SpoolEntry, type SpoolState } from './types.ts'
 
 /**
  * The encrypted durable spool (M10, S9, S12, S13).
@@ -94,43 +85,12 @@ export class Spool implements Component, Handoff {
     const started = this.#clock.now()
     mkdirSync(this.#quarantine, { recursive: true, mode: 0o700 })
     const journal = await this.#journal.load()
-    const finals: string[] = []
-    let torn = 0
-    for (const shard of await readdir(this.#dir, { withFileTypes: true })) {
-      if (!shard.isDirectory() || shard.name === 'quarantine') continue
-      const shardDir = join(this.#dir, shard.name)
-      // Streamed in batches: no array of every name in a large directory.
-      for await (const dirent of await opendir(shardDir, { bufferSize: 256 })) {
-        const name = dirent.name
-        if (name.endsWith('.tmp')) {
-          // Never acknowledged: the crash came before rename, so no 250 was sent for it.
-          await unlink(join(shardDir, name))
-          torn++
-          continue
-        }
-        const parsed = parseRecordName(name)
-        if (!parsed) continue
-        const { id, epoch, created } = parsed
-        const j = journal.get(id)
-        if (j !== undefined && j !== 'queued' && j.state === 'final') {
-          finals.push(join(shardDir, name))
-          continue
-        }
-        const st = j === undefined || j === 'queued' ? undefined : j
-        const wait = st?.state === 'awaiting' ? decodeWait(st.done) : undefined
-        if (wait) this.#waits.set(id, wait)
-        else if (st?.done) this.#done.set(id, st.done)
-        this.#index.set({
-          id,
-          epoch,
-          created,
-          state: st?.state === 'held' ? 'held' : wait ? 'awaiting' : st ? 'deferred' : 'queued',
-          attempts: st?.attempts ?? 0,
-          nextAttemptAt: st?.nextAttemptAt ?? created,
-        })
-        this.#epochs.hold(epoch)
-      }
-    }
+    const { finals, torn } = await scanRecords(this.#dir, journal, (entry, kept) => {
+      if (kept.wait) this.#waits.set(entry.id, kept.wait)
+      else if (kept.done) this.#done.set(entry.id, kept.done)
+      this.#index.set(entry)
+      this.#epochs.hold(entry.epoch)
+    })
     // Final in the journal but still on disk: the crash came between journal and unlink.
     for (const f of finals) await unlink(f)
     // Only entries with a journal state are materialised (a million queued ones would be garbage).
@@ -157,7 +117,15 @@ export class Spool implements Component, Handoff {
       this.#limits.checkAlarms()
     }, 60_000)
     this.#timer.unref()
-    if (this.#config.spool.verifyOnStart) this.#verifying = this.#verifyAll()
+    if (this.#config.spool.verifyOnStart)
+      this.#verifying = verifyRecords({
+        ids: this.#index.ids(),
+        // Gone meanwhile, or being delivered (delivery reads and checks it itself).
+        skip: (id) => (this.#index.get(id)?.state ?? 'inflight') === 'inflight',
+        read: (id) => this.read(id),
+        stopping: () => this.#stopping,
+        log: this.#log,
+      })
   }
 
   async stop(): Promise<void> {
@@ -359,7 +327,6 @@ export class Spool implements Component, Handoff {
     await this.#epochs.release(e.epoch)
   }
 
-  /** Up to `limit` entries in index order, optionally only those in `state` (for the operator). */
   /** When the oldest mail in the queue was received (S11: queue age), or undefined when it is empty. */
   oldestCreated(): number | undefined {
     return this.#index.oldestCreated()
@@ -402,26 +369,6 @@ export class Spool implements Component, Handoff {
     this.#events.emit({ type: 'spool.quarantined', file: name, reason })
     this.#log.error({ id: e.id, reason }, 'spool record quarantined')
     await this.#epochs.release(e.epoch)
-  }
-
-  /** Reads and authenticates every record once after start, without holding up accepting or delivering. */
-  async #verifyAll(): Promise<void> {
-    let checked = 0
-    let bad = 0
-    for (const id of this.#index.ids()) {
-      if (this.#stopping) return
-      const e = this.#index.get(id)
-      if (!e || e.state === 'inflight') continue
-      try {
-        await this.read(id)
-        checked++
-      } catch (err) {
-        if (err instanceof RecordError || (err instanceof HsmError && err.code === 'EHSM_DATA_INVALID')) bad++
-        else if (err instanceof HsmError) return void this.#log.warn({ err: err.message }, 'spool verification paused: HSM unavailable')
-      }
-      if (checked % 256 === 0) await new Promise((r) => setImmediate(r))
-    }
-    this.#log.info({ checked, quarantined: bad }, 'spool verification finished')
   }
 
   #mustGet(id: string): SpoolEntry {
