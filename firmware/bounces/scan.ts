@@ -106,3 +106,24 @@ export function normalise(text: string): string {
   }
   return out
 }
+
+/**
+ * Which code describes the failure, when the Status field and the receiver's reply each give one:
+ * the one of the reply code's class when they differ in class; the reply's own code when the field
+ * is vaguer (`5.0.0`, `5.1.0`) or is X.4.7, which RFC 3463 3.5 asks to be used only when "the code
+ * for the actual problem found when delivery was attempted" cannot be given; otherwise the field.
+ */
+export function preferredStatus(field: string, diagnostic: string, reply = ''): string {
+  if (!field || field === diagnostic) return field || diagnostic
+  if (!diagnostic) return field
+  if (field[0] !== diagnostic[0] && reply) {
+    if (reply[0] === diagnostic[0]) return diagnostic
+    if (reply[0] === field[0]) return field
+  }
+  const [, fieldSubject, fieldDetail] = field.split('.')
+  const [, subject, detail] = diagnostic.split('.')
+  if (fieldSubject === '0' && fieldDetail === '0') return subject === '0' && detail === '0' ? field : diagnostic
+  if (fieldDetail === '0' && detail !== '0' && subject !== '0') return diagnostic
+  if (fieldSubject === '4' && fieldDetail === '7') return diagnostic
+  return field
+}
