@@ -359,7 +359,12 @@ export class DeliveryEngine implements Component {
         return
       }
     }
-    if (deferredReply !== undefined) {
+    if (deferredReply !== undefined && rule && this.#readInFlight.delete(env.id)) {
+      // M11: its read receipt came while this first attempt was under way, so the receiver had it,
+      // whatever this attempt heard back (a reply lost or late): read, never sent again.
+      await this.#finish(env.id, 'read', 'read receipt during an attempt that did not hear its 250')
+      this.counts.read++
+    } else if (deferredReply !== undefined) {
       const schedule = this.#config.delivery.retrySeconds
       const wait = schedule[Math.min(entry.attempts, schedule.length - 1)]! * 1000
       await this.#spool.defer(env.id, this.#clock.now() + wait, deferredReply, { delivered, bounced })

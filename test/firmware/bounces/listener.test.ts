@@ -208,12 +208,21 @@ t.test('M11: a read-receipt statement asks for its receipt at a token address; t
     outcome = (await finals())[0]?.outcome
     if (!outcome) await new Promise((r) => setTimeout(r, 200))
   }
+  // When it fails, the message says which way the read went and what the trail has of the statement.
+  const history = async () =>
+    (await tool(AUDIT, cfg.path, 'search', '--id', queueId)).stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .map(({ type, outcome, reply, reason }) => ({ type, outcome, reply, reason }))
   t.equal(
     outcome,
     'read',
     outcome === 'read'
       ? 'the statement ended as read, and its record was shredded'
-      : `not ended as read; the box said: ${JSON.stringify(child.records.filter((r) => Number(r.level) >= 40 || r.msg === 'read receipt'))}`,
+      : `not ended as read; the box said: ${JSON.stringify(child.records.filter((r) => Number(r.level) >= 40 || r.msg === 'read receipt'))}; ` +
+          `the trail has: ${JSON.stringify(await history())}`,
   )
   const rows = JSON.parse((await tool(CLI, cfg.path, 'statement', 'S-HV-1', '--format', 'json')).stdout) as Record<string, unknown>[]
   t.match(rows[0], { state: 'delivered', read_at: /^\d|^[1-9]/ }, 'the ledger has the read')

@@ -194,6 +194,29 @@ t.test('M11: a read that comes while the statement is in flight is journalled: a
   t.equal(tl.rx.received.length, 1, 'not sent again')
 })
 
+t.test('M11: a read that comes while the first attempt is under way ends it as read, even when that attempt hears no 250', async (t) => {
+  const on: { data?: () => void } = {}
+  let offered = 0
+  const tl = await timeline(t, taipei('2026-11-02T10:00:00'), {
+    // The receiver has the statement (the customer opens it) and its 250 is lost: the attempt ends deferred.
+    onData: (_mail, count) => {
+      offered = count
+      if (count === 1) on.data?.()
+      return count === 1 ? smtpError(451, '4.4.2 connection lost after the data') : undefined
+    },
+  })
+  let outcome: Promise<string> | undefined
+  const id = await tl.send()
+  // The read arrives while the attempt is in flight: the receiver has the data, its answer is not sent yet.
+  on.data = () => void (outcome = tl.rig.engine.read(id, 'mdn'))
+  await until(() => finals(tl.rig.events)[id] !== undefined, 10_000)
+  t.equal(await outcome, 'read')
+  t.equal(finals(tl.rig.events)[id], 'read', 'read, not deferred')
+  tl.rig.clock.now += 72 * HOUR
+  await new Promise((r) => setTimeout(r, 400))
+  t.equal(offered, 1, 'never sent again')
+})
+
 t.test('M11 timeline with kill -9 between the steps: first send, kill, second send, kill, paper owed — never a third send', async (t) => {
   const rx = await startReceiver(t)
   const dir = tempDir(t, 'sg-m11-kill-')
