@@ -1,5 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
+import { request } from 'node:https'
 import { join } from 'node:path'
+import { connect, type ConnectionOptions } from 'node:tls'
 import t from 'tap'
 import { controlRequests } from '../../../firmware/control/server.ts'
 import { hotp, stepAt } from '../../../firmware/admin/totp.ts'
@@ -25,7 +27,8 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
   writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
   const box = await adminBox(t, {
     // Far above what the test's logins need in a minute; the per-address limit has a test of its own.
-    admin: { metrics: { tokenFile }, loginAttemptsPerMinute: 500 },
+    // Browsers from 127.0.0.1 only: 127.0.0.2 is another host on the loopback net, and is refused.
+    admin: { metrics: { tokenFile }, loginAttemptsPerMinute: 500, allowFrom: ['127.0.0.1/32'] },
     delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
   })
   t.match(box.child.stderr(), /admin page\s+https:\/\/127\.0\.0\.1:\d+\//, 'the start message names the admin page')
@@ -81,6 +84,40 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     planted.cookies.set('__Host-sg-session', 'planted-by-someone-else')
     t.equal((await planted.get('/dashboard')).headers.location, '/login', 'the planted id is worth nothing')
     admin = c
+  })
+
+  await t.test('S1, S8: the management listener speaks TLS 1.2+ with ECDHE only, and only to the allowed browsers', async (t) => {
+    const { port } = new URL(box.url)
+    const hello = (opts: ConnectionOptions) =>
+      new Promise<{ protocol: string | null; cipher: string } | Error>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port: Number(port), ca: box.ca, servername: 'localhost', rejectUnauthorized: false, ...opts }, () => {
+          resolve({ protocol: s.getProtocol(), cipher: s.getCipher().name })
+          s.end()
+        })
+        s.on('error', (err: Error) => resolve(err))
+      })
+    const old = await hello({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' })
+    t.ok(old instanceof Error, `TLS 1.0/1.1 refused (${(old as Error).message})`)
+    const rsa = await hello({ maxVersion: 'TLSv1.2', ciphers: 'AES256-GCM-SHA384:AES128-GCM-SHA256' })
+    t.ok(rsa instanceof Error, 'TLS 1.2 without ECDHE (static RSA key exchange) refused')
+    const ecdhe = await hello({ maxVersion: 'TLSv1.2' })
+    t.match(ecdhe, { protocol: 'TLSv1.2', cipher: /^ECDHE-/ }, 'TLS 1.2 with ECDHE')
+    t.match(await hello({}), { protocol: 'TLSv1.3' })
+
+    const from = (localAddress: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(new URL('/login', box.url), { ca: box.ca, servername: 'localhost', localAddress }, (res) => {
+          let body = ''
+          res.setEncoding('utf8').on('data', (d: string) => (body += d))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+    const other = await from('127.0.0.2')
+    t.equal(other.status, 403, 'a browser outside admin.allowFrom gets 403 before any page')
+    t.notMatch(other.body, /<form/, 'and no login form')
+    t.equal((await from('127.0.0.1')).status, 200)
   })
 
   await t.test('the security headers on every page', async (t) => {
