@@ -36,17 +36,22 @@ export function registerQueueRoutes(r: Routes): void {
       // Found in the ledger (the statement id, or the recipient's HMAC: never an address in clear), then shown as the queue has them.
       let list: ControlReply = { ok: false, error: 'Finding a mail needs the ledger (reports.enabled). 需啟用帳單帳本。' }
       let ids: string[] = []
-      if (store) {
-        ids = await queueIdsOf(
-          store,
-          box,
-          { statementId: statement || undefined, recipientHash: recipient ? await d.recipientHash(recipient) : undefined },
-          SEARCH_LIMIT,
-        )
+      // The recipient's HMAC is made in the HSM: while it is away, a search by address cannot be made.
+      const recipientHash = recipient ? await d.recipientHash(recipient).catch(() => undefined) : undefined
+      if (recipient && !recipientHash) list = { ok: false, error: 'The HSM is not answering: a recipient cannot be looked up now. HSM 無回應。' }
+      else if (store) {
+        ids = await queueIdsOf(store, box, { statementId: statement || undefined, recipientHash }, SEARCH_LIMIT)
         const shown = await Promise.all(ids.map((id) => d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')))
         list = { ok: true, result: shown.filter((s) => s.ok).map((s) => s.result) }
       }
-      d.events.emit({ type: 'admin.action', who: v.user, via: 'admin-page', action: 'queue.search', target: statement || 'recipient', outcome: 'ok' })
+      d.events.emit({
+        type: 'admin.action',
+        who: v.user,
+        via: 'admin-page',
+        action: 'queue.search',
+        target: statement || 'recipient',
+        outcome: list.ok ? 'ok' : 'refused',
+      })
       const inQueue = list.ok ? (list.result as unknown[]).length : 0
       const facts = store ? await queueFacts(store, box, ids).catch(() => undefined) : undefined
       return r.page(reply, queueListPage(v, list, summary, undefined, 1, QUEUE_PAGE, facts, { statement, recipient, notInQueue: ids.length - inQueue }))
