@@ -65,7 +65,12 @@ export function textRecipients(notice: string, p: Parts): RecipientResult[] {
   let found = all.filter((a) => !own.has(a.value.toLowerCase()) && !system(a.value.toLowerCase()) && !expandedFrom(a))
   if (found.length === 0) found = all.filter((a) => !own.has(a.value.toLowerCase()))
   if (found.length === 0) found = all.filter((a) => !reportFrom.has(a.value.toLowerCase()) && !system(a.value.toLowerCase()))
+  // A notice that says where its list of failed recipients starts (`did not reach the following
+  // recipient(s):`) may name others before it: the original's To in a summary, the sender.
+  // Those others still end the words of the recipient before them.
   const named = new Set(found.map((f) => f.value.toLowerCase()))
+  const listAt = listStart(notice)
+  if (listAt >= 0 && found.some((a) => a.at > listAt)) found = found.filter((a) => a.at > listAt)
   const noticeReply = replyLine(notice)
   const seen = new Set<string>()
   const out: RecipientResult[] = []
@@ -181,6 +186,27 @@ function paragraphAbout(notice: string, address: string): string {
   const text = notice.slice(at, at + DIAGNOSTIC_LIMIT).replace(/\r/g, '')
   const blank = text.search(/\n[ \t]*\n/)
   return blank < 0 ? text : text.slice(0, blank)
+}
+
+/** Words that introduce the list of failed recipients in common notices. */
+const LIST_MARKERS = [
+  'following recipient',
+  'following address',
+  'following destination',
+  'could not be delivered to:',
+  'delivery has failed to these recipients',
+  'delivery to the following',
+]
+
+/** Where the notice's list of failed recipients starts (after its first marker), or -1. */
+function listStart(notice: string): number {
+  const lower = notice.toLowerCase()
+  let at = -1
+  for (const m of LIST_MARKERS) {
+    const i = lower.indexOf(m)
+    if (i >= 0 && (at < 0 || i < at)) at = i + m.length
+  }
+  return at
 }
 
 /** The notice's first line that starts with an SMTP reply code (`550 …`, `550-5.1.1 …`), or ''. */

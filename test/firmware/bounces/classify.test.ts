@@ -40,6 +40,11 @@ t.test('the command and the DSN action take part: a "user unknown" after DATA is
   const c = new Classifier()
   t.equal(c.classify({ text: '550 5.1.1 User unknown (in reply to RCPT TO command)' }).category, 'invalid-recipient')
   t.match(c.classify({ text: '550 User unknown (in reply to end of DATA command)' }), { category: 'recipient-filtered', hard: false })
+  t.match(
+    c.classify({ text: '550 5.1.1 <wang@example.com>... User unknown', command: 'data' }),
+    { category: 'invalid-recipient', hard: true },
+    "after DATA, but with the receiver's own 5.1.1: the mailbox does not exist",
+  )
   t.equal(c.classify({ status: '4.4.1', text: 'connect to mx.example.net: Connection timed out', action: 'failed' }).category, 'message-expired')
   t.equal(c.classify({ status: '4.4.1', text: 'connect to mx.example.net: Connection timed out', action: 'delayed' }).category, 'bad-connection')
   t.equal(commandIn('host said: 550 rejected (in reply to mail from command)'), 'mail')

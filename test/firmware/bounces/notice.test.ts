@@ -200,3 +200,30 @@ body
   t.match(r, { kind: 'dsn', recipients: [{ address: 'wang@example.com', reply: '421' }] })
   t.equal(new Classifier().classify({ ...r.recipients[0]!, text: r.recipients[0]!.diagnostic }).category, 'message-expired')
 })
+
+t.test('a notice that says where its list of failed recipients starts: the addresses before it are not recipients', async (t) => {
+  const exchange = await parseReport(
+    crlf(`From: System Administrator <postmaster@example.net>
+To: b-xyz@bounce.bank.example
+Subject: Undeliverable: statement
+MIME-Version: 1.0
+Content-Type: text/plain; charset="us-ascii"
+
+Your message
+
+  To:      wang@example.net
+  Subject: statement
+  Sent:    Thu, 29 Apr 2026 23:00:00 +0800
+
+did not reach the following recipient(s):
+
+wang@mail.example.jp on Thu, 29 Apr 2026 23:00:05 +0800
+    The recipient name is not recognized
+    MSEXCH:IMS:EXAMPLE:MAIL:HOST 0 (000C05A6) Unknown Recipient
+`),
+  )
+  t.match(exchange.recipients, [{ address: 'wang@mail.example.jp' }], 'the listed recipient, not the original To in the summary')
+  t.equal(exchange.recipients.length, 1)
+  t.match(exchange.recipients[0]!.diagnostic, /The recipient name is not recognized/)
+  t.match(new Classifier().classify(failureOf(exchange.recipients[0]!)), { category: 'invalid-recipient', hard: true })
+})
