@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { exportTrail } from '../audit/export.ts'
 import { verifyTrail, type VerifyResult } from '../audit/verify.ts'
 import { csvField, localTimeFormatter, paperCells } from '../reports/export.ts'
+import { dayFormatter } from '../reports/ledger.ts'
 import { PAPER_FIELDS, paperOwedRows, summary } from '../reports/queries.ts'
 import { html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
@@ -34,6 +35,7 @@ export function registerRecordRoutes(r: Routes, rec: RecordDeps): void {
   const { app, deps: d } = r
   const tz = d.config.reports.timeZone
   const local = localTimeFormatter(tz)
+  const today = dayFormatter(tz)
   let verify: VerifyState | undefined
 
   app.get('/reports', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
@@ -41,7 +43,8 @@ export function registerRecordRoutes(r: Routes, rec: RecordDeps): void {
     const store = rec.ledger()
     if (!store) return r.page(reply, layout('Reports 報表', html`<p class="notice error">The ledger is off (reports.enabled).</p>`, v))
     const q = req.query as { from?: string; to?: string }
-    const to = q.to && DAY.test(q.to) ? q.to : new Date(d.clock.now()).toISOString().slice(0, 10)
+    // The ledger's days are the firm's (reports.timeZone): from 00:00 to 08:00 in Taipei the UTC date is yesterday's.
+    const to = q.to && DAY.test(q.to) ? q.to : today(d.clock.now())
     const from = q.from && DAY.test(q.from) ? q.from : new Date(Date.parse(to) - 13 * 86_400_000).toISOString().slice(0, 10)
     const rows = await summary(store, { from, to }, ['day'])
     const month = to.slice(0, 7)

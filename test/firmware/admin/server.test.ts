@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { connect, type ConnectionOptions } from 'node:tls'
 import t from 'tap'
 import { controlRequests } from '../../../firmware/control/server.ts'
+import { dayFormatter } from '../../../firmware/reports/ledger.ts'
 import { hotp, stepAt } from '../../../firmware/admin/totp.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { smtpError, startReceiver } from '../../helpers/receiver.ts'
@@ -20,6 +21,8 @@ const OPERATOR = { name: 'lin', password: 'Orchid-kettle 8 tea' }
 const AUDITOR = { name: 'chen', password: 'Plum-blossom 9 ink' }
 const LOCKED = { name: 'ho', password: 'Maple-syrup 3 jars' }
 const TOKEN = 'scrape-token-0123456789abcdef'
+/** UTC−12 before noon UTC (yesterday there), UTC+14 after it (tomorrow there). */
+const OTHER_DAY_ZONE = new Date().getUTCHours() < 12 ? 'Etc/GMT+12' : 'Etc/GMT-14'
 
 t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', async (t) => {
   const rx = await startReceiver(t, { onRcptTo: () => smtpError(451, '4.2.0 try again later') })
@@ -29,6 +32,8 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     // Far above what the test's logins need in a minute; the per-address limit has a test of its own.
     // Browsers from 127.0.0.1 only: 127.0.0.2 is another host on the loopback net, and is refused.
     admin: { metrics: { tokenFile }, loginAttemptsPerMinute: 500, allowFrom: ['127.0.0.1/32'] },
+    // A reporting zone whose date is never today's UTC date: the pages must use the ledger's days.
+    reports: { timeZone: OTHER_DAY_ZONE },
     delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
   })
   t.match(box.child.stderr(), /admin page\s+https:\/\/127\.0\.0\.1:\d+\//, 'the start message names the admin page')
@@ -279,7 +284,8 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
   })
 
   await t.test('reports, paper-owed list and CSV; keys and certificates; chain verification; export for the auditor only', async (t) => {
-    const month = new Date().toISOString().slice(0, 7)
+    const month = dayFormatter(OTHER_DAY_ZONE)(Date.now()).slice(0, 7)
+    t.not(dayFormatter(OTHER_DAY_ZONE)(Date.now()), new Date().toISOString().slice(0, 10), "the firm's day is not the UTC date")
     t.match((await op.get('/reports')).body, /Submitted 收件/)
     const paper = await op.get(`/reports/paper?month=${month}`)
     t.equal(paper.status, 200)
