@@ -5,7 +5,6 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
-import { domainOf } from '../mime/address.ts'
 import { ReadReceipts, type ReceiptRule } from '../bounces/receipts.ts'
 import type { ReturnPathTokens } from '../bounces/verp.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
@@ -16,7 +15,7 @@ import { EgressPool } from './egress.ts'
 import { Percentiles } from './percentiles.ts'
 import { ConnectionPool } from './pool.ts'
 import { systemResolver, type Resolver } from './routes.ts'
-import { Transport, type Outcome } from './transport.ts'
+import { transactions, Transport, type Outcome } from './transport.ts'
 
 /**
  * The delivery engine (M2, M3, M7, M8, S1): takes due mail from the spool,
@@ -287,19 +286,10 @@ export class DeliveryEngine implements Component {
     }
     const verp = returnDomain && this.#returnPath ? { domain: returnDomain, tokens: this.#returnPath } : undefined
     // Only recipients not yet final: a retry never sends a customer the same statement twice.
-    const groups = new Map<string, { domain: string; mailFrom: string; rcpts: string[] }>()
-    env.rcptTo.forEach((r, i) => {
-      if (finished.has(i)) return
-      const domain = domainOf(r)
-      const key = verp ? `${domain} ${i}` : domain
-      const mailFrom = verp ? `${verp.tokens.localPart({ kind: 'b', id: env.id, recipient: i })}@${verp.domain}` : env.mailFrom
-      const group = groups.get(key) ?? { domain, mailFrom, rcpts: [] }
-      group.rcpts.push(r)
-      groups.set(key, group)
-    })
+    const groups = transactions(env, finished, verp)
     const results = new Map<string, { status: Outcome['status']; reply: string }>()
     let firstAccepted: number | undefined
-    for (const { domain, mailFrom, rcpts } of groups.values()) {
+    for (const { domain, mailFrom, rcpts } of groups) {
       const o = await this.#transport.toDomain(env.id, kind, domain, mailFrom, rcpts, mail.message)
       if (o.at !== undefined) firstAccepted ??= o.at
       for (const r of rcpts) results.set(r, o.perRecipient?.get(r) ?? o)

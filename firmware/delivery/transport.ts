@@ -3,6 +3,8 @@ import { ByteRateLimiter } from '../../hal/net/throttle.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { domainOf } from '../mime/address.ts'
+import type { ReturnPathTokens } from '../bounces/verp.ts'
 import { SmtpError, type SmtpClient } from './client.ts'
 import { isBlockReply, isThrottleReply, type Egress, type EgressPool } from './egress.ts'
 import type { ConnectionPool } from './pool.ts'
@@ -152,4 +154,27 @@ export class Transport {
     this.#events.emit({ type: 'delivery.attempt', id, kind, outcome, recipients, mx: o.mx, sourceIp: o.ip, reply: o.reply, tls: o.tls })
     return o
   }
+}
+
+/**
+ * The transactions one attempt makes (M8): the recipients not yet final, one transaction per
+ * domain; with a return path (VERP), one per recipient, each with its own token as the envelope
+ * sender, so that a bounce names its statement and recipient.
+ */
+export function transactions(
+  env: { id: string; mailFrom: string; rcptTo: readonly string[] },
+  finished: ReadonlySet<number>,
+  verp?: { domain: string; tokens: ReturnPathTokens },
+): { domain: string; mailFrom: string; rcpts: string[] }[] {
+  const groups = new Map<string, { domain: string; mailFrom: string; rcpts: string[] }>()
+  env.rcptTo.forEach((r, i) => {
+    if (finished.has(i)) return
+    const domain = domainOf(r)
+    const key = verp ? `${domain} ${i}` : domain
+    const mailFrom = verp ? `${verp.tokens.localPart({ kind: 'b', id: env.id, recipient: i })}@${verp.domain}` : env.mailFrom
+    const group = groups.get(key) ?? { domain, mailFrom, rcpts: [] }
+    group.rcpts.push(r)
+    groups.set(key, group)
+  })
+  return [...groups.values()]
 }
