@@ -1,7 +1,8 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
+import { createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { spkiSha256 } from '../hal/crypto/der.ts'
 import type { Hsm } from '../hal/hsm/index.ts'
 import { exportTrail } from '../firmware/audit/export.ts'
 import { CHECKPOINT_KEY_LABEL } from '../firmware/keys/labels.ts'
@@ -134,11 +135,7 @@ switch (positionals[0]) {
   case 'pubkey': {
     const key = await withHsm((hsm) => hsm.keys.publicKey(CHECKPOINT_KEY_LABEL))
     process.stdout.write(key.export({ type: 'spki', format: 'pem' }))
-    process.stdout.write(
-      `SHA-256 fingerprint (of the DER SubjectPublicKeyInfo): ${createHash('sha256')
-        .update(key.export({ type: 'spki', format: 'der' }))
-        .digest('hex')}\n`,
-    )
+    process.stdout.write(`SHA-256 fingerprint (of the DER SubjectPublicKeyInfo): ${spkiSha256(key)}\n`)
     break
   }
   default:

@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync }
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import type { Hsm } from '../../hal/hsm/index.ts'
+import { spkiSha256 } from '../../hal/crypto/der.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import { configDiff } from '../audit/config-change.ts'
 import { CHECKPOINT_KEY_LABEL, CONFIG_VERSION_LABEL, dkimKeyLabel } from '../keys/labels.ts'
@@ -166,8 +167,7 @@ async function keyCheck(hsm: Hsm, label: string, kind: 'secret' | 'pair'): Promi
     return `kcv:${(await hsm.keys.hmac(label, KCV_TEXT)).subarray(0, 8).toString('hex')}`
   }
   if (!(await hsm.keys.exists(label, 'private'))) return undefined
-  const der = (await hsm.keys.publicKey(label)).export({ type: 'spki', format: 'der' })
-  return `spki-sha256:${createHash('sha256').update(der).digest('hex')}`
+  return `spki-sha256:${spkiSha256(await hsm.keys.publicKey(label))}`
 }
 
 /** Everything a second site needs besides HSM keys, read from a box's data directory and HSM. */

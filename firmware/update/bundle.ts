@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto'
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs'
 import { dirname, join, posix } from 'node:path'
+import { spkiSha256 } from '../../hal/crypto/der.ts'
 
 /**
  * Firmware bundles (S8; ETSI EN 303 645 5.3), in a format with no archive
@@ -55,10 +56,8 @@ export class BundleError extends Error {
   override name = 'BundleError'
 }
 
-export const keyId = (key: KeyObject): string =>
-  createHash('sha256')
-    .update(key.export({ type: 'spki', format: 'der' }))
-    .digest('hex')
+/** A vendor key's id in signatures and in `removeKeys`: its SPKI fingerprint. */
+export const keyId = spkiSha256
 
 export function semver(v: string): [number, number, number] {
   const m = /^(\d{1,6})\.(\d{1,6})\.(\d{1,6})$/.exec(v)

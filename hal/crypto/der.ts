@@ -4,6 +4,8 @@
  * libraries keep the caller's order and produce BER that breaks on re-encoding).
  */
 
+import { createHash, type KeyObject } from 'node:crypto'
+
 export type Der = Buffer
 
 function length(n: number): Buffer {
@@ -144,6 +146,12 @@ export const OID = {
   rsaEncryption: '1.2.840.113549.1.1.1',
   extensionRequest: '1.2.840.113549.1.9.14',
 } as const
+
+/** A public key's fingerprint: the SHA-256 of its DER SubjectPublicKeyInfo, in hex. */
+export const spkiSha256 = (key: KeyObject): string =>
+  createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
 
 export function toPem(label: string, der: Buffer): string {
   const b64 = der.toString('base64').replace(/.{1,64}/g, '$&\n')
