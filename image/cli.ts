@@ -1,10 +1,11 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto'
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
-import { BundleError, keyId, openBundle, trustedKeys, type Signature } from '../firmware/update/bundle.ts'
-import { versionFileNames } from '../firmware/config/versions.ts'
+import { BundleError, extractBundle, keyId, openBundle, trustedKeys, type Signature } from '../firmware/update/bundle.ts'
+import { versionFileNames, versionNumberOf, versionsDir } from '../firmware/config/versions.ts'
 import { Slots, UpdateError } from '../firmware/update/slots.ts'
 import { installApproved } from '../firmware/update/staged.ts'
 import { failer, toolConfig } from '../provisioning/cli.ts'
@@ -134,13 +135,13 @@ try {
       const fd = openSync(file ?? fail('verify needs FILE', 2), 'r')
       try {
         const b = openBundle(fd, fstatSync(fd).size, trustedKeys(keys))
-        const { extractBundle } = await import('../firmware/update/bundle.ts')
-        const { tmpdir } = await import('node:os')
-        const dir = join(tmpdir(), `sg-verify-${process.pid}`)
+        // Every file read and checked against its hash, as an install would, into a place of its own.
+        const scratch = mkdtempSync(join(tmpdir(), 'sg-verify-'))
+        const dir = join(scratch, 'slot')
         try {
           extractBundle(fd, b, dir)
         } finally {
-          rmSync(dir, { recursive: true, force: true })
+          rmSync(scratch, { recursive: true, force: true })
         }
         process.stdout.write(
           `OK: ${b.manifest.product} ${b.manifest.version} (security ${b.manifest.securityVersion}), ` +
@@ -209,17 +210,17 @@ try {
 }
 
 function lastConfigVersion(dataDir: string): number | undefined {
-  const last = versionFileNames(join(dataDir, 'config', 'versions')).at(-1)
-  return last ? Number(last.slice(0, 6)) : undefined
+  const last = versionFileNames(versionsDir(dataDir)).at(-1)
+  return last ? versionNumberOf(last) : undefined
 }
 
 /** A rollback takes the configuration back too: versions the trial's migrations made go aside (kept, not deleted). */
 function setAsideConfigVersions(dataDir: string, after: number): number {
-  const dir = join(dataDir, 'config', 'versions')
+  const dir = versionsDir(dataDir)
   const aside = join(dir, `rolled-back-${new Date().toISOString().replace(/[:.]/g, '-')}`)
   let n = 0
   for (const name of versionFileNames(dir)) {
-    if (Number(name.slice(0, 6)) <= after) continue
+    if (versionNumberOf(name) <= after) continue
     mkdirSync(aside, { recursive: true, mode: 0o700 })
     renameSync(join(dir, name), join(aside, name))
     n++

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
@@ -16,7 +16,7 @@ import {
 } from '../firmware/control/backup.ts'
 import { readConfigFile } from '../firmware/config/load.ts'
 import { Proposals } from '../firmware/config/proposals.ts'
-import { ConfigTamperError, ConfigVersions } from '../firmware/config/versions.ts'
+import { ConfigTamperError, ConfigVersions, versionsDir } from '../firmware/config/versions.ts'
 import { operatorLogin, recordAdminAction } from '../firmware/control/admin-record.ts'
 import { boxRunning } from '../firmware/control/server.ts'
 import { CONFIG_VERSION_LABEL } from '../firmware/keys/labels.ts'
@@ -128,7 +128,7 @@ try {
       await withToolHsm(config, fail, async (hsm) => {
         // Only checked versions go into a backup: a tampered one would be carried to the second site.
         await versions((d) => hsm.keys.hmac(CONFIG_VERSION_LABEL, d)).verifyAll()
-        const payload = await collectBackup({ config, hsm, versionsDir: join(config.dataDir, 'config', 'versions'), hostname: hostname(), now: Date.now() })
+        const payload = await collectBackup({ config, hsm, versionsDir: versionsDir(config.dataDir), hostname: hostname(), now: Date.now() })
         writeFileSync(out, sealBackup(payload, secret), { mode: 0o600 })
         await recordAdminAction(config, hsm, systemClock, {
           action: 'config.backup',

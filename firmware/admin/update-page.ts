@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import { BundleError, extractBundle, openBundle, trustedKeys } from '../update/bundle.ts'
-import { APPROVED_UPDATE, STAGED_UPDATE, type StagedUpdate } from '../update/staged.ts'
+import { APPROVED_UPDATE, STAGED_UPDATE, updatesDir, type StagedUpdate } from '../update/staged.ts'
 import { html } from './html.ts'
 import { formBody, layout, table, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
@@ -23,10 +23,9 @@ const MAX_BYTES = 2 * 1024 ** 3
 
 export function registerUpdateRoutes(r: Routes): void {
   const { app, deps: d } = r
-  const dir = join(d.config.dataDir, 'updates')
+  const dir = updatesDir(d.config.dataDir)
   const stagedPath = join(dir, STAGED_UPDATE)
   const staged = (): StagedUpdate | undefined => (existsSync(stagedPath) ? (JSON.parse(readFileSync(stagedPath, 'utf8')) as StagedUpdate) : undefined)
-  const body = formBody
   const event = (step: string, version: string, outcome: 'ok' | 'failed', detail: string) =>
     d.events.emit({ type: 'firmware.update', step, version, outcome, detail })
 
@@ -156,7 +155,7 @@ export function registerUpdateRoutes(r: Routes): void {
       return r.page(reply.code(409), page(v, { kind: 'error', text: 'No update waits for approval under a service manager.' }))
     if (s.uploadedBy === v.user)
       return r.page(reply.code(409), page(v, { kind: 'error', text: 'A second administrator approves it, not the one who uploaded it.' }))
-    if (!(await d.accounts.verifyCode(v.user, body(req).code ?? '')))
+    if (!(await d.accounts.verifyCode(v.user, formBody(req).code ?? '')))
       return r.page(reply.code(400), page(v, { kind: 'error', text: 'That authenticator code is not right.' }))
     writeFileAtomic(join(dir, APPROVED_UPDATE), JSON.stringify({ ...s, approvedBy: v.user }), 0o600)
     rmSync(stagedPath, { force: true })

@@ -49,6 +49,12 @@ export class ConfigTamperError extends Error {
 const MAC_PREFIX = 'hmac-sha256:'
 const NAME = /^(\d{6})\.json$/
 
+/** Where a box keeps its configuration versions. */
+export const versionsDir = (dataDir: string): string => join(dataDir, 'config', 'versions')
+
+/** The number of a version file (`000007.json` → 7). */
+export const versionNumberOf = (name: string): number => Number(NAME.exec(name)?.[1] ?? NaN)
+
 /** JSON with its object keys sorted: two configurations that say the same thing read the same. */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) =>
@@ -80,7 +86,7 @@ export class ConfigVersions implements Component {
     log?: Logger
     given?: { raw: unknown; from: string }
   }) {
-    this.dir = join(o.dataDir, 'config', 'versions')
+    this.dir = versionsDir(o.dataDir)
     this.#mac = o.mac
     this.#clock = o.clock
     this.#events = o.events
@@ -135,7 +141,7 @@ export class ConfigVersions implements Component {
   /** A new version after the newest, written whole (0600) with its HMAC, and recorded in the audit trail. */
   async add(v: Omit<ConfigVersion, 'number' | 'schemaVersion' | 'time'>): Promise<ConfigVersion> {
     const last = this.#names().at(-1)
-    const number = last ? Number(NAME.exec(last)![1]) + 1 : 1
+    const number = last ? versionNumberOf(last) + 1 : 1
     const version: ConfigVersion = {
       number,
       schemaVersion: SCHEMA_VERSION,
@@ -218,7 +224,7 @@ function migratedNote(m: ReturnType<typeof migrateConfig>): string {
  * a file (the appliance), the version in force; the defaults on a first start.
  */
 export function startingConfig(dataDir: string, file: { raw: unknown } | undefined): { raw: unknown; fromVersion: number | undefined } {
-  const dir = join(dataDir, 'config', 'versions')
+  const dir = versionsDir(dataDir)
   const names = versionFileNames(dir)
   const versions: ConfigVersion[] = []
   for (const n of names) {

@@ -10,7 +10,7 @@ import { BOX_KEYS } from '../keys/manifest.ts'
 import { parseConfig, type Config } from '../config/load.ts'
 import { migrateConfig } from '../config/migrations.ts'
 import { SCHEMA_VERSION } from '../config/schema.ts'
-import { canonicalJson, versionFileNames, type ConfigVersion } from '../config/versions.ts'
+import { canonicalJson, versionFileNames, versionsDir, type ConfigVersion } from '../config/versions.ts'
 
 /**
  * Backup and restore of the configuration for the second site (S12): one
@@ -339,7 +339,7 @@ export async function planRestore(o: { payload: BackupPayload; local: unknown; d
   }
   const usersHere = join(o.dataDir, 'admin', 'users.json')
   const haveUsers = existsSync(usersHere) && ((JSON.parse(readFileSync(usersHere, 'utf8')) as { users?: unknown[] }).users?.length ?? 0) > 0
-  const inForce = latestVersion(join(o.dataDir, 'config', 'versions'))
+  const inForce = latestVersion(versionsDir(o.dataDir))
   return {
     config: merged,
     // As written (restored files do not exist yet for the schema's checks); the proposal is checked in full when made.

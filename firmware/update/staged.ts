@@ -10,6 +10,8 @@ import type { Slots } from './slots.ts'
  * start (the box may not write its own firmware). Files in `<dataDir>/updates/`.
  */
 export const STAGED_UPDATE = 'staged.json'
+/** Where uploads wait for their approval and install. */
+export const updatesDir = (dataDir: string): string => join(dataDir, 'updates')
 export const APPROVED_UPDATE = 'approved.json'
 
 export interface StagedUpdate {
@@ -30,7 +32,7 @@ export interface StagedUpdate {
  * installed. The upload is removed either way. Returns the manifest installed.
  */
 export function installApproved(dataDir: string, slots: Slots, configVersion?: number): Manifest | undefined {
-  const dir = join(dataDir, 'updates')
+  const dir = updatesDir(dataDir)
   const path = join(dir, APPROVED_UPDATE)
   if (!existsSync(path)) return undefined
   const a = JSON.parse(readFileSync(path, 'utf8')) as StagedUpdate
