@@ -271,7 +271,6 @@ export function registerConfigRoutes(r: Routes): void {
     )
   }
 
-  const body = formBody
   const failure = (err: unknown) => {
     if (err instanceof ConfigError || err instanceof ProposalError) return { kind: 'error' as const, text: err.message }
     throw err
@@ -282,7 +281,7 @@ export function registerConfigRoutes(r: Routes): void {
     const v = r.viewer(req, reply)!
     try {
       const base = await c.versions.inForce()
-      const p = await c.proposals.propose(v.user, configFromForm(body(req), base?.config), body(req).reason ?? '')
+      const p = await c.proposals.propose(v.user, configFromForm(formBody(req), base?.config), formBody(req).reason ?? '')
       return reply.redirect(`/config/proposals/${p.id}`, 303)
     } catch (err) {
       return r.page(reply.code(400), await page(v, failure(err)))
@@ -291,7 +290,7 @@ export function registerConfigRoutes(r: Routes): void {
   app.post('/config/restore', { preHandler: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     try {
-      const p = await c.proposals.restore(v.user, Number(body(req).version), body(req).reason ?? '')
+      const p = await c.proposals.restore(v.user, Number(formBody(req).version), formBody(req).reason ?? '')
       return reply.redirect(`/config/proposals/${p.id}`, 303)
     } catch (err) {
       return r.page(reply.code(400), await page(v, failure(err)))
@@ -305,7 +304,7 @@ export function registerConfigRoutes(r: Routes): void {
   ) => {
     const base = await c.versions.inForce()
     const { accounts, what, password } = change(accountsOf(base?.config))
-    const p = await c.proposals.propose(v.user, withAccounts(base?.config, accounts), `${what}: ${body(req).reason ?? ''}`.replace(/: $/, ''))
+    const p = await c.proposals.propose(v.user, withAccounts(base?.config, accounts), `${what}: ${formBody(req).reason ?? ''}`.replace(/: $/, ''))
     const text = password
       ? `Proposal made. The password (shown once, valid when the change is approved): ${password}`
       : 'Proposal made; a second administrator approves it.'
@@ -318,12 +317,12 @@ export function registerConfigRoutes(r: Routes): void {
   app.post('/config/accounts', { preHandler: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     try {
-      const name = (body(req).name ?? '').trim()
+      const name = (formBody(req).name ?? '').trim()
       const { password, hash } = await newPassword()
       const { p, text } = await accountChange(req, v, (accounts) => {
         if (accounts.some((a) => a.name === name)) throw new ProposalError(`There is already an account named ${name}.`)
         return {
-          accounts: [...accounts, { name, passwordHash: hash, allowFrom: cidrs(body(req).allowFrom) }],
+          accounts: [...accounts, { name, passwordHash: hash, allowFrom: cidrs(formBody(req).allowFrom) }],
           what: `new submission account ${name}`,
           password,
         }
@@ -343,7 +342,7 @@ export function registerConfigRoutes(r: Routes): void {
         if (at < 0) throw new ProposalError(`No submission account ${name}.`)
         if (action === 'remove') return { accounts: accounts.filter((a) => a.name !== name), what: `remove submission account ${name}` }
         if (action === 'allow') {
-          accounts[at] = { ...accounts[at]!, allowFrom: cidrs(body(req).allowFrom) }
+          accounts[at] = { ...accounts[at]!, allowFrom: cidrs(formBody(req).allowFrom) }
           return { accounts, what: `allowlist of submission account ${name}` }
         }
         if (action === 'rotate' && fresh) {
@@ -375,10 +374,10 @@ export function registerConfigRoutes(r: Routes): void {
         if (p.author === v.user && !c.proposals.selfApprovalAllowed)
           throw new ProposalError('A change is approved by a second administrator, not by its author.')
         // S4: the approver's second factor again, at the moment of approval.
-        if (!(await d.accounts.verifyCode(v.user, body(req).code ?? ''))) throw new ProposalError('That authenticator code is not right.')
+        if (!(await d.accounts.verifyCode(v.user, formBody(req).code ?? ''))) throw new ProposalError('That authenticator code is not right.')
         const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)
         const later = changes(base?.config, p.config).filter((x) => !x.now)
-        const version = await c.proposals.approve(id, v.user, body(req).hash ?? '', c.apply)
+        const version = await c.proposals.approve(id, v.user, formBody(req).hash ?? '', c.apply)
         // S7: what changed, before and after, in the trail (which removes secrets from config records).
         const diff = configDiff(parseConfig(base?.config ?? {}), parseConfig(p.config))
         if (diff)

@@ -62,12 +62,11 @@ export function maintenanceSection(v: Viewer, pending: readonly string[], superv
 export function registerMaintenanceRoutes(r: Routes): void {
   const { app, deps: d } = r
   const c = d.changeControl
-  const body = formBody
   const refused = (v: Viewer, text: string) => layout('Configuration 設定', html`<p><a href="/config">Back 返回</a></p>`, v, { kind: 'error', text })
 
   app.post('/config/backup', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const b = body(req)
+    const b = formBody(req)
     if ((b.passphrase ?? '') !== (b.again ?? '')) return r.page(reply.code(400), refused(v, 'The two passphrases differ. 兩次密語不同。'))
     if (!(await d.accounts.verifyCode(v.user, b.code ?? ''))) return r.page(reply.code(400), refused(v, 'That authenticator code is not right.'))
     let made: { file: string; bundle: Buffer; detail: string }
@@ -86,7 +85,7 @@ export function registerMaintenanceRoutes(r: Routes): void {
 
   app.post('/restart', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const b = body(req)
+    const b = formBody(req)
     if (!c.restart.supervised) return r.page(reply.code(409), refused(v, 'No service manager would start the box again here.'))
     if (!(b.reason ?? '').trim()) return r.page(reply.code(400), refused(v, 'A reason is needed.'))
     if (!(await d.accounts.verifyCode(v.user, b.code ?? ''))) return r.page(reply.code(400), refused(v, 'That authenticator code is not right.'))

@@ -34,7 +34,6 @@ export function registerResetRoutes(r: Routes): void {
     const req = JSON.parse(readFileSync(file, 'utf8')) as ResetRequest
     return d.clock.now() - req.at < VALID_MS ? req : undefined
   }
-  const body = formBody
   const expected = `ERASE ${hostname()}`
   const supervised = d.changeControl.restart.supervised
 
@@ -82,7 +81,7 @@ export function registerResetRoutes(r: Routes): void {
   app.get('/system/reset', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
   app.post('/system/reset/request', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const b = body(req)
+    const b = formBody(req)
     if (!supervised || pending()) return r.page(reply.code(409), page(v, { kind: 'error', text: 'Not now: see above.' }))
     if (!(b.reason ?? '').trim()) return r.page(reply.code(400), page(v, { kind: 'error', text: 'A reason is needed.' }))
     const problem = await check(v, b)
@@ -104,7 +103,7 @@ export function registerResetRoutes(r: Routes): void {
     const p = pending()
     if (!p || !supervised) return r.page(reply.code(409), page(v, { kind: 'error', text: 'No factory reset is waiting for approval.' }))
     if (p.requestedBy === v.user) return r.page(reply.code(409), page(v, { kind: 'error', text: 'A second administrator approves it, not the one who asked.' }))
-    const problem = await check(v, body(req))
+    const problem = await check(v, formBody(req))
     if (problem) return r.page(reply.code(400), page(v, { kind: 'error', text: problem }))
     const approved: ApprovedReset = { requestedBy: p.requestedBy, approvedBy: v.user, reason: p.reason, approvedAt: new Date(d.clock.now()).toISOString() }
     writeFileAtomic(join(dataDir, APPROVED_RESET), `${JSON.stringify(approved)}\n`, 0o600)

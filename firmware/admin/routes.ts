@@ -11,7 +11,6 @@ import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessi
 import type { Routes } from './types.ts'
 import { dashboardPage } from './views.ts'
 
-const body = formBody
 const ALL: readonly Role[] = ROLES
 /** One message for every refused login (S3): it never says whether the name, the password or the code was wrong. */
 const REFUSED = 'Name, password or code not accepted, or the account is locked. 帳號、密碼或驗證碼錯誤，或帳號已鎖定。'
@@ -57,7 +56,7 @@ export function registerRoutes(r: Routes): void {
   })
   app.post('/setup', limited, async (req, reply) => {
     if (accounts.hasAdmin()) return reply.redirect('/login')
-    const b = body(req)
+    const b = formBody(req)
     try {
       await accounts.createFirstAdmin(b.code ?? '', (b.name ?? '').trim(), b.password ?? '', req.socket.remoteAddress ?? '')
     } catch (err) {
@@ -79,7 +78,7 @@ export function registerRoutes(r: Routes): void {
     const s = req.session
     const name = s?.enrolling
     if (!s || !name) return reply.redirect('/login', 303)
-    const codes = await accounts.confirmTotp(name, body(req).code ?? '')
+    const codes = await accounts.confirmTotp(name, formBody(req).code ?? '')
     if (!codes) {
       const uri = await accounts.enrolmentUri(name)
       if (!uri) return reply.redirect('/login', 303)
@@ -96,7 +95,7 @@ export function registerRoutes(r: Routes): void {
     return r.page(reply, loginPage(csrfFor(reply, req.session?.id)))
   })
   app.post('/login', limited, async (req, reply) => {
-    const b = body(req)
+    const b = formBody(req)
     const name = (b.name ?? '').trim().slice(0, 64)
     const result = await accounts.login(name, b.password ?? '', b.code ?? '', req.socket.remoteAddress ?? '')
     if (result.ok) {
@@ -242,7 +241,7 @@ export function registerRoutes(r: Routes): void {
   app.get('/users', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, usersPage(r.viewer(req, reply)!)))
   app.post('/users', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const b = body(req)
+    const b = formBody(req)
     try {
       await accounts.createUser(v.user, (b.name ?? '').trim(), (b.role ?? '') as Role, b.password ?? '')
       const text = `Account ${b.name ?? ''} made; the person enrols their authenticator at their first login. 帳號已建立。`
@@ -255,7 +254,7 @@ export function registerRoutes(r: Routes): void {
   app.post('/users/:name/:action', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const { name, action } = req.params as { name: string; action: string }
-    const reason = (body(req).reason ?? '').trim()
+    const reason = (formBody(req).reason ?? '').trim()
     try {
       if (action === 'unlock') accounts.unlock(v.user, name, reason)
       else if (action === 'disable' || action === 'enable') {
@@ -310,7 +309,7 @@ export function registerRoutes(r: Routes): void {
   })
   app.post('/account/password', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const b = body(req)
+    const b = formBody(req)
     try {
       await accounts.changePassword(v.user, b.current ?? '', b.next ?? '')
       return r.page(reply, accountPage(v, { kind: 'ok', text: 'Password changed. 密碼已變更。' }))
@@ -323,7 +322,7 @@ export function registerRoutes(r: Routes): void {
   app.post('/account/mfa', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     try {
-      await accounts.resetOwnMfa(v.user, body(req).current ?? '')
+      await accounts.resetOwnMfa(v.user, formBody(req).current ?? '')
     } catch (err) {
       if (!(err instanceof AccountError)) throw err
       return r.page(reply.code(400), accountPage(v, { kind: 'error', text: err.message }))

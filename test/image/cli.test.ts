@@ -24,22 +24,11 @@ t.test('a release is signed with the vendor key in an HSM through the same PKCS#
   t.equal((await hsmTool(['generate', 'release/2026', 'ec-p256', '--config', vendor.path])).code, 0)
   const pub = await hsmTool(['public-key', 'release/2026', '--config', vendor.path])
   writeFileSync(join(dir, 'release.pem'), pub.out)
+  /** `image build` of the small tree, security version 1, signed as `signer` says. */
+  const build = (version: string, out: string, ...signer: string[]) =>
+    imageCli(['build', '--tree', tree, '--version', version, '--security-version', '1', ...signer, '--out', out])
   const out = join(dir, 'r.sgfw')
-  const built = await imageCli([
-    'build',
-    '--tree',
-    tree,
-    '--version',
-    '1.0.0',
-    '--security-version',
-    '1',
-    '--hsm-label',
-    'release/2026',
-    '--config',
-    vendor.path,
-    '--out',
-    out,
-  ])
+  const built = await build('1.0.0', out, '--hsm-label', 'release/2026', '--config', vendor.path)
   t.equal(built.code, 0, built.out)
   t.match(built.out, /statement-gateway 1\.0\.0 \(security 1, from 0\.1\.0\), 2 files/)
   const ok = await imageCli(['verify', out, '--trust', join(dir, 'release.pem')])
@@ -52,25 +41,9 @@ t.test('a release is signed with the vendor key in an HSM through the same PKCS#
   t.equal(other.code, 1)
   t.match(other.out, /refused: no signature by a key this box trusts/)
   const dev = join(dir, 'd.sgfw')
-  const twice = await imageCli([
-    'build',
-    '--tree',
-    tree,
-    '--version',
-    '1.0.1',
-    '--security-version',
-    '1',
-    '--key',
-    join(dir, 'dev', 'vendor-key.pem'),
-    '--out',
-    dev,
-    '--check-reproducible',
-  ])
+  const devKey = ['--key', join(dir, 'dev', 'vendor-key.pem')]
+  const twice = await build('1.0.1', dev, ...devKey, '--check-reproducible')
   t.match(twice.out, /reproducible: yes, the same manifest and the same bytes/)
   t.match((await imageCli(['verify', dev, '--trust', join(dir, 'dev', 'vendor-pub.pem')])).out, /^OK: statement-gateway 1\.0\.1/)
-  t.equal(
-    (await imageCli(['build', '--tree', tree, '--version', 'one', '--security-version', '1', '--key', join(dir, 'dev', 'vendor-key.pem'), '--out', dev])).code,
-    1,
-    'a version is major.minor.patch',
-  )
+  t.equal((await build('one', dev, ...devKey)).code, 1, 'a version is major.minor.patch')
 })
