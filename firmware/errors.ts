@@ -27,6 +27,8 @@ export const ERRORS = {
   EAUTH_REQUIRED: { smtp: 530, enhanced: '5.7.0', text: 'authentication required' },
   EAUTH_FAILED: { smtp: 535, enhanced: '5.7.8', text: 'authentication credentials invalid' },
   EAUTH_RATE_LIMITED: { smtp: 454, enhanced: '4.7.0', text: 'too many failed authentication attempts, try again later' },
+  EAUTH_TIMEOUT: { smtp: 421, enhanced: '4.7.0', text: 'not authenticated in time; closing connection' },
+  EAUTH_BUSY: { smtp: 454, enhanced: '4.7.0', text: 'too many password checks waiting, try again shortly' },
 
   // --- message content ---
   ESIZE_LIMIT: { smtp: 552, enhanced: '5.3.4', text: 'message exceeds the maximum size' },

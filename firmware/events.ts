@@ -170,7 +170,11 @@ export type BoxEvent =
       bytes: number
     }
   /** Reports the return-path listener refused since the last report (at most one a minute per reason): counted, never detailed. */
-  | { type: 'returnpath.refused'; reason: 'forged-token' | 'unknown-address' | 'too-large' | 'rate-limited' | 'unreadable'; count: number }
+  | {
+      type: 'returnpath.refused'
+      reason: 'forged-token' | 'unknown-address' | 'too-large' | 'rate-limited' | 'unreadable' | 'too-many-recipients' | 'busy' | 'too-many-connections'
+      count: number
+    }
   /** M11: a customer pressed the confirmation button of a statement of a confirm-link class. */
   | { type: 'tracking.confirm'; id: string; recipient: number; agent: 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown' }
   /** Tracking requests refused since the last report (at most one a minute per reason): counted, never detailed. */

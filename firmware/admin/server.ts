@@ -11,6 +11,7 @@ import { AddressSet } from '../../hal/net/cidr.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { Logger } from '../log.ts'
+import { ClientErrorLog, httpClientErrorHandler } from '../client-errors.ts'
 import { loadTlsMaterial, serverTlsOptions } from '../submission/tls.ts'
 import type { Role } from './accounts.ts'
 import { Html } from './html.ts'
@@ -48,10 +49,13 @@ export class AdminServer implements Component {
   readonly sessions: Sessions
   #app: FastifyInstance | undefined
   #address: { host: string; port: number } | undefined
+  /** Browsers' and scanners' faults (failed handshakes, broken requests): counted, logged once a minute per address. */
+  readonly clients: ClientErrorLog
 
   constructor(deps: AdminDeps) {
     this.#d = deps
     this.#log = deps.log.child({ component: 'admin' })
+    this.clients = new ClientErrorLog(this.#log)
     const a = deps.config.admin
     this.sessions = new Sessions({ clock: deps.clock, idleMinutes: a.sessionIdleMinutes, maxHours: a.sessionMaxHours })
   }
@@ -93,14 +97,17 @@ export class AdminServer implements Component {
     const a = d.config.admin
     const allow = new AddressSet(a.allowFrom)
     const app = Fastify({
-      https: d.tls(),
+      // A half-sent TLS hello is cut off as an idle request is (Node's default waits 120 s).
+      https: { ...d.tls(), handshakeTimeout: a.requestTimeoutMs },
       logger: false,
       trustProxy: false,
       bodyLimit: 64 * 1024,
-      connectionTimeout: 30_000,
-      requestTimeout: 30_000,
+      connectionTimeout: a.requestTimeoutMs,
+      requestTimeout: a.requestTimeoutMs,
       return503OnClosing: true,
+      clientErrorHandler: httpClientErrorHandler(this.clients),
     })
+    app.server.on('tlsClientError', (err: Error, socket: { remoteAddress?: string }) => this.clients.error(err, socket.remoteAddress ?? 'unknown'))
     // S8: only the configured management clients get as far as a page.
     app.addHook('onRequest', async (req, reply) => {
       if (!allow.has(req.socket.remoteAddress ?? '')) return reply.code(403).type('text/plain').send('not allowed from this address\n')

@@ -5,6 +5,8 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { ClientErrorLog } from '../client-errors.ts'
+import { MemoryBudget, type Hold } from '../memory-budget.ts'
 import { Classifier, rulesWith } from './classify.ts'
 import { failureOf, parseReport, type Report } from './report.ts'
 import type { ReturnPathTokens, ReturnRef } from './verp.ts'
@@ -15,6 +17,10 @@ type Refusal = Extract<BoxEvent, { type: 'returnpath.refused' }>['reason']
 /** Refusals are counted and reported at most this often (a flood of junk must not flood the trail). */
 const REFUSAL_REPORT_MS = 60_000
 const REPLY_LIMIT = 300
+/** RCPT commands in one transaction answered normally; beyond, 452 4.5.3 (RFC 5321 4.5.3.1.10). */
+const MAX_RCPT_COMMANDS = 100
+/** RCPT commands in one transaction after which the client is cut off (421): no DSN needs them. */
+const CLOSE_AFTER_RCPT_COMMANDS = 1000
 
 const reply = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code })
 
@@ -49,6 +55,9 @@ export class ReturnPathListener implements Component {
   readonly #recent = new Map<string, number[]>()
   readonly #refused = new Map<Refusal, number>()
   #refusalTimer: NodeJS.Timeout | undefined
+  readonly #clients: ClientErrorLog
+  /** Memory for reports beyond each connection's own share (#29): shared, first come first served. */
+  readonly #pool: MemoryBudget
 
   /** `tls`: the box's certificate and TLS settings for STARTTLS (the submission listener's), read at start. */
   /** `onRead`: told of an MDN "displayed" at a read-receipt address, once it is in the trail (M11: the statement's life ends). */
@@ -78,6 +87,15 @@ export class ReturnPathListener implements Component {
     this.#log = deps.log.child({ component: 'return-path' })
     this.#clock = deps.clock
     this.#classifier = new Classifier(rulesWith(deps.config.returnPath.rulesFile || undefined))
+    this.#clients = new ClientErrorLog(this.#log)
+    // Kept bytes are counted twice: the chunks, and their concatenation while the report is parsed.
+    this.#pool = new MemoryBudget(Math.floor(deps.config.returnPath.memoryBudgetBytes / 2), 2)
+  }
+
+  /** Client faults by kind (failed handshakes, resets, timeouts …) and the memory the reports hold (status, tests). */
+  get counts(): { clientErrors: Record<string, number>; memory: { used: number; peak: number; limit: number; evictions: number } } {
+    const p = this.#pool
+    return { clientErrors: this.#clients.counts, memory: { used: p.used, peak: p.peak, limit: p.limit, evictions: p.evictions } }
   }
 
   /** Whether it is listening (it is not without return-path domains, or when disabled). */
@@ -110,18 +128,24 @@ export class ReturnPathListener implements Component {
       authOptional: true,
       disableReverseLookup: true,
       hideDSN: true,
-      socketTimeout: 60_000,
+      socketTimeout: cfg.socketTimeoutMs,
+      maxClients: cfg.maxClients,
       closeTimeout: this.#config.shutdown.graceMs || 1,
       logger: false,
       onConnect: (session, cb) => cb(this.#onConnect(session)),
       onClose: (session) => {
+        state(session).hold?.release()
         const ip = session.remoteAddress
+        if (!state(session).counted) return
         const n = (this.#connections.get(ip) ?? 1) - 1
         if (n > 0) this.#connections.set(ip, n)
         else this.#connections.delete(ip)
       },
       onMailFrom: (_address, session, cb) => {
-        state(session).refs = []
+        const st = state(session)
+        st.refs = []
+        st.locals.clear()
+        st.rcpts = 0
         cb()
       },
       onRcptTo: (address, session, cb) => {
@@ -131,24 +155,51 @@ export class ReturnPathListener implements Component {
         )
       },
       onData: (stream, session, cb) => {
-        const chunks: Buffer[] = []
+        const st = state(session)
+        // #29: each connection keeps its own share of the budget whatever the others do; beyond it a
+        // report takes room from the shared pool as it arrives, and without room the rest is read
+        // and dropped. Past the size limit likewise: what is not kept costs no memory.
+        const own = Math.floor(cfg.memoryBudgetBytes / 2 / cfg.maxClients)
+        let chunks: Buffer[] = []
         let size = 0
-        // Past the limit the rest is read and dropped: a report that is too large costs no memory.
+        let busy = false
+        const drop = () => {
+          busy = true
+          chunks = []
+        }
         stream.on('data', (c: Buffer) => {
           size += c.length
-          if (size <= cfg.maxMessageBytes) chunks.push(c)
+          if (busy || size > cfg.maxMessageBytes) return
+          if (size > own) {
+            if (!st.hold) {
+              st.hold = this.#pool.admit(0)!
+              st.hold.onEvict = drop
+              st.hold.reading()
+            }
+            if (!st.hold.grow(size - own)) return drop()
+          }
+          chunks.push(c)
         })
         stream.on('end', () => {
+          const done = (err?: Error) => {
+            st.hold?.release()
+            st.hold = undefined
+            cb(err)
+          }
           if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded || size > cfg.maxMessageBytes) {
             this.#refuse('too-large')
-            cb(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
-            return
+            return done(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
           }
+          if (busy) {
+            this.#refuse('busy')
+            return done(reply(452, '4.3.1 no room for the report now; try again later'))
+          }
+          st.hold?.settle(size - own)
           this.#onData(Buffer.concat(chunks), session).then(
-            () => cb(),
+            () => done(),
             (err: Error & { responseCode?: number }) => {
               if (!err.responseCode) this.#log.error({ err }, 'a report could not be committed')
-              cb(err.responseCode ? err : reply(451, '4.3.0 the report could not be recorded; try again later'))
+              done(err.responseCode ? err : reply(451, '4.3.0 the report could not be recorded; try again later'))
             },
           )
         })
@@ -162,7 +213,8 @@ export class ReturnPathListener implements Component {
         resolve()
       })
     })
-    server.on('error', (err) => this.#log.warn({ err }, 'return-path listener error'))
+    // A client's failed handshake or reset is counted and logged once a minute per address, never with a stack.
+    server.on('error', (err: Error & { remoteAddress?: string; meta?: { remoteAddress?: string } }) => this.#clients.error(err))
     this.#server = server
     const a = server.server.address()
     this.#address = typeof a === 'object' && a ? { host, port: a.port } : { host, port }
@@ -182,14 +234,24 @@ export class ReturnPathListener implements Component {
     const ip = session.remoteAddress
     const open = this.#connections.get(ip) ?? 0
     if (open >= cfg.maxConnectionsPerClient) {
-      this.#refuse('rate-limited')
+      this.#refuse('too-many-connections')
+      this.#clients.note(ip, 'too-many-connections', `more than ${cfg.maxConnectionsPerClient} connections from one address`)
       return reply(421, '4.7.0 too many connections from your address, try again later')
     }
     this.#connections.set(ip, open + 1)
+    state(session).counted = true
     return undefined
   }
 
   async #onRcpt(address: string, session: SMTPServerSession): Promise<void> {
+    const st = state(session)
+    // #29: RCPTs cost a reply each and nothing more; no report needs hundreds.
+    st.rcpts++
+    if (st.rcpts > CLOSE_AFTER_RCPT_COMMANDS) throw reply(421, '4.5.3 too many recipients; closing the connection')
+    if (st.rcpts > MAX_RCPT_COMMANDS) {
+      this.#refuse('too-many-recipients')
+      throw reply(452, '4.5.3 too many recipients')
+    }
     const at = address.lastIndexOf('@')
     const local = address.slice(0, at)
     const domain = address.slice(at + 1).toLowerCase()
@@ -197,24 +259,35 @@ export class ReturnPathListener implements Component {
       this.#refuse('unknown-address')
       throw reply(550, '5.7.1 relaying denied: this server only takes reports for its return-path domains')
     }
-    if (local.toLowerCase() === 'postmaster') return
+    const key = local.toLowerCase()
+    if (key === 'postmaster') return
+    // The same address again is the same reference: counted once, one record (#29: 50,000 RCPTs of one
+    // address were 50,000 records).
+    if (st.locals.has(key)) return
+    if (st.refs.length >= this.#config.returnPath.maxRecipientsPerReport) {
+      this.#refuse('too-many-recipients')
+      throw reply(452, '4.5.3 too many recipients for one report')
+    }
     const ref = await this.#tokens.open(local)
     if (typeof ref === 'string') {
       this.#refuse(ref === 'forged' ? 'forged-token' : 'unknown-address')
       throw reply(550, '5.1.1 no such address')
     }
-    state(session).refs.push(ref)
+    st.locals.add(key)
+    if (!st.refs.some((r) => r.kind === ref.kind && r.id === ref.id && r.recipient === ref.recipient)) st.refs.push(ref)
   }
 
   async #onData(raw: Buffer, session: SMTPServerSession): Promise<void> {
     const ip = session.remoteAddress
     const now = this.#clock.now()
+    // The per-address budget counts the audit records a report makes: one per reference, one without.
+    const records = Math.max(1, state(session).refs.length)
     const recent = (this.#recent.get(ip) ?? []).filter((t) => now - t < 60_000)
-    if (recent.length >= this.#config.returnPath.reportsPerMinutePerClient) {
+    if (recent.length + records > this.#config.returnPath.reportsPerMinutePerClient) {
       this.#refuse('rate-limited')
       throw reply(421, '4.7.0 too many reports from your address, try again later')
     }
-    recent.push(now)
+    for (let i = 0; i < records; i++) recent.push(now)
     this.#recent.set(ip, recent)
     // Clients that stopped sending leave their entries: pruned when many addresses have come.
     if (this.#recent.size > 10_000) for (const [k, v] of this.#recent) if (now - v[v.length - 1]! >= 60_000) this.#recent.delete(k)
@@ -303,8 +376,18 @@ export class ReturnPathListener implements Component {
 }
 
 const STATE = Symbol('return-path')
-type State = { refs: ReturnRef[] }
+type State = {
+  refs: ReturnRef[]
+  /** Token local parts already taken in this transaction (lower case). */
+  locals: Set<string>
+  /** RCPT commands in this transaction. */
+  rcpts: number
+  /** Room in the shared pool, while the report is larger than the connection's own share. */
+  hold?: Hold
+  /** Counted against its address's connections. */
+  counted?: boolean
+}
 function state(session: SMTPServerSession): State {
   const s = session as SMTPServerSession & { [STATE]?: State }
-  return (s[STATE] ??= { refs: [] })
+  return (s[STATE] ??= { refs: [], locals: new Set(), rcpts: 0 })
 }

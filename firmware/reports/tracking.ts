@@ -5,6 +5,7 @@ import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { ClientErrorLog, httpClientErrorHandler } from '../client-errors.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { confirmHtml, pixelHtml, rewriteMessage } from './rewrite.ts'
@@ -145,6 +146,8 @@ export class TrackingListener implements Component {
   readonly #refused = { malformed: 0, forged: 0 }
   readonly #onRead: (id: string, evidence: 'open' | 'confirm-link') => Promise<unknown>
   #refusalTimer: NodeJS.Timeout | undefined
+  /** Clients' faults (broken or slow requests): counted, logged once a minute per address. */
+  readonly clients: ClientErrorLog
 
   /** `onRead`: told of a person's open and of a confirmation (M11: the read of a class that counts them). */
   constructor(deps: {
@@ -158,6 +161,7 @@ export class TrackingListener implements Component {
     this.#tokens = deps.tokens
     this.#events = deps.events
     this.#log = deps.log.child({ component: 'tracking' })
+    this.clients = new ClientErrorLog(this.#log)
     this.#onRead = deps.onRead ?? (() => Promise.resolve())
   }
 
@@ -170,13 +174,22 @@ export class TrackingListener implements Component {
     const t = this.#config.reports.tracking
     if (!t.baseUrl || !this.#config.reports.enabled) return
     const { host, port } = splitHostPort(t.listen)
-    const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000, maxHeaderSize: 8192 }, (req, res) => {
-      void this.#handle(req, res).catch((err: Error) => {
-        this.#log.warn({ err: err.message }, 'tracking request failed')
-        if (!res.headersSent) res.writeHead(503, { 'cache-control': 'no-store' })
-        res.end()
-      })
-    })
+    // The internet faces this port (#29): a connection that sends nothing, half a request or a
+    // request slowly is closed by these deadlines, and its faults are counted, not logged each.
+    const timeout = t.requestTimeoutMs
+    const half = Math.min(5_000, Math.floor(timeout / 2))
+    const server = createServer(
+      { requestTimeout: timeout, headersTimeout: half, keepAliveTimeout: half, connectionsCheckingInterval: half, maxHeaderSize: 8192 },
+      (req, res) => {
+        void this.#handle(req, res).catch((err: Error) => {
+          this.#log.warn({ err: err.message }, 'tracking request failed')
+          if (!res.headersSent) res.writeHead(503, { 'cache-control': 'no-store' })
+          res.end()
+        })
+      },
+    )
+    server.setTimeout(timeout)
+    server.on('clientError', httpClientErrorHandler(this.clients))
     server.maxConnections = 2000
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)

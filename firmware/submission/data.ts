@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
 import { GatewayError } from '../errors.ts'
+import type { Hold } from '../memory-budget.ts'
 
 const CR = 0x0d
 const LF = 0x0a
@@ -12,11 +13,12 @@ export interface ReadOptions {
   /** The size the client declared (RFC 1870): the message is read straight into one buffer of it. */
   sizeHint?: number
   /**
-   * Asked before each chunk is kept (the memory budget): false means no room,
-   * and the rest of the message is read without being kept, then refused
-   * with 452 ESUBMISSION_BUSY.
+   * The transaction's room in the memory budget, grown before each chunk is
+   * kept: no room (or the transaction gave way to an older one) means the
+   * rest of the message is read without being kept, then refused with 452
+   * ESUBMISSION_BUSY.
    */
-  reserve?: (bytes: number) => boolean
+  hold?: Hold
 }
 
 /**
@@ -60,6 +62,13 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
   let size = 0
   let fault: GatewayError | undefined
   let pendingCR = false // last byte of the previous chunk was a CR
+  const busy = () => {
+    fault ??= new GatewayError('ESUBMISSION_BUSY')
+    parts.length = 0
+    direct = undefined
+  }
+  // Giving way to an older transaction drops what was kept at once, not at the next chunk.
+  if (opts.hold) opts.hold.onEvict = busy
 
   for await (const raw of stream) {
     const chunk = raw as Buffer
@@ -71,10 +80,8 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
       direct = undefined
       continue
     }
-    if (opts.reserve && !opts.reserve(chunk.length)) {
-      fault = new GatewayError('ESUBMISSION_BUSY')
-      parts.length = 0
-      direct = undefined
+    if (opts.hold && !opts.hold.grow(prefix.length + size)) {
+      busy()
       continue
     }
     if (chunk.indexOf(0) !== -1) {

@@ -1,12 +1,14 @@
-import type { Server, Socket } from 'node:net'
+import type { Socket } from 'node:net'
+import type { SMTPServer } from 'smtp-server'
 import { unmapIPv4 } from '../../hal/net/cidr.ts'
+import { ClientErrorLog } from '../client-errors.ts'
 import { GatewayError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 
 /** Errors that say something about the listener itself, not about one client. */
 const LISTENER_FAULTS = new Set(['EADDRINUSE', 'EACCES', 'EMFILE', 'ENFILE', 'ENOMEM'])
-/** A client's faults are logged at most this often per address (each is counted). */
-const CLIENT_LOG_INTERVAL_MS = 60_000
+/** While a STARTTLS handshake runs, the deadline looks again this often (the handshake has its own timeout). */
+const UPGRADE_RECHECK_MS = 250
 
 export interface GuardOptions {
   /** Connections one address may hold open (S3-style limits on the submission service). */
@@ -24,6 +26,16 @@ export interface GuardOptions {
  * connect to authenticated; and client-caused errors (a failed handshake, a
  * reset) counted and logged as the client's, at most once a minute per
  * address and without a stack, so a scan cannot flood the log.
+ *
+ * The guard sees the raw TCP socket first, but it does not own it for long:
+ * smtp-server wraps it in a TLS socket (at once on the implicit-TLS port, at
+ * STARTTLS on the other) and then hands the connection to an SMTP session.
+ * Destroying the raw socket under a TLS wrap tears the wrap down from below,
+ * and Node then reads the TLS state of a freed SSL object (#29: one idle
+ * connection to port 465 killed the daemon with SIGSEGV). So the deadline
+ * ends a connection through whoever owns it at that moment — the SMTP
+ * session (a 421 and its own close), or before there is one the TLS socket
+ * of the handshake — and touches the raw socket only while nothing wraps it.
  */
 export class ConnectionGuard {
   readonly #opts: GuardOptions
@@ -31,12 +43,14 @@ export class ConnectionGuard {
   readonly #deadlines = new Map<string, NodeJS.Timeout>()
   /** Per open connection (address|port): what gives its place back, exactly once. */
   readonly #releases = new Map<string, () => void>()
-  readonly #lastLogged = new Map<string, number>()
+  readonly #clients: ClientErrorLog
   /** Counters for status and metrics. */
-  readonly counts = { refusedBusyAddress: 0, authTimeouts: 0, clientErrors: {} as Record<string, number> }
+  readonly counts: { refusedBusyAddress: number; authTimeouts: number; clientErrors: Record<string, number> }
 
   constructor(opts: GuardOptions) {
     this.#opts = opts
+    this.#clients = new ClientErrorLog(opts.log)
+    this.counts = { refusedBusyAddress: 0, authTimeouts: 0, clientErrors: this.#clients.counts }
   }
 
   /**
@@ -44,7 +58,8 @@ export class ConnectionGuard {
    * over its address's limit never reaches the SMTP server (on a plain port it
    * is told 421 first; before a TLS handshake nothing can be said).
    */
-  install(server: Server, plain: boolean): void {
+  install(smtp: SMTPServer, plain: boolean): void {
+    const server = smtp.server
     const handlers = server.listeners('connection') as ((s: Socket) => void)[]
     server.removeAllListeners('connection')
     server.on('connection', (socket: Socket) => {
@@ -52,7 +67,8 @@ export class ConnectionGuard {
       const open = (this.#perAddress.get(ip) ?? 0) + 1
       if (open > this.#opts.perAddress) {
         this.counts.refusedBusyAddress++
-        this.#logClient(ip, 'too-many-connections', `more than ${this.#opts.perAddress} connections from one address`)
+        this.#clients.note(ip, 'too-many-connections', `more than ${this.#opts.perAddress} connections from one address`)
+        // smtp-server never sees this socket, so nothing wraps it: the raw socket is ours to end.
         socket.on('error', () => {})
         if (plain) socket.end(`421 ${new GatewayError('ECLIENT_TOO_MANY').message}\r\n`)
         else socket.destroy()
@@ -60,14 +76,19 @@ export class ConnectionGuard {
         return
       }
       this.#perAddress.set(ip, open)
-      const key = `${ip}|${socket.remotePort}`
-      const deadline = setTimeout(() => {
+      const port = socket.remotePort ?? 0
+      const key = `${ip}|${port}`
+      const expire = () => {
+        if (!this.#deadlines.has(key)) return
+        if (this.#end(smtp, socket, ip, port) === 'later') {
+          this.#deadlines.set(key, setTimeout(expire, UPGRADE_RECHECK_MS).unref())
+          return
+        }
+        this.#deadlines.delete(key)
         this.counts.authTimeouts++
-        this.#logClient(ip, 'auth-timeout', `not authenticated within ${this.#opts.authTimeoutMs} ms of connecting`)
-        socket.destroy()
-      }, this.#opts.authTimeoutMs)
-      deadline.unref()
-      this.#deadlines.set(key, deadline)
+        this.#clients.note(ip, 'auth-timeout', `not authenticated within ${this.#opts.authTimeoutMs} ms of connecting`)
+      }
+      this.#deadlines.set(key, setTimeout(expire, this.#opts.authTimeoutMs).unref())
       const release = () => {
         if (this.#releases.get(key) !== release) return
         this.#releases.delete(key)
@@ -83,6 +104,27 @@ export class ConnectionGuard {
       socket.once('close', release)
       for (const h of handlers) h.call(server, socket)
     })
+  }
+
+  /**
+   * Ends the connection of `raw` through its owner; 'later' while a STARTTLS
+   * handshake runs (its TLS socket is known only to the session, which ends
+   * it by its own handshake timeout; the deadline looks again shortly).
+   */
+  #end(smtp: SMTPServer, raw: Socket, ip: string, port: number): 'done' | 'later' {
+    for (const conn of smtp.connections) {
+      if (conn.remotePort !== port || unmapIPv4(conn.remoteAddress) !== ip) continue
+      if (conn._upgrading) return 'later'
+      conn.send(421, new GatewayError('EAUTH_TIMEOUT').message)
+      conn.close()
+      return 'done'
+    }
+    // No session yet: on the implicit-TLS port the handshake's TLS socket owns the raw one
+    // (smtp-server keeps it in _pendingSockets until the handshake is over).
+    const top = smtp._pendingSockets.get(raw)
+    if (top && top !== raw) top.destroy()
+    else if (!raw.destroyed) raw.destroy()
+    return 'done'
   }
 
   /** The SMTP session of `address:port` has closed (after a STARTTLS upgrade the raw socket no longer says so). */
@@ -104,26 +146,6 @@ export class ConnectionGuard {
       this.#opts.log.error({ err }, 'submission listener error')
       return
     }
-    const kind = /tls|ssl|handshake|cipher|protocol version/i.test(`${err.code} ${err.message}`)
-      ? 'tls'
-      : err.code === 'ECONNRESET' || err.code === 'EPIPE'
-        ? 'reset'
-        : /timeout/i.test(`${err.code} ${err.message}`)
-          ? 'timeout'
-          : 'other'
-    this.#logClient(ip ? unmapIPv4(ip) : 'unknown', kind, `${err.code ?? ''} ${err.message}`.trim().slice(0, 200))
-  }
-
-  #logClient(ip: string, kind: string, detail: string): void {
-    this.counts.clientErrors[kind] = (this.counts.clientErrors[kind] ?? 0) + 1
-    const now = Date.now()
-    const key = `${ip}|${kind}`
-    if (now - (this.#lastLogged.get(key) ?? -Infinity) < CLIENT_LOG_INTERVAL_MS) return
-    this.#lastLogged.set(key, now)
-    if (this.#lastLogged.size > 10_000) for (const [k, t] of this.#lastLogged) if (now - t >= CLIENT_LOG_INTERVAL_MS) this.#lastLogged.delete(k)
-    this.#opts.log.info(
-      { ip, kind, detail, counted: this.counts.clientErrors[kind] },
-      'client error (further ones from this address are counted, logged once a minute)',
-    )
+    this.#clients.error(err)
   }
 }

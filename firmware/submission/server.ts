@@ -13,7 +13,7 @@ import { newQueueId } from '../spool/ids.ts'
 import { Authenticator } from './auth.ts'
 import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
-import { MemoryBudget } from './budget.ts'
+import { MemoryBudget, type Hold } from '../memory-budget.ts'
 import { ConnectionGuard } from './guard.ts'
 import { loadTlsMaterial, serverTlsOptions } from './tls.ts'
 
@@ -27,8 +27,8 @@ interface SessionState {
   /** MAIL FROM refused for lack of AUTH; a client that keeps trying is cut off. */
   unauthenticatedTries: number
   inData: boolean
-  /** Message bytes held against the memory budget for this transaction (declared SIZE, then what arrived). */
-  held: number
+  /** This transaction's room in the memory budget (declared SIZE or the first reservation, then what arrived). */
+  hold: Hold | undefined
   /** The SIZE the client declared for this transaction (0: none). */
   declared: number
 }
@@ -164,17 +164,8 @@ export class SubmissionServer implements Component {
           if (cfg.requireTls && !session.secure) return cb(new GatewayError('ETLS_REQUIRED'))
           const refusal = this.#admit()
           if (refusal) return cb(refusal)
-          // RFC 1870: a client that declares its size gets room for it now, or is turned away
-          // before it sends a byte; room for an undeclared size is taken as the data arrives.
-          budget.release(state.held)
-          state.held = 0
-          const declared = Math.min(Number((address.args || {}).SIZE ?? 0) || 0, cfg.maxMessageBytes)
-          if (!budget.admits(declared) || (declared > 0 && !budget.reserve(declared, 0))) {
-            state.log.warn({ used: budget.used, limit: budget.limit, declared }, 'memory budget spent: transaction refused for now')
-            return cb(new GatewayError('ESUBMISSION_BUSY'))
-          }
-          state.held = declared
-          state.declared = declared
+          state.hold?.release()
+          state.hold = undefined
           if (!session.user && !trusted.has(ip)) {
             state.unauthenticatedTries++
             if (state.unauthenticatedTries > MAX_UNAUTHENTICATED_TRIES) {
@@ -183,6 +174,17 @@ export class SubmissionServer implements Component {
             }
             return cb(new GatewayError('EAUTH_REQUIRED'))
           }
+          // #29, RFC 1870: room is given at MAIL, in arrival order — for the size the client declared, or a
+          // first reservation when it declared none — and a transaction that finds none is turned away
+          // before it sends a byte. Data beyond the hold takes more room as it arrives (budget.ts).
+          const declared = Math.min(Number((address.args || {}).SIZE ?? 0) || 0, cfg.maxMessageBytes)
+          const hold = budget.admit(declared > 0 ? declared : Math.min(cfg.undeclaredReserveBytes, cfg.maxMessageBytes))
+          if (!hold) {
+            state.log.warn({ used: budget.used, limit: budget.limit, declared }, 'memory budget spent: transaction refused for now')
+            return cb(new GatewayError('ESUBMISSION_BUSY'))
+          }
+          state.hold = hold
+          state.declared = declared
           if (!session.user) guard.passed(session.remoteAddress, session.remotePort) // a trusted network's client
           state.log.debug({ from: maskAddress(address.address) }, 'mail from')
           cb()
@@ -213,8 +215,7 @@ export class SubmissionServer implements Component {
         },
         onClose: (session) => {
           guard.closed(session.remoteAddress, session.remotePort)
-          const s = this.#sessions.get(session.id)
-          if (s) this.#budget?.release(s.held)
+          this.#sessions.get(session.id)?.hold?.release()
           this.#sessions.get(session.id)?.log.debug('connection closed')
           this.#sessions.delete(session.id)
         },
@@ -263,14 +264,13 @@ export class SubmissionServer implements Component {
   }
 
   /** Memory held by mail in flight, against `submission.memoryBudgetBytes`. */
-  get memory(): { used: number; limit: number; peak: number } {
+  get memory(): { used: number; limit: number; peak: number; evictions: number } {
     const b = this.#budget
-    return { used: b?.used ?? 0, limit: b?.limit ?? 0, peak: b?.peak ?? 0 }
+    return { used: b?.used ?? 0, limit: b?.limit ?? 0, peak: b?.peak ?? 0, evictions: b?.evictions ?? 0 }
   }
 
   async #receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: SessionState): Promise<string> {
     const cfg = this.#config.submission
-    const budget = this.#budget!
     const id = newQueueId()
     const at = this.#clock.now()
     const account = typeof session.user === 'string' ? session.user : undefined
@@ -285,31 +285,25 @@ export class SubmissionServer implements Component {
       id,
       at,
     })
-    // Bytes beyond what the client declared are reserved as they arrive.
-    let arrived = 0
+    const hold = state.hold
+    hold?.reading()
     try {
       const message = await readMessage(stream, {
         maxBytes: cfg.maxMessageBytes,
         bareLineFeed: cfg.bareLineFeed,
         prefix: Buffer.from(trace, 'latin1'),
         sizeHint: state.declared,
-        reserve: (n) => {
-          arrived += n
-          const extra = arrived - state.held
-          if (extra <= 0) return true
-          if (!budget.reserve(extra, state.held)) return false
-          state.held += extra
-          return true
-        },
+        ...(hold ? { hold } : {}),
       })
+      hold?.settle(message.length)
       return await this.#handOn(id, at, message, session, state, account, clientAddress)
     } catch (err) {
       // The refusal names the queue id the policy decision and the reports know the mail by.
       if (err instanceof Error) QUEUE_IDS.set(err, id)
       throw err
     } finally {
-      budget.release(state.held)
-      state.held = 0
+      hold?.release()
+      if (state.hold === hold) state.hold = undefined
     }
   }
 
@@ -341,7 +335,7 @@ export class SubmissionServer implements Component {
   #onConnect(session: SMTPServerSession, allowFrom: AddressSet, cb: (err?: Error | null) => void): void {
     const ip = unmapIPv4(session.remoteAddress)
     const log = this.#log.child({ cid: session.id, ip })
-    this.#sessions.set(session.id, { log, unauthenticatedTries: 0, inData: false, held: 0, declared: 0 })
+    this.#sessions.set(session.id, { log, unauthenticatedTries: 0, inData: false, hold: undefined, declared: 0 })
     if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
     if (!allowFrom.has(ip)) {
       log.warn('client not in allowlist, refused')
@@ -354,7 +348,7 @@ export class SubmissionServer implements Component {
   #state(session: SMTPServerSession): SessionState {
     let s = this.#sessions.get(session.id)
     if (!s) {
-      s = { log: this.#log.child({ cid: session.id }), unauthenticatedTries: 0, inData: false, held: 0, declared: 0 }
+      s = { log: this.#log.child({ cid: session.id }), unauthenticatedTries: 0, inData: false, hold: undefined, declared: 0 }
       this.#sessions.set(session.id, s)
     }
     return s
@@ -370,7 +364,7 @@ export class SubmissionServer implements Component {
   #listen(server: SMTPServer, port: number, guard: ConnectionGuard, plain: boolean): Promise<Endpoint> {
     this.#servers.push(server)
     server.on('error', (err) => guard.error(err))
-    guard.install(server.server, plain)
+    guard.install(server, plain)
     // Replies are small writes: without Nagle none waits for the client's delayed ACK.
     server.server.on('connection', (socket: { setNoDelay(on: boolean): void }) => socket.setNoDelay(true))
     return new Promise((resolve, reject) => {

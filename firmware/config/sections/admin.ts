@@ -16,6 +16,12 @@ export const admin = obj({
     }),
     keyFile: str({ default: '', description: 'PEM private key matching `certFile` (readable by the box only).' }),
   }),
+  requestTimeoutMs: int({
+    default: 30000,
+    min: 250,
+    max: 600000,
+    description: 'A browser connection that completes no TLS handshake, or no request, within this long is closed; so is one idle for this long.',
+  }),
   allowFrom: cidr('Browsers allowed to reach the admin page (S8); anyone else gets 403 before any page. Empty refuses everyone.', ['127.0.0.0/8', '::1/128']),
   sessionIdleMinutes: int({ default: 15, min: 1, max: 120, description: 'A session with no request for this long ends (S4).' }),
   sessionMaxHours: int({ default: 8, min: 1, max: 24, description: 'A session ends this long after its login, in use or not.' }),

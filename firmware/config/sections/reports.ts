@@ -96,6 +96,12 @@ export const reports = obj({
   }),
   tracking: obj({
     listen: listenAddress("Where the tracking listener takes opens and clicks (plain HTTP, behind the firm's reverse proxy).", '127.0.0.1:8080'),
+    requestTimeoutMs: int({
+      default: 10000,
+      min: 250,
+      max: 600000,
+      description: 'A connection that sends no whole request within this long is closed (its headers within half of it, at most 5 s).',
+    }),
     baseUrl: str({
       default: '',
       check: baseUrlProblem,

@@ -35,7 +35,37 @@ export const returnPath = obj({
     description: 'Largest report accepted (bounces quote the statement); larger ones get 552 5.3.4.',
   }),
   maxConnectionsPerClient: int({ default: 10, min: 1, max: 1000, description: 'Connections one client address may hold open at once.' }),
-  reportsPerMinutePerClient: int({ default: 600, min: 1, max: 100000, description: 'Reports one client address may deliver a minute; more get 421 4.7.0.' }),
+  maxClients: int({
+    default: 2000,
+    min: 1,
+    max: 100000,
+    description: 'Connections the listener holds open at once, from all addresses together; more get 421 4.7.0 at connect.',
+  }),
+  memoryBudgetBytes: int({
+    default: 64 * 1024 * 1024,
+    min: 1024 * 1024,
+    max: 2 ** 34,
+    description:
+      'Memory for reports being received, all connections together. Half of it is split evenly among `maxClients` (each report keeps that much ' +
+      'whatever the others do, so a small DSN is always taken); the other half is shared, first come first served, by larger reports. A report ' +
+      'that finds no room is read to its end without being kept and answered 452 4.3.1 (the sender retries); the box never takes more memory.',
+  }),
+  maxRecipientsPerReport: int({
+    default: 5,
+    min: 1,
+    max: 100,
+    description:
+      'Distinct token addresses one report may be sent to (a real DSN or read receipt has one); more get 452 4.5.3. Repeated RCPTs of one ' +
+      'address count once, and each address becomes one audit record.',
+  }),
+  reportsPerMinutePerClient: int({
+    default: 600,
+    min: 1,
+    max: 100000,
+    description:
+      'Audit records one client address may cause a minute (one per token address of a report, one for a report without a token); more get 421 4.7.0.',
+  }),
+  socketTimeoutMs: int({ default: 60000, min: 250, max: 600000, description: 'Idle time after which a connection to the listener is closed.' }),
   readReceipts: records(
     {
       statementClass: str({ default: '', nonEmpty: true, description: 'The statement class (X-Statement-Class), e.g. monthly-high-value.' }),

@@ -44,22 +44,37 @@ export const submission = obj({
   }),
   authTimeoutMs: int({
     default: 20000,
-    min: 1000,
+    min: 250,
     max: 600000,
     description:
       'Time from connecting to being authenticated (or, from a trusted network, to MAIL FROM); a client that has not made it by then is ' +
-      'disconnected. TLS handshake included.',
+      'disconnected (421 4.7.0 EAUTH_TIMEOUT once it can be told). The implicit-TLS handshake is included; a STARTTLS handshake still running ' +
+      'then is ended by its own deadline, `socketTimeoutMs`.',
   }),
   memoryBudgetBytes: int({
     default: 1024 * 1024 * 1024,
     min: 16 * 1024 * 1024,
     max: 2 ** 40,
     description:
-      "Memory for mail being received, checked and signed, counted at four times each message's size (the copies those steps make). While it is " +
-      'spent, new transactions get 452 4.3.1 ESUBMISSION_BUSY and a message that would overrun it is read to its end without being kept; the client ' +
-      "retries. Bounds the box's memory whatever clients send.",
+      "Memory for mail being received, checked and signed, counted at four times each message's size (the copies those steps make). Room is " +
+      'given in arrival order (see `undeclaredReserveBytes`): while it is spent, new transactions get 452 4.3.1 ESUBMISSION_BUSY at MAIL FROM, and ' +
+      "a message that would overrun it is read to its end without being kept; the client retries. Bounds the box's memory whatever clients send.",
   }),
-  socketTimeoutMs: int({ default: 60000, min: 1000, max: 600000, description: 'Idle time after which a client connection is closed.' }),
+  undeclaredReserveBytes: int({
+    default: 1024 * 1024,
+    min: 64 * 1024,
+    max: 200 * 1024 * 1024,
+    description:
+      'Room in the memory budget a transaction gets at MAIL FROM when its client declares no SIZE (RFC 1870); with SIZE it gets that. A ' +
+      'transaction that finds no room is refused there (452 4.3.1), before its data. Data beyond the room takes more as it arrives; when the ' +
+      'budget is spent, the transactions admitted last give way (452 after their data), so those that came first complete.',
+  }),
+  socketTimeoutMs: int({
+    default: 60000,
+    min: 250,
+    max: 600000,
+    description: 'Idle time after which a client connection is closed; also the longest a TLS handshake (after STARTTLS as well) may take.',
+  }),
   bareLineFeed: oneOf(['reject', 'normalize'] as const, {
     default: 'reject',
     description: 'A bare CR or LF in DATA: `reject` answers 550 5.5.2; `normalize` turns it into CRLF. Either way the message is never split (SMTP smuggling).',
@@ -95,9 +110,12 @@ export const submission = obj({
       default: 5,
       min: 1,
       max: 1000,
-      description: 'Failed AUTH attempts from one address (or for one account) within `windowSeconds` before AUTH is refused for a while.',
+      description:
+        'Failed AUTH attempts from one address within `windowSeconds` before that address is refused AUTH for `blockSeconds` (454 4.7.0 ' +
+        'EAUTH_RATE_LIMITED). Failures for one account never block it: beyond this many, further checks of that account wait longer each ' +
+        'time (up to 5 s), except from an address that logged in to it within the last 24 hours.',
     }),
     windowSeconds: int({ default: 900, min: 1, max: 86400, description: 'Window in which failures are counted.' }),
-    blockSeconds: int({ default: 900, min: 1, max: 86400, description: 'How long AUTH is refused (454 4.7.0) once the limit is hit.' }),
+    blockSeconds: int({ default: 900, min: 1, max: 86400, description: 'How long AUTH is refused to an address (454 4.7.0) once it hit the limit.' }),
   }),
 })

@@ -116,3 +116,34 @@ t.test('a client that comes and goes (STARTTLS, AUTH, QUIT) gives its place back
   for (let i = 0; i < 10; i++)
     t.equal((await login(box.starttlsPort, box.tls, ACCOUNT.password, '127.0.0.80')).code, 235, `login ${i + 1} of 10 with a limit of 3`)
 })
+
+t.test('#29 finding 6: room in arrival order — 6 transactions without SIZE= and room for 2: 2 × 250, 4 × 452 before their data', async (t) => {
+  const mib = 1024 * 1024
+  // Room for two: each undeclared transaction is given 2 MiB (× 4 copies) at MAIL FROM.
+  const box = await startSubmission(t, { submission: { memoryBudgetBytes: 16 * mib, undeclaredReserveBytes: 2 * mib } })
+  const clients = await Promise.all(
+    Array.from({ length: 6 }, async () => {
+      const c = await RawSmtp.open(box.starttlsPort)
+      await c.handshake(box.tls)
+      t.equal((await c.authPlain(ACCOUNT.name, ACCOUNT.password)).code, 235)
+      return c
+    }),
+  )
+  const mail = Buffer.from(
+    `From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: s\r\n\r\n${'0123456789abcdef'.repeat(64 * 1024).replace(/.{64}/g, '$&\r\n')}\r\n.\r\n`,
+  )
+  const answers = await Promise.all(
+    clients.map(async (c) => {
+      const from = await c.cmd('MAIL FROM:<statements@bank.example>')
+      if (from.code !== 250) return `MAIL ${from.code} ${from.text}`
+      await c.cmd('RCPT TO:<customer@example.net>')
+      await c.cmd('DATA')
+      c.write(mail)
+      return `DATA ${(await c.reply(30_000)).code}`
+    }),
+  )
+  t.same(answers.filter((a) => a === 'DATA 250').length, 2, `two complete (${mail.length} bytes each)`)
+  t.same(answers.filter((a) => a.startsWith('MAIL 452 4.3.1 ESUBMISSION_BUSY')).length, 4, 'four are turned away at MAIL FROM, before their data')
+  for (const c of clients) c.close()
+  t.equal(box.server.memory.used, 0, 'all room given back')
+})
