@@ -135,6 +135,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
   const startedAt = new Date().toISOString()
+  /** The admin page's client faults, for status (the page is made after the control socket it serves). */
+  const adminClientErrors: { counts: Record<string, number> } = { counts: {} }
   const control = new ControlServer({
     config,
     log,
@@ -149,6 +151,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       // S11: the process's memory and what mail in flight holds of its budget.
       memory: { ...process.memoryUsage(), submission: submission.memory },
       submission: { ...submission.guardCounts, auditBacklog: audit.backlog },
+      // #29: what clients on the other listeners cost: their faults by kind, the return path's memory.
+      returnPath: returns.counts,
+      admin: { clientErrors: adminClientErrors.counts },
+      tracking: { clientErrors: tracker.clients.counts },
       delivery: {
         ...delivery.counts,
         inFlight: delivery.inFlight,
@@ -259,6 +265,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       tlsCertificate: () => (config.admin.tls.certFile ? readFileSync(config.admin.tls.certFile, 'utf8') : loadTlsMaterial(config, log).cert),
     },
   })
+  adminClientErrors.counts = admin.clients.counts
   // ETSI 5.3: a version on trial checks itself once everything runs, and commits; update steps reach the trail.
   const update = new UpdateAgent({
     firmwareDir: import.meta.dirname,

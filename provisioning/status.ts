@@ -37,6 +37,9 @@ interface Status {
   hsm: HsmStatus
   memory?: { rss: number; submission: { used: number; limit: number; peak: number } }
   submission?: { refusedBusyAddress: number; authTimeouts: number; clientErrors: Record<string, number>; auditBacklog: number }
+  returnPath?: { clientErrors: Record<string, number>; memory: { used: number; peak: number; limit: number; evictions: number } }
+  admin?: { clientErrors: Record<string, number> }
+  tracking?: { clientErrors: Record<string, number> }
 }
 
 let status: Status
@@ -74,6 +77,14 @@ const lines = [
           `time, errors ${JSON.stringify(status.submission.clientErrors)}; audit backlog ${status.submission.auditBacklog}`,
       ]
     : []),
+  ...(status.returnPath
+    ? [
+        `          return path: errors ${JSON.stringify(status.returnPath.clientErrors)}; reports in memory ${mb(status.returnPath.memory.used)} of ` +
+          `${mb(status.returnPath.memory.limit)} MB shared (peak ${mb(status.returnPath.memory.peak)}), ${status.returnPath.memory.evictions} cut off for room`,
+      ]
+    : []),
+  ...(status.admin ? [`          admin page: errors ${JSON.stringify(status.admin.clientErrors)}`] : []),
+  ...(status.tracking ? [`          tracking: errors ${JSON.stringify(status.tracking.clientErrors)}`] : []),
   `policy    ${
     Object.keys(status.policy).length
       ? Object.entries(status.policy)

@@ -97,13 +97,18 @@ export class AdminServer implements Component {
     const a = d.config.admin
     const allow = new AddressSet(a.allowFrom)
     const app = Fastify({
-      // A half-sent TLS hello is cut off as an idle request is (Node's default waits 120 s).
-      https: { ...d.tls(), handshakeTimeout: a.requestTimeoutMs },
+      // A half-sent TLS hello is cut off as an idle request is (Node's default waits 120 s), and a
+      // request whose body stops coming is checked for its deadline often enough to end near it
+      // (Node looks every 30 s by default).
+      https: { ...d.tls(), handshakeTimeout: a.requestTimeoutMs, connectionsCheckingInterval: Math.min(5_000, Math.ceil(a.requestTimeoutMs / 2)) },
       logger: false,
       trustProxy: false,
       bodyLimit: 64 * 1024,
       connectionTimeout: a.requestTimeoutMs,
       requestTimeout: a.requestTimeoutMs,
+      // fastify's default keeps an answered connection 72 s for the next request, also one whose
+      // body never came (a refused login): Node's 5 s, or less with a shorter deadline.
+      keepAliveTimeout: Math.min(5_000, a.requestTimeoutMs),
       return503OnClosing: true,
       clientErrorHandler: httpClientErrorHandler(this.clients),
     })

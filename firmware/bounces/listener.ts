@@ -19,6 +19,8 @@ const REFUSAL_REPORT_MS = 60_000
 const REPLY_LIMIT = 300
 /** RCPT commands in one transaction answered normally; beyond, 452 4.5.3 (RFC 5321 4.5.3.1.10). */
 const MAX_RCPT_COMMANDS = 100
+/** A client cut off mid-report gets this long to read its 421 before the socket goes. */
+const CUT_OFF_LINGER_MS = 1000
 /** RCPT commands in one transaction after which the client is cut off (421): no DSN needs them. */
 const CLOSE_AFTER_RCPT_COMMANDS = 1000
 
@@ -157,15 +159,20 @@ export class ReturnPathListener implements Component {
       onData: (stream, session, cb) => {
         const st = state(session)
         // #29: each connection keeps its own share of the budget whatever the others do; beyond it a
-        // report takes room from the shared pool as it arrives, and without room the rest is read
-        // and dropped. Past the size limit likewise: what is not kept costs no memory.
+        // report takes room from the shared pool as it arrives. Without room (or when an older report
+        // needs it) the report is dropped and the connection cut off with 421 at once — reading the
+        // rest only to refuse it cost the CPU that good reports needed. Past the size limit the rest is
+        // read and dropped, and refused with 552 at its end: what is not kept costs no memory.
         const own = Math.floor(cfg.memoryBudgetBytes / 2 / cfg.maxClients)
         let chunks: Buffer[] = []
         let size = 0
         let busy = false
         const drop = () => {
+          if (busy) return
           busy = true
           chunks = []
+          this.#refuse('busy')
+          this.#cutOff(session, '4.3.1 no room for the report now; closing, try again later')
         }
         stream.on('data', (c: Buffer) => {
           size += c.length
@@ -190,10 +197,7 @@ export class ReturnPathListener implements Component {
             this.#refuse('too-large')
             return done(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
           }
-          if (busy) {
-            this.#refuse('busy')
-            return done(reply(452, '4.3.1 no room for the report now; try again later'))
-          }
+          if (busy) return done(reply(452, '4.3.1 no room for the report now; try again later'))
           st.hold?.settle(size - own)
           this.#onData(Buffer.concat(chunks), session).then(
             () => done(),
@@ -227,6 +231,23 @@ export class ReturnPathListener implements Component {
     const server = this.#server
     this.#server = undefined
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  /**
+   * Ends the connection of `session` now: a 421, smtp-server's own close, and then no more reading —
+   * its close goes on reading (and dropping) whatever the client still sends, which for a client
+   * pushing megabytes was the CPU good reports needed (#29). The socket is the top one, TLS
+   * included, so destroying it a moment later tears nothing down from below.
+   */
+  #cutOff(session: SMTPServerSession, text: string): void {
+    for (const conn of this.#server?.connections ?? [])
+      if (conn.session === session) {
+        const socket = conn._socket
+        conn.send(421, text)
+        socket.pause()
+        setTimeout(() => socket.destroy(), CUT_OFF_LINGER_MS)
+        return
+      }
   }
 
   #onConnect(session: SMTPServerSession): Error | undefined {

@@ -60,11 +60,11 @@ export function oneOf<const V extends readonly string[]>(values: V, o: Opts<V[nu
   return str({ ...o, oneOf: values })
 }
 
-export function int(o: Opts<number> & { min?: number; max?: number }): Field<number> {
+export function int(o: Opts<number> & { min?: number; max?: number; typeName?: string }): Field<number> {
   const range = `${o.min ?? '-∞'}…${o.max ?? '∞'}`
   return {
     kind: 'integer',
-    typeName: `integer (${range})`,
+    typeName: o.typeName ?? `integer (${range})`,
     description: o.description,
     default: o.default,
     parse(v, key) {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { CASES, GOOD_ANSWER, HALF_HELLO, LIFECYCLE_TIMEOUTS, LISTENERS, goodClient, playCase, startLifecycleBox } from '../helpers/lifecycle.ts'
+import { CASES, GOOD_ANSWER, HALF_HELLO, LIFECYCLE_TIMEOUTS, LISTENERS, Wire, goodClient, playCase, startLifecycleBox } from '../helpers/lifecycle.ts'
 import { connect } from 'node:net'
 
 /**
@@ -54,4 +54,25 @@ t.test('the lifecycle matrix: every listener × every way a connection ends', as
   t.comment(rows.sort().join('\n'))
   box.child.proc.kill('SIGTERM')
   t.same(await box.child.exited, { code: 0, signal: null }, 'and it stops cleanly')
+})
+
+t.test('admin: a login refused before its body came (rate limit) is not kept open for the next request', async (t) => {
+  const box = await startLifecycleBox(t)
+  // fastify kept such a connection 72 s (its keep-alive default) waiting for the rest of the body.
+  const held = await Promise.all(
+    Array.from({ length: 14 }, async () => {
+      const w = await Wire.open(box.ports.admin)
+      await w.tls({ ...box.tls, ALPNProtocols: ['http/1.1'] })
+      w.write('POST /login HTTP/1.1\r\nHost: box\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\nuser=a&pass')
+      return { ms: await w.closedWithin(10_000), answer: w.buffer.slice(0, 12) }
+    }),
+  )
+  t.ok(
+    held.some((h) => h.answer.includes('429')),
+    'some were refused by the login rate limit',
+  )
+  t.ok(
+    held.every((h) => h.ms !== undefined && h.ms < LIFECYCLE_TIMEOUTS.socketMs * 6),
+    `every one closed by the box: ${held.map((h) => h.ms).join(', ')} ms`,
+  )
 })

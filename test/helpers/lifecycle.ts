@@ -25,7 +25,14 @@ export type ListenerName = 'submission-starttls' | 'submission-implicit' | 'retu
 export const LISTENERS: readonly ListenerName[] = ['submission-starttls', 'submission-implicit', 'return-path', 'admin', 'tracking']
 
 export type CaseName =
-  'idle before any byte' | 'half a TLS hello' | 'idle after the handshake' | 'FIN mid-command' | 'RST mid-command' | 'FIN mid-data' | 'RST mid-data'
+  | 'idle before any byte'
+  | 'half a TLS hello'
+  | 'idle after the handshake'
+  | 'FIN mid-command'
+  | 'RST mid-command'
+  | 'FIN mid-data'
+  | 'RST mid-data'
+  | 'idle mid-data'
 export const CASES: readonly CaseName[] = [
   'idle before any byte',
   'half a TLS hello',
@@ -34,17 +41,23 @@ export const CASES: readonly CaseName[] = [
   'RST mid-command',
   'FIN mid-data',
   'RST mid-data',
+  'idle mid-data',
 ]
 
 /** The first 50 of the 517 bytes of a TLS ClientHello (a record header and the start of the hello). */
 export const HALF_HELLO = Buffer.from('160301020001000200030378d2a7ac5c9e3c0d2a4bb1e4f0c3a1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b', 'hex')
 
-export interface LifecycleBox {
-  child: Child
-  dataDir: string
+/** What the cases need of a running box: its listeners, its TLS trust, a submission account, and whether it still runs. */
+export interface Target {
   ports: Record<ListenerName, number>
   tls: ConnectionOptions
+  account: { name: string; password: string }
   alive(): boolean
+}
+
+export interface LifecycleBox extends Target {
+  child: Child
+  dataDir: string
 }
 
 /** The daemon with all five listeners on port 0 and every timeout short; ports read back from its log. */
@@ -73,11 +86,11 @@ export async function startLifecycleBox(t: T, extra: Record<string, unknown> = {
     tracking: tracking.address!.port,
   }
   const tls = { ca: readFileSync(join(cfg.dataDir, 'tls', 'submission.crt')), servername: 'localhost' }
-  return { child, dataDir: cfg.dataDir, ports, tls, alive: () => child.proc.exitCode === null && child.proc.signalCode === null }
+  return { child, dataDir: cfg.dataDir, ports, tls, account: ACCOUNT, alive: () => child.proc.exitCode === null && child.proc.signalCode === null }
 }
 
 /** A raw connection a case drives byte by byte: plain first, TLS on top when the case gets there. */
-class Wire {
+export class Wire {
   socket: Socket | TLSSocket
   buffer = ''
   closed = false
@@ -168,10 +181,10 @@ async function smtpCmd(w: Wire, line: string, code: RegExp): Promise<void> {
   if (!m || !code.test(m[1]!)) throw new Error(`${line}: ${JSON.stringify(w.buffer)}`)
 }
 
-const authPlain = `AUTH PLAIN ${Buffer.from(`\0${ACCOUNT.name}\0${ACCOUNT.password}`).toString('base64')}`
+const authPlain = (a: Target['account']) => `AUTH PLAIN ${Buffer.from(`\0${a.name}\0${a.password}`).toString('base64')}`
 
 /** Gets a connection of `listener` to where the case starts playing: after the greeting and TLS, if it has them. */
-async function handshake(box: LifecycleBox, listener: ListenerName, w: Wire): Promise<void> {
+export async function handshake(box: Target, listener: ListenerName, w: Wire): Promise<void> {
   switch (listener) {
     case 'submission-starttls':
     case 'return-path':
@@ -195,7 +208,7 @@ async function handshake(box: LifecycleBox, listener: ListenerName, w: Wire): Pr
 }
 
 /** Plays `kind` against `listener` from `localAddress`; resolves once the case is over (the box closed, or the client left). */
-export async function playCase(box: LifecycleBox, listener: ListenerName, kind: CaseName, localAddress?: string): Promise<{ closedByBoxMs?: number }> {
+export async function playCase(box: Target, listener: ListenerName, kind: CaseName, localAddress?: string): Promise<{ closedByBoxMs?: number }> {
   const w = await Wire.open(box.ports[listener], localAddress)
   const patience = 10_000
   try {
@@ -218,7 +231,7 @@ export async function playCase(box: LifecycleBox, listener: ListenerName, kind: 
       }
       return { closedByBoxMs: await w.closedWithin(patience) }
     }
-    const how = kind.startsWith('FIN') ? 'fin' : 'rst'
+    const how = kind.startsWith('FIN') ? 'fin' : kind.startsWith('RST') ? 'rst' : 'idle'
     const midData = kind.endsWith('mid-data')
     switch (listener) {
       case 'submission-starttls':
@@ -227,7 +240,7 @@ export async function playCase(box: LifecycleBox, listener: ListenerName, kind: 
           w.write('AUTH LOGIN\r\n')
           await w.until(/^334 /m)
         } else {
-          await smtpCmd(w, authPlain, /^235$/)
+          await smtpCmd(w, authPlain(box.account), /^235$/)
           await smtpCmd(w, 'MAIL FROM:<statements@bank.example>', /^250$/)
           await smtpCmd(w, 'RCPT TO:<customer@example.net>', /^250$/)
           await smtpCmd(w, 'DATA', /^354$/)
@@ -253,6 +266,7 @@ export async function playCase(box: LifecycleBox, listener: ListenerName, kind: 
         break
     }
     await sleep(20)
+    if (how === 'idle') return { closedByBoxMs: await w.closedWithin(patience) }
     w.leave(how)
     return {}
   } finally {
@@ -261,7 +275,7 @@ export async function playCase(box: LifecycleBox, listener: ListenerName, kind: 
 }
 
 /** A good client of `listener`: the answer it normally gets (250 for mail and reports, the login page, a tracking 404). */
-export async function goodClient(box: LifecycleBox, listener: ListenerName, localAddress?: string): Promise<string> {
+export async function goodClient(box: Target, listener: ListenerName, localAddress?: string): Promise<string> {
   const started = Date.now()
   const w = await Wire.open(box.ports[listener], localAddress)
   try {
@@ -269,7 +283,7 @@ export async function goodClient(box: LifecycleBox, listener: ListenerName, loca
     switch (listener) {
       case 'submission-starttls':
       case 'submission-implicit':
-        await smtpCmd(w, authPlain, /^235$/)
+        await smtpCmd(w, authPlain(box.account), /^235$/)
         await smtpCmd(w, 'MAIL FROM:<statements@bank.example>', /^250$/)
         await smtpCmd(w, 'RCPT TO:<customer@example.net>', /^250$/)
         await smtpCmd(w, 'DATA', /^354$/)

@@ -7,6 +7,7 @@ import { controlRequests, controlSocketPath } from '../../firmware/control/serve
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import { DAEMON_ENV, DAEMON_NODE_ARGS } from '../../firmware/runtime.ts'
 import { RawSmtp } from '../helpers/smtp.ts'
+import type { ListenerName, Target } from '../helpers/lifecycle.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -22,6 +23,8 @@ export class Box {
   proc: ChildProcess | undefined
   port = 0
   implicitPort = 0
+  /** Every listener's port, read back from the log at start (each is configured as 0). */
+  ports: Partial<Record<ListenerName, number>> = {}
   log: string[] = []
   #exited: Promise<number | null> | undefined
 
@@ -52,7 +55,14 @@ export class Box {
     return { ca: readFileSync(join(this.dataDir, 'tls', 'submission.crt')), servername: 'localhost' }
   }
 
+  /** The running box as the lifecycle cases see it (test/helpers/lifecycle.ts). */
+  get target(): Target {
+    const ports = this.ports as Record<ListenerName, number>
+    return { ports, tls: this.tls, account: { name: 'statements', password: this.password }, alive: () => this.alive }
+  }
+
   async start(timeoutMs = 60_000): Promise<void> {
+    this.ports = {}
     const proc = spawn(process.execPath, [...DAEMON_NODE_ARGS, join(ROOT, 'firmware/main.ts'), '--config', this.configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...DAEMON_ENV },
@@ -73,7 +83,12 @@ export class Box {
             const r = JSON.parse(l) as { starttls: { port: number }; implicitTls: { port: number } }
             this.port = r.starttls.port
             this.implicitPort = r.implicitTls.port
+            this.ports['submission-starttls'] = r.starttls.port
+            this.ports['submission-implicit'] = r.implicitTls.port
           }
+          if (l.includes('"msg":"return-path listener up"')) this.ports['return-path'] = Number((JSON.parse(l) as { listen: string }).listen.split(':').pop())
+          if (l.includes('"msg":"admin page listening"')) this.ports.admin = Number(new URL((JSON.parse(l) as { url: string }).url).port)
+          if (l.includes('"msg":"tracking listener ready"')) this.ports.tracking = (JSON.parse(l) as { address: { port: number } }).address.port
           if (l.includes('"msg":"statement gateway started"')) {
             clearTimeout(timer)
             resolve()

@@ -2,6 +2,8 @@ import type { AddressInfo, Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SMTPServer } from 'smtp-server'
 import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
+import { LISTENER_TYPES } from '../../firmware/config/sections/fields.ts'
+import { schema } from '../../firmware/config/schema.ts'
 import type { Box } from './box.ts'
 
 type Row = { scenario: string; measured: string; ok: boolean }
@@ -21,6 +23,8 @@ export function results(): readonly Row[] {
 /** A receiving MX that records each statement id it got and whether both signatures were on it. */
 export async function receiver(opts: { onData?: (id: string, n: number) => 'accept' | 'tempfail' | 'stall' | 'drop'; onRcpt?: (rcpt: string) => number } = {}) {
   const got = new Map<string, number>()
+  /** The envelope sender each statement came with (its VERP address, when it has one). */
+  const senders = new Map<string, string>()
   let unsigned = 0
   let n = 0
   const { certPem, keyPem } = makeSelfSignedServerCert({ hostname: 'mx.test' })
@@ -56,6 +60,7 @@ export async function receiver(opts: { onData?: (id: string, n: number) => 'acce
         if (verdict === 'tempfail') return cb(Object.assign(new Error('4.3.0 try later'), { responseCode: 451 }))
         if (!data.startsWith('DKIM-Signature:') || !/Content-Type: multipart\/signed/i.test(data)) unsigned++
         got.set(id, (got.get(id) ?? 0) + 1)
+        senders.set(id, session.envelope.mailFrom ? session.envelope.mailFrom.address : '')
         cb(null, 'OK')
       })
     },
@@ -66,15 +71,50 @@ export async function receiver(opts: { onData?: (id: string, n: number) => 'acce
     server,
     port: (server.server.address() as AddressInfo).port,
     got,
+    senders,
     unsigned: () => unsigned,
     close: () => new Promise<void>((r) => server.close(() => r())),
   }
 }
 
-/** Box config: deliver everything to the loopback MX on `port`, retry quickly, ephemeral submission ports. */
+type SchemaNode = { kind: string; typeName: string; default: unknown; shape?: Record<string, SchemaNode> }
+
+/**
+ * Puts every listener of the box on a free port (#33: two suites, or a suite beside
+ * `npm start`, never collide): every key the schema marks as a listener's port or
+ * address, found by its type, so a listener added later cannot be missed.
+ * Returns the keys it set.
+ */
+export function listenersOnPortZero(raw: Record<string, unknown>): string[] {
+  const set: string[] = []
+  const walk = (shape: Record<string, SchemaNode>, into: Record<string, unknown>, prefix: string) => {
+    for (const [k, f] of Object.entries(shape)) {
+      const key = prefix ? `${prefix}.${k}` : k
+      if (f.kind === 'object' && f.shape) {
+        const sub = (into[k] ??= {}) as Record<string, unknown>
+        walk(f.shape, sub, key)
+      } else if (f.typeName === LISTENER_TYPES[0]) {
+        into[k] = 0
+        set.push(key)
+      } else if (f.typeName === LISTENER_TYPES[1]) {
+        const v = String(into[k] ?? f.default)
+        into[k] = `${v.slice(0, v.lastIndexOf(':'))}:0`
+        set.push(key)
+      }
+    }
+  }
+  walk((schema as unknown as SchemaNode).shape!, raw, '')
+  return set
+}
+
+/**
+ * Box config: deliver everything to the loopback MX on `port`, every listener on a free port. Only
+ * what a scenario needs is changed from the shipped defaults, and the scenario's row names it.
+ */
 export function routeTo(port: number, extra: Record<string, unknown> = {}) {
   return (c: Record<string, unknown>) => {
-    c.submission = { ...(c.submission as object), starttlsPort: 0, implicitTlsPort: 0, maxClientsPerAddress: 64 }
+    listenersOnPortZero(c)
+    c.submission = { ...(c.submission as object), maxClientsPerAddress: 64 }
     c.delivery = {
       routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }],
       retrySeconds: [1, 2, 3],

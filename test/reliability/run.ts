@@ -8,6 +8,8 @@ import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
 import { Box, Submitter } from './box.ts'
 import { smtpFuzz, tlsScan } from './hostile.ts'
+import { authFlood, bigWithoutSize, handshakeLogLines, rcptAmplification, returnPathMemory } from './floods.ts'
+import { lifecycleFuzz } from './lifecycle.ts'
 import { drain, receiver, results, routeTo, row } from './mx.ts'
 
 /**
@@ -16,9 +18,17 @@ import { drain, receiver, results, routeTo, row } from './mx.ts'
  * would try it, each scenario against the real daemon on loopback, with a
  * table of what happened. Exits 1 if any promise was broken.
  *
- *   npm run check:reliability [-- --cycles 30 --only kill,receiver,hsm,disk,fuzz,tls]
+ *   npm run check:reliability [-- --cycles 30 --connections 5000 --seed N
+ *     --only kill,receiver,hsm,disk,fuzz,tls,lifecycle,rp-memory,amplification,auth-flood,big,handshakes]
  */
-const { values } = parseArgs({ options: { cycles: { type: 'string', default: '30' }, only: { type: 'string' } } })
+const { values } = parseArgs({
+  options: {
+    cycles: { type: 'string', default: '30' },
+    only: { type: 'string' },
+    connections: { type: 'string', default: '5000' },
+    seed: { type: 'string', default: String(Date.now() % 1_000_000) },
+  },
+})
 const only = values.only?.split(',')
 const run = promisify(execFile)
 const want = (s: string) => !only || only.includes(s)
@@ -314,6 +324,12 @@ if (want('hsm')) await hsmAway()
 if (want('disk')) await fullDisk()
 if (want('fuzz')) await smtpFuzz()
 if (want('tls')) await tlsScan()
+if (want('lifecycle')) await lifecycleFuzz(Number(values.connections), Number(values.seed))
+if (want('rp-memory')) await returnPathMemory()
+if (want('amplification')) await rcptAmplification()
+if (want('auth-flood')) await authFlood()
+if (want('big')) await bigWithoutSize()
+if (want('handshakes')) await handshakeLogLines()
 
 const day = new Date().toISOString().slice(0, 10)
 process.stdout.write(

@@ -9,10 +9,17 @@ export const cidr = (description: string, def: string[]) =>
 
 export const port = (description: string, def: number) => int({ default: def, min: 0, max: 65535, description })
 
+/** The type names that mark a listener's port or address: tools and tests find every listener by them. */
+export const LISTENER_TYPES = ['listener port (0…65535)', 'host:port'] as const
+
+/** The port a listener of the box binds (0 picks a free one). */
+export const listenerPort = (description: string, def: number) => int({ default: def, min: 0, max: 65535, description, typeName: LISTENER_TYPES[0] })
+
 /** `host:port` of a listener (`[v6]:port` for an IPv6 address); port 0 picks a free one. */
 export const listenAddress = (description: string, def: string) =>
   str({
     default: def,
+    typeName: LISTENER_TYPES[1],
     check: (v) => {
       const colon = v.lastIndexOf(':')
       const host = v.slice(0, colon)

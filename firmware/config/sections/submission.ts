@@ -1,4 +1,4 @@
-import { cidr, port } from './fields.ts'
+import { cidr, listenerPort } from './fields.ts'
 import { passwordHashProblem } from '../../../hal/crypto/password.ts'
 import { bool, int, obj, oneOf, records, str } from '../types.ts'
 
@@ -10,8 +10,8 @@ export const submission = obj({
     description: 'Name the submission service announces in its greeting and puts in its self-made TLS certificate.',
   }),
   host: str({ default: '127.0.0.1', nonEmpty: true, description: 'Address both submission listeners bind to (`::` for all).' }),
-  starttlsPort: port('Port for submission with STARTTLS (RFC 6409). 587 on the appliance; 0 picks a free port.', 2587),
-  implicitTlsPort: port('Port for submission over implicit TLS (RFC 8314). 465 on the appliance; 0 picks a free port.', 2465),
+  starttlsPort: listenerPort('Port for submission with STARTTLS (RFC 6409). 587 on the appliance; 0 picks a free port.', 2587),
+  implicitTlsPort: listenerPort('Port for submission over implicit TLS (RFC 8314). 465 on the appliance; 0 picks a free port.', 2465),
   tls: obj({
     certFile: str({
       default: '',

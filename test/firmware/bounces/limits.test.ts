@@ -37,12 +37,22 @@ t.test('a memory budget for all connections: 20 half-sent reports hold what it a
   const mem = rp.listener.counts.memory
   t.ok(mem.used <= mem.limit, `the pool holds ${mem.used} of ${mem.limit} bytes (counted twice)`)
   t.ok(mem.evictions > 0, `later reports gave way to earlier ones (${mem.evictions})`)
+  t.ok(
+    half.slice(-5).every((c) => c.closed),
+    'those that gave way were cut off',
+  )
+  t.notOk(half[0]!.closed, 'the first keeps its room and its connection')
 
   const late = await intoData(rp.port, rp.mint(), '127.0.3.9')
   late.write(`From: MAILER-DAEMON@mx.example.net\r\nSubject: x\r\n${chunk}${chunk}\r\n.\r\n`)
   const refused = await late.reply()
-  t.equal(`${refused.code} ${refused.text}`, '452 4.3.1 no room for the report now; try again later', 'a large report that finds no room: 452, retry later')
-  late.close()
+  t.equal(
+    `${refused.code} ${refused.text}`,
+    '421 4.3.1 no room for the report now; closing, try again later',
+    'a large report that finds no room is cut off at once (421: the sender retries later)',
+  )
+  await sleep(100)
+  t.ok(late.closed, 'and its connection closed')
 
   const good = await intoData(rp.port, rp.mint(), '127.0.3.10')
   good.write(`${dsnFor('wang@example.net')}.\r\n`)
