@@ -1,4 +1,5 @@
 import { maskAddress, type Logger } from './log.ts'
+import { maskPersonalData, redactText } from './pii/redact.ts'
 
 /**
  * The box's one event vocabulary (S6, S7, S13, M8, M11): what happens to mail,
@@ -10,6 +11,21 @@ import { maskAddress, type Logger } from './log.ts'
  * trail keeps a keyed hash (HMAC in the HSM) and a masked form, the log the
  * masked form.
  */
+/** Why a report changes nothing for its statement. */
+export type NoEffect =
+  /** It came without a token (to postmaster, or another accepted address): only a person may look at it. */
+  | 'no-token'
+  /** Its token is of the other kind: a DSN at a read-receipt address, an MDN at a bounce address. */
+  | 'mismatched'
+  /** A DSN that says the mail is delayed, relayed, delivered or expanded: not a failure. */
+  | 'not-failed'
+  /** An MDN that is not "displayed" (deleted, dispatched, processed …). */
+  | 'not-displayed'
+  /** A complaint (a feedback report): counted, never a bounce and never a read. */
+  | 'complaint'
+  /** An automatic reply (vacation, out of office) or a notice the box could not read as a report. */
+  | 'not-a-report'
+
 export type BoxEvent =
   | { type: 'submission.auth'; account: string; clientAddress: string; outcome: 'success' | 'failure'; reason?: string }
   | {
@@ -146,26 +162,39 @@ export type BoxEvent =
     }
   /**
    * M8, M11: a report came back to the return path and was committed before its 250: a DSN, an MDN,
-   * a complaint or an auto-reply. `id` and `recipient` when its token tied it to a statement's
-   * recipient; without them it is counted as unmatched, never guessed.
+   * a complaint or an auto-reply, with what it does to its statement (#30: bounces/decide.ts, the one
+   * decision; the ledger applies this record only). `id` and `recipient` when a token tied it to a
+   * statement's recipient; without one it is unmatched and decides nothing, never guessed.
    */
   | {
       type: 'returnpath.report'
       id?: string
       recipient?: number
-      matchedBy: 'verp' | 'read-receipt-address' | 'message-id' | 'none'
+      matchedBy: 'verp' | 'read-receipt-address' | 'none'
       kind: 'dsn' | 'mdn' | 'feedback' | 'auto-reply' | 'unknown'
+      /** What it does: a bounce, the read, or nothing (and why). */
+      effect: 'bounce' | 'read' | 'none'
+      why?: NoEffect
+      /**
+       * What the spool made of it: `ended` (it ended the statement: the read, or a hard bounce of one
+       * awaiting its read receipt), `awaiting` (the statement waits on; its end decides), `final` (the
+       * statement had left the spool: the report is the last word), `not-evidence` (a read, but not the
+       * evidence its class counts).
+       */
+      spool?: 'ended' | 'awaiting' | 'final' | 'not-evidence'
       /** DSN: what the reporting server did (failed: a bounce; delayed: still trying). */
       action?: string
       category?: string
       hard?: boolean
       status?: string
-      /** The receiver's words (addresses masked in the trail), at most 300 characters. */
+      /** The receiver's words, redacted (pii/redact.ts: addresses, IDs and long numbers masked), at most 200 characters. */
       reply?: string
       /** MDN: displayed, deleted, dispatched, processed …, and whether a person sent it (manual) or the client did. */
       disposition?: string
       dispositionMode?: 'automatic' | 'manual'
       feedbackType?: string
+      /** Without a token: a hash of the Message-ID it quotes, a hint for a person (decide.ts messageIdHint). */
+      messageIdHint?: string
       clientAddress: string
       bytes: number
     }
@@ -198,18 +227,18 @@ export interface EventSink {
   durable?(): Promise<void>
 }
 
-const ADDRESS = /[^\s<>"'(),;:]+@[^\s<>"'(),;:]+/g
-
 /**
- * Free text from other servers (an MX's reply, a deferral reason) often names
- * the recipient ("550 5.1.1 <c@example.com>: unknown user"): addresses in it
- * are masked before any sink keeps it (S6).
+ * Free text from other servers (an MX's reply, a bounce's words) often names
+ * the recipient ("550 5.1.1 <c@example.com>: unknown user") and may carry
+ * more (#30: a name and a national ID): a `reply` is redacted before any sink
+ * keeps it (S6; pii/redact.ts), a `reason` has its addresses and IDs masked.
  */
 export function withMaskedText<E extends BoxEvent>(event: E): E {
   const e = event as E & { reply?: unknown; reason?: unknown }
   if (typeof e.reply !== 'string' && typeof e.reason !== 'string') return event
   const out: Record<string, unknown> = { ...event }
-  for (const k of ['reply', 'reason'] as const) if (typeof e[k] === 'string') out[k] = e[k].replace(ADDRESS, maskAddress)
+  if (typeof e.reply === 'string') out.reply = redactText(e.reply)
+  if (typeof e.reason === 'string') out.reason = maskPersonalData(e.reason)
   return out as E
 }
 

@@ -125,12 +125,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     log,
     clock: systemClock,
     tls: () => serverTlsOptions(loadTlsMaterial(config, log), config.submission.tls.minVersion),
-    onRead: (id) => delivery.read(id, 'mdn'),
-    byMessageId: (messageId) => ledger.byMessageId(messageId),
-    recipientHash: (address) => recipientHash(hsm.hsm, address),
-    onBounce: async ({ id, address, reason }) => {
-      const facts = await ledger.statementFacts(id).catch(() => undefined)
-      await delivery.notifyReturned({ id, statementId: facts?.statementId, rcpt: address, reason, arrivedAt: facts?.acceptedAt ?? Date.now() })
+    onRead: async (id) => (({ read: 'ended', 'not-awaiting': 'final', 'not-evidence': 'not-evidence' }) as const)[await delivery.read(id, 'mdn')],
+    onBounced: ({ id, hard, reason }) => delivery.returnedBounce(id, hard, reason),
+    notify: async (n) => {
+      const facts = await ledger.statementFacts(n.id).catch(() => undefined)
+      await delivery.notifyReturned({ ...n, statementId: facts?.statementId, rcpt: n.address, arrivedAt: facts?.acceptedAt ?? Date.now() })
     },
   })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.

@@ -10,7 +10,7 @@ import { searchTrail } from '../firmware/audit/search.ts'
 import { PUBLIC_KEY_FILE } from '../firmware/audit/record.ts'
 import { recipientHash } from '../firmware/audit/redact.ts'
 import { verifyTrail } from '../firmware/audit/verify.ts'
-import { failer, printHelp, toolConfig } from './cli.ts'
+import { failer, printHelp, quietWhenStdoutCloses, toolConfig } from './cli.ts'
 import { withToolHsm } from './tool-hsm.ts'
 
 const USAGE = `usage: npm run audit -- <command> [--config FILE] [options]
@@ -54,6 +54,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 })
 if (values.help) printHelp(USAGE, values.config)
+quietWhenStdoutCloses()
 
 const fail: (message: string, code?: number) => never = failer('audit')
 

@@ -55,3 +55,48 @@ export function printHelp(usage: string, configPath: string | undefined): never 
   process.stdout.write(`${configLine(configPath)}\n\n${usage.trimEnd()}\n`)
   process.exit(0)
 }
+
+/**
+ * A reader that stops reading (`npm run reports -- paper --format csv | head -1`)
+ * ends the tool quietly, exit 0, as Unix tools do — not with an EPIPE stack.
+ */
+export function quietWhenStdoutCloses(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0)
+    throw err
+  })
+}
+
+/** Columns of text as a terminal shows them: a Chinese or Japanese character takes two cells. */
+export function displayWidth(s: string): number {
+  let w = 0
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!
+    w +=
+      (c >= 0x1100 && c <= 0x115f) ||
+      (c >= 0x2e80 && c <= 0xa4cf) ||
+      (c >= 0xac00 && c <= 0xd7a3) ||
+      (c >= 0xf900 && c <= 0xfaff) ||
+      (c >= 0xfe30 && c <= 0xfe4f) ||
+      (c >= 0xff00 && c <= 0xff60) ||
+      (c >= 0xffe0 && c <= 0xffe6) ||
+      c >= 0x20000
+        ? 2
+        : 1
+  }
+  return w
+}
+
+/**
+ * A plain-text table: every column starts where its header starts (text left,
+ * numbers right within it), widths as a terminal shows the characters.
+ */
+export function textTable(rows: readonly Record<string, string>[], columns: readonly string[], numeric: ReadonlySet<string> = new Set()): string {
+  const width = columns.map((c) => Math.max(displayWidth(c), ...rows.map((r) => displayWidth(r[c] ?? ''))))
+  const pad = (s: string, i: number) => {
+    const room = ' '.repeat(width[i]! - displayWidth(s))
+    return numeric.has(columns[i]!) ? room + s : s + room
+  }
+  const line = (cells: string[]) => cells.map(pad).join('  ').trimEnd()
+  return [line([...columns]), ...rows.map((r) => line(columns.map((c) => r[c] ?? '')))].join('\n')
+}

@@ -21,7 +21,7 @@ import {
 } from '../firmware/reports/queries.ts'
 import type { LedgerStore } from '../firmware/reports/store.ts'
 import { webhookSecret } from '../firmware/reports/webhooks.ts'
-import { failer, printHelp, toolConfig } from './cli.ts'
+import { failer, printHelp, quietWhenStdoutCloses, textTable, toolConfig } from './cli.ts'
 import { withToolHsm } from './tool-hsm.ts'
 import { Progress } from './progress.ts'
 
@@ -32,7 +32,9 @@ const USAGE = `usage: npm run reports -- <command> [--config FILE] [options]
       (hard/soft, by reason), expired, opened, clicked, read, paper owed, and
       delivery latency p50/p95/p99. Default --by batch.
   statement ID [--format table|json]
-      One statement's whole history by the firm's statement id (X-Statement-ID).
+      One statement's whole history by the firm's statement id (X-Statement-ID):
+      per recipient its state, delivery, bounce, opens and clicks, read, unread
+      (no read receipt in time, M11) and paper owed.
   export [--format csv|jsonl] [--out FILE] [filters] [--paper-owed]
       One line per statement and recipient, streamed: CSV (UTF-8 with BOM, for
       Excel) or JSON Lines. To standard output unless --out. Recorded in the
@@ -72,6 +74,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 })
 if (values.help) printHelp(USAGE, values.config)
+quietWhenStdoutCloses()
 
 const fail: (message: string, code?: number) => never = failer('reports')
 const config = toolConfig('reports', values.config)
@@ -117,11 +120,24 @@ function format<T extends string>(allowed: readonly T[], fallback: T): T {
 
 const n = (v: number) => v.toLocaleString('en')
 
-function table(rows: readonly Record<string, string>[], columns: readonly string[]): string {
-  const width = columns.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? '').length)))
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join('  ')
-  return [line([...columns]), ...rows.map((r) => line(columns.map((c) => r[c] ?? '')))].join('\n')
-}
+/** The summary's count columns, right-aligned; its group columns are text, left-aligned under their headers. */
+const NUMERIC = new Set([
+  'submitted',
+  'refused',
+  'delivered',
+  'deferred',
+  'bounced',
+  'expired',
+  'pending',
+  'opened',
+  'clicked',
+  'read',
+  'paper owed',
+  'p50',
+  'p95',
+  'p99',
+])
+const table = (rows: readonly Record<string, string>[], columns: readonly string[]) => textTable(rows, columns, NUMERIC)
 
 function summaryText(rows: readonly SummaryRow[], by: readonly GroupKey[]): string {
   if (rows.length === 0) return `no statements${filterText ? ` for ${filterText}` : ''}\n`
@@ -204,14 +220,17 @@ switch (positionals[0]) {
         deferrals: String(r.deferrals),
         opened: t(r.opened_at),
         clicked: t(r.clicked_at),
-        'paper owed': r.paper_reason ?? '',
+        // M11: read (the evidence its class counts), unread (its wait ran out), and what is owed on paper and why.
+        read: t(r.read_at),
+        unread: r.paper_reason?.startsWith('no read receipt') ? 'yes' : '',
+        'paper owed': r.paper_owed_at === null ? '' : `${t(r.paper_owed_at)} ${r.paper_reason ?? ''}`,
       }))
       process.stdout.write(
         `statement ${id} (times in ${config.reports.timeZone}): ${rows.length} recipient(s); ` +
           `class ${rows[0]!.statement_class ?? '-'}, batch ${rows[0]!.batch}, ` +
           `certificate ${rows[0]!.cert_serial ?? '-'}\n`,
       )
-      process.stdout.write(`${table(cells, Object.keys(cells[0]!))}\n`)
+      process.stdout.write(`${textTable(cells, Object.keys(cells[0]!), new Set(['deferrals']))}\n`)
     }
     break
   }
@@ -280,7 +299,7 @@ switch (positionals[0]) {
         Object.fromEntries(cells.map((v, i) => [PAPER_FIELDS[i]!, TIMES.has(PAPER_FIELDS[i]!) ? v.slice(0, 19).replace('T', ' ') : v])),
       )
       process.stdout.write(`paper owed for statements submitted in ${month} (times in ${config.reports.timeZone}): ${n(count)}\n`)
-      if (count) process.stdout.write(`${table(rows, cols)}\n`)
+      if (count) process.stdout.write(`${textTable(rows, cols)}\n`)
     } else process.stderr.write(`reports: ${n(count)} recipient(s) owed paper for ${month}${values.out ? `, written to ${values.out}` : ''}\n`)
     break
   }

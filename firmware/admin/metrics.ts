@@ -75,8 +75,8 @@ export class BoxMetrics implements EventSink {
   })
   readonly #reports = new Counter({
     name: 'sg_returned_reports_total',
-    help: 'Reports that came back (bounces, read receipts), by kind',
-    labelNames: ['kind'],
+    help: 'Reports that came back (bounces, read receipts), by kind and by what they did (bounce, read, none)',
+    labelNames: ['kind', 'effect'],
     registers: [this.registry],
   })
   readonly #logins = new Counter({ name: 'sg_admin_logins_total', help: 'Admin page logins, by outcome', labelNames: ['outcome'], registers: [this.registry] })
@@ -223,8 +223,9 @@ export class BoxMetrics implements EventSink {
         this.#finals.inc({ outcome: e.outcome })
         break
       case 'returnpath.report':
-        this.#reports.inc({ kind: e.kind })
-        if (e.kind === 'dsn' && e.action === 'failed') this.#running.bounces++
+        this.#reports.inc({ kind: e.kind, effect: e.effect })
+        // #30: only a report that decided a bounce is one (not a forged or mismatched one).
+        if (e.effect === 'bounce') this.#running.bounces++
         break
       case 'admin.login':
         this.#logins.inc({ outcome: e.outcome })

@@ -21,6 +21,7 @@ const NAV: [string, string, readonly Role[]][] = [
   ['/dashboard', 'Dashboard 儀表板', ['admin', 'operator', 'auditor']],
   ['/queue', 'Queue 佇列', ['admin', 'operator', 'auditor']],
   ['/reports', 'Reports 報表', ['admin', 'operator', 'auditor']],
+  ['/reports/unmatched', 'Unmatched reports 未比對回報', ['admin', 'auditor']],
   ['/audit', 'Audit 稽核', ['admin', 'auditor']],
   ['/logins', 'Failed logins 登入失敗', ['admin', 'auditor']],
   ['/users', 'Users 使用者', ['admin']],

@@ -60,7 +60,8 @@ export function registerRecordRoutes(r: Routes, rec: RecordDeps): void {
             rows.map((s) => [s.day, s.submitted, s.delivered, s.bouncedHard + s.bouncedSoft, s.expired, s.pending, s.read, s.paperOwed]),
             'No statements in these days. 此期間無帳單。',
           )}
-          <p><a href="/reports/paper?month=${month}">Paper-owed list for ${month} 需寄紙本清單</a></p>`,
+          <p><a href="/reports/paper?month=${month}">Paper-owed list for ${month} 需寄紙本清單</a></p>
+          ${v.role === 'operator' ? '' : html`<p><a href="/reports/unmatched">Unmatched reports 未比對回報</a></p>`}`,
         v,
       ),
     )

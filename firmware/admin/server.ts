@@ -22,6 +22,7 @@ import { registerResetRoutes } from './reset-page.ts'
 import { registerUpdateRoutes } from './update-page.ts'
 import { registerQueueRoutes } from './queue-page.ts'
 import { registerRecordRoutes } from './records.ts'
+import { registerUnmatchedRoutes } from './unmatched-page.ts'
 import { registerRoutes } from './routes.ts'
 import type { AdminDeps, Routes } from './types.ts'
 import { COOKIE_OPTIONS, SESSION_COOKIE, Sessions, type Session } from './sessions.ts'
@@ -183,6 +184,7 @@ export class AdminServer implements Component {
     registerRoutes(routes)
     registerQueueRoutes(routes)
     registerRecordRoutes(routes, d.records)
+    registerUnmatchedRoutes(routes, d.records)
     registerConfigRoutes(routes)
     registerMaintenanceRoutes(routes)
     registerResetRoutes(routes)

@@ -8,15 +8,35 @@ import type { Logger } from '../log.ts'
 import { ClientErrorLog } from '../client-errors.ts'
 import { MemoryBudget, type Hold } from '../memory-budget.ts'
 import { Classifier, rulesWith } from './classify.ts'
-import { failureOf, parseReport, type Report } from './report.ts'
+import { decide, failedRecipient, messageIdHint, noticeDiagnostic, type Decision } from './decide.ts'
+import { parseReport, type Report } from './report.ts'
 import type { ReturnPathTokens, ReturnRef } from './verp.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
 
 type Refusal = Extract<BoxEvent, { type: 'returnpath.refused' }>['reason']
 
+/** What the spool did with a read (#30): ended the statement, found it already gone, or does not count this evidence. */
+export type ReadVerdict = 'ended' | 'final' | 'not-evidence'
+/** What the spool did with a bounce: ended the statement, lets its wait decide, or found it already gone. */
+export type BounceVerdict = 'ended' | 'awaiting' | 'final'
+
+/** A bounce the firm is told of (M8): what the receiver said, and the box's reading of it. */
+export interface BounceNotice {
+  id: string
+  recipient: number
+  /** The address the report names (the recipient's, unmasked: the notice goes to the firm). */
+  address: string
+  /** The receiver's RFC 3463 status for this recipient. */
+  status: string
+  action: 'failed'
+  /** The receiver's words with its codes, redacted (pii/redact.ts). */
+  diagnostic: string
+  category: string
+  hard: boolean
+}
+
 /** Refusals are counted and reported at most this often (a flood of junk must not flood the trail). */
 const REFUSAL_REPORT_MS = 60_000
-const REPLY_LIMIT = 300
 /** RCPT commands in one transaction answered normally; beyond, 452 4.5.3 (RFC 5321 4.5.3.1.10). */
 const MAX_RCPT_COMMANDS = 100
 /** A client cut off mid-report gets this long to read its 421 before the socket goes. */
@@ -45,10 +65,9 @@ export class ReturnPathListener implements Component {
   readonly #clock: Clock
   readonly #classifier: Classifier
   readonly #tls: () => TlsOptions & SecureContextOptions
-  readonly #onRead: (id: string, recipient: number) => Promise<unknown>
-  readonly #byMessageId: ((messageId: string) => Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined>) | undefined
-  readonly #recipientHash: ((address: string) => Promise<string>) | undefined
-  readonly #onBounce: (b: { id: string; recipient: number; address: string; reason: string }) => Promise<unknown>
+  readonly #onRead: (id: string, recipient: number) => Promise<ReadVerdict>
+  readonly #onBounced: (b: { id: string; recipient: number; hard: boolean; reason: string }) => Promise<BounceVerdict>
+  readonly #notify: (n: BounceNotice) => Promise<unknown>
   /** Bounces the firm was told of (a server that sends its DSN twice is told once); bounded. */
   readonly #notified = new Set<string>()
   #server: SMTPServer | undefined
@@ -61,8 +80,12 @@ export class ReturnPathListener implements Component {
   /** Memory for reports beyond each connection's own share (#29): shared, first come first served. */
   readonly #pool: MemoryBudget
 
-  /** `tls`: the box's certificate and TLS settings for STARTTLS (the submission listener's), read at start. */
-  /** `onRead`: told of an MDN "displayed" at a read-receipt address, once it is in the trail (M11: the statement's life ends). */
+  /**
+   * `tls`: the box's certificate and TLS settings for STARTTLS (the submission listener's), read at start.
+   * `onRead`: an MDN "displayed" at a read-receipt address, for the spool to act on (M11: it may end the statement).
+   * `onBounced`: a DSN "failed" at a bounce address, for the spool to act on (a hard one ends a statement awaiting its read).
+   * `notify`: a bounce that is final, once it is in the trail: the firm's notice (M8).
+   */
   constructor(deps: {
     config: Config
     tokens: ReturnPathTokens
@@ -70,19 +93,14 @@ export class ReturnPathListener implements Component {
     log: Logger
     clock: Clock
     tls: () => TlsOptions & SecureContextOptions
-    onRead?: (id: string, recipient: number) => Promise<unknown>
-    /** The statement a Message-ID names, and its recipients' HMACs (the ledger), for a report without a token. */
-    byMessageId?: (messageId: string) => Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined>
-    /** A recipient address's HMAC as the trail and ledger keep it (computed in the HSM). */
-    recipientHash?: (address: string) => Promise<string>
-    /** Told of a bounce tied to a statement, once it is in the trail: the firm's notice (M8). */
-    onBounce?: (b: { id: string; recipient: number; address: string; reason: string }) => Promise<unknown>
+    onRead?: (id: string, recipient: number) => Promise<ReadVerdict>
+    onBounced?: (b: { id: string; recipient: number; hard: boolean; reason: string }) => Promise<BounceVerdict>
+    notify?: (n: BounceNotice) => Promise<unknown>
   }) {
-    this.#onBounce = deps.onBounce ?? (() => Promise.resolve())
-    this.#byMessageId = deps.byMessageId
-    this.#recipientHash = deps.recipientHash
+    this.#onBounced = deps.onBounced ?? (() => Promise.resolve('final'))
+    this.#notify = deps.notify ?? (() => Promise.resolve())
     this.#tls = deps.tls
-    this.#onRead = deps.onRead ?? (() => Promise.resolve())
+    this.#onRead = deps.onRead ?? (() => Promise.resolve('final'))
     this.#config = deps.config
     this.#tokens = deps.tokens
     this.#events = deps.events
@@ -320,65 +338,76 @@ export class ReturnPathListener implements Component {
       this.#refuse('unreadable')
       report = { kind: 'unknown', recipients: [], originalMessageId: '', from: '', subject: '' }
     }
-    let refs = state(session).refs
+    const refs = state(session).refs
+    state(session).refs = []
     const base = { clientAddress: ip, bytes: raw.length }
-    const byId = refs.length === 0 ? await this.#tieByMessageId(report) : undefined
-    if (byId) refs = [byId]
-    if (refs.length === 0) this.#events.emit({ type: 'returnpath.report', matchedBy: 'none', kind: report.kind, ...base })
-    for (const ref of refs)
-      this.#events.emit({ ...this.#describe(report, ref), ...(byId ? { matchedBy: 'message-id' as const } : {}), ...base, type: 'returnpath.report' })
+    const replyText = this.#config.returnPath.replyText
+    const feedback = report.kind === 'feedback' ? { feedbackType: report.feedbackType ?? '' } : {}
+    // #30: only a token decides. A report without one is recorded for a person to look at (the
+    // Message-ID it quotes kept as a hashed hint) and changes nothing.
+    if (refs.length === 0) {
+      const hint = report.originalMessageId ? { messageIdHint: messageIdHint(report.originalMessageId) } : {}
+      this.#events.emit({
+        type: 'returnpath.report',
+        matchedBy: 'none',
+        kind: report.kind,
+        ...decide(report, undefined, this.#classifier, replyText),
+        ...feedback,
+        ...hint,
+        ...base,
+      })
+    }
+    const notices: { ref: ReturnRef; decision: Extract<Decision, { effect: 'bounce' }> }[] = []
+    for (const ref of refs) {
+      const decision = decide(report, ref, this.#classifier, replyText)
+      // The spool acts first and the record says what it did: a crash before the record is written
+      // leaves the report unanswered (the sender sends it again), never a ledger ahead of the spool.
+      const spool = await this.#act(ref, decision)
+      const matchedBy = ref.kind === 'b' ? ('verp' as const) : ('read-receipt-address' as const)
+      this.#events.emit({
+        type: 'returnpath.report',
+        id: ref.id,
+        recipient: ref.recipient,
+        matchedBy,
+        kind: report.kind,
+        ...decision,
+        ...(spool ? { spool } : {}),
+        ...feedback,
+        ...base,
+      })
+      if (decision.effect === 'bounce' && spool !== 'awaiting') notices.push({ ref, decision })
+    }
     // Committed before the 250: a crash after it cannot lose the report.
     await this.#events.durable?.()
-    state(session).refs = []
-    const failed = report.kind === 'dsn' ? (report.recipients.find((r) => r.action === 'failed') ?? undefined) : undefined
-    if (failed?.address)
-      for (const ref of refs.filter((r) => r.kind === 'b')) {
-        const key = `${ref.id}/${ref.recipient}`
-        if (this.#notified.has(key)) continue
-        if (this.#notified.size >= 100_000) this.#notified.clear()
-        this.#notified.add(key)
-        await this.#onBounce({ id: ref.id, recipient: ref.recipient, address: failed.address, reason: failed.diagnostic || failed.status }).catch(
-          (err: unknown) => this.#log.error({ err, id: ref.id }, 'the firm could not be told of a bounce'),
-        )
+    const failed = failedRecipient(report)
+    for (const { ref, decision } of notices) {
+      const key = `${ref.id}/${ref.recipient}`
+      if (this.#notified.has(key)) continue
+      if (this.#notified.size >= 100_000) this.#notified.clear()
+      this.#notified.add(key)
+      const notice = {
+        id: ref.id,
+        recipient: ref.recipient,
+        address: failed?.address ?? '',
+        status: decision.status || failed?.status || '',
+        action: 'failed' as const,
+        diagnostic: failed ? noticeDiagnostic(failed, replyText) : '',
+        category: decision.category,
+        hard: decision.hard,
       }
-    if (report.kind === 'mdn' && report.disposition?.type === 'displayed')
-      for (const ref of refs.filter((r) => r.kind === 'r'))
-        await this.#onRead(ref.id, ref.recipient).then(
-          (outcome) => this.#log.info({ id: ref.id, outcome }, 'read receipt'),
-          (err: unknown) => this.#log.error({ err, id: ref.id }, 'a read could not end its statement'),
-        )
+      await this.#notify(notice).catch((err: unknown) => this.#log.error({ err, id: ref.id }, 'the firm could not be told of a bounce'))
+    }
   }
 
-  /**
-   * A report without a token (a server that bounced to postmaster, or a read receipt sent
-   * there): tied by the original Message-ID, to the one statement that has it, and to the
-   * recipient the report names (by its HMAC) — or to its only recipient. Otherwise none:
-   * never guessed.
-   */
-  async #tieByMessageId(report: Report): Promise<ReturnRef | undefined> {
-    if (!this.#byMessageId || !report.originalMessageId || (report.kind !== 'dsn' && report.kind !== 'mdn')) return undefined
-    const statement = await this.#byMessageId(report.originalMessageId).catch(() => undefined)
-    if (!statement || statement.recipients.length === 0) return undefined
-    const kind = report.kind === 'mdn' ? 'r' : 'b'
-    if (statement.recipients.length === 1) return { kind, id: statement.id, recipient: statement.recipients[0]!.idx }
-    const named = report.recipients.find((r) => r.address)?.address
-    if (!named || !this.#recipientHash) return undefined
-    const hash = await this.#recipientHash(named).catch(() => undefined)
-    const match = statement.recipients.find((r) => r.hash !== null && r.hash === hash)
-    return match ? { kind, id: statement.id, recipient: match.idx } : undefined
-  }
-
-  #describe(report: Report, ref: ReturnRef): Omit<Extract<BoxEvent, { type: 'returnpath.report' }>, 'type' | 'clientAddress' | 'bytes'> {
-    const tied = { id: ref.id, recipient: ref.recipient, matchedBy: ref.kind === 'b' ? ('verp' as const) : ('read-receipt-address' as const) }
-    if (report.kind === 'mdn')
-      return { ...tied, kind: 'mdn', disposition: report.disposition?.type ?? '', dispositionMode: report.disposition?.action ?? 'automatic' }
-    if (report.kind === 'feedback') return { ...tied, kind: 'feedback', feedbackType: report.feedbackType ?? '' }
-    if (report.kind !== 'dsn') return { ...tied, kind: report.kind }
-    // A VERP address names one recipient: its transaction had only that one, so the report's first
-    // failed (else first) recipient is about it.
-    const r = report.recipients.find((x) => x.action === 'failed') ?? report.recipients[0]!
-    const c = this.#classifier.classify(failureOf(r))
-    return { ...tied, kind: 'dsn', action: r.action, category: c.category, hard: c.hard, status: c.status, reply: r.diagnostic.slice(0, REPLY_LIMIT) }
+  /** What the spool makes of a decision (#30): a read may end an awaiting statement, a hard bounce too. */
+  async #act(ref: ReturnRef, d: Decision): Promise<Extract<BoxEvent, { type: 'returnpath.report' }>['spool']> {
+    if (d.effect === 'read') {
+      const outcome = await this.#onRead(ref.id, ref.recipient)
+      this.#log.info({ id: ref.id, outcome }, 'read receipt')
+      return outcome
+    }
+    if (d.effect === 'bounce') return this.#onBounced({ id: ref.id, recipient: ref.recipient, hard: d.hard, reason: `${d.status} ${d.category}`.trim() })
+    return undefined
   }
 
   #refuse(reason: Refusal): void {

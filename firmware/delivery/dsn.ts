@@ -8,6 +8,19 @@ const MAX_VALUE = 900
 /** Why the firm hears of a mail: a receiver refused it, it ran out of time, or an operator took it out of the queue. */
 export type DsnReason = 'bounced' | 'expired' | 'removed'
 
+/** One recipient the notice is about. */
+export interface FailedRecipient {
+  rcpt: string
+  /** Why, in words (the receiver's reply during delivery, or the box's reason). */
+  reason: string
+  /** What the receiver said, when a report came back (#30): its per-recipient status and its words with their codes (redacted). */
+  status?: string
+  diagnostic?: string
+  /** The box's reading of it: the category and whether the address will never work. */
+  category?: string
+  hard?: boolean
+}
+
 export interface DsnFacts {
   /** The box's name (Reporting-MTA, MAILER-DAEMON@, Message-ID). */
   host: string
@@ -19,7 +32,7 @@ export interface DsnFacts {
   /** The archive copy (M7) rather than the customer's mail. */
   auditCopy: boolean
   what: DsnReason
-  failed: readonly { rcpt: string; reason: string }[]
+  failed: readonly FailedRecipient[]
   arrivedAt: number
   now: number
   messageId: string
@@ -36,7 +49,7 @@ export function buildDsn(f: DsnFacts): Promise<Buffer> {
   // The firm's id goes into header fields and the status block: printable ASCII only.
   const statementId = f.statementId?.replace(/[^\x21-\x7e]/g, '?')
   const rcpts = f.failed.map((x) => x.rcpt)
-  const reasons = [...new Set(f.failed.map((x) => x.reason))].join('; ')
+  const reasons = [...new Set(f.failed.map((x) => (x.category ? `${x.reason} (${x.category}, ${x.hard ? 'hard' : 'soft'})` : x.reason)))].join('; ')
   const subject = `${f.auditCopy ? 'The archive copy of statement' : 'Statement'} ${f.queueId}`
   const consequence = f.auditCopy
     ? "The customer's own delivery is tracked separately; the archive (M7) lacks this copy."
@@ -73,15 +86,19 @@ export function buildDsn(f: DsnFacts): Promise<Buffer> {
     (statementId ? field('X-Statement-ID', statementId) : '') +
     field('Arrival-Date', rfc5322Date(f.arrivedAt))
   const perRecipient = f.failed.map(
-    ({ rcpt, reason }) =>
-      field('Final-Recipient', `rfc822; ${rcpt}`) +
+    (r) =>
+      field('Final-Recipient', `rfc822; ${r.rcpt}`) +
       field('Action', 'failed') +
-      field('Status', statusOf(f.what, reason)) +
-      field('Diagnostic-Code', `${f.what === 'removed' ? 'x-statement-gateway' : 'smtp'}; ${reason}`),
+      field('Status', r.status && STATUS.test(r.status) ? r.status : statusOf(f.what, r.reason)) +
+      field('Diagnostic-Code', `${f.what === 'removed' ? 'x-statement-gateway' : 'smtp'}; ${r.diagnostic || r.reason}`) +
+      // RFC 3464 6.3: an extension field for what the box made of it.
+      (r.category ? field('X-Statement-Gateway-Category', `${r.category}; ${r.hard ? 'hard' : 'soft'}`) : ''),
   )
   root.createChild('message/delivery-status').setContent([perMessage, ...perRecipient].join('\r\n'))
   return root.build()
 }
+
+const STATUS = /^[245]\.\d{1,3}\.\d{1,3}$/
 
 /** The enhanced status code for a recipient: from the receiver's reply, else what the reason implies. */
 function statusOf(what: DsnReason, reason: string): string {

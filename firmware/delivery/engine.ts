@@ -216,6 +216,20 @@ export class DeliveryEngine implements Component {
     return 'read'
   }
 
+  /**
+   * M8, M11, #30: a bounce that came back for a delivered statement. A statement awaiting its read
+   * receipt (M11) ends with a hard bounce — the address will never work, a second send is pointless
+   * — and waits on after a soft one (the second send may reach the mailbox; the wait decides). Any
+   * other statement has left the spool's hands for this recipient: the bounce is final.
+   */
+  async returnedBounce(id: string, hard: boolean, reason: string): Promise<'ended' | 'awaiting' | 'final'> {
+    if (!this.#spool.entry(id) || !this.#spool.receiptWait(id)) return 'final'
+    if (!hard || this.#spool.entry(id)!.state === 'inflight' || !this.#spool.claimAwaiting(id)) return 'awaiting'
+    await this.#finish(id, 'bounced', `bounced after delivery: ${reason}`)
+    this.counts.bounced++
+    return 'ended'
+  }
+
   /** A final state (the spool's), and what delivery kept in memory about the statement goes with it. */
   async #finish(id: string, outcome: FinalOutcome, reason: string): Promise<void> {
     await this.#spool.finish(id, outcome, reason)

@@ -1,19 +1,24 @@
 import type { Clock } from '../../hal/clock.ts'
 import type { Config } from '../config/load.ts'
 import type { Logger } from '../log.ts'
+import { redactText } from '../pii/redact.ts'
 import { readHeader, type HeaderField } from '../mime/header.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import { newQueueId } from '../spool/ids.ts'
 import type { Spool } from '../spool/spool.ts'
-import { buildDsn, type DsnFacts, type DsnReason } from './dsn.ts'
+import { buildDsn, type DsnFacts, type DsnReason, type FailedRecipient } from './dsn.ts'
 
-/** A bounce that came back after the 250, as the return path and the ledger know it. */
+/** A bounce that came back after the 250, as the return path and the ledger know it (#30: with what the receiver said). */
 export interface ReturnedBounce {
   id: string
   statementId: string | undefined
   rcpt: string
-  reason: string
+  /** The receiver's per-recipient status, and its words with their codes (redacted). */
+  status: string
+  diagnostic: string
+  category: string
+  hard: boolean
   arrivedAt: number
 }
 
@@ -40,7 +45,7 @@ export class Notices {
   }
 
   /** About a mail in the spool: its recipients that bounced, expired or were removed. */
-  async forMail(mail: Submitted, what: DsnReason, failed: readonly { rcpt: string; reason: string }[]): Promise<void> {
+  async forMail(mail: Submitted, what: DsnReason, failed: readonly FailedRecipient[]): Promise<void> {
     const to = this.#config.delivery.notifyAddress
     if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
     // The usual loop guards (RFC 3834 2, RFC 3464 4): no notice about a mail that is itself automatic.
@@ -72,13 +77,17 @@ export class Notices {
       statementId: f.statementId,
       auditCopy: false,
       what: 'bounced',
-      failed: [{ rcpt: f.rcpt, reason: f.reason }],
+      failed: [{ rcpt: f.rcpt, reason: f.diagnostic || f.status, status: f.status, diagnostic: f.diagnostic, category: f.category, hard: f.hard }],
       arrivedAt: f.arrivedAt,
     })
   }
 
   /** A notice to the firm, spooled (durable) like any mail, from the null sender. */
-  async #enqueue(to: string, f: Omit<DsnFacts, 'host' | 'to' | 'now' | 'messageId'>): Promise<void> {
+  async #enqueue(to: string, facts: Omit<DsnFacts, 'host' | 'to' | 'now' | 'messageId'>): Promise<void> {
+    // #30: a receiver's words reach the firm as the trail keeps them: redacted, or only their codes.
+    const none = this.#config.returnPath.replyText === 'none'
+    const words = (text: string) => (none ? (/\b[245]\d\d\b(?:[ -][245]\.\d+\.\d+)?/.exec(text)?.[0] ?? '') : redactText(text))
+    const f = { ...facts, failed: facts.failed.map((r) => ({ ...r, reason: words(r.reason), ...(r.diagnostic ? { diagnostic: words(r.diagnostic) } : {}) })) }
     const message = await buildDsn({ ...f, host: this.#config.submission.hostname, to, now: this.#clock.now(), messageId: newQueueId() })
     await this.#spool.accept({
       envelope: {

@@ -8,7 +8,7 @@ import { decodedBody, decodedText, isAttachment, parseMessage, walk } from '../m
 import { decodeWords } from '../mime/words.ts'
 import { compilePattern } from '../config/patterns.ts'
 import { pdfEncryption } from './pdf.ts'
-import { findTaiwanIds, maskId, readable } from './taiwan-id.ts'
+import { findTaiwanIds, maskId, readable } from '../pii/taiwan-id.ts'
 import { readZip } from './zip.ts'
 
 export type Profile = Config['policy']['profiles'][number]

@@ -7,28 +7,42 @@ import { group, str, type AuditRecord, type LedgerWrites, type Row } from './led
  */
 
 /**
- * M8, M11: a report that came back. A DSN that says failed turns a delivered recipient into
- * bounced, with its category, and owes paper; an MDN "displayed" is the read; anything
- * else (a delay, a deleted-unread MDN, an auto-reply, a complaint, a report about a
- * recipient already final, one no token tied to a statement) is counted, changing nothing.
+ * M8, M11, #30: a report that came back, as the return path decided it
+ * (bounces/decide.ts) and the spool acted on it — the ledger applies that
+ * record and decides nothing itself, so its rows say what the spool did:
+ *
+ * - a bounce the spool did not keep (`final`, or `ended`: a hard bounce that ended
+ *   a statement awaiting its read) turns a delivered recipient into bounced, with
+ *   its category, and owes paper; one the spool keeps awaiting (`awaiting`: soft,
+ *   its wait decides) is noted (its reply) and changes no state;
+ * - the read: when it ended the statement (`ended`), or when the statement had left
+ *   the spool (`final`) and its recipient is delivered and owes no paper (a read of
+ *   a statement outside M11 is M9's information); not when the class counts other
+ *   evidence (`not-evidence`);
+ * - anything else (a delay, an MDN not displayed, a complaint, an auto-reply, a
+ *   report of the wrong kind for its token) is counted by why;
+ * - a report without a token is unmatched: kept for a person to look at, with the
+ *   statement its Message-ID hint points to, and nothing else.
  */
 export async function returned(w: LedgerWrites, r: AuditRecord): Promise<void> {
   const id = str(r.id)
-  const row = id === undefined ? undefined : (await w.rows(id)).find((x) => x.idx === Number(r.recipient))
+  const row = id === undefined || r.matchedBy === 'message-id' ? undefined : (await w.rows(id)).find((x) => x.idx === Number(r.recipient))
   const at = w.time()
-  if (!id || !row) {
-    const day = w.ctx.dayOf(at)
-    return w.detail({ day, batch: day, account: '', cls: '' }, 'report', 'unmatched')
-  }
+  if (!id || !row) return unmatched(w, r)
   const g = group(row)
   const where = [w.box, id, row.idx]
-  const kind = str(r.kind) ?? 'unknown'
-  if (kind === 'dsn' && r.action === 'failed') {
+  const d = decisionOf(r)
+  if (d.effect === 'bounce' && r.spool === 'awaiting') {
+    await w.run('UPDATE recipients SET last_reply = ? WHERE box = ? AND id = ? AND idx = ?', [str(r.reply) ?? '', ...where])
+    return w.detail(g, 'report', 'bounce-awaiting')
+  }
+  if (d.effect === 'bounce') {
     if (row.state !== 'delivered' && row.state !== 'accepted') return w.detail(g, 'report', 'after-final')
     const category = str(r.category) ?? 'unclassified'
     const hard = r.hard === true
     const reply = str(r.reply) ?? ''
     const paper = `bounced: ${category}`
+    if (row.state === 'delivered') await w.count(g, 'returned')
     row.state = 'bounced'
     await w.run(
       'UPDATE recipients SET state = ?, bounced_at = ?, bounce_reason = ?, bounce_hard = ?, last_reply = ?, paper_owed_at = ?, paper_reason = ? ' +
@@ -43,12 +57,48 @@ export async function returned(w: LedgerWrites, r: AuditRecord): Promise<void> {
     await w.hook('paper_owed', id, g, row.idx, row.rcpt_mask, { reason: paper })
     return
   }
-  if (kind === 'mdn' && r.disposition === 'displayed') {
+  if (d.effect === 'read') {
+    const counts = r.spool === 'ended' || (r.spool !== 'not-evidence' && row.state === 'delivered' && row.paper_owed_at === null)
+    if (!counts) return w.detail(g, 'report', 'read-not-counted')
     await w.detail(g, 'report', row.read_at === null ? 'read' : 'read-again')
     return read(w, id, row, 'mdn', str(r.dispositionMode))
   }
-  const what = kind === 'dsn' ? `dsn-${str(r.action) ?? 'unknown'}` : kind === 'mdn' ? `mdn-${str(r.disposition) || 'unknown'}` : kind
-  await w.detail(g, 'report', what)
+  await w.detail(g, 'report', 'why' in d ? d.why : 'none')
+}
+
+/** The decision a record carries; a record from before decisions were written (#30) gets the one its fields imply, kinds checked. */
+function decisionOf(r: AuditRecord): { effect: 'bounce' | 'read' } | { effect: 'none'; why: string } {
+  if (r.effect === 'bounce' || r.effect === 'read') return { effect: r.effect }
+  if (r.effect === 'none') return { effect: 'none', why: str(r.why) ?? 'none' }
+  const kind = str(r.kind) ?? 'unknown'
+  const token = r.matchedBy === 'verp' ? 'dsn' : r.matchedBy === 'read-receipt-address' ? 'mdn' : ''
+  if (kind === 'dsn' && token === 'dsn' && r.action === 'failed') return { effect: 'bounce' }
+  if (kind === 'mdn' && token === 'mdn' && r.disposition === 'displayed') return { effect: 'read' }
+  if ((kind === 'dsn' || kind === 'mdn') && kind !== token) return { effect: 'none', why: 'mismatched' }
+  return { effect: 'none', why: kind === 'dsn' ? `dsn-${str(r.action) ?? 'unknown'}` : kind === 'mdn' ? `mdn-${str(r.disposition) || 'unknown'}` : kind }
+}
+
+/** A report no token tied to a statement (#30): counted, and kept for the admin page's list of unmatched reports. */
+async function unmatched(w: LedgerWrites, r: AuditRecord): Promise<void> {
+  const at = w.time()
+  const day = w.ctx.dayOf(at)
+  await w.detail({ day, batch: day, account: '', cls: '' }, 'report', 'unmatched')
+  await w.run(
+    'INSERT INTO unmatched_reports (box, seq, at, day, client, kind, status, category, reply, hint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ' +
+      'ON CONFLICT (box, seq) DO NOTHING',
+    [
+      w.box,
+      w.record.seq,
+      at,
+      day,
+      str(r.clientAddress) ?? '',
+      str(r.kind) ?? 'unknown',
+      str(r.status) ?? '',
+      str(r.category) ?? '',
+      str(r.reply) ?? '',
+      str(r.messageIdHint) ?? null,
+    ],
+  )
 }
 
 /** M11: the first read of a recipient's statement, by whatever evidence its class counts (an MDN, a confirmation, an open). */

@@ -1,4 +1,5 @@
 import { Classifier } from '../bounces/classify.ts'
+import { messageIdHint } from '../bounces/decide.ts'
 import { endedRead, read, returned, tracked, unread } from './apply-returns.ts'
 import { group, LedgerWrites, match, str, type ApplyContext, type AuditRecord, type Group, type RecipientRef } from './ledger-writes.ts'
 import type { Tx } from './store.ts'
@@ -49,9 +50,10 @@ export class LedgerApplier {
         const messageId = str(r.messageId)
         if (!smime?.serial && !messageId) return
         await this.#w.run(
-          'INSERT INTO statements (box, id, cert_serial, message_id) VALUES (?, ?, ?, ?) ON CONFLICT (box, id) DO UPDATE SET ' +
-            'cert_serial = COALESCE(excluded.cert_serial, statements.cert_serial), message_id = COALESCE(excluded.message_id, statements.message_id)',
-          [this.#ctx.box, str(r.id) ?? '', smime?.serial ?? null, messageId ?? null],
+          'INSERT INTO statements (box, id, cert_serial, message_id, message_id_hint) VALUES (?, ?, ?, ?, ?) ON CONFLICT (box, id) DO UPDATE SET ' +
+            'cert_serial = COALESCE(excluded.cert_serial, statements.cert_serial), message_id = COALESCE(excluded.message_id, statements.message_id), ' +
+            'message_id_hint = COALESCE(excluded.message_id_hint, statements.message_id_hint)',
+          [this.#ctx.box, str(r.id) ?? '', smime?.serial ?? null, messageId ?? null, messageId ? messageIdHint(messageId) : null],
         )
         return
       }

@@ -41,6 +41,7 @@ export type Counter =
   | 'clicked'
   | 'read'
   | 'paper_owed'
+  | 'returned'
 
 export type Row = {
   idx: number

@@ -84,22 +84,6 @@ export class Ledger implements Component {
     deps.trail.onAppend((lines) => this.#enqueue(lines))
   }
 
-  /**
-   * M8: the statement a Message-ID names (a bounce that came back without its token), with its
-   * recipients as the ledger keeps them (index, HMAC); undefined when none or more than one do.
-   */
-  async byMessageId(messageId: string): Promise<{ id: string; recipients: { idx: number; hash: string | null }[] } | undefined> {
-    const store = this.store
-    const found = await store.all<{ id: string }>('SELECT id FROM statements WHERE box = ? AND message_id = ? LIMIT 2', [this.#box, messageId])
-    if (found.length !== 1) return undefined
-    const id = found[0]!.id
-    const recipients = await store.all<{ idx: number; rcpt_hash: string | null }>(
-      'SELECT idx, rcpt_hash FROM recipients WHERE box = ? AND id = ? ORDER BY idx',
-      [this.#box, id],
-    )
-    return { id, recipients: recipients.map((r) => ({ idx: Number(r.idx), hash: r.rcpt_hash })) }
-  }
-
   /** The firm's statement id and the acceptance time of a queue id, for a notice about it (M8). */
   async statementFacts(id: string): Promise<{ statementId: string | undefined; acceptedAt: number } | undefined> {
     const row = await this.store.get<{ statement_id: string | null; accepted_at: number | null }>(
@@ -173,6 +157,7 @@ export class Ledger implements Component {
       await tx.run('DELETE FROM recipients WHERE box = ? AND day < ?', [this.#box, before]),
       await tx.run('DELETE FROM statements WHERE box = ? AND day < ?', [this.#box, before]),
       await tx.run('DELETE FROM early_records WHERE box = ? AND day < ?', [this.#box, before]),
+      await tx.run('DELETE FROM unmatched_reports WHERE box = ? AND day < ?', [this.#box, before]),
     ])
     if (recipientRows || statementRows) {
       this.#log.info({ statementRows, recipientRows, before }, 'ledger rows past retention deleted')
@@ -191,7 +176,17 @@ export class Ledger implements Component {
       await createSchema(store)
       const box = boxIdOf(config)
       await store.transaction(async (tx) => {
-        for (const table of ['recipients', 'statements', 'daily', 'daily_detail', 'refused_tags', 'early_records', 'outbox', 'ledger_meta'])
+        for (const table of [
+          'recipients',
+          'statements',
+          'daily',
+          'daily_detail',
+          'refused_tags',
+          'early_records',
+          'outbox',
+          'unmatched_reports',
+          'ledger_meta',
+        ])
           await tx.run(`DELETE FROM ${table} WHERE box = ?`, [box])
       })
       const applier = new LedgerApplier({ box, dayOf: dayFormatter(config.reports.timeZone), webhooks: [] })

@@ -29,7 +29,9 @@ export interface SummaryRow {
   bouncedSoft: number
   expired: number
   removed: number
-  /** Not yet final: neither delivered nor bounced, expired or removed. */
+  /** Delivered, then bounced by a report that came back (counted in delivered and in bounced). */
+  returned: number
+  /** Not yet final: neither delivered nor bounced, expired or removed (a recipient delivered and then bounced is counted once). */
   pending: number
   opened: number
   openedByProxy: number
@@ -57,6 +59,7 @@ const COUNTERS = {
   clicked: 'clicked',
   read: 'read',
   paperOwed: 'paper_owed',
+  returned: 'returned',
 } as const
 
 /** Where a filter's fields are in a query: the daily tables' columns, or the statement and recipient rows'. */
@@ -113,7 +116,8 @@ export async function summary(store: LedgerStore, f: ReportFilter = {}, by: read
       latencyMs: undefined,
       latency: new Map<number, number>(),
     }
-    row.pending = row.recipients - row.delivered - row.bouncedHard - row.bouncedSoft - row.expired - row.removed
+    // #30: each recipient in one final column: one delivered and then bounced is in both, so it is added back once.
+    row.pending = row.recipients - row.delivered - row.bouncedHard - row.bouncedSoft + row.returned - row.expired - row.removed
     out.set(id(r), row)
   }
   for (const d of details) {

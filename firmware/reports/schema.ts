@@ -17,6 +17,7 @@ import type { LedgerStore } from './store.ts'
  * - `refused_tags`: the tags of a mail the policy refused, until its refusal is counted.
  * - `early_records`: delivery records that reached the trail before the mail's acceptance, until it does.
  * - `outbox`: webhook events not yet taken by the firm's endpoint.
+ * - `unmatched_reports`: reports no token tied to a statement (#30), for a person to look at.
  * - `ledger_meta`: the last audit record applied (the ledger catches up from there).
  */
 const TABLES = `
@@ -71,6 +72,11 @@ CREATE TABLE IF NOT EXISTS outbox (
   PRIMARY KEY (box, url, event_id));
 CREATE INDEX IF NOT EXISTS outbox_by_order ON outbox (box, url, ordering, pos);
 CREATE INDEX IF NOT EXISTS outbox_by_pos ON outbox (box, url, pos);
+CREATE TABLE IF NOT EXISTS unmatched_reports (
+  box TEXT NOT NULL, seq INT8 NOT NULL, at INT8 NOT NULL, day TEXT NOT NULL, client TEXT NOT NULL,
+  kind TEXT NOT NULL, status TEXT NOT NULL, category TEXT NOT NULL, reply TEXT NOT NULL, hint TEXT,
+  PRIMARY KEY (box, seq));
+CREATE INDEX IF NOT EXISTS unmatched_by_at ON unmatched_reports (box, at);
 `
 
 /**
@@ -78,8 +84,13 @@ CREATE INDEX IF NOT EXISTS outbox_by_pos ON outbox (box, url, pos);
  * ledger is also rebuilt from the trail by `npm run reports -- rebuild`).
  */
 const ADDED: readonly (readonly [table: string, column: string, type: string])[] = [
-  // #17: a bounce without its token is tied to its statement by the Message-ID.
+  // #17: the statement's Message-ID (#30: a hint for a person, never a tie).
   ['statements', 'message_id', 'TEXT'],
+  // #30: its hash, which an unmatched report's hint is compared with.
+  ['statements', 'message_id_hint', 'TEXT'],
+  // #30: recipients delivered and then bounced (a report that came back): counted in both, so
+  // what is still pending is recipients − delivered − bounced + returned.
+  ['daily', 'returned', 'INT8 NOT NULL DEFAULT 0'],
 ]
 
 /** Creates the tables (idempotent): INT8 is SQLite's INTEGER affinity and PostgreSQL's bigint. */
@@ -94,6 +105,7 @@ export async function createSchema(store: LedgerStore & { exec?(sql: string): vo
     }
   }
   await store.run('CREATE INDEX IF NOT EXISTS statements_by_message_id ON statements (message_id)')
+  await store.run('CREATE INDEX IF NOT EXISTS statements_by_message_id_hint ON statements (message_id_hint)')
 }
 
 /** The state columns a recipient's row moves through; `accepted` until one is reached. */

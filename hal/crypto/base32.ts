@@ -21,8 +21,16 @@ export function base32(buf: Buffer): string {
   return out
 }
 
-/** The bytes of a lower-case base32 string, or undefined when a character is not of the alphabet. */
+/**
+ * The bytes of a lower-case base32 string, or undefined when it is not the
+ * canonical spelling of any bytes: a character not of the alphabet, a length
+ * no byte string encodes to (1, 3 or 6 characters past a multiple of 8), or
+ * leftover bits of the last character that are not zero (#30: `…k57e4`,
+ * `…k57e5` and `…k57e7` all decoded to the same token, so each token had 15
+ * other spellings that opened). Every byte string has exactly one spelling.
+ */
 export function unbase32(s: string): Buffer | undefined {
+  if ([1, 3, 6].includes(s.length % 8)) return undefined
   const out: number[] = []
   let bits = 0
   let value = 0
@@ -36,5 +44,6 @@ export function unbase32(s: string): Buffer | undefined {
       bits -= 8
     }
   }
+  if (bits > 0 && (value & ((1 << bits) - 1)) !== 0) return undefined
   return Buffer.from(out)
 }

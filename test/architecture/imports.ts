@@ -14,6 +14,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['hal/hsm'],
   ['firmware/secrets.ts'],
   ['firmware/log.ts'],
+  ['firmware/pii'],
   [
     'firmware/events.ts',
     'firmware/errors.ts',

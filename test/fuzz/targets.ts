@@ -1,4 +1,5 @@
 import fc from 'fast-check'
+import { base32, unbase32 } from '../../hal/crypto/base32.ts'
 import { children, certificateParts, keyUsage, read } from '../../hal/crypto/der-read.ts'
 import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
 import { base64Problem, decodeQuotedPrintable } from '../../firmware/mime/encode.ts'
@@ -9,7 +10,7 @@ import { MimeError } from '../../firmware/mime/header.ts'
 import { parseMessage } from '../../firmware/mime/tree.ts'
 import { decodeUtf7, decodeWords } from '../../firmware/mime/words.ts'
 import { pdfEncryption } from '../../firmware/policy/pdf.ts'
-import { findTaiwanIds } from '../../firmware/policy/taiwan-id.ts'
+import { findTaiwanIds } from '../../firmware/pii/taiwan-id.ts'
 import { readZip } from '../../firmware/policy/zip.ts'
 import { relaxedBody, relaxedHeader } from '../../firmware/signing/dkim.ts'
 import { ReplyReader } from '../../firmware/delivery/client.ts'
@@ -200,6 +201,16 @@ export const TARGETS: Target<unknown>[] = [
     input: tokens(['<a ', '<A HREF=', 'href=', '"', "'", '>', '<!--', '-->', '<script>', '</script>', 'https://b.example/', '&amp;', '</body>', ' ']),
     run: (s: string) => void rewriteHtml(s, (_url, i) => `https://t.example/c/${i}`, '<img>'),
     worst: (n: number) => '<a title=">" href="https://b.example/x">y</a>'.repeat(n / 44),
+  }),
+  target({
+    name: 'return-path token spelling (unbase32: canonical only)',
+    input: fc.oneof(fc.stringMatching(/^[a-z2-7]{0,64}$/), fc.string({ maxLength: 64 })),
+    // #30: a token spelled any other way than its own never decodes, so it never opens.
+    run: (s: string) => {
+      const b = unbase32(s)
+      if (b && base32(b) !== s) throw new Error(`"${s}" decoded, but its bytes spell "${base32(b)}"`)
+    },
+    worst: (n: number) => 'a'.repeat(n),
   }),
   target({
     name: 'national IDs (findTaiwanIds)',

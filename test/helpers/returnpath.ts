@@ -53,3 +53,34 @@ export function dsnFor(rcpt: string, action: 'failed' | 'delayed' = 'failed', st
     `Status: ${status}\r\nDiagnostic-Code: smtp; 550 ${status} user unknown\r\n\r\n--R--\r\n`
   )
 }
+
+/** An MDN (RFC 8098) with `disposition` (displayed, deleted …), quoting `messageId` if given. */
+export function mdnFor(disposition: string, messageId?: string): string {
+  return (
+    `From: wang@example.net\r\nTo: receipts@bounce.bank.example\r\nSubject: Read: statement\r\nMIME-Version: 1.0\r\n` +
+    `Content-Type: multipart/report; report-type=disposition-notification; boundary="M"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nYour message was ${disposition}.\r\n` +
+    `--M\r\nContent-Type: message/disposition-notification\r\n\r\nReporting-UA: Microsoft Outlook 16.0\r\nFinal-Recipient: rfc822;wang@example.net\r\n` +
+    `${messageId ? `Original-Message-ID: <${messageId}>\r\n` : ''}Disposition: manual-action/MDN-sent-manually; ${disposition}\r\n\r\n--M--\r\n`
+  )
+}
+
+/** A vacation reply (RFC 3834). */
+export const AUTO_REPLY = 'From: wang@example.net\r\nTo: b@bounce.bank.example\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nI am away.\r\n'
+
+/** Sends one report to the return-path listener on `port`, addressed to `to`; the final reply's code. */
+export async function sendReport(port: number, to: string, report: string, localAddress = '127.0.0.1'): Promise<number> {
+  const { RawSmtp } = await import('./smtp.ts')
+  const c = await RawSmtp.open(port, { localAddress })
+  try {
+    await c.reply()
+    await c.cmd('EHLO mx.example.net')
+    await c.cmd('MAIL FROM:<>')
+    const rcpt = await c.cmd(`RCPT TO:<${to}>`)
+    if (rcpt.code !== 250) return rcpt.code
+    await c.cmd('DATA')
+    c.write(`${report.replace(/^\./gm, '..')}\r\n.\r\n`)
+    return (await c.reply()).code
+  } finally {
+    c.close()
+  }
+}

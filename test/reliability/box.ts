@@ -133,6 +133,12 @@ export class Box {
     const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.proc!.pid}/status`, 'utf8'))
     return Number(m![1]) * 1024
   }
+
+  /** The most resident memory the process has had (VmHWM), in bytes. */
+  peakRss(): number {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.proc!.pid}/status`, 'utf8'))
+    return Number(m![1]) * 1024
+  }
 }
 
 export interface SendResult {

@@ -94,11 +94,14 @@ async function cut(target: Target, listener: ListenerName, rnd: () => number, lo
  */
 export async function lifecycleFuzz(connections: number, seed: number): Promise<void> {
   const rx = await receiver()
+  // Short deadlines so that silence ends in seconds; authentication gets three, which a good client
+  // (TLS, the greeting pause, a password check behind the fuzz's own) needs under this load.
   const short = 1000
-  const overrides = `authTimeoutMs, socketTimeoutMs, returnPath.socketTimeoutMs, admin.requestTimeoutMs, tracking.requestTimeoutMs = ${short} ms; tracking on`
+  const auth = 3000
+  const overrides = `socketTimeoutMs, returnPath.socketTimeoutMs, admin.requestTimeoutMs, tracking.requestTimeoutMs = ${short} ms; authTimeoutMs ${auth} ms; tracking on`
   const box = await Box.create((c) => {
     routeTo(rx.port)(c)
-    Object.assign(c.submission as object, { authTimeoutMs: short, socketTimeoutMs: short })
+    Object.assign(c.submission as object, { authTimeoutMs: auth, socketTimeoutMs: short })
     Object.assign(c.returnPath as object, { socketTimeoutMs: short })
     Object.assign(c.admin as object, { requestTimeoutMs: short })
     const reports = c.reports as { tracking: Record<string, unknown> }

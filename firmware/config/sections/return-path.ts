@@ -104,6 +104,12 @@ export const returnPath = obj({
         'owe paper (`no read receipt`) if none comes within the second wait. Needs the sender domain in `domains`.',
     },
   ),
+  replyText: oneOf(['masked', 'none'] as const, {
+    default: 'masked',
+    description:
+      "What the box keeps of a receiver's words in a bounce (the trail, the ledger's last reply, webhooks, the firm's notice): `masked` (addresses, " +
+      'national IDs and long numbers masked, at most 200 characters) or `none` (only the status and reply codes and the category).',
+  }),
   rulesFile: str({
     default: '',
     description: "The firm's own bounce classification rules (the shape of firmware/bounces/rules.json), tried before the built-in ones; empty: built-in only.",

@@ -27,7 +27,14 @@ async function freePort(): Promise<number> {
   return port
 }
 
-function startPostfix(t: { teardown(fn: () => unknown): void }, port: number, relay: number, returnPathDomain: string, listener: number): string {
+function startPostfix(
+  t: { teardown(fn: () => unknown): void },
+  port: number,
+  relay: number,
+  returnPathDomain: string,
+  listener: number,
+  extra: { transport?: string; mainCf?: string[] } = {},
+): string {
   const dir = tempDir(t, 'sg-postfix-')
   chmodSync(dir, 0o755) // Postfix's own processes (user postfix) reach their data directory through it
   const conf = join(dir, 'conf')
@@ -35,7 +42,7 @@ function startPostfix(t: { teardown(fn: () => unknown): void }, port: number, re
   chownSync(join(dir, 'data'), Number(execFileSync('id', ['-u', 'postfix']).toString().trim()), 0)
   copyFileSync('/etc/postfix/master.cf', join(conf, 'master.cf'))
   writeFileSync(join(conf, 'master.cf'), readFileSync(join(conf, 'master.cf'), 'utf8').replace(/^smtp\s+inet\s.*$/m, `127.0.0.1:${port} inet n - n - - smtpd`))
-  writeFileSync(join(conf, 'transport'), `${returnPathDomain} smtp:[127.0.0.1]:${listener}\n`)
+  writeFileSync(join(conf, 'transport'), `${returnPathDomain} smtp:[127.0.0.1]:${listener}\n${extra.transport ?? ''}`)
   writeFileSync(
     join(conf, 'main.cf'),
     [
@@ -55,6 +62,7 @@ function startPostfix(t: { teardown(fn: () => unknown): void }, port: number, re
       'smtp_tls_security_level = none',
       'smtp_address_preference = ipv4',
       `maillog_file = /var/tmp/${dir.split('/').pop()}-postfix.log`,
+      ...(extra.mainCf ?? []),
       '',
     ].join('\n'),
   )
@@ -123,4 +131,62 @@ t.test('M8: Postfix takes the statement with 250, the mailbox server refuses it,
     (await run(process.execPath, [CLI, 'paper', '--month', new Date().toISOString().slice(0, 7), '--format', 'json', '--config', cfg.path])).stdout,
   ) as unknown[]
   t.match(paper, [{ statement_id: 'S-PF-1', reason: 'bounced: invalid-recipient' }], 'on the paper-owed list')
+})
+
+t.test("#30: the firm's notice after a returned bounce carries what the receiver said — Postfix's 5.1.1, 5.2.2, 4.2.2 and 4.4.1", async (t) => {
+  // The mailbox server refuses three ways; a fourth domain's server is not there at all. Postfix gives
+  // up on a deferral at once (maximal_queue_lifetime = 0), so its expiry notices come in seconds.
+  const mailbox = await startReceiver(t, {
+    tls: false,
+    onRcptTo: (a) =>
+      a.startsWith('gone')
+        ? smtpError(550, `5.1.1 <${a}>: Recipient address rejected: User unknown in local recipient table`)
+        : a.startsWith('full')
+          ? smtpError(552, `5.2.2 <${a}>: Mailbox full`)
+          : smtpError(451, `4.2.2 <${a}>: mailbox over quota, try again later`),
+  })
+  const notices = await startReceiver(t, { tls: false })
+  const [postfixPort, listenerPort, nobody] = [await freePort(), await freePort(), await freePort()]
+  startPostfix(t, postfixPort, mailbox.port, 'bounce.bank.example', listenerPort, {
+    transport: `dead.example smtp:[127.0.0.1]:${nobody}\n`,
+    mainCf: ['maximal_queue_lifetime = 0', 'bounce_queue_lifetime = 0'],
+  })
+  const cfg = await writeDaemonConfig(t, {
+    spool: { verifyOnStart: false },
+    delivery: {
+      routes: [
+        { domain: 'firm.example', host: '127.0.0.1', port: notices.port, tls: 'opportunistic' },
+        { domain: '*', host: '127.0.0.1', port: postfixPort, tls: 'opportunistic' },
+      ],
+      notifyAddress: 'ops@firm.example',
+    },
+    reports: { timeZone: 'UTC' },
+    returnPath: { domains: [{ from: 'bank.example', returnPath: 'bounce.bank.example' }], listen: `127.0.0.1:${listenerPort}` },
+  })
+  const child = spawnDaemon(t, ['--config', cfg.path])
+  const listening = (await child.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }
+  await child.waitFor((r) => r.msg === 'return-path listener up')
+  const submit = await submitter(t, cfg.dataDir, listening.starttls.port)
+  const to = { 'S-GONE': 'gone@customer.example', 'S-FULL': 'full@customer.example', 'S-LATER': 'later@customer.example', 'S-DEAD': 'x@dead.example' }
+  for (const [id, rcpt] of Object.entries(to))
+    await submit.sendMail({ from: 'statements@bank.example', to: rcpt, subject: 's', text: 'statement', headers: { 'X-Statement-ID': id } })
+  for (const end = Date.now() + 90_000; notices.received.length < 4 && Date.now() < end;) await new Promise((r) => setTimeout(r, 250))
+  const status = (id: string) => {
+    const n = notices.received.map((m) => m.data.toString()).find((d) => d.includes(`X-Statement-ID: ${id}`)) ?? ''
+    return {
+      status: /^Status: (\S+)/m.exec(n)?.[1],
+      diagnostic: /^Diagnostic-Code: (.*)$/m.exec(n)?.[1]?.trim(),
+      category: /^X-Statement-Gateway-Category: (.*)$/m.exec(n)?.[1]?.trim(),
+    }
+  }
+  t.match(
+    status('S-GONE'),
+    { status: '5.1.1', diagnostic: /^smtp; 550 5\.1\.1 /, category: 'invalid-recipient; hard' },
+    'a mailbox that does not exist: 5.1.1, hard',
+  )
+  t.match(status('S-FULL'), { status: '5.2.2', diagnostic: /^smtp; 552 5\.2\.2 /, category: /; soft$/ }, 'a full mailbox: 5.2.2, soft')
+  t.match(status('S-LATER'), { status: '4.2.2', category: /; soft$/ }, 'given up after a deferral: its 4.2.2')
+  t.match(status('S-DEAD'), { status: '4.4.1', category: /; soft$/ }, 'a server not there: 4.4.1')
+  t.notMatch(notices.received.map((m) => m.data.toString()).join('\n'), /Status: 5\.0\.0/, 'never the 5.0.0 the notices used to say')
+  t.notMatch(notices.received.map((m) => m.data.toString()).join('\n'), /(gone|full|later)@customer\.example>:/, "the receiver's words come redacted")
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { findTaiwanIds, isValidTaiwanId, maskId } from '../../../firmware/policy/taiwan-id.ts'
+import { findTaiwanIds, isValidTaiwanId, maskId } from '../../../firmware/pii/taiwan-id.ts'
 import { decodeWords } from '../../../firmware/mime/words.ts'
 
 t.test('Taiwan IDs: checksum-valid ones are found, others and masked forms are not', async (t) => {

@@ -143,42 +143,70 @@ t.test(
     rig.clock.value = Date.parse('2026-11-05T01:00:00Z')
     await rig.emit(...submitted('R1', [A, B], { statementId: 'S-R1', statementClass: 'monthly', batch: 'NOV-R' }))
     await rig.emit(attempt('R1', 'delivered', [A], '250 ok'), attempt('R1', 'delivered', [B], '250 ok'))
+    // The records as the return path writes them: the decision (bounces/decide.ts) and what the spool did.
     const report = { type: 'returnpath.report', matchedBy: 'verp', clientAddress: '192.0.2.7', bytes: 2000 } as const
+    const mdn = { ...report, matchedBy: 'read-receipt-address' } as const
     rig.clock.value += 2 * 86_400_000
     await rig.emit({
       ...report,
       id: 'R1',
       recipient: 1,
       kind: 'dsn',
+      effect: 'bounce',
+      spool: 'final',
       action: 'failed',
       category: 'quota-issues',
       hard: false,
       status: '5.2.2',
       reply: `552 5.2.2 <${B}> mailbox full`,
     })
-    await rig.emit({ ...report, id: 'R1', recipient: 0, kind: 'mdn', disposition: 'deleted', dispositionMode: 'manual' })
-    await rig.emit({ ...report, id: 'R1', recipient: 0, kind: 'auto-reply' })
+    await rig.emit({ ...mdn, id: 'R1', recipient: 0, kind: 'mdn', effect: 'none', why: 'not-displayed', disposition: 'deleted', dispositionMode: 'manual' })
+    await rig.emit({ ...report, id: 'R1', recipient: 0, kind: 'auto-reply', effect: 'none', why: 'not-a-report' })
     let rows = await statementHistory(rig.ledger.store, 'S-R1')
     t.match(rows[0], { state: 'delivered', read_at: null }, 'deleted unread and an auto-reply are not reads')
     t.match(rows[1], { state: 'bounced', bounce_reason: 'quota-issues', bounce_hard: 0, paper_reason: 'bounced: quota-issues' })
     t.equal(rows[1]!.paper_owed_at, rig.clock.value, 'paper owed from when the bounce came back')
 
-    await rig.emit({ ...report, id: 'R1', recipient: 0, kind: 'mdn', disposition: 'displayed', dispositionMode: 'manual' })
-    await rig.emit({ ...report, id: 'R1', recipient: 0, kind: 'mdn', disposition: 'displayed', dispositionMode: 'manual' })
-    await rig.emit({ ...report, id: 'R1', recipient: 1, kind: 'dsn', action: 'failed', category: 'invalid-recipient', hard: true, status: '5.1.1' })
-    await rig.emit({ ...report, matchedBy: 'none', kind: 'dsn' }, { ...report, id: 'nope', recipient: 0, kind: 'dsn', action: 'failed' })
-    await rig.emit({ ...report, id: 'R1', recipient: 0, kind: 'dsn', action: 'delayed', status: '4.4.1' })
+    const displayed = {
+      ...mdn,
+      id: 'R1',
+      recipient: 0,
+      kind: 'mdn',
+      effect: 'read',
+      spool: 'final',
+      disposition: 'displayed',
+      dispositionMode: 'manual',
+    } as const
+    await rig.emit(displayed)
+    await rig.emit(displayed)
+    await rig.emit({
+      ...report,
+      id: 'R1',
+      recipient: 1,
+      kind: 'dsn',
+      effect: 'bounce',
+      spool: 'final',
+      action: 'failed',
+      category: 'invalid-recipient',
+      hard: true,
+      status: '5.1.1',
+    })
+    await rig.emit(
+      { ...report, matchedBy: 'none', kind: 'dsn', effect: 'none', why: 'no-token' },
+      { ...report, id: 'nope', recipient: 0, kind: 'dsn', effect: 'bounce', spool: 'final', action: 'failed' },
+    )
+    await rig.emit({ ...report, id: 'R1', recipient: 0, kind: 'dsn', effect: 'none', why: 'not-failed', action: 'delayed', status: '4.4.1' })
     rows = await statementHistory(rig.ledger.store, 'S-R1')
     t.equal(rows[0]!.read_at, rig.clock.value, 'read once, at the first "displayed"')
     t.match(rows[1], { bounce_reason: 'quota-issues' }, 'a second report about a final recipient changes nothing')
     const [day] = await summary(rig.ledger.store, { batch: 'NOV-R' }, ['batch'])
-    t.match(day, { delivered: 2, bouncedSoft: 1, bouncedHard: 0, read: 1, paperOwed: 1 })
+    t.match(day, { delivered: 2, bouncedSoft: 1, bouncedHard: 0, returned: 1, pending: 0, read: 1, paperOwed: 1 }, 'delivered and then bounced: pending 0')
     const details = await rig.ledger.store.all<{ key: string; n: number }>(
       "SELECT key, SUM(n) AS n FROM daily_detail WHERE kind = 'report' GROUP BY key ORDER BY key",
     )
     t.same(
       Object.fromEntries(details.map((d) => [d.key, Number(d.n)])),
-      { 'after-final': 1, 'auto-reply': 1, bounce: 1, 'dsn-delayed': 1, 'mdn-deleted': 1, read: 1, 'read-again': 1, unmatched: 2 },
+      { 'after-final': 1, 'not-a-report': 1, bounce: 1, 'not-failed': 1, 'not-displayed': 1, read: 1, 'read-again': 1, unmatched: 2 },
       'every report counted by what it was',
     )
   },
@@ -197,6 +225,8 @@ t.test('M11: a statement whose read receipt never came owes paper, "no read rece
     recipient: 0,
     matchedBy: 'read-receipt-address',
     kind: 'mdn',
+    effect: 'read',
+    spool: 'ended',
     disposition: 'displayed',
     clientAddress: '192.0.2.1',
     bytes: 900,

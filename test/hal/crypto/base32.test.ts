@@ -23,3 +23,18 @@ t.test('base32 round trip', async (t) => {
   t.equal(unbase32('A1'), undefined)
   t.pass('round trips')
 })
+
+t.test('#30: only the canonical spelling decodes — every byte string has exactly one', async (t) => {
+  // 'mzxw6' is "foo": its last character carries one bit that is not data; only 0 there decodes.
+  t.equal(unbase32('mzxw6')!.toString(), 'foo')
+  t.equal(unbase32('mzxw7'), undefined, 'leftover bit set')
+  for (const s of ['m', 'mzx', 'mzxw6y', 'mzxw6ytbo']) t.equal(unbase32(s), undefined, `${s.length} characters encode no byte string`)
+  fc.assert(
+    fc.property(fc.stringMatching(/^[a-z2-7]{0,40}$/), (s) => {
+      const b = unbase32(s)
+      return b === undefined || base32(b) === s
+    }),
+    { numRuns: 2000 },
+  )
+  t.pass('whatever decodes is spelled back the same')
+})

@@ -79,3 +79,8 @@ export function findTaiwanIds(text: string): string[] {
 export function maskId(id: string): string {
   return `${id.slice(0, 3)}****${id.slice(-3)}`
 }
+
+/** `text` as a person reads it (`readable`), with every checksum-valid Taiwan ID in it masked. */
+export function maskTaiwanIds(text: string): string {
+  return readable(text).replace(CANDIDATE, (id) => (isValidTaiwanId(id) ? maskId(id) : id))
+}
