@@ -24,8 +24,9 @@ const USAGE = `usage: npm run image -- <command>
                                 the signature, the manifest, every file's hash; changes nothing
   init FILE --root DIR --trust PUB.pem...
                                 the first version of a new box into slot a
-  install FILE [--root DIR] [--config FILE]
-                                into the other slot, on trial; the service then restarts into it
+  install FILE [--root DIR] [--config FILE] [--allow-downgrade]
+                                into the other slot, on trial; the service then restarts into it.
+                                A lower version, or the running one again, only with --allow-downgrade
   boot [--root DIR] [--config FILE]
                                 before each start (the unit's ExecStartPre): count the trial's
                                 attempts, roll back after ${3}
@@ -49,6 +50,7 @@ const { values, positionals } = parseArgs({
     source: { type: 'string' },
     tree: { type: 'string' },
     'allow-dirty': { type: 'boolean' },
+    'allow-downgrade': { type: 'boolean' },
     'check-reproducible': { type: 'boolean' },
     root: { type: 'string' },
     trust: { type: 'string', multiple: true },
@@ -164,10 +166,12 @@ try {
       const slots = new Slots(root, () => systemClock.now())
       const configVersion = values.config ? lastConfigVersion(toolConfig('image', values.config).dataDir) : undefined
       try {
-        const m = slots.install(file ?? fail('install needs FILE', 2), configVersion)
+        const m = slots.install(file ?? fail('install needs FILE', 2), configVersion, { allowDowngrade: values['allow-downgrade'] })
         process.stdout.write(`version ${m.version} installed in slot ${slots.current()}, on trial: restart the service (systemctl restart statement-gateway)\n`)
       } catch (err) {
-        if (err instanceof BundleError) slots.refused('?', err.message)
+        if (err instanceof BundleError) slots.refused(err.version ?? '?', err.message)
+        // The version the signed manifest named, when it was read (the reason may already say it).
+        if (err instanceof BundleError && err.version && !err.message.includes(err.version)) fail(`refused: ${err.message} (version ${err.version})`)
         throw err
       }
       break
@@ -193,6 +197,7 @@ try {
         if (moved) process.stdout.write(`configuration versions after ${before.configVersionAtStart} set aside: ${moved}\n`)
       }
       if (r.rolledBack) process.stdout.write(`rolled back to slot ${slots.current()}: ${r.rolledBack}\n`)
+      if (r.cleaned) process.stdout.write(`removed ${r.cleaned} half-written install(s) (.staging-*) left by an interrupted install\n`)
       break
     }
     case 'status': {
@@ -206,6 +211,10 @@ try {
   }
 } catch (err) {
   if (err instanceof BundleError || err instanceof UpdateError) fail(`refused: ${err.message}`)
+  // #31: a file that is not there is a refusal in one line too, not a stack.
+  const e = err as NodeJS.ErrnoException
+  const why: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'a directory, not a file' }
+  if (e.code && why[e.code]) fail(`refused: cannot read ${e.path ?? 'the file'}: ${why[e.code]}`)
   throw err
 }
 

@@ -54,6 +54,8 @@ export interface Signature {
 
 export class BundleError extends Error {
   override name = 'BundleError'
+  /** The version the bundle's signed manifest names, when the refusal came after it was read. */
+  version?: string
 }
 
 /** A vendor key's id in signatures and in `removeKeys`: its SPKI fingerprint. */
@@ -133,6 +135,8 @@ export interface OpenedBundle {
  * bytes, by any key the box trusts — then parses and checks the manifest.
  */
 export function openBundle(fd: number, fileSize: number, trusted: readonly KeyObject[]): OpenedBundle {
+  // #31: a file shorter than the magic line is not a bundle either (it used to say "the bundle ends early").
+  if (fileSize < MAGIC.length) throw new BundleError('not a firmware bundle of this product')
   const magic = readExactly(fd, MAGIC.length, 0)
   if (!magic.equals(MAGIC)) throw new BundleError('not a firmware bundle of this product')
   const mLen = readExactly(fd, 4, MAGIC.length).readUInt32BE(0)

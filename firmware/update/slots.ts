@@ -1,5 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto'
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import { BundleError, compareVersions, extractBundle, keyId, openBundle, trustedKeys, type Manifest } from './bundle.ts'
@@ -103,13 +103,40 @@ export class Slots {
     renameSync(tmp, join(this.root, 'current'))
   }
 
+  /**
+   * #31: what an install killed half way left behind (`.staging-*`, up to a whole slot's size each):
+   * removed at the next install and before each start. Returns how many.
+   */
+  cleanStaging(): number {
+    let n = 0
+    const dir = join(this.root, 'slots')
+    for (const name of existsSync(dir) ? readdirSync(dir) : [])
+      if (name.startsWith('.staging-')) {
+        rmSync(join(dir, name), { recursive: true, force: true })
+        n++
+      }
+    return n
+  }
+
   /** Verifies and writes a bundle into `slot`'s place (a fresh directory renamed in); nothing else changes. */
   #unpack(file: string, slot: Slot, keys: readonly KeyObject[], check: (m: Manifest) => void): Manifest {
-    const fd = openSync(file, 'r')
+    let fd: number
+    try {
+      fd = openSync(file, 'r')
+    } catch (err) {
+      throw new BundleError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
+    }
+    this.cleanStaging()
     const staging = join(this.root, 'slots', `.staging-${randomBytes(4).toString('hex')}`)
     try {
       const b = openBundle(fd, fstatSync(fd).size, keys)
-      check(b.manifest)
+      try {
+        check(b.manifest)
+      } catch (err) {
+        // The refusal names the version the signed manifest says (#31: it was recorded as "?").
+        if (err instanceof BundleError) err.version = b.manifest.version
+        throw err
+      }
       mkdirSync(join(this.root, 'slots'), { recursive: true })
       extractBundle(fd, b, staging)
       rmSync(this.slotDir(slot), { recursive: true, force: true })
@@ -141,7 +168,7 @@ export class Slots {
    * Checks and installs a bundle into the slot that is not running, then points
    * `current` at it in trial. Refusals change nothing on disk and say why.
    */
-  install(file: string, configVersion?: number): Manifest {
+  install(file: string, configVersion?: number, opts: { allowDowngrade?: boolean } = {}): Manifest {
     const s = this.state()
     if (s.trial) throw new UpdateError(`version ${s.trial.version} is still on trial: wait for its commit or rollback`)
     const from = this.current()
@@ -149,6 +176,13 @@ export class Slots {
     const m = this.#unpack(file, other(from), trustedKeys(s.trustedKeys), (m) => {
       if (m.securityVersion < s.minSecurityVersion)
         throw new BundleError(`security version ${m.securityVersion} is below this box's minimum ${s.minSecurityVersion}: a downgrade to a vulnerable version`)
+      // #31: a lower version, or the running one again (a replay of its bundle), only as an explicit downgrade.
+      if (running && !opts.allowDowngrade && compareVersions(m.version, running.version) <= 0)
+        throw new BundleError(
+          `version ${m.version} is ${
+            compareVersions(m.version, running.version) === 0 ? 'the version this box runs' : `lower than the ${running.version} this box runs`
+          }: ` + 'a downgrade is installed only when asked for explicitly (--allow-downgrade; on the admin page, a downgrade a second administrator approves)',
+        )
       if (running && compareVersions(running.version, m.minUpgradeFrom) < 0)
         throw new BundleError(`version ${m.version} upgrades from ${m.minUpgradeFrom} or later; this box runs ${running.version}`)
     })
@@ -180,9 +214,10 @@ export class Slots {
    * failed `MAX_ATTEMPTS` times goes back to the previous slot. Also mends a crash
    * between the state and the link: a trial whose slot is not linked never began.
    */
-  boot(): { rolledBack?: string } {
+  boot(): { rolledBack?: string; cleaned?: number } {
+    const cleaned = this.cleanStaging()
     const s = this.state()
-    if (!s.trial) return {}
+    if (!s.trial) return cleaned ? { cleaned } : {}
     if (this.current() !== s.trial.slot) {
       this.#save(
         { ...s, trial: undefined, lastUpdate: { version: s.trial.version, outcome: 'rolled back', reason: 'the install was interrupted', at: this.#iso() } },
@@ -226,8 +261,11 @@ export class Slots {
     const s = this.state()
     if (!s.trial) throw new UpdateError('no version is on trial')
     this.#link(s.trial.from)
+    // #31: the slot keeps the version that was tried: the state says so (it said the one it replaced).
+    const tried = this.manifestOf(s.trial.slot)
+    const slots = tried ? { ...s.slots, [s.trial.slot]: { version: tried.version, securityVersion: tried.securityVersion } } : s.slots
     this.#save(
-      { ...s, trial: undefined, lastUpdate: { version: s.trial.version, outcome: 'rolled back', reason, at: this.#iso() } },
+      { ...s, slots, trial: undefined, lastUpdate: { version: s.trial.version, outcome: 'rolled back', reason, at: this.#iso() } },
       { step: 'rolled back', version: s.trial.version, outcome: 'failed', detail: `${reason}; back to slot ${s.trial.from}` },
     )
     return reason

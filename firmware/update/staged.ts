@@ -24,6 +24,8 @@ export interface StagedUpdate {
   files: number
   signedBy: string
   approvedBy?: string
+  /** #31: a lower version than the running one, or the same again: installed only because the approval said so. */
+  downgrade?: boolean
 }
 
 /**
@@ -47,7 +49,7 @@ export function installApproved(dataDir: string, slots: Slots, configVersion?: n
   try {
     if (!a.approvedBy || a.approvedBy === a.uploadedBy) throw new BundleError('the update was not approved by a second administrator')
     if (createHash('sha256').update(readFileSync(file)).digest('hex') !== a.sha256) throw new BundleError('the uploaded file changed after it was approved')
-    return slots.install(file, configVersion)
+    return slots.install(file, configVersion, { allowDowngrade: a.downgrade === true })
   } catch (err) {
     if (err instanceof Error) slots.refused(a.version, err.message)
     throw err

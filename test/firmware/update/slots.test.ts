@@ -182,3 +182,105 @@ t.test('a rollback takes the configuration back too: versions made during the tr
   const aside = readdirSync(versions).find((n) => n.startsWith('rolled-back-'))!
   t.same(readdirSync(join(versions, aside)), ['000003.json'], 'kept aside, not deleted')
 })
+
+t.test('#31: a lower version, or the running one again, is refused unless the downgrade is asked for; the refusal names the version', async (t) => {
+  const b = box(t)
+  b.slots.install(craftBundle(b.dir, 'v1.1.sgfw', b.k.priv, { version: '1.1.0', securityVersion: 2 }))
+  b.slots.commit()
+  const before = b.snapshot()
+  const lower = craftBundle(b.dir, 'v1.0.5.sgfw', b.k.priv, { version: '1.0.5', securityVersion: 2 })
+  const replay = craftBundle(b.dir, 'v1.1-again.sgfw', b.k.priv, { version: '1.1.0', securityVersion: 2 })
+  for (const [name, file, reason, version] of [
+    [
+      'lower version, same security version',
+      lower,
+      /version 1\.0\.5 is lower than the 1\.1\.0 this box runs: a downgrade is installed only when asked/,
+      '1.0.5',
+    ],
+    ['replay of the running version', replay, /version 1\.1\.0 is the version this box runs/, '1.1.0'],
+  ] as const) {
+    const err = (() => {
+      try {
+        b.slots.install(file)
+      } catch (e) {
+        return e as Error & { version?: string }
+      }
+    })()
+    t.match(err?.message, reason, name)
+    t.equal(err?.version, version, `${name}: the refusal carries the signed manifest's version`)
+    t.equal(b.snapshot(), before, `${name}: nothing changed on disk`)
+  }
+  // Asked for explicitly (the CLI's --allow-downgrade; on the page, an approved downgrade): installed, on trial.
+  t.equal(b.slots.install(lower, undefined, { allowDowngrade: true }).version, '1.0.5')
+  t.match(b.slots.state(), { trial: { version: '1.0.5' }, minSecurityVersion: 2 })
+  // Still never below the minimum security version, asked for or not.
+  b.slots.rollback('test')
+  t.throws(
+    () => b.slots.install(craftBundle(b.dir, 'v1.0.0.sgfw', b.k.priv, { version: '1.0.0', securityVersion: 1 }), undefined, { allowDowngrade: true }),
+    /security version 1 is below this box's minimum 2/,
+  )
+})
+
+t.test('#31: a .staging-* left by a killed install is removed by the next install and by boot', async (t) => {
+  const b = box(t)
+  const { mkdirSync, writeFileSync } = await import('node:fs')
+  const plant = (name: string) => {
+    mkdirSync(join(b.root, 'slots', name, 'node_modules'), { recursive: true })
+    writeFileSync(join(b.root, 'slots', name, 'node_modules', 'blob.bin'), Buffer.alloc(1 << 20))
+  }
+  const staging = () => readdirSync(join(b.root, 'slots')).filter((n) => n.startsWith('.staging-'))
+  plant('.staging-x')
+  plant('.staging-y')
+  t.same(b.slots.boot(), { cleaned: 2 }, 'boot (ExecStartPre) removes both and says so')
+  t.same(staging(), [])
+  plant('.staging-x')
+  // Even an install that is refused starts by clearing what the last one left.
+  t.throws(() => b.slots.install(craftBundle(b.dir, 'old.sgfw', b.k.priv, { version: '0.9.0', securityVersion: 1 })), /lower than the 1\.0\.0/)
+  t.same(staging(), [], 'removed by the next install')
+  plant('.staging-z')
+  b.slots.install(craftBundle(b.dir, 'v2.sgfw', b.k.priv, { version: '2.0.0' }))
+  t.same(staging(), [], 'and by an install that goes through')
+})
+
+t.test('#31: after a rollback the state names the version the other slot really holds', async (t) => {
+  const b = box(t)
+  b.slots.install(craftBundle(b.dir, 'v2.sgfw', b.k.priv, { version: '2.0.0', securityVersion: 1 }))
+  b.slots.rollback('the health check failed')
+  t.match(b.slots.state().slots, { a: { version: '1.0.0' }, b: { version: '2.0.0', securityVersion: 1 } })
+  const status = JSON.parse(execFileSync(process.execPath, [CLI, 'status', '--root', b.root], { encoding: 'utf8' })) as { current: string; slots: object }
+  t.match(status, { current: 'a', slots: { a: { version: '1.0.0' }, b: { version: '2.0.0' } } }, 'image status shows it')
+})
+
+t.test('#31: every CLI failure is one "refused:" line, exit 1, with the version when the manifest was read', async (t) => {
+  const b = box(t)
+  const run = (...args: string[]) => {
+    try {
+      return { code: 0, out: execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: 'pipe' }) }
+    } catch (err) {
+      const e = err as { status: number; stdout: string; stderr: string }
+      return { code: e.status, out: e.stdout + e.stderr }
+    }
+  }
+  const missing = run('install', join(b.dir, 'nonexistent.sgfw'), '--root', b.root)
+  t.equal(missing.code, 1)
+  t.match(missing.out, /^image: refused: cannot read .*nonexistent\.sgfw: no such file\n$/, 'one line, no stack')
+  const verifyMissing = run('verify', join(b.dir, 'nonexistent.sgfw'), '--root', b.root)
+  t.equal(verifyMissing.code, 1)
+  t.equal(verifyMissing.out.trim().split('\n').length, 1, verifyMissing.out)
+  t.match(verifyMissing.out, /^image: refused: cannot read .*nonexistent\.sgfw: no such file\n$/)
+  const { writeFileSync } = await import('node:fs')
+  writeFileSync(join(b.dir, 'short.sgfw'), 'hello\n')
+  t.match(run('install', join(b.dir, 'short.sgfw'), '--root', b.root).out, /^image: refused: not a firmware bundle of this product\n$/)
+  t.equal(b.slots.state().lastUpdate?.version, '?', 'nothing was read: no version to name')
+  const foreign = run('install', craftBundle(b.dir, 'wrong.sgfw', b.k.priv, { version: '2.0.0', product: 'other-gateway' }), '--root', b.root)
+  t.match(foreign.out, /^image: refused: the bundle is for "other-gateway".*\n$/)
+  const down = run('install', craftBundle(b.dir, 'down.sgfw', b.k.priv, { version: '0.9.0', securityVersion: 0 }), '--root', b.root)
+  t.equal(down.code, 1)
+  t.match(down.out, /^image: refused: security version 0 is below this box's minimum 1: a downgrade to a vulnerable version \(version 0\.9\.0\)\n$/)
+  t.match(b.slots.state().lastUpdate, { version: '0.9.0', outcome: 'refused' }, 'recorded with the version its signed manifest names')
+  const same = run('install', craftBundle(b.dir, 'same.sgfw', b.k.priv, { version: '1.0.0' }), '--root', b.root)
+  t.match(same.out, /^image: refused: version 1\.0\.0 is the version this box runs: .*--allow-downgrade.*\n$/)
+  const allowed = run('install', join(b.dir, 'same.sgfw'), '--root', b.root, '--allow-downgrade')
+  t.equal(allowed.code, 0, allowed.out)
+  t.match(allowed.out, /version 1\.0\.0 installed in slot b, on trial/)
+})
