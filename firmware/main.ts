@@ -1,4 +1,5 @@
-import { Accounts } from './admin/accounts.ts'
+import { AccountError, Accounts } from './admin/accounts.ts'
+import { CONSOLE_ACCOUNT_COMMANDS, consoleAccountAction } from './admin/console.ts'
 import { BoxMetrics } from './admin/metrics.ts'
 import { SystemInfo } from './admin/system.ts'
 import { AdminServer, adminTlsOptions } from './admin/server.ts'
@@ -11,7 +12,7 @@ import { mkdirSync, readFileSync, statfsSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { systemClock } from '../hal/clock.ts'
-import { boxRunning, ControlServer } from './control/server.ts'
+import { boxRunning, ControlServer, Refused } from './control/server.ts'
 import { ConfigError, configPathFrom, parseConfig, readConfigFile, type Config } from './config/load.ts'
 import { Proposals } from './config/proposals.ts'
 import { canonicalJson, ConfigTamperError, ConfigVersions, startingConfig } from './config/versions.ts'
@@ -265,6 +266,18 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     },
   })
   adminClientErrors.counts = admin.clients.counts
+  // #31: root at the console reaches the accounts through the control socket (npm run account).
+  control.addActions(
+    Object.fromEntries(
+      CONSOLE_ACCOUNT_COMMANDS.map((cmd) => [
+        cmd,
+        (args: Record<string, unknown>, who: string) =>
+          consoleAccountAction(accounts, cmd, args, who).catch((err: unknown) => {
+            throw err instanceof AccountError ? new Refused(err.message) : err
+          }),
+      ]),
+    ),
+  )
   // ETSI 5.3: a version on trial checks itself once everything runs, and commits; update steps reach the trail.
   const update = new UpdateAgent({
     firmwareDir: import.meta.dirname,

@@ -24,6 +24,34 @@ export interface StoredUser {
   createdAt: number
   createdBy: string
   lastLoginAt: number | null
+  /**
+   * #31: a one-time code the person sets their own password with (a new account, a password
+   * reset): its SHA-256 and when it stops being valid. Nobody else ever knows the password.
+   */
+  enrolment?: { hash: string; expiresAt: number } | null
+  /** #31: what was done to the account and by whom (no approval by an account its proposer made or changed). */
+  changes?: AccountChange[]
+  /** #31: failed logins since the last success, by client address; kept as the lock's cause when it locks. */
+  failedFrom?: Record<string, number>
+  lockCause?: Record<string, number> | null
+}
+
+/** A change to an account, as the account keeps it. */
+export interface AccountChange {
+  at: number
+  change: 'created' | 'enabled' | 'unlocked' | 'role' | 'mfa-reset' | 'password-reset'
+  /** Who asked for it (the proposer; the console for a change made there). */
+  proposer: string
+  /** Who approved it ('' for a change that needs no approval). */
+  approver: string
+  via: 'admin-page' | 'console' | 'setup code'
+}
+
+/** Who made a change to an account, and through which door. */
+export interface ChangeMeta {
+  proposer: string
+  approver: string
+  via: AccountChange['via']
 }
 
 export interface Store {
@@ -47,6 +75,10 @@ export interface UserView {
   lastLoginAt: number | null
   passwordChangedAt: number
   passwordExpired: boolean
+  /** Made or reset and waiting for the person to set their password with their enrolment code. */
+  enrolmentPending: boolean
+  /** Why it locked: the client addresses of the failed logins, and how many from each. */
+  lockCause: Record<string, number> | null
 }
 
 export type LoginResult =
@@ -69,5 +101,7 @@ export function viewOf(u: StoredUser, now: number): UserView {
     lastLoginAt: u.lastLoginAt,
     passwordChangedAt: u.passwordChangedAt,
     passwordExpired: now - u.passwordChangedAt > PASSWORD_MAX_AGE_MS,
+    enrolmentPending: Boolean(u.enrolment && u.enrolment.expiresAt > now),
+    lockCause: u.lockedAt !== null ? (u.lockCause ?? null) : null,
   }
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
@@ -6,10 +6,11 @@ import { verifyPassword } from '../../hal/crypto/password.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { EventSink } from '../events.ts'
-import { AccountCrypto } from './account-crypto.ts'
-import { MAX_FAILURES, ROLES, viewOf, type LoginResult, type Role, type Store, type StoredUser, type UserView } from './account-types.ts'
+import { AccountChanges } from './account-changes.ts'
+import { AccountError, CODE_VALID_MS, causeText, oneTimeCode, safeEqual, sha256 } from './account-records.ts'
+import { MAX_FAILURES, viewOf, type LoginResult, type UserView } from './account-types.ts'
 import { passwordProblem } from './passwords.ts'
-import { newTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
+import { otpauthUri, verifyTotp } from './totp.ts'
 
 /**
  * The admin page's accounts (S3, S4, S5, S8), kept in `<dataDir>/admin/users.json`
@@ -23,36 +24,22 @@ import { newTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
  * 645 5.1: no default password): while no administrator exists the box makes
  * one, valid 24 hours and once, prints it and writes it to a 0600 file.
  */
-const SETUP_VALID_MS = 24 * 3_600_000
 const RECOVERY_CODES = 10
 /** The name authenticator apps list the account under. */
 const ISSUER = 'Statement Gateway'
 
-export { MAX_FAILURES, PASSWORD_MAX_AGE_MS, ROLES, type LoginResult, type Role, type UserView } from './account-types.ts'
+export { MAX_FAILURES, PASSWORD_MAX_AGE_MS, ROLES, type ChangeMeta, type LoginResult, type Role, type UserView } from './account-types.ts'
+export { AccountError, causeText, isLowering } from './account-records.ts'
 
-export class AccountError extends Error {}
-
-const NAME = /^[a-z][a-z0-9._-]{1,31}$/
-
-export class Accounts {
-  readonly #file: string
+export class Accounts extends AccountChanges {
   readonly #codeFile: string
-  readonly #crypto: AccountCrypto
-  readonly #clock: Clock
-  readonly #events: EventSink
-  #store: Store
-
   readonly #dormant: { days: number; disable: boolean } | undefined
 
   /** `dormant`: S5's periodic review; with `disable`, an account unused that many days is disabled at its next login attempt. */
   constructor(o: { dataDir: string; hsm: Hsm; clock: Clock; events: EventSink; dormant?: { days: number; disable: boolean } }) {
+    super(o)
     this.#dormant = o.dormant
-    this.#file = join(o.dataDir, 'admin', 'users.json')
     this.#codeFile = join(o.dataDir, 'admin', 'setup-code')
-    this.#crypto = new AccountCrypto(o.hsm)
-    this.#clock = o.clock
-    this.#events = o.events
-    this.#store = existsSync(this.#file) ? (JSON.parse(readFileSync(this.#file, 'utf8')) as Store) : { version: 1, users: [], setup: null }
   }
 
   /** Where the pending setup code is written for the person at the console. */
@@ -61,7 +48,7 @@ export class Accounts {
   }
 
   hasAdmin(): boolean {
-    return this.#store.users.some((u) => u.role === 'admin' && !u.disabled)
+    return this.store.users.some((u) => u.role === 'admin' && !u.disabled)
   }
 
   /**
@@ -71,28 +58,26 @@ export class Accounts {
    */
   ensureSetupCode(): string | undefined {
     if (this.hasAdmin()) return undefined
-    const s = this.#store.setup
-    if (s && s.expiresAt > this.#clock.now() && existsSync(this.#codeFile)) return undefined
-    // 4 groups of 5 from an alphabet without look-alikes: ~99 bits, typed from a console.
-    const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'
-    const code = Array.from({ length: 4 }, () => Array.from({ length: 5 }, () => alphabet[randomInt(alphabet.length)]).join('')).join('-')
-    this.#store.setup = { hash: sha256(code), expiresAt: this.#clock.now() + SETUP_VALID_MS }
-    this.#save()
+    const s = this.store.setup
+    if (s && s.expiresAt > this.clock.now() && existsSync(this.#codeFile)) return undefined
+    const code = oneTimeCode()
+    this.store.setup = { hash: sha256(code), expiresAt: this.clock.now() + CODE_VALID_MS }
+    this.save()
     writeFileAtomic(this.#codeFile, `${code}\n`, 0o600)
     return code
   }
 
   /** The pending setup code as written for the console, while it is valid and no administrator exists. */
   pendingSetupCode(): string | undefined {
-    const s = this.#store.setup
-    if (!s || this.hasAdmin() || s.expiresAt <= this.#clock.now() || !existsSync(this.#codeFile)) return undefined
+    const s = this.store.setup
+    if (!s || this.hasAdmin() || s.expiresAt <= this.clock.now() || !existsSync(this.#codeFile)) return undefined
     return readFileSync(this.#codeFile, 'utf8').trim()
   }
 
   /** Whether `code` is the pending setup code (still valid); it is used up by createFirstAdmin. */
   checkSetupCode(code: string): boolean {
-    const s = this.#store.setup
-    if (!s || this.hasAdmin() || s.expiresAt <= this.#clock.now()) return false
+    const s = this.store.setup
+    if (!s || this.hasAdmin() || s.expiresAt <= this.clock.now()) return false
     return safeEqual(sha256(code.trim().toUpperCase()), s.hash)
   }
 
@@ -103,14 +88,14 @@ export class Accounts {
    */
   async createFirstAdmin(setupCode: string, name: string, password: string, clientAddress: string): Promise<Buffer> {
     if (!this.checkSetupCode(setupCode)) {
-      this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'setup', target: undefined, outcome: 'refused', reason: 'setup code' })
+      this.events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'setup', target: undefined, outcome: 'refused', reason: 'setup code' })
       throw new AccountError('The setup code is wrong, used or expired.')
     }
-    const secret = await this.#create(name, 'admin', password, 'setup code')
-    this.#store.setup = null
-    this.#save()
+    const secret = await this.create(name, 'admin', password, 'setup code')
+    this.store.setup = null
+    this.save()
     rmSync(this.#codeFile, { force: true })
-    this.#events.emit({
+    this.events.emit({
       type: 'admin.action',
       who: name,
       via: 'admin-page',
@@ -122,47 +107,11 @@ export class Accounts {
     return secret
   }
 
-  /** S5: an administrator makes an account of a role. Returns its TOTP secret to enrol at its first login. */
-  async createUser(by: string, name: string, role: Role, password: string): Promise<Buffer> {
-    this.#requireAdmin(by)
-    const secret = await this.#create(name, role, password, by)
-    this.#events.emit({ type: 'admin.action', who: by, via: 'admin-page', action: 'user.create', target: name, outcome: 'ok', detail: `role ${role}` })
-    return secret
-  }
-
-  async #create(name: string, role: Role, password: string, createdBy: string): Promise<Buffer> {
-    if (!NAME.test(name)) throw new AccountError('A name is 2 to 32 lower-case letters, digits, dots, dashes or underscores, starting with a letter.')
-    if (this.#find(name)) throw new AccountError(`There is already an account named ${name}.`)
-    if (!ROLES.includes(role)) throw new AccountError(`No such role: ${role}.`)
-    const problem = passwordProblem(password, name)
-    if (problem) throw new AccountError(`The password ${problem}.`)
-    const secret = newTotpSecret()
-    const now = this.#clock.now()
-    this.#store.users.push({
-      name,
-      role,
-      password: await this.#crypto.hash(password),
-      // A password an administrator chose for someone else is to be changed at its first use.
-      passwordChangedAt: createdBy === 'setup code' ? now : 0,
-      totp: await this.#crypto.seal(secret, name),
-      totpStep: -1,
-      recovery: [],
-      failures: 0,
-      lockedAt: null,
-      disabled: false,
-      createdAt: now,
-      createdBy,
-      lastLoginAt: null,
-    })
-    this.#save()
-    return secret
-  }
-
   /** The otpauth URI of an account still to enrol its MFA (shown as a QR code), else undefined. */
   async enrolmentUri(name: string): Promise<string | undefined> {
-    const u = this.#find(name)
+    const u = this.find(name)
     if (!u || u.totpStep >= 0) return undefined
-    return otpauthUri(await this.#crypto.unseal(u.totp, name), name, ISSUER)
+    return otpauthUri(await this.crypto.unseal(u.totp, name), name, ISSUER)
   }
 
   /**
@@ -170,9 +119,9 @@ export class Accounts {
    * secret; recovery codes are made then and shown once.
    */
   async confirmTotp(name: string, code: string): Promise<string[] | undefined> {
-    const u = this.#find(name)
+    const u = this.find(name)
     if (!u || u.recovery.length > 0 || u.totpStep >= 0) return undefined
-    const step = verifyTotp(await this.#crypto.unseal(u.totp, name), code, this.#clock.now(), u.totpStep)
+    const step = verifyTotp(await this.crypto.unseal(u.totp, name), code, this.clock.now(), u.totpStep)
     if (step === undefined) return undefined
     const codes = Array.from({ length: RECOVERY_CODES }, () =>
       randomBytes(8)
@@ -180,9 +129,9 @@ export class Accounts {
         .replace(/(.{4})(?=.)/g, '$1-'),
     )
     u.totpStep = step
-    u.recovery = await Promise.all(codes.map((c) => this.#crypto.recoveryMac(c)))
-    this.#save()
-    this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.enrol', target: name, outcome: 'ok' })
+    u.recovery = await Promise.all(codes.map((c) => this.crypto.recoveryMac(c)))
+    this.save()
+    this.events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.enrol', target: name, outcome: 'ok' })
     return codes
   }
 
@@ -192,24 +141,27 @@ export class Accounts {
    * attempt is an audit event (S6).
    */
   async login(name: string, password: string, code: string, clientAddress: string): Promise<LoginResult> {
-    const u = this.#find(name)
+    const u = this.find(name)
     const refuse = (reason: Exclude<LoginResult, { ok: true }>['reason']): LoginResult => {
       let lockedNow = false
       // A right password on an account still to enrol its MFA is not a failure: the page goes on to enrolment.
       if (u && reason !== 'locked' && reason !== 'disabled' && reason !== 'not-enrolled') {
         u.failures++
+        // #31: from where: the lock's cause, shown with the alarm and in the failed-login review.
+        u.failedFrom = { ...u.failedFrom, [clientAddress]: (u.failedFrom?.[clientAddress] ?? 0) + 1 }
         if (u.failures >= MAX_FAILURES && u.lockedAt === null) {
-          u.lockedAt = this.#clock.now()
+          u.lockedAt = this.clock.now()
+          u.lockCause = u.failedFrom
           lockedNow = true
         }
-        this.#save()
+        this.save()
       }
       // A right password on an account still to enrol is the start of its enrolment, not a failed login.
       if (reason === 'not-enrolled')
-        this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.enrol-start', target: name, outcome: 'ok' })
-      else this.#events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'failure', reason })
+        this.events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.enrol-start', target: name, outcome: 'ok' })
+      else this.events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'failure', reason })
       if (lockedNow)
-        this.#events.emit({
+        this.events.emit({
           type: 'admin.action',
           who: name,
           via: 'admin-page',
@@ -217,19 +169,20 @@ export class Accounts {
           target: name,
           outcome: 'ok',
           reason: `${MAX_FAILURES} failed logins`,
+          detail: `from ${causeText(u!.lockCause)}`,
         })
       return { ok: false, reason, lockedNow }
     }
     if (!u) {
-      await this.#crypto.decoyCheck(password)
+      await this.crypto.decoyCheck(password)
       return refuse('unknown-user')
     }
-    const passwordOk = await verifyPassword(await this.#crypto.pepper(password), u.password)
+    const passwordOk = await verifyPassword(await this.crypto.pepper(password), u.password)
     const d = this.#dormant
-    if (d?.disable && !u.disabled && this.#clock.now() - (u.lastLoginAt ?? u.createdAt) > d.days * 86_400_000) {
+    if (d?.disable && !u.disabled && this.clock.now() - (u.lastLoginAt ?? u.createdAt) > d.days * 86_400_000) {
       u.disabled = true
-      this.#save()
-      this.#events.emit({
+      this.save()
+      this.events.emit({
         type: 'admin.action',
         who: 'box',
         via: 'admin-page',
@@ -244,14 +197,14 @@ export class Accounts {
     if (!passwordOk) return refuse('bad-password')
     if (u.totpStep < 0) return refuse('not-enrolled')
     const trimmed = code.trim()
-    const step = verifyTotp(await this.#crypto.unseal(u.totp, name), trimmed, this.#clock.now(), u.totpStep)
+    const step = verifyTotp(await this.crypto.unseal(u.totp, name), trimmed, this.clock.now(), u.totpStep)
     if (step !== undefined) u.totpStep = step
     else {
-      const mac = await this.#crypto.recoveryMac(trimmed.toLowerCase())
+      const mac = await this.crypto.recoveryMac(trimmed.toLowerCase())
       const at = u.recovery.findIndex((r) => safeEqual(r, mac))
       if (at < 0) return refuse('bad-code')
       u.recovery.splice(at, 1)
-      this.#events.emit({
+      this.events.emit({
         type: 'admin.action',
         who: name,
         via: 'admin-page',
@@ -262,10 +215,11 @@ export class Accounts {
       })
     }
     u.failures = 0
-    u.lastLoginAt = this.#clock.now()
-    this.#save()
-    this.#events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'success' })
-    return { ok: true, user: viewOf(u, this.#clock.now()) }
+    u.failedFrom = {}
+    u.lastLoginAt = this.clock.now()
+    this.save()
+    this.events.emit({ type: 'admin.login', user: name, clientAddress, outcome: 'success' })
+    return { ok: true, user: viewOf(u, this.clock.now()) }
   }
 
   /**
@@ -274,119 +228,46 @@ export class Accounts {
    * counts towards the lockout like a failed login.
    */
   async verifyCode(name: string, code: string): Promise<boolean> {
-    const u = this.#find(name)
+    const u = this.find(name)
     if (!u || u.disabled || u.lockedAt !== null || u.totpStep < 0) return false
-    const step = verifyTotp(await this.#crypto.unseal(u.totp, name), code.trim(), this.#clock.now(), u.totpStep)
+    const step = verifyTotp(await this.crypto.unseal(u.totp, name), code.trim(), this.clock.now(), u.totpStep)
     if (step === undefined) {
       u.failures++
-      if (u.failures >= MAX_FAILURES) u.lockedAt = this.#clock.now()
-      this.#save()
-      this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.verify', target: name, outcome: 'refused', reason: 'wrong code' })
+      if (u.failures >= MAX_FAILURES) u.lockedAt = this.clock.now()
+      this.save()
+      this.events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'mfa.verify', target: name, outcome: 'refused', reason: 'wrong code' })
       return false
     }
     u.totpStep = step
-    this.#save()
+    this.save()
     return true
   }
 
-  /** S4: another administrator unlocks a locked account after checking who asks, and says so. */
-  unlock(by: string, name: string, reason: string): void {
-    this.#requireAdmin(by)
-    if (by === name) throw new AccountError('An account is unlocked by another administrator.')
-    if (!reason.trim()) throw new AccountError('Say why (how the person was identified).')
-    const u = this.#mustFind(name)
-    u.lockedAt = null
-    u.failures = 0
-    this.#save()
-    this.#events.emit({ type: 'admin.action', who: by, via: 'admin-page', action: 'user.unlock', target: name, outcome: 'ok', reason })
-  }
-
-  setDisabled(by: string, name: string, disabled: boolean, reason: string): void {
-    this.#requireAdmin(by)
-    if (by === name) throw new AccountError('An administrator cannot disable their own account.')
-    const u = this.#mustFind(name)
-    u.disabled = disabled
-    this.#save()
-    this.#events.emit({
-      type: 'admin.action',
-      who: by,
-      via: 'admin-page',
-      action: disabled ? 'user.disable' : 'user.enable',
-      target: name,
-      outcome: 'ok',
-      reason,
-    })
-  }
-
   async changePassword(name: string, current: string, next: string): Promise<void> {
-    const u = this.#mustFind(name)
-    if (!(await verifyPassword(await this.#crypto.pepper(current), u.password))) throw new AccountError('The current password is not right.')
+    const u = this.mustFind(name)
+    if (!(await verifyPassword(await this.crypto.pepper(current), u.password))) throw new AccountError('The current password is not right.')
     const problem = passwordProblem(next, name)
     if (problem) throw new AccountError(`The new password ${problem}.`)
-    if (await verifyPassword(await this.#crypto.pepper(next), u.password)) throw new AccountError('The new password must differ from the current one.')
-    u.password = await this.#crypto.hash(next)
-    u.passwordChangedAt = this.#clock.now()
-    this.#save()
-    this.#events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'password.change', target: name, outcome: 'ok' })
-  }
-
-  /** An administrator resets another account's MFA: a new secret to enrol at its next login, recovery codes void. */
-  async resetMfa(by: string, name: string, reason: string): Promise<Buffer> {
-    this.#requireAdmin(by)
-    return this.#resetMfa(this.#mustFind(name), by, reason)
+    if (await verifyPassword(await this.crypto.pepper(next), u.password)) throw new AccountError('The new password must differ from the current one.')
+    u.password = await this.crypto.hash(next)
+    u.passwordChangedAt = this.clock.now()
+    this.save()
+    this.events.emit({ type: 'admin.action', who: name, via: 'admin-page', action: 'password.change', target: name, outcome: 'ok' })
   }
 
   /** A person moves to a new authenticator (a new phone): their password again, then enrolment as at the first login. */
   async resetOwnMfa(name: string, password: string): Promise<void> {
-    const u = this.#mustFind(name)
-    if (!(await verifyPassword(await this.#crypto.pepper(password), u.password))) throw new AccountError('The password is not right.')
-    await this.#resetMfa(u, name, 'own request: a new authenticator')
-  }
-
-  async #resetMfa(u: StoredUser, by: string, reason: string): Promise<Buffer> {
-    const name = u.name
-    const secret = newTotpSecret()
-    u.totp = await this.#crypto.seal(secret, name)
-    u.totpStep = -1
-    u.recovery = []
-    this.#save()
-    this.#events.emit({ type: 'admin.action', who: by, via: 'admin-page', action: 'mfa.reset', target: name, outcome: 'ok', reason })
-    return secret
+    const u = this.mustFind(name)
+    if (!(await verifyPassword(await this.crypto.pepper(password), u.password))) throw new AccountError('The password is not right.')
+    await this.resetMfaSecret(u, name, 'own request: a new authenticator')
   }
 
   user(name: string): UserView | undefined {
-    const u = this.#find(name)
-    return u && viewOf(u, this.#clock.now())
+    const u = this.find(name)
+    return u && viewOf(u, this.clock.now())
   }
 
   users(): UserView[] {
-    return this.#store.users.map((u) => viewOf(u, this.#clock.now()))
+    return this.store.users.map((u) => viewOf(u, this.clock.now()))
   }
-
-  #find(name: string): StoredUser | undefined {
-    return this.#store.users.find((u) => u.name === name)
-  }
-
-  #mustFind(name: string): StoredUser {
-    const u = this.#find(name)
-    if (!u) throw new AccountError(`No account named ${name}.`)
-    return u
-  }
-
-  #requireAdmin(by: string): void {
-    const u = this.#find(by)
-    if (!u || u.role !== 'admin' || u.disabled || u.lockedAt !== null) throw new AccountError('Only an administrator may do that.')
-  }
-
-  #save(): void {
-    writeFileAtomic(this.#file, `${JSON.stringify(this.#store, null, 1)}\n`, 0o600)
-  }
-}
-
-const sha256 = (s: string) => createHash('sha256').update(s).digest('base64')
-
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a)
-  const y = Buffer.from(b)
-  return x.length === y.length && timingSafeEqual(x, y)
 }

@@ -3,12 +3,11 @@ import { hashPassword } from '../../hal/crypto/password.ts'
 import { configDiff } from '../audit/config-change.ts'
 import { ConfigError, parseConfig, type Config } from '../config/load.ts'
 import { ProposalError, Proposals, type Proposal } from '../config/proposals.ts'
-import { appliesAtOnce, schema } from '../config/schema.ts'
-import type { Field } from '../config/types.ts'
+import { changes, configFromForm, get, LEAVES, maskItems, SECRET, set, type Leaf } from './config-form.ts'
 import type { ConfigVersion } from '../config/versions.ts'
 import { html, type Html } from './html.ts'
 import { maintenanceSection, pendingRestart } from './maintenance.ts'
-import { formBody, layout, table, type Viewer, when } from './pages.ts'
+import { approvalWindow, formBody, layout, table, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
 
 /**
@@ -20,80 +19,6 @@ import type { Routes } from './types.ts'
  * and the paths of PIN, password and token files stay as they are unless a new
  * value is typed.
  */
-type AnyField = Field<unknown> & { shape?: Record<string, AnyField> }
-interface Leaf {
-  key: string
-  field: AnyField
-}
-
-const SECRET = /(passwordHash|pinFile|passwordFile|tokenFile|keyFile)$/
-const UNCHANGED = '(unchanged)'
-
-function leaves(shape: Record<string, AnyField>, prefix = ''): Leaf[] {
-  return Object.entries(shape).flatMap(([k, f]) => {
-    const key = prefix ? `${prefix}.${k}` : k
-    return f.kind === 'object' && f.shape ? leaves(f.shape, key) : [{ key, field: f }]
-  })
-}
-const LEAVES = leaves((schema as unknown as { shape: Record<string, AnyField> }).shape)
-
-const get = (o: unknown, key: string): unknown =>
-  key.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o)
-function set(o: Record<string, unknown>, key: string, value: unknown): void {
-  const parts = key.split('.')
-  let at = o
-  for (const p of parts.slice(0, -1)) at = (at[p] && typeof at[p] === 'object' ? at[p] : (at[p] = {})) as Record<string, unknown>
-  at[parts.at(-1)!] = value
-}
-
-/** A list of objects with its secrets replaced by a marker, for showing. */
-function maskItems(value: unknown): unknown {
-  if (!Array.isArray(value)) return value
-  return value.map((item: unknown) =>
-    item && typeof item === 'object' ? Object.fromEntries(Object.entries(item).map(([k, v]) => [k, SECRET.test(k) && v ? UNCHANGED : v])) : item,
-  )
-}
-
-/** The configuration a form describes: the one in force with every value that differs from its effective value set. */
-export function configFromForm(form: Record<string, string | undefined>, base: unknown): unknown {
-  const effective = parseConfig(base ?? {})
-  const raw = structuredClone(base ?? {}) as Record<string, unknown>
-  for (const { key, field } of LEAVES) {
-    const given = form[`c:${key}`]
-    if (given === undefined) continue
-    const current = get(effective, key)
-    let value: unknown
-    if (field.kind === 'boolean') value = given === 'true'
-    else if (field.kind === 'integer') value = given.trim() === '' ? current : Number(given)
-    else if (field.kind === 'list' || field.kind === 'records') {
-      try {
-        value = JSON.parse(given) as unknown
-      } catch {
-        throw new ConfigError(key, 'is not valid JSON')
-      }
-      // Secrets left as shown keep their value: matched by the item's name, else by position.
-      if (Array.isArray(value) && Array.isArray(current))
-        value = value.map((item: unknown, i) => {
-          if (!item || typeof item !== 'object') return item
-          const named = (item as { name?: unknown }).name
-          const list = current as Record<string, unknown>[]
-          const before = list.find((c) => named !== undefined && c.name === named) ?? list[i]
-          return Object.fromEntries(Object.entries(item).map(([k, v]) => [k, v === UNCHANGED ? (before as Record<string, unknown>)?.[k] : v]))
-        })
-    } else value = SECRET.test(key) && given === '' ? current : given
-    if (JSON.stringify(value) !== JSON.stringify(current)) set(raw, key, value)
-  }
-  return raw
-}
-
-/** The changed keys between two configurations, secrets masked, each marked as applying now or at the next restart. */
-export function changes(before: unknown, after: unknown): { key: string; before: unknown; after: unknown; now: boolean }[] {
-  const d = configDiff(parseConfig(before ?? {}), parseConfig(after ?? {}))
-  if (!d) return []
-  const show = (k: string, v: unknown) => (SECRET.test(k) ? '(secret)' : JSON.stringify(maskItems(v)))
-  return Object.keys(d.after).map((key) => ({ key, before: show(key, d.before[key]), after: show(key, d.after[key]), now: appliesAtOnce(key) }))
-}
-
 function formFields(config: Config): Html {
   const sections = new Map<string, Leaf[]>()
   for (const l of LEAVES) {
@@ -373,6 +298,21 @@ export function registerConfigRoutes(r: Routes): void {
       else if (action === 'approve') {
         if (p.author === v.user && !c.proposals.selfApprovalAllowed)
           throw new ProposalError('A change is approved by a second administrator, not by its author.')
+        // #31: not by an account the author made or changed within the proposal's lifetime.
+        const minted = p.author === v.user ? undefined : d.accounts.mintedBy(v.user, p.author, approvalWindow(d, p.createdAt))
+        if (minted) {
+          d.events.emit({
+            type: 'config.proposal',
+            id,
+            action: 'approval-refused',
+            who: v.user,
+            author: p.author,
+            reason: p.reason,
+            baseVersion: p.baseVersion,
+            note: minted,
+          })
+          throw new ProposalError(minted)
+        }
         // S4: the approver's second factor again, at the moment of approval.
         if (!(await d.accounts.verifyCode(v.user, formBody(req).code ?? ''))) throw new ProposalError('That authenticator code is not right.')
         const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)

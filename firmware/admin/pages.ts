@@ -7,6 +7,14 @@ import type { Role, UserView } from './accounts.ts'
  * 'self'`, no inline script), the only style /static/app.css.
  */
 /** A form's fields as posted (formbody), or none when the request carried no form. */
+/**
+ * #31: since when a change to the approver's account by the proposer disqualifies the approval:
+ * the proposal's creation or one proposal lifetime (`admin.proposalExpiryHours`) ago, whichever is earlier.
+ */
+export function approvalWindow(d: { config: { admin: { proposalExpiryHours: number } }; clock: { now(): number } }, proposedAt: number): number {
+  return Math.min(proposedAt, d.clock.now() - d.config.admin.proposalExpiryHours * 3_600_000)
+}
+
 export function formBody(req: { body: unknown }): Record<string, string | undefined> {
   return req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {}
 }

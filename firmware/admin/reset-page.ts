@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import { APPROVED_RESET, type ApprovedReset } from '../control/reset.ts'
 import { html } from './html.ts'
-import { formBody, layout, type Viewer, when } from './pages.ts'
+import { approvalWindow, formBody, layout, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
 
 /**
@@ -103,6 +103,12 @@ export function registerResetRoutes(r: Routes): void {
     const p = pending()
     if (!p || !supervised) return r.page(reply.code(409), page(v, { kind: 'error', text: 'No factory reset is waiting for approval.' }))
     if (p.requestedBy === v.user) return r.page(reply.code(409), page(v, { kind: 'error', text: 'A second administrator approves it, not the one who asked.' }))
+    // #31: not by an account the one who asked made or changed.
+    const minted = d.accounts.mintedBy(v.user, p.requestedBy, approvalWindow(d, p.at))
+    if (minted) {
+      action(v, 'box.factory-reset.approval-refused', minted)
+      return r.page(reply.code(409), page(v, { kind: 'error', text: minted }))
+    }
     const problem = await check(v, formBody(req))
     if (problem) return r.page(reply.code(400), page(v, { kind: 'error', text: problem }))
     const approved: ApprovedReset = { requestedBy: p.requestedBy, approvedBy: v.user, reason: p.reason, approvedAt: new Date(d.clock.now()).toISOString() }

@@ -4,12 +4,14 @@ import { fileURLToPath } from 'node:url'
 import QRCode from 'qrcode'
 import { searchTrail, type AuditRecord } from '../audit/search.ts'
 import type { FastifyReply } from 'fastify'
-import { AccountError, ROLES, type Role } from './accounts.ts'
+import { AccountError, causeText, ROLES, type Role } from './accounts.ts'
 import { html, trusted, type Html } from './html.ts'
-import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, userRow, type Viewer, formBody } from './pages.ts'
+import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, type Viewer, formBody } from './pages.ts'
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
 import type { Routes } from './types.ts'
 import { dashboardPage } from './views.ts'
+import { LoginDelays } from './login-delays.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const ALL: readonly Role[] = ROLES
 /** One message for every refused login (S3): it never says whether the name, the password or the code was wrong. */
@@ -94,10 +96,17 @@ export function registerRoutes(r: Routes): void {
     if (req.session?.user) return reply.redirect('/dashboard')
     return r.page(reply, loginPage(csrfFor(reply, req.session?.id)))
   })
+  // #31: each failure from an address makes its next attempt wait longer (1, 2, 4, 8 s).
+  const delays = new LoginDelays(d.config.admin.loginDelayMs, d.clock)
   app.post('/login', limited, async (req, reply) => {
     const b = formBody(req)
     const name = (b.name ?? '').trim().slice(0, 64)
-    const result = await accounts.login(name, b.password ?? '', b.code ?? '', req.socket.remoteAddress ?? '')
+    const address = req.socket.remoteAddress ?? ''
+    const wait = delays.before(address)
+    if (wait) await sleep(wait)
+    const result = await accounts.login(name, b.password ?? '', b.code ?? '', address)
+    if (result.ok) delays.succeeded(address)
+    else if (result.reason !== 'not-enrolled') delays.failed(address)
     if (result.ok) {
       begin(reply, req.session?.id, { user: result.user.name, role: result.user.role })
       return reply.redirect(result.user.passwordExpired ? '/account?expired=1' : '/dashboard', 303)
@@ -123,7 +132,16 @@ export function registerRoutes(r: Routes): void {
   app.get('/dashboard', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
-    const signals = { failingWebhooks: d.metrics.failingWebhooks, auditOverBudget: d.metrics.auditOverBudget, now: d.clock.now() }
+    const signals = {
+      failingWebhooks: d.metrics.failingWebhooks,
+      auditOverBudget: d.metrics.auditOverBudget,
+      lockedAccounts: accounts
+        .users()
+        .filter((u) => u.locked)
+        .map((u) => ({ name: u.name, cause: causeText(u.lockCause) })),
+      accountProposals: r.openAccountProposals(),
+      now: d.clock.now(),
+    }
     return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config, d.system.current(), signals, d.firmware()))
   })
   app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
@@ -189,86 +207,20 @@ export function registerRoutes(r: Routes): void {
       by.set(key, e)
     }
     const rows = [...by.values()].sort((a, b) => b.count - a.count).map((e) => [e.user, e.address, e.count, [...e.reasons].join(', '), e.last])
+    // #31: every lock of the day, with its cause: the addresses and counts of the failures behind it.
+    const locks: unknown[][] = []
+    for await (const rec of searchTrail(d.auditDir, { type: 'admin.action', from: since }))
+      if (rec.action === 'user.lock') locks.push([rec.time, String(rec.target), (typeof rec.detail === 'string' ? rec.detail : '').replace(/^from /, '')])
     return r.page(
       reply,
-      layout('Failed logins, last 24 h 近 24 小時登入失敗', table(['Account 帳號', 'Address 來源', 'Failures 次數', 'Why', 'Last 最近'], rows), v),
+      layout(
+        'Failed logins, last 24 h 近 24 小時登入失敗',
+        html`${table(['Account 帳號', 'Address 來源', 'Failures 次數', 'Why', 'Last 最近'], rows)}
+          <h2>Accounts locked 帳號鎖定</h2>
+          ${table(['Locked 鎖定時間', 'Account 帳號', 'Failed logins from 失敗來源'], locks, 'No account locked in the last 24 hours. 近 24 小時無帳號鎖定。')}`,
+        v,
+      ),
     )
-  })
-
-  // S5: accounts (administrators only), with dormant ones flagged for the periodic review.
-  const usersPage = (v: Viewer, notice?: { kind: 'ok' | 'error'; text: string }, secretFor?: string) => {
-    const dormantMs = d.config.admin.dormantDays * 86_400_000
-    const now = d.clock.now()
-    const rows = accounts.users().map((u) => {
-      const dormant = now - (u.lastLoginAt ?? u.createdAt) > dormantMs
-      const act = (action: string, label: string, reason = true) =>
-        html`<form method="post" action="/users/${u.name}/${action}" class="inline">
-          <input type="hidden" name="_csrf" value="${v.csrf}" />${reason ? html`<input name="reason" placeholder="reason 原因" required />` : ''}<button>
-            ${label}
-          </button>
-        </form>`
-      const actions =
-        u.name === v.user
-          ? ''
-          : [
-              u.locked ? act('unlock', 'Unlock 解鎖') : '',
-              u.disabled ? act('enable', 'Enable 啟用') : act('disable', 'Disable 停用'),
-              act('reset-mfa', 'Reset MFA 重設驗證'),
-            ]
-      return [...userRow(u, dormant), actions]
-    })
-    return layout(
-      'Users 使用者',
-      html`${secretFor ? html`<p class="notice ok">${secretFor}</p>` : ''}
-        ${table(['Name', 'Role', 'State', 'Last login', 'Password changed', 'Created by', ''], rows)}
-        <h2>New account 新增帳號</h2>
-        <form method="post" action="/users" class="stack">
-          <input type="hidden" name="_csrf" value="${v.csrf}" />
-          <label>Name 帳號 <input name="name" required /></label>
-          <label
-            >Role 角色
-            <select name="role">
-              ${ROLES.map((role) => html`<option>${role}</option>`)}
-            </select></label
-          >
-          <label>Initial password 初始密碼 <input name="password" type="password" autocomplete="new-password" required minlength="12" /></label>
-          <button>Create 建立</button>
-        </form>`,
-      v,
-      notice,
-    )
-  }
-  app.get('/users', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, usersPage(r.viewer(req, reply)!)))
-  app.post('/users', { preHandler: r.need(['admin']) }, async (req, reply) => {
-    const v = r.viewer(req, reply)!
-    const b = formBody(req)
-    try {
-      await accounts.createUser(v.user, (b.name ?? '').trim(), (b.role ?? '') as Role, b.password ?? '')
-      const text = `Account ${b.name ?? ''} made; the person enrols their authenticator at their first login. 帳號已建立。`
-      return r.page(reply, usersPage(v, { kind: 'ok', text }))
-    } catch (err) {
-      if (!(err instanceof AccountError)) throw err
-      return r.page(reply.code(400), usersPage(v, { kind: 'error', text: err.message }))
-    }
-  })
-  app.post('/users/:name/:action', { preHandler: r.need(['admin']) }, async (req, reply) => {
-    const v = r.viewer(req, reply)!
-    const { name, action } = req.params as { name: string; action: string }
-    const reason = (formBody(req).reason ?? '').trim()
-    try {
-      if (action === 'unlock') accounts.unlock(v.user, name, reason)
-      else if (action === 'disable' || action === 'enable') {
-        accounts.setDisabled(v.user, name, action === 'disable', reason)
-        if (action === 'disable') sessions.endUser(name)
-      } else if (action === 'reset-mfa') {
-        await accounts.resetMfa(v.user, name, reason)
-        sessions.endUser(name)
-      } else return reply.code(404).send('no such action\n')
-      return r.page(reply, usersPage(v, { kind: 'ok', text: `${action}: ${name} 完成` }))
-    } catch (err) {
-      if (!(err instanceof AccountError)) throw err
-      return r.page(reply.code(400), usersPage(v, { kind: 'error', text: err.message }))
-    }
   })
 
   // One's own account: the password (S3: asked for after 90 days).

@@ -24,6 +24,8 @@ import { registerQueueRoutes } from './queue-page.ts'
 import { registerRecordRoutes } from './records.ts'
 import { registerUnmatchedRoutes } from './unmatched-page.ts'
 import { registerRoutes } from './routes.ts'
+import { registerUserRoutes } from './users-page.ts'
+import { AccountProposals } from './account-proposals.ts'
 import type { AdminDeps, Routes } from './types.ts'
 import { COOKIE_OPTIONS, SESSION_COOKIE, Sessions, type Session } from './sessions.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
@@ -48,6 +50,8 @@ export class AdminServer implements Component {
   readonly #d: AdminDeps
   readonly #log: Logger
   readonly sessions: Sessions
+  /** #31: changes to accounts waiting for a second administrator. */
+  readonly accountProposals: AccountProposals
   #app: FastifyInstance | undefined
   #address: { host: string; port: number } | undefined
   /** Browsers' and scanners' faults (failed handshakes, broken requests): counted, logged once a minute per address. */
@@ -59,6 +63,13 @@ export class AdminServer implements Component {
     this.clients = new ClientErrorLog(this.#log)
     const a = deps.config.admin
     this.sessions = new Sessions({ clock: deps.clock, idleMinutes: a.sessionIdleMinutes, maxHours: a.sessionMaxHours })
+    this.accountProposals = new AccountProposals({
+      dataDir: deps.config.dataDir,
+      accounts: deps.accounts,
+      clock: deps.clock,
+      events: deps.events,
+      expiryHours: a.proposalExpiryHours,
+    })
   }
 
   get address(): { host: string; port: number } | undefined {
@@ -180,8 +191,10 @@ export class AdminServer implements Component {
       viewer: (req, reply) => viewerOf(req, reply),
       need: (roles) => (req, reply) => need(req, reply, roles),
       metricsAllowed: (req) => metricsAllowed(d.config, req),
+      openAccountProposals: () => this.accountProposals.list().filter((p) => p.state === 'open').length,
     }
     registerRoutes(routes)
+    registerUserRoutes(routes, this.accountProposals)
     registerQueueRoutes(routes)
     registerRecordRoutes(routes, d.records)
     registerUnmatchedRoutes(routes, d.records)

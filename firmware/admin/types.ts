@@ -70,4 +70,6 @@ export interface Routes {
   viewer: (req: FastifyRequest, reply: FastifyReply) => Viewer | undefined
   need: (roles: readonly Role[]) => (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
   metricsAllowed: (req: FastifyRequest) => boolean
+  /** #31: how many account changes wait for a second administrator. */
+  openAccountProposals: () => number
 }

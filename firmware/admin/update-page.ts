@@ -4,10 +4,10 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
-import { BundleError, extractBundle, openBundle, trustedKeys } from '../update/bundle.ts'
+import { BundleError, compareVersions, extractBundle, openBundle, trustedKeys } from '../update/bundle.ts'
 import { APPROVED_UPDATE, STAGED_UPDATE, updatesDir, type StagedUpdate } from '../update/staged.ts'
 import { html } from './html.ts'
-import { formBody, layout, table, type Viewer, when } from './pages.ts'
+import { approvalWindow, formBody, layout, table, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
 
 /**
@@ -58,10 +58,19 @@ export function registerUpdateRoutes(r: Routes): void {
                   file.
                 </p>
                 ${
+                  s.downgrade
+                    ? html`<p class="notice error">
+                        A downgrade: ${s.version} is not newer than the running ${f.running}. Approving it installs it all the same. 此為降版安裝。
+                      </p>`
+                    : ''
+                }
+                ${
                   s.uploadedBy === v.user
                     ? html`<p>A second administrator approves it. 需另一位管理員核准。</p>`
                     : html`<form method="post" action="/system/update/approve" class="row">
-                        ${hidden}<input name="code" inputmode="numeric" autocomplete="one-time-code" placeholder="authenticator code 驗證碼" required /><button>
+                        ${hidden}${
+                          s.downgrade ? html`<label><input type="checkbox" name="downgrade" value="yes" required /> approve the downgrade 核准降版</label>` : ''
+                        }<input name="code" inputmode="numeric" autocomplete="one-time-code" placeholder="authenticator code 驗證碼" required /><button>
                           Approve and install 核准並安裝
                         </button>
                       </form>`
@@ -111,6 +120,8 @@ export function registerUpdateRoutes(r: Routes): void {
         const b = openBundle(fd, fstatSync(fd).size, trustedKeys(d.firmwareKeys()))
         extractBundle(fd, b, check)
         const m = b.manifest
+        // #31: a lower version than the running one, or the same again (a replay), is a downgrade: its approval says so.
+        const downgrade = /^\d+\.\d+\.\d+$/.test(f.running) && compareVersions(m.version, f.running) <= 0
         const s: StagedUpdate = {
           file,
           sha256,
@@ -120,6 +131,7 @@ export function registerUpdateRoutes(r: Routes): void {
           securityVersion: m.securityVersion,
           files: m.files.length,
           signedBy: b.signedBy,
+          ...(downgrade ? { downgrade } : {}),
         }
         writeFileAtomic(stagedPath, JSON.stringify(s), 0o600)
         event('verified', m.version, 'ok', `signature by ${b.signedBy.slice(0, 16)}, manifest and ${m.files.length} files; staged by ${v.user}`)
@@ -155,11 +167,19 @@ export function registerUpdateRoutes(r: Routes): void {
       return r.page(reply.code(409), page(v, { kind: 'error', text: 'No update waits for approval under a service manager.' }))
     if (s.uploadedBy === v.user)
       return r.page(reply.code(409), page(v, { kind: 'error', text: 'A second administrator approves it, not the one who uploaded it.' }))
+    // #31: not by an account the uploader made or changed.
+    const minted = d.accounts.mintedBy(v.user, s.uploadedBy, approvalWindow(d, s.at))
+    if (minted) {
+      event('approval-refused', s.version, 'failed', minted)
+      return r.page(reply.code(409), page(v, { kind: 'error', text: minted }))
+    }
+    if (s.downgrade && formBody(req).downgrade !== 'yes')
+      return r.page(reply.code(400), page(v, { kind: 'error', text: 'This is a downgrade: approve the downgrade explicitly. 請勾選核准降版。' }))
     if (!(await d.accounts.verifyCode(v.user, formBody(req).code ?? '')))
       return r.page(reply.code(400), page(v, { kind: 'error', text: 'That authenticator code is not right.' }))
     writeFileAtomic(join(dir, APPROVED_UPDATE), JSON.stringify({ ...s, approvedBy: v.user }), 0o600)
     rmSync(stagedPath, { force: true })
-    event('approved', s.version, 'ok', `uploaded by ${s.uploadedBy}, approved by ${v.user}`)
+    event('approved', s.version, 'ok', `${s.downgrade ? 'a downgrade, ' : ''}uploaded by ${s.uploadedBy}, approved by ${v.user}`)
     setTimeout(() => d.changeControl.restart.run(v.user, `firmware ${s.version} approved`), 200).unref()
     return r.page(reply, page(v, { kind: 'ok', text: `Version ${s.version} approved: the box restarts into it, on trial.` }))
   })

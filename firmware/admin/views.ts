@@ -21,6 +21,10 @@ interface HsmView {
 export interface Signals {
   failingWebhooks: ReadonlyMap<string, string>
   auditOverBudget: { bytes: number; budget: number; at: number } | undefined
+  /** #31: accounts locked by failed logins, and from where those came. */
+  lockedAccounts?: readonly { name: string; cause: string }[]
+  /** #31: account changes waiting for a second administrator. */
+  accountProposals?: number
   now: number
 }
 
@@ -37,6 +41,12 @@ export function alarms(status: Status, config: Config, signals?: Signals): strin
   const delivery = (status.delivery ?? {}) as { paused?: { address: string; until: string }[] }
   for (const p of delivery.paused ?? []) out.push(`egress ${p.address} paused until ${p.until}`)
   for (const [url, since] of signals?.failingWebhooks ?? []) out.push(`webhook ${url} failing since ${since}`)
+  for (const l of signals?.lockedAccounts ?? [])
+    out.push(
+      `account ${l.name} locked after failed logins from ${l.cause || 'unknown addresses'} — unlock: a second administrator, ` +
+        `or npm run account -- unlock ${l.name} at the console`,
+    )
+  if (signals?.accountProposals) out.push(`${signals.accountProposals} account change(s) wait for a second administrator (Users)`)
   if (config.admin.allowSelfApproval) out.push('an administrator may approve their own configuration change (admin.allowSelfApproval): four eyes are off')
   const a = signals?.auditOverBudget
   if (a && signals.now - a.at < 86_400_000) out.push(`audit trail over its disk budget: ${gib(a.bytes)} of ${gib(a.budget)}`)

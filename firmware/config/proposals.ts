@@ -1,11 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
-import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { EventSink } from '../events.ts'
 import { parseConfig, type Config } from './load.ts'
 import { migrateConfig } from './migrations.ts'
+import { ProposalError, ProposalFiles, type ProposalRecord } from './proposal-files.ts'
 import { canonicalJson, type ConfigVersion, type ConfigVersions } from './versions.ts'
 
 /**
@@ -20,33 +19,21 @@ import { canonicalJson, type ConfigVersion, type ConfigVersions } from './versio
  * proposal's content hash, and a proposal whose file says something else by
  * then is refused.
  */
-export type ProposalState = 'open' | 'approved' | 'withdrawn' | 'expired' | 'failed'
+export { ProposalError, type ProposalState } from './proposal-files.ts'
 
-export interface Proposal {
-  id: string
+export interface Proposal extends ProposalRecord {
   /** The version in force when it was proposed (the diff is against it). */
   baseVersion: number
-  author: string
-  reason: string
-  createdAt: number
-  expiresAt: number
   config: unknown
-  state: ProposalState
-  decidedBy?: string
-  decidedAt?: number
   /** The version approving it made. */
   version?: number
-  /** Why it failed (a component refused it), or the approval's note on self-approval. */
-  note?: string
 }
-
-export class ProposalError extends Error {}
 
 /** Applies a configuration to the running box; throws when a component refuses it (the box then keeps the old one). */
 export type Apply = (next: Config, previous: Config) => Promise<void>
 
 export class Proposals {
-  readonly dir: string
+  readonly #files: ProposalFiles<Proposal>
   readonly #versions: ConfigVersions
   readonly #clock: Clock
   readonly #events: EventSink
@@ -54,12 +41,16 @@ export class Proposals {
   readonly #allowSelf: boolean
 
   constructor(o: { dataDir: string; versions: ConfigVersions; clock: Clock; events: EventSink; expiryHours: number; allowSelfApproval: boolean }) {
-    this.dir = join(o.dataDir, 'config', 'proposals')
+    this.#files = new ProposalFiles<Proposal>(join(o.dataDir, 'config', 'proposals'), o.clock, (p, state, who) => this.#event(p, state, who))
     this.#versions = o.versions
     this.#clock = o.clock
     this.#events = o.events
     this.#expiryMs = o.expiryHours * 3_600_000
     this.#allowSelf = o.allowSelfApproval
+  }
+
+  get dir(): string {
+    return this.#files.dir
   }
 
   get selfApprovalAllowed(): boolean {
@@ -84,7 +75,7 @@ export class Proposals {
       config,
       state: 'open',
     }
-    this.#save(p)
+    this.#files.save(p)
     this.#event(p, 'proposed', author)
     return p
   }
@@ -99,23 +90,11 @@ export class Proposals {
 
   /** Every proposal, newest first; open ones past their time are marked expired (and recorded) on the way. */
   list(): Proposal[] {
-    let names: string[] = []
-    try {
-      names = readdirSync(this.dir).filter((n) => n.endsWith('.json'))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
-    const all = names.map((n) => this.#expire(JSON.parse(readFileSync(join(this.dir, n), 'utf8')) as Proposal))
-    return all.sort((a, b) => b.createdAt - a.createdAt)
+    return this.#files.list()
   }
 
   get(id: string): Proposal | undefined {
-    if (!/^[0-9a-f]{12}$/.test(id)) return undefined
-    try {
-      return this.#expire(JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')) as Proposal)
-    } catch {
-      return undefined
-    }
+    return this.#files.get(id)
   }
 
   /** What the approver is shown and names when approving: the hash of the proposed configuration. */
@@ -129,7 +108,7 @@ export class Proposals {
    * failed. On success the configuration becomes the next version.
    */
   async approve(id: string, approver: string, seenHash: string, apply: Apply): Promise<ConfigVersion> {
-    const p = this.#mustOpen(id)
+    const p = this.#files.mustOpen(id)
     const self = p.author === approver
     if (self && !this.#allowSelf) throw new ProposalError('A change is approved by a second administrator, not by its author.')
     if (Proposals.contentHash(p) !== seenHash) throw new ProposalError('The proposal is not what was shown any more; open it again.')
@@ -142,7 +121,7 @@ export class Proposals {
       await apply(next, previous)
     } catch (err) {
       await apply(previous, next).catch(() => undefined)
-      this.#decide(p, 'failed', approver, `a component refused it: ${(err as Error).message}`)
+      this.#files.decide(p, 'failed', approver, { note: `a component refused it: ${(err as Error).message}` })
       throw new ProposalError(`Not applied, the box keeps version ${p.baseVersion}: ${(err as Error).message}`)
     }
     const version = await this.#versions.add({
@@ -152,35 +131,13 @@ export class Proposals {
       reason: self ? `${p.reason} (approved by its author: self-approval is allowed on this box)` : p.reason,
       source: 'page',
     })
-    this.#decide(p, 'approved', approver, self ? 'self-approved' : undefined, version.number)
+    this.#files.decide(p, 'approved', approver, { ...(self ? { note: 'self-approved' } : {}), version: version.number })
     return version
   }
 
   /** The author or any administrator withdraws an open proposal. */
   withdraw(id: string, who: string): void {
-    this.#decide(this.#mustOpen(id), 'withdrawn', who)
-  }
-
-  #mustOpen(id: string): Proposal {
-    const p = this.get(id)
-    if (!p) throw new ProposalError(`No proposal ${id}.`)
-    if (p.state !== 'open') throw new ProposalError(`Proposal ${id} is ${p.state}.`)
-    return p
-  }
-
-  #expire(p: Proposal): Proposal {
-    if (p.state === 'open' && this.#clock.now() > p.expiresAt) this.#decide(p, 'expired', 'box')
-    return p
-  }
-
-  #decide(p: Proposal, state: ProposalState, who: string, note?: string, version?: number): void {
-    p.state = state
-    p.decidedBy = who
-    p.decidedAt = this.#clock.now()
-    if (note) p.note = note
-    if (version) p.version = version
-    this.#save(p)
-    this.#event(p, state, who)
+    this.#files.decide(this.#files.mustOpen(id), 'withdrawn', who)
   }
 
   #event(p: Proposal, action: string, who: string): void {
@@ -195,10 +152,5 @@ export class Proposals {
       ...(p.version ? { version: p.version } : {}),
       ...(p.note ? { note: p.note } : {}),
     })
-  }
-
-  #save(p: Proposal): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 })
-    writeFileAtomic(join(this.dir, `${p.id}.json`), `${JSON.stringify(p, null, 1)}\n`, 0o600)
   }
 }

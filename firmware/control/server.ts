@@ -43,7 +43,8 @@ export function toolActionEvent(who: string, a: AdminAction): BoxEvent {
   }
 }
 
-class Refused extends Error {}
+/** A request the box refuses, with what it says to the asker (a person at the console). */
+export class Refused extends Error {}
 
 const LIST_LIMIT = 10_000
 const MAX_LINE = 64 * 1024
@@ -68,6 +69,8 @@ export class ControlServer implements Component {
   readonly #spool: Spool
   readonly #events: EventSink
   readonly #status: (() => Promise<unknown>) | undefined
+  /** Console actions of other components (#31: the accounts'), added once they exist. */
+  readonly #actions: Record<string, (args: Record<string, unknown>, who: string) => Promise<unknown>> = {}
   readonly #remove: ((id: string, who: string, reason: string) => Promise<void>) | undefined
   readonly #views: Record<string, () => Promise<unknown>>
   #server: Server | undefined
@@ -98,6 +101,14 @@ export class ControlServer implements Component {
 
   get path(): string {
     return controlSocketPath(this.#config)
+  }
+
+  /**
+   * Console actions by command name, for the components made after the control socket (#31: the
+   * admin accounts' `account.enrol`, `account.unlock`); only root on the box reaches the socket.
+   */
+  addActions(actions: Record<string, (args: Record<string, unknown>, who: string) => Promise<unknown>>): void {
+    Object.assign(this.#actions, actions)
   }
 
   async start(): Promise<void> {
@@ -285,6 +296,7 @@ export class ControlServer implements Component {
       }
       default:
         if (Object.hasOwn(this.#views, cmd)) return this.#views[cmd]!()
+        if (Object.hasOwn(this.#actions, cmd)) return this.#actions[cmd]!(args, who)
         throw new Refused(`unknown command "${cmd}"`)
     }
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { hotp, stepAt } from '../../firmware/admin/totp.ts'
 import { unbase32 } from '../../hal/crypto/base32.ts'
 import { spawnDaemon, writeDaemonConfig, type Child } from './daemon.ts'
@@ -23,9 +24,13 @@ export class AdminClient {
   readonly #ca: string
   readonly cookies = new Map<string, string>()
 
-  constructor(url: string, ca: string) {
+  readonly #localAddress: string | undefined
+
+  /** `localAddress`: the client's own address (another host on the loopback net, 127.0.0.x). */
+  constructor(url: string, ca: string, localAddress?: string) {
     this.base = new URL(url)
     this.#ca = ca
+    this.#localAddress = localAddress
   }
 
   get(path: string, headers: Record<string, string> = {}): Promise<Res> {
@@ -57,7 +62,12 @@ export class AdminClient {
     return new Promise((resolve, reject) => {
       const req = request(
         new URL(path, this.base),
-        { method, ca: this.#ca, headers: { ...headers, ...(cookie ? { cookie } : {}), ...(body ? { 'content-length': Buffer.byteLength(body) } : {}) } },
+        {
+          method,
+          ca: this.#ca,
+          ...(this.#localAddress ? { localAddress: this.#localAddress } : {}),
+          headers: { ...headers, ...(cookie ? { cookie } : {}), ...(body ? { 'content-length': Buffer.byteLength(body) } : {}) },
+        },
         (res) => {
           const chunks: Buffer[] = []
           res.on('data', (d: Buffer) => chunks.push(d))
@@ -98,7 +108,7 @@ export interface AdminBox {
   url: string
   ca: string
   submissionPort: number
-  client(): AdminClient
+  client(localAddress?: string): AdminClient
   /** A TOTP code for `secret` that the box has not taken yet. */
   code(secret: Buffer): Promise<string>
 }
@@ -146,7 +156,7 @@ export async function adminBox(
     url,
     ca,
     submissionPort: listening.starttls.port,
-    client: () => new AdminClient(url, ca),
+    client: (localAddress?: string) => new AdminClient(url, ca, localAddress),
     code,
   }
 }
@@ -165,23 +175,84 @@ export async function setUpFirstAdmin(box: AdminBox, name: string, password: str
   return { secret, recovery }
 }
 
+/** `npm run account -- ARGS` against the box's config (root at the console); its standard output. */
+export async function accountTool(configPath: string, ...args: string[]): Promise<string> {
+  const { execFile } = await import('node:child_process')
+  const tool = fileURLToPath(new URL('../../provisioning/account.ts', import.meta.url))
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [tool, ...args, '--config', configPath], (err, stdout, stderr) =>
+      err ? reject(new Error(`${stderr}${stdout}`)) : resolve(stdout),
+    ),
+  )
+}
+
+/** The one-time code a tool or page printed. */
+export function oneTimeCodeIn(text: string): string {
+  const m = /([A-Z2-9]{5}-[A-Z2-9]{5}-[A-Z2-9]{5}-[A-Z2-9]{5})/.exec(text)
+  if (!m) throw new Error(`no one-time code in: ${text.slice(0, 300)}`)
+  return m[1]!
+}
+
 /**
- * A second administrator, made by `by` (a logged-in administrator) and enrolled: a client logged in with one of
- * its recovery codes (so the next TOTP step stays free for the action under test), and its TOTP secret.
+ * #31: the person with an enrolment code sets their own password at /welcome and enrols their
+ * authenticator. Returns its TOTP secret and recovery codes.
  */
-export async function secondAdmin(box: AdminBox, by: AdminClient, who: { name: string; password: string }): Promise<{ client: AdminClient; secret: Buffer }> {
-  await by.get('/users')
-  await by.post('/users', { name: who.name, role: 'admin', password: who.password })
-  const first = box.client()
-  await first.get('/login')
-  await first.post('/login', { name: who.name, password: who.password, code: '' })
-  const secret = enrolSecret((await first.get('/enrol')).body)
-  const enrolled = await first.post('/enrol', { code: await box.code(secret) })
+export async function welcome(
+  box: Pick<AdminBox, 'client' | 'code'>,
+  name: string,
+  code: string,
+  password: string,
+): Promise<{ secret: Buffer; recovery: string[] }> {
+  const c = box.client()
+  await c.get('/welcome')
+  const r = await c.post('/welcome', { name, code, password })
+  if (r.status !== 303 || r.headers.location !== '/enrol') throw new Error(`welcome refused: ${r.status} ${r.body.slice(0, 300)}`)
+  const secret = enrolSecret((await c.get('/enrol')).body)
+  const done = await c.post('/enrol', { code: await box.code(secret) })
+  const recovery = [...done.body.matchAll(/<li><code>([0-9a-f-]+)<\/code><\/li>/g)].map((m) => m[1]!)
+  return { secret, recovery }
+}
+
+/** A client logged in with a recovery code (so the next TOTP step stays free for the action under test). */
+export async function withRecovery(box: Pick<AdminBox, 'client'>, name: string, password: string, recovery: string): Promise<AdminClient> {
   const client = box.client()
   await client.get('/login')
-  const r = await client.post('/login', { name: who.name, password: who.password, code: /<li><code>([0-9a-f-]+)<\/code><\/li>/.exec(enrolled.body)![1]! })
-  if (r.status !== 303) throw new Error(`login of ${who.name} refused: ${r.status}`)
-  return { client, secret }
+  const r = await client.post('/login', { name, password, code: recovery })
+  if (r.status !== 303) throw new Error(`login of ${name} refused: ${r.status}`)
+  return client
+}
+
+/**
+ * A second administrator, as #31 makes one when only one exists: enrolled at the box's console
+ * (`npm run account -- enrol`), the person setting their own password and authenticator. A client
+ * logged in with one of its recovery codes, and its TOTP secret.
+ */
+export async function secondAdmin(box: AdminBox, _by: AdminClient, who: { name: string; password: string }): Promise<{ client: AdminClient; secret: Buffer }> {
+  const code = oneTimeCodeIn(await accountTool(box.configPath, 'enrol', who.name, '--role', 'admin'))
+  const { secret, recovery } = await welcome(box, who.name, code, who.password)
+  return { client: await withRecovery(box, who.name, who.password, recovery[0]!), secret }
+}
+
+/**
+ * #31: an account proposed by `by` and approved by `approver` (with a code from `approverSecret`),
+ * the person then setting their own password and authenticator. Returns its TOTP secret.
+ */
+export async function approvedAccount(
+  box: AdminBox,
+  by: AdminClient,
+  approver: AdminClient,
+  approverSecret: Buffer,
+  who: { name: string; password: string },
+  role: 'admin' | 'operator' | 'auditor',
+): Promise<{ secret: Buffer; recovery: string[] }> {
+  await by.get('/users')
+  const proposed = await by.post('/users', { name: who.name, role, reason: `a ${role} for the test` })
+  if (!/Proposed: it waits for a second administrator/.test(proposed.body)) throw new Error(`not proposed: ${proposed.body.slice(0, 300)}`)
+  const page = await approver.get('/users')
+  const id = new RegExp(`<td>make the account ${who.name} \\(${role}\\)</td>[\\s\\S]*?/users/proposals/([0-9a-f]{12})/approve`).exec(page.body)?.[1]
+  if (!id) throw new Error(`no open proposal for ${who.name}`)
+  const approved = await approver.post(`/users/proposals/${id}/approve`, { code: await box.code(approverSecret) })
+  return welcome(box, who.name, oneTimeCodeIn(approved.body), who.password)
 }
 
 /** A client logged in as `name`. */

@@ -31,6 +31,14 @@ export const admin = obj({
     max: 1000,
     description: 'Login and setup attempts one client address may make per minute, on top of the account lockout (S4: 5 failures lock the account).',
   }),
+  loginDelayMs: int({
+    default: 1000,
+    min: 0,
+    max: 10000,
+    description:
+      'After a failed login from an address, its next attempt waits this long before it is answered, doubling with each further failure ' +
+      '(1, 2, 4, at most 8 times this); a success clears it. Slows guessing before the lock after 5 failures (S3).',
+  }),
   dormantDays: int({
     default: 90,
     min: 7,

@@ -6,6 +6,7 @@ import { totp } from '../../../firmware/admin/totp.ts'
 import { verifyPassword } from '../../../hal/crypto/password.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
+import { unbase32 } from '../../../hal/crypto/base32.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { devHsm } from '../../helpers/hsm.ts'
 
@@ -19,6 +20,24 @@ async function rig(t: Parameters<typeof devHsm>[0] & { teardown(fn: () => unknow
   const events: BoxEvent[] = []
   const make = (dormant?: { days: number; disable: boolean }) => new Accounts({ dataDir, hsm, clock, events: { emit: (e) => events.push(e) }, dormant })
   return { hsm, dataDir, clock, events, accounts: make(), make }
+}
+
+/** An account as #31 makes one: approved by a second administrator, its password and authenticator set by the person. */
+async function person(
+  r: Awaited<ReturnType<typeof rig>>,
+  name: string,
+  role: 'admin' | 'operator' | 'auditor',
+  password: string,
+  proposer = 'wang',
+  approver = 'chen',
+) {
+  const code = await r.accounts.createPending(name, role, { proposer, approver, via: 'admin-page' })
+  if (!(await r.accounts.welcome(name, code, password, '127.0.0.1')).enrol) throw new Error('a new account enrols its authenticator')
+  const uri = (await r.accounts.enrolmentUri(name))!
+  const secret = unbase32(new URL(uri).searchParams.get('secret')!.toLowerCase())!
+  await r.accounts.confirmTotp(name, totp(secret, r.clock.now()))
+  r.clock.value += 30_000
+  return secret
 }
 
 /** The first administrator, enrolled: returns its secret. */
@@ -97,44 +116,48 @@ t.test('S4: password then TOTP; a code is not taken twice; a recovery code works
   t.notOk(JSON.stringify(r.events).includes(PASSWORD), 'no password in any event')
 })
 
-t.test('S4: five failed logins lock the account, the right password too after that, until another administrator unlocks it', async (t) => {
+t.test('S4: five failed logins lock the account, the right password too after that, until a second administrator unlocks it', async (t) => {
   const r = await rig(t)
   const { secret } = await firstAdmin(r)
-  const lin = await r.accounts.createUser('wang', 'lin', 'operator', 'Orchid-kettle 8 tea')
-  t.ok(await r.accounts.confirmTotp('lin', totp(lin, r.clock.now())))
-  r.clock.value += 30_000
+  const lin = await person(r, 'lin', 'operator', 'Orchid-kettle 8 tea')
   for (let i = 1; i <= MAX_FAILURES; i++) {
-    const res = await r.accounts.login('lin', 'wrong password 1!', '000000', '192.0.2.9')
+    const res = await r.accounts.login('lin', 'wrong password 1!', '000000', i < 4 ? '192.0.2.9' : '198.51.100.4')
     t.match(res, { ok: false, reason: 'bad-password', lockedNow: i === MAX_FAILURES })
   }
   t.ok(r.accounts.user('lin')!.locked)
+  t.same(r.accounts.user('lin')!.lockCause, { '192.0.2.9': 3, '198.51.100.4': 2 }, '#31: the lock keeps where the failures came from')
+  t.match(
+    r.events.find((e) => e.type === 'admin.action' && e.action === 'user.lock'),
+    { target: 'lin', detail: 'from 192.0.2.9 ×3, 198.51.100.4 ×2' },
+  )
   t.match(await r.accounts.login('lin', 'Orchid-kettle 8 tea', totp(lin, r.clock.now()), '192.0.2.9'), { ok: false, reason: 'locked' })
-  t.throws(() => r.accounts.unlock('lin', 'lin', 'me'), /Only an administrator/)
-  t.throws(() => r.accounts.unlock('wang', 'lin', '  '), /Say why/)
-  r.accounts.unlock('wang', 'lin', 'called back on the desk phone, checked staff card')
+  r.accounts.unlock('lin', { proposer: 'wang', approver: 'chen', via: 'admin-page' }, 'called back on the desk phone, checked staff card')
   const unlock = r.events.find((e) => e.type === 'admin.action' && e.action === 'user.unlock')
-  t.match(unlock, { who: 'wang', target: 'lin', reason: 'called back on the desk phone, checked staff card' })
-  t.ok(r.events.some((e) => e.type === 'admin.action' && e.action === 'user.lock' && e.target === 'lin'))
+  t.match(
+    unlock,
+    { who: 'chen', target: 'lin', reason: 'called back on the desk phone, checked staff card', detail: 'proposed by wang, approved by chen' },
+    'S6, #31: the trail has who proposed and who approved',
+  )
+  t.equal(r.accounts.user('lin')!.lockCause, null)
   r.clock.value += 30_000
   t.match(await r.accounts.login('lin', 'Orchid-kettle 8 tea', totp(lin, r.clock.now()), '192.0.2.9'), { ok: true })
 
   // An unknown name gets the same answer a person sees, and costs the same scrypt work.
   t.match(await r.accounts.login('nobody', PASSWORD, totp(secret, r.clock.now()), '192.0.2.9'), { ok: false, reason: 'unknown-user' })
-  t.throws(() => r.accounts.unlock('wang', 'wang', 'x'), /another administrator/)
 })
 
-t.test('S5: roles; only an administrator manages accounts; a disabled account cannot log in; S3: passwords age', async (t) => {
+t.test('S5: roles; disabling is one administrator’s, at once; a disabled account cannot log in; S3: passwords age', async (t) => {
   const r = await rig(t)
   await firstAdmin(r)
-  await r.accounts.createUser('wang', 'chen', 'auditor', 'Orchid-kettle 9 tea')
-  t.ok(r.accounts.user('chen')!.passwordExpired, 'a password an administrator chose is changed at its first use')
-  await t.rejects(r.accounts.createUser('chen', 'mallory', 'admin', 'Orchid-kettle 9 tea'), /Only an administrator/)
-  await t.rejects(r.accounts.createUser('wang', 'chen', 'operator', 'Orchid-kettle 9 tea'), /already an account/)
-  await t.rejects(r.accounts.createUser('wang', 'Bad Name', 'operator', 'Orchid-kettle 9 tea'), /lower-case/)
-  await t.rejects(r.accounts.createUser('wang', 'root2', 'superuser' as never, 'Orchid-kettle 9 tea'), /No such role/)
-  r.accounts.setDisabled('wang', 'chen', true, 'left the firm')
+  await person(r, 'chen', 'auditor', 'Orchid-kettle 9 tea')
+  t.notOk(r.accounts.user('chen')!.passwordExpired, 'the person chose their password: no change is asked at once')
+  t.throws(() => r.accounts.checkNewName('chen', 'operator'), /already an account/)
+  t.throws(() => r.accounts.checkNewName('Bad Name', 'operator'), /lower-case/)
+  t.throws(() => r.accounts.checkNewName('root2', 'superuser' as never), /No such role/)
+  t.throws(() => r.accounts.disable('chen', 'wang', 'mine now'), /Only an administrator/)
+  r.accounts.disable('wang', 'chen', 'left the firm')
   t.match(await r.accounts.login('chen', 'Orchid-kettle 9 tea', '000000', '127.0.0.1'), { ok: false, reason: 'disabled' })
-  t.throws(() => r.accounts.setDisabled('wang', 'wang', true, 'x'), /own account/)
+  t.throws(() => r.accounts.disable('wang', 'wang', 'x'), /own account/)
 
   t.notOk(r.accounts.user('wang')!.passwordExpired)
   r.clock.value += PASSWORD_MAX_AGE_MS + 1
@@ -149,9 +172,7 @@ t.test('S5: roles; only an administrator manages accounts; a disabled account ca
 t.test('S5: an account unused for admin.dormantDays is disabled at its next attempt when the box is told to', async (t) => {
   const r = await rig(t)
   await firstAdmin(r)
-  const lin = await r.accounts.createUser('wang', 'lin', 'operator', 'Orchid-kettle 8 tea')
-  t.ok(await r.accounts.confirmTotp('lin', totp(lin, r.clock.now())))
-  r.clock.value += 30_000
+  const lin = await person(r, 'lin', 'operator', 'Orchid-kettle 8 tea')
   t.match(await r.accounts.login('lin', 'Orchid-kettle 8 tea', totp(lin, r.clock.now()), '127.0.0.1'), { ok: true })
   r.clock.value += 91 * 86_400_000
   const flagging = r.make({ days: 90, disable: false })

@@ -9,7 +9,7 @@ import { hotp, stepAt } from '../../../firmware/admin/totp.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { smtpError, startReceiver } from '../../helpers/receiver.ts'
 import { submitter } from '../../helpers/daemon.ts'
-import { adminBox, enrolSecret, loggedIn, type AdminClient } from '../../helpers/admin.ts'
+import { adminBox, approvedAccount, enrolSecret, loggedIn, secondAdmin, type AdminClient } from '../../helpers/admin.ts'
 
 /**
  * The admin page against the real daemon, over real HTTPS (S3–S6, S8, S11):
@@ -20,6 +20,7 @@ const ADMIN = { name: 'wang', password: 'Tea-kettle 7 orchids' }
 const OPERATOR = { name: 'lin', password: 'Orchid-kettle 8 tea' }
 const AUDITOR = { name: 'chen', password: 'Plum-blossom 9 ink' }
 const LOCKED = { name: 'ho', password: 'Maple-syrup 3 jars' }
+const SECOND = { name: 'mei', password: 'Winter-melon 5 soup' }
 const TOKEN = 'scrape-token-0123456789abcdef'
 /** UTC−12 before noon UTC (yesterday there), UTC+14 after it (tomorrow there). */
 const OTHER_DAY_ZONE = new Date().getUTCHours() < 12 ? 'Etc/GMT+12' : 'Etc/GMT-14'
@@ -31,7 +32,7 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
   const box = await adminBox(t, {
     // Far above what the test's logins need in a minute; the per-address limit has a test of its own.
     // Browsers from 127.0.0.1 only: 127.0.0.2 is another host on the loopback net, and is refused.
-    admin: { metrics: { tokenFile }, loginAttemptsPerMinute: 500, allowFrom: ['127.0.0.1/32'] },
+    admin: { metrics: { tokenFile }, loginAttemptsPerMinute: 500, loginDelayMs: 50, allowFrom: ['127.0.0.1/32'] },
     // A reporting zone whose date is never today's UTC date: the pages must use the ledger's days.
     reports: { timeZone: OTHER_DAY_ZONE },
     delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
@@ -142,33 +143,29 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
   let au: AdminClient
   let lockedSecret: Buffer
   let lockedClient: AdminClient
-  await t.test('S5: an administrator makes an operator and an auditor; each enrols at first login', async (t) => {
-    for (const [who, role] of [
-      [OPERATOR, 'operator'],
-      [AUDITOR, 'auditor'],
-      [LOCKED, 'operator'],
+  let second: AdminClient
+  let secondSecret: Buffer
+  await t.test('S5, #31: accounts come from a proposal a second administrator approves; each person sets their own password and authenticator', async (t) => {
+    // With one administrator, the second is enrolled at the box's console.
+    ;({ client: second, secret: secondSecret } = await secondAdmin(box, admin, SECOND))
+    // Each proposes in turn and the other approves (a TOTP code is good once: taking turns spares waiting for the next one).
+    for (const [who, role, by, approver, approverSecret] of [
+      [OPERATOR, 'operator', admin, second, secondSecret],
+      [AUDITOR, 'auditor', second, admin, adminSecret()],
+      [LOCKED, 'operator', second, admin, adminSecret()],
     ] as const) {
-      await admin.get('/users')
-      t.equal((await admin.post('/users', { name: who.name, role, password: who.password })).status, 200, `${who.name} made`)
+      const { secret } = await approvedAccount(box, by, approver, approverSecret, who, role)
+      if (who === OPERATOR) op = await loggedIn(box, who.name, who.password, secret)
+      else if (who === AUDITOR) au = await loggedIn(box, who.name, who.password, secret)
+      else lockedSecret = secret
     }
-    const enrolOf = async (who: { name: string; password: string }) => {
-      const c = box.client()
-      await c.get('/login')
-      const first = await c.post('/login', { name: who.name, password: who.password, code: '' })
-      t.equal(first.headers.location, '/enrol', `${who.name} goes to enrolment`)
-      const secret = enrolSecret((await c.get('/enrol')).body)
-      await c.post('/enrol', { code: await box.code(secret) })
-      return secret
-    }
-    op = await loggedIn(box, OPERATOR.name, OPERATOR.password, await enrolOf(OPERATOR))
-    au = await loggedIn(box, AUDITOR.name, AUDITOR.password, await enrolOf(AUDITOR))
-    lockedSecret = await enrolOf(LOCKED)
+    t.match((await admin.get('/users')).body, new RegExp(`${OPERATOR.name}</td>\\s*<td>operator`), 'the operator is there')
   })
 
   await t.test('S5: roles are checked on the server, with direct requests', async (t) => {
     await op.get('/dashboard')
     t.equal((await op.get('/users')).status, 403, 'an operator cannot open users')
-    t.equal((await op.post('/users', { name: 'mallory', role: 'admin', password: ADMIN.password })).status, 403, 'nor make an account')
+    t.equal((await op.post('/users', { name: 'mallory', role: 'admin', reason: 'x' })).status, 403, 'nor propose an account')
     t.equal((await op.get('/audit?id=x')).status, 403, 'nor search the audit trail')
     await au.get('/dashboard')
     t.equal((await au.post('/queue/Q1/hold', {})).status, 403, 'an auditor cannot act on the queue')
@@ -200,7 +197,11 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     await admin.get('/users')
     t.equal((await admin.post(`/users/${LOCKED.name}/unlock`, { reason: '' })).status, 400, 'an unlock needs a reason')
     await admin.get('/users')
-    t.equal((await admin.post(`/users/${LOCKED.name}/unlock`, { reason: 'called back on the desk phone' })).status, 200)
+    const proposed = await admin.post(`/users/${LOCKED.name}/unlock`, { reason: 'called back on the desk phone' })
+    t.match(proposed.body, /waits for a second administrator/, '#31: an unlock is a proposal')
+    const page = await second.get('/users')
+    const id = /\/users\/proposals\/([0-9a-f]{12})\/approve/.exec(page.body)![1]!
+    t.equal((await second.post(`/users/proposals/${id}/approve`, { code: await box.code(secondSecret) })).status, 200, 'the second administrator approves')
     lockedClient = await loggedIn(box, LOCKED.name, LOCKED.password, lockedSecret)
     const trail = await au.get('/audit?type=admin.action')
     t.match(trail.body, /user\.unlock/, 'the unlock is in the audit trail')

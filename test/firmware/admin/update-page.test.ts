@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { Slots } from '../../../firmware/update/slots.ts'
 import { trailText } from '../../helpers/audit.ts'
-import { AdminClient, enrolSecret, freshCodes } from '../../helpers/admin.ts'
+import { accountTool, AdminClient, enrolSecret, freshCodes, oneTimeCodeIn, welcome, withRecovery } from '../../helpers/admin.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { craftBundle, vendorKey } from '../../helpers/bundles.ts'
 import { writeDaemonConfig } from '../../helpers/daemon.ts'
@@ -38,16 +38,11 @@ t.test(
     const a = new AdminClient(url, ca)
     await a.get('/login')
     await a.post('/login', { name: A.name, password: A.password, code: aRecovery })
-    await a.get('/users')
-    await a.post('/users', { name: B.name, role: 'admin', password: B.password })
-    const first = new AdminClient(url, ca)
-    await first.get('/login')
-    await first.post('/login', { name: B.name, password: B.password, code: '' })
-    const bSecret = enrolSecret((await first.get('/enrol')).body)
-    const bRecovery = /<li><code>([0-9a-f-]+)<\/code><\/li>/.exec((await first.post('/enrol', { code: await code(bSecret) })).body)![1]!
-    const b = new AdminClient(url, ca)
-    await b.get('/login')
-    await b.post('/login', { name: B.name, password: B.password, code: bRecovery })
+    // #31: the second administrator is enrolled at the box's console, and sets their own password and authenticator.
+    const site = { client: () => new AdminClient(url, ca), code }
+    const enrolled = oneTimeCodeIn(await accountTool(cfg.path, 'enrol', B.name))
+    const { secret: bSecret, recovery: bRecoveries } = await welcome(site, B.name, enrolled, B.password)
+    const b = await withRecovery(site, B.name, B.password, bRecoveries[0]!)
 
     const page = await a.get('/system/update')
     t.match(page.body, /Running 執行中<\/td><td>1\.0\.0 \(slot a\)/)
@@ -82,6 +77,26 @@ t.test(
       .filter((l) => l.includes('"type":"firmware.update"'))
       .map((l) => (JSON.parse(l) as { step: string }).step)
     t.same(steps, ['received', 'refused', 'received', 'verified', 'approved', 'verified', 'installed', 'trial', 'committed'])
+
+    // #31: a replay of the running 2.0.0 is a downgrade: staged as one, approved only with the downgrade ticked.
+    const again = new AdminClient(url, ca)
+    await again.get('/login')
+    await again.post('/login', { name: A.name, password: A.password, code: await code(aSecret) })
+    const csrf2 = /data-csrf="([^"]+)"/.exec((await again.get('/system/update')).body)![1]!
+    const replay = await again.postBytes('/system/update/upload', readFileSync(join(dir, '2.0.0.sgfw')), { 'x-csrf-token': csrf2 })
+    t.equal(replay.status, 200, replay.body.slice(0, 300))
+    t.match(replay.body, /A downgrade: 2\.0\.0 is not newer than the running 2\.0\.0/)
+    const b2 = await withRecovery(site, B.name, B.password, bRecoveries[1]!)
+    t.match((await b2.get('/system/update')).body, /approve the downgrade 核准降版/)
+    const unticked = await b2.post('/system/update/approve', { code: await code(bSecret) })
+    t.equal(unticked.status, 400)
+    t.match(unticked.body, /This is a downgrade: approve the downgrade explicitly/)
+    const ticked = await b2.post('/system/update/approve', { code: await code(bSecret), downgrade: 'yes' })
+    t.match(ticked.body, /Version 2\.0\.0 approved: the box restarts into it, on trial/)
+    await until(() => run.child.exitCode !== null, 30_000)
+    run = await service.start()
+    t.match(run.log, /version 2\.0\.0 from the admin page installed in slot a, on trial/, 'installed because a second administrator approved the downgrade')
+    t.match(trailText(join(cfg.dataDir, 'audit')), /"step":"approved".*a downgrade, uploaded by wang, approved by mei/)
     await service.stop()
   },
 )
