@@ -79,19 +79,23 @@ t.test(
     t.same(steps, ['received', 'refused', 'received', 'verified', 'approved', 'verified', 'installed', 'trial', 'committed'])
 
     // #31: a replay of the running 2.0.0 is a downgrade: staged as one, approved only with the downgrade ticked.
-    const again = new AdminClient(url, ca)
+    // The restarted box listens on a port of its own again.
+    const url2 = String(service.record(run.log, 'admin page listening').url)
+    const again = new AdminClient(url2, ca)
     await again.get('/login')
     await again.post('/login', { name: A.name, password: A.password, code: await code(aSecret) })
     const csrf2 = /data-csrf="([^"]+)"/.exec((await again.get('/system/update')).body)![1]!
     const replay = await again.postBytes('/system/update/upload', readFileSync(join(dir, '2.0.0.sgfw')), { 'x-csrf-token': csrf2 })
     t.equal(replay.status, 200, replay.body.slice(0, 300))
     t.match(replay.body, /A downgrade: 2\.0\.0 is not newer than the running 2\.0\.0/)
-    const b2 = await withRecovery(site, B.name, B.password, bRecoveries[1]!)
+    const b2 = await withRecovery({ client: () => new AdminClient(url2, ca) }, B.name, B.password, bRecoveries[1]!)
     t.match((await b2.get('/system/update')).body, /approve the downgrade 核准降版/)
-    const unticked = await b2.post('/system/update/approve', { code: await code(bSecret) })
+    const bCode = await code(bSecret)
+    const unticked = await b2.post('/system/update/approve', { code: bCode })
     t.equal(unticked.status, 400)
     t.match(unticked.body, /This is a downgrade: approve the downgrade explicitly/)
-    const ticked = await b2.post('/system/update/approve', { code: await code(bSecret), downgrade: 'yes' })
+    // The refusal came before the code was checked: the same code is still unused.
+    const ticked = await b2.post('/system/update/approve', { code: bCode, downgrade: 'yes' })
     t.match(ticked.body, /Version 2\.0\.0 approved: the box restarts into it, on trial/)
     await until(() => run.child.exitCode !== null, 30_000)
     run = await service.start()
