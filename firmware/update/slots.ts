@@ -190,6 +190,8 @@ export class Slots {
     this.#save(
       {
         ...s,
+        // The slot holds the new version from here on, on trial or not (#31: the state said the one it replaced).
+        slots: { ...s.slots, [to]: { version: m.version, securityVersion: m.securityVersion } },
         trial: {
           slot: to,
           from,

@@ -247,8 +247,11 @@ t.test('#31: after a rollback the state names the version the other slot really 
   b.slots.install(craftBundle(b.dir, 'v2.sgfw', b.k.priv, { version: '2.0.0', securityVersion: 1 }))
   b.slots.rollback('the health check failed')
   t.match(b.slots.state().slots, { a: { version: '1.0.0' }, b: { version: '2.0.0', securityVersion: 1 } })
+  b.slots.install(craftBundle(b.dir, 'v3.sgfw', b.k.priv, { version: '3.0.0', securityVersion: 1 }))
+  t.match(b.slots.state().slots, { a: { version: '1.0.0' }, b: { version: '3.0.0' } }, 'on trial too: the slot holds what was installed')
+  b.slots.rollback('the health check failed again')
   const status = JSON.parse(execFileSync(process.execPath, [CLI, 'status', '--root', b.root], { encoding: 'utf8' })) as { current: string; slots: object }
-  t.match(status, { current: 'a', slots: { a: { version: '1.0.0' }, b: { version: '2.0.0' } } }, 'image status shows it')
+  t.match(status, { current: 'a', slots: { a: { version: '1.0.0' }, b: { version: '3.0.0' } } }, 'image status shows it')
 })
 
 t.test('#31: every CLI failure is one "refused:" line, exit 1, with the version when the manifest was read', async (t) => {
