@@ -26,6 +26,9 @@ PACKAGES=(
   libnet-ssleay-perl     # swaks only recommends its TLS modules; without them
   libio-socket-ssl-perl  # `swaks -tls` exits "TLS not available"
   qpdf          # encrypted PDF fixtures for the policy tests (M13), and their judge
+  file          # file --mime-type: the independent judge of the policy's content sniffing (#32)
+  python3-icu   # ICU's UTS #39 confusables: the source of firmware/pii/latin-confusables.json,
+                # which a test regenerates and compares (npm run unicode:confusables)
   zip           # encrypted ZIP fixtures (zip -P) for the policy tests
   unzip         # zipinfo: an independent reader of ZIP archives for the differential tests
   iproute2      # tc (kernel egress shaping, M3), the egress addresses, ip netns for their tests

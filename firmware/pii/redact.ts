@@ -3,8 +3,8 @@ import { maskTaiwanIds } from './taiwan-id.ts'
 
 /** An e-mail address in running text (as a receiver's reply quotes one). */
 export const ADDRESS = /[^\s<>"'(),;:]+@[^\s<>"'(),;:]+/g
-/** Runs of eight or more digits: account, card and telephone numbers (a time or a status code is shorter). */
-const LONG_DIGITS = /\d{8,}/g
+/** Runs of eight or more digits, of any script: account, card and telephone numbers (a time or a status code is shorter). */
+const LONG_DIGITS = /\p{Nd}{8,}/gu
 /** Control characters, which a text shown to people or put in a header field never needs. */
 const CONTROL = /[\u0000-\u001f\u007f]+/g
 
@@ -25,7 +25,10 @@ export function redactText(text: string, limit = OUTSIDE_TEXT_LIMIT): string {
   const masked = maskTaiwanIds(text)
     .replace(CONTROL, ' ')
     .replace(ADDRESS, maskAddress)
-    .replace(LONG_DIGITS, (d) => `${d.slice(0, 2)}${'*'.repeat(d.length - 4)}${d.slice(-2)}`)
+    .replace(LONG_DIGITS, (run) => {
+      const d = [...run]
+      return `${d.slice(0, 2).join('')}${'*'.repeat(d.length - 4)}${d.slice(-2).join('')}`
+    })
   const chars = [...masked]
   return chars.length <= limit ? masked : `${chars.slice(0, limit - 1).join('')}…`
 }

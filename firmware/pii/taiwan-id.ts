@@ -1,3 +1,5 @@
+import { gluedAfter, gluedBefore, reading, type Reading } from './as-read.ts'
+
 /**
  * Taiwan personal identifiers (M12: de-identification). Only numbers whose
  * check digit is valid count, so invoice numbers, phone numbers and the like
@@ -53,26 +55,52 @@ export function isValidTaiwanId(id: string): boolean {
   return sum % 10 === 0
 }
 
-/** Candidates are 10-character tokens not glued to other letters or digits. */
+/** Where a candidate starts: a letter, then 1/2/8/9 or A–D, then 8 digits (its ends are judged on the text as shown). */
+const CORE = /[A-Za-z](?=[A-Da-d1289]\d{8})/g
+/** A candidate in a text of its own: 10 characters not glued to other ASCII letters or digits. */
 const CANDIDATE = /(?<![A-Za-z0-9])[A-Za-z][A-Da-d1289]\d{8}(?![A-Za-z0-9])/g
 
-/** Invisible characters a reader does not show: format characters (zero-width space and joiners, soft hyphen, bidi controls, BOM) and blank fillers. */
-// Each listed on its own (U+034F is a combining mark, the others stand alone): no sequence is meant.
-// eslint-disable-next-line no-misleading-character-class
-const INVISIBLE = /[\p{Cf}\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0]/gu
-
-/**
- * Text as a person reads it, for finding identifiers however they are
- * written: Unicode NFKC (full-width Ａ１２３ → A123, and other compatibility
- * forms), with invisible characters removed (A123\u200b456789 reads A123456789).
- */
-export function readable(text: string): string {
-  return text.normalize('NFKC').replace(INVISIBLE, '')
+export interface FoundId {
+  /** The ID in capital Latin letters and ASCII digits, as its checksum was computed. */
+  id: string
+  /** Where it is in the reading's `text` (what a person is shown): [from, to); absent when found only in the early reading. */
+  at?: [number, number]
 }
 
-/** Every unmasked, checksum-valid Taiwan ID in `text`, read as a person reads it. */
+/** A candidate the checksum makes an ID; a lower-case l in front is also read as I (the two look alike; an ID's letter is a capital). */
+const validAs = (token: string) => [token, ...(token[0] === 'l' ? [`I${token.slice(1)}`] : [])].find(isValidTaiwanId)?.toUpperCase()
+
+/**
+ * Every unmasked, checksum-valid Taiwan ID in a reading: searched in its Latin form, each one
+ * a token on its own in the text as shown (`gluedBefore`, `gluedAfter`); then in the early
+ * reading, where it is a token on its own there.
+ */
+export function idsInReading(r: Reading): FoundId[] {
+  const out: FoundId[] = []
+  for (const m of r.latin.matchAll(CORE)) {
+    const from = r.origin(m.index)
+    const to = r.origin(m.index + 10)
+    if (gluedBefore(r.text, from) || gluedAfter(r.text, to)) continue
+    const id = validAs(r.latin.slice(m.index, m.index + 10))
+    if (id) out.push({ id, at: [from, to] })
+  }
+  if (r.early !== undefined) {
+    const seen = new Set(out.map((f) => f.id))
+    for (const m of r.early.matchAll(CANDIDATE)) {
+      const id = validAs(m[0])
+      if (id && !seen.has(id)) out.push({ id })
+    }
+  }
+  return out
+}
+
+/**
+ * Every unmasked, checksum-valid Taiwan ID in `text`, read as a person reads it
+ * (firmware/pii/as-read.ts: NFKC, invisible characters gone, other scripts'
+ * look-alike letters and digits read as Latin ones).
+ */
 export function findTaiwanIds(text: string): string[] {
-  return (readable(text).match(CANDIDATE) ?? []).filter(isValidTaiwanId)
+  return [...new Set(idsInReading(reading(text)).map((f) => f.id))]
 }
 
 /** A masked form for logs: A12****789. */
@@ -80,7 +108,27 @@ export function maskId(id: string): string {
   return `${id.slice(0, 3)}****${id.slice(-3)}`
 }
 
-/** `text` as a person reads it (`readable`), with every checksum-valid Taiwan ID in it masked. */
+/**
+ * `text` as a person reads it (`readable`), with every checksum-valid Taiwan ID in it masked,
+ * those written with other scripts' letters or digits too (masked as their Latin reading:
+ * А123456789 with a Cyrillic А is A12****789). The rest keeps its own script.
+ */
 export function maskTaiwanIds(text: string): string {
-  return readable(text).replace(CANDIDATE, (id) => (isValidTaiwanId(id) ? maskId(id) : id))
+  const r = reading(text)
+  const found = idsInReading(r)
+  // Found only when read before NFKC: no place in the text as shown to mask, so the early reading is what is kept, masked.
+  if (found.some((f) => !f.at))
+    return r.early!.replace(CANDIDATE, (t) => {
+      const id = validAs(t)
+      return id ? maskId(id) : t
+    })
+  let out = ''
+  let at = 0
+  for (const f of found) {
+    const [from, to] = f.at!
+    if (from < at) continue // overlapping candidates: the first one is masked
+    out += r.text.slice(at, from) + maskId(f.id)
+    at = to
+  }
+  return out + r.text.slice(at)
 }

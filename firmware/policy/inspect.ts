@@ -4,11 +4,13 @@ import { domainOf } from '../mime/address.ts'
 import { factsOf, type MessageFacts } from '../pipeline/facts.ts'
 import { htmlText } from '../mime/html.ts'
 import { field } from '../mime/header.ts'
-import { decodedBody, decodedText, isAttachment, parseMessage, walk } from '../mime/tree.ts'
-import { decodeWords } from '../mime/words.ts'
+import { decodedBody, isAttachment, parseMessage, walk, type MimeNode } from '../mime/tree.ts'
+import { decodeCharset, decodeWords } from '../mime/words.ts'
 import { compilePattern } from '../config/patterns.ts'
 import { pdfEncryption } from './pdf.ts'
-import { findTaiwanIds, maskId, readable } from '../pii/taiwan-id.ts'
+import { readable, reading } from '../pii/as-read.ts'
+import { idsInReading, maskId } from '../pii/taiwan-id.ts'
+import { declares, PDF, sniff, ZIP, type Format } from './sniff.ts'
 import { readZip } from './zip.ts'
 
 export type Profile = Config['policy']['profiles'][number]
@@ -47,6 +49,13 @@ const NOT_DISPLAYED = new Set([
 ])
 /** Leaves whose content is text a person may read, attachment or not. */
 const TEXTUAL = (mime: string) => mime.startsWith('text/') || mime === 'application/json' || mime === 'application/xml' || mime === 'application/csv'
+
+/** What an attachment's type or name says it is, for one whose bytes are no format the box knows. */
+function declaredFormats(node: MimeNode): Format[] {
+  if (declares(node.mime, node.filename, PDF) || /\.pdf$/i.test(node.filename)) return [PDF]
+  if (declares(node.mime, node.filename, ZIP) || /\.zip$/i.test(node.filename)) return [ZIP]
+  return []
+}
 
 /** The profile for a mail (M1): by submission account, then by sender domain (envelope or From). */
 export function selectProfile(
@@ -99,70 +108,92 @@ export function inspectMessage(
   // Everything a person could read, for the de-identification rule.
   const texts: string[] = []
   let pdfs = 0
+  const allowedType = (mime: string) => profile.attachmentTypes.includes(mime)
   for (const node of walk(top)) {
     for (const h of node.headers) if (!NOT_DISPLAYED.has(h.key)) texts.push(decodeWords(h.value))
     if (node.filename) texts.push(node.filename)
     if (node.children.length) continue
     const attachment = isAttachment(node)
+    const content = decodedBody(buf, node)
     if (TEXTUAL(node.mime)) {
-      const text = decodedText(buf, node)
+      const text = decodeCharset(content, node.params.charset)
       if (node.mime === 'text/html') {
         const h = htmlText(text)
         texts.push(h.source, h.joined, h.spaced)
       } else texts.push(text)
     }
-    if (!attachment) continue
-    const content = decodedBody(buf, node)
+    // #32: every leaf — attachment, inline part, text part, a part of an attached message — is
+    // judged by what its bytes are, as the customer's mail program sniffs them, not only by what
+    // it is called. A declared PDF or ZIP whose bytes are neither is judged as declared (and found
+    // unreadable).
+    const sniffed = sniff(content)
+    const declared = attachment ? declaredFormats(node) : []
+    const judged = sniffed.length ? sniffed : declared
+    const part = node.path || '1'
     const name = node.filename || '(unnamed)'
-    // Judged by what the content is, not only by what it is called: an unencrypted PDF sent as
-    // application/octet-stream named statement.dat is still a PDF to the customer's reader.
-    const declaredPdf = node.mime === 'application/pdf' || /\.pdf$/i.test(node.filename)
-    const declaredZip = node.mime === 'application/zip' || node.mime === 'application/x-zip-compressed' || /\.zip$/i.test(node.filename)
-    const zipMagic = content.length >= 4 && content.readUInt32LE(0) === 0x04034b50
-    const isZip = declaredZip || (!declaredPdf && zipMagic)
-    const isPdf = declaredPdf || (!isZip && content.subarray(0, 1024).includes('%PDF-'))
-    if (profile.attachmentTypes.length && !profile.attachmentTypes.includes(node.mime) && !(isPdf && profile.attachmentTypes.includes('application/pdf'))) {
-      rule('attachment-type', 'enforce', 'EPOLICY_ATTACHMENT_TYPE', `attachment "${name}" of type ${node.mime} is not allowed`)
+    /** How a reply names the part, and what it really is when its declared type says otherwise. */
+    const subject = (f?: Format) => {
+      const who = attachment ? `attachment "${name}"` : `part ${part}`
+      if (!f || !sniffed.includes(f) || declares(node.mime, node.filename, f)) return who
+      return `${who}${attachment ? ` (part ${part})` : ''} is declared ${node.mime} but is ${f.label}, and`
     }
-    if (isPdf) {
-      pdfs++
-      const j = pdfEncryption(content)
-      if (j.verdict === 'unreadable')
+    if (profile.attachmentTypes.length) {
+      const forbidden = sniffed.find((f) => !allowedType(f.mime))
+      if (forbidden)
         rule(
-          'pdf-encryption',
-          profile.pdfEncryption,
-          'EPOLICY_PDF_UNREADABLE',
-          `attachment "${name}" cannot be read as a PDF (${j.reason.slice(0, 120)}), so its encryption cannot be checked`,
+          'attachment-type',
+          'enforce',
+          'EPOLICY_ATTACHMENT_TYPE',
+          declares(node.mime, node.filename, forbidden)
+            ? `${subject()} of type ${node.mime} is not allowed`
+            : `${subject()}${attachment ? ` (part ${part})` : ''} is declared ${node.mime} but is ${forbidden.label} (${forbidden.mime}), which is not allowed`,
         )
-      else if (j.verdict !== 'encrypted') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNENCRYPTED', `attachment "${name}" is not encrypted`)
-    } else if (isZip) {
-      const z = content.length >= 4 ? readZip(content) : { ok: false as const, reason: 'too short for a ZIP archive' }
-      if (!z.ok)
-        rule(
-          'zip-encryption',
-          profile.zipEncryption,
-          'EPOLICY_ZIP_MALFORMED',
-          `attachment "${name}" is not a ZIP archive every reader reads alike (${z.reason.slice(0, 120)})`,
-        )
-      else {
-        texts.push(...z.entries.map((e) => e.name))
-        if (z.entries.some((e) => !e.encrypted && !e.name.endsWith('/')))
-          rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `attachment "${name}" has unencrypted entries`)
+      else if (attachment && !allowedType(node.mime) && !(sniffed.length && sniffed.every((f) => allowedType(f.mime))))
+        rule('attachment-type', 'enforce', 'EPOLICY_ATTACHMENT_TYPE', `attachment "${name}" of type ${node.mime} is not allowed`)
+    }
+    for (const f of judged) {
+      if (f.kind === 'pdf') {
+        pdfs++
+        const j = pdfEncryption(content)
+        if (j.verdict === 'unreadable')
+          rule(
+            'pdf-encryption',
+            profile.pdfEncryption,
+            'EPOLICY_PDF_UNREADABLE',
+            `${subject(f)} cannot be read as a PDF (${j.reason.slice(0, 120)}), so its encryption cannot be checked`,
+          )
+        else if (j.verdict !== 'encrypted') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNENCRYPTED', `${subject(f)} is not encrypted`)
+      } else if (f.kind === 'zip') {
+        const z = content.length >= 4 ? readZip(content) : { ok: false as const, reason: 'too short for a ZIP archive' }
+        if (!z.ok)
+          rule(
+            'zip-encryption',
+            profile.zipEncryption,
+            'EPOLICY_ZIP_MALFORMED',
+            `${subject(f)} is not a ZIP archive every reader reads alike (${z.reason.slice(0, 120)})`,
+          )
+        else {
+          texts.push(...z.entries.map((e) => e.name))
+          if (z.entries.some((e) => !e.encrypted && !e.name.endsWith('/')))
+            rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `${subject(f)} has unencrypted entries`)
+        }
       }
     }
   }
   if (profile.requirePdf && pdfs === 0) rule('pdf-required', 'enforce', 'EPOLICY_PDF_MISSING', 'the statement has no PDF attachment')
 
-  const readableTexts = texts.map(readable)
-  for (const t of readableTexts) {
-    const ids = findTaiwanIds(t)
+  // #32: searched as a person reads it — other scripts' look-alike letters and digits too.
+  const read = texts.map(reading)
+  for (const r of read) {
+    const ids = idsInReading(r)
     if (ids.length) {
-      rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', `the message contains an unmasked national ID (${maskId(ids[0]!)})`)
+      rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', `the message contains an unmasked national ID (${maskId(ids[0]!.id)})`)
       break
     }
   }
   for (const re of patterns(profile)) {
-    if (readableTexts.some((t) => ((re.lastIndex = 0), re.test(t)))) {
+    const hit = (t: string) => ((re.lastIndex = 0), re.test(t))
+    if (read.some((r) => hit(r.text) || (r.latin !== r.text && hit(r.latin)) || (r.early !== undefined && hit(r.early)))) {
       rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', 'the message contains data matching a configured sensitive pattern')
       break
     }

@@ -10,7 +10,8 @@ import { MimeError } from '../../firmware/mime/header.ts'
 import { parseMessage } from '../../firmware/mime/tree.ts'
 import { decodeUtf7, decodeWords } from '../../firmware/mime/words.ts'
 import { pdfEncryption } from '../../firmware/policy/pdf.ts'
-import { findTaiwanIds } from '../../firmware/pii/taiwan-id.ts'
+import { findTaiwanIds, maskTaiwanIds } from '../../firmware/pii/taiwan-id.ts'
+import { sniff } from '../../firmware/policy/sniff.ts'
 import { readZip } from '../../firmware/policy/zip.ts'
 import { relaxedBody, relaxedHeader } from '../../firmware/signing/dkim.ts'
 import { ReplyReader } from '../../firmware/delivery/client.ts'
@@ -217,6 +218,28 @@ export const TARGETS: Target<unknown>[] = [
     input: fc.string({ maxLength: 300 }),
     run: (s: string) => void findTaiwanIds(s),
     worst: (n: number) => 'A12345678'.repeat(n / 9),
+  }),
+  target({
+    // #32: read as a person reads it — look-alike letters and every script's digits folded,
+    // ID-shaped candidates at every position, astral characters mapped back, masking.
+    name: 'national IDs in other scripts (findTaiwanIds, maskTaiwanIds)',
+    input: fc.string({ unit: fc.constantFrom(...'A\u0410\u0391ſℓl١٢٣0123456789 \u{1d7ce}\u{11066}\u0301客', 'a'), maxLength: 300 }),
+    run: (s: string) => {
+      void findTaiwanIds(s)
+      if (findTaiwanIds(maskTaiwanIds(s)).length) throw new Error(`an ID survives masking: ${JSON.stringify(s)}`)
+    },
+    worst: (n: number) => '\u0410\u{11066}١٢٣٤٥٦٧٨'.repeat(n / 12),
+  }),
+  target({
+    name: 'content sniffing (sniff)',
+    input: fc.oneof(
+      mutated(fc.constant(ZIP)),
+      mutated(fc.constant(PDF)),
+      tokens(['PK\x05\x06', 'PK\x03\x04', '%PDF-', '\0', 'ustar', 'BZh9', '1AY&SY']).map((s) => Buffer.from(s, 'latin1')),
+    ),
+    run: (b: Buffer) => void sniff(b),
+    // End records everywhere in the last 64 KiB, none whose comment runs to the end.
+    worst: (n: number) => Buffer.concat([Buffer.alloc(n), Buffer.from('PK\x05\x06\xff\xff'.repeat(70_000 / 6), 'latin1')]),
   }),
   target({
     name: 'PDF trailer and cross-reference (pdfEncryption)',

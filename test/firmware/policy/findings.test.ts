@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib'
 import t from 'tap'
 import { tempDir } from '../../helpers/box.ts'
 import { pagePdfs, zipFixture } from '../../helpers/pdf.ts'
@@ -39,7 +40,11 @@ t.test('finding 1: an unencrypted PDF with "/Encrypt" written somewhere is refus
   )
   t.equal((await send(statement({ attachments: pdfAttachment(pdfs['aes-256-page']!) }))).code, 250, 'a really encrypted one passes')
   const renamed = await send(statement({ attachments: [{ name: 'statement.dat', type: 'application/octet-stream', content: plain }] }))
-  t.equal(renamed.text, '5.7.1 EPOLICY_PDF_UNENCRYPTED attachment "statement.dat" is not encrypted', 'renamed and retyped: still judged as the PDF it is')
+  t.equal(
+    renamed.text,
+    '5.7.1 EPOLICY_PDF_UNENCRYPTED attachment "statement.dat" (part 2) is declared application/octet-stream but is a PDF, and is not encrypted',
+    'renamed and retyped: still judged as the PDF it is, and the mismatch named (#32)',
+  )
 })
 
 t.test('finding 2: a ZIP whose end record claims no entries is refused', async (t) => {
@@ -134,4 +139,84 @@ t.test('finding 6: an inspection past its budget is a temporary failure, recorde
   )
   t.match(policy.counters.get('inspection-budget'), { refused: 1 })
   t.equal((await send(statement())).code, 250, 'the worker that was stopped is replaced: the next mail is judged')
+})
+
+/** A statement whose parts are given whole: [Content-Type and other fields, body bytes (sent base64)]. */
+function mixed(parts: [string, Buffer][], subjectText = subject(`2026年11月${LABEL}`)): string {
+  const b = 'sniff-boundary'
+  return (
+    `From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: ${subjectText}\r\nMIME-Version: 1.0\r\n` +
+    `Content-Type: multipart/mixed; boundary="${b}"\r\n\r\n` +
+    parts
+      .map(([fields, body]) => `--${b}\r\n${fields}\r\nContent-Transfer-Encoding: base64\r\n\r\n${body.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`)
+      .join('') +
+    `--${b}--\r\n`
+  )
+}
+
+t.test('#32 finding 1: every leaf is judged by its bytes, whatever it is declared as; the mismatch is named', async (t) => {
+  const { send } = await policyRig(t, {})
+  const pdfs = await pagePdfs(tempDir(t))
+  const good: [string, Buffer] = [
+    'Content-Type: application/pdf; name="statement.pdf"\r\nContent-Disposition: attachment; filename="statement.pdf"',
+    pdfs['aes-256-page']!,
+  ]
+  const text: [string, Buffer] = ['Content-Type: text/plain; charset=utf-8', Buffer.from('您好，本月對帳單如附件。')]
+  // The finding as reported: an unencrypted PDF as an unnamed inline text/plain part, next to a good encrypted attachment.
+  const asText = await send(mixed([text, ['Content-Type: text/plain', pdfs['plain-page']!], good]))
+  t.equal(`${asText.code} ${asText.text}`, '550 5.7.1 EPOLICY_PDF_UNENCRYPTED part 2 is declared text/plain but is a PDF, and is not encrypted')
+  t.equal((await send(mixed([text, ['Content-Type: text/plain', pdfs['aes-256-page']!], good]))).code, 250, 'the same part encrypted is accepted')
+  const asHtml = await send(mixed([['Content-Type: text/html; charset=utf-8', pdfs['plain-page']!], good]))
+  t.equal(asHtml.text, '5.7.1 EPOLICY_PDF_UNENCRYPTED part 1 is declared text/html but is a PDF, and is not encrypted')
+  const asImage = await send(mixed([text, ['Content-Type: image/png; name="logo.png"\r\nContent-Disposition: inline', pdfs['plain-page']!], good]))
+  t.equal(asImage.text, '5.7.1 EPOLICY_PDF_UNENCRYPTED attachment "logo.png" (part 2) is declared image/png but is a PDF, and is not encrypted')
+  // In an attached message: its parts are leaves like any other.
+  const inner = `From: a@bank.example\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdfs['plain-page']!.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`
+  const b = 'outer'
+  const nested = await send(
+    `From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: ${subject(`2026年11月${LABEL}`)}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="${b}"\r\n\r\n` +
+      `--${b}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n--${b}\r\nContent-Type: message/rfc822\r\n\r\n${inner}--${b}\r\n` +
+      `Content-Type: application/pdf; name="statement.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${pdfs['aes-256-page']!.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n--${b}--\r\n`,
+  )
+  t.equal(nested.text, '5.7.1 EPOLICY_PDF_UNENCRYPTED part 2.1 is declared text/plain but is a PDF, and is not encrypted')
+  // A ZIP as text: the ZIP rule.
+  const zip = await zipFixture(tempDir(t), false)
+  const zipAsText = await send(mixed([text, ['Content-Type: text/plain', zip], good]))
+  t.equal(zipAsText.text, '5.7.1 EPOLICY_ZIP_UNENCRYPTED part 2 is declared text/plain but is a ZIP archive, and has unencrypted entries')
+  // An archive the profile does not allow (it allows PDFs only), hidden as text.
+  const gz = gzipSync(Buffer.from('A123456789'))
+  const gzAsText = await send(mixed([text, ['Content-Type: text/plain', gz], good]))
+  t.equal(gzAsText.text, '5.7.1 EPOLICY_ATTACHMENT_TYPE part 2 is declared text/plain but is gzip data (application/gzip), which is not allowed')
+  // Named for what it is: no mismatch to report.
+  t.equal(
+    (await send(mixed([text, ['Content-Type: application/pdf; name="s.pdf"\r\nContent-Disposition: attachment; filename="s.pdf"', pdfs['plain-page']!]]))).text,
+    '5.7.1 EPOLICY_PDF_UNENCRYPTED attachment "s.pdf" is not encrypted',
+  )
+})
+
+t.test('#32 finding 2: a national ID in other scripts\u2019 look-alike letters or digits is found; masked, it passes', async (t) => {
+  const { send } = await policyRig(t, { attachmentTypes: [] })
+  const body = (s: string) => mixed([['Content-Type: text/plain; charset=utf-8', Buffer.from(s)]])
+  const refused = '550 5.7.1 EPOLICY_UNMASKED_ID the message contains an unmasked national ID (A12****789)'
+  const cases: Record<string, string> = {
+    'a Cyrillic А (U+0410) in front': '身分證字號 \u0410123456789',
+    'Arabic-Indic digits': '身分證字號 A١٢٣٤٥٦٧٨٩',
+    'Devanagari digits and a Greek Α': '\u0391१२३४५६७८९',
+    'Cyrillic А glued to Chinese': '客戶\u0410123456789您好',
+    'Cyrillic prose around it': 'номер A123456789 клиента',
+  }
+  for (const [name, text] of Object.entries(cases)) {
+    const r = await send(body(text))
+    t.equal(`${r.code} ${r.text}`, refused, name)
+  }
+  t.equal(`${(await send(mixed([], subject(`${LABEL} \u0410123456789`)))).code}`, '550', 'in the subject')
+  const named = await send(
+    mixed([
+      ['Content-Type: text/plain; charset=utf-8', Buffer.from('hi')],
+      ["Content-Type: text/plain\r\nContent-Disposition: attachment; filename*=utf-8''A%D9%A1%D9%A2%D9%A3456789.txt", Buffer.from('x')],
+    ]),
+  )
+  t.equal(`${named.code} ${named.text}`, refused, 'in a file name')
+  for (const masked of ['身分證字號 \u041012****789', '身分證字號 A١٢****٧٨٩', 'номер клиента 12345', 'Ответ: АВС 2026 年 11 月', 'قيمة ١٢٣٤٥٦٧٨٩ دينار'])
+    t.equal((await send(body(masked))).code, 250, `no ID: ${masked}`)
 })
