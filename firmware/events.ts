@@ -108,6 +108,10 @@ export type BoxEvent =
       sourceIp: string | undefined
       reply: string
       tls: string | undefined
+      /** #33: which transaction (`<attempt>.<n>`): how a restart finds whether the trail has it. */
+      transaction?: string
+      /** #33: written after a restart from the journal, the trail having lost it in the crash. */
+      replayed?: boolean
     }
   | { type: 'hsm.status'; state: 'ok' | 'keys-missing' | 'unavailable'; token: string | undefined; error: string | undefined; missing: readonly string[] }
   | {

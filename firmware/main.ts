@@ -118,7 +118,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   const admit = () =>
     audit.accepting ? undefined : new GatewayError('EAUDIT_BACKLOG', `the audit trail has ${audit.backlog} records waiting to be written; try again later`)
   const submission = new SubmissionServer({ config, log, handoff, clock: systemClock, events, admit })
-  const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock, returnPath })
+  const delivery = new DeliveryEngine({ config, log, spool, events, clock: systemClock, returnPath, trail: audit })
   const returns = new ReturnPathListener({
     config,
     tokens: returnPath,

@@ -16,6 +16,10 @@ import { Percentiles } from './percentiles.ts'
 import { ConnectionPool } from './pool.ts'
 import { systemResolver, type Resolver } from './routes.ts'
 import { transactions, Transport, type Outcome } from './transport.ts'
+import { recordsAfter } from '../audit/replay.ts'
+import { crashPoint } from '../faults.ts'
+import { redactText } from '../pii/redact.ts'
+import { noticeIdFor } from './notices.ts'
 
 /**
  * The delivery engine (M2, M3, M7, M8, S1): takes due mail from the spool,
@@ -51,8 +55,21 @@ export class DeliveryEngine implements Component {
   /** What counts as read for each statement of a read-receipt class delivery has looked at (until it ends). */
   readonly #evidence = new Map<string, ReceiptRule['readEvidence']>()
 
-  constructor(deps: { config: Config; log: Logger; spool: Spool; events: EventSink; clock: Clock; resolver?: Resolver; returnPath?: ReturnPathTokens }) {
+  /** The audit trail's files and head, to find after a crash what it lost (#33). */
+  readonly #trail: { dir: string; head: { seq: number } } | undefined
+
+  constructor(deps: {
+    config: Config
+    log: Logger
+    spool: Spool
+    events: EventSink
+    clock: Clock
+    resolver?: Resolver
+    returnPath?: ReturnPathTokens
+    trail?: { dir: string; head: { seq: number } }
+  }) {
     this.#config = deps.config
+    this.#trail = deps.trail
     this.#returnPath = deps.returnPath
     this.#receipts = new ReadReceipts(deps.config)
     this.#log = deps.log.child({ component: 'delivery' })
@@ -76,6 +93,8 @@ export class DeliveryEngine implements Component {
   }
 
   async start(): Promise<void> {
+    // #33: before anything is sent, what an interrupted attempt did is in the trail and told to the firm.
+    await this.#replayUnconfirmed()
     if (!this.#config.delivery.enabled) return void this.#log.warn('delivery is disabled: mail stays queued')
     const d = this.#config.delivery
     for (const device of d.tcDevices) {
@@ -245,7 +264,10 @@ export class DeliveryEngine implements Component {
     const now = this.#clock.now()
     // M11: an awaiting statement whose wait is over: sent a second time, or it owes paper.
     const wait = this.#spool.receiptWait(entry.id)
-    const done = (!wait && this.#spool.recipientsDone(entry.id)) || { delivered: [], bounced: [] }
+    // #33: an attempt a crash interrupted: the recipients it finished are not sent again (for an
+    // awaiting statement: its second send was made).
+    const resumed = this.#spool.unconfirmedDone(entry.id)
+    const done = resumed ?? ((!wait && this.#spool.recipientsDone(entry.id)) || { delivered: [], bounced: [] })
     const finished = new Set([...done.delivered, ...done.bounced])
     if (!wait && now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) {
       const mail = await this.#spool.read(entry.id).catch(() => undefined)
@@ -279,7 +301,7 @@ export class DeliveryEngine implements Component {
       this.counts.read++
       return
     }
-    if (wait) {
+    if (wait && !resumed) {
       const step = rule ? this.#receipts.step(rule, wait, now) : ({ step: 'unread', reason: 'its class no longer asks for a read receipt' } as const)
       if (step.step === 'unread') {
         await this.#finish(env.id, 'unread', step.reason)
@@ -302,11 +324,42 @@ export class DeliveryEngine implements Component {
     // Only recipients not yet final: a retry never sends a customer the same statement twice.
     const groups = transactions(env, finished, verp)
     const results = new Map<string, { status: Outcome['status']; reply: string }>()
-    let firstAccepted: number | undefined
+    const finalSoFar = { delivered: [...done.delivered], bounced: [...done.bounced] }
+    // Transactions are numbered within the attempt, after those an interrupted run of it journalled.
+    const attempt = entry.attempts + 1
+    let n = this.#spool.unconfirmedCount(env.id)
+    let noticeKey: string | undefined
     for (const { domain, mailFrom, rcpts } of groups) {
-      const o = await this.#transport.toDomain(env.id, kind, domain, mailFrom, rcpts, mail.message)
-      if (o.at !== undefined) firstAccepted ??= o.at
-      for (const r of rcpts) results.set(r, o.perRecipient?.get(r) ?? o)
+      const transaction = `${attempt}.${++n}`
+      const o = await this.#transport.toDomain(env.id, kind, domain, mailFrom, rcpts, mail.message, transaction)
+      const finals = {
+        delivered: { outcome: 'delivered' as const, recipients: [] as number[], reply: '' },
+        bounced: { outcome: 'bounced' as const, recipients: [] as number[], reply: '' },
+      }
+      for (const r of rcpts) {
+        const res = o.perRecipient?.get(r) ?? o
+        results.set(r, res)
+        if (res.status === 'deferred') continue
+        const f = res.status === 'sent' ? finals.delivered : finals.bounced
+        f.recipients.push(...indexesOf(env.rcptTo, r))
+        f.reply = redactText(res.reply)
+      }
+      if (!finals.delivered.recipients.length && !finals.bounced.recipients.length) continue
+      // #33, M8: journal first. The receiver's answer is durable before the mail's next
+      // transaction, its notices, the trail or its final state: a crash from here on does not
+      // send these recipients the statement again.
+      finalSoFar.delivered.push(...finals.delivered.recipients)
+      finalSoFar.bounced.push(...finals.bounced.recipients)
+      if (finals.bounced.recipients.length) noticeKey ??= transaction
+      await this.#spool.progress(env.id, finalSoFar, transaction, {
+        trailSeq: this.#trail?.head.seq ?? 0,
+        mx: o.mx,
+        sourceIp: o.ip,
+        tls: o.tls,
+        results: [finals.delivered, finals.bounced].filter((f) => f.recipients.length),
+      })
+      if (o.at !== undefined) this.journalLag.add(performance.now() - o.at)
+      crashPoint('delivery.after-progress')
     }
 
     const delivered = [...done.delivered]
@@ -327,13 +380,15 @@ export class DeliveryEngine implements Component {
         deferredReply ??= res.reply
       }
     })
-    // DSNs first, as above: never a final state whose notice could still be lost.
-    if (bouncedNow.length) await this.#notices.forMail(mail, 'bounced', bouncedNow)
+    // DSNs first, as above: never a final state whose notice could still be lost. Its id is the
+    // attempt's, so the replay after a crash (#33) knows whether it was queued.
+    if (bouncedNow.length) await this.#notices.forMail(mail, 'bounced', bouncedNow, noticeIdFor(env.id, noticeKey ?? `${attempt}`))
     // The attempts are in the audit trail before the journal says so (the ledger is made from the trail).
     await this.#events.durable?.()
-    if (wait && bouncedNow.length > 0 && delivered.length === 0) {
+    const bouncedThisAttempt = bouncedNow.length + (wait ? (resumed?.bounced.length ?? 0) : 0)
+    if (wait && bouncedThisAttempt > 0 && delivered.length === 0) {
       // M11: the second send bounced. The first was delivered and never read: paper is owed for that.
-      await this.#finish(env.id, 'unread', `no read receipt, and the second send bounced: ${bouncedNow[0]!.reason}`)
+      await this.#finish(env.id, 'unread', `no read receipt, and the second send bounced: ${bouncedNow[0]?.reason ?? 'before a restart'}`)
       this.counts.unread++
       return
     }
@@ -359,7 +414,6 @@ export class DeliveryEngine implements Component {
           await this.#finish(env.id, 'read', 'read receipt while it was being sent again')
           this.counts.read++
         }
-        if (firstAccepted !== undefined) this.journalLag.add(performance.now() - firstAccepted)
         return
       }
     }
@@ -381,9 +435,78 @@ export class DeliveryEngine implements Component {
       await this.#finish(env.id, 'delivered', lastReply)
       this.counts.delivered++
     }
-    // M8: between a receiver's 250 and the journal saying so, a crash would send that mail again;
-    // the window is measured and kept short (the thread pool is sized for it, runtime.ts).
-    if (firstAccepted !== undefined) this.journalLag.add(performance.now() - firstAccepted)
+  }
+
+  /**
+   * #33: after a crash, the transactions the journal has and no state line confirmed. Each one's
+   * delivery record is looked for in the trail (after the record that was last when it was
+   * journalled) and written now if the crash lost it (`replayed`); a bounce's notice to the firm
+   * is queued if it is neither in the queue nor in the trail. Then the trail is made durable;
+   * the mail's next attempt sends to the other recipients only, and its state line confirms them.
+   */
+  async #replayUnconfirmed(): Promise<void> {
+    const pending = this.#spool.unconfirmed()
+    if (!pending.length) return
+    const recorded = new Map<string, number>()
+    const queued = new Set<string>()
+    if (this.#trail) {
+      const after = Math.min(...pending.flatMap(([, notes]) => notes.map((n) => n.replay.trailSeq)))
+      for await (const { line } of recordsAfter(this.#trail.dir, after)) {
+        if (!line.includes('"delivery.attempt"') && !line.includes('"spool.queued"')) continue
+        const r = JSON.parse(line) as { type: string; id?: string; transaction?: string; outcome?: string; recipients?: unknown[] }
+        if (r.type === 'spool.queued' && r.id) queued.add(r.id)
+        else if (r.type === 'delivery.attempt' && r.transaction) {
+          const key = `${r.id} ${r.transaction} ${r.outcome}`
+          recorded.set(key, (recorded.get(key) ?? 0) + (r.recipients?.length ?? 0))
+        }
+      }
+    }
+    let events = 0
+    let notices = 0
+    for (const [id, notes] of pending) {
+      let mail: Submitted
+      try {
+        mail = await this.#spool.read(id)
+      } catch (err) {
+        this.#log.error({ id, err: (err as Error).message }, 'cannot read a mail whose interrupted attempt needs recording; tried again at the next start')
+        continue
+      }
+      const env = mail.envelope
+      const bounced: { rcpt: string; reason: string }[] = []
+      let noticeKey: string | undefined
+      for (const n of notes)
+        for (const r of n.replay.results) {
+          if (r.outcome === 'bounced') {
+            noticeKey ??= n.transaction
+            bounced.push(...r.recipients.map((i) => ({ rcpt: env.rcptTo[i]!, reason: r.reply })))
+          }
+          if ((recorded.get(`${id} ${n.transaction} ${r.outcome}`) ?? 0) >= r.recipients.length) continue
+          this.#events.emit({
+            type: 'delivery.attempt',
+            id,
+            kind: env.kind ?? 'statement',
+            outcome: r.outcome,
+            recipients: r.recipients.map((i) => env.rcptTo[i]!),
+            mx: n.replay.mx,
+            sourceIp: n.replay.sourceIp,
+            reply: r.reply,
+            tls: n.replay.tls,
+            transaction: n.transaction,
+            replayed: true,
+          })
+          events++
+        }
+      const noticeId = noticeKey && noticeIdFor(id, noticeKey)
+      if (noticeId && !this.#spool.entry(noticeId) && !queued.has(noticeId)) {
+        await this.#notices.forMail(mail, 'bounced', bounced, noticeId)
+        notices++
+      }
+    }
+    await this.#events.durable?.()
+    this.#log.warn(
+      { mails: pending.length, recorded: events, notices },
+      'attempts a crash interrupted: their recipients are not sent again; what the trail had lost is recorded now',
+    )
   }
 
   /**
@@ -405,4 +528,11 @@ export class DeliveryEngine implements Component {
   notifyReturned(f: ReturnedBounce): Promise<void> {
     return this.#notices.returned(f)
   }
+}
+
+/** Where an address is in a mail's recipient list (all places, should it be there twice). */
+function indexesOf(list: readonly string[], rcpt: string): number[] {
+  const out: number[] = []
+  list.forEach((r, i) => r === rcpt && out.push(i))
+  return out
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Clock } from '../../hal/clock.ts'
 import type { Config } from '../config/load.ts'
 import type { Logger } from '../log.ts'
@@ -45,7 +46,7 @@ export class Notices {
   }
 
   /** About a mail in the spool: its recipients that bounced, expired or were removed. */
-  async forMail(mail: Submitted, what: DsnReason, failed: readonly FailedRecipient[]): Promise<void> {
+  async forMail(mail: Submitted, what: DsnReason, failed: readonly FailedRecipient[], noticeId = newQueueId()): Promise<void> {
     const to = this.#config.delivery.notifyAddress
     if (!to || mail.envelope.kind === 'dsn' || failed.length === 0) return
     // The usual loop guards (RFC 3834 2, RFC 3464 4): no notice about a mail that is itself automatic.
@@ -54,14 +55,18 @@ export class Notices {
       this.#log.info({ id: mail.envelope.id, why: automatic }, 'no delivery notice for an automatic mail')
       return
     }
-    await this.#enqueue(to, {
-      queueId: mail.envelope.id,
-      statementId: statementTagsOf(mail).statementId,
-      auditCopy: mail.envelope.kind === 'audit-copy',
-      what,
-      failed,
-      arrivedAt: mail.envelope.receivedAt,
-    })
+    await this.#enqueue(
+      to,
+      {
+        queueId: mail.envelope.id,
+        statementId: statementTagsOf(mail).statementId,
+        auditCopy: mail.envelope.kind === 'audit-copy',
+        what,
+        failed,
+        arrivedAt: mail.envelope.receivedAt,
+      },
+      noticeId,
+    )
   }
 
   /**
@@ -83,7 +88,7 @@ export class Notices {
   }
 
   /** A notice to the firm, spooled (durable) like any mail, from the null sender. */
-  async #enqueue(to: string, facts: Omit<DsnFacts, 'host' | 'to' | 'now' | 'messageId'>): Promise<void> {
+  async #enqueue(to: string, facts: Omit<DsnFacts, 'host' | 'to' | 'now' | 'messageId'>, id = newQueueId()): Promise<void> {
     // #30: a receiver's words reach the firm as the trail keeps them: redacted, or only their codes.
     const none = this.#config.returnPath.replyText === 'none'
     const words = (text: string) => (none ? (/\b[245]\d\d\b(?:[ -][245]\.\d+\.\d+)?/.exec(text)?.[0] ?? '') : redactText(text))
@@ -91,7 +96,7 @@ export class Notices {
     const message = await buildDsn({ ...f, host: this.#config.submission.hostname, to, now: this.#clock.now(), messageId: newQueueId() })
     await this.#spool.accept({
       envelope: {
-        id: newQueueId(),
+        id,
         mailFrom: '',
         rcptTo: [to],
         account: undefined,
@@ -103,6 +108,15 @@ export class Notices {
       message,
     })
   }
+}
+
+/**
+ * #33: the queue id of the notice about a mail's bounces in one attempt, derived from the
+ * mail's id and the attempt's first bouncing transaction: after a crash the replay finds
+ * whether it was queued (a random id would be queued twice).
+ */
+export function noticeIdFor(mailId: string, transaction: string): string {
+  return createHash('sha256').update(`notice\0${mailId}\0${transaction}`).digest().subarray(0, 9).toString('base64url')
 }
 
 const SYSTEM_SENDERS = new Set(['mailer-daemon', 'postmaster', 'mail-daemon', 'mailerdaemon'])

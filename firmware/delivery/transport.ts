@@ -72,7 +72,8 @@ export class Transport {
     this.#log.info({ egress: d.egress.map((e) => e.address), routes: d.routes.length }, 'delivery configuration changed without a restart')
   }
 
-  async toDomain(id: string, kind: string, domain: string, mailFrom: string, rcpts: string[], message: Buffer): Promise<Outcome> {
+  async toDomain(id: string, kind: string, domain: string, mailFrom: string, rcpts: string[], message: Buffer, transaction?: string): Promise<Outcome> {
+    const record = (recipients: readonly string[], o: Outcome) => this.#record(id, kind, recipients, o, transaction)
     let hops: Hop[]
     const copy = kind === 'audit-copy'
     if (copy) {
@@ -80,8 +81,8 @@ export class Transport {
       hops = [{ address: a.host, name: a.host, port: a.port, preference: 0, tls: 'opportunistic' }]
     } else {
       const route = await this.#router.route(domain).catch((err: Error) => ({ noRoute: `DNS lookup failed: ${err.message}` }))
-      if ('nullMx' in route) return this.#record(id, kind, rcpts, { status: 'bounced', reply: `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)` })
-      if ('noRoute' in route) return this.#record(id, kind, rcpts, { status: 'deferred', reply: `451 4.4.4 ${route.noRoute}` })
+      if ('nullMx' in route) return record(rcpts, { status: 'bounced', reply: `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)` })
+      if ('noRoute' in route) return record(rcpts, { status: 'deferred', reply: `451 4.4.4 ${route.noRoute}` })
       hops = route.hops
     }
     let last: Outcome = { status: 'deferred', reply: '451 4.4.1 no destination could be reached' }
@@ -106,10 +107,10 @@ export class Transport {
             for (const { rcpt, reply } of res.rejected) {
               const r = { status: reply.code >= 500 ? ('bounced' as const) : ('deferred' as const), reply: `${reply.code} ${reply.text.replace(/\n/g, ' ')}` }
               outcome.perRecipient.set(rcpt, r)
-              this.#record(id, kind, [rcpt], { ...r, ...where })
+              record([rcpt], { ...r, ...where })
             }
           }
-          return this.#record(id, kind, res.accepted, outcome)
+          return record(res.accepted, outcome)
         } catch (err) {
           client?.close()
           if (client) this.#pool.forget(hop)
@@ -131,13 +132,13 @@ export class Transport {
             last = { status: 'deferred', reply, ...base }
             continue
           }
-          if (err.reply && err.reply.code >= 500) return this.#record(id, kind, rcpts, { status: 'bounced', reply, ...base })
+          if (err.reply && err.reply.code >= 500) return record(rcpts, { status: 'bounced', reply, ...base })
           last = { status: 'deferred', reply, ...base }
           break // temporary failure or unreachable: next MX host
         }
       }
     }
-    return this.#record(id, kind, rcpts, last)
+    return record(rcpts, last)
   }
 
   /** Per-destination message rate (GCRA with one "byte" per message), when configured. */
@@ -149,9 +150,20 @@ export class Transport {
     await limiter.take(1)
   }
 
-  #record(id: string, kind: string, recipients: readonly string[], o: Outcome): Outcome {
+  #record(id: string, kind: string, recipients: readonly string[], o: Outcome, transaction: string | undefined): Outcome {
     const outcome = o.status === 'sent' ? 'delivered' : o.status
-    this.#events.emit({ type: 'delivery.attempt', id, kind, outcome, recipients, mx: o.mx, sourceIp: o.ip, reply: o.reply, tls: o.tls })
+    this.#events.emit({
+      type: 'delivery.attempt',
+      id,
+      kind,
+      outcome,
+      recipients,
+      mx: o.mx,
+      sourceIp: o.ip,
+      reply: o.reply,
+      tls: o.tls,
+      ...(transaction ? { transaction } : {}),
+    })
     return o
   }
 }

@@ -12,6 +12,40 @@ export interface JournalState {
   done?: string
 }
 
+/**
+ * #33: a recipient transaction's outcome, journalled the moment the receiver's reply after
+ * DATA is read — before the mail's next transaction, its notices, the audit trail or its
+ * final state. Until a state line follows it (written once the trail has the attempt), it is
+ * "unconfirmed": a restart resumes from it (those recipients are not sent again) and
+ * records what the trail may have lost.
+ */
+export interface ProgressNote {
+  /** Every recipient of the mail final so far, this transaction's included (`encodeDone`). */
+  done: string
+  /** Which transaction: `<attempt>.<n>` (the attempt's number, the transaction's within it). */
+  transaction: string
+  /** Wall-clock time the line was written (ms). */
+  at: number
+  /** What the trail and the firm must have of it, if they lost it: no addresses, only indexes and redacted words. */
+  replay: ProgressReplay
+}
+
+export interface ProgressReplay {
+  /** The audit trail's last durable record when the note was written: the trail is searched after it. */
+  trailSeq: number
+  mx: string | undefined
+  sourceIp: string | undefined
+  tls: string | undefined
+  /** The transaction's final outcomes (a 250 for some, a 5xx at RCPT for others): recipients as indexes, the reply redacted. */
+  results: { outcome: 'delivered' | 'bounced'; recipients: number[]; reply: string }[]
+}
+
+/** The journal at start: each mail's last state, and the progress notes after it that no state line confirmed. */
+export interface JournalLoad {
+  states: Map<string, JournalState | 'queued'>
+  progress: Map<string, ProgressNote[]>
+}
+
 const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q', awaiting: 'A' } as const
 
 /**
@@ -25,15 +59,21 @@ export class Journal {
   #fh: FileHandle | undefined
   /** The journal's length as written: a write the disk takes only part of is cut back to it. */
   #size = 0
-  readonly #commit = new GroupCommit<string>((lines) => this.#write(lines))
+  /** Lines are made when their group is written, so each carries the time its write was issued. */
+  readonly #commit = new GroupCommit<(at: number) => string>((lines) => this.#write(lines))
 
   constructor(path: string) {
     this.#path = path
   }
 
-  /** Replays the journal into the latest state per id (a truncated last line from a crash is ignored). */
-  async load(): Promise<Map<string, JournalState | 'queued'>> {
-    const out = new Map<string, JournalState | 'queued'>()
+  /**
+   * Replays the journal into the latest state per id, and the progress notes written after it
+   * (a truncated last line from a crash is ignored). Lines are `id code attempts next done stamp`,
+   * a progress note `id P attempts 0 done stamp transaction replay`; older journals have no stamp.
+   */
+  async load(): Promise<JournalLoad> {
+    const states = new Map<string, JournalState | 'queued'>()
+    const progress = new Map<string, ProgressNote[]>()
     let text = ''
     try {
       text = await readFile(this.#path, 'latin1')
@@ -41,21 +81,36 @@ export class Journal {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
     for (const line of text.split('\n')) {
-      const [id, code, attempts, next, done] = line.split(' ')
+      const [id, code, attempts, next, done, stamp, transaction, replay] = line.split(' ')
       if (!id || !code || next === undefined) continue
-      if (code === 'Q') out.set(id, 'queued')
+      if (code === 'P') {
+        const note = progressNote(done, stamp, transaction, replay)
+        if (!note) continue
+        const notes = progress.get(id)
+        if (notes) notes.push(note)
+        else progress.set(id, [note])
+        continue
+      }
+      // A state line confirms the notes before it: the attempt they belong to is in the trail.
+      progress.delete(id)
+      if (code === 'Q') states.set(id, 'queued')
       else {
         const state = code === 'D' ? 'deferred' : code === 'H' ? 'held' : code === 'F' ? 'final' : code === 'A' ? 'awaiting' : undefined
-        if (state) out.set(id, { state, attempts: Number(attempts), nextAttemptAt: parseInt(next, 36), ...(done ? { done } : {}) })
+        if (state) states.set(id, { state, attempts: Number(attempts), nextAttemptAt: parseInt(next, 36), ...(done ? { done } : {}) })
       }
     }
-    return out
+    return { states, progress }
   }
 
-  /** Replaces the journal with just these entries (atomic), then opens it for appending. */
-  async compact(entries: Iterable<[string, JournalState]>): Promise<void> {
+  /**
+   * Replaces the journal with just these entries and the unconfirmed progress notes (atomic),
+   * then opens it for appending.
+   */
+  async compact(entries: Iterable<[string, JournalState]>, progress: Iterable<[string, readonly ProgressNote[]]> = []): Promise<void> {
     const lines: string[] = []
-    for (const [id, s] of entries) lines.push(line(id, s.state, s.attempts, s.nextAttemptAt, s.done))
+    const now = Date.now()
+    for (const [id, s] of entries) lines.push(line(id, s.state, s.attempts, s.nextAttemptAt, s.done, now))
+    for (const [id, notes] of progress) for (const n of notes) lines.push(progressLine(id, n))
     await replaceFile(this.#path, (fh) => fh.writeFile(lines.join('')))
     // O_DSYNC: each write is on the disk when it returns — one call into the thread pool per
     // group instead of a write and an fdatasync, which halves the time from a receiver's 250
@@ -64,9 +119,14 @@ export class Journal {
     this.#size = (await this.#fh.stat()).size
   }
 
+  /** Durable when it resolves: a recipient transaction's outcome (#33). */
+  appendProgress(id: string, note: ProgressNote): Promise<void> {
+    return this.#commit.add((at) => progressLine(id, { ...note, at }))
+  }
+
   /** Durable when it resolves; appends from concurrent callers share one write. */
   append(id: string, state: JournalState['state'] | 'queued', attempts: number, nextAttemptAt: number, done?: string): Promise<void> {
-    return this.#commit.add(line(id, state, attempts, nextAttemptAt, done))
+    return this.#commit.add((at) => line(id, state, attempts, nextAttemptAt, done, at))
   }
 
   async close(): Promise<void> {
@@ -75,13 +135,30 @@ export class Journal {
     this.#fh = undefined
   }
 
-  async #write(lines: string[]): Promise<void> {
+  async #write(lines: ((at: number) => string)[]): Promise<void> {
     if (!this.#fh) throw new Error('journal is not open')
+    const at = Date.now()
     // O_DSYNC makes the write itself durable; a torn one is cut back (appendWhole).
-    this.#size = await appendWhole(this.#fh, Buffer.from(lines.join(''), 'latin1'), this.#size, false)
+    this.#size = await appendWhole(this.#fh, Buffer.from(lines.map((l) => l(at)).join(''), 'latin1'), this.#size, false)
   }
 }
 
-function line(id: string, state: JournalState['state'] | 'queued', attempts: number, next: number, done?: string): string {
-  return `${id} ${CODES[state]} ${attempts} ${Math.max(0, Math.floor(next)).toString(36)}${done ? ` ${done}` : ''}\n`
+const b36 = (n: number) => Math.max(0, Math.floor(n)).toString(36)
+
+/** A state line, stamped with the wall-clock time it is written (#33: the reliability suite measures from it). */
+function line(id: string, state: JournalState['state'] | 'queued', attempts: number, next: number, done: string | undefined, at: number): string {
+  return `${id} ${CODES[state]} ${attempts} ${b36(next)} ${done ?? ''} ${b36(at)}\n`
+}
+
+function progressLine(id: string, n: ProgressNote): string {
+  return `${id} P 0 0 ${n.done} ${b36(n.at)} ${n.transaction} ${Buffer.from(JSON.stringify(n.replay)).toString('base64url')}\n`
+}
+
+function progressNote(done?: string, stamp?: string, transaction?: string, replay?: string): ProgressNote | undefined {
+  if (done === undefined || !stamp || !transaction || !replay) return undefined
+  try {
+    return { done, at: parseInt(stamp, 36), transaction, replay: JSON.parse(Buffer.from(replay, 'base64url').toString('utf8')) as ProgressReplay }
+  } catch {
+    return undefined // a line cut by a crash in the middle of its payload
+  }
 }

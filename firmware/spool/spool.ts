@@ -16,7 +16,7 @@ import type { Handoff, Submitted } from '../pipeline/handoff.ts'
 import { EpochKeys } from './epochs.ts'
 import { recordName, shardOf } from './ids.ts'
 import { SpoolIndex } from './index.ts'
-import { Journal, type JournalState } from './journal.ts'
+import { Journal, type JournalState, type ProgressNote, type ProgressReplay } from './journal.ts'
 import { SpoolLimits } from './limits.ts'
 import { scanRecords, verifyRecords } from './recover.ts'
 import { decodeRecord, readHeader, RecordError, writeRecord, type SpooledMail } from './record.ts'
@@ -54,6 +54,11 @@ export class Spool implements Component, Handoff {
   readonly #done = new Map<string, string>()
   /** Awaiting statements (M11): how often each was sent, and when first. */
   readonly #waits = new Map<string, ReceiptWait>()
+  /**
+   * #33: recipient transactions journalled (`progress`) whose attempt no state line has closed
+   * yet: in flight, or — after a crash — to be checked against the trail and the notices.
+   */
+  readonly #unconfirmed = new Map<string, ProgressNote[]>()
   readonly #epochs: EpochKeys
   readonly #limits: SpoolLimits
   readonly #shards = new Set<string>()
@@ -84,10 +89,16 @@ export class Spool implements Component, Handoff {
   async start(): Promise<void> {
     const started = this.#clock.now()
     mkdirSync(this.#quarantine, { recursive: true, mode: 0o700 })
-    const journal = await this.#journal.load()
+    const { states: journal, progress } = await this.#journal.load()
     const { finals, torn } = await scanRecords(this.#dir, journal, (entry, kept) => {
       if (kept.wait) this.#waits.set(entry.id, kept.wait)
       else if (kept.done) this.#done.set(entry.id, kept.done)
+      // #33: transactions of an attempt the crash interrupted: those recipients are done.
+      const notes = progress.get(entry.id)
+      if (notes) {
+        this.#unconfirmed.set(entry.id, notes)
+        if (!kept.wait) this.#done.set(entry.id, notes.at(-1)!.done)
+      }
       this.#index.set(entry)
       this.#epochs.hold(entry.epoch)
     })
@@ -106,6 +117,8 @@ export class Spool implements Component, Handoff {
             done: e.state === 'awaiting' ? encodeWait(this.#waits.get(e.id)!) : this.#done.get(e.id),
           },
         ]),
+      // Kept until the engine has checked them against the trail (`confirm`).
+      this.#unconfirmed,
     )
     await this.#epochs.shredEnded()
     this.#log.info(
@@ -226,6 +239,7 @@ export class Spool implements Component, Handoff {
   async awaitReceipt(id: string, until: number, wait: ReceiptWait, deadline: number): Promise<void> {
     const e = this.#mustGet(id)
     await this.#journal.append(id, 'awaiting', e.attempts, until, encodeWait(wait))
+    this.#unconfirmed.delete(id)
     this.#waits.set(id, wait)
     this.#done.delete(id)
     this.#index.update(id, { state: 'awaiting', nextAttemptAt: until })
@@ -256,6 +270,8 @@ export class Spool implements Component, Handoff {
     if (!e || !w) return
     const read = { ...w, read: true }
     await this.#journal.append(id, 'awaiting', e.attempts, this.#clock.now(), encodeWait(read))
+    // The second send in flight may have journalled its transaction: still unconfirmed after this line.
+    await this.#restateNotes(id)
     this.#waits.set(id, read)
   }
 
@@ -267,6 +283,36 @@ export class Spool implements Component, Handoff {
   /** Last resort when the journal cannot be written: due again at `at`, in memory only (a restart restores the journalled state). */
   requeueInMemory(id: string, at: number): void {
     if (this.#index.has(id)) this.#index.update(id, { state: 'deferred', nextAttemptAt: at })
+  }
+
+  /**
+   * #33: one recipient transaction's outcome, durable in the journal when this resolves — as
+   * soon as the receiver's reply is read, before anything else about the attempt. `done` is
+   * every recipient final so far (this transaction's included): a restart sends to the others only.
+   */
+  async progress(id: string, done: RecipientsDone, transaction: string, replay: ProgressReplay): Promise<void> {
+    const note: ProgressNote = { done: encodeDone(done), transaction, at: this.#clock.now(), replay }
+    await this.#journal.appendProgress(id, note)
+    const notes = this.#unconfirmed.get(id)
+    if (notes) notes.push(note)
+    else this.#unconfirmed.set(id, [note])
+    if (!this.#waits.has(id)) this.#done.set(id, note.done)
+  }
+
+  /** The transactions of an interrupted attempt (after a restart) no state line has confirmed, by mail. */
+  unconfirmed(): [string, readonly ProgressNote[]][] {
+    return [...this.#unconfirmed].filter(([id]) => this.#index.has(id))
+  }
+
+  /** How many transactions of the mail's attempt are journalled and unconfirmed (they number the next). */
+  unconfirmedCount(id: string): number {
+    return this.#unconfirmed.get(id)?.length ?? 0
+  }
+
+  /** The recipients an unconfirmed attempt finished (also for an awaiting statement's second send), or undefined. */
+  unconfirmedDone(id: string): RecipientsDone | undefined {
+    const last = this.#unconfirmed.get(id)?.at(-1)
+    return last && decodeDone(last.done)
   }
 
   /** Which recipients of a partly delivered mail need no more attempts (undefined: none yet). */
@@ -286,6 +332,7 @@ export class Spool implements Component, Handoff {
     // Held by an operator while its attempt was in flight: it stays held.
     const state = e.state === 'held' ? 'held' : 'deferred'
     await this.#journal.append(id, state, e.attempts + 1, nextAttemptAt, d)
+    this.#unconfirmed.delete(id)
     if (d !== undefined) this.#done.set(id, d)
     this.#index.update(id, { attempts: e.attempts + 1, nextAttemptAt, state })
     this.#events.emit({ type: 'spool.deferred', id, attempts: e.attempts + 1, nextAttemptAt, reason })
@@ -295,6 +342,8 @@ export class Spool implements Component, Handoff {
     const e = this.#mustGet(id)
     if (e.state === 'awaiting') throw new Error(`${id} was delivered and awaits its read receipt; there is nothing to hold`)
     await this.#journal.append(id, 'held', e.attempts, e.nextAttemptAt, this.#done.get(id))
+    // An attempt in flight keeps its notes unconfirmed: they are written again after this line.
+    await this.#restateNotes(id)
     this.#index.update(id, { state: 'held' })
     this.#events.emit({ type: 'spool.held', id })
   }
@@ -316,6 +365,7 @@ export class Spool implements Component, Handoff {
     this.#events.emit({ type: 'spool.final', id, outcome, reason })
     await this.#events.durable?.()
     await this.#journal.append(id, 'final', e.attempts, 0)
+    this.#unconfirmed.delete(id)
     // Whoever sees the message gone from the queue has its final event already.
     this.#index.delete(id)
     this.#done.delete(id)
@@ -347,8 +397,14 @@ export class Spool implements Component, Handoff {
     const e = this.#mustGet(id)
     const now = this.#clock.now()
     await this.#journal.append(id, 'deferred', e.attempts, now, this.#done.get(id))
+    await this.#restateNotes(id)
     this.#index.update(id, { state: 'deferred', nextAttemptAt: now })
     this.#events.emit({ type: event, id })
+  }
+
+  /** A state line written while notes are unconfirmed confirms them on the next load: they are appended again after it. */
+  async #restateNotes(id: string): Promise<void> {
+    for (const n of this.#unconfirmed.get(id) ?? []) await this.#journal.appendProgress(id, n)
   }
 
   /** S11: the queue and disk alarms, looked at now (also every minute and with every submission). */

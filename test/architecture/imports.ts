@@ -23,6 +23,7 @@ export const LAYERS: readonly (readonly string[])[] = [
     'firmware/component.ts',
     'firmware/runtime.ts',
     'firmware/notify.ts',
+    'firmware/faults.ts',
   ],
   ['firmware/config'],
   ['firmware/mime'],
