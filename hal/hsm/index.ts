@@ -24,6 +24,8 @@ export interface HsmOptions {
   /** Where the embedded SoftHSM2 token lives (`<dataDir>/hsm`). */
   devDir: string
   clock: Clock
+  /** Refuse calls that may wait inside the module on the main thread (TokenOptions.strict); default: $SG_PKCS11_STRICT is 1. */
+  strict?: boolean
 }
 
 /** A key the box needs, created at start if missing. */
@@ -71,6 +73,7 @@ export class Hsm {
       reconnectIntervalMs: opts.reconnectIntervalMs,
       ...(this.embedded ? { env: { SOFTHSM2_CONF: join(opts.devDir, 'softhsm2.conf') } } : {}),
       clock: opts.clock,
+      strict: opts.strict ?? process.env.SG_PKCS11_STRICT === '1',
     })
     this.keys = new KeyStore(this.token)
     this.certs = new CertStore(this.token, this.keys)

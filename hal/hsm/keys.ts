@@ -2,6 +2,7 @@ import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:c
 import * as der from '../crypto/der.ts'
 import { HsmError } from './errors.ts'
 import { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, pkcs11 as P, ulong, type Handle, type PKCS11 } from './pkcs11.ts'
+import type { OffThreadJob } from './off-thread.ts'
 import type { Token } from './token.ts'
 
 export type KeyPairType = 'rsa-2048' | 'rsa-3072' | 'ec-p256' | 'ed25519'
@@ -122,7 +123,8 @@ export class KeyStore {
           ]),
     ]
     const mechanism = aes ? P.CKM_AES_KEY_GEN : P.CKM_GENERIC_SECRET_KEY_GEN
-    await this.#token.run('C_GenerateKey', (s, p) => p.C_GenerateKey(s, { mechanism }, template))
+    // Asynchronous: a new spool epoch's key is made while the box delivers (#33: it took 0.5 s on the main thread).
+    await this.#token.run('C_GenerateKey', (s, p) => p.C_GenerateKeyAsync(s, { mechanism }, template))
   }
 
   ensureSecretKey(label: string, type: SecretKeyType): Promise<boolean> {
@@ -184,10 +186,7 @@ export class KeyStore {
         mechanism = { mechanism: CKM_EDDSA } // pure Ed25519 over the data as given
         break
     }
-    const sig = await this.#withObject(label, 'private', 'C_Sign', (s, p, h) => {
-      p.C_SignInit(s, mechanism as never, h)
-      return p.C_SignAsync(s, input, Buffer.alloc(512))
-    })
+    const sig = await this.#whole(label, 'private', 'C_Sign', 'sign', mechanism as OffThreadJob['mechanism'], input, 512)
     this.onSign?.((performance.now() - started) / 1000)
     return algorithm === 'ecdsa-p256-sha256' ? ecdsaRawToDer(sig) : sig
   }
@@ -195,10 +194,7 @@ export class KeyStore {
   /** AES-256-GCM encryption of a small secret (a spool data key) under a token key. */
   async encrypt(label: string, plaintext: Buffer, aad: Buffer = Buffer.alloc(0)): Promise<{ iv: Buffer; ciphertext: Buffer }> {
     const iv = randomBytes(12)
-    const ciphertext = await this.#withObject(label, 'secret', 'C_Encrypt', (s, p, h) => {
-      p.C_EncryptInit(s, gcm(iv, aad), h)
-      return p.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + 16))
-    })
+    const ciphertext = await this.#whole(label, 'secret', 'C_Encrypt', 'encrypt', gcm(iv, aad), plaintext, plaintext.length + 16)
     return { iv, ciphertext }
   }
 
@@ -209,10 +205,7 @@ export class KeyStore {
    */
   async decrypt(label: string, iv: Buffer, ciphertext: Buffer, aad: Buffer = Buffer.alloc(0)): Promise<Buffer> {
     try {
-      return await this.#withObject(label, 'secret', 'C_Decrypt', (s, p, h) => {
-        p.C_DecryptInit(s, gcm(iv, aad), h)
-        return p.C_DecryptAsync(s, ciphertext, Buffer.alloc(ciphertext.length))
-      })
+      return await this.#whole(label, 'secret', 'C_Decrypt', 'decrypt', gcm(iv, aad), ciphertext, ciphertext.length)
     } catch (err) {
       if (err instanceof HsmError && err.ckr === 'CKR_GENERAL_ERROR') {
         await this.#token.run('C_GetTokenInfo', (_s, p, slot) => p.C_GetTokenInfo(slot))
@@ -224,10 +217,7 @@ export class KeyStore {
 
   /** HMAC-SHA256 with a token-resident secret (admin password pepper, S3; recipient hashes, S6). */
   async hmac(label: string, data: Buffer): Promise<Buffer> {
-    return this.#withObject(label, 'secret', 'C_Sign', (s, p, h) => {
-      p.C_SignInit(s, { mechanism: P.CKM_SHA256_HMAC }, h)
-      return p.C_SignAsync(s, data, Buffer.alloc(32))
-    })
+    return this.#whole(label, 'secret', 'C_Sign', 'sign', { mechanism: P.CKM_SHA256_HMAC }, data, 32)
   }
 
   async random(bytes: number): Promise<Buffer> {
@@ -293,11 +283,22 @@ export class KeyStore {
     return h!
   }
 
-  async #withObject<T>(label: string, kind: keyof typeof CLASS, op: string, fn: (s: Handle, p: PKCS11, h: Handle) => T | Promise<T>): Promise<T> {
+  /** An operation and its `Init`, whole, on a token thread (Token.runWhole), with the same stale-handle handling. */
+  #whole(label: string, kind: keyof typeof CLASS, op: string, what: OffThreadJob['op'], mechanism: OffThreadJob['mechanism'], input: Buffer, out: number) {
+    return this.#withObject(label, kind, op, undefined, (h) => this.#token.runWhole(op, h, what, mechanism, input, out))
+  }
+
+  async #withObject<T>(
+    label: string,
+    kind: keyof typeof CLASS,
+    op: string,
+    fn: ((s: Handle, p: PKCS11, h: Handle) => T | Promise<T>) | undefined,
+    whole?: (h: Handle) => Promise<T>,
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const h = this.#handles.get(`${kind}\0${label}`) ?? (await this.handle(label, kind))
       try {
-        return await this.#token.run(op, (s, p) => fn(s, p, h))
+        return await (whole ? whole(h) : this.#token.run(op, (s, p) => fn!(s, p, h)))
       } catch (err) {
         // A handle from before a token swap: look the object up again, once.
         if (attempt === 0 && err instanceof HsmError && err.code === 'EHSM_KEY_NOT_FOUND') {

@@ -2,6 +2,7 @@ import { readFileSync, realpathSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Clock } from '../clock.ts'
 import { HsmError, toHsmError } from './errors.ts'
+import { OffThread, type OffThreadJob } from './off-thread.ts'
 import { cleanLabel, pkcs11, type Handle, type PKCS11 } from './pkcs11.ts'
 
 export interface TokenOptions {
@@ -18,7 +19,25 @@ export interface TokenOptions {
   /** Extra environment the module reads at C_Initialize (SOFTHSM2_CONF for SoftHSM). */
   env?: Readonly<Record<string, string>>
   clock: Clock
+  /**
+   * Refuse the calls that may wait inside the module on the main thread (#33): every
+   * `C_*Init` that starts a cryptographic operation, and key generation but in its
+   * asynchronous form. The tests run every token this way, so a new synchronous call
+   * on the main thread fails a test rather than stalling the box.
+   */
+  strict?: boolean
 }
+
+/** The calls `strict` refuses on the main thread (they run on a token thread, off-thread.ts, or in their *Async form). */
+export const MAIN_THREAD_FORBIDDEN = [
+  'C_SignInit',
+  'C_EncryptInit',
+  'C_DecryptInit',
+  'C_VerifyInit',
+  'C_DigestInit',
+  'C_GenerateKey',
+  'C_GenerateKeyPair',
+] as const
 
 export type TokenState = 'closed' | 'connected' | 'unavailable'
 
@@ -101,6 +120,8 @@ export class Token {
   onReconnect: (() => void) | undefined
   /** Called at once when the token is found gone or back (S11: reported when seen, not at the next health check). */
   onStateChange: ((state: TokenState) => void) | undefined
+  /** The threads that run an operation and its `Init` whole (#33), made with the first connection. */
+  #offThread: OffThread | undefined
 
   constructor(opts: TokenOptions) {
     this.#opts = opts
@@ -123,7 +144,7 @@ export class Token {
     await this.#connection(true)
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     const conn = this.#conn
     this.#conn = undefined
     this.#state = 'closed'
@@ -131,7 +152,20 @@ export class Token {
       conn.dead = true
       if (conn.active === 0) this.#teardown(conn)
     }
-    return Promise.resolve()
+    const threads = this.#offThread
+    this.#offThread = undefined
+    await threads?.stop()
+  }
+
+  /**
+   * Runs a cryptographic operation with the `Init` that starts it, whole, on a token thread
+   * (#33): the main thread never waits inside the module. On a session of its own, like `run`.
+   */
+  runWhole(operation: string, key: Handle, op: OffThreadJob['op'], mechanism: OffThreadJob['mechanism'], input: Buffer, outLength: number): Promise<Buffer> {
+    return this.run(operation, (session) => {
+      this.#offThread ??= new OffThread(this.#opts.module, this.#opts.env ?? {}, this.#opts.sessions)
+      return this.#offThread.run(op, session, key, mechanism, input, outLength)
+    })
   }
 
   /** Token information for status pages (label, model, serial, flags). */
@@ -216,7 +250,7 @@ export class Token {
     const pin = readPinFile(this.#opts.pinFile)
     for (const [k, v] of Object.entries(this.#opts.env ?? {})) process.env[k] = v
     assertSafeModule(this.#opts.module)
-    const p = new pkcs11.PKCS11()
+    const p = this.#opts.strict ? strictly(new pkcs11.PKCS11()) : new pkcs11.PKCS11()
     try {
       p.load(this.#opts.module)
     } catch (err) {
@@ -304,4 +338,19 @@ export class Token {
     if (next) next(session)
     else conn.free.push(session)
   }
+}
+
+/** A module whose calls that may wait are refused on this thread (`TokenOptions.strict`). */
+function strictly(p: PKCS11): PKCS11 {
+  const forbidden = new Set<string | symbol>(MAIN_THREAD_FORBIDDEN)
+  return new Proxy(p, {
+    get(target, prop) {
+      if (forbidden.has(prop))
+        return () => {
+          throw new Error(`${String(prop)} on the main thread: use its asynchronous form, or Token.runWhole (#33)`)
+        }
+      const v = Reflect.get(target, prop, target) as unknown
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+    },
+  })
 }

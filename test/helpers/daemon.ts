@@ -45,7 +45,8 @@ export function spawnDaemon(t: T, args: string[], opts: { coverage?: boolean; en
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !dropped.has(k)))
   const proc = spawn(process.execPath, [...DAEMON_NODE_ARGS, ...(opts.nodeArgs ?? []), MAIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...base, ...DAEMON_ENV, ...opts.env },
+    // #33: every daemon a test runs refuses synchronous C_*Init and C_GenerateKey on its main thread.
+    env: { ...base, ...DAEMON_ENV, SG_PKCS11_STRICT: '1', ...opts.env },
   })
   const records: Record<string, unknown>[] = []
   const waiters: { pred: (r: Record<string, unknown>) => boolean; resolve: (r: Record<string, unknown>) => void }[] = []

@@ -23,6 +23,8 @@ export async function devHsm(
     reconnectIntervalMs: opts.reconnectIntervalMs ?? 1000,
     devDir: dir,
     clock: opts.clock ?? { now: () => Date.now() },
+    // #33: a synchronous C_*Init or C_GenerateKey on the main thread fails the test.
+    strict: true,
   })
   await hsm.open()
   t.teardown(() => hsm.close())

@@ -127,3 +127,39 @@ t.test('status: token identity, required keys and certificate expiry', async (t)
     [true, true],
   )
 })
+
+t.test('#33: the calls that may wait in the module never run on the main thread: an operation and its Init run whole on a token thread', async (t) => {
+  const { hsm } = await devHsm(t) // strict, as every token in the tests
+  await hsm.keys.generateKeyPair('k', 'rsa-2048')
+  await hsm.keys.generateSecretKey('s', 'aes-256') // C_GenerateKeyAsync
+  // The main thread's module refuses them (a new call of this kind fails a test rather than stalling the box).
+  for (const call of ['C_SignInit', 'C_EncryptInit', 'C_DecryptInit', 'C_GenerateKey', 'C_GenerateKeyPair'] as const) {
+    const err = await hsm.token
+      .run(call, (_s, p) => (p[call] as unknown as () => unknown)())
+      .then(
+        () => undefined,
+        (e: unknown) => e as HsmError,
+      )
+    t.match(err?.message, new RegExp(`${call} on the main thread`), `${call} refused on the main thread`)
+    await hsm.token.info() // a success between, or three unexplained failures in a row reconnect the token
+  }
+  // While a token thread signs, the main thread's timers keep their time.
+  let late = 0
+  let last = performance.now()
+  const tick = setInterval(() => {
+    late = Math.max(late, performance.now() - last - 1)
+    last = performance.now()
+  }, 1)
+  const sigs = await Promise.all(Array.from({ length: 40 }, (_, i) => hsm.keys.sign('k', 'rsa-pkcs1-sha256', Buffer.from(`m${i}`))))
+  clearInterval(tick)
+  t.equal(sigs.length, 40)
+  t.ok(sigs.every((s) => s.length === 256))
+  const { iv, ciphertext } = await hsm.keys.encrypt('s', Buffer.from('data key'))
+  t.equal((await hsm.keys.decrypt('s', iv, ciphertext)).toString(), 'data key', 'encrypt and decrypt whole on a token thread')
+  t.comment(`the main thread's longest stall while 40 signatures ran: ${late.toFixed(1)} ms`)
+  // A token error from the thread is the same HsmError as before.
+  const bad = (await hsm.keys
+    .decrypt('s', iv, Buffer.concat([ciphertext.subarray(0, -1), Buffer.from([ciphertext.at(-1)! ^ 1])]))
+    .catch((e: unknown) => e)) as HsmError
+  t.equal(bad.code, 'EHSM_DATA_INVALID', 'a failed tag check comes back as EHSM_DATA_INVALID')
+})

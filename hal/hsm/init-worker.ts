@@ -1,0 +1,63 @@
+import { parentPort, workerData } from 'node:worker_threads'
+import { pkcs11 } from './pkcs11.ts'
+import type { OffThreadJob, OffThreadReply } from './off-thread.ts'
+
+/**
+ * A thread that runs a token operation whole (#33): `C_*Init` and the
+ * operation it starts, one after the other, synchronously — here, not on the
+ * main thread. pkcs11js has asynchronous forms of the operations but not of
+ * their `Init`, and a token's `Init` can wait (SoftHSM loads and decrypts the
+ * key in it, and takes a lock another thread holds while it signs); on the
+ * main thread that wait held up everything else, a receiver's 250 included.
+ *
+ * The module is the one the main thread loaded (the same library in this
+ * process: its sessions, login and object handles are the application's, not
+ * a thread's, PKCS#11 §5.5). This thread never finalises it.
+ */
+const p = new pkcs11.PKCS11()
+p.load((workerData as { module: string }).module)
+try {
+  p.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK })
+} catch (err) {
+  if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test(String((err as Error).message))) throw err
+}
+
+/** Buffers arrive as Uint8Arrays (structured clone): pkcs11js wants Buffers. */
+const buf = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+
+function mechanism(m: OffThreadJob['mechanism']): Parameters<typeof p.C_SignInit>[1] {
+  if (!m.parameter) return { mechanism: m.mechanism }
+  const parameter: Record<string, unknown> = { ...m.parameter }
+  for (const k of ['iv', 'aad'] as const) if (parameter[k] instanceof Uint8Array) parameter[k] = buf(parameter[k])
+  return { mechanism: m.mechanism, parameter } as never
+}
+
+parentPort!.on('message', (job: OffThreadJob) => {
+  let reply: OffThreadReply
+  try {
+    const session = buf(job.session)
+    const key = buf(job.key)
+    const input = buf(job.input)
+    const out = Buffer.alloc(job.outLength)
+    let result: Buffer
+    switch (job.op) {
+      case 'sign':
+        p.C_SignInit(session, mechanism(job.mechanism), key)
+        result = p.C_Sign(session, input, out)
+        break
+      case 'encrypt':
+        p.C_EncryptInit(session, mechanism(job.mechanism), key)
+        result = p.C_Encrypt(session, input, out)
+        break
+      case 'decrypt':
+        p.C_DecryptInit(session, mechanism(job.mechanism), key)
+        result = p.C_Decrypt(session, input, out)
+        break
+    }
+    reply = { id: job.id, ok: new Uint8Array(result.buffer, result.byteOffset, result.byteLength) }
+  } catch (err) {
+    const e = err as Error
+    reply = { id: job.id, error: { name: e.name, message: e.message } }
+  }
+  parentPort!.postMessage(reply)
+})
