@@ -36,6 +36,8 @@ export type BoxEvent =
       tls: string | undefined
       recipients: readonly string[]
       bytes: number
+      /** Written at a start: the spool had the mail, a crash had kept its acceptance from the trail (#33). */
+      recovered?: boolean
     }
   | {
       type: 'submission.refused'

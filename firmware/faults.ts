@@ -5,7 +5,7 @@
  * (SIGKILL, like a power cut) when it reaches that point. Inert otherwise; the
  * names are listed here so a test cannot ask for one that does not exist.
  */
-export const CRASH_POINTS = ['delivery.after-progress'] as const
+export const CRASH_POINTS = ['delivery.after-progress', 'submission.after-spool'] as const
 export type CrashPoint = (typeof CRASH_POINTS)[number]
 
 const armed = process.env.SG_CRASH_AT

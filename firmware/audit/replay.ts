@@ -26,3 +26,14 @@ export async function* recordsAfter(dir: string, after: number): AsyncGenerator<
     }
   }
 }
+
+/** The trail's complete records from the UTC day `day` on (a bounded look back: the days before are not read). */
+export async function* recordsFromDay(dir: string, day: string): AsyncGenerator<{ seq: number; line: string }> {
+  for (const seg of (await listSegments(dir)).filter((s) => s.day >= day)) {
+    for await (const l of readLines(seg)) {
+      if (!l.complete) continue
+      const link = recordLink(l.text)
+      if (link) yield { seq: link.seq, line: l.text }
+    }
+  }
+}

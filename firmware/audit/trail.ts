@@ -50,6 +50,7 @@ export class AuditTrail implements Component, EventSink {
   #started = false
   #stopping = false
   #seq = 0
+  #lastTimeAtStart = 0
   #head = GENESIS
   #day: string | undefined
   #fh: FileHandle | undefined
@@ -75,6 +76,11 @@ export class AuditTrail implements Component, EventSink {
     this.#hsm = deps.hsm
     this.#clock = deps.clock
     this.#redactor = new Redactor(deps.hsm, this.#log)
+  }
+
+  /** The time of the last record the trail had when it started (0 if it had none, or it could not be read). */
+  get lastTimeAtStart(): number {
+    return this.#lastTimeAtStart
   }
 
   /** Sequence number and hash of the last record written and fsync'd. */
@@ -292,6 +298,7 @@ export class AuditTrail implements Component, EventSink {
       const end = await dayEnd(this.dir, last.day)
       this.#seq = end.seq
       this.#head = end.hash
+      this.#lastTimeAtStart = Date.parse(`${last.day}T23:59:59.999Z`)
       return 0
     }
     const { size } = await stat(last.file)
@@ -306,6 +313,7 @@ export class AuditTrail implements Component, EventSink {
       if (!link) throw new Error(`audit segment ${last.file} ends in a line that is not a record`)
       this.#seq = link.seq
       this.#head = recordHash(tail.line)
+      this.#lastTimeAtStart = Date.parse((JSON.parse(tail.line) as { time?: string }).time ?? '') || 0
     } else {
       const previous = segments.at(-2)
       if (previous) ({ seq: this.#seq, hash: this.#head } = await dayEnd(this.dir, previous.day))

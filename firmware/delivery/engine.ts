@@ -16,7 +16,7 @@ import { Percentiles } from './percentiles.ts'
 import { ConnectionPool } from './pool.ts'
 import { systemResolver, type Resolver } from './routes.ts'
 import { transactions, Transport, type Outcome } from './transport.ts'
-import { recordsAfter } from '../audit/replay.ts'
+import { recordsAfter, recordsFromDay } from '../audit/replay.ts'
 import { crashPoint } from '../faults.ts'
 import { redactText } from '../pii/redact.ts'
 import { noticeIdFor } from './notices.ts'
@@ -28,6 +28,9 @@ import { noticeIdFor } from './notices.ts'
  * budget, retries with back-off, and brings each mail to a final state —
  * delivered, bounced or expired — which shreds it from the spool.
  */
+/** How far before the trail's last record a start looks for spooled mails the trail never saw accepted (#33). */
+const RECOVERY_LOOKBACK_MS = 60_000
+
 export class DeliveryEngine implements Component {
   readonly name = 'delivery'
   readonly limiter: ByteRateLimiter
@@ -56,7 +59,7 @@ export class DeliveryEngine implements Component {
   readonly #evidence = new Map<string, ReceiptRule['readEvidence']>()
 
   /** The audit trail's files and head, to find after a crash what it lost (#33). */
-  readonly #trail: { dir: string; head: { seq: number } } | undefined
+  readonly #trail: { dir: string; head: { seq: number }; lastTimeAtStart: number } | undefined
 
   constructor(deps: {
     config: Config
@@ -66,7 +69,7 @@ export class DeliveryEngine implements Component {
     clock: Clock
     resolver?: Resolver
     returnPath?: ReturnPathTokens
-    trail?: { dir: string; head: { seq: number } }
+    trail?: { dir: string; head: { seq: number }; lastTimeAtStart: number }
   }) {
     this.#config = deps.config
     this.#trail = deps.trail
@@ -93,7 +96,9 @@ export class DeliveryEngine implements Component {
   }
 
   async start(): Promise<void> {
-    // #33: before anything is sent, what an interrupted attempt did is in the trail and told to the firm.
+    // #33: before anything is sent, every spooled statement's acceptance and what an interrupted attempt
+    // did are in the trail, and the firm has been told.
+    await this.#recoverAcceptances()
     await this.#replayUnconfirmed()
     if (!this.#config.delivery.enabled) return void this.#log.warn('delivery is disabled: mail stays queued')
     const d = this.#config.delivery
@@ -435,6 +440,55 @@ export class DeliveryEngine implements Component {
       await this.#finish(env.id, 'delivered', lastReply)
       this.counts.delivered++
     }
+  }
+
+  /**
+   * S6, M9, #33: a mail is durable in the spool a moment before the trail's group with its
+   * acceptance is written (`audit.flushMs`); a crash between leaves a statement the spool will
+   * deliver and the trail never saw accepted (the ledger would never count it). The mails
+   * received shortly before the trail's last record are looked up in the trail from that day
+   * on; one whose acceptance is missing has it written now, marked `recovered` (its client
+   * may not have heard the 250, and may send it again).
+   */
+  async #recoverAcceptances(): Promise<void> {
+    if (!this.#trail) return
+    const since = this.#trail.lastTimeAtStart - RECOVERY_LOOKBACK_MS
+    const candidates = this.#spool.createdSince(since)
+    if (!candidates.length) return
+    const recorded = new Set<string>()
+    const day = new Date(Math.max(0, since)).toISOString().slice(0, 10)
+    for await (const { line } of recordsFromDay(this.#trail.dir, day)) {
+      if (!line.includes('"submission.accepted"')) continue
+      const r = JSON.parse(line) as { type: string; id?: string }
+      if (r.type === 'submission.accepted' && r.id) recorded.add(r.id)
+    }
+    let recovered = 0
+    for (const e of candidates) {
+      if (recorded.has(e.id)) continue
+      let mail: Submitted
+      try {
+        mail = await this.#spool.read(e.id)
+      } catch (err) {
+        this.#log.error({ id: e.id, err: (err as Error).message }, 'cannot read a mail to record its lost acceptance; tried again at the next start')
+        continue
+      }
+      const env = mail.envelope
+      if ((env.kind ?? 'statement') !== 'statement') continue
+      this.#events.emit({
+        type: 'submission.accepted',
+        id: e.id,
+        account: env.account,
+        clientAddress: env.clientAddress,
+        tls: env.tls?.protocol,
+        recipients: env.rcptTo,
+        bytes: mail.message.length,
+        recovered: true,
+      })
+      recovered++
+    }
+    if (!recovered) return
+    await this.#events.durable?.()
+    this.#log.warn({ mails: recovered }, 'spooled mails whose acceptance a crash kept from the trail: recorded now (their clients may not have heard 250)')
   }
 
   /**

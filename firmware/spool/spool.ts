@@ -382,6 +382,16 @@ export class Spool implements Component, Handoff {
     return this.#index.oldestCreated()
   }
 
+  /** The mails received at or after `t` (a start's look at the last moments before a crash; O(n)). */
+  createdSince(t: number): SpoolEntry[] {
+    const out: SpoolEntry[] = []
+    for (const id of this.#index.ids()) {
+      const e = this.#index.get(id)
+      if (e && e.created >= t) out.push(e)
+    }
+    return out
+  }
+
   /** Up to `limit` queued mails (of one state, if given), after the first `offset`: a page of the queue. */
   list(limit: number, state?: SpoolState, offset = 0): SpoolEntry[] {
     return this.#index.select(limit, (s) => state === undefined || s === state, offset)

@@ -1,3 +1,4 @@
+import { crashPoint } from '../faults.ts'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
@@ -325,6 +326,7 @@ export class SubmissionServer implements Component {
         ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.standardName ?? session.tlsOptions.name }
         : undefined
     await this.#handoff.accept({ envelope: { id, mailFrom, rcptTo, account, clientAddress, tls, receivedAt: at }, message })
+    crashPoint('submission.after-spool')
     state.log.info({ id, from: maskAddress(mailFrom), rcpt: rcptTo.map(maskAddress), bytes, user: session.user }, 'mail accepted')
     this.#events.emit({ type: 'submission.accepted', id, account, clientAddress, tls: tls?.protocol, recipients: rcptTo, bytes })
     // S6, M9: the trail records the acceptance before the client hears 250 (a crash then loses neither).

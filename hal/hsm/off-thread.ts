@@ -26,18 +26,34 @@ class RemoteError extends Error {
 /**
  * The threads that run token operations whole, off the main thread (#33):
  * one per session, so every session can be busy at once as before, each job
- * on the thread that is least busy. Started with the first job; stopped with
- * the token.
+ * on the thread that is least busy. Started with the first job.
+ *
+ * One pool per module for the whole process, never stopped (its threads are
+ * unref'd): each thread holds the library loaded, and a thread that ended
+ * would run its finaliser and unload the module under the token that closed
+ * and the next one that opens it (a crash, SIGSEGV, seen when a process
+ * opened and closed tokens one after another). A token's close leaves the
+ * threads idle; its sessions are gone, so no job of it can still be sent.
  */
 export class OffThread {
+  static readonly #pools = new Map<string, OffThread>()
+
+  /** The process's pool for a module, grown to `threads` if a token with more sessions asks. */
+  static for(module: string, env: Readonly<Record<string, string>>, threads: number): OffThread {
+    let pool = OffThread.#pools.get(module)
+    if (!pool) OffThread.#pools.set(module, (pool = new OffThread(module, env, threads)))
+    pool.#size = Math.max(pool.#size, threads)
+    return pool
+  }
+
   readonly #module: string
   readonly #env: NodeJS.ProcessEnv
-  readonly #size: number
+  #size: number
   #threads: { worker: Worker; busy: number }[] = []
-  readonly #pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void; thread: { busy: number } }>()
+  readonly #pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void; thread: { worker: Worker; busy: number } }>()
   #next = 0
 
-  constructor(module: string, env: Readonly<Record<string, string>>, threads: number) {
+  private constructor(module: string, env: Readonly<Record<string, string>>, threads: number) {
     this.#module = module
     this.#env = { ...process.env, ...env }
     this.#size = threads
@@ -47,7 +63,8 @@ export class OffThread {
     if (this.#threads.length < this.#size) this.#start()
     const thread = this.#threads.reduce((a, b) => (b.busy < a.busy ? b : a))
     const id = ++this.#next
-    thread.busy++
+    // A thread with a job keeps the process alive until it answers; an idle one does not.
+    if (thread.busy++ === 0) thread.worker.ref()
     return new Promise<Buffer>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, thread })
       const job: OffThreadJob = { id, op, session, key, mechanism, input, outLength }
@@ -55,30 +72,23 @@ export class OffThread {
     })
   }
 
-  /** Stops the threads; jobs still running fail. */
-  async stop(): Promise<void> {
-    const threads = this.#threads
-    this.#threads = []
-    await Promise.all(threads.map((t) => t.worker.terminate()))
-  }
-
   /** Starts threads up to the pool's size (at the first job, and in place of one that died). */
   #start(): void {
     while (this.#threads.length < this.#size) {
       const worker = new Worker(new URL('./init-worker.ts', import.meta.url), { workerData: { module: this.#module }, env: this.#env })
-      // A token thread never keeps the box from exiting.
-      worker.unref()
       const thread = { worker, busy: 0 }
       worker.on('message', (r: OffThreadReply) => {
         const job = this.#pending.get(r.id)
         if (!job) return
         this.#pending.delete(r.id)
-        job.thread.busy--
+        if (--job.thread.busy === 0) thread.worker.unref()
         if ('ok' in r) job.resolve(Buffer.from(r.ok.buffer, r.ok.byteOffset, r.ok.byteLength))
         else job.reject(new RemoteError(r.error))
       })
       worker.on('error', (err: Error) => this.#failAll(thread, err))
       worker.on('exit', () => this.#failAll(thread, new Error('the token thread stopped')))
+      // A token thread never keeps the box from exiting (unref'd after its listeners, which would ref it again).
+      worker.unref()
       this.#threads.push(thread)
     }
   }

@@ -144,7 +144,8 @@ export class Token {
     await this.#connection(true)
   }
 
-  async close(): Promise<void> {
+  /** Closes the sessions and finalises the module (the token threads stay, idle: off-thread.ts). */
+  close(): Promise<void> {
     const conn = this.#conn
     this.#conn = undefined
     this.#state = 'closed'
@@ -152,9 +153,7 @@ export class Token {
       conn.dead = true
       if (conn.active === 0) this.#teardown(conn)
     }
-    const threads = this.#offThread
-    this.#offThread = undefined
-    await threads?.stop()
+    return Promise.resolve()
   }
 
   /**
@@ -163,7 +162,7 @@ export class Token {
    */
   runWhole(operation: string, key: Handle, op: OffThreadJob['op'], mechanism: OffThreadJob['mechanism'], input: Buffer, outLength: number): Promise<Buffer> {
     return this.run(operation, (session) => {
-      this.#offThread ??= new OffThread(this.#opts.module, this.#opts.env ?? {}, this.#opts.sessions)
+      this.#offThread ??= OffThread.for(this.#opts.module, this.#opts.env ?? {}, this.#opts.sessions)
       return this.#offThread.run(op, session, key, mechanism, input, outLength)
     })
   }

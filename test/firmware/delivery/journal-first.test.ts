@@ -4,6 +4,10 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { parseConfig } from '../../../firmware/config/load.ts'
+import { ledgerPath } from '../../../firmware/reports/ledger.ts'
+import { summary } from '../../../firmware/reports/queries.ts'
+import { SqliteStore } from '../../../firmware/reports/store.ts'
 import { spawnDaemon, submitter, writeDaemonConfig } from '../../helpers/daemon.ts'
 import { startReceiver, until } from '../../helpers/receiver.ts'
 
@@ -97,6 +101,39 @@ t.test('a crash between the journal and the trail: after the restart the deliver
   t.equal(records.length, 1, 'the delivery is in the trail exactly once')
   t.match(records[0], { outcome: 'delivered', replayed: true, transaction: '1.1' })
   t.match(await trail(cfg.path, '--type', 'spool.final', '--id', id), [{ outcome: 'delivered' }], 'and the mail ended delivered')
+  const verify = await run(process.execPath, [AUDIT, 'verify', '--config', cfg.path])
+  t.match(verify.stdout, /OK/, 'npm run audit -- verify passes')
+})
+
+t.test('a crash after the spool took a mail and before the trail recorded its acceptance: the restart records it once, and the ledger counts it', async (t) => {
+  const rx = await startReceiver(t)
+  const cfg = await writeDaemonConfig(t, {
+    spool: { verifyOnStart: false },
+    delivery: { routes: [{ domain: '*', host: '127.0.0.1', port: rx.port }] },
+  })
+  let box = spawnDaemon(t, ['--config', cfg.path], { env: { SG_CRASH_AT: 'submission.after-spool' } })
+  const port = ((await box.waitFor((r) => r.msg === 'submission listening')) as unknown as { starttls: { port: number } }).starttls.port
+  const smtp = await submitter(t, cfg.dataDir, port)
+  await t.rejects(
+    smtp.sendMail({ from: 'statements@bank.example', to: 'wang@example.net', subject: 'statement', text: 'statement' }),
+    'the client heard no 250',
+  )
+  t.match(await box.exited, { signal: 'SIGKILL' }, 'the box crashed with the mail in its spool')
+  t.same(await trail(cfg.path, '--type', 'submission.accepted'), [], 'the trail had not written the acceptance')
+
+  box = spawnDaemon(t, ['--config', cfg.path])
+  t.match(await box.waitFor((r) => /acceptance a crash kept from the trail/.test(String(r.msg))), { mails: 1 })
+  await until(() => rx.received.length === 1, 30_000)
+  await new Promise((r) => setTimeout(r, 500))
+  box.proc.kill('SIGTERM')
+  await box.exited
+  const accepted = await trail(cfg.path, '--type', 'submission.accepted')
+  t.equal(accepted.length, 1, 'the acceptance is in the trail exactly once')
+  t.match(accepted[0], { recovered: true, recipients: [{ m: String }] })
+  const store = new SqliteStore(ledgerPath(parseConfig({ dataDir: cfg.dataDir })), { readOnly: true })
+  t.teardown(() => store.close())
+  const [row] = await summary(store, {}, [])
+  t.match(row, { submitted: 1, recipients: 1, delivered: 1 }, 'the ledger counts the statement the customer got')
   const verify = await run(process.execPath, [AUDIT, 'verify', '--config', cfg.path])
   t.match(verify.stdout, /OK/, 'npm run audit -- verify passes')
 })
