@@ -131,8 +131,11 @@ export class Hsm {
       }
       return { state: this.token.state, error: undefined, token, keys, certificates }
     } catch (err) {
+      // #33: the probe is the token's answer now; a failed one means the token is not usable, whatever an
+      // earlier call found. The connection is dropped (state unavailable, told at once) and made again when it answers.
+      if (err instanceof HsmError && this.token.state === 'connected') this.token.invalidate(err)
       return {
-        state: this.token.state,
+        state: this.token.state === 'connected' ? 'unavailable' : this.token.state,
         error: err instanceof Error ? err.message : String(err),
         token: undefined,
         keys: required.map((k) => ({ label: k.label, purpose: k.purpose, present: false })),

@@ -104,6 +104,27 @@ t.test('token removed mid-run: operations fail as temporary (never "key not foun
   t.equal(hsm.token.state, 'connected')
 })
 
+t.test('#33: status never says connected while its own probe fails; the failed probe is the outage, told at once', async (t) => {
+  let now = 0
+  const { hsm, dir } = await devHsm(t, { reconnectIntervalMs: 1000, clock: { now: () => now } })
+  const required = [{ label: 'smime', type: 'rsa-2048', purpose: 'test' }] as const
+  await hsm.keys.generateKeyPair('smime', 'rsa-2048')
+  t.equal((await hsm.status(required)).state, 'connected')
+  const seen: string[] = []
+  hsm.token.onStateChange = (s) => seen.push(s)
+
+  // An idle box: no operation has failed yet when the token goes.
+  renameSync(join(dir, 'tokens'), join(dir, 'tokens.away'))
+  const s = await hsm.status(required)
+  t.ok(s.error, `the probe fails: ${s.error}`)
+  t.equal(s.state, 'unavailable', 'the first status after the token went says unavailable')
+  t.same(seen, ['unavailable'], 'and the state change is told at once (the log, the alarm)')
+
+  renameSync(join(dir, 'tokens.away'), join(dir, 'tokens'))
+  now += 1001
+  t.match(await hsm.status(required), { state: 'connected', error: undefined, keys: [{ present: true }] }, 'back: the next probe connects again')
+})
+
 t.test('status: token identity, required keys and certificate expiry', async (t) => {
   const { hsm } = await devHsm(t)
   const required = [
