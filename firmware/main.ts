@@ -26,6 +26,7 @@ import { createLogger, type Logger } from './log.ts'
 import { KeyService } from './keys/service.ts'
 import { CHECKPOINT_KEY_LABEL, CONFIG_VERSION_LABEL } from './keys/labels.ts'
 import { AuditCopyHandoff } from './delivery/audit-copy.ts'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { DeliveryEngine } from './delivery/engine.ts'
 import { Ledger } from './reports/ledger.ts'
 import { WebhookSender } from './reports/webhooks.ts'
@@ -135,6 +136,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   })
   // Stopped in reverse: the trail records the others' last events, then signs a final checkpoint while the HSM is still open.
   const startedAt = new Date().toISOString()
+  // #33: the box's own measure of how long its event loop was held up (a 250 not read, a timer late), since it started serving.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+  loopDelay.enable()
   /** The admin page's client faults, for status (the page is made after the control socket it serves). */
   const adminClientErrors: { counts: Record<string, number> } = { counts: {} }
   const control = new ControlServer({
@@ -159,14 +163,20 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         ...delivery.counts,
         inFlight: delivery.inFlight,
         journalLagMs: delivery.journalLag.summary(),
+        // #33: what the journal's stamps leave out: a group's stamp to its write returning durable.
+        journalWriteMs: spool.journalWrites.summary(),
         paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })),
       },
       policy: Object.fromEntries(policy.counters),
       hsm: await hsm.check(),
+      eventLoop: { maxMs: Math.round(loopDelay.max / 1e5) / 10, p99Ms: Math.round(loopDelay.percentile(99) / 1e5) / 10 },
     }),
     remove: (id, who, reason) => delivery.remove(id, who, reason),
     // The recent 250-to-journal windows themselves (ms), for the reliability suite's percentiles.
-    views: { 'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()) },
+    views: {
+      'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()),
+      'spool.journal-writes': () => Promise.resolve(spool.journalWrites.values()),
+    },
   })
   const configVersions = new ConfigVersions({
     dataDir: config.dataDir,
@@ -339,6 +349,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   // S8: while no administrator exists, the pending setup code is shown at every start.
   const setupCode = admin.url && !accounts.hasAdmin() ? accounts.pendingSetupCode() : undefined
   const returnsUp = returns.listening ? returns.address : undefined
+  // What the start itself held up (loading, opening the spool) is not a stall in service.
+  loopDelay.reset()
   log.info({ dataDir: config.dataDir, pid: process.pid }, 'statement gateway started')
   notifier.ready(`submission on ${starttls.host}:${starttls.port} and ${implicitTls.port}; ${spool.stats().total} queued`)
   process.stderr.write(

@@ -40,6 +40,7 @@ interface Status {
   returnPath?: { clientErrors: Record<string, number>; memory: { used: number; peak: number; limit: number; evictions: number } }
   admin?: { clientErrors: Record<string, number> }
   tracking?: { clientErrors: Record<string, number> }
+  eventLoop?: { maxMs: number; p99Ms: number }
 }
 
 let status: Status
@@ -57,13 +58,17 @@ if (values.json) {
 }
 const s = status.spool
 const d = status.delivery
-const lag = (d as unknown as { journalLagMs?: { samples: number; p50: number; p99: number; max: number } }).journalLagMs
+type Summary = { samples: number; p50: number; p99: number; max: number }
+const lag = (d as unknown as { journalLagMs?: Summary }).journalLagMs
+const writes = (d as unknown as { journalWriteMs?: Summary }).journalWriteMs
 const mb = (n: number) => Math.round(n / 2 ** 20)
 const lines = [
   `running since ${status.startedAt} (pid ${status.pid}, Node ${status.node})`,
   `queue     ${s.total} queued: ${s.queued} waiting, ${s.inflight} in flight, ${s.deferred} deferred, ${s.held} held`,
   `delivery  since start: ${d.delivered} delivered, ${d.deferred} deferred, ${d.bounced} bounced, ${d.expired} expired; ${d.inFlight} in progress`,
   ...(lag && lag.samples ? [`          250 to journal: p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms (${lag.samples} mails)`] : []),
+  ...(writes && writes.samples ? [`          journal writes (stamp to durable): p50 ${writes.p50} ms, p99 ${writes.p99} ms, max ${writes.max} ms`] : []),
+  ...(status.eventLoop ? [`          event loop held up at most ${status.eventLoop.maxMs} ms since start (p99 ${status.eventLoop.p99Ms} ms)`] : []),
   ...d.paused.map((p) => `          ${p.address} rests at ${p.destination} until ${p.until}`),
   ...(status.memory
     ? [

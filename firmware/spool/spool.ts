@@ -1,3 +1,4 @@
+import type { Percentiles } from '../percentiles.ts'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { readFile, rename, unlink } from 'node:fs/promises'
@@ -380,6 +381,11 @@ export class Spool implements Component, Handoff {
   /** When the oldest mail in the queue was received (S11: queue age), or undefined when it is empty. */
   oldestCreated(): number | undefined {
     return this.#index.oldestCreated()
+  }
+
+  /** #33: the journal's writes, from a group's stamp to durable (ms). */
+  get journalWrites(): Percentiles {
+    return this.#journal.writes
   }
 
   /** The mails received at or after `t` (a start's look at the last moments before a crash; O(n)). */

@@ -24,6 +24,7 @@ export const LAYERS: readonly (readonly string[])[] = [
     'firmware/runtime.ts',
     'firmware/notify.ts',
     'firmware/faults.ts',
+    'firmware/percentiles.ts',
   ],
   ['firmware/config'],
   ['firmware/mime'],

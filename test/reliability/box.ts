@@ -78,7 +78,7 @@ export class Box {
         pending = lines.pop()!
         for (const l of lines) {
           this.log.push(l)
-          if (this.log.length > 5000) this.log.splice(0, 1000)
+          if (this.log.length > 100_000) this.log.splice(0, 10_000)
           if (l.includes('"msg":"submission listening"')) {
             const r = JSON.parse(l) as { starttls: { port: number }; implicitTls: { port: number } }
             this.port = r.starttls.port
@@ -102,9 +102,14 @@ export class Box {
       })
     })
     await ready
+    this.ready = true
   }
 
+  /** Started and serving (a client waits while it is not, as a firm's system retrying later would). */
+  ready = false
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    this.ready = false
     this.proc?.kill(signal)
     return this.#exited ?? Promise.resolve(null)
   }
@@ -124,9 +129,61 @@ export class Box {
     return (r as { result: number[] }).result
   }
 
+  /** The box's own longest event-loop stall since its start (ms), 0 if it cannot be asked. */
+  async eventLoopMax(): Promise<number> {
+    try {
+      const s = (await this.status()) as { eventLoop?: { maxMs: number } }
+      return s.eventLoop?.maxMs ?? 0
+    } catch {
+      return 0
+    }
+  }
+
+  /** The journal's recent write times, stamp to durable (ms; #33). */
+  async journalWrites(): Promise<number[]> {
+    const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'spool.journal-writes', who: 'reliability' }], 10_000)
+    return (r as { result: number[] }).result
+  }
+
   async queueTotal(): Promise<number> {
     const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'queue.summary', who: 'reliability' }], 10_000)
     return (r as { result: { total: number } }).result.total
+  }
+
+  /**
+   * Adds the journal's lines, by queue id, with the times they were written (#33: each line
+   * carries it) to `into`. Read after a kill and before the restart, whose compaction rewrites it.
+   */
+  readJournal(into: Map<string, number[]>): void {
+    let text: string
+    try {
+      text = readFileSync(join(this.dataDir, 'spool', 'journal'), 'latin1')
+    } catch {
+      return
+    }
+    for (const line of text.split('\n')) {
+      const f = line.split(' ')
+      const stamp = f[5] ? parseInt(f[5], 36) : NaN
+      if (!f[0] || !Number.isFinite(stamp)) continue
+      const seen = into.get(f[0]) ?? []
+      if (!seen.includes(stamp)) seen.push(stamp)
+      into.set(f[0], seen)
+    }
+  }
+
+  /** The times (ms) of the box's log lines with this message, from its stdout since it was made. */
+  logTimes(msg: string | RegExp): number[] {
+    const out: number[] = []
+    for (const l of this.log) {
+      if (!l.startsWith('{')) continue
+      try {
+        const r = JSON.parse(l) as { msg?: string; time?: string }
+        if (r.msg && (typeof msg === 'string' ? r.msg === msg : msg.test(r.msg)) && r.time) out.push(Date.parse(r.time))
+      } catch {
+        // a partial line
+      }
+    }
+    return out
   }
 
   rss(): number {
@@ -144,6 +201,19 @@ export class Box {
 export interface SendResult {
   code: number
   text: string
+}
+
+/**
+ * One statement as the firm's system sends it (#33): a connection of its own, STARTTLS and
+ * AUTH, one mail, then the connection is closed.
+ */
+export async function sendOnce(box: Box, statementId: string): Promise<SendResult> {
+  const s = new Submitter(box)
+  try {
+    return await s.send(statementId)
+  } finally {
+    s.close()
+  }
 }
 
 /** One authenticated submission connection that sends statements until it fails. */

@@ -5,6 +5,7 @@ import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
 import { LISTENER_TYPES } from '../../firmware/config/sections/fields.ts'
 import { schema } from '../../firmware/config/schema.ts'
 import type { Box } from './box.ts'
+import type { Delivery } from './judge.ts'
 
 type Row = { scenario: string; measured: string; ok: boolean }
 const rows: Row[] = []
@@ -15,6 +16,11 @@ export function row(scenario: string, measured: string, ok: boolean): void {
   process.stderr.write(`${ok ? 'ok  ' : 'FAIL'} ${scenario}: ${measured}\n`)
 }
 
+/** Adds `text` to the measurements of the rows from index `from` on (a scenario's load figures). */
+export function annotate(from: number, text: string): void {
+  for (const r of rows.slice(from)) r.measured += `; ${text}`
+}
+
 /** The table so far. */
 export function results(): readonly Row[] {
   return rows
@@ -23,6 +29,8 @@ export function results(): readonly Row[] {
 /** A receiving MX that records each statement id it got and whether both signatures were on it. */
 export async function receiver(opts: { onData?: (id: string, n: number) => 'accept' | 'tempfail' | 'stall' | 'drop'; onRcpt?: (rcpt: string) => number } = {}) {
   const got = new Map<string, number>()
+  /** Every 250 the receiver gave after DATA: the statement, the box's queue id (its Received line) and the receiver's clock. */
+  const deliveries: Delivery[] = []
   /** The envelope sender each statement came with (its VERP address, when it has one). */
   const senders = new Map<string, string>()
   let unsigned = 0
@@ -61,6 +69,7 @@ export async function receiver(opts: { onData?: (id: string, n: number) => 'acce
         if (!data.startsWith('DKIM-Signature:') || !/Content-Type: multipart\/signed/i.test(data)) unsigned++
         got.set(id, (got.get(id) ?? 0) + 1)
         senders.set(id, session.envelope.mailFrom ? session.envelope.mailFrom.address : '')
+        deliveries.push({ statement: id, queueId: /\(Statement Gateway\) with \S+ id (\S+);/.exec(data)?.[1], at: Date.now() })
         cb(null, 'OK')
       })
     },
@@ -71,6 +80,7 @@ export async function receiver(opts: { onData?: (id: string, n: number) => 'acce
     server,
     port: (server.server.address() as AddressInfo).port,
     got,
+    deliveries,
     senders,
     unsigned: () => unsigned,
     close: () => new Promise<void>((r) => server.close(() => r())),
@@ -108,22 +118,27 @@ export function listenersOnPortZero(raw: Record<string, unknown>): string[] {
 }
 
 /**
- * Box config: deliver everything to the loopback MX on `port`, every listener on a free port. Only
- * what a scenario needs is changed from the shipped defaults, and the scenario's row names it.
+ * Box config: the shipped defaults, every listener on a free port, everything delivered to the
+ * loopback MX on `port` (#33). Anything else a scenario needs is passed in `extra` (delivery
+ * settings) or set by the scenario itself, and `overrides` names it for the scenario's row.
  */
 export function routeTo(port: number, extra: Record<string, unknown> = {}) {
   return (c: Record<string, unknown>) => {
     listenersOnPortZero(c)
-    c.submission = { ...(c.submission as object), maxClientsPerAddress: 64 }
-    c.delivery = {
-      routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }],
-      retrySeconds: [1, 2, 3],
-      bandwidthBitsPerSecond: 1_000_000_000,
-      ...extra,
-    }
-    c.shutdown = { graceMs: 3000 }
-    c.spool = { verifyOnStart: false }
+    c.delivery = { routes: [{ domain: '*', host: '127.0.0.1', port, tls: 'opportunistic' }], ...extra }
   }
+}
+
+/** What a row changed from the shipped defaults beyond the loopback route and free ports, as its row prints it. */
+export function overrides(changes: Record<string, unknown>): string {
+  const flat: string[] = []
+  const walk = (o: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(o))
+      if (v && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, `${prefix}${k}.`)
+      else flat.push(`${prefix}${k}=${JSON.stringify(v)}`)
+  }
+  walk(changes, '')
+  return flat.length ? `settings changed: ${flat.join(', ')}` : 'shipped defaults'
 }
 
 /** Waits until the box's queue is empty (true) or `ms` have passed (false). */

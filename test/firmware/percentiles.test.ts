@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Percentiles } from '../../../firmware/delivery/percentiles.ts'
+import { Percentiles } from '../../firmware/percentiles.ts'
 
 t.test('percentiles of the samples kept; the oldest fall out when the ring is full', async (t) => {
   const p = new Percentiles(100)

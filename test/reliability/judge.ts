@@ -1,0 +1,138 @@
+/**
+ * The reliability suite's verdicts (#33), apart from the runs that feed them so
+ * that judge.test.ts can hold them to synthetic records: a figure printed is a
+ * figure judged, against the target the issue and the README name.
+ */
+
+/** M10, S12: at most one statement delivered twice per 1,000 accepted. */
+export const DUPLICATES_PER_ACCEPTED = 1 / 1000
+/** #33: a receiver's 250 is in the journal within this many ms (p99). */
+export const WINDOW_P99_MS = 20
+
+/** One statement the receiver answered 250 to: its queue id (from its Received line) and the receiver's clock then. */
+export interface Delivery {
+  statement: string
+  queueId: string | undefined
+  at: number
+}
+
+/** What kill -9 under load left: the clients' 250s, the receiver's mails, the journal's lines and the kills' times. */
+export interface KillRecords {
+  /** Statement ids whose client read a 250. */
+  accepted: ReadonlySet<string>
+  deliveries: readonly Delivery[]
+  /** Per queue id, the times its journal lines were written (every line seen, across the runs). */
+  journal: ReadonlyMap<string, readonly number[]>
+  /** When each kill -9 was sent, in order. */
+  kills: readonly number[]
+  /** The journal's own write times (a group's stamp → durable, ms): what a line's stamp leaves out. */
+  writes?: readonly number[]
+}
+
+export interface KillVerdict {
+  accepted: number
+  lost: number
+  duplicates: number
+  duplicateLimit: number
+  /** Statements the receiver got whose client never read a 250 (a resubmitting system sends these twice). */
+  withoutA250: number
+  window: { p50: number; p99: number; max: number; count: number; interrupted: number; unmatched: number }
+  /** The journal's writes, stamp → durable; the window judged is p99 + the longest of them (a bound, never less). */
+  writes: { p99: number; max: number }
+  judged: number
+  ok: boolean
+  why: string[]
+}
+
+const pct = (sorted: readonly number[], q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0
+
+/**
+ * The 250 → journal window from the receiver's side: for each 250 the receiver gave, the
+ * first journal line of that mail written at or after it; a delivery whose line never came
+ * (the kill came first) counts until that kill — those are the ones sent again.
+ */
+export function windows(r: Pick<KillRecords, 'deliveries' | 'journal' | 'kills'>): KillVerdict['window'] & { values: number[] } {
+  const values: number[] = []
+  let interrupted = 0
+  let unmatched = 0
+  for (const d of r.deliveries) {
+    if (!d.queueId) {
+      unmatched++
+      continue
+    }
+    const killAfter = r.kills.find((k) => k >= d.at)
+    const line = (r.journal.get(d.queueId) ?? []).filter((s) => s >= d.at).reduce((a, b) => Math.min(a, b), Infinity)
+    if (line !== Infinity && (killAfter === undefined || line <= killAfter)) values.push(line - d.at)
+    else if (killAfter !== undefined) {
+      values.push(killAfter - d.at)
+      interrupted++
+    } else unmatched++
+  }
+  const sorted = [...values].sort((a, b) => a - b)
+  return { values, p50: pct(sorted, 0.5), p99: pct(sorted, 0.99), max: sorted.at(-1) ?? 0, count: sorted.length, interrupted, unmatched }
+}
+
+/** The kill -9 row: lost 0, duplicates ≤ 1/1,000 accepted, window p99 ≤ 20 ms with the interrupted ones in it. */
+export function judgeKill(r: KillRecords): KillVerdict {
+  const got = new Map<string, number>()
+  for (const d of r.deliveries) got.set(d.statement, (got.get(d.statement) ?? 0) + 1)
+  const lost = [...r.accepted].filter((id) => !got.has(id)).length
+  const duplicates = [...got.values()].filter((n) => n > 1).length
+  const withoutA250 = [...got.keys()].filter((id) => !r.accepted.has(id)).length
+  const duplicateLimit = Math.floor(r.accepted.size * DUPLICATES_PER_ACCEPTED)
+  const window = windows(r)
+  const sortedWrites = [...(r.writes ?? [])].sort((a, b) => a - b)
+  const writes = { p99: pct(sortedWrites, 0.99), max: sortedWrites.at(-1) ?? 0 }
+  const judged = window.p99 + writes.max
+  const why: string[] = []
+  if (lost > 0) why.push(`${lost} accepted mail(s) never delivered`)
+  if (duplicates > duplicateLimit) why.push(`${duplicates} delivered twice, over ${duplicateLimit} (1 per 1,000 of ${r.accepted.size} accepted)`)
+  if (judged > WINDOW_P99_MS)
+    why.push(`window p99 ${window.p99.toFixed(1)} ms${writes.max ? ` + journal write up to ${writes.max.toFixed(1)} ms` : ''} over ${WINDOW_P99_MS} ms`)
+  if (window.unmatched > 0) why.push(`${window.unmatched} delivery(ies) with no journal line and no kill after them`)
+  const { values: _values, ...w } = window
+  return { accepted: r.accepted.size, lost, duplicates, duplicateLimit, withoutA250, window: w, writes, judged, ok: why.length === 0, why }
+}
+
+/** The full-disk row: the operators' alarm must come before the first client is turned away with 452. */
+export function judgeDiskAlarm(alarmAt: number | undefined, first452At: number | undefined): { ok: boolean; text: string } {
+  if (first452At === undefined) return { ok: false, text: 'no 452 came: the disk never filled' }
+  if (alarmAt === undefined) return { ok: false, text: 'no alarm before or after the first 452' }
+  const lead = (first452At - alarmAt) / 1000
+  return lead > 0
+    ? { ok: true, text: `alarm ${lead.toFixed(2)} s before the first 452` }
+    : { ok: false, text: `alarm ${(-lead).toFixed(2)} s AFTER the first 452` }
+}
+
+/** The HSM row: log and status both say unavailable ≤ 1 s after the token goes and ready ≤ 2 s after it is back. */
+export interface HsmTimes {
+  goneAt: number
+  backAt: number
+  logUnavailableAt: number | undefined
+  logReadyAt: number | undefined
+  statusUnavailableAt: number | undefined
+  statusReadyAt: number | undefined
+  /** Status polls that answered `connected` beside an error of their own probe. */
+  connectedWithError: number
+}
+
+export function judgeHsm(h: HsmTimes): { ok: boolean; text: string } {
+  const after = (t: number | undefined, from: number) => (t === undefined || t < from ? Infinity : (t - from) / 1000)
+  const lu = after(h.logUnavailableAt, h.goneAt)
+  const su = after(h.statusUnavailableAt, h.goneAt)
+  const lr = after(h.logReadyAt, h.backAt)
+  const sr = after(h.statusReadyAt, h.backAt)
+  const s = (n: number) => (n === Infinity ? 'never' : `+${n.toFixed(2)} s`)
+  const ok = lu <= 1 && su <= 1 && lr <= 2 && sr <= 2 && h.connectedWithError === 0
+  return {
+    ok,
+    text:
+      `unavailable: log ${s(lu)}, status ${s(su)} (≤ 1 s); ready: log ${s(lr)}, status ${s(sr)} (≤ 2 s); ` +
+      `status said connected beside a failed probe ${h.connectedWithError} time(s)`,
+  }
+}
+
+/** Worst of several runs of a figure: the largest (or, for `low`, the smallest). */
+export function worst(values: readonly number[], low = false): number {
+  return low ? Math.min(...values) : Math.max(...values)
+}
