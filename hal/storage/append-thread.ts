@@ -31,7 +31,7 @@ export class AppendThread {
       if ('error' in r) job.reject(Object.assign(new Error(r.error.message), r.error.code ? { code: r.error.code } : {}))
       else job.resolve({ at: r.at, ms: r.ms })
     })
-    this.#worker.on('error', (err) => this.#failAll(err))
+    this.#worker.on('error', (err: Error) => this.#failAll(err))
     this.#worker.on('exit', () => this.#failAll(new Error('the append thread stopped')))
     this.#worker.unref()
   }
