@@ -175,7 +175,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     // The recent 250-to-journal windows themselves (ms), for the reliability suite's percentiles.
     views: {
       'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()),
-      'spool.journal-writes': () => Promise.resolve(spool.journalWrites.values()),
+      'spool.journal-writes': () => Promise.resolve(spool.journalRecentWrites()),
     },
   })
   const configVersions = new ConfigVersions({

@@ -71,6 +71,9 @@ export class Journal {
    * out (the disk's time), for status and the reliability suite.
    */
   readonly writes = new Percentiles(4096)
+  /** The last groups' stamps and write times, in pairs (the reliability suite pairs each line with its write). */
+  readonly #recent = new Float64Array(2 * 4096)
+  #recentN = 0
 
   constructor(path: string) {
     this.#path = path
@@ -128,6 +131,13 @@ export class Journal {
     this.#out = new AppendThread(this.#path)
   }
 
+  /** The last (up to 4,096) groups written: each one's stamp and its time from stamp to durable (ms). */
+  recentWrites(): [number, number][] {
+    const out: [number, number][] = []
+    for (let i = 0; i < Math.min(this.#recentN, 4096); i++) out.push([this.#recent[2 * i]!, this.#recent[2 * i + 1]!])
+    return out
+  }
+
   /** Durable when it resolves: a recipient transaction's outcome (#33). */
   appendProgress(id: string, note: ProgressNote): Promise<void> {
     return this.#commit.add((stamp) => progressLine(id, note, stamp))
@@ -147,8 +157,11 @@ export class Journal {
   async #write(lines: ((stamp: string) => string)[]): Promise<void> {
     if (!this.#out) throw new Error('journal is not open')
     // The thread stamps, writes and cuts back a torn write (append-thread.ts).
-    const { ms } = await this.#out.append(lines.map((l) => l(STAMP)).join(''))
+    const { at, ms } = await this.#out.append(lines.map((l) => l(STAMP)).join(''))
     this.writes.add(ms)
+    const i = (this.#recentN++ % 4096) * 2
+    this.#recent[i] = at
+    this.#recent[i + 1] = ms
   }
 }
 

@@ -388,6 +388,11 @@ export class Spool implements Component, Handoff {
     return this.#journal.writes
   }
 
+  /** #33: the journal's last groups: each one's stamp and its time to durable (ms). */
+  journalRecentWrites(): [number, number][] {
+    return this.#journal.recentWrites()
+  }
+
   /** The mails received at or after `t` (a start's look at the last moments before a crash; O(n)). */
   createdSince(t: number): SpoolEntry[] {
     const out: SpoolEntry[] = []

@@ -104,3 +104,26 @@ t.test('#33: progress notes after a state line are unconfirmed; a later state li
   appendFileSync(path, 'm1 P 0 0 0; 1x 1.3 eyJ0cmFpbF')
   t.equal((await journal.load()).progress.get('m1')?.length, 2, 'a line cut in its payload by a crash is ignored')
 })
+
+t.test('#33: each line carries the stamp of its group’s write, and the journal tells how long each such write took to be durable', async (t) => {
+  const path = join(tempDir(t), 'journal')
+  const journal = new Journal(path)
+  await journal.compact([])
+  t.teardown(() => journal.close())
+  const before = Date.now()
+  await Promise.all(Array.from({ length: 40 }, (_, i) => journal.append(`m${i}`, 'deferred', 1, 1000)))
+  const stamps = new Set(
+    readFileSync(path, 'latin1')
+      .trim()
+      .split('\n')
+      .map((l) => parseInt(l.split(' ')[5]!, 36)),
+  )
+  const writes = journal.recentWrites()
+  t.ok(writes.length >= 1 && writes.length <= 40, `${writes.length} group(s) for 40 appends`)
+  t.same(new Set(writes.map(([at]) => at)), stamps, 'every line’s stamp is a group’s, and every group’s stamp is on its lines')
+  t.ok(
+    writes.every(([at, ms]) => at >= before && at <= Date.now() && ms >= 0),
+    'stamped within the appends, with a time to durable',
+  )
+  t.equal(journal.writes.summary().samples, writes.length)
+})
