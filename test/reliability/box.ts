@@ -139,10 +139,10 @@ export class Box {
     }
   }
 
-  /** The journal's recent write times, stamp to durable (ms; #33). */
-  async journalWrites(): Promise<number[]> {
+  /** The journal's recent writes: each group's stamp and its time to durable (ms; #33). */
+  async journalWrites(): Promise<[number, number][]> {
     const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'spool.journal-writes', who: 'reliability' }], 10_000)
-    return (r as { result: number[] }).result
+    return (r as { result: [number, number][] }).result
   }
 
   async queueTotal(): Promise<number> {

@@ -90,10 +90,14 @@ export async function tlsScan(): Promise<void> {
     ['implicit TLS', [`127.0.0.1:${box.implicitPort}`]],
     ['STARTTLS', ['--starttls-smtp', `127.0.0.1:${box.port}`]],
   ] as const) {
+    let problem = ''
     const out =
       (await run('sslscan', ['--no-colour', '--no-heartbleed', ...args]).then(
         (r) => r.stdout,
-        (e: { stdout: string }) => e.stdout,
+        (e: { stdout?: string; code?: string | number; message: string }) => {
+          if (e.code === 'ENOENT') problem = 'sslscan is not installed (bash provisioning/os-packages.sh --reliability); '
+          return e.stdout
+        },
       )) ?? ''
     const enabled = out.split('\n').filter((l) => /^(Preferred|Accepted)\s/.test(l))
     const protocols = [...new Set(enabled.map((l) => /(TLSv1\.\d|SSLv\d)/.exec(l)?.[1] ?? '?'))]
@@ -102,7 +106,7 @@ export async function tlsScan(): Promise<void> {
     const renegSupported = !/not supported/i.test(reneg)
     row(
       `TLS scan (sslscan), ${name}`,
-      `protocols ${protocols.join(', ')}; ${enabled.length} suites, ${nonEcdhe.length} without ECDHE; client renegotiation: ${reneg}`,
+      `${problem}protocols ${protocols.join(', ') || 'none seen'}; ${enabled.length} suites, ${nonEcdhe.length} without ECDHE; client renegotiation: ${reneg}`,
       protocols.every((p) => p === 'TLSv1.2' || p === 'TLSv1.3') && nonEcdhe.length === 0 && enabled.length > 0 && !renegSupported,
     )
   }

@@ -50,7 +50,10 @@ async function killCycles(cycles: number): Promise<KillVerdict> {
   const accepted = new Set<string>()
   const journal = new Map<string, number[]>()
   const kills: number[] = []
-  const writes: number[] = []
+  const writes = new Map<number, number>()
+  const addWrites = (pairs: [number, number][]) => {
+    for (const [at, ms] of pairs) writes.set(at, Math.max(ms, writes.get(at) ?? 0))
+  }
   let counter = 0
   let refusedDuringRestart = 0
   let stall = 0
@@ -74,7 +77,7 @@ async function killCycles(cycles: number): Promise<KillVerdict> {
   for (let c = 0; c < cycles; c++) {
     await sleep(500 + Math.random() * 3500)
     stall = Math.max(stall, await box.eventLoopMax())
-    writes.push(...(await box.journalWrites().catch(() => [])))
+    addWrites(await box.journalWrites().catch(() => []))
     kills.push(Date.now())
     await box.kill('SIGKILL')
     box.readJournal(journal)
@@ -84,12 +87,13 @@ async function killCycles(cycles: number): Promise<KillVerdict> {
   await Promise.all(submitters)
   const drained = await drain(box)
   stall = Math.max(stall, await box.eventLoopMax())
-  writes.push(...(await box.journalWrites().catch(() => [])))
+  addWrites(await box.journalWrites().catch(() => []))
   await box.kill('SIGTERM')
   box.readJournal(journal)
   await rx.close()
   const v = judgeKill({ accepted, deliveries: rx.deliveries, journal, kills, writes })
   const w = v.window
+  for (const d of v.duplicateDetails) process.stderr.write(`     duplicate ${d}\n`)
   row(
     `kill -9 × ${cycles} every 0.5–4 s, 6 submitters (a connection per mail, STARTTLS + AUTH); shipped defaults`,
     `${v.accepted} accepted (250), lost ${v.lost}, **duplicates ${v.duplicates}** (limit ${v.duplicateLimit}: 1 per 1,000), ` +
@@ -98,11 +102,11 @@ async function killCycles(cycles: number): Promise<KillVerdict> {
     v.ok && drained,
   )
   row(
-    '250 → journal window, from the receiver’s side (its 250 → the journal line; interrupted: → the kill)',
+    '250 → journal window, from the receiver’s side (its 250 → its journal line durable; interrupted: → the kill)',
     `p50 ${w.p50.toFixed(1)} ms, p99 ${w.p99.toFixed(1)} ms, max ${w.max.toFixed(1)} ms over ${w.count} deliveries, ${w.interrupted} interrupted by a kill, ` +
-      `${w.unmatched} unmatched; the journal's writes (stamp → durable) p99 ${v.writes.p99.toFixed(1)} ms, max ${v.writes.max.toFixed(1)} ms; ` +
-      `judged ${v.judged.toFixed(1)} ms = p99 + the longest write (target ≤ ${WINDOW_P99_MS} ms)`,
-    v.judged <= WINDOW_P99_MS && w.unmatched === 0,
+      `${w.unmatched} unmatched; the journal's writes (stamp → durable) p99 ${v.writes.p99.toFixed(1)} ms, max ${v.writes.max.toFixed(1)} ms, ` +
+      `${v.writes.unknown} not known (given the longest) (target p99 ≤ ${WINDOW_P99_MS} ms)`,
+    w.p99 <= WINDOW_P99_MS && w.unmatched === 0,
   )
   rmSync(box.dataDir, { recursive: true, force: true })
   return v
@@ -153,7 +157,7 @@ async function receiverFaults(): Promise<void> {
 
   // A receiver that never answers DATA, with mail waiting behind it: SIGTERM keeps its grace.
   const staller = await receiver({ onData: () => 'stall' })
-  const stalling = { perDestinationConnections: 4, timeouts: { commandMs: 60_000, dataMs: 600_000 } }
+  const stalling = { perDestinationConnections: 4, timeouts: { commandMs: 60_000, dataMs: 600_000 }, ...QUICK_RETRY }
   const box2 = await Box.create(routeTo(staller.port, stalling))
   const grace = box2.config.shutdown.graceMs
   await box2.start()
@@ -302,21 +306,24 @@ async function fullDisk(): Promise<void> {
     let first452At: number | undefined
     let n = 0
     const filler = join(mnt, 'filler')
-    // Eat the disk quickly while three clients submit.
+    // Eat the disk at 2 MB/s while three clients submit: a disk filling as a runaway log would, in seconds
+    // rather than hours, yet slowly enough that a warning can come before the refusals (S11).
+    let full = false
     const eater = (async () => {
       try {
         for (;;) {
           appendFileSync(filler, Buffer.alloc(1024 * 1024))
-          await sleep(20)
+          await sleep(500)
         }
       } catch {
-        // the disk is full
+        full = true // the disk is full
       }
     })()
     await Promise.all(
       [1, 2, 3].map(async (k) => {
         const s = new Submitter(box)
-        for (let i = 0; i < 150; i++) {
+        // Until the disk is full, and 50 sends more each against it.
+        for (let after = 0; !full || after < 50; after += full ? 1 : 0) {
           const id = `D${k}-${++n}`
           const r = await s.send(id)
           if (r.code === 452) first452At ??= Date.now()
@@ -345,7 +352,7 @@ async function fullDisk(): Promise<void> {
     )
     const lost = [...accepted].filter((id) => !rx.got.has(id)).length
     row(
-      'full disk (48 MB tmpfs) under load (3 clients on one connection each); shipped defaults',
+      'full disk (48 MB tmpfs, filled at 2 MB/s) under load (3 clients on one connection each); shipped defaults',
       `replies ${JSON.stringify(Object.fromEntries(replies))}; box alive ${alive}; with room again it took mail at once (${again.code}); ${accepted.size} accepted, lost ${lost}; the queue drained: ${drained}`,
       alive && refused452 > 0 && again.code === 250 && lost === 0 && drained,
     )
@@ -411,7 +418,7 @@ if (verdicts.length > 1) {
     `| kill -9, worst of ${verdicts.length} runs | accepted ${Math.min(...verdicts.map((v) => v.accepted))}, lost ${w((v) => v.lost)}, ` +
       `duplicates ${w((v) => v.duplicates)} (limit 1 per 1,000), received without a 250 ${w((v) => v.withoutA250)}; window p50 ${w((v) => v.window.p50).toFixed(1)} ms, ` +
       `p99 ${w((v) => v.window.p99).toFixed(1)} ms, max ${w((v) => v.window.max).toFixed(1)} ms, interrupted ${w((v) => v.window.interrupted)}; ` +
-      `journal write max ${w((v) => v.writes.max).toFixed(1)} ms; judged ${w((v) => v.judged).toFixed(1)} ms (≤ ${WINDOW_P99_MS}) | ${ok ? 'pass' : '**FAIL**'} |\n`,
+      `journal write max ${w((v) => v.writes.max).toFixed(1)} ms (target p99 ≤ ${WINDOW_P99_MS} ms) | ${ok ? 'pass' : '**FAIL**'} |\n`,
   )
 }
 for (const [scenario, s] of byScenario) process.stdout.write(`| ${scenario} | ${s.measured.join(' ‖ ')} | ${s.ok ? 'pass' : '**FAIL**'} |\n`)
