@@ -27,7 +27,13 @@ export function results(): readonly Row[] {
 }
 
 /** A receiving MX that records each statement id it got and whether both signatures were on it. */
-export async function receiver(opts: { onData?: (id: string, n: number) => 'accept' | 'tempfail' | 'stall' | 'drop'; onRcpt?: (rcpt: string) => number } = {}) {
+export async function receiver(
+  opts: {
+    onData?: (id: string, n: number) => 'accept' | 'tempfail' | 'stall' | 'drop'
+    onRcpt?: (rcpt: string) => number
+    onDelivered?: (d: Delivery) => void
+  } = {},
+) {
   const got = new Map<string, number>()
   /** Every 250 the receiver gave after DATA: the statement, the box's queue id (its Received line) and the receiver's clock. */
   const deliveries: Delivery[] = []
@@ -69,7 +75,9 @@ export async function receiver(opts: { onData?: (id: string, n: number) => 'acce
         if (!data.startsWith('DKIM-Signature:') || !/Content-Type: multipart\/signed/i.test(data)) unsigned++
         got.set(id, (got.get(id) ?? 0) + 1)
         senders.set(id, session.envelope.mailFrom ? session.envelope.mailFrom.address : '')
-        deliveries.push({ statement: id, queueId: /\(Statement Gateway\) with \S+ id (\S+);/.exec(data)?.[1], at: Date.now() })
+        const delivery = { statement: id, queueId: /\(Statement Gateway\) with \S+ id (\S+);/.exec(data)?.[1], at: Date.now() }
+        deliveries.push(delivery)
+        opts.onDelivered?.(delivery)
         cb(null, 'OK')
       })
     },
