@@ -417,8 +417,8 @@ if (verdicts.length > 1) {
   const w = (f: (v: KillVerdict) => number) => Math.max(...verdicts.map(f))
   const ok = verdicts.every((v) => v.ok)
   process.stdout.write(
-    `| kill -9, worst of ${verdicts.length} runs | accepted ${Math.min(...verdicts.map((v) => v.accepted))}, lost ${w((v) => v.lost)}, ` +
-      `duplicates ${w((v) => v.duplicates)} (limit 1 per 1,000), received without a 250 ${w((v) => v.withoutA250)}; window p50 ${w((v) => v.window.p50).toFixed(1)} ms, ` +
+    `| kill -9, worst of ${verdicts.length} runs | lost ${w((v) => v.lost)}; duplicates / accepted per run ${verdicts.map((v) => `${v.duplicates}/${v.accepted}`).join(', ')} ` +
+      `(limit 1 per 1,000 in each); received without a 250 at most ${w((v) => v.withoutA250)}; window p50 ${w((v) => v.window.p50).toFixed(1)} ms, ` +
       `p99 ${w((v) => v.window.p99).toFixed(1)} ms, max ${w((v) => v.window.max).toFixed(1)} ms, interrupted ${w((v) => v.window.interrupted)}; ` +
       `journal write max ${w((v) => v.writes.max).toFixed(1)} ms (target p99 ≤ ${WINDOW_P99_MS} ms) | ${ok ? 'pass' : '**FAIL**'} |\n`,
   )
