@@ -12,15 +12,14 @@ import type { OffThreadJob, OffThreadReply } from './off-thread.ts'
  *
  * The module is the one the main thread loaded (the same library in this
  * process: its sessions, login and object handles are the application's, not
- * a thread's, PKCS#11 §5.5). This thread never finalises it.
+ * a thread's, PKCS#11 §5.5). This thread neither initialises nor finalises it.
  */
 const p = new pkcs11.PKCS11()
+// Loaded for its function list only. It is never initialised here: the main thread initialises
+// and finalises the module, and a job only comes with a session of its live connection. (A
+// thread that initialised it as it started could do so after the token closed, and leave it
+// initialised under the next one: CKR_CRYPTOKI_ALREADY_INITIALIZED.)
 p.load((workerData as { module: string }).module)
-try {
-  p.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK })
-} catch (err) {
-  if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test(String((err as Error).message))) throw err
-}
 
 /** Buffers arrive as Uint8Arrays (structured clone): pkcs11js wants Buffers. */
 const buf = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
