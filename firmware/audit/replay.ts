@@ -1,4 +1,4 @@
-import { listSegments, readEnd, readLines } from './segments.ts'
+import { listSegments, readEnd, readLines, type Segment } from './segments.ts'
 import { recordLink } from './record.ts'
 
 /**
@@ -18,22 +18,24 @@ export async function* recordsAfter(dir: string, after: number): AsyncGenerator<
       break
     }
   }
-  for (const seg of segments.slice(from)) {
-    for await (const l of readLines(seg)) {
-      if (!l.complete) continue
-      const link = recordLink(l.text)
-      if (link && link.seq > after) yield { seq: link.seq, line: l.text }
-    }
-  }
+  yield* completeRecords(segments.slice(from), after)
 }
 
 /** The trail's complete records from the UTC day `day` on (a bounded look back: the days before are not read). */
 export async function* recordsFromDay(dir: string, day: string): AsyncGenerator<{ seq: number; line: string }> {
-  for (const seg of (await listSegments(dir)).filter((s) => s.day >= day)) {
+  yield* completeRecords(
+    (await listSegments(dir)).filter((s) => s.day >= day),
+    0,
+  )
+}
+
+/** The whole records of these segments, in order, after sequence number `after`. */
+async function* completeRecords(segments: readonly Segment[], after: number): AsyncGenerator<{ seq: number; line: string }> {
+  for (const seg of segments) {
     for await (const l of readLines(seg)) {
       if (!l.complete) continue
       const link = recordLink(l.text)
-      if (link) yield { seq: link.seq, line: l.text }
+      if (link && link.seq > after) yield { seq: link.seq, line: l.text }
     }
   }
 }
