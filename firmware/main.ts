@@ -164,7 +164,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         inFlight: delivery.inFlight,
         journalLagMs: delivery.journalLag.summary(),
         // #33: what the journal's stamps leave out: a group's stamp to its write returning durable.
-        journalWriteMs: spool.journalWrites.summary(),
+        journalWriteMs: spool.journalWrites.writes.summary(),
         paused: delivery.egress.paused().map((p) => ({ ...p, until: new Date(p.until).toISOString() })),
       },
       policy: Object.fromEntries(policy.counters),
@@ -175,7 +175,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     // The recent 250-to-journal windows themselves (ms), for the reliability suite's percentiles.
     views: {
       'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()),
-      'spool.journal-writes': () => Promise.resolve(spool.journalRecentWrites()),
+      'spool.journal-writes': () => Promise.resolve(spool.journalWrites.recentWrites()),
     },
   })
   const configVersions = new ConfigVersions({

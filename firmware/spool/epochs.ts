@@ -1,5 +1,6 @@
 import type { Clock } from '../../hal/clock.ts'
-import type { Hsm } from '../../hal/hsm/index.ts'
+import { HsmError, type Hsm } from '../../hal/hsm/index.ts'
+import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import { epochKeyLabel, epochOfLabel } from '../keys/labels.ts'
 import type { Logger } from '../log.ts'
@@ -28,6 +29,22 @@ export class EpochKeys {
     this.#log = deps.log
     this.#clock = deps.clock
     this.#epochMs = deps.epochSeconds * 1000
+  }
+
+  /** A mail's data key wrapped under its epoch's key (made first for a new epoch); the HSM away is EHSM_UNAVAILABLE. */
+  async wrap(epoch: string, dataKey: Buffer, id: string): Promise<{ iv: Buffer; ciphertext: Buffer }> {
+    try {
+      await this.ensure(epoch)
+      return await this.#hsm.keys.encrypt(epochKeyLabel(epoch), dataKey, Buffer.from(id))
+    } catch (err) {
+      if (err instanceof HsmError) throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
+      throw err
+    }
+  }
+
+  /** A record's data key, unwrapped in the HSM under its epoch's key. */
+  unwrap(epoch: string, iv: Buffer, ciphertext: Buffer, id: string): Promise<Buffer> {
+    return this.#hsm.keys.decrypt(epochKeyLabel(epoch), iv, ciphertext, Buffer.from(id))
   }
 
   /** How many epochs hold live mail. */

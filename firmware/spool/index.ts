@@ -240,6 +240,16 @@ export class SpoolIndex {
     return oldest === Infinity ? undefined : oldest
   }
 
+  /** The entries created at or after `t` (O(n); a start's look at the moments before a crash). */
+  createdSince(t: number): SpoolEntry[] {
+    const out: SpoolEntry[] = []
+    for (let s = 0; s < this.#ids.length; s++) {
+      const id = this.#ids[s]
+      if (id !== undefined && this.#created[s]! >= t) out.push(this.get(id)!)
+    }
+    return out
+  }
+
   /** Counts per state without materialising entries. */
   countByState(): Record<SpoolState, number> {
     const out = Object.fromEntries(STATES.map((state) => [state, 0])) as Record<SpoolState, number>

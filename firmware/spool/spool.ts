@@ -1,37 +1,29 @@
-import type { Percentiles } from '../percentiles.ts'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
-import { readFile, rename, unlink } from 'node:fs/promises'
+import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
 import { HsmError, type Hsm } from '../../hal/hsm/index.ts'
-import { replaceFile, syncDir } from '../../hal/storage/files.ts'
-import { GroupCommit } from '../../hal/storage/group.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
-import { epochKeyLabel } from '../keys/labels.ts'
 import type { Logger } from '../log.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
 import { EpochKeys } from './epochs.ts'
-import { recordName, shardOf } from './ids.ts'
+import { RecordFiles } from './record-files.ts'
 import { SpoolIndex } from './index.ts'
 import { Journal, type JournalState, type ProgressNote, type ProgressReplay } from './journal.ts'
 import { SpoolLimits } from './limits.ts'
 import { scanRecords, verifyRecords } from './recover.ts'
-import { decodeRecord, readHeader, RecordError, writeRecord, type SpooledMail } from './record.ts'
+import { RecordError, writeRecord, type SpooledMail } from './record.ts'
 import { decodeDone, encodeDone, encodeWait, type FinalOutcome, type ReceiptWait, type RecipientsDone, type SpoolEntry, type SpoolState } from './types.ts'
 
 /**
  * The encrypted durable spool (M10, S9, S12, S13).
  *
- * Write path: each mail is encrypted with a fresh AES-256-GCM data key, the
- * data key is wrapped by the current epoch's key in the HSM, and the record is
- * written to a temporary file, fdatasync'd, renamed into place and its
- * directory fsync'd — all before the submission server answers 250.
- * Concurrent writers share directory fsyncs and the journal's fdatasync
- * (group commit), and their file syncs run in parallel.
+ * Write path: each mail is encrypted with a fresh AES-256-GCM data key, wrapped
+ * by the current epoch's key in the HSM (epochs.ts), and written whole and
+ * durably (record-files.ts) before the submission server answers 250.
  *
  * Final state: the journal records it, the record is unlinked, and when the
  * last message of an epoch that has ended is final, the epoch key is destroyed
@@ -44,11 +36,10 @@ export class Spool implements Component, Handoff {
   readonly name = 'spool'
   readonly #config: Config
   readonly #log: Logger
-  readonly #hsm: Hsm
   readonly #events: EventSink
   readonly #clock: Clock
   readonly #dir: string
-  readonly #quarantine: string
+  readonly #files: RecordFiles
   readonly #journal: Journal
   readonly #index = new SpoolIndex()
   /** Partly delivered mails only (rare): which recipients are done, as journalled. */
@@ -62,9 +53,6 @@ export class Spool implements Component, Handoff {
   readonly #unconfirmed = new Map<string, ProgressNote[]>()
   readonly #epochs: EpochKeys
   readonly #limits: SpoolLimits
-  readonly #shards = new Set<string>()
-  /** One directory fsync per shard for all the records renamed into it meanwhile. */
-  readonly #dirSyncs = new Map<string, GroupCommit<void>>()
   #timer: NodeJS.Timeout | undefined
   #verifying: Promise<void> | undefined
   #stopping = false
@@ -72,11 +60,10 @@ export class Spool implements Component, Handoff {
   constructor(deps: { config: Config; log: Logger; hsm: Hsm; events: EventSink; clock: Clock }) {
     this.#config = deps.config
     this.#log = deps.log.child({ component: 'spool' })
-    this.#hsm = deps.hsm
     this.#events = deps.events
     this.#clock = deps.clock
     this.#dir = join(deps.config.dataDir, 'spool')
-    this.#quarantine = join(this.#dir, 'quarantine')
+    this.#files = new RecordFiles(this.#dir)
     this.#journal = new Journal(join(this.#dir, 'journal'))
     this.#epochs = new EpochKeys({ ...deps, log: this.#log, epochSeconds: deps.config.spool.epochSeconds })
     this.#limits = new SpoolLimits({ ...deps, log: this.#log, dir: this.#dir, queued: () => this.#index.size })
@@ -89,7 +76,7 @@ export class Spool implements Component, Handoff {
   /** Rebuilds the index from record names and the journal; resumes where the box stopped. */
   async start(): Promise<void> {
     const started = this.#clock.now()
-    mkdirSync(this.#quarantine, { recursive: true, mode: 0o700 })
+    this.#files.prepare()
     const { states: journal, progress } = await this.#journal.load()
     const { finals, torn } = await scanRecords(this.#dir, journal, (entry, kept) => {
       if (kept.wait) this.#waits.set(entry.id, kept.wait)
@@ -152,33 +139,15 @@ export class Spool implements Component, Handoff {
   /** Handoff: the mail is durable (and encrypted) when this resolves, and only then. */
   async accept(mail: Submitted): Promise<void> {
     this.#limits.check()
-    const id = mail.envelope.id
     const created = this.#clock.now()
-    const epoch = this.#epochs.at(created)
+    const rec = { id: mail.envelope.id, epoch: this.#epochs.at(created), created }
     const dataKey = randomBytes(32)
     try {
-      let wrapped: { iv: Buffer; ciphertext: Buffer }
-      try {
-        await this.#epochs.ensure(epoch)
-        wrapped = await this.#hsm.keys.encrypt(epochKeyLabel(epoch), dataKey, Buffer.from(id))
-      } catch (err) {
-        if (err instanceof HsmError) throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
-        throw err
-      }
-      const shardDir = join(this.#dir, shardOf(id))
-      const final = join(shardDir, recordName({ id, epoch, created }))
-      if (!this.#shards.has(shardDir)) {
-        mkdirSync(shardDir, { recursive: true, mode: 0o700 })
-        this.#shards.add(shardDir)
-      }
+      const wrapped = await this.#epochs.wrap(rec.epoch, dataKey, rec.id)
       try {
         // Encrypted slice by slice into the file: a large statement is not held twice.
-        await replaceFile(final, (fh) => writeRecord(fh, mail, { id, epoch, created }, dataKey, wrapped), {
-          exclusive: true,
-          syncDir: (dir) => this.#syncDir(dir),
-        })
+        await this.#files.write(rec, (fh) => writeRecord(fh, mail, rec, dataKey, wrapped))
       } catch (err) {
-        await unlink(final).catch(() => {})
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'ENOSPC' || code === 'EDQUOT') {
           this.#limits.diskFull()
@@ -189,9 +158,9 @@ export class Spool implements Component, Handoff {
     } finally {
       dataKey.fill(0)
     }
-    this.#index.set({ id, epoch, created, state: 'queued', attempts: 0, nextAttemptAt: created })
-    this.#epochs.hold(epoch)
-    this.#events.emit({ type: 'spool.queued', id, epoch, bytes: mail.message.length })
+    this.#index.set({ ...rec, state: 'queued', attempts: 0, nextAttemptAt: created })
+    this.#epochs.hold(rec.epoch)
+    this.#events.emit({ type: 'spool.queued', id: rec.id, epoch: rec.epoch, bytes: mail.message.length })
   }
 
   entry(id: string): SpoolEntry | undefined {
@@ -209,22 +178,8 @@ export class Spool implements Component, Handoff {
   /** Decrypts a spooled message (unwrapping its key in the HSM). A bad record is quarantined. */
   async read(id: string): Promise<SpooledMail> {
     const e = this.#mustGet(id)
-    const path = this.#path(e)
-    const record = await readFile(path)
     try {
-      const { header } = readHeader(record)
-      if (header.id !== id) throw new RecordError('record id does not match its file name')
-      const key = await this.#hsm.keys.decrypt(
-        epochKeyLabel(e.epoch),
-        Buffer.from(header.wrapIv, 'base64'),
-        Buffer.from(header.wrapCt, 'base64'),
-        Buffer.from(id),
-      )
-      try {
-        return decodeRecord(record, key)
-      } finally {
-        key.fill(0)
-      }
+      return await this.#files.open(e, (iv, ciphertext) => this.#epochs.unwrap(e.epoch, iv, ciphertext, id))
     } catch (err) {
       const bad = err instanceof RecordError || (err instanceof HsmError && err.code === 'EHSM_DATA_INVALID')
       if (bad) await this.#quarantineRecord(e, err.message)
@@ -371,7 +326,7 @@ export class Spool implements Component, Handoff {
     this.#index.delete(id)
     this.#done.delete(id)
     this.#waits.delete(id)
-    await unlink(this.#path(e)).catch((err: NodeJS.ErrnoException) => {
+    await unlink(this.#files.path(e)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err
     })
     this.#events.emit({ type: 'spool.record_shredded', id })
@@ -383,24 +338,14 @@ export class Spool implements Component, Handoff {
     return this.#index.oldestCreated()
   }
 
-  /** #33: the journal's writes, from a group's stamp to durable (ms). */
-  get journalWrites(): Percentiles {
-    return this.#journal.writes
-  }
-
-  /** #33: the journal's last groups: each one's stamp and its time to durable (ms). */
-  journalRecentWrites(): [number, number][] {
-    return this.#journal.recentWrites()
+  /** #33: the journal's writes, stamp to durable (ms): their percentiles and the last groups' own. */
+  get journalWrites(): Pick<Journal, 'writes' | 'recentWrites'> {
+    return this.#journal
   }
 
   /** The mails received at or after `t` (a start's look at the last moments before a crash; O(n)). */
   createdSince(t: number): SpoolEntry[] {
-    const out: SpoolEntry[] = []
-    for (const id of this.#index.ids()) {
-      const e = this.#index.get(id)
-      if (e && e.created >= t) out.push(e)
-    }
-    return out
+    return this.#index.createdSince(t)
   }
 
   /** Up to `limit` queued mails (of one state, if given), after the first `offset`: a page of the queue. */
@@ -439,8 +384,7 @@ export class Spool implements Component, Handoff {
   }
 
   async #quarantineRecord(e: SpoolEntry, reason: string): Promise<void> {
-    const name = recordName(e)
-    await rename(this.#path(e), join(this.#quarantine, name)).catch(() => {})
+    const name = await this.#files.quarantine(e)
     this.#index.delete(e.id)
     this.#done.delete(e.id)
     this.#events.emit({ type: 'spool.quarantined', file: name, reason })
@@ -452,16 +396,5 @@ export class Spool implements Component, Handoff {
     const e = this.#index.get(id)
     if (!e) throw new Error(`no spooled message ${id}`)
     return e
-  }
-
-  #path(e: SpoolEntry): string {
-    return join(this.#dir, shardOf(e.id), recordName(e))
-  }
-
-  /** fsync of a directory, shared by everyone who renamed into it while the previous one ran. */
-  #syncDir(dir: string): Promise<void> {
-    let group = this.#dirSyncs.get(dir)
-    if (!group) this.#dirSyncs.set(dir, (group = new GroupCommit(() => syncDir(dir), { gather: true })))
-    return group.add()
   }
 }
