@@ -1,6 +1,8 @@
 import type { Clock } from '../../hal/clock.ts'
+import { applyTbf } from '../../hal/net/tc.ts'
 import { ByteRateLimiter } from '../../hal/net/throttle.ts'
 import type { Config } from '../config/load.ts'
+import type { Logger } from '../log.ts'
 
 export interface Egress {
   address: string
@@ -38,6 +40,21 @@ export function isThrottleReply(reply: { code: number; text: string }): boolean 
  * only, while the others carry on (per source-IP/destination state, as
  * KumoMTA and ZoneMTA keep it).
  */
+/**
+ * The kernel's token bucket (tc-tbf) at the bandwidth budget on each of `tcDevices`, at start (needs
+ * CAP_NET_ADMIN). A failure is logged: the box's own limiter still holds the budget; this is a second line.
+ */
+export async function installKernelShaping(d: Config['delivery'], log: Logger): Promise<void> {
+  for (const device of d.tcDevices) {
+    try {
+      await applyTbf(device, d.bandwidthBitsPerSecond)
+      log.info({ device, bitsPerSecond: d.bandwidthBitsPerSecond }, 'kernel shaping (tc-tbf) installed on the egress NIC')
+    } catch (err) {
+      log.error({ device, err: (err as Error).message }, 'cannot install kernel shaping (tc); is CAP_NET_ADMIN granted?')
+    }
+  }
+}
+
 export class EgressPool {
   #list: Egress[] = []
   readonly #clock: Clock

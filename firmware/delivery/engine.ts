@@ -1,5 +1,4 @@
 import type { Clock } from '../../hal/clock.ts'
-import { applyTbf } from '../../hal/net/tc.ts'
 import { ByteRateLimiter } from '../../hal/net/throttle.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
@@ -11,14 +10,13 @@ import type { Submitted } from '../pipeline/handoff.ts'
 import type { Spool } from '../spool/spool.ts'
 import type { FinalOutcome, SpoolEntry } from '../spool/types.ts'
 import { Notices, noticeIdFor, type ReturnedBounce } from './notices.ts'
-import { EgressPool } from './egress.ts'
+import { EgressPool, installKernelShaping } from './egress.ts'
 import { Percentiles } from '../percentiles.ts'
 import { ConnectionPool } from './pool.ts'
 import { systemResolver, type Resolver } from './routes.ts'
-import { transactions, Transport, type Outcome } from './transport.ts'
-import { crashPoint } from '../faults.ts'
-import { redactText } from '../pii/redact.ts'
-import { recoverAcceptances, replayUnconfirmed } from './recovery.ts'
+import { Transport } from './transport.ts'
+import { recoverAcceptances, replayUnconfirmed, type RecoveryDeps } from './recovery.ts'
+import { sendJournalled, tally } from './attempt.ts'
 
 /**
  * The delivery engine (M2, M3, M7, M8, S1): takes due mail from the spool,
@@ -54,8 +52,8 @@ export class DeliveryEngine implements Component {
   /** What counts as read for each statement of a read-receipt class delivery has looked at (until it ends). */
   readonly #evidence = new Map<string, ReceiptRule['readEvidence']>()
 
-  /** The audit trail's files and head, to find after a crash what it lost (#33). */
-  readonly #trail: { dir: string; head: { seq: number }; lastTimeAtStart: number } | undefined
+  /** What a start needs to make good what a crash kept from the trail (#33; recovery.ts). */
+  readonly #recovery: RecoveryDeps
 
   constructor(deps: {
     config: Config
@@ -65,10 +63,9 @@ export class DeliveryEngine implements Component {
     clock: Clock
     resolver?: Resolver
     returnPath?: ReturnPathTokens
-    trail?: { dir: string; head: { seq: number }; lastTimeAtStart: number }
+    trail?: RecoveryDeps['trail']
   }) {
     this.#config = deps.config
-    this.#trail = deps.trail
     this.#returnPath = deps.returnPath
     this.#receipts = new ReadReceipts(deps.config)
     this.#log = deps.log.child({ component: 'delivery' })
@@ -76,6 +73,7 @@ export class DeliveryEngine implements Component {
     this.#events = deps.events
     this.#clock = deps.clock
     this.#notices = new Notices({ config: deps.config, log: this.#log, spool: deps.spool, clock: deps.clock })
+    this.#recovery = { spool: deps.spool, events: deps.events, log: this.#log, notices: this.#notices, trail: deps.trail }
     const d = deps.config.delivery
     this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() } })
     this.egress = new EgressPool(deps.config, deps.clock)
@@ -94,20 +92,11 @@ export class DeliveryEngine implements Component {
   async start(): Promise<void> {
     // #33: before anything is sent, every spooled statement's acceptance and what an interrupted attempt
     // did are in the trail, and the firm has been told.
-    const recovery = { spool: this.#spool, events: this.#events, log: this.#log, notices: this.#notices, trail: this.#trail }
-    await recoverAcceptances(recovery)
-    await replayUnconfirmed(recovery)
+    await recoverAcceptances(this.#recovery)
+    await replayUnconfirmed(this.#recovery)
     if (!this.#config.delivery.enabled) return void this.#log.warn('delivery is disabled: mail stays queued')
     const d = this.#config.delivery
-    for (const device of d.tcDevices) {
-      try {
-        await applyTbf(device, d.bandwidthBitsPerSecond)
-        this.#log.info({ device, bitsPerSecond: d.bandwidthBitsPerSecond }, 'kernel shaping (tc-tbf) installed on the egress NIC')
-      } catch (err) {
-        // The box's own limiter still holds the budget; the kernel layer is a second line.
-        this.#log.error({ device, err: (err as Error).message }, 'cannot install kernel shaping (tc); is CAP_NET_ADMIN granted?')
-      }
-    }
+    await installKernelShaping(d, this.#log)
     this.#log.info({ egress: d.egress.map((e) => e.address), bitsPerSecond: d.bandwidthBitsPerSecond, routes: d.routes.length }, 'delivery started')
     const loop = () => {
       if (this.#stopping) return
@@ -133,20 +122,12 @@ export class DeliveryEngine implements Component {
 
   async stop(): Promise<void> {
     this.beginStop()
-    const tasks = Promise.allSettled([...this.#tasks])
-    let grace: NodeJS.Timeout | undefined
-    const left = Math.max(0, this.#stopDeadline - Date.now())
-    const overdue = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => (grace = setTimeout(() => r(true), left)))])
-    clearTimeout(grace)
-    if (overdue) {
-      const busy = this.#pool.busy()
+    await this.#pool.settle(Promise.allSettled([...this.#tasks]), this.#stopDeadline, (connections) =>
       this.#log.warn(
-        { connections: busy.length, attempts: this.#tasks.size },
+        { connections, attempts: this.#tasks.size },
         'shutdown grace over: closing connections still delivering; their mail is retried after the restart',
-      )
-      for (const c of busy) c.close()
-      await tasks
-    }
+      ),
+    )
     await this.#pool.quitIdle()
   }
 
@@ -180,6 +161,12 @@ export class DeliveryEngine implements Component {
       this.#log.error({ id: entry.id, err: e.message }, 'cannot journal the retry either; it stays queued in memory')
       this.#spool.requeueInMemory(entry.id, this.#clock.now() + 60_000)
     })
+  }
+
+  /** The wait before the next attempt after `attempts` (`delivery.retrySeconds`, its last step repeated). */
+  #retryAfter(attempts: number): number {
+    const schedule = this.#config.delivery.retrySeconds
+    return schedule[Math.min(attempts, schedule.length - 1)]! * 1000
   }
 
   /**
@@ -323,65 +310,20 @@ export class DeliveryEngine implements Component {
       }
     }
     const verp = returnDomain && this.#returnPath ? { domain: returnDomain, tokens: this.#returnPath } : undefined
-    // Only recipients not yet final: a retry never sends a customer the same statement twice.
-    const groups = transactions(env, finished, verp)
-    const results = new Map<string, { status: Outcome['status']; reply: string }>()
-    const finalSoFar = { delivered: [...done.delivered], bounced: [...done.bounced] }
     // Transactions are numbered within the attempt, after those an interrupted run of it journalled.
     const attempt = entry.attempts + 1
-    let n = this.#spool.unconfirmedCount(env.id)
-    let noticeKey: string | undefined
-    for (const { domain, mailFrom, rcpts } of groups) {
-      const transaction = `${attempt}.${++n}`
-      const o = await this.#transport.toDomain(env.id, kind, domain, mailFrom, rcpts, mail.message, transaction)
-      const finals = {
-        delivered: { outcome: 'delivered' as const, recipients: [] as number[], reply: '' },
-        bounced: { outcome: 'bounced' as const, recipients: [] as number[], reply: '' },
-      }
-      for (const r of rcpts) {
-        const res = o.perRecipient?.get(r) ?? o
-        results.set(r, res)
-        if (res.status === 'deferred') continue
-        const f = res.status === 'sent' ? finals.delivered : finals.bounced
-        f.recipients.push(...indexesOf(env.rcptTo, r))
-        f.reply = redactText(res.reply)
-      }
-      if (!finals.delivered.recipients.length && !finals.bounced.recipients.length) continue
-      // #33, M8: journal first. The receiver's answer is durable before the mail's next
-      // transaction, its notices, the trail or its final state: a crash from here on does not
-      // send these recipients the statement again.
-      finalSoFar.delivered.push(...finals.delivered.recipients)
-      finalSoFar.bounced.push(...finals.bounced.recipients)
-      if (finals.bounced.recipients.length) noticeKey ??= transaction
-      await this.#spool.progress(env.id, finalSoFar, transaction, {
-        trailSeq: this.#trail?.head.seq ?? 0,
-        mx: o.mx,
-        sourceIp: o.ip,
-        tls: o.tls,
-        results: [finals.delivered, finals.bounced].filter((f) => f.recipients.length),
-      })
-      if (o.at !== undefined) this.journalLag.add(performance.now() - o.at)
-      crashPoint('delivery.after-progress')
-    }
-
-    const delivered = [...done.delivered]
-    const bounced = [...done.bounced]
-    const bouncedNow: { rcpt: string; reason: string }[] = []
-    let deferredReply: string | undefined
-    let lastReply = ''
-    env.rcptTo.forEach((r, i) => {
-      const res = results.get(r)
-      if (!res) return
-      lastReply = res.reply
-      if (res.status === 'sent') {
-        delivered.push(i)
-      } else if (res.status === 'bounced') {
-        bounced.push(i)
-        bouncedNow.push({ rcpt: r, reason: res.reply })
-      } else {
-        deferredReply ??= res.reply
-      }
+    const { results, noticeKey } = await sendJournalled({
+      transport: this.#transport,
+      spool: this.#spool,
+      trailSeq: () => this.#recovery.trail?.head.seq ?? 0,
+      journalLag: this.journalLag,
+      mail,
+      finished,
+      done,
+      verp,
+      attempt,
     })
+    const { delivered, bounced, bouncedNow, deferredReply, lastReply } = tally(env.rcptTo, results, done)
     // DSNs first, as above: never a final state whose notice could still be lost. Its id is the
     // attempt's, so the replay after a crash (#33) knows whether it was queued.
     if (bouncedNow.length) await this.#notices.forMail(mail, 'bounced', bouncedNow, noticeIdFor(env.id, noticeKey ?? `${attempt}`))
@@ -399,9 +341,8 @@ export class DeliveryEngine implements Component {
       const sends = (wait?.sends ?? 0) + (delivered.length ? 1 : 0)
       const firstSentAt = wait?.firstSentAt ?? this.#clock.now()
       if (sends > 0) {
-        const retry = this.#config.delivery.retrySeconds[Math.min(entry.attempts, this.#config.delivery.retrySeconds.length - 1)]! * 1000
         // A second send that could not be made now is tried again after the retry wait, while the deadline allows.
-        const until = delivered.length ? this.#receipts.waitUntil(rule, this.#clock.now(), sends) : this.#clock.now() + retry
+        const until = delivered.length ? this.#receipts.waitUntil(rule, this.#clock.now(), sends) : this.#clock.now() + this.#retryAfter(entry.attempts)
         // A read that came during the attempt is journalled with the new state, then ends it.
         const readMeanwhile = this.#readInFlight.delete(env.id) || this.#spool.receiptWait(env.id)?.read === true
         await this.#spool.awaitReceipt(
@@ -425,9 +366,7 @@ export class DeliveryEngine implements Component {
       await this.#finish(env.id, 'read', 'read receipt during an attempt that did not hear its 250')
       this.counts.read++
     } else if (deferredReply !== undefined) {
-      const schedule = this.#config.delivery.retrySeconds
-      const wait = schedule[Math.min(entry.attempts, schedule.length - 1)]! * 1000
-      await this.#spool.defer(env.id, this.#clock.now() + wait, deferredReply, { delivered, bounced })
+      await this.#spool.defer(env.id, this.#clock.now() + this.#retryAfter(entry.attempts), deferredReply, { delivered, bounced })
       this.counts.deferred++
     } else if (delivered.length === 0) {
       await this.#finish(env.id, 'bounced', bouncedNow[0]?.reason ?? lastReply)
@@ -458,11 +397,4 @@ export class DeliveryEngine implements Component {
   notifyReturned(f: ReturnedBounce): Promise<void> {
     return this.#notices.returned(f)
   }
-}
-
-/** Where an address is in a mail's recipient list (all places, should it be there twice). */
-function indexesOf(list: readonly string[], rcpt: string): number[] {
-  const out: number[] = []
-  list.forEach((r, i) => r === rcpt && out.push(i))
-  return out
 }

@@ -91,6 +91,26 @@ export class ConnectionPool {
     return [...this.#clients].filter((c) => !c.closed)
   }
 
+  /**
+   * A stop: waits for the attempts in progress (`tasks`) until `deadline`; then closes the
+   * connections still busy — those attempts end deferred and are retried after the restart —
+   * and waits for them to end. `overdue` is told how many connections it closed.
+   */
+  async settle(tasks: Promise<unknown>, deadline: number, overdue: (connections: number) => void): Promise<void> {
+    let grace: NodeJS.Timeout | undefined
+    const late = await Promise.race([
+      tasks.then(() => false),
+      new Promise<boolean>((r) => (grace = setTimeout(() => r(true), Math.max(0, deadline - Date.now())))),
+    ])
+    clearTimeout(grace)
+    if (late) {
+      const busy = this.busy()
+      overdue(busy.length)
+      for (const c of busy) c.close()
+      await tasks
+    }
+  }
+
   async quitIdle(): Promise<void> {
     for (const list of this.#idle.values()) for (const c of list) await c.quit()
     this.#idle.clear()
