@@ -6,37 +6,15 @@ import type { Config } from '../config/load.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { ClientErrorLog } from '../client-errors.ts'
-import { MemoryBudget, type Hold } from '../memory-budget.ts'
+import { MemoryBudget } from '../memory-budget.ts'
 import { Classifier, rulesWith } from './classify.ts'
 import { decide, failedRecipient, messageIdHint, noticeDiagnostic, type Decision } from './decide.ts'
 import { parseReport, type Report } from './report.ts'
 import type { ReturnPathTokens, ReturnRef } from './verp.ts'
+import { RecordsPerMinute, RefusalCounts, state } from './clients.ts'
+import type { BounceNotice, BounceVerdict, ReadVerdict } from './types.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
 
-type Refusal = Extract<BoxEvent, { type: 'returnpath.refused' }>['reason']
-
-/** What the spool did with a read (#30): ended the statement, found it already gone, or does not count this evidence. */
-export type ReadVerdict = 'ended' | 'final' | 'not-evidence'
-/** What the spool did with a bounce: ended the statement, lets its wait decide, or found it already gone. */
-export type BounceVerdict = 'ended' | 'awaiting' | 'final'
-
-/** A bounce the firm is told of (M8): what the receiver said, and the box's reading of it. */
-export interface BounceNotice {
-  id: string
-  recipient: number
-  /** The address the report names (the recipient's, unmasked: the notice goes to the firm). */
-  address: string
-  /** The receiver's RFC 3463 status for this recipient. */
-  status: string
-  action: 'failed'
-  /** The receiver's words with its codes, redacted (pii/redact.ts). */
-  diagnostic: string
-  category: string
-  hard: boolean
-}
-
-/** Refusals are counted and reported at most this often (a flood of junk must not flood the trail). */
-const REFUSAL_REPORT_MS = 60_000
 /** RCPT commands in one transaction answered normally; beyond, 452 4.5.3 (RFC 5321 4.5.3.1.10). */
 const MAX_RCPT_COMMANDS = 100
 /** A client cut off mid-report gets this long to read its 421 before the socket goes. */
@@ -73,9 +51,8 @@ export class ReturnPathListener implements Component {
   #server: SMTPServer | undefined
   #address: { host: string; port: number } | undefined
   readonly #connections = new Map<string, number>()
-  readonly #recent = new Map<string, number[]>()
-  readonly #refused = new Map<Refusal, number>()
-  #refusalTimer: NodeJS.Timeout | undefined
+  readonly #recordsPerMinute = new RecordsPerMinute()
+  readonly #refusals: RefusalCounts
   readonly #clients: ClientErrorLog
   /** Memory for reports beyond each connection's own share (#29): shared, first come first served. */
   readonly #pool: MemoryBudget
@@ -108,6 +85,7 @@ export class ReturnPathListener implements Component {
     this.#clock = deps.clock
     this.#classifier = new Classifier(rulesWith(deps.config.returnPath.rulesFile || undefined))
     this.#clients = new ClientErrorLog(this.#log)
+    this.#refusals = new RefusalCounts(deps.events)
     // Kept bytes are counted twice: the chunks, and their concatenation while the report is parsed.
     this.#pool = new MemoryBudget(Math.floor(deps.config.returnPath.memoryBudgetBytes / 2), 2)
   }
@@ -189,7 +167,7 @@ export class ReturnPathListener implements Component {
           if (busy) return
           busy = true
           chunks = []
-          this.#refuse('busy')
+          this.#refusals.add('busy')
           this.#cutOff(session, '4.3.1 no room for the report now; closing, try again later')
         }
         stream.on('data', (c: Buffer) => {
@@ -212,7 +190,7 @@ export class ReturnPathListener implements Component {
             cb(err)
           }
           if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded || size > cfg.maxMessageBytes) {
-            this.#refuse('too-large')
+            this.#refusals.add('too-large')
             return done(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
           }
           if (busy) return done(reply(452, '4.3.1 no room for the report now; try again later'))
@@ -244,8 +222,7 @@ export class ReturnPathListener implements Component {
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.#refusalTimer)
-    this.#reportRefusals()
+    this.#refusals.flush()
     const server = this.#server
     this.#server = undefined
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -273,7 +250,7 @@ export class ReturnPathListener implements Component {
     const ip = session.remoteAddress
     const open = this.#connections.get(ip) ?? 0
     if (open >= cfg.maxConnectionsPerClient) {
-      this.#refuse('too-many-connections')
+      this.#refusals.add('too-many-connections')
       this.#clients.note(ip, 'too-many-connections', `more than ${cfg.maxConnectionsPerClient} connections from one address`)
       return reply(421, '4.7.0 too many connections from your address, try again later')
     }
@@ -288,14 +265,14 @@ export class ReturnPathListener implements Component {
     st.rcpts++
     if (st.rcpts > CLOSE_AFTER_RCPT_COMMANDS) throw reply(421, '4.5.3 too many recipients; closing the connection')
     if (st.rcpts > MAX_RCPT_COMMANDS) {
-      this.#refuse('too-many-recipients')
+      this.#refusals.add('too-many-recipients')
       throw reply(452, '4.5.3 too many recipients')
     }
     const at = address.lastIndexOf('@')
     const local = address.slice(0, at)
     const domain = address.slice(at + 1).toLowerCase()
     if (at < 1 || !this.#domains.has(domain)) {
-      this.#refuse('unknown-address')
+      this.#refusals.add('unknown-address')
       throw reply(550, '5.7.1 relaying denied: this server only takes reports for its return-path domains')
     }
     const key = local.toLowerCase()
@@ -304,12 +281,12 @@ export class ReturnPathListener implements Component {
     // address were 50,000 records).
     if (st.locals.has(key)) return
     if (st.refs.length >= this.#config.returnPath.maxRecipientsPerReport) {
-      this.#refuse('too-many-recipients')
+      this.#refusals.add('too-many-recipients')
       throw reply(452, '4.5.3 too many recipients for one report')
     }
     const ref = await this.#tokens.open(local)
     if (typeof ref === 'string') {
-      this.#refuse(ref === 'forged' ? 'forged-token' : 'unknown-address')
+      this.#refusals.add(ref === 'forged' ? 'forged-token' : 'unknown-address')
       throw reply(550, '5.1.1 no such address')
     }
     st.locals.add(key)
@@ -321,21 +298,16 @@ export class ReturnPathListener implements Component {
     const now = this.#clock.now()
     // The per-address budget counts the audit records a report makes: one per reference, one without.
     const records = Math.max(1, state(session).refs.length)
-    const recent = (this.#recent.get(ip) ?? []).filter((t) => now - t < 60_000)
-    if (recent.length + records > this.#config.returnPath.reportsPerMinutePerClient) {
-      this.#refuse('rate-limited')
+    if (!this.#recordsPerMinute.take(ip, records, this.#config.returnPath.reportsPerMinutePerClient, now)) {
+      this.#refusals.add('rate-limited')
       throw reply(421, '4.7.0 too many reports from your address, try again later')
     }
-    for (let i = 0; i < records; i++) recent.push(now)
-    this.#recent.set(ip, recent)
-    // Clients that stopped sending leave their entries: pruned when many addresses have come.
-    if (this.#recent.size > 10_000) for (const [k, v] of this.#recent) if (now - v[v.length - 1]! >= 60_000) this.#recent.delete(k)
     let report: Report
     try {
       report = await parseReport(raw)
     } catch (err) {
       this.#log.warn({ err }, 'a report could not be read')
-      this.#refuse('unreadable')
+      this.#refusals.add('unreadable')
       report = { kind: 'unknown', recipients: [], originalMessageId: '', from: '', subject: '' }
     }
     const refs = state(session).refs
@@ -409,35 +381,4 @@ export class ReturnPathListener implements Component {
     if (d.effect === 'bounce') return this.#onBounced({ id: ref.id, recipient: ref.recipient, hard: d.hard, reason: `${d.status} ${d.category}`.trim() })
     return undefined
   }
-
-  #refuse(reason: Refusal): void {
-    this.#refused.set(reason, (this.#refused.get(reason) ?? 0) + 1)
-    this.#refusalTimer ??= setTimeout(() => {
-      this.#refusalTimer = undefined
-      this.#reportRefusals()
-    }, REFUSAL_REPORT_MS)
-    this.#refusalTimer.unref?.()
-  }
-
-  #reportRefusals(): void {
-    for (const [reason, count] of this.#refused) this.#events.emit({ type: 'returnpath.refused', reason, count })
-    this.#refused.clear()
-  }
-}
-
-const STATE = Symbol('return-path')
-type State = {
-  refs: ReturnRef[]
-  /** Token local parts already taken in this transaction (lower case). */
-  locals: Set<string>
-  /** RCPT commands in this transaction. */
-  rcpts: number
-  /** Room in the shared pool, while the report is larger than the connection's own share. */
-  hold?: Hold
-  /** Counted against its address's connections. */
-  counted?: boolean
-}
-function state(session: SMTPServerSession): State {
-  const s = session as SMTPServerSession & { [STATE]?: State }
-  return (s[STATE] ??= { refs: [], locals: new Set(), rcpts: 0 })
 }

@@ -45,3 +45,23 @@ export const DIAGNOSTIC_LIMIT = 1000
 export const MAX_RECIPIENTS = 100
 /** Mailboxes of mail systems, never a statement's recipient. */
 export const SYSTEM_LOCALS = new Set(['mailer-daemon', 'postmaster', 'mailerdaemon', 'mail-daemon', 'root', 'abuse', 'noreply', 'no-reply', 'daemon', 'nobody'])
+
+/** What the spool did with a read (#30): ended the statement, found it already gone, or does not count this evidence. */
+export type ReadVerdict = 'ended' | 'final' | 'not-evidence'
+/** What the spool did with a bounce: ended the statement, lets its wait decide, or found it already gone. */
+export type BounceVerdict = 'ended' | 'awaiting' | 'final'
+
+/** A bounce the firm is told of (M8): what the receiver said, and the box's reading of it. */
+export interface BounceNotice {
+  id: string
+  recipient: number
+  /** The address the report names (the recipient's, unmasked: the notice goes to the firm). */
+  address: string
+  /** The receiver's RFC 3463 status for this recipient. */
+  status: string
+  action: 'failed'
+  /** The receiver's words with its codes, redacted (pii/redact.ts). */
+  diagnostic: string
+  category: string
+  hard: boolean
+}
