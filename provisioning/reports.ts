@@ -120,8 +120,8 @@ function format<T extends string>(allowed: readonly T[], fallback: T): T {
 
 const n = (v: number) => v.toLocaleString('en')
 
-/** The summary's count columns, right-aligned; its group columns are text, left-aligned under their headers. */
-const NUMERIC = new Set([
+/** The summary's count columns, in order: right-aligned; its group columns are text, left-aligned under their headers. */
+const COUNT_COLUMNS = [
   'submitted',
   'refused',
   'delivered',
@@ -136,28 +136,13 @@ const NUMERIC = new Set([
   'p50',
   'p95',
   'p99',
-])
+]
+const NUMERIC = new Set(COUNT_COLUMNS)
 const table = (rows: readonly Record<string, string>[], columns: readonly string[]) => textTable(rows, columns, NUMERIC)
 
 function summaryText(rows: readonly SummaryRow[], by: readonly GroupKey[]): string {
   if (rows.length === 0) return `no statements${filterText ? ` for ${filterText}` : ''}\n`
-  const cols = [
-    ...by,
-    'submitted',
-    'refused',
-    'delivered',
-    'deferred',
-    'bounced',
-    'expired',
-    'pending',
-    'opened',
-    'clicked',
-    'read',
-    'paper owed',
-    'p50',
-    'p95',
-    'p99',
-  ]
+  const cols = [...by, ...COUNT_COLUMNS]
   const ms = (v: number | undefined) => (v === undefined ? '-' : v < 1000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`)
   const cells = rows.map((r) => ({
     ...Object.fromEntries(by.map((k) => [k, r[k] || '(none)'])),
