@@ -128,6 +128,10 @@ export async function returnPathMemory(): Promise<void> {
     }
     await sleep(2000)
     const peak = box.peakRss()
+    if (process.env.SG_REL_DEBUG) {
+      const m = ((await box.status()) as { memory?: Record<string, unknown> }).memory ?? {}
+      process.stderr.write(`round ${r} memory before closing: ${JSON.stringify(m)}\n`)
+    }
     for (const c of conns) c.close()
     await sleep(2000)
     return { open: conns.filter((c) => !c.closed).length, peak }
