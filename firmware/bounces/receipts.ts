@@ -1,6 +1,7 @@
 import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
 import { domainOf } from '../mime/address.ts'
+import { edited, factsFor } from '../pipeline/edited.ts'
 import type { Envelope, Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import type { ReceiptWait } from '../spool/types.ts'
@@ -120,27 +121,12 @@ export class ReadReceiptStage implements Stage {
       throw new GatewayError('ETEMPORARY', 'the return-path key is not available (HSM); try again later', { cause: err })
     }
     const address = `${this.#tokens.localPart({ kind: 'r', id: env.id, recipient: 0 })}@${this.#receipts.returnDomain(env)!}`
-    // A request the firm put in is replaced: receipts must come to the box, which counts them.
-    const message = withoutHeader(mail.message, 'disposition-notification-to')
-    return { ...mail, message: Buffer.concat([Buffer.from(`Disposition-Notification-To: <${address}>\r\n`), message]) }
+    // A request the firm put in is replaced: receipts must come to the box, which counts them. The
+    // facts move with the bytes (#34): signing reads the tree as it now is, without parsing again.
+    const top = factsFor(mail).tree
+    return edited(mail, [
+      ...top.headers.filter((h) => h.key === 'disposition-notification-to').map((h) => ({ start: h.start, end: h.end, bytes: Buffer.alloc(0) })),
+      { start: 0, end: 0, bytes: Buffer.from(`Disposition-Notification-To: <${address}>\r\n`) },
+    ])
   }
-}
-
-/** The message without any header field `name` (lower case) in its top-level header. */
-function withoutHeader(message: Buffer, name: string): Buffer {
-  const end = message.indexOf('\r\n\r\n')
-  const head = message.subarray(0, end < 0 ? message.length : end + 2).toString('latin1')
-  const lines = head.split('\r\n')
-  const kept: string[] = []
-  let dropping = false
-  for (const line of lines) {
-    if (line.startsWith(' ') || line.startsWith('\t')) {
-      if (!dropping) kept.push(line)
-      continue
-    }
-    dropping = line.toLowerCase().startsWith(`${name}:`)
-    if (!dropping) kept.push(line)
-  }
-  if (kept.length === lines.length) return message
-  return Buffer.concat([Buffer.from(kept.join('\r\n'), 'latin1'), message.subarray(end < 0 ? message.length : end + 2)])
 }

@@ -124,22 +124,33 @@ const SYSTEM_SENDERS = new Set(['mailer-daemon', 'postmaster', 'mail-daemon', 'm
 /**
  * Why a mail is automatic (so no notice is sent about it), or undefined: a
  * null sender, a mailer-daemon sender, `Auto-Submitted` other than `no`, or a
- * report (`multipart/report`).
+ * report (`multipart/report`). The last two as read at submission (#34: by
+ * now the mail may be `multipart/signed`, whose header says neither); a record
+ * spooled before the envelope carried them has its header read here.
  */
 export function automaticMail(mail: Submitted): string | undefined {
   const from = mail.envelope.mailFrom
   if (from === '') return 'null sender'
   if (SYSTEM_SENDERS.has(from.slice(0, from.lastIndexOf('@')).toLowerCase())) return 'sent by a mailer-daemon'
+  const { autoSubmitted, isReport } = loopFacts(mail)
+  if (autoSubmitted && !autoSubmitted.startsWith('no')) return `Auto-Submitted: ${autoSubmitted}`
+  if (isReport) return 'a report'
+  return undefined
+}
+
+function loopFacts(mail: Submitted): { autoSubmitted: string | undefined; isReport: boolean } {
+  const e = mail.envelope
+  if (e.isReport !== undefined) return { autoSubmitted: e.autoSubmitted, isReport: e.isReport }
   let headers: HeaderField[]
   try {
     headers = readHeader(mail.message).headers
   } catch {
-    return undefined
+    return { autoSubmitted: undefined, isReport: false }
   }
-  for (const h of headers) {
-    const value = h.value.trim().toLowerCase()
-    if (h.key === 'auto-submitted' && !value.startsWith('no')) return `Auto-Submitted: ${value}`
-    if (h.key === 'content-type' && value.startsWith('multipart/report')) return 'a report'
-  }
-  return undefined
+  const value = (key: string) =>
+    headers
+      .find((h) => h.key === key)
+      ?.value.trim()
+      .toLowerCase()
+  return { autoSubmitted: value('auto-submitted'), isReport: value('content-type')?.startsWith('multipart/report') ?? false }
 }

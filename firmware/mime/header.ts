@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel'
 /**
  * Header fields (RFC 5322 §2.2): one strict reader for the whole box — the
  * MIME tree reads every entity's header with it, signing reads the message's
@@ -32,6 +33,9 @@ export interface HeaderField {
   value: string
 }
 
+/** Every reading of a top header is told here (#34: none at notice time; tests count them). */
+export const HEADER_CHANNEL = channel('statement-gateway:mime.read-header')
+
 /** A message's top header fields with their bytes as written (folding kept), and its body. */
 export interface RawHeader {
   headers: (HeaderField & { raw: Buffer })[]
@@ -45,6 +49,7 @@ export interface RawHeader {
  * Lines must end in CRLF.
  */
 export function readHeader(buf: Buffer): RawHeader {
+  if (HEADER_CHANNEL.hasSubscribers) HEADER_CHANNEL.publish({ bytes: buf.length })
   const { headers, bodyStart } = parseHeaders(buf, 0, buf.length)
   return { headers: headers.map((h) => ({ ...h, raw: buf.subarray(h.start, h.end) })), body: buf.subarray(bodyStart) }
 }

@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel'
 import { base64Problem, decodeQuotedPrintable } from './encode.ts'
 import { ambiguous, MAX_LINE, MimeError, parseHeaders, type HeaderField } from './header.ts'
 import { parseParams, type ParamValue } from './params.ts'
@@ -82,8 +83,12 @@ const PREAMBLE_MAX = 1024
 
 const malformed = (why: string) => new MimeError('EMESSAGE_MALFORMED', why)
 
+/** Every whole reading of a message is told here (#34 parse once: tests and operators can count them). */
+export const PARSE_CHANNEL = channel('statement-gateway:mime.parse')
+
 /** Parses a whole message (CRLF line endings, as submission guarantees). Throws MimeError. */
 export function parseMessage(buf: Buffer, limits: Limits = DEFAULT_LIMITS): MimeNode {
+  if (PARSE_CHANNEL.hasSubscribers) PARSE_CHANNEL.publish({ bytes: buf.length })
   const state = { parts: 0, limits }
   const top = parseNode(buf, 0, buf.length, '', 0, [], state, 'text/plain')
   const counts = new Map<string, number>()

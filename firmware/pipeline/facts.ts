@@ -15,6 +15,10 @@ export interface MessageFacts {
   statementId: string | undefined
   statementClass: string | undefined
   batch: string | undefined
+  /** Auto-Submitted (RFC 3834), lower case, when present: anything but "no" marks an automatic mail (M8's loop guard). */
+  autoSubmitted: string | undefined
+  /** Whether the message is a report (multipart/report, RFC 6522): a DSN or MDN gets no notice of its own. */
+  isReport: boolean
   /** Size of the message the tree was read from: the tree's offsets hold for exactly these bytes. */
   bytes: number
   /** The MIME structure as read (byte ranges of the message, header values, types, file names). */
@@ -35,6 +39,8 @@ export function factsOf(buf: Buffer, top: MimeNode): MessageFacts {
     statementId: tag('x-statement-id', 128),
     statementClass: tag('x-statement-class', 32)?.toLowerCase(),
     batch: tag('x-statement-batch', 64),
+    autoSubmitted: tag('auto-submitted', 64)?.toLowerCase(),
+    isReport: top.mime === 'multipart/report',
     bytes: buf.length,
     tree: top,
   }
@@ -47,6 +53,9 @@ export interface StatementTags {
   readonly batch?: string | undefined
   /** True when the three were read at submission (an absent id is then really absent). */
   readonly tagged?: boolean
+  /** Auto-Submitted and whether it is a report, as read at submission (M8's loop guards); absent in older records. */
+  readonly autoSubmitted?: string | undefined
+  readonly isReport?: boolean
 }
 
 /**

@@ -197,6 +197,8 @@ export class PolicyStage implements Stage, Component {
         statementClass: statement.statementClass,
         batch: facts.batch,
         tagged: true,
+        autoSubmitted: facts.autoSubmitted,
+        isReport: facts.isReport,
         profile: outcome.profile || undefined,
       },
     }

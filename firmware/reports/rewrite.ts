@@ -1,6 +1,7 @@
 import { base64Lines } from '../mime/encode.ts'
 import { decodeEntities } from '../mime/html.ts'
-import { decodedText, isAttachment, parseMessage, walk, type MimeNode } from '../mime/tree.ts'
+import type { Splice } from '../mime/edit.ts'
+import { decodedText, isAttachment, walk, type MimeNode } from '../mime/tree.ts'
 
 /** What rewriting one HTML text did. */
 export interface Rewritten {
@@ -123,33 +124,30 @@ function htmlParts(root: MimeNode): MimeNode[] {
 /**
  * Rewrites every HTML part a reader sees (rewriteHtml), re-encoded as UTF-8
  * base64 with its other header fields as they were; plain-text parts,
- * attachments (PDFs) and everything else keep their bytes. `link` is called
- * with a running index across the parts. Undefined when the mail has no HTML part.
+ * attachments (PDFs) and everything else keep their bytes. Reads the tree the
+ * mail was parsed into once (parse once): the answer is the edits, which
+ * `edited` (pipeline/edited.ts) applies to bytes and tree together. `link` is
+ * called with a running index across the parts. Undefined when the mail has no HTML part.
  */
-export function rewriteMessage(
+export function rewriteSplices(
   message: Buffer,
+  tree: MimeNode,
   link: ((url: string, index: number) => string) | undefined,
   tail: string,
-): { message: Buffer; links: string[] } | undefined {
-  const parts = htmlParts(parseMessage(message))
+): { splices: Splice[]; links: string[] } | undefined {
+  const parts = htmlParts(tree)
   if (parts.length === 0) return undefined
   const links: string[] = []
   let index = 0
-  const rewritten = parts.map((node) => {
+  const splices = parts.map((node): Splice => {
     const r = rewriteHtml(decodedText(message, node), link && ((url) => link(url, index++)), tail)
     for (const l of r.links) links.push(l)
-    return { node, html: r.html }
-  })
-  // Spliced from the end, so the offsets of earlier parts still hold.
-  let out = message
-  for (const { node, html } of rewritten.reverse()) {
     const kept = node.headers.filter((h) => h.key !== 'content-type' && h.key !== 'content-transfer-encoding').map((h) => message.subarray(h.start, h.end))
     const head = Buffer.from('Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n')
-    const body = base64Lines(Buffer.from(html, 'utf8'))
-    const entity = Buffer.concat([...kept, head, body])
-    out = Buffer.concat([out.subarray(0, node.start), entity, out.subarray(node.end)])
-  }
-  return { message: out, links }
+    const bytes = Buffer.concat([...kept, head, base64Lines(Buffer.from(r.html, 'utf8'))])
+    return { start: node.start, end: node.end, bytes, entity: { mime: 'text/html', params: { charset: 'utf-8' }, cte: 'base64' } }
+  })
+  return { splices, links }
 }
 
 /** The tracking image: 1×1, at the end of the body. */

@@ -8,7 +8,8 @@ import type { Logger } from '../log.ts'
 import { ClientErrorLog, httpClientErrorHandler } from '../client-errors.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
-import { confirmHtml, pixelHtml, rewriteMessage } from './rewrite.ts'
+import { confirmHtml, pixelHtml, rewriteSplices } from './rewrite.ts'
+import { edited, factsFor } from '../pipeline/edited.ts'
 import { ReadReceipts } from '../bounces/receipts.ts'
 import { MAX_TOKEN, type TrackingRef, type TrackingTokens } from './tokens.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
@@ -108,8 +109,9 @@ export class TrackingStage implements Stage {
     const seal = (ref: TrackingRef) => this.#tokens.sealNow(ref)
     let tail = track || evidence === 'open' ? pixelHtml(`${base}/o/${seal({ kind: 'open', id: env.id, recipient: 0 })}`) : ''
     if (evidence === 'confirm-link') tail += confirmHtml(`${base}/r/${seal({ kind: 'confirm', id: env.id, recipient: 0 })}`)
-    const done = rewriteMessage(
+    const done = rewriteSplices(
       mail.message,
+      factsFor(mail).tree,
       track ? (url, link) => `${base}/c/${seal({ kind: 'click', id: env.id, recipient: 0, link, url })}` : undefined,
       tail,
     )
@@ -118,7 +120,8 @@ export class TrackingStage implements Stage {
       return mail
     }
     this.#log.debug({ id: env.id, links: done.links.length, evidence }, 'tracking links, image or confirmation link added')
-    return { ...mail, message: done.message }
+    // #34: the bytes and the facts change together, so signing reads no stale tree and parses nothing again.
+    return edited(mail, done.splices)
   }
 }
 

@@ -11,9 +11,8 @@ import type { Logger } from '../log.ts'
 import { dkimKeyLabel } from '../keys/labels.ts'
 import { domainOf } from '../mime/address.ts'
 import { toCrlf } from '../mime/encode.ts'
-import { field, MimeError } from '../mime/header.ts'
-import { parseMessage } from '../mime/tree.ts'
-import { factsOf } from '../pipeline/facts.ts'
+import { field } from '../mime/header.ts'
+import { factsFor } from '../pipeline/edited.ts'
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { dkimSign } from './dkim.ts'
@@ -112,15 +111,7 @@ export class SigningStage implements Stage, Component {
     // The structure and From as read once at submission; a caller without them (a test, a
     // tool) gets the same reading here.
     const original = toCrlf(mail.message)
-    let facts = mail.facts
-    if (!facts || facts.bytes !== original.length) {
-      try {
-        facts = factsOf(original, parseMessage(original))
-      } catch (err) {
-        if (err instanceof MimeError) throw new GatewayError(err.code, err.message)
-        throw err
-      }
-    }
+    const facts = factsFor({ ...mail, message: original })
     const from = facts.from
     if (!from) throw new GatewayError('EMESSAGE_NO_FROM')
     const domain = domainOf(from)

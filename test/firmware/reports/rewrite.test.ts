@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { confirmHtml, pixelHtml, rewriteHtml, rewriteMessage } from '../../../firmware/reports/rewrite.ts'
+import { spliceMessage } from '../../../firmware/mime/edit.ts'
+import { confirmHtml, pixelHtml, rewriteHtml, rewriteSplices } from '../../../firmware/reports/rewrite.ts'
 import { decodedBody, parseMessage, walk } from '../../../firmware/mime/tree.ts'
 import { pythonEach } from '../../helpers/python.ts'
 
@@ -103,6 +104,7 @@ t.test('in a mail: HTML parts rewritten and re-encoded; the plain-text part and 
   )
   const out = rewriteMessage(raw, (_u, i) => `https://t.example/c/${i}`, pixelHtml('https://t.example/o/T'))!
   t.same(out.links, ['https://bank.example/s?a=1'])
+  t.same(out.tree, parseMessage(out.message), '#34: the tree moved with the edit is the one a fresh reading gives')
   const leaves = [...walk(parseMessage(out.message))].filter((n) => n.children.length === 0)
   t.same(
     leaves.map((n) => n.mime),
@@ -121,3 +123,11 @@ t.test('in a mail: HTML parts rewritten and re-encoded; the plain-text part and 
   t.equal(py!.cid, '<h1>', "the part's other header fields kept")
   t.equal(rewriteMessage(Buffer.from('From: a@b\r\nContent-Type: text/plain\r\n\r\nhi\r\n'), mark, pixelHtml('P')), undefined, 'no HTML part: nothing to do')
 })
+
+/** The rewrite as the tracking stage applies it: edits of the tree read once, applied to bytes and tree together. */
+function rewriteMessage(raw: Buffer, link: ((url: string, index: number) => string) | undefined, tail: string) {
+  const tree = parseMessage(raw)
+  const r = rewriteSplices(raw, tree, link, tail)
+  if (!r) return undefined
+  return { ...spliceMessage(raw, tree, r.splices), links: r.links }
+}
