@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { firmToken } from './firm-token.ts'
 import { parseConfig } from '../firmware/config/load.ts'
-import { SigningStage } from '../firmware/signing/stage.ts'
+import { SigningStage } from '../firmware/pipeline/stages/signing.ts'
 
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } },

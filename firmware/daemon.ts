@@ -43,3 +43,35 @@ export class Daemon {
     }
   }
 }
+
+/**
+ * SIGTERM/SIGINT stop the daemon gracefully (a second one forces exit 1); returns the same
+ * stop for other callers, with their exit code (the admin page's restart). `onStop` runs
+ * first (systemd's STOPPING=1).
+ */
+export function stopOnSignals(daemon: Daemon, log: Logger, onStop: () => void): (why: string, code: number) => void {
+  let stopping = false
+  const stop = (why: string, code: number) => {
+    if (stopping) {
+      log.warn({ why }, 'second stop: forcing exit')
+      log.flush()
+      process.exit(1)
+    }
+    stopping = true
+    onStop()
+    log.info({ why }, 'stopping: no new connections, finishing transactions in flight')
+    daemon.stop().then(
+      () => {
+        log.info({ exitCode: code }, 'stopped')
+        log.flush(() => process.exit(code))
+      },
+      (err: unknown) => {
+        log.error({ err }, 'stop failed')
+        log.flush(() => process.exit(1))
+      },
+    )
+  }
+  process.on('SIGTERM', (signal) => stop(signal, 0))
+  process.on('SIGINT', (signal) => stop(signal, 0))
+  return stop
+}

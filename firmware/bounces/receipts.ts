@@ -1,11 +1,7 @@
 import type { Config } from '../config/load.ts'
-import { GatewayError } from '../errors.ts'
 import { domainOf } from '../mime/address.ts'
-import { edited, factsFor } from '../pipeline/edited.ts'
-import type { Envelope, Submitted } from '../pipeline/handoff.ts'
-import type { Stage } from '../pipeline/stage.ts'
+import type { Envelope } from '../pipeline/handoff.ts'
 import type { ReceiptWait } from '../spool/types.ts'
-import type { ReturnPathTokens } from './verp.ts'
 
 export type ReceiptRule = Config['returnPath']['readReceipts'][number]
 
@@ -91,42 +87,4 @@ function localMidnight(year: number, month: number, day: number, timeZone: strin
   // Two rounds: the offset at the guess, then at the corrected instant (a DST change in between).
   const first = guess - localParts(guess, timeZone)[3]
   return guess - localParts(first, timeZone)[3]
-}
-
-/**
- * Asks for the read receipt (M11), before the signing stage so the DKIM
- * signature covers the request (the S/MIME signature covers the body, as it
- * does for From and Subject): a statement that falls under a read-receipt
- * rule gets `Disposition-Notification-To: <r-<token>@<return-path domain>>`,
- * whose token names the statement and its recipient, so the MDN comes back to
- * the box and to no one else.
- */
-export class ReadReceiptStage implements Stage {
-  readonly name = 'read-receipt'
-  readonly #receipts: ReadReceipts
-  readonly #tokens: ReturnPathTokens
-
-  constructor(deps: { config: Config; tokens: ReturnPathTokens }) {
-    this.#receipts = new ReadReceipts(deps.config)
-    this.#tokens = deps.tokens
-  }
-
-  async process(mail: Submitted): Promise<Submitted> {
-    const env = mail.envelope
-    const rule = this.#receipts.ruleFor(env)
-    if (!rule || rule.readEvidence !== 'mdn') return mail
-    try {
-      await this.#tokens.keys()
-    } catch (err) {
-      throw new GatewayError('ETEMPORARY', 'the return-path key is not available (HSM); try again later', { cause: err })
-    }
-    const address = `${this.#tokens.localPart({ kind: 'r', id: env.id, recipient: 0 })}@${this.#receipts.returnDomain(env)!}`
-    // A request the firm put in is replaced: receipts must come to the box, which counts them. The
-    // facts move with the bytes (#34): signing reads the tree as it now is, without parsing again.
-    const top = factsFor(mail).tree
-    return edited(mail, [
-      ...top.headers.filter((h) => h.key === 'disposition-notification-to').map((h) => ({ start: h.start, end: h.end, bytes: Buffer.alloc(0) })),
-      { start: 0, end: 0, bytes: Buffer.from(`Disposition-Notification-To: <${address}>\r\n`) },
-    ])
-  }
 }

@@ -55,7 +55,8 @@ export function configPathFrom(argv: readonly string[], env: NodeJS.ProcessEnv):
   return env[CONFIG_ENV] || undefined
 }
 
-function deepFreeze<T>(value: T): T {
+/** Frozen all the way down: at run time nothing changes a configuration in place. */
+export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {
     for (const v of Object.values(value)) deepFreeze(v)
     Object.freeze(value)

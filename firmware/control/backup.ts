@@ -372,3 +372,19 @@ export function writeRestoredFiles(plan: RestorePlan, payload: BackupPayload, da
     writeFileAtomic(join(dataDir, 'admin', 'users.json'), `${JSON.stringify(payload.adminUsers, null, 1)}\n`, 0o600)
   }
 }
+
+/**
+ * S12: the admin page's "download a backup": only checked versions go in (`verify` throws
+ * on one edited on disk), named for the box and the day, sealed with the passphrase.
+ */
+export function namedBackup(o: { config: Config; hsm: Hsm; versionsDir: string; hostname: string; verify: () => Promise<unknown> }) {
+  return async (passphrase: string): Promise<{ file: string; bundle: Buffer; detail: string }> => {
+    await o.verify()
+    const payload = await collectBackup({ config: o.config, hsm: o.hsm, versionsDir: o.versionsDir, hostname: o.hostname, now: Date.now() })
+    return {
+      file: `sg-config-${o.hostname}-${payload.createdAt.slice(0, 10)}.sgbk`,
+      bundle: sealBackup(payload, passphrase),
+      detail: `version ${payload.inForce}: ${payload.versions.length} versions, ${payload.files.length} files, ${payload.hsm.keys.length} HSM labels`,
+    }
+  }
+}

@@ -51,7 +51,6 @@ export class DeliveryEngine implements Component {
   readonly #readInFlight = new Set<string>()
   /** What counts as read for each statement of a read-receipt class delivery has looked at (until it ends). */
   readonly #evidence = new Map<string, ReceiptRule['readEvidence']>()
-
   /** What a start needs to make good what a crash kept from the trail (#33; recovery.ts). */
   readonly #recovery: RecoveryDeps
 
@@ -107,10 +106,9 @@ export class DeliveryEngine implements Component {
   }
 
   /**
-   * Stops claiming mail, lets attempts in progress finish for up to
-   * shutdown.graceMs, then closes the connections still busy (a receiver may
-   * take 10 minutes to answer DATA): those attempts end deferred and are
-   * retried after the restart — at least once, never lost.
+   * Stops claiming mail, lets attempts in progress finish for up to shutdown.graceMs, then closes the connections
+   * still busy (a receiver may take 10 minutes to answer DATA): those attempts end deferred and are retried after
+   * the restart — at least once, never lost.
    */
   beginStop(): void {
     if (this.#stopping) return
@@ -388,9 +386,9 @@ export class DeliveryEngine implements Component {
     await this.#transport.reconfigure(config)
   }
 
-  /** Bytes sent from each egress address since start. */
-  egressBytes(): Record<string, number> {
-    return this.egress.bytesSent()
+  /** The delivery settings the next attempt runs under (S7: an approved change shows here at once). */
+  get settings(): Config['delivery'] {
+    return this.#config.delivery
   }
 
   /** M8: a bounce that came back after the 250 (the return path), told to the firm like any other (notices.ts). */

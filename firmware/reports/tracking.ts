@@ -2,15 +2,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
-import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { ClientErrorLog, httpClientErrorHandler } from '../client-errors.ts'
-import type { Submitted } from '../pipeline/handoff.ts'
-import type { Stage } from '../pipeline/stage.ts'
-import { confirmHtml, pixelHtml, rewriteSplices } from './rewrite.ts'
-import { edited, factsFor } from '../pipeline/edited.ts'
-import { ReadReceipts } from '../bounces/receipts.ts'
 import { MAX_TOKEN, type TrackingRef, type TrackingTokens } from './tokens.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
 
@@ -65,64 +59,6 @@ export function agentClass(userAgent: string | undefined, method = 'GET'): Agent
   // A WebKit string without a browser's token: Apple Mail, iOS Mail, an app's web view.
   if (ua.includes('applewebkit/')) return 'client'
   return 'unknown'
-}
-
-/**
- * Opens and clicks, the sender's half (M9, optional, off by default): for a
- * mail whose policy profile has `tracking` on, to one recipient, with
- * `reports.tracking.baseUrl` set, the HTML parts get their web links replaced
- * by `<baseUrl>/c/<token>` and a 1×1 image `<baseUrl>/o/<token>` — before the
- * signing stage, so S/MIME and DKIM cover the result. Plain-text parts,
- * attachments (the PDF statement) and the statement data are never touched.
- * A mail to several recipients is not rewritten: one body cannot say which of
- * them opened it.
- */
-export class TrackingStage implements Stage {
-  readonly name = 'tracking'
-  readonly #config: Config
-  readonly #tokens: TrackingTokens
-  readonly #log: Logger
-  readonly #receipts: ReadReceipts
-
-  constructor(deps: { config: Config; tokens: TrackingTokens; log: Logger }) {
-    this.#config = deps.config
-    this.#tokens = deps.tokens
-    this.#log = deps.log.child({ component: 'tracking' })
-    this.#receipts = new ReadReceipts(deps.config)
-  }
-
-  async process(mail: Submitted): Promise<Submitted> {
-    const env = mail.envelope
-    const base = this.#config.reports.tracking.baseUrl.replace(/\/+$/, '')
-    if (!base || !this.#config.reports.enabled || (env.kind ?? 'statement') !== 'statement' || env.rcptTo.length !== 1) return mail
-    const profile = this.#config.policy.profiles.find((p) => p.name === env.profile)
-    // M11: a read-receipt class whose evidence is an open or the confirmation link gets the image or the link.
-    const evidence = this.#receipts.ruleFor(env)?.readEvidence
-    const track = profile?.tracking === true
-    if (!track && evidence !== 'open' && evidence !== 'confirm-link') return mail
-    // The keys come from the HSM (async); then every token of the mail is sealed in the one rewrite pass.
-    try {
-      await this.#tokens.keys()
-    } catch (err) {
-      throw new GatewayError('ETEMPORARY', 'the tracking key is not available (HSM); try again later', { cause: err })
-    }
-    const seal = (ref: TrackingRef) => this.#tokens.sealNow(ref)
-    let tail = track || evidence === 'open' ? pixelHtml(`${base}/o/${seal({ kind: 'open', id: env.id, recipient: 0 })}`) : ''
-    if (evidence === 'confirm-link') tail += confirmHtml(`${base}/r/${seal({ kind: 'confirm', id: env.id, recipient: 0 })}`)
-    const done = rewriteSplices(
-      mail.message,
-      factsFor(mail).tree,
-      track ? (url, link) => `${base}/c/${seal({ kind: 'click', id: env.id, recipient: 0, link, url })}` : undefined,
-      tail,
-    )
-    if (!done) {
-      if (evidence === 'confirm-link') this.#log.warn({ id: env.id }, 'a confirm-link statement without an HTML part: no link could be added')
-      return mail
-    }
-    this.#log.debug({ id: env.id, links: done.links.length, evidence }, 'tracking links, image or confirmation link added')
-    // #34: the bytes and the facts change together, so signing reads no stale tree and parses nothing again.
-    return edited(mail, done.splices)
-  }
 }
 
 /** A 1×1 transparent GIF. */

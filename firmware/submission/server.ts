@@ -82,8 +82,16 @@ export class SubmissionServer implements Component {
 
   #allowFrom: AddressSet | undefined
 
+  #access: Pick<Config['submission'], 'accounts' | 'allowFrom'> | undefined
+
+  /** The accounts and client allowlist new connections and logins meet (S7: an approved change shows here at once). */
+  get access(): Pick<Config['submission'], 'accounts' | 'allowFrom'> {
+    return this.#access ?? { accounts: this.#config.submission.accounts, allowFrom: this.#config.submission.allowFrom }
+  }
+
   /** S7: submission accounts and the client allowlist changed on the admin page take effect without a restart (for new connections and logins). */
   reconfigure(config: Config): void {
+    this.#access = { accounts: config.submission.accounts, allowFrom: config.submission.allowFrom }
     this.#auth?.setAccounts(config.submission.accounts)
     this.#allowFrom = new AddressSet(config.submission.allowFrom)
     this.#log.info(

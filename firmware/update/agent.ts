@@ -112,3 +112,26 @@ export class UpdateAgent implements Component {
     }
   }
 }
+
+/**
+ * ETSI 5.3: the self-test a version on trial runs once everything is up: HSM keys there,
+ * configuration versions verified, spool readable, submission listening, trail accepting.
+ * Undefined when healthy, else what is wrong.
+ */
+export function readinessSelfTest(p: {
+  hsm: { check(): Promise<{ error?: string | undefined; keys: { label: string; present: boolean }[] }> }
+  versions: { verifyAll(): Promise<unknown> }
+  spool: { stats(): unknown }
+  submissionPort: () => number | undefined
+  auditAccepting: () => boolean
+}): () => Promise<string | undefined> {
+  return async () => {
+    const h = await p.hsm.check()
+    const missing = h.keys.filter((k) => !k.present).map((k) => k.label)
+    if (h.error || missing.length) return `the HSM is not ready: ${h.error ?? missing.join(', ')}`
+    await p.versions.verifyAll()
+    p.spool.stats()
+    if (!p.submissionPort()) return 'submission is not listening'
+    return p.auditAccepting() ? undefined : 'the audit trail is not accepting records'
+  }
+}

@@ -34,14 +34,23 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['firmware/policy', 'firmware/signing', 'firmware/submission', 'firmware/bounces'],
   ['firmware/delivery'],
   ['firmware/reports'],
+  // #34: the stages a mail goes through before the 250, and the one file that orders them.
+  ['firmware/pipeline/stages'],
+  ['firmware/pipeline/chain.ts'],
   ['firmware/control', 'firmware/update'],
   ['firmware/admin'],
   ['firmware/daemon.ts'],
+  // The composition root: every component built and wired, in start order; main and the tests share it.
+  ['firmware/box.ts'],
   ['firmware/main.ts'],
 ]
 
-/** The group a source file belongs to. */
+/** The group a source file belongs to: the longest group of LAYERS that holds it, else its folder (or itself at the top). */
 export function groupOf(file: string): string {
+  const named = LAYERS.flat()
+    .filter((g) => file === g || file.startsWith(`${g}/`))
+    .sort((a, b) => b.length - a.length)[0]
+  if (named) return named
   const parts = file.split('/')
   return parts.length > 2 ? parts.slice(0, 2).join('/') : file
 }

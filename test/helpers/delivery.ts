@@ -1,3 +1,4 @@
+import type { StatementTags } from '../../firmware/pipeline/facts.ts'
 import type { Resolver } from '../../firmware/delivery/routes.ts'
 import type { ReturnPathTokens } from '../../firmware/bounces/verp.ts'
 import { AuditCopyHandoff } from '../../firmware/delivery/audit-copy.ts'
@@ -55,7 +56,7 @@ export async function deliveryRig(
     await spool.stop()
   })
   const handoff = new AuditCopyHandoff(spool, config)
-  const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId(), headers = '', tags: { statementClass?: string } = {}) => {
+  const enqueue = async (rcpt: string | string[], body = 'Statement body\r\n', id = newQueueId(), headers = '', tags: Partial<StatementTags> = {}) => {
     const rcptTo = typeof rcpt === 'string' ? [rcpt] : rcpt
     const message = Buffer.from(
       `From: statements@bank.example\r\nTo: ${rcptTo.join(', ')}\r\nSubject: statement ${id}\r\nMessage-ID: <${id}@bank.example>\r\n${headers}\r\n${body}`,

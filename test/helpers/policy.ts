@@ -1,6 +1,6 @@
 import type { BoxEvent } from '../../firmware/events.ts'
 import { parseConfig } from '../../firmware/config/load.ts'
-import { PolicyStage } from '../../firmware/policy/stage.ts'
+import { PolicyStage } from '../../firmware/pipeline/stages/policy.ts'
 import { ACCOUNT, startSubmission, tempDir } from './box.ts'
 import { logSink } from './logs.ts'
 import { RawSmtp } from './smtp.ts'

@@ -3,8 +3,10 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { ConfigStore } from '../../../firmware/config/store.ts'
 import { parseConfig } from '../../../firmware/config/load.ts'
-import { ReadReceipts, ReadReceiptStage } from '../../../firmware/bounces/receipts.ts'
+import { ReadReceipts } from '../../../firmware/bounces/receipts.ts'
+import { ReadReceiptStage } from '../../../firmware/pipeline/stages/read-receipt.ts'
 import { ReturnPathTokens } from '../../../firmware/bounces/verp.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
@@ -44,7 +46,7 @@ t.test('M11: the read-receipt request goes in before signing, to a token address
   await hsm.ensureKeys(BOX_KEYS)
   const tokens = new ReturnPathTokens(hsm)
   const config = parseConfig({ dataDir: tempDir(t), ...RETURN_PATH })
-  const stage = new ReadReceiptStage({ config, tokens })
+  const stage = new ReadReceiptStage({ store: new ConfigStore(config), tokens })
   const envelope = {
     id: 'AAAAAAAAAAAA',
     mailFrom: 'statements@bank.example',

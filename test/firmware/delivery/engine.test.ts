@@ -1,3 +1,4 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import t from 'tap'
 import { devHsm } from '../../helpers/hsm.ts'
 import { deliveryRig, finals, route } from '../../helpers/delivery.ts'
@@ -25,7 +26,7 @@ t.test('M2: connections come from all four egress addresses; mail arrives byte f
   const attempt = rig.events.find((e) => e.type === 'delivery.attempt')
   t.match(attempt, { outcome: 'delivered', mx: '127.0.0.1', sourceIp: /^127\.0\.0\.1[1-4]$/, reply: /^250 /, tls: /^TLSv1\.[23]$/ })
   // S11: bytes out per egress address; together, what passed the shared budget.
-  const perEgress = rig.engine.egressBytes()
+  const perEgress = rig.engine.egress.bytesSent()
   t.same(Object.keys(perEgress).sort(), ['127.0.0.11', '127.0.0.12', '127.0.0.13', '127.0.0.14'])
   t.ok(Object.values(perEgress).every((b) => b > 0))
   t.equal(
@@ -287,6 +288,34 @@ t.test('M8 loop guards: no delivery notice about a mail that is automatic (Auto-
   t.equal(firm.received[0]!.mailFrom, '', 'sent from the null sender, so nothing answers it')
 })
 
+t.test('#34, M8: the loop guard uses what submission read; a signed report or auto-reply gets no notice, and no header is read for it', async (t) => {
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t, { onRcptTo: () => smtpError(550, '5.1.1 user unknown') })
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [
+      { domain: 'example.net', host: '127.0.0.1', port: rx.port },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
+    notifyAddress: 'ops@bank.example',
+  })
+  // By now the header says multipart/signed: only the envelope knows what the mail was.
+  const signed = 'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary=s\r\n'
+  let headerReads = 0
+  const count = () => headerReads++
+  subscribe('statement-gateway:mime.read-header', count)
+  t.teardown(() => unsubscribe('statement-gateway:mime.read-header', count))
+  const report = await rig.enqueue('a@example.net', 'x\r\n', undefined, signed, { tagged: true, isReport: true, autoSubmitted: undefined })
+  const auto = await rig.enqueue('b@example.net', 'x\r\n', undefined, signed, { tagged: true, isReport: false, autoSubmitted: 'auto-generated' })
+  const plain = await rig.enqueue('c@example.net', 'x\r\n', undefined, signed, { tagged: true, isReport: false, autoSubmitted: 'no' })
+  await until(() => [report, auto, plain].every((m) => finals(rig.events)[m.id] === 'bounced'))
+  await until(() => firm.received.length === 1)
+  await new Promise((r) => setTimeout(r, 300))
+  t.equal(firm.received.length, 1, 'one notice: for the mail that was not automatic')
+  t.match(firm.received[0]!.data.toString(), /Final-Recipient: rfc822; c@example\.net/)
+  t.equal(headerReads, 0, 'no header read at notice time')
+})
+
 t.test(
   'S7, M2, M3: routes, egress addresses and weights, the budget and the retry schedule approved on the admin page are in force for the next mail',
   async (t) => {
@@ -316,7 +345,7 @@ t.test(
     t.equal(first.received.length, 1, 'the old route gets nothing more')
     t.same(new Set(second.connections), new Set(['127.0.0.13']), 'only the one egress address now listed')
     t.same(new Set(second.received.map((r) => r.ehlo)), new Set(['only.localhost']), 'with its EHLO name')
-    t.ok(rig.engine.egressBytes()['127.0.0.13']! > 0, 'its bytes counted')
+    t.ok(rig.engine.egress.bytesSent()['127.0.0.13']! > 0, 'its bytes counted')
 
     const later = await rig.enqueue('later@example.net')
     await until(() => rig.events.some((e) => e.type === 'spool.deferred' && e.id === later.id))

@@ -1,11 +1,13 @@
 import t from 'tap'
+import { ConfigStore } from '../../../firmware/config/store.ts'
 import { parseConfig } from '../../../firmware/config/load.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
 import { decodedText, parseMessage, walk } from '../../../firmware/mime/tree.ts'
 import type { Envelope, Submitted } from '../../../firmware/pipeline/handoff.ts'
 import { summary } from '../../../firmware/reports/queries.ts'
 import { TrackingTokens } from '../../../firmware/reports/tokens.ts'
-import { agentClass, TrackingListener, TrackingStage } from '../../../firmware/reports/tracking.ts'
+import { agentClass, TrackingListener } from '../../../firmware/reports/tracking.ts'
+import { TrackingStage } from '../../../firmware/pipeline/stages/tracking.ts'
 import { logSink } from '../../helpers/logs.ts'
 import { ledgerRig, submitted, attempt } from '../../helpers/reports.ts'
 import { opensslVerify, pythonDkimVerify, signingSetup } from '../../helpers/signing.ts'
@@ -74,7 +76,7 @@ t.test(
 
     rig.clock.value = Date.parse('2026-11-05T02:00:00Z')
     await rig.emit(...submitted('Q1', ['a@example.net'], { batch: 'NOV' }), attempt('Q1', 'delivered', ['a@example.net'], '250 ok'))
-    const stage = new TrackingStage({ config: rig.config, tokens, log })
+    const stage = new TrackingStage({ store: new ConfigStore(rig.config), tokens, log })
     const out = await stage.process(mail())
     const urls = trackingUrls(out.message)
     t.equal(urls.clicks.length, 2)
@@ -147,7 +149,11 @@ t.test('only for a profile that asks, one recipient and a base URL; the rewrite 
   const tokens = new TrackingTokens(s.hsm)
   const { log } = logSink()
   const stage = (profile: Record<string, unknown>, baseUrl = BASE) =>
-    new TrackingStage({ config: parseConfig({ reports: { tracking: { baseUrl } }, policy: { profiles: [{ ...PROFILE, ...profile }] } }), tokens, log })
+    new TrackingStage({
+      store: new ConfigStore(parseConfig({ reports: { tracking: { baseUrl } }, policy: { profiles: [{ ...PROFILE, ...profile }] } })),
+      tokens,
+      log,
+    })
   const same = async (st: TrackingStage, m: Submitted) => (await st.process(m)).message.equals(m.message)
   t.ok(await same(stage({ tracking: false }), mail()), 'off by default in a profile')
   t.ok(await same(stage({}, ''), mail()), 'no base URL: nothing rewritten')
@@ -186,7 +192,7 @@ t.test('M11: a confirm-link class gets the confirmation link; its GET shows a bu
   await listener.start()
   t.teardown(() => listener.stop())
   const origin = `http://127.0.0.1:${listener.address!.port}`
-  const stage = new TrackingStage({ config: rig.config, tokens, log })
+  const stage = new TrackingStage({ store: new ConfigStore(rig.config), tokens, log })
 
   t.equal(
     (await stage.process(mail({ statementClass: 'monthly' }))).message.toString(),

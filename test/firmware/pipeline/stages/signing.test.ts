@@ -2,12 +2,12 @@ import { X509Certificate } from 'node:crypto'
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { GatewayError } from '../../../firmware/errors.ts'
-import { fromAddress } from '../../../firmware/mime/address.ts'
-import { certificateProblem } from '../../../firmware/signing/stage.ts'
-import { opensslKeyAndCsr, run } from '../../helpers/hsm.ts'
-import { opensslVerify, signingSetup } from '../../helpers/signing.ts'
-import { FIXTURES } from '../../fixtures/messages.ts'
+import { GatewayError } from '../../../../firmware/errors.ts'
+import { fromAddress } from '../../../../firmware/mime/address.ts'
+import { certificateProblem } from '../../../../firmware/pipeline/stages/signing.ts'
+import { opensslKeyAndCsr, run } from '../../../helpers/hsm.ts'
+import { opensslVerify, signingSetup } from '../../../helpers/signing.ts'
+import { FIXTURES } from '../../../fixtures/messages.ts'
 
 const plain = FIXTURES['plain text']!
 

@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import type { Component } from '../component.ts'
-import type { Config } from '../config/load.ts'
-import { GatewayError } from '../errors.ts'
-import type { EventSink } from '../events.ts'
-import type { Logger } from '../log.ts'
-import { MimeError } from '../mime/header.ts'
-import type { Submitted } from '../pipeline/handoff.ts'
-import type { Stage } from '../pipeline/stage.ts'
-import { type PolicyHit } from './inspect.ts'
-import { InspectionPool, InspectionTimeout } from './pool.ts'
+import type { Component } from '../../component.ts'
+import type { Config } from '../../config/load.ts'
+import { GatewayError } from '../../errors.ts'
+import type { EventSink } from '../../events.ts'
+import type { Logger } from '../../log.ts'
+import { MimeError } from '../../mime/header.ts'
+import type { Submitted } from '../handoff.ts'
+import type { Stage } from '../stage.ts'
+import { type PolicyHit } from '../../policy/inspect.ts'
+import { InspectionPool, InspectionTimeout } from '../../policy/pool.ts'
 
 /**
  * The statement policy gate (M1, M12, M13), inside the submission transaction
@@ -24,7 +24,7 @@ import { InspectionPool, InspectionTimeout } from './pool.ts'
  * is a temporary failure (451), never an unchecked acceptance.
  */
 export class PolicyStage implements Stage, Component {
-  readonly name = 'policy'
+  readonly name = 'submission:policy'
   #config: Config
   readonly #log: Logger
   readonly #events: EventSink
@@ -41,6 +41,11 @@ export class PolicyStage implements Stage, Component {
     this.#config = deps.config
     this.#log = deps.log.child({ component: 'policy' })
     this.#events = deps.events
+  }
+
+  /** The policy the next mail is checked against (S7: an approved change shows here at once). */
+  get policy(): Config['policy'] {
+    return this.#config.policy
   }
 
   // Component.start: an unreadable consent file is a rejection like any other start failure.
