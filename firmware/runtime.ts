@@ -21,7 +21,7 @@
  */
 export const DAEMON_ENV = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2', UV_THREADPOOL_SIZE: '16' } as const
 
-/** Node options the daemon runs with: a small young generation (see README, spool benchmark). */
+/** Node options the daemon runs with: a small young generation (see docs/benchmarks.md, spool). */
 export const DAEMON_NODE_ARGS = ['--max-semi-space-size=4'] as const
 
 /** The settings missing from this process's environment (the daemon warns at start). */

@@ -157,7 +157,7 @@ try {
         printPlan(plan)
         if (plan.keyProblems.length && !values['ignore-keys'])
           fail(
-            `${plan.keyProblems.length} HSM key(s) missing or different: restore them with the HSM vendor's backup (README: "Second site"), ` +
+            `${plan.keyProblems.length} HSM key(s) missing or different: restore them with the HSM vendor's backup (docs/operate.md: "Second site"), ` +
               'then run restore again; --ignore-keys goes on without them',
           )
         if (!values.yes) return void process.stdout.write('nothing changed; run again with --yes to propose this\n')

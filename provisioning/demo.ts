@@ -227,14 +227,15 @@ const failures: string[] = []
 const caFile = values.ca ?? devCaFile(config.dataDir)
 const smime = await verifySmime(caFile)
 const dkim = await verifyDkim()
-process.stderr.write(
-  `\nDone: ${received.length} of ${count} delivered in ${secs.toFixed(1)} s; ` +
+// #34: the result and the paper list on stdout (`npm run demo > out.txt` keeps them); progress stays on stderr.
+process.stdout.write(
+  `Done: ${received.length} of ${count} delivered in ${secs.toFixed(1)} s; ` +
     `S/MIME verified ${smime}/${received.length} (openssl), DKIM verified ${dkim}/${received.length} (python3-dkim)\n`,
 )
-process.stderr.write(`What the box's ledger counted for this batch: npm run reports -- summary --batch ${batch}\n`)
+process.stdout.write(`What the box's ledger counted for this batch: npm run reports -- summary --batch ${batch}\n`)
 if (bounceEvery || receiptEvery) {
   const month = localTimeFormatter(config.reports.timeZone)(Date.now()).slice(0, 7)
-  process.stderr.write(
+  process.stdout.write(
     `Return path: ${answered.bounce} bounced after their 250 (DSNs to the box), ${answered.read} read receipts sent, ` +
       `${resent} statements sent a second time.\n` +
       `The paper-owed list: npm run reports -- paper --month ${month}\n\n`,
@@ -243,13 +244,13 @@ if (bounceEvery || receiptEvery) {
     const source = toolConfigSource(values.config).path
     const args = [join(import.meta.dirname, 'reports.ts'), 'paper', '--month', month, ...(source ? ['--config', source] : [])]
     const { stdout } = await run(process.execPath, args)
-    process.stderr.write(stdout.split('\n').slice(0, 25).join('\n') + '\n')
+    process.stdout.write(stdout.split('\n').slice(0, 25).join('\n') + '\n')
   } catch (err) {
     process.stderr.write(`demo: could not read the paper-owed list: ${(err as { stderr?: string }).stderr ?? (err as Error).message}\n`)
   }
 }
-for (const f of failures.slice(0, 20)) process.stderr.write(`  ${f}\n`)
-if (failures.length > 20) process.stderr.write(`  … and ${failures.length - 20} more\n`)
+for (const f of failures.slice(0, 20)) process.stdout.write(`  ${f}\n`)
+if (failures.length > 20) process.stdout.write(`  … and ${failures.length - 20} more\n`)
 process.exit(received.length === count && smime === count && dkim === count ? 0 : 1)
 
 /** `openssl cms -verify` of each mail against the CA, four at a time; returns how many verified. */

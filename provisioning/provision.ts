@@ -21,7 +21,7 @@ configuration, the systemd service, the firewall, and last the admin page's one-
 setup code. Idempotent and resumable: run it again after a failure or to change an
 answer; what is done already is checked and kept.
 
-  --answers FILE  answers as JSON (see README, "Installing the appliance")
+  --answers FILE  answers as JSON (see docs/install.md)
   --root DIR      write /etc files under DIR and make no user or service (a lab, tests)
 `
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's walk-through, as written there, against a running development box
+# The walk-through of the README ("A first look") and docs/testing.md ("The development box in detail"), as written there, against a running development box
 # (npm start): `npm run check:fresh` runs it on a fresh Debian root, so every
 # command the README shows a newcomer is known to work on a machine that has
 # only what the README's two commands install. Prints "walkthrough: ok <what>"

@@ -13,7 +13,7 @@ import { bool, int, obj, oneOf, str, type Infer } from './types.ts'
  * key. Defaults are the embedded development defaults (data in ./var, loopback
  * addresses, unprivileged ports); provisioning writes the appliance's values.
  *
- * The reference in README.md is generated from this file
+ * The reference in docs/configuration.md is generated from this file
  * (`npm run config-reference`), and a test keeps the two in step.
  */
 

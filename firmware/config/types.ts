@@ -2,7 +2,7 @@
  * A small typed schema language for the box's configuration: every key has a
  * type, a default and a description (STYLE: "config is data with a schema").
  * The same schema validates config files, fills defaults, types the result and
- * generates the reference in the README (firmware/config/reference.ts).
+ * generates the reference in docs/configuration.md (firmware/config/reference.ts).
  */
 
 export class ConfigError extends Error {

@@ -61,7 +61,7 @@ export class Journal {
    * #33: the journal's own writer thread. A receiver's 250 is recorded without waiting for a
    * thread of the libuv pool (shared with record writes, reads and fsyncs); in the suite's kill
    * run the pool path's writes took p99 8.1 / max 14.1 ms from stamp to durable, a write on a
-   * thread of its own p99 5.2 / max 9.7 ms (README, reliability suite).
+   * thread of its own p99 5.2 / max 9.7 ms (docs/reliability.md).
    */
   #out: AppendThread | undefined
   /** Lines are made when their group is written: each carries the time its write began (`STAMP`). */

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { importCycles, importGraph, importsOf, layerViolations, sourceFiles } from './imports.ts'
+import { importCycles, importGraph, importsOf, LAYERS, layerViolations, sourceFiles } from './imports.ts'
 
 // Run on its own with `npm run check:imports`.
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -44,6 +44,13 @@ t.test('every source file has its mirrored test file, or test/coverage-map.json 
     [],
     'every test the map names exists',
   )
+})
+
+t.test("#34: the README's layout lists the layers as LAYERS has them, lowest first", async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const block = readme.slice(readme.indexOf('<!-- layout:begin'), readme.indexOf('<!-- layout:end -->'))
+  const listed = [...block.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1])
+  t.same(listed, LAYERS.flat(), 'one row per group, in order')
 })
 
 t.test('the checks find what they are for', async (t) => {

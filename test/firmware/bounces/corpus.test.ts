@@ -7,7 +7,7 @@ import { failureOf, parseReport, type Report } from '../../../firmware/bounces/r
 /**
  * M8: 332 real bounces from about 80 mail systems (../shared/corpus/bounces,
  * read in place, never copied here) through the parser and the classifier.
- * Their labels are another project's (Sisimai's reason names); the README's
+ * Their labels are another project's (Sisimai's reason names); docs/return-path.md's
  * table maps our categories to them, and this test reads that table, so the
  * table and the figures cannot drift apart. It prints the figures and every
  * disagreement.
@@ -32,11 +32,11 @@ interface Expected {
   recipients: { status: string; reply: string; reason: string; hard: boolean; feedback_type?: string }[]
 }
 
-/** The README's table: our category (first word of the first cell) → the Sisimai reasons in the second cell. */
+/** docs/return-path.md's table: our category (first word of the first cell) → the Sisimai reasons in the second cell. */
 function mappingTable(t: { ok(v: unknown, m: string): void }): Map<string, Set<string>> {
-  const readme = readFileSync(`${REPO}README.md`, 'utf8')
+  const readme = readFileSync(`${REPO}docs/return-path.md`, 'utf8')
   const start = readme.indexOf('| Category | Sisimai reasons |')
-  t.ok(start >= 0, 'the README has the category mapping table')
+  t.ok(start >= 0, 'docs/return-path.md has the category mapping table')
   const map = new Map<string, Set<string>>()
   for (const line of readme.slice(start).split('\n').slice(2)) {
     if (!line.startsWith('|')) break

@@ -3,9 +3,9 @@ import t from 'tap'
 import { referenceTable, withReference } from '../../../firmware/config/reference.ts'
 import { appliesAtOnce, LIVE_KEYS, schema } from '../../../firmware/config/schema.ts'
 
-t.test('README carries the reference generated from the current schema', async (t) => {
-  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
-  t.equal(withReference(readme), readme, 'README is up to date (run: npm run config-reference -- --write)')
+t.test('docs/configuration.md carries the reference generated from the current schema', async (t) => {
+  const readme = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8')
+  t.equal(withReference(readme), readme, 'docs/configuration.md is up to date (run: npm run config-reference -- --write)')
 })
 
 t.test('every key has a description and appears in the reference', async (t) => {
