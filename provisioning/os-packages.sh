@@ -39,6 +39,8 @@ PACKAGES=(
   postfix       # a real MTA: the return-path test's next hop, whose genuine DSNs come back to
                 # the box (M8); bench:postfix's peer and its smtp-source/smtp-sink load tools.
                 # Installed unconfigured ("No configuration"): it starts nothing on port 25.
+  prometheus    # promtool: checks and unit-tests the alert rules in docs/monitoring (S11). Its
+                # server is not wanted here: it is disabled right after the install (below).
   chromium      # headless browser for the admin page's tests (playwright-core drives it)
   fonts-noto-cjk  # chromium only recommends fonts: without a CJK one the page's zh-TW
                   # labels render as boxes in the test screenshots
@@ -74,3 +76,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's prometheus package enables and starts its server (:9090 on every address): only promtool is used.
+if printf '%s\n' "${missing[@]}" | grep -qx prometheus && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

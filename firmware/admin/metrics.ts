@@ -1,3 +1,4 @@
+import { ALARM_KINDS, type Alarm } from './views.ts'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Clock } from '../../hal/clock.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
@@ -178,6 +179,7 @@ export class BoxMetrics implements EventSink {
         },
       }),
     )
+    this.registry.registerMetric(this.#alarms)
     this.registry.registerMetric(
       new Gauge({
         registers: [],
@@ -197,6 +199,19 @@ export class BoxMetrics implements EventSink {
   readonly failingWebhooks = new Map<string, string>()
   /** The audit trail's last report of being over its disk budget, until a day passes without one. */
   auditOverBudget: { bytes: number; budget: number; at: number } | undefined
+
+  /** S11: the dashboard's alarms by kind, as last counted (`setAlarms`, at each scrape). */
+  readonly #alarms = new Gauge({
+    registers: [],
+    name: 'sg_alarms',
+    help: "Alarms the box raises now, by kind (the dashboard's list; docs/monitoring/alerts.yml has a rule for each kind)",
+    labelNames: ['kind'],
+  })
+
+  /** The alarms raised now (views.ts `alarms`): every kind is exported, 0 when quiet. */
+  setAlarms(raised: readonly Alarm[]): void {
+    for (const kind of ALARM_KINDS) this.#alarms.set({ kind }, raised.filter((a) => a.kind === kind).length)
+  }
 
   /** One HSM signature took `seconds` (hal/hsm's KeyStore.onSign). */
   observeSign(seconds: number): void {

@@ -9,7 +9,7 @@ import { html, trusted, type Html } from './html.ts'
 import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, type Viewer, formBody } from './pages.ts'
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessions.ts'
 import type { Routes } from './types.ts'
-import { dashboardPage } from './views.ts'
+import { alarms, dashboardPage, type Signals } from './views.ts'
 import { LoginDelays } from './login-delays.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -129,20 +129,24 @@ export function registerRoutes(r: Routes): void {
     return r.page(reply, loginPage(csrfFor(reply, undefined), undefined, 'Logged out. 已登出。'))
   })
 
+  /** What the dashboard and /metrics know beside the status (S11). */
+  const signals = (): Signals => ({
+    failingWebhooks: d.metrics.failingWebhooks,
+    auditOverBudget: d.metrics.auditOverBudget,
+    lockedAccounts: accounts
+      .users()
+      .filter((u) => u.locked)
+      .map((u) => ({ name: u.name, cause: causeText(u.lockCause) })),
+    accountProposals: r.openAccountProposals(),
+    now: d.clock.now(),
+  })
+  const statusFor = async (who: string) => {
+    const status = await d.control.request({ cmd: 'box.status', who }, 'admin-page')
+    return status.ok ? (status.result as Record<string, unknown>) : {}
+  }
   app.get('/dashboard', { preHandler: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
-    const signals = {
-      failingWebhooks: d.metrics.failingWebhooks,
-      auditOverBudget: d.metrics.auditOverBudget,
-      lockedAccounts: accounts
-        .users()
-        .filter((u) => u.locked)
-        .map((u) => ({ name: u.name, cause: causeText(u.lockCause) })),
-      accountProposals: r.openAccountProposals(),
-      now: d.clock.now(),
-    }
-    return r.page(reply, dashboardPage(v, status.ok ? (status.result as Record<string, unknown>) : {}, d.config, d.system.current(), signals, d.firmware()))
+    return r.page(reply, dashboardPage(v, await statusFor(v.user), d.config, d.system.current(), signals(), d.firmware()))
   })
   app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
     const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'
@@ -288,6 +292,7 @@ export function registerRoutes(r: Routes): void {
   // S11: Prometheus text exposition, for a scraper with the token or from the scraper allowlist.
   app.get('/metrics', async (req, reply) => {
     if (!r.metricsAllowed(req)) return reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('a bearer token is needed\n')
+    d.metrics.setAlarms(alarms(await d.control.statusForMonitoring(), d.config, signals(), d.system.current()))
     return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics())
   })
 }

@@ -36,7 +36,11 @@ export interface AdminDeps {
   accounts: Accounts
   metrics: BoxMetrics
   /** The box's queue and status service (the control socket's). */
-  control: { request(req: ControlRequest & { who: string }, via: 'admin-page'): Promise<ControlReply> }
+  control: {
+    request(req: ControlRequest & { who: string }, via: 'admin-page'): Promise<ControlReply>
+    /** The status for the /metrics scrape, not audited (S11). */
+    statusForMonitoring(): Promise<Record<string, unknown>>
+  }
   tls: () => TlsOptions
   /** The audit trail's directory, for search. */
   auditDir: string

@@ -17,7 +17,7 @@ interface HsmView {
   certificates?: { label: string; subject: string; notAfter: string; daysLeft: number }[]
 }
 
-/** What needs a person's attention, worst first. */
+/** What the dashboard and /metrics know beside the status. */
 export interface Signals {
   failingWebhooks: ReadonlyMap<string, string>
   auditOverBudget: { bytes: number; budget: number; at: number } | undefined
@@ -28,28 +28,58 @@ export interface Signals {
   now: number
 }
 
-export function alarms(status: Status, config: Config, signals?: Signals): string[] {
-  const out: string[] = []
+/**
+ * S11: every alarm the box raises, by kind — the dashboard shows them, and /metrics exports
+ * `sg_alarms{kind}` so the rules in docs/monitoring/alerts.yml page someone for each.
+ */
+export const ALARM_KINDS = [
+  'hsm',
+  'certificate',
+  'held',
+  'audit-backlog',
+  'egress-paused',
+  'webhook',
+  'account-locked',
+  'account-proposals',
+  'self-approval',
+  'audit-disk',
+  'data-disk',
+] as const
+export type AlarmKind = (typeof ALARM_KINDS)[number]
+
+export interface Alarm {
+  kind: AlarmKind
+  text: string
+}
+
+/** What needs a person's attention, worst first. */
+export function alarms(status: Status, config: Config, signals?: Signals, system?: SystemView): Alarm[] {
+  const out: Alarm[] = []
+  const add = (kind: AlarmKind, text: string) => out.push({ kind, text })
   const hsm = status.hsm as HsmView | undefined
-  if (hsm && hsm.state !== 'connected') out.push(`HSM ${hsm.state ?? 'unknown'}${hsm.error ? `: ${hsm.error}` : ''} — no statement can be signed`)
+  if (hsm && hsm.state !== 'connected') add('hsm', `HSM ${hsm.state ?? 'unknown'}${hsm.error ? `: ${hsm.error}` : ''} — no statement can be signed`)
   for (const c of hsm?.certificates ?? [])
-    if (c.daysLeft <= config.hsm.certificateWarnDays) out.push(`certificate ${c.label} expires in ${c.daysLeft} days (${c.notAfter})`)
+    if (c.daysLeft <= config.hsm.certificateWarnDays) add('certificate', `certificate ${c.label} expires in ${c.daysLeft} days (${c.notAfter})`)
   const spool = (status.spool ?? {}) as Record<string, number>
-  if ((spool.held ?? 0) > 0) out.push(`${spool.held} mails held, waiting for an operator`)
+  if ((spool.held ?? 0) > 0) add('held', `${spool.held} mails held, waiting for an operator`)
   const submission = (status.submission ?? {}) as Record<string, number>
-  if ((submission.auditBacklog ?? 0) > 0) out.push(`${submission.auditBacklog} audit records waiting for the disk`)
+  if ((submission.auditBacklog ?? 0) > 0) add('audit-backlog', `${submission.auditBacklog} audit records waiting for the disk`)
   const delivery = (status.delivery ?? {}) as { paused?: { address: string; until: string }[] }
-  for (const p of delivery.paused ?? []) out.push(`egress ${p.address} paused until ${p.until}`)
-  for (const [url, since] of signals?.failingWebhooks ?? []) out.push(`webhook ${url} failing since ${since}`)
+  for (const p of delivery.paused ?? []) add('egress-paused', `egress ${p.address} paused until ${p.until}`)
+  for (const [url, since] of signals?.failingWebhooks ?? []) add('webhook', `webhook ${url} failing since ${since}`)
   for (const l of signals?.lockedAccounts ?? [])
-    out.push(
+    add(
+      'account-locked',
       `account ${l.name} locked after failed logins from ${l.cause || 'unknown addresses'} — unlock: a second administrator, ` +
         `or npm run account -- unlock ${l.name} at the console`,
     )
-  if (signals?.accountProposals) out.push(`${signals.accountProposals} account change(s) wait for a second administrator (Users)`)
-  if (config.admin.allowSelfApproval) out.push('an administrator may approve their own configuration change (admin.allowSelfApproval): four eyes are off')
+  if (signals?.accountProposals) add('account-proposals', `${signals.accountProposals} account change(s) wait for a second administrator (Users)`)
+  if (config.admin.allowSelfApproval)
+    add('self-approval', 'an administrator may approve their own configuration change (admin.allowSelfApproval): four eyes are off')
   const a = signals?.auditOverBudget
-  if (a && signals.now - a.at < 86_400_000) out.push(`audit trail over its disk budget: ${gib(a.bytes)} of ${gib(a.budget)}`)
+  if (a && signals.now - a.at < 86_400_000) add('audit-disk', `audit trail over its disk budget: ${gib(a.bytes)} of ${gib(a.budget)}`)
+  if (system && system.dataDisk.free < system.dataDisk.total * (config.spool.reservePercent / 100) * 1.5)
+    add('data-disk', `the data directory's disk has ${gib(system.dataDisk.free)} free of ${gib(system.dataDisk.total)}`)
   return out
 }
 
@@ -57,9 +87,7 @@ export function dashboardPage(v: Viewer, status: Status, config: Config, system:
   const spool = (status.spool ?? {}) as Record<string, number>
   const delivery = (status.delivery ?? {}) as Record<string, unknown>
   const hsm = (status.hsm ?? {}) as HsmView
-  const found = alarms(status, config, signals)
-  if (system && system.dataDisk.free < system.dataDisk.total * (config.spool.reservePercent / 100) * 1.5)
-    found.push(`the data directory's disk has ${gib(system.dataDisk.free)} free of ${gib(system.dataDisk.total)}`)
+  const found = alarms(status, config, signals, system).map((a) => a.text)
   const counts = ['delivered', 'deferred', 'bounced', 'expired', 'removed', 'read', 'unread'].map((k) => [k, delivery[k] ?? 0])
   return layout(
     'Dashboard 儀表板',

@@ -212,6 +212,14 @@ export class ControlServer implements Component {
     }
   }
 
+  /**
+   * The box's status for the monitoring scrape (/metrics, S11): the same answer as `box.status`,
+   * and no audit record — a scrape every 15 s is the monitoring system looking, not a person acting.
+   */
+  async statusForMonitoring(): Promise<Record<string, unknown>> {
+    return ((await this.#status?.()) ?? {}) as Record<string, unknown>
+  }
+
   /** A tool that acted by itself (the HSM CLI) reports what it did; the box records it as the trail's only writer. */
   #record(who: string, args: Record<string, unknown>): ControlReply {
     const text = (v: unknown, max: number) => (typeof v === 'string' && v.length <= max && !/[\r\n]/.test(v) ? v : undefined)

@@ -3,6 +3,7 @@ import { request } from 'node:https'
 import { join } from 'node:path'
 import { connect, type ConnectionOptions } from 'node:tls'
 import t from 'tap'
+import { ALARM_KINDS } from '../../../firmware/admin/views.ts'
 import { controlRequests } from '../../../firmware/control/server.ts'
 import { dayFormatter } from '../../../firmware/reports/ledger.ts'
 import { hotp, stepAt } from '../../../firmware/admin/totp.ts'
@@ -368,6 +369,9 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
     t.match(r.body, /# TYPE sg_submissions_total counter/)
     t.match(r.body, /# TYPE sg_egress_bytes_by_source_total counter/, 'bytes out per egress address (the engine test counts them)')
     t.match(r.body, /sg_hsm_up 1/)
+    // S11: every alarm the dashboard can raise, by kind, for the rules in docs/monitoring/alerts.yml.
+    for (const kind of ALARM_KINDS) t.match(r.body, new RegExp(`^sg_alarms\\{kind="${kind}"\\} \\d+$`, 'm'), `sg_alarms{kind="${kind}"}`)
+    t.match(r.body, /^sg_alarms\{kind="hsm"\} 0$/m, 'the HSM is connected: its alarm is quiet')
   })
 })
 

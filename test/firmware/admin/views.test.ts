@@ -12,11 +12,17 @@ t.test('S11: the dashboard alarms name what needs a person, and none when all is
     submission: { auditBacklog: 120 },
     delivery: { paused: [{ address: '192.0.2.11', until: '2026-11-26T10:00:00Z' }] },
   }
-  const found = alarms(bad, config, {
+  const raised = alarms(bad, config, {
     failingWebhooks: new Map([['https://firm.example/hook', '2026-11-26T09:00:00Z']]),
     auditOverBudget: { bytes: 11 * 2 ** 30, budget: 10 * 2 ** 30, at: 1000 },
     now: 2000,
   })
+  t.same(
+    raised.map((a) => a.kind),
+    ['hsm', 'certificate', 'held', 'audit-backlog', 'egress-paused', 'webhook', 'audit-disk'],
+    'each with its kind (sg_alarms{kind} on /metrics)',
+  )
+  const found = raised.map((a) => a.text)
   t.match(found, [
     /HSM unavailable: CKR_TOKEN_NOT_PRESENT/,
     /certificate smime\/bank expires in 5 days/,
