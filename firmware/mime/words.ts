@@ -25,6 +25,8 @@ interface Word {
   end: number
   charset: string
   bytes: Buffer
+  /** For a B word: its base64 text, which may end mid-quantum (a writer split a character across words). */
+  base64?: string
 }
 
 /** The encoded word `=?charset?B|Q?text?=` starting at `at`, or undefined. Bounded work: at most MAX_WORD characters. */
@@ -45,24 +47,51 @@ function wordAt(value: string, at: number): Word | undefined {
   const star = charset.indexOf('*') // RFC 2231 §5: charset*language
   if (star >= 0) charset = charset.slice(0, star)
   const bytes = enc === 'B' || enc === 'b' ? Buffer.from(text, 'base64') : decodeQuotedPrintable(Buffer.from(text.replaceAll('_', ' '), 'latin1'))
-  return { start: at, end: at + close + 2, charset: charset.toLowerCase(), bytes }
+  return { start: at, end: at + close + 2, charset: charset.toLowerCase(), bytes, ...(enc === 'B' || enc === 'b' ? { base64: text } : {}) }
+}
+
+/**
+ * The bytes of a run of adjacent words in one charset. A B word that ends mid-quantum (its
+ * text not a multiple of 4, no padding) continues in the next word's text, as libmime reads
+ * it: `=?UTF-8?B?5p?= =?UTF-8?B?yJ?=` is 5pyJ, the three bytes of 有. A padded word ends its bytes.
+ */
+function runBytes(words: readonly Word[]): Buffer {
+  const out: Buffer[] = []
+  let pending = ''
+  for (const w of words) {
+    if (w.base64 === undefined) {
+      if (pending) out.push(Buffer.from(pending, 'base64'))
+      pending = ''
+      out.push(w.bytes)
+      continue
+    }
+    const padded = w.base64.includes('=')
+    const text = pending + (padded ? w.base64.slice(0, w.base64.indexOf('=')) : w.base64)
+    if (padded || text.length % 4 === 0) {
+      out.push(Buffer.from(text, 'base64'))
+      pending = ''
+    } else pending = text
+  }
+  if (pending) out.push(Buffer.from(pending, 'base64'))
+  return Buffer.concat(out)
 }
 
 /**
  * RFC 2047 encoded words in a header value. Whitespace between two encoded
  * words is dropped (§6.2), and adjacent words in the same charset are joined
- * as bytes before decoding: mailers split a multi-byte character across two
- * words although the RFC says not to, and decoding each word alone would turn
- * the label 有價證券月對帳單 into replacement characters.
+ * before decoding (a B word cut mid-quantum continues in the next one, see
+ * runBytes): mailers split a multi-byte character across two words although
+ * the RFC says not to, and decoding each word alone would turn the label
+ * 有價證券月對帳單 into replacement characters.
  */
 export function decodeWords(value: string): string {
   if (!value.includes('=?')) return value
   const out: string[] = []
   let pos = 0
-  let run: { charset: string; bytes: Buffer[] } | undefined
+  let run: { charset: string; words: Word[] } | undefined
   let gap = '' // whitespace after the last encoded word, kept unless another word follows
   const flush = () => {
-    if (run) out.push(decodeCharset(Buffer.concat(run.bytes), run.charset))
+    if (run) out.push(decodeCharset(runBytes(run.words), run.charset))
     run = undefined
   }
   for (let at = value.indexOf('=?'); at >= 0; at = value.indexOf('=?', at)) {
@@ -78,10 +107,10 @@ export function decodeWords(value: string): string {
       out.push(gap, between)
     }
     gap = ''
-    if (run && run.charset === w.charset) run.bytes.push(w.bytes)
+    if (run && run.charset === w.charset) run.words.push(w)
     else {
       flush()
-      run = { charset: w.charset, bytes: [w.bytes] }
+      run = { charset: w.charset, words: [w] }
     }
     pos = at = w.end
   }

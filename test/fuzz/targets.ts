@@ -1,4 +1,5 @@
 import fc from 'fast-check'
+import libmime from 'libmime'
 import { base32, unbase32 } from '../../hal/crypto/base32.ts'
 import { children, certificateParts, keyUsage, read } from '../../hal/crypto/der-read.ts'
 import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
@@ -34,6 +35,8 @@ export interface Target<T> {
   run(input: T): void
   /** Adversarial input of about `n` bytes, for timing. */
   worst(n: number): T
+  /** Compares with an independent reader (libmime): not timed in the growth test, which its parser's own target is. */
+  differential?: boolean
   /** Size for the doubling test when the default (512 KiB) is far beyond what the parser ever reads. */
   size?: number
 }
@@ -41,6 +44,44 @@ export interface Target<T> {
 /** Byte strings made of MIME-ish tokens, so that fuzzing reaches past the first check. */
 const tokens = (words: readonly string[], max = 200) =>
   fc.array(fc.oneof(fc.constantFrom(...words), fc.string({ maxLength: 8 })), { maxLength: max }).map((ws) => ws.join(''))
+
+/** Text split into RFC 2047 words at any byte (mid-character and mid-quantum, as mailers do), B or Q, between plain words. */
+const encodedWords = fc
+  .tuple(
+    fc.array(fc.constantFrom('有', '價', '證', '券', '月', '對', '帳', '單', 'a', 'Z', '0', ' ', '_', '=', '?', 'é'), { minLength: 1, maxLength: 24 }),
+    fc.array(fc.nat(40), { maxLength: 5 }),
+    fc.constantFrom('B', 'Q'),
+    fc.constantFrom('Dear ', '', 'Re: '),
+  )
+  .map(([chars, cuts, enc, prefix]) => {
+    const bytes = Buffer.from(chars.join(''), 'utf8')
+    const at = [...new Set(cuts.map((c) => c % bytes.length).filter((c) => c > 0))].sort((a, b) => a - b)
+    const pieces = [0, ...at].map((from, i) => bytes.subarray(from, at[i] ?? bytes.length))
+    const word = (b: Buffer) =>
+      enc === 'B'
+        ? `=?UTF-8?B?${b.toString('base64')}?=`
+        : `=?UTF-8?Q?${[...b].map((x) => (/[A-Za-z0-9]/.test(String.fromCharCode(x)) ? String.fromCharCode(x) : `=${x.toString(16).toUpperCase().padStart(2, '0')}`)).join('')}?=`
+    return prefix + pieces.map(word).join(' ')
+  })
+
+/** A Content-Disposition with a file name in RFC 2231 sections, percent-encoded UTF-8 cut at any byte. */
+const rfc2231Value = fc
+  .tuple(
+    fc.array(fc.constantFrom('有', '價', '證', '券', 'a', '-', '1', ' ', 'é'), { minLength: 1, maxLength: 16 }),
+    fc.array(fc.nat(40), { maxLength: 4 }),
+    fc.boolean(),
+  )
+  .map(([chars, cuts, quoted]) => {
+    const name = Buffer.from(`${chars.join('')}.pdf`, 'utf8')
+    const at = [...new Set(cuts.map((c) => c % name.length).filter((c) => c > 0))].sort((a, b) => a - b)
+    const pieces = [0, ...at].map((from, i) => name.subarray(from, at[i] ?? name.length))
+    const pct = (b: Buffer) => [...b].map((x) => `%${x.toString(16).toUpperCase().padStart(2, '0')}`).join('')
+    const section = (b: Buffer, i: number) => {
+      const v = `${i === 0 ? "utf-8''" : ''}${pct(b)}`
+      return `filename*${i}*=${quoted ? `"${v}"` : v}`
+    }
+    return `attachment; ${pieces.map(section).join('; ')}`
+  })
 
 /** A known-good input with a few bytes changed, inserted or cut. */
 function mutated(seed: fc.Arbitrary<Buffer>): fc.Arbitrary<Buffer> {
@@ -164,6 +205,32 @@ export const TARGETS: Target<unknown>[] = [
     input: tokens(['=?', '?=', '?B?', '?Q?', 'UTF-8', 'big5', ' ', '_', '=E6', 'QUJD']),
     run: (s: string) => void decodeWords(s),
     worst: (n: number) => '=?UTF-8?Q?a'.repeat(n / 11),
+  }),
+  // #34: differential targets — the same well-formed input through an independent reader (libmime, nodemailer's).
+  target({
+    name: 'RFC 2047 encoded words against libmime (decodeWords)',
+    differential: true,
+    input: encodedWords,
+    run: (s: string) => {
+      const ours = decodeWords(s)
+      const theirs = libmime.decodeWords(s)
+      if (ours !== theirs) throw new Error(`decodeWords ${JSON.stringify(s)}: ours ${JSON.stringify(ours)}, libmime ${JSON.stringify(theirs)}`)
+    },
+    worst: (n: number) => '=?UTF-8?B?5p?= =?UTF-8?B?yJ?= '.repeat(n / 32),
+  }),
+  target({
+    name: 'parameters, RFC 2231 continuations against libmime (parseParams)',
+    differential: true,
+    input: rfc2231Value,
+    run: (s: string) => {
+      const ours = parseParams(s)
+      const theirs = libmime.parseHeaderValue(s)
+      if (ours.ambiguity) throw new Error(`parseParams ${JSON.stringify(s)}: refused a well-formed value (${ours.ambiguity})`)
+      if (ours.value !== theirs.value || ours.params.filename !== theirs.params.filename)
+        throw new Error(`parseParams ${JSON.stringify(s)}: ours ${JSON.stringify(ours)}, libmime ${JSON.stringify(theirs)}`)
+    },
+    worst: (n: number) =>
+      `attachment${Array.from({ length: n / 20 }, (_, i) => `; filename*${i}*=%E6%9C%89`).join('')}`.replace('filename*0*=', "filename*0*=utf-8''"),
   }),
   target({
     name: 'parameters, RFC 2231 (parseParams)',

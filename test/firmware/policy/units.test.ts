@@ -28,4 +28,7 @@ t.test('RFC 2047: UTF-8 and Big5, B and Q, adjacent words joined', async (t) => 
   t.equal(decodeWords(`=?big5?B?${big5.toString('base64')}?=`), '有價證券月對帳單')
   t.equal(decodeWords('=?UTF-8?Q?Hello_World?= =?UTF-8?Q?=21?='), 'Hello World!')
   t.equal(decodeWords('plain subject'), 'plain subject')
+  // #34: 有 split mid-quantum across two words continues in the next word's base64, as libmime reads it.
+  t.equal(decodeWords('=?UTF-8?B?5p?= =?UTF-8?B?yJ?='), '有')
+  t.equal(decodeWords('=?UTF-8?B?5g==?= =?UTF-8?B?nIk=?='), '有', 'padded words end their bytes')
 })
