@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { cidrProblem } from '../hal/net/cidr.ts'
+import { createError } from '../firmware/box-errors.ts'
 
 /**
  * What IT answers when it provisions the appliance (`npm run provision`),
@@ -35,7 +36,7 @@ export interface Answers {
   service: { install: boolean }
 }
 
-export class AnswerError extends Error {}
+export class AnswerError extends createError('EANSWERS_INVALID', 'AnswerError') {}
 
 type Ask = (question: string, fallback?: string) => Promise<string>
 type Node = Record<string, unknown>

@@ -8,8 +8,9 @@ import type { EventSink } from '../events.ts'
 import { AccountCrypto } from './account-crypto.ts'
 import type { AccountChange, ChangeMeta, Role, Store, StoredUser } from './account-types.ts'
 import { newTotpSecret } from './totp.ts'
+import { createError } from '../box-errors.ts'
 
-export class AccountError extends Error {}
+export class AccountError extends createError('EACCOUNT_REFUSED', 'AccountError') {}
 
 /** How long a setup or enrolment code is valid. */
 export const CODE_VALID_MS = 24 * 3_600_000

@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
+import { createError } from '../box-errors.ts'
 
 export type ProposalState = 'open' | 'approved' | 'withdrawn' | 'expired' | 'failed'
 
@@ -19,7 +20,7 @@ export interface ProposalRecord {
   note?: string
 }
 
-export class ProposalError extends Error {}
+export class ProposalError extends createError('EPROPOSAL_REFUSED', 'ProposalError') {}
 
 /**
  * A directory of proposals, one 0600 file each: the lifecycle the

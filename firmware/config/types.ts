@@ -1,3 +1,5 @@
+import { createError } from '../box-errors.ts'
+
 /**
  * A small typed schema language for the box's configuration: every key has a
  * type, a default and a description (STYLE: "config is data with a schema").
@@ -5,11 +7,10 @@
  * generates the reference in docs/configuration.md (firmware/config/reference.ts).
  */
 
-export class ConfigError extends Error {
+export class ConfigError extends createError('ECONFIG_INVALID', 'ConfigError') {
   readonly key: string
   constructor(key: string, reason: string) {
     super(`config key "${key}": ${reason}`)
-    this.name = 'ConfigError'
     this.key = key
   }
 }

@@ -8,6 +8,7 @@ import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { migrateConfig } from './migrations.ts'
 import { SCHEMA_VERSION } from './schema.ts'
+import { createError } from '../box-errors.ts'
 
 /**
  * The configuration as numbered versions (S7, S9): `<dataDir>/config/versions/
@@ -38,7 +39,7 @@ export interface ConfigVersion {
 }
 
 /** A version file that fails its check: the box does not start on it. */
-export class ConfigTamperError extends Error {
+export class ConfigTamperError extends createError('ECONFIG_TAMPERED', 'ConfigTamperError') {
   readonly file: string
   constructor(file: string, why: string) {
     super(`configuration version ${file} ${why}: it was changed outside the box. Put back the file from a backup, or remove it and the versions after it.`)

@@ -11,6 +11,7 @@ import { parseConfig, type Config } from '../config/load.ts'
 import { migrateConfig } from '../config/migrations.ts'
 import { SCHEMA_VERSION } from '../config/schema.ts'
 import { canonicalJson, versionFileNames, versionsDir, type ConfigVersion } from '../config/versions.ts'
+import { createError } from '../box-errors.ts'
 
 /**
  * Backup and restore of the configuration for the second site (S12): one
@@ -248,9 +249,7 @@ export function sealBackup(payload: BackupPayload, passphrase: string): Buffer {
   return Buffer.from(`${JSON.stringify({ ...env, data: data.toString('base64'), tag: cipher.getAuthTag().toString('base64') })}\n`)
 }
 
-export class BackupError extends Error {
-  override name = 'BackupError'
-}
+export class BackupError extends createError('EBACKUP_INVALID', 'BackupError') {}
 
 /** Opens a bundle: the format checked, then the payload decrypted and authenticated (a wrong passphrase and a changed byte look alike). */
 export function openBackup(bundle: Buffer, passphrase: string): BackupPayload {

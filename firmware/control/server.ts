@@ -8,6 +8,7 @@ import { maskAddress, type Logger } from '../log.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Spool } from '../spool/spool.ts'
 import { SPOOL_STATES as STATES, type SpoolEntry, type SpoolState } from '../spool/types.ts'
+import { createError } from '../box-errors.ts'
 
 export const controlSocketPath = (config: Config) => join(config.dataDir, 'control.sock')
 
@@ -44,7 +45,7 @@ export function toolActionEvent(who: string, a: AdminAction): BoxEvent {
 }
 
 /** A request the box refuses, with what it says to the asker (a person at the console). */
-export class Refused extends Error {}
+export class Refused extends createError('ECONTROL_REFUSED', 'Refused') {}
 
 const LIST_LIMIT = 10_000
 const MAX_LINE = 64 * 1024

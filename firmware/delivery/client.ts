@@ -3,14 +3,14 @@ import { connect as netConnect, isIP } from 'node:net'
 import { connect as tlsConnect, type SecureContext, type TLSSocket, type ConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { ThrottledSocket, type ByteRateLimiter } from '../../hal/net/throttle.ts'
+import { createError } from '../box-errors.ts'
 
 export interface Reply {
   code: number
   text: string
 }
 
-export class SmtpError extends Error {
-  override name = 'SmtpError'
+export class SmtpError extends createError('ESMTP_REPLY', 'SmtpError') {
   readonly reply: Reply | undefined
   readonly phase: string
   /** A connection-level failure (refused, reset, timeout) rather than a reply. */

@@ -1,3 +1,5 @@
+import { createError } from '../box-errors.ts'
+
 /**
  * PDF object syntax (ISO 32000-1 §7.2–7.3), enough to read cross-reference
  * sections, trailers and single objects from hostile files: comments, literal
@@ -7,9 +9,7 @@
  * recursed into without a limit. Errors throw PdfSyntaxError.
  */
 
-export class PdfSyntaxError extends Error {
-  override name = 'PdfSyntaxError'
-}
+export class PdfSyntaxError extends createError('EPDF_SYNTAX', 'PdfSyntaxError') {}
 
 export type PdfValue =
   | { t: 'null' }

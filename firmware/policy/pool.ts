@@ -3,11 +3,10 @@ import type { Logger } from '../log.ts'
 import { MimeError, type MimeErrorCode } from '../mime/header.ts'
 import type { InspectOutcome, InspectRequest, Profile } from './inspect.ts'
 import type { Job, JobResult } from './worker.ts'
+import { createError } from '../box-errors.ts'
 
 /** A mail whose inspection ran past its budget: the worker was stopped, the mail is tempfailed. */
-export class InspectionTimeout extends Error {
-  override name = 'InspectionTimeout'
-}
+export class InspectionTimeout extends createError('EINSPECTION_TIMEOUT', 'InspectionTimeout') {}
 
 /** What an inspection gives back: its outcome, and the mail's bytes (moved back from the worker). */
 export interface Inspected {

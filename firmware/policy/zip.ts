@@ -1,3 +1,5 @@
+import { createError } from '../box-errors.ts'
+
 /**
  * What is in a ZIP archive, and is every entry encrypted (M13)? Read from the
  * central directory and the local headers together (APPNOTE 6.3.x), the way a
@@ -33,7 +35,7 @@ const LOCAL = 0x04034b50
 const DESCRIPTOR = 0x08074b50
 const MAX_ENTRIES = 100_000
 
-class Bad extends Error {}
+class Bad extends createError('EZIP_INVALID', 'ZipError') {}
 
 export function readZip(zip: Buffer): ZipReading {
   try {

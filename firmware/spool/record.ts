@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
 import type { Envelope } from '../pipeline/handoff.ts'
+import { createError } from '../box-errors.ts'
 
 /**
  * The on-disk form of one spooled message (M10, S9):
@@ -33,9 +34,7 @@ export interface SpooledMail {
   message: Buffer
 }
 
-export class RecordError extends Error {
-  override name = 'RecordError'
-}
+export class RecordError extends createError('ERECORD_INVALID', 'RecordError') {}
 
 /** Encrypts a mail under `dataKey`; `wrapped` is that key as the HSM wrapped it. */
 export function encodeRecord(

@@ -2,6 +2,7 @@ import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs'
 import { dirname, join, posix } from 'node:path'
 import { spkiSha256 } from '../../hal/crypto/der.ts'
+import { createError } from '../box-errors.ts'
 
 /**
  * Firmware bundles (S8; ETSI EN 303 645 5.3), in a format with no archive
@@ -52,8 +53,7 @@ export interface Signature {
   sig: string
 }
 
-export class BundleError extends Error {
-  override name = 'BundleError'
+export class BundleError extends createError('EBUNDLE_INVALID', 'BundleError') {
   /** The version the bundle's signed manifest names, when the refusal came after it was read. */
   version?: string
 }

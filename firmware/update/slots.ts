@@ -3,6 +3,7 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, rea
 import { join } from 'node:path'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import { BundleError, compareVersions, extractBundle, keyId, openBundle, trustedKeys, type Manifest } from './bundle.ts'
+import { createError } from '../box-errors.ts'
 
 /**
  * A/B slots for the firmware (ETSI EN 303 645 5.3; the shape of RAUC and
@@ -39,9 +40,7 @@ export interface UpdateStep {
   at: string
 }
 
-export class UpdateError extends Error {
-  override name = 'UpdateError'
-}
+export class UpdateError extends createError('EUPDATE_REFUSED', 'UpdateError') {}
 
 const other = (s: Slot): Slot => (s === 'a' ? 'b' : 'a')
 

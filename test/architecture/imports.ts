@@ -18,6 +18,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   [
     'firmware/events.ts',
     'firmware/errors.ts',
+    'firmware/box-errors.ts',
     'firmware/client-errors.ts',
     'firmware/memory-budget.ts',
     'firmware/component.ts',

@@ -28,7 +28,7 @@ t.test('a complete answers file needs no terminal', async (t) => {
 
 t.test('without a terminal a missing answer is an error naming its key; defaults fill what has one', async (t) => {
   const { hostname: _h, ...rest } = FULL
-  await t.rejects(completeAnswers(rest, undefined), { message: /^hostname: no answer given/ })
+  await t.rejects(completeAnswers(rest, undefined), { code: 'EANSWERS_INVALID', message: /^hostname: no answer given/ })
   const { dataDir: _d, ...noDir } = FULL
   t.equal((await completeAnswers(noDir, undefined)).dataDir, '/var/lib/statement-gateway')
 })

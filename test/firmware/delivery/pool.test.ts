@@ -48,5 +48,9 @@ t.test('S1: TLS required verifies the certificate: an untrusted one defers, one 
 t.test('a tlsCaFile that holds no certificate stops start-up naming the key', async (t) => {
   const bad = join(tempDir(t), 'not-a-ca.pem')
   writeFileSync(bad, 'hello')
-  t.throws(() => parseConfig({ delivery: { tlsCaFile: bad } }), { name: 'ConfigError', message: /delivery\.tlsCaFile.*not a readable PEM file/ })
+  t.throws(() => parseConfig({ delivery: { tlsCaFile: bad } }), {
+    name: 'ConfigError',
+    code: 'ECONFIG_INVALID',
+    message: /delivery\.tlsCaFile.*not a readable PEM file/,
+  })
 })
