@@ -1,4 +1,4 @@
-import { group, str, type AuditRecord, type LedgerWrites, type Row } from './ledger-writes.ts'
+import { group, str, type LedgerWrites, type RecordOf, type Row } from './ledger-writes.ts'
 
 /**
  * What comes back after delivery (M8, M9, M11), applied to the ledger: a DSN
@@ -24,7 +24,7 @@ import { group, str, type AuditRecord, type LedgerWrites, type Row } from './led
  * - a report without a token is unmatched: kept for a person to look at, with the
  *   statement its Message-ID hint points to, and nothing else.
  */
-export async function returned(w: LedgerWrites, r: AuditRecord): Promise<void> {
+export async function returned(w: LedgerWrites, r: RecordOf<'returnpath.report'>): Promise<void> {
   const id = str(r.id)
   const row = id === undefined || r.matchedBy === 'message-id' ? undefined : (await w.rows(id)).find((x) => x.idx === Number(r.recipient))
   const at = w.time()
@@ -67,7 +67,7 @@ export async function returned(w: LedgerWrites, r: AuditRecord): Promise<void> {
 }
 
 /** The decision a record carries; a record from before decisions were written (#30) gets the one its fields imply, kinds checked. */
-function decisionOf(r: AuditRecord): { effect: 'bounce' | 'read' } | { effect: 'none'; why: string } {
+function decisionOf(r: RecordOf<'returnpath.report'>): { effect: 'bounce' | 'read' } | { effect: 'none'; why: string } {
   if (r.effect === 'bounce' || r.effect === 'read') return { effect: r.effect }
   if (r.effect === 'none') return { effect: 'none', why: str(r.why) ?? 'none' }
   const kind = str(r.kind) ?? 'unknown'
@@ -79,7 +79,7 @@ function decisionOf(r: AuditRecord): { effect: 'bounce' | 'read' } | { effect: '
 }
 
 /** A report no token tied to a statement (#30): counted, and kept for the admin page's list of unmatched reports. */
-async function unmatched(w: LedgerWrites, r: AuditRecord): Promise<void> {
+async function unmatched(w: LedgerWrites, r: RecordOf<'returnpath.report'>): Promise<void> {
   const at = w.time()
   const day = w.ctx.dayOf(at)
   await w.detail({ day, batch: day, account: '', cls: '' }, 'report', 'unmatched')
@@ -132,7 +132,7 @@ export async function unread(w: LedgerWrites, id: string, reason: string): Promi
 }
 
 /** M9: opens and clicks. A link scanner's fetch is kept in the totals but counts as no one's open or click. */
-export async function tracked(w: LedgerWrites, r: AuditRecord): Promise<void> {
+export async function tracked(w: LedgerWrites, r: RecordOf<'tracking.open' | 'tracking.click'>): Promise<void> {
   const id = str(r.id) ?? ''
   const row = (await w.rows(id)).find((x) => x.idx === Number(r.recipient))
   if (!row) return

@@ -1,7 +1,7 @@
 import { Classifier } from '../bounces/classify.ts'
 import { messageIdHint } from '../bounces/decide.ts'
 import { endedRead, read, returned, tracked, unread } from './apply-returns.ts'
-import { group, LedgerWrites, match, str, type ApplyContext, type AuditRecord, type Group, type RecipientRef } from './ledger-writes.ts'
+import { group, LedgerWrites, match, str, type ApplyContext, type AuditRecord, type Group, type RecipientRef, type RecordOf } from './ledger-writes.ts'
 import type { Tx } from './store.ts'
 
 export type { ApplyContext, AuditRecord, WebhookEvent } from './ledger-writes.ts'
@@ -132,7 +132,7 @@ export class LedgerApplier {
     await this.#applyEarly(id)
   }
 
-  async #attempt(r: AuditRecord): Promise<void> {
+  async #attempt(r: RecordOf<'delivery.attempt'>): Promise<void> {
     const id = str(r.id) ?? ''
     const rows = await this.#w.rows(id)
     if (rows.length === 0) return this.#early(id, r)
@@ -162,7 +162,9 @@ export class LedgerApplier {
       } else if (r.outcome === 'bounced') {
         if (row.state !== 'accepted') continue
         row.state = 'bounced'
-        const b = this.#classifier.classify({ text: reply, command: str(r.command) })
+        // The attempt's record names no SMTP command (typing the record from BoxEvent showed it read one that never
+        // existed, #34): the reply's text classifies it, as it always did.
+        const b = this.#classifier.classify({ text: reply })
         const paper = `bounced: ${b.category}`
         await this.#w.run(
           'UPDATE recipients SET state = ?, bounced_at = ?, bounce_reason = ?, bounce_hard = ?, last_reply = ?, paper_owed_at = ?, paper_reason = ? ' +

@@ -1,15 +1,24 @@
+import type { BoxEvent } from '../events.ts'
 import type { Classifier } from '../bounces/classify.ts'
 import type { WEBHOOK_EVENTS } from '../config/sections/reports.ts'
 import type { RecipientState } from './schema.ts'
 import type { Param, Tx } from './store.ts'
 
 /** An audit record as the trail writes it: `seq`, `time` and the event's fields, recipients as HMAC + mask. */
-export interface AuditRecord {
-  seq: number
-  time: string
-  type: string
-  [field: string]: unknown
-}
+/**
+ * A trail record of event `E` as the ledger reads it (#34): E's own field names, so renaming a
+ * field of a BoxEvent fails tsc here; each value possibly absent (a record older firmware wrote)
+ * and unchecked (`str`, `Number` read it), since the record is text from the disk.
+ */
+export type AuditRecordOf<E extends { type: string }> = E extends unknown
+  ? { seq: number; time: string; type: E['type'] } & { [K in Exclude<keyof E, 'type'>]?: unknown }
+  : never
+
+/** Any record of the trail: one of the box's events. */
+export type AuditRecord = AuditRecordOf<BoxEvent>
+
+/** The record of one event type. */
+export type RecordOf<T extends BoxEvent['type']> = AuditRecordOf<Extract<BoxEvent, { type: T }>>
 
 export type RecipientRef = { h: string | null; m: string }
 
