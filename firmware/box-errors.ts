@@ -19,6 +19,7 @@ export const BOX_ERRORS = {
   EUPDATE_REFUSED: 'an update step is refused in the state the slots are in',
   // --- the spool (M10) ---
   ERECORD_INVALID: 'a spool record cannot be read: damaged, or sealed under another key',
+  ESPOOL_TRANSITION: 'a mail was to move between queue states in a way the spool does not declare (a bug)',
   // --- policy inspection (M1–M6) ---
   EPDF_SYNTAX: 'a PDF the inspector cannot read',
   EZIP_INVALID: 'a ZIP archive the inspector cannot read',

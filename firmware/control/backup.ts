@@ -261,7 +261,8 @@ export function openBackup(bundle: Buffer, passphrase: string): BackupPayload {
   }
   if (!isObj(doc) || doc.format !== BACKUP_FORMAT) throw new BackupError('not a configuration backup of this box')
   if (doc.formatVersion !== 1 || doc.cipher !== 'aes-256-gcm' || doc.kdf?.name !== 'scrypt')
-    throw new BackupError(`backup format ${String(doc.formatVersion)} is not one this firmware reads`)
+    // JSON, not String(): a hostile file's {"toString": false} made String() throw a TypeError, not this refusal.
+    throw new BackupError(`backup format ${JSON.stringify(doc.formatVersion)?.slice(0, 40)} is not one this firmware reads`)
   const { N, r, p } = doc.kdf
   if (!(N >= 2 ** 14 && N <= 2 ** 20 && r >= 8 && r <= 16 && p >= 1 && p <= 4)) throw new BackupError('the backup asks for key derivation costs out of range')
   if (typeof doc.data !== 'string' || typeof doc.tag !== 'string' || typeof doc.iv !== 'string') throw new BackupError('the backup is incomplete')

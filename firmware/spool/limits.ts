@@ -58,6 +58,18 @@ export class SpoolLimits {
     this.checkAlarms()
   }
 
+  /** Runs a spool write: a full disk (ENOSPC, EDQUOT) is noted (`diskFull`) and becomes EQUEUE_DISK_FULL. */
+  async writing<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write()
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err
+      this.diskFull()
+      throw new GatewayError('EQUEUE_DISK_FULL', undefined, { cause: err })
+    }
+  }
+
   /**
    * S11: warns before the limits bite — the queue near `maxMessages`, free disk
    * near the reserve — so operators act before submissions get 452. Each kind

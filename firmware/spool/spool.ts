@@ -5,7 +5,6 @@ import type { Clock } from '../../hal/clock.ts'
 import { HsmError, type Hsm } from '../../hal/hsm/index.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
-import { GatewayError } from '../errors.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
@@ -16,7 +15,17 @@ import { Journal, type JournalState, type ProgressNote, type ProgressReplay } fr
 import { SpoolLimits } from './limits.ts'
 import { scanRecords, verifyRecords } from './recover.ts'
 import { RecordError, writeRecord, type SpooledMail } from './record.ts'
-import { decodeDone, encodeDone, encodeWait, type FinalOutcome, type ReceiptWait, type RecipientsDone, type SpoolEntry, type SpoolState } from './types.ts'
+import {
+  checkTransition,
+  decodeDone,
+  encodeDone,
+  encodeWait,
+  type FinalOutcome,
+  type ReceiptWait,
+  type RecipientsDone,
+  type SpoolEntry,
+  type SpoolState,
+} from './types.ts'
 
 /**
  * The encrypted durable spool (M10, S9, S12, S13).
@@ -46,10 +55,7 @@ export class Spool implements Component, Handoff {
   readonly #done = new Map<string, string>()
   /** Awaiting statements (M11): how often each was sent, and when first. */
   readonly #waits = new Map<string, ReceiptWait>()
-  /**
-   * #33: recipient transactions journalled (`progress`) whose attempt no state line has closed
-   * yet: in flight, or — after a crash — to be checked against the trail and the notices.
-   */
+  /** #33: recipient transactions journalled (`progress`) no state line has closed yet: in flight, or after a crash, to be checked. */
   readonly #unconfirmed = new Map<string, ProgressNote[]>()
   readonly #epochs: EpochKeys
   readonly #limits: SpoolLimits
@@ -109,10 +115,8 @@ export class Spool implements Component, Handoff {
       this.#unconfirmed,
     )
     await this.#epochs.shredEnded()
-    this.#log.info(
-      { queued: this.#index.size, epochs: this.#epochs.live, removedFinal: finals.length, removedTorn: torn, ms: this.#clock.now() - started },
-      'spool ready',
-    )
+    const ready = { queued: this.#index.size, epochs: this.#epochs.live, removedFinal: finals.length, removedTorn: torn }
+    this.#log.info({ ...ready, ms: this.#clock.now() - started }, 'spool ready')
     this.#timer = setInterval(() => {
       void this.#epochs.shredEnded().catch((err: unknown) => this.#log.error({ err }, 'epoch check failed'))
       this.#limits.checkAlarms()
@@ -144,17 +148,8 @@ export class Spool implements Component, Handoff {
     const dataKey = randomBytes(32)
     try {
       const wrapped = await this.#epochs.wrap(rec.epoch, dataKey, rec.id)
-      try {
-        // Encrypted slice by slice into the file: a large statement is not held twice.
-        await this.#files.write(rec, (fh) => writeRecord(fh, mail, rec, dataKey, wrapped))
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code
-        if (code === 'ENOSPC' || code === 'EDQUOT') {
-          this.#limits.diskFull()
-          throw new GatewayError('EQUEUE_DISK_FULL', undefined, { cause: err })
-        }
-        throw err
-      }
+      // Encrypted slice by slice into the file: a large statement is not held twice.
+      await this.#limits.writing(() => this.#files.write(rec, (fh) => writeRecord(fh, mail, rec, dataKey, wrapped)))
     } finally {
       dataKey.fill(0)
     }
@@ -167,10 +162,7 @@ export class Spool implements Component, Handoff {
     return this.#index.get(id)
   }
 
-  /**
-   * Up to `limit` messages due at `now`, earliest first, marked in flight (in
-   * memory: after a crash in-flight is queued again). O(log n) a message.
-   */
+  /** Up to `limit` messages due at `now`, earliest first, marked in flight (in memory: after a crash in-flight is queued again). O(log n) a message. */
   due(now: number, limit: number): SpoolEntry[] {
     return this.#index.claimDue(now, limit)
   }
@@ -188,17 +180,17 @@ export class Spool implements Component, Handoff {
   }
 
   /**
-   * M11: a delivered statement of a read-receipt class stays (encrypted under its epoch key)
-   * until `until`, when delivery looks at it again (second send or paper owed), unless its
-   * read receipt ends it first. Journalled before it is acted on, like every state.
+   * M11: a delivered statement of a read-receipt class stays (encrypted under its epoch key) until `until`, when delivery looks at it
+   * again (second send or paper owed), unless its read receipt ends it first. Journalled before it is acted on, like every state.
    */
   async awaitReceipt(id: string, until: number, wait: ReceiptWait, deadline: number): Promise<void> {
     const e = this.#mustGet(id)
+    checkTransition(e, 'awaiting')
     await this.#journal.append(id, 'awaiting', e.attempts, until, encodeWait(wait))
     this.#unconfirmed.delete(id)
     this.#waits.set(id, wait)
     this.#done.delete(id)
-    this.#index.update(id, { state: 'awaiting', nextAttemptAt: until })
+    this.#move(e, 'awaiting', { nextAttemptAt: until })
     this.#events.emit({
       type: 'spool.awaiting_receipt',
       id,
@@ -210,15 +202,13 @@ export class Spool implements Component, Handoff {
 
   /** Takes an awaiting statement out of the due queue (its read came): true if it was awaiting. */
   claimAwaiting(id: string): boolean {
-    if (this.#index.get(id)?.state !== 'awaiting') return false
-    this.#index.update(id, { state: 'inflight' })
+    const e = this.#index.get(id)
+    if (e?.state !== 'awaiting') return false
+    this.#move(e, 'inflight')
     return true
   }
 
-  /**
-   * M11: the read of a statement that is being sent again, journalled (due at once after a
-   * restart, when it ends as read rather than being sent again or owing paper).
-   */
+  /** M11: the read of a statement being sent again, journalled (due at once after a restart: it ends as read, not sent again). */
   async markRead(id: string): Promise<void> {
     const e = this.#index.get(id)
     const w = this.#waits.get(id)
@@ -238,13 +228,13 @@ export class Spool implements Component, Handoff {
 
   /** Last resort when the journal cannot be written: due again at `at`, in memory only (a restart restores the journalled state). */
   requeueInMemory(id: string, at: number): void {
-    if (this.#index.has(id)) this.#index.update(id, { state: 'deferred', nextAttemptAt: at })
+    const e = this.#index.get(id)
+    if (e) this.#move(e, 'deferred', { nextAttemptAt: at })
   }
 
   /**
-   * #33: one recipient transaction's outcome, durable in the journal when this resolves — as
-   * soon as the receiver's reply is read, before anything else about the attempt. `done` is
-   * every recipient final so far (this transaction's included): a restart sends to the others only.
+   * #33: one recipient transaction's outcome, durable in the journal when this resolves — as soon as the receiver's reply is read, before
+   * anything else about the attempt. `done` is every recipient final so far (this one's included): a restart sends to the others only.
    */
   async progress(id: string, done: RecipientsDone, transaction: string, replay: ProgressReplay): Promise<void> {
     const note: ProgressNote = { done: encodeDone(done), transaction, at: this.#clock.now(), replay }
@@ -278,29 +268,29 @@ export class Spool implements Component, Handoff {
   }
 
   /**
-   * Next attempt at `nextAttemptAt`. `done` (with several recipients) names
-   * those that are final now, so the retry goes to the others only; it is
-   * journalled with the deferral, so a restart does not send them again.
+   * Next attempt at `nextAttemptAt`. `done` (with several recipients) names those that are final now, so the retry goes to the others
+   * only; it is journalled with the deferral, so a restart does not send them again.
    */
   async defer(id: string, nextAttemptAt: number, reason: string, done?: RecipientsDone): Promise<void> {
     const e = this.#mustGet(id)
     const d = done && (done.delivered.length || done.bounced.length) ? encodeDone(done) : this.#done.get(id)
     // Held by an operator while its attempt was in flight: it stays held.
     const state = e.state === 'held' ? 'held' : 'deferred'
+    checkTransition(e, state)
     await this.#journal.append(id, state, e.attempts + 1, nextAttemptAt, d)
     this.#unconfirmed.delete(id)
     if (d !== undefined) this.#done.set(id, d)
-    this.#index.update(id, { attempts: e.attempts + 1, nextAttemptAt, state })
+    this.#move(e, state, { attempts: e.attempts + 1, nextAttemptAt })
     this.#events.emit({ type: 'spool.deferred', id, attempts: e.attempts + 1, nextAttemptAt, reason })
   }
 
   async hold(id: string): Promise<void> {
     const e = this.#mustGet(id)
-    if (e.state === 'awaiting') throw new Error(`${id} was delivered and awaits its read receipt; there is nothing to hold`)
+    checkTransition(e, 'held') // not an awaiting statement: it was delivered, there is nothing to hold
     await this.#journal.append(id, 'held', e.attempts, e.nextAttemptAt, this.#done.get(id))
     // An attempt in flight keeps its notes unconfirmed: they are written again after this line.
     await this.#restateNotes(id)
-    this.#index.update(id, { state: 'held' })
+    this.#move(e, 'held')
     this.#events.emit({ type: 'spool.held', id })
   }
 
@@ -308,12 +298,10 @@ export class Spool implements Component, Handoff {
     await this.#dueNow(id, 'spool.released')
   }
 
-  /**
-   * Final state (M10): journalled first, then the record is unlinked; if this
-   * was the last message of an ended epoch, the epoch key is destroyed.
-   */
+  /** Final state (M10): journalled first, then the record is unlinked; the last message of an ended epoch destroys its key. */
   async finish(id: string, outcome: FinalOutcome, reason: string): Promise<void> {
     const e = this.#mustGet(id)
+    checkTransition(e, 'final')
     // The final event is on disk (the audit trail) before the journal says final: the
     // ledger is made from the trail, and an expiry or removal is what makes a paper
     // statement owed (M8). A crash in between leaves the mail queued; it ends, and is
@@ -361,10 +349,11 @@ export class Spool implements Component, Handoff {
   /** Due at once (journalled first), keeping attempts and the recipients already done. */
   async #dueNow(id: string, event: 'spool.released' | 'spool.retried'): Promise<void> {
     const e = this.#mustGet(id)
+    checkTransition(e, 'deferred')
     const now = this.#clock.now()
     await this.#journal.append(id, 'deferred', e.attempts, now, this.#done.get(id))
     await this.#restateNotes(id)
-    this.#index.update(id, { state: 'deferred', nextAttemptAt: now })
+    this.#move(e, 'deferred', { nextAttemptAt: now })
     this.#events.emit({ type: event, id })
   }
 
@@ -390,6 +379,12 @@ export class Spool implements Component, Handoff {
     this.#events.emit({ type: 'spool.quarantined', file: name, reason })
     this.#log.error({ id: e.id, reason }, 'spool record quarantined')
     await this.#epochs.release(e.epoch)
+  }
+
+  /** The state change itself, checked against the state the mail is in now (a journal write may have come between). */
+  #move(e: SpoolEntry, to: SpoolState, patch: Partial<Pick<SpoolEntry, 'attempts' | 'nextAttemptAt'>> = {}): void {
+    checkTransition(this.#index.get(e.id) ?? e, to)
+    this.#index.update(e.id, { ...patch, state: to })
   }
 
   #mustGet(id: string): SpoolEntry {

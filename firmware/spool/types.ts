@@ -1,3 +1,5 @@
+import { createError } from '../box-errors.ts'
+
 /**
  * The states of a mail in the queue, in this order (the index stores the position).
  * `awaiting`: a statement of a read-receipt class, delivered and kept (still encrypted)
@@ -5,6 +7,33 @@
  */
 export const SPOOL_STATES = ['queued', 'inflight', 'deferred', 'held', 'awaiting'] as const
 export type SpoolState = (typeof SPOOL_STATES)[number]
+
+/**
+ * #34: every move a mail makes, declared (`final`: its end, the record shredded). The spool
+ * checks each state change against this table and throws on any other: a move nobody
+ * declared is a bug, found where it happens rather than as a mail stuck or sent twice.
+ * - queued → inflight: claimed when due; → held: an operator holds it.
+ * - inflight → deferred: retried later (or `held`, when an operator held it meanwhile);
+ *   → awaiting: delivered, kept for its read receipt (M11); → final: delivered, bounced, expired, read.
+ * - deferred → inflight when due again; → deferred: an operator retries it now; → held.
+ * - held → deferred: released; → held: the attempt that was under way ends; → final: removed.
+ * - awaiting → inflight: its wait is over, or its read came (and ends it).
+ */
+export const TRANSITIONS = {
+  queued: ['inflight', 'held'],
+  inflight: ['deferred', 'held', 'awaiting', 'final'],
+  deferred: ['inflight', 'deferred', 'held'],
+  held: ['deferred', 'held', 'final'],
+  awaiting: ['inflight'],
+} as const satisfies Record<SpoolState, readonly (SpoolState | 'final')[]>
+
+/** #34: a state change the table does not declare: a bug. */
+export class SpoolTransitionError extends createError('ESPOOL_TRANSITION', 'SpoolTransitionError') {}
+
+/** Throws SpoolTransitionError unless the table declares the mail's move from its state to `to`. */
+export function checkTransition(e: { id: string; state: SpoolState }, to: SpoolState | 'final'): void {
+  if (!(TRANSITIONS[e.state] as readonly string[]).includes(to)) throw new SpoolTransitionError(`${e.id}: ${e.state} → ${to} is not a declared transition`)
+}
 
 /**
  * `removed`: taken out of the queue by an operator (held first), with a notice to the firm.

@@ -49,6 +49,9 @@ t.test('S12: a bundle opens only with its passphrase, and any change to it is fo
     message: /key derivation costs out of range/,
   })
   t.throws(() => sealBackup(payload(), 'short'), { code: 'EBACKUP_INVALID', message: /at least 16 characters/ })
+  // The property below once found it: a version that cannot be made a string threw a TypeError.
+  const odd = Buffer.from(JSON.stringify({ format: 'statement-gateway-config-backup', formatVersion: { toString: false } }))
+  t.throws(() => openBackup(odd, PASS), { code: 'EBACKUP_INVALID', message: /backup format \{"toString":false\} is not one this firmware reads/ })
   t.notMatch(bundle.toString(), /debug/, 'the payload is not readable')
 })
 

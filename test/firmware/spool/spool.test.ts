@@ -3,6 +3,7 @@ import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { TRANSITIONS } from '../../../firmware/spool/types.ts'
 import { GatewayError } from '../../../firmware/errors.ts'
 import { readHeader } from '../../../firmware/spool/record.ts'
 import { epochKeyLabel } from '../../../firmware/keys/labels.ts'
@@ -47,6 +48,7 @@ t.test('M10 canary: a unique string is nowhere on disk, in clear or base64, whil
   const got = await rig.spool.read(m.envelope.id)
   t.same(got.message, m.message, 'decrypts to the exact bytes')
   t.same(got.envelope.rcptTo, [rcpt])
+  rig.spool.due(Number.MAX_SAFE_INTEGER, 10) // #34: a mail ends from in flight, as delivery claims it
   await rig.spool.finish(m.envelope.id, 'delivered', '250 ok')
   t.same(recordFiles(dir), [], 'the record is gone after the final state')
   for (const f of forms) t.equal(grepCount(f, dir, tmpdir()), 0, 'still not found after delivery')
@@ -78,6 +80,7 @@ t.test('S13 epoch shredding: when an ended epoch has no live message, its HSM ke
   const aside = join(tempDir(t), 'copy.rec')
   copyFileSync(recordFiles(dir)[0]!, aside)
 
+  rig.spool.due(clock.now, 10) // #34: a mail ends from in flight, as delivery claims it
   await rig.spool.finish(mails[0]!.envelope.id, 'delivered', '250')
   await rig.spool.finish(mails[1]!.envelope.id, 'bounced', '550')
   t.ok(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'), 'key stays while the epoch has live mail')
@@ -101,6 +104,7 @@ t.test('an ended epoch whose messages all became final before a restart is shred
   const m = mail('x')
   await rig.spool.accept(m)
   const epoch = rig.spool.entry(m.envelope.id)!.epoch
+  rig.spool.due(clock.now, 10)
   await rig.spool.finish(m.envelope.id, 'delivered', '250') // same epoch: key kept
   t.ok(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'))
   clock.now += 120_000
@@ -152,6 +156,7 @@ t.test('recipients already final survive a restart, a hold and a release; the jo
   const journal = readFileSync(join(dir, 'spool', 'journal'), 'latin1')
   t.match(journal, new RegExp(`${m.envelope.id} D 1 \\w+ 0,2;1 \\w+\n`))
   t.notMatch(journal, /@/, 'no address in the clear-text journal')
+  rig.spool.due(clock.now, 10)
   await rig.spool.finish(m.envelope.id, 'delivered', '250')
   t.equal(rig.spool.recipientsDone(m.envelope.id), undefined)
 })
@@ -281,4 +286,25 @@ t.test('#15 finding 10: a disk that fills faster than the minute check still get
     [{ kind: 'disk', limit: 20 }],
     'the alarm was raised, before the refusal was answered',
   )
+})
+
+t.test('#34: a move the spool does not declare throws ESPOOL_TRANSITION, and nothing is journalled for it', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  const rig = await spoolRig(t, hsm, dir, {}, clock)
+  const m = mail('moves')
+  await rig.spool.accept(m)
+  const journal = () => readFileSync(join(dir, 'spool', 'journal'), 'latin1')
+  const before = journal()
+  await t.rejects(rig.spool.finish(m.envelope.id, 'delivered', '250'), { code: 'ESPOOL_TRANSITION', message: /queued → final is not a declared transition/ })
+  await t.rejects(rig.spool.awaitReceipt(m.envelope.id, clock.now + 60_000, { sends: 1, firstSentAt: clock.now }, clock.now + 86_400_000), {
+    code: 'ESPOOL_TRANSITION',
+  })
+  t.equal(journal(), before, 'the refused moves left no line')
+  t.match(rig.spool.entry(m.envelope.id), { state: 'queued' })
+  rig.spool.due(clock.now, 1)
+  await rig.spool.finish(m.envelope.id, 'delivered', '250')
+  t.equal(rig.spool.entry(m.envelope.id), undefined, 'from in flight, it ends')
+  for (const [from, tos] of Object.entries(TRANSITIONS)) for (const to of tos) t.ok(to === 'final' || to in TRANSITIONS, `${from} → ${to} names a state`)
 })
