@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process'
-import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import os, { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,9 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
 import { Box, Submitter, sendOnce } from './box.ts'
-import { judgeDiskAlarm, judgeHsm, judgeKill, WINDOW_P99_MS, type KillVerdict } from './judge.ts'
+import { judgeDiskAlarm, judgeKill, WINDOW_P99_MS, type KillVerdict } from './judge.ts'
 import { smtpFuzz, tlsScan } from './hostile.ts'
 import { authFlood, bigWithoutSize, handshakeLogLines, rcptAmplification, returnPathMemory } from './floods.ts'
+import { hsmAway } from './hsm-away.ts'
 import { lifecycleFuzz } from './lifecycle.ts'
 import { receiverThread } from './mx-thread.ts'
 import { annotate, drain, overrides, receiver, results, routeTo, row } from './mx.ts'
@@ -216,81 +217,6 @@ async function receiverFaults(): Promise<void> {
   await box3.kill('SIGTERM')
   hostile.close()
   for (const b of [box, box2, box3]) rmSync(b.dataDir, { recursive: true, force: true })
-}
-
-/**
- * The HSM away for 20 s under load, on the shipped settings: tempfails, nothing unsigned leaves,
- * recovery; and (#33) the log and `status --json` (the control command it reads, polled every
- * 250 ms) say unavailable within 1 s of the token going and ready within 2 s of its return.
- */
-async function hsmAway(): Promise<void> {
-  const rx = await receiver()
-  const box = await Box.create(routeTo(rx.port))
-  await box.start()
-  const replies = new Map<string, number>()
-  const accepted = new Set<string>()
-  let stop = false
-  let restoredAt = 0
-  let firstOkAfter = 0
-  let n = 0
-  const load = async (k: number) => {
-    while (!stop) {
-      const id = `H${k}-${++n}`
-      const r = await sendOnce(box, id)
-      const key = r.code === 250 ? '250' : `${r.code} ${/E[A-Z_]+/.exec(r.text)?.[0] ?? ''}`.trim()
-      replies.set(key, (replies.get(key) ?? 0) + 1)
-      if (r.code === 250) {
-        accepted.add(id)
-        if (restoredAt && !firstOkAfter) firstOkAfter = Date.now()
-      }
-      await sleep(20)
-    }
-  }
-  const polls: { at: number; state: string; error: boolean }[] = []
-  const poller = (async () => {
-    while (!stop) {
-      const at = Date.now()
-      const s = await box.status().catch(() => undefined)
-      const h = s?.hsm as { state: string; error?: string } | undefined
-      if (h) polls.push({ at, state: h.state, error: Boolean(h.error) })
-      await sleep(250)
-    }
-  })()
-  const loads = [load(1), load(2), load(3)]
-  await sleep(2000)
-  const tokens = join(box.dataDir, 'hsm', 'tokens')
-  const goneAt = Date.now()
-  renameSync(tokens, `${tokens}.away`)
-  await sleep(20_000)
-  renameSync(`${tokens}.away`, tokens)
-  restoredAt = Date.now()
-  await sleep(5000)
-  stop = true
-  await Promise.all([...loads, poller])
-  const drained = await drain(box, 60_000)
-  const stall = await box.eventLoopMax()
-  const lost = [...accepted].filter((id) => !rx.got.has(id)).length
-  const recovery = firstOkAfter ? (firstOkAfter - restoredAt) / 1000 : Infinity
-  row(
-    'HSM away 20 s under load (3 clients, a connection per mail); shipped defaults',
-    `replies ${JSON.stringify(Object.fromEntries(replies))}; unsigned mails out ${rx.unsigned()}; accepted mail lost ${lost}; ` +
-      `first 250 ${recovery.toFixed(1)} s after the token came back; longest event-loop stall ${stall} ms`,
-    rx.unsigned() === 0 && lost === 0 && drained && (replies.get('451 EHSM_UNAVAILABLE') ?? 0) > 0 && recovery < 10,
-  )
-  const first = (ts: number[], from: number) => ts.filter((t) => t >= from).sort((a, b) => a - b)[0]
-  const h = judgeHsm({
-    goneAt,
-    backAt: restoredAt,
-    logUnavailableAt: first(box.logTimes('HSM not ready'), goneAt),
-    logReadyAt: first(box.logTimes('HSM ready'), restoredAt),
-    statusUnavailableAt: polls.find((p) => p.at >= goneAt && p.state === 'unavailable')?.at,
-    statusReadyAt: polls.find((p) => p.at >= restoredAt && p.state === 'connected' && !p.error)?.at,
-    connectedWithError: polls.filter((p) => p.state === 'connected' && p.error).length,
-  })
-  row('HSM away: the log and status say so', h.text, h.ok)
-  await box.kill('SIGTERM')
-  await rx.close()
-  rmSync(box.dataDir, { recursive: true, force: true })
 }
 
 /** A full disk under load: 452 before anything is lost; the trail verifies; the queue drains once there is room. */
