@@ -1,20 +1,16 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { Hsm } from '../../hal/hsm/index.ts'
-import { buildBox, type Box } from '../../firmware/box.ts'
+import { buildBox } from '../../firmware/box.ts'
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import { LIVE_KEYS } from '../../firmware/config/schema.ts'
 import { valueAt } from '../../firmware/config/store.ts'
 import { controlRequests } from '../../firmware/control/server.ts'
 import { STAGE_ORDER } from '../../firmware/pipeline/chain.ts'
 import { ACCOUNT, accountHash, tempDir } from '../helpers/box.ts'
-import { testCa } from '../helpers/hsm.ts'
 import { logSink } from '../helpers/logs.ts'
+import { productBox, submit } from '../helpers/product.ts'
 import { startReceiver, smtpError, until } from '../helpers/receiver.ts'
-import { RawSmtp } from '../helpers/smtp.ts'
 
 // #34: the product's own wiring (buildBox), as main runs it: the chain in STAGE_ORDER, one
 // reading of each mail, the M8 loop guard after signing, and the live configuration.
@@ -24,64 +20,35 @@ type T = { teardown(fn: () => unknown): void }
 const CLASS = 'monthly-high-value'
 
 /** A box with tracking, read receipts (MDN), S/MIME and DKIM on, its MX and the firm's notice mailbox on loopback. */
-async function productBox(t: T) {
+async function withReceivers(t: T) {
   const mx = await startReceiver(t, { onRcptTo: (a) => (a.startsWith('gone') ? smtpError(550, '5.1.1 no such user') : undefined) })
   const firm = await startReceiver(t, { host: '127.0.0.2' })
-  const dataDir = tempDir(t)
-  const raw = {
-    dataDir,
-    shutdown: { graceMs: 2000 },
-    submission: { starttlsPort: 0, implicitTlsPort: 0, accounts: [{ name: ACCOUNT.name, passwordHash: await accountHash() }] },
-    admin: { listen: '127.0.0.1:0' },
-    policy: { profiles: [{ name: 'statements', accounts: [ACCOUNT.name], domains: ['bank.example'], attachmentTypes: [], statementClass: CLASS }] },
-    signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] },
-    reports: { tracking: { listen: '127.0.0.1:0', baseUrl: 'https://track.bank.example' } },
-    returnPath: { listen: '127.0.0.1:0', domains: [{ from: 'bank.example', returnPath: 'rp.bank.example' }], readReceipts: [{ statementClass: CLASS }] },
-    delivery: {
-      routes: [
-        { domain: 'example.net', host: '127.0.0.1', port: mx.port },
-        { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
-      ],
-      notifyAddress: 'ops@bank.example',
+  const built = await productBox(
+    t,
+    {
+      policy: { profiles: [{ name: 'statements', accounts: [ACCOUNT.name], domains: ['bank.example'], attachmentTypes: [], statementClass: CLASS }] },
+      signing: { domains: [{ domain: 'bank.example', smimeKey: 'smime/bank', dkimSelector: 'sg1' }] },
+      reports: { tracking: { listen: '127.0.0.1:0', baseUrl: 'https://track.bank.example' } },
+      returnPath: { listen: '127.0.0.1:0', domains: [{ from: 'bank.example', returnPath: 'rp.bank.example' }], readReceipts: [{ statementClass: CLASS }] },
+      delivery: {
+        routes: [
+          { domain: 'example.net', host: '127.0.0.1', port: mx.port },
+          { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+        ],
+        notifyAddress: 'ops@bank.example',
+      },
     },
-  }
-  const config = parseConfig(raw)
-  await smimeKeyFor(t, config)
-  const { log } = logSink()
-  const box = buildBox(config, { log })
-  await box.daemon.start()
-  t.teardown(() => box.daemon.stop())
-  const tls = { ca: readFileSync(join(dataDir, 'tls', 'submission.crt')), servername: 'localhost' }
-  return { box, mx, firm, raw, tls }
-}
-
-/** The S/MIME key and certificate in the box's own (development) token, as `npm run hsm -- csr` and an import would leave them. */
-async function smimeKeyFor(t: T, config: Config) {
-  const hsm = new Hsm({ ...config.hsm, devDir: join(config.dataDir, 'hsm'), clock: { now: () => Date.now() }, strict: true })
-  await hsm.open()
-  try {
-    const ca = await testCa(t)
-    await hsm.keys.generateKeyPair('smime/bank', 'rsa-2048')
-    const csr = await hsm.certs.createCsr('smime/bank', 'CN=Bank Statements,O=Bank Ltd,C=TW', ['statements@bank.example'])
-    await hsm.certs.importCertificate('smime/bank', new X509Certificate(readFileSync(await ca.issue(csr))), [new X509Certificate(readFileSync(ca.cert))])
-  } finally {
-    await hsm.close()
-  }
-}
-
-/** One submission the way the firm's system sends it: its own connection, STARTTLS, AUTH. */
-async function submit(box: Box, tls: { ca: Buffer; servername: string }, rcpt: string, message: string): Promise<number> {
-  const c = await RawSmtp.open(box.submission.endpoints.starttls.port)
-  try {
-    await c.handshake(tls)
-    await c.authPlain(ACCOUNT.name, ACCOUNT.password)
-    await c.cmd('MAIL FROM:<statements@bank.example>')
-    await c.cmd(`RCPT TO:<${rcpt}>`)
-    await c.cmd('DATA')
-    c.write(message.replace(/\r?\n/g, '\r\n') + '.\r\n')
-    return (await c.reply(30_000)).code
-  } finally {
-    c.close()
+    { smime: true },
+  )
+  return {
+    ...built,
+    mx,
+    firm,
+    raw: built.raw as typeof built.raw & {
+      policy: { profiles: Record<string, unknown>[] }
+      submission: { accounts: unknown[] }
+      delivery: { routes: unknown[] }
+    },
   }
 }
 
@@ -109,7 +76,7 @@ t.test('#34: the chain main runs is the one STAGE_ORDER lists', async (t) => {
 })
 
 t.test('#34 parse once, M8, S7: through the product chain with tracking and MDN on', async (t) => {
-  const { box, mx, firm, raw, tls } = await productBox(t)
+  const { box, mx, firm, raw, tls } = await withReceivers(t)
 
   await t.test('one reading before the 250 (in the inspection worker): none on the main thread, whatever the stages edit', async (t) => {
     const { n, result } = await counting('statement-gateway:mime.parse', () => submit(box, tls, 'customer@example.net', statement('S-1')))
