@@ -113,20 +113,7 @@ export function buildBox(config: Config, deps: BoxDeps): Box {
   const submission = new SubmissionServer({ config, log, handoff: chain.handoff, clock, events, admit })
   const delivery = new DeliveryEngine({ config, log, spool, events, clock, returnPath, trail: audit })
   const tracker = new TrackingListener({ config, tokens: tracking, events, log, onRead: (id, evidence) => delivery.read(id, evidence) })
-  const returns = new ReturnPathListener({
-    config,
-    tokens: returnPath,
-    events,
-    log,
-    clock,
-    tls: () => serverTlsOptions(loadTlsMaterial(config, log), config.submission.tls.minVersion),
-    onRead: async (id) => (({ read: 'ended', 'not-awaiting': 'final', 'not-evidence': 'not-evidence' }) as const)[await delivery.read(id, 'mdn')],
-    onBounced: ({ id, hard, reason }) => delivery.returnedBounce(id, hard, reason),
-    notify: async (n) => {
-      const facts = await ledger.statementFacts(n.id).catch(() => undefined)
-      await delivery.notifyReturned({ ...n, statementId: facts?.statementId, rcpt: n.address, arrivedAt: facts?.acceptedAt ?? Date.now() })
-    },
-  })
+  const returns = returnPathListener({ config, log, clock, events, returnPath, delivery, ledger })
   // S7: the resource owners take an approved change of the keys they hold; the rest read `store.current`.
   store.on('submission:policy', ['policy'], (next) => chain.policy.reconfigure(next))
   store.on('submission', ['submission.accounts', 'submission.allowFrom'], (next) => submission.reconfigure(next))
@@ -183,6 +170,33 @@ export function buildBox(config: Config, deps: BoxDeps): Box {
     log,
   )
   return { ...parts, control, accounts, admin, daemon, stops }
+}
+
+/** M8, M11: the return path, whose reports reach delivery (bounces, reads) and, through the ledger's facts, the firm's notices. */
+function returnPathListener(p: {
+  config: Config
+  log: Logger
+  clock: Clock
+  events: EventHub
+  returnPath: ReturnPathTokens
+  delivery: DeliveryEngine
+  ledger: Ledger
+}): ReturnPathListener {
+  const { config, log, delivery, ledger } = p
+  return new ReturnPathListener({
+    config,
+    tokens: p.returnPath,
+    events: p.events,
+    log,
+    clock: p.clock,
+    tls: () => serverTlsOptions(loadTlsMaterial(config, log), config.submission.tls.minVersion),
+    onRead: async (id) => (({ read: 'ended', 'not-awaiting': 'final', 'not-evidence': 'not-evidence' }) as const)[await delivery.read(id, 'mdn')],
+    onBounced: ({ id, hard, reason }) => delivery.returnedBounce(id, hard, reason),
+    notify: async (n) => {
+      const facts = await ledger.statementFacts(n.id).catch(() => undefined)
+      await delivery.notifyReturned({ ...n, statementId: facts?.statementId, rcpt: n.address, arrivedAt: facts?.acceptedAt ?? Date.now() })
+    },
+  })
 }
 
 /** S7: the delivery keys an approved change puts in force at once (the engine rebuilds routes, budget and rates). */

@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { EventSink } from '../events.ts'
 import { AccountChanges } from './account-changes.ts'
 import { AccountError, CODE_VALID_MS, causeText, oneTimeCode, safeEqual, sha256 } from './account-records.ts'
-import { MAX_FAILURES, viewOf, type LoginResult, type UserView } from './account-types.ts'
+import { MAX_FAILURES, viewOf, type LoginResult, type StoredUser, type UserView } from './account-types.ts'
 import { passwordProblem } from './passwords.ts'
 import { otpauthUri, verifyTotp } from './totp.ts'
 
@@ -140,6 +140,23 @@ export class Accounts extends AccountChanges {
    * refusal counts towards the lockout; a success resets the count. Every
    * attempt is an audit event (S6).
    */
+  /** S4: an account unused past `admin.dormantDays` is disabled at its next login, when the box is set to. */
+  #disableIfDormant(u: StoredUser): void {
+    const d = this.#dormant
+    if (!d?.disable || u.disabled || this.clock.now() - (u.lastLoginAt ?? u.createdAt) <= d.days * 86_400_000) return
+    u.disabled = true
+    this.save()
+    this.events.emit({
+      type: 'admin.action',
+      who: 'box',
+      via: 'admin-page',
+      action: 'user.disable',
+      target: u.name,
+      outcome: 'ok',
+      reason: `unused for over ${d.days} days`,
+    })
+  }
+
   async login(name: string, password: string, code: string, clientAddress: string): Promise<LoginResult> {
     const u = this.find(name)
     const refuse = (reason: Exclude<LoginResult, { ok: true }>['reason']): LoginResult => {
@@ -178,20 +195,7 @@ export class Accounts extends AccountChanges {
       return refuse('unknown-user')
     }
     const passwordOk = await verifyPassword(await this.crypto.pepper(password), u.password)
-    const d = this.#dormant
-    if (d?.disable && !u.disabled && this.clock.now() - (u.lastLoginAt ?? u.createdAt) > d.days * 86_400_000) {
-      u.disabled = true
-      this.save()
-      this.events.emit({
-        type: 'admin.action',
-        who: 'box',
-        via: 'admin-page',
-        action: 'user.disable',
-        target: name,
-        outcome: 'ok',
-        reason: `unused for over ${d.days} days`,
-      })
-    }
+    this.#disableIfDormant(u)
     if (u.disabled) return refuse('disabled')
     if (u.lockedAt !== null) return refuse('locked')
     if (!passwordOk) return refuse('bad-password')

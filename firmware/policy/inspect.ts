@@ -108,7 +108,6 @@ export function inspectMessage(
   // Everything a person could read, for the de-identification rule.
   const texts: string[] = []
   let pdfs = 0
-  const allowedType = (mime: string) => profile.attachmentTypes.includes(mime)
   for (const node of walk(top)) {
     for (const h of node.headers) if (!NOT_DISPLAYED.has(h.key)) texts.push(decodeWords(h.value))
     if (node.filename) texts.push(node.filename)
@@ -122,66 +121,93 @@ export function inspectMessage(
         texts.push(h.source, h.joined, h.spaced)
       } else texts.push(text)
     }
-    // #32: every leaf — attachment, inline part, text part, a part of an attached message — is
-    // judged by what its bytes are, as the customer's mail program sniffs them, not only by what
-    // it is called. A declared PDF or ZIP whose bytes are neither is judged as declared (and found
-    // unreadable).
-    const sniffed = sniff(content)
-    const declared = attachment ? declaredFormats(node) : []
-    const judged = sniffed.length ? sniffed : declared
-    const part = node.path || '1'
-    const name = node.filename || '(unnamed)'
-    /** How a reply names the part, and what it really is when its declared type says otherwise. */
-    const subject = (f?: Format) => {
-      const who = attachment ? `attachment "${name}"` : `part ${part}`
-      if (!f || !sniffed.includes(f) || declares(node.mime, node.filename, f)) return who
-      return `${who}${attachment ? ` (part ${part})` : ''} is declared ${node.mime} but is ${f.label}, and`
-    }
-    if (profile.attachmentTypes.length) {
-      const forbidden = sniffed.find((f) => !allowedType(f.mime))
-      if (forbidden)
-        rule(
-          'attachment-type',
-          'enforce',
-          'EPOLICY_ATTACHMENT_TYPE',
-          declares(node.mime, node.filename, forbidden)
-            ? `${subject()} of type ${node.mime} is not allowed`
-            : `${subject()}${attachment ? ` (part ${part})` : ''} is declared ${node.mime} but is ${forbidden.label} (${forbidden.mime}), which is not allowed`,
-        )
-      else if (attachment && !allowedType(node.mime) && !(sniffed.length && sniffed.every((f) => allowedType(f.mime))))
-        rule('attachment-type', 'enforce', 'EPOLICY_ATTACHMENT_TYPE', `attachment "${name}" of type ${node.mime} is not allowed`)
-    }
-    for (const f of judged) {
-      if (f.kind === 'pdf') {
-        pdfs++
-        const j = pdfEncryption(content)
-        if (j.verdict === 'unreadable')
-          rule(
-            'pdf-encryption',
-            profile.pdfEncryption,
-            'EPOLICY_PDF_UNREADABLE',
-            `${subject(f)} cannot be read as a PDF (${j.reason.slice(0, 120)}), so its encryption cannot be checked`,
-          )
-        else if (j.verdict !== 'encrypted') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNENCRYPTED', `${subject(f)} is not encrypted`)
-      } else if (f.kind === 'zip') {
-        const z = content.length >= 4 ? readZip(content) : { ok: false as const, reason: 'too short for a ZIP archive' }
-        if (!z.ok)
-          rule(
-            'zip-encryption',
-            profile.zipEncryption,
-            'EPOLICY_ZIP_MALFORMED',
-            `${subject(f)} is not a ZIP archive every reader reads alike (${z.reason.slice(0, 120)})`,
-          )
-        else {
-          texts.push(...z.entries.map((e) => e.name))
-          if (z.entries.some((e) => !e.encrypted && !e.name.endsWith('/')))
-            rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `${subject(f)} has unencrypted entries`)
-        }
-      }
-    }
+    pdfs += judgeLeaf({ node, content, attachment, profile, rule, texts })
   }
   if (profile.requirePdf && pdfs === 0) rule('pdf-required', 'enforce', 'EPOLICY_PDF_MISSING', 'the statement has no PDF attachment')
 
+  deidentify(texts, profile, patterns(profile), rule)
+  return { facts, profile: profile.name, hits }
+}
+
+/** #32: one leaf judged by what its bytes are (types, PDF and ZIP encryption); what a person could read of it goes to `texts`. Its PDFs, counted. */
+function judgeLeaf(c: {
+  node: MimeNode
+  content: Buffer
+  attachment: boolean
+  profile: Profile
+  rule: (name: string, mode: Mode, code: ErrorCode, reason: string) => void
+  texts: string[]
+}): number {
+  const { node, content, attachment, profile, rule, texts } = c
+  const allowedType = (mime: string) => profile.attachmentTypes.includes(mime)
+  let count = 0
+  // #32: every leaf — attachment, inline part, text part, a part of an attached message — is
+  // judged by what its bytes are, as the customer's mail program sniffs them, not only by what
+  // it is called. A declared PDF or ZIP whose bytes are neither is judged as declared (and found
+  // unreadable).
+  const sniffed = sniff(content)
+  const declared = attachment ? declaredFormats(node) : []
+  const judged = sniffed.length ? sniffed : declared
+  const part = node.path || '1'
+  const name = node.filename || '(unnamed)'
+  /** How a reply names the part, and what it really is when its declared type says otherwise. */
+  const subject = (f?: Format) => {
+    const who = attachment ? `attachment "${name}"` : `part ${part}`
+    if (!f || !sniffed.includes(f) || declares(node.mime, node.filename, f)) return who
+    return `${who}${attachment ? ` (part ${part})` : ''} is declared ${node.mime} but is ${f.label}, and`
+  }
+  if (profile.attachmentTypes.length) {
+    const forbidden = sniffed.find((f) => !allowedType(f.mime))
+    if (forbidden)
+      rule(
+        'attachment-type',
+        'enforce',
+        'EPOLICY_ATTACHMENT_TYPE',
+        declares(node.mime, node.filename, forbidden)
+          ? `${subject()} of type ${node.mime} is not allowed`
+          : `${subject()}${attachment ? ` (part ${part})` : ''} is declared ${node.mime} but is ${forbidden.label} (${forbidden.mime}), which is not allowed`,
+      )
+    else if (attachment && !allowedType(node.mime) && !(sniffed.length && sniffed.every((f) => allowedType(f.mime))))
+      rule('attachment-type', 'enforce', 'EPOLICY_ATTACHMENT_TYPE', `attachment "${name}" of type ${node.mime} is not allowed`)
+  }
+  for (const f of judged) {
+    if (f.kind === 'pdf') {
+      count++
+      const j = pdfEncryption(content)
+      if (j.verdict === 'unreadable')
+        rule(
+          'pdf-encryption',
+          profile.pdfEncryption,
+          'EPOLICY_PDF_UNREADABLE',
+          `${subject(f)} cannot be read as a PDF (${j.reason.slice(0, 120)}), so its encryption cannot be checked`,
+        )
+      else if (j.verdict !== 'encrypted') rule('pdf-encryption', profile.pdfEncryption, 'EPOLICY_PDF_UNENCRYPTED', `${subject(f)} is not encrypted`)
+    } else if (f.kind === 'zip') {
+      const z = content.length >= 4 ? readZip(content) : { ok: false as const, reason: 'too short for a ZIP archive' }
+      if (!z.ok)
+        rule(
+          'zip-encryption',
+          profile.zipEncryption,
+          'EPOLICY_ZIP_MALFORMED',
+          `${subject(f)} is not a ZIP archive every reader reads alike (${z.reason.slice(0, 120)})`,
+        )
+      else {
+        texts.push(...z.entries.map((e) => e.name))
+        if (z.entries.some((e) => !e.encrypted && !e.name.endsWith('/')))
+          rule('zip-encryption', profile.zipEncryption, 'EPOLICY_ZIP_UNENCRYPTED', `${subject(f)} has unencrypted entries`)
+      }
+    }
+  }
+  return count
+}
+
+/** M12: no unmasked national ID, nor anything matching a configured pattern, anywhere a person could read. */
+function deidentify(
+  texts: readonly string[],
+  profile: Profile,
+  patterns: readonly RegExp[],
+  rule: (name: string, mode: Mode, code: ErrorCode, reason: string) => void,
+): void {
   // #32: searched as a person reads it — other scripts' look-alike letters and digits too.
   const read = texts.map(reading)
   for (const r of read) {
@@ -191,12 +217,11 @@ export function inspectMessage(
       break
     }
   }
-  for (const re of patterns(profile)) {
+  for (const re of patterns) {
     const hit = (t: string) => ((re.lastIndex = 0), re.test(t))
     if (read.some((r) => hit(r.text) || (r.latin !== r.text && hit(r.latin)) || (r.early !== undefined && hit(r.early)))) {
       rule('deidentify', profile.deidentify, 'EPOLICY_UNMASKED_ID', 'the message contains data matching a configured sensitive pattern')
       break
     }
   }
-  return { facts, profile: profile.name, hits }
 }

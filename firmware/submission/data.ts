@@ -36,13 +36,12 @@ export interface ReadOptions {
  * dialogue stays in step and the reply goes out after the client's final dot.
  */
 export async function readMessage(stream: Readable & { sizeExceeded?: boolean }, opts: ReadOptions): Promise<Buffer> {
-  // Chunks, then one buffer: ordinary memory, which the garbage collector sees. (Shared memory
-  // would spare a copy for the inspection worker, but V8 does not count it towards collecting,
-  // and unreferenced mail piled up: a gigabyte over 60 large messages.)
+  // Chunks, then one buffer: ordinary memory, which the GC sees. (Shared memory would spare the inspection
+  // worker a copy, but V8 does not count it towards collecting: a gigabyte piled up over 60 large messages.)
   const prefix = opts.prefix ?? Buffer.alloc(0)
   const parts: Buffer[] = [prefix]
-  // With a declared size the chunks go straight into one buffer of that size (one copy, not
-  // chunks plus their concatenation); a message larger than declared continues in chunks.
+  // With a declared size the chunks go straight into one buffer of that size (one copy, not chunks plus their
+  // concatenation); a message larger than declared continues in chunks.
   let direct = opts.sizeHint && opts.sizeHint > 0 ? Buffer.allocUnsafeSlow(prefix.length + opts.sizeHint) : undefined
   let directLength = prefix.length
   if (direct) prefix.copy(direct)
@@ -62,11 +61,13 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
   let size = 0
   let fault: GatewayError | undefined
   let pendingCR = false // last byte of the previous chunk was a CR
-  const busy = () => {
-    fault ??= new GatewayError('ESUBMISSION_BUSY')
+  // A fault drops what was kept at once; the rest of the stream is read and dropped, to stay in step.
+  const fail = (err: GatewayError) => {
+    fault ??= err
     parts.length = 0
     direct = undefined
   }
+  const busy = () => fail(new GatewayError('ESUBMISSION_BUSY'))
   // Giving way to an older transaction drops what was kept at once, not at the next chunk.
   if (opts.hold) opts.hold.onEvict = busy
 
@@ -75,9 +76,7 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
     size += chunk.length
     if (fault) continue
     if (size > opts.maxBytes || stream.sizeExceeded) {
-      fault = new GatewayError('ESIZE_LIMIT', `message exceeds the maximum size of ${opts.maxBytes} bytes`)
-      parts.length = 0
-      direct = undefined
+      fail(new GatewayError('ESIZE_LIMIT', `message exceeds the maximum size of ${opts.maxBytes} bytes`))
       continue
     }
     if (opts.hold && !opts.hold.grow(prefix.length + size)) {
@@ -85,21 +84,15 @@ export async function readMessage(stream: Readable & { sizeExceeded?: boolean },
       continue
     }
     if (chunk.indexOf(0) !== -1) {
-      fault = new GatewayError('EDATA_NUL')
-      parts.length = 0
-      direct = undefined
+      fail(new GatewayError('EDATA_NUL'))
       continue
     }
     const bare = findBareNewline(chunk, pendingCR)
     if (bare === -1) {
       append(chunk)
     } else if (opts.bareLineFeed === 'reject') {
-      fault = new GatewayError(
-        'EDATA_BARE_NEWLINE',
-        `message contains a bare CR or LF at byte ${size - chunk.length + Math.max(bare, 0)}; lines must end with CRLF`,
-      )
-      parts.length = 0
-      direct = undefined
+      const at = size - chunk.length + Math.max(bare, 0)
+      fail(new GatewayError('EDATA_BARE_NEWLINE', `message contains a bare CR or LF at byte ${at}; lines must end with CRLF`))
       continue
     } else {
       append(normalize(chunk, pendingCR))
