@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { SMTPServer } from 'smtp-server'
 import { unmapIPv4 } from '../../hal/net/cidr.ts'
 import { ClientErrorLog } from '../client-errors.ts'
@@ -9,6 +9,12 @@ import type { Logger } from '../log.ts'
 const LISTENER_FAULTS = new Set(['EADDRINUSE', 'EACCES', 'EMFILE', 'ENFILE', 'ENOMEM'])
 /** While a STARTTLS handshake runs, the deadline looks again this often (the handshake has its own timeout). */
 const UPGRADE_RECHECK_MS = 250
+
+/** Where a listener listens, once it does (the port resolved when configured as 0). */
+export interface Endpoint {
+  host: string
+  port: number
+}
 
 export interface GuardOptions {
   /** Connections one address may hold open (S3-style limits on the submission service). */
@@ -38,6 +44,22 @@ export interface GuardOptions {
  * of the handshake — and touches the raw socket only while nothing wraps it.
  */
 export class ConnectionGuard {
+  /** Guards `server` (`install`), logs its errors here, and listens on host:port; plain: the STARTTLS listener. */
+  listen(server: SMTPServer, host: string, port: number, plain: boolean): Promise<Endpoint> {
+    server.on('error', (err) => this.error(err))
+    this.install(server, plain)
+    // Replies are small writes: without Nagle none waits for the client's delayed ACK.
+    server.server.on('connection', (socket: { setNoDelay(on: boolean): void }) => socket.setNoDelay(true))
+    return new Promise((resolve, reject) => {
+      server.server.once('error', reject)
+      server.listen(port, host, () => {
+        server.server.off('error', reject)
+        const a = server.server.address() as AddressInfo
+        resolve({ host: a.address, port: a.port })
+      })
+    })
+  }
+
   readonly #opts: GuardOptions
   readonly #perAddress = new Map<string, number>()
   readonly #deadlines = new Map<string, NodeJS.Timeout>()

@@ -1,7 +1,13 @@
 import { crashPoint } from '../faults.ts'
-import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerAuthentication,
+  type SMTPServerAuthenticationResponse,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from 'smtp-server'
 import type { Clock } from '../../hal/clock.ts'
 import { AddressSet, unmapIPv4 } from '../../hal/net/cidr.ts'
 import type { Component } from '../component.ts'
@@ -15,13 +21,10 @@ import { Authenticator } from './auth.ts'
 import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
 import { MemoryBudget, type Hold } from '../memory-budget.ts'
-import { ConnectionGuard } from './guard.ts'
+import { ConnectionGuard, type Endpoint } from './guard.ts'
 import { loadTlsMaterial, serverTlsOptions } from './tls.ts'
 
-export interface Endpoint {
-  host: string
-  port: number
-}
+export type { Endpoint } from './guard.ts'
 
 interface SessionState {
   log: Logger
@@ -82,6 +85,8 @@ export class SubmissionServer implements Component {
 
   #allowFrom: AddressSet | undefined
 
+  #trusted: AddressSet | undefined
+
   #access: Pick<Config['submission'], 'accounts' | 'allowFrom'> | undefined
 
   /** The accounts and client allowlist new connections and logins meet (S7: an approved change shows here at once). */
@@ -104,9 +109,9 @@ export class SubmissionServer implements Component {
     const cfg = this.#config.submission
     const tls = serverTlsOptions(loadTlsMaterial(this.#config, this.#log), cfg.tls.minVersion)
     this.#allowFrom = new AddressSet(cfg.allowFrom)
-    const trusted = new AddressSet(cfg.trustedNetworks)
-    const auth = (this.#auth = new Authenticator(this.#config, this.#clock))
-    const budget = (this.#budget = new MemoryBudget(cfg.memoryBudgetBytes))
+    const trusted = (this.#trusted = new AddressSet(cfg.trustedNetworks))
+    this.#auth = new Authenticator(this.#config, this.#clock)
+    this.#budget = new MemoryBudget(cfg.memoryBudgetBytes)
     const guard = (this.#guard = new ConnectionGuard({ perAddress: cfg.maxClientsPerAddress, authTimeoutMs: cfg.authTimeoutMs, log: this.#log }))
     if (!trusted.empty) this.#log.warn({ trustedNetworks: trusted.ranges }, 'trusted networks may submit without AUTH')
     if (cfg.accounts.length === 0 && trusted.empty) this.#log.warn('no submission accounts and no trusted networks: every submission will be refused')
@@ -141,87 +146,9 @@ export class SubmissionServer implements Component {
           this.#state(session).log.debug({ tls: session.tlsOptions }, 'tls established')
           cb()
         },
-        onAuth: (a, session, cb) => {
-          const state = this.#state(session)
-          const ip = unmapIPv4(session.remoteAddress)
-          auth.check(a.username ?? '', a.password ?? '', ip).then(
-            (outcome) => {
-              // S6: every login to the box, success or failure, is in the audit trail.
-              this.#events.emit({
-                type: 'submission.auth',
-                account: outcome.ok ? outcome.account.name : String(a.username ?? '').slice(0, 64),
-                clientAddress: ip,
-                outcome: outcome.ok ? 'success' : 'failure',
-                ...(outcome.ok ? {} : { reason: outcome.reason }),
-              })
-              if (outcome.ok) {
-                guard.passed(session.remoteAddress, session.remotePort)
-                state.log.info({ user: outcome.account.name, method: a.method }, 'auth succeeded')
-                cb(null, { user: outcome.account.name })
-              } else {
-                state.log.warn({ user: a.username, method: a.method, reason: outcome.reason, blockedNow: outcome.blockedNow }, 'auth failed')
-                cb(outcome.error)
-              }
-            },
-            (err: unknown) => cb(this.#fail(state, err)),
-          )
-        },
-        onMailFrom: (address, session, cb) => {
-          const state = this.#state(session)
-          const ip = unmapIPv4(session.remoteAddress)
-          if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
-          if (cfg.requireTls && !session.secure) return cb(new GatewayError('ETLS_REQUIRED'))
-          const refusal = this.#admit()
-          if (refusal) return cb(refusal)
-          state.hold?.release()
-          state.hold = undefined
-          if (!session.user && !trusted.has(ip)) {
-            state.unauthenticatedTries++
-            if (state.unauthenticatedTries > MAX_UNAUTHENTICATED_TRIES) {
-              const err = new GatewayError('EAUTH_REQUIRED', 'authentication required; closing connection')
-              return cb(Object.assign(err, { responseCode: 421 }))
-            }
-            return cb(new GatewayError('EAUTH_REQUIRED'))
-          }
-          // #29, RFC 1870: room is given at MAIL, in arrival order — for the size the client declared, or a
-          // first reservation when it declared none — and a transaction that finds none is turned away
-          // before it sends a byte. Data beyond the hold takes more room as it arrives (budget.ts).
-          const declared = Math.min(Number((address.args || {}).SIZE ?? 0) || 0, cfg.maxMessageBytes)
-          const hold = budget.admit(declared > 0 ? declared : Math.min(cfg.undeclaredReserveBytes, cfg.maxMessageBytes))
-          if (!hold) {
-            state.log.warn({ used: budget.used, limit: budget.limit, declared }, 'memory budget spent: transaction refused for now')
-            return cb(new GatewayError('ESUBMISSION_BUSY'))
-          }
-          state.hold = hold
-          state.declared = declared
-          if (!session.user) guard.passed(session.remoteAddress, session.remotePort) // a trusted network's client
-          state.log.debug({ from: maskAddress(address.address) }, 'mail from')
-          cb()
-        },
-        onData: (stream, session, cb) => {
-          const state = this.#state(session)
-          state.inData = true
-          this.#receive(stream, session, state).then(
-            (id) => {
-              state.inData = false
-              cb(null, `2.0.0 Ok: queued as ${id}`)
-            },
-            (err: unknown) => {
-              state.inData = false
-              const g = this.#fail(state, err)
-              const id = err instanceof Error ? QUEUE_IDS.get(err) : undefined
-              this.#events.emit({
-                type: 'submission.refused',
-                ...(id ? { id } : {}),
-                account: typeof session.user === 'string' ? session.user : undefined,
-                clientAddress: unmapIPv4(session.remoteAddress),
-                code: g.code,
-                reply: `${g.responseCode} ${g.message}`.slice(0, 300),
-              })
-              cb(g)
-            },
-          )
-        },
+        onAuth: (a, session, cb) => this.#onAuth(a, session, cb),
+        onMailFrom: (address, session, cb) => this.#onMailFrom(address, session, cb),
+        onData: (stream, session, cb) => this.#onData(stream, session, cb),
         onClose: (session) => {
           guard.closed(session.remoteAddress, session.remotePort)
           this.#sessions.get(session.id)?.hold?.release()
@@ -230,10 +157,104 @@ export class SubmissionServer implements Component {
         },
       })
 
-    const starttls = await this.#listen(make(false), cfg.starttlsPort, guard, true)
-    const implicitTls = await this.#listen(make(true), cfg.implicitTlsPort, guard, false)
+    this.#servers.push(make(false), make(true))
+    const starttls = await guard.listen(this.#servers[0]!, cfg.host, cfg.starttlsPort, true)
+    const implicitTls = await guard.listen(this.#servers[1]!, cfg.host, cfg.implicitTlsPort, false)
     this.#endpoints = { starttls, implicitTls }
     this.#log.info({ starttls, implicitTls, tlsMinVersion: cfg.tls.minVersion }, 'submission listening')
+  }
+
+  /** S1, S6: a login, checked fairly (auth.ts) and recorded in the trail either way. */
+  #onAuth(
+    a: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+  ): void {
+    const state = this.#state(session)
+    const ip = unmapIPv4(session.remoteAddress)
+    this.#auth!.check(a.username ?? '', a.password ?? '', ip).then(
+      (outcome) => {
+        // S6: every login to the box, success or failure, is in the audit trail.
+        this.#events.emit({
+          type: 'submission.auth',
+          account: outcome.ok ? outcome.account.name : String(a.username ?? '').slice(0, 64),
+          clientAddress: ip,
+          outcome: outcome.ok ? 'success' : 'failure',
+          ...(outcome.ok ? {} : { reason: outcome.reason }),
+        })
+        if (outcome.ok) {
+          this.#guard!.passed(session.remoteAddress, session.remotePort)
+          state.log.info({ user: outcome.account.name, method: a.method }, 'auth succeeded')
+          cb(null, { user: outcome.account.name })
+        } else {
+          state.log.warn({ user: a.username, method: a.method, reason: outcome.reason, blockedNow: outcome.blockedNow }, 'auth failed')
+          cb(outcome.error)
+        }
+      },
+      (err: unknown) => cb(this.#fail(state, err)),
+    )
+  }
+
+  /** MAIL FROM: draining, TLS, the trail's room, AUTH (or a trusted network), then room in the memory budget (#29). */
+  #onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const state = this.#state(session)
+    const ip = unmapIPv4(session.remoteAddress)
+    if (this.#draining) return cb(new GatewayError('ESHUTTING_DOWN'))
+    if (this.#config.submission.requireTls && !session.secure) return cb(new GatewayError('ETLS_REQUIRED'))
+    const refusal = this.#admit()
+    if (refusal) return cb(refusal)
+    state.hold?.release()
+    state.hold = undefined
+    if (!session.user && !this.#trusted!.has(ip)) {
+      state.unauthenticatedTries++
+      if (state.unauthenticatedTries > MAX_UNAUTHENTICATED_TRIES) {
+        const err = new GatewayError('EAUTH_REQUIRED', 'authentication required; closing connection')
+        return cb(Object.assign(err, { responseCode: 421 }))
+      }
+      return cb(new GatewayError('EAUTH_REQUIRED'))
+    }
+    // #29, RFC 1870: room is given at MAIL, in arrival order — for the size the client declared, or a
+    // first reservation when it declared none — and a transaction that finds none is turned away
+    // before it sends a byte. Data beyond the hold takes more room as it arrives (budget.ts).
+    const declared = Math.min(Number((address.args || {}).SIZE ?? 0) || 0, this.#config.submission.maxMessageBytes)
+    const hold = this.#budget!.admit(
+      declared > 0 ? declared : Math.min(this.#config.submission.undeclaredReserveBytes, this.#config.submission.maxMessageBytes),
+    )
+    if (!hold) {
+      state.log.warn({ used: this.#budget!.used, limit: this.#budget!.limit, declared }, 'memory budget spent: transaction refused for now')
+      return cb(new GatewayError('ESUBMISSION_BUSY'))
+    }
+    state.hold = hold
+    state.declared = declared
+    if (!session.user) this.#guard!.passed(session.remoteAddress, session.remotePort) // a trusted network's client
+    state.log.debug({ from: maskAddress(address.address) }, 'mail from')
+    cb()
+  }
+
+  /** DATA: received, checked and handed down the chain; the 250 names its queue id, a refusal is recorded (S6). */
+  #onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
+    const state = this.#state(session)
+    state.inData = true
+    this.#receive(stream, session, state).then(
+      (id) => {
+        state.inData = false
+        cb(null, `2.0.0 Ok: queued as ${id}`)
+      },
+      (err: unknown) => {
+        state.inData = false
+        const g = this.#fail(state, err)
+        const id = err instanceof Error ? QUEUE_IDS.get(err) : undefined
+        this.#events.emit({
+          type: 'submission.refused',
+          ...(id ? { id } : {}),
+          account: typeof session.user === 'string' ? session.user : undefined,
+          clientAddress: unmapIPv4(session.remoteAddress),
+          code: g.code,
+          reply: `${g.responseCode} ${g.message}`.slice(0, 300),
+        })
+        cb(g)
+      },
+    )
   }
 
   /**
@@ -369,21 +390,5 @@ export class SubmissionServer implements Component {
     const cause = g.code === 'ETEMPORARY' || g.code === 'EHSM_UNAVAILABLE' ? String((g.cause as Error | undefined)?.message ?? g.cause) : undefined
     state.log[g.temporary ? 'warn' : 'info']({ code: g.code, cause }, 'transaction refused')
     return g
-  }
-
-  #listen(server: SMTPServer, port: number, guard: ConnectionGuard, plain: boolean): Promise<Endpoint> {
-    this.#servers.push(server)
-    server.on('error', (err) => guard.error(err))
-    guard.install(server, plain)
-    // Replies are small writes: without Nagle none waits for the client's delayed ACK.
-    server.server.on('connection', (socket: { setNoDelay(on: boolean): void }) => socket.setNoDelay(true))
-    return new Promise((resolve, reject) => {
-      server.server.once('error', reject)
-      server.listen(port, this.#config.submission.host, () => {
-        server.server.off('error', reject)
-        const a = server.server.address() as AddressInfo
-        resolve({ host: a.address, port: a.port })
-      })
-    })
   }
 }
