@@ -1,5 +1,5 @@
 import type { SecureContextOptions, TlsOptions } from 'node:tls'
-import { type SMTPServerSession, SMTPServer } from 'smtp-server'
+import { type SMTPServerDataStream, type SMTPServerSession, SMTPServer } from 'smtp-server'
 import type { Clock } from '../../hal/clock.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
@@ -152,58 +152,7 @@ export class ReturnPathListener implements Component {
           (err: Error) => cb(err),
         )
       },
-      onData: (stream, session, cb) => {
-        const st = state(session)
-        // #29: each connection keeps its own share of the budget whatever the others do; beyond it a
-        // report takes room from the shared pool as it arrives. Without room (or when an older report
-        // needs it) the report is dropped and the connection cut off with 421 at once — reading the
-        // rest only to refuse it cost the CPU that good reports needed. Past the size limit the rest is
-        // read and dropped, and refused with 552 at its end: what is not kept costs no memory.
-        const own = Math.floor(cfg.memoryBudgetBytes / 2 / cfg.maxClients)
-        let chunks: Buffer[] = []
-        let size = 0
-        let busy = false
-        const drop = () => {
-          if (busy) return
-          busy = true
-          chunks = []
-          this.#refusals.add('busy')
-          this.#cutOff(session, '4.3.1 no room for the report now; closing, try again later')
-        }
-        stream.on('data', (c: Buffer) => {
-          size += c.length
-          if (busy || size > cfg.maxMessageBytes) return
-          if (size > own) {
-            if (!st.hold) {
-              st.hold = this.#pool.admit(0)!
-              st.hold.onEvict = drop
-              st.hold.reading()
-            }
-            if (!st.hold.grow(size - own)) return drop()
-          }
-          chunks.push(c)
-        })
-        stream.on('end', () => {
-          const done = (err?: Error) => {
-            st.hold?.release()
-            st.hold = undefined
-            cb(err)
-          }
-          if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded || size > cfg.maxMessageBytes) {
-            this.#refusals.add('too-large')
-            return done(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
-          }
-          if (busy) return done(reply(452, '4.3.1 no room for the report now; try again later'))
-          st.hold?.settle(size - own)
-          this.#onData(Buffer.concat(chunks), session).then(
-            () => done(),
-            (err: Error & { responseCode?: number }) => {
-              if (!err.responseCode) this.#log.error({ err }, 'a report could not be committed')
-              done(err.responseCode ? err : reply(451, '4.3.0 the report could not be recorded; try again later'))
-            },
-          )
-        })
-      },
+      onData: (stream, session, cb) => this.#receive(stream, session, cb),
     })
     const { host, port } = splitHostPort(cfg.listen)
     await new Promise<void>((resolve, reject) => {
@@ -219,6 +168,61 @@ export class ReturnPathListener implements Component {
     const a = server.server.address()
     this.#address = typeof a === 'object' && a ? { host, port: a.port } : { host, port }
     this.#log.info({ listen: `${host}:${this.#address.port}`, domains: [...this.#domains] }, 'return-path listener up')
+  }
+
+  /** DATA of a report: kept within this connection's share and the shared pool (#29), then parsed and acted on. */
+  #receive(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const cfg = this.#config.returnPath
+    const st = state(session)
+    // #29: each connection keeps its own share of the budget whatever the others do; beyond it a
+    // report takes room from the shared pool as it arrives. Without room (or when an older report
+    // needs it) the report is dropped and the connection cut off with 421 at once — reading the
+    // rest only to refuse it cost the CPU that good reports needed. Past the size limit the rest is
+    // read and dropped, and refused with 552 at its end: what is not kept costs no memory.
+    const own = Math.floor(cfg.memoryBudgetBytes / 2 / cfg.maxClients)
+    let chunks: Buffer[] = []
+    let size = 0
+    let busy = false
+    const drop = () => {
+      if (busy) return
+      busy = true
+      chunks = []
+      this.#refusals.add('busy')
+      this.#cutOff(session, '4.3.1 no room for the report now; closing, try again later')
+    }
+    stream.on('data', (c: Buffer) => {
+      size += c.length
+      if (busy || size > cfg.maxMessageBytes) return
+      if (size > own) {
+        if (!st.hold) {
+          st.hold = this.#pool.admit(0)!
+          st.hold.onEvict = drop
+          st.hold.reading()
+        }
+        if (!st.hold.grow(size - own)) return drop()
+      }
+      chunks.push(c)
+    })
+    stream.on('end', () => {
+      const done = (err?: Error) => {
+        st.hold?.release()
+        st.hold = undefined
+        cb(err)
+      }
+      if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded || size > cfg.maxMessageBytes) {
+        this.#refusals.add('too-large')
+        return done(reply(552, `5.3.4 report larger than ${cfg.maxMessageBytes} bytes`))
+      }
+      if (busy) return done(reply(452, '4.3.1 no room for the report now; try again later'))
+      st.hold?.settle(size - own)
+      this.#onData(Buffer.concat(chunks), session).then(
+        () => done(),
+        (err: Error & { responseCode?: number }) => {
+          if (!err.responseCode) this.#log.error({ err }, 'a report could not be committed')
+          done(err.responseCode ? err : reply(451, '4.3.0 the report could not be recorded; try again later'))
+        },
+      )
+    })
   }
 
   async stop(): Promise<void> {
