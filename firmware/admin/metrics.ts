@@ -99,100 +99,7 @@ export class BoxMetrics implements EventSink {
   constructor(o: { levels: Levels; clock: Clock }) {
     this.#levels = o.levels
     this.#clock = o.clock
-    const levels = this.#levels
-    this.registry.registerMetric(
-      new Gauge({
-        registers: [],
-        name: 'sg_queue_mails',
-        help: 'Mails in the queue, by state',
-        labelNames: ['state'],
-        collect() {
-          for (const [state, n] of Object.entries(levels.queue())) if (state !== 'total') this.set({ state }, n)
-        },
-      }),
-    )
-    this.registry.registerMetric(
-      new Counter({
-        registers: [],
-        name: 'sg_egress_bytes_total',
-        help: 'Bytes sent to receivers through the delivery budget',
-        collect() {
-          this.reset()
-          this.inc(levels.bytesOut())
-        },
-      }),
-    )
-    this.registry.registerMetric(
-      new Counter({
-        registers: [],
-        name: 'sg_egress_bytes_by_source_total',
-        help: 'Bytes sent to receivers, by egress address',
-        labelNames: ['source'],
-        collect() {
-          this.reset()
-          for (const [source, bytes] of Object.entries(levels.bytesByEgress())) this.inc({ source }, bytes)
-        },
-      }),
-    )
-    this.registry.registerMetric(
-      new Gauge({
-        registers: [],
-        name: 'sg_bandwidth_cap_bits_per_second',
-        help: 'The delivery bandwidth budget (M3)',
-        collect() {
-          this.set(levels.capBitsPerSecond())
-        },
-      }),
-    )
-    const clock = o.clock
-    this.registry.registerMetric(
-      new Gauge({
-        registers: [],
-        name: 'sg_queue_oldest_age_seconds',
-        help: 'Age of the oldest mail in the queue (0 when it is empty)',
-        collect() {
-          const oldest = levels.oldestQueued()
-          this.set(oldest === undefined ? 0 : Math.max(0, (clock.now() - oldest) / 1000))
-        },
-      }),
-    )
-    this.registry.registerMetric(
-      new Gauge({
-        registers: [],
-        name: 'sg_hsm_up',
-        help: 'The HSM answered its last health check with every key present (1) or not (0)',
-        collect() {
-          const h = levels.hsm()
-          if (h) this.set(h.up ? 1 : 0)
-        },
-      }),
-    )
-    this.registry.registerMetric(
-      new Gauge({
-        registers: [],
-        name: 'sg_certificate_days_left',
-        help: 'Days until each signing certificate in the HSM expires',
-        labelNames: ['label'],
-        collect() {
-          this.reset()
-          for (const c of levels.hsm()?.certificates ?? []) this.set({ label: c.label }, c.daysLeft)
-        },
-      }),
-    )
-    this.registry.registerMetric(this.#alarms)
-    this.registry.registerMetric(
-      new Gauge({
-        registers: [],
-        name: 'sg_data_disk_bytes',
-        help: "The data directory's disk (spool, audit trail, ledger): free and total bytes",
-        labelNames: ['kind'],
-        collect() {
-          const d = levels.dataDisk()
-          this.set({ kind: 'free' }, d.free)
-          this.set({ kind: 'total' }, d.total)
-        },
-      }),
-    )
+    for (const m of [...levelMetrics(o.levels, o.clock), this.#alarms]) this.registry.registerMetric(m)
   }
 
   /** The firm's webhook endpoints failing now, with since when (for the dashboard's alarms). */
@@ -306,4 +213,85 @@ export class BoxMetrics implements EventSink {
 function push<T>(ring: T[], v: T, max: number): void {
   ring.push(v)
   if (ring.length > max) ring.splice(0, ring.length - max)
+}
+
+/** S11: the levels read at each scrape (queue, bytes out, the cap, the oldest mail, HSM, certificates, the data disk). */
+function levelMetrics(levels: Levels, clock: Clock): (Gauge | Counter)[] {
+  return [
+    new Gauge({
+      registers: [],
+      name: 'sg_queue_mails',
+      help: 'Mails in the queue, by state',
+      labelNames: ['state'],
+      collect() {
+        for (const [state, n] of Object.entries(levels.queue())) if (state !== 'total') this.set({ state }, n)
+      },
+    }),
+    new Counter({
+      registers: [],
+      name: 'sg_egress_bytes_total',
+      help: 'Bytes sent to receivers through the delivery budget',
+      collect() {
+        this.reset()
+        this.inc(levels.bytesOut())
+      },
+    }),
+    new Counter({
+      registers: [],
+      name: 'sg_egress_bytes_by_source_total',
+      help: 'Bytes sent to receivers, by egress address',
+      labelNames: ['source'],
+      collect() {
+        this.reset()
+        for (const [source, bytes] of Object.entries(levels.bytesByEgress())) this.inc({ source }, bytes)
+      },
+    }),
+    new Gauge({
+      registers: [],
+      name: 'sg_bandwidth_cap_bits_per_second',
+      help: 'The delivery bandwidth budget (M3)',
+      collect() {
+        this.set(levels.capBitsPerSecond())
+      },
+    }),
+    new Gauge({
+      registers: [],
+      name: 'sg_queue_oldest_age_seconds',
+      help: 'Age of the oldest mail in the queue (0 when it is empty)',
+      collect() {
+        const oldest = levels.oldestQueued()
+        this.set(oldest === undefined ? 0 : Math.max(0, (clock.now() - oldest) / 1000))
+      },
+    }),
+    new Gauge({
+      registers: [],
+      name: 'sg_hsm_up',
+      help: 'The HSM answered its last health check with every key present (1) or not (0)',
+      collect() {
+        const h = levels.hsm()
+        if (h) this.set(h.up ? 1 : 0)
+      },
+    }),
+    new Gauge({
+      registers: [],
+      name: 'sg_certificate_days_left',
+      help: 'Days until each signing certificate in the HSM expires',
+      labelNames: ['label'],
+      collect() {
+        this.reset()
+        for (const c of levels.hsm()?.certificates ?? []) this.set({ label: c.label }, c.daysLeft)
+      },
+    }),
+    new Gauge({
+      registers: [],
+      name: 'sg_data_disk_bytes',
+      help: "The data directory's disk (spool, audit trail, ledger): free and total bytes",
+      labelNames: ['kind'],
+      collect() {
+        const d = levels.dataDisk()
+        this.set({ kind: 'free' }, d.free)
+        this.set({ kind: 'total' }, d.total)
+      },
+    }),
+  ]
 }
