@@ -4,7 +4,8 @@ import type { ReturnPathTokens } from '../bounces/verp.ts'
 import { crashPoint } from '../faults.ts'
 import { redactText } from '../pii/redact.ts'
 import type { Spool } from '../spool/spool.ts'
-import type { RecipientsDone } from '../spool/types.ts'
+import type { ReceiptWait, RecipientsDone, SpoolEntry } from '../spool/types.ts'
+import type { ReceiptRule } from '../bounces/receipts.ts'
 import { transactions, type Outcome, type Transport } from './transport.ts'
 
 /** Each recipient's answer in one attempt, by address. */
@@ -92,4 +93,18 @@ function indexesOf(list: readonly string[], rcpt: string): number[] {
   const out: number[] = []
   list.forEach((r, i) => r === rcpt && out.push(i))
   return out
+}
+
+/** What an attempt came to, for the one outcome it gives the mail (the engine's `#settle`). */
+export interface Settle {
+  entry: SpoolEntry
+  env: Submitted['envelope']
+  wait: ReceiptWait | undefined
+  resumed: RecipientsDone | undefined
+  rule: ReceiptRule | undefined
+  delivered: readonly number[]
+  bounced: readonly number[]
+  bouncedNow: readonly { reason: string }[]
+  deferredReply: string | undefined
+  lastReply: string
 }

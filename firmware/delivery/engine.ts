@@ -16,14 +16,12 @@ import { ConnectionPool } from './pool.ts'
 import { systemResolver, type Resolver } from './routes.ts'
 import { Transport } from './transport.ts'
 import { recoverAcceptances, replayUnconfirmed, type RecoveryDeps } from './recovery.ts'
-import { sendJournalled, tally } from './attempt.ts'
+import { sendJournalled, tally, type Settle } from './attempt.ts'
 
 /**
- * The delivery engine (M2, M3, M7, M8, S1): takes due mail from the spool,
- * routes it (static routes, MX), spreads connections over the egress
- * addresses, reuses connections, shapes every outbound byte to one shared
- * budget, retries with back-off, and brings each mail to a final state —
- * delivered, bounced or expired — which shreds it from the spool.
+ * The delivery engine (M2, M3, M7, M8, S1): takes due mail from the spool, routes it (static routes, MX), spreads connections over the
+ * egress addresses, reuses connections, shapes every outbound byte to one shared budget, retries with back-off, and brings each mail to a
+ * final state — delivered, bounced or expired — which shreds it from the spool.
  */
 export class DeliveryEngine implements Component {
   readonly name = 'delivery'
@@ -146,10 +144,8 @@ export class DeliveryEngine implements Component {
   }
 
   /**
-   * An attempt that broke off inside the box (a journal write failed, the disk is
-   * full): the mail must not stay "in flight" in memory, where nothing would pick
-   * it up again before a restart. It is deferred a minute; if even that cannot be
-   * written, it is put back in memory only (the journal still has its last state).
+   * An attempt that broke off inside the box (a journal write failed, the disk is full): the mail must not stay "in flight" in memory, where
+   * nothing would pick it up before a restart. Deferred a minute; if even that cannot be written, put back in memory only (the journal has its last state).
    */
   async #failed(entry: SpoolEntry, err: unknown): Promise<void> {
     const reason = `internal error: ${(err as Error).message}`
@@ -168,10 +164,8 @@ export class DeliveryEngine implements Component {
   }
 
   /**
-   * An operator takes a held mail out of the queue (a statement that must not
-   * go out after all): the firm gets the same notice as for a bounce, naming
-   * who removed it and why, then the record is shredded like any final mail.
-   * Only a held mail, so no attempt can be running on it.
+   * An operator takes a held mail out of the queue (a statement that must not go out after all): the firm gets the same notice as for a
+   * bounce, naming who removed it and why, then the record is shredded like any final mail. Only a held mail: no attempt runs on it.
    */
   async remove(id: string, who: string, reason: string): Promise<void> {
     const entry = this.#spool.entry(id)
@@ -256,21 +250,7 @@ export class DeliveryEngine implements Component {
     const resumed = this.#spool.unconfirmedDone(entry.id)
     const done = resumed ?? ((!wait && this.#spool.recipientsDone(entry.id)) || { delivered: [], bounced: [] })
     const finished = new Set([...done.delivered, ...done.bounced])
-    if (!wait && now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) {
-      const mail = await this.#spool.read(entry.id).catch(() => undefined)
-      const reason = `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`
-      // The firm's notice is queued (durably) before the mail's end is: a crash between the two
-      // repeats the notice rather than losing it.
-      if (mail)
-        await this.#notices.forMail(
-          mail,
-          'expired',
-          mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })),
-        )
-      await this.#finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
-      this.counts.expired++
-      return
-    }
+    if (!wait && now - entry.created > this.#config.delivery.maxAgeSeconds * 1000) return this.#expire(entry, finished)
     let mail: Submitted
     try {
       mail = await this.#spool.read(entry.id)
@@ -327,6 +307,28 @@ export class DeliveryEngine implements Component {
     if (bouncedNow.length) await this.#notices.forMail(mail, 'bounced', bouncedNow, noticeIdFor(env.id, noticeKey ?? `${attempt}`))
     // The attempts are in the audit trail before the journal says so (the ledger is made from the trail).
     await this.#events.durable?.()
+    await this.#settle({ entry, env, wait, resumed, rule, delivered, bounced, bouncedNow, deferredReply, lastReply })
+  }
+
+  /** M8: a mail out of time: the firm's notice names the recipients still open, then it ends expired. */
+  async #expire(entry: SpoolEntry, finished: ReadonlySet<number>): Promise<void> {
+    const mail = await this.#spool.read(entry.id).catch(() => undefined)
+    const reason = `no successful delivery within ${Math.round(this.#config.delivery.maxAgeSeconds / 3600)} hours`
+    // The firm's notice is queued (durably) before the mail's end is: a crash between the two
+    // repeats the notice rather than losing it.
+    if (mail)
+      await this.#notices.forMail(
+        mail,
+        'expired',
+        mail.envelope.rcptTo.filter((_, i) => !finished.has(i)).map((rcpt) => ({ rcpt, reason })),
+      )
+    await this.#finish(entry.id, 'expired', `undelivered after ${this.#config.delivery.maxAgeSeconds} s`)
+    this.counts.expired++
+  }
+
+  /** The attempt's one outcome for the mail (M8, M11): kept for its read receipt, read, deferred, bounced or delivered. */
+  async #settle(a: Settle): Promise<void> {
+    const { entry, env, wait, resumed, rule, delivered, bounced, bouncedNow, deferredReply, lastReply } = a
     const bouncedThisAttempt = bouncedNow.length + (wait ? (resumed?.bounced.length ?? 0) : 0)
     if (wait && bouncedThisAttempt > 0 && delivered.length === 0) {
       // M11: the second send bounced. The first was delivered and never read: paper is owed for that.
