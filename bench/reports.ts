@@ -25,7 +25,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
 import { DatabaseSync } from 'node:sqlite'
-import { parseConfig } from '../firmware/config/load.ts'
+import { parseConfig, type Config } from '../firmware/config/load.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
 import { LedgerApplier } from '../firmware/reports/apply.ts'
@@ -155,13 +155,8 @@ async function ingest(): Promise<Record<string, number>> {
   }
 }
 
-// 2. and 3. A month of statements ---------------------------------------------------------
-async function month(): Promise<{ summary: Record<string, number>; exported: Record<string, number> }> {
-  const dataDir = join(root, 'month')
-  const config = parseConfig({ dataDir, reports: { timeZone: 'Asia/Taipei' } })
-  const store = new SqliteStore(ledgerPath(config))
-  await createSchema(store)
-  const filled = process.hrtime.bigint()
+/** Statements and recipients as the ledger keeps them, and the daily counts computed from those rows. */
+function fillMonth(store: SqliteStore): void {
   // Statements and recipients as the ledger keeps them (one recipient each), spread over 30 days,
   // 4 batches, 2 accounts, 3 classes; 2 % bounced with a reason; then the daily counts the ledger
   // keeps alongside, computed from those rows.
@@ -189,29 +184,10 @@ async function month(): Promise<{ summary: Record<string, number>; exported: Rec
     INSERT INTO daily_detail (box, day, batch, account, class, kind, key, n)
       SELECT s.box, s.day, s.batch, s.account, s.statement_class, 'latency', CAST(log10(r.delivered_at - r.accepted_at) * 10 AS INTEGER), COUNT(*)
       FROM statements s JOIN recipients r ON r.box = s.box AND r.id = s.id WHERE r.delivered_at IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 7;`)
-  say(`a month of ${MONTH.toLocaleString('en')} statements written in ${seconds(filled).toFixed(1)} s`)
+}
 
-  const time = async (f: () => Promise<unknown>) => {
-    const runs: number[] = []
-    for (let i = 0; i < 5; i++) {
-      const t = process.hrtime.bigint()
-      await f()
-      runs.push(seconds(t))
-    }
-    return [...runs].sort((a, b) => a - b)[2]!
-  }
-  let byDay: Awaited<ReturnType<typeof summary>> = []
-  const perDay = await time(async () => (byDay = await summary(store, { from: '2026-11-01', to: '2026-11-30' }, ['day'])))
-  const perBatch = await time(() => summary(store, { from: '2026-11-01', to: '2026-11-30' }, ['batch']))
-  const naive = await time(() =>
-    store.all(
-      "SELECT r.day, COUNT(*), SUM(r.state = 'delivered'), SUM(r.state = 'bounced') FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id " +
-        "WHERE r.day BETWEEN '2026-11-01' AND '2026-11-30' GROUP BY r.day",
-    ),
-  )
-  const submitted = byDay.reduce((a, r) => a + r.submitted, 0)
-  await store.close()
-
+/** The month exported through the CLI with its peak RSS, against a bare iteration of the same rows. */
+async function exportRun(config: Config, dataDir: string) {
   // Export through the CLI, with its peak RSS; the box's keys exist so the export is audited as on a box.
   const hsm = hsmFromConfig(config, { now: () => Date.now() })
   await hsm.open()
@@ -252,6 +228,41 @@ async function month(): Promise<{ summary: Record<string, number>; exported: Rec
   const bareStarted = process.hrtime.bigint()
   const b = await run(process.execPath, ['-e', iterate])
   const bareSeconds = seconds(bareStarted)
+  return { rows, exportSeconds, rssMb, bareSeconds, b }
+}
+
+// 2. and 3. A month of statements ---------------------------------------------------------
+async function month(): Promise<{ summary: Record<string, number>; exported: Record<string, number> }> {
+  const dataDir = join(root, 'month')
+  const config = parseConfig({ dataDir, reports: { timeZone: 'Asia/Taipei' } })
+  const store = new SqliteStore(ledgerPath(config))
+  await createSchema(store)
+  const filled = process.hrtime.bigint()
+  fillMonth(store)
+  say(`a month of ${MONTH.toLocaleString('en')} statements written in ${seconds(filled).toFixed(1)} s`)
+
+  const time = async (f: () => Promise<unknown>) => {
+    const runs: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const t = process.hrtime.bigint()
+      await f()
+      runs.push(seconds(t))
+    }
+    return [...runs].sort((a, b) => a - b)[2]!
+  }
+  let byDay: Awaited<ReturnType<typeof summary>> = []
+  const perDay = await time(async () => (byDay = await summary(store, { from: '2026-11-01', to: '2026-11-30' }, ['day'])))
+  const perBatch = await time(() => summary(store, { from: '2026-11-01', to: '2026-11-30' }, ['batch']))
+  const naive = await time(() =>
+    store.all(
+      "SELECT r.day, COUNT(*), SUM(r.state = 'delivered'), SUM(r.state = 'bounced') FROM recipients r JOIN statements s ON s.box = r.box AND s.id = r.id " +
+        "WHERE r.day BETWEEN '2026-11-01' AND '2026-11-30' GROUP BY r.day",
+    ),
+  )
+  const submitted = byDay.reduce((a, r) => a + r.submitted, 0)
+  await store.close()
+
+  const { rows, exportSeconds, rssMb, bareSeconds, b } = await exportRun(config, dataDir)
   return {
     summary: {
       statements: submitted,

@@ -153,16 +153,7 @@ export class AdminServer implements Component {
       if (req.method === 'POST') app.csrfProtection(req, reply, done)
       else done()
     })
-    app.setErrorHandler(async (err: Error & { statusCode?: number }, req, reply) => {
-      const code = err.statusCode ?? 500
-      if (code >= 500) this.#log.error({ err: err.message, url: req.url }, 'admin page error')
-      return reply
-        .code(code)
-        .type('text/html; charset=utf-8')
-        .send(
-          layout('Error 錯誤', new Html(''), undefined, { kind: 'error', text: code === 403 ? 'Refused (expired form? reload the page).' : err.message }).text,
-        )
-    })
+    app.setErrorHandler(errorPage(this.#log))
     const routes: Routes = {
       app,
       deps: d,
@@ -185,6 +176,20 @@ export class AdminServer implements Component {
     registerUpdateRoutes(routes)
     this.#d.accounts.ensureSetupCode()
     return app
+  }
+}
+
+/** A failure on a page: the page's own layout with what went wrong (a refused form says how to go on); a server fault is logged. */
+function errorPage(log: Logger) {
+  return async (err: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) => {
+    const code = err.statusCode ?? 500
+    if (code >= 500) log.error({ err: err.message, url: req.url }, 'admin page error')
+    return reply
+      .code(code)
+      .type('text/html; charset=utf-8')
+      .send(
+        layout('Error 錯誤', new Html(''), undefined, { kind: 'error', text: code === 403 ? 'Refused (expired form? reload the page).' : err.message }).text,
+      )
   }
 }
 
