@@ -26,7 +26,16 @@ const STATIC: Record<string, [string, string]> = {
 }
 
 export function registerRoutes(r: Routes): void {
-  const { app, deps: d, sessions } = r
+  registerEntryRoutes(r)
+  registerLoginRoutes(r)
+  registerDashboardRoutes(r)
+  registerAuditRoutes(r)
+  registerAccountRoutes(r)
+}
+
+/** What the routes below share: accounts, csrfFor, limited, begin. */
+function sessionHelpers(r: Routes) {
+  const { deps: d, sessions } = r
   const accounts = d.accounts
   const csrfFor = (reply: FastifyReply, sid: string | undefined) => reply.generateCsrf({ userInfo: sid ?? 'none' })
   const limited = { config: { rateLimit: r.loginLimit } }
@@ -38,7 +47,13 @@ export function registerRoutes(r: Routes): void {
     void reply.setCookie(SESSION_COOKIE, s.id, COOKIE)
     return s
   }
+  return { accounts, csrfFor, limited, begin }
+}
 
+/** Static files, the start, the first administrator (S8) and TOTP enrolment (S4). */
+function registerEntryRoutes(r: Routes): void {
+  const { app, sessions } = r
+  const { accounts, csrfFor, limited, begin } = sessionHelpers(r)
   const assets = new Map(Object.entries(STATIC).map(([name, [path, type]]) => [name, { body: readFileSync(path), type }]))
   app.get('/static/:name', async (req, reply) => {
     const a = assets.get((req.params as { name: string }).name)
@@ -90,7 +105,12 @@ export function registerRoutes(r: Routes): void {
     void reply.clearCookie(SESSION_COOKIE, COOKIE)
     return r.page(reply, recoveryPage(codes))
   })
+}
 
+/** Login with its per-address delays (#31) and logout (S4, S6). */
+function registerLoginRoutes(r: Routes): void {
+  const { app, deps: d, sessions } = r
+  const { accounts, csrfFor, limited, begin } = sessionHelpers(r)
   app.get('/login', async (req, reply) => {
     if (!accounts.hasAdmin()) return reply.redirect('/setup')
     if (req.session?.user) return reply.redirect('/dashboard')
@@ -128,7 +148,12 @@ export function registerRoutes(r: Routes): void {
     void reply.clearCookie(SESSION_COOKIE, COOKIE)
     return r.page(reply, loginPage(csrfFor(reply, undefined), undefined, 'Logged out. 已登出。'))
   })
+}
 
+/** The dashboard, its series and /metrics (S11). */
+function registerDashboardRoutes(r: Routes): void {
+  const { app, deps: d } = r
+  const { accounts } = sessionHelpers(r)
   /** What the dashboard and /metrics know beside the status (S11). */
   const signals = (): Signals => ({
     failingWebhooks: d.metrics.failingWebhooks,
@@ -152,7 +177,17 @@ export function registerRoutes(r: Routes): void {
     const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'
     return reply.send(d.metrics.series(span))
   })
+  // S11: Prometheus text exposition, for a scraper with the token or from the scraper allowlist.
+  app.get('/metrics', async (req, reply) => {
+    if (!r.metricsAllowed(req)) return reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('a bearer token is needed\n')
+    d.metrics.setAlarms(alarms(await d.control.statusForMonitoring(), d.config, signals(), d.system.current()))
+    return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics())
+  })
+}
 
+/** The audit trail and the failed logins, for admins and auditors (S6). */
+function registerAuditRoutes(r: Routes): void {
+  const { app, deps: d } = r
   // S6: the audit trail, searched by queue id, statement id, recipient (by its HMAC), type and time.
   app.get('/audit', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
@@ -226,7 +261,12 @@ export function registerRoutes(r: Routes): void {
       ),
     )
   })
+}
 
+/** One's own account: password and authenticator (S3, S4). */
+function registerAccountRoutes(r: Routes): void {
+  const { app, sessions } = r
+  const { accounts, begin } = sessionHelpers(r)
   // One's own account: the password (S3: asked for after 90 days).
   const accountPage = (v: Viewer, notice?: { kind: 'ok' | 'error'; text: string }) =>
     layout(
@@ -287,13 +327,6 @@ export function registerRoutes(r: Routes): void {
     sessions.endUser(v.user)
     begin(reply, undefined, { enrolling: v.user })
     return reply.redirect('/enrol', 303)
-  })
-
-  // S11: Prometheus text exposition, for a scraper with the token or from the scraper allowlist.
-  app.get('/metrics', async (req, reply) => {
-    if (!r.metricsAllowed(req)) return reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('a bearer token is needed\n')
-    d.metrics.setAlarms(alarms(await d.control.statusForMonitoring(), d.config, signals(), d.system.current()))
-    return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics())
   })
 }
 
