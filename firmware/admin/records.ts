@@ -32,12 +32,24 @@ const DAY = /^\d{4}-\d{2}-\d{2}$/
 const PAGE_ROWS = 500
 
 export function registerRecordRoutes(r: Routes, rec: RecordDeps): void {
-  const { app, deps: d } = r
+  registerReportRoutes(r, rec)
+  registerCertificateRoutes(r, rec)
+  registerAuditRecordRoutes(r, rec)
+}
+
+/** What the routes below share: tz, local, today. */
+function recordHelpers(r: Routes) {
+  const { deps: d } = r
   const tz = d.config.reports.timeZone
   const local = localTimeFormatter(tz)
   const today = dayFormatter(tz)
-  let verify: VerifyState | undefined
+  return { tz, local, today }
+}
 
+/** M9: the ledger's summary and the paper-owed list, on the page and as CSV. */
+function registerReportRoutes(r: Routes, rec: RecordDeps): void {
+  const { app, deps: d } = r
+  const { tz, local, today } = recordHelpers(r)
   app.get('/reports', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const store = rec.ledger()
@@ -119,7 +131,11 @@ export function registerRecordRoutes(r: Routes, rec: RecordDeps): void {
     for await (const batch of paperOwedRows(store, month)) for (const row of batch) csv += `${paperCells(row, local).map(csvField).join(',')}\r\n`
     return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="paper-owed-${month}.csv"`).send(csv)
   })
+}
 
+/** S11: the certificates the box signs and serves with, and when they expire. */
+function registerCertificateRoutes(r: Routes, rec: RecordDeps): void {
+  const { app, deps: d } = r
   app.get('/certificates', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
@@ -147,8 +163,14 @@ export function registerRecordRoutes(r: Routes, rec: RecordDeps): void {
       ),
     )
   })
+}
 
+/** S6: the trail verified from the page, and exported for the auditor. */
+function registerAuditRecordRoutes(r: Routes, rec: RecordDeps): void {
+  const { app, deps: d } = r
+  const { local } = recordHelpers(r)
   // S6: the chain verified from the page, in the background; the last result is kept and shown.
+  let verify: VerifyState | undefined
   app.get('/audit/verify', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     return r.page(reply, layout('Audit chain 稽核鏈驗證', verifyView(v, verify, local), v))

@@ -26,7 +26,13 @@ interface ResetRequest {
 }
 
 export function registerResetRoutes(r: Routes): void {
-  const { app, deps: d } = r
+  registerResetRequest(r)
+  registerResetApproval(r)
+}
+
+/** What the routes below share: dataDir, file, pending, expected, supervised, page, check, action. */
+function resetHelpers(r: Routes) {
+  const { deps: d } = r
   const dataDir = d.config.dataDir
   const file = join(dataDir, REQUEST)
   const pending = (): ResetRequest | undefined => {
@@ -77,7 +83,13 @@ export function registerResetRoutes(r: Routes): void {
   }
   const action = (v: Viewer, what: string, reason?: string) =>
     d.events.emit({ type: 'admin.action', who: v.user, via: 'admin-page', action: what, target: hostname(), outcome: 'ok', ...(reason ? { reason } : {}) })
+  return { dataDir, file, pending, expected, supervised, page, check, action }
+}
 
+/** S12: the factory reset asked for, and withdrawn (a second administrator approves it). */
+function registerResetRequest(r: Routes): void {
+  const { app, deps: d } = r
+  const { file, pending, supervised, page, check, action } = resetHelpers(r)
   app.get('/system/reset', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
   app.post('/system/reset/request', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
@@ -98,6 +110,12 @@ export function registerResetRoutes(r: Routes): void {
     }
     return r.page(reply, page(v, { kind: 'ok', text: 'No factory reset is asked for.' }))
   })
+}
+
+/** S12: the second administrator approves, and the box erases itself. */
+function registerResetApproval(r: Routes): void {
+  const { app, deps: d } = r
+  const { dataDir, file, pending, supervised, page, check, action } = resetHelpers(r)
   app.post('/system/reset/approve', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const p = pending()
