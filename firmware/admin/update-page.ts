@@ -22,7 +22,13 @@ import type { Routes } from './types.ts'
 const MAX_BYTES = 2 * 1024 ** 3
 
 export function registerUpdateRoutes(r: Routes): void {
-  const { app, deps: d } = r
+  registerUpdateUpload(r)
+  registerUpdateDecision(r)
+}
+
+/** What the routes below share: dir, stagedPath, staged, event, page. */
+function updateHelpers(r: Routes) {
+  const { deps: d } = r
   const dir = updatesDir(d.config.dataDir)
   const stagedPath = join(dir, STAGED_UPDATE)
   const staged = (): StagedUpdate | undefined => (existsSync(stagedPath) ? (JSON.parse(readFileSync(stagedPath, 'utf8')) as StagedUpdate) : undefined)
@@ -86,7 +92,13 @@ export function registerUpdateRoutes(r: Routes): void {
       notice,
     )
   }
+  return { dir, stagedPath, staged, event, page }
+}
 
+/** S10: the page, and a signed image uploaded (streamed to disk, checked, staged for a second administrator). */
+function registerUpdateUpload(r: Routes): void {
+  const { app, deps: d } = r
+  const { dir, stagedPath, staged, event, page } = updateHelpers(r)
   app.get('/system/update', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
 
   void app.register((scope, _opts, registered) => {
@@ -148,7 +160,12 @@ export function registerUpdateRoutes(r: Routes): void {
     })
     registered()
   })
+}
 
+/** S10: the staged update withdrawn, or approved by a second administrator and installed. */
+function registerUpdateDecision(r: Routes): void {
+  const { app, deps: d } = r
+  const { dir, stagedPath, staged, event, page } = updateHelpers(r)
   app.post('/system/update/withdraw', { preHandler: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const s = staged()
