@@ -33,6 +33,7 @@ const PAGE_ROWS = 500
 
 export function registerRecordRoutes(r: Routes, rec: RecordDeps): void {
   registerReportRoutes(r, rec)
+  registerPaperRoutes(r, rec)
   registerCertificateRoutes(r, rec)
   registerAuditRecordRoutes(r, rec)
 }
@@ -46,10 +47,10 @@ function recordHelpers(r: Routes) {
   return { tz, local, today }
 }
 
-/** M9: the ledger's summary and the paper-owed list, on the page and as CSV. */
+/** M9: the ledger's summary, by day, batch, account or class. */
 function registerReportRoutes(r: Routes, rec: RecordDeps): void {
   const { app, deps: d } = r
-  const { tz, local, today } = recordHelpers(r)
+  const { today } = recordHelpers(r)
   app.get('/reports', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const store = rec.ledger()
@@ -78,7 +79,12 @@ function registerReportRoutes(r: Routes, rec: RecordDeps): void {
       ),
     )
   })
+}
 
+/** M8, M11: the paper-owed list for a month, on the page and as CSV. */
+function registerPaperRoutes(r: Routes, rec: RecordDeps): void {
+  const { app, deps: d } = r
+  const { tz, local } = recordHelpers(r)
   app.get('/reports/paper', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const store = rec.ledger()
