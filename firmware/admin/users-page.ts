@@ -20,89 +20,17 @@ type Notice = { kind: 'ok' | 'error'; text: string }
  * Welcome 啟用帳號 and enrols their own authenticator.
  */
 export function registerUserRoutes(r: Routes, proposals: AccountProposals): void {
-  const { app, deps: d, sessions } = r
+  registerUserChanges(r, proposals)
+  registerUserProposals(r, proposals)
+  registerWelcome(r, proposals)
+}
+
+/** What the routes below share: accounts, page, handle, proposed. */
+function userHelpers(r: Routes, proposals: AccountProposals) {
+  const { deps: d } = r
   const accounts = d.accounts
 
-  const proposalRows = (v: Viewer) =>
-    proposals
-      .list()
-      .filter((p) => p.state === 'open')
-      .map((p) => [
-        when(p.createdAt),
-        p.author,
-        describe(p.change),
-        p.reason,
-        p.author === v.user
-          ? html`<span class="hint">waits for a second administrator 待另一位管理員核准</span>
-              <form method="post" action="/users/proposals/${p.id}/withdraw" class="inline">
-                <input type="hidden" name="_csrf" value="${v.csrf}" /><button>Withdraw 撤回</button>
-              </form>`
-          : html`<form method="post" action="/users/proposals/${p.id}/approve" class="inline">
-                <input type="hidden" name="_csrf" value="${v.csrf}" /><input
-                  name="code"
-                  placeholder="your authenticator code 驗證碼"
-                  autocomplete="one-time-code"
-                  inputmode="numeric"
-                  required
-                /><button>Approve 核准</button>
-              </form>
-              <form method="post" action="/users/proposals/${p.id}/withdraw" class="inline">
-                <input type="hidden" name="_csrf" value="${v.csrf}" /><button>Withdraw 撤回</button>
-              </form>`,
-      ])
-
-  const page = (v: Viewer, notice?: Notice, code?: Html) => {
-    const dormantMs = d.config.admin.dormantDays * 86_400_000
-    const now = d.clock.now()
-    const rows = accounts.users().map((u) => {
-      const dormant = now - (u.lastLoginAt ?? u.createdAt) > dormantMs
-      const act = (action: string, label: string, extra: Html | string = '') =>
-        html`<form method="post" action="/users/${u.name}/${action}" class="inline">
-          <input type="hidden" name="_csrf" value="${v.csrf}" />${extra}<input name="reason" placeholder="reason 原因" required /><button>${label}</button>
-        </form>`
-      const roles = html`<select name="role">
-        ${ROLES.filter((x) => x !== u.role).map((x) => html`<option>${x}</option>`)}
-      </select>`
-      const actions =
-        u.name === v.user
-          ? ''
-          : [
-              u.locked ? act('unlock', 'Propose unlock 提議解鎖') : '',
-              u.disabled ? act('enable', 'Propose enable 提議啟用') : act('disable', 'Disable now 立即停用'),
-              act('role', 'Change role 變更角色', roles),
-              act('reset-mfa', 'Propose MFA reset 提議重設驗證'),
-              act('reset-password', 'Propose password reset 提議重設密碼'),
-            ]
-      const cause = u.locked && u.lockCause ? html`<br /><span class="hint">locked after failed logins from ${causeText(u.lockCause)}</span>` : ''
-      return [...userRow(u, dormant), html`${u.enrolmentPending ? 'enrolment code issued 已發啟用碼' : ''}${cause}`, actions]
-    })
-    const open = proposalRows(v)
-    return layout(
-      'Users 使用者',
-      html`${code ?? ''} ${table(['Name', 'Role', 'State', 'Last login', 'Password changed', 'Created by', 'Notes', ''], rows)}
-        <h2>Proposals waiting 待核准提議</h2>
-        ${table(['Proposed', 'By 提議者', 'Change 變更', 'Why 原因', ''], open, 'No account proposals are open. 無待核准提議。')}
-        <h2>Propose a new account 提議新增帳號</h2>
-        <p class="hint">
-          A second administrator approves it and gets a one-time enrolment code for the person, who sets their own password and authenticator.
-          新帳號由另一位管理員核准後發給一次性啟用碼，由本人設定密碼與驗證器。
-        </p>
-        <form method="post" action="/users" class="stack">
-          <input type="hidden" name="_csrf" value="${v.csrf}" />
-          <label>Name 帳號 <input name="name" required /></label>
-          <label
-            >Role 角色
-            <select name="role">
-              ${ROLES.map((role) => html`<option>${role}</option>`)}
-            </select></label
-          >
-          <label>Why 原因 <input name="reason" required /></label>
-          <button>Propose 提議</button>
-        </form>`,
-      v,
-      notice,
-    )
-  }
+  const page = (v: Viewer, notice?: Notice, code?: Html) => usersPage(d, proposals, v, notice, code)
 
   const handle = async (
     req: FastifyRequest,
@@ -124,7 +52,13 @@ export function registerUserRoutes(r: Routes, proposals: AccountProposals): void
   const proposed = (name: string) => ({
     notice: { kind: 'ok' as const, text: `Proposed: it waits for a second administrator. 已提議，待另一位管理員核准。 (${name})` },
   })
+  return { accounts, page, handle, proposed }
+}
 
+/** S5: the users page, and changes proposed or made at once (disable). */
+function registerUserChanges(r: Routes, proposals: AccountProposals): void {
+  const { app, sessions } = r
+  const { accounts, page, handle, proposed } = userHelpers(r, proposals)
   app.get('/users', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
 
   app.post('/users', { preHandler: r.need(['admin']) }, (req, reply) =>
@@ -165,7 +99,12 @@ export function registerUserRoutes(r: Routes, proposals: AccountProposals): void
       return proposed(name)
     }),
   )
+}
 
+/** #31: a proposal approved by a second administrator, or withdrawn. */
+function registerUserProposals(r: Routes, proposals: AccountProposals): void {
+  const { app, sessions } = r
+  const { handle } = userHelpers(r, proposals)
   app.post('/users/proposals/:id/approve', { preHandler: r.need(['admin']) }, (req, reply) =>
     handle(req, reply, async (v) => {
       const { id } = req.params as { id: string }
@@ -194,7 +133,12 @@ export function registerUserRoutes(r: Routes, proposals: AccountProposals): void
       return { notice: { kind: 'ok', text: 'Withdrawn. 已撤回。' } }
     }),
   )
+}
 
+/** #31: the person with an enrolment code sets their own password, then enrols their authenticator. */
+function registerWelcome(r: Routes, proposals: AccountProposals): void {
+  const { app, sessions } = r
+  const { accounts } = userHelpers(r, proposals)
   // #31: the person with an enrolment code sets their own password, then enrols their authenticator.
   const welcomePage = (csrf: string, notice?: Notice) =>
     layout(
@@ -230,4 +174,89 @@ export function registerUserRoutes(r: Routes, proposals: AccountProposals): void
       return r.page(reply.code(400), welcomePage(reply.generateCsrf({ userInfo: req.session?.id ?? 'none' }), { kind: 'error', text: err.message }))
     }
   })
+}
+
+/** #31: the account proposals still open, each with what its viewer may do with it. */
+function proposalRows(proposals: AccountProposals, v: Viewer) {
+  return proposals
+    .list()
+    .filter((p) => p.state === 'open')
+    .map((p) => [
+      when(p.createdAt),
+      p.author,
+      describe(p.change),
+      p.reason,
+      p.author === v.user
+        ? html`<span class="hint">waits for a second administrator 待另一位管理員核准</span>
+            <form method="post" action="/users/proposals/${p.id}/withdraw" class="inline">
+              <input type="hidden" name="_csrf" value="${v.csrf}" /><button>Withdraw 撤回</button>
+            </form>`
+        : html`<form method="post" action="/users/proposals/${p.id}/approve" class="inline">
+              <input type="hidden" name="_csrf" value="${v.csrf}" /><input
+                name="code"
+                placeholder="your authenticator code 驗證碼"
+                autocomplete="one-time-code"
+                inputmode="numeric"
+                required
+              /><button>Approve 核准</button>
+            </form>
+            <form method="post" action="/users/proposals/${p.id}/withdraw" class="inline">
+              <input type="hidden" name="_csrf" value="${v.csrf}" /><button>Withdraw 撤回</button>
+            </form>`,
+    ])
+}
+
+/** S5: the users, their states and the changes an administrator may propose. */
+function usersPage(d: Routes['deps'], proposals: AccountProposals, v: Viewer, notice?: Notice, code?: Html): Html {
+  const accounts = d.accounts
+  const dormantMs = d.config.admin.dormantDays * 86_400_000
+  const now = d.clock.now()
+  const rows = accounts.users().map((u) => {
+    const dormant = now - (u.lastLoginAt ?? u.createdAt) > dormantMs
+    const act = (action: string, label: string, extra: Html | string = '') =>
+      html`<form method="post" action="/users/${u.name}/${action}" class="inline">
+        <input type="hidden" name="_csrf" value="${v.csrf}" />${extra}<input name="reason" placeholder="reason 原因" required /><button>${label}</button>
+      </form>`
+    const roles = html`<select name="role">
+      ${ROLES.filter((x) => x !== u.role).map((x) => html`<option>${x}</option>`)}
+    </select>`
+    const actions =
+      u.name === v.user
+        ? ''
+        : [
+            u.locked ? act('unlock', 'Propose unlock 提議解鎖') : '',
+            u.disabled ? act('enable', 'Propose enable 提議啟用') : act('disable', 'Disable now 立即停用'),
+            act('role', 'Change role 變更角色', roles),
+            act('reset-mfa', 'Propose MFA reset 提議重設驗證'),
+            act('reset-password', 'Propose password reset 提議重設密碼'),
+          ]
+    const cause = u.locked && u.lockCause ? html`<br /><span class="hint">locked after failed logins from ${causeText(u.lockCause)}</span>` : ''
+    return [...userRow(u, dormant), html`${u.enrolmentPending ? 'enrolment code issued 已發啟用碼' : ''}${cause}`, actions]
+  })
+  const open = proposalRows(proposals, v)
+  return layout(
+    'Users 使用者',
+    html`${code ?? ''} ${table(['Name', 'Role', 'State', 'Last login', 'Password changed', 'Created by', 'Notes', ''], rows)}
+      <h2>Proposals waiting 待核准提議</h2>
+      ${table(['Proposed', 'By 提議者', 'Change 變更', 'Why 原因', ''], open, 'No account proposals are open. 無待核准提議。')}
+      <h2>Propose a new account 提議新增帳號</h2>
+      <p class="hint">
+        A second administrator approves it and gets a one-time enrolment code for the person, who sets their own password and authenticator.
+        新帳號由另一位管理員核准後發給一次性啟用碼，由本人設定密碼與驗證器。
+      </p>
+      <form method="post" action="/users" class="stack">
+        <input type="hidden" name="_csrf" value="${v.csrf}" />
+        <label>Name 帳號 <input name="name" required /></label>
+        <label
+          >Role 角色
+          <select name="role">
+            ${ROLES.map((role) => html`<option>${role}</option>`)}
+          </select></label
+        >
+        <label>Why 原因 <input name="reason" required /></label>
+        <button>Propose 提議</button>
+      </form>`,
+    v,
+    notice,
+  )
 }
