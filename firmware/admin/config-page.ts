@@ -100,107 +100,31 @@ function accountsSection(v: Viewer, raw: unknown): Html {
 }
 
 export function registerConfigRoutes(r: Routes): void {
-  const { app, deps: d } = r
+  registerConfigProposing(r)
+  registerConfigAccounts(r)
+  registerConfigDecisions(r)
+}
+
+/** What the routes below share: c, admins, page, proposalPage, failure. */
+function configHelpers(r: Routes) {
+  const { deps: d } = r
   const c = d.changeControl
   const admins = ['admin'] as const
 
-  const page = async (v: Viewer, notice?: { kind: 'ok' | 'error'; text: string }) => {
-    const versions = await c.versions.verifyAll()
-    const inForce = versions.at(-1)
-    const open = c.proposals.list().filter((p) => p.state === 'open')
-    return layout(
-      'Configuration 設定',
-      html`<p>
-          Version in force 目前版本: <strong>${inForce?.number ?? '—'}</strong>${
-            inForce ? html` — ${inForce.reason} (by ${inForce.author}${inForce.approver ? `, approved by ${inForce.approver}` : ''}, ${inForce.time})` : ''
-          }
-        </p>
-        ${c.proposals.selfApprovalAllowed ? html`<p class="notice error">Self-approval is allowed on this box (admin.allowSelfApproval).</p>` : ''}
-        <h2>Open proposals 待核准</h2>
-        ${table(
-          ['Proposal', 'Author', 'Reason', 'Proposed', 'Expires'],
-          open.map((p) => [html`<a href="/config/proposals/${p.id}">${p.id}</a>`, p.author, p.reason, when(p.createdAt), when(p.expiresAt)]),
-          'None. 無。',
-        )}
-        <h2>Versions 版本紀錄</h2>
-        ${table(
-          ['#', 'Time', 'Author', 'Approver', 'Reason', ''],
-          [...versions]
-            .reverse()
-            .map((x: ConfigVersion) => [
-              x.number,
-              x.time,
-              x.author,
-              x.approver || '—',
-              x.reason,
-              x.number === inForce?.number
-                ? 'in force'
-                : html`<form method="post" action="/config/restore" class="inline">
-                    <input type="hidden" name="_csrf" value="${v.csrf}" /><input type="hidden" name="version" value="${x.number}" /><input
-                      name="reason"
-                      placeholder="reason 原因"
-                      required
-                    /><button>Restore 還原</button>
-                  </form>`,
-            ]),
-        )}
-        <h2>Submission accounts 傳送帳號</h2>
-        ${accountsSection(v, inForce?.config)} ${maintenanceSection(v, pendingRestart(d.config, inForce?.config), c.restart.supervised)}
-        <h2>Propose a change 提出變更</h2>
-        <form method="post" action="/config/propose" class="config">
-          <input type="hidden" name="_csrf" value="${v.csrf}" />
-          ${formFields(parseConfig(inForce?.config ?? {}))}
-          <label>Reason 原因 <input name="reason" required /></label>
-          <button>Propose 提出</button>
-        </form>`,
-      v,
-      notice,
-    )
-  }
-
-  const proposalPage = async (v: Viewer, p: Proposal, notice?: { kind: 'ok' | 'error'; text: string }) => {
-    const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)
-    const rows = changes(base?.config, p.config)
-    const canApprove = p.state === 'open' && (p.author !== v.user || c.proposals.selfApprovalAllowed)
-    return layout(
-      `Proposal ${p.id}`,
-      html`<p>
-          ${p.state} — by ${p.author}, ${when(p.createdAt)}:
-          ${p.reason}${p.decidedBy ? html` — ${p.state} by ${p.decidedBy} ${when(p.decidedAt)}` : ''}${p.note ? html` (${p.note})` : ''}
-        </p>
-        ${table(
-          ['Key', 'In version ' + String(p.baseVersion), 'Proposed', 'Takes effect'],
-          rows.map((x) => [x.key, x.before, x.after, x.now ? 'at once 立即' : 'at next restart 重新啟動後']),
-        )}
-        ${
-          canApprove
-            ? html`<form method="post" action="/config/proposals/${p.id}/approve" class="stack">
-                <input type="hidden" name="_csrf" value="${v.csrf}" /><input type="hidden" name="hash" value="${Proposals.contentHash(p)}" />
-                <label>Your authenticator code, to approve 以驗證碼核准 <input name="code" autocomplete="one-time-code" inputmode="numeric" required /></label>
-                <button>Approve and apply 核准並套用</button>
-              </form>`
-            : p.state === 'open'
-              ? html`<p class="hint">A second administrator approves it. 需由另一位管理員核准。</p>`
-              : ''
-        }
-        ${
-          p.state === 'open'
-            ? html`<form method="post" action="/config/proposals/${p.id}/withdraw" class="inline">
-                <input type="hidden" name="_csrf" value="${v.csrf}" /><button>Withdraw 撤回</button>
-              </form>`
-            : ''
-        }
-        <p><a href="/config">Back 返回</a></p>`,
-      v,
-      notice,
-    )
-  }
+  const page = (v: Viewer, notice?: Notice) => configPage(c, d.config, v, notice)
+  const proposalPage = (v: Viewer, p: Proposal, notice?: Notice) => proposalView(c, v, p, notice)
 
   const failure = (err: unknown) => {
     if (err instanceof ConfigError || err instanceof ProposalError) return { kind: 'error' as const, text: err.message }
     throw err
   }
+  return { c, admins, page, proposalPage, failure }
+}
 
+/** S7: the configuration page, a change proposed from its form, or an earlier version proposed again. */
+function registerConfigProposing(r: Routes): void {
+  const { app } = r
+  const { c, admins, page, failure } = configHelpers(r)
   app.get('/config', { preHandler: r.need(admins) }, async (req, reply) => r.page(reply, await page(r.viewer(req, reply)!)))
   app.post('/config/propose', { preHandler: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
@@ -221,6 +145,12 @@ export function registerConfigRoutes(r: Routes): void {
       return r.page(reply.code(400), await page(v, failure(err)))
     }
   })
+}
+
+/** Item 8: submission accounts, each change a proposal. */
+function registerConfigAccounts(r: Routes): void {
+  const { app } = r
+  const { c, admins, page, proposalPage, failure } = configHelpers(r)
   // Item 8: submission accounts, each change a proposal; a new password is made here, shown once, kept only as its hash.
   const accountChange = async (
     req: { body: unknown },
@@ -281,7 +211,12 @@ export function registerConfigRoutes(r: Routes): void {
       return r.page(reply.code(400), await page(v, failure(err)))
     }
   })
+}
 
+/** S5, S7: a proposal shown, approved by a second administrator (and applied), rejected or withdrawn. */
+function registerConfigDecisions(r: Routes): void {
+  const { app, deps: d } = r
+  const { c, admins, proposalPage, failure } = configHelpers(r)
   app.get('/config/proposals/:id', { preHandler: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const p = c.proposals.get((req.params as { id: string }).id)
@@ -331,3 +266,100 @@ export function registerConfigRoutes(r: Routes): void {
     }
   })
 }
+
+/** S7: the configuration in force, its versions, the open proposals and the forms to propose a change. */
+async function configPage(c: ChangeControl, config: Routes['deps']['config'], v: Viewer, notice?: Notice): Promise<Html> {
+  const versions = await c.versions.verifyAll()
+  const inForce = versions.at(-1)
+  const open = c.proposals.list().filter((p) => p.state === 'open')
+  return layout(
+    'Configuration 設定',
+    html`<p>
+        Version in force 目前版本: <strong>${inForce?.number ?? '—'}</strong>${
+          inForce ? html` — ${inForce.reason} (by ${inForce.author}${inForce.approver ? `, approved by ${inForce.approver}` : ''}, ${inForce.time})` : ''
+        }
+      </p>
+      ${c.proposals.selfApprovalAllowed ? html`<p class="notice error">Self-approval is allowed on this box (admin.allowSelfApproval).</p>` : ''}
+      <h2>Open proposals 待核准</h2>
+      ${table(
+        ['Proposal', 'Author', 'Reason', 'Proposed', 'Expires'],
+        open.map((p) => [html`<a href="/config/proposals/${p.id}">${p.id}</a>`, p.author, p.reason, when(p.createdAt), when(p.expiresAt)]),
+        'None. 無。',
+      )}
+      <h2>Versions 版本紀錄</h2>
+      ${table(
+        ['#', 'Time', 'Author', 'Approver', 'Reason', ''],
+        [...versions]
+          .reverse()
+          .map((x: ConfigVersion) => [
+            x.number,
+            x.time,
+            x.author,
+            x.approver || '—',
+            x.reason,
+            x.number === inForce?.number
+              ? 'in force'
+              : html`<form method="post" action="/config/restore" class="inline">
+                  <input type="hidden" name="_csrf" value="${v.csrf}" /><input type="hidden" name="version" value="${x.number}" /><input
+                    name="reason"
+                    placeholder="reason 原因"
+                    required
+                  /><button>Restore 還原</button>
+                </form>`,
+          ]),
+      )}
+      <h2>Submission accounts 傳送帳號</h2>
+      ${accountsSection(v, inForce?.config)} ${maintenanceSection(v, pendingRestart(config, inForce?.config), c.restart.supervised)}
+      <h2>Propose a change 提出變更</h2>
+      <form method="post" action="/config/propose" class="config">
+        <input type="hidden" name="_csrf" value="${v.csrf}" />
+        ${formFields(parseConfig(inForce?.config ?? {}))}
+        <label>Reason 原因 <input name="reason" required /></label>
+        <button>Propose 提出</button>
+      </form>`,
+    v,
+    notice,
+  )
+}
+
+/** S7: one proposal, what it changes against the version it was made on, and what its viewer may do. */
+async function proposalView(c: ChangeControl, v: Viewer, p: Proposal, notice?: Notice): Promise<Html> {
+  const base = (await c.versions.verifyAll()).find((x) => x.number === p.baseVersion)
+  const rows = changes(base?.config, p.config)
+  const canApprove = p.state === 'open' && (p.author !== v.user || c.proposals.selfApprovalAllowed)
+  return layout(
+    `Proposal ${p.id}`,
+    html`<p>
+        ${p.state} — by ${p.author}, ${when(p.createdAt)}:
+        ${p.reason}${p.decidedBy ? html` — ${p.state} by ${p.decidedBy} ${when(p.decidedAt)}` : ''}${p.note ? html` (${p.note})` : ''}
+      </p>
+      ${table(
+        ['Key', 'In version ' + String(p.baseVersion), 'Proposed', 'Takes effect'],
+        rows.map((x) => [x.key, x.before, x.after, x.now ? 'at once 立即' : 'at next restart 重新啟動後']),
+      )}
+      ${
+        canApprove
+          ? html`<form method="post" action="/config/proposals/${p.id}/approve" class="stack">
+              <input type="hidden" name="_csrf" value="${v.csrf}" /><input type="hidden" name="hash" value="${Proposals.contentHash(p)}" />
+              <label>Your authenticator code, to approve 以驗證碼核准 <input name="code" autocomplete="one-time-code" inputmode="numeric" required /></label>
+              <button>Approve and apply 核准並套用</button>
+            </form>`
+          : p.state === 'open'
+            ? html`<p class="hint">A second administrator approves it. 需由另一位管理員核准。</p>`
+            : ''
+      }
+      ${
+        p.state === 'open'
+          ? html`<form method="post" action="/config/proposals/${p.id}/withdraw" class="inline">
+              <input type="hidden" name="_csrf" value="${v.csrf}" /><button>Withdraw 撤回</button>
+            </form>`
+          : ''
+      }
+      <p><a href="/config">Back 返回</a></p>`,
+    v,
+    notice,
+  )
+}
+
+type Notice = { kind: 'ok' | 'error'; text: string }
+type ChangeControl = Routes['deps']['changeControl']
