@@ -28,11 +28,11 @@ import { DatabaseSync } from 'node:sqlite'
 import { parseConfig, type Config } from '../firmware/config/load.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
-import { LedgerApplier } from '../firmware/reports/apply.ts'
-import { applyBatch, dayFormatter, ledgerPath } from '../firmware/reports/ledger.ts'
-import { summary } from '../firmware/reports/queries.ts'
-import { createSchema } from '../firmware/reports/schema.ts'
-import { SqliteStore } from '../firmware/reports/store.ts'
+import { LedgerApplier } from '../firmware/ledger/apply.ts'
+import { applyBatch, dayFormatter, ledgerPath } from '../firmware/ledger/ledger.ts'
+import { summary } from '../firmware/ledger/queries.ts'
+import { createSchema } from '../firmware/ledger/schema.ts'
+import { SqliteStore } from '../firmware/ledger/store.ts'
 
 const run = promisify(execFile)
 const { values } = parseArgs({

@@ -168,7 +168,7 @@ export type BoxEvent =
     }
   /**
    * M8, M11: a report came back to the return path and was committed before its 250: a DSN, an MDN,
-   * a complaint or an auto-reply, with what it does to its statement (#30: bounces/decide.ts, the one
+   * a complaint or an auto-reply, with what it does to its statement (#30: return-path/decide.ts, the one
    * decision; the ledger applies this record only). `id` and `recipient` when a token tied it to a
    * statement's recipient; without one it is unmatched and decides nothing, never guessed.
    */

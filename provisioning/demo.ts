@@ -11,7 +11,7 @@ import { makeSelfSignedServerCert } from '../hal/crypto/selfsigned.ts'
 import { devCaFile } from '../firmware/keys/dev-smime.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
 import { field, readHeader } from '../firmware/mime/header.ts'
-import { localTimeFormatter } from '../firmware/reports/export.ts'
+import { localTimeFormatter } from '../firmware/ledger/export.ts'
 import { dkimRecords } from '../firmware/signing/dns.ts'
 import { failer, printHelp, toolConfig, toolConfigSource } from './cli.ts'
 

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { HsmError } from '../hal/hsm/index.ts'
 import { hsmFromConfig } from '../firmware/keys/service.ts'
-import { returnPathRecords } from '../firmware/bounces/dns.ts'
+import { returnPathRecords } from '../firmware/return-path/dns.ts'
 import { dkimRecords } from '../firmware/signing/dns.ts'
 import { failer, printHelp, toolConfig } from './cli.ts'
 

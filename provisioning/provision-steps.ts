@@ -12,7 +12,7 @@ import { ensureAddress, ensureSourceRoutes, gatewayReachable, ifupdownStanzas, l
 import { applyRuleset, nftRuleset, type FirewallSpec } from '../hal/net/firewall.ts'
 import { writeFileAtomic } from '../hal/storage/files.ts'
 import { Accounts } from '../firmware/admin/accounts.ts'
-import { returnPathRecords } from '../firmware/bounces/dns.ts'
+import { returnPathRecords } from '../firmware/return-path/dns.ts'
 import { parseConfig, type Config } from '../firmware/config/load.ts'
 import { splitHostPort } from '../firmware/config/sections/fields.ts'
 import { recordAdminAction } from '../firmware/control/admin-record.ts'

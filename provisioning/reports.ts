@@ -5,8 +5,8 @@ import { systemClock } from '../hal/clock.ts'
 import type { Hsm } from '../hal/hsm/index.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { boxRunning } from '../firmware/control/server.ts'
-import { csvField, fileSink, localTimeFormatter, paperCells, streamSink, writeExport, type ExportFormat } from '../firmware/reports/export.ts'
-import { Ledger, ledgerPath, openLedgerStore } from '../firmware/reports/ledger.ts'
+import { csvField, fileSink, localTimeFormatter, paperCells, streamSink, writeExport, type ExportFormat } from '../firmware/ledger/export.ts'
+import { Ledger, ledgerPath, openLedgerStore } from '../firmware/ledger/ledger.ts'
 import {
   countRows,
   exportRows,
@@ -18,9 +18,9 @@ import {
   type GroupKey,
   type ReportFilter,
   type SummaryRow,
-} from '../firmware/reports/queries.ts'
-import type { LedgerStore } from '../firmware/reports/store.ts'
-import { webhookSecret } from '../firmware/reports/webhooks.ts'
+} from '../firmware/ledger/queries.ts'
+import type { LedgerStore } from '../firmware/ledger/store.ts'
+import { webhookSecret } from '../firmware/ledger/webhooks.ts'
 import { failer, printHelp, quietWhenStdoutCloses, textTable, toolConfig } from './cli.ts'
 import { withToolHsm } from './tool-hsm.ts'
 import { Progress } from './progress.ts'

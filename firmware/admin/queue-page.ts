@@ -1,6 +1,6 @@
 import type { ControlReply } from '../control/server.ts'
-import { boxIdOf } from '../reports/ledger.ts'
-import { mailHistory, queueFacts, queueIdsOf, type QueueFacts, type RecipientHistory } from '../reports/queries.ts'
+import { boxIdOf } from '../ledger/ledger.ts'
+import { mailHistory, queueFacts, queueIdsOf, type QueueFacts, type RecipientHistory } from '../ledger/queries.ts'
 import { SPOOL_STATES } from '../spool/types.ts'
 import { ROLES, type Role } from './accounts.ts'
 import { html, type Html } from './html.ts'

@@ -1,5 +1,5 @@
-import { localTimeFormatter } from '../reports/export.ts'
-import { unmatchedReports } from '../reports/unmatched.ts'
+import { localTimeFormatter } from '../ledger/export.ts'
+import { unmatchedReports } from '../ledger/unmatched.ts'
 import { html } from './html.ts'
 import { layout, table } from './pages.ts'
 import type { RecordDeps, Routes } from './types.ts'

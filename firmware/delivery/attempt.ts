@@ -1,11 +1,11 @@
 import type { Submitted } from '../pipeline/handoff.ts'
 import type { Percentiles } from '../percentiles.ts'
-import type { ReturnPathTokens } from '../bounces/verp.ts'
+import type { ReturnPathTokens } from '../return-path/verp.ts'
 import { crashPoint } from '../faults.ts'
 import { redactText } from '../pii/redact.ts'
 import type { Spool } from '../spool/spool.ts'
 import type { ReceiptWait, RecipientsDone, SpoolEntry } from '../spool/types.ts'
-import type { ReceiptRule } from '../bounces/receipts.ts'
+import type { ReceiptRule } from '../return-path/receipts.ts'
 import { transactions, type Outcome, type Transport } from './transport.ts'
 
 /** Each recipient's answer in one attempt, by address. */

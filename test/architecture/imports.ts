@@ -32,9 +32,9 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['firmware/pipeline'],
   ['firmware/keys'],
   ['firmware/audit', 'firmware/spool'],
-  ['firmware/policy', 'firmware/signing', 'firmware/submission', 'firmware/bounces'],
+  ['firmware/policy', 'firmware/signing', 'firmware/submission', 'firmware/return-path'],
   ['firmware/delivery'],
-  ['firmware/reports'],
+  ['firmware/ledger'],
   // #34: the stages a mail goes through before the 250, and the one file that orders them.
   ['firmware/pipeline/stages'],
   ['firmware/pipeline/chain.ts'],

@@ -1,6 +1,6 @@
 import type { StatementTags } from '../../firmware/pipeline/facts.ts'
 import type { Resolver } from '../../firmware/delivery/routes.ts'
-import type { ReturnPathTokens } from '../../firmware/bounces/verp.ts'
+import type { ReturnPathTokens } from '../../firmware/return-path/verp.ts'
 import { AuditCopyHandoff } from '../../firmware/delivery/audit-copy.ts'
 import { DeliveryEngine } from '../../firmware/delivery/engine.ts'
 import type { BoxEvent } from '../../firmware/events.ts'

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { ReturnPathTokens } from '../../firmware/bounces/verp.ts'
+import { ReturnPathTokens } from '../../firmware/return-path/verp.ts'
 import { parseConfig } from '../../firmware/config/load.ts'
 import { AuditCopyHandoff } from '../../firmware/delivery/audit-copy.ts'
 import { DeliveryEngine } from '../../firmware/delivery/engine.ts'

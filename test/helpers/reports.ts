@@ -1,6 +1,6 @@
 import type { BoxEvent } from '../../firmware/events.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
-import { Ledger } from '../../firmware/reports/ledger.ts'
+import { Ledger } from '../../firmware/ledger/ledger.ts'
 import { auditRig, type AuditRig } from './audit.ts'
 import { logSink } from './logs.ts'
 

@@ -112,6 +112,7 @@ export const returnPath = obj({
   }),
   rulesFile: str({
     default: '',
-    description: "The firm's own bounce classification rules (the shape of firmware/bounces/rules.json), tried before the built-in ones; empty: built-in only.",
+    description:
+      "The firm's own bounce classification rules (the shape of firmware/return-path/rules.json), tried before the built-in ones; empty: built-in only.",
   }),
 })

@@ -3,8 +3,8 @@ import { GatewayError } from '../../errors.ts'
 import { edited, factsFor } from '../edited.ts'
 import type { Submitted } from '../handoff.ts'
 import type { Stage } from '../stage.ts'
-import { ReadReceipts } from '../../bounces/receipts.ts'
-import type { ReturnPathTokens } from '../../bounces/verp.ts'
+import { ReadReceipts } from '../../return-path/receipts.ts'
+import type { ReturnPathTokens } from '../../return-path/verp.ts'
 
 /**
  * Asks for the read receipt (M11), before the signing stage so the DKIM

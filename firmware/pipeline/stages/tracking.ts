@@ -4,9 +4,9 @@ import type { Logger } from '../../log.ts'
 import { edited, factsFor } from '../edited.ts'
 import type { Submitted } from '../handoff.ts'
 import type { Stage } from '../stage.ts'
-import { ReadReceipts } from '../../bounces/receipts.ts'
-import { confirmHtml, pixelHtml, rewriteSplices } from '../../reports/rewrite.ts'
-import type { TrackingRef, TrackingTokens } from '../../reports/tokens.ts'
+import { ReadReceipts } from '../../return-path/receipts.ts'
+import { confirmHtml, pixelHtml, rewriteSplices } from '../../ledger/rewrite.ts'
+import type { TrackingRef, TrackingTokens } from '../../ledger/tokens.ts'
 
 /**
  * Opens and clicks, the sender's half (M9, optional, off by default): for a

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { historyRows, queueListPage, queueMailPage } from '../../../firmware/admin/queue-page.ts'
-import type { RecipientHistory } from '../../../firmware/reports/queries.ts'
+import type { RecipientHistory } from '../../../firmware/ledger/queries.ts'
 
 /**
  * The queue's pages as HTML (the routes, the ledger and the queue service

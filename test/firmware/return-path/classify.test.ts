@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { builtInRules, Classifier, commandIn, loadRules, rulesWith } from '../../../firmware/bounces/classify.ts'
+import { builtInRules, Classifier, commandIn, loadRules, rulesWith } from '../../../firmware/return-path/classify.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'sg-rules-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))

@@ -8,7 +8,7 @@ import { group, str, type LedgerWrites, type RecordOf, type Row } from './ledger
 
 /**
  * M8, M11, #30: a report that came back, as the return path decided it
- * (bounces/decide.ts) and the spool acted on it — the ledger applies that
+ * (return-path/decide.ts) and the spool acted on it — the ledger applies that
  * record and decides nothing itself, so its rows say what the spool did:
  *
  * - a bounce the spool did not keep (`final`, or `ended`: a hard bounce that ended

@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
 import { unbase32 } from '../../../hal/crypto/base32.ts'
-import { ReturnPathTokens } from '../../../firmware/bounces/verp.ts'
+import { ReturnPathTokens } from '../../../firmware/return-path/verp.ts'
 import { newQueueId } from '../../../firmware/spool/ids.ts'
 import { devHsm } from '../../helpers/hsm.ts'
 

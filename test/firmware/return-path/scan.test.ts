@@ -1,5 +1,5 @@
 import t from 'tap'
-import { addressesIn, firstStatus, normalise, replyCodeIn, statusesIn } from '../../../firmware/bounces/scan.ts'
+import { addressesIn, firstStatus, normalise, replyCodeIn, statusesIn } from '../../../firmware/return-path/scan.ts'
 
 t.test('addresses in a notice: bracketed, quoted, at line ends, non-ASCII; not a dangling @', async (t) => {
   const text = 'to <wang@example.net>: failed\n"lin@example.org." and 王小明@例子.tw, see http://x/@y and @ alone; user@nodot'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { AuditRecord, RecordOf } from '../../../firmware/reports/ledger-writes.ts'
+import type { AuditRecord, RecordOf } from '../../../firmware/ledger/ledger-writes.ts'
 
 // #34: the ledger reads records typed from BoxEvent: a field the event does not have is a tsc
 // error (npm test type-checks this file), so renaming an event's field breaks the build, not the ledger.

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bareAddress, decodeUtf8Xtext, fieldBlocks, typedValue, valueType } from '../../../firmware/bounces/fields.ts'
+import { bareAddress, decodeUtf8Xtext, fieldBlocks, typedValue, valueType } from '../../../firmware/return-path/fields.ts'
 
 t.test('RFC 3464 field blocks: blank-line separated, names in lower case, folded lines joined, first occurrence kept', async (t) => {
   const blocks = fieldBlocks(

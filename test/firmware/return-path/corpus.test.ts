@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { Classifier } from '../../../firmware/bounces/classify.ts'
-import { failureOf, parseReport, type Report } from '../../../firmware/bounces/report.ts'
+import { Classifier } from '../../../firmware/return-path/classify.ts'
+import { failureOf, parseReport, type Report } from '../../../firmware/return-path/report.ts'
 
 /**
  * M8: 332 real bounces from about 80 mail systems (../shared/corpus/bounces,

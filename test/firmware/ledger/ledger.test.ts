@@ -1,8 +1,8 @@
 import t from 'tap'
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { Ledger, ledgerPath } from '../../../firmware/reports/ledger.ts'
-import { statementHistory, summary } from '../../../firmware/reports/queries.ts'
+import { Ledger, ledgerPath } from '../../../firmware/ledger/ledger.ts'
+import { statementHistory, summary } from '../../../firmware/ledger/queries.ts'
 import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'
 
 const A = 'alice@example.net'
@@ -143,7 +143,7 @@ t.test(
     rig.clock.value = Date.parse('2026-11-05T01:00:00Z')
     await rig.emit(...submitted('R1', [A, B], { statementId: 'S-R1', statementClass: 'monthly', batch: 'NOV-R' }))
     await rig.emit(attempt('R1', 'delivered', [A], '250 ok'), attempt('R1', 'delivered', [B], '250 ok'))
-    // The records as the return path writes them: the decision (bounces/decide.ts) and what the spool did.
+    // The records as the return path writes them: the decision (return-path/decide.ts) and what the spool did.
     const report = { type: 'returnpath.report', matchedBy: 'verp', clientAddress: '192.0.2.7', bytes: 2000 } as const
     const mdn = { ...report, matchedBy: 'read-receipt-address' } as const
     rig.clock.value += 2 * 86_400_000

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
-import { TrackingTokens } from '../../../firmware/reports/tokens.ts'
+import { TrackingTokens } from '../../../firmware/ledger/tokens.ts'
 import { devHsm } from '../../helpers/hsm.ts'
 
 t.test('M9: a token opens to what it was sealed with; altered, cut or made elsewhere it does not; nothing in it is readable', async (t) => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { spliceMessage } from '../../../firmware/mime/edit.ts'
-import { confirmHtml, pixelHtml, rewriteHtml, rewriteSplices } from '../../../firmware/reports/rewrite.ts'
+import { confirmHtml, pixelHtml, rewriteHtml, rewriteSplices } from '../../../firmware/ledger/rewrite.ts'
 import { decodedBody, parseMessage, walk } from '../../../firmware/mime/tree.ts'
 import { pythonEach } from '../../helpers/python.ts'
 

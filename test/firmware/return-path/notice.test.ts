@@ -1,6 +1,6 @@
 import t from 'tap'
-import { Classifier } from '../../../firmware/bounces/classify.ts'
-import { failureOf, parseReport } from '../../../firmware/bounces/report.ts'
+import { Classifier } from '../../../firmware/return-path/classify.ts'
+import { failureOf, parseReport } from '../../../firmware/return-path/report.ts'
 
 /**
  * Bounces in free text and the notices beside a DSN's fields (notice.ts),

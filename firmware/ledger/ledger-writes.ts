@@ -1,5 +1,5 @@
 import type { BoxEvent } from '../events.ts'
-import type { Classifier } from '../bounces/classify.ts'
+import type { Classifier } from '../return-path/classify.ts'
 import type { WEBHOOK_EVENTS } from '../config/sections/reports.ts'
 import type { RecipientState } from './schema.ts'
 import type { Param, Tx } from './store.ts'

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { readParts } from '../../../firmware/bounces/mime.ts'
+import { readParts } from '../../../firmware/return-path/mime.ts'
 import { pythonEach } from '../../helpers/python.ts'
 
 /**

@@ -1,13 +1,13 @@
 import { chmodSync } from 'node:fs'
 import t from 'tap'
 import { parseConfig } from '../../../firmware/config/load.ts'
-import { openPostgres } from '../../../firmware/reports/postgres.ts'
-import { exportRows, ROW_FIELDS, statementHistory, summary } from '../../../firmware/reports/queries.ts'
+import { openPostgres } from '../../../firmware/ledger/postgres.ts'
+import { exportRows, ROW_FIELDS, statementHistory, summary } from '../../../firmware/ledger/queries.ts'
 import { startPostgres } from '../../helpers/postgres.ts'
 import { logSink } from '../../helpers/logs.ts'
 import { until } from '../../helpers/receiver.ts'
 import { hookReceiver } from '../../helpers/webhooks.ts'
-import { WebhookSender, webhookSecret } from '../../../firmware/reports/webhooks.ts'
+import { WebhookSender, webhookSecret } from '../../../firmware/ledger/webhooks.ts'
 import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'
 
 t.test('two boxes share one PostgreSQL ledger: each writes its own rows, the report counts both', async (t) => {

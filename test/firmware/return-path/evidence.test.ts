@@ -2,8 +2,8 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../../firmware/config/load.ts'
-import { openLedgerStore } from '../../../firmware/reports/ledger.ts'
-import { unmatchedReports } from '../../../firmware/reports/unmatched.ts'
+import { openLedgerStore } from '../../../firmware/ledger/ledger.ts'
+import { unmatchedReports } from '../../../firmware/ledger/unmatched.ts'
 import { spawnDaemon, submitter, writeDaemonConfig } from '../../helpers/daemon.ts'
 import { run } from '../../helpers/hsm.ts'
 import { smtpError, startReceiver, until } from '../../helpers/receiver.ts'
@@ -253,7 +253,7 @@ t.test('forged reports to postmaster quoting a real Message-ID decide nothing: l
     reports.every((r) => r.matchedBy === 'none' && r.effect === 'none' && r.why === 'no-token' && !('id' in r)),
     'each recorded unmatched, tied to nothing',
   )
-  // The admin page's list (reports/unmatched.ts): newest first, the statement each points to as a hint.
+  // The admin page's list (ledger/unmatched.ts): newest first, the statement each points to as a hint.
   const store = await openLedgerStore(box.config, { readOnly: true })
   const listed = await unmatchedReports(store).finally(() => store.close())
   t.match(listed, [

@@ -1,5 +1,5 @@
-import { Classifier } from '../bounces/classify.ts'
-import { messageIdHint } from '../bounces/decide.ts'
+import { Classifier } from '../return-path/classify.ts'
+import { messageIdHint } from '../return-path/decide.ts'
 import { endedRead, read, returned, tracked, unread } from './apply-returns.ts'
 import { group, LedgerWrites, match, str, type ApplyContext, type AuditRecord, type Group, type RecipientRef, type RecordOf } from './ledger-writes.ts'
 import type { Tx } from './store.ts'

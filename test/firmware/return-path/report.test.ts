@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { Classifier } from '../../../firmware/bounces/classify.ts'
-import { parseReport } from '../../../firmware/bounces/report.ts'
+import { Classifier } from '../../../firmware/return-path/classify.ts'
+import { parseReport } from '../../../firmware/return-path/report.ts'
 
 /**
  * Reports written here from the RFCs, for the shapes the bounce corpus lacks:

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { Classifier } from '../../../firmware/bounces/classify.ts'
-import { decide, messageIdHint } from '../../../firmware/bounces/decide.ts'
-import type { Report } from '../../../firmware/bounces/types.ts'
+import { Classifier } from '../../../firmware/return-path/classify.ts'
+import { decide, messageIdHint } from '../../../firmware/return-path/decide.ts'
+import type { Report } from '../../../firmware/return-path/types.ts'
 
 /** #30: one decision per report and recipient, from the report and the kind of its token only. */
 
