@@ -18,6 +18,7 @@ import { ReturnPathTokens } from './return-path/verp.ts'
 import type { Config } from './config/load.ts'
 import { Proposals } from './config/proposals.ts'
 import type { Starting } from './config/start.ts'
+import { LIVE_KEYS } from './config/schema.ts'
 import { ConfigStore } from './config/store.ts'
 import { ConfigVersions } from './config/versions.ts'
 import { namedBackup } from './control/backup.ts'
@@ -200,22 +201,7 @@ function returnPathListener(p: {
 }
 
 /** S7: the delivery keys an approved change puts in force at once (the engine rebuilds routes, budget and rates). */
-const DELIVERY_LIVE_KEYS = [
-  'delivery.egress',
-  'delivery.routes',
-  'delivery.requireTls',
-  'delivery.smtpPort',
-  'delivery.bandwidthBitsPerSecond',
-  'delivery.burstBytes',
-  'delivery.perDestinationMessagesPerSecond',
-  'delivery.messagesPerConnection',
-  'delivery.retrySeconds',
-  'delivery.maxAgeSeconds',
-  'delivery.blockPauseSeconds',
-  'delivery.throttlePauseSeconds',
-  'delivery.timeouts',
-  'delivery.notifyAddress',
-] as const
+const DELIVERY_LIVE_KEYS = LIVE_KEYS.filter((k) => k.startsWith('delivery.'))
 
 /** What ConfigVersions records at the first start: the file given, or the embedded defaults when the box has no version yet. */
 function givenConfig(starting: BoxDeps['starting']) {

@@ -69,7 +69,7 @@ export class ControlServer implements Component {
   readonly #log: Logger
   readonly #spool: Spool
   readonly #events: EventSink
-  readonly #status: (() => Promise<unknown>) | undefined
+  readonly #status: ((fresh?: boolean) => Promise<unknown>) | undefined
   /** Console actions of other components (#31: the accounts'), added once they exist. */
   readonly #actions: Record<string, (args: Record<string, unknown>, who: string) => Promise<unknown>> = {}
   readonly #remove: ((id: string, who: string, reason: string) => Promise<void>) | undefined
@@ -86,7 +86,7 @@ export class ControlServer implements Component {
     log: Logger
     spool: Spool
     events: EventSink
-    status?: () => Promise<unknown>
+    status?: (fresh?: boolean) => Promise<unknown>
     remove?: (id: string, who: string, reason: string) => Promise<void>
     /** Further read-only views by command name (e.g. `delivery.journal-lag`). */
     views?: Record<string, () => Promise<unknown>>
@@ -214,11 +214,12 @@ export class ControlServer implements Component {
   }
 
   /**
-   * The box's status for the monitoring scrape (/metrics, S11): the same answer as `box.status`,
-   * and no audit record — a scrape every 15 s is the monitoring system looking, not a person acting.
+   * The box's status for the monitoring scrape (/metrics, S11): the same answer as `box.status`, with the HSM as its
+   * own health check last found it (a scrape does not probe the token again), and no audit record — a scrape every
+   * 15 s is the monitoring system looking, not a person acting.
    */
   async statusForMonitoring(): Promise<Record<string, unknown>> {
-    return ((await this.#status?.()) ?? {}) as Record<string, unknown>
+    return ((await this.#status?.(false)) ?? {}) as Record<string, unknown>
   }
 
   /** A tool that acted by itself (the HSM CLI) reports what it did; the box records it as the trail's only writer. */

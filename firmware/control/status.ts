@@ -24,13 +24,14 @@ export interface StatusParts {
     egress: { paused(): { until: number }[] }
   }
   policy: { counters: Map<string, unknown> }
-  hsm: { check(): Promise<unknown> }
+  /** `last`: what the HSM's own periodic check found (the scrape's view); `check`: a probe now (a person asking). */
+  hsm: { check(): Promise<unknown>; readonly last: unknown }
   /** #33: the box's own measure of how long its event loop was held up since it started serving. */
   loopDelay: IntervalHistogram
 }
 
-export function statusReport(p: () => StatusParts): () => Promise<Record<string, unknown>> {
-  return async () => {
+export function statusReport(p: () => StatusParts): (fresh?: boolean) => Promise<Record<string, unknown>> {
+  return async (fresh = true) => {
     const s = p()
     return {
       pid: process.pid,
@@ -51,7 +52,7 @@ export function statusReport(p: () => StatusParts): () => Promise<Record<string,
         paused: s.delivery.egress.paused().map((x) => ({ ...x, until: new Date(x.until).toISOString() })),
       },
       policy: Object.fromEntries(s.policy.counters),
-      hsm: await s.hsm.check(),
+      hsm: (!fresh && s.hsm.last) || (await s.hsm.check()),
       eventLoop: { maxMs: Math.round(s.loopDelay.max / 1e5) / 10, p99Ms: Math.round(s.loopDelay.percentile(99) / 1e5) / 10 },
     }
   }
