@@ -24,7 +24,7 @@ while (Date.now() < deadline) {
     const seed = (Date.now() ^ (round * 7919)) | 0
     const r = fc.check(
       fc.property(target.input, (input) => target.run(input)),
-      { numRuns: 2000, seed },
+      { numRuns: Math.min(2000, 5 * (target.runs ?? 400)), seed },
     )
     runs.set(target.name, runs.get(target.name)! + r.numRuns)
     if (r.failed) {

@@ -1,8 +1,6 @@
 import fc from 'fast-check'
-import libmime from 'libmime'
 import { base32, unbase32 } from '../../hal/crypto/base32.ts'
 import { children, certificateParts, keyUsage, read } from '../../hal/crypto/der-read.ts'
-import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
 import { base64Problem, decodeQuotedPrintable } from '../../firmware/mime/encode.ts'
 import { htmlText } from '../../firmware/mime/html.ts'
 import { rewriteHtml } from '../../firmware/ledger/rewrite.ts'
@@ -21,112 +19,10 @@ import { fieldBlocks } from '../../firmware/return-path/fields.ts'
 import { reportOf } from '../../firmware/return-path/report.ts'
 import { addressesIn, replyCodeIn, statusesIn } from '../../firmware/return-path/scan.ts'
 import { mimeMessage } from '../helpers/mime.ts'
+import { DIFFERENTIAL } from './differential.ts'
+import { CERT, coded, mutated, PDF, target, tokens, ZIP, zipWorst, type Target } from './inputs.ts'
 
-/**
- * The box's hand-written parsers of outside input, as fuzz targets (STYLE:
- * KumoMTA fuzzes its protocol parsers): each gets hostile input and may only
- * answer or fail with its own coded error, and each has a worst-case input
- * family for the doubling test (time linear in the input size).
- */
-export interface Target<T> {
-  name: string
-  input: fc.Arbitrary<T>
-  /** Runs the parser; throws only for a failure that is not the parser's own coded answer. */
-  run(input: T): void
-  /** Adversarial input of about `n` bytes, for timing. */
-  worst(n: number): T
-  /** Compares with an independent reader (libmime): not timed in the growth test, which its parser's own target is. */
-  differential?: boolean
-  /** Size for the doubling test when the default (512 KiB) is far beyond what the parser ever reads. */
-  size?: number
-}
-
-/** Byte strings made of MIME-ish tokens, so that fuzzing reaches past the first check. */
-const tokens = (words: readonly string[], max = 200) =>
-  fc.array(fc.oneof(fc.constantFrom(...words), fc.string({ maxLength: 8 })), { maxLength: max }).map((ws) => ws.join(''))
-
-/** Text split into RFC 2047 words at any byte (mid-character and mid-quantum, as mailers do), B or Q, between plain words. */
-const encodedWords = fc
-  .tuple(
-    fc.array(fc.constantFrom('有', '價', '證', '券', '月', '對', '帳', '單', 'a', 'Z', '0', ' ', '_', '=', '?', 'é'), { minLength: 1, maxLength: 24 }),
-    fc.array(fc.nat(40), { maxLength: 5 }),
-    fc.constantFrom('B', 'Q'),
-    fc.constantFrom('Dear ', '', 'Re: '),
-  )
-  .map(([chars, cuts, enc, prefix]) => {
-    const bytes = Buffer.from(chars.join(''), 'utf8')
-    const at = [...new Set(cuts.map((c) => c % bytes.length).filter((c) => c > 0))].sort((a, b) => a - b)
-    const pieces = [0, ...at].map((from, i) => bytes.subarray(from, at[i] ?? bytes.length))
-    const word = (b: Buffer) =>
-      enc === 'B'
-        ? `=?UTF-8?B?${b.toString('base64')}?=`
-        : `=?UTF-8?Q?${[...b].map((x) => (/[A-Za-z0-9]/.test(String.fromCharCode(x)) ? String.fromCharCode(x) : `=${x.toString(16).toUpperCase().padStart(2, '0')}`)).join('')}?=`
-    return prefix + pieces.map(word).join(' ')
-  })
-
-/** A Content-Disposition with a file name in RFC 2231 sections, percent-encoded UTF-8 cut at any byte. */
-const rfc2231Value = fc
-  .tuple(
-    fc.array(fc.constantFrom('有', '價', '證', '券', 'a', '-', '1', ' ', 'é'), { minLength: 1, maxLength: 16 }),
-    fc.array(fc.nat(40), { maxLength: 4 }),
-    fc.boolean(),
-  )
-  .map(([chars, cuts, quoted]) => {
-    const name = Buffer.from(`${chars.join('')}.pdf`, 'utf8')
-    const at = [...new Set(cuts.map((c) => c % name.length).filter((c) => c > 0))].sort((a, b) => a - b)
-    const pieces = [0, ...at].map((from, i) => name.subarray(from, at[i] ?? name.length))
-    const pct = (b: Buffer) => [...b].map((x) => `%${x.toString(16).toUpperCase().padStart(2, '0')}`).join('')
-    const section = (b: Buffer, i: number) => {
-      const v = `${i === 0 ? "utf-8''" : ''}${pct(b)}`
-      return `filename*${i}*=${quoted ? `"${v}"` : v}`
-    }
-    return `attachment; ${pieces.map(section).join('; ')}`
-  })
-
-/** A known-good input with a few bytes changed, inserted or cut. */
-function mutated(seed: fc.Arbitrary<Buffer>): fc.Arbitrary<Buffer> {
-  return fc.tuple(seed, fc.array(fc.tuple(fc.nat(), fc.nat(255), fc.constantFrom('flip', 'insert', 'cut')), { maxLength: 6 })).map(([b, edits]) => {
-    let out = Buffer.from(b)
-    for (const [pos, byte, how] of edits) {
-      if (out.length === 0) break
-      const at = pos % out.length
-      if (how === 'flip') out[at] = byte
-      else if (how === 'insert') out = Buffer.concat([out.subarray(0, at), Buffer.from([byte]), out.subarray(at)])
-      else out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1 + (byte % 16))])
-    }
-    return out
-  })
-}
-
-const coded = (fn: () => void, ok: (e: unknown) => boolean) => {
-  try {
-    fn()
-  } catch (err) {
-    if (!ok(err)) throw err
-  }
-}
-
-export const CERT = Buffer.from(makeSelfSignedServerCert({ hostname: 'fuzz.example', addresses: ['127.0.0.1'] }).certificate.raw)
-/** A small encrypted PDF written by hand, with its cross-reference offsets computed. */
-export const PDF = (() => {
-  const objs = ['1 0 obj << /Type /Catalog >> endobj\n', '2 0 obj << /Filter /Standard /V 2 /R 3 /O (o) /U (u) /P -4 >> endobj\n']
-  let text = '%PDF-1.4\n'
-  const offsets = objs.map((o) => {
-    const at = text.length
-    text += o
-    return at
-  })
-  const xref = text.length
-  text += `xref\n0 3\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}trailer << /Root 1 0 R /Size 3 /Encrypt 2 0 R >>\nstartxref\n${xref}\n%%EOF\n`
-  return Buffer.from(text, 'latin1')
-})()
-export const ZIP = Buffer.from(
-  'UEsDBAoACQAAAD0Wel2Xo14WFwAAAAsAAAANABwAc3RhdGVtZW50LnBkZlVUCQADVZ4Ha1WeB2t1eAsAAQQAAAAABAAAAAC9u0RCYEwikIxNjfJJgN6jmR2AbXocqFBLBwiXo14WFwAAAAsAAABQSwECHgMKAAkAAAA9Fnpdl6NeFhcAAAALAAAADQAYAAAAAAABAAAApIEAAAAAc3RhdGVtZW50LnBkZlVUBQADVZ4Ha3V4CwABBAAAAAAEAAAAAFBLBQYAAAAAAQABAFMAAABuAAAAAAA=',
-  'base64',
-)
-
-/** Keeps each target's input type to itself while they share one list. */
-const target = <T>(x: Target<T>) => x as unknown as Target<unknown>
+export { PDF, ZIP, type Target } from './inputs.ts'
 
 const classifier = new Classifier()
 /** A report's parts as the lenient reader gives them, with `text` as the notice. */
@@ -205,32 +101,6 @@ export const TARGETS: Target<unknown>[] = [
     input: tokens(['=?', '?=', '?B?', '?Q?', 'UTF-8', 'big5', ' ', '_', '=E6', 'QUJD']),
     run: (s: string) => void decodeWords(s),
     worst: (n: number) => '=?UTF-8?Q?a'.repeat(n / 11),
-  }),
-  // #34: differential targets — the same well-formed input through an independent reader (libmime, nodemailer's).
-  target({
-    name: 'RFC 2047 encoded words against libmime (decodeWords)',
-    differential: true,
-    input: encodedWords,
-    run: (s: string) => {
-      const ours = decodeWords(s)
-      const theirs = libmime.decodeWords(s)
-      if (ours !== theirs) throw new Error(`decodeWords ${JSON.stringify(s)}: ours ${JSON.stringify(ours)}, libmime ${JSON.stringify(theirs)}`)
-    },
-    worst: (n: number) => '=?UTF-8?B?5p?= =?UTF-8?B?yJ?= '.repeat(n / 32),
-  }),
-  target({
-    name: 'parameters, RFC 2231 continuations against libmime (parseParams)',
-    differential: true,
-    input: rfc2231Value,
-    run: (s: string) => {
-      const ours = parseParams(s)
-      const theirs = libmime.parseHeaderValue(s)
-      if (ours.ambiguity) throw new Error(`parseParams ${JSON.stringify(s)}: refused a well-formed value (${ours.ambiguity})`)
-      if (ours.value !== theirs.value || ours.params.filename !== theirs.params.filename)
-        throw new Error(`parseParams ${JSON.stringify(s)}: ours ${JSON.stringify(ours)}, libmime ${JSON.stringify(theirs)}`)
-    },
-    worst: (n: number) =>
-      `attachment${Array.from({ length: n / 20 }, (_, i) => `; filename*${i}*=%E6%9C%89`).join('')}`.replace('filename*0*=', "filename*0*=utf-8''"),
   }),
   target({
     name: 'parameters, RFC 2231 (parseParams)',
@@ -326,17 +196,7 @@ export const TARGETS: Target<unknown>[] = [
       fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
     ),
     run: (b: Buffer) => void readZip(b),
-    worst: (n: number) => {
-      // A directory of n/46 empty entries, all walked before the first local header is looked at.
-      const cd = Buffer.alloc(Math.floor(n / 46) * 46)
-      for (let i = 0; i < cd.length; i += 46) cd.writeUInt32LE(0x02014b50, i)
-      const end = Buffer.alloc(22)
-      end.writeUInt32LE(0x06054b50, 0)
-      end.writeUInt16LE(0xfffe, 8)
-      end.writeUInt16LE(0xfffe, 10)
-      end.writeUInt32LE(cd.length, 12)
-      return Buffer.concat([cd, end])
-    },
+    worst: zipWorst,
   }),
   target({
     name: 'DER (hal/crypto der-read)',
@@ -376,4 +236,5 @@ export const TARGETS: Target<unknown>[] = [
     // Many short complete replies, arriving in pieces: every byte is looked at once.
     worst: (n: number) => Array.from({ length: n / 4096 }, () => '250 ok\r\n'.repeat(512)),
   }),
+  ...DIFFERENTIAL,
 ]
