@@ -21,7 +21,6 @@ import nodemailer from 'nodemailer'
 import pino from 'pino'
 import { SMTPServer } from 'smtp-server'
 import { makeSelfSignedServerCert } from '../hal/crypto/selfsigned.ts'
-import { firmToken } from './firm-token.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import { AuditCopyHandoff } from '../firmware/delivery/audit-copy.ts'
 import { DeliveryEngine } from '../firmware/delivery/engine.ts'
@@ -30,6 +29,7 @@ import { SigningStage } from '../firmware/pipeline/stages/signing.ts'
 import { Spool } from '../firmware/spool/spool.ts'
 import { hashPassword } from '../hal/crypto/password.ts'
 import { SubmissionServer } from '../firmware/submission/server.ts'
+import { firmToken } from './firm-token.ts'
 
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '2000' }, caps: { type: 'string', default: '10,100' }, receiver: { type: 'boolean' } },

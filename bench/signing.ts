@@ -15,9 +15,9 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { firmToken } from './firm-token.ts'
 import { parseConfig } from '../firmware/config/load.ts'
 import { SigningStage } from '../firmware/pipeline/stages/signing.ts'
+import { firmToken } from './firm-token.ts'
 
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' } },

@@ -4,10 +4,10 @@ import { stdin } from 'node:process'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../hal/clock.ts'
 import { HsmError, type KeyPairType } from '../hal/hsm/index.ts'
-import { printHelp, toolConfig } from './cli.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
 import { hsmFromConfig, signingCertificateLabels } from '../firmware/keys/service.ts'
+import { printHelp, toolConfig } from './cli.ts'
 
 const USAGE = `usage: npm run hsm -- <command> [--config FILE]
 

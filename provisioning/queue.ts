@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
-import { failer, printHelp, toolConfig } from './cli.ts'
 import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath, type ControlRequest } from '../firmware/control/server.ts'
+import { failer, printHelp, toolConfig } from './cli.ts'
 
 const USAGE = `usage: npm run queue -- <command> [--config FILE] [--json]
 

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
-import { failer, printHelp, toolConfig } from './cli.ts'
 import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath } from '../firmware/control/server.ts'
 import type { HsmStatus } from '../hal/hsm/index.ts'
+import { failer, printHelp, toolConfig } from './cli.ts'
 
 /**
  * What an operator checks first: is the box up, how full is the queue, what

@@ -5,10 +5,10 @@ import type { Clock } from '../../hal/clock.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { EventSink } from '../events.ts'
+import { createError } from '../box-errors.ts'
 import { AccountCrypto } from './account-crypto.ts'
 import type { AccountChange, ChangeMeta, Role, Store, StoredUser } from './account-types.ts'
 import { newTotpSecret } from './totp.ts'
-import { createError } from '../box-errors.ts'
 
 export class AccountError extends createError('EACCOUNT_REFUSED', 'AccountError') {}
 

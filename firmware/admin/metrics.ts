@@ -1,7 +1,7 @@
-import { ALARM_KINDS, type Alarm } from './views.ts'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Clock } from '../../hal/clock.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
+import { ALARM_KINDS, type Alarm } from './views.ts'
 
 /**
  * What the box counts for its operators (S11): Prometheus metrics on the

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
 import QRCode from 'qrcode'
-import { searchTrail, type AuditRecord } from '../audit/search.ts'
 import type { FastifyReply } from 'fastify'
+import { searchTrail, type AuditRecord } from '../audit/search.ts'
 import { AccountError, causeText, ROLES, type Role } from './accounts.ts'
 import { html, trusted, type Html } from './html.ts'
 import { enrolPage, layout, loginPage, recoveryPage, setupPage, table, type Viewer, formBody } from './pages.ts'
@@ -11,7 +12,6 @@ import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessi
 import type { Routes } from './types.ts'
 import { alarms, dashboardPage, type Signals } from './views.ts'
 import { LoginDelays } from './login-delays.ts'
-import { setTimeout as sleep } from 'node:timers/promises'
 
 const ALL: readonly Role[] = ROLES
 /** One message for every refused login (S3): it never says whether the name, the password or the code was wrong. */

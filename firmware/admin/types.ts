@@ -7,15 +7,15 @@ import type { ControlReply, ControlRequest } from '../control/server.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import type { LedgerStore } from '../ledger/store.ts'
+import type { Apply, Proposals } from '../config/proposals.ts'
+import type { ConfigVersions } from '../config/versions.ts'
+import type { FirmwareView } from '../update/agent.ts'
 import type { Accounts, Role } from './accounts.ts'
 import type { Html } from './html.ts'
 import type { BoxMetrics } from './metrics.ts'
 import type { Viewer } from './pages.ts'
 import type { Sessions } from './sessions.ts'
 import type { SystemInfo } from './system.ts'
-import type { Apply, Proposals } from '../config/proposals.ts'
-import type { ConfigVersions } from '../config/versions.ts'
-import type { FirmwareView } from '../update/agent.ts'
 
 /** The admin page's parts, as the route modules see them. */
 export interface RecordDeps {

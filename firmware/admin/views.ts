@@ -1,9 +1,9 @@
 import type { Config } from '../config/load.ts'
 import { SPOOL_STATES } from '../spool/types.ts'
+import type { FirmwareView } from '../update/agent.ts'
 import { html, type Html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
 import type { SystemView } from './system.ts'
-import type { FirmwareView } from '../update/agent.ts'
 
 /**
  * The dashboard and queue pages (S11): what the box is doing, from the same

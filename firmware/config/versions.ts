@@ -6,9 +6,9 @@ import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { Component } from '../component.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { createError } from '../box-errors.ts'
 import { migrateConfig } from './migrations.ts'
 import { SCHEMA_VERSION } from './schema.ts'
-import { createError } from '../box-errors.ts'
 
 /**
  * The configuration as numbered versions (S7, S9): `<dataDir>/config/versions/

@@ -5,8 +5,8 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { ClientErrorLog, httpClientErrorHandler } from '../client-errors.ts'
-import { MAX_TOKEN, type TrackingRef, type TrackingTokens } from './tokens.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
+import { MAX_TOKEN, type TrackingRef, type TrackingTokens } from './tokens.ts'
 
 export type AgentClass = 'client' | 'browser' | 'proxy' | 'scanner' | 'unknown'
 

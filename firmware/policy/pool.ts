@@ -1,9 +1,9 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../log.ts'
 import { MimeError, type MimeErrorCode } from '../mime/header.ts'
+import { createError } from '../box-errors.ts'
 import type { InspectOutcome, InspectRequest, Profile } from './inspect.ts'
 import type { Job, JobResult } from './worker.ts'
-import { createError } from '../box-errors.ts'
 
 /** A mail whose inspection ran past its budget: the worker was stopped, the mail is tempfailed. */
 export class InspectionTimeout extends createError('EINSPECTION_TIMEOUT', 'InspectionTimeout') {}

@@ -2,8 +2,8 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { parentPort, workerData } from 'node:worker_threads'
 import { MimeError } from '../mime/header.ts'
-import { inspectMessage, type InspectOutcome, type Profile } from './inspect.ts'
 import { compilePattern } from '../config/patterns.ts'
+import { inspectMessage, type InspectOutcome, type Profile } from './inspect.ts'
 
 /**
  * An inspection worker (firmware/policy/pool.ts): reads and judges one mail

@@ -7,13 +7,13 @@ import type { BoxEvent, EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { ClientErrorLog } from '../client-errors.ts'
 import { MemoryBudget } from '../memory-budget.ts'
+import { splitHostPort } from '../config/sections/fields.ts'
 import { Classifier, rulesWith } from './classify.ts'
 import { decide, failedRecipient, messageIdHint, noticeDiagnostic, type Decision } from './decide.ts'
 import { parseReport, type Report } from './report.ts'
 import type { ReturnPathTokens, ReturnRef } from './verp.ts'
 import { RecordsPerMinute, RefusalCounts, state } from './clients.ts'
 import type { BounceNotice, BounceVerdict, ReadVerdict } from './types.ts'
-import { splitHostPort } from '../config/sections/fields.ts'
 
 /** RCPT commands in one transaction answered normally; beyond, 452 4.5.3 (RFC 5321 4.5.3.1.10). */
 const MAX_RCPT_COMMANDS = 100

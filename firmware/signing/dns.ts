@@ -1,7 +1,7 @@
 import type { Hsm } from '../../hal/hsm/index.ts'
 import type { Config } from '../config/load.ts'
-import { dkimDnsRecord, dkimTxtValue } from './dkim.ts'
 import { dkimKeyLabel } from '../keys/labels.ts'
+import { dkimDnsRecord, dkimTxtValue } from './dkim.ts'
 
 /** A DNS record the firm publishes for the box (M4). */
 export interface DnsRecord {

@@ -1,7 +1,7 @@
 import { opendir, readdir, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { HsmError } from '../../hal/hsm/index.ts'
 import type { Logger } from '../log.ts'
-import { join } from 'node:path'
 import { parseRecordName } from './ids.ts'
 import type { JournalState } from './journal.ts'
 import { RecordError } from './record.ts'

@@ -1,8 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Clock } from '../../hal/clock.ts'
 import { AddressSet } from '../../hal/net/cidr.ts'
 import type { Config } from '../config/load.ts'
 import { GatewayError } from '../errors.ts'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { hashPassword, verifyPassword } from '../../hal/crypto/password.ts'
 
 export interface Account {

@@ -1,4 +1,3 @@
-import { crashPoint } from '../faults.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   SMTPServer,
@@ -8,6 +7,7 @@ import {
   type SMTPServerDataStream,
   type SMTPServerSession,
 } from 'smtp-server'
+import { crashPoint } from '../faults.ts'
 import type { Clock } from '../../hal/clock.ts'
 import { AddressSet, unmapIPv4 } from '../../hal/net/cidr.ts'
 import type { Component } from '../component.ts'
@@ -17,10 +17,10 @@ import { maskAddress, type Logger } from '../log.ts'
 import type { EventSink } from '../events.ts'
 import type { Handoff } from '../pipeline/handoff.ts'
 import { newQueueId } from '../spool/ids.ts'
+import { MemoryBudget, type Hold } from '../memory-budget.ts'
 import { Authenticator } from './auth.ts'
 import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
-import { MemoryBudget, type Hold } from '../memory-budget.ts'
 import { ConnectionGuard, type Endpoint } from './guard.ts'
 import { loadTlsMaterial, serverTlsOptions } from './tls.ts'
 

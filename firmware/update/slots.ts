@@ -2,8 +2,8 @@ import { randomBytes, type KeyObject } from 'node:crypto'
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
-import { BundleError, compareVersions, extractBundle, keyId, openBundle, trustedKeys, type Manifest } from './bundle.ts'
 import { createError } from '../box-errors.ts'
+import { BundleError, compareVersions, extractBundle, keyId, openBundle, trustedKeys, type Manifest } from './bundle.ts'
 
 /**
  * A/B slots for the firmware (ETSI EN 303 645 5.3; the shape of RAUC and

@@ -1,8 +1,8 @@
+import { join } from 'node:path'
 import type { Clock } from '../clock.ts'
 import { CertStore } from './certs.ts'
 import { HsmError } from './errors.ts'
 import { KeyStore, type KeyPairType, type SecretKeyType } from './keys.ts'
-import { join } from 'node:path'
 import { ensureDevToken, SOFTHSM_MODULE } from './softhsm.ts'
 import { Token, type TokenState } from './token.ts'
 

@@ -27,5 +27,8 @@ t.test("every installed package's engines.node admits the pinned Node", async (t
   t.ok(ranges.length > 100, `${ranges.length} packages declare a Node range`)
   const refused = ranges.filter(([, range]) => !semver.satisfies(process.version, range, { includePrerelease: true }))
   t.same(refused, [], `none refuses Node ${process.version}`)
-  t.ok(ranges.some(([name, range]) => name === 'mailauth' && !semver.satisfies('20.20.2', range)), 'the check can refuse: mailauth needs a newer Node than 20')
+  t.ok(
+    ranges.some(([name, range]) => name === 'mailauth' && !semver.satisfies('20.20.2', range)),
+    'the check can refuse: mailauth needs a newer Node than 20',
+  )
 })

@@ -1,7 +1,7 @@
-import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { CASES, GOOD_ANSWER, HALF_HELLO, LIFECYCLE_TIMEOUTS, LISTENERS, Wire, goodClient, playCase, startLifecycleBox } from '../helpers/lifecycle.ts'
 import { connect } from 'node:net'
+import t from 'tap'
+import { CASES, GOOD_ANSWER, HALF_HELLO, LIFECYCLE_TIMEOUTS, LISTENERS, Wire, goodClient, playCase, startLifecycleBox } from '../helpers/lifecycle.ts'
 
 /**
  * #29 (S11, S12; DESIGN "every listener survives every client"): whatever a

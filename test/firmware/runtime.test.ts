@@ -1,5 +1,5 @@
-import t from 'tap'
 import { readFileSync } from 'node:fs'
+import t from 'tap'
 import { DAEMON_ENV, DAEMON_NODE_ARGS, missingDaemonEnv } from '../../firmware/runtime.ts'
 
 t.test('npm start runs the daemon with the runtime settings the box is measured with', async (t) => {

@@ -1,5 +1,5 @@
-import fc from 'fast-check'
 import { execFileSync } from 'node:child_process'
+import fc from 'fast-check'
 import libmime from 'libmime'
 import { parseParams } from '../../firmware/mime/params.ts'
 import { decodeWords } from '../../firmware/mime/words.ts'

@@ -1,6 +1,6 @@
+import { performance } from 'node:perf_hooks'
 import t from 'tap'
 import fc from 'fast-check'
-import { performance } from 'node:perf_hooks'
 import { readZip } from '../../firmware/policy/zip.ts'
 import { pdfEncryption } from '../../firmware/policy/pdf.ts'
 import { PDF, TARGETS, ZIP } from './targets.ts'

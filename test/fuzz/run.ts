@@ -1,5 +1,5 @@
-import fc from 'fast-check'
 import { parseArgs } from 'node:util'
+import fc from 'fast-check'
 import { TARGETS } from './targets.ts'
 
 /**

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import t from 'tap'
 import { join } from 'node:path'
+import t from 'tap'
 import { passwordHashProblem, verifyPassword } from '../../hal/crypto/password.ts'
 import { oneTimeCodeIn } from '../helpers/admin.ts'
 import { trailText } from '../helpers/audit.ts'

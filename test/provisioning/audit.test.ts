@@ -1,7 +1,7 @@
-import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import t from 'tap'
 import { ACCOUNT } from '../helpers/box.ts'
 import { spawnDaemon, writeDaemonConfig } from '../helpers/daemon.ts'
 import { run } from '../helpers/hsm.ts'

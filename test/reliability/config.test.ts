@@ -1,6 +1,6 @@
-import t from 'tap'
 import { createServer, type Server } from 'node:net'
 import { rmSync } from 'node:fs'
+import t from 'tap'
 import { parseConfig } from '../../firmware/config/load.ts'
 import { LISTENER_TYPES } from '../../firmware/config/sections/fields.ts'
 import { schema } from '../../firmware/config/schema.ts'

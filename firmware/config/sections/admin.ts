@@ -1,5 +1,5 @@
-import { cidr, listenAddress } from './fields.ts'
 import { bool, int, obj, str } from '../types.ts'
+import { cidr, listenAddress } from './fields.ts'
 
 /** The local admin page (S3, S4, S5, S6, S8, S11): its listener, sessions, account review and Prometheus metrics. */
 export const admin = obj({

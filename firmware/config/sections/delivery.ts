@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
-import { pemCertificates } from './fields.ts'
 import { bool, int, list, obj, oneOf, records, str } from '../types.ts'
+import { pemCertificates } from './fields.ts'
 
 /** Delivery (M2, M3, M7, M8, S1): egress addresses, bandwidth, routes, retries, notices. */
 export const delivery = obj({

@@ -1,6 +1,6 @@
-import { mode } from './fields.ts'
 import { patternProblem } from '../patterns.ts'
 import { bool, int, list, obj, records, str } from '../types.ts'
+import { mode } from './fields.ts'
 
 /** Statement rules (M9, S2, S4, S5): profiles, checks and their modes, consent lists, inspection workers. */
 export const policy = obj({

@@ -1,5 +1,5 @@
-import { listenAddress, pemCertificates } from './fields.ts'
 import { bool, int, list, obj, oneOf, records, str } from '../types.ts'
+import { listenAddress, pemCertificates } from './fields.ts'
 
 /** What the firm's webhooks can be sent (M9), per statement and recipient. */
 export const WEBHOOK_EVENTS = ['accepted', 'delivered', 'deferred', 'bounced', 'expired', 'removed', 'opened', 'clicked', 'read', 'paper_owed'] as const

@@ -1,6 +1,6 @@
+import { bool, int, obj, oneOf, records, str } from '../types.ts'
 import { listenAddress } from './fields.ts'
 import { timeZoneProblem } from './reports.ts'
-import { bool, int, obj, oneOf, records, str } from '../types.ts'
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/
 

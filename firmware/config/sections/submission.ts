@@ -1,6 +1,6 @@
-import { cidr, listenerPort } from './fields.ts'
 import { passwordHashProblem } from '../../../hal/crypto/password.ts'
 import { bool, int, obj, oneOf, records, str } from '../types.ts'
+import { cidr, listenerPort } from './fields.ts'
 
 /** Submission (M1, S1, S3, S8): listeners, TLS, accounts, client limits. */
 export const submission = obj({

@@ -1,6 +1,6 @@
-import t from 'tap'
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { searchTrail } from '../../../firmware/audit/search.ts'
 import { verifyTrail } from '../../../firmware/audit/verify.ts'
 import { auditRig, filled, queued } from '../../helpers/audit.ts'

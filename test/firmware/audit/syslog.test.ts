@@ -1,7 +1,7 @@
-import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
+import t from 'tap'
 import { SyslogForwarder } from '../../../firmware/audit/syslog.ts'
 import { makeSelfSignedServerCert } from '../../../hal/crypto/selfsigned.ts'
 import { auditRig } from '../../helpers/audit.ts'

@@ -1,7 +1,7 @@
-import t from 'tap'
-import type { Test } from 'tap'
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
+import type { Test } from 'tap'
 import { verifyTrail } from '../../../firmware/audit/verify.ts'
 import { filled, queued, segment } from '../../helpers/audit.ts'
 

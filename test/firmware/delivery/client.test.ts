@@ -1,5 +1,5 @@
-import t from 'tap'
 import { createServer, type AddressInfo } from 'node:net'
+import t from 'tap'
 import { SmtpClient, SmtpError } from '../../../firmware/delivery/client.ts'
 
 /** A scripted SMTP server on loopback that records every chunk it reads. */

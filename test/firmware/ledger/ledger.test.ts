@@ -1,6 +1,6 @@
-import t from 'tap'
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
+import t from 'tap'
 import { Ledger, ledgerPath } from '../../../firmware/ledger/ledger.ts'
 import { statementHistory, summary } from '../../../firmware/ledger/queries.ts'
 import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'

@@ -1,6 +1,6 @@
-import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { pdfEncryption } from '../../../firmware/policy/pdf.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { pagePdfs, pdfFixtures, qpdfEncryption } from '../../helpers/pdf.ts'

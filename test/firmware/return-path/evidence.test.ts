@@ -1,6 +1,6 @@
-import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import t from 'tap'
 import { parseConfig } from '../../../firmware/config/load.ts'
 import { openLedgerStore } from '../../../firmware/ledger/ledger.ts'
 import { unmatchedReports } from '../../../firmware/ledger/unmatched.ts'

@@ -1,5 +1,5 @@
-import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
 import { RawSmtp } from '../../helpers/smtp.ts'
 import { dsnFor, startReturnPath } from '../../helpers/returnpath.ts'
 

@@ -1,6 +1,6 @@
-import nodemailer from 'nodemailer'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import nodemailer from 'nodemailer'
 import t from 'tap'
 import { ACCOUNT } from '../../helpers/box.ts'
 import { spawnDaemon, submitter, writeDaemonConfig } from '../../helpers/daemon.ts'

@@ -1,6 +1,6 @@
-import t from 'tap'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
 import { ACCOUNT } from '../../helpers/box.ts'
 import { policyRig, statement } from '../../helpers/policy.ts'
 import { RawSmtp } from '../../helpers/smtp.ts'

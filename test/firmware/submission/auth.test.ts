@@ -1,5 +1,5 @@
-import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
 import { AUTH_QUEUE_MAX, Authenticator, FailureLimiter } from '../../../firmware/submission/auth.ts'
 import { ACCOUNT, testConfig } from '../../helpers/box.ts'
 

@@ -1,7 +1,7 @@
-import t from 'tap'
 import { connect as netConnect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
 import { ACCOUNT, startSubmission } from '../../helpers/box.ts'
 import { RawSmtp } from '../../helpers/smtp.ts'
 

@@ -1,3 +1,5 @@
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { pdfEncryption } from '../../../../firmware/policy/pdf.ts'
 import { readZip } from '../../../../firmware/policy/zip.ts'
@@ -5,8 +7,6 @@ import { ACCOUNT, tempDir } from '../../../helpers/box.ts'
 import { parseConfig } from '../../../../firmware/config/load.ts'
 import { LABEL, policyRig as rig, statement, subject } from '../../../helpers/policy.ts'
 import { pdfFixtures, zipFixture } from '../../../helpers/pdf.ts'
-import { rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 
 t.test('M13: PDFs made by qpdf — every encrypted variant passes, every unencrypted one is found', async (t) => {
   const pdfs = await pdfFixtures(tempDir(t))
