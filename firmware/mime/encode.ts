@@ -1,6 +1,14 @@
 import { isAscii } from 'node:buffer'
 
-/** Transfer encodings for re-encoding 8-bit content to 7-bit (RFC 2045 §6.7, §6.8). */
+/**
+ * Transfer encodings for re-encoding 8-bit content to 7-bit (RFC 2045 §6.7, §6.8).
+ *
+ * Kept hand-written after a spike against nodemailer's libqp and libbase64 (#34; the cases are
+ * pinned in encode.test.ts): libbase64 writes the same lines, so it would add a package for six
+ * lines; libqp leaves a lone CR or LF raw, which the transport's line-ending repair then changes
+ * under a signature, and its decoder drops whitespace before a line end, which Python's
+ * binascii (the verifiers' reader) keeps.
+ */
 
 /** Base64 in lines of 76 characters, CRLF-terminated. */
 export function base64Lines(data: Buffer): Buffer {

@@ -1,4 +1,6 @@
 import fc from 'fast-check'
+import libbase64 from 'libbase64'
+import libqp from 'libqp'
 import t from 'tap'
 import { base64Lines, base64Problem, decodeQuotedPrintable, isSevenBitSafe, quotedPrintable, toCrlf } from '../../../firmware/mime/encode.ts'
 import { pythonEach } from '../../helpers/python.ts'
@@ -109,4 +111,47 @@ t.test('7-bit safety and line endings', async (t) => {
   const crlf = Buffer.from('a\r\nb\r\n')
   t.equal(toCrlf(crlf), crlf, 'a conforming buffer is returned as is, not copied')
   t.equal(toCrlf(Buffer.from('a\nb\rc\r\n')).toString(), 'a\r\nb\r\nc\r\n')
+})
+
+// #34 spike: nodemailer's libqp and libbase64 in place of the encoders here. The same output where the input
+// is what the box encodes (CRLF text, any bytes for base64) — and where they differ, ours is what signing needs.
+t.test('libqp and libbase64 encode what ours encode: CRLF text, any bytes', async (t) => {
+  const text = fc.array(fc.constantFrom('a', ' ', '\t', '=', '.', 'x'.repeat(30), '\u00e6', '\r\n', '\u0001'), { maxLength: 60 })
+  const texts = fc.sample(text, { numRuns: 2000, seed: 2049 }).map((p) => Buffer.from(p.join(''), 'latin1'))
+  // The soft line breaks fall elsewhere (libqp prefers a space or an escape to break before): the
+  // same text either way, as Python's quopri reads both.
+  const ours = texts.map((b) => b64(quotedPrintable(b)))
+  const theirs = texts.map((b) => b64(Buffer.from(libqp.wrap(libqp.encode(b), 76), 'latin1')))
+  const decoded = pythonEach<string, string>(
+    'import base64, quopri\ndef judge(x):\n    return base64.b64encode(quopri.decodestring(base64.b64decode(x))).decode()',
+    [...ours, ...theirs],
+  )
+  t.same(
+    texts.filter((b, i) => decoded[i] !== b64(b) || decoded[texts.length + i] !== b64(b)).map((b) => b.toString('latin1')),
+    [],
+    `${texts.length} texts: ours and libqp's quoted-printable decode to the text`,
+  )
+  const data = fc.sample(fc.uint8Array({ maxLength: 300 }), { numRuns: 1000, seed: 2050 }).map((a) => Buffer.from(a))
+  t.same(
+    data.filter((d) => base64Lines(d).toString() !== (d.length ? `${libbase64.wrap(libbase64.encode(d), 76)}\r\n` : '')).map(b64),
+    [],
+    `${data.length} buffers: base64 lines equal to libbase64's (plus the last line's CRLF)`,
+  )
+})
+
+t.test('where libqp differs, ours keeps the bytes a signature covers and reads as Python does', async (t) => {
+  // A lone LF or CR inside 8-bit text: libqp leaves it raw, and the transport's line-ending
+  // repair (RFC 5322: CRLF only) turns it into CRLF after the signature was made over it. Ours escapes it.
+  t.equal(libqp.wrap(libqp.encode(Buffer.from('a\nb')), 76), 'a\nb', 'libqp: the bare LF left raw')
+  t.equal(quotedPrintable(Buffer.from('a\nb\rc')).toString(), 'a=0Ab=0Dc', 'ours: escaped')
+  // Decoding hostile input: libqp drops whitespace before a line end (RFC 2045 §6.7 rule 3) and
+  // reads "==" as two characters; Python's binascii.a2b_qp — the verifier the tests judge by —
+  // keeps the whitespace and reads "=" for "==". The box reads what the verifier reads.
+  t.equal(libqp.decode('A \r\n').toString('latin1'), 'A\r\n', 'libqp: trailing space dropped')
+  t.equal(decodeQuotedPrintable(Buffer.from('A \r\n')).toString('latin1'), 'A \r\n', 'ours: kept, as a2b_qp')
+  const [python] = pythonEach<string, string>('import binascii, base64\ndef judge(x):\n    return binascii.a2b_qp(base64.b64decode(x)).decode("latin1")', [
+    b64(Buffer.from('A \r\n==3D')),
+  ])
+  t.equal(decodeQuotedPrintable(Buffer.from('A \r\n==3D')).toString('latin1'), python, 'ours equals a2b_qp')
+  t.not(libqp.decode('A \r\n==3D').toString('latin1'), python, 'libqp does not')
 })
