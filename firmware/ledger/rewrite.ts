@@ -1,5 +1,6 @@
+import { decodeHTMLAttribute } from 'entities'
 import { base64Lines } from '../mime/encode.ts'
-import { decodeEntities } from '../mime/html.ts'
+import { QuoteType, tokenizeHtml } from '../mime/html.ts'
 import type { Splice } from '../mime/edit.ts'
 import { decodedText, isAttachment, walk, type MimeNode } from '../mime/tree.ts'
 
@@ -20,100 +21,56 @@ function isWebLink(url: string): boolean {
 
 /**
  * Rewrites the links of an HTML text (M9, opens and clicks): the href of each
- * `<a>` and `<area>` with an http(s) URL becomes `link(url, index)`, and a
- * 1×1 image `pixel` goes before the last `</body>` (or at the end). One
- * linear pass, no regular expression over the markup: comments, `<script>`
- * and `<style>` are passed over, attribute values are read with their quotes
- * (a `>` inside a quoted value does not end the tag), everything not rewritten
- * is copied byte for byte.
+ * `<a>` and `<area>` with an http(s) URL becomes `link(url, index)`, and
+ * `tail` (the pixel, the confirmation link) goes before the last `</body>` (or
+ * at the end). Read by the same tokenizer as the policy's readings
+ * (mime/html.ts): comments, `<script>` and `<style>` are passed over, a `>`
+ * inside a quoted value does not end the tag, the first href of a tag counts
+ * (as in a browser), and everything not rewritten is copied byte for byte.
  */
 export function rewriteHtml(html: string, link: ((url: string, index: number) => string) | undefined, tail: string): Rewritten {
   const out: string[] = []
   const links: string[] = []
-  const lower = html.toLowerCase()
-  let pos = 0
   let copied = 0
-  const n = html.length
-  while (pos < n) {
-    const lt = html.indexOf('<', pos)
-    if (lt < 0) break
-    if (html.startsWith('<!--', lt)) {
-      const end = html.indexOf('-->', lt + 4)
-      if (end < 0) break
-      pos = end + 3
-      continue
-    }
-    let i = lt + 1
-    while (i < n && isNameChar(lower.charCodeAt(i))) i++
-    const name = lower.slice(lt + 1, i)
-    if (name === '') {
-      pos = lt + 1
-      continue
-    }
-    // Attributes up to the tag's end, quotes respected.
-    let hrefStart = -1
-    let hrefEnd = -1
-    let hrefValue = ''
-    for (;;) {
-      while (i < n && isSpace(html.charCodeAt(i))) i++
-      if (i >= n || html[i] === '>') break
-      if (html[i] === '/') {
-        i++
-        continue
-      }
-      const nameStart = i
-      while (i < n && !isSpace(html.charCodeAt(i)) && html[i] !== '=' && html[i] !== '>' && html[i] !== '/') i++
-      const attr = lower.slice(nameStart, i)
-      if (i === nameStart) i++ // a stray character: step over it
-      while (i < n && isSpace(html.charCodeAt(i))) i++
-      if (html[i] !== '=') continue
-      i++
-      while (i < n && isSpace(html.charCodeAt(i))) i++
-      const valueStart = i
-      let value: string
-      if (html[i] === '"' || html[i] === "'") {
-        const close = html.indexOf(html[i]!, i + 1)
-        const end = close < 0 ? n : close
-        value = html.slice(i + 1, end)
-        i = close < 0 ? n : close + 1
-      } else {
-        while (i < n && !isSpace(html.charCodeAt(i)) && html[i] !== '>') i++
-        value = html.slice(valueStart, i)
-      }
-      if (attr === 'href' && hrefStart < 0) {
-        hrefStart = valueStart
-        hrefEnd = i
-        hrefValue = value
-      }
-    }
-    if (link && (name === 'a' || name === 'area') && hrefStart >= 0) {
-      const url = decodeEntities(hrefValue).trim()
-      if (isWebLink(url)) {
-        out.push(html.slice(copied, hrefStart), `"${escapeAttr(link(url, links.length))}"`)
-        copied = hrefEnd
-        links.push(url)
-      }
-    }
-    if (name === 'script' || name === 'style') {
-      const close = lower.indexOf(`</${name}`, i)
-      pos = close < 0 ? n : close
-      continue
-    }
-    pos = i + 1
+  let tag = ''
+  let attr = ''
+  let href: { start: number; end: number; value: string } | undefined
+  let value: { start: number; end: number } | undefined
+  if (link)
+    tokenizeHtml(html, {
+      onopentagname(start, end) {
+        tag = html.slice(start, end).toLowerCase()
+        href = undefined
+      },
+      onattribname(start, end) {
+        attr = html.slice(start, end).toLowerCase()
+        value = undefined
+      },
+      onattribdata(start, end) {
+        value = { start: value?.start ?? start, end }
+      },
+      onattribend(quote, end) {
+        if (attr !== 'href' || href || !value) return
+        // The splice takes the quotes with it: the new value is always written in double quotes.
+        const quoted = quote === QuoteType.Double || quote === QuoteType.Single
+        href = { start: quoted ? value.start - 1 : value.start, end, value: html.slice(value.start, value.end) }
+      },
+      onopentagend: rewrite,
+      onselfclosingtag: rewrite,
+    })
+  function rewrite(): void {
+    if (!href || (tag !== 'a' && tag !== 'area')) return
+    const url = decodeHTMLAttribute(href.value).trim()
+    if (!isWebLink(url)) return
+    out.push(html.slice(copied, href.start), `"${escapeAttr(link!(url, links.length))}"`)
+    copied = href.end
+    links.push(url)
   }
   out.push(html.slice(copied))
   let text = out.join('')
   const body = text.toLowerCase().lastIndexOf('</body')
   text = body < 0 ? text + tail : text.slice(0, body) + tail + text.slice(body)
   return { html: text, links }
-}
-
-function isNameChar(c: number): boolean {
-  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39)
-}
-
-function isSpace(c: number): boolean {
-  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d
 }
 
 /** An HTML part of the mail that a reader sees (not an attachment). */

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { htmlText } from '../../../firmware/mime/html.ts'
+import { findTaiwanIds } from '../../../firmware/pii/taiwan-id.ts'
 import { pythonEach } from '../../helpers/python.ts'
 
 /** Python's html.parser: the text a browser renders (no comments, no script or style), references decoded. */
@@ -63,4 +64,17 @@ t.test('the source reading keeps what a browser hides; an unclosed comment or ta
   t.equal(h.joined, 'x')
   t.equal(htmlText('ab<!-- never closed A123').joined, 'ab')
   t.equal(htmlText('a < b and 1<2').joined, 'a < b and 1<2', 'a "<" that opens nothing is text')
+})
+
+// #34: htmlparser2's tokenizer and the `entities` table replaced a hand-written scanner and a table of 30
+// names. The cases where the two readings differed, each now read as a browser reads it.
+t.test('where the hand-written reader differed: the whole WHATWG table, a text node decoded alone, <script/>', async (t) => {
+  // "&ZeroWidthSpace;" is the standard's name (the old table knew only "zwsp", no HTML name): an ID
+  // split by it was not seen in any reading. Now it decodes, and the PII reading drops the invisible character.
+  const split = htmlText('<p>A123&ZeroWidthSpace;456789</p>')
+  t.equal(split.joined, 'A123\u200b456789')
+  t.same(findTaiwanIds(split.joined), ['A123456789'], 'the ID behind &ZeroWidthSpace; is found')
+  t.equal(htmlText('&copy2 &NewLine;x').joined, '\u00a92 \nx', 'a legacy name without ";" and a long name')
+  t.equal(htmlText('&am<b></b>p;').joined, '&amp;', 'a reference split by a tag is two text nodes, not an ampersand')
+  t.equal(htmlText('A1<script/>B2').joined, 'A1B2', 'text after "<script/>" is still read (the old reader dropped it to the end)')
 })
