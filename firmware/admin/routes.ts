@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
+import fastifyStatic from '@fastify/static'
 import QRCode from 'qrcode'
 import type { FastifyReply } from 'fastify'
 import { searchTrail, type AuditRecord } from '../audit/search.ts'
@@ -17,13 +18,12 @@ const ALL: readonly Role[] = ROLES
 /** One message for every refused login (S3): it never says whether the name, the password or the code was wrong. */
 const REFUSED = 'Name, password or code not accepted, or the account is locked. 帳號、密碼或驗證碼錯誤，或帳號已鎖定。'
 
-const require = createRequire(import.meta.url)
-const STATIC: Record<string, [string, string]> = {
-  'app.js': [fileURLToPath(new URL('./static/app.js', import.meta.url)), 'text/javascript; charset=utf-8'],
-  'app.css': [fileURLToPath(new URL('./static/app.css', import.meta.url)), 'text/css; charset=utf-8'],
-  'uPlot.iife.min.js': [require.resolve('uplot/dist/uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
-  'uPlot.min.css': [require.resolve('uplot/dist/uPlot.min.css'), 'text/css; charset=utf-8'],
-}
+/**
+ * The page's own script and style, and uPlot's (S11 charts): served by @fastify/static (ETag, 304,
+ * HEAD, no path outside its roots), these four names only — whatever else is in either folder is 404.
+ */
+const STATIC_FILES = new Set(['/app.js', '/app.css', '/uPlot.iife.min.js', '/uPlot.min.css'])
+const STATIC_ROOTS = [fileURLToPath(new URL('./static/', import.meta.url)), dirname(createRequire(import.meta.url).resolve('uplot/dist/uPlot.iife.min.js'))]
 
 export function registerRoutes(r: Routes): void {
   registerEntryRoutes(r)
@@ -54,11 +54,14 @@ function sessionHelpers(r: Routes) {
 function registerEntryRoutes(r: Routes): void {
   const { app, sessions } = r
   const { accounts, csrfFor, limited, begin } = sessionHelpers(r)
-  const assets = new Map(Object.entries(STATIC).map(([name, [path, type]]) => [name, { body: readFileSync(path), type }]))
-  app.get('/static/:name', async (req, reply) => {
-    const a = assets.get((req.params as { name: string }).name)
-    if (!a) return reply.code(404).send('not found\n')
-    return reply.header('cache-control', 'public, max-age=3600').type(a.type).send(a.body)
+  void app.register(fastifyStatic, {
+    root: STATIC_ROOTS,
+    prefix: '/static/',
+    allowedPath: (path) => STATIC_FILES.has(path),
+    index: false,
+    list: false,
+    // Public and the same for everyone, unlike the pages (no-store): a browser may keep them an hour.
+    maxAge: 3_600_000,
   })
 
   app.get('/', async (req, reply) => {

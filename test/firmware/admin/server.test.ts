@@ -41,6 +41,20 @@ t.test('the admin page: setup, login, lockout, roles, CSRF, sessions, metrics', 
   t.match(box.child.stderr(), /admin page\s+https:\/\/127\.0\.0\.1:\d+\//, 'the start message names the admin page')
   t.match(box.child.stderr(), /one-time setup code [A-Z2-9]{5}-/, 'and the setup code')
 
+  await t.test('static files: the four the page needs, cached an hour and revalidated; nothing else under /static/', async (t) => {
+    const c = box.client()
+    const css = await c.get('/static/app.css')
+    t.match(css, { status: 200, headers: { 'content-type': /^text\/css/ } })
+    t.equal(css.headers['cache-control'], 'public, max-age=3600', 'public and the same for everyone, unlike the pages')
+    t.equal(css.body, readFileSync(new URL('../../../firmware/admin/static/app.css', import.meta.url), 'utf8'))
+    t.equal((await c.get('/static/app.css', { 'if-none-match': String(css.headers.etag) })).status, 304, 'revalidated by its ETag')
+    for (const name of ['app.js', 'uPlot.iife.min.js', 'uPlot.min.css'])
+      t.match((await c.get(`/static/${name}`)).headers['content-type'], /javascript|css/, name)
+    for (const path of ['/static/uPlot.esm.js', '/static/', '/static/../routes.ts', '/static/%2e%2e/routes.ts', '/static/.hidden', '/static/app.js/'])
+      t.equal((await c.get(path)).status, 404, `${path}: not served`)
+    t.equal((await c.get('/dashboard')).headers['cache-control'], 'no-store', 'a page is still never kept')
+  })
+
   await t.test('S8: the setup code makes the first administrator once; TOTP is enrolled; recovery codes shown', async (t) => {
     const c = box.client()
     t.equal((await c.get('/')).headers.location, '/setup')
