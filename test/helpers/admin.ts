@@ -57,7 +57,18 @@ export class AdminClient {
     return this.#send('GET', path, undefined, {}, true) as unknown as Promise<{ status: number; headers: Res['headers']; body: Buffer }>
   }
 
-  #send(method: string, path: string, body: string | Buffer | undefined, headers: Record<string, string>, binary = false): Promise<Res> {
+  async #send(method: string, path: string, body: string | Buffer | undefined, headers: Record<string, string>, binary = false): Promise<Res> {
+    try {
+      return await this.#once(method, path, body, headers, binary)
+    } catch (err) {
+      // A kept-alive connection the server closed (its keepAliveTimeout) just as this request was
+      // written to it: sent again once, on a fresh connection, as a browser does (Node's http docs, `reusedSocket`).
+      if (!(err instanceof Error && 'reusedSocket' in err)) throw err
+      return this.#once(method, path, body, headers, binary)
+    }
+  }
+
+  #once(method: string, path: string, body: string | Buffer | undefined, headers: Record<string, string>, binary: boolean): Promise<Res> {
     const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
     return new Promise((resolve, reject) => {
       const req = request(
@@ -88,7 +99,9 @@ export class AdminClient {
           })
         },
       )
-      req.on('error', reject)
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        reject(req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') ? Object.assign(err, { reusedSocket: true }) : err),
+      )
       req.end(body)
     })
   }
