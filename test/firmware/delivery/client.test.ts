@@ -1,4 +1,5 @@
 import { createServer, type AddressInfo } from 'node:net'
+import SMTPConnection from 'nodemailer/lib/smtp-connection'
 import t from 'tap'
 import { SmtpClient, SmtpError } from '../../../firmware/delivery/client.ts'
 
@@ -175,4 +176,67 @@ t.test('a server that keeps sending replies nobody asked for is cut off too', as
   const r = new ReplyReader()
   r.push(Buffer.from('250 ok\r\n'.repeat(100)))
   t.match(r.violation, /more than 64 replies nobody asked for/)
+})
+
+/**
+ * #34 spike: nodemailer's SMTPConnection in place of this client. It caps replies
+ * (maxResponseSize) and takes a socket of ours, but after the greeting its only
+ * timer is an idle one (socketTimeout): a receiving server that trickles its final
+ * reply a byte at a time holds the connection — and the mail's delivery slot — for
+ * as long as it likes. RFC 5321 §4.5.3.2 gives each phase a deadline; ours keeps it.
+ */
+t.test('a server that trickles its reply to the dot: ours gives up at the phase deadline, SMTPConnection waits on', async (t) => {
+  const server = createServer((s) => {
+    let buf = ''
+    s.on('error', () => {})
+    s.write('220 trickle ESMTP\r\n')
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1')
+      for (let nl = buf.indexOf('\r\n'); nl >= 0; nl = buf.indexOf('\r\n')) {
+        const line = buf.slice(0, nl)
+        buf = buf.slice(nl + 2)
+        if (/^EHLO/i.test(line)) s.write('250 trickle\r\n')
+        else if (/^(MAIL|RCPT)/i.test(line)) s.write('250 ok\r\n')
+        else if (/^DATA/i.test(line)) s.write('354 go ahead\r\n')
+        else if (line === '.') {
+          s.write('250-')
+          const drip = setInterval(() => (s.destroyed ? clearInterval(drip) : s.write('x')), 200)
+          s.on('close', () => clearInterval(drip))
+        }
+      }
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise((r) => server.close(r)))
+  const port = (server.address() as AddressInfo).port
+  const deadline = 1500
+
+  const ours = new SmtpClient({
+    host: '127.0.0.1',
+    servername: 'localhost',
+    port,
+    ehloName: 'box.localhost',
+    localAddress: undefined,
+    limiters: [],
+    tls: 'none',
+    timeouts: { connect: 2000, greeting: 2000, command: 2000, data: deadline },
+  })
+  await ours.connect()
+  const started = Date.now()
+  const err = await ours.send('statements@bank.example', ['a@example.net'], msg(1)).then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  ours.close()
+  t.match(err, { phase: 'data', message: /timeout during data after 1500 ms/ }, 'ours: the phase deadline')
+  t.ok(Date.now() - started < deadline + 1000, `given up after ${Date.now() - started} ms`)
+
+  const theirs = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, socketTimeout: deadline, greetingTimeout: 2000 })
+  const outcome = new Promise<string>((resolve) => {
+    theirs.on('error', (e: Error) => resolve(`error: ${e.message}`))
+    theirs.connect(() => theirs.send({ from: 'statements@bank.example', to: ['a@example.net'] }, msg(1), (e) => resolve(e ? `error: ${e.message}` : 'sent')))
+  })
+  const after = await Promise.race([outcome, new Promise<string>((r) => setTimeout(() => r('still waiting'), 3 * deadline))])
+  theirs.close()
+  t.equal(after, 'still waiting', `SMTPConnection with socketTimeout ${deadline} ms: still waiting at ${3 * deadline} ms`)
 })
