@@ -26,6 +26,11 @@ export const BOX_ERRORS = {
   EINSPECTION_TIMEOUT: 'the inspection of a mail took longer than its budget',
   // --- delivery (M2, M3) ---
   ESMTP_REPLY: 'the receiving server refused, failed or could not be reached',
+  // --- starting, the trail, a reset, and the box's own invariants ---
+  ESTART_REFUSED: 'the box cannot start as configured: a file, socket, key or certificate is not as it needs',
+  EAUDIT_UNREADABLE: 'the audit trail cannot be read or exported as asked',
+  ERESET_INCOMPLETE: 'a factory reset could not prove the token empty; nothing more was deleted',
+  EINTERNAL: 'the code reached a state it does not allow (a bug); the operation was stopped',
 } as const
 
 export type BoxErrorCode = keyof typeof BOX_ERRORS
@@ -47,4 +52,17 @@ export function createError<C extends BoxErrorCode>(code: C, name: string) {
       super(message, options)
     }
   }
+}
+
+const CLASSES = new Map<BoxErrorCode, new (message?: string, options?: ErrorOptions) => CodedError>()
+
+/**
+ * A one-off error with its code, for the places that need no class of their own (a refused
+ * start, a bug caught by an invariant): `throw boxError('ESTART_REFUSED', 'why')`. One class per
+ * code, made once, named after the code (`ESTART_REFUSED` → `BoxError[ESTART_REFUSED]`).
+ */
+export function boxError(code: BoxErrorCode, message?: string, options?: ErrorOptions): CodedError {
+  let C = CLASSES.get(code)
+  if (!C) CLASSES.set(code, (C = createError(code, `BoxError[${code}]`)))
+  return new C(message, options)
 }

@@ -19,6 +19,7 @@ import { recordAdminAction } from '../firmware/control/admin-record.ts'
 import { CHECKPOINT_KEY_LABEL } from '../firmware/keys/labels.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
 import { dkimRecords } from '../firmware/signing/dns.ts'
+import { boxError } from '../firmware/box-errors.ts'
 import type { Answers } from './answers.ts'
 
 const run = promisify(execFile)
@@ -119,7 +120,7 @@ export function hsmSection(c: Context): Record<string, unknown> {
   assertSafeModule(h.module)
   let pinFile = h.pinFile
   if (!pinFile) {
-    if (!h.pin) throw new Error('hsm: the user PIN (asked without echo), or pinFile')
+    if (!h.pin) throw boxError('EANSWERS_INVALID', 'hsm: the user PIN (asked without echo), or pinFile')
     pinFile = '/etc/statement-gateway/hsm.pin'
     writeFileAtomic(inRoot(c, pinFile), `${h.pin}\n`, 0o600)
     pinFile = inRoot(c, pinFile)
@@ -135,7 +136,7 @@ export async function hsmCheck(c: Context, hsm: Hsm): Promise<void> {
   const data = randomBytes(32)
   const sig = await hsm.keys.sign(CHECKPOINT_KEY_LABEL, 'ecdsa-p256-sha256', data)
   const { verify } = await import('node:crypto')
-  if (!verify('sha256', data, await hsm.keys.publicKey(CHECKPOINT_KEY_LABEL), sig)) throw new Error('the HSM made a signature that does not verify')
+  if (!verify('sha256', data, await hsm.keys.publicKey(CHECKPOINT_KEY_LABEL), sig)) throw boxError('EINTERNAL', 'the HSM made a signature that does not verify')
   const info = await hsm.token.info()
   c.say(`test signature made and verified in token "${info.label}" (${info.manufacturer} ${info.model})`)
 }

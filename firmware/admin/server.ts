@@ -14,6 +14,7 @@ import type { Logger } from '../log.ts'
 import { ClientErrorLog, httpClientErrorHandler } from '../client-errors.ts'
 import { loadTlsMaterial, serverTlsOptions } from '../submission/tls.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
+import { boxError } from '../box-errors.ts'
 import type { Role } from './accounts.ts'
 import { Html } from './html.ts'
 import { forbiddenPage, layout, loginPage, type Viewer } from './pages.ts'
@@ -218,7 +219,7 @@ const SECURITY_HEADERS = {
 /** The admin page's TLS: its own certificate if configured, else the box's (submission's), with submission's TLS 1.2+ ECDHE rules (S1). */
 export function adminTlsOptions(config: Config, log: Logger): TlsOptions {
   const { certFile, keyFile } = config.admin.tls
-  if (!certFile !== !keyFile) throw new Error('admin.tls.certFile and admin.tls.keyFile must be set together')
+  if (!certFile !== !keyFile) throw boxError('ESTART_REFUSED', 'admin.tls.certFile and admin.tls.keyFile must be set together')
   const material = certFile ? { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), source: certFile } : loadTlsMaterial(config, log)
   return serverTlsOptions(material, config.submission.tls.minVersion)
 }

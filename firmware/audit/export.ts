@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
+import { boxError } from '../box-errors.ts'
 import { PUBLIC_KEY_FILE } from './record.ts'
 import { checkpointName, recordLink, type Checkpoint } from './record.ts'
 import { checkpointDays, listSegments, readEnd, readLines } from './segments.ts'
@@ -24,9 +25,9 @@ export interface ExportResult {
 export async function exportTrail(auditDir: string, out: string, range: { from?: string; to?: string } = {}): Promise<ExportResult> {
   const all = await listSegments(auditDir)
   const segments = all.filter((s) => (!range.from || s.day >= range.from) && (!range.to || s.day <= range.to))
-  if (!segments.length) throw new Error(`no audit segments between ${range.from ?? 'the start'} and ${range.to ?? 'today'}`)
+  if (!segments.length) throw boxError('EAUDIT_UNREADABLE', `no audit segments between ${range.from ?? 'the start'} and ${range.to ?? 'today'}`)
   await mkdir(out, { recursive: true, mode: 0o700 })
-  if ((await readdir(out)).length) throw new Error(`${out} is not empty`)
+  if ((await readdir(out)).length) throw boxError('EAUDIT_UNREADABLE', `${out} is not empty`)
 
   let firstSeq = 0
   let firstPrev = ''

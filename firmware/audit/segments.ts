@@ -2,6 +2,7 @@ import { open, readFile, readdir, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import { createGunzip } from 'node:zlib'
+import { boxError } from '../box-errors.ts'
 import { CHECKPOINTS, SEGMENT, endName, recordHash, recordLink } from './record.ts'
 
 export interface Segment {
@@ -40,7 +41,7 @@ export async function dayEnd(dir: string, day: string): Promise<{ seq: number; h
   let line: string | undefined
   if (seg) for await (const l of readLines(seg)) if (l.complete) line = l.text
   const link = line === undefined ? undefined : recordLink(line)
-  if (!link) throw new Error(`audit segment for ${day} has no record to end on and no end file`)
+  if (!link) throw boxError('EAUDIT_UNREADABLE', `audit segment for ${day} has no record to end on and no end file`)
   return { seq: link.seq, hash: recordHash(line!) }
 }
 

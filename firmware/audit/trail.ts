@@ -9,6 +9,7 @@ import type { Config } from '../config/load.ts'
 import type { BoxEvent, EventSink } from '../events.ts'
 import { CHECKPOINT_KEY_LABEL } from '../keys/labels.ts'
 import type { Logger } from '../log.ts'
+import { boxError } from '../box-errors.ts'
 import {
   checkpointName,
   checkpointPayload,
@@ -310,7 +311,7 @@ export class AuditTrail implements Component, EventSink {
     }
     if (tail.line !== undefined) {
       const link = recordLink(tail.line)
-      if (!link) throw new Error(`audit segment ${last.file} ends in a line that is not a record`)
+      if (!link) throw boxError('EAUDIT_UNREADABLE', `audit segment ${last.file} ends in a line that is not a record`)
       this.#seq = link.seq
       this.#head = recordHash(tail.line)
       this.#lastTimeAtStart = Date.parse((JSON.parse(tail.line) as { time?: string }).time ?? '') || 0

@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { boxError } from '../box-errors.ts'
 import { appliesAtOnce, schema } from './schema.ts'
 import type { Field } from './types.ts'
 
@@ -48,7 +49,7 @@ function formatDefault(v: unknown): string {
 export function withReference(readme: string): string {
   const a = readme.indexOf(BEGIN)
   const b = readme.indexOf(END)
-  if (a < 0 || b < a) throw new Error('docs/configuration.md has no config-reference markers')
+  if (a < 0 || b < a) throw boxError('EINTERNAL', 'docs/configuration.md has no config-reference markers')
   return `${readme.slice(0, a + BEGIN.length)}\n${referenceTable()}\n${readme.slice(b)}`
 }
 

@@ -6,6 +6,7 @@ import type { Clock } from '../../hal/clock.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { AuditTrail } from '../audit/trail.ts'
 import type { Config } from '../config/load.ts'
+import { boxError } from '../box-errors.ts'
 import { boxRunning, controlRequests, controlSocketPath, toolActionEvent, type AdminAction } from './server.ts'
 
 export type { AdminAction }
@@ -27,7 +28,7 @@ export async function recordAdminAction(config: Config, hsm: Hsm, clock: Clock, 
   const path = controlSocketPath(config)
   if (await boxRunning(config)) {
     const [reply] = await controlRequests(path, [{ cmd: 'admin.record', who: operatorLogin(), args }])
-    if (!reply?.ok) throw new Error(`the box did not record the action: ${reply && !reply.ok ? reply.error : 'no reply'}`)
+    if (!reply?.ok) throw boxError('ECONTROL_REFUSED', `the box did not record the action: ${reply && !reply.ok ? reply.error : 'no reply'}`)
     return 'box'
   }
   try {

@@ -11,7 +11,7 @@ import { parseConfig, type Config } from '../config/load.ts'
 import { migrateConfig } from '../config/migrations.ts'
 import { SCHEMA_VERSION } from '../config/schema.ts'
 import { canonicalJson, versionFileNames, versionsDir, type ConfigVersion } from '../config/versions.ts'
-import { createError } from '../box-errors.ts'
+import { createError, boxError } from '../box-errors.ts'
 
 /**
  * Backup and restore of the configuration for the second site (S12): one
@@ -175,7 +175,7 @@ async function keyCheck(hsm: Hsm, label: string, kind: 'secret' | 'pair'): Promi
 export async function collectBackup(o: { config: Config; hsm: Hsm; versionsDir: string; hostname: string; now: number }): Promise<BackupPayload> {
   const versions = versionFileNames(o.versionsDir).map((name) => ({ name, text: readFileSync(join(o.versionsDir, name), 'utf8') }))
   const last = versions.at(-1)
-  if (!last) throw new Error('this box has no configuration version yet: start it once first')
+  if (!last) throw boxError('EBACKUP_INVALID', 'this box has no configuration version yet: start it once first')
   const inForce = (JSON.parse(last.text) as { version: ConfigVersion }).version
   const config = migrateConfig(inForce.config).config
   const files = CARRIED_FILES.flatMap((pattern) =>

@@ -7,6 +7,7 @@ import { wipeFile, wipeTree, type WipeCount } from '../../hal/storage/wipe.ts'
 import type { Config } from '../config/load.ts'
 import { canonicalJson } from '../config/versions.ts'
 import { CHECKPOINT_KEY_LABEL } from '../keys/labels.ts'
+import { boxError } from '../box-errors.ts'
 import { SECRET_FILES, valuesAt } from './backup.ts'
 
 /**
@@ -98,7 +99,7 @@ export async function factoryReset(o: ResetOptions): Promise<SignedCertificate> 
   const step = o.progress ?? (() => undefined)
   const startedAt = new Date(o.now()).toISOString()
   const { dataDir } = o.config
-  if (o.certificateFile.startsWith(join(dataDir, 'hsm'))) throw new Error('the certificate of deletion cannot go into the token directory')
+  if (o.certificateFile.startsWith(join(dataDir, 'hsm'))) throw boxError('ERESET_INCOMPLETE', 'the certificate of deletion cannot go into the token directory')
   const inventory = join(dataDir, 'inventory.json')
   const inv = existsSync(inventory) ? (JSON.parse(readFileSync(inventory, 'utf8')) as { system?: { serial?: string; model?: string } }) : {}
 
@@ -114,7 +115,7 @@ export async function factoryReset(o: ResetOptions): Promise<SignedCertificate> 
     for (const k of before.filter((x) => x.label === label)) destroyed.push({ label, kind: k.kind })
   }
   const remaining = (await o.hsm.keys.list()).filter((k) => k.label !== CHECKPOINT_KEY_LABEL).length
-  if (remaining) throw new Error(`${remaining} object(s) are still in the token after destroying them; nothing more was deleted`)
+  if (remaining) throw boxError('ERESET_INCOMPLETE', `${remaining} object(s) are still in the token after destroying them; nothing more was deleted`)
 
   step('overwriting and removing the data')
   const files: Record<string, WipeCount> = {}
@@ -171,7 +172,7 @@ export async function factoryReset(o: ResetOptions): Promise<SignedCertificate> 
   step('destroying the signing key')
   await o.hsm.keys.destroy(CHECKPOINT_KEY_LABEL)
   const left = (await o.hsm.keys.list()).length
-  if (left) throw new Error(`${left} object(s) are still in the token after the signing key was destroyed`)
+  if (left) throw boxError('ERESET_INCOMPLETE', `${left} object(s) are still in the token after the signing key was destroyed`)
   return signed
 }
 

@@ -8,7 +8,7 @@ import { maskAddress, type Logger } from '../log.ts'
 import { statementTagsOf } from '../pipeline/facts.ts'
 import type { Spool } from '../spool/spool.ts'
 import { SPOOL_STATES as STATES, type SpoolEntry, type SpoolState } from '../spool/types.ts'
-import { createError } from '../box-errors.ts'
+import { createError, boxError } from '../box-errors.ts'
 
 export const controlSocketPath = (config: Config) => join(config.dataDir, 'control.sock')
 
@@ -116,9 +116,9 @@ export class ControlServer implements Component {
     const path = this.path
     // sockaddr_un holds 108 bytes: a deeper data directory cannot have its socket there.
     if (Buffer.byteLength(resolve(path)) > 107)
-      throw new Error(`the control socket path ${resolve(path)} is longer than a Unix socket allows (107 bytes); choose a shorter dataDir`)
+      throw boxError('ESTART_REFUSED', `the control socket path ${resolve(path)} is longer than a Unix socket allows (107 bytes); choose a shorter dataDir`)
     // A socket file left by a crash is removed; one a running box answers on is not ours to take.
-    if (await answers(path)) throw new Error(`another box is running on ${this.#config.dataDir} (its control socket answers)`)
+    if (await answers(path)) throw boxError('ESTART_REFUSED', `another box is running on ${this.#config.dataDir} (its control socket answers)`)
     try {
       unlinkSync(path)
     } catch (err) {
@@ -181,7 +181,7 @@ export class ControlServer implements Component {
     let req: ControlRequest
     try {
       req = JSON.parse(line) as ControlRequest
-      if (typeof req.cmd !== 'string') throw new Error('no cmd')
+      if (typeof req.cmd !== 'string') throw boxError('ECONTROL_REFUSED', 'no cmd')
     } catch {
       return { ok: false, error: 'not a JSON request with a "cmd"' }
     }

@@ -10,6 +10,7 @@ import type { Submitted } from '../pipeline/handoff.ts'
 import type { Spool } from '../spool/spool.ts'
 import type { FinalOutcome, SpoolEntry } from '../spool/types.ts'
 import { Percentiles } from '../percentiles.ts'
+import { boxError } from '../box-errors.ts'
 import { Notices, noticeIdFor, type ReturnedBounce } from './notices.ts'
 import { EgressPool, installKernelShaping } from './egress.ts'
 import { ConnectionPool } from './pool.ts'
@@ -41,7 +42,6 @@ export class DeliveryEngine implements Component {
   readonly counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0, removed: 0, unread: 0, read: 0 }
   /** Milliseconds from a receiver's 250 to the outcome being in the journal (the window for a duplicate after a crash). */
   readonly journalLag = new Percentiles(4096)
-
   readonly #returnPath: ReturnPathTokens | undefined
   readonly #receipts: ReadReceipts
   readonly #notices: Notices
@@ -169,7 +169,7 @@ export class DeliveryEngine implements Component {
    */
   async remove(id: string, who: string, reason: string): Promise<void> {
     const entry = this.#spool.entry(id)
-    if (entry?.state !== 'held') throw new Error(`${id} is not held`)
+    if (entry?.state !== 'held') throw boxError('ECONTROL_REFUSED', `${id} is not held`)
     const mail = await this.#spool.read(id)
     const done = this.#spool.recipientsDone(id)
     const why = `removed by operator ${who}: ${reason}`

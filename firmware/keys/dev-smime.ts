@@ -4,6 +4,7 @@ import * as der from '../../hal/crypto/der.ts'
 import { caExtensions, makeCertificate, smimeExtensions } from '../../hal/crypto/issue.ts'
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
+import { boxError } from '../box-errors.ts'
 import { DEV_SMIME_LABEL } from './labels.ts'
 
 export const DEV_CA_NAME = 'Statement Gateway development CA — not for production'
@@ -27,7 +28,7 @@ export async function ensureDevSmime(
   hsm: Hsm,
   opts: { dataDir: string; address: string; now?: Date },
 ): Promise<{ created: boolean; caFile: string; certificate: X509Certificate }> {
-  if (!hsm.embedded) throw new Error('a development S/MIME certificate is only made on the embedded SoftHSM token, never on a vendor HSM')
+  if (!hsm.embedded) throw boxError('ESTART_REFUSED', 'a development S/MIME certificate is only made on the embedded SoftHSM token, never on a vendor HSM')
   const caFile = devCaFile(opts.dataDir)
   const existing = await hsm.certs.chain(DEV_SMIME_LABEL).catch(() => [])
   if (existing[0]) return { created: false, caFile, certificate: existing[0] }

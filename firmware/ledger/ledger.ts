@@ -8,6 +8,7 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { boxError } from '../box-errors.ts'
 import { LedgerApplier, type AuditRecord } from './apply.ts'
 import { localTimeFormatter } from './export.ts'
 import { openPostgres } from './postgres.ts'
@@ -94,7 +95,7 @@ export class Ledger implements Component {
   }
 
   get store(): LedgerStore {
-    if (!this.#store) throw new Error('the ledger is not started')
+    if (!this.#store) throw boxError('EINTERNAL', 'the ledger is not started')
     return this.#store
   }
 

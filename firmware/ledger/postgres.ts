@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs'
 import pg from 'pg'
 import { parseIntoClientConfig } from 'pg-connection-string'
 import type { Config } from '../config/load.ts'
+import { boxError } from '../box-errors.ts'
 import type { LedgerStore, Param, Row, Tx } from './store.ts'
 
 /** bigint columns (OID 20) as numbers: counts and times stay far below 2^53. */
@@ -106,7 +107,7 @@ export async function openPostgres(c: Config['reports']['postgres']): Promise<Po
   let password: string | undefined
   if (c.passwordFile) {
     const mode = statSync(c.passwordFile).mode & 0o777
-    if (mode & 0o077) throw new Error(`${c.passwordFile} is readable by others (mode ${mode.toString(8)}); make it 0600`)
+    if (mode & 0o077) throw boxError('ESTART_REFUSED', `${c.passwordFile} is readable by others (mode ${mode.toString(8)}); make it 0600`)
     password = readFileSync(c.passwordFile, 'utf8').trim()
   }
   // Parsed here rather than handed over as connectionString, which would override the password.

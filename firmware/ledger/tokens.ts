@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
 import type { Hsm } from '../../hal/hsm/index.ts'
 import { DerivedKeys, type KeyPair } from '../keys/derived.ts'
 import { TRACKING_KEY_LABEL } from '../keys/labels.ts'
+import { boxError } from '../box-errors.ts'
 
 /**
  * What a tracking token stands for: an open (the image), a click on link `link`, or the
@@ -53,7 +54,7 @@ export class TrackingTokens {
 
   /** Seals without waiting, once keys() has resolved (a rewrite seals every link of a mail in one pass). */
   sealNow(ref: TrackingRef): string {
-    if (!this.#derived.loaded) throw new Error('tracking keys not derived yet: await keys() first')
+    if (!this.#derived.loaded) throw boxError('EINTERNAL', 'tracking keys not derived yet: await keys() first')
     const { enc, mac } = this.#derived.loaded
     const plain = Buffer.from(
       JSON.stringify(

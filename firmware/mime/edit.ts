@@ -1,3 +1,4 @@
+import { boxError } from '../box-errors.ts'
 import { parseHeaders, type HeaderField } from './header.ts'
 import type { MimeNode } from './tree.ts'
 
@@ -29,7 +30,7 @@ export interface Splice {
 export function spliceMessage(buf: Buffer, tree: MimeNode, splices: readonly Splice[]): { message: Buffer; tree: MimeNode } {
   const sorted = [...splices].sort((a, b) => a.start - b.start || a.end - b.end)
   for (let i = 1; i < sorted.length; i++)
-    if (sorted[i]!.start < sorted[i - 1]!.end) throw new Error(`overlapping splices at ${sorted[i]!.start} (a bug in the stage that edits)`)
+    if (sorted[i]!.start < sorted[i - 1]!.end) throw boxError('EINTERNAL', `overlapping splices at ${sorted[i]!.start} (a bug in the stage that edits)`)
   const pieces: Buffer[] = []
   const placed: { splice: Splice; at: number }[] = []
   let from = 0

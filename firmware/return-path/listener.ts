@@ -8,6 +8,7 @@ import type { Logger } from '../log.ts'
 import { ClientErrorLog } from '../client-errors.ts'
 import { MemoryBudget } from '../memory-budget.ts'
 import { splitHostPort } from '../config/sections/fields.ts'
+import { boxError } from '../box-errors.ts'
 import { Classifier, rulesWith } from './classify.ts'
 import { decide, failedRecipient, messageIdHint, noticeDiagnostic, type Decision } from './decide.ts'
 import { parseReport, type Report } from './report.ts'
@@ -103,7 +104,7 @@ export class ReturnPathListener implements Component {
 
   /** Where it listens, once started (the port resolved when configured as 0). */
   get address(): { host: string; port: number } {
-    if (!this.#address) throw new Error('the return-path listener is not started')
+    if (!this.#address) throw boxError('EINTERNAL', 'the return-path listener is not started')
     return this.#address
   }
 

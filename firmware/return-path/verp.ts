@@ -3,6 +3,7 @@ import type { Hsm } from '../../hal/hsm/index.ts'
 import { base32, unbase32 } from '../../hal/crypto/base32.ts'
 import { DerivedKeys, type KeyPair } from '../keys/derived.ts'
 import { RETURN_PATH_KEY_LABEL } from '../keys/labels.ts'
+import { boxError } from '../box-errors.ts'
 
 /**
  * Return-path tokens (M8, M11): the local part of the envelope sender a
@@ -41,11 +42,11 @@ export class ReturnPathTokens {
 
   /** The local part for `ref` (`b-…` or `r-…`); keys() must have resolved. */
   localPart(ref: ReturnRef): string {
-    if (!this.#derived.loaded) throw new Error('return-path keys not derived yet: await keys() first')
+    if (!this.#derived.loaded) throw boxError('EINTERNAL', 'return-path keys not derived yet: await keys() first')
     const { enc, mac } = this.#derived.loaded
     const id = Buffer.from(ref.id, 'base64url')
-    if (id.toString('base64url') !== ref.id || id.length === 0 || id.length > 32) throw new Error(`not a queue id: ${ref.id}`)
-    if (!Number.isInteger(ref.recipient) || ref.recipient < 0 || ref.recipient > 0xffff) throw new Error(`bad recipient index ${ref.recipient}`)
+    if (id.toString('base64url') !== ref.id || id.length === 0 || id.length > 32) throw boxError('EINTERNAL', `not a queue id: ${ref.id}`)
+    if (!Number.isInteger(ref.recipient) || ref.recipient < 0 || ref.recipient > 0xffff) throw boxError('EINTERNAL', `bad recipient index ${ref.recipient}`)
     const plain = Buffer.concat([Buffer.from(ref.kind), Buffer.of(ref.recipient >> 8, ref.recipient & 0xff), id])
     const tag = createHmac('sha256', mac).update(plain).digest().subarray(0, TAG)
     const iv = Buffer.concat([tag, Buffer.alloc(16 - TAG)])

@@ -3,6 +3,7 @@ import * as der from '../../hal/crypto/der.ts'
 import { certificateParts } from '../../hal/crypto/der-read.ts'
 import { base64Lines } from '../mime/encode.ts'
 import { readHeader } from '../mime/header.ts'
+import { boxError } from '../box-errors.ts'
 import { CONTENT_HEADERS } from './canonical.ts'
 import { CMS_OID, sha256Algorithm } from './cms.ts'
 
@@ -17,7 +18,7 @@ function oaepAlgorithm(): der.Der {
 }
 
 function recipientInfo(cert: X509Certificate, contentKey: Buffer): der.Der {
-  if (cert.publicKey.asymmetricKeyType !== 'rsa') throw new Error('recipient certificate must carry an RSA key')
+  if (cert.publicKey.asymmetricKeyType !== 'rsa') throw boxError('ESTART_REFUSED', 'recipient certificate must carry an RSA key')
   const parts = certificateParts(cert.raw)
   const encryptedKey = publicEncrypt({ key: cert.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, contentKey)
   // KeyTransRecipientInfo v0 with IssuerAndSerialNumber (RFC 5652 §6.2.1).

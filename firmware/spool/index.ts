@@ -1,3 +1,4 @@
+import { boxError } from '../box-errors.ts'
 import { SPOOL_STATES as STATES, type SpoolEntry, type SpoolState } from './types.ts'
 
 const QUEUED = STATES.indexOf('queued')
@@ -180,7 +181,7 @@ export class SpoolIndex {
 
   update(id: string, change: Partial<Pick<SpoolEntry, 'state' | 'attempts' | 'nextAttemptAt'>>): SpoolEntry {
     const s = this.#slots.get(id)
-    if (s === undefined) throw new Error(`no spooled message ${id}`)
+    if (s === undefined) throw boxError('ECONTROL_REFUSED', `no spooled message ${id}`)
     if (change.state !== undefined) this.#state[s] = STATES.indexOf(change.state)
     if (change.attempts !== undefined) this.#attempts[s] = Math.min(change.attempts, 65535)
     if (change.nextAttemptAt !== undefined) this.#next[s] = change.nextAttemptAt

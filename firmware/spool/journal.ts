@@ -3,6 +3,7 @@ import { AppendThread, STAMP } from '../../hal/storage/append-thread.ts'
 import { replaceFile } from '../../hal/storage/files.ts'
 import { GroupCommit } from '../../hal/storage/group.ts'
 import { Percentiles } from '../percentiles.ts'
+import { boxError } from '../box-errors.ts'
 
 /** A message's state as the journal records it; a message absent from the journal is queued. */
 export interface JournalState {
@@ -155,7 +156,7 @@ export class Journal {
   }
 
   async #write(lines: ((stamp: string) => string)[]): Promise<void> {
-    if (!this.#out) throw new Error('journal is not open')
+    if (!this.#out) throw boxError('EINTERNAL', 'journal is not open')
     // The thread stamps, writes and cuts back a torn write (append-thread.ts).
     const { at, ms } = await this.#out.append(lines.map((l) => l(STAMP)).join(''))
     this.writes.add(ms)

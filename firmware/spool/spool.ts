@@ -8,6 +8,7 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import type { Handoff, Submitted } from '../pipeline/handoff.ts'
+import { boxError } from '../box-errors.ts'
 import { EpochKeys } from './epochs.ts'
 import { RecordFiles } from './record-files.ts'
 import { SpoolIndex } from './index.ts'
@@ -389,7 +390,7 @@ export class Spool implements Component, Handoff {
 
   #mustGet(id: string): SpoolEntry {
     const e = this.#index.get(id)
-    if (!e) throw new Error(`no spooled message ${id}`)
+    if (!e) throw boxError('ECONTROL_REFUSED', `no spooled message ${id}`)
     return e
   }
 }

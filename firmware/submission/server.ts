@@ -18,6 +18,7 @@ import type { EventSink } from '../events.ts'
 import type { Handoff } from '../pipeline/handoff.ts'
 import { newQueueId } from '../spool/ids.ts'
 import { MemoryBudget, type Hold } from '../memory-budget.ts'
+import { boxError } from '../box-errors.ts'
 import { Authenticator } from './auth.ts'
 import { receivedHeader } from './trace.ts'
 import { readMessage } from './data.ts'
@@ -77,7 +78,7 @@ export class SubmissionServer implements Component {
 
   /** Where the listeners are, once started (ports resolved when configured as 0). */
   get endpoints(): { starttls: Endpoint; implicitTls: Endpoint } {
-    if (!this.#endpoints) throw new Error('submission server is not started')
+    if (!this.#endpoints) throw boxError('EINTERNAL', 'submission server is not started')
     return this.#endpoints
   }
 

@@ -6,6 +6,7 @@ import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
 import { writeFileAtomic } from '../../hal/storage/files.ts'
 import type { Config } from '../config/load.ts'
 import type { Logger } from '../log.ts'
+import { boxError } from '../box-errors.ts'
 
 /**
  * S1: TLS 1.2 or higher, ECDHE key exchange, AES-128+ and SHA-256+. For TLS 1.2
@@ -39,7 +40,7 @@ export interface TlsMaterial {
 export function loadTlsMaterial(config: Config, log: Logger): TlsMaterial {
   const { certFile, keyFile } = config.submission.tls
   if (certFile || keyFile) {
-    if (!certFile || !keyFile) throw new Error('submission.tls.certFile and submission.tls.keyFile must be set together')
+    if (!certFile || !keyFile) throw boxError('ESTART_REFUSED', 'submission.tls.certFile and submission.tls.keyFile must be set together')
     return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), source: certFile }
   }
   const dir = join(config.dataDir, 'tls')

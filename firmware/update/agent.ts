@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import type { Component } from '../component.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { boxError } from '../box-errors.ts'
 import { Slots, slotRootOf, type Slot, type SlotState } from './slots.ts'
 
 /**
@@ -58,7 +59,7 @@ export class UpdateAgent implements Component {
       ])
       if (problem) {
         this.#events.emit({ type: 'firmware.update', step: 'self-test', version: s.trial.version, outcome: 'failed', detail: problem })
-        throw new Error(`version ${s.trial.version} on trial is not healthy: ${problem}`)
+        throw boxError('EUPDATE_REFUSED', `version ${s.trial.version} on trial is not healthy: ${problem}`)
       }
       slots.commit(slots.manifestOf(this.#slot) ?? {})
       this.#log.info({ version: s.trial.version }, 'version on trial is healthy: committed')

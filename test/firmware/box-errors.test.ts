@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { AccountError } from '../../firmware/admin/account-records.ts'
-import { BOX_ERRORS, createError } from '../../firmware/box-errors.ts'
+import { BOX_ERRORS, boxError, createError } from '../../firmware/box-errors.ts'
 import { ConfigError } from '../../firmware/config/load.ts'
 import { ProposalError } from '../../firmware/config/proposal-files.ts'
 import { ConfigTamperError } from '../../firmware/config/versions.ts'
@@ -34,6 +34,10 @@ const PINNED = [
   'EZIP_INVALID',
   'EINSPECTION_TIMEOUT',
   'ESMTP_REPLY',
+  'ESTART_REFUSED',
+  'EAUDIT_UNREADABLE',
+  'ERESET_INCOMPLETE',
+  'EINTERNAL',
 ]
 
 t.test('the table is the pinned one, row by row, each with a text an operator can act on', async (t) => {
@@ -79,4 +83,15 @@ t.test('no error class in firmware/ or provisioning/ without a code (createError
     for (const m of text.matchAll(/class (\w+) extends Error \{([\s\S]*?)\n\}/g)) if (!/readonly code\b/.test(m[2]!)) uncoded.push(`${file}: ${m[1]}`)
   }
   t.same(uncoded, [])
+})
+
+t.test('a one-off error has its code, and no bare Error is thrown in firmware/ or provisioning/', async (t) => {
+  const e = boxError('ESTART_REFUSED', 'admin.tls.certFile and admin.tls.keyFile must be set together')
+  t.match(e, { code: 'ESTART_REFUSED', name: 'BoxError[ESTART_REFUSED]', message: /must be set together/ })
+  t.ok(e instanceof Error)
+  t.equal(boxError('EINTERNAL').message, BOX_ERRORS.EINTERNAL)
+  t.equal(Object.getPrototypeOf(boxError('EINTERNAL')), Object.getPrototypeOf(boxError('EINTERNAL')), 'one class per code')
+  const root = new URL('../../', import.meta.url).pathname
+  const bare = sourceFiles(root, ['firmware', 'provisioning']).filter((f) => /throw new Error\(/.test(readFileSync(`${root}${f}`, 'utf8')))
+  t.same(bare, [], 'every throw names its code')
 })

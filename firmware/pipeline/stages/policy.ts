@@ -11,6 +11,7 @@ import type { Submitted } from '../handoff.ts'
 import type { Stage } from '../stage.ts'
 import { type PolicyHit } from '../../policy/inspect.ts'
 import { InspectionPool, InspectionTimeout } from '../../policy/pool.ts'
+import { boxError } from '../../box-errors.ts'
 
 /**
  * The statement policy gate (M1, M12, M13), inside the submission transaction
@@ -169,7 +170,7 @@ export class PolicyStage implements Stage, Component {
   }
 
   async process(mail: Submitted): Promise<Submitted> {
-    if (!this.#pool) throw new Error('policy stage is not started')
+    if (!this.#pool) throw boxError('EINTERNAL', 'policy stage is not started')
     const env = mail.envelope
     // Taken now: a large mail's memory is with the inspection worker until it answers.
     const bytes = mail.message.length
