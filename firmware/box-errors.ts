@@ -1,3 +1,5 @@
+import { codedError, oneOff } from '../hal/errors.ts'
+
 /**
  * The box's error codes outside SMTP (#34): one table, like the SMTP one in errors.ts,
  * pinned row by row by test/firmware/box-errors.test.ts. Operators and tools match on the
@@ -45,24 +47,14 @@ export interface CodedError extends Error {
  * table's text. A class that needs more fields extends the one made here.
  */
 export function createError<C extends BoxErrorCode>(code: C, name: string) {
-  return class extends Error implements CodedError {
-    readonly code: C = code
-    override name = name
-    constructor(message: string = BOX_ERRORS[code], options?: ErrorOptions) {
-      super(message, options)
-    }
-  }
+  return codedError(code, name, BOX_ERRORS[code])
 }
-
-const CLASSES = new Map<BoxErrorCode, new (message?: string, options?: ErrorOptions) => CodedError>()
 
 /**
  * A one-off error with its code, for the places that need no class of their own (a refused
- * start, a bug caught by an invariant): `throw boxError('ESTART_REFUSED', 'why')`. One class per
- * code, made once, named after the code (`ESTART_REFUSED` → `BoxError[ESTART_REFUSED]`).
+ * start, a bug caught by an invariant): `throw boxError('ESTART_REFUSED', 'why')`, named
+ * `BoxError[ESTART_REFUSED]`.
  */
 export function boxError(code: BoxErrorCode, message?: string, options?: ErrorOptions): CodedError {
-  let C = CLASSES.get(code)
-  if (!C) CLASSES.set(code, (C = createError(code, `BoxError[${code}]`)))
-  return new C(message, options)
+  return oneOff(code, 'BoxError', BOX_ERRORS[code], message, options)
 }

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { MAGIC, PRODUCT, checkManifest, type Manifest, type ManifestFile, type Signature } from '../firmware/update/bundle.ts'
+import { halError } from '../hal/errors.ts'
 
 /**
  * Builds a firmware bundle from a clean checkout: the TypeScript sources the
@@ -71,7 +72,7 @@ export function collectFiles(input: BuildInput): Entry[] {
       if (!key.startsWith('node_modules/') || p.dev) continue
       if (!existsSync(join(src, key))) {
         if (p.optional) continue
-        throw new Error(`${key} is in the lock but not installed: run npm ci first`)
+        throw halError('EBUILD_REFUSED', `${key} is in the lock but not installed: run npm ci first`)
       }
       paths.push(...walk(src, key, true))
     }
@@ -122,7 +123,7 @@ export function writeBundle(out: string, manifestBytes: Buffer, signatures: Sign
       try {
         let left = f.size
         for (let n; left > 0 && (n = readSync(inFd, chunk, 0, Math.min(chunk.length, left), null)); left -= n) writeSync(fd, chunk, 0, n)
-        if (left !== 0) throw new Error(`${f.path} changed while the bundle was built`)
+        if (left !== 0) throw halError('EBUILD_REFUSED', `${f.path} changed while the bundle was built`)
       } finally {
         closeSync(inFd)
       }

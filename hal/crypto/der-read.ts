@@ -1,3 +1,4 @@
+import { halError } from '../errors.ts'
 /**
  * A minimal DER reader: enough to take certificates and CMS apart by their
  * exact bytes (the issuer Name as encoded, the extensions, a key usage bit).
@@ -17,19 +18,19 @@ export interface Node {
 
 export function read(buf: Buffer, offset = 0): Node {
   const tag = buf[offset]
-  if (tag === undefined) throw new Error('DER: unexpected end of data')
+  if (tag === undefined) throw halError('EDER_INVALID', 'DER: unexpected end of data')
   let pos = offset + 1
   let len = buf[pos++]
-  if (len === undefined) throw new Error('DER: unexpected end of data')
+  if (len === undefined) throw halError('EDER_INVALID', 'DER: unexpected end of data')
   if (len & 0x80) {
     const n = len & 0x7f
-    if (n === 0 || n > 4) throw new Error('DER: unsupported length form')
-    if (pos + n > buf.length) throw new Error('DER: unexpected end of data')
+    if (n === 0 || n > 4) throw halError('EDER_INVALID', 'DER: unsupported length form')
+    if (pos + n > buf.length) throw halError('EDER_INVALID', 'DER: unexpected end of data')
     len = 0
     for (let i = 0; i < n; i++) len = len * 256 + buf[pos++]!
   }
   const end = pos + len
-  if (end > buf.length) throw new Error('DER: element runs past the end of the data')
+  if (end > buf.length) throw halError('EDER_INVALID', 'DER: element runs past the end of the data')
   return { tag, start: offset, contentStart: pos, end, bytes: buf.subarray(offset, end), content: buf.subarray(pos, end) }
 }
 
@@ -71,21 +72,21 @@ export interface CertificateParts {
 /** Splits an X.509 certificate (RFC 5280 §4.1) into the parts signing code needs. */
 export function certificateParts(certDer: Buffer): CertificateParts {
   const [tbs] = children(read(certDer))
-  if (!tbs || tbs.tag !== 0x30) throw new Error('not an X.509 certificate')
+  if (!tbs || tbs.tag !== 0x30) throw halError('EDER_INVALID', 'not an X.509 certificate')
   const f = children(tbs)
   const hasVersion = f[0]?.tag === 0xa0
   const [serial, , issuer, , subject, spki] = hasVersion ? f.slice(1) : f
-  if (!serial || !issuer || !subject || !spki) throw new Error('X.509 certificate is missing fields')
+  if (!serial || !issuer || !subject || !spki) throw halError('EDER_INVALID', 'X.509 certificate is missing fields')
   const extensions = new Map<string, { critical: boolean; value: Buffer }>()
   const extWrapper = f.find((n) => n.tag === 0xa3)
   if (extWrapper) {
     const list = children(extWrapper)[0]
-    if (!list) throw new Error('DER: empty extensions')
+    if (!list) throw halError('EDER_INVALID', 'DER: empty extensions')
     for (const ext of children(list)) {
       const [id, second, third] = children(ext)
       const critical = second?.tag === 0x01 && second.content[0] !== 0
       const value = second?.tag === 0x04 ? second : third
-      if (id?.tag !== 0x06 || value?.tag !== 0x04) throw new Error('DER: malformed extension')
+      if (id?.tag !== 0x06 || value?.tag !== 0x04) throw halError('EDER_INVALID', 'DER: malformed extension')
       extensions.set(decodeOid(id.content), { critical, value: value.content })
     }
   }

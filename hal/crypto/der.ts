@@ -5,6 +5,7 @@
  */
 
 import { createHash, type KeyObject } from 'node:crypto'
+import { halError } from '../errors.ts'
 
 export type Der = Buffer
 
@@ -124,7 +125,8 @@ export function parseName(text: string): [string, string][] {
     const key = part.slice(0, eq).trim()
     const value = part.slice(eq + 1).trim()
     const type = SHORT_NAMES[key]
-    if (eq < 1 || !type || !value) throw new Error(`cannot read "${part.trim()}" in the name "${text}" (use CN, O, OU, C, L, ST, serialNumber, emailAddress)`)
+    if (eq < 1 || !type || !value)
+      throw halError('ENAME_INVALID', `cannot read "${part.trim()}" in the name "${text}" (use CN, O, OU, C, L, ST, serialNumber, emailAddress)`)
     return [type, value]
   })
 }

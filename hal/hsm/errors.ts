@@ -19,6 +19,7 @@ export const HSM_ERRORS = {
   EHSM_TOKEN_FULL: { transient: false, text: 'the token is out of memory for new objects' },
   EHSM_BAD_INPUT: { transient: false, text: 'the input (certificate, PKCS#12, key) could not be read' },
   EHSM_FAILED: { transient: true, text: 'the HSM reported an unexpected failure' },
+  EHSM_MAIN_THREAD: { transient: false, text: 'a token call that may wait was made on the main thread (a bug: it would stall the box)' },
 } as const
 
 export type HsmErrorCode = keyof typeof HSM_ERRORS

@@ -346,7 +346,7 @@ function strictly(p: PKCS11): PKCS11 {
     get(target, prop) {
       if (forbidden.has(prop))
         return () => {
-          throw new Error(`${String(prop)} on the main thread: use its asynchronous form, or Token.runWhole (#33)`)
+          throw new HsmError('EHSM_MAIN_THREAD', `${String(prop)} on the main thread: use its asynchronous form, or Token.runWhole (#33)`)
         }
       const v = Reflect.get(target, prop, target) as unknown
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { isIP } from 'node:net'
 import { promisify } from 'node:util'
+import { halError } from '../errors.ts'
 import { cidrProblem } from './cidr.ts'
 
 const run = promisify(execFile)
@@ -17,13 +18,13 @@ const run = promisify(execFile)
 const DEVICE = /^[A-Za-z0-9_.:-]{1,15}$/
 
 function device(name: string): string {
-  if (!DEVICE.test(name)) throw new Error(`"${name}" is not a network device name`)
+  if (!DEVICE.test(name)) throw halError('ENET_INVALID', `"${name}" is not a network device name`)
   return name
 }
 
 function address(cidr: string): { addr: string; prefix: number } {
   const problem = cidrProblem(cidr)
-  if (problem) throw new Error(`${cidr} ${problem}`)
+  if (problem) throw halError('ENET_INVALID', `${cidr} ${problem}`)
   const [addr, prefix] = cidr.split('/')
   return { addr: addr!, prefix: Number(prefix ?? (isIP(addr!) === 6 ? 128 : 32)) }
 }
@@ -47,7 +48,7 @@ export async function linkState(dev: string): Promise<LinkState> {
     'dev',
     device(dev),
   ])
-  if (!l) throw new Error(`no network device ${dev}`)
+  if (!l) throw halError('ENET_INVALID', `no network device ${dev}`)
   return { name: l.ifname, operstate: l.operstate, mac: l.address, addresses: l.addr_info.map((a) => `${a.local}/${a.prefixlen}`) }
 }
 
@@ -63,7 +64,7 @@ export async function ensureAddress(dev: string, cidr: string): Promise<boolean>
 
 /** Mail from `sources` leaves through `gateway` on `dev`: a default route in `table`, and a rule per source address. */
 export async function ensureSourceRoutes(table: number, gateway: string, dev: string, sources: readonly string[]): Promise<void> {
-  if (!isIP(gateway)) throw new Error(`${gateway} is not an IP address`)
+  if (!isIP(gateway)) throw halError('ENET_INVALID', `${gateway} is not an IP address`)
   const v6 = isIP(gateway) === 6 ? ['-6'] : []
   await run('ip', [...v6, 'route', 'replace', 'default', 'via', gateway, 'dev', device(dev), 'table', String(table)])
   const rules = await ipJson<{ src?: string; table?: string }[]>([...v6, 'rule', 'show'])

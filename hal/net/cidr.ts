@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net'
+import { halError } from '../errors.ts'
 
 /**
  * A set of address ranges (CIDR) built on node:net BlockList, used for client
@@ -36,12 +37,12 @@ export function unmapIPv4(address: string): string {
 
 export function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
   const [address = '', prefixText, extra] = cidr.split('/')
-  if (extra !== undefined) throw new Error(`"${cidr}" is not an address range`)
+  if (extra !== undefined) throw halError('ENET_INVALID', `"${cidr}" is not an address range`)
   const v = isIP(address)
-  if (v === 0) throw new Error(`"${cidr}" does not start with an IPv4 or IPv6 address`)
+  if (v === 0) throw halError('ENET_INVALID', `"${cidr}" does not start with an IPv4 or IPv6 address`)
   const max = v === 4 ? 32 : 128
   const prefix = prefixText === undefined ? max : Number(prefixText)
-  if (!/^\d+$/.test(prefixText ?? String(max)) || prefix > max) throw new Error(`"${cidr}" has a bad prefix length (0…${max})`)
+  if (!/^\d+$/.test(prefixText ?? String(max)) || prefix > max) throw halError('ENET_INVALID', `"${cidr}" has a bad prefix length (0…${max})`)
   return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' }
 }
 

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
 import { isIP } from 'node:net'
+import { halError } from '../errors.ts'
 import { cidrProblem } from './cidr.ts'
 
 /**
@@ -41,7 +42,7 @@ const set = (xs: readonly (string | number)[]) => (xs.length === 1 ? String(xs[0
 
 function checkSpec(s: FirewallSpec): void {
   const bad = (what: string) => {
-    throw new Error(`firewall: ${what}`)
+    throw halError('EFIREWALL_INVALID', `firewall: ${what}`)
   }
   for (const l of s.listeners) {
     if (!any(l.address) && !isIP(l.address)) bad(`listener ${l.name}: ${l.address} is not an IP address`)

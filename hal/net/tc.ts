@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import { halError } from '../errors.ts'
 
 const run = promisify(execFile)
 
@@ -10,7 +11,7 @@ const run = promisify(execFile)
  * CAP_NET_ADMIN; on a development machine it stays off.
  */
 export async function applyTbf(device: string, bitsPerSecond: number, opts: { netns?: string } = {}): Promise<void> {
-  if (!/^[A-Za-z0-9_.:-]{1,15}$/.test(device)) throw new Error(`"${device}" is not a network device name`)
+  if (!/^[A-Za-z0-9_.:-]{1,15}$/.test(device)) throw halError('ENET_INVALID', `"${device}" is not a network device name`)
   // A burst of 1 % of a second (at least a few full-size frames) keeps every second within ~1 % of the rate.
   const burst = Math.max(16 * 1024, Math.floor(bitsPerSecond / 8 / 100))
   const args = ['qdisc', 'replace', 'dev', device, 'root', 'tbf', 'rate', `${bitsPerSecond}bit`, 'burst', String(burst), 'latency', '50ms']

@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import type { Clock } from '../clock.ts'
+import { halError } from '../errors.ts'
 
 /**
  * A byte budget shared by every outbound socket (M3), as GCRA (virtual
@@ -121,7 +122,7 @@ export class ThrottledSocket extends Duplex {
     for (let i = 0; i < chunk.length; i += SLICE) {
       const piece = chunk.subarray(i, i + SLICE)
       for (const limiter of this.#limiters) await limiter.take(piece.length)
-      if (this.socket.destroyed) throw new Error('socket closed')
+      if (this.socket.destroyed) throw halError('ESOCKET_CLOSED', 'socket closed')
       if (!this.socket.write(piece)) await this.#drained()
     }
   }

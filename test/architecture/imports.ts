@@ -9,7 +9,7 @@ import ts from 'typescript'
  * or a single file at the top of `firmware/` or `hal/`.
  */
 export const LAYERS: readonly (readonly string[])[] = [
-  ['hal/clock.ts'],
+  ['hal/clock.ts', 'hal/errors.ts'],
   ['hal/storage', 'hal/crypto', 'hal/net'],
   ['hal/hsm'],
   ['firmware/secrets.ts'],

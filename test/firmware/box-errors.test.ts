@@ -15,6 +15,7 @@ import { RecordError } from '../../firmware/spool/record.ts'
 import { BundleError } from '../../firmware/update/bundle.ts'
 import { UpdateError } from '../../firmware/update/slots.ts'
 import { AnswerError } from '../../provisioning/answers.ts'
+import { HAL_ERRORS, halError } from '../../hal/errors.ts'
 import { sourceFiles } from '../architecture/imports.ts'
 
 // #34: the codes outside SMTP. Operators and tools match on them: add rows, never edit one.
@@ -85,13 +86,19 @@ t.test('no error class in firmware/ or provisioning/ without a code (createError
   t.same(uncoded, [])
 })
 
-t.test('a one-off error has its code, and no bare Error is thrown in firmware/ or provisioning/', async (t) => {
+t.test('a one-off error has its code, and no bare Error is thrown in firmware/, hal/, image/ or provisioning/', async (t) => {
   const e = boxError('ESTART_REFUSED', 'admin.tls.certFile and admin.tls.keyFile must be set together')
   t.match(e, { code: 'ESTART_REFUSED', name: 'BoxError[ESTART_REFUSED]', message: /must be set together/ })
   t.ok(e instanceof Error)
   t.equal(boxError('EINTERNAL').message, BOX_ERRORS.EINTERNAL)
   t.equal(Object.getPrototypeOf(boxError('EINTERNAL')), Object.getPrototypeOf(boxError('EINTERNAL')), 'one class per code')
   const root = new URL('../../', import.meta.url).pathname
-  const bare = sourceFiles(root, ['firmware', 'provisioning']).filter((f) => /throw new Error\(/.test(readFileSync(`${root}${f}`, 'utf8')))
+  t.match(halError('ENET_INVALID', '"eth 0" is not a network device name'), { code: 'ENET_INVALID', name: 'HalError[ENET_INVALID]' })
+  t.same(
+    Object.keys(HAL_ERRORS),
+    ['EDER_INVALID', 'ENAME_INVALID', 'ENET_INVALID', 'EFIREWALL_INVALID', 'ESOCKET_CLOSED', 'EBUILD_REFUSED'],
+    "hal's table, pinned",
+  )
+  const bare = sourceFiles(root, ['firmware', 'hal', 'image', 'provisioning']).filter((f) => /throw new Error\(/.test(readFileSync(`${root}${f}`, 'utf8')))
   t.same(bare, [], 'every throw names its code')
 })
