@@ -65,14 +65,28 @@ export function htmlText(html: string): HtmlText {
   const spaced: string[] = []
   let hidden = false
   let tag = ''
-  const markup = () => spaced.push(' ')
+  // A run of text the tokenizer hands over in pieces ("<<<" is three) is decoded once, as one
+  // text node: a megabyte of "<" is one slice, not a million.
+  let from = -1
+  let to = -1
+  const flush = () => {
+    if (from < 0) return
+    const text = decodeHTML(html.slice(from, to))
+    joined.push(text)
+    spaced.push(text)
+    from = to = -1
+  }
+  const markup = () => {
+    flush()
+    spaced.push(' ')
+  }
   tokenizeHtml(html, {
     ontext(start, end) {
       if (hidden) return
       // Each text node decoded alone, as a browser does: "&am<b></b>p;" is not an ampersand.
-      const text = decodeHTML(html.slice(start, end))
-      joined.push(text)
-      spaced.push(text)
+      if (start !== to) flush()
+      if (from < 0) from = start
+      to = end
     },
     onopentagname(start, end) {
       tag = html.slice(start, end).toLowerCase()
@@ -91,5 +105,6 @@ export function htmlText(html: string): HtmlText {
     ondeclaration: markup,
     onprocessinginstruction: markup,
   })
+  flush()
   return { source: decodeHTML(html), joined: joined.join(''), spaced: spaced.join('') }
 }
