@@ -26,6 +26,7 @@ export const BOX_ERRORS = {
   EPDF_SYNTAX: 'a PDF the inspector cannot read',
   EZIP_INVALID: 'a ZIP archive the inspector cannot read',
   EINSPECTION_TIMEOUT: 'the inspection of a mail took longer than its budget',
+  EINSPECTION_UNAVAILABLE: 'no inspection worker could check the mail (the box is stopping, or a worker was lost); it is refused for now, 451',
   // --- delivery (M2, M3) ---
   ESMTP_REPLY: 'the receiving server refused, failed or could not be reached',
   // --- starting, the trail, a reset, and the box's own invariants ---

@@ -7,6 +7,8 @@ import type { Job, JobResult } from './worker.ts'
 
 /** A mail whose inspection ran past its budget: the worker was stopped, the mail is tempfailed. */
 export class InspectionTimeout extends createError('EINSPECTION_TIMEOUT', 'InspectionTimeout') {}
+/** The ad hoc tempfails of the pool, one coded class: the mail is refused with a 451 and the firm's system sends it again. */
+export class InspectionUnavailable extends createError('EINSPECTION_UNAVAILABLE', 'InspectionUnavailable') {}
 
 /** What an inspection gives back: its outcome, and the mail's bytes (moved back from the worker). */
 export interface Inspected {
@@ -52,7 +54,7 @@ export class InspectionPool {
 
   async stop(): Promise<void> {
     this.#stopped = true
-    for (const p of this.#queue.splice(0)) p.reject(new Error('the box is stopping'))
+    for (const p of this.#queue.splice(0)) p.reject(new InspectionUnavailable('the box is stopping'))
     await Promise.all(this.#slots.map((s) => s.worker.terminate()))
     this.#slots.length = 0
   }
@@ -63,7 +65,7 @@ export class InspectionPool {
    * caller's buffer is empty, and the mail's bytes are the `message` returned.
    */
   run(req: InspectRequest): Promise<Inspected> {
-    if (this.#stopped) return Promise.reject(new Error('the box is stopping'))
+    if (this.#stopped) return Promise.reject(new InspectionUnavailable('the box is stopping'))
     return new Promise((resolve, reject) => {
       this.#queue.push({ req, resolve, reject })
       this.#dispatch()
@@ -83,7 +85,7 @@ export class InspectionPool {
     worker.unref()
     worker.on('message', (r: JobResult | { ready: true }) => ('ready' in r ? this.#ready(worker) : this.#done(worker, r)))
     worker.on('error', (err: Error) => this.#lost(worker, err))
-    worker.on('exit', (code) => this.#lost(worker, new Error(`inspection worker exited (${code})`)))
+    worker.on('exit', (code) => this.#lost(worker, new InspectionUnavailable(`inspection worker exited (${code})`)))
     return worker
   }
 
@@ -118,7 +120,7 @@ export class InspectionPool {
     clearTimeout(job.timer)
     slot.job = undefined
     if (r.ok) job.resolve({ outcome: r.outcome, message: Buffer.from(r.buffer, job.offset, job.length) })
-    else if (r.code === 'ETEMPORARY') job.reject(new Error(r.reason))
+    else if (r.code === 'ETEMPORARY') job.reject(new InspectionUnavailable(r.reason))
     else job.reject(new MimeError(r.code as MimeErrorCode, r.reason))
     this.#dispatch()
   }

@@ -9,7 +9,7 @@ import { BackupError } from '../../firmware/control/backup.ts'
 import { Refused } from '../../firmware/control/server.ts'
 import { SmtpError } from '../../firmware/delivery/client.ts'
 import { PdfSyntaxError } from '../../firmware/policy/pdf-syntax.ts'
-import { InspectionTimeout } from '../../firmware/policy/pool.ts'
+import { InspectionTimeout, InspectionUnavailable } from '../../firmware/policy/pool.ts'
 import { readZip } from '../../firmware/policy/zip.ts'
 import { RecordError } from '../../firmware/spool/record.ts'
 import { BundleError } from '../../firmware/update/bundle.ts'
@@ -34,6 +34,7 @@ const PINNED = [
   'EPDF_SYNTAX',
   'EZIP_INVALID',
   'EINSPECTION_TIMEOUT',
+  'EINSPECTION_UNAVAILABLE',
   'ESMTP_REPLY',
   'ESTART_REFUSED',
   'EAUDIT_UNREADABLE',
@@ -63,6 +64,7 @@ t.test('every error class of the firmware carries its code, and is still the Err
     [new RecordError('authentication failed'), 'ERECORD_INVALID', 'RecordError'],
     [new PdfSyntaxError('unbalanced dictionary'), 'EPDF_SYNTAX', 'PdfSyntaxError'],
     [new InspectionTimeout(), 'EINSPECTION_TIMEOUT', 'InspectionTimeout'],
+    [new InspectionUnavailable('the box is stopping'), 'EINSPECTION_UNAVAILABLE', 'InspectionUnavailable'],
     [new SmtpError('RCPT', '550 5.1.1 no such user'), 'ESMTP_REPLY', 'SmtpError'],
   ] as const
   for (const [err, code, name] of made) {
