@@ -53,10 +53,12 @@ t.test('npm run queue: the operator lists, inspects, holds, releases and retries
   const list = await cli(QUEUE, cfg.path, 'list', '--state', 'deferred')
   t.match(list.stdout, new RegExp(`^ID +STATE +TRY +CREATED +NEXT ATTEMPT\\n${id} +deferred +1 `))
   const shown = await cli(QUEUE, cfg.path, 'show', id)
-  t.match(shown.stdout, /recipients +c\*\*\*\*r@example\.net pending/)
+  // What the tool said on stderr goes with a failure (once seen under heavy load: an empty answer, cause unknown).
+  t.match(shown, { code: 0, stdout: /recipients +c\*\*\*\*r@example\.net pending/ }, `queue show: ${shown.stderr.trim()}`)
   t.match(shown.stdout, /statementId +S-1/)
 
-  t.equal((await cli(QUEUE, cfg.path, 'hold', id)).code, 0)
+  const holding = await cli(QUEUE, cfg.path, 'hold', id)
+  t.equal(holding.code, 0, `queue hold: ${holding.stderr.trim()}`)
   t.match((await cli(QUEUE, cfg.path, 'list', '--json')).stdout, /"state": "held"/)
   const again = await cli(QUEUE, cfg.path, 'retry', id)
   t.equal(again.code, 1)
