@@ -9,6 +9,7 @@ import { html, type Html } from './html.ts'
 import { maintenanceSection, pendingRestart } from './maintenance.ts'
 import { approvalWindow, formBody, layout, table, type Viewer, when } from './pages.ts'
 import type { Routes } from './types.ts'
+import { IdActionParams, IdParams, NameActionParams } from './schemas.ts'
 
 /**
  * Configuration under change control on the admin page (S5, S7): the version
@@ -125,8 +126,8 @@ function configHelpers(r: Routes) {
 function registerConfigProposing(r: Routes): void {
   const { app } = r
   const { c, admins, page, failure } = configHelpers(r)
-  app.get('/config', { preHandler: r.need(admins) }, async (req, reply) => r.page(reply, await page(r.viewer(req, reply)!)))
-  app.post('/config/propose', { preHandler: r.need(admins) }, async (req, reply) => {
+  app.get('/config', { preValidation: r.need(admins) }, async (req, reply) => r.page(reply, await page(r.viewer(req, reply)!)))
+  app.post('/config/propose', { preValidation: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     try {
       const base = await c.versions.inForce()
@@ -136,7 +137,7 @@ function registerConfigProposing(r: Routes): void {
       return r.page(reply.code(400), await page(v, failure(err)))
     }
   })
-  app.post('/config/restore', { preHandler: r.need(admins) }, async (req, reply) => {
+  app.post('/config/restore', { preValidation: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     try {
       const p = await c.proposals.restore(v.user, Number(formBody(req).version), formBody(req).reason ?? '')
@@ -169,7 +170,7 @@ function registerConfigAccounts(r: Routes): void {
     const password = randomBytes(18).toString('base64url')
     return { password, hash: await hashPassword(password) }
   }
-  app.post('/config/accounts', { preHandler: r.need(admins) }, async (req, reply) => {
+  app.post('/config/accounts', { preValidation: r.need(admins) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     try {
       const name = (formBody(req).name ?? '').trim()
@@ -187,9 +188,9 @@ function registerConfigAccounts(r: Routes): void {
       return r.page(reply.code(400), await page(v, failure(err)))
     }
   })
-  app.post('/config/accounts/:name/:action', { preHandler: r.need(admins) }, async (req, reply) => {
+  app.post('/config/accounts/:name/:action', { preValidation: r.need(admins), schema: { params: NameActionParams } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const { name, action } = req.params as { name: string; action: string }
+    const { name, action } = req.params
     try {
       const fresh = action === 'rotate' ? await newPassword() : undefined
       const { p, text } = await accountChange(req, v, (accounts) => {
@@ -217,15 +218,15 @@ function registerConfigAccounts(r: Routes): void {
 function registerConfigDecisions(r: Routes): void {
   const { app, deps: d } = r
   const { c, admins, proposalPage, failure } = configHelpers(r)
-  app.get('/config/proposals/:id', { preHandler: r.need(admins) }, async (req, reply) => {
+  app.get('/config/proposals/:id', { preValidation: r.need(admins), schema: { params: IdParams } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const p = c.proposals.get((req.params as { id: string }).id)
+    const p = c.proposals.get(req.params.id)
     if (!p) return reply.code(404).send('no such proposal\n')
     return r.page(reply, await proposalPage(v, p))
   })
-  app.post('/config/proposals/:id/:action', { preHandler: r.need(admins) }, async (req, reply) => {
+  app.post('/config/proposals/:id/:action', { preValidation: r.need(admins), schema: { params: IdActionParams } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const { id, action } = req.params as { id: string; action: string }
+    const { id, action } = req.params
     const p = c.proposals.get(id)
     if (!p) return reply.code(404).send('no such proposal\n')
     try {

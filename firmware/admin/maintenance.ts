@@ -64,7 +64,7 @@ export function registerMaintenanceRoutes(r: Routes): void {
   const c = d.changeControl
   const refused = (v: Viewer, text: string) => layout('Configuration 設定', html`<p><a href="/config">Back 返回</a></p>`, v, { kind: 'error', text })
 
-  app.post('/config/backup', { preHandler: r.need(['admin']) }, async (req, reply) => {
+  app.post('/config/backup', { preValidation: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const b = formBody(req)
     if ((b.passphrase ?? '') !== (b.again ?? '')) return r.page(reply.code(400), refused(v, 'The two passphrases differ. 兩次密語不同。'))
@@ -83,7 +83,7 @@ export function registerMaintenanceRoutes(r: Routes): void {
       .send(made.bundle)
   })
 
-  app.post('/restart', { preHandler: r.need(['admin']) }, async (req, reply) => {
+  app.post('/restart', { preValidation: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const b = formBody(req)
     if (!c.restart.supervised) return r.page(reply.code(409), refused(v, 'No service manager would start the box again here.'))

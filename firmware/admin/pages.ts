@@ -15,8 +15,14 @@ export function approvalWindow(d: { config: { admin: { proposalExpiryHours: numb
   return Math.min(proposedAt, d.clock.now() - d.config.admin.proposalExpiryHours * 3_600_000)
 }
 
+/**
+ * A form's fields (application/x-www-form-urlencoded), each one string. A field sent twice
+ * arrives as an array, which no form of the page sends: it counts as not given, never as a
+ * string to a handler (#34).
+ */
 export function formBody(req: { body: unknown }): Record<string, string | undefined> {
-  return req.body && typeof req.body === 'object' ? (req.body as Record<string, string | undefined>) : {}
+  if (!req.body || typeof req.body !== 'object') return {}
+  return Object.fromEntries(Object.entries(req.body).filter((e): e is [string, string] => typeof e[1] === 'string'))
 }
 
 export interface Viewer {

@@ -6,6 +6,7 @@ import { ROLES, type Role } from './accounts.ts'
 import { html, type Html } from './html.ts'
 import { formBody, layout, table, type Viewer } from './pages.ts'
 import type { Routes } from './types.ts'
+import { IdActionParams, IdParams, QueueQuery } from './schemas.ts'
 
 /**
  * The admin page's queue (S6, M9): the spool's list by state with what the
@@ -25,9 +26,9 @@ export function registerQueueRoutes(r: Routes): void {
   const { app, deps: d } = r
   const box = boxIdOf(d.config)
 
-  app.get('/queue', { preHandler: r.need(ALL) }, async (req, reply) => {
+  app.get('/queue', { preValidation: r.need(ALL), schema: { querystring: QueueQuery } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const q = req.query as { state?: string; page?: string; statement?: string; recipient?: string }
+    const q = req.query
     const summary = await d.control.request({ cmd: 'queue.summary', who: v.user }, 'admin-page')
     const store = d.records.ledger()
     const statement = (q.statement ?? '').trim()
@@ -70,15 +71,15 @@ export function registerQueueRoutes(r: Routes): void {
     const store = d.records.ledger()
     return store ? mailHistory(store, box, id).catch(() => undefined) : undefined
   }
-  app.get('/queue/:id', { preHandler: r.need(ALL) }, async (req, reply) => {
+  app.get('/queue/:id', { preValidation: r.need(ALL), schema: { params: IdParams } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const { id } = req.params as { id: string }
+    const { id } = req.params
     const shown = await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')
     return r.page(reply, queueMailPage(v, id, shown, undefined, await historyOf(id)))
   })
-  app.post('/queue/:id/:action', { preHandler: r.need(['admin', 'operator']) }, async (req, reply) => {
+  app.post('/queue/:id/:action', { preValidation: r.need(['admin', 'operator']), schema: { params: IdActionParams } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const { id, action } = req.params as { id: string; action: string }
+    const { id, action } = req.params
     if (!['hold', 'release', 'retry', 'remove'].includes(action)) return reply.code(404).send('no such action\n')
     const res = await d.control.request({ cmd: `queue.${action}`, args: { id, reason: formBody(req).reason }, who: v.user }, 'admin-page')
     const shown = action === 'remove' && res.ok ? res : await d.control.request({ cmd: 'queue.show', args: { id }, who: v.user }, 'admin-page')

@@ -10,6 +10,7 @@ import { PAPER_FIELDS, paperOwedRows, summary } from '../ledger/queries.ts'
 import { html } from './html.ts'
 import { layout, table, type Viewer } from './pages.ts'
 import type { RecordDeps, Routes } from './types.ts'
+import { MonthQuery, RangeQuery } from './schemas.ts'
 
 /**
  * The admin page's records: the ledger's reports and paper-owed list (M8,
@@ -51,11 +52,11 @@ function recordHelpers(r: Routes) {
 function registerReportRoutes(r: Routes, rec: RecordDeps): void {
   const { app, deps: d } = r
   const { today } = recordHelpers(r)
-  app.get('/reports', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
+  app.get('/reports', { preValidation: r.need(['admin', 'operator', 'auditor']), schema: { querystring: RangeQuery } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const store = rec.ledger()
     if (!store) return r.page(reply, layout('Reports 報表', html`<p class="notice error">The ledger is off (reports.enabled).</p>`, v))
-    const q = req.query as { from?: string; to?: string }
+    const q = req.query
     // The ledger's days are the firm's (reports.timeZone): from 00:00 to 08:00 in Taipei the UTC date is yesterday's.
     const to = q.to && DAY.test(q.to) ? q.to : today(d.clock.now())
     const from = q.from && DAY.test(q.from) ? q.from : new Date(Date.parse(to) - 13 * 86_400_000).toISOString().slice(0, 10)
@@ -85,10 +86,10 @@ function registerReportRoutes(r: Routes, rec: RecordDeps): void {
 function registerPaperRoutes(r: Routes, rec: RecordDeps): void {
   const { app, deps: d } = r
   const { tz, local } = recordHelpers(r)
-  app.get('/reports/paper', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
+  app.get('/reports/paper', { preValidation: r.need(['admin', 'operator', 'auditor']), schema: { querystring: MonthQuery } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const store = rec.ledger()
-    const month = (req.query as { month?: string }).month ?? ''
+    const month = req.query.month ?? ''
     if (!store || !MONTH.test(month)) return reply.code(400).send('a month (YYYY-MM) is needed, and the ledger must be on\n')
     const rows: string[][] = []
     let total = 0
@@ -126,10 +127,10 @@ function registerPaperRoutes(r: Routes, rec: RecordDeps): void {
     )
   })
 
-  app.get('/reports/paper.csv', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
+  app.get('/reports/paper.csv', { preValidation: r.need(['admin', 'operator', 'auditor']), schema: { querystring: MonthQuery } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const store = rec.ledger()
-    const month = (req.query as { month?: string }).month ?? ''
+    const month = req.query.month ?? ''
     if (!store || !MONTH.test(month)) return reply.code(400).send('a month (YYYY-MM) is needed, and the ledger must be on\n')
     d.events.emit({ type: 'admin.action', who: v.user, via: 'admin-page', action: 'reports.paper', target: month, outcome: 'ok', detail: 'csv' })
     // A BOM so Excel in Taiwan reads it as UTF-8.
@@ -142,7 +143,7 @@ function registerPaperRoutes(r: Routes, rec: RecordDeps): void {
 /** S11: the certificates the box signs and serves with, and when they expire. */
 function registerCertificateRoutes(r: Routes, rec: RecordDeps): void {
   const { app, deps: d } = r
-  app.get('/certificates', { preHandler: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
+  app.get('/certificates', { preValidation: r.need(['admin', 'operator', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const status = await d.control.request({ cmd: 'box.status', who: v.user }, 'admin-page')
     const hsm = (status.ok ? (status.result as { hsm?: HsmView }).hsm : undefined) ?? {}
@@ -177,11 +178,11 @@ function registerAuditRecordRoutes(r: Routes, rec: RecordDeps): void {
   const { local } = recordHelpers(r)
   // S6: the chain verified from the page, in the background; the last result is kept and shown.
   let verify: VerifyState | undefined
-  app.get('/audit/verify', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
+  app.get('/audit/verify', { preValidation: r.need(['admin', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     return r.page(reply, layout('Audit chain 稽核鏈驗證', verifyView(v, verify, local), v))
   })
-  app.post('/audit/verify', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
+  app.post('/audit/verify', { preValidation: r.need(['admin', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     if (!verify || verify.finishedAt !== undefined) {
       const state: VerifyState = { by: v.user, startedAt: d.clock.now(), records: 0 }
@@ -200,9 +201,9 @@ function registerAuditRecordRoutes(r: Routes, rec: RecordDeps): void {
   })
 
   // S6: the auditor takes the trail away as a bundle they verify without the box (verify.sh inside).
-  app.get('/audit/export', { preHandler: r.need(['auditor']) }, async (req, reply) => {
+  app.get('/audit/export', { preValidation: r.need(['auditor']), schema: { querystring: RangeQuery } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const q = req.query as { from?: string; to?: string }
+    const q = req.query
     const range = { from: q.from && DAY.test(q.from) ? q.from : undefined, to: q.to && DAY.test(q.to) ? q.to : undefined }
     const tmp = await mkdtemp(join(d.config.dataDir, 'tmp-audit-export-'))
     const name = `audit-${range.from ?? 'start'}-to-${range.to ?? 'now'}`

@@ -90,8 +90,8 @@ function resetHelpers(r: Routes) {
 function registerResetRequest(r: Routes): void {
   const { app, deps: d } = r
   const { file, pending, supervised, page, check, action } = resetHelpers(r)
-  app.get('/system/reset', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
-  app.post('/system/reset/request', { preHandler: r.need(['admin']) }, async (req, reply) => {
+  app.get('/system/reset', { preValidation: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
+  app.post('/system/reset/request', { preValidation: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const b = formBody(req)
     if (!supervised || pending()) return r.page(reply.code(409), page(v, { kind: 'error', text: 'Not now: see above.' }))
@@ -102,7 +102,7 @@ function registerResetRequest(r: Routes): void {
     action(v, 'box.factory-reset.requested', b.reason!.trim())
     return r.page(reply, page(v, { kind: 'ok', text: 'Asked. A second administrator approves it within the hour.' }))
   })
-  app.post('/system/reset/withdraw', { preHandler: r.need(['admin']) }, async (req, reply) => {
+  app.post('/system/reset/withdraw', { preValidation: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     if (pending()) {
       rmSync(file, { force: true })
@@ -116,7 +116,7 @@ function registerResetRequest(r: Routes): void {
 function registerResetApproval(r: Routes): void {
   const { app, deps: d } = r
   const { dataDir, file, pending, supervised, page, check, action } = resetHelpers(r)
-  app.post('/system/reset/approve', { preHandler: r.need(['admin']) }, async (req, reply) => {
+  app.post('/system/reset/approve', { preValidation: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const p = pending()
     if (!p || !supervised) return r.page(reply.code(409), page(v, { kind: 'error', text: 'No factory reset is waiting for approval.' }))

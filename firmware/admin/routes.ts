@@ -13,6 +13,7 @@ import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE, type Sessions } from './sessi
 import type { Routes } from './types.ts'
 import { alarms, dashboardPage, type Signals } from './views.ts'
 import { LoginDelays } from './login-delays.ts'
+import { AccountQuery, AuditQuery, SeriesQuery } from './schemas.ts'
 
 const ALL: readonly Role[] = ROLES
 /** One message for every refused login (S3): it never says whether the name, the password or the code was wrong. */
@@ -172,12 +173,12 @@ function registerDashboardRoutes(r: Routes): void {
     const status = await d.control.request({ cmd: 'box.status', who }, 'admin-page')
     return status.ok ? (status.result as Record<string, unknown>) : {}
   }
-  app.get('/dashboard', { preHandler: r.need(ALL) }, async (req, reply) => {
+  app.get('/dashboard', { preValidation: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     return r.page(reply, dashboardPage(v, await statusFor(v.user), d.config, d.system.current(), signals(), d.firmware()))
   })
-  app.get('/api/series', { preHandler: r.need(ALL) }, async (req, reply) => {
-    const span = (req.query as { span?: string }).span === 'day' ? 'day' : 'hour'
+  app.get('/api/series', { preValidation: r.need(ALL), schema: { querystring: SeriesQuery } }, async (req, reply) => {
+    const span = req.query.span ?? 'hour'
     return reply.send(d.metrics.series(span))
   })
   // S11: Prometheus text exposition, for a scraper with the token or from the scraper allowlist.
@@ -192,10 +193,10 @@ function registerDashboardRoutes(r: Routes): void {
 function registerAuditRoutes(r: Routes): void {
   const { app, deps: d } = r
   // S6: the audit trail, searched by queue id, statement id, recipient (by its HMAC), type and time.
-  app.get('/audit', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
+  app.get('/audit', { preValidation: r.need(['admin', 'auditor']), schema: { querystring: AuditQuery } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const q = req.query as Record<string, string | undefined>
-    const asked = ['id', 'statement', 'recipient', 'type', 'from', 'to'].some((k) => q[k])
+    const q = req.query
+    const asked = (['id', 'statement', 'recipient', 'type', 'from', 'to'] as const).some((k) => q[k])
     const found: AuditRecord[] = []
     if (asked) {
       const time = (s: string | undefined, end: boolean) => {
@@ -214,7 +215,7 @@ function registerAuditRoutes(r: Routes): void {
         found.push(rec)
       d.events.emit({ type: 'admin.action', who: v.user, via: 'admin-page', action: 'audit.search', target: q.id || q.statement, outcome: 'ok' })
     }
-    const field = (name: string, label: string) => html`<label>${label} <input name="${name}" value="${q[name] ?? ''}" /></label>`
+    const field = (name: keyof typeof q, label: string) => html`<label>${label} <input name="${name}" value="${q[name] ?? ''}" /></label>`
     return r.page(
       reply,
       layout(
@@ -235,7 +236,7 @@ function registerAuditRoutes(r: Routes): void {
   })
 
   // S6: the last day's failed logins, by account and address, for the daily review.
-  app.get('/logins', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
+  app.get('/logins', { preValidation: r.need(['admin', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const since = d.clock.now() - 86_400_000
     const by = new Map<string, { user: string; address: string; count: number; last: string; reasons: Set<string> }>()
@@ -290,9 +291,9 @@ function registerAccountRoutes(r: Routes): void {
       v,
       notice,
     )
-  app.get('/account', { preHandler: r.need(ALL) }, async (req, reply) => {
+  app.get('/account', { preValidation: r.need(ALL), schema: { querystring: AccountQuery } }, async (req, reply) => {
     const v = r.viewer(req, reply)!
-    const expired = (req.query as { expired?: string }).expired
+    const expired = req.query.expired
     return r.page(
       reply,
       accountPage(
@@ -306,7 +307,7 @@ function registerAccountRoutes(r: Routes): void {
       ),
     )
   })
-  app.post('/account/password', { preHandler: r.need(ALL) }, async (req, reply) => {
+  app.post('/account/password', { preValidation: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const b = formBody(req)
     try {
@@ -318,7 +319,7 @@ function registerAccountRoutes(r: Routes): void {
     }
   })
 
-  app.post('/account/mfa', { preHandler: r.need(ALL) }, async (req, reply) => {
+  app.post('/account/mfa', { preValidation: r.need(ALL) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     try {
       await accounts.resetOwnMfa(v.user, formBody(req).current ?? '')

@@ -6,6 +6,7 @@ import csrf from '@fastify/csrf-protection'
 import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { AddressSet } from '../../hal/net/cidr.ts'
 import type { Component } from '../component.ts'
@@ -150,13 +151,15 @@ export class AdminServer implements Component {
     })
     // S4: every form is CSRF-checked, whoever is logged in.
     // (The plugin's hook answers a bad token itself and does not go on; a callback hook lets it.)
-    app.addHook('preHandler', (req, reply, done) => {
+    // Order (#34): the CSRF check, then each route's role check (its preValidation), then the
+    // route's schema, then the handler: nobody learns a route's schema before both checks pass.
+    app.addHook('preValidation', (req, reply, done) => {
       if (req.method === 'POST') app.csrfProtection(req, reply, done)
       else done()
     })
     app.setErrorHandler(errorPage(this.#log))
     const routes: Routes = {
-      app,
+      app: app.withTypeProvider<TypeBoxTypeProvider>(),
       deps: d,
       sessions: this.sessions,
       loginLimit: { max: a.loginAttemptsPerMinute, timeWindow: 60_000 },

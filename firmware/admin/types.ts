@@ -1,6 +1,15 @@
 import type { KeyObject } from 'node:crypto'
 import type { TlsOptions } from 'node:tls'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify'
 import type { Clock } from '../../hal/clock.ts'
 import type { Config } from '../config/load.ts'
 import type { ControlReply, ControlRequest } from '../control/server.ts'
@@ -65,8 +74,11 @@ export interface AdminDeps {
   }
 }
 
+/** The admin page's fastify instance: route schemas are TypeBox's, and type the handlers' `req.params`, `req.query` and `req.body` (#34). */
+export type AdminApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>
+
 export interface Routes {
-  app: FastifyInstance
+  app: AdminApp
   deps: AdminDeps
   sessions: Sessions
   loginLimit: { max: number; timeWindow: number }

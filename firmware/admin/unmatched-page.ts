@@ -14,7 +14,7 @@ import type { RecordDeps, Routes } from './types.ts'
 export function registerUnmatchedRoutes(r: Routes, rec: RecordDeps): void {
   const { app, deps: d } = r
   const local = localTimeFormatter(d.config.reports.timeZone)
-  app.get('/reports/unmatched', { preHandler: r.need(['admin', 'auditor']) }, async (req, reply) => {
+  app.get('/reports/unmatched', { preValidation: r.need(['admin', 'auditor']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const store = rec.ledger()
     if (!store) return r.page(reply, layout('Unmatched reports 未比對回報', html`<p class="notice error">The ledger is off (reports.enabled).</p>`, v))

@@ -99,12 +99,12 @@ function updateHelpers(r: Routes) {
 function registerUpdateUpload(r: Routes): void {
   const { app, deps: d } = r
   const { dir, stagedPath, staged, event, page } = updateHelpers(r)
-  app.get('/system/update', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
+  app.get('/system/update', { preValidation: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
 
   void app.register((scope, _opts, registered) => {
     // The bundle as a stream to disk, never in memory (a few hundred MB).
     scope.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload))
-    scope.post('/system/update/upload', { preHandler: r.need(['admin']), bodyLimit: MAX_BYTES }, async (req, reply) => {
+    scope.post('/system/update/upload', { preValidation: r.need(['admin']), bodyLimit: MAX_BYTES }, async (req, reply) => {
       const v = r.viewer(req, reply)!
       const f = d.firmware()
       if (!f.slot || staged()) return r.page(reply.code(409), page(v, { kind: 'error', text: 'Not now: see the page.' }))
@@ -166,7 +166,7 @@ function registerUpdateUpload(r: Routes): void {
 function registerUpdateDecision(r: Routes): void {
   const { app, deps: d } = r
   const { dir, stagedPath, staged, event, page } = updateHelpers(r)
-  app.post('/system/update/withdraw', { preHandler: r.need(['admin']) }, async (req, reply) => {
+  app.post('/system/update/withdraw', { preValidation: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const s = staged()
     if (s) {
@@ -177,7 +177,7 @@ function registerUpdateDecision(r: Routes): void {
     return r.page(reply, page(v, { kind: 'ok', text: 'No update is staged.' }))
   })
 
-  app.post('/system/update/approve', { preHandler: r.need(['admin']) }, async (req, reply) => {
+  app.post('/system/update/approve', { preValidation: r.need(['admin']) }, async (req, reply) => {
     const v = r.viewer(req, reply)!
     const s = staged()
     if (!s || !d.changeControl.restart.supervised)

@@ -6,6 +6,7 @@ import { html, type Html } from './html.ts'
 import { formBody, layout, table, userRow, when, type Viewer } from './pages.ts'
 import { COOKIE_OPTIONS as COOKIE, SESSION_COOKIE } from './sessions.ts'
 import type { Routes } from './types.ts'
+import { IdParams, NameActionParams } from './schemas.ts'
 
 type Notice = { kind: 'ok' | 'error'; text: string }
 
@@ -59,9 +60,9 @@ function userHelpers(r: Routes, proposals: AccountProposals) {
 function registerUserChanges(r: Routes, proposals: AccountProposals): void {
   const { app, sessions } = r
   const { accounts, page, handle, proposed } = userHelpers(r, proposals)
-  app.get('/users', { preHandler: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
+  app.get('/users', { preValidation: r.need(['admin']) }, async (req, reply) => r.page(reply, page(r.viewer(req, reply)!)))
 
-  app.post('/users', { preHandler: r.need(['admin']) }, (req, reply) =>
+  app.post('/users', { preValidation: r.need(['admin']) }, (req, reply) =>
     handle(req, reply, (v) => {
       const b = formBody(req)
       const name = (b.name ?? '').trim()
@@ -70,9 +71,9 @@ function registerUserChanges(r: Routes, proposals: AccountProposals): void {
     }),
   )
 
-  app.post('/users/:name/:action', { preHandler: r.need(['admin']) }, (req, reply) =>
+  app.post('/users/:name/:action', { preValidation: r.need(['admin']), schema: { params: NameActionParams } }, (req, reply) =>
     handle(req, reply, (v) => {
-      const { name, action } = req.params as { name: string; action: string }
+      const { name, action } = req.params
       const b = formBody(req)
       const reason = (b.reason ?? '').trim()
       if (action === 'disable') {
@@ -105,9 +106,9 @@ function registerUserChanges(r: Routes, proposals: AccountProposals): void {
 function registerUserProposals(r: Routes, proposals: AccountProposals): void {
   const { app, sessions } = r
   const { handle } = userHelpers(r, proposals)
-  app.post('/users/proposals/:id/approve', { preHandler: r.need(['admin']) }, (req, reply) =>
+  app.post('/users/proposals/:id/approve', { preValidation: r.need(['admin']), schema: { params: IdParams } }, (req, reply) =>
     handle(req, reply, async (v) => {
-      const { id } = req.params as { id: string }
+      const { id } = req.params
       const done = await proposals.approve(id, v.user, formBody(req).code ?? '')
       const c = done.proposal.change
       if (c.kind !== 'create' && c.kind !== 'unlock' && c.kind !== 'enable') sessions.endUser(c.name)
@@ -127,9 +128,9 @@ function registerUserProposals(r: Routes, proposals: AccountProposals): void {
     }),
   )
 
-  app.post('/users/proposals/:id/withdraw', { preHandler: r.need(['admin']) }, (req, reply) =>
+  app.post('/users/proposals/:id/withdraw', { preValidation: r.need(['admin']), schema: { params: IdParams } }, (req, reply) =>
     handle(req, reply, (v) => {
-      proposals.withdraw((req.params as { id: string }).id, v.user)
+      proposals.withdraw(req.params.id, v.user)
       return { notice: { kind: 'ok', text: 'Withdrawn. 已撤回。' } }
     }),
   )
