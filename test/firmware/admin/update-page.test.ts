@@ -10,6 +10,11 @@ import { writeDaemonConfig } from '../../helpers/daemon.ts'
 import { until } from '../../helpers/receiver.ts'
 import { imageCli, realBundle, slotService } from '../../helpers/slots.ts'
 
+// Three starts of a real box from slots, two bundles built, and TOTP codes that must each be fresh (a
+// third code of one authenticator waits for its next 30 s step): 22–130 s measured on a busy 2-core
+// machine, over the suite's 120 s per file.
+t.setTimeout(300_000)
+
 const A = { name: 'wang', password: 'Tea-kettle 7 orchids' }
 const B = { name: 'mei', password: 'Lotus-pond 4 frogs' }
 
