@@ -158,6 +158,15 @@ export class AdminServer implements Component {
       else done()
     })
     app.setErrorHandler(errorPage(this.#log))
+    this.#pages(app)
+    this.#d.accounts.ensureSetupCode()
+    return app
+  }
+
+  /** Every page's routes, each group a fastify plugin of its own (#34): a parser or hook one adds stays with it. */
+  #pages(app: FastifyInstance): void {
+    const d = this.#d
+    const a = d.config.admin
     const routes: Routes = {
       app: app.withTypeProvider<TypeBoxTypeProvider>(),
       deps: d,
@@ -169,17 +178,20 @@ export class AdminServer implements Component {
       metricsAllowed: (req) => metricsAllowed(d.config, req),
       openAccountProposals: () => this.accountProposals.list().filter((p) => p.state === 'open').length,
     }
-    registerRoutes(routes)
-    registerUserRoutes(routes, this.accountProposals)
-    registerQueueRoutes(routes)
-    registerRecordRoutes(routes, d.records)
-    registerUnmatchedRoutes(routes, d.records)
-    registerConfigRoutes(routes)
-    registerMaintenanceRoutes(routes)
-    registerResetRoutes(routes)
-    registerUpdateRoutes(routes)
-    this.#d.accounts.ensureSetupCode()
-    return app
+    const plugin = (register: (r: Routes) => void) =>
+      void app.register((scoped, _opts, done) => {
+        register({ ...routes, app: scoped.withTypeProvider<TypeBoxTypeProvider>() })
+        done()
+      })
+    plugin(registerRoutes)
+    plugin((r) => registerUserRoutes(r, this.accountProposals))
+    plugin(registerQueueRoutes)
+    plugin((r) => registerRecordRoutes(r, d.records))
+    plugin((r) => registerUnmatchedRoutes(r, d.records))
+    plugin(registerConfigRoutes)
+    plugin(registerMaintenanceRoutes)
+    plugin(registerResetRoutes)
+    plugin(registerUpdateRoutes)
   }
 }
 
