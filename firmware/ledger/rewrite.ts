@@ -1,6 +1,5 @@
-import { decodeHTMLAttribute } from 'entities'
 import { base64Lines } from '../mime/encode.ts'
-import { QuoteType, tokenizeHtml } from '../mime/html.ts'
+import { decodeHtmlAttribute, quotedValue, tokenizeHtml } from '../mime/html.ts'
 import type { Splice } from '../mime/edit.ts'
 import { decodedText, isAttachment, walk, type MimeNode } from '../mime/tree.ts'
 
@@ -52,15 +51,14 @@ export function rewriteHtml(html: string, link: ((url: string, index: number) =>
       onattribend(quote, end) {
         if (attr !== 'href' || href || !value) return
         // The splice takes the quotes with it: the new value is always written in double quotes.
-        const quoted = quote === QuoteType.Double || quote === QuoteType.Single
-        href = { start: quoted ? value.start - 1 : value.start, end, value: html.slice(value.start, value.end) }
+        href = { start: quotedValue(quote) ? value.start - 1 : value.start, end, value: html.slice(value.start, value.end) }
       },
       onopentagend: rewrite,
       onselfclosingtag: rewrite,
     })
   function rewrite(): void {
     if (!href || (tag !== 'a' && tag !== 'area')) return
-    const url = decodeHTMLAttribute(href.value).trim()
+    const url = decodeHtmlAttribute(href.value).trim()
     if (!isWebLink(url)) return
     out.push(html.slice(copied, href.start), `"${escapeAttr(link!(url, links.length))}"`)
     copied = href.end

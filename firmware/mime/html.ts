@@ -1,5 +1,7 @@
-import { decodeHTML } from 'entities'
-import { QuoteType, Tokenizer, type TokenizerCallbacks } from 'htmlparser2'
+import { createRequire } from 'node:module'
+import type * as Entities from 'entities/decode'
+import type * as Htmlparser2 from 'htmlparser2'
+import type { TokenizerCallbacks } from 'htmlparser2'
 
 /**
  * HTML as text, for finding what a person could read in a mail (M12). One
@@ -30,6 +32,22 @@ export type HtmlEvents = Partial<TokenizerCallbacks>
 
 const NOTHING = () => {}
 
+const require = createRequire(import.meta.url)
+let libraries: { htmlparser2: typeof Htmlparser2; entities: typeof Entities } | undefined
+/**
+ * htmlparser2 and the entities table, loaded at the first HTML read: together about 11 MB of
+ * each V8 isolate, which the tools and threads that never read HTML (the ledger's export, the
+ * token threads) need not carry.
+ */
+function lib(): NonNullable<typeof libraries> {
+  return (libraries ??= { htmlparser2: require('htmlparser2') as typeof Htmlparser2, entities: require('entities/decode') as typeof Entities })
+}
+
+/** Character references decoded as in text (WHATWG, the whole table). */
+export const decodeHtmlText = (text: string): string => lib().entities.decodeHTML(text)
+/** Character references decoded as in an attribute value (a legacy name before "=" or a letter stays). */
+export const decodeHtmlAttribute = (text: string): string => lib().entities.decodeHTMLAttribute(text)
+
 /** Runs htmlparser2's tokenizer over `html` (references left as written: positions are the markup's own). */
 export function tokenizeHtml(html: string, events: HtmlEvents): void {
   const cbs: TokenizerCallbacks = {
@@ -50,12 +68,16 @@ export function tokenizeHtml(html: string, events: HtmlEvents): void {
     ontextentity: NOTHING,
     ...events,
   }
-  const tokenizer = new Tokenizer({ decodeEntities: false }, cbs)
+  const tokenizer = new (lib().htmlparser2.Tokenizer)({ decodeEntities: false }, cbs)
   tokenizer.write(html)
   tokenizer.end()
 }
 
-export { QuoteType }
+/** Whether the attribute value just ended was in quotes (`onattribend`'s first argument). */
+export const quotedValue = (quote: Htmlparser2.QuoteType): boolean => {
+  const { QuoteType } = lib().htmlparser2
+  return quote === QuoteType.Double || quote === QuoteType.Single
+}
 
 /** Elements whose content a browser does not render as text. */
 const HIDDEN = new Set(['script', 'style'])
@@ -71,7 +93,7 @@ export function htmlText(html: string): HtmlText {
   let to = -1
   const flush = () => {
     if (from < 0) return
-    const text = decodeHTML(html.slice(from, to))
+    const text = decodeHtmlText(html.slice(from, to))
     joined.push(text)
     spaced.push(text)
     from = to = -1
@@ -106,5 +128,5 @@ export function htmlText(html: string): HtmlText {
     onprocessinginstruction: markup,
   })
   flush()
-  return { source: decodeHTML(html), joined: joined.join(''), spaced: spaced.join('') }
+  return { source: decodeHtmlText(html), joined: joined.join(''), spaced: spaced.join('') }
 }
