@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { AppendThread, STAMP } from '../../hal/storage/append-thread.ts'
 import { replaceFile } from '../../hal/storage/files.ts'
-import { GroupCommit } from '../../hal/storage/group.ts'
 import { Percentiles } from '../percentiles.ts'
 import { boxError } from '../box-errors.ts'
 
@@ -52,27 +51,27 @@ const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q', awaiting: 'A'
 
 /**
  * The spool's state journal: one line per transition, appended and made
- * durable before the transition is acted on. Appends from concurrent callers
- * are group-committed: whoever arrives while a flush is running joins the next
- * one, so many transitions share one durable write.
+ * durable before the transition is acted on. Each line is written the moment
+ * it is asked for; the flushes are grouped on the journal's sync thread
+ * (append-thread.ts), so many transitions share one fdatasync and none waits
+ * for another's to be written.
  */
 export class Journal {
   readonly #path: string
   /**
-   * #33: the journal's own writer thread. A receiver's 250 is recorded without waiting for a
-   * thread of the libuv pool (shared with record writes, reads and fsyncs); in the suite's kill
-   * run the pool path's writes took p99 8.1 / max 14.1 ms from stamp to durable, a write on a
-   * thread of its own p99 5.2 / max 9.7 ms (docs/reliability.md).
+   * #33: the journal's own writer and sync threads. A receiver's 250 is recorded without waiting for a
+   * thread of the libuv pool (shared with record writes, reads and fsyncs), and its line is in the file
+   * (safe from a kill -9) without waiting for another line's flush (docs/reliability.md has the figures).
    */
   #out: AppendThread | undefined
-  /** Lines are made when their group is written: each carries the time its write began (`STAMP`). */
-  readonly #commit = new GroupCommit<(stamp: string) => string>((lines) => this.#write(lines))
+  /** Lines still being made durable, for `close`. */
+  readonly #inFlight = new Set<Promise<void>>()
   /**
-   * #33: from a group's stamp to its write returning durable (ms): what the stamp in a line leaves
+   * #33: from a line's stamp to its flush returning durable (ms): what the stamp in a line leaves
    * out (the disk's time), for status and the reliability suite.
    */
   readonly writes = new Percentiles(4096)
-  /** The last groups' stamps and write times, in pairs (the reliability suite pairs each line with its write). */
+  /** The last lines' stamps and times to durable, in pairs (the reliability suite pairs each line with its write). */
   readonly #recent = new Float64Array(2 * 4096)
   #recentN = 0
 
@@ -125,14 +124,12 @@ export class Journal {
     const now = Date.now()
     for (const [id, s] of entries) lines.push(line(id, s.state, s.attempts, s.nextAttemptAt, s.done, b36(now)))
     for (const [id, notes] of progress) for (const n of notes) lines.push(progressLine(id, n, b36(n.at)))
-    await this.#out?.close()
+    await this.close()
     await replaceFile(this.#path, (fh) => fh.writeFile(lines.join('')))
-    // O_DSYNC on the writer's thread: each write is on the disk when it returns, one write per
-    // group instead of a write and an fdatasync (the window in which a crash sends a mail twice).
     this.#out = new AppendThread(this.#path)
   }
 
-  /** The last (up to 4,096) groups written: each one's stamp and its time from stamp to durable (ms). */
+  /** The last (up to 4,096) lines written: each one's stamp and its time from stamp to durable (ms). */
   recentWrites(): [number, number][] {
     const out: [number, number][] = []
     for (let i = 0; i < Math.min(this.#recentN, 4096); i++) out.push([this.#recent[2 * i]!, this.#recent[2 * i + 1]!])
@@ -141,24 +138,31 @@ export class Journal {
 
   /** Durable when it resolves: a recipient transaction's outcome (#33). */
   appendProgress(id: string, note: ProgressNote): Promise<void> {
-    return this.#commit.add((stamp) => progressLine(id, note, stamp))
+    return this.#write(progressLine(id, note, STAMP))
   }
 
-  /** Durable when it resolves; appends from concurrent callers share one write. */
+  /** Durable when it resolves; concurrent callers' lines share one flush. */
   append(id: string, state: JournalState['state'] | 'queued', attempts: number, nextAttemptAt: number, done?: string): Promise<void> {
-    return this.#commit.add((stamp) => line(id, state, attempts, nextAttemptAt, done, stamp))
+    return this.#write(line(id, state, attempts, nextAttemptAt, done, STAMP))
   }
 
   async close(): Promise<void> {
-    await this.#commit.idle()
+    await Promise.allSettled(this.#inFlight)
     await this.#out?.close()
     this.#out = undefined
   }
 
-  async #write(lines: ((stamp: string) => string)[]): Promise<void> {
-    if (!this.#out) throw boxError('EINTERNAL', 'journal is not open')
+  #write(text: string): Promise<void> {
+    const out = this.#out
+    if (!out) return Promise.reject(boxError('EINTERNAL', 'journal is not open'))
+    const done = this.#written(out, text)
+    this.#inFlight.add(done)
+    return done.finally(() => this.#inFlight.delete(done))
+  }
+
+  async #written(out: AppendThread, text: string): Promise<void> {
     // The thread stamps, writes and cuts back a torn write (append-thread.ts).
-    const { at, ms } = await this.#out.append(lines.map((l) => l(STAMP)).join(''))
+    const { at, ms } = await out.append(text)
     this.writes.add(ms)
     const i = (this.#recentN++ % 4096) * 2
     this.#recent[i] = at

@@ -2,11 +2,18 @@ import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } f
 import { parentPort, workerData } from 'node:worker_threads'
 
 /**
- * The thread behind `AppendThread` (append-thread.ts): one file descriptor
- * opened O_APPEND | O_DSYNC, one write at a time, each durable when it returns.
+ * The writer behind `AppendThread` (append-thread.ts): one file descriptor
+ * opened O_APPEND, one write at a time, each in the page cache when it returns
+ * (what a killed process cannot take back), then published in `written` for
+ * the sync thread (sync-worker.ts), which makes it durable (`state`: see there). A write is never
+ * queued behind an fdatasync.
  */
-const fd = openSync((workerData as { path: string }).path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600)
+const { path, shared } = workerData as { path: string; shared: SharedArrayBuffer }
+const state = new BigInt64Array(shared)
+const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600)
 let size = fstatSync(fd).size
+Atomics.store(state, 0, BigInt(size))
+parentPort!.postMessage({ fd, size })
 
 parentPort!.on('message', (m: { id: number; text?: string; close?: boolean }) => {
   if (m.close) {
@@ -14,14 +21,17 @@ parentPort!.on('message', (m: { id: number; text?: string; close?: boolean }) =>
     parentPort!.close()
     return
   }
-  const at = Date.now()
+  const now = performance.timeOrigin + performance.now()
+  const at = Math.floor(now)
   const data = Buffer.from(m.text!.replaceAll('\u0001', at.toString(36)), 'latin1')
-  const t0 = performance.now()
   try {
     const written = writeSync(fd, data)
     if (written !== data.length) throw Object.assign(new Error(`write cut short (${written} of ${data.length} bytes)`), { code: 'ENOSPC' })
     size += written
-    parentPort!.postMessage({ id: m.id, at, ms: performance.now() - t0 })
+    Atomics.store(state, 0, BigInt(size))
+    Atomics.add(state, 1, 1n)
+    Atomics.notify(state, 1)
+    parentPort!.postMessage({ id: m.id, at, began: now, end: size })
   } catch (err) {
     try {
       ftruncateSync(fd, size)

@@ -49,3 +49,39 @@ t.test('a write the disk takes only in part is cut back: the file ends with whol
   t.equal(text.split('\n').filter(Boolean).length, results.length - failed.length, 'and holds exactly the appends that succeeded')
   await t.rejects(out.append('late\n'), /closed/, 'after close an append fails')
 })
+
+t.test('closed at once — before the sync thread is even running, or with a write still going — both threads end', async (t) => {
+  const dir = tempDir(t)
+  for (let i = 0; i < 20; i++) {
+    const out = new AppendThread(join(dir, `j${i}`))
+    const write = i % 2 ? out.append(`line ${STAMP}\n`) : undefined
+    const closed = await Promise.race([out.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('hung'), 5000))])
+    if (closed !== 'closed') return t.fail(`close ${i} hung`)
+    if (write) await write
+  }
+  t.pass('20 closes returned, the pending writes durable first')
+})
+
+t.test('lines are written while others wait for their flush: 500 appends share far fewer fdatasyncs, and each resolves only once durable', async (t) => {
+  const path = join(tempDir(t), 'journal')
+  const out = new AppendThread(path)
+  t.teardown(() => out.close())
+  const sizes: number[] = []
+  const replies = await Promise.all(
+    Array.from({ length: 500 }, (_, i) =>
+      out.append(`line ${i} ${STAMP}\n`).then((r) => {
+        sizes.push(readFileSync(path).length)
+        return r
+      }),
+    ),
+  )
+  t.ok(
+    sizes.every((s, i) => s >= (i + 1) * 'line 0 x\n'.length),
+    'when an append resolves, its line (and every earlier one) is in the file',
+  )
+  t.ok(out.flushes >= 1 && out.flushes < 250, `${out.flushes} fdatasyncs for 500 lines`)
+  t.ok(
+    replies.every((r) => r.ms >= 0),
+    'each reply names the time from its stamp to durable',
+  )
+})
