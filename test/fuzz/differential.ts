@@ -4,6 +4,7 @@ import libmime from 'libmime'
 import { parseParams } from '../../firmware/mime/params.ts'
 import { decodeWords } from '../../firmware/mime/words.ts'
 import { readZip, type ZipEntry } from '../../firmware/policy/zip.ts'
+import { pythonZipOne } from '../helpers/py-zip.ts'
 import { mutated, target, ZIP, zipWorst, type Target } from './inputs.ts'
 
 /** Text split into RFC 2047 words at any byte (mid-character and mid-quantum, as mailers do), B or Q, between plain words. */
@@ -49,19 +50,10 @@ const rfc2231Value = fc
  * entry's raw name bytes and flag bits as the central directory Python trusts gives them, or
  * the error that stops Python opening it.
  */
-const PY_ZIP = `
-import io, sys, json, zipfile
-try:
-    with zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())) as z:
-        out = [[i.orig_filename.encode('utf-8' if i.flag_bits & 0x800 else 'cp437').hex(), i.flag_bits] for i in z.infolist()]
-except Exception as e:
-    out = '%s: %s' % (type(e).__name__, e)
-print(json.dumps(out))
-`
-function pythonZip(zip: Buffer): ZipEntry[] | string {
-  const out = JSON.parse(execFileSync('/usr/bin/python3', ['-I', '-S', '-c', PY_ZIP], { input: zip }).toString()) as [string, number][] | string
-  if (typeof out === 'string') return out
-  return out.map(([hex, flags]) => ({ name: Buffer.from(hex, 'hex').toString(flags & 0x800 ? 'utf8' : 'latin1'), encrypted: (flags & 1) === 1 }))
+/** Python's zipfile's reading of an archive in our reader's shape, or its error. */
+function pythonZipEntries(zip: Buffer): ZipEntry[] | string {
+  const r = pythonZipOne(zip)
+  return 'error' in r ? r.error : r.entries.map(([name, encrypted]) => ({ name, encrypted }))
 }
 
 /** Well-formed archives as Python writes them: deflated files under a folder, once with ZIP64 records forced. */
@@ -127,7 +119,7 @@ export const DIFFERENTIAL: Target<unknown>[] = [
         if ([ZIP, ...PY_ZIPS].some((z) => z.equals(b))) throw new Error(`readZip refused a well-formed archive: ${ours.reason}`)
         return
       }
-      const theirs = pythonZip(b)
+      const theirs = pythonZipEntries(b)
       if (typeof theirs !== 'string' && JSON.stringify(theirs) !== JSON.stringify(ours.entries))
         throw new Error(`readZip ${b.toString('base64')}: ours ${JSON.stringify(ours.entries)}, zipfile ${JSON.stringify(theirs)}`)
     },

@@ -2,9 +2,10 @@ import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { searchTrail } from '../../firmware/audit/search.ts'
-import { HALF_HELLO, LISTENERS, Wire, goodClient, type ListenerName } from '../helpers/lifecycle.ts'
+import { HALF_HELLO, LISTENERS, Wire, type ListenerName } from '../helpers/lifecycle.ts'
 import { RawSmtp } from '../helpers/smtp.ts'
 import { Box, statement } from './box.ts'
+import { goodClientThread } from './good-thread.ts'
 import { receiver, routeTo, row } from './mx.ts'
 
 /**
@@ -67,13 +68,6 @@ function sampler(probe: () => Promise<{ ok: boolean; ms: number }>, everyMs: num
   }
 }
 
-/** A DSN from the internet to postmaster: the good client of the return path. */
-async function goodReport(box: Box): Promise<{ ok: boolean; ms: number }> {
-  const t0 = Date.now()
-  const answer = await goodClient(box.target, 'return-path', '127.0.0.1').catch(() => 'failed')
-  return { ok: answer === '250', ms: Date.now() - t0 }
-}
-
 /** 1,000 reports half sent from 100 addresses (10 MB each offered, never the final dot), twice. */
 export async function returnPathMemory(): Promise<void> {
   const rx = await receiver()
@@ -81,7 +75,8 @@ export async function returnPathMemory(): Promise<void> {
   await box.start()
   await sleep(3000)
   const idle = rss(box)
-  const good = sampler(() => goodReport(box), 200)
+  // The good client runs on a thread of its own: the flood below keeps this thread's event loop busy.
+  const goodThread = goodClientThread(box.target, 'return-path', 200, '127.0.0.1')
   const cpu = () => {
     const f = readFileSync(`/proc/${box.proc!.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
     return (Number(f[11]) + Number(f[12])) / 100
@@ -138,7 +133,7 @@ export async function returnPathMemory(): Promise<void> {
   }
   const first = await round(1)
   const second = await round(2)
-  await good.stop()
+  const good = await goodThread.stop()
   if (process.env.SG_REL_DEBUG) process.stderr.write(`good DSN latencies in order: ${good.ms.join(' ')}\n`)
   const status = await box.status()
   await box.kill('SIGTERM')
@@ -147,9 +142,9 @@ export async function returnPathMemory(): Promise<void> {
   row(
     'return path: 1,000 half-sent 10 MB reports from 100 addresses, twice (defaults: memoryBudgetBytes 64 MiB, maxClients 2,000)',
     `RSS idle ${(idle / MB).toFixed(0)} MB; peak (VmHWM) above idle after the first round ${((first.peak - idle) / MB).toFixed(0)} MB, after the second ` +
-      `${((second.peak - idle) / MB).toFixed(0)} MB (target ≤ 150 MB, and the second round not raising it by more than 16 MB); good DSN to postmaster every 200 ms: ${good.ms.length} answered 250, ` +
-      `${good.failed()} not, p99 ${pct(good.ms, 0.99)} ms, slowest ${worstGood} ms (target ≤ 1,000 ms); return path ${JSON.stringify((status as { returnPath?: unknown }).returnPath ?? {})}`,
-    second.peak - idle <= 150 * MB && second.peak - first.peak <= 16 * MB && good.failed() === 0 && worstGood <= 1000,
+      `${((second.peak - idle) / MB).toFixed(0)} MB (target ≤ 150 MB, and the second round not raising it by more than 16 MB); good DSN to postmaster every 200 ms (its own thread): ${good.ms.length} answered 250, ` +
+      `${good.failed} not, p99 ${pct(good.ms, 0.99)} ms, slowest ${worstGood} ms (target ≤ 1,000 ms); return path ${JSON.stringify((status as { returnPath?: unknown }).returnPath ?? {})}`,
+    second.peak - idle <= 150 * MB && second.peak - first.peak <= 16 * MB && good.failed === 0 && worstGood <= 1000,
   )
   rmSync(box.dataDir, { recursive: true, force: true })
 }

@@ -76,6 +76,17 @@ t.test('the window runs to the end of the line’s write: a stamp is taken befor
   const w = windows({ ...k, writes: new Map([[at + 1, 5]]) })
   t.equal(w.interrupted, 1, 'its line (stamp +1, durable +6) came after the kill (+3)')
   t.equal(w.values[0], 3, 'its window is the kill')
+  const written = windows({ ...k, writes: new Map([[at + 1, 5]]) }, 'written')
+  t.equal(written.interrupted, 0, 'but its line was in the file (+1) before the kill: a kill -9 does not send it again')
+  t.equal(written.values[0], 1)
+})
+
+t.test('the window to the line’s write is judged too: lines written late fail even when every flush is instant', async (t) => {
+  const r = clean(500, 25)
+  const v = judgeKill({ ...r, writes: new Map([...r.journal.values()].map(([s]) => [s!, 0])) })
+  t.notOk(v.ok)
+  t.match(v, { window: { p99: 25 }, written: { p99: 25, interrupted: 0 } })
+  t.match(v.why.join(), /window to the line's write p99 25\.0 ms over 20 ms/)
 })
 
 t.test('lost mail and mail delivered without a 250 are told apart', async (t) => {

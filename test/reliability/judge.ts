@@ -40,6 +40,8 @@ export interface KillVerdict {
   /** Statements the receiver got whose client never read a 250 (a resubmitting system sends these twice). */
   withoutA250: number
   window: { p50: number; p99: number; max: number; count: number; interrupted: number; unmatched: number }
+  /** The same to the line's write (its stamp): the line is in the file, where a kill -9 cannot take it back. */
+  written: { p50: number; p99: number; max: number; interrupted: number }
   /** The journal's writes, stamp → durable (each delivery's window runs to its own line's write's end). */
   writes: { p99: number; max: number; unknown: number }
   ok: boolean
@@ -52,12 +54,14 @@ const pct = (sorted: readonly number[], q: number) => sorted[Math.min(sorted.len
 
 /**
  * The 250 → journal window from the receiver's side: for each 250 the receiver gave, the
- * first journal line of that mail written at or after it, to the end of that line's write
- * (its stamp + its group's write time); a delivery whose line was not durable before the
- * next kill counts until that kill — those are the ones sent again.
+ * first journal line of that mail written at or after it, to that line being durable (its
+ * stamp + its time to durable: what a power cut needs) or, `to: 'written'`, to its write
+ * (its stamp: what a kill -9 needs); a delivery whose line was not there before the next
+ * kill counts until that kill — after a kill those are the ones sent again.
  */
 export function windows(
   r: Pick<KillRecords, 'deliveries' | 'journal' | 'kills' | 'writes'>,
+  to: 'durable' | 'written' = 'durable',
 ): KillVerdict['window'] & { values: number[]; unknownWrites: number } {
   const values: number[] = []
   let interrupted = 0
@@ -65,6 +69,7 @@ export function windows(
   let unknownWrites = 0
   const longest = Math.max(0, ...(r.writes?.values() ?? []))
   const durable = (stamp: number) => {
+    if (to === 'written') return stamp
     const ms = r.writes?.get(stamp)
     if (ms === undefined) unknownWrites++
     return stamp + (ms ?? longest)
@@ -95,12 +100,15 @@ export function judgeKill(r: KillRecords): KillVerdict {
   const withoutA250 = [...got.keys()].filter((id) => !r.accepted.has(id)).length
   const duplicateLimit = Math.floor(r.accepted.size * DUPLICATES_PER_ACCEPTED)
   const window = windows(r)
+  const { p50, p99, max, interrupted } = windows(r, 'written')
+  const written = { p50, p99, max, interrupted }
   const sortedWrites = [...(r.writes?.values() ?? [])].sort((a, b) => a - b)
   const writes = { p99: pct(sortedWrites, 0.99), max: sortedWrites.at(-1) ?? 0, unknown: window.unknownWrites }
   const why: string[] = []
   if (lost > 0) why.push(`${lost} accepted mail(s) never delivered`)
   if (duplicates > duplicateLimit) why.push(`${duplicates} delivered twice, over ${duplicateLimit} (1 per 1,000 of ${r.accepted.size} accepted)`)
   if (window.p99 > WINDOW_P99_MS) why.push(`window p99 ${window.p99.toFixed(1)} ms over ${WINDOW_P99_MS} ms`)
+  if (written.p99 > WINDOW_P99_MS) why.push(`window to the line's write p99 ${written.p99.toFixed(1)} ms over ${WINDOW_P99_MS} ms`)
   if (window.unmatched > 0) why.push(`${window.unmatched} delivery(ies) with no journal line and no kill after them`)
   const { values: _values, unknownWrites: _unknown, ...w } = window
   const duplicateDetails = [...got]
@@ -113,7 +121,7 @@ export function judgeKill(r: KillRecords): KillVerdict {
       const kills = r.kills.filter((k) => k >= t0 - 5000 && k <= ds.at(-1)!.at + 5000).map(rel)
       return `${id}: received ${ds.map((d) => `${rel(d.at)} (${d.queueId})`).join(', ')}; ${lines.join('; ')}; kills ${kills.join(',') || 'none'}`
     })
-  return { accepted: r.accepted.size, lost, duplicates, duplicateLimit, withoutA250, window: w, writes, ok: why.length === 0, why, duplicateDetails }
+  return { accepted: r.accepted.size, lost, duplicates, duplicateLimit, withoutA250, window: w, written, writes, ok: why.length === 0, why, duplicateDetails }
 }
 
 /** The full-disk row: the operators' alarm must come before the first client is turned away with 452. */

@@ -107,9 +107,10 @@ async function killCycles(cycles: number): Promise<KillVerdict> {
   row(
     '250 → journal window, from the receiver’s side (its 250 → its journal line durable; interrupted: → the kill)',
     `p50 ${w.p50.toFixed(1)} ms, p99 ${w.p99.toFixed(1)} ms, max ${w.max.toFixed(1)} ms over ${w.count} deliveries, ${w.interrupted} interrupted by a kill, ` +
-      `${w.unmatched} unmatched; the journal's writes (stamp → durable) p99 ${v.writes.p99.toFixed(1)} ms, max ${v.writes.max.toFixed(1)} ms, ` +
+      `${w.unmatched} unmatched; to the line's write (in the file, safe from a kill -9) p50 ${v.written.p50.toFixed(1)} ms, p99 ${v.written.p99.toFixed(1)} ms, ` +
+      `max ${v.written.max.toFixed(1)} ms, ${v.written.interrupted} interrupted; the journal's lines (stamp → durable) p99 ${v.writes.p99.toFixed(1)} ms, max ${v.writes.max.toFixed(1)} ms, ` +
       `${v.writes.unknown} not known (given the longest) (target p99 ≤ ${WINDOW_P99_MS} ms)`,
-    w.p99 <= WINDOW_P99_MS && w.unmatched === 0,
+    w.p99 <= WINDOW_P99_MS && v.written.p99 <= WINDOW_P99_MS && w.unmatched === 0,
   )
   rmSync(box.dataDir, { recursive: true, force: true })
   return v
@@ -346,7 +347,7 @@ if (verdicts.length > 1) {
     `| kill -9, worst of ${verdicts.length} runs | lost ${w((v) => v.lost)}; duplicates / accepted per run ${verdicts.map((v) => `${v.duplicates}/${v.accepted}`).join(', ')} ` +
       `(limit 1 per 1,000 in each); received without a 250 at most ${w((v) => v.withoutA250)}; window p50 ${w((v) => v.window.p50).toFixed(1)} ms, ` +
       `p99 ${w((v) => v.window.p99).toFixed(1)} ms, max ${w((v) => v.window.max).toFixed(1)} ms, interrupted ${w((v) => v.window.interrupted)}; ` +
-      `journal write max ${w((v) => v.writes.max).toFixed(1)} ms (target p99 ≤ ${WINDOW_P99_MS} ms) | ${ok ? 'pass' : '**FAIL**'} |\n`,
+      `to the line's write p99 ${w((v) => v.written.p99).toFixed(1)} ms, max ${w((v) => v.written.max).toFixed(1)} ms; journal line to durable max ${w((v) => v.writes.max).toFixed(1)} ms (target p99 ≤ ${WINDOW_P99_MS} ms) | ${ok ? 'pass' : '**FAIL**'} |\n`,
   )
 }
 for (const [scenario, s] of byScenario) process.stdout.write(`| ${scenario} | ${s.measured.join(' ‖ ')} | ${s.ok ? 'pass' : '**FAIL**'} |\n`)

@@ -1,33 +1,13 @@
 import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { readZip } from '../../../firmware/policy/zip.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { run } from '../../helpers/hsm.ts'
+import { pythonZip, type PyZipReading } from '../../helpers/py-zip.ts'
 
-type Reading = { entries: [string, boolean][] } | { error: string }
-
-/** Python's zipfile, one process for all archives. */
-async function pythonZip(archives: readonly Buffer[]): Promise<Reading[]> {
-  const script = fileURLToPath(new URL('../../helpers/py-zip.py', import.meta.url))
-  return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/python3', [script])
-    let out = ''
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
-    p.on('error', reject)
-    p.on('close', () =>
-      resolve(
-        out
-          .trim()
-          .split('\n')
-          .map((l) => JSON.parse(l) as Reading),
-      ),
-    )
-    p.stdin.end(archives.map((a) => `${JSON.stringify({ b64: a.toString('base64') })}\n`).join(''))
-  })
-}
+type Reading = PyZipReading
 
 /** Info-ZIP's zipinfo -v: each entry's name and "file security status". */
 async function zipinfo(file: string): Promise<Reading> {
