@@ -22,6 +22,7 @@ PACKAGES=(
   opensc        # pkcs11-tool: inspect the token from outside the box's code
   python3-dkim  # dkimverify: independent DKIM verifier for tests (M4)
   python3-nacl  # lets python3-dkim verify ed25519-sha256 signatures (RFC 8463)
+  python3-jsonschema  # an independent JSON Schema validator for the configuration schema (docs/configuration.schema.json)
   swaks         # independent SMTP client for tests and the README walk-through
   libnet-ssleay-perl     # swaks only recommends its TLS modules; without them
   libio-socket-ssl-perl  # `swaks -tls` exits "TLS not available"

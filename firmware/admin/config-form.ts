@@ -1,14 +1,14 @@
 import { configDiff } from '../audit/config-change.ts'
 import { ConfigError, parseConfig } from '../config/load.ts'
 import { appliesAtOnce, schema } from '../config/schema.ts'
-import type { Field } from '../config/types.ts'
+import { kindOf, shapeOf, type Field } from '../config/types.ts'
 
 /**
  * The configuration form's data side (S7): the schema's keys as form fields,
  * a proposal from what the form sent (secrets left as they are unless a new
  * value was typed), and the keys a proposal changes.
  */
-export type AnyField = Field<unknown> & { shape?: Record<string, AnyField> }
+export type AnyField = Field<unknown>
 export interface Leaf {
   key: string
   field: AnyField
@@ -20,10 +20,10 @@ export const UNCHANGED = '(unchanged)'
 function leaves(shape: Record<string, AnyField>, prefix = ''): Leaf[] {
   return Object.entries(shape).flatMap(([k, f]) => {
     const key = prefix ? `${prefix}.${k}` : k
-    return f.kind === 'object' && f.shape ? leaves(f.shape, key) : [{ key, field: f }]
+    return kindOf(f) === 'object' ? leaves(shapeOf(f)!, key) : [{ key, field: f }]
   })
 }
-export const LEAVES = leaves((schema as unknown as { shape: Record<string, AnyField> }).shape)
+export const LEAVES = leaves(shapeOf(schema)!)
 
 export const get = (o: unknown, key: string): unknown =>
   key.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o)
@@ -51,9 +51,10 @@ export function configFromForm(form: Record<string, string | undefined>, base: u
     if (given === undefined) continue
     const current = get(effective, key)
     let value: unknown
-    if (field.kind === 'boolean') value = given === 'true'
-    else if (field.kind === 'integer') value = given.trim() === '' ? current : Number(given)
-    else if (field.kind === 'list' || field.kind === 'records') {
+    const kind = kindOf(field)
+    if (kind === 'boolean') value = given === 'true'
+    else if (kind === 'integer') value = given.trim() === '' ? current : Number(given)
+    else if (kind === 'list' || kind === 'records') {
       try {
         value = JSON.parse(given) as unknown
       } catch {

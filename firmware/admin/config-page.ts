@@ -4,6 +4,7 @@ import { configDiff } from '../audit/config-change.ts'
 import { ConfigError, parseConfig, type Config } from '../config/load.ts'
 import { ProposalError, Proposals, type Proposal } from '../config/proposals.ts'
 import type { ConfigVersion } from '../config/versions.ts'
+import { kindOf, valuesOf } from '../config/types.ts'
 import { changes, configFromForm, get, LEAVES, maskItems, SECRET, set, type Leaf } from './config-form.ts'
 import { html, type Html } from './html.ts'
 import { maintenanceSection, pendingRestart } from './maintenance.ts'
@@ -34,21 +35,23 @@ function formFields(config: Config): Html {
           const value = get(config, key)
           const name = `c:${key}`
           const label = html`<span class="key">${key}</span> <span class="hint">${field.description}</span>`
-          if (field.kind === 'boolean')
+          const kind = kindOf(field)
+          const values = valuesOf(field)
+          if (kind === 'boolean')
             return html`<label
               >${label}<select name="${name}">
                 <option${value ? html` selected` : ''}>true</option>
                 <option${value ? '' : html` selected`}>false</option>
               </select></label
             >`
-          if (field.values)
+          if (values)
             return html`<label
               >${label}<select name="${name}">
-                ${field.values.map((v) => html`<option${v === value ? html` selected` : ''}>${v}</option>`)}
+                ${values.map((v) => html`<option${v === value ? html` selected` : ''}>${v}</option>`)}
               </select></label
             >`
-          if (field.kind === 'integer') return html`<label>${label}<input type="number" name="${name}" value="${String(value)}" /></label>`
-          if (field.kind === 'list' || field.kind === 'records')
+          if (kind === 'integer') return html`<label>${label}<input type="number" name="${name}" value="${String(value)}" /></label>`
+          if (kind === 'list' || kind === 'records')
             return html`<label>${label}<textarea name="${name}" rows="3">${JSON.stringify(maskItems(value), null, 1)}</textarea></label>`
           if (SECRET.test(key)) return html`<label>${label}<input type="password" name="${name}" value="" placeholder="unchanged; type to replace" /></label>`
           return html`<label>${label}<input name="${name}" value="${String(value)}" /></label>`

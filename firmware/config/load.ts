@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { migrateConfig } from './migrations.ts'
 import { schema, type Config } from './schema.ts'
-import { ConfigError } from './types.ts'
+import { ConfigError, parseWith } from './types.ts'
 
 export { ConfigError }
 export type { Config }
@@ -17,7 +17,7 @@ export const CONFIG_ENV = 'SG_CONFIG'
  * proposals, which record and validate them; S7).
  */
 export function parseConfig(raw: unknown, cwd = process.cwd()): Config {
-  const parsed = schema.parse(migrateConfig(raw ?? {}).config, '')
+  const parsed = parseWith(schema, migrateConfig(raw ?? {}).config)
   const config = { ...parsed, dataDir: resolve(cwd, parsed.dataDir) }
   return deepFreeze(config)
 }

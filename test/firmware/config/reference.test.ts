@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { referenceTable, withReference } from '../../../firmware/config/reference.ts'
 import { appliesAtOnce, LIVE_KEYS, schema } from '../../../firmware/config/schema.ts'
+import { kindOf, shapeOf, type Field } from '../../../firmware/config/types.ts'
 
 t.test('docs/configuration.md carries the reference generated from the current schema', async (t) => {
   const readme = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8')
@@ -10,17 +11,17 @@ t.test('docs/configuration.md carries the reference generated from the current s
 
 t.test('every key has a description and appears in the reference', async (t) => {
   const table = referenceTable()
-  const walk = (prefix: string, shape: Record<string, { description: string; kind: string; shape?: Record<string, never> }>) => {
+  const walk = (prefix: string, shape: Record<string, Field<unknown>>) => {
     for (const [k, f] of Object.entries(shape)) {
       const key = prefix ? `${prefix}.${k}` : k
-      if (f.kind === 'object' && f.shape) walk(key, f.shape)
+      if (kindOf(f) === 'object') walk(key, shapeOf(f)!)
       else {
         t.ok(f.description.length > 15, `${key} is described`)
         t.match(table, `| \`${key}\` |`)
       }
     }
   }
-  walk('', schema.shape as never)
+  walk('', shapeOf(schema)!)
 })
 
 t.test('S7: every key marked as applying at once is a key of the schema, and the reference says which apply when', async (t) => {
