@@ -4,23 +4,22 @@ import t from 'tap'
 import { parseConfig } from '../../firmware/config/load.ts'
 import { LISTENER_TYPES } from '../../firmware/config/sections/fields.ts'
 import { schema } from '../../firmware/config/schema.ts'
+import { kindOf, shapeOf, typeNameOf, type Field } from '../../firmware/config/types.ts'
 import { Box } from './box.ts'
 import { listenersOnPortZero, routeTo } from './mx.ts'
 
 /** #33: the reliability suite's box never collides with another box on this machine. */
 
-type Node = { kind: string; typeName: string; shape?: Record<string, Node> }
-
 /** Every key of the schema that is a listener (by its type), with its value in `config`. */
 function listeners(config: Record<string, unknown>): [string, unknown][] {
   const out: [string, unknown][] = []
-  const walk = (shape: Record<string, Node>, into: Record<string, unknown>, prefix: string) => {
+  const walk = (shape: Record<string, Field<unknown>>, into: Record<string, unknown>, prefix: string) => {
     for (const [k, f] of Object.entries(shape)) {
-      if (f.kind === 'object' && f.shape) walk(f.shape, (into[k] ?? {}) as Record<string, unknown>, `${prefix}${k}.`)
-      else if ((LISTENER_TYPES as readonly string[]).includes(f.typeName)) out.push([`${prefix}${k}`, into[k]])
+      if (kindOf(f) === 'object') walk(shapeOf(f)!, (into[k] ?? {}) as Record<string, unknown>, `${prefix}${k}.`)
+      else if ((LISTENER_TYPES as readonly string[]).includes(typeNameOf(f))) out.push([`${prefix}${k}`, into[k]])
     }
   }
-  walk((schema as unknown as Node).shape!, config, '')
+  walk(shapeOf(schema)!, config, '')
   return out
 }
 

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { SMTPServer } from 'smtp-server'
 import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
 import { LISTENER_TYPES } from '../../firmware/config/sections/fields.ts'
+import { kindOf, shapeOf, typeNameOf, type Field } from '../../firmware/config/types.ts'
 import { schema } from '../../firmware/config/schema.ts'
 import type { Box } from './box.ts'
 import type { Delivery } from './judge.ts'
@@ -95,8 +96,6 @@ export async function receiver(
   }
 }
 
-type SchemaNode = { kind: string; typeName: string; default: unknown; shape?: Record<string, SchemaNode> }
-
 /**
  * Puts every listener of the box on a free port (#33: two suites, or a suite beside
  * `npm start`, never collide): every key the schema marks as a listener's port or
@@ -105,23 +104,23 @@ type SchemaNode = { kind: string; typeName: string; default: unknown; shape?: Re
  */
 export function listenersOnPortZero(raw: Record<string, unknown>): string[] {
   const set: string[] = []
-  const walk = (shape: Record<string, SchemaNode>, into: Record<string, unknown>, prefix: string) => {
+  const walk = (shape: Record<string, Field<unknown>>, into: Record<string, unknown>, prefix: string) => {
     for (const [k, f] of Object.entries(shape)) {
       const key = prefix ? `${prefix}.${k}` : k
-      if (f.kind === 'object' && f.shape) {
+      if (kindOf(f) === 'object') {
         const sub = (into[k] ??= {}) as Record<string, unknown>
-        walk(f.shape, sub, key)
-      } else if (f.typeName === LISTENER_TYPES[0]) {
+        walk(shapeOf(f)!, sub, key)
+      } else if (typeNameOf(f) === LISTENER_TYPES[0]) {
         into[k] = 0
         set.push(key)
-      } else if (f.typeName === LISTENER_TYPES[1]) {
+      } else if (typeNameOf(f) === LISTENER_TYPES[1]) {
         const v = String(into[k] ?? f.default)
         into[k] = `${v.slice(0, v.lastIndexOf(':'))}:0`
         set.push(key)
       }
     }
   }
-  walk((schema as unknown as SchemaNode).shape!, raw, '')
+  walk(shapeOf(schema)!, raw, '')
   return set
 }
 
