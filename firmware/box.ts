@@ -228,6 +228,7 @@ function buildOperator(p: Parts, deps: BoxDeps, clock: Clock) {
     views: {
       'delivery.journal-lag': () => Promise.resolve(delivery.journalLag.values()),
       'spool.journal-writes': () => Promise.resolve(spool.journalWrites.recentWrites()),
+      'spool.journal-line-writes': () => Promise.resolve(spool.journalWrites.lineWrites.values()),
     },
   })
   const startedAt = new Date().toISOString()

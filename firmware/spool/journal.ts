@@ -59,9 +59,9 @@ const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q', awaiting: 'A'
 export class Journal {
   readonly #path: string
   /**
-   * #33: the journal's own writer and sync threads. A receiver's 250 is recorded without waiting for a
-   * thread of the libuv pool (shared with record writes, reads and fsyncs), and its line is in the file
-   * (safe from a kill -9) without waiting for another line's flush (docs/reliability.md has the figures).
+   * #33: the journal's file, written where a line is asked for and flushed on a sync thread of its own. A
+   * receiver's 250 is in the file (safe from a kill -9) before the code that read it goes on, without a hop
+   * to another thread, the libuv pool or another line's flush (docs/reliability.md has the figures).
    */
   #out: AppendThread | undefined
   /** Lines still being made durable, for `close`. */
@@ -71,6 +71,8 @@ export class Journal {
    * out (the disk's time), for status and the reliability suite.
    */
   readonly writes = new Percentiles(4096)
+  /** #33: what writing a line costs the event loop that asks for it (ms): a copy into the page cache. */
+  readonly lineWrites = new Percentiles(4096)
   /** The last lines' stamps and times to durable, in pairs (the reliability suite pairs each line with its write). */
   readonly #recent = new Float64Array(2 * 4096)
   #recentN = 0
@@ -152,17 +154,21 @@ export class Journal {
     this.#out = undefined
   }
 
+  /** The line is in the file when this returns (what a kill -9 respects); the promise resolves once it is durable. */
   #write(text: string): Promise<void> {
     const out = this.#out
     if (!out) return Promise.reject(boxError('EINTERNAL', 'journal is not open'))
-    const done = this.#written(out, text)
+    const t0 = performance.now()
+    // Stamped and written here, synchronously; a torn write is cut back (append-thread.ts).
+    const appended = out.append(text)
+    this.lineWrites.add(performance.now() - t0)
+    const done = this.#durable(appended)
     this.#inFlight.add(done)
     return done.finally(() => this.#inFlight.delete(done))
   }
 
-  async #written(out: AppendThread, text: string): Promise<void> {
-    // The thread stamps, writes and cuts back a torn write (append-thread.ts).
-    const { at, ms } = await out.append(text)
+  async #durable(appended: Promise<{ at: number; ms: number }>): Promise<void> {
+    const { at, ms } = await appended
     this.writes.add(ms)
     const i = (this.#recentN++ % 4096) * 2
     this.#recent[i] = at

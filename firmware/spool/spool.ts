@@ -328,7 +328,7 @@ export class Spool implements Component, Handoff {
   }
 
   /** #33: the journal's writes, stamp to durable (ms): their percentiles and the last groups' own. */
-  get journalWrites(): Pick<Journal, 'writes' | 'recentWrites'> {
+  get journalWrites(): Pick<Journal, 'writes' | 'lineWrites' | 'recentWrites'> {
     return this.#journal
   }
 

@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 
 /**
  * The sync thread behind `AppendThread` (append-thread.ts): waits for the
- * writer (append-worker.ts) to publish a new end of file in `state[0]`, runs
+ * appends to publish a new end of file in `state[0]`, runs
  * one fdatasync for everything written up to it (a group commit without a
  * queue: writes go on meanwhile) and reports that end durable. `state[2]`
  * set asks it to stop once it has synced what was written. Whoever changes

@@ -145,6 +145,12 @@ export class Box {
     return (r as { result: [number, number][] }).result
   }
 
+  /** What writing each journal line cost the box's event loop (ms; #33: it writes there, synchronously). */
+  async journalLineWrites(): Promise<number[]> {
+    const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'spool.journal-line-writes', who: 'reliability' }], 10_000)
+    return (r as { result: number[] }).result
+  }
+
   async queueTotal(): Promise<number> {
     const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'queue.summary', who: 'reliability' }], 10_000)
     return (r as { result: { total: number } }).result.total
