@@ -8,8 +8,6 @@
 export const DUPLICATES_PER_ACCEPTED = 1 / 1000
 /** #33: a receiver's 250 is in the journal within this many ms (p99). */
 export const WINDOW_P99_MS = 20
-/** #33: writing a journal line on the box's event loop is a copy into the page cache: microseconds, never a stall (p99, ms). */
-export const LINE_WRITE_P99_MS = 1
 
 /** One statement the receiver answered 250 to: its queue id (from its Received line) and the receiver's clock then. */
 export interface Delivery {
