@@ -128,7 +128,8 @@ export class Journal {
     for (const [id, notes] of progress) for (const n of notes) lines.push(progressLine(id, n, b36(n.at)))
     await this.close()
     await replaceFile(this.#path, (fh) => fh.writeFile(lines.join('')))
-    this.#out = new AppendThread(this.#path)
+    // SG_JOURNAL_FLUSH_LOG=1 (the reliability suite): each flush noted beside the journal, for its kill runs.
+    this.#out = new AppendThread(this.#path, process.env.SG_JOURNAL_FLUSH_LOG === '1' ? { flushLog: `${this.#path}.flushes` } : {})
   }
 
   /** The last (up to 4,096) lines written: each one's stamp and its time from stamp to durable (ms). */

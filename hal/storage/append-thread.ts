@@ -43,12 +43,22 @@ export class AppendThread {
   #closed: Promise<void> | undefined
   #drained: (() => void)[] = []
 
-  /** Opens (creating it, mode 0600) `path` for appending, and starts its sync thread. */
-  constructor(path: string) {
+  /** A file the sync thread notes each flush in (`<end of file> <ms>`): how long each line took to be durable, readable after a kill -9. */
+  readonly #flushLog: number | undefined
+
+  /**
+   * Opens (creating it, mode 0600) `path` for appending, and starts its sync thread. With
+   * `flushLog`, each flush is noted there (the file started afresh): the reliability suite
+   * reads it after each kill instead of asking the box just before, which stalled it then.
+   */
+  constructor(path: string, options: { flushLog?: string } = {}) {
     this.#fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600)
     this.#size = this.#durable = fstatSync(this.#fd).size
     Atomics.store(this.#state, 0, BigInt(this.#size))
-    this.#syncer = new Worker(new URL('./sync-worker.ts', import.meta.url), { workerData: { fd: this.#fd, shared: this.#shared, from: this.#size } })
+    this.#flushLog = options.flushLog ? openSync(options.flushLog, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600) : undefined
+    this.#syncer = new Worker(new URL('./sync-worker.ts', import.meta.url), {
+      workerData: { fd: this.#fd, shared: this.#shared, from: this.#size, flushLog: this.#flushLog },
+    })
     this.#syncer.on('message', (m: Synced) => this.#synced(m))
     this.#syncer.on('error', (err: Error) => this.#failAll(err))
     this.#syncer.on('exit', () => this.#failAll(new Error('the sync thread stopped')))
@@ -91,6 +101,7 @@ export class AppendThread {
       Atomics.notify(this.#state, 1)
       await stopped
       closeSync(this.#fd)
+      if (this.#flushLog !== undefined) closeSync(this.#flushLog)
     })()
     return this.#closed
   }

@@ -1,4 +1,4 @@
-import { fdatasyncSync } from 'node:fs'
+import { fdatasyncSync, writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 
 /**
@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads'
  * set asks it to stop once it has synced what was written. Whoever changes
  * either bumps `state[1]`, the number it sleeps on, so no wake-up is missed.
  */
-const { fd, shared, from } = workerData as { fd: number; shared: SharedArrayBuffer; from: number }
+const { fd, shared, from, flushLog } = workerData as { fd: number; shared: SharedArrayBuffer; from: number; flushLog?: number }
 const state = new BigInt64Array(shared)
 let synced = BigInt(from)
 
@@ -19,7 +19,10 @@ for (;;) {
   if (end !== synced) {
     try {
       fdatasyncSync(fd)
-      parentPort!.postMessage({ durable: Number(end), at: performance.timeOrigin + performance.now() })
+      const at = performance.timeOrigin + performance.now()
+      // For the reliability suite (SG_JOURNAL_FLUSH_LOG): where each flush ended and when, in a file a kill -9 leaves.
+      if (flushLog !== undefined) writeSync(flushLog, `${end} ${at.toFixed(3)}\n`)
+      parentPort!.postMessage({ durable: Number(end), at })
     } catch (err) {
       const e = err as NodeJS.ErrnoException
       parentPort!.postMessage({ durable: Number(end), error: { message: e.message, code: e.code } })

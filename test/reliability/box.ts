@@ -65,7 +65,8 @@ export class Box {
     this.ports = {}
     const proc = spawn(process.execPath, [...DAEMON_NODE_ARGS, join(ROOT, 'firmware/main.ts'), '--config', this.configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...DAEMON_ENV },
+      // Each journal flush noted beside the journal (hal/storage/append-thread.ts): read after a kill, not asked for before it.
+      env: { ...process.env, ...DAEMON_ENV, SG_JOURNAL_FLUSH_LOG: '1' },
     })
     this.proc = proc
     this.#exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)))
@@ -139,12 +140,6 @@ export class Box {
     }
   }
 
-  /** The journal's recent writes: each group's stamp and its time to durable (ms; #33). */
-  async journalWrites(): Promise<[number, number][]> {
-    const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'spool.journal-writes', who: 'reliability' }], 10_000)
-    return (r as { result: [number, number][] }).result
-  }
-
   /** What writing each journal line cost the box's event loop (ms; #33: it writes there, synchronously). */
   async journalLineWrites(): Promise<number[]> {
     const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'spool.journal-line-writes', who: 'reliability' }], 10_000)
@@ -160,20 +155,35 @@ export class Box {
    * Adds the journal's lines, by queue id, with the times they were written (#33: each line
    * carries it) to `into`. Read after a kill and before the restart, whose compaction rewrites it.
    */
-  readJournal(into: Map<string, number[]>): void {
+  readJournal(into: Map<string, number[]>, writes?: Map<number, number>): void {
     let text: string
     try {
       text = readFileSync(join(this.dataDir, 'spool', 'journal'), 'latin1')
     } catch {
       return
     }
+    // The flushes the sync thread noted (SG_JOURNAL_FLUSH_LOG): the end of file each made durable, and when.
+    const flushes: [number, number][] = []
+    try {
+      for (const l of readFileSync(join(this.dataDir, 'spool', 'journal.flushes'), 'latin1').split('\n')) {
+        const [end, at] = l.split(' ').map(Number)
+        if (Number.isFinite(end) && Number.isFinite(at)) flushes.push([end!, at!])
+      }
+    } catch {
+      // none yet
+    }
+    let end = 0
     for (const line of text.split('\n')) {
+      end += line.length + 1
       const f = line.split(' ')
       const stamp = f[5] ? parseInt(f[5], 36) : NaN
       if (!f[0] || !Number.isFinite(stamp)) continue
       const seen = into.get(f[0]) ?? []
       if (!seen.includes(stamp)) seen.push(stamp)
       into.set(f[0], seen)
+      // Its time to durable: from its stamp to the first flush that covered it (none: the kill came first).
+      const flush = flushes.find(([e]) => e >= end)
+      if (writes && flush) writes.set(stamp, Math.max(writes.get(stamp) ?? 0, flush[1] - stamp))
     }
   }
 

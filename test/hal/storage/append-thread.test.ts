@@ -92,3 +92,21 @@ t.test('lines are in the file as soon as they are appended; 500 appends share fa
     'each reply names the time from its stamp to durable',
   )
 })
+
+t.test('with a flush log, each flush is noted (end of file, time) in a file a kill -9 leaves: the last covers every line', async (t) => {
+  const dir = tempDir(t)
+  const path = join(dir, 'journal')
+  const out = new AppendThread(path, { flushLog: join(dir, 'journal.flushes') })
+  await Promise.all(Array.from({ length: 50 }, (_, i) => out.append(`line ${i} ${STAMP}\n`)))
+  await out.close()
+  const flushes = readFileSync(join(dir, 'journal.flushes'), 'latin1')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ').map(Number))
+  t.equal(flushes.length, out.flushes, 'one line per flush')
+  t.ok(
+    flushes.every(([end, at], i) => i === 0 || (end! > flushes[i - 1]![0]! && at! >= flushes[i - 1]![1]!)),
+    'in order',
+  )
+  t.equal(flushes.at(-1)![0], readFileSync(path).length, 'the last flush covers the whole file')
+})
