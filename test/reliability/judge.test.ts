@@ -117,3 +117,13 @@ t.test('the HSM row: log and status within 1 s of the token going and 2 s of its
   t.notOk(judgeHsm({ ...good, connectedWithError: 1 }).ok, 'connected beside a failed probe fails')
   t.notOk(judgeHsm({ ...good, logUnavailableAt: -5 }).ok, 'a change logged before the token went is not this one')
 })
+
+t.test('a kill a few ms before the receiver’s stamped 250 is that delivery’s kill, not the journal line after the restart', async (t) => {
+  const k = clean(50, 1)
+  const at = k.deliveries[0]!.at
+  k.kills.push(at - 4)
+  k.journal.set(k.deliveries[0]!.queueId!, [at + 2000])
+  const w = windows(k)
+  t.equal(w.interrupted, 1, 'interrupted by the kill 4 ms before its stamp')
+  t.equal(w.max, 1, 'the line after the restart (+2,000 ms) is not its window')
+})

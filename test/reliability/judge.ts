@@ -8,6 +8,12 @@
 export const DUPLICATES_PER_ACCEPTED = 1 / 1000
 /** #33: a receiver's 250 is in the journal within this many ms (p99). */
 export const WINDOW_P99_MS = 20
+/**
+ * A kill this close before the receiver's 250 (ms, by two clocks: the suite's and the receiver
+ * thread's, which stamps after its own work) is that delivery's kill: the box was dead or dying
+ * when the 250 came, and the journal line after the restart is not its window.
+ */
+export const KILL_BEFORE_250_MS = 5
 
 /** One statement the receiver answered 250 to: its queue id (from its Received line) and the receiver's clock then. */
 export interface Delivery {
@@ -79,11 +85,11 @@ export function windows(
       unmatched++
       continue
     }
-    const killAfter = r.kills.find((k) => k >= d.at)
+    const killAfter = r.kills.find((k) => k >= d.at - KILL_BEFORE_250_MS)
     const line = (r.journal.get(d.queueId) ?? []).filter((s) => s >= d.at).reduce((a, b) => Math.min(a, b), Infinity)
     if (line !== Infinity && (killAfter === undefined || durable(line) <= killAfter)) values.push(durable(line) - d.at)
     else if (killAfter !== undefined) {
-      values.push(killAfter - d.at)
+      values.push(Math.max(0, killAfter - d.at))
       interrupted++
     } else unmatched++
   }
