@@ -43,7 +43,10 @@ export class AppendThread {
   #closed: Promise<void> | undefined
   #drained: (() => void)[] = []
 
-  /** A file the sync thread notes each flush in (`<end of file> <ms>`): how long each line took to be durable, readable after a kill -9. */
+  /**
+   * A file the sync thread notes each flush in (`<end of file> <ms>`, after `start <end of file>`):
+   * how long each line took to be durable, readable after a kill -9.
+   */
   readonly #flushLog: number | undefined
 
   /**
@@ -56,6 +59,8 @@ export class AppendThread {
     this.#size = this.#durable = fstatSync(this.#fd).size
     Atomics.store(this.#state, 0, BigInt(this.#size))
     this.#flushLog = options.flushLog ? openSync(options.flushLog, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600) : undefined
+    // Where this file's appends begin: the lines before it (a compaction's) were made durable otherwise.
+    if (this.#flushLog !== undefined) writeSync(this.#flushLog, `start ${this.#size}\n`)
     this.#syncer = new Worker(new URL('./sync-worker.ts', import.meta.url), {
       workerData: { fd: this.#fd, shared: this.#shared, from: this.#size, flushLog: this.#flushLog },
     })

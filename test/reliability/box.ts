@@ -164,8 +164,11 @@ export class Box {
     }
     // The flushes the sync thread noted (SG_JOURNAL_FLUSH_LOG): the end of file each made durable, and when.
     const flushes: [number, number][] = []
+    // The end of the file when this life's appends began: the lines before it are a compaction's, durable otherwise.
+    let start = Infinity
     try {
       for (const l of readFileSync(join(this.dataDir, 'spool', 'journal.flushes'), 'latin1').split('\n')) {
+        if (l.startsWith('start ')) start = Number(l.slice(6))
         const [end, at] = l.split(' ').map(Number)
         if (Number.isFinite(end) && Number.isFinite(at)) flushes.push([end!, at!])
       }
@@ -183,7 +186,7 @@ export class Box {
       into.set(f[0], seen)
       // Its time to durable: from its stamp to the first flush that covered it (none: the kill came first).
       const flush = flushes.find(([e]) => e >= end)
-      if (writes && flush) writes.set(stamp, Math.max(writes.get(stamp) ?? 0, flush[1] - stamp))
+      if (writes && flush && end > start) writes.set(stamp, Math.max(writes.get(stamp) ?? 0, flush[1] - stamp))
     }
   }
 

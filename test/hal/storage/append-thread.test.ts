@@ -99,10 +99,9 @@ t.test('with a flush log, each flush is noted (end of file, time) in a file a ki
   const out = new AppendThread(path, { flushLog: join(dir, 'journal.flushes') })
   await Promise.all(Array.from({ length: 50 }, (_, i) => out.append(`line ${i} ${STAMP}\n`)))
   await out.close()
-  const flushes = readFileSync(join(dir, 'journal.flushes'), 'latin1')
-    .trim()
-    .split('\n')
-    .map((l) => l.split(' ').map(Number))
+  const [start, ...lines] = readFileSync(join(dir, 'journal.flushes'), 'latin1').trim().split('\n')
+  t.equal(start, 'start 0', 'first, where this file’s appends began')
+  const flushes = lines.map((l) => l.split(' ').map(Number))
   t.equal(flushes.length, out.flushes, 'one line per flush')
   t.ok(
     flushes.every(([end, at], i) => i === 0 || (end! > flushes[i - 1]![0]! && at! >= flushes[i - 1]![1]!)),
