@@ -59,9 +59,9 @@ const CODES = { deferred: 'D', held: 'H', final: 'F', queued: 'Q', awaiting: 'A'
 export class Journal {
   readonly #path: string
   /**
-   * #33: the journal's file, written where a line is asked for and flushed on a sync thread of its own. A
-   * receiver's 250 is in the file (safe from a kill -9) before the code that read it goes on, without a hop
-   * to another thread, the libuv pool or another line's flush (docs/reliability.md has the figures).
+   * #33: the journal's own writer and sync threads. A receiver's 250 is recorded without waiting for a
+   * thread of the libuv pool (shared with record writes, reads and fsyncs), and its line is in the file
+   * (safe from a kill -9) without waiting for another line's flush (docs/reliability.md has the figures).
    */
   #out: AppendThread | undefined
   /** Lines still being made durable, for `close`. */
@@ -71,7 +71,7 @@ export class Journal {
    * out (the disk's time), for status and the reliability suite.
    */
   readonly writes = new Percentiles(4096)
-  /** #33: what writing a line costs the event loop that asks for it (ms): a copy into the page cache. */
+  /** #33: what asking for a line costs the event loop (ms): a message to the writer thread. */
   readonly lineWrites = new Percentiles(4096)
   /** The last lines' stamps and times to durable, in pairs (the reliability suite pairs each line with its write). */
   readonly #recent = new Float64Array(2 * 4096)
@@ -155,12 +155,12 @@ export class Journal {
     this.#out = undefined
   }
 
-  /** The line is in the file when this returns (what a kill -9 respects); the promise resolves once it is durable. */
+  /** Handed to the writer thread at once; the promise resolves once the line is durable. */
   #write(text: string): Promise<void> {
     const out = this.#out
     if (!out) return Promise.reject(boxError('EINTERNAL', 'journal is not open'))
     const t0 = performance.now()
-    // Stamped and written here, synchronously; a torn write is cut back (append-thread.ts).
+    // The writer thread stamps, writes and cuts back a torn write (append-thread.ts).
     const appended = out.append(text)
     this.lineWrites.add(performance.now() - t0)
     const done = this.#durable(appended)

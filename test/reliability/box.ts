@@ -140,7 +140,7 @@ export class Box {
     }
   }
 
-  /** What writing each journal line cost the box's event loop (ms; #33: it writes there, synchronously). */
+  /** What handing each journal line to its writer thread cost the box's event loop (ms; #33). */
   async journalLineWrites(): Promise<number[]> {
     const [r] = await controlRequests(controlSocketPath(this.config), [{ cmd: 'spool.journal-line-writes', who: 'reliability' }], 10_000)
     return (r as { result: number[] }).result

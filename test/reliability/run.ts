@@ -112,7 +112,7 @@ async function killCycles(cycles: number): Promise<KillVerdict> {
     '250 → journal window, from the receiver’s side (its 250 → its journal line durable; interrupted: → the kill)',
     `p50 ${w.p50.toFixed(1)} ms, p99 ${w.p99.toFixed(1)} ms, max ${w.max.toFixed(1)} ms over ${w.count} deliveries, ${w.interrupted} interrupted by a kill, ` +
       `${w.unmatched} unmatched; to the line's write (in the file, safe from a kill -9) p50 ${v.written.p50.toFixed(1)} ms, p99 ${v.written.p99.toFixed(1)} ms, ` +
-      `max ${v.written.max.toFixed(1)} ms, ${v.written.interrupted} interrupted; the write itself, on the box's event loop, p99 ${lineP99.toFixed(3)} ms, ` +
+      `max ${v.written.max.toFixed(1)} ms, ${v.written.interrupted} interrupted; handing each line to the journal's writer thread cost the box's event loop p99 ${lineP99.toFixed(3)} ms, ` +
       `max ${(lw.at(-1) ?? 0).toFixed(3)} ms over ${lw.length} lines (inside the windows judged here); ` +
       `the journal's lines (stamp → durable) p99 ${v.writes.p99.toFixed(1)} ms, max ${v.writes.max.toFixed(1)} ms, ` +
       `${v.writes.unknown} not known (given the longest) (target p99 ≤ ${WINDOW_P99_MS} ms)`,

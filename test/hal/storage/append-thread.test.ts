@@ -63,7 +63,7 @@ t.test('closed at once — before the sync thread is even running, or with a wri
   t.pass('10 closes returned, the pending writes durable first')
 })
 
-t.test('lines are in the file as soon as they are appended; 500 appends share far fewer fdatasyncs, and each resolves only once durable', async (t) => {
+t.test('lines are written while others wait for their flush: 500 appends share far fewer fdatasyncs, and each resolves only once durable', async (t) => {
   const path = join(tempDir(t), 'journal')
   const out = new AppendThread(path)
   t.teardown(() => out.close())
@@ -80,12 +80,6 @@ t.test('lines are in the file as soon as they are appended; 500 appends share fa
     sizes.every((s, i) => s >= (i + 1) * 'line 0 x\n'.length),
     'when an append resolves, its line (and every earlier one) is in the file',
   )
-  const last = out.append('the last line\n')
-  t.ok(
-    readFileSync(path, 'latin1').endsWith('the last line\n'),
-    'a line is in the file when append returns, before it is durable: a kill -9 cannot take it back',
-  )
-  await last
   t.ok(out.flushes >= 1 && out.flushes < 250, `${out.flushes} fdatasyncs for 500 lines`)
   t.ok(
     replies.every((r) => r.ms >= 0),
