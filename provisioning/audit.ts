@@ -10,7 +10,7 @@ import { searchTrail } from '../firmware/audit/search.ts'
 import { PUBLIC_KEY_FILE } from '../firmware/audit/record.ts'
 import { recipientHash } from '../firmware/audit/redact.ts'
 import { verifyTrail } from '../firmware/audit/verify.ts'
-import { failer, printHelp, quietWhenStdoutCloses, toolConfig } from './cli.ts'
+import { failer, idsAsPositionals, printHelp, quietWhenStdoutCloses, toolConfig } from './cli.ts'
 import { withToolHsm } from './tool-hsm.ts'
 
 const USAGE = `usage: npm run audit -- <command> [--config FILE] [options]
@@ -36,21 +36,22 @@ DAY is YYYY-MM-DD (UTC); TIME is an ISO 8601 time or a DAY.
  * Reads the trail's files; it never writes to the trail (the daemon is its
  * only writer), so it can run while the box is running.
  */
+const AUDIT_OPTIONS = {
+  config: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  key: { type: 'string' },
+  out: { type: 'string' },
+  type: { type: 'string' },
+  id: { type: 'string' },
+  statement: { type: 'string' },
+  recipient: { type: 'string' },
+  limit: { type: 'string' },
+  help: { type: 'boolean' },
+} as const
 const { values, positionals } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    config: { type: 'string' },
-    from: { type: 'string' },
-    to: { type: 'string' },
-    key: { type: 'string' },
-    out: { type: 'string' },
-    type: { type: 'string' },
-    id: { type: 'string' },
-    statement: { type: 'string' },
-    recipient: { type: 'string' },
-    limit: { type: 'string' },
-    help: { type: 'boolean' },
-  },
+  args: idsAsPositionals(process.argv.slice(2), AUDIT_OPTIONS),
+  options: AUDIT_OPTIONS,
   allowPositionals: true,
 })
 if (values.help) printHelp(USAGE, values.config)

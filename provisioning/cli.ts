@@ -7,6 +7,25 @@ import { startingConfig } from '../firmware/config/versions.ts'
 export const DEV_CONFIG = './var/config.json'
 
 /** `tool: message` on stderr and exit (1: the command failed; 2: it was used wrongly). */
+/** A queue id (firmware/spool/ids.ts): 12 base64url characters, so it may begin with "-". */
+const QUEUE_ID = /^[A-Za-z0-9_-]{12}$/
+
+/**
+ * The arguments for `parseArgs` with every queue id that begins with "-" made unambiguous: the
+ * value of a string option as `--opt=ID`, a positional behind "--" (`npm run queue -- show -Bq3…`
+ * failed with ERR_PARSE_ARGS_UNKNOWN_OPTION for one id in 64). The other positionals keep their order.
+ */
+export function idsAsPositionals(argv: readonly string[], options: Record<string, { type: 'string' | 'boolean' }> = {}): string[] {
+  const out: string[] = []
+  const dashIds: string[] = []
+  for (const a of argv) {
+    if (!(a.startsWith('-') && !a.startsWith('--') && QUEUE_ID.test(a))) out.push(a)
+    else if (out.at(-1)?.startsWith('--') && options[out.at(-1)!.slice(2)]?.type === 'string') out.push(`${out.pop()!}=${a}`)
+    else dashIds.push(a)
+  }
+  return dashIds.length ? [...out, '--', ...dashIds] : out
+}
+
 export function failer(tool: string): (message: string, code?: number) => never {
   return (message, code = 1) => {
     process.stderr.write(`${tool}: ${message}\n`)

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { operatorLogin } from '../firmware/control/admin-record.ts'
 import { controlRequests, controlSocketPath, type ControlRequest } from '../firmware/control/server.ts'
-import { failer, printHelp, toolConfig } from './cli.ts'
+import { failer, idsAsPositionals, printHelp, toolConfig } from './cli.ts'
 
 const USAGE = `usage: npm run queue -- <command> [--config FILE] [--json]
 
@@ -25,16 +25,17 @@ your login name.
  * The operator's queue tool (like Postfix's mailq and postsuper): it asks the
  * running box, which owns the spool; it never touches spool files itself.
  */
+const QUEUE_OPTIONS = {
+  config: { type: 'string' },
+  state: { type: 'string' },
+  limit: { type: 'string' },
+  reason: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean' },
+} as const
 const { values, positionals } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    config: { type: 'string' },
-    state: { type: 'string' },
-    limit: { type: 'string' },
-    reason: { type: 'string' },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean' },
-  },
+  args: idsAsPositionals(process.argv.slice(2), QUEUE_OPTIONS),
+  options: QUEUE_OPTIONS,
   allowPositionals: true,
 })
 if (values.help) printHelp(USAGE, values.config)
