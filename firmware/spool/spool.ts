@@ -227,10 +227,14 @@ export class Spool implements Component, Handoff {
     return this.#waits.get(id)
   }
 
-  /** Last resort when the journal cannot be written: due again at `at`, in memory only (a restart restores the journalled state). */
+  /**
+   * Last resort when the journal cannot be written: a mail still in flight is due again at `at`, in memory only (a restart
+   * restores the journalled state). One its attempt already moved on (awaiting its read receipt, held) keeps that state: the
+   * move to `deferred` would be undeclared (found when the journal closed under an attempt at shutdown).
+   */
   requeueInMemory(id: string, at: number): void {
     const e = this.#index.get(id)
-    if (e) this.#move(e, 'deferred', { nextAttemptAt: at })
+    if (e?.state === 'inflight') this.#move(e, 'deferred', { nextAttemptAt: at })
   }
 
   /**
