@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { htmlText } from '../../../firmware/mime/html.ts'
+import { htmlText, tokenizeHtml } from '../../../firmware/mime/html.ts'
 import { findTaiwanIds } from '../../../firmware/pii/taiwan-id.ts'
 import { pythonEach } from '../../helpers/python.ts'
 
@@ -77,4 +77,18 @@ t.test('where the hand-written reader differed: the whole WHATWG table, a text n
   t.equal(htmlText('&copy2 &NewLine;x').joined, '\u00a92 \nx', 'a legacy name without ";" and a long name')
   t.equal(htmlText('&am<b></b>p;').joined, '&amp;', 'a reference split by a tag is two text nodes, not an ampersand')
   t.equal(htmlText('A1<script/>B2').joined, 'A1B2', 'text after "<script/>" is still read (the old reader dropped it to the end)')
+})
+
+t.test('a run of "<" that opens no tag is one text piece for the tokenizer, and a tag right after it is still a tag', async (t) => {
+  const html = `${'<'.repeat(100_000)}<b x=1 <y>t</b> < 3 <!-- c --> <?p?>`
+  const texts: string[] = []
+  const tags: string[] = []
+  tokenizeHtml(html, {
+    ontext: (a, b) => void texts.push(html.slice(a, b)),
+    onopentagname: (a, b) => void tags.push(html.slice(a, b)),
+  })
+  t.same(texts[0], '<'.repeat(100_000), 'one piece, sliced from the markup itself')
+  t.same(tags, ['b'])
+  t.ok(texts.includes(' < 3 '), 'a lone "<" in text is text')
+  t.equal(htmlText(html).joined.startsWith('<'.repeat(100_000) + 't'), true)
 })
