@@ -64,8 +64,6 @@ export class Journal {
    * (safe from a kill -9) without waiting for another line's flush (docs/reliability.md has the figures).
    */
   #out: AppendThread | undefined
-  /** Lines still being made durable, for `close`. */
-  readonly #inFlight = new Set<Promise<void>>()
   /**
    * #33: from a line's stamp to its flush returning durable (ms): what the stamp in a line leaves
    * out (the disk's time), for status and the reliability suite.
@@ -149,8 +147,8 @@ export class Journal {
     return this.#write(line(id, state, attempts, nextAttemptAt, done, STAMP))
   }
 
+  /** Once every line asked for is durable (AppendThread.close waits for them). */
   async close(): Promise<void> {
-    await Promise.allSettled(this.#inFlight)
     await this.#out?.close()
     this.#out = undefined
   }
@@ -163,9 +161,7 @@ export class Journal {
     // The writer thread stamps, writes and cuts back a torn write (append-thread.ts).
     const appended = out.append(text)
     this.lineWrites.add(performance.now() - t0)
-    const done = this.#durable(appended)
-    this.#inFlight.add(done)
-    return done.finally(() => this.#inFlight.delete(done))
+    return this.#durable(appended)
   }
 
   async #durable(appended: Promise<{ at: number; ms: number }>): Promise<void> {
