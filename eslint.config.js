@@ -37,6 +37,23 @@ export default tseslint.config(
     rules: { 'max-lines-per-function': ['error', { max: 80 }] },
   },
   {
+    // #35: the box's code never waits for a child process on its event loop (the admin page's hardware view
+    // once did, stalling submission and delivery meanwhile): spawn or execFile, and await the result.
+    files: ['firmware/**/*.ts', 'hal/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: ['node:child_process', 'child_process'].map((name) => ({
+            name,
+            importNames: ['spawnSync', 'execSync', 'execFileSync'],
+            message: 'a synchronous child process stalls the event loop: use spawn or execFile (#35)',
+          })),
+        },
+      ],
+    },
+  },
+  {
     // The linear scanners of hostile input and of the trail: one pass, one loop, its states side by side. Cut into
     // functions, the state would travel through parameters and the single pass (the linear-time promise) would be
     // harder to see. Each may run to 140 lines.
