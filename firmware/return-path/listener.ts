@@ -1,5 +1,6 @@
 import type { SecureContextOptions, TlsOptions } from 'node:tls'
 import { type SMTPServerDataStream, type SMTPServerSession, SMTPServer } from 'smtp-server'
+import { SmtpListener } from '../smtp-listener.ts'
 import type { Clock } from '../../hal/clock.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
@@ -117,44 +118,47 @@ export class ReturnPathListener implements Component {
     if (!cfg.enabled || cfg.domains.length === 0) return
     await this.#tokens.keys()
     const tls = this.#tls()
-    const server = new SMTPServer({
-      ...tls,
-      secure: false,
-      name: cfg.domains[0]!.returnPath,
-      banner: 'Statement Gateway return path',
-      size: cfg.maxMessageBytes,
-      disabledCommands: ['AUTH'],
-      authOptional: true,
-      disableReverseLookup: true,
-      hideDSN: true,
-      socketTimeout: cfg.socketTimeoutMs,
-      maxClients: cfg.maxClients,
-      closeTimeout: this.#config.shutdown.graceMs || 1,
-      logger: false,
-      onConnect: (session, cb) => cb(this.#onConnect(session)),
-      onClose: (session) => {
-        state(session).hold?.release()
-        const ip = session.remoteAddress
-        if (!state(session).counted) return
-        const n = (this.#connections.get(ip) ?? 1) - 1
-        if (n > 0) this.#connections.set(ip, n)
-        else this.#connections.delete(ip)
+    const server = new SmtpListener(
+      {
+        ...tls,
+        secure: false,
+        name: cfg.domains[0]!.returnPath,
+        banner: 'Statement Gateway return path',
+        size: cfg.maxMessageBytes,
+        disabledCommands: ['AUTH'],
+        authOptional: true,
+        disableReverseLookup: true,
+        hideDSN: true,
+        socketTimeout: cfg.socketTimeoutMs,
+        maxClients: cfg.maxClients,
+        closeTimeout: this.#config.shutdown.graceMs || 1,
+        logger: false,
+        onConnect: (session, cb) => cb(this.#onConnect(session)),
+        onClose: (session) => {
+          state(session).hold?.release()
+          const ip = session.remoteAddress
+          if (!state(session).counted) return
+          const n = (this.#connections.get(ip) ?? 1) - 1
+          if (n > 0) this.#connections.set(ip, n)
+          else this.#connections.delete(ip)
+        },
+        onMailFrom: (_address, session, cb) => {
+          const st = state(session)
+          st.refs = []
+          st.locals.clear()
+          st.rcpts = 0
+          cb()
+        },
+        onRcptTo: (address, session, cb) => {
+          this.#onRcpt(address.address, session).then(
+            () => cb(),
+            (err: Error) => cb(err),
+          )
+        },
+        onData: (stream, session, cb) => this.#receive(stream, session, cb),
       },
-      onMailFrom: (_address, session, cb) => {
-        const st = state(session)
-        st.refs = []
-        st.locals.clear()
-        st.rcpts = 0
-        cb()
-      },
-      onRcptTo: (address, session, cb) => {
-        this.#onRcpt(address.address, session).then(
-          () => cb(),
-          (err: Error) => cb(err),
-        )
-      },
-      onData: (stream, session, cb) => this.#receive(stream, session, cb),
-    })
+      cfg.greetingDelayMs,
+    )
     const { host, port } = splitHostPort(cfg.listen)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)

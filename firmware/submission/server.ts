@@ -7,6 +7,7 @@ import {
   type SMTPServerDataStream,
   type SMTPServerSession,
 } from 'smtp-server'
+import { SmtpListener } from '../smtp-listener.ts'
 import { crashPoint } from '../faults.ts'
 import type { Clock } from '../../hal/clock.ts'
 import { AddressSet, unmapIPv4 } from '../../hal/net/cidr.ts'
@@ -118,45 +119,48 @@ export class SubmissionServer implements Component {
     if (cfg.accounts.length === 0 && trusted.empty) this.#log.warn('no submission accounts and no trusted networks: every submission will be refused')
 
     const make = (secure: boolean) =>
-      new SMTPServer({
-        ...tls,
-        secure,
-        name: cfg.hostname,
-        banner: 'Statement Gateway submission',
-        size: cfg.maxMessageBytes,
-        authMethods: ['PLAIN', 'LOGIN'],
-        // AUTH is enforced in onMailFrom so that trusted networks can skip it;
-        // smtp-server still refuses AUTH before TLS (538).
-        authOptional: true,
-        allowInsecureAuth: false,
-        disableReverseLookup: true,
-        maxClients: cfg.maxClients,
-        socketTimeout: cfg.socketTimeoutMs,
-        closeTimeout: this.#config.shutdown.graceMs || 1,
-        hideENHANCEDSTATUSCODES: true, // our replies carry their own enhanced codes
-        hideDSN: true,
-        logger: false,
-        onConnect: (session, cb) => {
-          // RFC 3207 §4, RFC 4954 §4: AUTH is neither offered nor accepted before TLS, so no
-          // client is invited to send its credentials in clear (smtplib does, if offered).
-          if (!secure) session.disabledCommands = ['AUTH']
-          this.#onConnect(session, this.#allowFrom!, cb)
+      new SmtpListener(
+        {
+          ...tls,
+          secure,
+          name: cfg.hostname,
+          banner: 'Statement Gateway submission',
+          size: cfg.maxMessageBytes,
+          authMethods: ['PLAIN', 'LOGIN'],
+          // AUTH is enforced in onMailFrom so that trusted networks can skip it;
+          // smtp-server still refuses AUTH before TLS (538).
+          authOptional: true,
+          allowInsecureAuth: false,
+          disableReverseLookup: true,
+          maxClients: cfg.maxClients,
+          socketTimeout: cfg.socketTimeoutMs,
+          closeTimeout: this.#config.shutdown.graceMs || 1,
+          hideENHANCEDSTATUSCODES: true, // our replies carry their own enhanced codes
+          hideDSN: true,
+          logger: false,
+          onConnect: (session, cb) => {
+            // RFC 3207 §4, RFC 4954 §4: AUTH is neither offered nor accepted before TLS, so no
+            // client is invited to send its credentials in clear (smtplib does, if offered).
+            if (!secure) session.disabledCommands = ['AUTH']
+            this.#onConnect(session, this.#allowFrom!, cb)
+          },
+          onSecure: (_socket, session, cb) => {
+            session.disabledCommands = undefined
+            this.#state(session).log.debug({ tls: session.tlsOptions }, 'tls established')
+            cb()
+          },
+          onAuth: (a, session, cb) => this.#onAuth(a, session, cb),
+          onMailFrom: (address, session, cb) => this.#onMailFrom(address, session, cb),
+          onData: (stream, session, cb) => this.#onData(stream, session, cb),
+          onClose: (session) => {
+            guard.closed(session.remoteAddress, session.remotePort)
+            this.#sessions.get(session.id)?.hold?.release()
+            this.#sessions.get(session.id)?.log.debug('connection closed')
+            this.#sessions.delete(session.id)
+          },
         },
-        onSecure: (_socket, session, cb) => {
-          session.disabledCommands = undefined
-          this.#state(session).log.debug({ tls: session.tlsOptions }, 'tls established')
-          cb()
-        },
-        onAuth: (a, session, cb) => this.#onAuth(a, session, cb),
-        onMailFrom: (address, session, cb) => this.#onMailFrom(address, session, cb),
-        onData: (stream, session, cb) => this.#onData(stream, session, cb),
-        onClose: (session) => {
-          guard.closed(session.remoteAddress, session.remotePort)
-          this.#sessions.get(session.id)?.hold?.release()
-          this.#sessions.get(session.id)?.log.debug('connection closed')
-          this.#sessions.delete(session.id)
-        },
-      })
+        cfg.greetingDelayMs,
+      )
 
     this.#servers.push(make(false), make(true))
     const starttls = await guard.listen(this.#servers[0]!, cfg.host, cfg.starttlsPort, true)

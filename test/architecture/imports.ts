@@ -26,6 +26,7 @@ export const LAYERS: readonly (readonly string[])[] = [
     'firmware/notify.ts',
     'firmware/faults.ts',
     'firmware/percentiles.ts',
+    'firmware/smtp-listener.ts',
   ],
   ['firmware/config'],
   ['firmware/mime'],

@@ -66,6 +66,14 @@ export const returnPath = obj({
       'Audit records one client address may cause a minute (one per token address of a report, one for a report without a token); more get 421 4.7.0.',
   }),
   socketTimeoutMs: int({ default: 60000, min: 250, max: 600000, description: 'Idle time after which a connection to the listener is closed.' }),
+  greetingDelayMs: int({
+    default: 100,
+    min: 0,
+    max: 10000,
+    description:
+      'Pause before the greeting, in which a client that talks first (a spam engine that does not wait for the banner) is refused: 421 "You ' +
+      'talk too soon". The listener faces the internet, so smtp-server\'s 100 ms stays the default.',
+  }),
   readReceipts: records(
     {
       statementClass: str({ default: '', nonEmpty: true, description: 'The statement class (X-Statement-Class), e.g. monthly-high-value.' }),

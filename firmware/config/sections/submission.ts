@@ -75,6 +75,14 @@ export const submission = obj({
     max: 600000,
     description: 'Idle time after which a client connection is closed; also the longest a TLS handshake (after STARTTLS as well) may take.',
   }),
+  greetingDelayMs: int({
+    default: 0,
+    min: 0,
+    max: 10000,
+    description:
+      'Pause before the greeting, in which a client that talks first is refused (421 "You talk too soon"; smtp-server\'s own is 100 ms). Off by ' +
+      "default: the firm's statement systems wait for the banner, and the pause would be most of each submission's latency (#35).",
+  }),
   bareLineFeed: oneOf(['reject', 'normalize'] as const, {
     default: 'reject',
     description: 'A bare CR or LF in DATA: `reject` answers 550 5.5.2; `normalize` turns it into CRLF. Either way the message is never split (SMTP smuggling).',

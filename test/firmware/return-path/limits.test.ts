@@ -143,3 +143,16 @@ t.test('failed TLS handshakes: one info line per address, no stack, every one co
   t.notOk(JSON.stringify(rp.records).includes('"stack"'), 'no stack anywhere in the log')
   t.equal(rp.listener.counts.clientErrors.tls, 30, `every one counted, once (${JSON.stringify(rp.listener.counts.clientErrors)})`)
 })
+
+t.test('#35: the return path keeps smtp-server’s pause before the greeting: a client that talks first gets 421', async (t) => {
+  const rp = await startReturnPath(t)
+  t.equal(rp.config.returnPath.greetingDelayMs, 100, 'default: smtp-server’s 100 ms')
+  const early = await RawSmtp.open(rp.port)
+  early.write('EHLO spam-engine.example\r\n')
+  t.match(await early.reply(), { code: 421, text: /talk too soon/ })
+  early.close()
+  const patient = await RawSmtp.open(rp.port)
+  t.equal((await patient.reply()).code, 220, 'one that waits is greeted')
+  t.equal((await patient.cmd('EHLO mx.example.net')).code, 250)
+  patient.close()
+})

@@ -147,3 +147,25 @@ t.test('#29 finding 6: room in arrival order — 6 transactions without SIZE= an
   for (const c of clients) c.close()
   t.equal(box.server.memory.used, 0, 'all room given back')
 })
+
+t.test('#35: the shipped default greets the firm’s submitters with no pause; a pause, when set, refuses a client that talks first', async (t) => {
+  const box = await startSubmission(t)
+  t.equal(box.config.submission.greetingDelayMs, 0, 'default: no pause')
+  // A pause would make every greeting wait at least its length; the quickest of five sooner than
+  // smtp-server's own 100 ms shows there was none (load only delays).
+  const times: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now()
+    const c = await RawSmtp.open(box.starttlsPort)
+    t.equal((await c.reply()).code, 220)
+    times.push(performance.now() - t0)
+    c.close()
+  }
+  t.ok(Math.min(...times) < 90, `quickest greeting ${Math.min(...times).toFixed(1)} ms`)
+
+  const paused = await startSubmission(t, { submission: { greetingDelayMs: 1000 } })
+  const early = await RawSmtp.open(paused.starttlsPort)
+  early.write('EHLO early.example\r\n')
+  t.match(await early.reply(), { code: 421, text: /talk too soon/ })
+  early.close()
+})
