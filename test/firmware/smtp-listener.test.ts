@@ -12,7 +12,10 @@ import { LIBRARY_GREETING_DELAY_MS, SmtpListener } from '../../firmware/smtp-lis
  */
 
 async function listener(t: { teardown(fn: () => unknown): void }, delayMs: number, maxClients = 100): Promise<number> {
-  const server = new SmtpListener({ disabledCommands: ['STARTTLS', 'AUTH'], authOptional: true, disableReverseLookup: true, logger: false, maxClients }, delayMs)
+  const server = new SmtpListener(
+    { disabledCommands: ['STARTTLS', 'AUTH'], authOptional: true, disableReverseLookup: true, logger: false, maxClients },
+    delayMs,
+  )
   server.on('error', () => {})
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   t.teardown(() => new Promise<void>((r) => server.close(() => r())))
