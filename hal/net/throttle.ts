@@ -44,6 +44,22 @@ export class ByteRateLimiter {
     return this.#rate * 1000
   }
 
+  /** How far a grant may run ahead of the clock, in bytes (the burst). */
+  get burstBytes(): number {
+    return this.#tau * this.#rate
+  }
+
+  /**
+   * Bytes a writer could be granted at once right now without running the
+   * schedule past the burst: 0 while others wait (they go first), the whole
+   * burst when the budget has been idle (#35: writes sized to the grant).
+   */
+  headroom(): number {
+    if (this.#queue.length) return 0
+    const now = this.#clock.now()
+    return Math.max(0, Math.floor((now + this.#tau - Math.max(this.#tat, now)) * this.#rate))
+  }
+
   /** Resolves when `n` bytes may be written. */
   take(n: number): Promise<void> {
     return new Promise((resolve) => {
@@ -79,7 +95,10 @@ export class ByteRateLimiter {
   }
 }
 
-/** Largest piece written at once: keeps the budget smooth (no 1-second window far above the cap). */
+/**
+ * The piece a writer waits for when the budget has no headroom: keeps the
+ * budget smooth (no 1-second window far above the cap).
+ */
 const SLICE = 8 * 1024
 
 /**
@@ -113,14 +132,22 @@ export class ThrottledSocket extends Duplex {
   }
 
   /**
-   * Each slice waits for the limiter, then goes to the socket; only a full
+   * Each piece waits for the limiters, then goes to the socket; only a full
    * socket buffer (write() returning false) makes it wait for 'drain'. Waiting
-   * for every slice's write callback instead cost an event-loop turn per 8 KB,
+   * for every piece's write callback instead cost an event-loop turn per 8 KB,
    * which under load made a 60 KB message take tens of milliseconds on loopback.
+   *
+   * A piece is as large as every limiter can grant at once (#35): with the
+   * budget idle or lifted, that is the whole buffer in one write; a budget
+   * that is spent lets a slice through as it refills. The schedule never runs
+   * further ahead of the clock than the burst plus one slice, as before.
    */
   async #send(chunk: Buffer): Promise<void> {
-    for (let i = 0; i < chunk.length; i += SLICE) {
-      const piece = chunk.subarray(i, i + SLICE)
+    for (let i = 0; i < chunk.length;) {
+      const room = Math.min(...this.#limiters.map((l) => l.headroom()))
+      const size = Math.min(chunk.length - i, Math.max(SLICE, room))
+      const piece = chunk.subarray(i, i + size)
+      i += size
       for (const limiter of this.#limiters) await limiter.take(piece.length)
       if (this.socket.destroyed) throw halError('ESOCKET_CLOSED', 'socket closed')
       if (!this.socket.write(piece)) await this.#drained()
