@@ -352,9 +352,9 @@ export class DeliveryEngine implements Component {
           this.#receipts.deadline(rule, firstSentAt),
         )
         if (delivered.length) this.counts.delivered++
-        // Or during that journal write, while the statement was still in flight.
-        if (readMeanwhile || this.#readInFlight.delete(env.id)) {
-          await this.#finish(env.id, 'read', 'read receipt while it was being sent again')
+        // Or during that journal write, while still in flight: claimed (awaiting → inflight, the table's move for a read) and ended.
+        if ((readMeanwhile || this.#readInFlight.delete(env.id)) && this.#spool.claimAwaiting(env.id)) {
+          await this.#finish(env.id, 'read', 'read receipt while it was being sent')
           this.counts.read++
         }
         return

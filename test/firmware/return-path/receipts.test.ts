@@ -219,6 +219,33 @@ t.test('M11: a read that comes while the first attempt is under way ends it as r
   t.equal(offered, 1, 'never sent again')
 })
 
+t.test('M11: a read that comes while the first attempt is under way and then hears its 250 ends it as read (awaiting → inflight → final)', async (t) => {
+  // Found under load (check:fresh, evidence.test.ts): the attempt journalled "awaiting" and then ended the
+  // statement from there, a move the spool's table does not declare; the statement stayed awaiting while the
+  // ledger counted the read, and would have ended unread (paper owed) when its wait ran out.
+  const on: { data?: () => void } = {}
+  let offered = 0
+  const tl = await timeline(t, taipei('2026-11-02T10:00:00'), {
+    onData: (_mail, count) => {
+      offered = count
+      if (count === 1) on.data?.()
+      return undefined
+    },
+  })
+  let outcome: Promise<string> | undefined
+  const id = await tl.send()
+  on.data = () => void (outcome = tl.rig.engine.read(id, 'mdn'))
+  await until(() => finals(tl.rig.events)[id] !== undefined, 10_000)
+  t.equal(await outcome, 'read')
+  t.equal(finals(tl.rig.events)[id], 'read', 'read, not left awaiting')
+  // (The final event is in the trail before the journal's line, and the queue lets go after that line.)
+  await until(() => tl.rig.spool.entry(id) === undefined, 10_000)
+  t.pass('out of the queue')
+  tl.rig.clock.now += 72 * HOUR
+  await new Promise((r) => setTimeout(r, 400))
+  t.equal(offered, 1, 'never sent again')
+})
+
 t.test('M11 timeline with kill -9 between the steps: first send, kill, second send, kill, paper owed — never a third send', async (t) => {
   const rx = await startReceiver(t)
   const dir = tempDir(t, 'sg-m11-kill-')
