@@ -1,19 +1,4 @@
-/** One timed run of the Postfix comparison (bench/postfix.ts). */
-export interface Run {
-  system: System
-  variant: string
-  acceptedPerSecond: number
-  deliveredPerSecond: number
-  boxCpuSeconds?: number
-  boxPeakRss?: number
-  /** Busy CPU seconds of the whole machine during the run: the system under test plus smtp-source and the sink. */
-  machineCpuSeconds: number
-  series: { t: number; accepted: number; delivered: number }[]
-}
-
-export type System = 'box' | 'box, no signatures' | 'postfix'
-
-export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+import type { Run } from './postfix-load.ts'
 
 /** The runs as an SVG chart: mails accepted and delivered over time, one panel per variant (the median run of each system). */
 export function svg(runs: Run[], load: { mails: number; sessions: number }): string {
@@ -39,7 +24,8 @@ export function svg(runs: Run[], load: { mails: number; sessions: number }): str
       `points="${[{ t: 0, accepted: 0, delivered: 0 }, ...r.series].map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ')}"/>`
     const ticks = Array.from({ length: 6 }, (_, i) => (tMax * i) / 5)
     return [
-      `<text x="${pad}" y="${vi * H + 20}" font-size="14">${variant}: mails over time (${MAILS} mails of 60 KB, ${SESSIONS} sessions)</text>`,
+      `<text x="${pad}" y="${vi * H + 20}" font-size="14">${variant}: mails over time ` +
+        `(${MAILS} mails of 60 KB, ${SESSIONS} sessions; the median run of each)</text>`,
       `<line x1="${pad}" y1="${y(0)}" x2="${W - pad}" y2="${y(0)}" stroke="#000"/><line x1="${pad}" y1="${y(0)}" x2="${pad}" y2="${y(MAILS)}" stroke="#000"/>`,
       ...ticks.map((t) => `<text x="${x(t)}" y="${y(0) + 16}" font-size="11" text-anchor="middle">${t.toFixed(1)} s</text>`),
       `<text x="${pad - 6}" y="${y(MAILS) + 4}" font-size="11" text-anchor="end">${MAILS}</text><text x="${pad - 6}" y="${y(0)}" font-size="11" ` +

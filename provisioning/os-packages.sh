@@ -6,8 +6,9 @@
 # recommendations (an appliance installs what it needs and nothing else), so
 # what a tool only *recommends* but we use is named here too. `npm run
 # check:fresh` proves it on a minimal Debian root that has nothing else.
-#   --bench        also what the benchmarks need (nothing more at present: postfix,
-#                  their peer, is in the main list for the return-path test).
+#   --bench        also what the benchmarks need: opendkim, the milter that signs for
+#                  bench:postfix's second peer (Postfix itself is in the main list, for the
+#                  return-path test). Its own service is disabled right after the install.
 #   --check-fresh  only what `npm run check:fresh` needs on the host: debootstrap, git.
 #   --reliability  also what `npm run check:reliability` needs: sslscan (the TLS scan).
 set -euo pipefail
@@ -48,7 +49,7 @@ PACKAGES=(
 )
 
 case "${1:-}" in
-  --bench) ;;
+  --bench) PACKAGES+=(opendkim) ;;
   --check-fresh) PACKAGES=(debootstrap git) ;;
   --reliability) PACKAGES+=(sslscan) ;;
   "") ;;
@@ -80,4 +81,8 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian's prometheus package enables and starts its server (:9090 on every address): only promtool is used.
 if printf '%s\n' "${missing[@]}" | grep -qx prometheus && command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+# Debian's opendkim package starts its own milter: bench:postfix runs one of its own.
+if printf '%s\n' "${missing[@]}" | grep -qx opendkim && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now opendkim >/dev/null 2>&1 || true
 fi
