@@ -117,7 +117,8 @@ export const schema = obj({
       min: 1,
       max: 7 * 86400,
       description:
-        'Length of a key epoch (S13): each epoch has its own wrapping key in the HSM, destroyed when the epoch has ended and its last message is final.',
+        'Length of a key epoch (S13): each epoch has its own key in the HSM (which wraps the data key every record of the epoch derives its own ' +
+        'from), destroyed when the epoch has ended and its last message is final.',
     }),
     reservePercent: int({
       default: 10,

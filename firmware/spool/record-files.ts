@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { replaceFile, syncDir } from '../../hal/storage/files.ts'
 import { GroupCommit } from '../../hal/storage/group.ts'
 import { recordName, shardOf } from './ids.ts'
-import { decodeRecord, readHeader, RecordError, type SpooledMail } from './record.ts'
+import { decodeRecord, readHeader, RecordError, type RecordHeader, type SpooledMail } from './record.ts'
 import type { SpoolEntry } from './types.ts'
 
 type RecordKey = Pick<SpoolEntry, 'id' | 'epoch' | 'created'>
@@ -53,14 +53,14 @@ export class RecordFiles {
   }
 
   /**
-   * A record read and decrypted with the data key `unwrap` gives for its wrapped one. A record
-   * that is not what its name says throws RecordError; a missing file, the file system's error.
+   * A record read and decrypted with the data key `keyOf` gives for its header. A record that
+   * is not what its name says throws RecordError; a missing file, the file system's error.
    */
-  async open(e: RecordKey, unwrap: (iv: Buffer, ciphertext: Buffer) => Promise<Buffer>): Promise<SpooledMail> {
+  async open(e: RecordKey, keyOf: (header: RecordHeader) => Promise<Buffer>): Promise<SpooledMail> {
     const record = await readFile(this.path(e))
     const { header } = readHeader(record)
     if (header.id !== e.id) throw new RecordError('record id does not match its file name')
-    const key = await unwrap(Buffer.from(header.wrapIv, 'base64'), Buffer.from(header.wrapCt, 'base64'))
+    const key = await keyOf(header)
     try {
       return decodeRecord(record, key)
     } finally {

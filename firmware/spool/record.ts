@@ -9,25 +9,43 @@ import { createError } from '../box-errors.ts'
  *   "SGSP" | version (1) | header length (u32 BE) | header JSON | ciphertext | GCM tag (16)
  *
  * The header holds what scheduling needs and nothing that identifies a person:
- * id, epoch, creation time, size, and the data key wrapped by the epoch's HSM
- * key. The ciphertext (AES-256-GCM under a fresh per-message data key, with the
- * whole header as additional data) holds the envelope — recipient addresses
+ * id, epoch, creation time, size, and what the record's data key is made from.
+ * The ciphertext (AES-256-GCM under the record's own data key, with the whole
+ * header as additional data) holds the envelope — recipient addresses
  * included — and the message bytes.
+ *
+ * Version 2 (#35): the data key is derived (HKDF-SHA256, a random salt of the
+ * record's own, its id in the info) from its epoch's data key, which the
+ * header carries as the HSM's epoch key wrapped it — one HSM wrap per epoch
+ * and start, one unwrap per epoch and start, instead of one of each per mail.
+ * Version 1 (still read): a fresh data key per mail, wrapped by the HSM.
  */
 const MAGIC = Buffer.from('SGSP')
-const VERSION = 1
+const VERSION = 2
+const VERSIONS_READ = new Set([1, 2])
 const TAG = 16
 
-export interface RecordHeader {
+/** Version 2: the record's data key is derived from its epoch's data key (sealed: as the HSM's epoch key wrapped it). */
+export interface DerivedKeyRef {
+  epochKeyIv: string
+  epochKeyCt: string
+  salt: string
+}
+
+/** Version 1: the record's own data key, wrapped by the HSM's epoch key. */
+export interface WrappedKeyRef {
+  wrapIv: string
+  wrapCt: string
+}
+
+export type RecordHeader = {
   id: string
   epoch: string
   created: number
   /** Plaintext message size in bytes. */
   size: number
-  wrapIv: string
-  wrapCt: string
   nonce: string
-}
+} & (DerivedKeyRef | WrappedKeyRef)
 
 export interface SpooledMail {
   envelope: Envelope
@@ -36,14 +54,9 @@ export interface SpooledMail {
 
 export class RecordError extends createError('ERECORD_INVALID', 'RecordError') {}
 
-/** Encrypts a mail under `dataKey`; `wrapped` is that key as the HSM wrapped it. */
-export function encodeRecord(
-  mail: SpooledMail,
-  meta: { id: string; epoch: string; created: number },
-  dataKey: Buffer,
-  wrapped: { iv: Buffer; ciphertext: Buffer },
-): Buffer {
-  const r = beginRecord(mail, meta, dataKey, wrapped)
+/** Encrypts a mail under `dataKey`; `keyRef` says what that key is made from (kept in the clear header). */
+export function encodeRecord(mail: SpooledMail, meta: { id: string; epoch: string; created: number }, dataKey: Buffer, keyRef: DerivedKeyRef): Buffer {
+  const r = beginRecord(mail, meta, dataKey, keyRef)
   return Buffer.concat([r.aad, r.cipher.update(r.envelope), r.cipher.update(mail.message), r.cipher.final(), r.cipher.getAuthTag()])
 }
 
@@ -61,9 +74,9 @@ export async function writeRecord(
   mail: SpooledMail,
   meta: { id: string; epoch: string; created: number },
   dataKey: Buffer,
-  wrapped: { iv: Buffer; ciphertext: Buffer },
+  keyRef: DerivedKeyRef,
 ): Promise<number> {
-  const r = beginRecord(mail, meta, dataKey, wrapped)
+  const r = beginRecord(mail, meta, dataKey, keyRef)
   let written = 0
   const put = async (b: Buffer) => {
     for (let off = 0; off < b.length;) {
@@ -80,15 +93,9 @@ export async function writeRecord(
   return written
 }
 
-function beginRecord(mail: SpooledMail, meta: { id: string; epoch: string; created: number }, dataKey: Buffer, wrapped: { iv: Buffer; ciphertext: Buffer }) {
+function beginRecord(mail: SpooledMail, meta: { id: string; epoch: string; created: number }, dataKey: Buffer, keyRef: DerivedKeyRef) {
   const nonce = randomBytes(12)
-  const header: RecordHeader = {
-    ...meta,
-    size: mail.message.length,
-    wrapIv: wrapped.iv.toString('base64'),
-    wrapCt: wrapped.ciphertext.toString('base64'),
-    nonce: nonce.toString('base64'),
-  }
+  const header: RecordHeader = { ...meta, size: mail.message.length, ...keyRef, nonce: nonce.toString('base64') }
   const headerBytes = Buffer.from(JSON.stringify(header))
   const prefix = Buffer.alloc(9)
   MAGIC.copy(prefix, 0)
@@ -106,7 +113,7 @@ function beginRecord(mail: SpooledMail, meta: { id: string; epoch: string; creat
 /** Reads the clear header without decrypting (structure check; throws RecordError on a torn record). */
 export function readHeader(record: Buffer): { header: RecordHeader; aad: Buffer } {
   if (record.length < 9 + TAG || !record.subarray(0, 4).equals(MAGIC)) throw new RecordError('not a spool record (bad magic or too short)')
-  if (record[4] !== VERSION) throw new RecordError(`unknown record version ${record[4]}`)
+  if (!VERSIONS_READ.has(record[4]!)) throw new RecordError(`unknown record version ${record[4]}`)
   const len = record.readUInt32BE(5)
   if (9 + len + TAG > record.length) throw new RecordError('record is truncated')
   let header: RecordHeader
@@ -116,6 +123,9 @@ export function readHeader(record: Buffer): { header: RecordHeader; aad: Buffer 
     throw new RecordError('record header is not readable')
   }
   if (typeof header.id !== 'string' || typeof header.epoch !== 'string') throw new RecordError('record header lacks id or epoch')
+  const derived = 'salt' in header && typeof header.salt === 'string' && typeof header.epochKeyIv === 'string' && typeof header.epochKeyCt === 'string'
+  const wrapped = 'wrapIv' in header && typeof header.wrapIv === 'string' && typeof header.wrapCt === 'string'
+  if (record[4] === 2 ? !derived : !wrapped) throw new RecordError(`record header lacks its key reference (version ${record[4]})`)
   return { header, aad: record.subarray(0, 9 + len) }
 }
 

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
@@ -31,16 +30,11 @@ import {
 /**
  * The encrypted durable spool (M10, S9, S12, S13).
  *
- * Write path: each mail is encrypted with a fresh AES-256-GCM data key, wrapped
- * by the current epoch's key in the HSM (epochs.ts), and written whole and
- * durably (record-files.ts) before the submission server answers 250.
- *
- * Final state: the journal records it, the record is unlinked, and when the
- * last message of an epoch that has ended is final, the epoch key is destroyed
- * in the HSM: no remnant of that epoch can be decrypted any more (crypto-shredding).
- *
- * Memory holds an index (id, epoch, state, attempts, next attempt), never
- * bodies; bodies are read from disk when delivery asks for them.
+ * Write path: each mail is encrypted with AES-256-GCM under a key of its own, derived from its epoch's data key (epochs.ts), and
+ * written whole and durably (record-files.ts) before the submission server answers 250.
+ * Final state: the journal records it, the record is unlinked, and when the last message of an epoch that has ended is final, the
+ * epoch key is destroyed in the HSM: no remnant of that epoch can be decrypted any more (crypto-shredding).
+ * Memory holds an index (id, epoch, state, attempts, next attempt), never bodies; bodies are read from disk when delivery asks.
  */
 export class Spool implements Component, Handoff {
   readonly name = 'spool'
@@ -146,11 +140,10 @@ export class Spool implements Component, Handoff {
     this.#limits.check()
     const created = this.#clock.now()
     const rec = { id: mail.envelope.id, epoch: this.#epochs.at(created), created }
-    const dataKey = randomBytes(32)
+    const { dataKey, keyRef } = await this.#epochs.newRecordKey(rec.epoch, rec.id)
     try {
-      const wrapped = await this.#epochs.wrap(rec.epoch, dataKey, rec.id)
       // Encrypted slice by slice into the file: a large statement is not held twice.
-      await this.#limits.writing(() => this.#files.write(rec, (fh) => writeRecord(fh, mail, rec, dataKey, wrapped)))
+      await this.#limits.writing(() => this.#files.write(rec, (fh) => writeRecord(fh, mail, rec, dataKey, keyRef)))
     } finally {
       dataKey.fill(0)
     }
@@ -168,11 +161,16 @@ export class Spool implements Component, Handoff {
     return this.#index.claimDue(now, limit)
   }
 
-  /** Decrypts a spooled message (unwrapping its key in the HSM). A bad record is quarantined. */
+  /** #35: HSM work for the spool's keys since start: epoch data keys wrapped, data keys unwrapped (one each per epoch and start). */
+  get keyUse(): { wraps: number; unwraps: number } {
+    return { wraps: this.#epochs.wraps, unwraps: this.#epochs.unwraps }
+  }
+
+  /** Decrypts a spooled message (its epoch's data key unwrapped in the HSM once and kept). A bad record is quarantined. */
   async read(id: string): Promise<SpooledMail> {
     const e = this.#mustGet(id)
     try {
-      return await this.#files.open(e, (iv, ciphertext) => this.#epochs.unwrap(e.epoch, iv, ciphertext, id))
+      return await this.#files.open(e, (header) => this.#epochs.recordKey(header))
     } catch (err) {
       const bad = err instanceof RecordError || (err instanceof HsmError && err.code === 'EHSM_DATA_INVALID')
       if (bad) await this.#quarantineRecord(e, err.message)

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,6 +7,7 @@ import t from 'tap'
 import { TRANSITIONS } from '../../../firmware/spool/types.ts'
 import { GatewayError } from '../../../firmware/errors.ts'
 import { readHeader } from '../../../firmware/spool/record.ts'
+import { encodeVersion1 } from '../../helpers/spool.ts'
 import { epochKeyLabel } from '../../../firmware/keys/labels.ts'
 import { tempDir, tinyDisk } from '../../helpers/box.ts'
 import { devHsm } from '../../helpers/hsm.ts'
@@ -21,6 +23,9 @@ function recordFiles(dir: string): string[] {
     .filter((d) => d.isDirectory() && d.name !== 'quarantine')
     .flatMap((d) => readdirSync(join(spool, d.name)).map((f) => join(spool, d.name, f)))
 }
+
+/** A record's clear header, as the strings it holds. */
+const fields = (file: string) => readHeader(readFileSync(file)).header as unknown as Record<string, string>
 
 function grepCount(needle: string, ...dirs: string[]): number {
   let n = 0
@@ -48,7 +53,7 @@ t.test('M10 canary: a unique string is nowhere on disk, in clear or base64, whil
   const raw = readFileSync(file!)
   t.equal(raw.subarray(0, 4).toString(), 'SGSP')
   const { header } = readHeader(raw)
-  t.same(Object.keys(header).sort(), ['created', 'epoch', 'id', 'nonce', 'size', 'wrapCt', 'wrapIv'], 'the clear header holds no address')
+  t.same(Object.keys(header).sort(), ['created', 'epoch', 'epochKeyCt', 'epochKeyIv', 'id', 'nonce', 'salt', 'size'], 'the clear header holds no address')
   const got = await rig.spool.read(m.envelope.id)
   t.same(got.message, m.message, 'decrypts to the exact bytes')
   t.same(got.envelope.rcptTo, [rcpt])
@@ -93,11 +98,62 @@ t.test('S13 epoch shredding: when an ended epoch has no live message, its HSM ke
   t.notOk(await hsm.keys.exists(epochKeyLabel(epoch), 'secret'), 'key destroyed (C_FindObjects finds nothing)')
   t.ok(rig.events.some((e) => e.type === 'spool.epoch_key_destroyed' && e.epoch === epoch))
   const { header } = readHeader(readFileSync(aside))
+  if (!('epochKeyCt' in header)) throw new Error('a version 2 record was expected')
+  const epochAad = Buffer.from(`statement-gateway spool epoch data key ${epoch}`)
   await t.rejects(
-    hsm.keys.decrypt(epochKeyLabel(epoch), Buffer.from(header.wrapIv, 'base64'), Buffer.from(header.wrapCt, 'base64'), Buffer.from(header.id)),
+    hsm.keys.decrypt(epochKeyLabel(epoch), Buffer.from(header.epochKeyIv, 'base64'), Buffer.from(header.epochKeyCt, 'base64'), epochAad),
     { code: 'EHSM_KEY_NOT_FOUND' },
-    'the copied record cannot be unwrapped by anyone',
+    "the copied record's epoch data key cannot be unwrapped by anyone, so neither can its own key be derived",
   )
+})
+
+t.test('#35: one epoch data key: wrapped once, every record its own key (own salt), one HSM unwrap per epoch after a restart', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  let rig = await spoolRig(t, hsm, dir, { epochSeconds: 3600 }, clock)
+  const mails = [mail('one'), mail('two'), mail('three')]
+  for (const m of mails) await rig.spool.accept(m)
+  t.same(rig.spool.keyUse, { wraps: 1, unwraps: 0 }, 'three mails, one HSM wrap; reading its own records back needs no unwrap')
+  const headers = recordFiles(dir).map((f) => fields(f))
+  t.equal(new Set(headers.map((h) => h.epochKeyCt)).size, 1, 'one sealed epoch data key in all three')
+  t.equal(new Set(headers.map((h) => h.salt)).size, 3, 'three salts: each record has a key of its own')
+  for (const m of mails) t.same((await rig.spool.read(m.envelope.id)).message, m.message)
+  t.equal(rig.spool.keyUse.unwraps, 0)
+
+  rig = await rig.restart()
+  for (const m of mails) t.same((await rig.spool.read(m.envelope.id)).message, m.message, 'read back after a restart')
+  t.same(rig.spool.keyUse, { wraps: 0, unwraps: 1 }, 'one unwrap for the epoch, not one per record')
+  await rig.spool.accept(mail('four'))
+  t.equal(rig.spool.keyUse.wraps, 1, 'this start wraps a data key of its own for new mail')
+
+  // One record's salt moved into another's header: its key is not that record's key (and the header is authenticated).
+  const [a, b] = recordFiles(dir)
+  const rawA = readFileSync(a!)
+  const saltB = fields(b!).salt!
+  const saltA = fields(a!).salt!
+  writeFileSync(a!, Buffer.from(rawA.toString('latin1').replace(saltA, saltB), 'latin1'))
+  const idA = fields(a!).id!
+  await t.rejects(rig.spool.read(idA), { code: 'ERECORD_INVALID' }, 'another salt gives another key: the record fails authentication')
+})
+
+t.test('#35: records of version 1 (a data key of their own, wrapped by the HSM) are still read', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  const clock = { now: 1_800_000_000_000 }
+  let rig = await spoolRig(t, hsm, dir, { epochSeconds: 3600 }, clock)
+  const m = mail('written by the firmware before #35')
+  await rig.spool.accept(m)
+  const [file] = recordFiles(dir)
+  const { header } = readHeader(readFileSync(file!))
+  const created = (header as { created: number }).created
+  // The same mail as version 1 wrote it: a fresh data key wrapped by the epoch's HSM key (aad: the id).
+  const dataKey = randomBytes(32)
+  const wrapped = await hsm.keys.encrypt(epochKeyLabel(header.epoch), dataKey, Buffer.from(m.envelope.id))
+  writeFileSync(file!, encodeVersion1(m, { id: m.envelope.id, epoch: header.epoch, created }, dataKey, wrapped))
+  rig = await rig.restart()
+  t.same((await rig.spool.read(m.envelope.id)).message, m.message, 'decrypted with its own unwrapped key')
+  t.equal(rig.spool.keyUse.unwraps, 1)
 })
 
 t.test('an ended epoch whose messages all became final before a restart is shredded at start', async (t) => {
