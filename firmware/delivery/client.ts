@@ -4,6 +4,7 @@ import { connect as tlsConnect, type SecureContext, type TLSSocket, type Connect
 import type { Duplex } from 'node:stream'
 import { ThrottledSocket, type ByteRateLimiter } from '../../hal/net/throttle.ts'
 import { createError } from '../box-errors.ts'
+import { dotStuff } from './dot-stuff.ts'
 
 export interface Reply {
   code: number
@@ -151,7 +152,10 @@ export class SmtpClient {
     }
     const go = data ?? (await this.#cmd('DATA', o.timeouts.command))
     if (go.code !== 354) throw new SmtpError('data', `DATA ${go.code} ${go.text}`, go)
-    this.#write(dotStuff(message))
+    // One batch: the stream takes the pieces together (a TLS stream makes its records of them as of one write).
+    this.#stream!.cork()
+    for (const piece of dotStuff(message)) this.#write(piece)
+    this.#stream!.uncork()
     const end = await this.#read('data', o.timeouts.data)
     this.sent++
     if (end.code !== 250) throw new SmtpError('data', `end of data ${end.code} ${end.text}`, end)
@@ -292,13 +296,6 @@ export class SmtpClient {
       clearTimeout(timer)
     }
   }
-}
-
-/** RFC 5321 §4.5.2: a line starting with "." gets another; the message ends with CRLF.CRLF. */
-export function dotStuff(message: Buffer): Buffer {
-  let text = message.toString('latin1').replace(/(^|\r\n)\./g, '$1..')
-  if (!text.endsWith('\r\n')) text += '\r\n'
-  return Buffer.from(`${text}.\r\n`, 'latin1')
 }
 
 /** A budget whose burst is under this many bytes shapes its TLS connections with 2 KB records (64 full 16 KB records). */
