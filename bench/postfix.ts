@@ -84,7 +84,7 @@ if (userInfo().uid !== 0) {
 }
 
 const lab = new Lab(mkdtempSync(join(tmpdir(), 'sg-bench-postfix-')))
-process.on('SIGINT', () => (lab.cleanup(), process.exit(130)))
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => (lab.cleanup(), process.exit(130)))
 
 /** Postfix + OpenDKIM, checked once through a dumping sink: the mail it relays carries OpenDKIM's signature. */
 async function signingPostfix(): Promise<Peer> {
