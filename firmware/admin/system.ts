@@ -1,14 +1,16 @@
 import { readFile, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { networkInterfaces } from 'node:os'
-import si from 'systeminformation'
+import { Worker } from 'node:worker_threads'
 import type { Clock } from '../../hal/clock.ts'
 
 /**
  * The box as the dashboard shows it (S8, S11): hardware, load, memory, the
  * data directory's disk, and every NIC with its addresses and link state.
  * Read with systeminformation (the product card's package) in the
- * background at most every 15 s, so a page never waits on /proc and /sys.
+ * background at most every 15 s, so a page never waits on /proc and /sys,
+ * and on a thread of its own (system-worker.ts: systeminformation runs
+ * commands synchronously, which would stall the box's event loop).
  */
 export interface SystemView {
   at: number
@@ -33,11 +35,21 @@ export interface Inventory {
 
 const REFRESH_MS = 15_000
 
+/** What system-worker.ts reads with systeminformation. */
+interface HardwareReading {
+  system: { manufacturer: string; model: string; serial: string }
+  uptimeSeconds: number
+  cpuLoadPercent: number
+  memory: { total: number; active: number }
+  nics: { iface: string; mac: string; operstate: string; speed: number | null }[]
+}
+
 export class SystemInfo {
   readonly #dataDir: string
   readonly #clock: Clock
   #view: SystemView | undefined
   #reading: Promise<void> | undefined
+  #worker: Worker | undefined
 
   constructor(o: { dataDir: string; clock: Clock }) {
     this.#dataDir = o.dataDir
@@ -59,9 +71,35 @@ export class SystemInfo {
     return this.#reading
   }
 
+  /** The worker that reads the hardware, started at the first reading; it does not keep the process alive. */
+  #thread(): Worker {
+    if (!this.#worker) {
+      const worker = new Worker(new URL('./system-worker.ts', import.meta.url))
+      worker.unref()
+      worker.on('exit', () => this.#worker === worker && (this.#worker = undefined))
+      this.#worker = worker
+    }
+    return this.#worker
+  }
+
+  /** One reading from the worker (or its failure). */
+  #ask(): Promise<HardwareReading> {
+    const worker = this.#thread()
+    return new Promise((resolve, reject) => {
+      const done = (m: HardwareReading | { error: string }) => {
+        worker.off('error', reject)
+        if ('error' in m) reject(new Error(m.error))
+        else resolve(m)
+      }
+      worker.once('message', done)
+      worker.once('error', reject)
+      worker.postMessage('read')
+    })
+  }
+
   async #read(): Promise<SystemView> {
-    const [system, load, mem, nics, disk] = await Promise.all([si.system(), si.currentLoad(), si.mem(), si.networkInterfaces(), statfs(this.#dataDir)])
-    const list = Array.isArray(nics) ? nics : [nics]
+    const [hw, disk] = await Promise.all([this.#ask(), statfs(this.#dataDir)])
+    const { system, nics } = hw
     // Every address of a NIC (aliases too: the egress addresses), which systeminformation lists one of.
     const all = networkInterfaces()
     const inventory = await readFile(join(this.#dataDir, 'inventory.json'), 'utf8').then(
@@ -73,11 +111,11 @@ export class SystemInfo {
       at: this.#clock.now(),
       model: [system.manufacturer, system.model].filter(Boolean).join(' '),
       serial: system.serial,
-      uptimeSeconds: si.time().uptime,
-      cpuLoadPercent: load.currentLoad,
-      memory: { total: mem.total, used: mem.active },
+      uptimeSeconds: hw.uptimeSeconds,
+      cpuLoadPercent: hw.cpuLoadPercent,
+      memory: { total: hw.memory.total, used: hw.memory.active },
       dataDisk: { total: disk.blocks * disk.bsize, free: disk.bavail * disk.bsize },
-      nics: list.map((n) => ({
+      nics: nics.map((n) => ({
         name: n.iface,
         mac: n.mac,
         addresses: (all[n.iface] ?? []).map((a) => a.address),
