@@ -57,6 +57,7 @@ export function isValidTaiwanId(id: string): boolean {
 
 /** Where a candidate starts: a letter, then 1/2/8/9 or A–D, then 8 digits (its ends are judged on the text as shown). */
 const CORE = /[A-Za-z](?=[A-Da-d1289]\d{8})/g
+const EIGHT_DIGITS = /\d{8}/
 /** A candidate in a text of its own: 10 characters not glued to other ASCII letters or digits. */
 const CANDIDATE = /(?<![A-Za-z0-9])[A-Za-z][A-Da-d1289]\d{8}(?![A-Za-z0-9])/g
 
@@ -77,6 +78,9 @@ const validAs = (token: string) => [token, ...(token[0] === 'l' ? [`I${token.sli
  */
 export function idsInReading(r: Reading): FoundId[] {
   const out: FoundId[] = []
+  // Every candidate has eight ASCII digits in a row (in `latin`, other scripts' digits are ASCII): one
+  // quick pass finds whether there is any (#35: most text has none).
+  if (!EIGHT_DIGITS.test(r.latin) && (r.early === undefined || !EIGHT_DIGITS.test(r.early))) return out
   for (const m of r.latin.matchAll(CORE)) {
     const from = r.origin(m.index)
     const to = r.origin(m.index + 10)

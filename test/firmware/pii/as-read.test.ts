@@ -171,3 +171,18 @@ t.test('the readings: what is shown keeps its script; what is searched is Latin;
   t.same(findTaiwanIds('١A123456789'), [], 'glued to a digit of another script: part of a longer number')
   t.same(findTaiwanIds('A123456789٠'), [])
 })
+
+t.test('#35 property: a text of ASCII only reads as itself, and its IDs are those the full reading finds', async (t) => {
+  // The full reading's steps, written out: NFKC, invisibles gone, other scripts as Latin (none in ASCII).
+  fc.assert(
+    fc.property(fc.string({ unit: fc.constantFrom(...'A1234567890 aZz\t\r\n.-'.split('')), maxLength: 60 }), (s) => {
+      const r = reading(s)
+      return r.text === s.normalize('NFKC') && r.latin === asLatin(s.normalize('NFKC')) && r.origin(3) === 3 && r.early === undefined
+    }),
+    { numRuns: 2000 },
+  )
+  // The eight-digit pass before the search: an ID is found wherever it sits, a long run of digits without one is not.
+  t.same(findTaiwanIds(`${'X'.repeat(100_000)} A123456789 ${'9'.repeat(50)}`), ['A123456789'])
+  t.same(findTaiwanIds(`${'X'.repeat(100_000)} 12345678 no letter in front`), [])
+  t.same(findTaiwanIds('Ａ１２３４５６７８９'), ['A123456789'], 'full-width: not ASCII, read the full way')
+})
