@@ -66,8 +66,8 @@ export const delivery = obj({
     min: 0,
     max: 16_777_216,
     description:
-      "Bytes that may go out at once above the steady rate; 0 means 1 % of a second's budget, so no 1-second window exceeds the budget by more than " +
-      'about 1 %.',
+      "Bytes that may go out at once above the steady rate; 0 means 0.5 % of a second's budget (at least 4 KiB), so no 1-second window exceeds " +
+      'the budget by more than about 0.5 % and one 4 KiB slice.',
   }),
   tcDevices: list(str({ default: '', description: '', pattern: /^[A-Za-z0-9_.:-]{1,15}$/ }), {
     default: [],
