@@ -92,3 +92,10 @@ t.test('a run of "<" that opens no tag is one text piece for the tokenizer, and 
   t.ok(texts.includes(' < 3 '), 'a lone "<" in text is text')
   t.equal(htmlText(html).joined.startsWith('<'.repeat(100_000) + 't'), true)
 })
+
+t.test('#35: masking the "<" that open nothing keeps every index, a lone surrogate and the text around it included', async (t) => {
+  const html = 'a<\uD800< b<b>x</b> 1<2'
+  t.same(htmlText(html), { source: html, joined: 'a<\uD800< bx 1<2', spaced: 'a<\uD800< b x  1<2' })
+  // A megabyte of "<": every one is text.
+  t.equal(htmlText('<'.repeat(1 << 20)).joined.length, 1 << 20)
+})
