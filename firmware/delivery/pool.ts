@@ -54,6 +54,9 @@ export class ConnectionPool {
   /** Every connection made (closed ones are dropped as new ones are made), for closing at shutdown. */
   readonly #clients = new Set<SmtpClient>()
   readonly #trust: SecureContext
+  /** Each connection's own share of `messagesPerConnection` (see {@link ConnectionPool.limitFor}). */
+  readonly #limits = new WeakMap<SmtpClient, number>()
+  #opened = 0
   #stopping = false
 
   constructor(config: Config) {
@@ -162,6 +165,7 @@ export class ConnectionPool {
       timeouts: { connect: t.connectMs, greeting: t.greetingMs, command: t.commandMs, data: t.dataMs },
     })
     this.#clients.add(client)
+    this.#limits.set(client, ConnectionPool.limitFor(this.#config.messagesPerConnection, this.#opened++))
     try {
       await client.connect()
     } catch (err) {
@@ -173,9 +177,20 @@ export class ConnectionPool {
     return client
   }
 
+  /**
+   * How many mails the `n`-th connection made carries before it is closed: `messagesPerConnection`,
+   * or up to three eighths fewer, in turn (#35). Connections opened together would otherwise all
+   * close together, and the budget would stand idle while every one of them connects again (a
+   * receiver saw a 10 % dip in one second of a 10 Mbit/s budget, each time 400 mails had gone
+   * over four connections).
+   */
+  static limitFor(messagesPerConnection: number, n: number): number {
+    return messagesPerConnection - (n % 4) * Math.floor(messagesPerConnection / 8)
+  }
+
   /** A connection whose mail went through: reused, handed to a waiter, or closed. */
   release(hop: Hop, egress: Egress, client: SmtpClient): void {
-    if (client.sent >= this.#config.messagesPerConnection || this.#stopping) {
+    if (client.sent >= (this.#limits.get(client) ?? this.#config.messagesPerConnection) || this.#stopping) {
       void client.quit()
       this.forget(hop)
       return

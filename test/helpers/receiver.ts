@@ -3,6 +3,8 @@ import { SMTPServer, type SMTPServerSession } from 'smtp-server'
 import { makeSelfSignedServerCert } from '../../hal/crypto/selfsigned.ts'
 
 export interface Received {
+  /** The SMTP session (connection) it came over. */
+  session: string
   remoteAddress: string
   mailFrom: string
   rcptTo: string[]
@@ -73,6 +75,7 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
       stream.on('end', () => {
         if (cut) return
         const mail: Received = {
+          session: session.id,
           remoteAddress: session.remoteAddress.replace(/^::ffff:/, ''),
           mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           rcptTo: session.envelope.rcptTo.map((r) => r.address),

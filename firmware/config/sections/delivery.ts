@@ -66,8 +66,8 @@ export const delivery = obj({
     min: 0,
     max: 16_777_216,
     description:
-      "Bytes that may go out at once above the steady rate; 0 means 0.5 % of a second's budget (at least 4 KiB), so no 1-second window exceeds " +
-      'the budget by more than about 0.5 % and one 4 KiB slice.',
+      'Bytes that may go out at once above the steady rate, making up for a moment with nothing to send (between two mails, a reconnect); ' +
+      "0 means 5 % of a second's budget (at least 4 KiB). Whatever the burst, no 1-second window holds more than a second's budget.",
   }),
   tcDevices: list(str({ default: '', description: '', pattern: /^[A-Za-z0-9_.:-]{1,15}$/ }), {
     default: [],
@@ -83,7 +83,14 @@ export const delivery = obj({
     max: 100000,
     description: 'Messages per second to one destination host (GCRA, one second of burst); 0 for no limit.',
   }),
-  messagesPerConnection: int({ default: 100, min: 1, max: 100000, description: 'Messages sent over one connection before it is closed.' }),
+  messagesPerConnection: int({
+    default: 100,
+    min: 1,
+    max: 100000,
+    description:
+      'Messages sent over one connection before it is closed, at most: connections opened together close at different counts ' +
+      '(down to five eighths of it), so not all at once.',
+  }),
   retrySeconds: list(int({ default: 0, min: 1, max: 86400, description: '' }), {
     default: [60, 300, 900, 1800, 3600, 7200, 14400],
     description: 'Back-off between attempts; the last value repeats.',

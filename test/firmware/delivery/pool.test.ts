@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseConfig } from '../../../firmware/config/load.ts'
+import { ConnectionPool } from '../../../firmware/delivery/pool.ts'
 import { tempDir } from '../../helpers/box.ts'
 import { devHsm } from '../../helpers/hsm.ts'
 import { deliveryRig, finals, route } from '../../helpers/delivery.ts'
@@ -53,4 +54,25 @@ t.test('a tlsCaFile that holds no certificate stops start-up naming the key', as
     code: 'ECONFIG_INVALID',
     message: /delivery\.tlsCaFile.*not a readable PEM file/,
   })
+})
+
+t.test('#35: connections opened together close at different counts, at most messagesPerConnection each', async (t) => {
+  t.same(
+    [0, 1, 2, 3, 4, 5].map((n) => ConnectionPool.limitFor(100, n)),
+    [100, 88, 76, 64, 100, 88],
+  )
+  t.same([ConnectionPool.limitFor(1, 3), ConnectionPool.limitFor(7, 3)], [1, 7], 'below 8 every connection carries the whole count')
+  const { hsm } = await devHsm(t)
+  const rx = await startReceiver(t)
+  const rig = await deliveryRig(t, hsm, { ...route(rx.port), messagesPerConnection: 8 })
+  for (let i = 0; i < 40; i++) await rig.enqueue(`c${i}@example.net`)
+  await until(() => rx.received.length === 40)
+  const perSession = new Map<string, number>()
+  for (const r of rx.received) perSession.set(r.session, (perSession.get(r.session) ?? 0) + 1)
+  const counts = [...perSession.values()]
+  t.ok(
+    counts.every((n) => n <= 8),
+    `no connection carried more than 8 (${counts.join(', ')})`,
+  )
+  for (const n of [8, 7, 6, 5]) t.ok(counts.includes(n), `a connection closed after ${n}`)
 })

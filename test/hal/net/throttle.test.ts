@@ -55,6 +55,87 @@ t.test('a new rate applies to the grants after it', async (t) => {
   await l.take(0)
 })
 
+/** Grants of `n` bytes asked for by `writers` back to back on a fake clock stepped 1 ms at a time until `until`; the time of each. */
+async function grantsOnFakeClock(l: ByteRateLimiter, clock: { now: number }, o: { n: number; writers: number; until: number; pause?: [number, number] }) {
+  const at: number[] = []
+  let stop = false
+  const writer = async () => {
+    while (!stop) {
+      const p = o.pause
+      while (p && clock.now >= p[0] && clock.now < p[1]) await new Promise((r) => setImmediate(r))
+      if (stop) return
+      await l.take(o.n)
+      at.push(clock.now)
+    }
+  }
+  const writers = Array.from({ length: o.writers }, writer)
+  for (; clock.now < o.until; clock.now += 1) {
+    void l.take(0) // the limiter looks at the clock as its timer would
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
+  }
+  stop = true
+  clock.now += 10_000
+  await Promise.all(writers)
+  return at.filter((t) => t < o.until)
+}
+
+/**
+ * The most bytes granted in any real second (grants of `n` bytes at the whole milliseconds given):
+ * a grant stamped t happened in [t, t + 1), so one real second can hold grants stamped t and t + 1000.
+ */
+function busiest(at: number[], n: number, ms = 1000): number {
+  let most = 0
+  for (let i = 0, j = 0; i < at.length; i++) {
+    while (at[i]! - at[j]! > ms) j++
+    most = Math.max(most, (i - j + 1) * n)
+  }
+  return most
+}
+
+t.test('M3 #35: a byte budget with everySecond: no 1-second window above the budget, though the burst is large', async (t) => {
+  const clock = { now: 0 }
+  const l = new ByteRateLimiter({ bytesPerSecond: 10_000, burstBytes: 2_000, clock: { now: () => clock.now }, everySecond: true })
+  const at = await grantsOnFakeClock(l, clock, { n: 100, writers: 3, until: 3000 })
+  t.equal(busiest(at, 100), 10_000, 'the busiest second holds exactly a second of budget')
+  t.equal(at.filter((x) => x < 1000).length * 100, 10_000, 'the first second too, though the idle budget starts with 2,000 bytes of burst')
+  // Without the window the same burst lets the first second hold the burst on top.
+  const clock2 = { now: 0 }
+  const plain = new ByteRateLimiter({ bytesPerSecond: 10_000, burstBytes: 2_000, clock: { now: () => clock2.now } })
+  const at2 = await grantsOnFakeClock(plain, clock2, { n: 100, writers: 3, until: 3000 })
+  t.ok(busiest(at2, 100) >= 11_900, `GCRA alone: ${busiest(at2, 100)} bytes in its busiest second (the test can tell the difference)`)
+})
+
+t.test('M3 #35: a pause with nothing to send is made up afterwards, up to the burst, within the second', async (t) => {
+  const clock = { now: 0 }
+  const l = new ByteRateLimiter({ bytesPerSecond: 10_000, burstBytes: 2_000, clock: { now: () => clock.now }, everySecond: true })
+  // Writers idle from 1,500 to 1,650 ms: 1,500 bytes of budget unused.
+  const at = await grantsOnFakeClock(l, clock, { n: 100, writers: 2, until: 4000, pause: [1500, 1650] })
+  t.equal(busiest(at, 100), 10_000, 'no second above the budget')
+  t.equal(at.length * 100, 40_000, 'four seconds, four seconds of budget: the 1,500 bytes the pause left unused were made up')
+  // A pause much longer than the burst loses part of what it left unused: 6,000 bytes, at most 2,000 made up.
+  const clock2 = { now: 0 }
+  const l2 = new ByteRateLimiter({ bytesPerSecond: 10_000, burstBytes: 2_000, clock: { now: () => clock2.now }, everySecond: true })
+  const at2 = await grantsOnFakeClock(l2, clock2, { n: 100, writers: 2, until: 4000, pause: [1500, 2100] })
+  t.ok(at2.length * 100 >= 36_000 && at2.length * 100 < 40_000, `after a 600-ms pause, ${at2.length * 100} of 40,000 bytes in four seconds`)
+  t.equal(busiest(at2, 100), 10_000, 'and no second above the budget')
+})
+
+t.test('#35: headroom never offers more than the last second has room for', async (t) => {
+  const clock = { now: 0 }
+  const l = new ByteRateLimiter({ bytesPerSecond: 10_000, burstBytes: 5_000, clock: { now: () => clock.now }, everySecond: true })
+  t.equal(l.headroom(), 5_000, 'idle: the burst')
+  await l.take(5_000)
+  clock.now = 400 // 4,000 bytes of schedule back: GCRA alone would offer 4,000 + … but the second holds 5,000 already
+  t.equal(l.headroom(), 5_000 - 1_000, 'schedule: 4,000 ahead allowed')
+  await l.take(4_000)
+  clock.now = 900
+  t.equal(l.headroom(), 1_000, 'the second has 9,000 in it: 1,000 left, though the schedule would allow 5,000')
+  clock.now = 1002
+  t.equal(l.headroom(), 1_000, 'a second and 2 ms later the first 5,000 are still counted (the window allows for the way to the wire)')
+  clock.now = 1003
+  t.equal(l.headroom(), 5_000, 'then they have left it: the burst again')
+})
+
 /** A loopback TCP pair: the client side wrapped in a ThrottledSocket, its raw writes recorded, the bytes the server side got. */
 async function throttledPair(t: { teardown(fn: () => unknown): void }, limiters: ByteRateLimiter[]) {
   const got: Buffer[] = []
