@@ -137,7 +137,10 @@ export function decodeRecord(record: Buffer, dataKey: Buffer): SpooledMail {
   decipher.setAuthTag(record.subarray(record.length - TAG))
   let plain: Buffer
   try {
-    plain = Buffer.concat([decipher.update(record.subarray(aad.length, record.length - TAG)), decipher.final()])
+    plain = decipher.update(record.subarray(aad.length, record.length - TAG))
+    // GCM is a stream mode: final() only checks the tag and adds nothing (were it ever to, it is joined on).
+    const rest = decipher.final()
+    if (rest.length) plain = Buffer.concat([plain, rest])
   } catch {
     throw new RecordError('record failed authentication (GCM tag mismatch)')
   }
