@@ -88,7 +88,7 @@ export class EgressPool {
       const own = this.#limiters.get(e.address)
       if (!rate) this.#limiters.delete(e.address)
       else if (own) own.setRate(rate, 0)
-      else this.#limiters.set(e.address, new ByteRateLimiter({ bytesPerSecond: rate, burstBytes: 0, clock: { now: () => Date.now() }, everySecond: true }))
+      else this.#limiters.set(e.address, ByteRateLimiter.egressBudget(rate, 0))
     }
     for (const address of this.#limiters.keys()) if (!this.#list.some((e) => e.address === address)) this.#limiters.delete(address)
   }

@@ -72,7 +72,7 @@ export class DeliveryEngine implements Component {
     this.#notices = new Notices({ config: deps.config, log: this.#log, spool: deps.spool, clock: deps.clock })
     this.#recovery = { spool: deps.spool, events: deps.events, log: this.#log, notices: this.#notices, trail: deps.trail }
     const d = deps.config.delivery
-    this.limiter = new ByteRateLimiter({ bytesPerSecond: d.bandwidthBitsPerSecond / 8, burstBytes: d.burstBytes, clock: { now: () => Date.now() }, everySecond: true })
+    this.limiter = ByteRateLimiter.egressBudget(d.bandwidthBitsPerSecond / 8, d.burstBytes)
     this.egress = new EgressPool(deps.config, deps.clock)
     this.#pool = new ConnectionPool(deps.config)
     this.#transport = new Transport({

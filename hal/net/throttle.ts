@@ -100,6 +100,11 @@ export class ByteRateLimiter {
     this.#tat = opts.clock.now()
   }
 
+  /** An egress byte budget (M3): on the wall clock, no second above it (`everySecond`). */
+  static egressBudget(bytesPerSecond: number, burstBytes: number): ByteRateLimiter {
+    return new ByteRateLimiter({ bytesPerSecond, burstBytes, clock: { now: () => Date.now() }, everySecond: true })
+  }
+
   #burst(bytesPerSecond: number, burstBytes: number): number {
     return burstBytes || Math.max(4096, Math.floor(bytesPerSecond / (this.#window ? 10 : 200)))
   }
