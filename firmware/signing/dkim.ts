@@ -1,5 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto'
 import { readHeader } from '../mime/header.ts'
+import { prepend } from './headroom.ts'
 
 /**
  * DKIM signing (M4; RFC 6376) with the key in the HSM: no Node library lets a
@@ -164,7 +165,8 @@ export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promi
   const input = algorithm === 'ed25519-sha256' ? createHash('sha256').update(signed).digest() : signed
   const b = (await key.sign(input)).toString('base64')
   const header = `${prefix}${b.replace(/.{1,72}/g, '$&\r\n ').replace(/\r\n $/, '')}\r\n`
-  return Buffer.concat([Buffer.from(header, 'latin1'), msg])
+  // In front of the message without copying it when it was made with room (an S/MIME-signed one is).
+  return prepend(Buffer.from(header, 'latin1'), msg)
 }
 
 /** Folds a long tag value after separators so header lines stay short (FWS is allowed there, RFC 6376 §3.5). */
