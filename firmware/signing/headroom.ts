@@ -11,6 +11,9 @@ export function concatWithHeadroom(parts: readonly Uint8Array[], headroom: numbe
   let total = 0
   for (const p of parts) total += p.length
   const whole = Buffer.allocUnsafeSlow(headroom + total)
+  // The room is zeroed: memory reused from elsewhere (another mail's bytes) is never left in a
+  // buffer that goes on to the spool, even where no view reaches it.
+  whole.fill(0, 0, headroom)
   let at = headroom
   for (const p of parts) {
     whole.set(p, at)
