@@ -4,6 +4,7 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { domainOf } from '../mime/address.ts'
+import { Classifier, rulesWith } from '../return-path/classify.ts'
 import type { ReturnPathTokens } from '../return-path/verp.ts'
 import { SmtpError, type SmtpClient } from './client.ts'
 import { isBlockReply, isThrottleReply, type Egress, type EgressPool } from './egress.ts'
@@ -40,6 +41,8 @@ export class Transport {
   readonly #egress: EgressPool
   readonly #limiter: ByteRateLimiter
   readonly #messageRates = new Map<string, ByteRateLimiter>()
+  /** The return path's classifier (the firm's rules first): a refusal no rule knows is retried, not bounced (#36). */
+  readonly #classifier: Classifier
 
   constructor(o: { config: Config; log: Logger; events: EventSink; resolver: Resolver; pool: ConnectionPool; egress: EgressPool; limiter: ByteRateLimiter }) {
     this.#config = o.config
@@ -50,6 +53,18 @@ export class Transport {
     this.#pool = o.pool
     this.#egress = o.egress
     this.#limiter = o.limiter
+    this.#classifier = new Classifier(rulesWith(o.config.returnPath.rulesFile || undefined))
+  }
+
+  /**
+   * What a refusal means for the recipients it names (M8; #36 "unclassified is conservative"): a 4xx is
+   * retried; a 5xx is final only when a rule knows what it says. A permanent code with words no rule
+   * knows (`554 5.0.0` and a text of the receiver's own) is retried until the mail expires
+   * (`delivery.maxAgeSeconds`), so it never becomes a hard bounce on a guess.
+   */
+  #verdict(code: number, reply: string): 'bounced' | 'deferred' {
+    if (code < 500) return 'deferred'
+    return this.#classifier.classify({ text: reply, reply: String(code) }).category === 'unclassified' ? 'deferred' : 'bounced'
   }
 
   /**
@@ -105,7 +120,8 @@ export class Transport {
           if (res.rejected.length) {
             outcome.perRecipient = new Map()
             for (const { rcpt, reply } of res.rejected) {
-              const r = { status: reply.code >= 500 ? ('bounced' as const) : ('deferred' as const), reply: `${reply.code} ${reply.text.replace(/\n/g, ' ')}` }
+              const text = `${reply.code} ${reply.text.replace(/\n/g, ' ')}`
+              const r = { status: this.#verdict(reply.code, text), reply: text }
               outcome.perRecipient.set(rcpt, r)
               record([rcpt], { ...r, ...where })
             }
@@ -132,7 +148,7 @@ export class Transport {
             last = { status: 'deferred', reply, ...base }
             continue
           }
-          if (err.reply && err.reply.code >= 500) return record(rcpts, { status: 'bounced', reply, ...base })
+          if (err.reply && err.reply.code >= 500) return record(rcpts, { status: this.#verdict(err.reply.code, reply), reply, ...base })
           last = { status: 'deferred', reply, ...base }
           break // temporary failure or unreachable: next MX host
         }

@@ -18,6 +18,8 @@ export interface Rule {
   hard?: boolean
   /** RFC 3463 codes: `5.1.1`, `x.1.1` (any class), `5.7.*` (any detail), `4.*.*`. */
   status?: readonly string[]
+  /** SMTP reply codes (RFC 5321 §4.2): `521`, `556`. */
+  reply?: readonly string[]
   text?: readonly string[]
   /** The SMTP command the failure answered (`rcpt`, `data`, `mail`, `connect`), when the report says. */
   command?: readonly string[]
@@ -25,6 +27,10 @@ export interface Rule {
   action?: readonly string[]
   /** The type of the DSN's Diagnostic-Code (`smtp`, `x-unix`). */
   diagnosticType?: readonly string[]
+  /** The RFC section, or the document whose reply texts `quotes` holds (#36: every built-in rule has one). */
+  source?: string
+  /** The texts `source` writes, each phrase of `text` part of one of them. */
+  quotes?: readonly string[]
 }
 
 /** What is known of one failure. */
@@ -71,9 +77,11 @@ export function loadRules(path: string, known?: RuleSet): RuleSet {
     const where = `${path}: rule ${i + 1}`
     if (typeof r?.category !== 'string' || !(r.category in categories))
       throw new ConfigError('returnPath.rulesFile', `${where}: unknown category ${JSON.stringify(r?.category)}`)
-    if (!r.status && !r.text && !r.diagnosticType) throw new ConfigError('returnPath.rulesFile', `${where}: needs "status", "text" or "diagnosticType"`)
+    if (!r.status && !r.reply && !r.text && !r.diagnosticType)
+      throw new ConfigError('returnPath.rulesFile', `${where}: needs "status", "reply", "text" or "diagnosticType"`)
     for (const s of r.status ?? [])
       if (!/^[245x]\.(\d{1,3}|\*)\.(\d{1,3}|\*)$/.test(s)) throw new ConfigError('returnPath.rulesFile', `${where}: bad status ${JSON.stringify(s)}`)
+    for (const c of r.reply ?? []) if (!/^[245]\d\d$/.test(c)) throw new ConfigError('returnPath.rulesFile', `${where}: bad reply code ${JSON.stringify(c)}`)
     for (const k of ['command', 'action', 'diagnosticType'] as const)
       if (r[k] !== undefined && !(Array.isArray(r[k]) && r[k].every((v) => typeof v === 'string')))
         throw new ConfigError('returnPath.rulesFile', `${where}: "${k}" must be a list of words`)
@@ -84,10 +92,13 @@ export function loadRules(path: string, known?: RuleSet): RuleSet {
       category: r.category,
       hard: r.hard === true,
       status: r.status,
+      reply: r.reply,
       text: r.text,
       command: r.command,
       action: r.action,
       diagnosticType: r.diagnosticType,
+      source: typeof r.source === 'string' ? r.source : undefined,
+      quotes: Array.isArray(r.quotes) ? r.quotes.filter((q) => typeof q === 'string') : undefined,
     }
   })
   return { categories, rules }
@@ -125,7 +136,7 @@ export class Classifier {
    */
   classify(f: Failure): Classification {
     const t = normalise(f.text)
-    const reply = f.reply ?? ''
+    const reply = f.reply || (/^\s*([245]\d\d)[\s-]/.exec(f.text)?.[1] ?? '')
     const status = f.status || firstStatus(f.text) || (reply ? `${reply[0]}.0.0` : '')
     const command = f.command ?? commandIn(t)
     for (const rule of this.rules.rules) {
@@ -133,9 +144,13 @@ export class Classifier {
       if (rule.action && !rule.action.includes(f.action ?? '')) continue
       if (rule.diagnosticType && !rule.diagnosticType.includes(f.diagnosticType ?? '')) continue
       if (rule.status && !rule.status.some((p) => statusMatches(p, status))) continue
+      if (rule.reply && !rule.reply.includes(reply)) continue
       if (rule.text && !rule.text.some((phrase) => t.includes(phrase))) continue
-      return { category: rule.category, hard: rule.hard === true, status }
+      // A transient code, or a report that the mail is only delayed, never says the address is dead (#36).
+      const hard = rule.hard === true && status[0] !== '4' && reply[0] !== '4' && f.action !== 'delayed'
+      return { category: rule.category, hard, status }
     }
+    // Unclassified is conservative (#36): soft, and during delivery retried until the mail expires.
     return { category: 'unclassified', hard: false, status }
   }
 }

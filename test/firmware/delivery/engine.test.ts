@@ -357,3 +357,31 @@ t.test(
     )
   },
 )
+
+t.test('#36, M8: a permanent code with words no rule knows is retried until the mail expires, never bounced on a guess', async (t) => {
+  const { hsm } = await devHsm(t)
+  const firm = await startReceiver(t, { host: '127.0.0.2' })
+  const rx = await startReceiver(t, { onData: () => smtpError(554, '5.0.0 zq-17 the gate is shut tonight') })
+  const rig = await deliveryRig(t, hsm, {
+    routes: [
+      { domain: 'example.net', host: '127.0.0.1', port: rx.port },
+      { domain: 'bank.example', host: '127.0.0.2', port: firm.port },
+    ],
+    notifyAddress: 'ops@bank.example',
+    retrySeconds: [120],
+    maxAgeSeconds: 3600,
+  })
+  const m = await rig.enqueue('wang@example.net')
+  await until(() => rig.spool.entry(m.id)?.state === 'deferred')
+  t.match(rig.spool.entry(m.id), { attempts: 1 }, 'the first refusal defers')
+  rig.clock.now += 121_000
+  await until(() => rig.spool.entry(m.id)?.attempts === 2)
+  t.equal(rx.received.length, 0, 'the receiver took nothing')
+  const attempts = rig.events.filter((e) => e.type === 'delivery.attempt')
+  t.ok(attempts.length >= 2 && attempts.every((e) => 'outcome' in e && e.outcome === 'deferred'), 'every attempt deferred, none bounced')
+  rig.clock.now += 3_601_000
+  await until(() => finals(rig.events)[m.id] === 'expired' && firm.received.length === 1)
+  t.notOk(Object.values(finals(rig.events)).includes('bounced'), 'no bounce')
+  t.match(firm.received[0]!.data.toString(), /\(expired\)/, 'the firm is told it expired')
+  t.notMatch(firm.received[0]!.data.toString(), /invalid-recipient|Status: 5\.1\.1/, 'and not that the address is dead')
+})

@@ -119,7 +119,8 @@ t.test("the firm's rules file is tried before the built-in rules; a bad file is 
 
   t.throws(() => loadRules(file('a.json', '{not json')), /config key "returnPath.rulesFile": cannot read the bounce rules file/)
   t.throws(() => rulesWith(file('b.json', { rules: [{ category: 'nope', text: ['x'] }] })), /rule 1: unknown category "nope"/)
-  t.throws(() => rulesWith(file('c.json', { rules: [{ category: 'quota-issues' }] })), /rule 1: needs "status", "text" or "diagnosticType"/)
+  t.throws(() => rulesWith(file('c.json', { rules: [{ category: 'quota-issues' }] })), /rule 1: needs "status", "reply", "text" or "diagnosticType"/)
+  t.throws(() => rulesWith(file('h.json', { rules: [{ category: 'quota-issues', reply: ['5.2'] }] })), /bad reply code "5.2"/)
   t.throws(() => rulesWith(file('d.json', { rules: [{ category: 'quota-issues', status: ['5.2'] }] })), /bad status "5.2"/)
   t.throws(() => rulesWith(file('e.json', { rules: [{ category: 'quota-issues', text: ['Mailbox  Full'] }] })), /lower case with single spaces/)
   t.throws(() => rulesWith(file('f.json', { rules: [{ category: 'quota-issues', text: ['x'], command: 'data' }] })), /"command" must be a list/)
@@ -132,4 +133,55 @@ t.test('every built-in rule names a described category and can match something',
     t.ok(r.categories[rule.category], `rule ${i + 1}: ${rule.category} is described`)
   }
   t.ok(r.categories.unclassified, 'unclassified is described')
+})
+
+t.test('#36: a rule may name SMTP reply codes (RFC 5321 4.2), read from the reply when the failure does not give one', async (t) => {
+  const firm = file('reply.json', { rules: [{ category: 'bad-domain', hard: true, reply: ['556'], source: 'RFC 7504: 556 Domain does not accept mail' }] })
+  const c = new Classifier(rulesWith(firm))
+  t.match(c.classify({ text: 'bank.example does not take mail here', reply: '556' }), { category: 'bad-domain', hard: true })
+  t.match(c.classify({ text: '556 bank.example does not take mail here' }), { category: 'bad-domain', status: '5.0.0' }, 'the code at the start of the reply')
+  t.equal(c.classify({ text: 'see 556 in the manual' }).category, 'unclassified', 'not a number inside the words')
+  t.equal(loadRules(firm, builtInRules()).rules[0]!.source, 'RFC 7504: 556 Domain does not accept mail', 'the source is kept with the rule')
+})
+
+t.test('#36: a transient code or a delayed DSN is never hard; words no rule knows are unclassified and soft', async (t) => {
+  const c = new Classifier()
+  t.match(c.classify({ status: '5.1.1', text: 'no such user' }), { category: 'invalid-recipient', hard: true }, 'the permanent code: hard')
+  t.match(c.classify({ status: '4.1.1', text: 'no such user' }), { category: 'invalid-recipient', hard: false }, 'the same words with 4.1.1: not yet')
+  t.match(c.classify({ text: 'no such user', reply: '450' }), { hard: false }, 'a 450 reply')
+  t.match(c.classify({ status: '5.1.2', text: 'host not found', action: 'delayed' }), { category: 'bad-domain', hard: false }, 'a delay is never final')
+  t.match(c.classify({ status: '5.0.0', text: 'the receiver wrote words nobody has a rule for' }), { category: 'unclassified', hard: false, status: '5.0.0' })
+  t.match(c.classify({ text: '554 please read our terms', reply: '554' }), { category: 'unclassified', hard: false, status: '5.0.0' }, 'a bare 554')
+})
+
+t.test('#36: RFC 3463 detail codes that name one cause, with words no rule knows', async (t) => {
+  const c = new Classifier()
+  const table: [string, string, boolean][] = [
+    ['5.1.1', 'invalid-recipient', true],
+    ['5.1.2', 'bad-domain', true],
+    ['5.1.3', 'invalid-recipient', true],
+    ['5.1.6', 'invalid-recipient', true],
+    ['5.1.7', 'invalid-sender', false],
+    ['5.1.8', 'invalid-sender', false],
+    ['5.1.10', 'bad-domain', true],
+    ['5.2.1', 'inactive-mailbox', false],
+    ['5.2.2', 'quota-issues', false],
+    ['4.2.2', 'quota-issues', false],
+    ['5.2.3', 'message-too-large', false],
+    ['5.3.4', 'message-too-large', false],
+    ['4.4.1', 'bad-connection', false],
+    ['4.4.2', 'bad-connection', false],
+    ['5.4.4', 'bad-domain', true],
+    ['4.4.5', 'rate-limited', false],
+    ['5.4.7', 'message-expired', false],
+    ['5.5.2', 'protocol-errors', false],
+    ['5.6.3', 'content-related', false],
+    ['5.7.13', 'inactive-mailbox', false],
+    ['5.7.23', 'authentication-failed', false],
+    ['5.7.25', 'spam-block', false],
+    ['5.7.26', 'authentication-failed', false],
+    ['5.7.27', 'invalid-sender', false],
+  ]
+  for (const [status, category, hard] of table) t.match(c.classify({ status, text: 'zq' }), { category, hard, status }, status)
+  t.match(c.classify({ status: '5.0.0', text: 'zq' }), { category: 'unclassified', hard: false }, '5.0.0 names no cause')
 })
