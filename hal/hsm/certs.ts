@@ -8,6 +8,9 @@ import { findAll, type KeyStore } from './keys.ts'
 import { pkcs11 as P, type Handle, type PKCS11 } from './pkcs11.ts'
 import type { Token } from './token.ts'
 
+/** S2: the smallest RSA modulus the box signs with (RSA-2048; EC keys are P-256, ECC-256). */
+export const MIN_RSA_BITS = 2048
+
 /** Chain certificates are stored under `<label>/chain/<n>`, leaf first, then upwards. */
 export const chainLabel = (label: string, i: number) => `${label}/chain/${i}`
 
@@ -89,6 +92,10 @@ export class CertStore {
     } catch (err) {
       throw new HsmError('EHSM_BAD_INPUT', 'the PKCS#12 holds no readable private key', { cause: err })
     }
+    // S2 (non-repudiation with RSA-2048 or ECC-256 and up): a weaker key is refused here, not first met at signing.
+    const bits = key.asymmetricKeyDetails?.modulusLength
+    if (key.asymmetricKeyType === 'rsa' && (bits ?? 0) < MIN_RSA_BITS)
+      throw new HsmError('EHSM_BAD_INPUT', `the PKCS#12's RSA key has ${bits} bits; S2 asks for at least ${MIN_RSA_BITS}`)
     const leaf = certs.find((c) => c.checkPrivateKey(key))
     if (!leaf) throw new HsmError('EHSM_BAD_INPUT', 'no certificate in the PKCS#12 matches its private key')
     const chain = orderChain(

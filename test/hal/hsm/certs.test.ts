@@ -104,3 +104,40 @@ t.test('PKCS#12 import (TWCA style): the key lands non-extractable, signs, and t
   await t.rejects(hsm.certs.importPkcs12('p12/modern', readFileSync(join(dir, 'modern.p12')), 's3cret-Pass'), { code: 'EHSM_KEY_EXISTS' })
   await t.rejects(hsm.certs.importPkcs12('p12/junk', Buffer.from('not a p12'), 'x'), { code: 'EHSM_BAD_INPUT' })
 })
+
+t.test('S2: a PKCS#12 with an RSA key under 2048 bits is refused at import, with the size named', async (t) => {
+  const { hsm } = await devHsm(t)
+  const dir = tempDir(t)
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:1024',
+    '-nodes',
+    '-keyout',
+    join(dir, 'k.pem'),
+    '-out',
+    join(dir, 'c.pem'),
+    '-subj',
+    '/CN=Weak',
+    '-days',
+    '30',
+  ])
+  await run('openssl', [
+    'pkcs12',
+    '-export',
+    '-inkey',
+    join(dir, 'k.pem'),
+    '-in',
+    join(dir, 'c.pem'),
+    '-out',
+    join(dir, 'weak.p12'),
+    '-passout',
+    'pass:s3cret-Pass',
+  ])
+  await t.rejects(hsm.certs.importPkcs12('p12/weak', readFileSync(join(dir, 'weak.p12')), 's3cret-Pass'), {
+    code: 'EHSM_BAD_INPUT',
+    message: /1024 bits; S2 asks for at least 2048/,
+  })
+  t.notOk(await hsm.keys.exists('p12/weak', 'private'), 'nothing was written to the token')
+})
