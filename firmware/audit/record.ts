@@ -41,7 +41,7 @@ export function checkpointPayload(c: Pick<Checkpoint, 'seq' | 'head' | 'time'>):
   return Buffer.from(`statement-gateway audit checkpoint v1\nseq=${c.seq}\nhead=${c.head}\ntime=${c.time}\n`)
 }
 
-/** Builds a record line; `fields` must not contain seq or prev. */
+/** Builds a record line; `fields` must not contain seq or prev. S2, S6: the sequence number and the previous hash make a gap or an edit show. */
 export function recordLine(seq: number, prev: string, fields: Record<string, unknown>): string {
   const body = JSON.stringify(fields)
   return `{"seq":${seq},"prev":"${prev}"${body.length > 2 ? ',' : ''}${body.slice(1)}`

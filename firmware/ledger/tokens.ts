@@ -68,6 +68,7 @@ export class TrackingTokens {
     const iv = randomBytes(IV)
     const cipher = createCipheriv('aes-256-ctr', enc, iv)
     const body = Buffer.concat([Buffer.of(VERSION), iv, cipher.update(plain), cipher.final()])
+    // S2: encrypt-then-MAC; a tracking token nobody with the HSM-derived key made does not verify.
     const tag = createHmac('sha256', mac).update(body).digest().subarray(0, TAG)
     return Buffer.concat([body, tag]).toString('base64url')
   }

@@ -48,6 +48,7 @@ export class ReturnPathTokens {
     if (id.toString('base64url') !== ref.id || id.length === 0 || id.length > 32) throw boxError('EINTERNAL', `not a queue id: ${ref.id}`)
     if (!Number.isInteger(ref.recipient) || ref.recipient < 0 || ref.recipient > 0xffff) throw boxError('EINTERNAL', `bad recipient index ${ref.recipient}`)
     const plain = Buffer.concat([Buffer.from(ref.kind), Buffer.of(ref.recipient >> 8, ref.recipient & 0xff), id])
+    // S2: the tag (HMAC-SHA-256 under a key derived in the HSM) is what makes a forged token fail.
     const tag = createHmac('sha256', mac).update(plain).digest().subarray(0, TAG)
     const iv = Buffer.concat([tag, Buffer.alloc(16 - TAG)])
     const cipher = createCipheriv('aes-256-ctr', enc, iv)

@@ -87,6 +87,7 @@ function signingCertificateV2(cert: X509Certificate): der.Der {
  * The DER SET OF signed attributes (RFC 5652 §5.3, §5.4): contentType,
  * signingTime, messageDigest, smimeCapabilities, signingCertificateV2, sorted
  * by their encodings as DER requires. This exact byte string is what is signed.
+ * S2 (non-repudiation, timestamps): the signing time is inside what the HSM signs.
  */
 export function signedAttributes(content: Buffer | readonly Buffer[], cert: X509Certificate, signingTime: Date): der.Der {
   const digest = createHash('sha256')

@@ -5,6 +5,7 @@ import { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, pkcs11 as P, ul
 import type { OffThreadJob } from './off-thread.ts'
 import type { Token } from './token.ts'
 
+/** S2: signature keys are RSA-2048 or larger, or ECC of 256 bits (P-256, Ed25519); nothing weaker can be made. */
 export type KeyPairType = 'rsa-2048' | 'rsa-3072' | 'ec-p256' | 'ed25519'
 export type SecretKeyType = 'aes-256' | 'hmac-sha256'
 export type SignAlgorithm = 'rsa-pkcs1-sha256' | 'rsa-pss-sha256' | 'ecdsa-p256-sha256' | 'ed25519'

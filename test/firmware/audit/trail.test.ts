@@ -12,7 +12,7 @@ import { verifyTrail } from '../../../firmware/audit/verify.ts'
 import { auditRig, filled, queued, segment, trailText } from '../../helpers/audit.ts'
 import { until } from '../../helpers/receiver.ts'
 
-t.test('S6: records are hash-chained JSON lines with HSM-signed checkpoints, and the trail verifies', async (t) => {
+t.test('S2, S6: records are hash-chained JSON lines with sequence numbers and HSM-signed checkpoints, and the trail verifies', async (t) => {
   const rig = await filled(t, 45)
   const records = rig.records()
   t.equal(records.length, 46, 'audit.started + 45 events')

@@ -6,7 +6,7 @@ import { ReturnPathTokens } from '../../../firmware/return-path/verp.ts'
 import { newQueueId } from '../../../firmware/spool/ids.ts'
 import { devHsm } from '../../helpers/hsm.ts'
 
-t.test('M8: a return-path token names its queue id and recipient, reads nothing, and cannot be forged', async (t) => {
+t.test('M8, S2: a return-path token names its queue id and recipient, reads nothing, and cannot be forged (HMAC)', async (t) => {
   const { hsm } = await devHsm(t)
   await hsm.ensureKeys(BOX_KEYS)
   const tokens = new ReturnPathTokens(hsm)

@@ -7,7 +7,7 @@ import { run } from '../../helpers/hsm.ts'
 import { opensslVerify, signedParts, signingSetup } from '../../helpers/signing.ts'
 import { FIXTURES } from '../../fixtures/messages.ts'
 
-t.test('M5: every fixture signed in the HSM verifies with openssl cms and openssl smime; one flipped byte fails', async (t) => {
+t.test('M5, S2: every fixture signed in the HSM verifies with openssl cms and openssl smime; one flipped byte fails', async (t) => {
   const s = await signingSetup(t)
   for (const [name, msg] of Object.entries(FIXTURES)) {
     const signed = await s.sign(msg)
