@@ -63,6 +63,13 @@ export class KeyService implements Component {
     this.hsm.token.onStateChange = () => void this.check()
     try {
       await this.hsm.open()
+      const { sessionsOpen } = this.hsm.token
+      // #38: a module that caps its sessions is used with what it gives; the setting above the cap is a warning, not a failed start.
+      if (sessionsOpen < this.#config.hsm.sessions)
+        this.#log.warn(
+          { configured: this.#config.hsm.sessions, open: sessionsOpen },
+          'the HSM module gives fewer sessions than hsm.sessions; using the ones it gives',
+        )
       if (this.hsm.createdToken)
         this.#log.info({ dir: join(this.#config.dataDir, 'hsm') }, 'created the embedded SoftHSM2 token with a random PIN (file mode 0600)')
       await this.#ensureKeys()

@@ -19,6 +19,7 @@ export const HSM_ERRORS = {
   EHSM_TOKEN_FULL: { transient: false, text: 'the token is out of memory for new objects' },
   EHSM_BAD_INPUT: { transient: false, text: 'the input (certificate, PKCS#12, key) could not be read' },
   EHSM_FAILED: { transient: true, text: 'the HSM reported an unexpected failure' },
+  EHSM_BUSY: { transient: true, text: 'the HSM is present but refuses work for now (throttled, or no session free); retried with back-off' },
   EHSM_MAIN_THREAD: { transient: false, text: 'a token call that may wait was made on the main thread (a bug: it would stall the box)' },
 } as const
 
@@ -47,7 +48,8 @@ const BY_CKR: Record<string, HsmErrorCode> = {
   CKR_TOKEN_NOT_RECOGNIZED: 'EHSM_UNAVAILABLE',
   CKR_SESSION_HANDLE_INVALID: 'EHSM_UNAVAILABLE',
   CKR_SESSION_CLOSED: 'EHSM_UNAVAILABLE',
-  CKR_SESSION_COUNT: 'EHSM_UNAVAILABLE',
+  // #38: a session cap (CloudHSM, HA groups) is the token saying "not more", not a lost token.
+  CKR_SESSION_COUNT: 'EHSM_BUSY',
   CKR_SLOT_ID_INVALID: 'EHSM_UNAVAILABLE',
   CKR_CRYPTOKI_NOT_INITIALIZED: 'EHSM_UNAVAILABLE',
   CKR_USER_NOT_LOGGED_IN: 'EHSM_UNAVAILABLE',

@@ -4,7 +4,7 @@ import { CertStore } from './certs.ts'
 import { HsmError } from './errors.ts'
 import { KeyStore, type KeyPairType, type SecretKeyType } from './keys.ts'
 import { ensureDevToken, SOFTHSM_MODULE } from './softhsm.ts'
-import { Token, type TokenState } from './token.ts'
+import { Token, type TokenOptions, type TokenState } from './token.ts'
 
 export { HsmError, toHsmError, HSM_ERRORS, type HsmErrorCode } from './errors.ts'
 export type { KeyPairType, SecretKeyType, SignAlgorithm, KeyInfo } from './keys.ts'
@@ -26,6 +26,8 @@ export interface HsmOptions {
   clock: Clock
   /** Refuse calls that may wait inside the module on the main thread (TokenOptions.strict); default: $SG_PKCS11_STRICT is 1. */
   strict?: boolean
+  /** Test only (#38, TokenOptions.quirks): a wrapper that reproduces a vendor module's behaviour. */
+  quirks?: TokenOptions['quirks']
 }
 
 /** A key the box needs, created at start if missing. */
@@ -74,6 +76,7 @@ export class Hsm {
       ...(this.embedded ? { env: { SOFTHSM2_CONF: join(opts.devDir, 'softhsm2.conf') } } : {}),
       clock: opts.clock,
       strict: opts.strict ?? process.env.SG_PKCS11_STRICT === '1',
+      quirks: opts.quirks,
     })
     this.keys = new KeyStore(this.token)
     this.certs = new CertStore(this.token, this.keys)

@@ -26,6 +26,8 @@ export interface TokenOptions {
    * on the main thread fails a test rather than stalling the box.
    */
   strict?: boolean
+  /** Test only (#38): wraps the module to reproduce a vendor's behaviour (session cap, throttling) on SoftHSM. */
+  quirks?: (p: PKCS11) => PKCS11
 }
 
 /** The calls `strict` refuses on the main thread (they run on a token thread, off-thread.ts, or in their *Async form). */
@@ -58,6 +60,10 @@ interface Connection {
 const RECONNECT_ON = new Set(['EHSM_UNAVAILABLE'])
 /** Unexplained failures (EHSM_FAILED) in a row after which the connection is dropped too. */
 const MAX_CONSECUTIVE_FAILURES = 3
+/** #38: back-off before each retry, on the same connection, of an operation a throttling token refused (CKR_DEVICE_ERROR). */
+const THROTTLE_BACKOFF_MS = [25, 100, 400] as const
+/** Operations that change objects are not repeated: a retry could make a second one. */
+const NOT_REPEATED = /^C_(Create|Generate|Copy|Destroy|SetAttribute|Unwrap|Derive)/
 
 /** Reads a PIN file, refusing one that group or others could read (M6: the PIN protects the keys). */
 export function readPinFile(path: string): string {
@@ -116,6 +122,7 @@ export class Token {
   #generation = 0
   #state: TokenState = 'closed'
   #consecutiveFailures = 0
+  #sessionsOpen = 0
   /** Called whenever the connection is made again; key handle caches listen to clear themselves. */
   onReconnect: (() => void) | undefined
   /** Called at once when the token is found gone or back (S11: reported when seen, not at the next health check). */
@@ -133,6 +140,11 @@ export class Token {
 
   get lastError(): HsmError | undefined {
     return this.#lastError
+  }
+
+  /** Sessions the module gave at the last connect: `sessions`, or fewer where the module caps them (#38). */
+  get sessionsOpen(): number {
+    return this.#sessionsOpen
   }
 
   /** Changes each time a new connection is made (object handles of older generations are invalid). */
@@ -195,9 +207,20 @@ export class Token {
   async #exec<T>(conn: Connection, session: Handle, operation: string, fn: (session: Handle, p: PKCS11, slot: Handle) => T | Promise<T>): Promise<T> {
     conn.active++
     try {
-      const result = await fn(session, conn.p, conn.slot)
-      this.#consecutiveFailures = 0
-      return result
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const result = await fn(session, conn.p, conn.slot)
+          this.#consecutiveFailures = 0
+          return result
+        } catch (err) {
+          const e = toHsmError(err, operation)
+          if (!this.#throttled(conn, e, operation) || attempt >= THROTTLE_BACKOFF_MS.length) {
+            if (e.ckr === 'CKR_DEVICE_ERROR' && attempt > 0) throw new HsmError('EHSM_BUSY', `${operation}: CKR_DEVICE_ERROR after ${attempt} tries`)
+            throw e
+          }
+          await new Promise((r) => setTimeout(r, THROTTLE_BACKOFF_MS[attempt]))
+        }
+      }
     } catch (err) {
       const e = toHsmError(err, operation)
       if (e.code === 'EHSM_FAILED') this.#consecutiveFailures++
@@ -210,6 +233,17 @@ export class Token {
       conn.active--
       this.#release(conn, session)
       if (conn.dead && conn.active === 0) this.#teardown(conn)
+    }
+  }
+
+  /** #38: CKR_DEVICE_ERROR from a token that still answers C_GetTokenInfo is throttling, not a lost token. */
+  #throttled(conn: Connection, e: HsmError, operation: string): boolean {
+    if (e.ckr !== 'CKR_DEVICE_ERROR' || NOT_REPEATED.test(operation)) return false
+    try {
+      conn.p.C_GetTokenInfo(conn.slot)
+      return true
+    } catch {
+      return false
     }
   }
 
@@ -249,13 +283,14 @@ export class Token {
     const pin = readPinFile(this.#opts.pinFile)
     for (const [k, v] of Object.entries(this.#opts.env ?? {})) process.env[k] = v
     assertSafeModule(this.#opts.module)
-    const p = this.#opts.strict ? strictly(new pkcs11.PKCS11()) : new pkcs11.PKCS11()
+    const loaded = this.#opts.quirks ? this.#opts.quirks(new pkcs11.PKCS11()) : new pkcs11.PKCS11()
+    const p = this.#opts.strict ? strictly(loaded) : loaded
     try {
       p.load(this.#opts.module)
     } catch (err) {
       throw new HsmError('EHSM_UNAVAILABLE', `cannot load PKCS#11 module ${this.#opts.module}`, { cause: err })
     }
-    let sessions: Handle[] = []
+    const sessions: Handle[] = []
     try {
       try {
         // Operations run on several threads at once (pkcs11js *Async): the
@@ -267,7 +302,16 @@ export class Token {
       const slot = p.C_GetSlotList(true).find((s) => cleanLabel(p.C_GetTokenInfo(s).label) === this.#opts.label)
       if (!slot) throw new HsmError('EHSM_TOKEN_NOT_FOUND', `label "${this.#opts.label}"`)
       const flags = pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION
-      sessions = Array.from({ length: this.#opts.sessions }, () => p.C_OpenSession(slot, flags))
+      // #38: a module that caps its sessions (CloudHSM, HA groups) gives fewer: the pool is what it gives.
+      for (let i = 0; i < this.#opts.sessions; i++) {
+        try {
+          sessions.push(p.C_OpenSession(slot, flags))
+        } catch (err) {
+          if (sessions.length === 0 || !/CKR_SESSION_COUNT/.test(String((err as Error).message))) throw err
+          break
+        }
+      }
+      this.#sessionsOpen = sessions.length
       try {
         p.C_Login(sessions[0]!, pkcs11.CKU_USER, pin)
       } catch (err) {

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Hsm } from '../../hal/hsm/index.ts'
+import { Hsm, type HsmOptions } from '../../hal/hsm/index.ts'
 import { tempDir } from './box.ts'
 
 export const run = promisify(execFile)
@@ -12,7 +12,7 @@ type T = { teardown(fn: () => unknown): void }
 /** A fresh SoftHSM2 token for this test, in a temp dir (never a mock of pkcs11js). */
 export async function devHsm(
   t: T,
-  opts: { sessions?: number; reconnectIntervalMs?: number; clock?: { now(): number } } = {},
+  opts: { sessions?: number; reconnectIntervalMs?: number; clock?: { now(): number }; quirks?: HsmOptions['quirks'] } = {},
 ): Promise<{ hsm: Hsm; dir: string }> {
   const dir = tempDir(t, 'sg-hsm-')
   const hsm = new Hsm({
@@ -25,6 +25,7 @@ export async function devHsm(
     clock: opts.clock ?? { now: () => Date.now() },
     // #33: a synchronous C_*Init or C_GenerateKey on the main thread fails the test.
     strict: true,
+    quirks: opts.quirks,
   })
   await hsm.open()
   t.teardown(() => hsm.close())

@@ -5,6 +5,7 @@ import { ensureDevToken, Hsm, HsmError } from '../../../hal/hsm/index.ts'
 import { SOFTHSM_MODULE } from '../../../hal/hsm/softhsm.ts'
 import { assertSafeModule } from '../../../hal/hsm/token.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
+import { deviceErrorBurst, sessionCap } from '../../helpers/hsm-quirks.ts'
 import { tempDir } from '../../helpers/box.ts'
 
 /** A second Hsm over the token a test made (after closing the first). */
@@ -184,3 +185,39 @@ t.test('#33: the calls that may wait in the module never run on the main thread:
     .catch((e: unknown) => e)) as HsmError
   t.equal(bad.code, 'EHSM_DATA_INVALID', 'a failed tag check comes back as EHSM_DATA_INVALID')
 })
+
+t.test('#38: a module that caps its sessions gives a smaller pool, and the operations still all run', async (t) => {
+  const { hsm } = await devHsm(t, { sessions: 8, quirks: sessionCap(3) })
+  t.equal(hsm.token.sessionsOpen, 3, 'the pool is what the module gave, not a failed start')
+  await hsm.ensureKeys([{ label: 'cap/dkim', type: 'rsa-2048', purpose: 'test' }])
+  const sigs = await Promise.all(Array.from({ length: 12 }, (_, i) => hsm.keys.sign('cap/dkim', 'rsa-pkcs1-sha256', Buffer.from(`m${i}`))))
+  t.equal(sigs.length, 12, '12 signatures on 3 sessions')
+  t.equal(hsm.token.state, 'connected')
+})
+
+t.test(
+  '#38: throttling (CKR_DEVICE_ERROR while the token answers) is retried on the same connection; a long burst is EHSM_BUSY, never a reconnect',
+  async (t) => {
+    let busyUntil = 0
+    const seen = { errors: 0 }
+    const { hsm } = await devHsm(t, { quirks: deviceErrorBurst(['C_GetAttributeValue'], () => Date.now() < busyUntil, seen) })
+    await hsm.ensureKeys([{ label: 'burst/k', type: 'ec-p256', purpose: 'test' }])
+    const generation = hsm.token.generation
+    busyUntil = Date.now() + 60
+    const keys = await hsm.keys.list()
+    t.ok(seen.errors > 0, `the module refused ${seen.errors} calls`)
+    t.ok(
+      keys.some((k) => k.label === 'burst/k'),
+      'the operation succeeded after backing off',
+    )
+    t.equal(hsm.token.generation, generation, 'on the same connection: no logout, no reconnect')
+    busyUntil = Date.now() + 10_000
+    const err = (await hsm.keys.list().catch((e: unknown) => e)) as HsmError
+    t.equal(err.code, 'EHSM_BUSY', 'a burst longer than the back-off: busy, transient')
+    t.equal(err.transient, true)
+    t.equal(hsm.token.generation, generation, 'still the same connection')
+    t.equal(hsm.token.state, 'connected')
+    busyUntil = 0
+    t.ok((await hsm.keys.list()).length > 0, 'and it works again when the burst ends')
+  },
+)

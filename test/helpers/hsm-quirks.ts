@@ -1,0 +1,71 @@
+import type { PKCS11 } from '../../hal/hsm/pkcs11.ts'
+
+/**
+ * #38: vendor modules' behaviour reproduced on SoftHSM, each a named profile that
+ * wraps the pkcs11js object the token loads (TokenOptions.quirks). Nothing of our
+ * own is replaced: every call not named by a profile goes to the real module.
+ */
+export type Quirk = (p: PKCS11) => PKCS11
+
+/** A PKCS#11 error as pkcs11js throws it (toHsmError reads the CKR name from the message). */
+export function ckrError(name: string): Error {
+  const e = new Error(name)
+  e.name = 'Pkcs11Error'
+  return e
+}
+
+function intercept(p: PKCS11, calls: Record<string, (real: (...a: unknown[]) => unknown, args: unknown[]) => unknown>): PKCS11 {
+  return new Proxy(p, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown
+      if (typeof v !== 'function') return v
+      const real = (v as (...a: unknown[]) => unknown).bind(target)
+      const hook = calls[String(prop)]
+      return hook ? (...args: unknown[]) => hook(real, args) : real
+    },
+  })
+}
+
+/** A session cap (CloudHSM: "Already maximum number of sessions are issued"): C_OpenSession fails with CKR_SESSION_COUNT after `max`. */
+export const sessionCap =
+  (max: number): Quirk =>
+  (p) => {
+    let open = 0
+    return intercept(p, {
+      C_OpenSession: (real, args) => {
+        if (open >= max) throw ckrError('CKR_SESSION_COUNT')
+        const s = real(...args)
+        open++
+        return s
+      },
+      C_CloseSession: (real, args) => {
+        open = Math.max(0, open - 1)
+        return real(...args)
+      },
+      C_Finalize: (real, args) => {
+        open = 0
+        return real(...args)
+      },
+    })
+  }
+
+/**
+ * Throttling (CloudHSM answers CKR_DEVICE_ERROR when it is too busy): the named calls fail
+ * while `busy()` says so; C_GetTokenInfo keeps answering, as the token is still there.
+ */
+export const deviceErrorBurst =
+  (calls: readonly string[], busy: () => boolean, seen: { errors: number } = { errors: 0 }): Quirk =>
+  (p) =>
+    intercept(
+      p,
+      Object.fromEntries(
+        calls.map((c) => [
+          c,
+          (real: (...a: unknown[]) => unknown, args: unknown[]) => {
+            if (!busy()) return real(...args)
+            seen.errors++
+            throw ckrError('CKR_DEVICE_ERROR')
+          },
+        ]),
+      ),
+    )
