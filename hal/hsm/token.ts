@@ -214,10 +214,8 @@ export class Token {
           return result
         } catch (err) {
           const e = toHsmError(err, operation)
-          if (!this.#throttled(conn, e, operation) || attempt >= THROTTLE_BACKOFF_MS.length) {
-            if (e.ckr === 'CKR_DEVICE_ERROR' && attempt > 0) throw new HsmError('EHSM_BUSY', `${operation}: CKR_DEVICE_ERROR after ${attempt} tries`)
-            throw e
-          }
+          if (!this.#throttled(conn, e, operation)) throw e
+          if (attempt >= THROTTLE_BACKOFF_MS.length) throw new HsmError('EHSM_BUSY', `${operation}: CKR_DEVICE_ERROR after ${attempt + 1} tries`)
           await new Promise((r) => setTimeout(r, THROTTLE_BACKOFF_MS[attempt]))
         }
       }
@@ -312,10 +310,13 @@ export class Token {
         }
       }
       this.#sessionsOpen = sessions.length
-      try {
-        p.C_Login(sessions[0]!, pkcs11.CKU_USER, pin)
-      } catch (err) {
-        if (!/CKR_USER_ALREADY_LOGGED_IN/.test(String((err as Error).message))) throw err
+      // Every session logged in: most modules log in the whole application (CKR_USER_ALREADY_LOGGED_IN after); some want each (#38).
+      for (const s of sessions) {
+        try {
+          p.C_Login(s, pkcs11.CKU_USER, pin)
+        } catch (err) {
+          if (!/CKR_USER_ALREADY_LOGGED_IN/.test(String((err as Error).message))) throw err
+        }
       }
       this.#generation++
       return { p, slot, sessions, free: [...sessions], waiting: [], generation: this.#generation, active: 0, dead: false }

@@ -69,3 +69,57 @@ export const deviceErrorBurst =
         ]),
       ),
     )
+
+/** The calls whose first argument is a session that must be logged in. */
+const NEEDS_LOGIN = [
+  'C_FindObjectsInit',
+  'C_GetAttributeValue',
+  'C_SignInit',
+  'C_EncryptInit',
+  'C_DecryptInit',
+  'C_CreateObject',
+  'C_GenerateKeyPair',
+  'C_GenerateKey',
+]
+
+/**
+ * Login per session (some HA and network modules): a session that did not call C_Login gets
+ * CKR_USER_NOT_LOGGED_IN. SoftHSM logs the whole application in, so the real C_Login runs once.
+ */
+export const loginPerSession = (): Quirk => (p) => {
+  const logged = new Set<string>()
+  const key = (s: unknown) => Buffer.from(s as Buffer).toString('hex')
+  const guard = (real: (...a: unknown[]) => unknown, args: unknown[]) => {
+    if (!logged.has(key(args[0]))) throw ckrError('CKR_USER_NOT_LOGGED_IN')
+    return real(...args)
+  }
+  return intercept(p, {
+    ...Object.fromEntries(NEEDS_LOGIN.map((c) => [c, guard])),
+    C_Login: (real, args) => {
+      if (logged.has(key(args[0]))) throw ckrError('CKR_USER_ALREADY_LOGGED_IN')
+      if (logged.size === 0) real(...args)
+      logged.add(key(args[0]))
+      return undefined
+    },
+    C_Finalize: (real, args) => {
+      logged.clear()
+      return real(...args)
+    },
+  })
+}
+
+/** A module not initialised in this process (as in a forked child): the next call after `arm()` fails with CKR_CRYPTOKI_NOT_INITIALIZED. */
+export function notInitialised(): { quirk: Quirk; arm: () => void } {
+  let armed = false
+  return {
+    arm: () => void (armed = true),
+    quirk: (p) =>
+      intercept(p, {
+        C_FindObjectsInit: (real, args) => {
+          if (!armed) return real(...args)
+          armed = false
+          throw ckrError('CKR_CRYPTOKI_NOT_INITIALIZED')
+        },
+      }),
+  }
+}

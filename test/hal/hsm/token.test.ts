@@ -5,7 +5,7 @@ import { ensureDevToken, Hsm, HsmError } from '../../../hal/hsm/index.ts'
 import { SOFTHSM_MODULE } from '../../../hal/hsm/softhsm.ts'
 import { assertSafeModule } from '../../../hal/hsm/token.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
-import { deviceErrorBurst, sessionCap } from '../../helpers/hsm-quirks.ts'
+import { deviceErrorBurst, loginPerSession, notInitialised, sessionCap } from '../../helpers/hsm-quirks.ts'
 import { tempDir } from '../../helpers/box.ts'
 
 /** A second Hsm over the token a test made (after closing the first). */
@@ -221,3 +221,23 @@ t.test(
     t.ok((await hsm.keys.list()).length > 0, 'and it works again when the burst ends')
   },
 )
+
+t.test('#38: a module that wants each session logged in gets a login on each, and no session is refused', async (t) => {
+  const { hsm } = await devHsm(t, { sessions: 4, quirks: loginPerSession() })
+  const generation = hsm.token.generation
+  const lists = await Promise.all(Array.from({ length: 8 }, () => hsm.keys.list()))
+  t.equal(lists.length, 8, 'eight listings at once, on all four sessions')
+  t.equal(hsm.token.generation, generation, 'no reconnect loop')
+})
+
+t.test('#38: a module found not initialised (as in a forked child) is initialised again by the next connect', async (t) => {
+  const fork = notInitialised()
+  const { hsm } = await devHsm(t, { reconnectIntervalMs: 50, quirks: fork.quirk })
+  const generation = hsm.token.generation
+  fork.arm()
+  const err = (await hsm.keys.list().catch((e: unknown) => e)) as HsmError
+  t.equal(err.code, 'EHSM_UNAVAILABLE', 'a temporary failure, never "key not found"')
+  await new Promise((r) => setTimeout(r, 60))
+  t.ok(Array.isArray(await hsm.keys.list()), 'the next call after the interval works')
+  t.equal(hsm.token.generation, generation + 1, 'on a new connection (C_Initialize again)')
+})
