@@ -39,6 +39,7 @@ parentPort!.on('message', (job: OffThreadJob) => {
     const input = buf(job.input)
     const out = Buffer.alloc(job.outLength)
     let result: Buffer
+    // Single-part only (#38): AWS CloudHSM has no multi-part signing or hashing, so no *Update/*Final here or anywhere.
     switch (job.op) {
       case 'sign':
         p.C_SignInit(session, mechanism(job.mechanism), key)

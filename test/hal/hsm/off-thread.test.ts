@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { devHsm } from '../../helpers/hsm.ts'
@@ -22,4 +23,11 @@ t.test('a token closed while its threads are still starting: the next token in t
     t.equal((await next.hsm.keys.sign('k', 'rsa-pkcs1-sha256', Buffer.from(`after ${i}`))).length, 256, `token ${i + 2} opens and signs`)
     await next.hsm.close()
   }
+})
+
+t.test('#38: every operation is single-part (AWS CloudHSM has no C_*Update or C_*Final; C_FindObjectsFinal ends a search, not an operation)', async (t) => {
+  const dir = new URL('../../../hal/hsm/', import.meta.url)
+  const files = readdirSync(dir).filter((f) => f.endsWith('.ts'))
+  t.ok(files.includes('init-worker.ts') && files.includes('keys.ts'), 'the files that run operations are read')
+  for (const f of files) t.same(readFileSync(new URL(f, dir), 'utf8').match(/\bC_(?!FindObjects)\w+(Update|Final)\b/g) ?? [], [], `${f}: no multi-part call`)
 })
