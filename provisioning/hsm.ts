@@ -6,13 +6,16 @@ import { systemClock } from '../hal/clock.ts'
 import { HsmError, type KeyPairType } from '../hal/hsm/index.ts'
 import { recordAdminAction, type AdminAction } from '../firmware/control/admin-record.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
-import { hsmFromConfig, signingCertificateLabels } from '../firmware/keys/service.ts'
+import { ConfigError } from '../firmware/config/types.ts'
+import { hsmFromConfig, probeFor, signingCertificateLabels } from '../firmware/keys/service.ts'
 import { printHelp, toolConfig } from './cli.ts'
 
 const USAGE = `usage: npm run hsm -- <command> [--config FILE]
 
   init                          create the embedded token (if configured) and the box's keys
   status [LABEL]...              token, keys, and the signing certificates (those the config names, and LABELs) as JSON
+  probe                         what the token can do for this configuration (mechanisms, a throw-away key of each type) as JSON;
+                                exits 2 naming the config key when the token lacks what it needs
   list                          every object in the token, with its protection flags
   generate LABEL TYPE           generate a key pair in the token (rsa-2048 | rsa-3072 | ec-p256 | ed25519)
   public-key LABEL              print a key pair's public key (PEM)
@@ -76,6 +79,14 @@ try {
       if (hsm.createdToken) process.stderr.write(`hsm: created the embedded token in ${config.dataDir}/hsm (PIN files are mode 0600)\n`)
       process.stderr.write(created.length ? `hsm: generated ${created.join(', ')}\n` : 'hsm: all keys present, nothing to do\n')
       out(JSON.stringify(await hsm.status(BOX_KEYS), null, 2))
+      break
+    }
+    case 'probe': {
+      const report = await probeFor(hsm, config).catch((err: unknown) => {
+        if (err instanceof ConfigError) fail(err.message)
+        throw err
+      })
+      out(JSON.stringify(report, null, 2))
       break
     }
     case 'status':

@@ -18,6 +18,7 @@ import { splitHostPort } from '../firmware/config/sections/fields.ts'
 import { recordAdminAction } from '../firmware/control/admin-record.ts'
 import { CHECKPOINT_KEY_LABEL } from '../firmware/keys/labels.ts'
 import { BOX_KEYS } from '../firmware/keys/manifest.ts'
+import { probeFor } from '../firmware/keys/service.ts'
 import { dkimRecords } from '../firmware/signing/dns.ts'
 import { boxError } from '../firmware/box-errors.ts'
 import type { Answers } from './answers.ts'
@@ -129,8 +130,15 @@ export function hsmSection(c: Context): Record<string, unknown> {
   return { module: h.module, tokenLabel: h.tokenLabel, pinFile }
 }
 
-/** The HSM answers: the box's keys made, one signature made and checked. */
+/** The HSM answers: its capabilities probed for what the box needs (#38), the box's keys made, one signature made and checked. */
 export async function hsmCheck(c: Context, hsm: Hsm): Promise<void> {
+  const probe = await probeFor(hsm, parseConfig(c.raw))
+  const listed = Object.values(probe.mechanisms).filter((m) => m !== 'absent').length
+  c.say(
+    `HSM probe: ${listed} of the box's mechanisms listed; throw-away keys ${Object.entries(probe.keys)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  )
   const made = await hsm.ensureKeys(BOX_KEYS)
   if (made.length) c.say(`made in the HSM: ${made.join(', ')}`)
   const data = randomBytes(32)

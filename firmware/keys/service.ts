@@ -5,12 +5,51 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
+import { MECHANISMS_OF, probe, type Need, type ProbeReport } from '../../hal/hsm/probe.ts'
+import type { KeyPairType, SecretKeyType } from '../../hal/hsm/index.ts'
+import { ConfigError } from '../config/types.ts'
 import { BOX_KEYS } from './manifest.ts'
 
 /** The S/MIME keys the configuration signs with: their certificates are watched for expiry and shown by status. */
 export function signingCertificateLabels(config: Config): string[] {
   const s = config.signing
   return [...new Set([...s.domains.map((d) => d.smimeKey), ...s.senders.map((x) => x.smimeKey)].filter((l): l is string => Boolean(l)))]
+}
+
+const SMIME_MECHANISM = { 'rsa-pkcs1-sha256': 'CKM_SHA256_RSA_PKCS', 'rsa-pss-sha256': 'CKM_SHA256_RSA_PKCS_PSS', 'ecdsa-p256-sha256': 'CKM_ECDSA' } as const
+
+/**
+ * #38: what the configuration asks of the token, each with the config key that asks: the box's own
+ * keys (spool, audit, tokens), each domain's DKIM keys (RSA-2048; Ed25519 where a selector asks for
+ * it, RFC 8463) and its S/MIME signature algorithm.
+ */
+export function tokenNeeds(config: Config): { types: (KeyPairType | SecretKeyType)[]; needs: Need[] } {
+  const types: (KeyPairType | SecretKeyType)[] = [...BOX_KEYS.map((k) => k.type), 'aes-256']
+  const needs: Need[] = types.flatMap((t) => MECHANISMS_OF[t].map((mechanism) => ({ key: 'hsm', mechanism })))
+  const need = (key: string, type: KeyPairType) => {
+    types.push(type)
+    needs.push(...MECHANISMS_OF[type].map((mechanism) => ({ key, mechanism })))
+  }
+  for (const [i, d] of config.signing.domains.entries()) {
+    const at = `signing.domains[${i}]`
+    if (d.dkimSelector) need(`${at}.dkimSelector`, 'rsa-2048')
+    if (d.dkimEd25519Selector) need(`${at}.dkimEd25519Selector`, 'ed25519')
+    if (d.smimeKey) needs.push({ key: `${at}.smimeAlgorithm`, mechanism: SMIME_MECHANISM[d.smimeAlgorithm] })
+  }
+  return { types: [...new Set(types)], needs }
+}
+
+/** Runs the probe for `config`; a need the token lacks is refused with its config key and the mechanism named. */
+export async function probeFor(hsm: Hsm, config: Config): Promise<ProbeReport> {
+  const { types, needs } = tokenNeeds(config)
+  const report = await probe(hsm.token, hsm.keys, types, needs)
+  const first = report.missing[0]
+  if (first)
+    throw new ConfigError(
+      first.key,
+      `the HSM token lacks ${report.missing.map((m) => `${m.mechanism} (${m.key})`).join(', ')}; change the configuration or use a token that has it`,
+    )
+  return report
 }
 
 export function hsmFromConfig(config: Config, clock: Clock): Hsm {
@@ -42,6 +81,8 @@ export class KeyService implements Component {
   #timer: NodeJS.Timeout | undefined
   #lastState: string | undefined
   readonly #clock: Clock
+  /** The capability probe made at start (#38), for status and the HSM card. */
+  probe: ProbeReport | undefined
   /** Per certificate label: the UTC day it was last warned about (one warning a day). */
   readonly #warned = new Map<string, string>()
 
@@ -60,9 +101,13 @@ export class KeyService implements Component {
   async start(): Promise<void> {
     // A signing call that finds the token gone (or a reconnect that finds it back) is reported
     // now, not at the next health check (S11).
-    this.hsm.token.onStateChange = () => void this.check()
+    // Not while start() itself probes and makes the keys (#38: the probe's throw-away keys and the box's are made one after the other).
+    this.hsm.token.onStateChange = () => void (this.#started && this.check())
     try {
       await this.hsm.open()
+      // #38: what the configuration needs of the token, asked before anything relies on it.
+      this.probe = await probeFor(this.hsm, this.#config)
+      this.#log.info({ token: this.probe.token, keys: this.probe.keys }, 'HSM probe: the token has what the configuration needs')
       const { sessionsOpen } = this.hsm.token
       // #38: a module that caps its sessions is used with what it gives; the setting above the cap is a warning, not a failed start.
       if (sessionsOpen < this.#config.hsm.sessions)
@@ -77,6 +122,7 @@ export class KeyService implements Component {
       if (err instanceof HsmError && err.transient) this.#log.error({ code: err.code, err: err.message }, 'HSM unavailable at start; will keep trying')
       else throw err
     }
+    this.#started = true
     // The box's keys are made as soon as the token answers, also when it did not at start.
     if (!this.#keysEnsured) await this.#ensureKeys().catch(() => undefined)
     await this.check()
@@ -97,6 +143,8 @@ export class KeyService implements Component {
   }
 
   #keysEnsured = false
+  #started = false
+  #probeFailed = false
   #ensuring: Promise<void> | undefined
 
   /** One at a time: two callers that both find a key missing would each make one under the same label. */
@@ -116,6 +164,13 @@ export class KeyService implements Component {
     if (!this.#keysEnsured) await this.#ensureKeys().catch(() => undefined)
     const status = await this.hsm.status(BOX_KEYS, this.certificateLabels)
     this.#last = status
+    // A token that was away at start is probed when it answers (#38); what it lacks then is an error to fix, told at once.
+    if (!this.probe && !this.#probeFailed && !status.error)
+      this.probe = await probeFor(this.hsm, this.#config).catch((err: Error) => {
+        this.#probeFailed = true
+        this.#log.error({ err: err.message }, 'HSM probe: the token lacks what the configuration needs')
+        return undefined
+      })
     this.#warnExpiring(status)
     const missing = status.keys.filter((k) => !k.present).map((k) => k.label)
     const state = status.error ? 'unavailable' : missing.length ? 'keys-missing' : 'ok'

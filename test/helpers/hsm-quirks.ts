@@ -123,3 +123,26 @@ export function notInitialised(): { quirk: Quirk; arm: () => void } {
       }),
   }
 }
+
+/** Missing mechanisms (devices without PSS, EdDSA or AES-GCM): left out of C_GetMechanismList, refused by C_GetMechanismInfo. */
+export const missingMechanisms =
+  (hidden: readonly number[]): Quirk =>
+  (p) =>
+    intercept(p, {
+      C_GetMechanismList: (real, args) => (real(...args) as number[]).filter((m) => !hidden.includes(m)),
+      C_GetMechanismInfo: (real, args) => {
+        if (hidden.includes(args[1] as number)) throw ckrError('CKR_MECHANISM_INVALID')
+        return real(...args)
+      },
+    })
+
+/** Refused templates (a vendor's stricter rules): C_GenerateKey fails with `ckr` for every template. */
+export const refusedSecretKeyTemplates =
+  (ckr = 'CKR_TEMPLATE_INCONSISTENT'): Quirk =>
+  (p) =>
+    intercept(p, {
+      C_GenerateKey: () => {
+        throw ckrError(ckr)
+      },
+      C_GenerateKeyAsync: () => Promise.reject(ckrError(ckr)),
+    })

@@ -6,10 +6,12 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { ensureDevToken } from '../../../hal/hsm/index.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
-import { KeyService } from '../../../firmware/keys/service.ts'
+import { KeyService, probeFor, tokenNeeds } from '../../../firmware/keys/service.ts'
+import { MECHANISMS } from '../../../hal/hsm/probe.ts'
+import { missingMechanisms } from '../../helpers/hsm-quirks.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
 import { testConfig } from '../../helpers/box.ts'
-import { testCa } from '../../helpers/hsm.ts'
+import { devHsm, testCa } from '../../helpers/hsm.ts'
 import { logSink } from '../../helpers/logs.ts'
 import { until } from '../../helpers/receiver.ts'
 
@@ -74,6 +76,8 @@ t.test('provisioning CLI: init, list, generate, csr, status', async (t) => {
   t.match(init.stderr, /created the embedded token/)
   t.match(JSON.parse(init.stdout), { state: 'connected', keys: BOX_KEYS.map((k) => ({ label: k.label, present: true })) })
   t.match((await cli('init')).stderr, /all keys present, nothing to do/)
+  const probed = JSON.parse((await cli('probe')).stdout) as { mechanisms: Record<string, unknown>; keys: Record<string, string>; missing: unknown[] }
+  t.match(probed, { mechanisms: { CKM_SHA256_RSA_PKCS: { flags: Array } }, keys: { 'aes-256': 'ok', 'ec-p256': 'ok' }, missing: [] }, '#38: probe')
   t.match((await cli('generate', 'smime/firm', 'rsa-2048')).stdout, /BEGIN PUBLIC KEY/)
   const list = (await cli('list')).stdout
   t.match(list, /private\s+rsa\s+smime\/firm {2}sensitive=true extractable=false/)
@@ -164,4 +168,24 @@ t.test('#15 finding 10: the token going away, and coming back, is reported when 
   }, 10_000)
   await until(() => statuses().at(-1)?.state === 'ok', 2000)
   t.ok(Date.now() - signedAt < 2000, `"HSM ready" recorded ${Date.now() - signedAt} ms after the call that found the token back`)
+})
+
+t.test('#38: a configuration that needs what the token lacks is refused at start, with the config key and the mechanism named', async (t) => {
+  const config = await testConfig(t, {
+    signing: {
+      domains: [
+        { domain: 'bank.example', dkimSelector: 'sg1' },
+        { domain: 'cards.bank.example', smimeKey: 'smime/cards', smimeAlgorithm: 'rsa-pss-sha256', dkimEd25519Selector: 'ed1' },
+      ],
+    },
+  })
+  const { types, needs } = tokenNeeds(config)
+  t.same(types.sort(), ['aes-256', 'ec-p256', 'ed25519', 'hmac-sha256', 'rsa-2048'], 'a throw-away key of each type the box will make')
+  t.ok(needs.some((n) => n.key === 'signing.domains[1].smimeAlgorithm' && n.mechanism === 'CKM_SHA256_RSA_PKCS_PSS'))
+  const { hsm } = await devHsm(t, { quirks: missingMechanisms([MECHANISMS.CKM_SHA256_RSA_PKCS_PSS!]) })
+  await t.rejects(probeFor(hsm, config), {
+    message: /signing\.domains\[1\]\.smimeAlgorithm.*CKM_SHA256_RSA_PKCS_PSS|CKM_SHA256_RSA_PKCS_PSS \(signing\.domains\[1\]\.smimeAlgorithm\)/,
+  })
+  const plain = await testConfig(t, { signing: { domains: [{ domain: 'bank.example', dkimSelector: 'sg1' }] } })
+  t.same((await probeFor(hsm, plain)).missing, [], 'PKCS#1 v1.5 with SHA-256, the default, needs nothing the token lacks')
 })

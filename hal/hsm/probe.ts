@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto'
+import { HsmError } from './errors.ts'
+import type { KeyPairType, KeyStore, SecretKeyType } from './keys.ts'
+import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, cleanLabel, pkcs11 as P } from './pkcs11.ts'
+import type { Token } from './token.ts'
+
+/**
+ * What a token can do, asked before the box relies on it (#38, M6, S9): its
+ * information, the mechanisms the box uses with their key sizes and flags, and a
+ * throw-away key of each type the box makes, made with the box's own templates
+ * (KeyStore's) and destroyed at once — so a vendor module that refuses a
+ * template or lacks a mechanism is found at start, not at the first statement.
+ */
+
+/** The mechanisms the box uses, by their PKCS#11 names. */
+export const MECHANISMS: Readonly<Record<string, number>> = {
+  CKM_RSA_PKCS_KEY_PAIR_GEN: P.CKM_RSA_PKCS_KEY_PAIR_GEN,
+  CKM_SHA256_RSA_PKCS: P.CKM_SHA256_RSA_PKCS,
+  CKM_SHA256_RSA_PKCS_PSS: P.CKM_SHA256_RSA_PKCS_PSS,
+  CKM_EC_KEY_PAIR_GEN: P.CKM_EC_KEY_PAIR_GEN,
+  CKM_ECDSA: P.CKM_ECDSA,
+  CKM_EC_EDWARDS_KEY_PAIR_GEN,
+  CKM_EDDSA,
+  CKM_AES_KEY_GEN: P.CKM_AES_KEY_GEN,
+  CKM_AES_GCM: P.CKM_AES_GCM,
+  CKM_GENERIC_SECRET_KEY_GEN: P.CKM_GENERIC_SECRET_KEY_GEN,
+  CKM_SHA256_HMAC: P.CKM_SHA256_HMAC,
+}
+
+/** The mechanisms making and using a key of each type need. */
+export const MECHANISMS_OF: Readonly<Record<KeyPairType | SecretKeyType, readonly string[]>> = {
+  'rsa-2048': ['CKM_RSA_PKCS_KEY_PAIR_GEN', 'CKM_SHA256_RSA_PKCS'],
+  'rsa-3072': ['CKM_RSA_PKCS_KEY_PAIR_GEN', 'CKM_SHA256_RSA_PKCS'],
+  'ec-p256': ['CKM_EC_KEY_PAIR_GEN', 'CKM_ECDSA'],
+  ed25519: ['CKM_EC_EDWARDS_KEY_PAIR_GEN', 'CKM_EDDSA'],
+  'aes-256': ['CKM_AES_KEY_GEN', 'CKM_AES_GCM'],
+  'hmac-sha256': ['CKM_GENERIC_SECRET_KEY_GEN', 'CKM_SHA256_HMAC'],
+}
+
+/** Something the configuration asks of the token: the config key that asks, and the mechanism it needs. */
+export interface Need {
+  key: string
+  mechanism: string
+}
+
+export interface ProbeReport {
+  token: { label: string; manufacturer: string; model: string; firmware: string; maxSessions: string; loginRequired: boolean; pinLength: string }
+  /** The box's mechanisms the token lists, with key sizes and flags (names of the CKF_ flags that are set). */
+  mechanisms: Record<string, { minKeySize: number; maxKeySize: number; flags: string[] } | 'absent'>
+  /** A throw-away key of each type: 'ok' (made and destroyed), or the token's refusal. */
+  keys: Record<string, string>
+  /** What the configuration needs and the token lacks. */
+  missing: Need[]
+}
+
+const FLAGS: [string, number][] = [
+  ['hw', 0x1],
+  ['encrypt', 0x100],
+  ['decrypt', 0x200],
+  ['digest', 0x400],
+  ['sign', 0x800],
+  ['verify', 0x2000],
+  ['generate', 0x8000],
+  ['generate-key-pair', 0x10000],
+  ['wrap', 0x20000],
+  ['unwrap', 0x40000],
+]
+
+/** The token's slot information (CK_ULONG "effectively infinite" and "unavailable" shown as words). */
+const count = (n: number) => (n === 0 ? 'no limit given' : n >= 0xffffffff ? 'unavailable' : String(n))
+
+export async function probe(token: Token, keys: KeyStore, types: readonly (KeyPairType | SecretKeyType)[], needs: readonly Need[]): Promise<ProbeReport> {
+  const { info, listed } = await token.run('C_GetMechanismList', (_s, p, slot) => {
+    const i = p.C_GetTokenInfo(slot)
+    return { info: i, listed: new Set(p.C_GetMechanismList(slot)) }
+  })
+  const mechanisms: ProbeReport['mechanisms'] = {}
+  for (const [name, value] of Object.entries(MECHANISMS)) {
+    mechanisms[name] = listed.has(value)
+      ? await token.run('C_GetMechanismInfo', (_s, p, slot) => {
+          const m = p.C_GetMechanismInfo(slot, value)
+          return { minKeySize: m.minKeySize, maxKeySize: m.maxKeySize, flags: FLAGS.filter(([, f]) => (m.flags & f) !== 0).map(([n]) => n) }
+        })
+      : 'absent'
+  }
+  const made: ProbeReport['keys'] = {}
+  for (const type of new Set(types)) {
+    const label = `probe/${type}/${randomBytes(6).toString('hex')}`
+    try {
+      if (type === 'aes-256' || type === 'hmac-sha256') await keys.generateSecretKey(label, type)
+      else await keys.generateKeyPair(label, type)
+      made[type] = 'ok'
+    } catch (err) {
+      made[type] = err instanceof HsmError ? `${err.code}${err.ckr ? ` (${err.ckr})` : ''}` : (err as Error).message
+    } finally {
+      await keys.destroy(label).catch(() => 0)
+    }
+  }
+  const missing = needs.filter((n) => mechanisms[n.mechanism] === 'absent')
+  const version = (v: { major: number; minor: number }) => `${v.major}.${v.minor}`
+  return {
+    token: {
+      label: cleanLabel(info.label),
+      manufacturer: cleanLabel(info.manufacturerID),
+      model: cleanLabel(info.model),
+      firmware: version(info.firmwareVersion),
+      maxSessions: count(info.maxSessionCount),
+      loginRequired: (info.flags & P.CKF_LOGIN_REQUIRED) !== 0,
+      pinLength: `${info.minPinLen}–${info.maxPinLen}`,
+    },
+    mechanisms,
+    keys: made,
+    missing,
+  }
+}
