@@ -71,8 +71,9 @@ t.test('alice cannot approve her own changes as an account she had made: the bob
 
 t.test('no outsider locks the administrators out: delays, the lock, an alarm, the review, the console unlock', async (t) => {
   // The first failure's answer (a password check, no delay) must come in under `base`: on a busy
-  // 2-core machine it once took 212 ms, so `base` leaves room (each later wait is a lower bound, which load only lengthens).
-  const base = 400
+  // 2-core machine it once took 212 ms, and 468 ms on a slower one (CI, 2026-12-07), so `base` leaves
+  // room (each later wait is a lower bound, which load only lengthens).
+  const base = 800
   const box = await adminBox(t, { admin: { loginAttemptsPerMinute: 500, loginDelayMs: base } })
   const { recovery } = await setUpFirstAdmin(box, ALICE.name, ALICE.password)
   const alice = await withRecovery(box, ALICE.name, ALICE.password, recovery[0]!)

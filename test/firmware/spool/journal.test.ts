@@ -45,7 +45,9 @@ t.test('appends made one after another each complete on their own (none waits fo
   for (let i = 0; i < 50; i++) {
     const done = await Promise.race([
       journal.append(`m${i}`, 'deferred', i, 1000).then(() => true),
-      new Promise<false>((r) => setTimeout(() => r(false), 2000)),
+      // A hang detector, not a timing: an append that waits for a later one never completes. The first
+      // starts the journal's thread, which took over 2 s under a full test run on a slow machine (2026-12-07).
+      new Promise<false>((r) => setTimeout(() => r(false), 10_000)),
     ])
     if (!done) return void t.fail(`append ${i} never completed`)
   }
