@@ -146,3 +146,43 @@ export const refusedSecretKeyTemplates =
       },
       C_GenerateKeyAsync: () => Promise.reject(ckrError(ckr)),
     })
+
+/**
+ * Logout drops the token (nShield softcards): after C_Logout every call fails with
+ * CKR_TOKEN_NOT_PRESENT until the module is finalised and initialised again. `logouts`
+ * counts the box's own C_Logout calls.
+ */
+export function logoutDropsToken(): { quirk: Quirk; logouts: { count: number } } {
+  const logouts = { count: 0 }
+  return {
+    logouts,
+    quirk: (p) => {
+      let dropped = false
+      return new Proxy(p, {
+        get(target, prop) {
+          const v = Reflect.get(target, prop, target) as unknown
+          if (typeof v !== 'function') return v
+          const real = (v as (...a: unknown[]) => unknown).bind(target)
+          const name = String(prop)
+          if (name === 'C_Logout')
+            return (...args: unknown[]) => {
+              logouts.count++
+              dropped = true
+              return real(...args)
+            }
+          if (name === 'C_Finalize')
+            return (...args: unknown[]) => {
+              dropped = false
+              return real(...args)
+            }
+          if (name.startsWith('C_') && !['C_Initialize', 'C_CloseSession'].includes(name))
+            return (...args: unknown[]) => {
+              if (dropped) throw ckrError('CKR_TOKEN_NOT_PRESENT')
+              return real(...args)
+            }
+          return real
+        },
+      })
+    },
+  }
+}

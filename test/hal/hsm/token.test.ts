@@ -5,7 +5,7 @@ import { ensureDevToken, Hsm, HsmError } from '../../../hal/hsm/index.ts'
 import { SOFTHSM_MODULE } from '../../../hal/hsm/softhsm.ts'
 import { assertSafeModule } from '../../../hal/hsm/token.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
-import { deviceErrorBurst, loginPerSession, notInitialised, sessionCap } from '../../helpers/hsm-quirks.ts'
+import { deviceErrorBurst, loginPerSession, logoutDropsToken, notInitialised, sessionCap } from '../../helpers/hsm-quirks.ts'
 import { tempDir } from '../../helpers/box.ts'
 
 /** A second Hsm over the token a test made (after closing the first). */
@@ -240,4 +240,23 @@ t.test('#38: a module found not initialised (as in a forked child) is initialise
   await new Promise((r) => setTimeout(r, 60))
   t.ok(Array.isArray(await hsm.keys.list()), 'the next call after the interval works')
   t.equal(hsm.token.generation, generation + 1, 'on a new connection (C_Initialize again)')
+})
+
+t.test('#38: the box never logs out while it runs (nShield drops the token); a logout from elsewhere is a temporary outage it recovers from', async (t) => {
+  const nshield = logoutDropsToken()
+  const { hsm } = await devHsm(t, { reconnectIntervalMs: 50, quirks: nshield.quirk })
+  await hsm.ensureKeys([{ label: 'ns/k', type: 'ec-p256', purpose: 'test' }])
+  await hsm.keys.sign('ns/k', 'ecdsa-p256-sha256', Buffer.from('a'))
+  hsm.token.invalidate(new HsmError('EHSM_UNAVAILABLE', 'test: reconnect'))
+  await new Promise((r) => setTimeout(r, 60))
+  await hsm.keys.sign('ns/k', 'ecdsa-p256-sha256', Buffer.from('b'))
+  t.equal(nshield.logouts.count, 0, 'no C_Logout through a sign, a reconnect and another sign')
+  await hsm.token.run('C_Logout', (s, p) => p.C_Logout(s))
+  const err = (await hsm.keys.list().catch((e: unknown) => e)) as HsmError
+  t.equal(err.code, 'EHSM_UNAVAILABLE', 'the dropped token is a temporary failure, never "key not found"')
+  await new Promise((r) => setTimeout(r, 60))
+  t.ok(
+    (await hsm.keys.list()).some((k) => k.label === 'ns/k'),
+    'the next connect logs in again and the key is there',
+  )
 })
