@@ -66,8 +66,8 @@ const FLAGS: [string, number][] = [
   ['unwrap', 0x40000],
 ]
 
-/** The token's slot information (CK_ULONG "effectively infinite" and "unavailable" shown as words). */
-const count = (n: number) => (n === 0 ? 'no limit given' : n >= 0xffffffff ? 'unavailable' : String(n))
+/** CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION (~0) as words. */
+const count = (n: number) => (n === 0 ? 'effectively infinite' : n >= 0xffffffff ? 'unavailable' : String(n))
 
 export async function probe(token: Token, keys: KeyStore, types: readonly (KeyPairType | SecretKeyType)[], needs: readonly Need[]): Promise<ProbeReport> {
   const { info, listed } = await token.run('C_GetMechanismList', (_s, p, slot) => {
