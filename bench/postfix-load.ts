@@ -158,5 +158,7 @@ function oneMail(port: number, body: Buffer): Promise<{ greeted: number; done: n
       s.write(next)
     })
     s.on('error', reject)
+    // A server that closes without a reply (or before the 250) fails the probe; it never waits forever.
+    s.on('close', () => reject(new Error(`latency probe: connection closed before the 250 (${steps.length} steps left)`)))
   })
 }
