@@ -55,7 +55,7 @@ t.test('the unit: a dedicated user, the data directory the only place written, n
     'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK',
     'RestartForceExitStatus=75',
     'RestartPreventExitStatus=78',
-    'Environment=MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 UV_THREADPOOL_SIZE=16',
+    'Environment=MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_ARENA_MAX=2 UV_THREADPOOL_SIZE=16',
   ])
     t.match(unit, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), line)
   t.match(unit, /^WatchdogSec=\d+s$/m)
