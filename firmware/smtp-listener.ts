@@ -2,6 +2,10 @@ import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server'
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js'
+import { installDataScan } from './smtp-data-scan.ts'
+
+// #35: smtp-server's DATA reader with a native search for the end of data (firmware/smtp-data-scan.ts).
+installDataScan()
 
 /** smtp-server's own pause before the greeting (`SMTPConnection.init`, smtp-server 3.21). */
 export const LIBRARY_GREETING_DELAY_MS = 100
