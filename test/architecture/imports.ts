@@ -15,6 +15,8 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['firmware/secrets.ts'],
   ['firmware/log.ts'],
   ['firmware/pii'],
+  // #35: smtp-server's DATA reader with a native search, installed by the listener above it.
+  ['firmware/smtp-data-scan.ts'],
   [
     'firmware/events.ts',
     'firmware/errors.ts',
