@@ -9,6 +9,7 @@ import type { Config } from '../config/load.ts'
 import type { EventSink } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { boxError } from '../box-errors.ts'
+import { Classifier, rulesWith } from '../return-path/classify.ts'
 import { LedgerApplier, type AuditRecord } from './apply.ts'
 import { localTimeFormatter } from './export.ts'
 import { openPostgres } from './postgres.ts'
@@ -81,6 +82,8 @@ export class Ledger implements Component {
       box: this.#box,
       dayOf: this.#dayOf,
       webhooks: deps.config.reports.webhooks.endpoints.map((e) => ({ url: e.url, events: e.events })),
+      // M8: a refusal during delivery is reported by the same rules delivery decided it with, the firm's first.
+      classifier: new Classifier(rulesWith(deps.config.returnPath.rulesFile || undefined)),
     })
     deps.trail.onAppend((lines) => this.#enqueue(lines))
   }

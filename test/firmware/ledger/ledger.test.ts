@@ -1,8 +1,9 @@
-import { statSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { statSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import t from 'tap'
 import { Ledger, ledgerPath } from '../../../firmware/ledger/ledger.ts'
 import { statementHistory, summary } from '../../../firmware/ledger/queries.ts'
+import { Classifier } from '../../../firmware/return-path/classify.ts'
 import { attempt, ledgerRig, submitted } from '../../helpers/reports.ts'
 
 const A = 'alice@example.net'
@@ -73,6 +74,25 @@ t.test('M8 M9: every state of every recipient, counted per day and batch, with r
   t.match(history[1], { state: 'bounced', bounce_reason: 'invalid-recipient', bounce_hard: 1, deferrals: 1, paper_reason: 'bounced: invalid-recipient' })
   t.notMatch(JSON.stringify(history), /alice|bob@/, 'no address in clear anywhere in the ledger rows')
   t.match(history[0]!.recipient_hmac, /^[0-9a-f]{64}$/, 'the recipient as the audit trail keeps it: an HMAC under the HSM key')
+})
+
+t.test("M8: a refusal during delivery is reported by the firm's rules as delivery decided it, not by the built-in ones alone", async (t) => {
+  const rulesFile = join(t.testdir(), 'firm-rules.json')
+  writeFileSync(
+    rulesFile,
+    JSON.stringify({
+      categories: { 'carrier-block': 'The carrier blocks statements to prepaid numbers.' },
+      rules: [{ category: 'carrier-block', text: ['prepaid account'] }],
+    }),
+  )
+  const rig = await ledgerRig(t, {}, { returnPath: { rulesFile } })
+  rig.clock.value = Date.parse('2026-11-05T01:00:00Z')
+  await rig.emit(...submitted('F1', [A], { statementId: 'S-F1', statementClass: 'monthly', batch: 'NOV-F' }))
+  const reply = '550 5.7.1 prepaid account cannot receive mail'
+  t.not(new Classifier().classify({ text: reply }).category, 'carrier-block', 'the built-in rules alone would say something else')
+  await rig.emit(attempt('F1', 'bounced', [A], reply))
+  const [row] = await statementHistory(rig.ledger.store, 'S-F1')
+  t.match(row, { state: 'bounced', bounce_reason: 'carrier-block', paper_reason: 'bounced: carrier-block' })
 })
 
 t.test('a restart catches up from the trail and counts nothing twice; a rebuild from the trail gives the same report', async (t) => {
