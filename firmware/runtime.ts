@@ -16,8 +16,9 @@
  * is page-faulted in when first touched and unmapped when freed, and a mail
  * makes several (the message read, signed, encrypted, decrypted): with 128 KiB
  * a 1 MB statement cost the box 72–73 ms of CPU against 38–40 ms with 4 MiB
- * (bench:postfix's load, 150 mails of 1 MB, two runs each, 2026-12-07), and
- * AES-GCM over 1 MB took 8.5 ms against 0.3. Statements of up to 4 MiB now
+ * (smtp-source driven by bench/postfix-load.ts, 150 mails of 1 MB, 8
+ * sessions, two runs each, 2026-12-07), and AES-GCM over 1 MB took 8.5 ms
+ * against 0.3. Statements of up to 4 MiB now
  * reuse the heap; the 25 MB mails still get mappings of their own. What 50
  * concurrent 25 MB submissions add to resident memory is the same (221 and
  * 219 MB; budget 256); with 60 concurrent 3.7 MB ones 202–222 MB against
