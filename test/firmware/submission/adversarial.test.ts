@@ -47,9 +47,17 @@ t.test('a megabyte of hostile input is answered within a second, and nobody else
   const delay = monitorEventLoopDelay({ resolution: 5 })
   // The baseline, in this run on this machine: good submissions with nothing hostile going on (TLS and scrypt
   // make one take a few hundred ms on a loaded two-core box).
+  // The event loop's delay is measured over the same baseline: on a two-core machine running other test jobs
+  // under coverage, the process waiting for a core reads as delay too (a linear run once read p99 51.9 ms).
   const baseline: number[] = []
+  const calm = monitorEventLoopDelay({ resolution: 5 })
+  calm.enable()
   for (let i = 0; i < 3; i++) baseline.push((await submit(box.implicitPort, box.tls, good, true)).ms)
+  calm.disable()
   const allowed = Math.max(1000, 3 * Math.max(...baseline))
+  const calmP99 = calm.percentile(99) / 1e6
+  // A parser quadratic in a megabyte stalls for seconds; a linear one for tens of milliseconds.
+  const allowedDelay = Math.max(50, 3 * calmP99)
   let stop = false
   const goodTimes: number[] = []
   const background = (async () => {
@@ -72,7 +80,11 @@ t.test('a megabyte of hostile input is answered within a second, and nobody else
   await background
   const p99 = delay.percentile(99) / 1e6
   const max = delay.max / 1e6
-  t.ok(p99 < 50, `event loop delay p99 ${p99.toFixed(1)} ms (max ${max.toFixed(1)} ms) while the hostile mail was read`)
+  t.ok(
+    p99 < allowedDelay,
+    `event loop delay p99 ${p99.toFixed(1)} ms (max ${max.toFixed(1)} ms) while the hostile mail was read; ` +
+      `under 50 ms, or 3× the ${calmP99.toFixed(1)} ms of good submissions alone`,
+  )
   t.comment(
     `longest event-loop stall: ${max.toFixed(1)} ms; good submissions (greeting to 250): ${goodTimes.length}, slowest ${Math.max(...goodTimes).toFixed(0)} ms`,
   )
