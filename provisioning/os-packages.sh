@@ -21,6 +21,8 @@ PACKAGES=(
   g++
   softhsm2      # embedded-default HSM (M6): PKCS#11 token in the data directory
   opensc        # pkcs11-tool: inspect the token from outside the box's code
+  libnss3       # NSS softokn (libsoftokn3.so): the second PKCS#11 implementation the HSM suites run on (#38)
+  libnss3-tools # certutil: makes a softokn database with its password for those tests, outside the box's code
   python3-dkim  # dkimverify: independent DKIM verifier for tests (M4)
   python3-nacl  # lets python3-dkim verify ed25519-sha256 signatures (RFC 8463)
   python3-jsonschema  # an independent JSON Schema validator for the configuration schema (docs/configuration.schema.json)

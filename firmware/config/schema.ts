@@ -81,6 +81,14 @@ export const schema = obj({
       description:
         "PKCS#11 module of the HSM (the vendor's .so). Empty: the embedded SoftHSM2 token in `<dataDir>/hsm`, created on first start with a random PIN (M6).",
     }),
+    moduleParameters: str({
+      // #38: NSS softokn needs its database directory this way (`configdir='sql:/var/lib/…' flags=`); most modules need nothing.
+      default: '',
+      pattern: /^[^\0\r\n]{0,1024}$/,
+      description:
+        "Initialisation string some PKCS#11 modules read at C_Initialize (pReserved), for example NSS softokn's `configdir='sql:<dir>' certPrefix='' " +
+        "keyPrefix='' secmod='secmod.db' flags=`. Empty for SoftHSM and most vendors' modules.",
+    }),
     tokenLabel: str({
       default: 'statement-gateway',
       nonEmpty: true,

@@ -39,7 +39,10 @@ export function tokenNeeds(config: Config): { types: (KeyPairType | SecretKeyTyp
   return { types: [...new Set(types)], needs }
 }
 
-/** Runs the probe for `config`; a need the token lacks is refused with its config key and the mechanism named. */
+/**
+ * Runs the probe for `config`; a need the token lacks is refused with its config key and the mechanism named, and
+ * a token that hands out a key marked non-extractable (C_WrapKey under a key of ours) is refused outright (M6).
+ */
 export async function probeFor(hsm: Hsm, config: Config): Promise<ProbeReport> {
   const { types, needs } = tokenNeeds(config)
   const report = await probe(hsm.token, hsm.keys, types, needs)
@@ -49,6 +52,12 @@ export async function probeFor(hsm: Hsm, config: Config): Promise<ProbeReport> {
       first.key,
       `the HSM token lacks ${report.missing.map((m) => `${m.mechanism} (${m.key})`).join(', ')}; change the configuration or use a token that has it`,
     )
+  if (report.extractable.length)
+    throw new ConfigError(
+      'hsm.module',
+      `the HSM token wrapped out keys the box marks non-extractable (${report.extractable.join(', ')}: C_WrapKey under a key the box ` +
+        'made); M6 needs keys that never leave the token — use a token that enforces CKA_EXTRACTABLE (SoftHSM2 does; so should a vendor HSM)',
+    )
   return report
 }
 
@@ -56,6 +65,7 @@ export function hsmFromConfig(config: Config, clock: Clock): Hsm {
   const h = config.hsm
   return new Hsm({
     module: h.module,
+    moduleParameters: h.moduleParameters,
     tokenLabel: h.tokenLabel,
     pinFile: h.pinFile,
     sessions: h.sessions,
@@ -107,7 +117,7 @@ export class KeyService implements Component {
       await this.hsm.open()
       // #38: what the configuration needs of the token, asked before anything relies on it.
       this.probe = await probeFor(this.hsm, this.#config)
-      this.#log.info({ token: this.probe.token, keys: this.probe.keys }, 'HSM probe: the token has what the configuration needs')
+      this.#log.info({ token: this.probe.token, keys: this.probe.keys, wrap: this.probe.wrap }, 'HSM probe: the token has what the configuration needs')
       const { sessionsOpen } = this.hsm.token
       // #38: a module that caps its sessions is used with what it gives; the setting above the cap is a warning, not a failed start.
       if (sessionsOpen < this.#config.hsm.sessions)

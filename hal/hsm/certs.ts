@@ -108,7 +108,13 @@ export class CertStore {
       p.C_CreateObject(s, templates.priv)
       p.C_CreateObject(s, templates.pub)
     })
-    await this.importCertificate(label, leaf, chain)
+    try {
+      await this.importCertificate(label, leaf, chain)
+    } catch (err) {
+      // Nothing half-imported stays behind: a key without its certificate would look installed and sign nothing.
+      for (const l of [label, ...chain.map((_, i) => chainLabel(label, i))]) await this.#keys.destroy(l).catch(() => 0)
+      throw err
+    }
     return { leaf, chain }
   }
 
@@ -142,6 +148,34 @@ export class CertStore {
 
 function createCertificate(p: PKCS11, s: Handle, label: string, cert: X509Certificate, id: Buffer | undefined): void {
   const parts = certificateParts(cert.raw)
+  try {
+    createCertificateObject(p, s, label, cert, id, parts)
+  } catch (err) {
+    // #38: NSS softokn keeps one object per certificate (issuer and serial) and answers CKR_GENERAL_ERROR to a
+    // second; say which label holds it, rather than a transient "unexpected failure" that would be retried.
+    const twin = findAll(p, s, [
+      { type: P.CKA_CLASS, value: P.CKO_CERTIFICATE },
+      { type: P.CKA_VALUE, value: cert.raw },
+    ])[0]
+    if (twin === undefined) throw err
+    const held = p.C_GetAttributeValue(s, twin, [{ type: P.CKA_LABEL }])[0]!.value.toString('utf8')
+    throw new HsmError(
+      'EHSM_KEY_EXISTS',
+      `the token refused a second object for the certificate "${cert.subject.replace(/\n/g, ', ')}" ` +
+        `(held as "${held}"): this token keeps one object per certificate`,
+      { cause: err },
+    )
+  }
+}
+
+function createCertificateObject(
+  p: PKCS11,
+  s: Handle,
+  label: string,
+  cert: X509Certificate,
+  id: Buffer | undefined,
+  parts: ReturnType<typeof certificateParts>,
+): void {
   p.C_CreateObject(s, [
     { type: P.CKA_CLASS, value: P.CKO_CERTIFICATE },
     { type: P.CKA_CERTIFICATE_TYPE, value: P.CKC_X_509 },

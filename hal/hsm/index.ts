@@ -16,6 +16,8 @@ export { ensureDevToken, SOFTHSM_MODULE } from './softhsm.ts'
 export interface HsmOptions {
   /** PKCS#11 module path; empty selects the embedded SoftHSM2 token under `devDir`. */
   module: string
+  /** #38: what the module reads at C_Initialize (NSS softokn's configdir); empty or absent for most. */
+  moduleParameters?: string
   tokenLabel: string
   /** PIN file; empty with the embedded token means `<devDir>/user.pin`. */
   pinFile: string
@@ -70,6 +72,7 @@ export class Hsm {
     this.token = new Token({
       module: this.embedded ? SOFTHSM_MODULE : opts.module,
       label: opts.tokenLabel,
+      ...(!this.embedded && opts.moduleParameters ? { libraryParameters: opts.moduleParameters } : {}),
       pinFile: this.embedded ? opts.pinFile || join(opts.devDir, 'user.pin') : opts.pinFile,
       sessions: opts.sessions,
       reconnectIntervalMs: opts.reconnectIntervalMs,

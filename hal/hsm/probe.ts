@@ -51,6 +51,51 @@ export interface ProbeReport {
   keys: Record<string, string>
   /** What the configuration needs and the token lacks. */
   missing: Need[]
+  /**
+   * M6: each throw-away key, made non-extractable with the box's templates, offered to `C_WrapKey` under a
+   * session key the box knows: 'refused (CKR_…)' is what M6 needs; 'wrapped' means the token handed the key out
+   * (NSS softokn outside FIPS mode does, #38); 'not tried (…)' when no wrapping key could be made.
+   */
+  wrap: Record<string, string>
+  /** The key types the token handed out wrapped: the box refuses such a token (M6). */
+  extractable: string[]
+}
+
+/** Ways a key could leave a token wrapped, tried in turn; the first that gives bytes shows the key is out. */
+const WRAP_MECHANISMS = [P.CKM_AES_KEY_WRAP_PAD, P.CKM_AES_KEY_WRAP, P.CKM_AES_CBC_PAD]
+
+/** M6: offers the key `label` to C_WrapKey under a session AES key of our own; what the token did. */
+async function tryWrap(token: Token, keys: KeyStore, label: string, kind: 'private' | 'secret'): Promise<string> {
+  const target = await keys.handle(label, kind)
+  let wrapping: Buffer
+  try {
+    wrapping = await token.run('C_CreateObject', (s, p) =>
+      p.C_CreateObject(s, [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
+        { type: P.CKA_TOKEN, value: false },
+        { type: P.CKA_WRAP, value: true },
+        { type: P.CKA_VALUE, value: randomBytes(32) },
+      ]),
+    )
+  } catch (err) {
+    return `not tried (wrapping key refused: ${err instanceof HsmError ? (err.ckr ?? err.code) : (err as Error).message})`
+  }
+  const refusals: string[] = []
+  try {
+    for (const mechanism of WRAP_MECHANISMS) {
+      const out = await token
+        .run('C_WrapKey', (s, p) =>
+          p.C_WrapKey(s, { mechanism, ...(mechanism === P.CKM_AES_CBC_PAD ? { parameter: Buffer.alloc(16) } : {}) }, wrapping, target, Buffer.alloc(8192)),
+        )
+        .catch((err: unknown) => err)
+      if (Buffer.isBuffer(out) && out.length > 0) return 'wrapped'
+      refusals.push(out instanceof HsmError ? (out.ckr ?? out.code) : String(out))
+    }
+  } finally {
+    await token.run('C_DestroyObject', (s, p) => p.C_DestroyObject(s, wrapping)).catch(() => 0)
+  }
+  return `refused (${[...new Set(refusals)].join(', ')})`
 }
 
 const FLAGS: [string, number][] = [
@@ -84,12 +129,15 @@ export async function probe(token: Token, keys: KeyStore, types: readonly (KeyPa
       : 'absent'
   }
   const made: ProbeReport['keys'] = {}
+  const wrap: ProbeReport['wrap'] = {}
   for (const type of new Set(types)) {
     const label = `probe/${type}/${randomBytes(6).toString('hex')}`
     try {
-      if (type === 'aes-256' || type === 'hmac-sha256') await keys.generateSecretKey(label, type)
+      const secret = type === 'aes-256' || type === 'hmac-sha256'
+      if (secret) await keys.generateSecretKey(label, type)
       else await keys.generateKeyPair(label, type)
       made[type] = 'ok'
+      wrap[type] = await tryWrap(token, keys, label, secret ? 'secret' : 'private')
     } catch (err) {
       made[type] = err instanceof HsmError ? `${err.code}${err.ckr ? ` (${err.ckr})` : ''}` : (err as Error).message
     } finally {
@@ -111,5 +159,7 @@ export async function probe(token: Token, keys: KeyStore, types: readonly (KeyPa
     mechanisms,
     keys: made,
     missing,
+    wrap,
+    extractable: Object.keys(wrap).filter((t) => wrap[t] === 'wrapped'),
   }
 }

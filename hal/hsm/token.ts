@@ -18,6 +18,8 @@ export interface TokenOptions {
   reconnectIntervalMs: number
   /** Extra environment the module reads at C_Initialize (SOFTHSM2_CONF for SoftHSM). */
   env?: Readonly<Record<string, string>>
+  /** #38: the string a module reads from C_Initialize's pReserved (NSS softokn's `configdir='sql:…'`). */
+  libraryParameters?: string
   clock: Clock
   /**
    * Refuse the calls that may wait inside the module on the main thread (#33): every
@@ -106,12 +108,10 @@ export function assertSafeModule(path: string): void {
 }
 
 /**
- * One PKCS#11 token: the module loaded, the token found by label, a pool of
- * logged-in sessions. Operations borrow a session for their duration, so N
- * callers run on N sessions at once (pkcs11js's *Async calls run on the libuv
- * thread pool and do not block the event loop). When the token goes away the
- * connection is dropped; the next operation after `reconnectIntervalMs`
- * connects again, so the box recovers on its own when the token returns.
+ * One PKCS#11 token: the module loaded, the token found by label, a pool of logged-in sessions. Operations borrow
+ * a session for their duration, so N callers run on N sessions at once (pkcs11js's *Async calls run on the libuv
+ * thread pool and do not block the event loop). When the token goes away the connection is dropped; the next
+ * operation after `reconnectIntervalMs` connects again, so the box recovers on its own when the token returns.
  */
 export class Token {
   readonly #opts: TokenOptions
@@ -291,9 +291,9 @@ export class Token {
     const sessions: Handle[] = []
     try {
       try {
-        // Operations run on several threads at once (pkcs11js *Async): the
-        // module must use its own locking.
-        p.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK })
+        // Operations run on several threads at once (pkcs11js *Async): the module must use its own locking.
+        const params = this.#opts.libraryParameters
+        p.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK, ...(params ? { libraryParameters: params } : {}) })
       } catch (err) {
         if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test(String((err as Error).message))) throw err
       }

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Hsm, type HsmOptions } from '../../hal/hsm/index.ts'
@@ -9,16 +10,43 @@ export const run = promisify(execFile)
 
 type T = { teardown(fn: () => unknown): void }
 
-/** A fresh SoftHSM2 token for this test, in a temp dir (never a mock of pkcs11js). */
+/**
+ * The PKCS#11 implementations the HSM suites run on (#38): SoftHSM2 (the embedded default) and NSS softokn, a
+ * second implementation maintained with Firefox, stricter in places (no EdDSA in bookworm's 3.87, a fixed token
+ * label, its database named by an initialisation string). `SG_TEST_TOKEN=softokn` runs a suite on softokn.
+ */
+export type TestToken = 'softhsm' | 'softokn'
+export const TEST_TOKEN: TestToken = process.env.SG_TEST_TOKEN === 'softokn' ? 'softokn' : 'softhsm'
+
+/** Where Debian's libnss3 puts softokn (multiarch). */
+export const SOFTOKN_MODULE = ['/usr/lib/x86_64-linux-gnu/libsoftokn3.so', '/usr/lib/aarch64-linux-gnu/libsoftokn3.so'].find((p) => existsSync(p)) ?? ''
+
+/**
+ * A fresh softokn database in `dir`, made by NSS's own `certutil` with a random password, and what the box's
+ * configuration says to use it (`hsm.module`, `hsm.moduleParameters`, `hsm.tokenLabel`, `hsm.pinFile`).
+ */
+export async function softoknToken(dir: string): Promise<Pick<HsmOptions, 'module' | 'moduleParameters' | 'tokenLabel' | 'pinFile'>> {
+  if (!SOFTOKN_MODULE) throw new Error('NSS softokn (libsoftokn3.so) is not installed: bash provisioning/os-packages.sh')
+  const pinFile = join(dir, 'user.pin')
+  writeFileSync(pinFile, randomBytes(12).toString('hex'), { mode: 0o600 })
+  await run('certutil', ['-N', '-d', `sql:${dir}`, '-f', pinFile])
+  return {
+    module: SOFTOKN_MODULE,
+    moduleParameters: `configdir='sql:${dir}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=`,
+    tokenLabel: 'NSS Certificate DB',
+    pinFile,
+  }
+}
+
+/** A fresh token for this test, in a temp dir (never a mock of pkcs11js): SoftHSM2, or softokn (`token`, else $SG_TEST_TOKEN). */
 export async function devHsm(
   t: T,
-  opts: { sessions?: number; reconnectIntervalMs?: number; clock?: { now(): number }; quirks?: HsmOptions['quirks'] } = {},
-): Promise<{ hsm: Hsm; dir: string }> {
+  opts: { sessions?: number; reconnectIntervalMs?: number; clock?: { now(): number }; quirks?: HsmOptions['quirks']; token?: TestToken } = {},
+): Promise<{ hsm: Hsm; dir: string; token: TestToken; options: HsmOptions }> {
   const dir = tempDir(t, 'sg-hsm-')
-  const hsm = new Hsm({
-    module: '',
-    tokenLabel: 'sg-test',
-    pinFile: '',
+  const token = opts.token ?? TEST_TOKEN
+  const options: HsmOptions = {
+    ...(token === 'softokn' ? await softoknToken(dir) : { module: '', tokenLabel: 'sg-test', pinFile: '' }),
     sessions: opts.sessions ?? 4,
     reconnectIntervalMs: opts.reconnectIntervalMs ?? 1000,
     devDir: dir,
@@ -26,10 +54,11 @@ export async function devHsm(
     // #33: a synchronous C_*Init or C_GenerateKey on the main thread fails the test.
     strict: true,
     quirks: opts.quirks,
-  })
+  }
+  const hsm = new Hsm(options)
   await hsm.open()
   t.teardown(() => hsm.close())
-  return { hsm, dir }
+  return { hsm, dir, token, options }
 }
 
 /**

@@ -6,12 +6,12 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { ensureDevToken } from '../../../hal/hsm/index.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
-import { KeyService, probeFor, tokenNeeds } from '../../../firmware/keys/service.ts'
+import { hsmFromConfig, KeyService, probeFor, tokenNeeds } from '../../../firmware/keys/service.ts'
 import { MECHANISMS } from '../../../hal/hsm/probe.ts'
 import { missingMechanisms } from '../../helpers/hsm-quirks.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
-import { testConfig } from '../../helpers/box.ts'
-import { devHsm, testCa } from '../../helpers/hsm.ts'
+import { tempDir, testConfig } from '../../helpers/box.ts'
+import { devHsm, softoknToken, testCa } from '../../helpers/hsm.ts'
 import { logSink } from '../../helpers/logs.ts'
 import { until } from '../../helpers/receiver.ts'
 
@@ -188,4 +188,16 @@ t.test('#38: a configuration that needs what the token lacks is refused at start
   })
   const plain = await testConfig(t, { signing: { domains: [{ domain: 'bank.example', dkimSelector: 'sg1' }] } })
   t.same((await probeFor(hsm, plain)).missing, [], 'PKCS#1 v1.5 with SHA-256, the default, needs nothing the token lacks')
+})
+
+t.test('#38: hsm.moduleParameters reaches the module — a softokn token named by its database opens; its probe refuses it (M6)', async (t) => {
+  const nss = await softoknToken(tempDir(t, 'sg-nss-'))
+  const config = await testConfig(t, { hsm: nss })
+  const hsm = hsmFromConfig(config, { now: () => Date.now() })
+  await hsm.open()
+  t.teardown(() => hsm.close())
+  t.match(await hsm.token.info(), { label: 'NSS Certificate DB', manufacturer: /Mozilla/ }, 'the token in the configured database')
+  t.same(await hsm.ensureKeys([{ label: 'k', type: 'ec-p256', purpose: 'test' }]), ['k'], 'and keys are made in it')
+  // softokn hands keys marked non-extractable out under a wrapping key: the box refuses the token at start.
+  await t.rejects(probeFor(hsm, config), { key: 'hsm.module', message: /wrapped out keys the box marks non-extractable.*M6/ })
 })

@@ -1,16 +1,15 @@
 import { chmodSync, chownSync, copyFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { ensureDevToken, Hsm, HsmError } from '../../../hal/hsm/index.ts'
+import { ensureDevToken, Hsm, HsmError, type HsmOptions } from '../../../hal/hsm/index.ts'
 import { SOFTHSM_MODULE } from '../../../hal/hsm/softhsm.ts'
 import { assertSafeModule } from '../../../hal/hsm/token.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
 import { deviceErrorBurst, loginPerSession, logoutDropsToken, notInitialised, sessionCap } from '../../helpers/hsm-quirks.ts'
 import { tempDir } from '../../helpers/box.ts'
 
-/** A second Hsm over the token a test made (after closing the first). */
-const reopened = (dir: string) =>
-  new Hsm({ module: '', tokenLabel: 'sg-test', pinFile: '', sessions: 1, reconnectIntervalMs: 100, devDir: dir, clock: { now: () => Date.now() } })
+/** A second Hsm over the token a test made (after closing the first), SoftHSM's or softokn's. */
+const reopened = (options: HsmOptions) => new Hsm({ ...options, sessions: 1, reconnectIntervalMs: 100, clock: { now: () => Date.now() } })
 
 t.test('the embedded token: created once with 0600 PIN files, visible to pkcs11-tool, reused after', async (t) => {
   const dir = tempDir(t, 'sg-hsm-')
@@ -26,10 +25,10 @@ t.test('the embedded token: created once with 0600 PIN files, visible to pkcs11-
 })
 
 t.test('a wrong PIN is EHSM_PIN_INCORRECT, not retried as if the token were away', async (t) => {
-  const { hsm, dir } = await devHsm(t)
+  const { hsm, dir, options } = await devHsm(t)
   await hsm.close()
   writeFileSync(join(dir, 'user.pin'), 'not-the-pin\n', { mode: 0o600 })
-  const again = reopened(dir)
+  const again = reopened(options)
   const err = (await again.open().catch((e: unknown) => e)) as HsmError
   t.equal(err.code, 'EHSM_PIN_INCORRECT')
   t.equal(err.ckr, 'CKR_PIN_INCORRECT')
@@ -38,10 +37,10 @@ t.test('a wrong PIN is EHSM_PIN_INCORRECT, not retried as if the token were away
 })
 
 t.test('a PIN file readable by others is refused', async (t) => {
-  const { hsm, dir } = await devHsm(t)
+  const { hsm, dir, options } = await devHsm(t)
   await hsm.close()
   chmodSync(join(dir, 'user.pin'), 0o644)
-  const again = reopened(dir)
+  const again = reopened(options)
   await t.rejects(again.open(), { code: 'EHSM_PIN_FILE', message: /mode 644; make it 0600/ })
 })
 
@@ -54,7 +53,7 @@ t.test('a vendor module needs a PIN file; a missing module or token label is rep
     code: 'EHSM_UNAVAILABLE',
     message: /cannot load PKCS#11 module/,
   })
-  const { dir: tokenDir, hsm } = await devHsm(t)
+  const { dir: tokenDir, hsm } = await devHsm(t, { token: 'softhsm' }) // the embedded token, by another label
   await hsm.close()
   const wrongLabel = new Hsm({ ...base, module: '', tokenLabel: 'other-label', pinFile: join(tokenDir, 'user.pin'), devDir: tokenDir })
   // ensureDevToken would create "other-label": go through the Token directly to see the lookup fail.
@@ -82,7 +81,8 @@ t.test('S9: the module is loaded only from a file and directories only root can 
 
 t.test('token removed mid-run: operations fail as temporary (never "key not found"); restored: recovers by itself', async (t) => {
   let now = 0
-  const { hsm, dir } = await devHsm(t, { reconnectIntervalMs: 1000, clock: { now: () => now } })
+  // The token is taken away by moving SoftHSM's token directory (softokn keeps no token apart from its database).
+  const { hsm, dir } = await devHsm(t, { reconnectIntervalMs: 1000, clock: { now: () => now }, token: 'softhsm' })
   await hsm.keys.generateKeyPair('smime', 'rsa-2048')
   await hsm.keys.sign('smime', 'rsa-pkcs1-sha256', Buffer.from('before'))
   t.equal(hsm.token.state, 'connected')
@@ -107,7 +107,7 @@ t.test('token removed mid-run: operations fail as temporary (never "key not foun
 
 t.test('#33: status never says connected while its own probe fails; the failed probe is the outage, told at once', async (t) => {
   let now = 0
-  const { hsm, dir } = await devHsm(t, { reconnectIntervalMs: 1000, clock: { now: () => now } })
+  const { hsm, dir } = await devHsm(t, { reconnectIntervalMs: 1000, clock: { now: () => now }, token: 'softhsm' }) // SoftHSM's token directory moved away
   const required = [{ label: 'smime', type: 'rsa-2048', purpose: 'test' }] as const
   await hsm.keys.generateKeyPair('smime', 'rsa-2048')
   t.equal((await hsm.status(required)).state, 'connected')
@@ -127,7 +127,7 @@ t.test('#33: status never says connected while its own probe fails; the failed p
 })
 
 t.test('status: token identity, required keys and certificate expiry', async (t) => {
-  const { hsm } = await devHsm(t)
+  const { hsm, options, token } = await devHsm(t)
   const required = [
     { label: 'k1', type: 'ec-p256', purpose: 'one' },
     { label: 'k2', type: 'hmac-sha256', purpose: 'two' },
@@ -135,7 +135,7 @@ t.test('status: token identity, required keys and certificate expiry', async (t)
   let s = await hsm.status(required)
   t.match(s, {
     state: 'connected',
-    token: { label: 'sg-test', model: 'SoftHSM v2' },
+    token: { label: options.tokenLabel, model: token === 'softokn' ? 'NSS 3' : 'SoftHSM v2' },
     keys: [
       { label: 'k1', present: false },
       { label: 'k2', present: false },
