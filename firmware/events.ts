@@ -116,6 +116,7 @@ export type BoxEvent =
       replayed?: boolean
     }
   | { type: 'hsm.status'; state: 'ok' | 'keys-missing' | 'unavailable'; token: string | undefined; error: string | undefined; missing: readonly string[] }
+  | ({ type: 'hsm.probe' } & ProbeSummary)
   | {
       type: 'admin.action'
       /** The operator's login as the client reports it; the channel's permissions are what authenticate. */
@@ -284,4 +285,26 @@ export class EventHub implements EventSink {
   async durable(): Promise<void> {
     for (const s of this.#sinks) if (s.durable) await s.durable()
   }
+}
+
+/**
+ * #38: what the start-up probe found, for the audit trail (`hsm.probe`) and the dashboard's HSM card: the
+ * token, the box's mechanisms it lacks, each throw-away key's fate, whether the token kept each key in (M6),
+ * and the refusal when the configuration cannot run on it.
+ */
+export interface ProbeSummary {
+  token: string
+  manufacturer: string
+  model: string
+  firmware: string
+  /** The box's mechanisms the token does not list. */
+  absent: readonly string[]
+  /** Throw-away key of each type: 'ok' or the token's refusal. */
+  keys: Readonly<Record<string, string>>
+  /** M6: each type offered to C_WrapKey: 'refused (…)', 'wrapped', or 'not tried (…)'. */
+  wrap: Readonly<Record<string, string>>
+  /** The config keys that need what the token lacks, with the mechanism. */
+  missing: readonly string[]
+  /** Why the box will not run on this token with this configuration; undefined when it will. */
+  refused: string | undefined
 }

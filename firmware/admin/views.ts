@@ -1,4 +1,5 @@
 import type { Config } from '../config/load.ts'
+import type { ProbeSummary } from '../events.ts'
 import { SPOOL_STATES } from '../spool/types.ts'
 import type { FirmwareView } from '../update/agent.ts'
 import { html, type Html } from './html.ts'
@@ -15,6 +16,23 @@ interface HsmView {
   state?: string
   error?: string
   certificates?: { label: string; subject: string; notAfter: string; daysLeft: number }[]
+  probe?: ProbeSummary
+}
+
+/**
+ * #38: the start-up probe on the HSM card — the token, what it lacks, and whether it kept every key in when
+ * offered to C_WrapKey (M6).
+ */
+function probeLines(p: ProbeSummary | undefined): Html {
+  if (!p) return html`<p class="hint">Probe 檢測: not run yet 尚未執行</p>`
+  const wraps = Object.values(p.wrap)
+  const kept = wraps.some((w) => w === 'wrapped') ? 'no 否' : wraps.length && wraps.every((w) => w.startsWith('refused')) ? 'yes 是' : 'not tested 未測'
+  return html`<p>
+      Probe 檢測: ${p.manufacturer} ${p.model} ${p.firmware}, token ${p.token};
+      ${p.absent.length ? `lacks 缺少 ${p.absent.join(', ')}` : 'every mechanism the box uses 具備所需機制'}; keys kept in the token 金鑰不可匯出:
+      <strong>${kept}</strong>
+    </p>
+    ${p.refused ? html`<p class="alarm">${p.refused}</p>` : ''}`
 }
 
 /** What the dashboard and /metrics know beside the status. */
@@ -58,6 +76,7 @@ export function alarms(status: Status, config: Config, signals?: Signals, system
   const add = (kind: AlarmKind, text: string) => out.push({ kind, text })
   const hsm = status.hsm as HsmView | undefined
   if (hsm && hsm.state !== 'connected') add('hsm', `HSM ${hsm.state ?? 'unknown'}${hsm.error ? `: ${hsm.error}` : ''} — no statement can be signed`)
+  if (hsm?.probe?.refused) add('hsm', `HSM probe: ${hsm.probe.refused}`)
   for (const c of hsm?.certificates ?? [])
     if (c.daysLeft <= config.hsm.certificateWarnDays) add('certificate', `certificate ${c.label} expires in ${c.daysLeft} days (${c.notAfter})`)
   const spool = (status.spool ?? {}) as Record<string, number>
@@ -112,6 +131,7 @@ export function dashboardPage(v: Viewer, status: Status, config: Config, system:
         <div class="card">
           <h2>HSM</h2>
           <p>State 狀態: <strong>${hsm.state ?? 'unknown'}</strong></p>
+          ${probeLines(hsm.probe)}
           ${table(
             ['Certificate', 'Expires', 'Days left'],
             (hsm.certificates ?? []).map((c) => [c.label, c.notAfter.slice(0, 10), c.daysLeft]),

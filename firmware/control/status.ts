@@ -25,7 +25,7 @@ export interface StatusParts {
   }
   policy: { counters: Map<string, unknown> }
   /** `last`: what the HSM's own periodic check found (the scrape's view); `check`: a probe now (a person asking). */
-  hsm: { check(): Promise<unknown>; readonly last: unknown }
+  hsm: { check(): Promise<object>; readonly last: object | undefined; readonly probeSummary?: unknown }
   /** #33: the box's own measure of how long its event loop was held up since it started serving. */
   loopDelay: IntervalHistogram
 }
@@ -52,7 +52,8 @@ export function statusReport(p: () => StatusParts): (fresh?: boolean) => Promise
         paused: s.delivery.egress.paused().map((x) => ({ ...x, until: new Date(x.until).toISOString() })),
       },
       policy: Object.fromEntries(s.policy.counters),
-      hsm: (!fresh && s.hsm.last) || (await s.hsm.check()),
+      // #38: the start-up probe's findings beside the token's state (the dashboard's HSM card).
+      hsm: { ...((!fresh && s.hsm.last) || (await s.hsm.check())), probe: s.hsm.probeSummary },
       eventLoop: { maxMs: Math.round(s.loopDelay.max / 1e5) / 10, p99Ms: Math.round(s.loopDelay.percentile(99) / 1e5) / 10 },
     }
   }

@@ -3,7 +3,7 @@ import type { Clock } from '../../hal/clock.ts'
 import { Hsm, HsmError, type HsmStatus } from '../../hal/hsm/index.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
-import type { EventSink } from '../events.ts'
+import type { EventSink, ProbeSummary } from '../events.ts'
 import type { Logger } from '../log.ts'
 import { MECHANISMS_OF, probe, type Need, type ProbeReport } from '../../hal/hsm/probe.ts'
 import type { KeyPairType, SecretKeyType } from '../../hal/hsm/index.ts'
@@ -40,24 +40,47 @@ export function tokenNeeds(config: Config): { types: (KeyPairType | SecretKeyTyp
 }
 
 /**
- * Runs the probe for `config`; a need the token lacks is refused with its config key and the mechanism named, and
- * a token that hands out a key marked non-extractable (C_WrapKey under a key of ours) is refused outright (M6).
+ * Why the box will not run on a token with this configuration (#38), or undefined: a need the token lacks, with its
+ * config key and the mechanism named; or a token that hands out a key marked non-extractable (C_WrapKey under a
+ * key the box made), refused outright (M6).
  */
-export async function probeFor(hsm: Hsm, config: Config): Promise<ProbeReport> {
-  const { types, needs } = tokenNeeds(config)
-  const report = await probe(hsm.token, hsm.keys, types, needs)
-  const first = report.missing[0]
-  if (first)
-    throw new ConfigError(
-      first.key,
+export function probeRefusal(report: ProbeReport): ConfigError | undefined {
+  if (report.missing.length)
+    return new ConfigError(
+      report.missing[0]!.key,
       `the HSM token lacks ${report.missing.map((m) => `${m.mechanism} (${m.key})`).join(', ')}; change the configuration or use a token that has it`,
     )
   if (report.extractable.length)
-    throw new ConfigError(
+    return new ConfigError(
       'hsm.module',
       `the HSM token wrapped out keys the box marks non-extractable (${report.extractable.join(', ')}: C_WrapKey under a key the box ` +
         'made); M6 needs keys that never leave the token — use a token that enforces CKA_EXTRACTABLE (SoftHSM2 does; so should a vendor HSM)',
     )
+  return undefined
+}
+
+/** The probe report in the shape of the audit record and the HSM card. */
+export function probeSummary(report: ProbeReport, refusal: Error | undefined): ProbeSummary {
+  return {
+    token: report.token.label,
+    manufacturer: report.token.manufacturer,
+    model: report.token.model,
+    firmware: report.token.firmware,
+    absent: Object.keys(report.mechanisms).filter((m) => report.mechanisms[m] === 'absent'),
+    keys: report.keys,
+    wrap: report.wrap,
+    missing: report.missing.map((m) => `${m.key}: ${m.mechanism}`),
+    refused: refusal?.message,
+  }
+}
+
+/** Runs the probe for `config`; throws probeRefusal's error when the box will not run on the token. */
+export async function probeFor(hsm: Hsm, config: Config, record?: (s: ProbeSummary) => void): Promise<ProbeReport> {
+  const { types, needs } = tokenNeeds(config)
+  const report = await probe(hsm.token, hsm.keys, types, needs)
+  const refusal = probeRefusal(report)
+  record?.(probeSummary(report, refusal))
+  if (refusal) throw refusal
   return report
 }
 
@@ -116,7 +139,7 @@ export class KeyService implements Component {
     try {
       await this.hsm.open()
       // #38: what the configuration needs of the token, asked before anything relies on it.
-      this.probe = await probeFor(this.hsm, this.#config)
+      this.probe = await probeFor(this.hsm, this.#config, this.#recordProbe)
       this.#log.info({ token: this.probe.token, keys: this.probe.keys, wrap: this.probe.wrap }, 'HSM probe: the token has what the configuration needs')
       const { sessionsOpen } = this.hsm.token
       // #38: a module that caps its sessions is used with what it gives; the setting above the cap is a warning, not a failed start.
@@ -146,6 +169,18 @@ export class KeyService implements Component {
   }
 
   #last: HsmStatus | undefined
+  #probeSummary: ProbeSummary | undefined
+
+  /** #38: the last probe's findings (the HSM card), also when they refused the token. */
+  get probeSummary(): ProbeSummary | undefined {
+    return this.#probeSummary
+  }
+
+  /** #38: every probe is in the audit trail, a refused one too. */
+  readonly #recordProbe = (s: ProbeSummary): void => {
+    this.#probeSummary = s
+    this.#events.emit({ type: 'hsm.probe', ...s })
+  }
 
   /** The last check's result (every `hsm.healthCheckMs`), without asking the token again. */
   get last(): HsmStatus | undefined {
@@ -176,7 +211,7 @@ export class KeyService implements Component {
     this.#last = status
     // A token that was away at start is probed when it answers (#38); what it lacks then is an error to fix, told at once.
     if (!this.probe && !this.#probeFailed && !status.error)
-      this.probe = await probeFor(this.hsm, this.#config).catch((err: Error) => {
+      this.probe = await probeFor(this.hsm, this.#config, this.#recordProbe).catch((err: Error) => {
         this.#probeFailed = true
         this.#log.error({ err: err.message }, 'HSM probe: the token lacks what the configuration needs')
         return undefined

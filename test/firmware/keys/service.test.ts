@@ -201,3 +201,40 @@ t.test('#38: hsm.moduleParameters reaches the module — a softokn token named b
   // softokn hands keys marked non-extractable out under a wrapping key: the box refuses the token at start.
   await t.rejects(probeFor(hsm, config), { key: 'hsm.module', message: /wrapped out keys the box marks non-extractable.*M6/ })
 })
+
+t.test('#38: every probe is in the audit trail and on the HSM card — a kept-in token, and a refused one with its reason', async (t) => {
+  const events: BoxEvent[] = []
+  const config = await testConfig(t)
+  const svc = new KeyService({ config, log: logSink().log, clock: { now: () => Date.now() }, events: { emit: (e) => void events.push(e) } })
+  await svc.start()
+  t.teardown(() => svc.stop())
+  const probes = events.filter((e) => e.type === 'hsm.probe')
+  t.equal(probes.length, 1, 'one hsm.probe record at start')
+  t.match(probes[0], { token: 'statement-gateway', manufacturer: /SoftHSM/, missing: [], refused: undefined })
+  const wrap = Object.values((probes[0] as { wrap: Record<string, string> }).wrap)
+  t.ok(wrap.length >= 3 && wrap.every((w) => w.startsWith('refused')), `every key type kept in (${wrap.join('; ')})`)
+  t.match({ type: 'hsm.probe', ...svc.probeSummary }, probes[0], 'the same findings for the card')
+  const { dashboardPage } = await import('../../../firmware/admin/views.ts')
+  const viewer = { user: 'wang', role: 'admin' as const, csrf: 'x' }
+  const page = dashboardPage(viewer, { hsm: { state: 'connected', probe: svc.probeSummary } }, config, undefined).toString()
+  t.match(page, /Probe 檢測: SoftHSM[^]*keys kept in the token 金鑰不可匯出:\s*<strong>yes 是<\/strong>/, 'the card says the keys stay in the token')
+
+  // softokn hands keys out: start is refused, and the probe's record with the reason is emitted before.
+  const nss = await softoknToken(tempDir(t, 'sg-nss-'))
+  const refused: BoxEvent[] = []
+  const bad = new KeyService({
+    config: await testConfig(t, { hsm: nss }),
+    log: logSink().log,
+    clock: { now: () => Date.now() },
+    events: { emit: (e) => void refused.push(e) },
+  })
+  t.teardown(() => bad.stop())
+  await t.rejects(bad.start(), { code: 'ECONFIG_INVALID', key: 'hsm.module' })
+  t.match(
+    refused.find((e) => e.type === 'hsm.probe'),
+    { token: 'NSS Certificate DB', wrap: { 'aes-256': 'wrapped', 'hmac-sha256': 'wrapped' }, refused: /wrapped out keys the box marks non-extractable/ },
+  )
+  const card = dashboardPage(viewer, { hsm: { state: 'connected', probe: bad.probeSummary } }, config, undefined).toString()
+  t.match(card, /keys kept in the token 金鑰不可匯出:\s*<strong>no 否<\/strong>/)
+  t.match(card, /<li class="alarm">HSM probe: config key &quot;hsm.module&quot;/, 'and an alarm with the reason')
+})
