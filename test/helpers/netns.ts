@@ -74,7 +74,9 @@ export class Netns {
 
 /** Node code run inside a namespace; resolves with its stdout once it exits. */
 export function nodeIn(ns: Netns, name: string, code: string, args: string[] = [], timeoutMs = 60_000): Promise<string> {
-  const child = ns.spawn(name, process.execPath, ['--input-type=module', '-e', code, ...args])
+  // `--` ends node's options: an argument such as a generated password may begin with "-" (one in 64 runs of the
+  // provisioning test failed "bad option: -7DaGG3…"); the code still reads it as process.argv[1].
+  const child = ns.spawn(name, process.execPath, ['--input-type=module', '-e', code, '--', ...args])
   let out = ''
   let err = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
