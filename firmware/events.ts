@@ -303,6 +303,8 @@ export interface ProbeSummary {
   keys: Readonly<Record<string, string>>
   /** M6: each type offered to C_WrapKey: 'refused (…)', 'wrapped', or 'not tried (…)'. */
   wrap: Readonly<Record<string, string>>
+  /** AES-GCM in each parameter layout ('pkcs11-2.40', 'draft'): 'ok' or the token's refusal. */
+  gcm?: Readonly<Record<string, string>>
   /** The config keys that need what the token lacks, with the mechanism. */
   missing: readonly string[]
   /** Why the box will not run on this token with this configuration; undefined when it will. */

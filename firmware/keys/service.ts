@@ -50,6 +50,14 @@ export function probeRefusal(report: ProbeReport): ConfigError | undefined {
       report.missing[0]!.key,
       `the HSM token lacks ${report.missing.map((m) => `${m.mechanism} (${m.key})`).join(', ')}; change the configuration or use a token that has it`,
     )
+  // The spool's epoch keys are used with the PKCS#11 2.40 layout (hal/hsm/keys.ts gcm): a token that refuses it
+  // would fail the first submission's spool write; it is told now, with what the token answered.
+  if (report.gcm && report.gcm['pkcs11-2.40'] !== 'ok')
+    return new ConfigError(
+      'hsm.module',
+      `the HSM token refuses AES-GCM parameters in the PKCS#11 2.40 layout the box uses for the spool's keys ` +
+        `(${report.gcm['pkcs11-2.40']}; the older draft layout: ${report.gcm.draft})`,
+    )
   if (report.extractable.length)
     return new ConfigError(
       'hsm.module',
@@ -69,6 +77,7 @@ export function probeSummary(report: ProbeReport, refusal: Error | undefined): P
     absent: Object.keys(report.mechanisms).filter((m) => report.mechanisms[m] === 'absent'),
     keys: report.keys,
     wrap: report.wrap,
+    ...(report.gcm ? { gcm: report.gcm } : {}),
     missing: report.missing.map((m) => `${m.key}: ${m.mechanism}`),
     refused: refusal?.message,
   }

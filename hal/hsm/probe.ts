@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createCipheriv, randomBytes } from 'node:crypto'
 import { HsmError } from './errors.ts'
 import type { KeyPairType, KeyStore, SecretKeyType } from './keys.ts'
 import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, cleanLabel, pkcs11 as P } from './pkcs11.ts'
@@ -59,6 +59,63 @@ export interface ProbeReport {
   wrap: Record<string, string>
   /** The key types the token handed out wrapped: the box refuses such a token (M6). */
   extractable: string[]
+  /**
+   * #38: AES-GCM in each parameter layout: PKCS#11 2.40/3.0's `CK_GCM_PARAMS` (with `ulIvBits`, what the box
+   * passes) and the older draft layout without it. 'ok' (node:crypto agrees), 'wrong result', or the token's
+   * refusal; absent when the token makes no AES key.
+   */
+  gcm?: Record<GcmLayout, string>
+}
+
+export type GcmLayout = 'pkcs11-2.40' | 'draft'
+
+/** The two layouts of CKM_AES_GCM's parameters, as pkcs11js builds them. */
+const GCM_LAYOUTS: Record<GcmLayout, (iv: Buffer, aad: Buffer) => Record<string, unknown>> = {
+  'pkcs11-2.40': (iv, aad) => ({ type: P.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad, tagBits: 128 }),
+  draft: (iv, aad) => ({ type: P.CK_PARAMS_AES_GCM, iv, aad, tagBits: 128 }),
+}
+
+/**
+ * AES-GCM in each parameter layout under a session key of known value, on a token thread as the spool runs it,
+ * compared with node:crypto's AES-256-GCM over the same key, IV and AAD: a module that reads one layout as the
+ * other can still answer with bytes (softokn did, for the draft layout with an empty AAD), so an answer is not
+ * proof; the same ciphertext and tag is.
+ */
+async function tryGcm(token: Token): Promise<Record<GcmLayout, string>> {
+  const value = randomBytes(32)
+  let key: Buffer
+  try {
+    key = await token.run('C_CreateObject', (s, p) =>
+      p.C_CreateObject(s, [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
+        { type: P.CKA_TOKEN, value: false },
+        { type: P.CKA_ENCRYPT, value: true },
+        { type: P.CKA_VALUE, value },
+      ]),
+    )
+  } catch (err) {
+    const why = `not tried (a known AES key refused: ${err instanceof HsmError ? (err.ckr ?? err.code) : (err as Error).message})`
+    return { 'pkcs11-2.40': why, draft: why }
+  }
+  const out = {} as Record<GcmLayout, string>
+  try {
+    for (const [layout, parameter] of Object.entries(GCM_LAYOUTS) as [GcmLayout, (iv: Buffer, aad: Buffer) => Record<string, unknown>][]) {
+      const iv = randomBytes(12)
+      const aad = Buffer.from('statement-gateway probe')
+      const plain = randomBytes(16)
+      const c = createCipheriv('aes-256-gcm', value, iv).setAAD(aad)
+      const expected = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()])
+      const r = await token
+        .runWhole('C_Encrypt', key, 'encrypt', { mechanism: P.CKM_AES_GCM, parameter: parameter(iv, aad) }, plain, 64)
+        .catch((err: unknown) => err)
+      if (Buffer.isBuffer(r)) out[layout] = r.equals(expected) ? 'ok' : 'wrong result (the layout is read otherwise)'
+      else out[layout] = r instanceof HsmError ? (r.ckr ?? r.code) : String(r)
+    }
+  } finally {
+    await token.run('C_DestroyObject', (s, p) => p.C_DestroyObject(s, key)).catch(() => 0)
+  }
+  return out
 }
 
 /** Ways a key could leave a token wrapped, tried in turn; the first that gives bytes shows the key is out. */
@@ -130,6 +187,7 @@ export async function probe(token: Token, keys: KeyStore, types: readonly (KeyPa
   }
   const made: ProbeReport['keys'] = {}
   const wrap: ProbeReport['wrap'] = {}
+  let gcm: ProbeReport['gcm']
   for (const type of new Set(types)) {
     const label = `probe/${type}/${randomBytes(6).toString('hex')}`
     try {
@@ -138,6 +196,7 @@ export async function probe(token: Token, keys: KeyStore, types: readonly (KeyPa
       else await keys.generateKeyPair(label, type)
       made[type] = 'ok'
       wrap[type] = await tryWrap(token, keys, label, secret ? 'secret' : 'private')
+      if (type === 'aes-256' && mechanisms.CKM_AES_GCM !== 'absent') gcm = await tryGcm(token)
     } catch (err) {
       made[type] = err instanceof HsmError ? `${err.code}${err.ckr ? ` (${err.ckr})` : ''}` : (err as Error).message
     } finally {
@@ -161,5 +220,6 @@ export async function probe(token: Token, keys: KeyStore, types: readonly (KeyPa
     missing,
     wrap,
     extractable: Object.keys(wrap).filter((t) => wrap[t] === 'wrapped'),
+    ...(gcm ? { gcm } : {}),
   }
 }

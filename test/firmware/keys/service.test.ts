@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { ensureDevToken } from '../../../hal/hsm/index.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
-import { hsmFromConfig, KeyService, probeFor, tokenNeeds } from '../../../firmware/keys/service.ts'
+import { hsmFromConfig, KeyService, probeFor, probeRefusal, tokenNeeds } from '../../../firmware/keys/service.ts'
 import { MECHANISMS } from '../../../hal/hsm/probe.ts'
 import { missingMechanisms } from '../../helpers/hsm-quirks.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
@@ -237,4 +237,18 @@ t.test('#38: every probe is in the audit trail and on the HSM card — a kept-in
   const card = dashboardPage(viewer, { hsm: { state: 'connected', probe: bad.probeSummary } }, config, undefined).toString()
   t.match(card, /keys kept in the token 金鑰不可匯出:\s*<strong>no 否<\/strong>/)
   t.match(card, /<li class="alarm">HSM probe: config key &quot;hsm.module&quot;/, 'and an alarm with the reason')
+})
+
+t.test('#38: a token that refuses the AES-GCM layout the spool uses is refused at start, its answers named', async (t) => {
+  const { hsm } = await devHsm(t)
+  const config = await testConfig(t)
+  const report = await probeFor(hsm, config)
+  t.same(report.gcm, { 'pkcs11-2.40': 'ok', draft: 'ok' })
+  t.equal(probeRefusal(report), undefined, 'a token reading the 2.40 layout is used')
+  // No module at hand refuses the 2.40 layout (SoftHSM reads both, softokn only it): the judgement on the report.
+  const draftOnly = { ...report, gcm: { 'pkcs11-2.40': 'CKR_MECHANISM_PARAM_INVALID', draft: 'ok' } }
+  t.match(probeRefusal(draftOnly), {
+    key: 'hsm.module',
+    message: /refuses AES-GCM parameters in the PKCS#11 2\.40 layout.*CKR_MECHANISM_PARAM_INVALID; the older draft layout: ok/,
+  })
 })

@@ -21,6 +21,7 @@ t.test('#38: the probe reads the token and its mechanisms, and makes and destroy
   // M6: SoftHSM2 keeps a key marked non-extractable in: C_WrapKey under a key of ours is refused for every type.
   for (const type of ALL) t.match(r.wrap[type], /^refused \(.*CKR_KEY_UNEXTRACTABLE/, `${type}: not wrapped out (${r.wrap[type]})`)
   t.same(r.extractable, [])
+  t.same(r.gcm, { 'pkcs11-2.40': 'ok', draft: 'ok' }, 'SoftHSM reads both AES-GCM parameter layouts')
   t.notOk(
     (await hsm.keys.list()).some((k) => k.label.startsWith('probe/')),
     'and every throw-away key destroyed',
@@ -67,6 +68,10 @@ t.test('#38, M6: NSS softokn, the second implementation — its probe, and a tok
   // test's run; SoftHSM2 refuses): the probe says so for each type, and the box will not use the token.
   t.equal(r.wrap['rsa-2048'], 'wrapped', 'the RSA private key left the token wrapped')
   t.ok(r.extractable.includes('rsa-2048'))
+  // The PKCS#11 2.40 layout the box passes is read right (node:crypto agrees). The draft layout softokn answers
+  // unevenly — refused (CKR_MECHANISM_PARAM_INVALID) in three runs of four, right in the fourth — never wrongly.
+  t.equal(r.gcm?.['pkcs11-2.40'], 'ok', 'softokn reads the 2.40 GCM layout the box uses')
+  t.match(r.gcm?.draft, /^(ok|CKR_MECHANISM_PARAM_INVALID)$/, `the draft layout: ${r.gcm?.draft}`)
   const config = await testConfig(t, { signing: { domains: [{ domain: 'bank.example', dkimSelector: 'sg1' }] } })
   await t.rejects(probeFor(hsm, config), { key: 'hsm.module', message: /wrapped out keys the box marks non-extractable \(.*rsa-2048.*\).*M6/ })
   t.notOk(
