@@ -41,6 +41,10 @@ export async function startPostgres(t: T): Promise<{ url: string; passwordFile: 
   server.stderr.setEncoding('utf8').on('data', (d: string) => (log += d))
   for (let i = 0; i < 200 && !existsSync(join(sockets, '.s.PGSQL.5432')); i++) await sleep(50)
   if (!existsSync(join(sockets, '.s.PGSQL.5432'))) throw new Error(`postgres did not start: ${log}`)
+  // The socket is there before the server takes connections ("FATAL: the database system is starting up" failed
+  // createdb once in check:fresh): wait until pg_isready says it accepts them.
+  for (let i = 0; i < 200 && spawnSync(pgBin('pg_isready'), ['-q', '-h', sockets]).status !== 0; i++) await sleep(50)
+  if (spawnSync(pgBin('pg_isready'), ['-q', '-h', sockets]).status !== 0) throw new Error(`postgres does not accept connections: ${log}`)
   // SIGINT to the postmaster itself (runuser in between does not pass it on): fast shutdown.
   const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
   t.teardown(async () => {
