@@ -89,24 +89,24 @@ function signingCertificateV2(cert: X509Certificate): der.Der {
  * by their encodings as DER requires. This exact byte string is what is signed.
  * S2 (non-repudiation, timestamps): the signing time is inside what the HSM signs.
  */
-export function signedAttributes(content: Buffer | readonly Buffer[], cert: X509Certificate, signingTime: Date): der.Der {
-  const digest = createHash('sha256')
-  for (const part of Buffer.isBuffer(content) ? [content] : content) digest.update(part)
+export function signedAttributes(digest: Buffer, cert: X509Certificate, signingTime: Date): der.Der {
   return der.setOf(
     attribute(CMS_OID.contentType, der.oid(CMS_OID.data)),
     attribute(CMS_OID.signingTime, der.time(signingTime)),
-    attribute(CMS_OID.messageDigest, der.octetString(digest.digest())),
+    attribute(CMS_OID.messageDigest, der.octetString(digest)),
     attribute(CMS_OID.smimeCapabilities, smimeCapabilities()),
     attribute(CMS_OID.signingCertificateV2, signingCertificateV2(cert)),
   )
 }
 
 /**
- * A detached CMS SignedData (RFC 5652 §5) over `content`, signed by `signer`,
- * carrying the signer certificate and its chain; returned as DER ContentInfo.
+ * A detached CMS SignedData (RFC 5652 §5) over the content whose SHA-256 is
+ * `digest` (the caller hashes it, in the pass that also takes the DKIM body
+ * hash), signed by `signer`, carrying the signer certificate and its chain;
+ * returned as DER ContentInfo.
  */
-export async function signedData(content: Buffer | readonly Buffer[], signer: CmsSigner, signingTime: Date): Promise<Buffer> {
-  const attrs = signedAttributes(content, signer.certificate, signingTime)
+export async function signedData(digest: Buffer, signer: CmsSigner, signingTime: Date): Promise<Buffer> {
+  const attrs = signedAttributes(digest, signer.certificate, signingTime)
   const signature = await signer.sign(attrs)
   const parts = certificateParts(signer.certificate.raw)
   const signerInfo = der.sequence(

@@ -1,4 +1,4 @@
-import { createHash, type KeyObject } from 'node:crypto'
+import { createHash, type Hash, type KeyObject } from 'node:crypto'
 import { readHeader } from '../mime/header.ts'
 import { prepend } from './headroom.ts'
 
@@ -40,6 +40,15 @@ export interface DkimKey {
    * Ed25519 (CKM_EDDSA), as RFC 8463 §3 defines.
    */
   sign(data: Buffer): Promise<Buffer>
+}
+
+export interface DkimOptions {
+  /**
+   * bh= as already taken over exactly this message's body, by the S/MIME pass that made the body
+   * (#35 3.1) or by the first of two signatures over it; taken here when absent.
+   */
+  bodyHash?: string
+  hash?: HashFactory
 }
 
 /**
@@ -84,22 +93,112 @@ export function relaxedHeader(raw: string): string {
  * attachments, most of a statement, have none).
  */
 export function relaxedBody(body: Buffer): Buffer {
-  return Buffer.concat(relaxedBodyParts(body))
+  const out: Buffer[] = []
+  new RelaxedBody((p) => out.push(p)).update(body).end()
+  return Buffer.concat(out)
 }
 
-/** The canonical body as pieces of the original (no copy of a large body): what the body hash is taken over. */
-export function relaxedBodyParts(body: Buffer): Buffer[] {
-  // Trailing empty lines go first, so the pieces below never need cutting back.
-  let end = body.length
+/** The base64 SHA-256 body hash (bh=, RFC 6376 §3.7) of a whole body. */
+export function bodyHash(body: Buffer, hash: HashFactory = sha256): string {
+  const h = hash()
+  new RelaxedBody((p) => h.update(p)).update(body).end()
+  return h.digest('base64')
+}
+
+/** The body hash of a whole message (its body after the header block). */
+export function messageBodyHash(message: Buffer, hash: HashFactory = sha256): string {
+  return bodyHash(readHeader(message).body, hash)
+}
+
+/** Makes the SHA-256 hashes signing uses; a test passes one that counts what each is fed (#35). */
+export type HashFactory = () => Hash
+export const sha256: HashFactory = () => createHash('sha256')
+
+/**
+ * Relaxed body canonicalisation over pieces as they come, handing the canonical
+ * form on as pieces of the input (no copy of a large body). S/MIME signing feeds
+ * it the entity in the same pass that digests the entity for the CMS signature,
+ * so the DKIM body hash needs no pass of its own (#35 3.1). Lines are
+ * canonicalised whole: a piece is cut after its last LF and the rest waits for
+ * the next. Empty lines are held back until a non-empty line follows them, and
+ * dropped at the end.
+ */
+export class RelaxedBody {
+  readonly #sink: (part: Buffer) => void
+  #carry: Buffer[] = []
+  /** Line ends not yet passed on: the last line's own, and the empty lines after it. */
+  #held = 0
+  #wrote = false
+
+  constructor(sink: (part: Buffer) => void) {
+    this.#sink = sink
+  }
+
+  update(piece: Buffer): this {
+    let from = 0
+    if (this.#carry.length > 0) {
+      const lf = piece.indexOf(0x0a)
+      if (lf === -1) {
+        this.#carry.push(piece)
+        return this
+      }
+      this.#carry.push(piece.subarray(0, lf + 1))
+      this.#lines(Buffer.concat(this.#carry))
+      this.#carry = []
+      from = lf + 1
+    }
+    const last = piece.lastIndexOf(0x0a)
+    if (last >= from) {
+      this.#lines(piece.subarray(from, last + 1))
+      from = last + 1
+    }
+    if (from < piece.length) this.#carry.push(piece.subarray(from))
+    return this
+  }
+
+  /** The body is complete: a last line without its line end is taken, and the final CRLF given. */
+  end(): void {
+    if (this.#carry.length > 0) this.#lines(Buffer.concat(this.#carry))
+    this.#carry = []
+    if (this.#wrote) this.#sink(CRLF)
+  }
+
+  #lines(seg: Buffer): void {
+    const { end, breaks } = trailingEmpty(seg)
+    if (end === 0) {
+      this.#held += breaks
+      return
+    }
+    for (let i = 0; i < this.#held; i++) this.#sink(CRLF)
+    this.#held = breaks
+    this.#wrote = true
+    relaxedLine(seg.subarray(0, end), this.#sink)
+  }
+}
+
+/**
+ * Where the last line of `buf` with something other than whitespace on it ends,
+ * and how many line ends come after it (empty and whitespace-only lines).
+ */
+function trailingEmpty(buf: Buffer): { end: number; breaks: number } {
+  let end = buf.length
+  let breaks = 0
   for (;;) {
     let e = end
-    while (e > 0 && (body[e - 1] === 0x20 || body[e - 1] === 0x09)) e--
-    if (e >= 2 && body[e - 2] === 0x0d && body[e - 1] === 0x0a) end = e - 2
-    else break
+    while (e > 0 && (buf[e - 1] === 0x20 || buf[e - 1] === 0x09)) e--
+    if (e >= 2 && buf[e - 2] === 0x0d && buf[e - 1] === 0x0a) {
+      end = e - 2
+      breaks++
+    } else {
+      // A first line of whitespace only is an empty line too (RFC 6376 §3.4.4: its whitespace goes first).
+      if (e === 0 && breaks > 0) end = 0
+      return { end, breaks }
+    }
   }
-  if (end === 0) return []
-  const src = body.subarray(0, end)
-  const out: Buffer[] = []
+}
+
+/** Lines (CRLF between them, none at the end) with whitespace runs made one SP and none left at line ends. */
+function relaxedLine(src: Buffer, sink: (part: Buffer) => void): void {
   let copied = 0
   // The next space and the next tab, each searched again only once passed: searching both from
   // every whitespace run would rescan to the end for the rarer one (quadratic on hostile input).
@@ -116,26 +215,23 @@ export function relaxedBodyParts(body: Buffer): Buffer[] {
     while (src[j] === 0x20 || src[j] === 0x09) j++
     const atLineEnd = j === src.length || (src[j] === 0x0d && src[j + 1] === 0x0a)
     if (atLineEnd || j - i > 1 || src[i] === 0x09) {
-      out.push(src.subarray(copied, i))
-      if (!atLineEnd) out.push(SP)
+      if (i > copied) sink(src.subarray(copied, i))
+      if (!atLineEnd) sink(SP)
       copied = j
     }
     i = nextWsp(j)
   }
-  out.push(src.subarray(copied), CRLF)
-  return out
+  if (copied < src.length) sink(src.subarray(copied))
 }
 
 const SP = Buffer.from(' ')
 const CRLF = Buffer.from('\r\n')
 
 /** Signs `message`, which must have CRLF line endings (the signing stage makes sure). */
-export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promise<Buffer> {
+export async function dkimSign(message: Buffer, key: DkimKey, time: Date, opts: DkimOptions = {}): Promise<Buffer> {
   const msg = message
   const entity = readHeader(msg)
-  const bodyHash = createHash('sha256')
-  for (const part of relaxedBodyParts(entity.body)) bodyHash.update(part)
-  const bh = bodyHash.digest('base64')
+  const bh = opts.bodyHash ?? bodyHash(entity.body, opts.hash)
 
   // Instances are taken from the bottom up (RFC 6376 §5.4.2); an over-signed
   // name with no instance left signs the null string.
@@ -162,7 +258,7 @@ export async function dkimSign(message: Buffer, key: DkimKey, time: Date): Promi
     ` bh=${bh};\r\n` +
     ' b='
   const signed = Buffer.from(canon.join('') + relaxedHeader(prefix), 'latin1')
-  const input = algorithm === 'ed25519-sha256' ? createHash('sha256').update(signed).digest() : signed
+  const input = algorithm === 'ed25519-sha256' ? (opts.hash ?? sha256)().update(signed).digest() : signed
   const b = (await key.sign(input)).toString('base64')
   const header = `${prefix}${b.replace(/.{1,72}/g, '$&\r\n ').replace(/\r\n $/, '')}\r\n`
   // In front of the message without copying it when it was made with room (an S/MIME-signed one is).

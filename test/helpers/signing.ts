@@ -7,7 +7,7 @@ import type { Hsm } from '../../hal/hsm/index.ts'
 import { parseConfig } from '../../firmware/config/load.ts'
 import { dkimKeyLabel } from '../../firmware/keys/labels.ts'
 import { SigningStage } from '../../firmware/pipeline/stages/signing.ts'
-import { dkimTxtValue } from '../../firmware/signing/dkim.ts'
+import { dkimTxtValue, type HashFactory } from '../../firmware/signing/dkim.ts'
 import type { Submitted } from '../../firmware/pipeline/handoff.ts'
 import { decodedBody, parseMessage } from '../../firmware/mime/tree.ts'
 import { tempDir } from './box.ts'
@@ -38,7 +38,15 @@ export interface SigningSetup {
  */
 export async function signingSetup(
   t: T,
-  opts: { keyType?: 'rsa-2048' | 'ec-p256'; email?: string; signing?: Record<string, unknown>; days?: number; sessions?: number; events?: EventSink } = {},
+  opts: {
+    keyType?: 'rsa-2048' | 'ec-p256'
+    email?: string
+    signing?: Record<string, unknown>
+    days?: number
+    sessions?: number
+    events?: EventSink
+    hash?: HashFactory
+  } = {},
 ): Promise<SigningSetup> {
   const { hsm, dir: hsmDir } = await devHsm(t, { sessions: opts.sessions ?? 4 })
   const ca = await testCa(t)
@@ -54,7 +62,14 @@ export async function signingSetup(
   const { log, records } = logSink()
   const now = { value: Date.now() }
   const events: BoxEvent[] = []
-  const stage = new SigningStage({ config, log, hsm, clock: { now: () => now.value }, events: { emit: (e) => (events.push(e), opts.events?.emit(e)) } })
+  const stage = new SigningStage({
+    config,
+    log,
+    hsm,
+    clock: { now: () => now.value },
+    events: { emit: (e) => (events.push(e), opts.events?.emit(e)) },
+    ...(opts.hash ? { hash: opts.hash } : {}),
+  })
   await stage.start()
   return {
     hsm,

@@ -15,7 +15,7 @@ import { field } from '../../mime/header.ts'
 import { factsFor } from '../edited.ts'
 import type { Submitted } from '../handoff.ts'
 import type { Stage } from '../stage.ts'
-import { dkimSign } from '../../signing/dkim.ts'
+import { dkimSign, messageBodyHash, sha256, type HashFactory } from '../../signing/dkim.ts'
 import { smimeEncrypt } from '../../signing/encrypt.ts'
 import { sevenBitMessage } from '../../signing/canonical.ts'
 import { smimeSign } from '../../signing/smime.ts'
@@ -69,9 +69,12 @@ export class SigningStage implements Stage, Component {
   readonly #events: EventSink
   readonly #certs = new Map<string, { chain: X509Certificate[]; at: number; generation: number }>()
   readonly #encryptTo = new Map<string, X509Certificate>()
+  readonly #hash: HashFactory
 
-  constructor(deps: { config: Config; log: Logger; hsm: Hsm; clock: Clock; events: EventSink }) {
+  /** `hash` makes the SHA-256 hashes over message bytes; a test passes one that counts (#35 3.1). */
+  constructor(deps: { config: Config; log: Logger; hsm: Hsm; clock: Clock; events: EventSink; hash?: HashFactory }) {
     this.#config = deps.config
+    this.#hash = deps.hash ?? sha256
     this.#events = deps.events
     this.#log = deps.log.child({ component: 'signing' })
     this.#hsm = deps.hsm
@@ -123,17 +126,23 @@ export class SigningStage implements Stage, Component {
 
     const smimeKey = sender?.smimeKey ?? dc?.smimeKey
     let smime: SignedWith | undefined
-    if (smimeKey) ({ message, smime } = await this.#smime(message, smimeKey, from, dc, now))
+    // The DKIM body hash comes out of the S/MIME pass over the entity (#35 3.1), and one serves both DKIM signatures.
+    let bodyHash: string | undefined
+    const dkimWanted = Boolean(dc?.dkimSelector || dc?.dkimEd25519Selector)
+    if (smimeKey) ({ message, smime, bodyHash } = await this.#smime(message, smimeKey, from, dc, now, dkimWanted))
     const signedOnly = message
     message = this.#encrypt(message, mail.envelope.rcptTo)
     // Told before DKIM replaces the message (S6: the trail must say what happened).
     const encrypted = message !== signedOnly
+    // Encryption made a new body: its hash is taken once here, for both signatures.
+    const opts = { hash: this.#hash, bodyHash: encrypted ? undefined : bodyHash }
+    if (dkimWanted) opts.bodyHash ??= messageBodyHash(message, this.#hash)
     const dkim: string[] = []
     if (dc?.dkimSelector) {
       dkim.push(`${dc.domain}/${dc.dkimSelector} rsa-sha256`)
       const label = dkimKeyLabel(dc.domain, dc.dkimSelector)
       message = await this.#hsmCall(() =>
-        dkimSign(message, { domain: dc.domain, selector: dc.dkimSelector, sign: (d) => this.#hsm.keys.sign(label, 'rsa-pkcs1-sha256', d) }, now),
+        dkimSign(message, { domain: dc.domain, selector: dc.dkimSelector, sign: (d) => this.#hsm.keys.sign(label, 'rsa-pkcs1-sha256', d) }, now, opts),
       )
     }
     if (dc?.dkimEd25519Selector) {
@@ -142,7 +151,7 @@ export class SigningStage implements Stage, Component {
       const selector = dc.dkimEd25519Selector
       dkim.push(`${dc.domain}/${selector} ed25519-sha256`)
       message = await this.#hsmCall(() =>
-        dkimSign(message, { domain: dc.domain, selector, algorithm: 'ed25519-sha256', sign: (d) => this.#hsm.keys.sign(label, 'ed25519', d) }, now),
+        dkimSign(message, { domain: dc.domain, selector, algorithm: 'ed25519-sha256', sign: (d) => this.#hsm.keys.sign(label, 'ed25519', d) }, now, opts),
       )
     }
     // S2: which certificate and keys vouched for this statement, for the audit trail.
@@ -157,7 +166,8 @@ export class SigningStage implements Stage, Component {
     from: string,
     dc: DomainConfig | undefined,
     now: Date,
-  ): Promise<{ message: Buffer; smime: SignedWith | undefined }> {
+    dkimBodyHash: boolean,
+  ): Promise<{ message: Buffer; smime: SignedWith | undefined; bodyHash?: string }> {
     const required = dc?.smimeRequired ?? true
     let chain: X509Certificate[]
     try {
@@ -174,9 +184,16 @@ export class SigningStage implements Stage, Component {
     if (problem) throw problem
     const algorithm: SignAlgorithm = dc?.smimeAlgorithm ?? (leaf!.publicKey.asymmetricKeyType === 'ec' ? 'ecdsa-p256-sha256' : 'rsa-pkcs1-sha256')
     const signed = await this.#hsmCall(() =>
-      smimeSign(message, { certificate: leaf!, chain: rest, algorithm, sign: (d) => this.#hsm.keys.sign(label, algorithm, d) }, now),
+      smimeSign(message, { certificate: leaf!, chain: rest, algorithm, sign: (d) => this.#hsm.keys.sign(label, algorithm, d) }, now, {
+        dkimBodyHash,
+        hash: this.#hash,
+      }),
     )
-    return { message: signed, smime: { serial: leaf!.serialNumber, issuer: leaf!.issuer.replace(/\n/g, ', '), algorithm } }
+    return {
+      message: signed.message,
+      bodyHash: signed.dkimBodyHash,
+      smime: { serial: leaf!.serialNumber, issuer: leaf!.issuer.replace(/\n/g, ', '), algorithm },
+    }
   }
 
   #encrypt(message: Buffer, rcptTo: readonly string[]): Buffer {
