@@ -85,6 +85,8 @@ export interface BoxDeps {
   firmwareDir?: string
   /** What stands where the spool stands at the end of the chain (a test's probe); the spool by default. */
   handoff?: (spool: Spool) => Handoff
+  /** Test only (#38): a vendor HSM's behaviour reproduced around the token (HsmOptions.quirks, threadQuirks). */
+  hsmQuirks?: ConstructorParameters<typeof KeyService>[0]['quirks']
 }
 
 /**
@@ -98,7 +100,7 @@ export function buildBox(config: Config, deps: BoxDeps): Box {
   const store = new ConfigStore(config)
   // Every event goes to the log (recipients masked) and to the audit trail (S6).
   const events = new EventHub([new LogEventSink(log)])
-  const hsm = new KeyService({ config, log, clock, events })
+  const hsm = new KeyService({ config, log, clock, events, ...(deps.hsmQuirks ? { quirks: deps.hsmQuirks } : {}) })
   const audit = new AuditTrail({ config, log, hsm: hsm.hsm, clock })
   events.add(audit)
   // M9: the statement ledger, a view of the trail kept current from it.

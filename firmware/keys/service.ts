@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import type { Clock } from '../../hal/clock.ts'
-import { Hsm, HsmError, type HsmStatus } from '../../hal/hsm/index.ts'
+import { Hsm, HsmError, type HsmOptions, type HsmStatus } from '../../hal/hsm/index.ts'
 import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink, ProbeSummary } from '../events.ts'
@@ -93,9 +93,11 @@ export async function probeFor(hsm: Hsm, config: Config, record?: (s: ProbeSumma
   return report
 }
 
-export function hsmFromConfig(config: Config, clock: Clock): Hsm {
+/** `quirks` is for tests only (#38): a vendor module's behaviour reproduced around the real one. */
+export function hsmFromConfig(config: Config, clock: Clock, quirks: Pick<HsmOptions, 'quirks' | 'threadQuirks'> = {}): Hsm {
   const h = config.hsm
   return new Hsm({
+    ...quirks,
     module: h.module,
     moduleParameters: h.moduleParameters,
     tokenLabel: h.tokenLabel,
@@ -128,11 +130,11 @@ export class KeyService implements Component {
   /** Per certificate label: the UTC day it was last warned about (one warning a day). */
   readonly #warned = new Map<string, string>()
 
-  constructor(deps: { config: Config; log: Logger; clock: Clock; events: EventSink }) {
+  constructor(deps: { config: Config; log: Logger; clock: Clock; events: EventSink; quirks?: Pick<HsmOptions, 'quirks' | 'threadQuirks'> }) {
     this.#config = deps.config
     this.#events = deps.events
     this.#log = deps.log.child({ component: 'hsm' })
-    this.hsm = hsmFromConfig(deps.config, deps.clock)
+    this.hsm = hsmFromConfig(deps.config, deps.clock, deps.quirks)
     this.#clock = deps.clock
   }
 

@@ -30,6 +30,7 @@ export interface HsmOptions {
   strict?: boolean
   /** Test only (#38, TokenOptions.quirks): a wrapper that reproduces a vendor module's behaviour. */
   quirks?: TokenOptions['quirks']
+  threadQuirks?: TokenOptions['threadQuirks']
 }
 
 /** A key the box needs, created at start if missing. */
@@ -80,6 +81,7 @@ export class Hsm {
       clock: opts.clock,
       strict: opts.strict ?? process.env.SG_PKCS11_STRICT === '1',
       quirks: opts.quirks,
+      threadQuirks: opts.threadQuirks,
     })
     this.keys = new KeyStore(this.token)
     this.certs = new CertStore(this.token, this.keys)

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads'
-import { pkcs11 } from './pkcs11.ts'
-import type { OffThreadJob, OffThreadReply } from './off-thread.ts'
+import { pkcs11, type PKCS11 } from './pkcs11.ts'
+import type { OffThreadJob, OffThreadReply, ThreadQuirks } from './off-thread.ts'
 
 /**
  * A thread that runs a token operation whole (#33): `C_*Init` and the
@@ -14,12 +14,15 @@ import type { OffThreadJob, OffThreadReply } from './off-thread.ts'
  * process: its sessions, login and object handles are the application's, not
  * a thread's, PKCS#11 §5.5). This thread neither initialises nor finalises it.
  */
-const p = new pkcs11.PKCS11()
+const given = workerData as { module: string; quirks?: ThreadQuirks }
+let p = new pkcs11.PKCS11()
 // Loaded for its function list only. It is never initialised here: the main thread initialises
 // and finalises the module, and a job only comes with a session of its live connection. (A
 // thread that initialised it as it started could do so after the token closed, and leave it
 // initialised under the next one: CKR_CRYPTOKI_ALREADY_INITIALIZED.)
-p.load((workerData as { module: string }).module)
+p.load(given.module)
+// Test only (#38): a vendor's behaviour reproduced on this thread's calls (off-thread.ts, ThreadQuirks).
+if (given.quirks) p = ((await import(given.quirks.module)) as { threadQuirk: (m: PKCS11, data: unknown) => PKCS11 }).threadQuirk(p, given.quirks.data)
 
 /** Buffers arrive as Uint8Arrays (structured clone): pkcs11js wants Buffers. */
 const buf = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength)

@@ -13,6 +13,17 @@ export interface OffThreadJob {
   outLength: number
 }
 
+/**
+ * Test only (#38): a module whose `threadQuirk(p, data)` wraps the token module on each token
+ * thread, as TokenOptions.quirks does on the main thread — signing and the spool's encryption run
+ * here, so a vendor's behaviour on C_Sign can only be reproduced here. `data` crosses by structured
+ * clone (a SharedArrayBuffer stays shared, so a test can switch a quirk on and off).
+ */
+export interface ThreadQuirks {
+  module: string
+  data?: unknown
+}
+
 export type OffThreadReply = { id: number; ok: Uint8Array } | { id: number; error: { name: string; message: string } }
 
 /** What a pkcs11js failure looked like in the worker, rebuilt so errors.ts reads it the same (its CKR name, its kind). */
@@ -37,24 +48,31 @@ class RemoteError extends Error {
  */
 export class OffThread {
   static readonly #pools = new Map<string, OffThread>()
+  static readonly #quirked = new WeakMap<ThreadQuirks, OffThread>()
 
-  /** The process's pool for a module, grown to `threads` if a token with more sessions asks. */
-  static for(module: string, env: Readonly<Record<string, string>>, threads: number): OffThread {
-    let pool = OffThread.#pools.get(module)
-    if (!pool) OffThread.#pools.set(module, (pool = new OffThread(module, env, threads)))
+  /** The process's pool for a module, grown to `threads` if a token with more sessions asks; a quirked token's pool is its own. */
+  static for(module: string, env: Readonly<Record<string, string>>, threads: number, quirks?: ThreadQuirks): OffThread {
+    let pool = quirks ? OffThread.#quirked.get(quirks) : OffThread.#pools.get(module)
+    if (!pool) {
+      pool = new OffThread(module, env, threads, quirks)
+      if (quirks) OffThread.#quirked.set(quirks, pool)
+      else OffThread.#pools.set(module, pool)
+    }
     pool.#size = Math.max(pool.#size, threads)
     return pool
   }
 
   readonly #module: string
   readonly #env: NodeJS.ProcessEnv
+  readonly #quirks: ThreadQuirks | undefined
   #size: number
   #threads: { worker: Worker; busy: number }[] = []
   readonly #pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void; thread: { worker: Worker; busy: number } }>()
   #next = 0
 
-  private constructor(module: string, env: Readonly<Record<string, string>>, threads: number) {
+  private constructor(module: string, env: Readonly<Record<string, string>>, threads: number, quirks: ThreadQuirks | undefined) {
     this.#module = module
+    this.#quirks = quirks
     this.#env = { ...process.env, ...env }
     this.#size = threads
   }
@@ -75,7 +93,7 @@ export class OffThread {
   /** Starts threads up to the pool's size (at the first job, and in place of one that died). */
   #start(): void {
     while (this.#threads.length < this.#size) {
-      const worker = new Worker(new URL('./init-worker.ts', import.meta.url), { workerData: { module: this.#module }, env: this.#env })
+      const worker = new Worker(new URL('./init-worker.ts', import.meta.url), { workerData: { module: this.#module, quirks: this.#quirks }, env: this.#env })
       const thread = { worker, busy: 0 }
       worker.on('message', (r: OffThreadReply) => {
         const job = this.#pending.get(r.id)

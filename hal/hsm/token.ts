@@ -2,7 +2,7 @@ import { readFileSync, realpathSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Clock } from '../clock.ts'
 import { HsmError, toHsmError } from './errors.ts'
-import { OffThread, type OffThreadJob } from './off-thread.ts'
+import { OffThread, type OffThreadJob, type ThreadQuirks } from './off-thread.ts'
 import { cleanLabel, pkcs11, type Handle, type PKCS11 } from './pkcs11.ts'
 
 export interface TokenOptions {
@@ -23,13 +23,12 @@ export interface TokenOptions {
   clock: Clock
   /**
    * Refuse the calls that may wait inside the module on the main thread (#33): every
-   * `C_*Init` that starts a cryptographic operation, and key generation but in its
-   * asynchronous form. The tests run every token this way, so a new synchronous call
-   * on the main thread fails a test rather than stalling the box.
-   */
+   * `C_*Init` that starts a cryptographic operation, and key generation but in its asynchronous
+   * form. The tests run every token this way: a new synchronous call there fails a test. */
   strict?: boolean
-  /** Test only (#38): wraps the module to reproduce a vendor's behaviour (session cap, throttling) on SoftHSM. */
+  /** Test only (#38): wraps the module to reproduce a vendor's behaviour on SoftHSM; on token threads, `threadQuirks`. */
   quirks?: (p: PKCS11) => PKCS11
+  threadQuirks?: ThreadQuirks
 }
 
 /** The calls `strict` refuses on the main thread (they run on a token thread, off-thread.ts, or in their *Async form). */
@@ -174,7 +173,7 @@ export class Token {
    */
   runWhole(operation: string, key: Handle, op: OffThreadJob['op'], mechanism: OffThreadJob['mechanism'], input: Buffer, outLength: number): Promise<Buffer> {
     return this.run(operation, (session) => {
-      this.#offThread ??= OffThread.for(this.#opts.module, this.#opts.env ?? {}, this.#opts.sessions)
+      this.#offThread ??= OffThread.for(this.#opts.module, this.#opts.env ?? {}, this.#opts.sessions, this.#opts.threadQuirks)
       return this.#offThread.run(op, session, key, mechanism, input, outLength)
     })
   }

@@ -186,3 +186,54 @@ export function logoutDropsToken(): { quirk: Quirk; logouts: { count: number } }
     },
   }
 }
+
+/** What a token thread is told (ThreadQuirks.data): a profile by name, and memory shared with the test. */
+interface ThreadProfile {
+  profile: 'deviceErrorBurst'
+  calls: string[]
+  /** [0]: 1 while the burst lasts; [1]: errors thrown, all threads together. */
+  shared: SharedArrayBuffer
+}
+
+/**
+ * Called on each token thread (hal/hsm/init-worker.ts imports this module there): the profile
+ * named in `data` wrapped around that thread's module.
+ */
+export function threadQuirk(p: PKCS11, data: unknown): PKCS11 {
+  const d = data as ThreadProfile
+  const flags = new Int32Array(d.shared)
+  const busy = (call: string) => (real: (...a: unknown[]) => unknown, args: unknown[]) => {
+    if (Atomics.load(flags, 0) !== 1) return real(...args)
+    Atomics.add(flags, 1, 1)
+    // A failed C_Sign (C_Encrypt, C_Decrypt) ends the operation its Init started (PKCS#11 2.40
+    // §5.8, §5.11): the module's own call is made, so the session is free again, and its answer dropped.
+    if (ENDS_OPERATION.includes(call)) {
+      try {
+        real(...args)
+      } catch {
+        // not what this profile reports
+      }
+    }
+    throw ckrError('CKR_DEVICE_ERROR')
+  }
+  return intercept(p, Object.fromEntries(d.calls.map((c) => [c, busy(c)])))
+}
+
+const ENDS_OPERATION = ['C_Sign', 'C_Encrypt', 'C_Decrypt']
+
+/**
+ * A CKR_DEVICE_ERROR burst on calls the token threads make (C_Sign: every signature, DKIM, S/MIME,
+ * HMAC tokens and audit checkpoints), switched on and off by the test; with `main` the same on the main thread.
+ */
+export function threadedDeviceErrorBurst(calls: readonly string[]) {
+  const shared = new SharedArrayBuffer(8)
+  const flags = new Int32Array(shared)
+  const threadQuirks = { module: import.meta.url, data: { profile: 'deviceErrorBurst', calls: [...calls], shared } satisfies ThreadProfile }
+  return {
+    threadQuirks,
+    start: () => Atomics.store(flags, 0, 1),
+    stop: () => Atomics.store(flags, 0, 0),
+    /** CKR_DEVICE_ERRORs thrown so far, on all token threads. */
+    errors: () => Atomics.load(flags, 1),
+  }
+}

@@ -41,7 +41,14 @@ export async function softoknToken(dir: string): Promise<Pick<HsmOptions, 'modul
 /** A fresh token for this test, in a temp dir (never a mock of pkcs11js): SoftHSM2, or softokn (`token`, else $SG_TEST_TOKEN). */
 export async function devHsm(
   t: T,
-  opts: { sessions?: number; reconnectIntervalMs?: number; clock?: { now(): number }; quirks?: HsmOptions['quirks']; token?: TestToken } = {},
+  opts: {
+    sessions?: number
+    reconnectIntervalMs?: number
+    clock?: { now(): number }
+    quirks?: HsmOptions['quirks']
+    threadQuirks?: HsmOptions['threadQuirks']
+    token?: TestToken
+  } = {},
 ): Promise<{ hsm: Hsm; dir: string; token: TestToken; options: HsmOptions }> {
   const dir = tempDir(t, 'sg-hsm-')
   const token = opts.token ?? TEST_TOKEN
@@ -54,6 +61,7 @@ export async function devHsm(
     // #33: a synchronous C_*Init or C_GenerateKey on the main thread fails the test.
     strict: true,
     quirks: opts.quirks,
+    threadQuirks: opts.threadQuirks,
   }
   const hsm = new Hsm(options)
   await hsm.open()

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Hsm } from '../../hal/hsm/index.ts'
-import { buildBox, type Box } from '../../firmware/box.ts'
+import { buildBox, type Box, type BoxDeps } from '../../firmware/box.ts'
 import { parseConfig, type Config } from '../../firmware/config/load.ts'
 import type { BoxEvent } from '../../firmware/events.ts'
 import { ACCOUNT, accountHash, tempDir } from './box.ts'
@@ -18,7 +18,7 @@ type T = { teardown(fn: () => unknown): void }
  * port 0 and the test account are filled in); `smime` puts an S/MIME key for bank.example in the
  * box's own token first, with a certificate from a test CA (`ca`).
  */
-export async function productBox(t: T, raw: Record<string, unknown>, opts: { smime?: boolean } = {}) {
+export async function productBox(t: T, raw: Record<string, unknown>, opts: { smime?: boolean; hsmQuirks?: BoxDeps['hsmQuirks'] } = {}) {
   const dataDir = tempDir(t)
   const sub = (raw.submission ?? {}) as Record<string, unknown>
   const full = {
@@ -31,7 +31,7 @@ export async function productBox(t: T, raw: Record<string, unknown>, opts: { smi
   const config = parseConfig(full)
   const ca = opts.smime ? await smimeKeyFor(t, config) : undefined
   const { log } = logSink()
-  const box = buildBox(config, { log })
+  const box = buildBox(config, { log, ...(opts.hsmQuirks ? { hsmQuirks: opts.hsmQuirks } : {}) })
   const events: BoxEvent[] = []
   box.events.add({ emit: (e) => void events.push(e) })
   await box.daemon.start()

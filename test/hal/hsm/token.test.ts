@@ -5,7 +5,7 @@ import { ensureDevToken, Hsm, HsmError, type HsmOptions } from '../../../hal/hsm
 import { SOFTHSM_MODULE } from '../../../hal/hsm/softhsm.ts'
 import { assertSafeModule } from '../../../hal/hsm/token.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
-import { deviceErrorBurst, loginPerSession, logoutDropsToken, notInitialised, sessionCap } from '../../helpers/hsm-quirks.ts'
+import { deviceErrorBurst, loginPerSession, logoutDropsToken, notInitialised, sessionCap, threadedDeviceErrorBurst } from '../../helpers/hsm-quirks.ts'
 import { tempDir } from '../../helpers/box.ts'
 
 /** A second Hsm over the token a test made (after closing the first), SoftHSM's or softokn's. */
@@ -219,6 +219,29 @@ t.test(
     t.equal(hsm.token.state, 'connected')
     busyUntil = 0
     t.ok((await hsm.keys.list()).length > 0, 'and it works again when the burst ends')
+  },
+)
+
+t.test(
+  '#38: a CKR_DEVICE_ERROR burst on C_Sign where signing runs (the token threads) is retried on the same connection; a long one is EHSM_BUSY',
+  async (t) => {
+    const burst = threadedDeviceErrorBurst(['C_Sign'])
+    const { hsm } = await devHsm(t, { threadQuirks: burst.threadQuirks })
+    await hsm.ensureKeys([{ label: 'burst/sign', type: 'ec-p256', purpose: 'test' }])
+    const generation = hsm.token.generation
+    const data = Buffer.from('statement')
+    t.ok((await hsm.keys.sign('burst/sign', 'ecdsa-p256-sha256', data)).length > 0, 'signs before the burst')
+    burst.start()
+    setTimeout(() => burst.stop(), 60)
+    t.ok((await hsm.keys.sign('burst/sign', 'ecdsa-p256-sha256', data)).length > 0, 'a short burst: signed after backing off')
+    t.ok(burst.errors() > 0, `the token threads refused ${burst.errors()} C_Sign calls`)
+    burst.start()
+    const err = (await hsm.keys.sign('burst/sign', 'ecdsa-p256-sha256', data).catch((e: unknown) => e)) as HsmError
+    t.equal(err.code, 'EHSM_BUSY', 'a burst longer than the back-off: busy, transient')
+    t.equal(hsm.token.generation, generation, 'the same connection throughout: no logout, no reconnect')
+    t.equal(hsm.token.state, 'connected')
+    burst.stop()
+    t.ok((await hsm.keys.sign('burst/sign', 'ecdsa-p256-sha256', data)).length > 0, 'and it signs again when the burst ends')
   },
 )
 
