@@ -61,6 +61,8 @@ export const ERRORS = {
   ESIGN_CERT_USAGE: { smtp: 550, enhanced: '5.7.1', text: 'the signing certificate is not for e-mail signatures (key usage / extended key usage)' },
   EENCRYPT_RECIPIENT_CERT: { smtp: 550, enhanced: '5.7.1', text: 'encryption is configured for some recipients but not for all of this mail' },
   EHSM_UNAVAILABLE: { smtp: 451, enhanced: '4.3.0', text: 'the HSM is unavailable; the mail was not signed and not accepted, try again later' },
+  // #38: a token that answers but refuses work for now (throttled, CKR_DEVICE_ERROR; or no session free).
+  EHSM_BUSY: { smtp: 451, enhanced: '4.3.0', text: 'the HSM is busy and refused to sign for now; the mail was not accepted, try again shortly' },
 
   // --- spool (S12) ---
   EQUEUE_DISK_FULL: { smtp: 452, enhanced: '4.3.1', text: 'insufficient system storage: the spool keeps its disk reserve, try again later' },

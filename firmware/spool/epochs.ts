@@ -110,7 +110,7 @@ export class EpochKeys {
           return { key, sealed }
         } catch (err) {
           key.fill(0)
-          if (err instanceof HsmError) throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
+          if (err instanceof HsmError) throw new GatewayError(err.code === 'EHSM_BUSY' ? 'EHSM_BUSY' : 'EHSM_UNAVAILABLE', undefined, { cause: err })
           throw err
         }
       })()

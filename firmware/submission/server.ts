@@ -41,9 +41,10 @@ interface SessionState {
 
 /** An unauthenticated client gets this many 530 replies before the connection is closed. */
 const MAX_UNAUTHENTICATED_TRIES = 3
-
 /** The queue id a refused mail had been given, by the error that refused it. */
 const QUEUE_IDS = new WeakMap<Error, string>()
+/** Refusals logged with their cause (the HSM's own error, an unexpected failure). */
+const CAUSE_LOGGED = new Set<string>(['ETEMPORARY', 'EHSM_UNAVAILABLE', 'EHSM_BUSY'])
 
 /**
  * The submission service (M1): STARTTLS and implicit-TLS listeners, AUTH only
@@ -392,7 +393,7 @@ export class SubmissionServer implements Component {
 
   #fail(state: SessionState, err: unknown): GatewayError {
     const g = toGatewayError(err)
-    const cause = g.code === 'ETEMPORARY' || g.code === 'EHSM_UNAVAILABLE' ? String((g.cause as Error | undefined)?.message ?? g.cause) : undefined
+    const cause = CAUSE_LOGGED.has(g.code) ? String((g.cause as Error | undefined)?.message ?? g.cause) : undefined
     state.log[g.temporary ? 'warn' : 'info']({ code: g.code, cause }, 'transaction refused')
     return g
   }

@@ -213,13 +213,14 @@ export class SigningStage implements Stage, Component {
     return chain
   }
 
-  /** HSM errors as SMTP answers: a missing key or certificate is ESIGN_NO_CERT, anything transient EHSM_UNAVAILABLE. */
+  /** HSM errors as SMTP answers: a missing key or certificate is ESIGN_NO_CERT, a throttling token EHSM_BUSY, anything else EHSM_UNAVAILABLE. */
   async #hsmCall<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn()
     } catch (err) {
       if (!(err instanceof HsmError)) throw err
       if (err.code === 'EHSM_KEY_NOT_FOUND') throw new GatewayError('ESIGN_NO_CERT', undefined, { cause: err })
+      if (err.code === 'EHSM_BUSY') throw new GatewayError('EHSM_BUSY', undefined, { cause: err })
       throw new GatewayError('EHSM_UNAVAILABLE', undefined, { cause: err })
     }
   }
