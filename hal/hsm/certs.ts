@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream'
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
 import * as der from '../crypto/der.ts'
 import { certificateParts } from '../crypto/der-read.ts'
+import { KeyImport } from './import.ts'
 import { HsmError } from './errors.ts'
 import { findAll, type KeyStore } from './keys.ts'
 import { pkcs11 as P, type Handle, type PKCS11 } from './pkcs11.ts'
@@ -104,10 +105,21 @@ export class CertStore {
     )
     const id = Buffer.from(leaf.fingerprint256.replace(/:/g, '').slice(0, 32), 'hex')
     const templates = keyPairTemplates(label, id, key)
-    await this.#token.run('C_CreateObject', (s, p) => {
-      p.C_CreateObject(s, templates.priv)
-      p.C_CreateObject(s, templates.pub)
-    })
+    // The private key goes in wrapped, never as plaintext attributes (import.ts; a module in FIPS mode refuses those).
+    const pkcs8 = key.export({ type: 'pkcs8', format: 'der' })
+    try {
+      await this.#token.run('C_UnwrapKey', async (s, p, slot) => {
+        const importer = new KeyImport(p, s, slot)
+        try {
+          await importer.privateKey(pkcs8, templates.priv)
+        } finally {
+          importer.close()
+        }
+        p.C_CreateObject(s, templates.pub)
+      })
+    } finally {
+      pkcs8.fill(0)
+    }
     try {
       await this.importCertificate(label, leaf, chain)
     } catch (err) {
@@ -191,8 +203,8 @@ function createCertificateObject(
 }
 
 /**
- * Token object templates for an imported key pair: the private half sensitive
- * and non-extractable (M6), the public half beside it under the same label and id.
+ * Token object templates for an imported key pair: the private half sensitive and non-extractable (M6), unwrapped
+ * into the token with its value (import.ts), the public half beside it under the same label and id.
  */
 function keyPairTemplates(label: string, id: Buffer, key: KeyObject) {
   const j = key.export({ format: 'jwk' })
@@ -212,23 +224,10 @@ function keyPairTemplates(label: string, id: Buffer, key: KeyObject) {
   ]
   const pub = [...named, { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY }, { type: P.CKA_PRIVATE, value: false }, { type: P.CKA_VERIFY, value: true }]
   if (key.asymmetricKeyType === 'rsa') {
-    const publicParts = [
-      { type: P.CKA_KEY_TYPE, value: P.CKK_RSA },
-      { type: P.CKA_MODULUS, value: b(j.n) },
-      { type: P.CKA_PUBLIC_EXPONENT, value: b(j.e) },
-    ]
+    const type = { type: P.CKA_KEY_TYPE, value: P.CKK_RSA }
     return {
-      priv: [
-        ...priv,
-        ...publicParts,
-        { type: P.CKA_PRIVATE_EXPONENT, value: b(j.d) },
-        { type: P.CKA_PRIME_1, value: b(j.p) },
-        { type: P.CKA_PRIME_2, value: b(j.q) },
-        { type: P.CKA_EXPONENT_1, value: b(j.dp) },
-        { type: P.CKA_EXPONENT_2, value: b(j.dq) },
-        { type: P.CKA_COEFFICIENT, value: b(j.qi) },
-      ],
-      pub: [...pub, ...publicParts],
+      priv: [...priv, type],
+      pub: [...pub, type, { type: P.CKA_MODULUS, value: b(j.n) }, { type: P.CKA_PUBLIC_EXPONENT, value: b(j.e) }],
     }
   }
   if (key.asymmetricKeyType === 'ec' && j.crv === 'P-256') {
@@ -237,7 +236,9 @@ function keyPairTemplates(label: string, id: Buffer, key: KeyObject) {
       { type: P.CKA_EC_PARAMS, value: der.oid('1.2.840.10045.3.1.7') },
     ]
     const point = der.octetString(Buffer.concat([Buffer.from([4]), b(j.x), b(j.y)]))
-    return { priv: [...priv, ...curve, { type: P.CKA_VALUE, value: b(j.d) }], pub: [...pub, ...curve, { type: P.CKA_EC_POINT, value: point }] }
+    // The private half takes its curve from the PKCS#8 it is unwrapped from: SoftHSM refuses CKA_EC_PARAMS in an
+    // unwrap template (CKR_ATTRIBUTE_READ_ONLY).
+    return { priv: [...priv, curve[0]!], pub: [...pub, ...curve, { type: P.CKA_EC_POINT, value: point }] }
   }
   throw new HsmError('EHSM_BAD_INPUT', `unsupported key type ${key.asymmetricKeyType} (RSA or EC P-256 expected)`)
 }

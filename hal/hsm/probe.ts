@@ -1,4 +1,5 @@
 import { createCipheriv, randomBytes } from 'node:crypto'
+import { KeyImport } from './import.ts'
 import { HsmError } from './errors.ts'
 import type { KeyPairType, KeyStore, SecretKeyType } from './keys.ts'
 import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, cleanLabel, pkcs11 as P } from './pkcs11.ts'
@@ -69,17 +70,24 @@ export interface ProbeReport {
 
 export type GcmLayout = 'pkcs11-2.40' | 'draft'
 
-/** A session AES key (gone with the session) of a value the probe knows, allowed one use (CKA_ENCRYPT, CKA_WRAP). */
+/**
+ * A session AES key of a value the probe knows, allowed one use (CKA_ENCRYPT, CKA_WRAP). Brought in wrapped
+ * (import.ts), as the box imports keys: a token in FIPS mode refuses a plaintext CKA_VALUE (#38).
+ */
 function sessionAesKey(token: Token, value: Buffer, use: number): Promise<Buffer> {
-  return token.run('C_CreateObject', (s, p) =>
-    p.C_CreateObject(s, [
-      { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-      { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
-      { type: P.CKA_TOKEN, value: false },
-      { type: use, value: true },
-      { type: P.CKA_VALUE, value },
-    ]),
-  )
+  return token.run('C_UnwrapKey', async (s, p, slot) => {
+    const importer = new KeyImport(p, s, slot)
+    try {
+      return await importer.secret(value, [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
+        { type: P.CKA_TOKEN, value: false },
+        { type: use, value: true },
+      ])
+    } finally {
+      importer.close()
+    }
+  })
 }
 
 /** The two layouts of CKM_AES_GCM's parameters, as pkcs11js builds them. */

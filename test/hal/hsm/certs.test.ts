@@ -155,3 +155,44 @@ t.test('S2: a PKCS#12 with an RSA key under 2048 bits is refused at import, with
   })
   t.notOk(await hsm.keys.exists('p12/weak', 'private'), 'nothing was written to the token')
 })
+
+t.test('#38: an EC P-256 PKCS#12 goes into the token wrapped and signs (softokn unwraps no EC key: refused, nothing left)', async (t) => {
+  const { hsm, token } = await devHsm(t)
+  const ca = await testCa(t)
+  const dir = tempDir(t)
+  const subject = '/CN=Bank EC/emailAddress=statements@bank.example/C=TW'
+  await run('openssl', [
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    join(dir, 'k.pem'),
+    '-out',
+    join(dir, 'r.pem'),
+    '-subj',
+    subject,
+  ])
+  const certPath = await ca.issue(readFileSync(join(dir, 'r.pem'), 'utf8'))
+  const p12 = join(dir, 'ec.p12')
+  await run('openssl', ['pkcs12', '-export', '-inkey', join(dir, 'k.pem'), '-in', certPath, '-certfile', ca.cert, '-out', p12, '-passout', 'pass:s3cret-Pass'])
+  const imported = hsm.certs.importPkcs12('p12/ec', readFileSync(p12), 's3cret-Pass')
+  if (token === 'softokn') {
+    await t.rejects(imported, { message: /CKR_TEMPLATE_INCOMPLETE/ })
+    t.notOk(
+      (await hsm.keys.list()).some((k) => k.label.startsWith('p12/ec')),
+      'nothing of the import left',
+    )
+    return
+  }
+  const { leaf } = await imported
+  t.match(
+    (await hsm.keys.list()).find((k) => k.label === 'p12/ec' && k.kind === 'private'),
+    { keyType: 'ec', sensitive: true, extractable: false },
+  )
+  const sig = await hsm.keys.sign('p12/ec', 'ecdsa-p256-sha256', Buffer.from('statement'))
+  t.ok(verify('sha256', Buffer.from('statement'), leaf.publicKey, sig), 'signs with the imported key')
+})

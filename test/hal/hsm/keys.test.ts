@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { HsmError } from '../../../hal/hsm/index.ts'
+import { KeyImport } from '../../../hal/hsm/import.ts'
 import { pkcs11 as P } from '../../../hal/hsm/pkcs11.ts'
 import { devHsm, run } from '../../helpers/hsm.ts'
 import { tempDir } from '../../helpers/box.ts'
@@ -33,23 +34,28 @@ t.test('M6: private and secret keys are sensitive, non-extractable; the token re
     t.equal((err as HsmError).ckr, 'CKR_ATTRIBUTE_SENSITIVE')
   }
   // Wrapping the private key out under a key we would know is refused too.
-  await hsm.token.run('C_CreateObject', (s, p) =>
-    p.C_CreateObject(s, [
-      { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-      { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
-      { type: P.CKA_TOKEN, value: false },
-      { type: P.CKA_LABEL, value: 'attacker-wrap' },
-      { type: P.CKA_WRAP, value: true },
-      { type: P.CKA_VALUE, value: Buffer.alloc(32, 7) },
-    ]),
-  )
+  // Brought in wrapped, as the box imports keys (a token in FIPS mode refuses a plaintext CKA_VALUE).
+  await hsm.token.run('C_UnwrapKey', async (s, p, slot) => {
+    const importer = new KeyImport(p, s, slot)
+    try {
+      await importer.secret(Buffer.alloc(32, 7), [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
+        { type: P.CKA_TOKEN, value: false },
+        { type: P.CKA_LABEL, value: 'attacker-wrap' },
+        { type: P.CKA_WRAP, value: true },
+      ])
+    } finally {
+      importer.close()
+    }
+  })
   const wrapKey = await hsm.keys.handle('attacker-wrap', 'secret')
   const rsa = await hsm.keys.handle('rsa', 'private')
   const wrapErr = await hsm.token
     .run('C_WrapKey', (s, p) => p.C_WrapKey(s, { mechanism: P.CKM_AES_KEY_WRAP_PAD }, wrapKey, rsa, Buffer.alloc(4096)))
     .catch((e: unknown) => e)
   if (token === 'softokn') {
-    // #38: softokn outside FIPS mode wraps it out regardless of CKA_EXTRACTABLE. The box cannot make a token keep
+    // #38: softokn wraps it out regardless of CKA_EXTRACTABLE, in FIPS mode too. The box cannot make a token keep
     // a key; its probe finds this and refuses the token at start (probe.test.ts, M6).
     t.ok(Buffer.isBuffer(wrapErr) && wrapErr.length > 256, 'softokn hands the private key out wrapped: a token the box refuses')
   } else t.equal((wrapErr as HsmError).code, 'EHSM_KEY_UNEXTRACTABLE', 'C_WrapKey of the private key refused')

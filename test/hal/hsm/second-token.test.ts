@@ -13,6 +13,7 @@ import { SOFTOKN_MODULE } from '../../helpers/hsm.ts'
 const SUITES = [
   'test/hal/hsm/keys.test.ts',
   'test/hal/hsm/certs.test.ts',
+  'test/hal/hsm/import.test.ts',
   'test/hal/hsm/off-thread.test.ts',
   'test/hal/hsm/token.test.ts',
   'test/hal/hsm/probe.test.ts',
@@ -24,7 +25,7 @@ const SUITES = [
   'test/firmware/audit/verify.test.ts',
 ]
 
-t.setTimeout(900_000) // eleven suites one after the other, each a few seconds to a minute
+t.setTimeout(900_000) // twelve suites one after the other, each a few seconds to a minute
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 
