@@ -241,11 +241,15 @@ export class KeyStore {
 
   /** Every key and certificate in the token, with the attributes that show it is protected. */
   async list(): Promise<KeyInfo[]> {
+    // Keys and certificates only: a token holds other objects too (softokn's FIPS mode a validation object, a
+    // vendor data objects), which have no CKA_ID or CKA_KEY_TYPE (CKR_ATTRIBUTE_TYPE_INVALID).
+    const classes = Object.values<number>(CLASS)
     return this.#token.run('C_FindObjects', (s, p) =>
-      findAll(p, s, []).map((h) => {
-        const [cls, label, id] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_CLASS }, { type: P.CKA_LABEL }, { type: P.CKA_ID }])
-        const c = ulong(cls!.value)
-        const kind = (Object.entries(CLASS).find(([, v]) => v === c)?.[0] ?? 'secret') as KeyInfo['kind']
+      findAll(p, s, []).flatMap((h) => {
+        const c = ulong(p.C_GetAttributeValue(s, h, [{ type: P.CKA_CLASS }])[0]!.value)
+        if (!classes.includes(c)) return []
+        const [label, id] = p.C_GetAttributeValue(s, h, [{ type: P.CKA_LABEL }, { type: P.CKA_ID }])
+        const kind = Object.entries(CLASS).find(([, v]) => v === c)![0] as KeyInfo['kind']
         const flag = (t: number) => {
           try {
             const [a] = p.C_GetAttributeValue(s, h, [{ type: t }])

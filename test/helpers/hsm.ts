@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { existsSync, writeFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Hsm, type HsmOptions } from '../../hal/hsm/index.ts'
@@ -16,7 +17,9 @@ type T = { teardown(fn: () => unknown): void }
  * label, its database named by an initialisation string). `SG_TEST_TOKEN=softokn` runs a suite on softokn.
  */
 export type TestToken = 'softhsm' | 'softokn'
-export const TEST_TOKEN: TestToken = process.env.SG_TEST_TOKEN === 'softokn' ? 'softokn' : 'softhsm'
+export const TEST_TOKEN: TestToken = process.env.SG_TEST_TOKEN?.startsWith('softokn') ? 'softokn' : 'softhsm'
+/** `SG_TEST_TOKEN=softokn-fips`: softokn in its FIPS mode (softoknFipsModule), where a validated module's stricter rules apply. */
+export const TEST_FIPS = process.env.SG_TEST_TOKEN === 'softokn-fips'
 
 /** Where Debian's libnss3 puts softokn (multiarch). */
 export const SOFTOKN_MODULE = ['/usr/lib/x86_64-linux-gnu/libsoftokn3.so', '/usr/lib/aarch64-linux-gnu/libsoftokn3.so'].find((p) => existsSync(p)) ?? ''
@@ -25,17 +28,55 @@ export const SOFTOKN_MODULE = ['/usr/lib/x86_64-linux-gnu/libsoftokn3.so', '/usr
  * A fresh softokn database in `dir`, made by NSS's own `certutil` with a random password, and what the box's
  * configuration says to use it (`hsm.module`, `hsm.moduleParameters`, `hsm.tokenLabel`, `hsm.pinFile`).
  */
-export async function softoknToken(dir: string): Promise<Pick<HsmOptions, 'module' | 'moduleParameters' | 'tokenLabel' | 'pinFile'>> {
+export async function softoknToken(dir: string, fips = TEST_FIPS): Promise<Pick<HsmOptions, 'module' | 'moduleParameters' | 'tokenLabel' | 'pinFile'>> {
   if (!SOFTOKN_MODULE) throw new Error('NSS softokn (libsoftokn3.so) is not installed: bash provisioning/os-packages.sh')
   const pinFile = join(dir, 'user.pin')
   writeFileSync(pinFile, randomBytes(12).toString('hex'), { mode: 0o600 })
   await run('certutil', ['-N', '-d', `sql:${dir}`, '-f', pinFile])
   return {
-    module: SOFTOKN_MODULE,
+    module: fips ? await softoknFipsModule() : SOFTOKN_MODULE,
     moduleParameters: `configdir='sql:${dir}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=`,
-    tokenLabel: 'NSS Certificate DB',
+    tokenLabel: fips ? 'NSS FIPS 140-2 Certificate DB' : 'NSS Certificate DB',
     pinFile,
   }
+}
+
+/**
+ * softokn's FIPS mode (#38). libsoftokn3.so carries two function tables: `NSC_GetFunctionList`, which its
+ * `C_GetFunctionList` returns, and `FC_GetFunctionList`, the FIPS one — power-up self-tests against its .chk
+ * files, login before any key use, the FIPS slot and token ("NSS FIPS 140-2 Certificate DB"). Debian's build
+ * does not switch on NSS_FIPS=1, and pkcs11js loads `C_GetFunctionList` only, so this is a module of ten lines
+ * whose `C_GetFunctionList` is softokn's `FC_GetFunctionList`: nothing of softokn is replaced. Built once per
+ * machine with gcc (installed for node-gyp) into ~/.cache/statement-gateway.
+ */
+export async function softoknFipsModule(): Promise<string> {
+  const source = `#include <dlfcn.h>
+typedef unsigned long CK_RV;
+CK_RV C_GetFunctionList(void **list) {
+  static CK_RV (*fc)(void **);
+  if (!fc) {
+    void *h = dlopen("${SOFTOKN_MODULE}", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return 5; /* CKR_GENERAL_ERROR */
+    fc = (CK_RV (*)(void **))dlsym(h, "FC_GetFunctionList");
+    if (!fc) return 5;
+  }
+  return fc(list);
+}
+`
+  // The box loads a module only from where root alone can write (assertSafeModule): not /tmp, where a CI clone lives.
+  const cache = join(homedir(), '.cache', 'statement-gateway')
+  mkdirSync(cache, { recursive: true, mode: 0o755 })
+  const out = join(cache, `softokn-fips-${createHash('sha256').update(source).digest('hex').slice(0, 16)}.so`)
+  if (existsSync(out)) return out
+  const work = mkdtempSync(join(cache, 'build-'))
+  try {
+    writeFileSync(join(work, 'fips.c'), source)
+    await run('gcc', ['-shared', '-fPIC', '-O2', '-o', join(work, 'fips.so'), join(work, 'fips.c'), '-ldl'])
+    renameSync(join(work, 'fips.so'), out) // whole or not at all, if two test processes build it at once
+  } finally {
+    rmSync(work, { recursive: true, force: true })
+  }
+  return out
 }
 
 /** A fresh token for this test, in a temp dir (never a mock of pkcs11js): SoftHSM2, or softokn (`token`, else $SG_TEST_TOKEN). */

@@ -2,7 +2,7 @@ import t from 'tap'
 import { MECHANISMS, probe } from '../../../hal/hsm/probe.ts'
 import { probeFor } from '../../../firmware/keys/service.ts'
 import { testConfig } from '../../helpers/box.ts'
-import { devHsm } from '../../helpers/hsm.ts'
+import { devHsm, TEST_FIPS } from '../../helpers/hsm.ts'
 import { missingMechanisms, refusedSecretKeyTemplates } from '../../helpers/hsm-quirks.ts'
 
 const ALL = ['ec-p256', 'ed25519', 'aes-256', 'hmac-sha256', 'rsa-2048'] as const
@@ -56,7 +56,7 @@ t.test('#38, M6: NSS softokn, the second implementation — its probe, and a tok
   const { hsm } = await devHsm(t, { token: 'softokn' })
   const r = await probe(hsm.token, hsm.keys, [...ALL], [{ key: 'signing.domains[0].dkimEd25519Selector', mechanism: 'CKM_EDDSA' }])
   t.comment(JSON.stringify(r))
-  t.match(r.token, { label: 'NSS Certificate DB', manufacturer: /Mozilla/, loginRequired: true })
+  t.match(r.token, { label: TEST_FIPS ? 'NSS FIPS 140-2 Certificate DB' : 'NSS Certificate DB', manufacturer: /Mozilla/, loginRequired: true })
   for (const name of ['CKM_RSA_PKCS_KEY_PAIR_GEN', 'CKM_SHA256_RSA_PKCS', 'CKM_SHA256_RSA_PKCS_PSS', 'CKM_ECDSA', 'CKM_AES_GCM', 'CKM_SHA256_HMAC'])
     t.match(r.mechanisms[name], { flags: Array }, `${name} is listed`)
   // bookworm's NSS 3.87 has no EdDSA: an Ed25519 DKIM selector is refused by name, and the throw-away key fails.
@@ -64,8 +64,8 @@ t.test('#38, M6: NSS softokn, the second implementation — its probe, and a tok
   t.same(r.missing, [{ key: 'signing.domains[0].dkimEd25519Selector', mechanism: 'CKM_EDDSA' }])
   t.notMatch(r.keys.ed25519, /^ok$/)
   for (const type of ['ec-p256', 'aes-256', 'hmac-sha256', 'rsa-2048'] as const) t.equal(r.keys[type], 'ok', `${type} made with the box templates`)
-  // softokn outside FIPS mode hands keys marked CKA_EXTRACTABLE=false out under a wrapping key (seen in this
-  // test's run; SoftHSM2 refuses): the probe says so for each type, and the box will not use the token.
+  // softokn hands keys marked CKA_EXTRACTABLE=false out under a wrapping key, in FIPS mode too (seen in this
+  // test's runs; SoftHSM2 refuses): the probe says so for each type, and the box will not use the token.
   t.equal(r.wrap['rsa-2048'], 'wrapped', 'the RSA private key left the token wrapped')
   t.ok(r.extractable.includes('rsa-2048'))
   // The PKCS#11 2.40 layout the box passes is read right (node:crypto agrees). The draft layout softokn answers
