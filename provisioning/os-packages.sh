@@ -19,6 +19,7 @@ PACKAGES=(
   python3       # node-gyp (pkcs11js is compiled during npm ci); test helpers
   make          # node-gyp builds pkcs11js with make and g++
   g++
+  gcc           # builds the ten-line module that reaches NSS softokn's FIPS mode in the tests (#38)
   softhsm2      # embedded-default HSM (M6): PKCS#11 token in the data directory
   opensc        # pkcs11-tool: inspect the token from outside the box's code
   libnss3       # NSS softokn (libsoftokn3.so): the second PKCS#11 implementation the HSM suites run on (#38)
