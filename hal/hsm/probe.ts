@@ -54,8 +54,8 @@ export interface ProbeReport {
   missing: Need[]
   /**
    * M6: each throw-away key, made non-extractable with the box's templates, offered to `C_WrapKey` under a
-   * session key the box knows: 'refused (CKR_…)' is what M6 needs; 'wrapped' means the token handed the key out
-   * (NSS softokn outside FIPS mode does, #38); 'not tried (…)' when no wrapping key could be made.
+   * session AES key the probe makes: 'refused (CKR_…)' is what M6 needs; 'wrapped' means the token handed the key
+   * out (NSS softokn does, in FIPS mode too, #38); 'not tried (…)' when no wrapping key could be made.
    */
   wrap: Record<string, string>
   /** The key types the token handed out wrapped: the box refuses such a token (M6). */
@@ -71,7 +71,7 @@ export interface ProbeReport {
 export type GcmLayout = 'pkcs11-2.40' | 'draft'
 
 /**
- * A session AES key of a value the probe knows, allowed one use (CKA_ENCRYPT, CKA_WRAP). Brought in wrapped
+ * A session AES key of a value the probe knows, allowed one use (CKA_ENCRYPT). Brought in wrapped
  * (import.ts), as the box imports keys: a token in FIPS mode refuses a plaintext CKA_VALUE (#38).
  */
 function sessionAesKey(token: Token, value: Buffer, use: number): Promise<Buffer> {
@@ -134,12 +134,22 @@ async function tryGcm(token: Token): Promise<Record<GcmLayout, string>> {
 /** Ways a key could leave a token wrapped, tried in turn; the first that gives bytes shows the key is out. */
 const WRAP_MECHANISMS = [P.CKM_AES_KEY_WRAP_PAD, P.CKM_AES_KEY_WRAP, P.CKM_AES_CBC_PAD]
 
-/** M6: offers the key `label` to C_WrapKey under a session AES key of our own; what the token did. */
+/** M6: offers the key `label` to C_WrapKey under a session AES key the probe makes; what the token did. */
 async function tryWrap(token: Token, keys: KeyStore, label: string, kind: 'private' | 'secret'): Promise<string> {
   const target = await keys.handle(label, kind)
   let wrapping: Buffer
   try {
-    wrapping = await sessionAesKey(token, randomBytes(32), P.CKA_WRAP)
+    // Made in the token: whether bytes come out is the finding, so its value need not be known (and bringing a
+    // known one in costs the import's RSA transport key, import.ts).
+    wrapping = await token.run('C_GenerateKey', (s, p) =>
+      p.C_GenerateKeyAsync(s, { mechanism: P.CKM_AES_KEY_GEN }, [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
+        { type: P.CKA_TOKEN, value: false },
+        { type: P.CKA_VALUE_LEN, value: 32 },
+        { type: P.CKA_WRAP, value: true },
+      ]),
+    )
   } catch (err) {
     return `not tried (wrapping key refused: ${err instanceof HsmError ? (err.ckr ?? err.code) : (err as Error).message})`
   }
