@@ -5,7 +5,7 @@ import type { Component } from '../component.ts'
 import type { Config } from '../config/load.ts'
 import type { EventSink, ProbeSummary } from '../events.ts'
 import type { Logger } from '../log.ts'
-import { MECHANISMS_OF, probe, type Need, type ProbeReport } from '../../hal/hsm/probe.ts'
+import { MECHANISMS_OF, probe, type GcmLayout, type Need, type ProbeReport } from '../../hal/hsm/probe.ts'
 import type { KeyPairType, SecretKeyType } from '../../hal/hsm/index.ts'
 import { ConfigError } from '../config/types.ts'
 import { BOX_KEYS } from './manifest.ts'
@@ -50,13 +50,14 @@ export function probeRefusal(report: ProbeReport): ConfigError | undefined {
       report.missing[0]!.key,
       `the HSM token lacks ${report.missing.map((m) => `${m.mechanism} (${m.key})`).join(', ')}; change the configuration or use a token that has it`,
     )
-  // The spool's epoch keys are used with the PKCS#11 2.40 layout (hal/hsm/keys.ts gcm): a token that refuses it
-  // would fail the first submission's spool write; it is told now, with what the token answered.
-  if (report.gcm && report.gcm['pkcs11-2.40'] !== 'ok')
+  // The spool's epoch keys need AES-GCM in a parameter layout the token reads (hal/hsm/keys.ts): the 2.40 one, or
+  // the draft one where only that is read right (gcmLayoutOf). A token that reads neither would fail the first
+  // submission's spool write; it is told now, with what the token answered.
+  if (report.gcm && !gcmLayoutOf(report))
     return new ConfigError(
       'hsm.module',
-      `the HSM token refuses AES-GCM parameters in the PKCS#11 2.40 layout the box uses for the spool's keys ` +
-        `(${report.gcm['pkcs11-2.40']}; the older draft layout: ${report.gcm.draft})`,
+      `the HSM token reads AES-GCM parameters in neither layout for the spool's keys ` +
+        `(PKCS#11 2.40: ${report.gcm['pkcs11-2.40']}; the older draft layout: ${report.gcm.draft})`,
     )
   if (report.extractable.length)
     return new ConfigError(
@@ -83,13 +84,26 @@ export function probeSummary(report: ProbeReport, refusal: Error | undefined): P
   }
 }
 
-/** Runs the probe for `config`; throws probeRefusal's error when the box will not run on the token. */
+/**
+ * The AES-GCM parameter layout to use with this token (#38): PKCS#11 2.40's when the probe's known answer came back
+ * right in it (or the token makes no AES key to try), else the draft one when that came back right, else none.
+ */
+export function gcmLayoutOf(report: ProbeReport): GcmLayout | undefined {
+  if (!report.gcm || report.gcm['pkcs11-2.40'] === 'ok') return 'pkcs11-2.40'
+  return report.gcm.draft === 'ok' ? 'draft' : undefined
+}
+
+/**
+ * Runs the probe for `config`; throws probeRefusal's error when the box will not run on the token, and otherwise
+ * sets the GCM layout the spool's keys are used with.
+ */
 export async function probeFor(hsm: Hsm, config: Config, record?: (s: ProbeSummary) => void): Promise<ProbeReport> {
   const { types, needs } = tokenNeeds(config)
   const report = await probe(hsm.token, hsm.keys, types, needs)
   const refusal = probeRefusal(report)
   record?.(probeSummary(report, refusal))
   if (refusal) throw refusal
+  hsm.keys.gcmLayout = gcmLayoutOf(report)!
   return report
 }
 
@@ -151,7 +165,10 @@ export class KeyService implements Component {
       await this.hsm.open()
       // #38: what the configuration needs of the token, asked before anything relies on it.
       this.probe = await probeFor(this.hsm, this.#config, this.#recordProbe)
-      this.#log.info({ token: this.probe.token, keys: this.probe.keys, wrap: this.probe.wrap }, 'HSM probe: the token has what the configuration needs')
+      this.#log.info(
+        { token: this.probe.token, keys: this.probe.keys, wrap: this.probe.wrap, gcmLayout: this.hsm.keys.gcmLayout },
+        'HSM probe: the token has what the configuration needs',
+      )
       const { sessionsOpen } = this.hsm.token
       // #38: a module that caps its sessions is used with what it gives; the setting above the cap is a warning, not a failed start.
       if (sessionsOpen < this.#config.hsm.sessions)

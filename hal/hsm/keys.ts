@@ -42,6 +42,8 @@ export class KeyStore {
   readonly #handles = new Map<string, Handle>()
   /** Objects found in this token before: if one vanishes, the token was removed or swapped. */
   readonly #seen = new Set<string>()
+  /** How CKM_AES_GCM's parameters are passed: the 2.40 layout unless the probe found the token reads only the draft (#38). */
+  gcmLayout: GcmLayout = 'pkcs11-2.40'
 
   constructor(token: Token) {
     this.#token = token
@@ -195,7 +197,7 @@ export class KeyStore {
   /** AES-256-GCM encryption of a small secret (a spool data key) under a token key. */
   async encrypt(label: string, plaintext: Buffer, aad: Buffer = Buffer.alloc(0)): Promise<{ iv: Buffer; ciphertext: Buffer }> {
     const iv = randomBytes(12)
-    const ciphertext = await this.#whole(label, 'secret', 'C_Encrypt', 'encrypt', gcm(iv, aad), plaintext, plaintext.length + 16)
+    const ciphertext = await this.#whole(label, 'secret', 'C_Encrypt', 'encrypt', gcm(this.gcmLayout, iv, aad), plaintext, plaintext.length + 16)
     return { iv, ciphertext }
   }
 
@@ -206,7 +208,7 @@ export class KeyStore {
    */
   async decrypt(label: string, iv: Buffer, ciphertext: Buffer, aad: Buffer = Buffer.alloc(0)): Promise<Buffer> {
     try {
-      return await this.#whole(label, 'secret', 'C_Decrypt', 'decrypt', gcm(iv, aad), ciphertext, ciphertext.length)
+      return await this.#whole(label, 'secret', 'C_Decrypt', 'decrypt', gcm(this.gcmLayout, iv, aad), ciphertext, ciphertext.length)
     } catch (err) {
       if (err instanceof HsmError && err.ckr === 'CKR_GENERAL_ERROR') {
         await this.#token.run('C_GetTokenInfo', (_s, p, slot) => p.C_GetTokenInfo(slot))
@@ -358,8 +360,18 @@ export function findAll(p: PKCS11, s: Handle, template: { type: number; value?: 
   }
 }
 
-function gcm(iv: Buffer, aad: Buffer) {
-  return { mechanism: P.CKM_AES_GCM, parameter: { type: P.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad, tagBits: 128 } } as never
+/**
+ * CKM_AES_GCM's parameters in the PKCS#11 2.40/3.0 layout (`CK_GCM_PARAMS` with `ulIvBits`) or the older draft one
+ * without it, as pkcs11js builds them: the same cipher, told differently; modules read one, the other or both (#38).
+ */
+export type GcmLayout = 'pkcs11-2.40' | 'draft'
+export const GCM_LAYOUTS: Record<GcmLayout, (iv: Buffer, aad: Buffer) => Record<string, unknown>> = {
+  'pkcs11-2.40': (iv, aad) => ({ type: P.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad, tagBits: 128 }),
+  draft: (iv, aad) => ({ type: P.CK_PARAMS_AES_GCM, iv, aad, tagBits: 128 }),
+}
+
+function gcm(layout: GcmLayout, iv: Buffer, aad: Buffer) {
+  return { mechanism: P.CKM_AES_GCM, parameter: GCM_LAYOUTS[layout](iv, aad) } as never
 }
 
 function b64u(b: Buffer): string {

@@ -1,7 +1,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto'
 import { KeyImport } from './import.ts'
 import { HsmError } from './errors.ts'
-import type { KeyPairType, KeyStore, SecretKeyType } from './keys.ts'
+import { GCM_LAYOUTS, type GcmLayout, type KeyPairType, type KeyStore, type SecretKeyType } from './keys.ts'
 import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, cleanLabel, pkcs11 as P } from './pkcs11.ts'
 import type { Token } from './token.ts'
 
@@ -68,7 +68,7 @@ export interface ProbeReport {
   gcm?: Record<GcmLayout, string>
 }
 
-export type GcmLayout = 'pkcs11-2.40' | 'draft'
+export type { GcmLayout } from './keys.ts'
 
 /**
  * A session AES key of a value the probe knows, allowed one use (CKA_ENCRYPT). Brought in wrapped
@@ -88,12 +88,6 @@ function sessionAesKey(token: Token, value: Buffer, use: number): Promise<Buffer
       importer.close()
     }
   })
-}
-
-/** The two layouts of CKM_AES_GCM's parameters, as pkcs11js builds them. */
-const GCM_LAYOUTS: Record<GcmLayout, (iv: Buffer, aad: Buffer) => Record<string, unknown>> = {
-  'pkcs11-2.40': (iv, aad) => ({ type: P.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad, tagBits: 128 }),
-  draft: (iv, aad) => ({ type: P.CK_PARAMS_AES_GCM, iv, aad, tagBits: 128 }),
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { PKCS11 } from '../../hal/hsm/pkcs11.ts'
+import { pkcs11, type PKCS11 } from '../../hal/hsm/pkcs11.ts'
 
 /**
  * #38: vendor modules' behaviour reproduced on SoftHSM, each a named profile that
@@ -188,12 +188,14 @@ export function logoutDropsToken(): { quirk: Quirk; logouts: { count: number } }
 }
 
 /** What a token thread is told (ThreadQuirks.data): a profile by name, and memory shared with the test. */
-interface ThreadProfile {
-  profile: 'deviceErrorBurst'
-  calls: string[]
-  /** [0]: 1 while the burst lasts; [1]: errors thrown, all threads together. */
-  shared: SharedArrayBuffer
-}
+type ThreadProfile =
+  | {
+      profile: 'deviceErrorBurst'
+      calls: string[]
+      /** [0]: 1 while the burst lasts; [1]: errors thrown, all threads together. */
+      shared: SharedArrayBuffer
+    }
+  | { profile: 'gcmDraftOnly' }
 
 /**
  * Called on each token thread (hal/hsm/init-worker.ts imports this module there): the profile
@@ -201,6 +203,7 @@ interface ThreadProfile {
  */
 export function threadQuirk(p: PKCS11, data: unknown): PKCS11 {
   const d = data as ThreadProfile
+  if (d.profile === 'gcmDraftOnly') return gcmDraftOnly(p)
   const flags = new Int32Array(d.shared)
   const busy = (call: string) => (real: (...a: unknown[]) => unknown, args: unknown[]) => {
     if (Atomics.load(flags, 0) !== 1) return real(...args)
@@ -237,3 +240,20 @@ export function threadedDeviceErrorBurst(calls: readonly string[]) {
     errors: () => Atomics.load(flags, 1),
   }
 }
+
+/**
+ * A module that reads AES-GCM parameters only in the older draft layout (#38): `CK_GCM_PARAMS` with `ulIvBits`, the
+ * PKCS#11 2.40 layout, is CKR_MECHANISM_PARAM_INVALID at C_EncryptInit and C_DecryptInit. On the token threads,
+ * where the spool's encryption and the probe's GCM check run.
+ */
+function gcmDraftOnly(p: PKCS11): PKCS11 {
+  const refuse240 = (real: (...a: unknown[]) => unknown, args: unknown[]) => {
+    const m = args[1] as { mechanism: number; parameter?: { type?: number } }
+    if (m.mechanism === pkcs11.CKM_AES_GCM && m.parameter?.type === pkcs11.CK_PARAMS_AES_GCM_v240) throw ckrError('CKR_MECHANISM_PARAM_INVALID')
+    return real(...args)
+  }
+  return intercept(p, { C_EncryptInit: refuse240, C_DecryptInit: refuse240 })
+}
+
+/** The thread quirk of a module that reads only the draft AES-GCM layout. */
+export const gcmDraftOnlyThreads = { module: import.meta.url, data: { profile: 'gcmDraftOnly' } satisfies ThreadProfile }

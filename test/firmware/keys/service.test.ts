@@ -6,9 +6,10 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { ensureDevToken } from '../../../hal/hsm/index.ts'
 import { BOX_KEYS } from '../../../firmware/keys/manifest.ts'
-import { hsmFromConfig, KeyService, probeFor, probeRefusal, tokenNeeds } from '../../../firmware/keys/service.ts'
+import { gcmLayoutOf, hsmFromConfig, KeyService, probeFor, probeRefusal, tokenNeeds } from '../../../firmware/keys/service.ts'
+import { Spool } from '../../../firmware/spool/spool.ts'
 import { MECHANISMS } from '../../../hal/hsm/probe.ts'
-import { missingMechanisms } from '../../helpers/hsm-quirks.ts'
+import { gcmDraftOnlyThreads, missingMechanisms } from '../../helpers/hsm-quirks.ts'
 import type { BoxEvent } from '../../../firmware/events.ts'
 import { tempDir, testConfig } from '../../helpers/box.ts'
 import { devHsm, softoknToken, testCa } from '../../helpers/hsm.ts'
@@ -239,16 +240,46 @@ t.test('#38: every probe is in the audit trail and on the HSM card — a kept-in
   t.match(card, /<li class="alarm">HSM probe: config key &quot;hsm.module&quot;/, 'and an alarm with the reason')
 })
 
-t.test('#38: a token that refuses the AES-GCM layout the spool uses is refused at start, its answers named', async (t) => {
+t.test('#38: the AES-GCM layout comes from the probe: 2.40 where the token reads it, the draft where only that, else refused', async (t) => {
   const { hsm } = await devHsm(t)
   const config = await testConfig(t)
   const report = await probeFor(hsm, config)
   t.same(report.gcm, { 'pkcs11-2.40': 'ok', draft: 'ok' })
   t.equal(probeRefusal(report), undefined, 'a token reading the 2.40 layout is used')
-  // No module at hand refuses the 2.40 layout (SoftHSM reads both, softokn only it): the judgement on the report.
-  const draftOnly = { ...report, gcm: { 'pkcs11-2.40': 'CKR_MECHANISM_PARAM_INVALID', draft: 'ok' } }
-  t.match(probeRefusal(draftOnly), {
+  t.equal(gcmLayoutOf(report), 'pkcs11-2.40')
+  t.equal(gcmLayoutOf({ ...report, gcm: { 'pkcs11-2.40': 'CKR_MECHANISM_PARAM_INVALID', draft: 'ok' } }), 'draft')
+  const neither = { ...report, gcm: { 'pkcs11-2.40': 'CKR_MECHANISM_PARAM_INVALID', draft: 'wrong result (the layout is read otherwise)' } }
+  t.match(probeRefusal(neither), {
     key: 'hsm.module',
-    message: /refuses AES-GCM parameters in the PKCS#11 2\.40 layout.*CKR_MECHANISM_PARAM_INVALID; the older draft layout: ok/,
+    message: /reads AES-GCM parameters in neither layout.*PKCS#11 2\.40: CKR_MECHANISM_PARAM_INVALID; the older draft layout: wrong result/,
   })
+})
+
+t.test('#38: on a module that reads only the draft AES-GCM layout, the box starts, uses that layout, and its spool keys work', async (t) => {
+  const config = await testConfig(t)
+  const { log, records } = logSink()
+  const svc = new KeyService({ config, log, clock: { now: () => Date.now() }, events: { emit: () => {} }, quirks: { threadQuirks: gcmDraftOnlyThreads } })
+  await svc.start()
+  t.teardown(() => svc.stop())
+  t.same(svc.probe?.gcm, { 'pkcs11-2.40': 'CKR_MECHANISM_PARAM_INVALID', draft: 'ok' }, 'the probe found the 2.40 layout refused')
+  t.equal(svc.hsm.keys.gcmLayout, 'draft')
+  t.match(
+    records.find((r) => r.msg === 'HSM probe: the token has what the configuration needs'),
+    { gcmLayout: 'draft' },
+  )
+  const spool = new Spool({ config, log, hsm: svc.hsm, events: { emit: () => {} }, clock: { now: () => Date.now() } })
+  await spool.start()
+  t.teardown(() => spool.stop())
+  const message = Buffer.from('From: statements@bank.example\r\nTo: customer@example.net\r\nSubject: draft layout\r\n\r\nbody\r\n')
+  const envelope = {
+    id: 'gcm-draft-1',
+    mailFrom: 'statements@bank.example',
+    rcptTo: ['customer@example.net'],
+    account: 'a',
+    clientAddress: '127.0.0.1',
+    tls: undefined,
+    receivedAt: Date.now(),
+  }
+  await spool.accept({ envelope, message })
+  t.same((await spool.read('gcm-draft-1')).message, message, 'a spooled mail is sealed and opened with the epoch key in the draft layout')
 })
