@@ -14,6 +14,8 @@ export const MIN_RSA_BITS = 2048
 
 /** Chain certificates are stored under `<label>/chain/<n>`, leaf first, then upwards. */
 export const chainLabel = (label: string, i: number) => `${label}/chain/${i}`
+/** Certificates a chain is read to at most (leaf included): a loop in what the token holds ends here. */
+const MAX_CHAIN = 10
 
 /**
  * Certificates as token objects (M5, M6): the firm's signing certificate and
@@ -57,7 +59,7 @@ export class CertStore {
         for (const h of old) p.C_DestroyObject(s, h)
       }
       createCertificate(p, s, label, leaf, id)
-      chain.forEach((c, i) => createCertificate(p, s, chainLabel(label, i), c, undefined))
+      chain.forEach((c, i) => createCertificate(p, s, chainLabel(label, i), c, undefined, true))
     })
   }
 
@@ -68,10 +70,26 @@ export class CertStore {
    */
   async chain(label: string): Promise<X509Certificate[]> {
     const out: X509Certificate[] = []
-    for (let i = -1; ; i++) {
+    for (let i = -1; out.length < MAX_CHAIN; i++) {
       const l = i < 0 ? label : chainLabel(label, i)
-      if (i >= 0 && !(await this.#keys.exists(l, 'certificate'))) break
-      out.push(new X509Certificate(await this.#keys.attribute(l, 'certificate', P.CKA_VALUE)))
+      if (i < 0 || (await this.#keys.exists(l, 'certificate'))) {
+        out.push(new X509Certificate(await this.#keys.attribute(l, 'certificate', P.CKA_VALUE)))
+        continue
+      }
+      // #38: a CA certificate the token already held under another key's chain (a token that keeps one object per
+      // certificate, softokn) was not stored again: found by its subject, the last certificate's issuer.
+      const last = out.at(-1)!
+      if (last.checkIssued(last)) break
+      const named = await this.#token.run('C_FindObjects', (s, p) =>
+        findAll(p, s, [
+          { type: P.CKA_CLASS, value: P.CKO_CERTIFICATE },
+          { type: P.CKA_SUBJECT, value: certificateParts(last.raw).issuer.bytes },
+        ]).map((h) => new X509Certificate(p.C_GetAttributeValue(s, h, [{ type: P.CKA_VALUE }])[0]!.value)),
+      )
+      // Named as the issuer and its signature on the last one verifies: a certificate that only shares the name is not taken.
+      const issuer = named.find((c) => last.checkIssued(c) && last.verify(c.publicKey) && !out.some((o) => o.raw.equals(c.raw)))
+      if (!issuer) break
+      out.push(issuer)
     }
     return out
   }
@@ -158,18 +176,21 @@ export class CertStore {
   }
 }
 
-function createCertificate(p: PKCS11, s: Handle, label: string, cert: X509Certificate, id: Buffer | undefined): void {
+function createCertificate(p: PKCS11, s: Handle, label: string, cert: X509Certificate, id: Buffer | undefined, ca = false): void {
   const parts = certificateParts(cert.raw)
   try {
     createCertificateObject(p, s, label, cert, id, parts)
   } catch (err) {
     // #38: NSS softokn keeps one object per certificate (issuer and serial) and answers CKR_GENERAL_ERROR to a
-    // second; say which label holds it, rather than a transient "unexpected failure" that would be retried.
+    // second. A CA certificate it already holds (two keys under one intermediate) is used where it is: chain()
+    // finds it by subject. A leaf held under another label is refused, saying which, rather than a transient
+    // "unexpected failure" that would be retried.
     const twin = findAll(p, s, [
       { type: P.CKA_CLASS, value: P.CKO_CERTIFICATE },
       { type: P.CKA_VALUE, value: cert.raw },
     ])[0]
     if (twin === undefined) throw err
+    if (ca) return
     const held = p.C_GetAttributeValue(s, twin, [{ type: P.CKA_LABEL }])[0]!.value.toString('utf8')
     throw new HsmError(
       'EHSM_KEY_EXISTS',

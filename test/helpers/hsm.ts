@@ -164,8 +164,10 @@ export async function testCa(
         String(days),
         '-copy_extensions',
         'copy',
+        // Random, as public CAs number them: two test CAs of one name never issue the same issuer and serial (a
+        // token keeping one object per certificate, softokn, would take the second for the first).
         '-set_serial',
-        String(1000 + n),
+        `0x${randomBytes(8).toString('hex')}`,
       ])
       return out
     },

@@ -196,3 +196,38 @@ t.test('#38: an EC P-256 PKCS#12 goes into the token wrapped and signs (softokn 
   const sig = await hsm.keys.sign('p12/ec', 'ecdsa-p256-sha256', Buffer.from('statement'))
   t.ok(verify('sha256', Buffer.from('statement'), leaf.publicKey, sig), 'signs with the imported key')
 })
+
+t.test('#38: two keys under one CA each read their whole chain, on a token that keeps one object per certificate too', async (t) => {
+  const { hsm, token } = await devHsm(t)
+  const ca = await testCa(t)
+  const root = new X509Certificate(readFileSync(ca.cert))
+  const leaves: X509Certificate[] = []
+  for (const label of ['smime/bank', 'smime/securities']) {
+    await hsm.keys.generateKeyPair(label, 'ec-p256')
+    const csr = await hsm.certs.createCsr(label, `CN=${label},O=Bank Ltd,C=TW`, ['statements@bank.example'])
+    const leaf = new X509Certificate(readFileSync(await ca.issue(csr)))
+    await hsm.certs.importCertificate(label, leaf, [root])
+    leaves.push(leaf)
+  }
+  for (const [i, label] of ['smime/bank', 'smime/securities'].entries())
+    t.same(
+      (await hsm.certs.chain(label)).map((c) => c.fingerprint256),
+      [leaves[i]!.fingerprint256, root.fingerprint256],
+      `${label}: its leaf, then the CA`,
+    )
+  const caObjects = (await hsm.keys.list()).filter((k) => k.kind === 'certificate' && k.label.includes('/chain/'))
+  // SoftHSM keeps a copy under each key; softokn one object, under the first key's chain, found by subject for the second.
+  t.equal(caObjects.length, token === 'softokn' ? 1 : 2, `${caObjects.length} CA certificate object(s)`)
+
+  // A leaf whose issuer the token does not hold — only a CA of the same name, whose signature it does not carry:
+  // the chain is the leaf alone.
+  await hsm.keys.generateKeyPair('smime/alone', 'ec-p256')
+  const other = await testCa(t, 'Test Root CA')
+  const csr = await hsm.certs.createCsr('smime/alone', 'CN=Alone,C=TW', [])
+  const alone = new X509Certificate(readFileSync(await other.issue(csr)))
+  await hsm.certs.importCertificate('smime/alone', alone)
+  t.same(
+    (await hsm.certs.chain('smime/alone')).map((c) => c.fingerprint256),
+    [alone.fingerprint256],
+  )
+})
